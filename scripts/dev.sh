@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Starts a local 3-node ctxstore cluster on 127.0.0.1:7001-7003 (Ctrl-C stops it).
+# Extra arguments go to `ctxd dev` (e.g. --base-port 0, --nodes 5).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+exec cargo run --bin ctxd -- dev "$@"

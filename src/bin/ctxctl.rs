@@ -1,0 +1,260 @@
+//! `ctxctl`: command-line client for ctxstore.
+//!
+//! Exit codes: 0 success; 1 key not found or version mismatch; 2 bad usage or invalid
+//! argument; 3 cluster unreachable, unavailable or timed out; 4 any other error.
+
+use clap::{Parser, Subcommand};
+use ctxstore::client::{Client, ClientOptions};
+use ctxstore::proto::{ReplicaRole, ShardDescriptor, StatusResponse};
+use ctxstore::Error;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "ctxctl", version, about = "Command-line client for ctxstore")]
+struct Cli {
+    /// Comma-separated node addresses (host:port).
+    #[arg(long, env = "CTXSTORE_ENDPOINTS", default_value = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", value_delimiter = ',')]
+    endpoints: Vec<String>,
+    /// Per-request deadline, e.g. "10s", "500ms".
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write KEY = VALUE.
+    Put {
+        key: String,
+        value: String,
+        /// Expire after this long, e.g. "30s".
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Print the value of KEY (exit 1 if absent).
+    Get {
+        key: String,
+        /// Read from any replica, possibly stale.
+        #[arg(long)]
+        stale: bool,
+        /// Also print version, create version and expiry.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Delete KEY (exit 1 if it did not exist).
+    Del { key: String },
+    /// Write VALUE only if KEY is at EXPECTED_VERSION (0 = must not exist).
+    Cas {
+        key: String,
+        expected_version: u64,
+        value: Option<String>,
+        /// Delete instead of writing.
+        #[arg(long)]
+        delete: bool,
+    },
+    /// List keys starting with PREFIX.
+    Scan {
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Resume after this key.
+        #[arg(long, default_value = "")]
+        start_after: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show every node: shards, leader, term, applied index.
+    Status,
+    /// Membership of the shard.
+    Member {
+        #[command(subcommand)]
+        cmd: MemberCmd,
+    },
+    /// Hand leadership of the shard to a node.
+    TransferLeader { node_id: u64 },
+}
+
+#[derive(Subcommand)]
+enum MemberCmd {
+    /// List replicas.
+    List,
+    /// Add a node (as a learner, promoted once caught up).
+    Add { node_id: u64, addr: String },
+    /// Remove a node's replica.
+    Remove { node_id: u64 },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(4);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::VersionMismatch { .. } => 1,
+        Error::InvalidArgument { .. } | Error::LimitExceeded { .. } | Error::Config { .. } => 2,
+        Error::Timeout(..)
+        | Error::Transport(_)
+        | Error::ShardUnavailable { .. }
+        | Error::NotLeader { .. }
+        | Error::NodeNotReady(_)
+        | Error::Shutdown => 3,
+        _ => 4,
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Error> {
+    let member_add = matches!(cli.cmd, Cmd::Member { cmd: MemberCmd::Add { .. } });
+    let opts = ClientOptions {
+        // Adding a member waits for the new replica to catch up.
+        timeout: if member_add { cli.timeout.max(Duration::from_secs(90)) } else { cli.timeout },
+        ..Default::default()
+    };
+    let client = Client::connect_with(&cli.endpoints, opts).await?;
+    match cli.cmd {
+        Cmd::Put { key, value, ttl } => {
+            let r = client.put_with_ttl(key, value, ttl).await?;
+            println!("OK version={} create_version={}", r.version, r.create_version);
+        }
+        Cmd::Get { key, stale, verbose } => {
+            let kv = if stale { client.get_stale(key).await? } else { client.get(key).await? };
+            match kv {
+                Some(kv) => {
+                    println!("{}", String::from_utf8_lossy(&kv.value));
+                    if verbose {
+                        println!(
+                            "version={} create_version={} expires_at_ms={}",
+                            kv.version, kv.create_version, kv.expires_at_ms
+                        );
+                    }
+                }
+                None => {
+                    eprintln!("(not found)");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        Cmd::Del { key } => {
+            if client.delete(key).await? {
+                println!("deleted");
+            } else {
+                eprintln!("(not found)");
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Cmd::Cas { key, expected_version, value, delete } => {
+            let r = if delete {
+                client.compare_and_delete(key, expected_version).await?
+            } else {
+                let value = value.ok_or_else(|| Error::invalid("value", "required unless --delete"))?;
+                client.compare_and_swap(key, expected_version, value).await?
+            };
+            println!("OK version={}", r.version);
+        }
+        Cmd::Scan { prefix, start_after, limit } => {
+            let r = client.scan(prefix, start_after, limit).await?;
+            for kv in &r.kvs {
+                println!(
+                    "{}\t{}\tversion={}",
+                    String::from_utf8_lossy(&kv.key),
+                    String::from_utf8_lossy(&kv.value),
+                    kv.version
+                );
+            }
+            if r.more {
+                if let Some(last) = r.kvs.last() {
+                    eprintln!("(more: --start-after {})", String::from_utf8_lossy(&last.key));
+                }
+            }
+        }
+        Cmd::Status => {
+            let mut reachable = 0;
+            for ep in &cli.endpoints {
+                match client.node_status(ep).await {
+                    Ok(s) => {
+                        reachable += 1;
+                        print_status(&s);
+                    }
+                    Err(e) => println!("node at {ep}: unreachable ({e})"),
+                }
+            }
+            if reachable == 0 {
+                return Err(Error::Transport("no endpoint answered".into()));
+            }
+        }
+        Cmd::Member { cmd } => match cmd {
+            MemberCmd::List => {
+                let s = client.status().await?;
+                let desc = s
+                    .shards
+                    .first()
+                    .and_then(|sh| sh.descriptor.clone())
+                    .ok_or_else(|| Error::NodeNotReady("the node hosts no replica".into()))?;
+                print_members(&desc);
+            }
+            MemberCmd::Add { node_id, addr } => {
+                let r = client.add_member(node_id, &addr).await?;
+                if let Some(rep) = &r.replica {
+                    let role = if rep.role == ReplicaRole::Voter as i32 { "voter" } else { "learner (still catching up)" };
+                    println!("added node {node_id} as replica {} ({role})", rep.replica_id);
+                }
+                if let Some(d) = &r.descriptor {
+                    print_members(d);
+                }
+            }
+            MemberCmd::Remove { node_id } => {
+                let d = client.remove_member(node_id).await?;
+                println!("removed node {node_id}");
+                print_members(&d);
+            }
+        },
+        Cmd::TransferLeader { node_id } => {
+            client.transfer_leader(node_id).await?;
+            println!("leadership transfer to node {node_id} requested");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_members(d: &ShardDescriptor) {
+    println!("shard {} (conf_ver {}):", d.shard_id, d.conf_ver);
+    for r in &d.replicas {
+        let role = if r.role == ReplicaRole::Voter as i32 { "voter" } else { "learner" };
+        println!("  replica {:<4} node {:<4} {:<22} {role}", r.replica_id, r.node_id, r.addr);
+    }
+}
+
+fn print_status(s: &StatusResponse) {
+    println!("node {} at {} (wal syncs: {})", s.node_id, s.addr, s.wal_syncs);
+    if s.shards.is_empty() {
+        println!("  no replicas (starting, or waiting to be added)");
+    }
+    for sh in &s.shards {
+        let shard = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
+        println!(
+            "  shard {shard}: replica {} {:<9} leader={} term={} commit={} applied={} log=[{}..{}]",
+            sh.replica_id, sh.role, sh.leader_id, sh.term, sh.commit_index, sh.applied_index, sh.first_index, sh.last_index
+        );
+        if let Some(d) = &sh.descriptor {
+            for r in &d.replicas {
+                let role = if r.role == ReplicaRole::Voter as i32 { "voter" } else { "learner" };
+                let matched = sh.progress.get(&r.replica_id).map(|m| format!(" match={m}")).unwrap_or_default();
+                println!("    replica {} on node {} ({}) {role}{matched}", r.replica_id, r.node_id, r.addr);
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! `ctxd`: the ctxstore server, and `ctxd dev` for a local cluster.
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use ctxstore::dev::{DevCluster, DevOptions};
+use ctxstore::node::Node;
+use ctxstore::NodeConfig;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ctxd", version, about = "ctxstore server: a sharded, Raft-replicated store for LLM agent context")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start a local cluster on loopback in this process (Ctrl-C stops it).
+    Dev(DevArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// TOML config file; flags override its values.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// This node's id (> 0, never reused).
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// Address to bind, host:port.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address other nodes and clients use (default: --listen).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Members of a new cluster: "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003".
+    #[arg(long)]
+    initial_cluster: Option<String>,
+    /// Start empty and wait to be added with `ctxctl member add`.
+    #[arg(long)]
+    join: bool,
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Port of node 1 (the others follow); 0 picks free ports.
+    #[arg(long, default_value_t = 7001)]
+    base_port: u16,
+    /// Data directory (default: a new one under the system temp dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = rt.block_on(async {
+        match cli.cmd {
+            Some(Cmd::Dev(d)) => run_dev(d).await,
+            None => run_server(cli.server).await,
+        }
+    });
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
+    let mut cfg = match &a.config {
+        Some(p) => NodeConfig::from_file(p)?,
+        None => NodeConfig::default(),
+    };
+    if let Some(v) = a.node_id {
+        cfg.node_id = v;
+    }
+    if let Some(v) = a.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = a.advertise {
+        cfg.advertise = Some(v);
+    }
+    if let Some(v) = a.data_dir {
+        cfg.data_dir = v;
+    }
+    if let Some(v) = a.initial_cluster {
+        cfg.initial_cluster = v;
+    }
+    if a.join {
+        cfg.join = true;
+    }
+    let node = Node::start(cfg).await?;
+    eprintln!("ctxd: node {} serving on {}", node.id(), node.addr());
+    wait_for_signal().await?;
+    eprintln!("ctxd: shutting down");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn run_dev(d: DevArgs) -> anyhow::Result<()> {
+    let opts = DevOptions {
+        nodes: d.nodes,
+        base_port: d.base_port,
+        data_dir: d.data_dir,
+        ..Default::default()
+    };
+    let cluster = DevCluster::start(opts).await.context("starting the dev cluster")?;
+    let eps = cluster.endpoints().join(",");
+    println!("ctxstore dev cluster is up: {} nodes, a leader is elected", cluster.nodes.len());
+    println!("  data:      {}", cluster.data_dir.display());
+    println!("  endpoints: {eps}");
+    println!("try:");
+    println!("  cargo run --bin ctxctl -- --endpoints {eps} put greeting hello");
+    println!("  cargo run --bin ctxctl -- --endpoints {eps} get greeting");
+    println!("  cargo run --bin ctxctl -- --endpoints {eps} status");
+    println!("Ctrl-C stops the cluster.");
+    wait_for_signal().await?;
+    println!("stopping…");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

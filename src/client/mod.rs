@@ -1,0 +1,437 @@
+//! The bundled Rust client.
+//!
+//! It keeps one lazily connected gRPC channel per node, sends each request to the node
+//! it believes leads, follows `NotLeader` hints at once, backs off (2 ms doubling to
+//! 500 ms, jittered) on `ShardUnavailable` and connection errors while rotating through
+//! the nodes it knows, and gives up at the per-request deadline. Mutating requests
+//! carry a request id that stays the same across retries, so the server applies each
+//! at most once.
+
+use crate::error::{Error, Result};
+use crate::proto::cluster_client::ClusterClient;
+use crate::proto::kv_client::KvClient;
+use crate::proto::{
+    AddMemberRequest, AddMemberResponse, BatchOp, BatchRequest, CompareAndSwapRequest,
+    DeleteRequest, GetRequest, KeyValue, PutRequest, RemoveMemberRequest, ScanRequest,
+    ScanResponse, ShardDescriptor, StatusRequest, StatusResponse, TransferLeaderRequest,
+};
+use bytes::Bytes;
+use rand::Rng;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Deadline for one request including all retries (default 10 s).
+    pub timeout: Duration,
+    /// Timeout for establishing a connection (default 1 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Result of a write: the Raft index it took effect at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteResult {
+    /// Version of the key after the write.
+    pub version: u64,
+    /// Version at which the key was created.
+    pub create_version: u64,
+}
+
+/// A connection to a ctxstore cluster. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opts: ClientOptions,
+    /// Every address known: seeds first, then ones learned from hints.
+    addrs: Mutex<Vec<String>>,
+    /// Lazily connected channels by address.
+    channels: Mutex<HashMap<String, Channel>>,
+    /// Index in `addrs` of the node believed to lead.
+    leader: AtomicU64,
+    /// Random per-client prefix of request ids.
+    client_id: u64,
+    /// Counter making request ids unique within the client.
+    next_request: AtomicU64,
+}
+
+enum Step {
+    /// Retry now at this address.
+    Redirect(String),
+    /// Back off, then retry at the next known address.
+    Backoff,
+}
+
+impl Client {
+    /// Connects to a cluster through any of `endpoints` (`host:port`). Connections are
+    /// made lazily, so this fails only on malformed addresses.
+    pub async fn connect<S: AsRef<str>>(endpoints: &[S]) -> Result<Client> {
+        Self::connect_with(endpoints, ClientOptions::default()).await
+    }
+
+    /// [`Client::connect`] with options.
+    pub async fn connect_with<S: AsRef<str>>(endpoints: &[S], opts: ClientOptions) -> Result<Client> {
+        let addrs: Vec<String> = endpoints
+            .iter()
+            .map(|e| e.as_ref().trim().trim_start_matches("http://").to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::invalid("endpoints", "at least one endpoint is needed"));
+        }
+        for a in &addrs {
+            Endpoint::from_shared(format!("http://{a}"))
+                .map_err(|e| Error::invalid("endpoints", format!("`{a}`: {e}")))?;
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                opts,
+                addrs: Mutex::new(addrs),
+                channels: Mutex::new(HashMap::new()),
+                leader: AtomicU64::new(0),
+                client_id: rand::rng().random(),
+                next_request: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    fn new_request_id(&self) -> Bytes {
+        let n = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
+        let mut id = Vec::with_capacity(16);
+        id.extend_from_slice(&self.inner.client_id.to_be_bytes());
+        id.extend_from_slice(&n.to_be_bytes());
+        id.into()
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel> {
+        let mut chans = self
+            .inner
+            .channels
+            .lock()
+            .map_err(|_| Error::Internal("client lock poisoned".into()))?;
+        if let Some(c) = chans.get(addr) {
+            return Ok(c.clone());
+        }
+        let ch = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::invalid("endpoints", e.to_string()))?
+            .connect_timeout(self.inner.opts.connect_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        chans.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+
+    fn current(&self) -> String {
+        let addrs = self.inner.addrs.lock().map(|a| a.clone()).unwrap_or_default();
+        let i = self.inner.leader.load(Ordering::Relaxed) as usize;
+        addrs.get(i % addrs.len().max(1)).cloned().unwrap_or_default()
+    }
+
+    fn set_current(&self, addr: &str) {
+        if let Ok(mut addrs) = self.inner.addrs.lock() {
+            let i = match addrs.iter().position(|a| a == addr) {
+                Some(i) => i,
+                None => {
+                    addrs.push(addr.to_string());
+                    addrs.len() - 1
+                }
+            };
+            self.inner.leader.store(i as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn rotate(&self) {
+        self.inner.leader.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs `f` against the believed leader, retrying per the routing protocol.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        let timeout = self.inner.opts.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut backoff = Duration::from_millis(2);
+        let mut redirects = 0;
+        loop {
+            let addr = self.current();
+            let ch = self.channel(&addr)?;
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let err = match tokio::time::timeout(remaining, f(ch)).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(status)) => Error::from(status),
+                Err(_) => {
+                    return Err(Error::Timeout(
+                        timeout,
+                        Box::new(Error::Transport(format!("no answer from {addr}"))),
+                    ))
+                }
+            };
+            let step = match &err {
+                Error::NotLeader { leader: Some(l), .. } if !l.addr.is_empty() && l.addr != addr && redirects < 8 => {
+                    redirects += 1;
+                    Step::Redirect(l.addr.clone())
+                }
+                e if e.is_retryable() => Step::Backoff,
+                _ => return Err(err),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(timeout, Box::new(err)));
+            }
+            match step {
+                Step::Redirect(a) => self.set_current(&a),
+                Step::Backoff => {
+                    redirects = 0;
+                    self.rotate();
+                    let jitter = rand::rng().random_range(0.5..1.5);
+                    let pause = backoff.mul_f64(jitter).min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                    tokio::time::sleep(pause).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    fn kv(ch: Channel) -> KvClient<Channel> {
+        KvClient::new(ch)
+            .max_decoding_message_size(crate::server::MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(crate::server::MAX_MESSAGE_SIZE)
+    }
+
+    /// Reads a key (linearizable). `None` if it does not exist or has expired.
+    pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>> {
+        self.get_opt(key.into(), false).await
+    }
+
+    /// Reads a key from whichever replica answers, possibly stale.
+    pub async fn get_stale(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>> {
+        self.get_opt(key.into(), true).await
+    }
+
+    async fn get_opt(&self, key: Bytes, stale: bool) -> Result<Option<KeyValue>> {
+        let req = GetRequest {
+            header: None,
+            key,
+            stale,
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move { Ok(Self::kv(ch).get(req).await?.into_inner().kv) }
+        })
+        .await
+    }
+
+    /// Writes a key.
+    pub async fn put(&self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<WriteResult> {
+        self.put_with_ttl(key, value, None).await
+    }
+
+    /// Writes a key that expires after `ttl`.
+    pub async fn put_with_ttl(
+        &self,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<WriteResult> {
+        let req = PutRequest {
+            header: None,
+            key: key.into(),
+            value: value.into(),
+            ttl_ms: ttl.map_or(0, |t| t.as_millis().max(1) as u64),
+            request_id: self.new_request_id(),
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move {
+                let r = Self::kv(ch).put(req).await?.into_inner();
+                Ok(WriteResult {
+                    version: r.version,
+                    create_version: r.create_version,
+                })
+            }
+        })
+        .await
+    }
+
+    /// Deletes a key; returns whether a live key was removed.
+    pub async fn delete(&self, key: impl Into<Bytes>) -> Result<bool> {
+        let req = DeleteRequest {
+            header: None,
+            key: key.into(),
+            request_id: self.new_request_id(),
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move { Ok(Self::kv(ch).delete(req).await?.into_inner().deleted) }
+        })
+        .await
+    }
+
+    /// Writes `value` only if the key is at `expected_version` (0 = must not exist).
+    /// A mismatch is [`Error::VersionMismatch`] carrying the actual version.
+    pub async fn compare_and_swap(
+        &self,
+        key: impl Into<Bytes>,
+        expected_version: u64,
+        value: impl Into<Bytes>,
+    ) -> Result<WriteResult> {
+        let req = CompareAndSwapRequest {
+            key: key.into(),
+            expected_version,
+            value: value.into(),
+            request_id: self.new_request_id(),
+            ..Default::default()
+        };
+        self.cas_request(req).await
+    }
+
+    /// Deletes the key only if it is at `expected_version`.
+    pub async fn compare_and_delete(&self, key: impl Into<Bytes>, expected_version: u64) -> Result<WriteResult> {
+        let req = CompareAndSwapRequest {
+            key: key.into(),
+            expected_version,
+            delete: true,
+            request_id: self.new_request_id(),
+            ..Default::default()
+        };
+        self.cas_request(req).await
+    }
+
+    async fn cas_request(&self, req: CompareAndSwapRequest) -> Result<WriteResult> {
+        self.call(|ch| {
+            let req = req.clone();
+            async move {
+                let r = Self::kv(ch).compare_and_swap(req).await?.into_inner();
+                Ok(WriteResult {
+                    version: r.version,
+                    create_version: r.create_version,
+                })
+            }
+        })
+        .await
+    }
+
+    /// Applies all operations atomically; returns the version they took effect at.
+    pub async fn batch(&self, ops: Vec<BatchOp>) -> Result<u64> {
+        let req = BatchRequest {
+            header: None,
+            ops,
+            request_id: self.new_request_id(),
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move { Ok(Self::kv(ch).batch(req).await?.into_inner().version) }
+        })
+        .await
+    }
+
+    /// Lists keys starting with `prefix` after `start_after`, at most `limit`.
+    pub async fn scan(
+        &self,
+        prefix: impl Into<Bytes>,
+        start_after: impl Into<Bytes>,
+        limit: u32,
+    ) -> Result<ScanResponse> {
+        let req = ScanRequest {
+            header: None,
+            prefix: prefix.into(),
+            start_after: start_after.into(),
+            limit,
+            stale: false,
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move { Ok(Self::kv(ch).scan(req).await?.into_inner()) }
+        })
+        .await
+    }
+
+    /// Status of the node at `addr` (no retries elsewhere).
+    pub async fn node_status(&self, addr: &str) -> Result<StatusResponse> {
+        let ch = self.channel(addr)?;
+        let r = tokio::time::timeout(
+            self.inner.opts.timeout,
+            ClusterClient::new(ch).status(StatusRequest {}),
+        )
+        .await
+        .map_err(|_| Error::Transport(format!("no answer from {addr}")))??;
+        Ok(r.into_inner())
+    }
+
+    /// Status of the first node that answers.
+    pub async fn status(&self) -> Result<StatusResponse> {
+        self.call(|ch| async move { Ok(ClusterClient::new(ch).status(StatusRequest {}).await?.into_inner()) })
+            .await
+    }
+
+    /// Every known address (seeds and learned).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.inner.addrs.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Adds a node to the default shard as a learner and waits until it is promoted.
+    pub async fn add_member(&self, node_id: u64, addr: &str) -> Result<AddMemberResponse> {
+        let req = AddMemberRequest {
+            shard_id: 0,
+            node_id,
+            addr: addr.to_string(),
+        };
+        self.call(|ch| {
+            let req = req.clone();
+            async move {
+                Ok(ClusterClient::new(ch)
+                    .add_member(tonic::Request::new(req))
+                    .await?
+                    .into_inner())
+            }
+        })
+        .await
+    }
+
+    /// Removes the replica on `node_id` from the default shard.
+    pub async fn remove_member(&self, node_id: u64) -> Result<ShardDescriptor> {
+        let req = RemoveMemberRequest { shard_id: 0, node_id };
+        self.call(|ch| {
+            let req = req.clone();
+            async move {
+                ClusterClient::new(ch)
+                    .remove_member(req)
+                    .await?
+                    .into_inner()
+                    .descriptor
+                    .ok_or_else(|| tonic::Status::internal("no descriptor in answer"))
+            }
+        })
+        .await
+    }
+
+    /// Asks the leader of the default shard to hand leadership to `node_id`.
+    pub async fn transfer_leader(&self, node_id: u64) -> Result<()> {
+        let req = TransferLeaderRequest { shard_id: 0, node_id };
+        self.call(|ch| {
+            let req = req.clone();
+            async move {
+                ClusterClient::new(ch).transfer_leader(req).await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+}

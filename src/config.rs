@@ -1,0 +1,286 @@
+//! Node configuration: a TOML file (kebab-case, every field optional with a default)
+//! that command-line flags override; `validate()` names the offending field.
+
+use crate::error::{Error, Result};
+use crate::types::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything one `ctxd` process needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id (required, > 0, never reused for another data directory).
+    pub node_id: u64,
+    /// Address the gRPC server binds (default `127.0.0.1:7001`).
+    pub listen: String,
+    /// Address other nodes and clients use to reach this node (default: `listen`).
+    pub advertise: Option<String>,
+    /// Directory holding this node's RocksDB (required).
+    pub data_dir: PathBuf,
+    /// Initial members, `"1=127.0.0.1:7001,2=127.0.0.1:7002"`; used only on the first
+    /// start of a brand-new cluster (ignored once the data dir holds state).
+    pub initial_cluster: String,
+    /// Start empty and wait to be added with `ctxctl member add` (default false).
+    pub join: bool,
+    /// Raft timing and flow control.
+    pub raft: RaftConfig,
+    /// Request size limits.
+    pub limits: Limits,
+}
+
+/// Raft settings (DESIGN §3).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RaftConfig {
+    /// One Raft tick (default `100ms`); one timer per node drives all replicas.
+    #[serde(with = "humantime_serde")]
+    pub tick_interval: Duration,
+    /// Election timeout in ticks (default 10; randomized in [n, 2n)).
+    pub election_ticks: usize,
+    /// Heartbeat interval in ticks (default 2).
+    pub heartbeat_ticks: usize,
+    /// Largest append message in bytes (default 1 MiB).
+    pub max_size_per_msg: u64,
+    /// Append messages in flight per follower (default 256).
+    pub max_inflight_msgs: usize,
+    /// Bytes of uncommitted entries a leader accepts (default 64 MiB).
+    pub max_uncommitted_size: u64,
+    /// Compact the Raft log once this many applied entries sit above the last
+    /// compaction point (default 10,000).
+    pub log_gc_threshold: u64,
+    /// Entries kept below the applied index at compaction, for slightly lagging
+    /// followers (default 1,000).
+    pub log_gc_keep: u64,
+}
+
+/// Request limits (DESIGN §5); breaking one is `ResourceExhausted` naming the limit.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Limits {
+    /// Largest key in bytes (default 4 KiB).
+    pub max_key_size: u64,
+    /// Largest value in bytes (default 4 MiB).
+    pub max_value_size: u64,
+    /// Most operations in one batch (default 1,000).
+    pub max_batch_ops: u64,
+    /// Most keys one scan returns (default 10,000).
+    pub max_scan_limit: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 0,
+            listen: "127.0.0.1:7001".into(),
+            advertise: None,
+            data_dir: PathBuf::new(),
+            initial_cluster: String::new(),
+            join: false,
+            raft: RaftConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        Self {
+            tick_interval: Duration::from_millis(100),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            max_uncommitted_size: 64 << 20,
+            log_gc_threshold: 10_000,
+            log_gc_keep: 1_000,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_key_size: 4 << 10,
+            max_value_size: 4 << 20,
+            max_batch_ops: 1_000,
+            max_scan_limit: 10_000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads a TOML file; unknown keys and bad values are errors naming the field.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config("config", format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| Error::config("config", format!("{}: {e}", path.display())))
+    }
+
+    /// The address peers and clients dial.
+    pub fn advertise_addr(&self) -> &str {
+        self.advertise.as_deref().unwrap_or(&self.listen)
+    }
+
+    /// Parses `initial-cluster` into node id → address.
+    pub fn initial_members(&self) -> Result<BTreeMap<NodeId, String>> {
+        parse_initial_cluster(&self.initial_cluster)
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.node_id == 0 {
+            return Err(Error::config("node-id", "must be set and greater than 0"));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Error::config("data-dir", "must be set"));
+        }
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| Error::config("listen", format!("`{}` is not host:port: {e}", self.listen)))?;
+        if let Some(a) = &self.advertise {
+            check_host_port("advertise", a)?;
+        }
+        let members = self.initial_members()?;
+        if self.join && !members.is_empty() {
+            return Err(Error::config(
+                "join",
+                "cannot be combined with initial-cluster: a joining node is added with `ctxctl member add`",
+            ));
+        }
+        if !self.join && !members.is_empty() && !members.contains_key(&NodeId(self.node_id)) {
+            return Err(Error::config(
+                "initial-cluster",
+                format!("does not list this node (node-id {})", self.node_id),
+            ));
+        }
+        self.raft.validate()?;
+        self.limits.validate()
+    }
+}
+
+impl RaftConfig {
+    fn validate(&self) -> Result<()> {
+        if self.tick_interval < Duration::from_millis(1) {
+            return Err(Error::config("raft.tick-interval", "must be at least 1ms"));
+        }
+        if self.heartbeat_ticks == 0 {
+            return Err(Error::config("raft.heartbeat-ticks", "must be greater than 0"));
+        }
+        if self.election_ticks <= self.heartbeat_ticks {
+            return Err(Error::config(
+                "raft.election-ticks",
+                format!("must be greater than heartbeat-ticks ({})", self.heartbeat_ticks),
+            ));
+        }
+        if self.max_inflight_msgs == 0 {
+            return Err(Error::config("raft.max-inflight-msgs", "must be greater than 0"));
+        }
+        if self.log_gc_threshold == 0 {
+            return Err(Error::config("raft.log-gc-threshold", "must be greater than 0"));
+        }
+        Ok(())
+    }
+}
+
+impl Limits {
+    fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("limits.max-key-size", self.max_key_size),
+            ("limits.max-value-size", self.max_value_size),
+            ("limits.max-batch-ops", self.max_batch_ops),
+            ("limits.max-scan-limit", self.max_scan_limit),
+        ] {
+            if v == 0 {
+                return Err(Error::config(name, "must be greater than 0"));
+            }
+        }
+        if self.max_value_size > 64 << 20 {
+            return Err(Error::config("limits.max-value-size", "must be at most 64 MiB"));
+        }
+        Ok(())
+    }
+}
+
+fn check_host_port(field: &str, addr: &str) -> Result<()> {
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(Error::config(field, format!("`{addr}` is not host:port"))),
+    }
+}
+
+/// Parses `"1=host:port,2=host:port"`.
+pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<NodeId, String>> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('=').ok_or_else(|| {
+            Error::config("initial-cluster", format!("`{part}` is not ID=HOST:PORT"))
+        })?;
+        let id: u64 = id.trim().parse().map_err(|_| {
+            Error::config("initial-cluster", format!("`{id}` in `{part}` is not a node id"))
+        })?;
+        if id == 0 {
+            return Err(Error::config("initial-cluster", "node ids start at 1"));
+        }
+        check_host_port("initial-cluster", addr.trim())?;
+        if out.insert(NodeId(id), addr.trim().to_string()).is_some() {
+            return Err(Error::config("initial-cluster", format!("node {id} listed twice")));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> NodeConfig {
+        NodeConfig {
+            node_id: 1,
+            data_dir: "/tmp/x".into(),
+            initial_cluster: "1=127.0.0.1:7001,2=127.0.0.1:7002".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn valid_config_passes() {
+        valid().validate().expect("valid");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let cases: Vec<(fn(&mut NodeConfig), &str)> = vec![
+            (|c| c.node_id = 0, "node-id"),
+            (|c| c.data_dir = PathBuf::new(), "data-dir"),
+            (|c| c.listen = "nope".into(), "listen"),
+            (|c| c.initial_cluster = "1=a".into(), "initial-cluster"),
+            (|c| c.initial_cluster = "x=127.0.0.1:1".into(), "initial-cluster"),
+            (|c| c.initial_cluster = "2=127.0.0.1:1".into(), "initial-cluster"),
+            (|c| c.join = true, "join"),
+            (|c| c.raft.election_ticks = 1, "raft.election-ticks"),
+            (|c| c.limits.max_key_size = 0, "limits.max-key-size"),
+        ];
+        for (mutate, field) in cases {
+            let mut c = valid();
+            mutate(&mut c);
+            match c.validate() {
+                Err(Error::Config { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected error on {field}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn toml_uses_kebab_case_and_human_durations() {
+        let c: NodeConfig = toml::from_str(
+            "node-id = 3\ndata-dir = \"/d\"\n[raft]\ntick-interval = \"50ms\"\n",
+        )
+        .expect("parses");
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.raft.tick_interval, Duration::from_millis(50));
+        assert!(toml::from_str::<NodeConfig>("nodeid = 3").is_err());
+    }
+}

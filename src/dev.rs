@@ -1,0 +1,123 @@
+//! `ctxd dev`: a local multi-node cluster in one process, for trying ctxstore out.
+
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::node::Node;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Options of the dev cluster.
+#[derive(Clone, Debug)]
+pub struct DevOptions {
+    /// Number of nodes (default 3).
+    pub nodes: u64,
+    /// First port; node i listens on `base_port + i - 1`; 0 lets the OS choose.
+    pub base_port: u16,
+    /// Where node data goes (default: a new directory under the system temp dir).
+    pub data_dir: Option<PathBuf>,
+    /// Raft tick (default 100 ms).
+    pub tick: Duration,
+}
+
+impl Default for DevOptions {
+    fn default() -> Self {
+        Self {
+            nodes: 3,
+            base_port: 7001,
+            data_dir: None,
+            tick: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A running dev cluster.
+pub struct DevCluster {
+    /// The nodes, in id order.
+    pub nodes: Vec<Node>,
+    /// Their data directory.
+    pub data_dir: PathBuf,
+}
+
+impl DevCluster {
+    /// Starts the nodes and waits until the cluster has a leader.
+    pub async fn start(opts: DevOptions) -> Result<DevCluster> {
+        if opts.nodes == 0 {
+            return Err(Error::config("nodes", "must be at least 1"));
+        }
+        let data_dir = match &opts.data_dir {
+            Some(d) => d.clone(),
+            None => std::env::temp_dir().join(format!(
+                "ctxstore-dev-{}-{}",
+                std::process::id(),
+                crate::server::now_ms()
+            )),
+        };
+        let mut listeners = Vec::new();
+        for i in 0..opts.nodes {
+            let port = if opts.base_port == 0 { 0 } else { opts.base_port + i as u16 };
+            let addr = format!("127.0.0.1:{port}");
+            let l = TcpListener::bind(&addr)
+                .await
+                .map_err(|e| Error::config("base-port", format!("cannot bind {addr}: {e} (try --base-port 0)")))?;
+            listeners.push(l);
+        }
+        let addrs: Vec<String> = listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.to_string()))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let initial: Vec<String> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            let mut cfg = NodeConfig {
+                node_id: i as u64 + 1,
+                listen: addrs[i].clone(),
+                data_dir: data_dir.join(format!("node{}", i + 1)),
+                initial_cluster: initial.join(","),
+                ..Default::default()
+            };
+            cfg.raft.tick_interval = opts.tick;
+            nodes.push(Node::start_with_listener(cfg, l).await?);
+        }
+        let cluster = DevCluster { nodes, data_dir };
+        cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    /// The nodes' addresses.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr().to_string()).collect()
+    }
+
+    /// Waits until some node leads the default shard.
+    pub async fn wait_for_leader(&self, within: Duration) -> Result<u64> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            for n in &self.nodes {
+                let s = n.status().await;
+                if let Some(sh) = s.shards.iter().find(|s| s.role == "leader") {
+                    return Ok(sh.leader_id);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::ShardUnavailable {
+                    shard: crate::types::DEFAULT_SHARD,
+                    reason: format!("no leader elected within {within:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops every node.
+    pub async fn shutdown(self) {
+        for n in self.nodes {
+            n.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The crate's error type. Routing conditions are typed variants the client acts on
+//! (DESIGN §5); `status` is the one place that maps them to and from gRPC.
+
+use crate::proto::ReplicaInfo;
+use crate::types::ShardId;
+use std::time::Duration;
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in ctxstore, server or client side.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// This replica does not lead the shard; retry at the hint.
+    #[error("not the leader of shard {shard}{}", hint_text(.leader))]
+    NotLeader {
+        /// The shard asked for.
+        shard: ShardId,
+        /// The leader as this replica knows it.
+        leader: Option<ReplicaInfo>,
+    },
+    /// The client routed with an old shard epoch; refresh routing and retry.
+    #[error("stale epoch for shard {shard}: current conf_ver {conf_ver}, ring_ver {ring_ver}")]
+    StaleEpoch {
+        /// The shard asked for.
+        shard: ShardId,
+        /// Current configuration version.
+        conf_ver: u64,
+        /// Current ring version.
+        ring_ver: u64,
+    },
+    /// The key is not owned by the shard the request named.
+    #[error("shard {shard} does not own this key or does not exist on this node")]
+    WrongShard {
+        /// The shard asked for.
+        shard: ShardId,
+    },
+    /// No leader right now (election in progress); back off and retry.
+    #[error("shard {shard} unavailable: {reason}")]
+    ShardUnavailable {
+        /// The shard asked for.
+        shard: ShardId,
+        /// What is going on.
+        reason: String,
+    },
+    /// A request field is malformed.
+    #[error("invalid argument `{field}`: {reason}")]
+    InvalidArgument {
+        /// The offending field.
+        field: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A compare-and-swap or batch check failed; nothing was written.
+    #[error("version mismatch on key {}: expected {expected}, actual {actual}", String::from_utf8_lossy(.key))]
+    VersionMismatch {
+        /// The key whose version differed.
+        key: bytes::Bytes,
+        /// The version the request expected (0 = absent).
+        expected: u64,
+        /// The key's version (0 = absent).
+        actual: u64,
+    },
+    /// A size or count limit was exceeded; nothing was written.
+    #[error("{limit} exceeded: {actual} > {max}")]
+    LimitExceeded {
+        /// The limit's name (as in the config file).
+        limit: String,
+        /// The configured maximum.
+        max: u64,
+        /// What the request had.
+        actual: u64,
+    },
+    /// This node is starting, joining, or has no replica of the shard yet.
+    #[error("node not ready: {0}")]
+    NodeNotReady(String),
+    /// The configuration is invalid.
+    #[error("invalid config `{field}`: {reason}")]
+    Config {
+        /// The offending field (as in the TOML file or flag).
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// RocksDB or a persisted record failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// raft-rs refused an operation.
+    #[error("raft error: {0}")]
+    Raft(#[from] raft::Error),
+    /// A node could not be reached.
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// The request's deadline passed while retrying.
+    #[error("deadline of {0:?} exceeded; last error: {1}")]
+    Timeout(Duration, Box<Error>),
+    /// The node is shutting down.
+    #[error("shutting down")]
+    Shutdown,
+    /// A gRPC status without a typed detail.
+    #[error("rpc error {code:?}: {message}")]
+    Rpc {
+        /// The gRPC code.
+        code: tonic::Code,
+        /// The server's message.
+        message: String,
+    },
+    /// A bug or a broken invariant.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn hint_text(leader: &Option<ReplicaInfo>) -> String {
+    match leader {
+        Some(l) => format!(" (leader is node {} at {})", l.node_id, l.addr),
+        None => " (leader unknown)".to_string(),
+    }
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::LimitExceeded`].
+    pub fn limit(limit: &str, max: u64, actual: u64) -> Self {
+        Error::LimitExceeded {
+            limit: limit.to_string(),
+            max,
+            actual,
+        }
+    }
+
+    /// Shorthand for [`Error::Config`].
+    pub fn config(field: &str, reason: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether retrying the same request elsewhere or later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::NotLeader { .. }
+                | Error::StaleEpoch { .. }
+                | Error::WrongShard { .. }
+                | Error::ShardUnavailable { .. }
+                | Error::NodeNotReady(_)
+                | Error::Transport(_)
+                | Error::Shutdown
+        )
+    }
+}
+
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+impl From<prost::DecodeError> for Error {
+    fn from(e: prost::DecodeError) -> Self {
+        Error::Storage(format!("corrupt record: {e}"))
+    }
+}
+
+impl From<protobuf::ProtobufError> for Error {
+    fn from(e: protobuf::ProtobufError) -> Self {
+        Error::Storage(format!("corrupt raft record: {e}"))
+    }
+}

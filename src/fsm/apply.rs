@@ -1,0 +1,136 @@
+//! Applies committed entries to RocksDB: one WriteBatch per round carrying the data,
+//! the dedup records, the shard descriptor and the applied index it all corresponds to.
+
+use crate::error::Result;
+use crate::fsm::command::{Applier, Change, StateReader};
+use crate::keys;
+use crate::proto::{ApplyState, CommandResult, DedupRecord, RaftCommand, ShardDescriptor, ValueRecord};
+use crate::storage::Engine;
+use crate::types::ShardId;
+use prost::Message;
+use raft::eraftpb::{Entry, EntryType};
+
+/// Purge expired dedup records every this many applied entries.
+const DEDUP_PURGE_EVERY: u64 = 4096;
+
+struct EngineReader<'a> {
+    engine: &'a Engine,
+}
+
+impl StateReader for EngineReader<'_> {
+    fn value(&self, dk: &[u8]) -> Result<Option<ValueRecord>> {
+        match self.engine.get(keys::CF_DATA, dk)? {
+            Some(v) => Ok(Some(ValueRecord::decode(v.as_slice())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn dedup(&self, dk: &[u8]) -> Result<Option<DedupRecord>> {
+        match self.engine.get(keys::CF_META, dk)? {
+            Some(v) => Ok(Some(DedupRecord::decode(v.as_slice())?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The outcome of one applied round.
+pub(crate) struct Applied {
+    /// `(index, term, result)` of every command entry.
+    pub(crate) results: Vec<(u64, u64, CommandResult)>,
+    /// The descriptor after the round.
+    pub(crate) desc: ShardDescriptor,
+    /// The applied index and term after the round.
+    pub(crate) applied_index: u64,
+    /// Term of `applied_index`.
+    pub(crate) applied_term: u64,
+}
+
+/// Applies `entries` (already committed and persisted, in order). `desc` and
+/// `conf_state` already reflect the conf changes among them (the replica applies those
+/// to raft-rs itself); they are written with the applied index.
+pub(crate) fn apply_round(
+    engine: &Engine,
+    shard: ShardId,
+    entries: &[Entry],
+    mut desc: ShardDescriptor,
+    conf_state: Vec<u8>,
+) -> Result<Applied> {
+    let reader = EngineReader { engine };
+    let mut applier = Applier::new(&reader);
+    let mut results = Vec::new();
+    let mut last_now_ms = 0;
+    for e in entries {
+        if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+            continue;
+        }
+        let cmd = match RaftCommand::decode(e.data.as_ref()) {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::error!(%shard, index = e.index, %err, "skipping undecodable command");
+                continue;
+            }
+        };
+        last_now_ms = last_now_ms.max(cmd.now_ms);
+        let r = applier.apply(e.index, &cmd, |rid| keys::dedup_key(shard, rid))?;
+        results.push((e.index, e.term, r));
+    }
+    for id in &applier.started {
+        if let Some(r) = desc.replicas.iter_mut().find(|r| r.replica_id == *id) {
+            r.started = true;
+        }
+    }
+    let (applied_index, applied_term) = entries
+        .last()
+        .map(|e| (e.index, e.term))
+        .unwrap_or_default();
+    let mut batch = rocksdb::WriteBatch::default();
+    let data = engine.cf(keys::CF_DATA);
+    let meta = engine.cf(keys::CF_META);
+    for change in applier.changes.drain(..) {
+        match change {
+            Change::PutValue(k, v) => batch.put_cf(data, k, v.encode_to_vec()),
+            Change::DeleteValue(k) => batch.delete_cf(data, k),
+            Change::PutDedup(k, v) => batch.put_cf(meta, k, v.encode_to_vec()),
+        }
+    }
+    let first_index = entries.first().map_or(applied_index, |e| e.index);
+    let crossed = first_index.saturating_sub(1) / DEDUP_PURGE_EVERY != applied_index / DEDUP_PURGE_EVERY;
+    if last_now_ms > 0 && crossed {
+        purge_dedup(engine, shard, last_now_ms, &mut batch)?;
+    }
+    let state = ApplyState {
+        applied_index,
+        applied_term,
+        conf_state: conf_state.into(),
+    };
+    batch.put_cf(meta, keys::apply_state_key(shard), state.encode_to_vec());
+    batch.put_cf(meta, keys::desc_key(shard), desc.encode_to_vec());
+    engine.db().write(batch)?;
+    Ok(Applied {
+        results,
+        desc,
+        applied_index,
+        applied_term,
+    })
+}
+
+fn purge_dedup(
+    engine: &Engine,
+    shard: ShardId,
+    now_ms: u64,
+    batch: &mut rocksdb::WriteBatch,
+) -> Result<()> {
+    let prefix = keys::dedup_prefix(shard);
+    let meta = engine.cf(keys::CF_META);
+    for item in engine.db().prefix_iterator_cf(meta, &prefix) {
+        let (k, v) = item?;
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        let rec = DedupRecord::decode(v.as_ref())?;
+        if rec.expires_at_ms <= now_ms {
+            batch.delete_cf(meta, k);
+        }
+    }
+    Ok(())
+}

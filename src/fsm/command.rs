@@ -1,0 +1,302 @@
+//! Pure command logic: checks, puts, deletes and request dedup.
+
+use crate::error::Result;
+use crate::keys;
+use crate::proto::{
+    command_result, raft_command, write_op, CheckFailed, CommandResult, DedupRecord, RaftCommand,
+    ValueRecord, WriteOutcome,
+};
+use std::collections::HashMap;
+
+/// How long a request id is remembered for deduplicating retries.
+pub(crate) const DEDUP_WINDOW_MS: u64 = 10 * 60 * 1000;
+
+/// Read access to the state a command applies to.
+pub(crate) trait StateReader {
+    /// The record stored under a `data` CF key.
+    fn value(&self, data_key: &[u8]) -> Result<Option<ValueRecord>>;
+    /// The dedup record under a `meta` CF key.
+    fn dedup(&self, dedup_key: &[u8]) -> Result<Option<DedupRecord>>;
+}
+
+/// A change the applier wants written.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Change {
+    /// Store a value record.
+    PutValue(Vec<u8>, ValueRecord),
+    /// Remove a data key.
+    DeleteValue(Vec<u8>),
+    /// Remember a request's result.
+    PutDedup(Vec<u8>, DedupRecord),
+}
+
+/// Applies commands of one round on top of a reader, seeing its own earlier writes.
+pub(crate) struct Applier<'r, R: StateReader> {
+    /// The committed state before this round.
+    reader: &'r R,
+    /// Data keys written earlier in this round (None = deleted).
+    values: HashMap<Vec<u8>, Option<ValueRecord>>,
+    /// Dedup records written earlier in this round.
+    dedups: HashMap<Vec<u8>, DedupRecord>,
+    /// Everything to write, in order.
+    pub(crate) changes: Vec<Change>,
+    /// Replicas the round marked as started.
+    pub(crate) started: Vec<u64>,
+}
+
+impl<'r, R: StateReader> Applier<'r, R> {
+    /// An applier with nothing applied yet.
+    pub(crate) fn new(reader: &'r R) -> Self {
+        Self {
+            reader,
+            values: HashMap::new(),
+            dedups: HashMap::new(),
+            changes: Vec::new(),
+            started: Vec::new(),
+        }
+    }
+
+    fn value(&self, dk: &[u8]) -> Result<Option<ValueRecord>> {
+        match self.values.get(dk) {
+            Some(v) => Ok(v.clone()),
+            None => self.reader.value(dk),
+        }
+    }
+
+    fn live_value(&self, dk: &[u8], now_ms: u64) -> Result<Option<ValueRecord>> {
+        Ok(self.value(dk)?.filter(|r| is_live(r, now_ms)))
+    }
+
+    /// Applies the command committed at `index`; `dedup_key` builds the dedup key.
+    pub(crate) fn apply(
+        &mut self,
+        index: u64,
+        cmd: &RaftCommand,
+        dedup_key: impl Fn(&[u8]) -> Vec<u8>,
+    ) -> Result<CommandResult> {
+        let dk = (!cmd.request_id.is_empty()).then(|| dedup_key(&cmd.request_id));
+        if let Some(dk) = &dk {
+            let prior = match self.dedups.get(dk) {
+                Some(r) => Some(r.clone()),
+                None => self.reader.dedup(dk)?,
+            };
+            // Expiry is judged by the command's own time, so every replica agrees
+            // whether or not it has purged the record yet.
+            if let Some(rec) = prior
+                .filter(|r| r.expires_at_ms > cmd.now_ms)
+                .and_then(|r| r.result)
+            {
+                return Ok(rec);
+            }
+        }
+        let result = match &cmd.cmd {
+            Some(raft_command::Cmd::Write(batch)) => self.apply_write(index, cmd.now_ms, batch)?,
+            Some(raft_command::Cmd::MarkStarted(replica)) => {
+                self.started.push(*replica);
+                ok(index, vec![])
+            }
+            None => ok(index, vec![]),
+        };
+        if let Some(dk) = dk {
+            let rec = DedupRecord {
+                expires_at_ms: cmd.now_ms.saturating_add(DEDUP_WINDOW_MS),
+                result: Some(result.clone()),
+            };
+            self.dedups.insert(dk.clone(), rec.clone());
+            self.changes.push(Change::PutDedup(dk, rec));
+        }
+        Ok(result)
+    }
+
+    fn apply_write(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        batch: &crate::proto::WriteBatch,
+    ) -> Result<CommandResult> {
+        for op in &batch.ops {
+            if let Some(write_op::Op::Check(c)) = &op.op {
+                let actual = self
+                    .live_value(&keys::data_key(&c.key), now_ms)?
+                    .map_or(0, |r| r.version);
+                if actual != c.expected_version {
+                    return Ok(CommandResult {
+                        result: Some(command_result::Result::CheckFailed(CheckFailed {
+                            key: c.key.clone(),
+                            expected_version: c.expected_version,
+                            actual_version: actual,
+                        })),
+                    });
+                }
+            }
+        }
+        let mut per_op = Vec::with_capacity(batch.ops.len());
+        for op in &batch.ops {
+            match &op.op {
+                Some(write_op::Op::Put(p)) => {
+                    let dk = keys::data_key(&p.key);
+                    let create_version = self
+                        .live_value(&dk, now_ms)?
+                        .map_or(index, |r| r.create_version);
+                    let rec = ValueRecord {
+                        version: index,
+                        create_version,
+                        expires_at_ms: p.expires_at_ms,
+                        value: p.value.clone(),
+                    };
+                    self.values.insert(dk.clone(), Some(rec.clone()));
+                    self.changes.push(Change::PutValue(dk, rec));
+                    per_op.push(create_version);
+                }
+                Some(write_op::Op::Delete(d)) => {
+                    let dk = keys::data_key(&d.key);
+                    let existed = self.live_value(&dk, now_ms)?.is_some();
+                    if self.value(&dk)?.is_some() {
+                        self.values.insert(dk.clone(), None);
+                        self.changes.push(Change::DeleteValue(dk));
+                    }
+                    per_op.push(u64::from(existed));
+                }
+                Some(write_op::Op::Check(_)) | None => per_op.push(0),
+            }
+        }
+        Ok(ok(index, per_op))
+    }
+}
+
+fn ok(version: u64, per_op: Vec<u64>) -> CommandResult {
+    CommandResult {
+        result: Some(command_result::Result::Ok(WriteOutcome { version, per_op })),
+    }
+}
+
+/// Whether a record is visible at `now_ms`.
+pub(crate) fn is_live(r: &ValueRecord, now_ms: u64) -> bool {
+    r.expires_at_ms == 0 || r.expires_at_ms > now_ms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{WriteBatch, WriteCheck, WriteDelete, WriteOp, WritePut};
+
+    #[derive(Default)]
+    struct MapReader {
+        values: HashMap<Vec<u8>, ValueRecord>,
+        dedups: HashMap<Vec<u8>, DedupRecord>,
+    }
+
+    impl StateReader for MapReader {
+        fn value(&self, k: &[u8]) -> Result<Option<ValueRecord>> {
+            Ok(self.values.get(k).cloned())
+        }
+        fn dedup(&self, k: &[u8]) -> Result<Option<DedupRecord>> {
+            Ok(self.dedups.get(k).cloned())
+        }
+    }
+
+    fn put(key: &str, value: &str) -> WriteOp {
+        WriteOp {
+            op: Some(write_op::Op::Put(WritePut {
+                key: key.as_bytes().to_vec().into(),
+                value: value.as_bytes().to_vec().into(),
+                expires_at_ms: 0,
+            })),
+        }
+    }
+
+    fn check(key: &str, v: u64) -> WriteOp {
+        WriteOp {
+            op: Some(write_op::Op::Check(WriteCheck {
+                key: key.as_bytes().to_vec().into(),
+                expected_version: v,
+            })),
+        }
+    }
+
+    fn del(key: &str) -> WriteOp {
+        WriteOp {
+            op: Some(write_op::Op::Delete(WriteDelete {
+                key: key.as_bytes().to_vec().into(),
+            })),
+        }
+    }
+
+    fn cmd(ops: Vec<WriteOp>, rid: &str) -> RaftCommand {
+        RaftCommand {
+            request_id: rid.as_bytes().to_vec().into(),
+            now_ms: 1000,
+            cmd: Some(raft_command::Cmd::Write(WriteBatch { ops })),
+        }
+    }
+
+    fn version_of(r: &CommandResult) -> u64 {
+        match &r.result {
+            Some(command_result::Result::Ok(o)) => o.version,
+            other => panic!("expected ok, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn versions_and_create_versions() {
+        let reader = MapReader::default();
+        let mut a = Applier::new(&reader);
+        let dk = |id: &[u8]| id.to_vec();
+        assert_eq!(version_of(&a.apply(10, &cmd(vec![put("k", "1")], ""), dk).unwrap()), 10);
+        a.apply(11, &cmd(vec![put("k", "2")], ""), dk).unwrap();
+        let rec = a.value(&keys::data_key(b"k")).unwrap().unwrap();
+        assert_eq!((rec.version, rec.create_version), (11, 10));
+        a.apply(12, &cmd(vec![del("k")], ""), dk).unwrap();
+        a.apply(13, &cmd(vec![put("k", "3")], ""), dk).unwrap();
+        let rec = a.value(&keys::data_key(b"k")).unwrap().unwrap();
+        assert_eq!((rec.version, rec.create_version), (13, 13));
+    }
+
+    #[test]
+    fn failed_check_writes_nothing() {
+        let reader = MapReader::default();
+        let mut a = Applier::new(&reader);
+        let dk = |id: &[u8]| id.to_vec();
+        let r = a
+            .apply(10, &cmd(vec![put("a", "x"), check("b", 7)], ""), dk)
+            .unwrap();
+        assert!(matches!(r.result, Some(command_result::Result::CheckFailed(ref c)) if c.actual_version == 0));
+        assert!(a.changes.is_empty());
+        // Create-only (expected 0) succeeds once, then fails.
+        a.apply(11, &cmd(vec![check("b", 0), put("b", "1")], ""), dk).unwrap();
+        let r = a.apply(12, &cmd(vec![check("b", 0), put("b", "2")], ""), dk).unwrap();
+        assert!(matches!(r.result, Some(command_result::Result::CheckFailed(ref c)) if c.actual_version == 11));
+    }
+
+    #[test]
+    fn duplicate_request_id_applies_once() {
+        let reader = MapReader::default();
+        let mut a = Applier::new(&reader);
+        let dk = |id: &[u8]| id.to_vec();
+        let first = a.apply(10, &cmd(vec![put("k", "1")], "req-1"), dk).unwrap();
+        let n = a.changes.len();
+        let again = a.apply(11, &cmd(vec![put("k", "1")], "req-1"), dk).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(a.changes.len(), n, "the retry wrote nothing");
+    }
+
+    #[test]
+    fn expired_values_are_absent() {
+        let mut reader = MapReader::default();
+        reader.values.insert(
+            keys::data_key(b"t"),
+            ValueRecord {
+                version: 3,
+                create_version: 3,
+                expires_at_ms: 500,
+                value: "old".into(),
+            },
+        );
+        let mut a = Applier::new(&reader);
+        let dk = |id: &[u8]| id.to_vec();
+        // now_ms = 1000 > 500: the key counts as absent for checks and create_version.
+        a.apply(10, &cmd(vec![check("t", 0), put("t", "new")], ""), dk).unwrap();
+        let rec = a.value(&keys::data_key(b"t")).unwrap().unwrap();
+        assert_eq!(rec.create_version, 10);
+    }
+}

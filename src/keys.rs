@@ -1,0 +1,210 @@
+//! Key encoding (DESIGN §4) and the partition-key rule (DESIGN §1).
+//!
+//! Invariants:
+//! - `data` CF keys are `xxh3(partition key) BE8 · user key`, so one hash tag is one
+//!   contiguous range and a ring arc is a contiguous range of hash prefixes.
+//! - `raft` and `meta` CF keys start with the shard id big-endian, so one shard's
+//!   records are one prefix.
+
+use crate::types::ShardId;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Column family of Raft log entries and Raft local state.
+pub const CF_RAFT: &str = "raft";
+/// Column family of user data.
+pub const CF_DATA: &str = "data";
+/// Column family of per-shard apply state, descriptors and dedup records.
+pub const CF_META: &str = "meta";
+/// Every column family the engine opens.
+pub const ALL_CFS: [&str; 3] = [CF_RAFT, CF_DATA, CF_META];
+
+const RAFT_LOG_TAG: u8 = 0x01;
+const RAFT_STATE_TAG: u8 = 0x02;
+const APPLY_STATE_TAG: u8 = b'a';
+const DESC_TAG: u8 = b'd';
+const DEDUP_TAG: u8 = b'r';
+const TOMBSTONE_TAG: u8 = b't';
+
+/// `meta` CF key holding this data directory's node identity.
+pub const NODE_IDENT_KEY: &[u8] = b"\xff\xffnode-ident";
+
+fn shard_key(shard: ShardId, tag: u8, extra: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + extra.len());
+    k.extend_from_slice(&shard.0.to_be_bytes());
+    k.push(tag);
+    k.extend_from_slice(extra);
+    k
+}
+
+/// `raft` CF key of log entry `index` of `shard`.
+pub fn raft_log_key(shard: ShardId, index: u64) -> Vec<u8> {
+    shard_key(shard, RAFT_LOG_TAG, &index.to_be_bytes())
+}
+
+/// Index encoded in a `raft` CF log key, if `key` is one of `shard`.
+pub fn decode_raft_log_key(shard: ShardId, key: &[u8]) -> Option<u64> {
+    let prefix = raft_log_prefix(shard);
+    let rest = key.strip_prefix(prefix.as_slice())?;
+    Some(u64::from_be_bytes(rest.try_into().ok()?))
+}
+
+/// Prefix of every log entry key of `shard`.
+pub fn raft_log_prefix(shard: ShardId) -> Vec<u8> {
+    shard_key(shard, RAFT_LOG_TAG, &[])
+}
+
+/// `raft` CF key of the shard's `RaftLocalState`.
+pub fn raft_state_key(shard: ShardId) -> Vec<u8> {
+    shard_key(shard, RAFT_STATE_TAG, &[])
+}
+
+/// `meta` CF key of the shard's `ApplyState`.
+pub fn apply_state_key(shard: ShardId) -> Vec<u8> {
+    shard_key(shard, APPLY_STATE_TAG, &[])
+}
+
+/// Shard id of a `meta` CF apply-state key.
+pub fn decode_apply_state_key(key: &[u8]) -> Option<ShardId> {
+    if key.len() == 9 && key[8] == APPLY_STATE_TAG {
+        Some(ShardId(u64::from_be_bytes(key[..8].try_into().ok()?)))
+    } else {
+        None
+    }
+}
+
+/// `meta` CF key of the shard descriptor this node last applied.
+pub fn desc_key(shard: ShardId) -> Vec<u8> {
+    shard_key(shard, DESC_TAG, &[])
+}
+
+/// `meta` CF key of a client request's dedup record.
+pub fn dedup_key(shard: ShardId, request_id: &[u8]) -> Vec<u8> {
+    shard_key(shard, DEDUP_TAG, request_id)
+}
+
+/// `meta` CF key marking that this node's replica of `shard` was removed (value: the
+/// removed replica id); messages to that replica id or older are ignored.
+pub fn tombstone_key(shard: ShardId) -> Vec<u8> {
+    shard_key(shard, TOMBSTONE_TAG, &[])
+}
+
+/// Prefix of every dedup record of `shard`.
+pub fn dedup_prefix(shard: ShardId) -> Vec<u8> {
+    shard_key(shard, DEDUP_TAG, &[])
+}
+
+/// The exclusive upper bound of all keys starting with `prefix` (None: unbounded).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// The bytes of `key` that decide its placement: the first non-empty `{...}` hash tag,
+/// else the whole key (the Redis Cluster rule).
+pub fn partition_key(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+/// The complete hash tag a scan prefix pins down, if any: `{tag}` must be closed
+/// inside the prefix, and be the key's first `{`.
+pub fn prefix_partition(prefix: &[u8]) -> Option<&[u8]> {
+    let open = prefix.iter().position(|&b| b == b'{')?;
+    let len = prefix[open + 1..].iter().position(|&b| b == b'}')?;
+    (len > 0).then(|| &prefix[open + 1..open + 1 + len])
+}
+
+/// Ring position of `key`: `xxh3_64(partition key)`.
+pub fn key_hash(key: &[u8]) -> u64 {
+    xxh3_64(partition_key(key))
+}
+
+/// `data` CF key of a user key.
+pub fn data_key(user_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + user_key.len());
+    k.extend_from_slice(&key_hash(user_key).to_be_bytes());
+    k.extend_from_slice(user_key);
+    k
+}
+
+/// The `data` CF range `[start, end)` holding every key whose hash is in `lo..=hi`.
+pub fn data_range(lo: u64, hi: u64) -> (Vec<u8>, Vec<u8>) {
+    let start = lo.to_be_bytes().to_vec();
+    let end = match hi.checked_add(1) {
+        Some(h) => h.to_be_bytes().to_vec(),
+        // Past every key of the last hash: longer than any allowed user key.
+        None => vec![0xff; 8 + MAX_KEY_BOUND],
+    };
+    (start, end)
+}
+
+/// An upper bound on user key length used to close the last data range.
+const MAX_KEY_BOUND: usize = 64 << 10;
+
+/// The user key inside a `data` CF key.
+pub fn decode_data_key(key: &[u8]) -> Option<&[u8]> {
+    (key.len() >= 8).then(|| &key[8..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn partition_key_follows_hash_tags() {
+        assert_eq!(partition_key(b"{conv:1}:msg:7"), b"conv:1");
+        assert_eq!(partition_key(b"plain"), b"plain");
+        assert_eq!(partition_key(b"{}empty"), b"{}empty");
+        assert_eq!(partition_key(b"a{b}c{d}"), b"b");
+        assert_eq!(partition_key(b"open{only"), b"open{only");
+    }
+
+    #[test]
+    fn prefix_partition_needs_a_closed_tag() {
+        assert_eq!(prefix_partition(b"{c1}:m"), Some(&b"c1"[..]));
+        assert_eq!(prefix_partition(b"{c1"), None);
+        assert_eq!(prefix_partition(b"abc"), None);
+    }
+
+    #[test]
+    fn prefix_end_bounds() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn data_key_round_trips(key in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let dk = data_key(&key);
+            prop_assert_eq!(decode_data_key(&dk), Some(&key[..]));
+        }
+
+        #[test]
+        fn same_tag_same_hash(tag in "[a-z0-9]{1,12}", a in "[a-z:]{0,8}", b in "[a-z:]{0,8}") {
+            let ka = format!("{{{tag}}}{a}");
+            let kb = format!("{b}{{{tag}}}");
+            prop_assert_eq!(key_hash(ka.as_bytes()), key_hash(kb.as_bytes()));
+        }
+
+        #[test]
+        fn raft_log_keys_sort_by_index(s in 0u64..1000, i in any::<u64>(), j in any::<u64>()) {
+            let (ki, kj) = (raft_log_key(ShardId(s), i), raft_log_key(ShardId(s), j));
+            prop_assert_eq!(i.cmp(&j), ki.cmp(&kj));
+            prop_assert_eq!(decode_raft_log_key(ShardId(s), &ki), Some(i));
+        }
+    }
+}

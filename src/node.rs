@@ -1,0 +1,470 @@
+//! One `ctxd` process: opens the data directory, loads or bootstraps its replicas,
+//! serves gRPC, and drives every replica with one tick timer.
+//!
+//! Invariants:
+//! - a data directory belongs to one node id forever (recorded at first start);
+//! - a node bootstraps at most once: only with an empty data directory, and never when
+//!   a reachable peer records this node's replica as started (its vote and log were
+//!   lost with the data: it must come back as a new replica, DESIGN §1);
+//! - messages for a shard this node does not host create an empty replica only if they
+//!   come from a leader and target a replica id above the shard's tombstone.
+
+use crate::config::NodeConfig;
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::proto::cluster_client::ClusterClient;
+use crate::proto::{
+    ApplyState, Replica, ReplicaRole, ShardDescriptor, StatusRequest, StatusResponse,
+};
+use crate::raft::peer::{Peer, PeerEvent, PeerHandle, PeerMsg};
+use crate::raft::transport::{AddressBook, MessageFilter, Transport};
+use crate::storage::peer_storage::{INIT_INDEX, INIT_TERM};
+use crate::storage::snapshot::SnapshotStore;
+use crate::storage::{Engine, LogWriter, PeerStorage};
+use crate::types::{NodeId, ReplicaId, ShardId, DEFAULT_SHARD};
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, HardState, Message, MessageType};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Services shared by every replica on the node.
+pub(crate) struct NodeCtx {
+    /// This node.
+    pub(crate) node_id: NodeId,
+    /// Address peers and clients use.
+    pub(crate) addr: String,
+    /// The node's configuration.
+    pub(crate) config: NodeConfig,
+    /// The node's RocksDB.
+    pub(crate) engine: Engine,
+    /// Group-committing log writer shared by all replicas.
+    pub(crate) writer: LogWriter,
+    /// Raft message transport.
+    pub(crate) transport: Transport,
+    /// Snapshot payloads in flight.
+    pub(crate) snapshots: Arc<SnapshotStore>,
+    /// Node id → address.
+    pub(crate) addresses: Arc<AddressBook>,
+    /// Replicas hosted here.
+    peers: RwLock<HashMap<ShardId, PeerHandle>>,
+    /// Shard → highest replica id removed from this node.
+    tombstones: RwLock<HashMap<ShardId, u64>>,
+    /// Stops everything.
+    pub(crate) cancel: CancellationToken,
+    /// Tracks every task the node spawned.
+    pub(crate) tracker: TaskTracker,
+}
+
+impl NodeCtx {
+    /// The replica of `shard` on this node.
+    pub(crate) fn peer(&self, shard: ShardId) -> Option<PeerHandle> {
+        self.peers.read().ok()?.get(&shard).cloned()
+    }
+
+    /// Every replica on this node.
+    pub(crate) fn peers(&self) -> Vec<PeerHandle> {
+        self.peers
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn register(&self, handle: PeerHandle) {
+        if let Ok(mut m) = self.peers.write() {
+            m.insert(handle.shard, handle);
+        }
+    }
+
+    /// Stops routing to a replica whose task hit a fatal error.
+    pub(crate) fn cancel_replica(&self, shard: ShardId) {
+        if let Ok(mut m) = self.peers.write() {
+            m.remove(&shard);
+        }
+    }
+
+    /// Forgets a removed replica and remembers its id as a tombstone.
+    pub(crate) fn on_replica_removed(&self, shard: ShardId, replica: ReplicaId) {
+        self.cancel_replica(shard);
+        if let Ok(mut t) = self.tombstones.write() {
+            let e = t.entry(shard).or_default();
+            *e = (*e).max(replica.0);
+        }
+    }
+
+    /// Delivers a raft message from another node, creating an empty replica for a
+    /// shard this node was just added to.
+    pub(crate) fn on_raft_message(self: &Arc<Self>, shard: ShardId, from: NodeId, msg: Message) {
+        if !self.transport.allowed_from(from) {
+            return;
+        }
+        if let Some(p) = self.peer(shard) {
+            // Dropped under overload; Raft retransmits.
+            let _ = p.try_send(PeerMsg::Raft(Box::new(msg), from));
+            return;
+        }
+        let from_leader = matches!(
+            msg.get_msg_type(),
+            MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+        );
+        let tomb = self
+            .tombstones
+            .read()
+            .ok()
+            .and_then(|t| t.get(&shard).copied())
+            .unwrap_or(0);
+        if !from_leader || msg.to == 0 || msg.to <= tomb || self.cancel.is_cancelled() {
+            return;
+        }
+        let desc = ShardDescriptor {
+            shard_id: shard.0,
+            ..Default::default()
+        };
+        match Peer::spawn(
+            self.clone(),
+            shard,
+            ReplicaId(msg.to),
+            PeerStorage::new_empty(),
+            desc,
+            0,
+            0,
+        ) {
+            Ok(handle) => {
+                tracing::info!(%shard, replica = msg.to, "created replica to receive a snapshot");
+                let _ = handle.try_send(PeerMsg::Raft(Box::new(msg), from));
+                self.register(handle);
+            }
+            Err(e) => tracing::error!(%shard, error = %e, "cannot create replica"),
+        }
+    }
+}
+
+/// A running `ctxd` node.
+pub struct Node {
+    /// Shared services; the last reference closes RocksDB.
+    ctx: Arc<NodeCtx>,
+    /// The gRPC server task.
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Node {
+    /// Validates the config, binds `listen` and starts the node.
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        config.validate()?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| Error::config("listen", format!("cannot bind {}: {e}", config.listen)))?;
+        Self::start_with_listener(config, listener).await
+    }
+
+    /// Starts the node on an already bound listener (tests bind port 0 first).
+    pub async fn start_with_listener(config: NodeConfig, listener: TcpListener) -> Result<Node> {
+        config.validate()?;
+        let node_id = NodeId(config.node_id);
+        let engine = {
+            let dir = config.data_dir.clone();
+            tokio::task::spawn_blocking(move || Engine::open(&dir))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??
+        };
+        let fresh = check_identity(&engine, node_id)?;
+        let addr = config.advertise_addr().to_string();
+        let addresses = Arc::new(AddressBook::default());
+        for (id, a) in config.initial_members()? {
+            addresses.insert(id, a);
+        }
+        addresses.insert(node_id, addr.clone());
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let snapshots = Arc::new(SnapshotStore::default());
+        let transport = Transport::new(
+            node_id,
+            addr.clone(),
+            addresses.clone(),
+            snapshots.clone(),
+            cancel.clone(),
+            tracker.clone(),
+        );
+        let ctx = Arc::new(NodeCtx {
+            node_id,
+            addr: addr.clone(),
+            writer: LogWriter::start(engine.clone()),
+            engine,
+            transport,
+            snapshots,
+            addresses,
+            peers: RwLock::new(HashMap::new()),
+            tombstones: RwLock::new(HashMap::new()),
+            cancel: cancel.clone(),
+            tracker: tracker.clone(),
+            config,
+        });
+        let loaded = load_replicas(&ctx)?;
+        let server = crate::server::spawn(ctx.clone(), listener)?;
+        let node = Node { ctx, server };
+        if loaded == 0 && fresh {
+            let r = match node.bootstrap_or_join().await {
+                Ok(()) => write_identity(&node.ctx.engine, node_id),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                node.shutdown().await;
+                return Err(e);
+            }
+        } else if loaded == 0 {
+            // This data dir ran before (its replicas were removed): never bootstrap
+            // again; wait to be added.
+            tracing::info!("no replicas on this node; waiting to be added with `ctxctl member add`");
+        }
+        node.start_ticker();
+        tracing::info!(node = %node_id, %addr, replicas = loaded, "node started");
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.ctx.node_id
+    }
+
+    /// The address this node serves on.
+    pub fn addr(&self) -> &str {
+        &self.ctx.addr
+    }
+
+    /// Installs a filter on this node's raft traffic (both directions); `None` heals.
+    pub fn set_message_filter(&self, f: Option<Arc<dyn MessageFilter>>) {
+        self.ctx.transport.set_filter(f);
+    }
+
+    /// WAL syncs the log writer has done.
+    pub fn wal_syncs(&self) -> u64 {
+        self.ctx.writer.syncs()
+    }
+
+    /// This node's status (the same as `Cluster.Status`).
+    pub async fn status(&self) -> StatusResponse {
+        crate::server::node_status(&self.ctx).await
+    }
+
+    /// Stops serving, stops every replica, and closes RocksDB.
+    pub async fn shutdown(self) {
+        self.ctx.cancel.cancel();
+        let _ = self.server.await;
+        self.ctx.tracker.close();
+        self.ctx.tracker.wait().await;
+        let ctx = self.ctx;
+        // Blocking tasks (apply, snapshot builds) may still hold the engine briefly.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&ctx) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let writer_done = ctx.writer.closed_signal();
+        drop(ctx);
+        let _ = tokio::task::spawn_blocking(move || writer_done.wait(Duration::from_secs(10))).await;
+    }
+
+    fn start_ticker(&self) {
+        let ctx = self.ctx.clone();
+        let interval = ctx.config.raft.tick_interval;
+        let cancel = ctx.cancel.clone();
+        self.ctx.tracker.spawn(async move {
+            let mut t = tokio::time::interval(interval);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = t.tick() => {
+                        for p in ctx.peers() {
+                            p.event(PeerEvent::Tick);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    async fn bootstrap_or_join(&self) -> Result<()> {
+        let cfg = &self.ctx.config;
+        let members = cfg.initial_members()?;
+        if cfg.join {
+            tracing::info!("empty data dir: waiting to be added with `ctxctl member add`");
+            return Ok(());
+        }
+        if members.is_empty() {
+            return Err(Error::config(
+                "initial-cluster",
+                "the data dir is empty: pass --initial-cluster to create a new cluster, or --join to be added to a running one",
+            ));
+        }
+        self.refuse_if_identity_lost(&members).await?;
+        bootstrap(&self.ctx, &members)
+    }
+
+    /// Refuses to bootstrap when a running peer records this node's replica as started:
+    /// its vote and log were lost with the data dir.
+    async fn refuse_if_identity_lost(&self, members: &std::collections::BTreeMap<NodeId, String>) -> Result<()> {
+        let me = self.ctx.node_id;
+        for (id, addr) in members {
+            if *id == me {
+                continue;
+            }
+            let Some(status) = query_status(addr).await else { continue };
+            for shard in &status.shards {
+                let Some(desc) = &shard.descriptor else { continue };
+                if let Some(r) = desc.replicas.iter().find(|r| r.node_id == me.0 && r.started) {
+                    return Err(Error::config(
+                        "data-dir",
+                        format!(
+                            "the data dir is empty but node {me} already ran in this cluster (node {id} records its replica {} of shard {} as started). \
+                             Its Raft vote and log were lost, so it must not rejoin under its old identity. \
+                             Remove it with `ctxctl --endpoints {addr} member remove {me}`, then start this node with a new --node-id and --join \
+                             and add it with `ctxctl --endpoints {addr} member add NEW_ID ADDR`",
+                            r.replica_id, desc.shard_id
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn query_status(addr: &str) -> Option<StatusResponse> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(1));
+    let ch = ep.connect().await.ok()?;
+    let mut c = ClusterClient::new(ch);
+    c.status(StatusRequest {}).await.ok().map(|r| r.into_inner())
+}
+
+/// Checks the data dir belongs to `node`; returns whether it is brand new.
+fn check_identity(engine: &Engine, node: NodeId) -> Result<bool> {
+    match engine.get(keys::CF_META, keys::NODE_IDENT_KEY)? {
+        Some(v) => {
+            let stored = v
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::Storage("corrupt node identity record".into()))?;
+            if stored != node.0 {
+                return Err(Error::config(
+                    "node-id",
+                    format!("this data dir belongs to node {stored}, not node {node}"),
+                ));
+            }
+            Ok(false)
+        }
+        None => Ok(true),
+    }
+}
+
+/// Records that this data dir belongs to `node` (after bootstrapping or joining).
+fn write_identity(engine: &Engine, node: NodeId) -> Result<()> {
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.set_sync(true);
+    engine.db().put_cf_opt(
+        engine.cf(keys::CF_META),
+        keys::NODE_IDENT_KEY,
+        node.0.to_be_bytes(),
+        &opts,
+    )?;
+    Ok(())
+}
+
+/// Starts every replica found in the data dir; returns how many.
+fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
+    let engine = &ctx.engine;
+    let mut shards = Vec::new();
+    for item in engine.db().iterator_cf(engine.cf(keys::CF_META), rocksdb::IteratorMode::Start) {
+        let (k, v) = item?;
+        if let Some(shard) = keys::decode_apply_state_key(&k) {
+            shards.push(shard);
+        } else if k.len() == 9 && k[8] == b't' {
+            let shard = ShardId(u64::from_be_bytes(k[..8].try_into().map_err(|_| Error::Storage("bad key".into()))?));
+            let id = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            if let Ok(mut t) = ctx.tombstones.write() {
+                t.insert(shard, id);
+            }
+        }
+    }
+    for shard in &shards {
+        let (storage, apply) = PeerStorage::load(engine, *shard)?;
+        let desc = match engine.get(keys::CF_META, &keys::desc_key(*shard))? {
+            Some(v) => ShardDescriptor::decode(v.as_slice())?,
+            None => return Err(Error::Storage(format!("shard {shard}: no descriptor"))),
+        };
+        for r in &desc.replicas {
+            ctx.addresses.insert(NodeId(r.node_id), r.addr.clone());
+        }
+        let me = desc
+            .replicas
+            .iter()
+            .find(|r| r.node_id == ctx.node_id.0)
+            .map(|r| ReplicaId(r.replica_id))
+            .ok_or_else(|| Error::Storage(format!("shard {shard}: this node is not in its descriptor")))?;
+        let handle = Peer::spawn(
+            ctx.clone(),
+            *shard,
+            me,
+            storage,
+            desc,
+            apply.applied_index,
+            apply.applied_term,
+        )?;
+        ctx.register(handle);
+    }
+    Ok(shards.len())
+}
+
+/// Writes the initial state of the default shard with every initial member as a voter
+/// (replica id = node id), then starts its replica.
+fn bootstrap(ctx: &Arc<NodeCtx>, members: &std::collections::BTreeMap<NodeId, String>) -> Result<()> {
+    let shard = DEFAULT_SHARD;
+    let voters: Vec<u64> = members.keys().map(|n| n.0).collect();
+    let desc = ShardDescriptor {
+        shard_id: shard.0,
+        replicas: members
+            .iter()
+            .map(|(id, addr)| Replica {
+                replica_id: id.0,
+                node_id: id.0,
+                addr: addr.clone(),
+                role: ReplicaRole::Voter as i32,
+                started: false,
+            })
+            .collect(),
+        conf_ver: 1,
+        ring_ver: 1,
+        next_replica_id: voters.iter().max().copied().unwrap_or(0) + 1,
+    };
+    let storage = PeerStorage::new_bootstrap(voters.clone());
+    let mut cs = ConfState::default();
+    cs.set_voters(voters);
+    let apply = ApplyState {
+        applied_index: INIT_INDEX,
+        applied_term: INIT_TERM,
+        conf_state: cs.write_to_bytes().map_err(Error::from)?.into(),
+    };
+    let mut hs = HardState::default();
+    hs.term = INIT_TERM;
+    hs.commit = INIT_INDEX;
+    debug_assert_eq!(storage.hard_state(), &hs);
+    let engine = &ctx.engine;
+    let mut batch = rocksdb::WriteBatch::default();
+    batch.put_cf(engine.cf(keys::CF_RAFT), keys::raft_state_key(shard), storage.local_state().encode_to_vec());
+    batch.put_cf(engine.cf(keys::CF_META), keys::apply_state_key(shard), apply.encode_to_vec());
+    batch.put_cf(engine.cf(keys::CF_META), keys::desc_key(shard), desc.encode_to_vec());
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.set_sync(true);
+    engine.db().write_opt(batch, &opts)?;
+    tracing::info!(%shard, members = members.len(), "bootstrapped a new cluster");
+    let handle = Peer::spawn(ctx.clone(), shard, ReplicaId(ctx.node_id.0), storage, desc, INIT_INDEX, INIT_TERM)?;
+    ctx.register(handle);
+    Ok(())
+}

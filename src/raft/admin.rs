@@ -1,0 +1,328 @@
+//! Replica housekeeping and administration: ticks, learner promotion, marking replicas
+//! as started, Raft log GC, membership changes, leader transfer, status, removal.
+
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::proto::{
+    raft_command, ConfChangeContext, RaftCommand, Replica, ReplicaRole, ShardDescriptor,
+    ShardStatus,
+};
+use crate::raft::peer::{MemberChange, Peer, Reply};
+use crate::storage::peer_storage::INIT_INDEX;
+use crate::storage::{snapshot, LogOp, WriteTask};
+use crate::types::NodeId;
+use prost::Message as _;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use raft::StateRole;
+use tokio::sync::oneshot;
+
+/// Housekeeping runs every this many ticks.
+const HOUSEKEEPING_TICKS: u64 = 5;
+/// A learner within this many entries of the commit index is promoted.
+const PROMOTE_LAG: u64 = 64;
+
+impl Peer {
+    pub(crate) fn on_tick(&mut self) {
+        self.raw.tick();
+        self.ticks += 1;
+        if self.ticks % HOUSEKEEPING_TICKS != 0 {
+            return;
+        }
+        self.maybe_compact_log();
+        if self.is_leader() {
+            self.maybe_promote_learners();
+            self.maybe_mark_started();
+        }
+    }
+
+    /// Compacts the log below the applied index once enough has accumulated, keeping
+    /// what healthy followers still need (DESIGN §4, log GC).
+    fn maybe_compact_log(&mut self) {
+        let cfg = &self.ctx.config.raft;
+        let first = self.raw.store().first();
+        let applied = self.applied_index;
+        if applied < first || applied - first < cfg.log_gc_threshold {
+            return;
+        }
+        let mut target = applied.saturating_sub(cfg.log_gc_keep);
+        if self.is_leader() {
+            // Keep entries a live follower still needs, unless the log grew far past
+            // the threshold: then the follower is sent a snapshot instead.
+            let me = self.replica_id.0;
+            let slowest = self
+                .raw
+                .raft
+                .prs()
+                .iter()
+                .filter(|(id, p)| **id != me && p.recent_active)
+                .map(|(_, p)| p.matched)
+                .min();
+            if let Some(m) = slowest {
+                if applied - first < 4 * cfg.log_gc_threshold {
+                    target = target.min(m);
+                }
+            }
+        }
+        if target < first {
+            return;
+        }
+        let term = match self.raw.mut_store().compact(target) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(shard = %self.shard, error = %e, "log compaction skipped");
+                return;
+            }
+        };
+        tracing::debug!(shard = %self.shard, index = target, term, "compacted raft log");
+        let state = self.raw.store().local_state().encode_to_vec();
+        let ops = vec![
+            LogOp::DeleteRange(
+                keys::CF_RAFT,
+                keys::raft_log_key(self.shard, first),
+                keys::raft_log_key(self.shard, target + 1),
+            ),
+            LogOp::Put(keys::CF_RAFT, keys::raft_state_key(self.shard), state),
+        ];
+        self.ctx.writer.submit(WriteTask {
+            ops,
+            sync: false,
+            done: Box::new(|_| {}),
+        });
+    }
+
+    fn maybe_promote_learners(&mut self) {
+        if self.raw.raft.has_pending_conf() {
+            return;
+        }
+        let committed = self.raw.raft.raft_log.committed;
+        let ready = self.desc.replicas.iter().find(|r| {
+            r.role == ReplicaRole::Learner as i32
+                && self
+                    .raw
+                    .raft
+                    .prs()
+                    .get(r.replica_id)
+                    .is_some_and(|p| p.matched + PROMOTE_LAG >= committed && p.matched > INIT_INDEX)
+        });
+        if let Some(r) = ready {
+            let id = r.replica_id;
+            tracing::info!(shard = %self.shard, replica = id, "promoting caught-up learner");
+            if let Err(e) = self.propose_member(MemberChange::Promote { replica: id.into() }, Reply::None) {
+                tracing::debug!(shard = %self.shard, error = %e, "promotion not proposed");
+            }
+        }
+    }
+
+    /// Records in the descriptor which replicas have persisted log entries, so an
+    /// empty data dir claiming one of them can be refused (DESIGN §1).
+    fn maybe_mark_started(&mut self) {
+        let me = self.replica_id.0;
+        let pending: Vec<u64> = self
+            .desc
+            .replicas
+            .iter()
+            .filter(|r| !r.started)
+            .filter(|r| {
+                r.replica_id == me
+                    || self
+                        .raw
+                        .raft
+                        .prs()
+                        .get(r.replica_id)
+                        .is_some_and(|p| p.matched > INIT_INDEX)
+            })
+            .map(|r| r.replica_id)
+            .collect();
+        for id in pending {
+            let cmd = RaftCommand {
+                request_id: format!("mark-started-{}-{id}", self.shard).into_bytes().into(),
+                now_ms: crate::server::now_ms(),
+                cmd: Some(raft_command::Cmd::MarkStarted(id)),
+            };
+            self.on_propose(cmd, Reply::None);
+        }
+    }
+
+    pub(crate) fn on_change_member(
+        &mut self,
+        change: MemberChange,
+        reply: oneshot::Sender<Result<ShardDescriptor>>,
+    ) {
+        if let Err(e) = self.propose_member(change, Reply::Member(reply)) {
+            // propose_member hands the reply back only through `Reply`; on error the
+            // reply was already failed inside.
+            tracing::debug!(shard = %self.shard, error = %e, "membership change refused");
+        }
+    }
+
+    fn propose_member(&mut self, change: MemberChange, reply: Reply) -> Result<()> {
+        let result = self.build_conf_change(&change);
+        let cc = match result {
+            Ok(cc) => cc,
+            Err(e) => {
+                let text = e.to_string();
+                reply.fail(e);
+                return Err(Error::Internal(text));
+            }
+        };
+        if let Err(e) = self.raw.propose_conf_change(vec![], cc) {
+            let text = e.to_string();
+            reply.fail(Error::ShardUnavailable {
+                shard: self.shard,
+                reason: format!("membership change dropped: {e}"),
+            });
+            return Err(Error::Internal(text));
+        }
+        self.track_proposal(reply);
+        Ok(())
+    }
+
+    fn build_conf_change(&self, change: &MemberChange) -> Result<ConfChangeV2> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        if self.raw.raft.has_pending_conf() {
+            return Err(Error::ShardUnavailable {
+                shard: self.shard,
+                reason: "another membership change is in progress".into(),
+            });
+        }
+        let find_node = |node: NodeId| self.desc.replicas.iter().find(|r| r.node_id == node.0);
+        let (kind, replica) = match change {
+            MemberChange::Add { node, addr } => {
+                if let Some(r) = find_node(*node) {
+                    return Err(Error::invalid(
+                        "node_id",
+                        format!("node {node} already hosts replica {} of shard {}", r.replica_id, self.shard),
+                    ));
+                }
+                let max_id = self.desc.replicas.iter().map(|r| r.replica_id).max().unwrap_or(0);
+                let id = self.desc.next_replica_id.max(max_id + 1);
+                let r = Replica {
+                    replica_id: id,
+                    node_id: node.0,
+                    addr: addr.clone(),
+                    role: ReplicaRole::Learner as i32,
+                    started: false,
+                };
+                (ConfChangeType::AddLearnerNode, r)
+            }
+            MemberChange::Remove { node } => {
+                let r = find_node(*node).cloned().ok_or_else(|| {
+                    Error::invalid("node_id", format!("node {node} hosts no replica of shard {}", self.shard))
+                })?;
+                let voters = self
+                    .desc
+                    .replicas
+                    .iter()
+                    .filter(|r| r.role == ReplicaRole::Voter as i32)
+                    .count();
+                if r.role == ReplicaRole::Voter as i32 && voters <= 1 {
+                    return Err(Error::invalid("node_id", "cannot remove the last voter"));
+                }
+                (ConfChangeType::RemoveNode, r)
+            }
+            MemberChange::Promote { replica } => {
+                let r = self
+                    .desc
+                    .replicas
+                    .iter()
+                    .find(|r| r.replica_id == replica.0)
+                    .cloned()
+                    .ok_or_else(|| Error::invalid("replica_id", format!("no replica {replica}")))?;
+                (ConfChangeType::AddNode, r)
+            }
+        };
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(kind);
+        single.node_id = replica.replica_id;
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        cc.context = ConfChangeContext {
+            replica: Some(replica),
+        }
+        .encode_to_vec()
+        .into();
+        Ok(cc)
+    }
+
+    pub(crate) fn on_transfer_leader(&mut self, node: NodeId, reply: oneshot::Sender<Result<()>>) {
+        if !self.is_leader() {
+            let _ = reply.send(Err(self.not_leader()));
+            return;
+        }
+        let target = self
+            .desc
+            .replicas
+            .iter()
+            .find(|r| r.node_id == node.0 && r.role == ReplicaRole::Voter as i32);
+        match target {
+            Some(r) => {
+                self.raw.transfer_leader(r.replica_id);
+                let _ = reply.send(Ok(()));
+            }
+            None => {
+                let _ = reply.send(Err(Error::invalid(
+                    "node_id",
+                    format!("node {node} hosts no voter of shard {}", self.shard),
+                )));
+            }
+        }
+    }
+
+    pub(crate) fn status(&self) -> ShardStatus {
+        let raft = &self.raw.raft;
+        let role = match raft.state {
+            StateRole::Leader => "leader",
+            StateRole::Follower => "follower",
+            StateRole::Candidate => "candidate",
+            StateRole::PreCandidate => "pre-candidate",
+        };
+        let progress = if self.is_leader() {
+            raft.prs().iter().map(|(id, p)| (*id, p.matched)).collect()
+        } else {
+            Default::default()
+        };
+        ShardStatus {
+            descriptor: Some(self.desc.clone()),
+            replica_id: self.replica_id.0,
+            leader_id: raft.leader_id,
+            term: raft.term,
+            commit_index: raft.raft_log.committed,
+            applied_index: self.applied_index,
+            first_index: self.raw.store().first(),
+            last_index: self.raw.store().last(),
+            role: role.into(),
+            progress,
+        }
+    }
+
+    /// Deletes this replica's state after it was removed from the shard and leaves a
+    /// tombstone so stale messages cannot recreate it.
+    pub(crate) fn destroy(&mut self) {
+        tracing::info!(shard = %self.shard, replica = %self.replica_id, "replica removed; deleting its data");
+        let shard = self.shard;
+        let mut ops: Vec<LogOp> = snapshot::shard_data_ranges(&self.desc)
+            .into_iter()
+            .map(|(s, e)| LogOp::DeleteRange(keys::CF_DATA, s, e))
+            .collect();
+        let log_prefix = keys::raft_log_prefix(shard);
+        if let Some(end) = keys::prefix_end(&log_prefix) {
+            ops.push(LogOp::DeleteRange(keys::CF_RAFT, log_prefix, end));
+        }
+        ops.push(LogOp::Delete(keys::CF_RAFT, keys::raft_state_key(shard)));
+        ops.push(LogOp::Delete(keys::CF_META, keys::apply_state_key(shard)));
+        ops.push(LogOp::Delete(keys::CF_META, keys::desc_key(shard)));
+        ops.push(LogOp::Put(
+            keys::CF_META,
+            keys::tombstone_key(shard),
+            self.replica_id.0.to_be_bytes().to_vec(),
+        ));
+        self.ctx.writer.submit(WriteTask {
+            ops,
+            sync: true,
+            done: Box::new(|_| {}),
+        });
+        self.ctx.on_replica_removed(shard, self.replica_id);
+    }
+}

@@ -1,0 +1,489 @@
+//! The replica actor: one tokio task owns one `RawNode`; everyone else talks to it
+//! through a cloneable [`PeerHandle`] (a bounded queue in, a oneshot reply out).
+//!
+//! Invariants:
+//! - nothing but this task touches the `RawNode` (no locks around it);
+//! - the loop checks shutdown first, then internal events (persistence, snapshots,
+//!   ticks), then requests and raft messages;
+//! - a proposal is answered exactly once: with its applied result, or with
+//!   `NotLeader`/`ShardUnavailable` when it can no longer commit as proposed (its
+//!   outcome is then unknown and the client retries under the same request id).
+
+use crate::error::{Error, Result};
+use crate::node::NodeCtx;
+use crate::proto::{CommandResult, RaftCommand, ReplicaInfo, ShardDescriptor, ShardStatus};
+use crate::raft::logger::replica_logger;
+use crate::storage::PeerStorage;
+use crate::types::{NodeId, ReplicaId, ShardId};
+use prost::Message as _;
+use raft::eraftpb::Message;
+use raft::{RawNode, StateRole};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Capacity of a replica's request queue.
+const INBOX_CAPACITY: usize = 4096;
+/// Most queued items handled between two readies.
+const DRAIN_LIMIT: usize = 1024;
+
+/// A membership change of a shard.
+#[derive(Debug, Clone)]
+pub(crate) enum MemberChange {
+    /// Add a learner replica on `node` (promoted automatically once caught up).
+    Add {
+        /// Node to host the new replica.
+        node: NodeId,
+        /// Its address.
+        addr: String,
+    },
+    /// Remove the replica hosted on `node`.
+    Remove {
+        /// Node whose replica goes.
+        node: NodeId,
+    },
+    /// Turn a caught-up learner into a voter.
+    Promote {
+        /// The learner.
+        replica: ReplicaId,
+    },
+}
+
+/// Requests and raft messages for a replica (bounded queue).
+pub(crate) enum PeerMsg {
+    /// A raft message from another node.
+    Raft(Box<Message>, NodeId),
+    /// Replicate a command; answered once applied.
+    Propose(RaftCommand, oneshot::Sender<Result<CommandResult>>),
+    /// Answered once the local state is at least as new as the leader's commit at the
+    /// time of the request (ReadIndex), so a local read is linearizable.
+    ReadIndex(oneshot::Sender<Result<()>>),
+    /// Change membership; answered with the descriptor once applied.
+    ChangeMember(MemberChange, oneshot::Sender<Result<ShardDescriptor>>),
+    /// Hand leadership to the replica on a node.
+    TransferLeader(NodeId, oneshot::Sender<Result<()>>),
+    /// Report status.
+    Status(oneshot::Sender<ShardStatus>),
+}
+
+/// Internal notifications (unbounded: they must never be dropped).
+pub(crate) enum PeerEvent {
+    /// One node-wide tick.
+    Tick,
+    /// The log writer made the ready with this number durable.
+    Persisted(u64),
+    /// The log writer failed; the replica stops.
+    PersistFailed(String),
+    /// A snapshot for followers finished building.
+    SnapshotBuilt(Result<crate::storage::snapshot::BuiltSnapshot>),
+    /// A snapshot send to a replica finished.
+    SnapshotSent(u64, bool),
+}
+
+/// A cloneable handle to a running replica.
+#[derive(Clone)]
+pub(crate) struct PeerHandle {
+    /// The shard.
+    pub(crate) shard: ShardId,
+    /// Requests and raft messages.
+    tx: mpsc::Sender<PeerMsg>,
+    /// Internal events.
+    events: mpsc::UnboundedSender<PeerEvent>,
+}
+
+impl PeerHandle {
+    /// Sends a request, waiting for queue space.
+    pub(crate) async fn send(&self, msg: PeerMsg) -> Result<()> {
+        self.tx.send(msg).await.map_err(|_| Error::Shutdown)
+    }
+
+    /// Sends without waiting; raft messages are dropped under overload (raft retries).
+    pub(crate) fn try_send(&self, msg: PeerMsg) -> bool {
+        self.tx.try_send(msg).is_ok()
+    }
+
+    /// Queues an internal event.
+    pub(crate) fn event(&self, ev: PeerEvent) -> bool {
+        self.events.send(ev).is_ok()
+    }
+
+}
+
+/// How to answer a proposal once its entry is applied.
+pub(crate) enum Reply {
+    /// A client command.
+    Command(oneshot::Sender<Result<CommandResult>>),
+    /// A membership change.
+    Member(oneshot::Sender<Result<ShardDescriptor>>),
+    /// An internal proposal nobody waits for.
+    None,
+}
+
+impl Reply {
+    pub(crate) fn fail(self, e: Error) {
+        match self {
+            Reply::Command(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            Reply::Member(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            Reply::None => {}
+        }
+    }
+}
+
+/// A proposal waiting for its entry to apply.
+pub(crate) struct Proposal {
+    /// Log index the proposal got.
+    pub(crate) index: u64,
+    /// Term it was proposed in; a different term at that index means it was lost.
+    pub(crate) term: u64,
+    /// Who waits.
+    pub(crate) reply: Reply,
+}
+
+/// The replica actor's state.
+pub(crate) struct Peer {
+    /// Shard of this replica.
+    pub(crate) shard: ShardId,
+    /// Raft id of this replica.
+    pub(crate) replica_id: ReplicaId,
+    /// Node-wide services (engine, log writer, transport).
+    pub(crate) ctx: Arc<NodeCtx>,
+    /// raft-rs; owned by this task only.
+    pub(crate) raw: RawNode<PeerStorage>,
+    /// The applied shard descriptor.
+    pub(crate) desc: ShardDescriptor,
+    /// Last applied index.
+    pub(crate) applied_index: u64,
+    /// Term of the last applied index.
+    pub(crate) applied_term: u64,
+    /// Which node hosts each replica (from the descriptor and from received messages).
+    pub(crate) replica_nodes: HashMap<u64, NodeId>,
+    /// Proposals in log order.
+    pub(crate) proposals: VecDeque<Proposal>,
+    /// Reads waiting for this leader to commit in its term.
+    pub(crate) pending_reads: Vec<oneshot::Sender<Result<()>>>,
+    /// Reads whose ReadIndex request is in flight, by context.
+    pub(crate) inflight_reads: HashMap<u64, Vec<oneshot::Sender<Result<()>>>>,
+    /// Reads waiting for `applied_index` to reach their read index.
+    pub(crate) ready_reads: VecDeque<(u64, Vec<oneshot::Sender<Result<()>>>)>,
+    /// Next ReadIndex context.
+    pub(crate) next_read_ctx: u64,
+    /// Messages to send once the ready with the given number is durable.
+    pub(crate) persisted_msgs: VecDeque<(u64, Vec<Message>)>,
+    /// Readies handed to the log writer and not yet durable.
+    pub(crate) inflight_writes: usize,
+    /// A snapshot ready `(number, index, term)` whose apply completes when durable.
+    pub(crate) pending_snapshot: Option<(u64, u64, u64)>,
+    /// Whether a snapshot build is running.
+    pub(crate) building_snapshot: bool,
+    /// Role seen at the last ready.
+    pub(crate) role: StateRole,
+    /// Ticks since the replica started (drives periodic housekeeping).
+    pub(crate) ticks: u64,
+    /// This replica was removed from the shard; the task ends and its data goes.
+    pub(crate) removed: bool,
+    /// A fatal error (failed log write) stopped the replica.
+    pub(crate) fatal: bool,
+    /// Own event sender, given to the log writer and snapshot builders.
+    pub(crate) events: mpsc::UnboundedSender<PeerEvent>,
+}
+
+impl Peer {
+    /// Creates the replica and starts its task.
+    pub(crate) fn spawn(
+        ctx: Arc<NodeCtx>,
+        shard: ShardId,
+        replica_id: ReplicaId,
+        storage: PeerStorage,
+        desc: ShardDescriptor,
+        applied_index: u64,
+        applied_term: u64,
+    ) -> Result<PeerHandle> {
+        let rc = &ctx.config.raft;
+        let cfg = raft::Config {
+            id: replica_id.0,
+            election_tick: rc.election_ticks,
+            heartbeat_tick: rc.heartbeat_ticks,
+            applied: applied_index,
+            max_size_per_msg: rc.max_size_per_msg,
+            max_inflight_msgs: rc.max_inflight_msgs,
+            max_uncommitted_size: rc.max_uncommitted_size,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        cfg.validate()?;
+        let logger = replica_logger(shard, replica_id);
+        let raw = RawNode::new(&cfg, storage, &logger)?;
+        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let (etx, erx) = mpsc::unbounded_channel();
+        let mut replica_nodes = HashMap::new();
+        for r in &desc.replicas {
+            replica_nodes.insert(r.replica_id, NodeId(r.node_id));
+        }
+        let peer = Peer {
+            shard,
+            replica_id,
+            ctx: ctx.clone(),
+            raw,
+            desc,
+            applied_index,
+            applied_term,
+            replica_nodes,
+            proposals: VecDeque::new(),
+            pending_reads: Vec::new(),
+            inflight_reads: HashMap::new(),
+            ready_reads: VecDeque::new(),
+            next_read_ctx: 1,
+            persisted_msgs: VecDeque::new(),
+            inflight_writes: 0,
+            pending_snapshot: None,
+            building_snapshot: false,
+            role: StateRole::Follower,
+            ticks: 0,
+            removed: false,
+            fatal: false,
+            events: etx.clone(),
+        };
+        let cancel = ctx.cancel.child_token();
+        ctx.tracker.spawn(peer.run(rx, erx, cancel));
+        Ok(PeerHandle {
+            shard,
+            tx,
+            events: etx,
+        })
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<PeerMsg>,
+        mut events: mpsc::UnboundedReceiver<PeerEvent>,
+        cancel: CancellationToken,
+    ) {
+        tracing::info!(shard = %self.shard, replica = %self.replica_id, "replica started");
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                Some(ev) = events.recv() => self.on_event(ev),
+                Some(msg) = rx.recv() => self.on_msg(msg),
+                else => break,
+            }
+            for _ in 0..DRAIN_LIMIT {
+                match events.try_recv() {
+                    Ok(ev) => self.on_event(ev),
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..DRAIN_LIMIT {
+                match rx.try_recv() {
+                    Ok(msg) => self.on_msg(msg),
+                    Err(_) => break,
+                }
+            }
+            self.flush_reads();
+            let mut failed = false;
+            // Advancing can produce more work (e.g. leaving joint consensus): drain it.
+            for _ in 0..4 {
+                if !self.raw.has_ready() {
+                    break;
+                }
+                if let Err(e) = self.handle_ready().await {
+                    tracing::error!(shard = %self.shard, error = %e, "replica stopped on error");
+                    failed = true;
+                    break;
+                }
+            }
+            if failed || self.fatal {
+                self.ctx.cancel_replica(self.shard);
+                break;
+            }
+            self.maybe_build_snapshot();
+            if self.removed {
+                self.destroy();
+                break;
+            }
+        }
+        self.fail_all(|| Error::Shutdown);
+        tracing::info!(shard = %self.shard, replica = %self.replica_id, "replica stopped");
+    }
+
+    fn on_event(&mut self, ev: PeerEvent) {
+        match ev {
+            PeerEvent::Tick => self.on_tick(),
+            PeerEvent::Persisted(number) => self.on_persisted(number),
+            PeerEvent::PersistFailed(e) => {
+                // Raft cannot continue without durable writes: stop this replica.
+                tracing::error!(shard = %self.shard, error = %e, "log write failed");
+                self.fatal = true;
+                self.ctx.cancel_replica(self.shard);
+            }
+            PeerEvent::SnapshotBuilt(r) => self.on_snapshot_built(r),
+            PeerEvent::SnapshotSent(to, ok) => {
+                let status = if ok {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
+            }
+        }
+    }
+
+    fn on_msg(&mut self, msg: PeerMsg) {
+        match msg {
+            PeerMsg::Raft(m, from_node) => {
+                self.replica_nodes.entry(m.from).or_insert(from_node);
+                if let Err(e) = self.raw.step(*m) {
+                    tracing::debug!(shard = %self.shard, error = %e, "dropped raft message");
+                }
+            }
+            PeerMsg::Propose(cmd, reply) => self.on_propose(cmd, Reply::Command(reply)),
+            PeerMsg::ReadIndex(reply) => {
+                if self.is_leader() {
+                    self.pending_reads.push(reply);
+                } else {
+                    let _ = reply.send(Err(self.not_leader()));
+                }
+            }
+            PeerMsg::ChangeMember(change, reply) => self.on_change_member(change, reply),
+            PeerMsg::TransferLeader(node, reply) => self.on_transfer_leader(node, reply),
+            PeerMsg::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    /// Whether this replica leads its shard now.
+    pub(crate) fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// The leader as this replica knows it.
+    pub(crate) fn leader_hint(&self) -> Option<ReplicaInfo> {
+        let lead = self.raw.raft.leader_id;
+        if lead == 0 {
+            return None;
+        }
+        let node = self.replica_nodes.get(&lead)?;
+        Some(ReplicaInfo {
+            replica_id: lead,
+            node_id: node.0,
+            addr: self.ctx.addresses.get(*node).unwrap_or_default(),
+        })
+    }
+
+    /// `NotLeader` with the best hint, or `ShardUnavailable` during an election.
+    pub(crate) fn not_leader(&self) -> Error {
+        match self.leader_hint() {
+            Some(h) if h.replica_id != self.replica_id.0 => Error::NotLeader {
+                shard: self.shard,
+                leader: Some(h),
+            },
+            _ => Error::ShardUnavailable {
+                shard: self.shard,
+                reason: "no leader (election in progress)".into(),
+            },
+        }
+    }
+
+    pub(crate) fn on_propose(&mut self, cmd: RaftCommand, reply: Reply) {
+        if !self.is_leader() {
+            reply.fail(self.not_leader());
+            return;
+        }
+        if let Err(e) = self.raw.propose(vec![], cmd.encode_to_vec()) {
+            reply.fail(Error::ShardUnavailable {
+                shard: self.shard,
+                reason: format!("proposal dropped: {e}"),
+            });
+            return;
+        }
+        self.track_proposal(reply);
+    }
+
+    /// Remembers the proposal just appended to the leader's log.
+    pub(crate) fn track_proposal(&mut self, reply: Reply) {
+        let index = self.raw.raft.raft_log.last_index();
+        let term = self.raw.raft.term;
+        self.proposals.push_back(Proposal { index, term, reply });
+    }
+
+    /// Moves queued reads into one ReadIndex request once this leader may serve them.
+    fn flush_reads(&mut self) {
+        if self.pending_reads.is_empty() {
+            return;
+        }
+        if !self.is_leader() {
+            let e = self.not_leader();
+            for r in self.pending_reads.drain(..) {
+                let _ = r.send(Err(e.clone_routing()));
+            }
+            return;
+        }
+        // raft-rs ignores ReadIndex until the leader commits an entry of its term.
+        if !self.raw.raft.commit_to_current_term() {
+            return;
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        let waiters = std::mem::take(&mut self.pending_reads);
+        self.inflight_reads.insert(ctx, waiters);
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+    }
+
+    /// Answers reads whose read index has been applied.
+    pub(crate) fn release_reads(&mut self) {
+        while let Some((index, _)) = self.ready_reads.front() {
+            if *index > self.applied_index {
+                break;
+            }
+            if let Some((_, waiters)) = self.ready_reads.pop_front() {
+                for w in waiters {
+                    let _ = w.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    /// Fails everything waiting on this replica.
+    pub(crate) fn fail_all(&mut self, err: impl Fn() -> Error) {
+        for p in self.proposals.drain(..) {
+            p.reply.fail(err());
+        }
+        for r in self.pending_reads.drain(..) {
+            let _ = r.send(Err(err()));
+        }
+        for (_, ws) in self.inflight_reads.drain() {
+            for w in ws {
+                let _ = w.send(Err(err()));
+            }
+        }
+        for (_, ws) in self.ready_reads.drain(..) {
+            for w in ws {
+                let _ = w.send(Err(err()));
+            }
+        }
+    }
+}
+
+impl Error {
+    /// A copy of a routing error (they carry only plain data).
+    pub(crate) fn clone_routing(&self) -> Error {
+        match self {
+            Error::NotLeader { shard, leader } => Error::NotLeader {
+                shard: *shard,
+                leader: leader.clone(),
+            },
+            Error::ShardUnavailable { shard, reason } => Error::ShardUnavailable {
+                shard: *shard,
+                reason: reason.clone(),
+            },
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The ready loop of a replica, in raft-rs's order (DESIGN §3): send leader messages →
+//! install snapshot → read states → apply committed → persist entries and hard state
+//! (queued to the node's log writer) → send persisted messages once durable → advance.
+
+use crate::error::{Error, Result};
+use crate::fsm::apply::apply_round;
+use crate::keys;
+use crate::proto::{
+    ConfChangeContext, Replica, ReplicaRole, SnapshotMeta, SnapshotPayload,
+};
+use crate::raft::peer::{Peer, PeerEvent, Reply};
+use crate::storage::{snapshot, LogOp, PeerStorage, WriteTask};
+use crate::types::{NodeId, ShardId};
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message,
+    Snapshot,
+};
+use raft::{RawNode, ReadState, Ready, StateRole};
+use std::collections::HashMap;
+
+/// What a ready asks for before its committed entries are applied (steps 1–4).
+pub(crate) struct ReadyStart {
+    /// The ready, handed back to `finish_ready`.
+    pub(crate) ready: Ready,
+    /// The new role, if it changed.
+    pub(crate) role: Option<StateRole>,
+    /// Messages a leader sends at once (before persisting; raft thesis 10.2.1).
+    pub(crate) send_now: Vec<Message>,
+    /// A snapshot to install.
+    pub(crate) snapshot: Option<Snapshot>,
+    /// Confirmed ReadIndex requests.
+    pub(crate) read_states: Vec<ReadState>,
+    /// Entries to apply (raft-rs hands out only locally durable ones).
+    pub(crate) committed: Vec<Entry>,
+}
+
+/// What a ready needs made durable, and what to send once it is (steps 5–7).
+pub(crate) struct ReadyPersist {
+    /// The ready's number, for `on_persist_ready`.
+    pub(crate) number: u64,
+    /// Log entries, truncation and hard state writes.
+    pub(crate) ops: Vec<LogOp>,
+    /// Whether the writes need an fsync before the messages go.
+    pub(crate) sync: bool,
+    /// Messages that may leave only after the writes are durable.
+    pub(crate) after_persist: Vec<Message>,
+}
+
+/// Takes a ready from raft-rs and splits off what precedes applying.
+pub(crate) fn start_ready(raw: &mut RawNode<PeerStorage>) -> ReadyStart {
+    let mut ready = raw.ready();
+    let role = ready.ss().map(|ss| ss.raft_state);
+    let send_now = ready.take_messages();
+    let snapshot = (!ready.snapshot().is_empty()).then(|| ready.snapshot().clone());
+    let read_states = ready.take_read_states();
+    let committed = ready.take_committed_entries();
+    ReadyStart {
+        ready,
+        role,
+        send_now,
+        snapshot,
+        read_states,
+        committed,
+    }
+}
+
+/// Mirrors the ready's entries and hard state into `PeerStorage` (raft-rs must be able
+/// to read them before `advance_append_async`), builds their writes, and advances.
+/// `ops` holds writes that must precede them (a snapshot install).
+pub(crate) fn finish_ready(
+    raw: &mut RawNode<PeerStorage>,
+    shard: ShardId,
+    mut ready: Ready,
+    mut ops: Vec<LogOp>,
+) -> Result<ReadyPersist> {
+    let installs_snapshot = !ops.is_empty();
+    let entries = ready.take_entries();
+    if let Some(last) = entries.last() {
+        let new_last = last.index;
+        let old_last = raw.mut_store().append(&entries);
+        for e in &entries {
+            let bytes = e.write_to_bytes().map_err(Error::from)?;
+            ops.push(LogOp::Put(keys::CF_RAFT, keys::raft_log_key(shard, e.index), bytes));
+        }
+        if old_last > new_last {
+            ops.push(LogOp::DeleteRange(
+                keys::CF_RAFT,
+                keys::raft_log_key(shard, new_last + 1),
+                keys::raft_log_key(shard, old_last + 1),
+            ));
+        }
+    }
+    if let Some(hs) = ready.hs() {
+        raw.mut_store().set_hard_state(hs.clone());
+    }
+    if !ops.is_empty() || ready.hs().is_some() {
+        let state = raw.store().local_state().encode_to_vec();
+        ops.push(LogOp::Put(keys::CF_RAFT, keys::raft_state_key(shard), state));
+    }
+    let sync = ready.must_sync() || !entries.is_empty() || installs_snapshot;
+    let after_persist = ready.take_persisted_messages();
+    let number = ready.number();
+    raw.advance_append_async(ready);
+    Ok(ReadyPersist {
+        number,
+        ops,
+        sync,
+        after_persist,
+    })
+}
+
+impl Peer {
+    /// Handles one ready, if raft-rs has one.
+    pub(crate) async fn handle_ready(&mut self) -> Result<()> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let start = start_ready(&mut self.raw);
+        if let Some(role) = start.role {
+            self.on_role_change(role);
+        }
+        // 1. A leader sends before persisting.
+        self.send_messages(start.send_now);
+        // 2. Snapshot.
+        let mut ops: Vec<LogOp> = Vec::new();
+        let mut snapshot_point = None;
+        if let Some(snap) = &start.snapshot {
+            ops.extend(self.on_install_snapshot(snap)?);
+            let m = snap.get_metadata();
+            snapshot_point = Some((m.index, m.term));
+        }
+        // 3. Read states.
+        for rs in start.read_states {
+            let ctx = rs
+                .request_ctx
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or_default();
+            if let Some(waiters) = self.inflight_reads.remove(&ctx) {
+                self.ready_reads.push_back((rs.index, waiters));
+            }
+        }
+        // 4. Apply committed entries.
+        if !start.committed.is_empty() {
+            self.apply_committed(start.committed).await?;
+        }
+        // 5. Persist entries and hard state through the node's log writer.
+        let persist = finish_ready(&mut self.raw, self.shard, start.ready, ops)?;
+        let number = persist.number;
+        if let Some((index, term)) = snapshot_point {
+            self.pending_snapshot = Some((number, index, term));
+        }
+        if persist.ops.is_empty() && self.inflight_writes == 0 {
+            // Nothing to make durable and nothing queued before it.
+            self.raw.on_persist_ready(number);
+            self.send_messages(persist.after_persist);
+        } else {
+            // 6. Persisted messages go once the log writer reports the write durable.
+            self.persisted_msgs.push_back((number, persist.after_persist));
+            self.inflight_writes += 1;
+            let events = self.events.clone();
+            let queued = self.ctx.writer.submit(WriteTask {
+                ops: persist.ops,
+                sync: persist.sync,
+                done: Box::new(move |r| {
+                    let _ = events.send(match r {
+                        Ok(()) => PeerEvent::Persisted(number),
+                        Err(e) => PeerEvent::PersistFailed(e.to_string()),
+                    });
+                }),
+            });
+            if !queued {
+                return Err(Error::Shutdown);
+            }
+        }
+        // 7. Advance.
+        self.raw.advance_apply_to(self.applied_index);
+        Ok(())
+    }
+
+    /// The log writer made every ready up to `number` durable.
+    pub(crate) fn on_persisted(&mut self, number: u64) {
+        self.inflight_writes = self.inflight_writes.saturating_sub(1);
+        self.raw.on_persist_ready(number);
+        if let Some((n, index, term)) = self.pending_snapshot {
+            if n <= number {
+                self.pending_snapshot = None;
+                self.applied_index = index;
+                self.applied_term = term;
+                self.raw.advance_apply_to(index);
+                self.release_reads();
+            }
+        }
+        while self.persisted_msgs.front().is_some_and(|(n, _)| *n <= number) {
+            if let Some((_, msgs)) = self.persisted_msgs.pop_front() {
+                self.send_messages(msgs);
+            }
+        }
+    }
+
+    pub(crate) fn on_role_change(&mut self, role: StateRole) {
+        if role == self.role {
+            return;
+        }
+        tracing::info!(shard = %self.shard, replica = %self.replica_id, ?role, term = self.raw.raft.term, "role changed");
+        if self.role == StateRole::Leader {
+            // Proposals may still commit under the new leader, but this replica can
+            // no longer vouch for them: the client retries under the same request id.
+            let e = self.not_leader();
+            for p in self.proposals.drain(..) {
+                p.reply.fail(e.clone_routing());
+            }
+            for (_, ws) in self.inflight_reads.drain() {
+                for w in ws {
+                    let _ = w.send(Err(e.clone_routing()));
+                }
+            }
+            for r in self.pending_reads.drain(..) {
+                let _ = r.send(Err(e.clone_routing()));
+            }
+        }
+        self.role = role;
+    }
+
+    /// Wraps raft messages for their nodes and hands them to the transport.
+    pub(crate) fn send_messages(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            let Some(node) = self.replica_nodes.get(&m.to).copied() else {
+                tracing::debug!(shard = %self.shard, to = m.to, "no node known for replica");
+                continue;
+            };
+            self.ctx.transport.send(self.shard, node, m, self.events.clone());
+        }
+    }
+
+    /// Applies committed entries: conf changes to raft-rs here, then everything to
+    /// RocksDB on a blocking thread, then answers proposals and reads.
+    async fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<()> {
+        let mut desc = self.desc.clone();
+        let mut conf_entries: HashMap<u64, u64> = HashMap::new();
+        for e in &entries {
+            let cc = match e.get_entry_type() {
+                EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&e.data)?,
+                EntryType::EntryConfChange => v1_to_v2(ConfChange::parse_from_bytes(&e.data)?),
+                EntryType::EntryNormal => continue,
+            };
+            let cs = self.raw.apply_conf_change(&cc)?;
+            self.raw.mut_store().set_conf_state(cs.clone());
+            self.update_descriptor(&mut desc, &cc);
+            conf_entries.insert(e.index, e.term);
+            let me = self.replica_id.0;
+            if !cs.voters.contains(&me) && !cs.learners.contains(&me) {
+                self.removed = true;
+            }
+        }
+        let engine = self.ctx.engine.clone();
+        let shard = self.shard;
+        let cs = self
+            .raw
+            .store()
+            .conf_state()
+            .write_to_bytes()
+            .map_err(Error::from)?;
+        let applied = tokio::task::spawn_blocking(move || {
+            apply_round(&engine, shard, &entries, desc, cs)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
+        self.desc = applied.desc;
+        self.applied_index = applied.applied_index;
+        self.applied_term = applied.applied_term;
+        let mut results: HashMap<u64, _> = applied
+            .results
+            .into_iter()
+            .map(|(i, t, r)| (i, (t, r)))
+            .collect();
+        while self
+            .proposals
+            .front()
+            .is_some_and(|p| p.index <= self.applied_index)
+        {
+            let Some(p) = self.proposals.pop_front() else { break };
+            let lost = || Error::ShardUnavailable {
+                shard: self.shard,
+                reason: "proposal was superseded by a new leader; outcome unknown".into(),
+            };
+            match p.reply {
+                Reply::Command(tx) => {
+                    let r = match results.remove(&p.index) {
+                        Some((t, r)) if t == p.term => Ok(r),
+                        _ => Err(lost()),
+                    };
+                    let _ = tx.send(r);
+                }
+                Reply::Member(tx) => {
+                    let r = match conf_entries.get(&p.index) {
+                        Some(t) if *t == p.term => Ok(self.desc.clone()),
+                        _ => Err(lost()),
+                    };
+                    let _ = tx.send(r);
+                }
+                Reply::None => {}
+            }
+        }
+        self.release_reads();
+        Ok(())
+    }
+
+    /// Reflects a conf change in the descriptor, using the replica info in its context.
+    fn update_descriptor(&mut self, desc: &mut crate::proto::ShardDescriptor, cc: &ConfChangeV2) {
+        let info = ConfChangeContext::decode(cc.context.as_ref())
+            .ok()
+            .and_then(|c| c.replica);
+        for ch in cc.get_changes() {
+            apply_change(desc, ch, info.as_ref());
+            desc.next_replica_id = desc.next_replica_id.max(ch.node_id + 1);
+        }
+        if !cc.get_changes().is_empty() {
+            desc.conf_ver += 1;
+        }
+        for r in &desc.replicas {
+            self.replica_nodes.insert(r.replica_id, NodeId(r.node_id));
+            if !r.addr.is_empty() {
+                self.ctx.addresses.insert(NodeId(r.node_id), r.addr.clone());
+            }
+        }
+    }
+
+    /// Turns a snapshot from raft-rs into log-writer ops; updates the mirror.
+    fn on_install_snapshot(&mut self, snap: &Snapshot) -> Result<Vec<LogOp>> {
+        let meta = snap.get_metadata();
+        let sm = SnapshotMeta::decode(snap.data.as_ref())?;
+        let payload = self
+            .ctx
+            .snapshots
+            .take_incoming(self.shard, meta.index, meta.term)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "snapshot {}/{} of shard {} has no received payload",
+                    meta.index, meta.term, self.shard
+                ))
+            })?;
+        if xxhash_rust::xxh3::xxh3_64(&payload) != sm.checksum {
+            return Err(Error::Storage("snapshot payload checksum mismatch".into()));
+        }
+        let payload = SnapshotPayload::decode(payload.as_slice())?;
+        let ops = snapshot::install_ops(self.shard, &payload)?;
+        self.raw.mut_store().apply_snapshot(snap);
+        if let Some(desc) = payload.descriptor {
+            for r in &desc.replicas {
+                self.replica_nodes.insert(r.replica_id, NodeId(r.node_id));
+                if !r.addr.is_empty() {
+                    self.ctx.addresses.insert(NodeId(r.node_id), r.addr.clone());
+                }
+            }
+            self.desc = desc;
+        }
+        tracing::info!(shard = %self.shard, index = meta.index, term = meta.term, "installing snapshot");
+        Ok(ops)
+    }
+
+    /// Starts building a snapshot if raft-rs asked for one.
+    pub(crate) fn maybe_build_snapshot(&mut self) {
+        if self.building_snapshot {
+            return;
+        }
+        if self.raw.store().take_snapshot_wanted().is_none() {
+            return;
+        }
+        self.building_snapshot = true;
+        let engine = self.ctx.engine.clone();
+        let shard = self.shard;
+        let events = self.events.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = snapshot::build(&engine, shard);
+            let _ = events.send(PeerEvent::SnapshotBuilt(r));
+        });
+    }
+
+    pub(crate) fn on_snapshot_built(&mut self, r: Result<snapshot::BuiltSnapshot>) {
+        self.building_snapshot = false;
+        let built = match r {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(shard = %self.shard, error = %e, "snapshot build failed");
+                return;
+            }
+        };
+        let st = &built.apply_state;
+        let cs = match raft::eraftpb::ConfState::parse_from_bytes(&st.conf_state) {
+            Ok(cs) => cs,
+            Err(e) => {
+                tracing::error!(shard = %self.shard, error = %e, "corrupt conf state");
+                return;
+            }
+        };
+        let sm = SnapshotMeta {
+            shard_id: self.shard.0,
+            index: st.applied_index,
+            term: st.applied_term,
+            size: built.payload.len() as u64,
+            checksum: xxhash_rust::xxh3::xxh3_64(&built.payload),
+        };
+        let mut snap = Snapshot::default();
+        snap.data = sm.encode_to_vec().into();
+        let m = snap.mut_metadata();
+        m.index = st.applied_index;
+        m.term = st.applied_term;
+        m.set_conf_state(cs);
+        tracing::info!(shard = %self.shard, index = sm.index, bytes = sm.size, "snapshot built");
+        self.ctx
+            .snapshots
+            .put_outgoing(self.shard, sm.index, sm.term, built.payload);
+        self.raw.mut_store().set_snapshot(snap);
+    }
+}
+
+fn apply_change(desc: &mut crate::proto::ShardDescriptor, ch: &ConfChangeSingle, info: Option<&Replica>) {
+    let id = ch.node_id;
+    let pos = desc.replicas.iter().position(|r| r.replica_id == id);
+    match ch.get_change_type() {
+        ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+            let role = if ch.get_change_type() == ConfChangeType::AddNode {
+                ReplicaRole::Voter
+            } else {
+                ReplicaRole::Learner
+            };
+            match pos {
+                Some(p) => desc.replicas[p].role = role as i32,
+                None => {
+                    let (node_id, addr) = info
+                        .filter(|i| i.replica_id == id)
+                        .map(|i| (i.node_id, i.addr.clone()))
+                        .unwrap_or((id, String::new()));
+                    desc.replicas.push(Replica {
+                        replica_id: id,
+                        node_id,
+                        addr,
+                        role: role as i32,
+                        started: false,
+                    });
+                }
+            }
+        }
+        ConfChangeType::RemoveNode => {
+            if let Some(p) = pos {
+                desc.replicas.remove(p);
+            }
+        }
+    }
+}
+
+/// The single-change V2 form of a legacy conf change.
+fn v1_to_v2(cc: ConfChange) -> ConfChangeV2 {
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(cc.get_change_type());
+    single.node_id = cc.node_id;
+    let mut v2 = ConfChangeV2::default();
+    v2.set_changes(vec![single].into());
+    v2.context = cc.context;
+    v2
+}

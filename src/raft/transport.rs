@@ -1,0 +1,349 @@
+//! Node-to-node Raft transport (DESIGN §2): one long-lived client stream per
+//! destination node carrying batches of raft messages of every shard, reconnecting
+//! with backoff; snapshots travel over their own RPC in chunks.
+//!
+//! Messages are best effort: when a queue is full or a node is unreachable they are
+//! dropped, and Raft retransmits. [`MessageFilter`] is the seam tests use to drop or
+//! partition traffic without touching the network.
+
+use crate::proto::raft_client::RaftClient;
+use crate::proto::{RaftBatch, RaftEnvelope, SnapshotChunk, SnapshotMeta};
+use crate::raft::peer::PeerEvent;
+use crate::storage::snapshot::SnapshotStore;
+use crate::types::{NodeId, ShardId};
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Decides whether a message from one node to another is delivered. Tests install one
+/// to simulate partitions; production has none.
+pub trait MessageFilter: Send + Sync {
+    /// Whether traffic from `from` to `to` passes.
+    fn allow(&self, from: NodeId, to: NodeId) -> bool;
+}
+
+/// Queue depth per destination node.
+const QUEUE: usize = 8192;
+/// Most envelopes in one batch.
+const MAX_BATCH: usize = 512;
+/// Snapshot chunk size.
+const CHUNK: usize = 1 << 20;
+
+/// Where each node listens.
+#[derive(Default)]
+pub(crate) struct AddressBook {
+    /// Node id → `host:port`.
+    map: RwLock<HashMap<NodeId, String>>,
+}
+
+impl AddressBook {
+    pub(crate) fn get(&self, node: NodeId) -> Option<String> {
+        self.map.read().ok()?.get(&node).cloned()
+    }
+
+    pub(crate) fn insert(&self, node: NodeId, addr: String) {
+        if addr.is_empty() {
+            return;
+        }
+        if let Ok(mut m) = self.map.write() {
+            m.insert(node, addr);
+        }
+    }
+}
+
+/// Sends raft messages to other nodes.
+pub(crate) struct Transport {
+    /// This node.
+    node_id: NodeId,
+    /// This node's advertised address, sent so receivers can answer.
+    self_addr: String,
+    /// Where the other nodes are.
+    addresses: Arc<AddressBook>,
+    /// One queue per destination node, drained by its connection task.
+    conns: Mutex<HashMap<NodeId, mpsc::Sender<RaftEnvelope>>>,
+    /// Test hook deciding which messages pass.
+    filter: RwLock<Option<Arc<dyn MessageFilter>>>,
+    /// Built snapshot payloads to ship.
+    snapshots: Arc<SnapshotStore>,
+    /// Stops the connection tasks.
+    cancel: CancellationToken,
+    /// Tracks the connection tasks.
+    tracker: TaskTracker,
+}
+
+impl Transport {
+    pub(crate) fn new(
+        node_id: NodeId,
+        self_addr: String,
+        addresses: Arc<AddressBook>,
+        snapshots: Arc<SnapshotStore>,
+        cancel: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        Self {
+            node_id,
+            self_addr,
+            addresses,
+            conns: Mutex::new(HashMap::new()),
+            filter: RwLock::new(None),
+            snapshots,
+            cancel,
+            tracker,
+        }
+    }
+
+    /// Installs (or clears) the message filter.
+    pub(crate) fn set_filter(&self, f: Option<Arc<dyn MessageFilter>>) {
+        if let Ok(mut g) = self.filter.write() {
+            *g = f;
+        }
+    }
+
+    fn allowed(&self, to: NodeId) -> bool {
+        match self.filter.read() {
+            Ok(g) => g.as_ref().is_none_or(|f| f.allow(self.node_id, to)),
+            Err(_) => true,
+        }
+    }
+
+    /// Whether traffic from `from` to this node passes the filter.
+    pub(crate) fn allowed_from(&self, from: NodeId) -> bool {
+        match self.filter.read() {
+            Ok(g) => g.as_ref().is_none_or(|f| f.allow(from, self.node_id)),
+            Err(_) => true,
+        }
+    }
+
+    /// Queues a raft message of `shard` for node `to`; `events` hears how a snapshot
+    /// send ended.
+    pub(crate) fn send(
+        &self,
+        shard: ShardId,
+        to: NodeId,
+        msg: Message,
+        events: mpsc::UnboundedSender<PeerEvent>,
+    ) {
+        let is_snap = msg.get_msg_type() == MessageType::MsgSnapshot;
+        if !self.allowed(to) {
+            if is_snap {
+                let _ = events.send(PeerEvent::SnapshotSent(msg.to, false));
+            }
+            return;
+        }
+        let to_replica = msg.to;
+        let bytes = match msg.write_to_bytes() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode raft message");
+                return;
+            }
+        };
+        let env = RaftEnvelope {
+            shard_id: shard.0,
+            from_node: self.node_id.0,
+            to_node: to.0,
+            message: bytes.into(),
+        };
+        if is_snap {
+            self.send_snapshot(to, to_replica, env, &msg, events);
+            return;
+        }
+        let tx = {
+            let Ok(mut conns) = self.conns.lock() else { return };
+            conns
+                .entry(to)
+                .or_insert_with(|| self.start_connection(to))
+                .clone()
+        };
+        // A full queue means the node is slow or gone: drop, Raft retries.
+        let _ = tx.try_send(env);
+    }
+
+    fn start_connection(&self, to: NodeId) -> mpsc::Sender<RaftEnvelope> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let conn = Connection {
+            from: self.node_id,
+            from_addr: self.self_addr.clone(),
+            to,
+            addresses: self.addresses.clone(),
+            cancel: self.cancel.clone(),
+        };
+        self.tracker.spawn(conn.run(rx));
+        tx
+    }
+
+    fn send_snapshot(
+        &self,
+        to: NodeId,
+        to_replica: u64,
+        env: RaftEnvelope,
+        msg: &Message,
+        events: mpsc::UnboundedSender<PeerEvent>,
+    ) {
+        let meta = match SnapshotMeta::decode(msg.get_snapshot().data.as_ref()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "snapshot message without metadata");
+                let _ = events.send(PeerEvent::SnapshotSent(to_replica, false));
+                return;
+            }
+        };
+        let payload = self
+            .snapshots
+            .get_outgoing(ShardId(meta.shard_id), meta.index, meta.term);
+        let addr = self.addresses.get(to);
+        let from_addr = self.self_addr.clone();
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            let ok = match (payload, addr) {
+                (Some(payload), Some(addr)) => {
+                    let sent = tokio::select! {
+                        _ = cancel.cancelled() => Err("shutting down".to_string()),
+                        r = ship_snapshot(addr, from_addr, env, payload, meta.checksum) => r,
+                    };
+                    match sent {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(to = %to, error = %e, "snapshot send failed");
+                            false
+                        }
+                    }
+                }
+                _ => false,
+            };
+            let _ = events.send(PeerEvent::SnapshotSent(to_replica, ok));
+        });
+    }
+}
+
+async fn connect(addr: &str) -> Result<RaftClient<tonic::transport::Channel>, String> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true);
+    let ch = ep.connect().await.map_err(|e| e.to_string())?;
+    Ok(RaftClient::new(ch)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
+}
+
+async fn ship_snapshot(
+    addr: String,
+    from_addr: String,
+    env: RaftEnvelope,
+    payload: Arc<Vec<u8>>,
+    checksum: u64,
+) -> Result<(), String> {
+    let mut client = connect(&addr).await?;
+    let mut chunks = vec![SnapshotChunk {
+        envelope: Some(env),
+        from_addr,
+        ..Default::default()
+    }];
+    for part in payload.chunks(CHUNK) {
+        chunks.push(SnapshotChunk {
+            data: bytes::Bytes::copy_from_slice(part),
+            ..Default::default()
+        });
+    }
+    chunks.push(SnapshotChunk {
+        last: true,
+        checksum,
+        ..Default::default()
+    });
+    client
+        .send_snapshot(tokio_stream::iter(chunks))
+        .await
+        .map_err(|s| s.message().to_string())?;
+    Ok(())
+}
+
+/// The task owning the stream to one destination node.
+struct Connection {
+    from: NodeId,
+    from_addr: String,
+    to: NodeId,
+    addresses: Arc<AddressBook>,
+    cancel: CancellationToken,
+}
+
+impl Connection {
+    async fn run(self, mut rx: mpsc::Receiver<RaftEnvelope>) {
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            let client = match self.addresses.get(self.to) {
+                Some(addr) => connect(&addr).await,
+                None => Err(format!("no address known for node {}", self.to)),
+            };
+            let mut client = match client {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(to = %self.to, error = %e, "raft connection failed");
+                    // Messages queued while the node is unreachable are stale by the
+                    // time it is back: drop them.
+                    while rx.try_recv().is_ok() {}
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let connected_at = tokio::time::Instant::now();
+            let (btx, brx) = mpsc::channel::<RaftBatch>(64);
+            let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(brx)).await });
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => {
+                        call.abort();
+                        return;
+                    }
+                    _ = &mut call => break,
+                    env = rx.recv() => {
+                        let Some(env) = env else {
+                            call.abort();
+                            return;
+                        };
+                        let mut envelopes = vec![env];
+                        while envelopes.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(e) => envelopes.push(e),
+                                Err(_) => break,
+                            }
+                        }
+                        let batch = RaftBatch {
+                            from_node: self.from.0,
+                            from_addr: self.from_addr.clone(),
+                            envelopes,
+                        };
+                        if btx.send(batch).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            // A stream that broke at once is retried with backoff, not in a tight loop.
+            if connected_at.elapsed() < Duration::from_secs(1) {
+                tokio::select! {
+                    _ = self.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            } else {
+                backoff = Duration::from_millis(20);
+            }
+        }
+    }
+}

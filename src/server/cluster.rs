@@ -1,0 +1,123 @@
+//! `ctxstore.v1.Cluster`: node status, membership changes and leader transfer.
+
+use crate::error::{Error, Result};
+use crate::node::NodeCtx;
+use crate::proto::cluster_server::Cluster;
+use crate::proto::{
+    AddMemberRequest, AddMemberResponse, RemoveMemberRequest, RemoveMemberResponse,
+    ReplicaRole, ShardDescriptor, StatusRequest, StatusResponse, TransferLeaderRequest,
+    TransferLeaderResponse,
+};
+use crate::raft::peer::MemberChange;
+use crate::raft::{PeerHandle, PeerMsg};
+use crate::server::{await_reply, node_status};
+use crate::types::{NodeId, ShardId, DEFAULT_SHARD};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tonic::{Request, Response, Status};
+
+/// How long `AddMember` waits for the new learner to catch up and become a voter.
+const PROMOTION_WAIT: Duration = Duration::from_secs(60);
+
+pub(crate) struct ClusterService {
+    ctx: Arc<NodeCtx>,
+}
+
+impl ClusterService {
+    pub(crate) fn new(ctx: Arc<NodeCtx>) -> Self {
+        Self { ctx }
+    }
+
+    fn peer(&self, shard_id: u64) -> Result<PeerHandle> {
+        let shard = if shard_id == 0 { DEFAULT_SHARD } else { ShardId(shard_id) };
+        self.ctx.peer(shard).ok_or(Error::WrongShard { shard })
+    }
+
+    async fn change(&self, shard_id: u64, change: MemberChange) -> Result<ShardDescriptor> {
+        let peer = self.peer(shard_id)?;
+        let (tx, rx) = oneshot::channel();
+        peer.send(PeerMsg::ChangeMember(change, tx)).await?;
+        await_reply(peer.shard, rx).await
+    }
+
+    async fn descriptor(&self, peer: &PeerHandle) -> Option<ShardDescriptor> {
+        let (tx, rx) = oneshot::channel();
+        peer.send(PeerMsg::Status(tx)).await.ok()?;
+        rx.await.ok()?.descriptor
+    }
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        Ok(Response::new(node_status(&self.ctx).await))
+    }
+
+    async fn add_member(&self, req: Request<AddMemberRequest>) -> Result<Response<AddMemberResponse>, Status> {
+        let req = req.into_inner();
+        if req.node_id == 0 {
+            return Err(Error::invalid("node_id", "must be greater than 0").into());
+        }
+        crate::config::parse_initial_cluster(&format!("{}={}", req.node_id, req.addr))
+            .map_err(|_| Error::invalid("addr", format!("`{}` is not host:port", req.addr)))?;
+        let node = NodeId(req.node_id);
+        let peer = self.peer(req.shard_id)?;
+        // A retry of an add that already applied waits for promotion again.
+        let existing = self.descriptor(&peer).await.filter(|d| {
+            d.replicas
+                .iter()
+                .any(|r| r.node_id == node.0 && r.addr == req.addr)
+        });
+        let mut desc = match existing {
+            Some(d) => d,
+            None => {
+                self.change(req.shard_id, MemberChange::Add { node, addr: req.addr.clone() })
+                    .await?
+            }
+        };
+        // Wait for the learner to catch up and be promoted by the leader.
+        let deadline = tokio::time::Instant::now() + PROMOTION_WAIT;
+        loop {
+            let voter = desc
+                .replicas
+                .iter()
+                .any(|r| r.node_id == node.0 && r.role == ReplicaRole::Voter as i32);
+            if voter || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(d) = self.descriptor(&peer).await {
+                desc = d;
+            }
+        }
+        let replica = desc.replicas.iter().find(|r| r.node_id == node.0).cloned();
+        Ok(Response::new(AddMemberResponse {
+            replica,
+            descriptor: Some(desc),
+        }))
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<RemoveMemberRequest>,
+    ) -> Result<Response<RemoveMemberResponse>, Status> {
+        let req = req.into_inner();
+        let desc = self
+            .change(req.shard_id, MemberChange::Remove { node: NodeId(req.node_id) })
+            .await?;
+        Ok(Response::new(RemoveMemberResponse { descriptor: Some(desc) }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let req = req.into_inner();
+        let peer = self.peer(req.shard_id)?;
+        let (tx, rx) = oneshot::channel();
+        peer.send(PeerMsg::TransferLeader(NodeId(req.node_id), tx)).await?;
+        await_reply(peer.shard, rx).await?;
+        Ok(Response::new(TransferLeaderResponse {}))
+    }
+}

@@ -1,0 +1,347 @@
+//! `ctxstore.v1.Kv`: validates, proposes writes to the shard leader, and serves
+//! linearizable (ReadIndex) or stale reads from the local replica.
+
+use crate::error::{Error, Result};
+use crate::fsm::command::is_live;
+use crate::keys;
+use crate::node::NodeCtx;
+use crate::proto::kv_server::Kv;
+use crate::proto::{
+    batch_op, command_result, raft_command, write_op, BatchRequest, BatchResponse,
+    CommandResult, CompareAndSwapRequest, CompareAndSwapResponse, DeleteRequest,
+    DeleteResponse, GetRequest, GetResponse, KeyValue, PutRequest, PutResponse, RaftCommand,
+    RequestHeader, ScanRequest, ScanResponse, ValueRecord, WriteBatch, WriteCheck, WriteDelete,
+    WriteOp, WriteOutcome, WritePut,
+};
+use crate::raft::{PeerHandle, PeerMsg};
+use crate::server::{await_reply, now_ms};
+use crate::storage::snapshot::shard_data_ranges;
+use crate::types::{ShardId, DEFAULT_SHARD};
+use bytes::Bytes;
+use prost::Message as _;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tonic::{Request, Response, Status};
+
+/// Longest client request id.
+const MAX_REQUEST_ID: usize = 64;
+/// Scan page size when the request sets none.
+const DEFAULT_SCAN_LIMIT: u64 = 1_000;
+
+pub(crate) struct KvService {
+    ctx: Arc<NodeCtx>,
+}
+
+impl KvService {
+    pub(crate) fn new(ctx: Arc<NodeCtx>) -> Self {
+        Self { ctx }
+    }
+
+    fn peer(&self, header: &Option<RequestHeader>) -> Result<PeerHandle> {
+        let shard = match header.as_ref().map_or(0, |h| h.shard_id) {
+            0 => DEFAULT_SHARD,
+            s => ShardId(s),
+        };
+        if let Some(p) = self.ctx.peer(shard) {
+            return Ok(p);
+        }
+        if self.ctx.peers().is_empty() {
+            return Err(Error::NodeNotReady(
+                "this node hosts no replica yet (starting, or waiting to be added)".into(),
+            ));
+        }
+        Err(Error::WrongShard { shard })
+    }
+
+    fn check_key(&self, field: &str, key: &[u8]) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::invalid(field, "must not be empty"));
+        }
+        let max = self.ctx.config.limits.max_key_size;
+        if key.len() as u64 > max {
+            return Err(Error::limit("max-key-size", max, key.len() as u64));
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<()> {
+        let max = self.ctx.config.limits.max_value_size;
+        if value.len() as u64 > max {
+            return Err(Error::limit("max-value-size", max, value.len() as u64));
+        }
+        Ok(())
+    }
+
+    fn check_request_id(id: &[u8]) -> Result<()> {
+        if id.len() > MAX_REQUEST_ID {
+            return Err(Error::invalid(
+                "request_id",
+                format!("at most {MAX_REQUEST_ID} bytes, got {}", id.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn put_op(&self, key: Bytes, value: Bytes, ttl_ms: u64, now: u64) -> Result<WriteOp> {
+        self.check_key("key", &key)?;
+        self.check_value(&value)?;
+        let expires_at_ms = if ttl_ms == 0 { 0 } else { now.saturating_add(ttl_ms) };
+        Ok(WriteOp {
+            op: Some(write_op::Op::Put(WritePut {
+                key,
+                value,
+                expires_at_ms,
+            })),
+        })
+    }
+
+    async fn propose(
+        &self,
+        header: &Option<RequestHeader>,
+        request_id: Bytes,
+        now: u64,
+        ops: Vec<WriteOp>,
+    ) -> Result<WriteOutcome> {
+        Self::check_request_id(&request_id)?;
+        let peer = self.peer(header)?;
+        let cmd = RaftCommand {
+            request_id,
+            now_ms: now,
+            cmd: Some(raft_command::Cmd::Write(WriteBatch { ops })),
+        };
+        let (tx, rx) = oneshot::channel();
+        peer.send(PeerMsg::Propose(cmd, tx)).await?;
+        outcome(await_reply(peer.shard, rx).await?)
+    }
+
+    /// Waits until the local replica may serve a linearizable read (or none for stale).
+    async fn read_barrier(&self, header: &Option<RequestHeader>, stale: bool) -> Result<()> {
+        let peer = self.peer(header)?;
+        if stale {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        peer.send(PeerMsg::ReadIndex(tx)).await?;
+        await_reply(peer.shard, rx).await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&NodeCtx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let ctx = self.ctx.clone();
+        tokio::task::spawn_blocking(move || f(&ctx))
+            .await
+            .map_err(|e| Error::Internal(format!("read task: {e}")))?
+    }
+}
+
+fn outcome(r: CommandResult) -> Result<WriteOutcome> {
+    match r.result {
+        Some(command_result::Result::Ok(o)) => Ok(o),
+        Some(command_result::Result::CheckFailed(c)) => Err(Error::VersionMismatch {
+            key: c.key,
+            expected: c.expected_version,
+            actual: c.actual_version,
+        }),
+        None => Err(Error::Internal("empty command result".into())),
+    }
+}
+
+fn to_kv(key: Bytes, r: ValueRecord) -> KeyValue {
+    KeyValue {
+        key,
+        value: r.value,
+        version: r.version,
+        create_version: r.create_version,
+        expires_at_ms: r.expires_at_ms,
+    }
+}
+
+fn read_value(ctx: &NodeCtx, key: &[u8], now: u64) -> Result<Option<ValueRecord>> {
+    match ctx.engine.get(keys::CF_DATA, &keys::data_key(key))? {
+        Some(v) => Ok(Some(ValueRecord::decode(v.as_slice())?).filter(|r| is_live(r, now))),
+        None => Ok(None),
+    }
+}
+
+/// Scans the local replica: one contiguous range when the prefix pins a hash tag,
+/// otherwise the whole shard, sorted by key.
+fn scan_local(ctx: &NodeCtx, prefix: &[u8], start_after: &[u8], limit: usize, now: u64) -> Result<(Vec<KeyValue>, bool)> {
+    let db = ctx.engine.db();
+    let cf = ctx.engine.cf(keys::CF_DATA);
+    let mut out = Vec::new();
+    let accept = |user_key: &[u8]| user_key.starts_with(prefix) && user_key > start_after;
+    if let Some(tag) = keys::prefix_partition(prefix) {
+        let hash = xxhash_rust::xxh3::xxh3_64(tag).to_be_bytes();
+        let mut start = hash.to_vec();
+        start.extend_from_slice(if start_after > prefix { start_after } else { prefix });
+        let mut upper = hash.to_vec();
+        upper.extend_from_slice(prefix);
+        let mut opts = rocksdb::ReadOptions::default();
+        if let Some(end) = keys::prefix_end(&upper) {
+            opts.set_iterate_upper_bound(end);
+        }
+        let iter = db.iterator_cf_opt(cf, opts, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            let Some(user_key) = keys::decode_data_key(&k) else { continue };
+            if !accept(user_key) || keys::partition_key(user_key) != tag {
+                continue;
+            }
+            let rec = ValueRecord::decode(v.as_ref())?;
+            if !is_live(&rec, now) {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(to_kv(Bytes::copy_from_slice(user_key), rec));
+        }
+        return Ok((out, false));
+    }
+    let desc = crate::proto::ShardDescriptor::default();
+    for (start, end) in shard_data_ranges(&desc) {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(end);
+        let iter = db.iterator_cf_opt(cf, opts, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            let Some(user_key) = keys::decode_data_key(&k) else { continue };
+            if !accept(user_key) {
+                continue;
+            }
+            let rec = ValueRecord::decode(v.as_ref())?;
+            if is_live(&rec, now) {
+                out.push(to_kv(Bytes::copy_from_slice(user_key), rec));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    let more = out.len() > limit;
+    out.truncate(limit);
+    Ok((out, more))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn get(&self, req: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let req = req.into_inner();
+        self.check_key("key", &req.key)?;
+        self.read_barrier(&req.header, req.stale).await?;
+        let key = req.key;
+        let kv = self
+            .blocking(move |ctx| Ok(read_value(ctx, &key, now_ms())?.map(|r| to_kv(key, r))))
+            .await?;
+        Ok(Response::new(GetResponse { kv }))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let req = req.into_inner();
+        let now = now_ms();
+        let op = self.put_op(req.key, req.value, req.ttl_ms, now)?;
+        let o = self.propose(&req.header, req.request_id, now, vec![op]).await?;
+        Ok(Response::new(PutResponse {
+            version: o.version,
+            create_version: o.per_op.first().copied().unwrap_or(o.version),
+        }))
+    }
+
+    async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+        let req = req.into_inner();
+        self.check_key("key", &req.key)?;
+        let op = WriteOp {
+            op: Some(write_op::Op::Delete(WriteDelete { key: req.key })),
+        };
+        let o = self.propose(&req.header, req.request_id, now_ms(), vec![op]).await?;
+        Ok(Response::new(DeleteResponse {
+            deleted: o.per_op.first().copied().unwrap_or(0) == 1,
+            version: o.version,
+        }))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        req: Request<CompareAndSwapRequest>,
+    ) -> Result<Response<CompareAndSwapResponse>, Status> {
+        let req = req.into_inner();
+        let now = now_ms();
+        self.check_key("key", &req.key)?;
+        let check = WriteOp {
+            op: Some(write_op::Op::Check(WriteCheck {
+                key: req.key.clone(),
+                expected_version: req.expected_version,
+            })),
+        };
+        let write = if req.delete {
+            WriteOp {
+                op: Some(write_op::Op::Delete(WriteDelete { key: req.key })),
+            }
+        } else {
+            self.put_op(req.key, req.value, req.ttl_ms, now)?
+        };
+        let deleting = req.delete;
+        let o = self.propose(&req.header, req.request_id, now, vec![check, write]).await?;
+        Ok(Response::new(CompareAndSwapResponse {
+            version: o.version,
+            // A delete leaves no key, so there is no create version to report.
+            create_version: if deleting { 0 } else { o.per_op.get(1).copied().unwrap_or(0) },
+        }))
+    }
+
+    async fn batch(&self, req: Request<BatchRequest>) -> Result<Response<BatchResponse>, Status> {
+        let req = req.into_inner();
+        let max = self.ctx.config.limits.max_batch_ops;
+        if req.ops.len() as u64 > max {
+            return Err(Error::limit("max-batch-ops", max, req.ops.len() as u64).into());
+        }
+        if req.ops.is_empty() {
+            return Err(Error::invalid("ops", "a batch needs at least one operation").into());
+        }
+        let now = now_ms();
+        let mut ops = Vec::with_capacity(req.ops.len());
+        for (i, op) in req.ops.into_iter().enumerate() {
+            let w = match op.op {
+                Some(batch_op::Op::Put(p)) => self.put_op(p.key, p.value, p.ttl_ms, now)?,
+                Some(batch_op::Op::Delete(d)) => {
+                    self.check_key("ops.delete.key", &d.key)?;
+                    WriteOp {
+                        op: Some(write_op::Op::Delete(WriteDelete { key: d.key })),
+                    }
+                }
+                Some(batch_op::Op::Check(c)) => {
+                    self.check_key("ops.check.key", &c.key)?;
+                    WriteOp {
+                        op: Some(write_op::Op::Check(WriteCheck {
+                            key: c.key,
+                            expected_version: c.expected_version,
+                        })),
+                    }
+                }
+                None => return Err(Error::invalid("ops", format!("operation {i} is empty")).into()),
+            };
+            ops.push(w);
+        }
+        let o = self.propose(&req.header, req.request_id, now, ops).await?;
+        Ok(Response::new(BatchResponse { version: o.version }))
+    }
+
+    async fn scan(&self, req: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        let req = req.into_inner();
+        let max = self.ctx.config.limits.max_scan_limit;
+        let limit = match u64::from(req.limit) {
+            0 => DEFAULT_SCAN_LIMIT.min(max),
+            l if l > max => return Err(Error::limit("max-scan-limit", max, l).into()),
+            l => l,
+        } as usize;
+        if req.prefix.len() as u64 > self.ctx.config.limits.max_key_size {
+            return Err(Error::limit("max-key-size", self.ctx.config.limits.max_key_size, req.prefix.len() as u64).into());
+        }
+        self.read_barrier(&req.header, req.stale).await?;
+        let (prefix, after) = (req.prefix, req.start_after);
+        let (kvs, more) = self
+            .blocking(move |ctx| scan_local(ctx, &prefix, &after, limit, now_ms()))
+            .await?;
+        Ok(Response::new(ScanResponse { kvs, more }))
+    }
+}

@@ -1,0 +1,178 @@
+//! The single mapping between [`Error`] and `tonic::Status` (DESIGN §5): typed routing
+//! errors travel as an encoded `ErrorDetail` in the status details, so clients act on
+//! them without parsing messages.
+
+use crate::error::Error;
+use crate::proto::{self, error_detail::Kind, ErrorDetail};
+use crate::types::ShardId;
+use prost::Message;
+use tonic::{Code, Status};
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let message = e.to_string();
+        let (code, kind) = match e {
+            Error::NotLeader { shard, leader } => (
+                Code::Unavailable,
+                Some(Kind::NotLeader(proto::NotLeader {
+                    shard_id: shard.0,
+                    leader_hint: leader,
+                })),
+            ),
+            Error::StaleEpoch {
+                shard,
+                conf_ver,
+                ring_ver,
+            } => (
+                Code::Aborted,
+                Some(Kind::StaleEpoch(proto::StaleEpoch {
+                    shard_id: shard.0,
+                    conf_ver,
+                    ring_ver,
+                })),
+            ),
+            Error::WrongShard { shard } => (
+                Code::Aborted,
+                Some(Kind::WrongShard(proto::WrongShard { shard_id: shard.0 })),
+            ),
+            Error::ShardUnavailable { shard, reason } => (
+                Code::Unavailable,
+                Some(Kind::ShardUnavailable(proto::ShardUnavailable {
+                    shard_id: shard.0,
+                    reason,
+                })),
+            ),
+            Error::InvalidArgument { field, reason } => (
+                Code::InvalidArgument,
+                Some(Kind::InvalidArgument(proto::InvalidArgument { field, reason })),
+            ),
+            Error::VersionMismatch {
+                key,
+                expected,
+                actual,
+            } => (
+                Code::FailedPrecondition,
+                Some(Kind::VersionMismatch(proto::VersionMismatch {
+                    key,
+                    expected_version: expected,
+                    actual_version: actual,
+                })),
+            ),
+            Error::LimitExceeded { limit, max, actual } => (
+                Code::ResourceExhausted,
+                Some(Kind::LimitExceeded(proto::LimitExceeded { limit, max, actual })),
+            ),
+            Error::NodeNotReady(reason) => (
+                Code::Unavailable,
+                Some(Kind::NodeNotReady(proto::NodeNotReady { reason })),
+            ),
+            Error::Shutdown => (
+                Code::Unavailable,
+                Some(Kind::NodeNotReady(proto::NodeNotReady {
+                    reason: "node is shutting down".into(),
+                })),
+            ),
+            Error::Config { .. } => (Code::InvalidArgument, None),
+            Error::Timeout(..) => (Code::DeadlineExceeded, None),
+            Error::Rpc { code, .. } => (code, None),
+            Error::Transport(_) => (Code::Unavailable, None),
+            Error::Storage(_) | Error::Raft(_) | Error::Internal(_) => (Code::Internal, None),
+        };
+        match kind {
+            Some(kind) => {
+                let detail = ErrorDetail { kind: Some(kind) }.encode_to_vec();
+                Status::with_details(code, message, detail.into())
+            }
+            None => Status::new(code, message),
+        }
+    }
+}
+
+impl From<Status> for Error {
+    fn from(s: Status) -> Error {
+        let detail = ErrorDetail::decode(s.details()).ok().and_then(|d| d.kind);
+        match detail {
+            Some(Kind::NotLeader(n)) => Error::NotLeader {
+                shard: ShardId(n.shard_id),
+                leader: n.leader_hint,
+            },
+            Some(Kind::StaleEpoch(e)) => Error::StaleEpoch {
+                shard: ShardId(e.shard_id),
+                conf_ver: e.conf_ver,
+                ring_ver: e.ring_ver,
+            },
+            Some(Kind::WrongShard(w)) => Error::WrongShard {
+                shard: ShardId(w.shard_id),
+            },
+            Some(Kind::ShardUnavailable(u)) => Error::ShardUnavailable {
+                shard: ShardId(u.shard_id),
+                reason: u.reason,
+            },
+            Some(Kind::InvalidArgument(i)) => Error::InvalidArgument {
+                field: i.field,
+                reason: i.reason,
+            },
+            Some(Kind::VersionMismatch(v)) => Error::VersionMismatch {
+                key: v.key,
+                expected: v.expected_version,
+                actual: v.actual_version,
+            },
+            Some(Kind::LimitExceeded(l)) => Error::LimitExceeded {
+                limit: l.limit,
+                max: l.max,
+                actual: l.actual,
+            },
+            Some(Kind::NodeNotReady(n)) => Error::NodeNotReady(n.reason),
+            None => match s.code() {
+                // Connection-level failures surface as Unavailable without a detail.
+                Code::Unavailable | Code::Unknown if s.details().is_empty() => {
+                    Error::Transport(s.message().to_string())
+                }
+                code => Error::Rpc {
+                    code,
+                    message: s.message().to_string(),
+                },
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_errors_round_trip() {
+        let cases = vec![
+            Error::NotLeader {
+                shard: ShardId(3),
+                leader: Some(proto::ReplicaInfo {
+                    replica_id: 2,
+                    node_id: 2,
+                    addr: "127.0.0.1:1".into(),
+                }),
+            },
+            Error::ShardUnavailable {
+                shard: ShardId(1),
+                reason: "election".into(),
+            },
+            Error::invalid("key", "empty"),
+            Error::VersionMismatch {
+                key: "k".into(),
+                expected: 3,
+                actual: 4,
+            },
+            Error::limit("max-value-size", 10, 11),
+            Error::StaleEpoch {
+                shard: ShardId(1),
+                conf_ver: 2,
+                ring_ver: 3,
+            },
+        ];
+        for e in cases {
+            let text = e.to_string();
+            let back = Error::from(Status::from(e));
+            assert_eq!(back.to_string(), text);
+        }
+    }
+}

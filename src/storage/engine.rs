@@ -1,0 +1,61 @@
+//! Opens the node's RocksDB with the `raft`, `data` and `meta` column families.
+
+use crate::error::{Error, Result};
+use crate::keys::{self, ALL_CFS};
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Options, DB};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A shared handle to the node's RocksDB.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    /// The database; every CF of DESIGN §4 exists once `open` returned.
+    db: Arc<DB>,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the database under `path`.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", path.display())))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(4);
+        opts.set_max_total_wal_size(256 << 20);
+        let cache = Cache::new_lru_cache(128 << 20);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut cf = Options::default();
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            cf.set_block_based_table_factory(&table);
+            if *name == keys::CF_DATA {
+                cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            } else {
+                cf.set_compression_type(rocksdb::DBCompressionType::None);
+            }
+            cf.set_write_buffer_size(32 << 20);
+            ColumnFamilyDescriptor::new(*name, cf)
+        });
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The raw database.
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    /// A column family handle; every CF is created at open.
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is created when the engine opens")
+    }
+
+    /// Reads one key.
+    pub(crate) fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+}

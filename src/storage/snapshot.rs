@@ -1,0 +1,175 @@
+//! Shard snapshots: built from a RocksDB snapshot (so data and applied index agree),
+//! shipped in chunks by the transport, installed through the log writer in one batch.
+
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::proto::{ApplyState, ShardDescriptor, SnapshotKv, SnapshotPayload};
+use crate::storage::LogOp;
+use crate::types::ShardId;
+use prost::Message;
+
+/// The `data` CF ranges a shard owns. One shard owns the whole hash space until the
+/// ring assigns arcs.
+pub(crate) fn shard_data_ranges(_desc: &ShardDescriptor) -> Vec<(Vec<u8>, Vec<u8>)> {
+    vec![keys::data_range(0, u64::MAX)]
+}
+
+/// A built snapshot: the encoded payload and the state it was taken at.
+pub(crate) struct BuiltSnapshot {
+    /// Encoded `SnapshotPayload`.
+    pub(crate) payload: Vec<u8>,
+    /// Applied index/term and conf state the payload corresponds to.
+    pub(crate) apply_state: ApplyState,
+}
+
+/// Reads the shard's applied state and data from one consistent RocksDB snapshot.
+pub(crate) fn build(engine: &crate::storage::Engine, shard: ShardId) -> Result<BuiltSnapshot> {
+    let db = engine.db();
+    let snap = db.snapshot();
+    let meta = engine.cf(keys::CF_META);
+    let apply_state = match snap.get_cf(meta, keys::apply_state_key(shard))? {
+        Some(v) => ApplyState::decode(v.as_slice())?,
+        None => return Err(Error::Storage(format!("shard {shard}: no apply state"))),
+    };
+    let desc = match snap.get_cf(meta, keys::desc_key(shard))? {
+        Some(v) => ShardDescriptor::decode(v.as_slice())?,
+        None => return Err(Error::Storage(format!("shard {shard}: no descriptor"))),
+    };
+    let mut data = Vec::new();
+    for (start, end) in shard_data_ranges(&desc) {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_snapshot(&snap);
+        opts.set_iterate_upper_bound(end);
+        let iter = db.iterator_cf_opt(
+            engine.cf(keys::CF_DATA),
+            opts,
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            data.push(SnapshotKv {
+                key: k.into_vec().into(),
+                value: v.into_vec().into(),
+            });
+        }
+    }
+    let mut dedup = Vec::new();
+    let prefix = keys::dedup_prefix(shard);
+    let mut opts = rocksdb::ReadOptions::default();
+    opts.set_snapshot(&snap);
+    if let Some(end) = keys::prefix_end(&prefix) {
+        opts.set_iterate_upper_bound(end);
+    }
+    let iter = db.iterator_cf_opt(
+        meta,
+        opts,
+        rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+    );
+    for item in iter {
+        let (k, v) = item?;
+        dedup.push(SnapshotKv {
+            key: k.into_vec().into(),
+            value: v.into_vec().into(),
+        });
+    }
+    let payload = SnapshotPayload {
+        descriptor: Some(desc),
+        apply_state: Some(apply_state.clone()),
+        data,
+        dedup,
+    }
+    .encode_to_vec();
+    Ok(BuiltSnapshot {
+        payload,
+        apply_state,
+    })
+}
+
+/// The writes that replace a shard's state with a snapshot payload. The caller adds
+/// the new `RaftLocalState`.
+pub(crate) fn install_ops(shard: ShardId, payload: &SnapshotPayload) -> Result<Vec<LogOp>> {
+    let desc = payload
+        .descriptor
+        .as_ref()
+        .ok_or_else(|| Error::Storage("snapshot without descriptor".into()))?;
+    let apply_state = payload
+        .apply_state
+        .as_ref()
+        .ok_or_else(|| Error::Storage("snapshot without apply state".into()))?;
+    let mut ops = Vec::with_capacity(payload.data.len() + payload.dedup.len() + 8);
+    for (start, end) in shard_data_ranges(desc) {
+        ops.push(LogOp::DeleteRange(keys::CF_DATA, start, end));
+    }
+    let dedup_prefix = keys::dedup_prefix(shard);
+    let dedup_end = keys::prefix_end(&dedup_prefix).expect("shard prefixes never end in 0xff");
+    ops.push(LogOp::DeleteRange(keys::CF_META, dedup_prefix, dedup_end));
+    let log_prefix = keys::raft_log_prefix(shard);
+    let log_end = keys::prefix_end(&log_prefix).expect("shard prefixes never end in 0xff");
+    ops.push(LogOp::DeleteRange(keys::CF_RAFT, log_prefix, log_end));
+    for kv in &payload.data {
+        ops.push(LogOp::Put(keys::CF_DATA, kv.key.to_vec(), kv.value.to_vec()));
+    }
+    for kv in &payload.dedup {
+        if !kv.key.starts_with(&keys::dedup_prefix(shard)) {
+            return Err(Error::Storage("snapshot dedup key outside its shard".into()));
+        }
+        ops.push(LogOp::Put(keys::CF_META, kv.key.to_vec(), kv.value.to_vec()));
+    }
+    ops.push(LogOp::Put(
+        keys::CF_META,
+        keys::apply_state_key(shard),
+        apply_state.encode_to_vec(),
+    ));
+    ops.push(LogOp::Put(keys::CF_META, keys::desc_key(shard), desc.encode_to_vec()));
+    Ok(ops)
+}
+
+/// Received payloads kept per shard while their replica decides which to install.
+const MAX_INCOMING_PER_SHARD: usize = 3;
+
+/// Snapshot payloads in memory: the latest built per shard (to send) and received ones
+/// waiting for their replica to install them.
+#[derive(Default)]
+pub(crate) struct SnapshotStore {
+    /// Shard → (index, term, payload) of the latest built snapshot.
+    outgoing: std::sync::Mutex<std::collections::HashMap<ShardId, (u64, u64, std::sync::Arc<Vec<u8>>)>>,
+    /// (shard, index, term) → received payload.
+    incoming: std::sync::Mutex<std::collections::HashMap<(ShardId, u64, u64), Vec<u8>>>,
+}
+
+impl SnapshotStore {
+    /// Records the latest built snapshot of a shard.
+    pub(crate) fn put_outgoing(&self, shard: ShardId, index: u64, term: u64, payload: Vec<u8>) {
+        if let Ok(mut m) = self.outgoing.lock() {
+            m.insert(shard, (index, term, std::sync::Arc::new(payload)));
+        }
+    }
+
+    /// The built payload for exactly this snapshot, if still current.
+    pub(crate) fn get_outgoing(&self, shard: ShardId, index: u64, term: u64) -> Option<std::sync::Arc<Vec<u8>>> {
+        let m = self.outgoing.lock().ok()?;
+        m.get(&shard)
+            .filter(|(i, t, _)| *i == index && *t == term)
+            .map(|(_, _, p)| p.clone())
+    }
+
+    /// Keeps a received payload until its replica installs it.
+    pub(crate) fn put_incoming(&self, shard: ShardId, index: u64, term: u64, payload: Vec<u8>) {
+        if let Ok(mut m) = self.incoming.lock() {
+            m.insert((shard, index, term), payload);
+            // Keep the newest few per shard: raft-rs installs at most one of them.
+            let mut mine: Vec<(u64, u64)> =
+                m.keys().filter(|k| k.0 == shard).map(|k| (k.1, k.2)).collect();
+            mine.sort_unstable();
+            while mine.len() > MAX_INCOMING_PER_SHARD {
+                let (i, t) = mine.remove(0);
+                m.remove(&(shard, i, t));
+            }
+        }
+    }
+
+    /// Takes a received payload.
+    pub(crate) fn take_incoming(&self, shard: ShardId, index: u64, term: u64) -> Option<Vec<u8>> {
+        self.incoming.lock().ok()?.remove(&(shard, index, term))
+    }
+}

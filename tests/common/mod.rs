@@ -1,0 +1,185 @@
+//! The shared in-process cluster harness: N real nodes on loopback ports chosen by the
+//! OS, each with its own temp data dir, fast Raft ticks, and helpers that wait for
+//! conditions with a deadline (never fixed sleeps).
+
+#![allow(dead_code)]
+
+use ctxstore::client::{Client, ClientOptions};
+use ctxstore::node::Node;
+use ctxstore::proto::StatusResponse;
+use ctxstore::NodeConfig;
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Default deadline for waits in tests.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until `f` returns `Some`, polling every 20 ms, or panics at the deadline.
+pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A cluster of in-process nodes.
+pub struct TestCluster {
+    /// Running nodes by index (None = stopped).
+    pub nodes: Vec<Option<Node>>,
+    /// Each node's config (restart reuses it).
+    pub configs: Vec<NodeConfig>,
+    /// Holds every data dir; removed on drop.
+    pub dir: tempfile::TempDir,
+}
+
+/// Test-speed Raft settings.
+pub fn fast_config(cfg: &mut NodeConfig) {
+    cfg.raft.tick_interval = Duration::from_millis(30);
+    cfg.raft.election_ticks = 10;
+    cfg.raft.heartbeat_ticks = 2;
+}
+
+impl TestCluster {
+    /// Starts `n` nodes and waits for a leader.
+    pub async fn start(n: usize) -> TestCluster {
+        Self::start_with(n, |_| {}).await
+    }
+
+    /// Starts `n` nodes with `tweak` applied to every config.
+    pub async fn start_with(n: usize, tweak: impl Fn(&mut NodeConfig)) -> TestCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut listeners = Vec::new();
+        for _ in 0..n {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+        }
+        let addrs: Vec<String> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("addr").to_string())
+            .collect();
+        let initial = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut configs = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let mut cfg = NodeConfig {
+                node_id: i as u64 + 1,
+                listen: addr.clone(),
+                data_dir: dir.path().join(format!("node{}", i + 1)),
+                initial_cluster: initial.clone(),
+                ..Default::default()
+            };
+            fast_config(&mut cfg);
+            tweak(&mut cfg);
+            configs.push(cfg);
+        }
+        let starts = listeners
+            .into_iter()
+            .zip(configs.iter().cloned())
+            .map(|(l, cfg)| async move { Node::start_with_listener(cfg, l).await.expect("node starts") });
+        let nodes = futures::future::join_all(starts).await.into_iter().map(Some).collect();
+        let cluster = TestCluster { nodes, configs, dir };
+        cluster.wait_leader().await;
+        cluster
+    }
+
+    /// Every node's address.
+    pub fn addrs(&self) -> Vec<String> {
+        self.configs.iter().map(|c| c.listen.clone()).collect()
+    }
+
+    /// A client over every node.
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.addrs()).await.expect("client")
+    }
+
+    /// A client that only knows node `i`.
+    pub async fn client_of(&self, i: usize) -> Client {
+        Client::connect_with(
+            &[self.configs[i].listen.clone()],
+            ClientOptions {
+                timeout: Duration::from_secs(15),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("client")
+    }
+
+    /// Status of node `i` (which must be running).
+    pub async fn status(&self, i: usize) -> StatusResponse {
+        self.nodes[i].as_ref().expect("node running").status().await
+    }
+
+    /// Index of the node whose replica leads the default shard, waiting for one.
+    pub async fn wait_leader(&self) -> usize {
+        wait_for("a leader", WAIT, || async {
+            for (i, n) in self.nodes.iter().enumerate() {
+                if let Some(n) = n {
+                    let s = n.status().await;
+                    if s.shards.iter().any(|s| s.role == "leader") {
+                        return Some(i);
+                    }
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    /// Stops node `i` (in-process crash: tasks cancelled, RocksDB closed).
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(n) = self.nodes[i].take() {
+            n.shutdown().await;
+        }
+    }
+
+    /// Restarts node `i` with its config and data dir.
+    pub async fn restart(&mut self, i: usize) {
+        let n = self.try_restart(i).await.expect("node restarts");
+        self.nodes[i] = Some(n);
+    }
+
+    /// Starts node `i` again, returning the error if it refuses.
+    pub async fn try_restart(&mut self, i: usize) -> ctxstore::Result<Node> {
+        let cfg = self.configs[i].clone();
+        let l = TcpListener::bind(&cfg.listen).await.expect("rebind the same port");
+        Node::start_with_listener(cfg, l).await
+    }
+
+    /// Waits until every running node has applied at least the leader's commit index.
+    pub async fn wait_converged(&self) {
+        let leader = self.wait_leader().await;
+        let commit = self.status(leader).await.shards[0].commit_index;
+        wait_for("replicas to apply the leader's commit", WAIT, || async {
+            for n in self.nodes.iter().flatten() {
+                let s = n.status().await;
+                if s.shards.first().is_none_or(|s| s.applied_index < commit) {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await
+    }
+
+    /// Stops every running node.
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop(i).await;
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Recovery: a lagging follower catches up through a snapshot after log compaction,
+//! and a node whose data dir was wiped is refused, then comes back as a new replica.
+
+mod common;
+
+use common::{fast_config, wait_for, TestCluster, WAIT};
+use ctxstore::node::Node;
+use ctxstore::proto::ReplicaRole;
+use ctxstore::{Error, NodeConfig};
+use futures::StreamExt;
+use tokio::net::TcpListener;
+
+const WRITES: usize = 20_000;
+
+async fn write_many(client: &ctxstore::Client, prefix: &str, n: usize) {
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let c = client.clone();
+            let prefix = prefix.to_string();
+            async move {
+                c.put(format!("{prefix}-{i:05}"), format!("value-{i}"))
+                    .await
+                    .expect("put");
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// A follower stopped while 20,000 writes go through and the log is compacted catches
+/// up via a snapshot and serves the same data.
+///
+/// 1. Start 3 nodes with a small log-GC threshold.
+/// 2. Stop a follower; write 20,000 keys through the others.
+/// 3. Check the leader compacted its log past the follower's last index.
+/// 4. Restart the follower; wait until it applied the leader's commit index.
+/// 5. Its log starts above the old compaction point (it was rebuilt from a snapshot),
+///    and stale reads served by it alone return every key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_follower_catches_up_via_snapshot() {
+    let mut cluster = TestCluster::start_with(3, |c| {
+        c.raft.log_gc_threshold = 2_000;
+        c.raft.log_gc_keep = 100;
+    })
+    .await;
+    let leader = cluster.wait_leader().await;
+    let follower = (leader + 1) % 3;
+    let follower_last = cluster.status(follower).await.shards[0].last_index;
+    cluster.stop(follower).await;
+    let client = cluster.client().await;
+    write_many(&client, "snap", WRITES).await;
+    let leader = cluster.wait_leader().await;
+    let leader_first = wait_for("the leader to compact its log", WAIT, || async {
+        let s = cluster.status(leader).await;
+        let first = s.shards[0].first_index;
+        (first > follower_last + 1).then_some(first)
+    })
+    .await;
+    cluster.restart(follower).await;
+    cluster.wait_converged().await;
+    let s = cluster.status(follower).await;
+    assert!(
+        s.shards[0].first_index > follower_last + 1,
+        "the follower's log starts at {} (it had {} entries before, the leader compacted to {}): \
+         it must have been rebuilt from a snapshot",
+        s.shards[0].first_index,
+        follower_last,
+        leader_first
+    );
+    let reader = cluster.client_of(follower).await;
+    for i in (0..WRITES).step_by(7) {
+        let kv = reader
+            .get_stale(format!("snap-{i:05}"))
+            .await
+            .expect("stale get")
+            .unwrap_or_else(|| panic!("snap-{i:05} missing on the caught-up follower"));
+        assert_eq!(kv.value.as_ref(), format!("value-{i}").as_bytes());
+    }
+    cluster.shutdown().await;
+}
+
+/// A node whose data dir was wiped is refused, then rejoins as a new replica.
+///
+/// 1. Start 3 nodes, write keys, wait until all replicas applied them (so every
+///    replica is recorded as started).
+/// 2. Stop node 3 and delete its data dir; starting it again with the same flags fails
+///    with a config error naming `data-dir` that says what to do.
+/// 3. Remove node 3 from the membership; start a fresh node 4 with `join`; add it.
+/// 4. Node 4 becomes a voter, was rebuilt from a snapshot, and serves the same data
+///    through stale reads; the cluster keeps taking writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
+    let mut cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    write_many(&client, "wipe", 500).await;
+    cluster.wait_converged().await;
+    // Every replica has persisted entries, so the leader marks them started.
+    wait_for("all replicas marked started", WAIT, || async {
+        let l = cluster.wait_leader().await;
+        let s = cluster.status(l).await;
+        let d = s.shards[0].descriptor.clone()?;
+        d.replicas.iter().all(|r| r.started).then_some(())
+    })
+    .await;
+    // Make node 3 a follower so removing it does not disturb leadership.
+    let victim = 2;
+    if cluster.wait_leader().await == victim {
+        client.transfer_leader(1).await.expect("transfer");
+        wait_for("leadership to move", WAIT, || async {
+            (cluster.wait_leader().await != victim).then_some(())
+        })
+        .await;
+    }
+    cluster.stop(victim).await;
+    std::fs::remove_dir_all(&cluster.configs[victim].data_dir).expect("wipe");
+    match cluster.try_restart(victim).await {
+        Err(Error::Config { field, reason }) => {
+            assert_eq!(field, "data-dir");
+            assert!(reason.contains("member remove"), "says what to do: {reason}");
+        }
+        Ok(_) => panic!("a wiped node must not rejoin under its old identity"),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+    let d = client.remove_member(3).await.expect("remove node 3");
+    assert!(d.replicas.iter().all(|r| r.node_id != 3));
+    // A fresh node with a new id joins.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let mut cfg = NodeConfig {
+        node_id: 4,
+        listen: addr.clone(),
+        data_dir: cluster.dir.path().join("node4"),
+        join: true,
+        ..Default::default()
+    };
+    fast_config(&mut cfg);
+    let node4 = Node::start_with_listener(cfg, listener).await.expect("node 4 starts");
+    let r = client.add_member(4, &addr).await.expect("add node 4");
+    let rep = r.replica.expect("replica");
+    assert!(rep.replica_id > 3, "replica ids are never reused: got {}", rep.replica_id);
+    wait_for("node 4 to become a voter", WAIT, || async {
+        let s = node4.status().await;
+        let d = s.shards.first()?.descriptor.clone()?;
+        d.replicas
+            .iter()
+            .any(|r| r.node_id == 4 && r.role == ReplicaRole::Voter as i32)
+            .then_some(())
+    })
+    .await;
+    client.put("after-join", "yes").await.expect("write after join");
+    let reader = ctxstore::Client::connect(&[addr.clone()]).await.expect("client");
+    wait_for("node 4 to serve the new write", WAIT, || async {
+        reader.get_stale("after-join").await.ok().flatten().map(|_| ())
+    })
+    .await;
+    for i in 0..500 {
+        let kv = reader
+            .get_stale(format!("wipe-{i:05}"))
+            .await
+            .expect("stale get")
+            .unwrap_or_else(|| panic!("wipe-{i:05} missing on node 4"));
+        assert_eq!(kv.value.as_ref(), format!("value-{i}").as_bytes());
+    }
+    let s = node4.status().await;
+    assert!(s.shards[0].first_index > 6, "node 4 started from a snapshot");
+    node4.shutdown().await;
+    cluster.shutdown().await;
+}
