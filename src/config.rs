@@ -116,7 +116,8 @@ impl NodeConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config("config", format!("cannot read {}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| Error::config("config", format!("{}: {e}", path.display())))
+        toml::from_str(&text)
+            .map_err(|e| Error::config("config", format!("{}: {e}", path.display())))
     }
 
     /// The address peers and clients dial.
@@ -137,9 +138,9 @@ impl NodeConfig {
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::config("data-dir", "must be set"));
         }
-        self.listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|e| Error::config("listen", format!("`{}` is not host:port: {e}", self.listen)))?;
+        self.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+            Error::config("listen", format!("`{}` is not host:port: {e}", self.listen))
+        })?;
         if let Some(a) = &self.advertise {
             check_host_port("advertise", a)?;
         }
@@ -167,19 +168,31 @@ impl RaftConfig {
             return Err(Error::config("raft.tick-interval", "must be at least 1ms"));
         }
         if self.heartbeat_ticks == 0 {
-            return Err(Error::config("raft.heartbeat-ticks", "must be greater than 0"));
+            return Err(Error::config(
+                "raft.heartbeat-ticks",
+                "must be greater than 0",
+            ));
         }
         if self.election_ticks <= self.heartbeat_ticks {
             return Err(Error::config(
                 "raft.election-ticks",
-                format!("must be greater than heartbeat-ticks ({})", self.heartbeat_ticks),
+                format!(
+                    "must be greater than heartbeat-ticks ({})",
+                    self.heartbeat_ticks
+                ),
             ));
         }
         if self.max_inflight_msgs == 0 {
-            return Err(Error::config("raft.max-inflight-msgs", "must be greater than 0"));
+            return Err(Error::config(
+                "raft.max-inflight-msgs",
+                "must be greater than 0",
+            ));
         }
         if self.log_gc_threshold == 0 {
-            return Err(Error::config("raft.log-gc-threshold", "must be greater than 0"));
+            return Err(Error::config(
+                "raft.log-gc-threshold",
+                "must be greater than 0",
+            ));
         }
         Ok(())
     }
@@ -198,7 +211,10 @@ impl Limits {
             }
         }
         if self.max_value_size > 64 << 20 {
-            return Err(Error::config("limits.max-value-size", "must be at most 64 MiB"));
+            return Err(Error::config(
+                "limits.max-value-size",
+                "must be at most 64 MiB",
+            ));
         }
         Ok(())
     }
@@ -219,14 +235,20 @@ pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<NodeId, String>> {
             Error::config("initial-cluster", format!("`{part}` is not ID=HOST:PORT"))
         })?;
         let id: u64 = id.trim().parse().map_err(|_| {
-            Error::config("initial-cluster", format!("`{id}` in `{part}` is not a node id"))
+            Error::config(
+                "initial-cluster",
+                format!("`{id}` in `{part}` is not a node id"),
+            )
         })?;
         if id == 0 {
             return Err(Error::config("initial-cluster", "node ids start at 1"));
         }
         check_host_port("initial-cluster", addr.trim())?;
         if out.insert(NodeId(id), addr.trim().to_string()).is_some() {
-            return Err(Error::config("initial-cluster", format!("node {id} listed twice")));
+            return Err(Error::config(
+                "initial-cluster",
+                format!("node {id} listed twice"),
+            ));
         }
     }
     Ok(out)
@@ -257,8 +279,14 @@ mod tests {
             (|c| c.data_dir = PathBuf::new(), "data-dir"),
             (|c| c.listen = "nope".into(), "listen"),
             (|c| c.initial_cluster = "1=a".into(), "initial-cluster"),
-            (|c| c.initial_cluster = "x=127.0.0.1:1".into(), "initial-cluster"),
-            (|c| c.initial_cluster = "2=127.0.0.1:1".into(), "initial-cluster"),
+            (
+                |c| c.initial_cluster = "x=127.0.0.1:1".into(),
+                "initial-cluster",
+            ),
+            (
+                |c| c.initial_cluster = "2=127.0.0.1:1".into(),
+                "initial-cluster",
+            ),
             (|c| c.join = true, "join"),
             (|c| c.raft.election_ticks = 1, "raft.election-ticks"),
             (|c| c.limits.max_key_size = 0, "limits.max-key-size"),
@@ -275,10 +303,9 @@ mod tests {
 
     #[test]
     fn toml_uses_kebab_case_and_human_durations() {
-        let c: NodeConfig = toml::from_str(
-            "node-id = 3\ndata-dir = \"/d\"\n[raft]\ntick-interval = \"50ms\"\n",
-        )
-        .expect("parses");
+        let c: NodeConfig =
+            toml::from_str("node-id = 3\ndata-dir = \"/d\"\n[raft]\ntick-interval = \"50ms\"\n")
+                .expect("parses");
         assert_eq!(c.node_id, 3);
         assert_eq!(c.raft.tick_interval, Duration::from_millis(50));
         assert!(toml::from_str::<NodeConfig>("nodeid = 3").is_err());

@@ -55,11 +55,18 @@ impl DevCluster {
         };
         let mut listeners = Vec::new();
         for i in 0..opts.nodes {
-            let port = if opts.base_port == 0 { 0 } else { opts.base_port + i as u16 };
+            let port = if opts.base_port == 0 {
+                0
+            } else {
+                opts.base_port + i as u16
+            };
             let addr = format!("127.0.0.1:{port}");
-            let l = TcpListener::bind(&addr)
-                .await
-                .map_err(|e| Error::config("base-port", format!("cannot bind {addr}: {e} (try --base-port 0)")))?;
+            let l = TcpListener::bind(&addr).await.map_err(|e| {
+                Error::config(
+                    "base-port",
+                    format!("cannot bind {addr}: {e} (try --base-port 0)"),
+                )
+            })?;
             listeners.push(l);
         }
         let addrs: Vec<String> = listeners

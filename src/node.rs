@@ -54,6 +54,9 @@ pub(crate) struct NodeCtx {
     peers: RwLock<HashMap<ShardId, PeerHandle>>,
     /// Shard → highest replica id removed from this node.
     tombstones: RwLock<HashMap<ShardId, u64>>,
+    /// Whether messages for unknown shards may create replicas (false while the node
+    /// is still deciding whether to bootstrap).
+    accept_new_replicas: std::sync::atomic::AtomicBool,
     /// Stops everything.
     pub(crate) cancel: CancellationToken,
     /// Tracks every task the node spawned.
@@ -117,7 +120,24 @@ impl NodeCtx {
             .ok()
             .and_then(|t| t.get(&shard).copied())
             .unwrap_or(0);
-        if !from_leader || msg.to == 0 || msg.to <= tomb || self.cancel.is_cancelled() {
+        let accepting = self
+            .accept_new_replicas
+            .load(std::sync::atomic::Ordering::Acquire);
+        if !from_leader || !accepting || msg.to == 0 || msg.to <= tomb || self.cancel.is_cancelled()
+        {
+            return;
+        }
+        if msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > 0 {
+            // The leader believes this replica holds entries, but this node has none:
+            // its data was lost. Recreating it would reuse a Raft identity (DESIGN §1).
+            tracing::error!(
+                %shard,
+                replica = msg.to,
+                "the leader expects replica {} here with data, but this node has none; \
+                 remove it (`ctxctl member remove {}`) and add this node under a new id",
+                msg.to,
+                self.node_id
+            );
             return;
         }
         let desc = ShardDescriptor {
@@ -199,6 +219,7 @@ impl Node {
             addresses,
             peers: RwLock::new(HashMap::new()),
             tombstones: RwLock::new(HashMap::new()),
+            accept_new_replicas: std::sync::atomic::AtomicBool::new(false),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             config,
@@ -218,8 +239,13 @@ impl Node {
         } else if loaded == 0 {
             // This data dir ran before (its replicas were removed): never bootstrap
             // again; wait to be added.
-            tracing::info!("no replicas on this node; waiting to be added with `ctxctl member add`");
+            tracing::info!(
+                "no replicas on this node; waiting to be added with `ctxctl member add`"
+            );
         }
+        node.ctx
+            .accept_new_replicas
+            .store(true, std::sync::atomic::Ordering::Release);
         node.start_ticker();
         tracing::info!(node = %node_id, %addr, replicas = loaded, "node started");
         Ok(node)
@@ -253,7 +279,14 @@ impl Node {
     /// Stops serving, stops every replica, and closes RocksDB.
     pub async fn shutdown(self) {
         self.ctx.cancel.cancel();
-        let _ = self.server.await;
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(5), &mut server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("gRPC server did not stop within 5s; aborting it");
+            server.abort();
+        }
         self.ctx.tracker.close();
         self.ctx.tracker.wait().await;
         let ctx = self.ctx;
@@ -264,7 +297,8 @@ impl Node {
         }
         let writer_done = ctx.writer.closed_signal();
         drop(ctx);
-        let _ = tokio::task::spawn_blocking(move || writer_done.wait(Duration::from_secs(10))).await;
+        let _ =
+            tokio::task::spawn_blocking(move || writer_done.wait(Duration::from_secs(10))).await;
     }
 
     fn start_ticker(&self) {
@@ -306,16 +340,27 @@ impl Node {
 
     /// Refuses to bootstrap when a running peer records this node's replica as started:
     /// its vote and log were lost with the data dir.
-    async fn refuse_if_identity_lost(&self, members: &std::collections::BTreeMap<NodeId, String>) -> Result<()> {
+    async fn refuse_if_identity_lost(
+        &self,
+        members: &std::collections::BTreeMap<NodeId, String>,
+    ) -> Result<()> {
         let me = self.ctx.node_id;
         for (id, addr) in members {
             if *id == me {
                 continue;
             }
-            let Some(status) = query_status(addr).await else { continue };
+            let Some(status) = query_status(addr).await else {
+                continue;
+            };
             for shard in &status.shards {
-                let Some(desc) = &shard.descriptor else { continue };
-                if let Some(r) = desc.replicas.iter().find(|r| r.node_id == me.0 && r.started) {
+                let Some(desc) = &shard.descriptor else {
+                    continue;
+                };
+                if let Some(r) = desc
+                    .replicas
+                    .iter()
+                    .find(|r| r.node_id == me.0 && r.started)
+                {
                     return Err(Error::config(
                         "data-dir",
                         format!(
@@ -340,7 +385,10 @@ async fn query_status(addr: &str) -> Option<StatusResponse> {
         .timeout(Duration::from_secs(1));
     let ch = ep.connect().await.ok()?;
     let mut c = ClusterClient::new(ch);
-    c.status(StatusRequest {}).await.ok().map(|r| r.into_inner())
+    c.status(StatusRequest {})
+        .await
+        .ok()
+        .map(|r| r.into_inner())
 }
 
 /// Checks the data dir belongs to `node`; returns whether it is brand new.
@@ -381,12 +429,19 @@ fn write_identity(engine: &Engine, node: NodeId) -> Result<()> {
 fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
     let engine = &ctx.engine;
     let mut shards = Vec::new();
-    for item in engine.db().iterator_cf(engine.cf(keys::CF_META), rocksdb::IteratorMode::Start) {
+    for item in engine
+        .db()
+        .iterator_cf(engine.cf(keys::CF_META), rocksdb::IteratorMode::Start)
+    {
         let (k, v) = item?;
         if let Some(shard) = keys::decode_apply_state_key(&k) {
             shards.push(shard);
         } else if k.len() == 9 && k[8] == b't' {
-            let shard = ShardId(u64::from_be_bytes(k[..8].try_into().map_err(|_| Error::Storage("bad key".into()))?));
+            let shard = ShardId(u64::from_be_bytes(
+                k[..8]
+                    .try_into()
+                    .map_err(|_| Error::Storage("bad key".into()))?,
+            ));
             let id = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
             if let Ok(mut t) = ctx.tombstones.write() {
                 t.insert(shard, id);
@@ -407,7 +462,9 @@ fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
             .iter()
             .find(|r| r.node_id == ctx.node_id.0)
             .map(|r| ReplicaId(r.replica_id))
-            .ok_or_else(|| Error::Storage(format!("shard {shard}: this node is not in its descriptor")))?;
+            .ok_or_else(|| {
+                Error::Storage(format!("shard {shard}: this node is not in its descriptor"))
+            })?;
         let handle = Peer::spawn(
             ctx.clone(),
             *shard,
@@ -424,7 +481,10 @@ fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
 
 /// Writes the initial state of the default shard with every initial member as a voter
 /// (replica id = node id), then starts its replica.
-fn bootstrap(ctx: &Arc<NodeCtx>, members: &std::collections::BTreeMap<NodeId, String>) -> Result<()> {
+fn bootstrap(
+    ctx: &Arc<NodeCtx>,
+    members: &std::collections::BTreeMap<NodeId, String>,
+) -> Result<()> {
     let shard = DEFAULT_SHARD;
     let voters: Vec<u64> = members.keys().map(|n| n.0).collect();
     let desc = ShardDescriptor {
@@ -457,14 +517,34 @@ fn bootstrap(ctx: &Arc<NodeCtx>, members: &std::collections::BTreeMap<NodeId, St
     debug_assert_eq!(storage.hard_state(), &hs);
     let engine = &ctx.engine;
     let mut batch = rocksdb::WriteBatch::default();
-    batch.put_cf(engine.cf(keys::CF_RAFT), keys::raft_state_key(shard), storage.local_state().encode_to_vec());
-    batch.put_cf(engine.cf(keys::CF_META), keys::apply_state_key(shard), apply.encode_to_vec());
-    batch.put_cf(engine.cf(keys::CF_META), keys::desc_key(shard), desc.encode_to_vec());
+    batch.put_cf(
+        engine.cf(keys::CF_RAFT),
+        keys::raft_state_key(shard),
+        storage.local_state().encode_to_vec(),
+    );
+    batch.put_cf(
+        engine.cf(keys::CF_META),
+        keys::apply_state_key(shard),
+        apply.encode_to_vec(),
+    );
+    batch.put_cf(
+        engine.cf(keys::CF_META),
+        keys::desc_key(shard),
+        desc.encode_to_vec(),
+    );
     let mut opts = rocksdb::WriteOptions::default();
     opts.set_sync(true);
     engine.db().write_opt(batch, &opts)?;
     tracing::info!(%shard, members = members.len(), "bootstrapped a new cluster");
-    let handle = Peer::spawn(ctx.clone(), shard, ReplicaId(ctx.node_id.0), storage, desc, INIT_INDEX, INIT_TERM)?;
+    let handle = Peer::spawn(
+        ctx.clone(),
+        shard,
+        ReplicaId(ctx.node_id.0),
+        storage,
+        desc,
+        INIT_INDEX,
+        INIT_TERM,
+    )?;
     ctx.register(handle);
     Ok(())
 }

@@ -44,7 +44,10 @@ impl From<Error> for Status {
             ),
             Error::InvalidArgument { field, reason } => (
                 Code::InvalidArgument,
-                Some(Kind::InvalidArgument(proto::InvalidArgument { field, reason })),
+                Some(Kind::InvalidArgument(proto::InvalidArgument {
+                    field,
+                    reason,
+                })),
             ),
             Error::VersionMismatch {
                 key,
@@ -60,7 +63,11 @@ impl From<Error> for Status {
             ),
             Error::LimitExceeded { limit, max, actual } => (
                 Code::ResourceExhausted,
-                Some(Kind::LimitExceeded(proto::LimitExceeded { limit, max, actual })),
+                Some(Kind::LimitExceeded(proto::LimitExceeded {
+                    limit,
+                    max,
+                    actual,
+                })),
             ),
             Error::NodeNotReady(reason) => (
                 Code::Unavailable,

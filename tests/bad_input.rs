@@ -45,33 +45,66 @@ async fn bad_requests_get_specific_errors_and_change_nothing() {
     let before = snapshot_of(&client).await;
 
     let e = client.put(vec![b'k'; 5000], "v").await.unwrap_err();
-    assert!(matches!(&e, Error::LimitExceeded { limit, max: 4096, actual: 5000 } if limit == "max-key-size"), "{e}");
+    assert!(
+        matches!(&e, Error::LimitExceeded { limit, max: 4096, actual: 5000 } if limit == "max-key-size"),
+        "{e}"
+    );
 
-    let e = client.put("big", vec![0u8; (4 << 20) + 1]).await.unwrap_err();
-    assert!(matches!(&e, Error::LimitExceeded { limit, .. } if limit == "max-value-size"), "{e}");
+    let e = client
+        .put("big", vec![0u8; (4 << 20) + 1])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::LimitExceeded { limit, .. } if limit == "max-value-size"),
+        "{e}"
+    );
 
     let ops: Vec<BatchOp> = (0..1001).map(|i| put_op(&format!("b{i}"))).collect();
     let e = client.batch(ops).await.unwrap_err();
-    assert!(matches!(&e, Error::LimitExceeded { limit, max: 1000, actual: 1001 } if limit == "max-batch-ops"), "{e}");
+    assert!(
+        matches!(&e, Error::LimitExceeded { limit, max: 1000, actual: 1001 } if limit == "max-batch-ops"),
+        "{e}"
+    );
 
     // A batch with one bad operation writes none of the good ones.
-    let e = client.batch(vec![put_op("good"), put_op("")]).await.unwrap_err();
-    assert!(matches!(&e, Error::InvalidArgument { field, .. } if field == "key"), "{e}");
+    let e = client
+        .batch(vec![put_op("good"), put_op("")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidArgument { field, .. } if field == "key"),
+        "{e}"
+    );
 
     let e = client.put("", "v").await.unwrap_err();
-    assert!(matches!(&e, Error::InvalidArgument { field, .. } if field == "key"), "{e}");
+    assert!(
+        matches!(&e, Error::InvalidArgument { field, .. } if field == "key"),
+        "{e}"
+    );
 
     let e = client.batch(vec![]).await.unwrap_err();
-    assert!(matches!(&e, Error::InvalidArgument { field, .. } if field == "ops"), "{e}");
+    assert!(
+        matches!(&e, Error::InvalidArgument { field, .. } if field == "ops"),
+        "{e}"
+    );
 
-    let e = client.compare_and_swap("existing", base.version + 100, "x").await.unwrap_err();
+    let e = client
+        .compare_and_swap("existing", base.version + 100, "x")
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, Error::VersionMismatch { expected, actual, .. } if *expected == base.version + 100 && *actual == base.version),
         "{e}"
     );
 
-    let e = client.compare_and_swap("existing", 0, "x").await.unwrap_err();
-    assert!(matches!(&e, Error::VersionMismatch { actual, .. } if *actual == base.version), "{e}");
+    let e = client
+        .compare_and_swap("existing", 0, "x")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::VersionMismatch { actual, .. } if *actual == base.version),
+        "{e}"
+    );
 
     let e = client.get(vec![b'k'; 5000]).await.unwrap_err();
     assert!(matches!(&e, Error::LimitExceeded { .. }), "{e}");
@@ -121,11 +154,41 @@ async fn malformed_config_names_the_field() {
         ..Default::default()
     };
     let cases: Vec<(NodeConfig, &str)> = vec![
-        (NodeConfig { node_id: 0, ..good.clone() }, "node-id"),
-        (NodeConfig { listen: "localhost".into(), ..good.clone() }, "listen"),
-        (NodeConfig { initial_cluster: "1=nohost".into(), ..good.clone() }, "initial-cluster"),
-        (NodeConfig { initial_cluster: "2=127.0.0.1:1".into(), ..good.clone() }, "initial-cluster"),
-        (NodeConfig { initial_cluster: String::new(), ..good.clone() }, "initial-cluster"),
+        (
+            NodeConfig {
+                node_id: 0,
+                ..good.clone()
+            },
+            "node-id",
+        ),
+        (
+            NodeConfig {
+                listen: "localhost".into(),
+                ..good.clone()
+            },
+            "listen",
+        ),
+        (
+            NodeConfig {
+                initial_cluster: "1=nohost".into(),
+                ..good.clone()
+            },
+            "initial-cluster",
+        ),
+        (
+            NodeConfig {
+                initial_cluster: "2=127.0.0.1:1".into(),
+                ..good.clone()
+            },
+            "initial-cluster",
+        ),
+        (
+            NodeConfig {
+                initial_cluster: String::new(),
+                ..good.clone()
+            },
+            "initial-cluster",
+        ),
     ];
     for (cfg, field) in cases {
         match ctxstore::node::Node::start(cfg).await {
@@ -139,7 +202,9 @@ async fn malformed_config_names_the_field() {
     }
     // A data dir belongs to one node id.
     let path = dir.path().join("owned");
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr").to_string();
     let cfg = NodeConfig {
         node_id: 1,
@@ -148,10 +213,18 @@ async fn malformed_config_names_the_field() {
         initial_cluster: format!("1={addr}"),
         ..Default::default()
     };
-    let n = ctxstore::node::Node::start_with_listener(cfg.clone(), l).await.expect("starts");
+    let n = ctxstore::node::Node::start_with_listener(cfg.clone(), l)
+        .await
+        .expect("starts");
     n.shutdown().await;
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let other = NodeConfig { node_id: 2, initial_cluster: format!("2={addr}"), ..cfg };
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let other = NodeConfig {
+        node_id: 2,
+        initial_cluster: format!("2={addr}"),
+        ..cfg
+    };
     match ctxstore::node::Node::start_with_listener(other, l).await {
         Err(Error::Config { field, reason }) => {
             assert_eq!(field, "node-id");

@@ -117,7 +117,10 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
     match cluster.try_restart(victim).await {
         Err(Error::Config { field, reason }) => {
             assert_eq!(field, "data-dir");
-            assert!(reason.contains("member remove"), "says what to do: {reason}");
+            assert!(
+                reason.contains("member remove"),
+                "says what to do: {reason}"
+            );
         }
         Ok(_) => panic!("a wiped node must not rejoin under its old identity"),
         Err(e) => panic!("unexpected error: {e}"),
@@ -135,10 +138,16 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
         ..Default::default()
     };
     fast_config(&mut cfg);
-    let node4 = Node::start_with_listener(cfg, listener).await.expect("node 4 starts");
+    let node4 = Node::start_with_listener(cfg, listener)
+        .await
+        .expect("node 4 starts");
     let r = client.add_member(4, &addr).await.expect("add node 4");
     let rep = r.replica.expect("replica");
-    assert!(rep.replica_id > 3, "replica ids are never reused: got {}", rep.replica_id);
+    assert!(
+        rep.replica_id > 3,
+        "replica ids are never reused: got {}",
+        rep.replica_id
+    );
     wait_for("node 4 to become a voter", WAIT, || async {
         let s = node4.status().await;
         let d = s.shards.first()?.descriptor.clone()?;
@@ -148,10 +157,20 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
             .then_some(())
     })
     .await;
-    client.put("after-join", "yes").await.expect("write after join");
-    let reader = ctxstore::Client::connect(&[addr.clone()]).await.expect("client");
+    client
+        .put("after-join", "yes")
+        .await
+        .expect("write after join");
+    let reader = ctxstore::Client::connect(&[addr.clone()])
+        .await
+        .expect("client");
     wait_for("node 4 to serve the new write", WAIT, || async {
-        reader.get_stale("after-join").await.ok().flatten().map(|_| ())
+        reader
+            .get_stale("after-join")
+            .await
+            .ok()
+            .flatten()
+            .map(|_| ())
     })
     .await;
     for i in 0..500 {
@@ -163,7 +182,10 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
         assert_eq!(kv.value.as_ref(), format!("value-{i}").as_bytes());
     }
     let s = node4.status().await;
-    assert!(s.shards[0].first_index > 6, "node 4 started from a snapshot");
+    assert!(
+        s.shards[0].first_index > 6,
+        "node 4 started from a snapshot"
+    );
     node4.shutdown().await;
     cluster.shutdown().await;
 }

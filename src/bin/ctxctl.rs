@@ -14,7 +14,12 @@ use std::time::Duration;
 #[command(name = "ctxctl", version, about = "Command-line client for ctxstore")]
 struct Cli {
     /// Comma-separated node addresses (host:port).
-    #[arg(long, env = "CTXSTORE_ENDPOINTS", default_value = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "CTXSTORE_ENDPOINTS",
+        default_value = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003",
+        value_delimiter = ','
+    )]
     endpoints: Vec<String>,
     /// Per-request deadline, e.g. "10s", "500ms".
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -87,7 +92,10 @@ enum MemberCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -118,20 +126,40 @@ fn exit_code(e: &Error) -> u8 {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
-    let member_add = matches!(cli.cmd, Cmd::Member { cmd: MemberCmd::Add { .. } });
+    let member_add = matches!(
+        cli.cmd,
+        Cmd::Member {
+            cmd: MemberCmd::Add { .. }
+        }
+    );
     let opts = ClientOptions {
         // Adding a member waits for the new replica to catch up.
-        timeout: if member_add { cli.timeout.max(Duration::from_secs(90)) } else { cli.timeout },
+        timeout: if member_add {
+            cli.timeout.max(Duration::from_secs(90))
+        } else {
+            cli.timeout
+        },
         ..Default::default()
     };
     let client = Client::connect_with(&cli.endpoints, opts).await?;
     match cli.cmd {
         Cmd::Put { key, value, ttl } => {
             let r = client.put_with_ttl(key, value, ttl).await?;
-            println!("OK version={} create_version={}", r.version, r.create_version);
+            println!(
+                "OK version={} create_version={}",
+                r.version, r.create_version
+            );
         }
-        Cmd::Get { key, stale, verbose } => {
-            let kv = if stale { client.get_stale(key).await? } else { client.get(key).await? };
+        Cmd::Get {
+            key,
+            stale,
+            verbose,
+        } => {
+            let kv = if stale {
+                client.get_stale(key).await?
+            } else {
+                client.get(key).await?
+            };
             match kv {
                 Some(kv) => {
                     println!("{}", String::from_utf8_lossy(&kv.value));
@@ -156,16 +184,28 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Cmd::Cas { key, expected_version, value, delete } => {
+        Cmd::Cas {
+            key,
+            expected_version,
+            value,
+            delete,
+        } => {
             let r = if delete {
                 client.compare_and_delete(key, expected_version).await?
             } else {
-                let value = value.ok_or_else(|| Error::invalid("value", "required unless --delete"))?;
-                client.compare_and_swap(key, expected_version, value).await?
+                let value =
+                    value.ok_or_else(|| Error::invalid("value", "required unless --delete"))?;
+                client
+                    .compare_and_swap(key, expected_version, value)
+                    .await?
             };
             println!("OK version={}", r.version);
         }
-        Cmd::Scan { prefix, start_after, limit } => {
+        Cmd::Scan {
+            prefix,
+            start_after,
+            limit,
+        } => {
             let r = client.scan(prefix, start_after, limit).await?;
             for kv in &r.kvs {
                 println!(
@@ -177,7 +217,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             if r.more {
                 if let Some(last) = r.kvs.last() {
-                    eprintln!("(more: --start-after {})", String::from_utf8_lossy(&last.key));
+                    eprintln!(
+                        "(more: --start-after {})",
+                        String::from_utf8_lossy(&last.key)
+                    );
                 }
             }
         }
@@ -209,8 +252,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             MemberCmd::Add { node_id, addr } => {
                 let r = client.add_member(node_id, &addr).await?;
                 if let Some(rep) = &r.replica {
-                    let role = if rep.role == ReplicaRole::Voter as i32 { "voter" } else { "learner (still catching up)" };
-                    println!("added node {node_id} as replica {} ({role})", rep.replica_id);
+                    let role = if rep.role == ReplicaRole::Voter as i32 {
+                        "voter"
+                    } else {
+                        "learner (still catching up)"
+                    };
+                    println!(
+                        "added node {node_id} as replica {} ({role})",
+                        rep.replica_id
+                    );
                 }
                 if let Some(d) = &r.descriptor {
                     print_members(d);
@@ -233,13 +283,23 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
 fn print_members(d: &ShardDescriptor) {
     println!("shard {} (conf_ver {}):", d.shard_id, d.conf_ver);
     for r in &d.replicas {
-        let role = if r.role == ReplicaRole::Voter as i32 { "voter" } else { "learner" };
-        println!("  replica {:<4} node {:<4} {:<22} {role}", r.replica_id, r.node_id, r.addr);
+        let role = if r.role == ReplicaRole::Voter as i32 {
+            "voter"
+        } else {
+            "learner"
+        };
+        println!(
+            "  replica {:<4} node {:<4} {:<22} {role}",
+            r.replica_id, r.node_id, r.addr
+        );
     }
 }
 
 fn print_status(s: &StatusResponse) {
-    println!("node {} at {} (wal syncs: {})", s.node_id, s.addr, s.wal_syncs);
+    println!(
+        "node {} at {} (wal syncs: {})",
+        s.node_id, s.addr, s.wal_syncs
+    );
     if s.shards.is_empty() {
         println!("  no replicas (starting, or waiting to be added)");
     }
@@ -247,13 +307,31 @@ fn print_status(s: &StatusResponse) {
         let shard = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
         println!(
             "  shard {shard}: replica {} {:<9} leader={} term={} commit={} applied={} log=[{}..{}]",
-            sh.replica_id, sh.role, sh.leader_id, sh.term, sh.commit_index, sh.applied_index, sh.first_index, sh.last_index
+            sh.replica_id,
+            sh.role,
+            sh.leader_id,
+            sh.term,
+            sh.commit_index,
+            sh.applied_index,
+            sh.first_index,
+            sh.last_index
         );
         if let Some(d) = &sh.descriptor {
             for r in &d.replicas {
-                let role = if r.role == ReplicaRole::Voter as i32 { "voter" } else { "learner" };
-                let matched = sh.progress.get(&r.replica_id).map(|m| format!(" match={m}")).unwrap_or_default();
-                println!("    replica {} on node {} ({}) {role}{matched}", r.replica_id, r.node_id, r.addr);
+                let role = if r.role == ReplicaRole::Voter as i32 {
+                    "voter"
+                } else {
+                    "learner"
+                };
+                let matched = sh
+                    .progress
+                    .get(&r.replica_id)
+                    .map(|m| format!(" match={m}"))
+                    .unwrap_or_default();
+                println!(
+                    "    replica {} on node {} ({}) {role}{matched}",
+                    r.replica_id, r.node_id, r.addr
+                );
             }
         }
     }

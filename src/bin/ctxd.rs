@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ctxd", version, about = "ctxstore server: a sharded, Raft-replicated store for LLM agent context")]
+#[command(
+    name = "ctxd",
+    version,
+    about = "ctxstore server: a sharded, Raft-replicated store for LLM agent context"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -130,9 +134,14 @@ async fn run_dev(d: DevArgs) -> anyhow::Result<()> {
         data_dir: d.data_dir,
         ..Default::default()
     };
-    let cluster = DevCluster::start(opts).await.context("starting the dev cluster")?;
+    let cluster = DevCluster::start(opts)
+        .await
+        .context("starting the dev cluster")?;
     let eps = cluster.endpoints().join(",");
-    println!("ctxstore dev cluster is up: {} nodes, a leader is elected", cluster.nodes.len());
+    println!(
+        "ctxstore dev cluster is up: {} nodes, a leader is elected",
+        cluster.nodes.len()
+    );
     println!("  data:      {}", cluster.data_dir.display());
     println!("  endpoints: {eps}");
     println!("try:");

@@ -86,14 +86,20 @@ impl Client {
     }
 
     /// [`Client::connect`] with options.
-    pub async fn connect_with<S: AsRef<str>>(endpoints: &[S], opts: ClientOptions) -> Result<Client> {
+    pub async fn connect_with<S: AsRef<str>>(
+        endpoints: &[S],
+        opts: ClientOptions,
+    ) -> Result<Client> {
         let addrs: Vec<String> = endpoints
             .iter()
             .map(|e| e.as_ref().trim().trim_start_matches("http://").to_string())
             .filter(|e| !e.is_empty())
             .collect();
         if addrs.is_empty() {
-            return Err(Error::invalid("endpoints", "at least one endpoint is needed"));
+            return Err(Error::invalid(
+                "endpoints",
+                "at least one endpoint is needed",
+            ));
         }
         for a in &addrs {
             Endpoint::from_shared(format!("http://{a}"))
@@ -138,9 +144,17 @@ impl Client {
     }
 
     fn current(&self) -> String {
-        let addrs = self.inner.addrs.lock().map(|a| a.clone()).unwrap_or_default();
+        let addrs = self
+            .inner
+            .addrs
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
         let i = self.inner.leader.load(Ordering::Relaxed) as usize;
-        addrs.get(i % addrs.len().max(1)).cloned().unwrap_or_default()
+        addrs
+            .get(i % addrs.len().max(1))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn set_current(&self, addr: &str) {
@@ -185,7 +199,9 @@ impl Client {
                 }
             };
             let step = match &err {
-                Error::NotLeader { leader: Some(l), .. } if !l.addr.is_empty() && l.addr != addr && redirects < 8 => {
+                Error::NotLeader {
+                    leader: Some(l), ..
+                } if !l.addr.is_empty() && l.addr != addr && redirects < 8 => {
                     redirects += 1;
                     Step::Redirect(l.addr.clone())
                 }
@@ -201,7 +217,9 @@ impl Client {
                     redirects = 0;
                     self.rotate();
                     let jitter = rand::rng().random_range(0.5..1.5);
-                    let pause = backoff.mul_f64(jitter).min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                    let pause = backoff
+                        .mul_f64(jitter)
+                        .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
                     tokio::time::sleep(pause).await;
                     backoff = (backoff * 2).min(Duration::from_millis(500));
                 }
@@ -303,7 +321,11 @@ impl Client {
     }
 
     /// Deletes the key only if it is at `expected_version`.
-    pub async fn compare_and_delete(&self, key: impl Into<Bytes>, expected_version: u64) -> Result<WriteResult> {
+    pub async fn compare_and_delete(
+        &self,
+        key: impl Into<Bytes>,
+        expected_version: u64,
+    ) -> Result<WriteResult> {
         let req = CompareAndSwapRequest {
             key: key.into(),
             expected_version,
@@ -377,13 +399,22 @@ impl Client {
 
     /// Status of the first node that answers.
     pub async fn status(&self) -> Result<StatusResponse> {
-        self.call(|ch| async move { Ok(ClusterClient::new(ch).status(StatusRequest {}).await?.into_inner()) })
-            .await
+        self.call(|ch| async move {
+            Ok(ClusterClient::new(ch)
+                .status(StatusRequest {})
+                .await?
+                .into_inner())
+        })
+        .await
     }
 
     /// Every known address (seeds and learned).
     pub fn endpoints(&self) -> Vec<String> {
-        self.inner.addrs.lock().map(|a| a.clone()).unwrap_or_default()
+        self.inner
+            .addrs
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
     }
 
     /// Adds a node to the default shard as a learner and waits until it is promoted.
@@ -407,7 +438,10 @@ impl Client {
 
     /// Removes the replica on `node_id` from the default shard.
     pub async fn remove_member(&self, node_id: u64) -> Result<ShardDescriptor> {
-        let req = RemoveMemberRequest { shard_id: 0, node_id };
+        let req = RemoveMemberRequest {
+            shard_id: 0,
+            node_id,
+        };
         self.call(|ch| {
             let req = req.clone();
             async move {
@@ -424,7 +458,10 @@ impl Client {
 
     /// Asks the leader of the default shard to hand leadership to `node_id`.
     pub async fn transfer_leader(&self, node_id: u64) -> Result<()> {
-        let req = TransferLeaderRequest { shard_id: 0, node_id };
+        let req = TransferLeaderRequest {
+            shard_id: 0,
+            node_id,
+        };
         self.call(|ch| {
             let req = req.clone();
             async move {

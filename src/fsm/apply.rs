@@ -4,7 +4,9 @@
 use crate::error::Result;
 use crate::fsm::command::{Applier, Change, StateReader};
 use crate::keys;
-use crate::proto::{ApplyState, CommandResult, DedupRecord, RaftCommand, ShardDescriptor, ValueRecord};
+use crate::proto::{
+    ApplyState, CommandResult, DedupRecord, RaftCommand, ShardDescriptor, ValueRecord,
+};
 use crate::storage::Engine;
 use crate::types::ShardId;
 use prost::Message;
@@ -94,7 +96,8 @@ pub(crate) fn apply_round(
         }
     }
     let first_index = entries.first().map_or(applied_index, |e| e.index);
-    let crossed = first_index.saturating_sub(1) / DEDUP_PURGE_EVERY != applied_index / DEDUP_PURGE_EVERY;
+    let crossed =
+        first_index.saturating_sub(1) / DEDUP_PURGE_EVERY != applied_index / DEDUP_PURGE_EVERY;
     if last_now_ms > 0 && crossed {
         purge_dedup(engine, shard, last_now_ms, &mut batch)?;
     }

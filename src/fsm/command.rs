@@ -242,7 +242,10 @@ mod tests {
         let reader = MapReader::default();
         let mut a = Applier::new(&reader);
         let dk = |id: &[u8]| id.to_vec();
-        assert_eq!(version_of(&a.apply(10, &cmd(vec![put("k", "1")], ""), dk).unwrap()), 10);
+        assert_eq!(
+            version_of(&a.apply(10, &cmd(vec![put("k", "1")], ""), dk).unwrap()),
+            10
+        );
         a.apply(11, &cmd(vec![put("k", "2")], ""), dk).unwrap();
         let rec = a.value(&keys::data_key(b"k")).unwrap().unwrap();
         assert_eq!((rec.version, rec.create_version), (11, 10));
@@ -260,12 +263,19 @@ mod tests {
         let r = a
             .apply(10, &cmd(vec![put("a", "x"), check("b", 7)], ""), dk)
             .unwrap();
-        assert!(matches!(r.result, Some(command_result::Result::CheckFailed(ref c)) if c.actual_version == 0));
+        assert!(
+            matches!(r.result, Some(command_result::Result::CheckFailed(ref c)) if c.actual_version == 0)
+        );
         assert!(a.changes.is_empty());
         // Create-only (expected 0) succeeds once, then fails.
-        a.apply(11, &cmd(vec![check("b", 0), put("b", "1")], ""), dk).unwrap();
-        let r = a.apply(12, &cmd(vec![check("b", 0), put("b", "2")], ""), dk).unwrap();
-        assert!(matches!(r.result, Some(command_result::Result::CheckFailed(ref c)) if c.actual_version == 11));
+        a.apply(11, &cmd(vec![check("b", 0), put("b", "1")], ""), dk)
+            .unwrap();
+        let r = a
+            .apply(12, &cmd(vec![check("b", 0), put("b", "2")], ""), dk)
+            .unwrap();
+        assert!(
+            matches!(r.result, Some(command_result::Result::CheckFailed(ref c)) if c.actual_version == 11)
+        );
     }
 
     #[test]
@@ -295,7 +305,8 @@ mod tests {
         let mut a = Applier::new(&reader);
         let dk = |id: &[u8]| id.to_vec();
         // now_ms = 1000 > 500: the key counts as absent for checks and create_version.
-        a.apply(10, &cmd(vec![check("t", 0), put("t", "new")], ""), dk).unwrap();
+        a.apply(10, &cmd(vec![check("t", 0), put("t", "new")], ""), dk)
+            .unwrap();
         let rec = a.value(&keys::data_key(b"t")).unwrap().unwrap();
         assert_eq!(rec.create_version, 10);
     }

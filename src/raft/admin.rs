@@ -95,19 +95,19 @@ impl Peer {
             return;
         }
         let committed = self.raw.raft.raft_log.committed;
-        let ready = self.desc.replicas.iter().find(|r| {
-            r.role == ReplicaRole::Learner as i32
-                && self
-                    .raw
-                    .raft
-                    .prs()
-                    .get(r.replica_id)
-                    .is_some_and(|p| p.matched + PROMOTE_LAG >= committed && p.matched > INIT_INDEX)
-        });
+        let ready =
+            self.desc.replicas.iter().find(|r| {
+                r.role == ReplicaRole::Learner as i32
+                    && self.raw.raft.prs().get(r.replica_id).is_some_and(|p| {
+                        p.matched + PROMOTE_LAG >= committed && p.matched > INIT_INDEX
+                    })
+            });
         if let Some(r) = ready {
             let id = r.replica_id;
             tracing::info!(shard = %self.shard, replica = id, "promoting caught-up learner");
-            if let Err(e) = self.propose_member(MemberChange::Promote { replica: id.into() }, Reply::None) {
+            if let Err(e) =
+                self.propose_member(MemberChange::Promote { replica: id.into() }, Reply::None)
+            {
                 tracing::debug!(shard = %self.shard, error = %e, "promotion not proposed");
             }
         }
@@ -135,7 +135,9 @@ impl Peer {
             .collect();
         for id in pending {
             let cmd = RaftCommand {
-                request_id: format!("mark-started-{}-{id}", self.shard).into_bytes().into(),
+                request_id: format!("mark-started-{}-{id}", self.shard)
+                    .into_bytes()
+                    .into(),
                 now_ms: crate::server::now_ms(),
                 cmd: Some(raft_command::Cmd::MarkStarted(id)),
             };
@@ -193,10 +195,19 @@ impl Peer {
                 if let Some(r) = find_node(*node) {
                     return Err(Error::invalid(
                         "node_id",
-                        format!("node {node} already hosts replica {} of shard {}", r.replica_id, self.shard),
+                        format!(
+                            "node {node} already hosts replica {} of shard {}",
+                            r.replica_id, self.shard
+                        ),
                     ));
                 }
-                let max_id = self.desc.replicas.iter().map(|r| r.replica_id).max().unwrap_or(0);
+                let max_id = self
+                    .desc
+                    .replicas
+                    .iter()
+                    .map(|r| r.replica_id)
+                    .max()
+                    .unwrap_or(0);
                 let id = self.desc.next_replica_id.max(max_id + 1);
                 let r = Replica {
                     replica_id: id,
@@ -209,7 +220,10 @@ impl Peer {
             }
             MemberChange::Remove { node } => {
                 let r = find_node(*node).cloned().ok_or_else(|| {
-                    Error::invalid("node_id", format!("node {node} hosts no replica of shard {}", self.shard))
+                    Error::invalid(
+                        "node_id",
+                        format!("node {node} hosts no replica of shard {}", self.shard),
+                    )
                 })?;
                 let voters = self
                     .desc

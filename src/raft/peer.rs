@@ -107,7 +107,6 @@ impl PeerHandle {
     pub(crate) fn event(&self, ev: PeerEvent) -> bool {
         self.events.send(ev).is_ok()
     }
-
 }
 
 /// How to answer a proposal once its entry is applied.
@@ -250,7 +249,16 @@ impl Peer {
             events: etx.clone(),
         };
         let cancel = ctx.cancel.child_token();
-        ctx.tracker.spawn(peer.run(rx, erx, cancel));
+        let task = tokio::spawn(peer.run(rx, erx, cancel));
+        let watcher = ctx.clone();
+        ctx.tracker.spawn(async move {
+            if let Err(e) = task.await {
+                // A panic is a bug; stop routing to the dead replica rather than
+                // answering "shutting down" forever.
+                tracing::error!(%shard, error = %e, "replica task failed");
+                watcher.cancel_replica(shard);
+            }
+        });
         Ok(PeerHandle {
             shard,
             tx,

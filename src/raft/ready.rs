@@ -5,17 +5,14 @@
 use crate::error::{Error, Result};
 use crate::fsm::apply::apply_round;
 use crate::keys;
-use crate::proto::{
-    ConfChangeContext, Replica, ReplicaRole, SnapshotMeta, SnapshotPayload,
-};
+use crate::proto::{ConfChangeContext, Replica, ReplicaRole, SnapshotMeta, SnapshotPayload};
 use crate::raft::peer::{Peer, PeerEvent, Reply};
 use crate::storage::{snapshot, LogOp, PeerStorage, WriteTask};
 use crate::types::{NodeId, ShardId};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message,
-    Snapshot,
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, Snapshot,
 };
 use raft::{RawNode, ReadState, Ready, StateRole};
 use std::collections::HashMap;
@@ -82,7 +79,11 @@ pub(crate) fn finish_ready(
         let old_last = raw.mut_store().append(&entries);
         for e in &entries {
             let bytes = e.write_to_bytes().map_err(Error::from)?;
-            ops.push(LogOp::Put(keys::CF_RAFT, keys::raft_log_key(shard, e.index), bytes));
+            ops.push(LogOp::Put(
+                keys::CF_RAFT,
+                keys::raft_log_key(shard, e.index),
+                bytes,
+            ));
         }
         if old_last > new_last {
             ops.push(LogOp::DeleteRange(
@@ -97,7 +98,11 @@ pub(crate) fn finish_ready(
     }
     if !ops.is_empty() || ready.hs().is_some() {
         let state = raw.store().local_state().encode_to_vec();
-        ops.push(LogOp::Put(keys::CF_RAFT, keys::raft_state_key(shard), state));
+        ops.push(LogOp::Put(
+            keys::CF_RAFT,
+            keys::raft_state_key(shard),
+            state,
+        ));
     }
     let sync = ready.must_sync() || !entries.is_empty() || installs_snapshot;
     let after_persist = ready.take_persisted_messages();
@@ -143,6 +148,7 @@ impl Peer {
                 self.ready_reads.push_back((rs.index, waiters));
             }
         }
+        self.release_reads();
         // 4. Apply committed entries.
         if !start.committed.is_empty() {
             self.apply_committed(start.committed).await?;
@@ -159,7 +165,8 @@ impl Peer {
             self.send_messages(persist.after_persist);
         } else {
             // 6. Persisted messages go once the log writer reports the write durable.
-            self.persisted_msgs.push_back((number, persist.after_persist));
+            self.persisted_msgs
+                .push_back((number, persist.after_persist));
             self.inflight_writes += 1;
             let events = self.events.clone();
             let queued = self.ctx.writer.submit(WriteTask {
@@ -194,7 +201,11 @@ impl Peer {
                 self.release_reads();
             }
         }
-        while self.persisted_msgs.front().is_some_and(|(n, _)| *n <= number) {
+        while self
+            .persisted_msgs
+            .front()
+            .is_some_and(|(n, _)| *n <= number)
+        {
             if let Some((_, msgs)) = self.persisted_msgs.pop_front() {
                 self.send_messages(msgs);
             }
@@ -232,7 +243,9 @@ impl Peer {
                 tracing::debug!(shard = %self.shard, to = m.to, "no node known for replica");
                 continue;
             };
-            self.ctx.transport.send(self.shard, node, m, self.events.clone());
+            self.ctx
+                .transport
+                .send(self.shard, node, m, self.events.clone());
         }
     }
 
@@ -264,11 +277,10 @@ impl Peer {
             .conf_state()
             .write_to_bytes()
             .map_err(Error::from)?;
-        let applied = tokio::task::spawn_blocking(move || {
-            apply_round(&engine, shard, &entries, desc, cs)
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
+        let applied =
+            tokio::task::spawn_blocking(move || apply_round(&engine, shard, &entries, desc, cs))
+                .await
+                .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
         self.desc = applied.desc;
         self.applied_index = applied.applied_index;
         self.applied_term = applied.applied_term;
@@ -282,7 +294,9 @@ impl Peer {
             .front()
             .is_some_and(|p| p.index <= self.applied_index)
         {
-            let Some(p) = self.proposals.pop_front() else { break };
+            let Some(p) = self.proposals.pop_front() else {
+                break;
+            };
             let lost = || Error::ShardUnavailable {
                 shard: self.shard,
                 reason: "proposal was superseded by a new leader; outcome unknown".into(),
@@ -418,7 +432,11 @@ impl Peer {
     }
 }
 
-fn apply_change(desc: &mut crate::proto::ShardDescriptor, ch: &ConfChangeSingle, info: Option<&Replica>) {
+fn apply_change(
+    desc: &mut crate::proto::ShardDescriptor,
+    ch: &ConfChangeSingle,
+    info: Option<&Replica>,
+) {
     let id = ch.node_id;
     let pos = desc.replicas.iter().position(|r| r.replica_id == id);
     match ch.get_change_type() {

@@ -7,10 +7,10 @@
 use super::ready::{finish_ready, start_ready};
 use crate::storage::PeerStorage;
 use crate::types::ShardId;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use raft::eraftpb::{EntryType, Message};
 use raft::{RawNode, StateRole};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 
 struct SimNode {
@@ -52,7 +52,11 @@ fn drain_readies(n: &mut SimNode, net: &mut Vec<Message>) {
             assert!(
                 start.send_now.is_empty(),
                 "a follower sent {:?} before persisting",
-                start.send_now.iter().map(|m| m.get_msg_type()).collect::<Vec<_>>()
+                start
+                    .send_now
+                    .iter()
+                    .map(|m| m.get_msg_type())
+                    .collect::<Vec<_>>()
             );
         }
         net.extend(start.send_now);
@@ -75,7 +79,8 @@ fn drain_readies(n: &mut SimNode, net: &mut Vec<Message>) {
             n.raw.on_persist_ready(persist.number);
             net.extend(persist.after_persist);
         } else {
-            n.pending.push_back((persist.number, persist.after_persist, last));
+            n.pending
+                .push_back((persist.number, persist.after_persist, last));
         }
         if let Some(i) = last_applied {
             n.raw.advance_apply_to(i);
@@ -110,8 +115,14 @@ fn run(seed: u64) {
             for n in nodes.iter_mut() {
                 n.raw.tick();
             }
-        } else if let Some(l) = nodes.iter_mut().find(|n| n.raw.raft.state == StateRole::Leader) {
-            if l.raw.propose(vec![], format!("cmd-{step}").into_bytes()).is_ok() {
+        } else if let Some(l) = nodes
+            .iter_mut()
+            .find(|n| n.raw.raft.state == StateRole::Leader)
+        {
+            if l.raw
+                .propose(vec![], format!("cmd-{step}").into_bytes())
+                .is_ok()
+            {
                 proposed += 1;
             }
         }
@@ -141,13 +152,25 @@ fn run(seed: u64) {
             drain_readies(n, &mut net);
         }
     }
-    assert!(proposed > 0, "seed {seed}: no leader ever accepted a proposal");
-    assert!(!nodes[0].applied.is_empty(), "seed {seed}: nothing was applied");
+    assert!(
+        proposed > 0,
+        "seed {seed}: no leader ever accepted a proposal"
+    );
+    assert!(
+        !nodes[0].applied.is_empty(),
+        "seed {seed}: nothing was applied"
+    );
     for n in &nodes[1..] {
-        assert_eq!(n.applied, nodes[0].applied, "seed {seed}: replicas applied different entries");
+        assert_eq!(
+            n.applied, nodes[0].applied,
+            "seed {seed}: replicas applied different entries"
+        );
     }
     let indexes: Vec<u64> = nodes[0].applied.iter().map(|(i, _)| *i).collect();
-    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "seed {seed}: applied out of order");
+    assert!(
+        indexes.windows(2).all(|w| w[0] < w[1]),
+        "seed {seed}: applied out of order"
+    );
 }
 
 #[test]

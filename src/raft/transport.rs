@@ -156,7 +156,9 @@ impl Transport {
             return;
         }
         let tx = {
-            let Ok(mut conns) = self.conns.lock() else { return };
+            let Ok(mut conns) = self.conns.lock() else {
+                return;
+            };
             conns
                 .entry(to)
                 .or_insert_with(|| self.start_connection(to))

@@ -4,9 +4,8 @@ use crate::error::{Error, Result};
 use crate::node::NodeCtx;
 use crate::proto::cluster_server::Cluster;
 use crate::proto::{
-    AddMemberRequest, AddMemberResponse, RemoveMemberRequest, RemoveMemberResponse,
-    ReplicaRole, ShardDescriptor, StatusRequest, StatusResponse, TransferLeaderRequest,
-    TransferLeaderResponse,
+    AddMemberRequest, AddMemberResponse, RemoveMemberRequest, RemoveMemberResponse, ReplicaRole,
+    ShardDescriptor, StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use crate::raft::peer::MemberChange;
 use crate::raft::{PeerHandle, PeerMsg};
@@ -30,7 +29,11 @@ impl ClusterService {
     }
 
     fn peer(&self, shard_id: u64) -> Result<PeerHandle> {
-        let shard = if shard_id == 0 { DEFAULT_SHARD } else { ShardId(shard_id) };
+        let shard = if shard_id == 0 {
+            DEFAULT_SHARD
+        } else {
+            ShardId(shard_id)
+        };
         self.ctx.peer(shard).ok_or(Error::WrongShard { shard })
     }
 
@@ -50,11 +53,17 @@ impl ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         Ok(Response::new(node_status(&self.ctx).await))
     }
 
-    async fn add_member(&self, req: Request<AddMemberRequest>) -> Result<Response<AddMemberResponse>, Status> {
+    async fn add_member(
+        &self,
+        req: Request<AddMemberRequest>,
+    ) -> Result<Response<AddMemberResponse>, Status> {
         let req = req.into_inner();
         if req.node_id == 0 {
             return Err(Error::invalid("node_id", "must be greater than 0").into());
@@ -72,8 +81,14 @@ impl Cluster for ClusterService {
         let mut desc = match existing {
             Some(d) => d,
             None => {
-                self.change(req.shard_id, MemberChange::Add { node, addr: req.addr.clone() })
-                    .await?
+                self.change(
+                    req.shard_id,
+                    MemberChange::Add {
+                        node,
+                        addr: req.addr.clone(),
+                    },
+                )
+                .await?
             }
         };
         // Wait for the learner to catch up and be promoted by the leader.
@@ -104,9 +119,16 @@ impl Cluster for ClusterService {
     ) -> Result<Response<RemoveMemberResponse>, Status> {
         let req = req.into_inner();
         let desc = self
-            .change(req.shard_id, MemberChange::Remove { node: NodeId(req.node_id) })
+            .change(
+                req.shard_id,
+                MemberChange::Remove {
+                    node: NodeId(req.node_id),
+                },
+            )
             .await?;
-        Ok(Response::new(RemoveMemberResponse { descriptor: Some(desc) }))
+        Ok(Response::new(RemoveMemberResponse {
+            descriptor: Some(desc),
+        }))
     }
 
     async fn transfer_leader(
@@ -116,7 +138,8 @@ impl Cluster for ClusterService {
         let req = req.into_inner();
         let peer = self.peer(req.shard_id)?;
         let (tx, rx) = oneshot::channel();
-        peer.send(PeerMsg::TransferLeader(NodeId(req.node_id), tx)).await?;
+        peer.send(PeerMsg::TransferLeader(NodeId(req.node_id), tx))
+            .await?;
         await_reply(peer.shard, rx).await?;
         Ok(Response::new(TransferLeaderResponse {}))
     }

@@ -7,11 +7,11 @@ use crate::keys;
 use crate::node::NodeCtx;
 use crate::proto::kv_server::Kv;
 use crate::proto::{
-    batch_op, command_result, raft_command, write_op, BatchRequest, BatchResponse,
-    CommandResult, CompareAndSwapRequest, CompareAndSwapResponse, DeleteRequest,
-    DeleteResponse, GetRequest, GetResponse, KeyValue, PutRequest, PutResponse, RaftCommand,
-    RequestHeader, ScanRequest, ScanResponse, ValueRecord, WriteBatch, WriteCheck, WriteDelete,
-    WriteOp, WriteOutcome, WritePut,
+    batch_op, command_result, raft_command, write_op, BatchRequest, BatchResponse, CommandResult,
+    CompareAndSwapRequest, CompareAndSwapResponse, DeleteRequest, DeleteResponse, GetRequest,
+    GetResponse, KeyValue, PutRequest, PutResponse, RaftCommand, RequestHeader, ScanRequest,
+    ScanResponse, ValueRecord, WriteBatch, WriteCheck, WriteDelete, WriteOp, WriteOutcome,
+    WritePut,
 };
 use crate::raft::{PeerHandle, PeerMsg};
 use crate::server::{await_reply, now_ms};
@@ -85,7 +85,11 @@ impl KvService {
     fn put_op(&self, key: Bytes, value: Bytes, ttl_ms: u64, now: u64) -> Result<WriteOp> {
         self.check_key("key", &key)?;
         self.check_value(&value)?;
-        let expires_at_ms = if ttl_ms == 0 { 0 } else { now.saturating_add(ttl_ms) };
+        let expires_at_ms = if ttl_ms == 0 {
+            0
+        } else {
+            now.saturating_add(ttl_ms)
+        };
         Ok(WriteOp {
             op: Some(write_op::Op::Put(WritePut {
                 key,
@@ -167,7 +171,13 @@ fn read_value(ctx: &NodeCtx, key: &[u8], now: u64) -> Result<Option<ValueRecord>
 
 /// Scans the local replica: one contiguous range when the prefix pins a hash tag,
 /// otherwise the whole shard, sorted by key.
-fn scan_local(ctx: &NodeCtx, prefix: &[u8], start_after: &[u8], limit: usize, now: u64) -> Result<(Vec<KeyValue>, bool)> {
+fn scan_local(
+    ctx: &NodeCtx,
+    prefix: &[u8],
+    start_after: &[u8],
+    limit: usize,
+    now: u64,
+) -> Result<(Vec<KeyValue>, bool)> {
     let db = ctx.engine.db();
     let cf = ctx.engine.cf(keys::CF_DATA);
     let mut out = Vec::new();
@@ -175,17 +185,27 @@ fn scan_local(ctx: &NodeCtx, prefix: &[u8], start_after: &[u8], limit: usize, no
     if let Some(tag) = keys::prefix_partition(prefix) {
         let hash = xxhash_rust::xxh3::xxh3_64(tag).to_be_bytes();
         let mut start = hash.to_vec();
-        start.extend_from_slice(if start_after > prefix { start_after } else { prefix });
+        start.extend_from_slice(if start_after > prefix {
+            start_after
+        } else {
+            prefix
+        });
         let mut upper = hash.to_vec();
         upper.extend_from_slice(prefix);
         let mut opts = rocksdb::ReadOptions::default();
         if let Some(end) = keys::prefix_end(&upper) {
             opts.set_iterate_upper_bound(end);
         }
-        let iter = db.iterator_cf_opt(cf, opts, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
+        let iter = db.iterator_cf_opt(
+            cf,
+            opts,
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
         for item in iter {
             let (k, v) = item?;
-            let Some(user_key) = keys::decode_data_key(&k) else { continue };
+            let Some(user_key) = keys::decode_data_key(&k) else {
+                continue;
+            };
             if !accept(user_key) || keys::partition_key(user_key) != tag {
                 continue;
             }
@@ -204,10 +224,16 @@ fn scan_local(ctx: &NodeCtx, prefix: &[u8], start_after: &[u8], limit: usize, no
     for (start, end) in shard_data_ranges(&desc) {
         let mut opts = rocksdb::ReadOptions::default();
         opts.set_iterate_upper_bound(end);
-        let iter = db.iterator_cf_opt(cf, opts, rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward));
+        let iter = db.iterator_cf_opt(
+            cf,
+            opts,
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
         for item in iter {
             let (k, v) = item?;
-            let Some(user_key) = keys::decode_data_key(&k) else { continue };
+            let Some(user_key) = keys::decode_data_key(&k) else {
+                continue;
+            };
             if !accept(user_key) {
                 continue;
             }
@@ -240,20 +266,27 @@ impl Kv for KvService {
         let req = req.into_inner();
         let now = now_ms();
         let op = self.put_op(req.key, req.value, req.ttl_ms, now)?;
-        let o = self.propose(&req.header, req.request_id, now, vec![op]).await?;
+        let o = self
+            .propose(&req.header, req.request_id, now, vec![op])
+            .await?;
         Ok(Response::new(PutResponse {
             version: o.version,
             create_version: o.per_op.first().copied().unwrap_or(o.version),
         }))
     }
 
-    async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+    async fn delete(
+        &self,
+        req: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
         let req = req.into_inner();
         self.check_key("key", &req.key)?;
         let op = WriteOp {
             op: Some(write_op::Op::Delete(WriteDelete { key: req.key })),
         };
-        let o = self.propose(&req.header, req.request_id, now_ms(), vec![op]).await?;
+        let o = self
+            .propose(&req.header, req.request_id, now_ms(), vec![op])
+            .await?;
         Ok(Response::new(DeleteResponse {
             deleted: o.per_op.first().copied().unwrap_or(0) == 1,
             version: o.version,
@@ -281,11 +314,17 @@ impl Kv for KvService {
             self.put_op(req.key, req.value, req.ttl_ms, now)?
         };
         let deleting = req.delete;
-        let o = self.propose(&req.header, req.request_id, now, vec![check, write]).await?;
+        let o = self
+            .propose(&req.header, req.request_id, now, vec![check, write])
+            .await?;
         Ok(Response::new(CompareAndSwapResponse {
             version: o.version,
             // A delete leaves no key, so there is no create version to report.
-            create_version: if deleting { 0 } else { o.per_op.get(1).copied().unwrap_or(0) },
+            create_version: if deleting {
+                0
+            } else {
+                o.per_op.get(1).copied().unwrap_or(0)
+            },
         }))
     }
 
@@ -335,7 +374,12 @@ impl Kv for KvService {
             l => l,
         } as usize;
         if req.prefix.len() as u64 > self.ctx.config.limits.max_key_size {
-            return Err(Error::limit("max-key-size", self.ctx.config.limits.max_key_size, req.prefix.len() as u64).into());
+            return Err(Error::limit(
+                "max-key-size",
+                self.ctx.config.limits.max_key_size,
+                req.prefix.len() as u64,
+            )
+            .into());
         }
         self.read_barrier(&req.header, req.stale).await?;
         let (prefix, after) = (req.prefix, req.start_after);

@@ -32,7 +32,10 @@ pub fn now_ms() -> u64 {
 }
 
 /// Starts the gRPC server on `listener`; it stops when the node is cancelled.
-pub(crate) fn spawn(ctx: Arc<NodeCtx>, listener: TcpListener) -> Result<tokio::task::JoinHandle<()>> {
+pub(crate) fn spawn(
+    ctx: Arc<NodeCtx>,
+    listener: TcpListener,
+) -> Result<tokio::task::JoinHandle<()>> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()

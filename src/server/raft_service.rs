@@ -28,7 +28,17 @@ impl RaftService {
 impl Raft for RaftService {
     async fn send(&self, req: Request<Streaming<RaftBatch>>) -> Result<Response<RaftDone>, Status> {
         let mut stream = req.into_inner();
-        while let Some(batch) = stream.message().await? {
+        // The stream lives as long as the sending node; end it on shutdown so the
+        // server's graceful stop does not wait for it.
+        let cancel = self.ctx.cancel.clone();
+        loop {
+            let batch = tokio::select! {
+                _ = cancel.cancelled() => break,
+                b = stream.message() => match b? {
+                    Some(b) => b,
+                    None => break,
+                },
+            };
             self.ctx
                 .addresses
                 .insert(NodeId(batch.from_node), batch.from_addr.clone());
@@ -37,9 +47,10 @@ impl Raft for RaftService {
                     continue;
                 }
                 match Message::parse_from_bytes(&env.message) {
-                    Ok(m) => self
-                        .ctx
-                        .on_raft_message(ShardId(env.shard_id), NodeId(env.from_node), m),
+                    Ok(m) => {
+                        self.ctx
+                            .on_raft_message(ShardId(env.shard_id), NodeId(env.from_node), m)
+                    }
                     Err(e) => tracing::warn!(error = %e, "undecodable raft message dropped"),
                 }
             }
@@ -79,12 +90,15 @@ impl Raft for RaftService {
                 break;
             }
         }
-        let checksum = checksum.ok_or_else(|| Status::invalid_argument("snapshot stream truncated"))?;
+        let checksum =
+            checksum.ok_or_else(|| Status::invalid_argument("snapshot stream truncated"))?;
         if payload.len() as u64 != meta.size
             || checksum != meta.checksum
             || xxhash_rust::xxh3::xxh3_64(&payload) != meta.checksum
         {
-            return Err(Status::data_loss("snapshot payload does not match its checksum"));
+            return Err(Status::data_loss(
+                "snapshot payload does not match its checksum",
+            ));
         }
         let shard = ShardId(env.shard_id);
         let from = NodeId(env.from_node);
@@ -92,7 +106,9 @@ impl Raft for RaftService {
         if !self.ctx.transport.allowed_from(from) {
             return Err(Status::unavailable("partitioned"));
         }
-        self.ctx.snapshots.put_incoming(shard, meta.index, meta.term, payload);
+        self.ctx
+            .snapshots
+            .put_incoming(shard, meta.index, meta.term, payload);
         match self.ctx.peer(shard) {
             Some(p) => p
                 .send(PeerMsg::Raft(Box::new(msg), from))

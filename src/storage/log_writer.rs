@@ -173,6 +173,9 @@ mod tests {
         let order: Vec<u64> = (0..200).map(|_| done_rx.recv().expect("done")).collect();
         assert_eq!(order, (0..200).collect::<Vec<_>>());
         assert!(writer.syncs() >= 1 && writer.syncs() <= 200);
-        assert!(engine.get(CF_RAFT, &199u64.to_be_bytes()).unwrap().is_some());
+        assert!(engine
+            .get(CF_RAFT, &199u64.to_be_bytes())
+            .unwrap()
+            .is_some());
     }
 }

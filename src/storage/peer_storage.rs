@@ -240,7 +240,10 @@ impl PeerStorage {
 
 impl raft::Storage for PeerStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        Ok(RaftState::new(self.hard_state.clone(), self.conf_state.clone()))
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
     }
 
     fn entries(
@@ -344,7 +347,10 @@ mod tests {
         s.compact(12).unwrap();
         assert_eq!(s.term(12).unwrap(), 6);
         assert_eq!(s.term(11), Err(raft::Error::Store(StorageError::Compacted)));
-        assert_eq!(s.term(21), Err(raft::Error::Store(StorageError::Unavailable)));
+        assert_eq!(
+            s.term(21),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        );
         assert_eq!(s.term(INIT_INDEX + 1).is_err(), true);
     }
 
@@ -384,7 +390,9 @@ mod tests {
         let mut s = storage_with(10);
         assert_eq!(
             s.snapshot(9, 2),
-            Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+            Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable
+            ))
         );
         assert_eq!(s.take_snapshot_wanted(), Some(9));
         assert_eq!(s.take_snapshot_wanted(), None);

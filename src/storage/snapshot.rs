@@ -107,20 +107,34 @@ pub(crate) fn install_ops(shard: ShardId, payload: &SnapshotPayload) -> Result<V
     let log_end = keys::prefix_end(&log_prefix).expect("shard prefixes never end in 0xff");
     ops.push(LogOp::DeleteRange(keys::CF_RAFT, log_prefix, log_end));
     for kv in &payload.data {
-        ops.push(LogOp::Put(keys::CF_DATA, kv.key.to_vec(), kv.value.to_vec()));
+        ops.push(LogOp::Put(
+            keys::CF_DATA,
+            kv.key.to_vec(),
+            kv.value.to_vec(),
+        ));
     }
     for kv in &payload.dedup {
         if !kv.key.starts_with(&keys::dedup_prefix(shard)) {
-            return Err(Error::Storage("snapshot dedup key outside its shard".into()));
+            return Err(Error::Storage(
+                "snapshot dedup key outside its shard".into(),
+            ));
         }
-        ops.push(LogOp::Put(keys::CF_META, kv.key.to_vec(), kv.value.to_vec()));
+        ops.push(LogOp::Put(
+            keys::CF_META,
+            kv.key.to_vec(),
+            kv.value.to_vec(),
+        ));
     }
     ops.push(LogOp::Put(
         keys::CF_META,
         keys::apply_state_key(shard),
         apply_state.encode_to_vec(),
     ));
-    ops.push(LogOp::Put(keys::CF_META, keys::desc_key(shard), desc.encode_to_vec()));
+    ops.push(LogOp::Put(
+        keys::CF_META,
+        keys::desc_key(shard),
+        desc.encode_to_vec(),
+    ));
     Ok(ops)
 }
 
@@ -132,7 +146,8 @@ const MAX_INCOMING_PER_SHARD: usize = 3;
 #[derive(Default)]
 pub(crate) struct SnapshotStore {
     /// Shard → (index, term, payload) of the latest built snapshot.
-    outgoing: std::sync::Mutex<std::collections::HashMap<ShardId, (u64, u64, std::sync::Arc<Vec<u8>>)>>,
+    outgoing:
+        std::sync::Mutex<std::collections::HashMap<ShardId, (u64, u64, std::sync::Arc<Vec<u8>>)>>,
     /// (shard, index, term) → received payload.
     incoming: std::sync::Mutex<std::collections::HashMap<(ShardId, u64, u64), Vec<u8>>>,
 }
@@ -146,7 +161,12 @@ impl SnapshotStore {
     }
 
     /// The built payload for exactly this snapshot, if still current.
-    pub(crate) fn get_outgoing(&self, shard: ShardId, index: u64, term: u64) -> Option<std::sync::Arc<Vec<u8>>> {
+    pub(crate) fn get_outgoing(
+        &self,
+        shard: ShardId,
+        index: u64,
+        term: u64,
+    ) -> Option<std::sync::Arc<Vec<u8>>> {
         let m = self.outgoing.lock().ok()?;
         m.get(&shard)
             .filter(|(i, t, _)| *i == index && *t == term)
@@ -158,8 +178,11 @@ impl SnapshotStore {
         if let Ok(mut m) = self.incoming.lock() {
             m.insert((shard, index, term), payload);
             // Keep the newest few per shard: raft-rs installs at most one of them.
-            let mut mine: Vec<(u64, u64)> =
-                m.keys().filter(|k| k.0 == shard).map(|k| (k.1, k.2)).collect();
+            let mut mine: Vec<(u64, u64)> = m
+                .keys()
+                .filter(|k| k.0 == shard)
+                .map(|k| (k.1, k.2))
+                .collect();
             mine.sort_unstable();
             while mine.len() > MAX_INCOMING_PER_SHARD {
                 let (i, t) = mine.remove(0);

@@ -58,6 +58,7 @@ impl TestCluster {
 
     /// Starts `n` nodes with `tweak` applied to every config.
     pub async fn start_with(n: usize, tweak: impl Fn(&mut NodeConfig)) -> TestCluster {
+        init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
         let mut listeners = Vec::new();
         for _ in 0..n {
@@ -86,12 +87,25 @@ impl TestCluster {
             tweak(&mut cfg);
             configs.push(cfg);
         }
-        let starts = listeners
+        let starts =
+            listeners
+                .into_iter()
+                .zip(configs.iter().cloned())
+                .map(|(l, cfg)| async move {
+                    Node::start_with_listener(cfg, l)
+                        .await
+                        .expect("node starts")
+                });
+        let nodes = futures::future::join_all(starts)
+            .await
             .into_iter()
-            .zip(configs.iter().cloned())
-            .map(|(l, cfg)| async move { Node::start_with_listener(cfg, l).await.expect("node starts") });
-        let nodes = futures::future::join_all(starts).await.into_iter().map(Some).collect();
-        let cluster = TestCluster { nodes, configs, dir };
+            .map(Some)
+            .collect();
+        let cluster = TestCluster {
+            nodes,
+            configs,
+            dir,
+        };
         cluster.wait_leader().await;
         cluster
     }
@@ -156,7 +170,9 @@ impl TestCluster {
     /// Starts node `i` again, returning the error if it refuses.
     pub async fn try_restart(&mut self, i: usize) -> ctxstore::Result<Node> {
         let cfg = self.configs[i].clone();
-        let l = TcpListener::bind(&cfg.listen).await.expect("rebind the same port");
+        let l = TcpListener::bind(&cfg.listen)
+            .await
+            .expect("rebind the same port");
         Node::start_with_listener(cfg, l).await
     }
 
@@ -182,4 +198,12 @@ impl TestCluster {
             self.stop(i).await;
         }
     }
+}
+
+/// Sends logs to the test output when `RUST_LOG` is set.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }
