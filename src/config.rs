@@ -274,7 +274,8 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        let cases: Vec<(fn(&mut NodeConfig), &str)> = vec![
+        type Mutation = fn(&mut NodeConfig);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|c| c.node_id = 0, "node-id"),
             (|c| c.data_dir = PathBuf::new(), "data-dir"),
             (|c| c.listen = "nope".into(), "listen"),

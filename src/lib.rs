@@ -14,6 +14,7 @@
 //! - `node`: one `ctxd` process: hosts replicas, bootstraps or joins a cluster.
 //! - `server`: the tonic services (`Kv`, `Cluster`, `Raft`).
 //! - [`client`]: the bundled Rust client that follows leaders and retries safely.
+//! - `ring`: the consistent-hash ring that will place keys on shards (sharding).
 //! - [`error`] and `status`: one error type; the single mapping to and from gRPC.
 
 pub mod client;
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod node;
 pub mod proto;
 pub(crate) mod raft;
+pub mod ring;
 pub mod server;
 pub mod status;
 pub(crate) mod storage;

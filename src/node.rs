@@ -511,9 +511,11 @@ fn bootstrap(
         applied_term: INIT_TERM,
         conf_state: cs.write_to_bytes().map_err(Error::from)?.into(),
     };
-    let mut hs = HardState::default();
-    hs.term = INIT_TERM;
-    hs.commit = INIT_INDEX;
+    let hs = HardState {
+        term: INIT_TERM,
+        commit: INIT_INDEX,
+        ..Default::default()
+    };
     debug_assert_eq!(storage.hard_state(), &hs);
     let engine = &ctx.engine;
     let mut batch = rocksdb::WriteBatch::default();

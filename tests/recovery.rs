@@ -161,7 +161,7 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
         .put("after-join", "yes")
         .await
         .expect("write after join");
-    let reader = ctxstore::Client::connect(&[addr.clone()])
+    let reader = ctxstore::Client::connect(std::slice::from_ref(&addr))
         .await
         .expect("client");
     wait_for("node 4 to serve the new write", WAIT, || async {

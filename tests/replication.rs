@@ -35,7 +35,7 @@ async fn puts_through_any_node_land() {
         versions.windows(2).all(|w| w[0] < w[1]),
         "versions increase: {versions:?}"
     );
-    for i in 0..3 {
+    for (i, version) in versions.iter().enumerate() {
         let reader = cluster.client_of((i + 1) % 3).await;
         let kv = reader
             .get(format!("key-{i}"))
@@ -43,7 +43,7 @@ async fn puts_through_any_node_land() {
             .expect("get")
             .expect("found");
         assert_eq!(kv.value.as_ref(), format!("value-{i}").as_bytes());
-        assert_eq!(kv.version, versions[i]);
+        assert_eq!(kv.version, *version);
     }
     let c = cluster.client().await;
     let w = c.put("key-0", "again").await.expect("rewrite");

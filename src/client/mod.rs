@@ -442,9 +442,8 @@ impl Client {
             shard_id: 0,
             node_id,
         };
-        self.call(|ch| {
-            let req = req.clone();
-            async move {
+        self.call(|ch| async move {
+            {
                 ClusterClient::new(ch)
                     .remove_member(req)
                     .await?
@@ -462,9 +461,8 @@ impl Client {
             shard_id: 0,
             node_id,
         };
-        self.call(|ch| {
-            let req = req.clone();
-            async move {
+        self.call(|ch| async move {
+            {
                 ClusterClient::new(ch).transfer_leader(req).await?;
                 Ok(())
             }

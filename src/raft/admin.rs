@@ -25,7 +25,7 @@ impl Peer {
     pub(crate) fn on_tick(&mut self) {
         self.raw.tick();
         self.ticks += 1;
-        if self.ticks % HOUSEKEEPING_TICKS != 0 {
+        if !self.ticks.is_multiple_of(HOUSEKEEPING_TICKS) {
             return;
         }
         self.maybe_compact_log();

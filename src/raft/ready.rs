@@ -361,6 +361,26 @@ impl Peer {
             return Err(Error::Storage("snapshot payload checksum mismatch".into()));
         }
         let payload = SnapshotPayload::decode(payload.as_slice())?;
+        let me = self.replica_id.0;
+        let lost_identity = self.applied_index == 0
+            && payload
+                .descriptor
+                .as_ref()
+                .is_some_and(|d| d.replicas.iter().any(|r| r.replica_id == me && r.started));
+        if lost_identity {
+            // This replica was created empty here, but the cluster records that it
+            // persisted entries before: its data (and Raft vote) was lost. Refuse to
+            // take the old identity back (DESIGN §1).
+            self.ctx.on_replica_removed(self.shard, self.replica_id);
+            return Err(Error::Config {
+                field: "data-dir".into(),
+                reason: format!(
+                    "replica {me} of shard {} lost its data on this node; remove it \
+                     (`ctxctl member remove {}`) and add this node under a new id",
+                    self.shard, self.ctx.node_id
+                ),
+            });
+        }
         let ops = snapshot::install_ops(self.shard, &payload)?;
         self.raw.mut_store().apply_snapshot(snap);
         if let Some(desc) = payload.descriptor {
@@ -418,8 +438,10 @@ impl Peer {
             size: built.payload.len() as u64,
             checksum: xxhash_rust::xxh3::xxh3_64(&built.payload),
         };
-        let mut snap = Snapshot::default();
-        snap.data = sm.encode_to_vec().into();
+        let mut snap = Snapshot {
+            data: sm.encode_to_vec().into(),
+            ..Default::default()
+        };
         let m = snap.mut_metadata();
         m.index = st.applied_index;
         m.term = st.applied_term;

@@ -92,8 +92,7 @@ impl PeerStorage {
             opts,
             rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
         );
-        let mut expected = rs.truncated_index + 1;
-        for item in iter {
+        for (expected, item) in (rs.truncated_index + 1..).zip(iter) {
             let (k, v) = item?;
             let index = keys::decode_raft_log_key(shard, &k)
                 .ok_or_else(|| Error::Storage(format!("shard {shard}: bad log key")))?;
@@ -104,7 +103,6 @@ impl PeerStorage {
             }
             let e = Entry::parse_from_bytes(&v)?;
             s.entries.push_back(e);
-            expected += 1;
         }
         if apply.applied_index > s.hard_state.commit && apply.applied_index <= s.last() {
             s.hard_state.set_commit(apply.applied_index);
@@ -313,11 +311,12 @@ mod tests {
     use raft::Storage;
 
     fn entry(index: u64, term: u64, size: usize) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = vec![0u8; size].into();
-        e
+        Entry {
+            index,
+            term,
+            data: vec![0u8; size].into(),
+            ..Default::default()
+        }
     }
 
     fn storage_with(last: u64) -> PeerStorage {
@@ -351,7 +350,7 @@ mod tests {
             s.term(21),
             Err(raft::Error::Store(StorageError::Unavailable))
         );
-        assert_eq!(s.term(INIT_INDEX + 1).is_err(), true);
+        assert!(s.term(INIT_INDEX + 1).is_err());
     }
 
     #[test]
@@ -363,7 +362,7 @@ mod tests {
         let one = s.entries(6, 11, Some(1), ctx()).unwrap();
         assert_eq!(one.len(), 1);
         let sized = s.entries(6, 11, Some(35), ctx()).unwrap();
-        assert!(sized.len() >= 1 && sized.len() < 5);
+        assert!(!sized.is_empty() && sized.len() < 5);
         s.compact(8).unwrap();
         assert_eq!(
             s.entries(8, 10, None, ctx()),

@@ -138,6 +138,9 @@ pub(crate) fn install_ops(shard: ShardId, payload: &SnapshotPayload) -> Result<V
     Ok(ops)
 }
 
+/// A built payload with the index and term it was taken at.
+type BuiltPayload = (u64, u64, std::sync::Arc<Vec<u8>>);
+
 /// Received payloads kept per shard while their replica decides which to install.
 const MAX_INCOMING_PER_SHARD: usize = 3;
 
@@ -146,8 +149,7 @@ const MAX_INCOMING_PER_SHARD: usize = 3;
 #[derive(Default)]
 pub(crate) struct SnapshotStore {
     /// Shard → (index, term, payload) of the latest built snapshot.
-    outgoing:
-        std::sync::Mutex<std::collections::HashMap<ShardId, (u64, u64, std::sync::Arc<Vec<u8>>)>>,
+    outgoing: std::sync::Mutex<std::collections::HashMap<ShardId, BuiltPayload>>,
     /// (shard, index, term) → received payload.
     incoming: std::sync::Mutex<std::collections::HashMap<(ShardId, u64, u64), Vec<u8>>>,
 }

@@ -1,0 +1,234 @@
+//! Process-level tests: real `ctxd` processes killed with SIGKILL, and the `ctxctl`
+//! command line as a shell user sees it.
+
+mod common;
+
+use common::{wait_for, WAIT};
+use ctxstore::client::{Client, ClientOptions};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `ctxd` child process, killed on drop.
+struct Ctxd {
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+impl Ctxd {
+    fn spawn(args: Vec<String>) -> Ctxd {
+        let child = Command::new(env!("CARGO_BIN_EXE_ctxd"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ctxd");
+        Ctxd {
+            child: Some(child),
+            args,
+        }
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill9();
+        *self = Ctxd::spawn(self.args.clone());
+    }
+}
+
+impl Drop for Ctxd {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn start_cluster(dir: &Path, n: usize) -> (Vec<Ctxd>, Vec<String>) {
+    let addrs: Vec<String> = (0..n)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let initial = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let procs = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            Ctxd::spawn(vec![
+                "--node-id".into(),
+                (i + 1).to_string(),
+                "--listen".into(),
+                a.clone(),
+                "--data-dir".into(),
+                dir.join(format!("n{}", i + 1)).display().to_string(),
+                "--initial-cluster".into(),
+                initial.clone(),
+            ])
+        })
+        .collect();
+    (procs, addrs)
+}
+
+async fn leader_index(client: &Client, addrs: &[String]) -> Option<usize> {
+    for (i, a) in addrs.iter().enumerate() {
+        if let Ok(s) = client.node_status(a).await {
+            if s.shards.iter().any(|s| s.role == "leader") {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
+/// SIGKILL of the leader process loses no acknowledged write.
+///
+/// 1. Start three `ctxd` processes; write 300 keys.
+/// 2. SIGKILL the leader; keep writing through the client until 300 more are
+///    acknowledged by the survivors.
+/// 3. Restart the killed process with the same flags; wait until it applied the
+///    leader's commit index.
+/// 4. Every acknowledged key reads back; the restarted node serves them (stale reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_leader_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut procs, addrs) = start_cluster(dir.path(), 3);
+    let client = Client::connect_with(
+        &addrs,
+        ClientOptions {
+            timeout: Duration::from_secs(20),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("client");
+    let leader = wait_for("a leader among the processes", WAIT, || {
+        leader_index(&client, &addrs)
+    })
+    .await;
+    let mut acked = BTreeMap::new();
+    for i in 0..300 {
+        let (k, v) = (format!("p-{i:04}"), format!("v{i}"));
+        client.put(k.clone(), v.clone()).await.expect("put");
+        acked.insert(k, v);
+    }
+    procs[leader].kill9();
+    for i in 300..600 {
+        let (k, v) = (format!("p-{i:04}"), format!("v{i}"));
+        client
+            .put(k.clone(), v.clone())
+            .await
+            .expect("put after kill");
+        acked.insert(k, v);
+    }
+    procs[leader].restart();
+    let new_leader = wait_for("a leader", WAIT, || leader_index(&client, &addrs)).await;
+    let commit = client
+        .node_status(&addrs[new_leader])
+        .await
+        .expect("status")
+        .shards[0]
+        .commit_index;
+    wait_for("the restarted node to catch up", WAIT, || async {
+        let s = client.node_status(&addrs[leader]).await.ok()?;
+        (s.shards.first()?.applied_index >= commit).then_some(())
+    })
+    .await;
+    let restarted = Client::connect(&[addrs[leader].clone()])
+        .await
+        .expect("client");
+    for (k, v) in &acked {
+        let kv = client
+            .get(k.clone())
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("{k} lost"));
+        assert_eq!(kv.value.as_ref(), v.as_bytes());
+        let kv = restarted
+            .get_stale(k.clone())
+            .await
+            .expect("stale get")
+            .unwrap_or_else(|| panic!("{k} missing on restarted node"));
+        assert_eq!(kv.value.as_ref(), v.as_bytes());
+    }
+}
+
+fn ctxctl(endpoints: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ctxctl"))
+        .arg("--endpoints")
+        .arg(endpoints)
+        .arg("--timeout")
+        .arg("5s")
+        .args(args)
+        .output()
+        .expect("run ctxctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ctxctl` prints what a shell user expects and exits with the documented codes.
+///
+/// 1. Start three `ctxd` processes.
+/// 2. put → 0; get → 0 and the value; get of a missing key → 1; CAS with a wrong
+///    version → 1 and a message naming the versions; empty key → 2; status → 0 and a
+///    leader; an endpoint where nothing listens → 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctxctl_exit_codes_and_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_procs, addrs) = start_cluster(dir.path(), 3);
+    let eps = addrs.join(",");
+    let client = Client::connect(&addrs).await.expect("client");
+    wait_for("a leader", WAIT, || leader_index(&client, &addrs)).await;
+    let (code, out, _) = tokio::task::spawn_blocking({
+        let eps = eps.clone();
+        move || ctxctl(&eps, &["put", "greeting", "hello"])
+    })
+    .await
+    .expect("join");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("OK version="), "{out}");
+    let eps2 = eps.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        vec![
+            ctxctl(&eps2, &["get", "greeting"]),
+            ctxctl(&eps2, &["get", "nope"]),
+            ctxctl(&eps2, &["cas", "greeting", "999", "x"]),
+            ctxctl(&eps2, &["put", "", "x"]),
+            ctxctl(&eps2, &["status"]),
+            ctxctl(&format!("127.0.0.1:{}", free_port()), &["get", "k"]),
+        ]
+    })
+    .await
+    .expect("join");
+    assert_eq!((results[0].0, results[0].1.trim()), (0, "hello"));
+    assert_eq!(results[1].0, 1);
+    assert!(results[1].2.contains("not found"));
+    assert_eq!(results[2].0, 1);
+    assert!(
+        results[2].2.contains("version mismatch"),
+        "{}",
+        results[2].2
+    );
+    assert_eq!(results[3].0, 2, "{}", results[3].2);
+    assert_eq!(results[4].0, 0);
+    assert!(results[4].1.contains("leader"), "{}", results[4].1);
+    assert_eq!(results[5].0, 3, "{}", results[5].2);
+}
