@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec cargo run --bin ctxd -- dev "$@"
+# Build the binaries together with the test targets: the same dependency features as
+# scripts/test.sh, so RocksDB is compiled once for both commands.
+cargo build --bins --tests
+exec "${CARGO_TARGET_DIR:-target}/debug/ctxd" dev "$@"

@@ -127,8 +127,20 @@ async fn sigkill_of_leader_loses_no_acknowledged_write() {
         client.put(k.clone(), v.clone()).await.expect("put");
         acked.insert(k, v);
     }
+    let killed = std::time::Instant::now();
     procs[leader].kill9();
-    for i in 300..600 {
+    let (k, v) = ("p-0300".to_string(), "v300".to_string());
+    client
+        .put(k.clone(), v.clone())
+        .await
+        .expect("first put after kill");
+    acked.insert(k, v);
+    // Default Raft timing (100 ms ticks, election after 10-20 ticks).
+    eprintln!(
+        "failover (SIGKILL of the leader -> first acknowledged write): {:?}",
+        killed.elapsed()
+    );
+    for i in 301..600 {
         let (k, v) = (format!("p-{i:04}"), format!("v{i}"));
         client
             .put(k.clone(), v.clone())

@@ -138,6 +138,13 @@ async fn run_dev(d: DevArgs) -> anyhow::Result<()> {
         .await
         .context("starting the dev cluster")?;
     let eps = cluster.endpoints().join(",");
+    // ctxctl is built next to ctxd.
+    let ctxctl = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("ctxctl")))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "ctxctl".to_string());
     println!(
         "ctxstore dev cluster is up: {} nodes, a leader is elected",
         cluster.nodes.len()
@@ -145,9 +152,9 @@ async fn run_dev(d: DevArgs) -> anyhow::Result<()> {
     println!("  data:      {}", cluster.data_dir.display());
     println!("  endpoints: {eps}");
     println!("try:");
-    println!("  cargo run --bin ctxctl -- --endpoints {eps} put greeting hello");
-    println!("  cargo run --bin ctxctl -- --endpoints {eps} get greeting");
-    println!("  cargo run --bin ctxctl -- --endpoints {eps} status");
+    println!("  {ctxctl} --endpoints {eps} put greeting hello");
+    println!("  {ctxctl} --endpoints {eps} get greeting");
+    println!("  {ctxctl} --endpoints {eps} status");
     println!("Ctrl-C stops the cluster.");
     wait_for_signal().await?;
     println!("stopping…");

@@ -49,7 +49,18 @@ pub(crate) fn spawn(
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let cancel = ctx.cancel.clone();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // tonic's own `tcp_nodelay` applies only to listeners it binds itself; without
+    // it, small responses wait for delayed ACKs (tens of milliseconds).
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |conn| {
+            conn.inspect(|s| {
+                if let Err(e) = s.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            })
+        },
+    );
     Ok(tokio::spawn(async move {
         health_reporter
             .set_serving::<KvServer<kv::KvService>>()
