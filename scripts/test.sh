@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test (unit, property and multi-node integration tests).
+# Runs every test (unit, property, simulation, multi-node and process-level tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 if cargo nextest --version >/dev/null 2>&1; then
+  # nextest does not run doctests: run them first so its summary closes the output.
+  cargo test --doc --quiet
   cargo nextest run --no-fail-fast "$@"
-  # nextest does not run doctests.
-  cargo test --doc
 else
   cargo test --no-fail-fast "$@"
 fi

@@ -32,6 +32,7 @@ pub mod status;
 pub(crate) mod storage;
 pub mod types;
 
+pub use crate::raft::transport::MessageFilter;
 pub use client::{Client, ClientOptions};
 pub use config::NodeConfig;
 pub use error::{Error, Result};

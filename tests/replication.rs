@@ -178,3 +178,85 @@ async fn full_restart_keeps_data() {
         .expect("put after restart");
     cluster.shutdown().await;
 }
+
+/// Partitions and delays through the transport seam: a minority cut off cannot stop
+/// the majority, and slow links only slow writes down.
+///
+/// 1. Start 3 nodes; delay every message by 20 ms; writes still succeed.
+/// 2. Isolate the leader's node (drop all its traffic both ways); the other two elect
+///    a leader and take writes.
+/// 3. Heal; the isolated node catches up and serves every write (stale reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_and_delays_through_the_transport_seam() {
+    use ctxstore::{MessageFilter, NodeId};
+
+    struct Delay;
+    impl MessageFilter for Delay {
+        fn allow(&self, _: NodeId, _: NodeId) -> bool {
+            true
+        }
+        fn delay(&self, _: NodeId, _: NodeId) -> Option<Duration> {
+            Some(Duration::from_millis(20))
+        }
+    }
+    struct Isolate(NodeId);
+    impl MessageFilter for Isolate {
+        fn allow(&self, from: NodeId, to: NodeId) -> bool {
+            from != self.0 && to != self.0
+        }
+    }
+
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(Some(Arc::new(Delay)));
+    }
+    for i in 0..20 {
+        client
+            .put(format!("slow-{i}"), "v")
+            .await
+            .expect("put over slow links");
+    }
+    let leader = cluster.wait_leader().await;
+    let isolated = NodeId(leader as u64 + 1);
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(Some(Arc::new(Isolate(isolated))));
+    }
+    wait_for("a leader on the majority side", WAIT, || async {
+        for (i, n) in cluster.nodes.iter().enumerate() {
+            if i == leader {
+                continue;
+            }
+            let s = n.as_ref()?.status().await;
+            if s.shards.iter().any(|s| s.role == "leader") {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
+    let majority: Vec<String> = (0..3)
+        .filter(|i| *i != leader)
+        .map(|i| cluster.configs[i].listen.clone())
+        .collect();
+    let majority_client = ctxstore::Client::connect(&majority).await.expect("client");
+    for i in 0..20 {
+        majority_client
+            .put(format!("part-{i}"), "v")
+            .await
+            .expect("majority keeps taking writes");
+    }
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(None);
+    }
+    cluster.wait_converged().await;
+    let healed = cluster.client_of(leader).await;
+    for i in 0..20 {
+        assert!(healed
+            .get_stale(format!("part-{i}"))
+            .await
+            .expect("stale get")
+            .is_some());
+    }
+    cluster.shutdown().await;
+}

@@ -27,6 +27,12 @@ use tokio_util::task::TaskTracker;
 pub trait MessageFilter: Send + Sync {
     /// Whether traffic from `from` to `to` passes.
     fn allow(&self, from: NodeId, to: NodeId) -> bool;
+
+    /// How long to hold a message from `from` to `to` before sending it (none by
+    /// default). Delayed messages may overtake each other, as on a real network.
+    fn delay(&self, _from: NodeId, _to: NodeId) -> Option<Duration> {
+        None
+    }
 }
 
 /// Queue depth per destination node.
@@ -113,6 +119,14 @@ impl Transport {
         }
     }
 
+    fn delay_to(&self, to: NodeId) -> Option<Duration> {
+        self.filter
+            .read()
+            .ok()?
+            .as_ref()
+            .and_then(|f| f.delay(self.node_id, to))
+    }
+
     /// Whether traffic from `from` to this node passes the filter.
     pub(crate) fn allowed_from(&self, from: NodeId) -> bool {
         match self.filter.read() {
@@ -164,8 +178,18 @@ impl Transport {
                 .or_insert_with(|| self.start_connection(to))
                 .clone()
         };
-        // A full queue means the node is slow or gone: drop, Raft retries.
-        let _ = tx.try_send(env);
+        match self.delay_to(to) {
+            Some(d) => {
+                self.tracker.spawn(async move {
+                    tokio::time::sleep(d).await;
+                    let _ = tx.try_send(env);
+                });
+            }
+            // A full queue means the node is slow or gone: drop, Raft retries.
+            None => {
+                let _ = tx.try_send(env);
+            }
+        }
     }
 
     fn start_connection(&self, to: NodeId) -> mpsc::Sender<RaftEnvelope> {
