@@ -5,7 +5,7 @@
 
 use clap::{Parser, Subcommand};
 use ctxstore::client::{Client, ClientOptions};
-use ctxstore::proto::{ReplicaRole, ShardDescriptor, StatusResponse};
+use ctxstore::proto::{Replica, ReplicaRole, ShardDescriptor, StatusResponse};
 use ctxstore::Error;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -279,10 +279,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             MemberCmd::Add { node_id, addr } => {
                 let r = client.add_member(node_id, &addr).await?;
                 if let Some(rep) = &r.replica {
-                    let role = if rep.role == ReplicaRole::Voter as i32 {
-                        "voter"
-                    } else {
-                        "learner (still catching up)"
+                    let role = match role_name(rep) {
+                        "voter" => "voter",
+                        _ => "learner (still catching up)",
                     };
                     println!(
                         "added node {node_id} as replica {} ({role})",
@@ -474,14 +473,18 @@ mod bench {
     }
 }
 
+fn role_name(r: &Replica) -> &'static str {
+    if r.role == ReplicaRole::Voter as i32 {
+        "voter"
+    } else {
+        "learner"
+    }
+}
+
 fn print_members(d: &ShardDescriptor) {
     println!("shard {} (conf_ver {}):", d.shard_id, d.conf_ver);
     for r in &d.replicas {
-        let role = if r.role == ReplicaRole::Voter as i32 {
-            "voter"
-        } else {
-            "learner"
-        };
+        let role = role_name(r);
         println!(
             "  replica {:<4} node {:<4} {:<22} {role}",
             r.replica_id, r.node_id, r.addr
@@ -512,11 +515,7 @@ fn print_status(s: &StatusResponse) {
         );
         if let Some(d) = &sh.descriptor {
             for r in &d.replicas {
-                let role = if r.role == ReplicaRole::Voter as i32 {
-                    "voter"
-                } else {
-                    "learner"
-                };
+                let role = role_name(r);
                 let matched = sh
                     .progress
                     .get(&r.replica_id)

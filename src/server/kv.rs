@@ -169,6 +169,41 @@ fn read_value(ctx: &NodeCtx, key: &[u8], now: u64) -> Result<Option<ValueRecord>
     }
 }
 
+/// Visits the live records of `data` CF keys in `[start, end)` whose user key passes
+/// `accept`, in key order, until `visit` returns false.
+fn visit_live(
+    ctx: &NodeCtx,
+    start: &[u8],
+    end: Option<Vec<u8>>,
+    now: u64,
+    accept: impl Fn(&[u8]) -> bool,
+    mut visit: impl FnMut(&[u8], ValueRecord) -> bool,
+) -> Result<()> {
+    let mut opts = rocksdb::ReadOptions::default();
+    if let Some(end) = end {
+        opts.set_iterate_upper_bound(end);
+    }
+    let iter = ctx.engine.db().iterator_cf_opt(
+        ctx.engine.cf(keys::CF_DATA),
+        opts,
+        rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+    );
+    for item in iter {
+        let (k, v) = item?;
+        let Some(user_key) = keys::decode_data_key(&k) else {
+            continue;
+        };
+        if !accept(user_key) {
+            continue;
+        }
+        let rec = ValueRecord::decode(v.as_ref())?;
+        if is_live(&rec, now) && !visit(user_key, rec) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Scans the local replica: one contiguous range when the prefix pins a hash tag,
 /// otherwise the whole shard, sorted by key.
 fn scan_local(
@@ -178,70 +213,38 @@ fn scan_local(
     limit: usize,
     now: u64,
 ) -> Result<(Vec<KeyValue>, bool)> {
-    let db = ctx.engine.db();
-    let cf = ctx.engine.cf(keys::CF_DATA);
     let mut out = Vec::new();
     let accept = |user_key: &[u8]| user_key.starts_with(prefix) && user_key > start_after;
     if let Some(tag) = keys::prefix_partition(prefix) {
         let hash = xxhash_rust::xxh3::xxh3_64(tag).to_be_bytes();
         let mut start = hash.to_vec();
-        start.extend_from_slice(if start_after > prefix {
-            start_after
-        } else {
-            prefix
-        });
+        start.extend_from_slice(start_after.max(prefix));
         let mut upper = hash.to_vec();
         upper.extend_from_slice(prefix);
-        let mut opts = rocksdb::ReadOptions::default();
-        if let Some(end) = keys::prefix_end(&upper) {
-            opts.set_iterate_upper_bound(end);
-        }
-        let iter = db.iterator_cf_opt(
-            cf,
-            opts,
-            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            let Some(user_key) = keys::decode_data_key(&k) else {
-                continue;
-            };
-            if !accept(user_key) || keys::partition_key(user_key) != tag {
-                continue;
-            }
-            let rec = ValueRecord::decode(v.as_ref())?;
-            if !is_live(&rec, now) {
-                continue;
-            }
-            if out.len() == limit {
-                return Ok((out, true));
-            }
-            out.push(to_kv(Bytes::copy_from_slice(user_key), rec));
-        }
-        return Ok((out, false));
+        let mut more = false;
+        visit_live(
+            ctx,
+            &start,
+            keys::prefix_end(&upper),
+            now,
+            |k| accept(k) && keys::partition_key(k) == tag,
+            |k, rec| {
+                if out.len() == limit {
+                    more = true;
+                    return false;
+                }
+                out.push(to_kv(Bytes::copy_from_slice(k), rec));
+                true
+            },
+        )?;
+        return Ok((out, more));
     }
     let desc = crate::proto::ShardDescriptor::default();
     for (start, end) in shard_data_ranges(&desc) {
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_iterate_upper_bound(end);
-        let iter = db.iterator_cf_opt(
-            cf,
-            opts,
-            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            let Some(user_key) = keys::decode_data_key(&k) else {
-                continue;
-            };
-            if !accept(user_key) {
-                continue;
-            }
-            let rec = ValueRecord::decode(v.as_ref())?;
-            if is_live(&rec, now) {
-                out.push(to_kv(Bytes::copy_from_slice(user_key), rec));
-            }
-        }
+        visit_live(ctx, &start, Some(end), now, accept, |k, rec| {
+            out.push(to_kv(Bytes::copy_from_slice(k), rec));
+            true
+        })?;
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     let more = out.len() > limit;
