@@ -1,0 +1,110 @@
+//! Micro-benchmarks of the layers under a write: ring lookup, key encoding, value
+//! records, the Raft log mirror and the apply path.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ctxstore::bench_support::{ApplyPath, LogMirror};
+use ctxstore::keys;
+use ctxstore::proto::ValueRecord;
+use ctxstore::ring::{Ring, DEFAULT_VNODES};
+use ctxstore::ShardId;
+use prost::Message;
+use raft::eraftpb::Entry;
+use std::hint::black_box;
+
+fn ring(c: &mut Criterion) {
+    let shards: Vec<ShardId> = (1..=16).map(ShardId).collect();
+    let ring = Ring::new(&shards, DEFAULT_VNODES);
+    let keys: Vec<String> = (0..1024).map(|i| format!("{{conv:{i}}}:msg:{i}")).collect();
+    let mut g = c.benchmark_group("ring");
+    g.throughput(Throughput::Elements(keys.len() as u64));
+    g.bench_function("lookup-16-shards", |b| {
+        b.iter(|| {
+            for k in &keys {
+                black_box(ring.shard_for_key(k.as_bytes()));
+            }
+        })
+    });
+    g.bench_function("build-16-shards", |b| {
+        b.iter(|| Ring::new(black_box(&shards), DEFAULT_VNODES))
+    });
+    g.finish();
+}
+
+fn encoding(c: &mut Criterion) {
+    let key = b"{conv:12345}:msg:000042";
+    let mut g = c.benchmark_group("encoding");
+    g.bench_function("data-key", |b| b.iter(|| keys::data_key(black_box(key))));
+    let rec = ValueRecord {
+        version: 42,
+        create_version: 7,
+        expires_at_ms: 0,
+        value: vec![b'x'; 1024].into(),
+    };
+    let bytes = rec.encode_to_vec();
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.bench_function("value-record-encode-1KiB", |b| {
+        b.iter(|| black_box(&rec).encode_to_vec())
+    });
+    g.bench_function("value-record-decode-1KiB", |b| {
+        b.iter(|| ValueRecord::decode(black_box(bytes.as_slice())))
+    });
+    g.finish();
+}
+
+fn raft_log(c: &mut Criterion) {
+    let mut g = c.benchmark_group("raft-log");
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("append-100x1KiB", |b| {
+        b.iter_batched(
+            || {
+                let log = LogMirror::default();
+                let first = log.last() + 1;
+                let ents: Vec<Entry> = (first..first + 100)
+                    .map(|i| Entry {
+                        index: i,
+                        term: 6,
+                        data: vec![0u8; 1024].into(),
+                        ..Default::default()
+                    })
+                    .collect();
+                (log, ents)
+            },
+            |(mut log, ents)| {
+                log.append(&ents);
+                log
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let mut log = LogMirror::default();
+    let first = log.last() + 1;
+    let ents: Vec<Entry> = (first..first + 10_000)
+        .map(|i| Entry {
+            index: i,
+            term: 6,
+            data: vec![0u8; 1024].into(),
+            ..Default::default()
+        })
+        .collect();
+    log.append(&ents);
+    g.bench_function("read-100x1KiB", |b| {
+        b.iter(|| log.read(first + 5_000, first + 5_100))
+    });
+    g.finish();
+    log.compact(first + 9_000);
+}
+
+fn apply(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut path = ApplyPath::open(dir.path()).expect("open rocksdb");
+    let value = vec![b'v'; 1024];
+    let mut g = c.benchmark_group("apply");
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("round-of-64-puts-1KiB", |b| {
+        b.iter(|| path.apply_puts(64, &value).expect("apply"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ring, encoding, raft_log, apply);
+criterion_main!(benches);
