@@ -25,6 +25,9 @@ pub struct NodeConfig {
     pub initial_cluster: String,
     /// Start empty and wait to be added with `ctxctl member add` (default false).
     pub join: bool,
+    /// Data shards a brand-new cluster creates (default 1), each with up to 3 replicas
+    /// placed round-robin over the initial members. Every initial member must agree.
+    pub initial_shards: u64,
     /// Raft timing and flow control.
     pub raft: RaftConfig,
     /// Request size limits.
@@ -79,6 +82,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::new(),
             initial_cluster: String::new(),
             join: false,
+            initial_shards: 1,
             raft: RaftConfig::default(),
             limits: Limits::default(),
         }
@@ -155,6 +159,12 @@ impl NodeConfig {
             return Err(Error::config(
                 "initial-cluster",
                 format!("does not list this node (node-id {})", self.node_id),
+            ));
+        }
+        if self.initial_shards == 0 || self.initial_shards > 1024 {
+            return Err(Error::config(
+                "initial-shards",
+                "must be between 1 and 1024",
             ));
         }
         self.raft.validate()?;

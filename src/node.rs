@@ -21,10 +21,10 @@ use crate::raft::transport::{AddressBook, MessageFilter, Transport};
 use crate::storage::peer_storage::{INIT_INDEX, INIT_TERM};
 use crate::storage::snapshot::SnapshotStore;
 use crate::storage::{Engine, LogWriter, PeerStorage};
-use crate::types::{NodeId, ReplicaId, ShardId, DEFAULT_SHARD};
+use crate::types::{NodeId, ReplicaId, ShardId};
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, HardState, Message, MessageType};
+use raft::eraftpb::{ConfState, Message, MessageType};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -54,6 +54,8 @@ pub(crate) struct NodeCtx {
     peers: RwLock<HashMap<ShardId, PeerHandle>>,
     /// Shard → highest replica id removed from this node.
     tombstones: RwLock<HashMap<ShardId, u64>>,
+    /// The ring over `ring_shards` of the descriptors (None: one shard owns all).
+    ring: RwLock<Option<Arc<crate::ring::Ring>>>,
     /// Whether messages for unknown shards may create replicas (false while the node
     /// is still deciding whether to bootstrap).
     accept_new_replicas: std::sync::atomic::AtomicBool,
@@ -81,6 +83,27 @@ impl NodeCtx {
         if let Ok(mut m) = self.peers.write() {
             m.insert(handle.shard, handle);
         }
+    }
+
+    /// Learns the ring from a descriptor's `ring_shards` (empty: a single shard).
+    pub(crate) fn set_ring(&self, ring_shards: &[u64]) {
+        if ring_shards.len() <= 1 {
+            return;
+        }
+        let ids: Vec<ShardId> = ring_shards.iter().map(|s| ShardId(*s)).collect();
+        if let Ok(mut r) = self.ring.write() {
+            if r.is_none() {
+                *r = Some(Arc::new(crate::ring::Ring::new(
+                    &ids,
+                    crate::ring::DEFAULT_VNODES,
+                )));
+            }
+        }
+    }
+
+    /// The ring, once known (None: one shard owns the whole hash space).
+    pub(crate) fn ring(&self) -> Option<Arc<crate::ring::Ring>> {
+        self.ring.read().ok()?.clone()
     }
 
     /// Stops routing to a replica whose task hit a fatal error.
@@ -220,6 +243,7 @@ impl Node {
             peers: RwLock::new(HashMap::new()),
             tombstones: RwLock::new(HashMap::new()),
             accept_new_replicas: std::sync::atomic::AtomicBool::new(false),
+            ring: RwLock::new(None),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             config,
@@ -457,6 +481,7 @@ fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
         for r in &desc.replicas {
             ctx.addresses.insert(NodeId(r.node_id), r.addr.clone());
         }
+        ctx.set_ring(&desc.ring_shards);
         let me = desc
             .replicas
             .iter()
@@ -479,74 +504,100 @@ fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
     Ok(shards.len())
 }
 
-/// Writes the initial state of the default shard with every initial member as a voter
-/// (replica id = node id), then starts its replica.
+/// Replica id of node `node`'s bootstrap replica of `shard`: unique in the cluster,
+/// and equal to the node id for shard 1.
+fn bootstrap_replica_id(shard: ShardId, node: NodeId) -> u64 {
+    ((shard.0 - 1) << 32) | node.0
+}
+
+/// Writes the initial state of every data shard this node hosts and starts their
+/// replicas. Shard `s` has up to 3 voters on consecutive members (round-robin from
+/// member `s - 1`); that first member campaigns at once, spreading leaders.
 fn bootstrap(
     ctx: &Arc<NodeCtx>,
     members: &std::collections::BTreeMap<NodeId, String>,
 ) -> Result<()> {
-    let shard = DEFAULT_SHARD;
-    let voters: Vec<u64> = members.keys().map(|n| n.0).collect();
-    let desc = ShardDescriptor {
-        shard_id: shard.0,
-        replicas: members
+    let nodes: Vec<(NodeId, String)> = members.iter().map(|(n, a)| (*n, a.clone())).collect();
+    let shards = ctx.config.initial_shards;
+    let ring_shards: Vec<u64> = if shards > 1 {
+        (1..=shards).collect()
+    } else {
+        Vec::new()
+    };
+    let per_shard = nodes.len().min(3);
+    let engine = &ctx.engine;
+    let mut batch = rocksdb::WriteBatch::default();
+    let mut mine = Vec::new();
+    for s in 1..=shards {
+        let shard = ShardId(s);
+        let placed: Vec<&(NodeId, String)> = (0..per_shard)
+            .map(|j| &nodes[((s - 1) as usize + j) % nodes.len()])
+            .collect();
+        if !placed.iter().any(|(n, _)| *n == ctx.node_id) {
+            continue;
+        }
+        let replicas: Vec<Replica> = placed
             .iter()
-            .map(|(id, addr)| Replica {
-                replica_id: id.0,
-                node_id: id.0,
+            .map(|(n, addr)| Replica {
+                replica_id: bootstrap_replica_id(shard, *n),
+                node_id: n.0,
                 addr: addr.clone(),
                 role: ReplicaRole::Voter as i32,
                 started: false,
             })
-            .collect(),
-        conf_ver: 1,
-        ring_ver: 1,
-        next_replica_id: voters.iter().max().copied().unwrap_or(0) + 1,
-    };
-    let storage = PeerStorage::new_bootstrap(voters.clone());
-    let mut cs = ConfState::default();
-    cs.set_voters(voters);
-    let apply = ApplyState {
-        applied_index: INIT_INDEX,
-        applied_term: INIT_TERM,
-        conf_state: cs.write_to_bytes().map_err(Error::from)?.into(),
-    };
-    let hs = HardState {
-        term: INIT_TERM,
-        commit: INIT_INDEX,
-        ..Default::default()
-    };
-    debug_assert_eq!(storage.hard_state(), &hs);
-    let engine = &ctx.engine;
-    let mut batch = rocksdb::WriteBatch::default();
-    batch.put_cf(
-        engine.cf(keys::CF_RAFT),
-        keys::raft_state_key(shard),
-        storage.local_state().encode_to_vec(),
-    );
-    batch.put_cf(
-        engine.cf(keys::CF_META),
-        keys::apply_state_key(shard),
-        apply.encode_to_vec(),
-    );
-    batch.put_cf(
-        engine.cf(keys::CF_META),
-        keys::desc_key(shard),
-        desc.encode_to_vec(),
-    );
+            .collect();
+        let voters: Vec<u64> = replicas.iter().map(|r| r.replica_id).collect();
+        let desc = ShardDescriptor {
+            shard_id: s,
+            next_replica_id: voters.iter().max().copied().unwrap_or(0) + 1,
+            replicas,
+            conf_ver: 1,
+            ring_ver: 1,
+            ring_shards: ring_shards.clone(),
+        };
+        let storage = PeerStorage::new_bootstrap(voters.clone());
+        let mut cs = ConfState::default();
+        cs.set_voters(voters);
+        let apply = ApplyState {
+            applied_index: INIT_INDEX,
+            applied_term: INIT_TERM,
+            conf_state: cs.write_to_bytes().map_err(Error::from)?.into(),
+        };
+        batch.put_cf(
+            engine.cf(keys::CF_RAFT),
+            keys::raft_state_key(shard),
+            storage.local_state().encode_to_vec(),
+        );
+        batch.put_cf(
+            engine.cf(keys::CF_META),
+            keys::apply_state_key(shard),
+            apply.encode_to_vec(),
+        );
+        batch.put_cf(
+            engine.cf(keys::CF_META),
+            keys::desc_key(shard),
+            desc.encode_to_vec(),
+        );
+        let preferred = placed[0].0 == ctx.node_id;
+        mine.push((shard, storage, desc, preferred));
+    }
     let mut opts = rocksdb::WriteOptions::default();
     opts.set_sync(true);
     engine.db().write_opt(batch, &opts)?;
-    tracing::info!(%shard, members = members.len(), "bootstrapped a new cluster");
-    let handle = Peer::spawn(
-        ctx.clone(),
-        shard,
-        ReplicaId(ctx.node_id.0),
-        storage,
-        desc,
-        INIT_INDEX,
-        INIT_TERM,
-    )?;
-    ctx.register(handle);
+    tracing::info!(
+        shards,
+        hosted = mine.len(),
+        members = members.len(),
+        "bootstrapped a new cluster"
+    );
+    ctx.set_ring(&ring_shards);
+    for (shard, storage, desc, preferred) in mine {
+        let me = ReplicaId(bootstrap_replica_id(shard, ctx.node_id));
+        let handle = Peer::spawn(ctx.clone(), shard, me, storage, desc, INIT_INDEX, INIT_TERM)?;
+        if preferred {
+            let _ = handle.try_send(PeerMsg::Campaign);
+        }
+        ctx.register(handle);
+    }
     Ok(())
 }

@@ -8,13 +8,17 @@
 //! at most once.
 
 use crate::error::{Error, Result};
+use crate::keys::key_hash;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::kv_client::KvClient;
 use crate::proto::{
     AddMemberRequest, AddMemberResponse, BatchOp, BatchRequest, CompareAndSwapRequest,
-    DeleteRequest, GetRequest, KeyValue, PutRequest, RemoveMemberRequest, ScanRequest,
-    ScanResponse, ShardDescriptor, StatusRequest, StatusResponse, TransferLeaderRequest,
+    DeleteRequest, GetRequest, KeyValue, PutRequest, RemoveMemberRequest, RequestHeader,
+    RoutingTableRequest, ScanRequest, ScanResponse, ShardDescriptor, StatusRequest, StatusResponse,
+    TransferLeaderRequest,
 };
+use crate::ring::{Ring, DEFAULT_VNODES};
+use crate::types::ShardId;
 use bytes::Bytes;
 use rand::Rng;
 use std::collections::HashMap;
@@ -69,6 +73,32 @@ struct Inner {
     client_id: u64,
     /// Counter making request ids unique within the client.
     next_request: AtomicU64,
+    /// Shard placement and leader hints.
+    routing: Mutex<Routing>,
+}
+
+/// Where a request goes.
+#[derive(Clone, Copy)]
+enum Route {
+    /// Any node (cluster administration, single-shard clusters).
+    Any,
+    /// The shard owning this ring position.
+    Key(u64),
+    /// This shard.
+    Shard(u64),
+}
+
+/// The cached routing table.
+#[derive(Default)]
+struct Routing {
+    /// Whether a refresh has run.
+    fetched: bool,
+    /// The ring (None: one shard owns everything).
+    ring: Option<Arc<Ring>>,
+    /// Newest descriptor per shard.
+    descs: HashMap<u64, ShardDescriptor>,
+    /// Believed leader address per shard.
+    leaders: HashMap<u64, String>,
 }
 
 enum Step {
@@ -76,6 +106,19 @@ enum Step {
     Redirect(String),
     /// Back off, then retry at the next known address.
     Backoff,
+}
+
+/// Ring position of a batch: that of its first key (the server checks the rest).
+fn batch_hash(ops: &[BatchOp]) -> u64 {
+    use crate::proto::batch_op::Op;
+    ops.iter()
+        .find_map(|o| match &o.op {
+            Some(Op::Put(p)) => Some(key_hash(&p.key)),
+            Some(Op::Delete(d)) => Some(key_hash(&d.key)),
+            Some(Op::Check(c)) => Some(key_hash(&c.key)),
+            None => None,
+        })
+        .unwrap_or(0)
 }
 
 impl Client {
@@ -113,6 +156,7 @@ impl Client {
                 leader: AtomicU64::new(0),
                 client_id: rand::rng().random(),
                 next_request: AtomicU64::new(1),
+                routing: Mutex::new(Routing::default()),
             }),
         })
     }
@@ -180,16 +224,139 @@ impl Client {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = std::result::Result<T, tonic::Status>>,
     {
+        self.call_routed(Route::Any, |ch, _| f(ch)).await
+    }
+
+    /// Fetches routing tables from every known node and merges them.
+    async fn refresh_routing(&self) {
+        let addrs = self.endpoints();
+        let answers = futures::future::join_all(addrs.iter().map(|a| async move {
+            let ch = self.channel(a).ok()?;
+            let r = tokio::time::timeout(
+                Duration::from_secs(1),
+                ClusterClient::new(ch).get_routing_table(RoutingTableRequest {}),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            Some(r.into_inner())
+        }))
+        .await;
+        let mut new_addrs = Vec::new();
+        if let Ok(mut r) = self.inner.routing.lock() {
+            r.fetched = true;
+            for t in answers.into_iter().flatten() {
+                if r.ring.is_none() && t.ring_shards.len() > 1 {
+                    let ids: Vec<ShardId> = t.ring_shards.iter().map(|s| ShardId(*s)).collect();
+                    r.ring = Some(Arc::new(Ring::new(&ids, DEFAULT_VNODES)));
+                }
+                for route in t.shards {
+                    let Some(d) = route.descriptor else { continue };
+                    new_addrs.extend(d.replicas.iter().map(|x| x.addr.clone()));
+                    if let Some(l) = route.leader.filter(|l| !l.addr.is_empty()) {
+                        r.leaders.insert(d.shard_id, l.addr);
+                    }
+                    let newer = r
+                        .descs
+                        .get(&d.shard_id)
+                        .is_none_or(|old| old.conf_ver <= d.conf_ver);
+                    if newer {
+                        r.descs.insert(d.shard_id, d);
+                    }
+                }
+            }
+        }
+        if let Ok(mut a) = self.inner.addrs.lock() {
+            for x in new_addrs {
+                if !x.is_empty() && !a.contains(&x) {
+                    a.push(x);
+                }
+            }
+        }
+    }
+
+    /// Resolves a route to `(shard id for the header, address)`; `None` address means
+    /// "use the current node" (single-shard clusters, or nothing known yet).
+    fn resolve(&self, route: Route, attempt: u32) -> (u64, Option<String>) {
+        let Ok(r) = self.inner.routing.lock() else {
+            return (0, None);
+        };
+        let shard = match (route, &r.ring) {
+            (Route::Shard(s), _) => s,
+            (Route::Key(h), Some(ring)) => ring.shard_for_hash(h).map_or(0, |s| s.0),
+            _ => 0,
+        };
+        if shard == 0 || r.ring.is_none() {
+            return (shard, None);
+        }
+        if attempt == 0 {
+            if let Some(a) = r.leaders.get(&shard) {
+                return (shard, Some(a.clone()));
+            }
+        }
+        let addr = r.descs.get(&shard).and_then(|d| {
+            let n = d.replicas.len().max(1);
+            d.replicas.get(attempt as usize % n).map(|x| x.addr.clone())
+        });
+        (shard, addr)
+    }
+
+    fn set_leader(&self, shard: u64, addr: &str) {
+        if let Ok(mut r) = self.inner.routing.lock() {
+            r.leaders.insert(shard, addr.to_string());
+        }
+    }
+
+    fn forget_leader(&self, shard: u64) {
+        if let Ok(mut r) = self.inner.routing.lock() {
+            r.leaders.remove(&shard);
+        }
+    }
+
+    fn routing_fetched(&self) -> bool {
+        self.inner.routing.lock().map(|r| r.fetched).unwrap_or(true)
+    }
+
+    /// Whether the cluster has more than one shard (after the first refresh).
+    async fn ring(&self) -> Option<Arc<Ring>> {
+        if !self.routing_fetched() {
+            self.refresh_routing().await;
+        }
+        self.inner.routing.lock().ok()?.ring.clone()
+    }
+
+    /// Runs `f` against the leader of the shard `route` names, following hints,
+    /// refreshing the routing table on `WrongShard`/`StaleEpoch`, and backing off on
+    /// unavailability, all within the request deadline.
+    async fn call_routed<T, F, Fut>(&self, route: Route, f: F) -> Result<T>
+    where
+        F: Fn(Channel, RequestHeader) -> Fut,
+        Fut: Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        if !self.routing_fetched() {
+            self.refresh_routing().await;
+        }
         let timeout = self.inner.opts.timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut backoff = Duration::from_millis(2);
         let mut redirects = 0;
+        let mut attempt = 0u32;
         loop {
-            let addr = self.current();
+            let (shard, routed) = self.resolve(route, attempt);
+            let addr = routed.unwrap_or_else(|| self.current());
             let ch = self.channel(&addr)?;
+            let header = RequestHeader {
+                shard_id: shard,
+                ..Default::default()
+            };
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let err = match tokio::time::timeout(remaining, f(ch)).await {
-                Ok(Ok(v)) => return Ok(v),
+            let err = match tokio::time::timeout(remaining, f(ch, header)).await {
+                Ok(Ok(v)) => {
+                    if shard != 0 {
+                        self.set_leader(shard, &addr);
+                    }
+                    return Ok(v);
+                }
                 Ok(Err(status)) => Error::from(status),
                 Err(_) => {
                     return Err(Error::Timeout(
@@ -205,6 +372,10 @@ impl Client {
                     redirects += 1;
                     Step::Redirect(l.addr.clone())
                 }
+                Error::WrongShard { .. } | Error::StaleEpoch { .. } => {
+                    self.refresh_routing().await;
+                    Step::Backoff
+                }
                 e if e.is_retryable() => Step::Backoff,
                 _ => return Err(err),
             };
@@ -212,10 +383,21 @@ impl Client {
                 return Err(Error::Timeout(timeout, Box::new(err)));
             }
             match step {
-                Step::Redirect(a) => self.set_current(&a),
+                Step::Redirect(a) => {
+                    if shard != 0 {
+                        self.set_leader(shard, &a);
+                    } else {
+                        self.set_current(&a);
+                    }
+                }
                 Step::Backoff => {
                     redirects = 0;
-                    self.rotate();
+                    attempt += 1;
+                    if shard != 0 {
+                        self.forget_leader(shard);
+                    } else {
+                        self.rotate();
+                    }
                     let jitter = rand::rng().random_range(0.5..1.5);
                     let pause = backoff
                         .mul_f64(jitter)
@@ -249,8 +431,9 @@ impl Client {
             key,
             stale,
         };
-        self.call(|ch| {
-            let req = req.clone();
+        self.call_routed(Route::Key(key_hash(&req.key)), |ch, header| {
+            let mut req = req.clone();
+            req.header = Some(header);
             async move { Ok(Self::kv(ch).get(req).await?.into_inner().kv) }
         })
         .await
@@ -275,8 +458,9 @@ impl Client {
             ttl_ms: ttl.map_or(0, |t| t.as_millis().max(1) as u64),
             request_id: self.new_request_id(),
         };
-        self.call(|ch| {
-            let req = req.clone();
+        self.call_routed(Route::Key(key_hash(&req.key)), |ch, header| {
+            let mut req = req.clone();
+            req.header = Some(header);
             async move {
                 let r = Self::kv(ch).put(req).await?.into_inner();
                 Ok(WriteResult {
@@ -295,8 +479,9 @@ impl Client {
             key: key.into(),
             request_id: self.new_request_id(),
         };
-        self.call(|ch| {
-            let req = req.clone();
+        self.call_routed(Route::Key(key_hash(&req.key)), |ch, header| {
+            let mut req = req.clone();
+            req.header = Some(header);
             async move { Ok(Self::kv(ch).delete(req).await?.into_inner().deleted) }
         })
         .await
@@ -337,8 +522,9 @@ impl Client {
     }
 
     async fn cas_request(&self, req: CompareAndSwapRequest) -> Result<WriteResult> {
-        self.call(|ch| {
-            let req = req.clone();
+        self.call_routed(Route::Key(key_hash(&req.key)), |ch, header| {
+            let mut req = req.clone();
+            req.header = Some(header);
             async move {
                 let r = Self::kv(ch).compare_and_swap(req).await?.into_inner();
                 Ok(WriteResult {
@@ -357,8 +543,9 @@ impl Client {
             ops,
             request_id: self.new_request_id(),
         };
-        self.call(|ch| {
-            let req = req.clone();
+        self.call_routed(Route::Key(batch_hash(&req.ops)), |ch, header| {
+            let mut req = req.clone();
+            req.header = Some(header);
             async move { Ok(Self::kv(ch).batch(req).await?.into_inner().version) }
         })
         .await
@@ -378,8 +565,38 @@ impl Client {
             limit,
             stale: false,
         };
-        self.call(|ch| {
-            let req = req.clone();
+        if let Some(tag) = crate::keys::prefix_partition(&req.prefix) {
+            let h = xxhash_rust::xxh3::xxh3_64(tag);
+            return self.scan_shard(Route::Key(h), &req).await;
+        }
+        let Some(ring) = self.ring().await else {
+            return self.scan_shard(Route::Any, &req).await;
+        };
+        // Untagged prefix on a sharded cluster: ask every shard, merge in key order.
+        let parts = futures::future::join_all(
+            ring.shards()
+                .into_iter()
+                .map(|s| self.scan_shard(Route::Shard(s.0), &req)),
+        )
+        .await;
+        let mut kvs = Vec::new();
+        let mut more = false;
+        for p in parts {
+            let p = p?;
+            more |= p.more;
+            kvs.extend(p.kvs);
+        }
+        kvs.sort_by(|a, b| a.key.cmp(&b.key));
+        let limit = if limit == 0 { 1_000 } else { limit as usize };
+        more |= kvs.len() > limit;
+        kvs.truncate(limit);
+        Ok(ScanResponse { kvs, more })
+    }
+
+    async fn scan_shard(&self, route: Route, req: &ScanRequest) -> Result<ScanResponse> {
+        self.call_routed(route, |ch, header| {
+            let mut req = req.clone();
+            req.header = Some(header);
             async move { Ok(Self::kv(ch).scan(req).await?.into_inner()) }
         })
         .await

@@ -65,6 +65,8 @@ pub(crate) enum PeerMsg {
     TransferLeader(NodeId, oneshot::Sender<Result<()>>),
     /// Report status.
     Status(oneshot::Sender<ShardStatus>),
+    /// Start an election now (the preferred leader of a new shard).
+    Campaign,
 }
 
 /// Internal notifications (unbounded: they must never be dropped).
@@ -362,6 +364,11 @@ impl Peer {
             PeerMsg::TransferLeader(node, reply) => self.on_transfer_leader(node, reply),
             PeerMsg::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            PeerMsg::Campaign => {
+                if let Err(e) = self.raw.campaign() {
+                    tracing::debug!(shard = %self.shard, error = %e, "campaign refused");
+                }
             }
         }
     }

@@ -390,6 +390,7 @@ impl Peer {
                     self.ctx.addresses.insert(NodeId(r.node_id), r.addr.clone());
                 }
             }
+            self.ctx.set_ring(&desc.ring_shards);
             self.desc = desc;
         }
         tracing::info!(shard = %self.shard, index = meta.index, term = meta.term, "installing snapshot");

@@ -126,6 +126,14 @@ impl Ring {
         token(shard, i)
     }
 
+    /// The shards on the ring, ascending.
+    pub fn shards(&self) -> Vec<ShardId> {
+        let mut ids: Vec<ShardId> = self.points.iter().map(|p| p.1).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Whether the ring has no points.
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()

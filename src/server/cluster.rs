@@ -4,8 +4,9 @@ use crate::error::{Error, Result};
 use crate::node::NodeCtx;
 use crate::proto::cluster_server::Cluster;
 use crate::proto::{
-    AddMemberRequest, AddMemberResponse, RemoveMemberRequest, RemoveMemberResponse, ReplicaRole,
-    ShardDescriptor, StatusRequest, StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
+    AddMemberRequest, AddMemberResponse, RemoveMemberRequest, RemoveMemberResponse, ReplicaInfo,
+    ReplicaRole, RoutingTable, RoutingTableRequest, ShardDescriptor, ShardRoute, StatusRequest,
+    StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use crate::raft::peer::MemberChange;
 use crate::raft::{PeerHandle, PeerMsg};
@@ -129,6 +130,34 @@ impl Cluster for ClusterService {
         Ok(Response::new(RemoveMemberResponse {
             descriptor: Some(desc),
         }))
+    }
+
+    async fn get_routing_table(
+        &self,
+        _req: Request<RoutingTableRequest>,
+    ) -> Result<Response<RoutingTable>, Status> {
+        let status = node_status(&self.ctx).await;
+        let mut table = RoutingTable::default();
+        for sh in status.shards {
+            let Some(desc) = sh.descriptor else { continue };
+            let leader = desc
+                .replicas
+                .iter()
+                .find(|r| r.replica_id == sh.leader_id && sh.leader_id != 0)
+                .map(|r| ReplicaInfo {
+                    replica_id: r.replica_id,
+                    node_id: r.node_id,
+                    addr: r.addr.clone(),
+                });
+            if table.ring_shards.is_empty() {
+                table.ring_shards = desc.ring_shards.clone();
+            }
+            table.shards.push(ShardRoute {
+                descriptor: Some(desc),
+                leader,
+            });
+        }
+        Ok(Response::new(table))
     }
 
     async fn transfer_leader(

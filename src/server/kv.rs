@@ -15,7 +15,6 @@ use crate::proto::{
 };
 use crate::raft::{PeerHandle, PeerMsg};
 use crate::server::{await_reply, now_ms};
-use crate::storage::snapshot::shard_data_ranges;
 use crate::types::{ShardId, DEFAULT_SHARD};
 use bytes::Bytes;
 use prost::Message as _;
@@ -37,10 +36,20 @@ impl KvService {
         Self { ctx }
     }
 
-    fn peer(&self, header: &Option<RequestHeader>) -> Result<PeerHandle> {
-        let shard = match header.as_ref().map_or(0, |h| h.shard_id) {
-            0 => DEFAULT_SHARD,
-            s => ShardId(s),
+    /// The local replica to serve a request for ring position `hash` (None: a request
+    /// without a key, such as an untagged scan). Shard 0 in the header means "the shard
+    /// the ring names"; a named shard must own the hash.
+    fn route(&self, header: &Option<RequestHeader>, hash: Option<u64>) -> Result<PeerHandle> {
+        let asked = header.as_ref().map_or(0, |h| h.shard_id);
+        let owner = match (self.ctx.ring(), hash) {
+            (Some(ring), Some(h)) => ring.shard_for_hash(h),
+            _ => None,
+        };
+        let shard = match (asked, owner) {
+            (0, Some(o)) => o,
+            (0, None) => DEFAULT_SHARD,
+            (s, Some(o)) if o != ShardId(s) => return Err(Error::WrongShard { shard: ShardId(s) }),
+            (s, _) => ShardId(s),
         };
         if let Some(p) = self.ctx.peer(shard) {
             return Ok(p);
@@ -107,7 +116,29 @@ impl KvService {
         ops: Vec<WriteOp>,
     ) -> Result<WriteOutcome> {
         Self::check_request_id(&request_id)?;
-        let peer = self.peer(header)?;
+        // Every key of one command must live in one shard (an atomic batch spans one
+        // hash tag, or keys that happen to share a shard).
+        let ring = self.ctx.ring();
+        let mut hash = None;
+        for op in &ops {
+            let key = match &op.op {
+                Some(write_op::Op::Put(p)) => &p.key,
+                Some(write_op::Op::Delete(d)) => &d.key,
+                Some(write_op::Op::Check(c)) => &c.key,
+                None => continue,
+            };
+            let h = keys::key_hash(key);
+            match (&ring, hash) {
+                (Some(r), Some(first)) if r.shard_for_hash(first) != r.shard_for_hash(h) => {
+                    return Err(Error::invalid(
+                        "ops",
+                        "an atomic batch must stay within one shard: put related keys under one hash tag `{...}`",
+                    ));
+                }
+                _ => hash = hash.or(Some(h)),
+            }
+        }
+        let peer = self.route(header, hash)?;
         let cmd = RaftCommand {
             request_id,
             now_ms: now,
@@ -119,14 +150,20 @@ impl KvService {
     }
 
     /// Waits until the local replica may serve a linearizable read (or none for stale).
-    async fn read_barrier(&self, header: &Option<RequestHeader>, stale: bool) -> Result<()> {
-        let peer = self.peer(header)?;
+    async fn read_barrier(
+        &self,
+        header: &Option<RequestHeader>,
+        hash: Option<u64>,
+        stale: bool,
+    ) -> Result<PeerHandle> {
+        let peer = self.route(header, hash)?;
         if stale {
-            return Ok(());
+            return Ok(peer);
         }
         let (tx, rx) = oneshot::channel();
         peer.send(PeerMsg::ReadIndex(tx)).await?;
-        await_reply(peer.shard, rx).await
+        await_reply(peer.shard, rx).await?;
+        Ok(peer)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -208,6 +245,7 @@ fn visit_live(
 /// otherwise the whole shard, sorted by key.
 fn scan_local(
     ctx: &NodeCtx,
+    ranges: &[(Vec<u8>, Vec<u8>)],
     prefix: &[u8],
     start_after: &[u8],
     limit: usize,
@@ -239,9 +277,8 @@ fn scan_local(
         )?;
         return Ok((out, more));
     }
-    let desc = crate::proto::ShardDescriptor::default();
-    for (start, end) in shard_data_ranges(&desc) {
-        visit_live(ctx, &start, Some(end), now, accept, |k, rec| {
+    for (start, end) in ranges {
+        visit_live(ctx, start, Some(end.clone()), now, accept, |k, rec| {
             out.push(to_kv(Bytes::copy_from_slice(k), rec));
             true
         })?;
@@ -257,7 +294,8 @@ impl Kv for KvService {
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let req = req.into_inner();
         self.check_key("key", &req.key)?;
-        self.read_barrier(&req.header, req.stale).await?;
+        self.read_barrier(&req.header, Some(keys::key_hash(&req.key)), req.stale)
+            .await?;
         let key = req.key;
         let kv = self
             .blocking(move |ctx| Ok(read_value(ctx, &key, now_ms())?.map(|r| to_kv(key, r))))
@@ -384,10 +422,19 @@ impl Kv for KvService {
             )
             .into());
         }
-        self.read_barrier(&req.header, req.stale).await?;
+        let hash = keys::prefix_partition(&req.prefix).map(xxhash_rust::xxh3::xxh3_64);
+        let peer = self.read_barrier(&req.header, hash, req.stale).await?;
+        let ranges: Vec<(Vec<u8>, Vec<u8>)> = match self.ctx.ring() {
+            Some(ring) => ring
+                .arcs(peer.shard)
+                .into_iter()
+                .map(|(lo, hi)| keys::data_range(lo, hi))
+                .collect(),
+            None => vec![keys::data_range(0, u64::MAX)],
+        };
         let (prefix, after) = (req.prefix, req.start_after);
         let (kvs, more) = self
-            .blocking(move |ctx| scan_local(ctx, &prefix, &after, limit, now_ms()))
+            .blocking(move |ctx| scan_local(ctx, &ranges, &prefix, &after, limit, now_ms()))
             .await?;
         Ok(Response::new(ScanResponse { kvs, more }))
     }

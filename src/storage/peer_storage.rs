@@ -124,6 +124,7 @@ impl PeerStorage {
     }
 
     /// Current hard state.
+    #[cfg(test)]
     pub(crate) fn hard_state(&self) -> &HardState {
         &self.hard_state
     }

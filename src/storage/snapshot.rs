@@ -8,10 +8,18 @@ use crate::storage::LogOp;
 use crate::types::ShardId;
 use prost::Message;
 
-/// The `data` CF ranges a shard owns. One shard owns the whole hash space until the
-/// ring assigns arcs.
-pub(crate) fn shard_data_ranges(_desc: &ShardDescriptor) -> Vec<(Vec<u8>, Vec<u8>)> {
-    vec![keys::data_range(0, u64::MAX)]
+/// The `data` CF ranges a shard owns: its ring arcs, or the whole hash space when it
+/// is the only shard.
+pub(crate) fn shard_data_ranges(desc: &ShardDescriptor) -> Vec<(Vec<u8>, Vec<u8>)> {
+    if desc.ring_shards.len() <= 1 {
+        return vec![keys::data_range(0, u64::MAX)];
+    }
+    let ids: Vec<ShardId> = desc.ring_shards.iter().map(|s| ShardId(*s)).collect();
+    crate::ring::Ring::new(&ids, crate::ring::DEFAULT_VNODES)
+        .arcs(ShardId(desc.shard_id))
+        .into_iter()
+        .map(|(lo, hi)| keys::data_range(lo, hi))
+        .collect()
 }
 
 /// A built snapshot: the encoded payload and the state it was taken at.
