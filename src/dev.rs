@@ -18,6 +18,8 @@ pub struct DevOptions {
     pub data_dir: Option<PathBuf>,
     /// Raft tick (default 100 ms).
     pub tick: Duration,
+    /// Data shards (default 8).
+    pub shards: u64,
 }
 
 impl Default for DevOptions {
@@ -27,6 +29,7 @@ impl Default for DevOptions {
             base_port: 7001,
             data_dir: None,
             tick: Duration::from_millis(100),
+            shards: 8,
         }
     }
 }
@@ -89,6 +92,7 @@ impl DevCluster {
                 ..Default::default()
             };
             cfg.raft.tick_interval = opts.tick;
+            cfg.initial_shards = opts.shards;
             nodes.push(Node::start_with_listener(cfg, l).await?);
         }
         let cluster = DevCluster { nodes, data_dir };
@@ -101,15 +105,23 @@ impl DevCluster {
         self.nodes.iter().map(|n| n.addr().to_string()).collect()
     }
 
-    /// Waits until some node leads the default shard.
+    /// Waits until every shard has a leader; returns how many shards there are.
     pub async fn wait_for_leader(&self, within: Duration) -> Result<u64> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
+            let mut shards = std::collections::BTreeSet::new();
+            let mut led = std::collections::BTreeSet::new();
             for n in &self.nodes {
-                let s = n.status().await;
-                if let Some(sh) = s.shards.iter().find(|s| s.role == "leader") {
-                    return Ok(sh.leader_id);
+                for sh in n.status().await.shards {
+                    let id = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
+                    shards.insert(id);
+                    if sh.role == "leader" {
+                        led.insert(id);
+                    }
                 }
+            }
+            if !shards.is_empty() && shards == led {
+                return Ok(shards.len() as u64);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::ShardUnavailable {

@@ -290,6 +290,23 @@ impl Node {
         self.ctx.transport.set_filter(f);
     }
 
+    /// Every live user key stored on this node, across all its replicas (for
+    /// placement checks; reads the whole data column family).
+    pub fn data_keys(&self) -> Result<Vec<Vec<u8>>> {
+        let engine = &self.ctx.engine;
+        let mut out = Vec::new();
+        for item in engine
+            .db()
+            .iterator_cf(engine.cf(keys::CF_DATA), rocksdb::IteratorMode::Start)
+        {
+            let (k, _) = item?;
+            if let Some(user_key) = keys::decode_data_key(&k) {
+                out.push(user_key.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
     /// WAL syncs the log writer has done.
     pub fn wal_syncs(&self) -> u64 {
         self.ctx.writer.syncs()

@@ -76,8 +76,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: MemberCmd,
     },
-    /// Hand leadership of the shard to a node.
-    TransferLeader { node_id: u64 },
+    /// Hand leadership of a shard (default: shard 1) to its replica on a node.
+    TransferLeader {
+        node_id: u64,
+        #[arg(long)]
+        shard: Option<u64>,
+    },
+    /// Show which shard owns KEY and where its leader is.
+    Route { key: String },
     /// Closed-loop load generator: N clients each issue one request at a time.
     Bench(BenchArgs),
 }
@@ -265,6 +271,18 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             if reachable == 0 {
                 return Err(Error::Transport("no endpoint answered".into()));
             }
+            let table = client.routing().await;
+            if let Some(ring_shards) = table.first().map(|(d, _)| d.ring_shards.clone()) {
+                if ring_shards.len() > 1 {
+                    let ids: Vec<ctxstore::ShardId> =
+                        ring_shards.iter().map(|s| ctxstore::ShardId(*s)).collect();
+                    let ring = ctxstore::ring::Ring::new(&ids, ctxstore::ring::DEFAULT_VNODES);
+                    println!("ring balance (share of the hash space):");
+                    for (s, share) in ring.shares() {
+                        println!("  shard {s}: {:.2}%", share * 100.0);
+                    }
+                }
+            }
         }
         Cmd::Member { cmd } => match cmd {
             MemberCmd::List => {
@@ -298,9 +316,22 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 print_members(&d);
             }
         },
-        Cmd::TransferLeader { node_id } => {
-            client.transfer_leader(node_id).await?;
+        Cmd::TransferLeader { node_id, shard } => {
+            match shard {
+                Some(s) => client.transfer_shard_leader(s, node_id).await?,
+                None => client.transfer_leader(node_id).await?,
+            }
             println!("leadership transfer to node {node_id} requested");
+        }
+        Cmd::Route { key } => {
+            let (shard, leader) = client.route(key.as_bytes()).await;
+            let shard = if shard == 0 { 1 } else { shard };
+            let partition =
+                String::from_utf8_lossy(ctxstore::keys::partition_key(key.as_bytes())).into_owned();
+            println!(
+                "key {key} (partition key {partition}) -> shard {shard}, leader {}",
+                leader.unwrap_or_else(|| "unknown".into())
+            );
         }
         Cmd::Bench(args) => bench::run(client, args).await?,
     }

@@ -50,6 +50,9 @@ struct ServerArgs {
     /// Start empty and wait to be added with `ctxctl member add`.
     #[arg(long)]
     join: bool,
+    /// Data shards a brand-new cluster creates (all initial members must agree).
+    #[arg(long)]
+    initial_shards: Option<u64>,
 }
 
 #[derive(Args)]
@@ -63,6 +66,9 @@ struct DevArgs {
     /// Data directory (default: a new one under the system temp dir).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Data shards (Raft groups) spread over the nodes.
+    #[arg(long, default_value_t = 8)]
+    shards: u64,
 }
 
 fn main() -> ExitCode {
@@ -119,6 +125,9 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     if a.join {
         cfg.join = true;
     }
+    if let Some(v) = a.initial_shards {
+        cfg.initial_shards = v;
+    }
     let node = Node::start(cfg).await?;
     eprintln!("ctxd: node {} serving on {}", node.id(), node.addr());
     wait_for_signal().await?;
@@ -132,8 +141,10 @@ async fn run_dev(d: DevArgs) -> anyhow::Result<()> {
         nodes: d.nodes,
         base_port: d.base_port,
         data_dir: d.data_dir,
+        shards: d.shards,
         ..Default::default()
     };
+    let d_shards = opts.shards;
     let cluster = DevCluster::start(opts)
         .await
         .context("starting the dev cluster")?;
@@ -146,8 +157,9 @@ async fn run_dev(d: DevArgs) -> anyhow::Result<()> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "ctxctl".to_string());
     println!(
-        "ctxstore dev cluster is up: {} nodes, a leader is elected",
-        cluster.nodes.len()
+        "ctxstore dev cluster is up: {} nodes, {} shards, every shard has a leader",
+        cluster.nodes.len(),
+        d_shards
     );
     println!("  data:      {}", cluster.data_dir.display());
     println!("  endpoints: {eps}");

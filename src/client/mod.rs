@@ -672,6 +672,43 @@ impl Client {
         .await
     }
 
+    /// Asks the leader of `shard` to hand leadership to its replica on `node_id`.
+    pub async fn transfer_shard_leader(&self, shard: u64, node_id: u64) -> Result<()> {
+        self.call_routed(Route::Shard(shard), |ch, _| async move {
+            let req = TransferLeaderRequest {
+                shard_id: shard,
+                node_id,
+            };
+            ClusterClient::new(ch).transfer_leader(req).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The shard owning `key` and its believed leader's address (shard 0 when the
+    /// cluster has a single shard).
+    pub async fn route(&self, key: &[u8]) -> (u64, Option<String>) {
+        if !self.routing_fetched() {
+            self.refresh_routing().await;
+        }
+        self.resolve(Route::Key(key_hash(key)), 0)
+    }
+
+    /// The routing table as the client sees it: shard → (descriptor, leader address).
+    pub async fn routing(&self) -> Vec<(ShardDescriptor, Option<String>)> {
+        self.refresh_routing().await;
+        let Ok(r) = self.inner.routing.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = r
+            .descs
+            .values()
+            .map(|d| (d.clone(), r.leaders.get(&d.shard_id).cloned()))
+            .collect();
+        out.sort_by_key(|(d, _)| d.shard_id);
+        out
+    }
+
     /// Asks the leader of the default shard to hand leadership to `node_id`.
     pub async fn transfer_leader(&self, node_id: u64) -> Result<()> {
         let req = TransferLeaderRequest {

@@ -138,18 +138,41 @@ impl TestCluster {
         self.nodes[i].as_ref().expect("node running").status().await
     }
 
-    /// Index of the node whose replica leads the default shard, waiting for one.
+    /// Index of the node whose replica leads the default shard, waiting for one. A
+    /// deposed leader that has not heard of the new term yet loses to the newer term.
     pub async fn wait_leader(&self) -> usize {
         wait_for("a leader", WAIT, || async {
+            let mut best: Option<(u64, usize)> = None;
             for (i, n) in self.nodes.iter().enumerate() {
                 if let Some(n) = n {
                     let s = n.status().await;
-                    if s.shards.iter().any(|s| s.role == "leader") {
-                        return Some(i);
+                    if let Some(sh) = s.shards.iter().find(|s| s.role == "leader") {
+                        if best.is_none_or(|(t, _)| sh.term > t) {
+                            best = Some((sh.term, i));
+                        }
                     }
                 }
             }
-            None
+            best.map(|(_, i)| i)
+        })
+        .await
+    }
+
+    /// Waits until every shard hosted anywhere has a leader.
+    pub async fn wait_all_leaders(&self) {
+        wait_for("every shard to have a leader", WAIT, || async {
+            let mut shards = std::collections::BTreeSet::new();
+            let mut led = std::collections::BTreeSet::new();
+            for n in self.nodes.iter().flatten() {
+                for sh in n.status().await.shards {
+                    let id = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
+                    shards.insert(id);
+                    if sh.role == "leader" {
+                        led.insert(id);
+                    }
+                }
+            }
+            (!shards.is_empty() && shards == led).then_some(())
         })
         .await
     }
@@ -189,6 +212,38 @@ impl TestCluster {
             }
             Some(())
         })
+        .await
+    }
+
+    /// Waits until, for every shard, every running replica applied the commit index
+    /// its leader reported.
+    pub async fn wait_converged_all(&self) {
+        let mut commits = std::collections::BTreeMap::new();
+        for n in self.nodes.iter().flatten() {
+            for sh in n.status().await.shards {
+                if sh.role == "leader" {
+                    commits.insert(
+                        sh.descriptor.as_ref().map_or(0, |d| d.shard_id),
+                        sh.commit_index,
+                    );
+                }
+            }
+        }
+        wait_for(
+            "every replica to apply its leader's commit",
+            WAIT,
+            || async {
+                for n in self.nodes.iter().flatten() {
+                    for sh in n.status().await.shards {
+                        let id = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
+                        if sh.applied_index < commits.get(&id).copied().unwrap_or(0) {
+                            return None;
+                        }
+                    }
+                }
+                Some(())
+            },
+        )
         .await
     }
 
