@@ -51,6 +51,18 @@ fn encoding(c: &mut Criterion) {
     g.finish();
 }
 
+/// `n` entries of 1 KiB starting at index `first`.
+fn entries(first: u64, n: u64) -> Vec<Entry> {
+    (first..first + n)
+        .map(|i| Entry {
+            index: i,
+            term: 6,
+            data: vec![0u8; 1024].into(),
+            ..Default::default()
+        })
+        .collect()
+}
+
 fn raft_log(c: &mut Criterion) {
     let mut g = c.benchmark_group("raft-log");
     g.throughput(Throughput::Elements(100));
@@ -58,15 +70,7 @@ fn raft_log(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let log = LogMirror::default();
-                let first = log.last() + 1;
-                let ents: Vec<Entry> = (first..first + 100)
-                    .map(|i| Entry {
-                        index: i,
-                        term: 6,
-                        data: vec![0u8; 1024].into(),
-                        ..Default::default()
-                    })
-                    .collect();
+                let ents = entries(log.last() + 1, 100);
                 (log, ents)
             },
             |(mut log, ents)| {
@@ -78,15 +82,7 @@ fn raft_log(c: &mut Criterion) {
     });
     let mut log = LogMirror::default();
     let first = log.last() + 1;
-    let ents: Vec<Entry> = (first..first + 10_000)
-        .map(|i| Entry {
-            index: i,
-            term: 6,
-            data: vec![0u8; 1024].into(),
-            ..Default::default()
-        })
-        .collect();
-    log.append(&ents);
+    log.append(&entries(first, 10_000));
     g.bench_function("read-100x1KiB", |b| {
         b.iter(|| log.read(first + 5_000, first + 5_100))
     });

@@ -349,6 +349,19 @@ mod bench {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
+    /// The machine-readable result (`--json`).
+    #[derive(serde::Serialize)]
+    struct Report {
+        workload: String,
+        clients: usize,
+        ops_per_sec: f64,
+        p50_us: u64,
+        p90_us: u64,
+        p99_us: u64,
+        p999_us: u64,
+        errors: u64,
+    }
+
     #[derive(Clone, Copy, PartialEq)]
     enum Workload {
         Put,
@@ -475,30 +488,31 @@ mod bench {
             all[((all.len() as f64 * p) as usize).min(all.len() - 1)]
         };
         let ops = all.len() as f64 / elapsed.as_secs_f64();
-        let errs = errors.load(Ordering::Relaxed);
+        let report = Report {
+            workload: a.workload.clone(),
+            clients: a.clients,
+            ops_per_sec: (ops * 10.0).round() / 10.0,
+            p50_us: pct(0.50),
+            p90_us: pct(0.90),
+            p99_us: pct(0.99),
+            p999_us: pct(0.999),
+            errors: errors.load(Ordering::Relaxed),
+        };
         println!(
             "{} clients, {}: {:.0} ops/s  p50 {} us  p90 {} us  p99 {} us  p99.9 {} us  errors {}",
-            a.clients,
-            a.workload,
-            ops,
-            pct(0.50),
-            pct(0.90),
-            pct(0.99),
-            pct(0.999),
-            errs
+            report.clients,
+            report.workload,
+            report.ops_per_sec,
+            report.p50_us,
+            report.p90_us,
+            report.p99_us,
+            report.p999_us,
+            report.errors
         );
         if a.json {
-            println!(
-                "{{\"workload\":\"{}\",\"clients\":{},\"ops_per_sec\":{:.1},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"p999_us\":{},\"errors\":{}}}",
-                a.workload,
-                a.clients,
-                ops,
-                pct(0.50),
-                pct(0.90),
-                pct(0.99),
-                pct(0.999),
-                errs
-            );
+            let line = serde_json::to_string(&report)
+                .map_err(|e| Error::Internal(format!("encoding the report: {e}")))?;
+            println!("{line}");
         }
         Ok(())
     }
