@@ -289,10 +289,10 @@ impl Client {
         if shard == 0 || r.ring.is_none() {
             return (shard, None);
         }
-        if attempt == 0 {
-            if let Some(a) = r.leaders.get(&shard) {
-                return (shard, Some(a.clone()));
-            }
+        // A known leader wins; backoff paths forget it first, so retries then rotate
+        // over the shard's replicas.
+        if let Some(a) = r.leaders.get(&shard) {
+            return (shard, Some(a.clone()));
         }
         let addr = r.descs.get(&shard).and_then(|d| {
             let n = d.replicas.len().max(1);
