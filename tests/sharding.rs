@@ -175,7 +175,8 @@ async fn client_follows_shards_after_a_node_dies() {
 }
 
 /// Speaking gRPC directly: a request naming the wrong shard for its key gets the typed
-/// `WrongShard`, and one sent to a follower gets `NotLeader` with a hint.
+/// `WrongShard`, one sent to a follower gets `NotLeader` with a hint, and one routed
+/// with a stale epoch gets `StaleEpoch` carrying the current one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_grpc_gets_typed_routing_errors() {
     let cluster = TestCluster::start_with(3, |c| c.initial_shards = 4).await;
@@ -235,6 +236,27 @@ async fn raw_grpc_gets_typed_routing_errors() {
             );
         }
         e => panic!("expected NotLeader, got {e}"),
+    }
+    // A request routed with another ring version gets StaleEpoch with the current one.
+    let status = kv
+        .get(GetRequest {
+            header: Some(RequestHeader {
+                shard_id: owner,
+                ring_ver: 99,
+                ..Default::default()
+            }),
+            key: b"some-key".to_vec().into(),
+            stale: true,
+        })
+        .await
+        .unwrap_err();
+    match Error::from(status) {
+        Error::StaleEpoch {
+            shard,
+            ring_ver,
+            conf_ver,
+        } => assert_eq!((shard.0, ring_ver, conf_ver), (owner, 1, 1)),
+        e => panic!("expected StaleEpoch, got {e}"),
     }
     cluster.shutdown().await;
 }

@@ -88,10 +88,36 @@ pub(crate) enum PeerEvent {
 pub(crate) struct PeerHandle {
     /// The shard.
     pub(crate) shard: ShardId,
+    /// The applied descriptor's epoch, for request checks without a round trip.
+    pub(crate) epoch: Arc<Epoch>,
     /// Requests and raft messages.
     tx: mpsc::Sender<PeerMsg>,
     /// Internal events.
     events: mpsc::UnboundedSender<PeerEvent>,
+}
+
+/// A shard's epoch as its replica last applied it.
+#[derive(Default)]
+pub(crate) struct Epoch {
+    /// Configuration version (membership changes).
+    conf_ver: std::sync::atomic::AtomicU64,
+    /// Ring version (arc ownership changes).
+    ring_ver: std::sync::atomic::AtomicU64,
+}
+
+impl Epoch {
+    /// Records the epoch of `desc`.
+    pub(crate) fn set(&self, desc: &ShardDescriptor) {
+        use std::sync::atomic::Ordering::Release;
+        self.conf_ver.store(desc.conf_ver, Release);
+        self.ring_ver.store(desc.ring_ver, Release);
+    }
+
+    /// `(conf_ver, ring_ver)`.
+    pub(crate) fn get(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Acquire;
+        (self.conf_ver.load(Acquire), self.ring_ver.load(Acquire))
+    }
 }
 
 impl PeerHandle {
@@ -189,6 +215,8 @@ pub(crate) struct Peer {
     pub(crate) removed: bool,
     /// A fatal error (failed log write) stopped the replica.
     pub(crate) fatal: bool,
+    /// The epoch shared with this replica's handles.
+    pub(crate) epoch: Arc<Epoch>,
     /// Own event sender, given to the log writer and snapshot builders.
     pub(crate) events: mpsc::UnboundedSender<PeerEvent>,
 }
@@ -226,7 +254,10 @@ impl Peer {
         for r in &desc.replicas {
             replica_nodes.insert(r.replica_id, NodeId(r.node_id));
         }
+        let epoch = Arc::new(Epoch::default());
+        epoch.set(&desc);
         let peer = Peer {
+            epoch: epoch.clone(),
             shard,
             replica_id,
             ctx: ctx.clone(),
@@ -263,6 +294,7 @@ impl Peer {
         });
         Ok(PeerHandle {
             shard,
+            epoch,
             tx,
             events: etx,
         })

@@ -282,6 +282,7 @@ impl Peer {
                 .await
                 .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
         self.desc = applied.desc;
+        self.epoch.set(&self.desc);
         self.applied_index = applied.applied_index;
         self.applied_term = applied.applied_term;
         let mut results: HashMap<u64, _> = applied
@@ -391,6 +392,7 @@ impl Peer {
                 }
             }
             self.ctx.set_ring(&desc.ring_shards);
+            self.epoch.set(&desc);
             self.desc = desc;
         }
         tracing::info!(shard = %self.shard, index = meta.index, term = meta.term, "installing snapshot");

@@ -52,6 +52,7 @@ impl KvService {
             (s, _) => ShardId(s),
         };
         if let Some(p) = self.ctx.peer(shard) {
+            check_epoch(header, &p)?;
             return Ok(p);
         }
         if self.ctx.peers().is_empty() {
@@ -175,6 +176,23 @@ impl KvService {
             .await
             .map_err(|e| Error::Internal(format!("read task: {e}")))?
     }
+}
+
+/// Rejects a request routed with an older epoch than the replica's (DESIGN §5). A
+/// zero field skips its check; a client ahead of a lagging replica passes.
+fn check_epoch(header: &Option<RequestHeader>, peer: &PeerHandle) -> Result<()> {
+    let Some(h) = header else { return Ok(()) };
+    let (conf_ver, ring_ver) = peer.epoch.get();
+    let stale_ring = h.ring_ver != 0 && h.ring_ver != ring_ver;
+    let stale_conf = h.conf_ver != 0 && h.conf_ver < conf_ver;
+    if stale_ring || stale_conf {
+        return Err(Error::StaleEpoch {
+            shard: peer.shard,
+            conf_ver,
+            ring_ver,
+        });
+    }
+    Ok(())
 }
 
 fn outcome(r: CommandResult) -> Result<WriteOutcome> {
