@@ -57,6 +57,9 @@ pub struct RaftConfig {
     /// Entries kept below the applied index at compaction, for slightly lagging
     /// followers (default 1,000).
     pub log_gc_keep: u64,
+    /// Move leadership of a shard back to its preferred (first) replica when this node
+    /// leads more than its share of its replicas' shards (default true).
+    pub leader_balance: bool,
 }
 
 /// Request limits (DESIGN §5); breaking one is `ResourceExhausted` naming the limit.
@@ -100,6 +103,7 @@ impl Default for RaftConfig {
             max_uncommitted_size: 64 << 20,
             log_gc_threshold: 10_000,
             log_gc_keep: 1_000,
+            leader_balance: true,
         }
     }
 }

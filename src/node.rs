@@ -54,6 +54,8 @@ pub(crate) struct NodeCtx {
     peers: RwLock<HashMap<ShardId, PeerHandle>>,
     /// Shard → highest replica id removed from this node.
     tombstones: RwLock<HashMap<ShardId, u64>>,
+    /// How many of this node's replicas lead their shard now.
+    pub(crate) leaders: std::sync::atomic::AtomicUsize,
     /// The ring over `ring_shards` of the descriptors (None: one shard owns all).
     ring: RwLock<Option<Arc<crate::ring::Ring>>>,
     /// Whether messages for unknown shards may create replicas (false while the node
@@ -244,6 +246,7 @@ impl Node {
             tombstones: RwLock::new(HashMap::new()),
             accept_new_replicas: std::sync::atomic::AtomicBool::new(false),
             ring: RwLock::new(None),
+            leaders: std::sync::atomic::AtomicUsize::new(0),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             config,

@@ -84,7 +84,12 @@ async fn keys_live_on_the_replicas_of_their_ring_shard() {
 /// client, and every acknowledged write is readable afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_transfers_are_invisible_to_the_client() {
-    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 8).await;
+    // Manual moves only: automatic balancing would move leaders back.
+    let cluster = TestCluster::start_with(3, |c| {
+        c.initial_shards = 8;
+        c.raft.leader_balance = false;
+    })
+    .await;
     cluster.wait_all_leaders().await;
     let client = cluster.client().await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -294,4 +299,54 @@ async fn wal_syncs_are_shared_across_shards() {
         per_write[1],
         per_write[0]
     );
+}
+
+/// Leaders spread over the nodes: after bootstrap, after all leaders were piled onto
+/// one node, and after a full restart.
+///
+/// 1. Start 3 nodes with 9 shards; wait until no node leads more than 3 shards.
+/// 2. Transfer every shard's leadership to node 1; wait until balancing spreads them
+///    again (no node above 3).
+/// 3. Restart all nodes; wait for the same condition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_spread_over_nodes() {
+    let mut cluster = TestCluster::start_with(3, |c| c.initial_shards = 9).await;
+    cluster.wait_all_leaders().await;
+    wait_for("leaders spread after bootstrap", WAIT, || {
+        leaders_spread(&cluster, 9)
+    })
+    .await;
+    let client = cluster.client().await;
+    for shard in 1..=9 {
+        // Some shards have no replica on node 1; transfers there are refused.
+        let _ = client.transfer_shard_leader(shard, 1).await;
+    }
+    wait_for("leaders spread again after piling them up", WAIT, || {
+        leaders_spread(&cluster, 9)
+    })
+    .await;
+    for i in 0..3 {
+        cluster.stop(i).await;
+    }
+    for i in 0..3 {
+        cluster.restart(i).await;
+    }
+    cluster.wait_all_leaders().await;
+    wait_for("leaders spread after a restart", WAIT, || {
+        leaders_spread(&cluster, 9)
+    })
+    .await;
+    cluster.shutdown().await;
+}
+
+/// Leaders per node when all `shards` have one and no node leads more than a third.
+async fn leaders_spread(cluster: &TestCluster, shards: usize) -> Option<Vec<usize>> {
+    let mut per_node = Vec::new();
+    for n in cluster.nodes.iter().flatten() {
+        let s = n.status().await;
+        per_node.push(s.shards.iter().filter(|s| s.role == "leader").count());
+    }
+    let total: usize = per_node.iter().sum();
+    let fair = shards.div_ceil(3);
+    (total == shards && per_node.iter().all(|c| *c <= fair)).then_some(per_node)
 }

@@ -32,6 +32,7 @@ impl Peer {
         if self.is_leader() {
             self.maybe_promote_learners();
             self.maybe_mark_started();
+            self.maybe_balance_leader();
         }
     }
 
@@ -88,6 +89,39 @@ impl Peer {
             sync: false,
             done: Box::new(|_| {}),
         });
+    }
+
+    /// Hands leadership to the shard's preferred (first) replica when this node leads
+    /// more than its share of the shards it hosts and that replica is caught up, so
+    /// leaders spread out again after restarts and failures.
+    fn maybe_balance_leader(&mut self) {
+        if !self.ctx.config.raft.leader_balance || self.raw.raft.lead_transferee.is_some() {
+            return;
+        }
+        let Some(preferred) = self.desc.replicas.first() else {
+            return;
+        };
+        if preferred.replica_id == self.replica_id.0 || preferred.role != ReplicaRole::Voter as i32
+        {
+            return;
+        }
+        let hosted = self.ctx.peers().len();
+        let per_shard = self.desc.replicas.len().max(1);
+        let fair = hosted.div_ceil(per_shard);
+        if self.ctx.leaders.load(std::sync::atomic::Ordering::Relaxed) <= fair {
+            return;
+        }
+        let last = self.raw.raft.raft_log.last_index();
+        let caught_up = self
+            .raw
+            .raft
+            .prs()
+            .get(preferred.replica_id)
+            .is_some_and(|p| p.recent_active && p.matched == last);
+        if caught_up {
+            tracing::info!(shard = %self.shard, to = preferred.replica_id, "rebalancing leadership");
+            self.raw.transfer_leader(preferred.replica_id);
+        }
     }
 
     fn maybe_promote_learners(&mut self) {

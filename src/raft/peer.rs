@@ -350,6 +350,11 @@ impl Peer {
                 break;
             }
         }
+        if self.role == StateRole::Leader {
+            self.ctx
+                .leaders
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.fail_all(|| Error::Shutdown);
         tracing::info!(shard = %self.shard, replica = %self.replica_id, "replica stopped");
     }

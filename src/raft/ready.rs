@@ -233,6 +233,15 @@ impl Peer {
                 let _ = r.send(Err(e.clone_routing()));
             }
         }
+        if role == StateRole::Leader {
+            self.ctx
+                .leaders
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else if self.role == StateRole::Leader {
+            self.ctx
+                .leaders
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         self.role = role;
     }
 
