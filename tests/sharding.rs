@@ -172,8 +172,15 @@ async fn client_follows_shards_after_a_node_dies() {
         keys.len(),
         t.elapsed()
     );
-    for k in &keys {
-        let kv = client.get(k.clone()).await.expect("get").expect("present");
+    let got = client.get_many(keys.clone()).await.expect("get_many");
+    assert_eq!(got.len(), keys.len());
+    for (k, kv) in keys.iter().zip(got) {
+        let kv = kv.unwrap_or_else(|| panic!("{k} missing"));
+        assert_eq!(
+            kv.key.as_ref(),
+            k.as_bytes(),
+            "results follow the order of the keys"
+        );
         assert_eq!(kv.value.as_ref(), b"after");
     }
     cluster.shutdown().await;

@@ -439,6 +439,16 @@ impl Client {
         self.get_opt(key.into(), false).await
     }
 
+    /// Reads many keys concurrently, each routed to its own shard's leader (each read
+    /// linearizable on its own; together they are not one snapshot). Results follow
+    /// the order of `keys`.
+    pub async fn get_many<K: Into<Bytes>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<Vec<Option<KeyValue>>> {
+        futures::future::try_join_all(keys.into_iter().map(|k| self.get_opt(k.into(), false))).await
+    }
+
     /// Reads a key from whichever replica answers, possibly stale.
     pub async fn get_stale(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>> {
         self.get_opt(key.into(), true).await
