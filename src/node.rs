@@ -54,6 +54,8 @@ pub(crate) struct NodeCtx {
     peers: RwLock<HashMap<ShardId, PeerHandle>>,
     /// Shard → highest replica id removed from this node.
     tombstones: RwLock<HashMap<ShardId, u64>>,
+    /// Shards whose replica failed in this process; never recreated until restart.
+    failed: RwLock<std::collections::HashSet<ShardId>>,
     /// How many of this node's replicas lead their shard now.
     pub(crate) leaders: std::sync::atomic::AtomicUsize,
     /// The ring over `ring_shards` of the descriptors (None: one shard owns all).
@@ -108,10 +110,20 @@ impl NodeCtx {
         self.ring.read().ok()?.clone()
     }
 
-    /// Stops routing to a replica whose task hit a fatal error.
+    /// Stops routing to a replica.
     pub(crate) fn cancel_replica(&self, shard: ShardId) {
         if let Ok(mut m) = self.peers.write() {
             m.remove(&shard);
+        }
+    }
+
+    /// Stops routing to a replica that failed (a fatal write or apply error, or a
+    /// panic). Its state stays on disk for a restart to recover from; until then no
+    /// message may recreate it empty (that would forget its vote and log).
+    pub(crate) fn on_replica_failed(&self, shard: ShardId) {
+        self.cancel_replica(shard);
+        if let Ok(mut f) = self.failed.write() {
+            f.insert(shard);
         }
     }
 
@@ -150,6 +162,22 @@ impl NodeCtx {
             .load(std::sync::atomic::Ordering::Acquire);
         if !from_leader || !accepting || msg.to == 0 || msg.to <= tomb || self.cancel.is_cancelled()
         {
+            return;
+        }
+        let failed = self
+            .failed
+            .read()
+            .map(|f| f.contains(&shard))
+            .unwrap_or(true);
+        // Raft state on disk means a replica exists here that is not running: never
+        // shadow it with an empty one.
+        let on_disk = !matches!(
+            self.engine
+                .get(keys::CF_META, &keys::apply_state_key(shard)),
+            Ok(None)
+        );
+        if failed || on_disk {
+            tracing::warn!(%shard, "not recreating a replica whose state is on disk; restart the node");
             return;
         }
         if msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > 0 {
@@ -247,6 +275,7 @@ impl Node {
             accept_new_replicas: std::sync::atomic::AtomicBool::new(false),
             ring: RwLock::new(None),
             leaders: std::sync::atomic::AtomicUsize::new(0),
+            failed: RwLock::new(std::collections::HashSet::new()),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             config,
@@ -502,14 +531,40 @@ fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
             ctx.addresses.insert(NodeId(r.node_id), r.addr.clone());
         }
         ctx.set_ring(&desc.ring_shards);
-        let me = desc
+        let Some(me) = desc
             .replicas
             .iter()
             .find(|r| r.node_id == ctx.node_id.0)
             .map(|r| ReplicaId(r.replica_id))
-            .ok_or_else(|| {
-                Error::Storage(format!("shard {shard}: this node is not in its descriptor"))
-            })?;
+        else {
+            // The replica applied its own removal but the node stopped before the
+            // cleanup: finish it (delete its state, leave a tombstone).
+            tracing::warn!(%shard, "this node's replica was removed; cleaning up its state");
+            let removed = desc.next_replica_id.saturating_sub(1);
+            let mut batch = rocksdb::WriteBatch::default();
+            for (start, end) in crate::storage::snapshot::shard_data_ranges(&desc) {
+                batch.delete_range_cf(engine.cf(keys::CF_DATA), start, end);
+            }
+            let log = keys::raft_log_prefix(*shard);
+            if let Some(end) = keys::prefix_end(&log) {
+                batch.delete_range_cf(engine.cf(keys::CF_RAFT), log, end);
+            }
+            batch.delete_cf(engine.cf(keys::CF_RAFT), keys::raft_state_key(*shard));
+            batch.delete_cf(engine.cf(keys::CF_META), keys::apply_state_key(*shard));
+            batch.delete_cf(engine.cf(keys::CF_META), keys::desc_key(*shard));
+            batch.put_cf(
+                engine.cf(keys::CF_META),
+                keys::tombstone_key(*shard),
+                removed.to_be_bytes(),
+            );
+            let mut opts = rocksdb::WriteOptions::default();
+            opts.set_sync(true);
+            engine.db().write_opt(batch, &opts)?;
+            if let Ok(mut t) = ctx.tombstones.write() {
+                t.insert(*shard, removed);
+            }
+            continue;
+        };
         let handle = Peer::spawn(
             ctx.clone(),
             *shard,
@@ -521,7 +576,7 @@ fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
         )?;
         ctx.register(handle);
     }
-    Ok(shards.len())
+    Ok(ctx.peers().len())
 }
 
 /// Replica id of node `node`'s bootstrap replica of `shard`: unique in the cluster,

@@ -289,7 +289,7 @@ impl Peer {
                 // A panic is a bug; stop routing to the dead replica rather than
                 // answering "shutting down" forever.
                 tracing::error!(%shard, error = %e, "replica task failed");
-                watcher.cancel_replica(shard);
+                watcher.on_replica_failed(shard);
             }
         });
         Ok(PeerHandle {
@@ -341,7 +341,7 @@ impl Peer {
                 }
             }
             if failed || self.fatal {
-                self.ctx.cancel_replica(self.shard);
+                self.ctx.on_replica_failed(self.shard);
                 break;
             }
             self.maybe_build_snapshot();
@@ -367,7 +367,7 @@ impl Peer {
                 // Raft cannot continue without durable writes: stop this replica.
                 tracing::error!(shard = %self.shard, error = %e, "log write failed");
                 self.fatal = true;
-                self.ctx.cancel_replica(self.shard);
+                self.ctx.on_replica_failed(self.shard);
             }
             PeerEvent::SnapshotBuilt(r) => self.on_snapshot_built(r),
             PeerEvent::SnapshotSent(to, ok) => {

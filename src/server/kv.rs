@@ -228,6 +228,7 @@ fn read_value(ctx: &NodeCtx, key: &[u8], now: u64) -> Result<Option<ValueRecord>
 /// `accept`, in key order, until `visit` returns false.
 fn visit_live(
     ctx: &NodeCtx,
+    snap: &rocksdb::Snapshot<'_>,
     start: &[u8],
     end: Option<Vec<u8>>,
     now: u64,
@@ -235,6 +236,7 @@ fn visit_live(
     mut visit: impl FnMut(&[u8], ValueRecord) -> bool,
 ) -> Result<()> {
     let mut opts = rocksdb::ReadOptions::default();
+    opts.set_snapshot(snap);
     if let Some(end) = end {
         opts.set_iterate_upper_bound(end);
     }
@@ -270,6 +272,9 @@ fn scan_local(
     now: u64,
 ) -> Result<(Vec<KeyValue>, bool)> {
     let mut out = Vec::new();
+    // One point in time for every range, so a batch applied mid-scan is seen whole or
+    // not at all.
+    let snap = ctx.engine.db().snapshot();
     let accept = |user_key: &[u8]| user_key.starts_with(prefix) && user_key > start_after;
     if let Some(tag) = keys::prefix_partition(prefix) {
         let hash = xxhash_rust::xxh3::xxh3_64(tag).to_be_bytes();
@@ -280,6 +285,7 @@ fn scan_local(
         let mut more = false;
         visit_live(
             ctx,
+            &snap,
             &start,
             keys::prefix_end(&upper),
             now,
@@ -296,10 +302,18 @@ fn scan_local(
         return Ok((out, more));
     }
     for (start, end) in ranges {
-        visit_live(ctx, start, Some(end.clone()), now, accept, |k, rec| {
-            out.push(to_kv(Bytes::copy_from_slice(k), rec));
-            true
-        })?;
+        visit_live(
+            ctx,
+            &snap,
+            start,
+            Some(end.clone()),
+            now,
+            accept,
+            |k, rec| {
+                out.push(to_kv(Bytes::copy_from_slice(k), rec));
+                true
+            },
+        )?;
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     let more = out.len() > limit;

@@ -77,7 +77,8 @@ impl Raft for RaftService {
         }
         let meta = SnapshotMeta::decode(msg.get_snapshot().data.as_ref())
             .map_err(|e| Status::invalid_argument(format!("bad snapshot metadata: {e}")))?;
-        let mut payload = Vec::with_capacity((meta.size as usize).min(MAX_SNAPSHOT_BYTES));
+        // The size is the sender's word: reserve a bounded amount and let it grow.
+        let mut payload = Vec::with_capacity((meta.size as usize).min(64 << 20));
         payload.extend_from_slice(&first.data);
         let mut checksum = None;
         while let Some(chunk) = stream.message().await? {
