@@ -177,5 +177,10 @@ mod tests {
             .get(CF_RAFT, &199u64.to_be_bytes())
             .unwrap()
             .is_some());
+        // Let the thread close its RocksDB handle before the process exits.
+        let closed = writer.closed_signal();
+        drop(writer);
+        drop(engine);
+        assert!(closed.wait(std::time::Duration::from_secs(10)));
     }
 }
