@@ -238,13 +238,15 @@ impl Node {
     pub async fn start_with_listener(config: NodeConfig, listener: TcpListener) -> Result<Node> {
         config.validate()?;
         let node_id = NodeId(config.node_id);
-        let engine = {
+        let (engine, fresh) = {
             let dir = config.data_dir.clone();
-            tokio::task::spawn_blocking(move || Engine::open(&dir))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))??
+            blocking(move || {
+                let engine = Engine::open(&dir)?;
+                let fresh = check_identity(&engine, node_id)?;
+                Ok((engine, fresh))
+            })
+            .await?
         };
-        let fresh = check_identity(&engine, node_id)?;
         let addr = config.advertise_addr().to_string();
         let addresses = Arc::new(AddressBook::default());
         for (id, a) in config.initial_members()? {
@@ -280,12 +282,18 @@ impl Node {
             tracker: tracker.clone(),
             config,
         });
-        let loaded = load_replicas(&ctx)?;
+        let loaded = {
+            let ctx = ctx.clone();
+            blocking(move || load_replicas(&ctx)).await?
+        };
         let server = crate::server::spawn(ctx.clone(), listener)?;
         let node = Node { ctx, server };
         if loaded == 0 && fresh {
             let r = match node.bootstrap_or_join().await {
-                Ok(()) => write_identity(&node.ctx.engine, node_id),
+                Ok(()) => {
+                    let engine = node.ctx.engine.clone();
+                    blocking(move || write_identity(&engine, node_id)).await
+                }
                 Err(e) => Err(e),
             };
             if let Err(e) = r {
@@ -408,7 +416,8 @@ impl Node {
             ));
         }
         self.refuse_if_identity_lost(&members).await?;
-        bootstrap(&self.ctx, &members)
+        let ctx = self.ctx.clone();
+        blocking(move || bootstrap(&ctx, &members)).await
     }
 
     /// Refuses to bootstrap when a running peer records this node's replica as started:
@@ -449,6 +458,14 @@ impl Node {
         }
         Ok(())
     }
+}
+
+/// Runs RocksDB work off the async worker threads (DESIGN §3); replicas spawned inside
+/// still land on the runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task: {e}")))?
 }
 
 async fn query_status(addr: &str) -> Option<StatusResponse> {
