@@ -88,6 +88,15 @@ pub fn tombstone_key(shard: ShardId) -> Vec<u8> {
     shard_key(shard, TOMBSTONE_TAG, &[])
 }
 
+/// Shard id of a `meta` CF tombstone key.
+pub fn decode_tombstone_key(key: &[u8]) -> Option<ShardId> {
+    if key.len() == 9 && key[8] == TOMBSTONE_TAG {
+        Some(ShardId(u64::from_be_bytes(key[..8].try_into().ok()?)))
+    } else {
+        None
+    }
+}
+
 /// Prefix of every dedup record of `shard`.
 pub fn dedup_prefix(shard: ShardId) -> Vec<u8> {
     shard_key(shard, DEDUP_TAG, &[])

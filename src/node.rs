@@ -526,12 +526,7 @@ fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
         let (k, v) = item?;
         if let Some(shard) = keys::decode_apply_state_key(&k) {
             shards.push(shard);
-        } else if k.len() == 9 && k[8] == b't' {
-            let shard = ShardId(u64::from_be_bytes(
-                k[..8]
-                    .try_into()
-                    .map_err(|_| Error::Storage("bad key".into()))?,
-            ));
+        } else if let Some(shard) = keys::decode_tombstone_key(&k) {
             let id = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
             if let Ok(mut t) = ctx.tombstones.write() {
                 t.insert(shard, id);
@@ -559,20 +554,10 @@ fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
             tracing::warn!(%shard, "this node's replica was removed; cleaning up its state");
             let removed = desc.next_replica_id.saturating_sub(1);
             let mut batch = rocksdb::WriteBatch::default();
-            for (start, end) in crate::storage::snapshot::shard_data_ranges(&desc) {
-                batch.delete_range_cf(engine.cf(keys::CF_DATA), start, end);
-            }
-            let log = keys::raft_log_prefix(*shard);
-            if let Some(end) = keys::prefix_end(&log) {
-                batch.delete_range_cf(engine.cf(keys::CF_RAFT), log, end);
-            }
-            batch.delete_cf(engine.cf(keys::CF_RAFT), keys::raft_state_key(*shard));
-            batch.delete_cf(engine.cf(keys::CF_META), keys::apply_state_key(*shard));
-            batch.delete_cf(engine.cf(keys::CF_META), keys::desc_key(*shard));
-            batch.put_cf(
-                engine.cf(keys::CF_META),
-                keys::tombstone_key(*shard),
-                removed.to_be_bytes(),
+            crate::storage::log_writer::add_to_batch(
+                engine,
+                &mut batch,
+                crate::storage::snapshot::removal_ops(&desc, removed),
             );
             let mut opts = rocksdb::WriteOptions::default();
             opts.set_sync(true);

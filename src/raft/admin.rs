@@ -350,22 +350,7 @@ impl Peer {
     pub(crate) fn destroy(&mut self) {
         tracing::info!(shard = %self.shard, replica = %self.replica_id, "replica removed; deleting its data");
         let shard = self.shard;
-        let mut ops: Vec<LogOp> = snapshot::shard_data_ranges(&self.desc)
-            .into_iter()
-            .map(|(s, e)| LogOp::DeleteRange(keys::CF_DATA, s, e))
-            .collect();
-        let log_prefix = keys::raft_log_prefix(shard);
-        if let Some(end) = keys::prefix_end(&log_prefix) {
-            ops.push(LogOp::DeleteRange(keys::CF_RAFT, log_prefix, end));
-        }
-        ops.push(LogOp::Delete(keys::CF_RAFT, keys::raft_state_key(shard)));
-        ops.push(LogOp::Delete(keys::CF_META, keys::apply_state_key(shard)));
-        ops.push(LogOp::Delete(keys::CF_META, keys::desc_key(shard)));
-        ops.push(LogOp::Put(
-            keys::CF_META,
-            keys::tombstone_key(shard),
-            self.replica_id.0.to_be_bytes().to_vec(),
-        ));
+        let ops = snapshot::removal_ops(&self.desc, self.replica_id.0);
         self.ctx.writer.submit(WriteTask {
             ops,
             sync: true,

@@ -122,18 +122,27 @@ fn run(engine: Engine, rx: mpsc::Receiver<WriteTask>, syncs: Arc<AtomicU64>) {
     }
 }
 
+/// Adds log-writer ops to a RocksDB batch.
+pub(crate) fn add_to_batch(
+    engine: &Engine,
+    batch: &mut rocksdb::WriteBatch,
+    ops: impl IntoIterator<Item = LogOp>,
+) {
+    for op in ops {
+        match op {
+            LogOp::Put(cf, k, v) => batch.put_cf(engine.cf(cf), k, v),
+            LogOp::Delete(cf, k) => batch.delete_cf(engine.cf(cf), k),
+            LogOp::DeleteRange(cf, from, to) => batch.delete_range_cf(engine.cf(cf), from, to),
+        }
+    }
+}
+
 fn write_round(engine: &Engine, round: &mut [WriteTask], syncs: &AtomicU64) -> Result<()> {
     let mut batch = rocksdb::WriteBatch::default();
     let mut sync = false;
     for task in round.iter_mut() {
         sync |= task.sync;
-        for op in task.ops.drain(..) {
-            match op {
-                LogOp::Put(cf, k, v) => batch.put_cf(engine.cf(cf), k, v),
-                LogOp::Delete(cf, k) => batch.delete_cf(engine.cf(cf), k),
-                LogOp::DeleteRange(cf, from, to) => batch.delete_range_cf(engine.cf(cf), from, to),
-            }
-        }
+        add_to_batch(engine, &mut batch, task.ops.drain(..));
     }
     if batch.is_empty() && !sync {
         return Ok(());

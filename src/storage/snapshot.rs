@@ -93,6 +93,32 @@ pub(crate) fn build(engine: &crate::storage::Engine, shard: ShardId) -> Result<B
     })
 }
 
+/// The writes that delete this node's replica of a shard (data, dedup records, log,
+/// Raft and apply state, descriptor) and leave a tombstone for `removed_replica`.
+pub(crate) fn removal_ops(desc: &ShardDescriptor, removed_replica: u64) -> Vec<LogOp> {
+    let shard = ShardId(desc.shard_id);
+    let mut ops: Vec<LogOp> = shard_data_ranges(desc)
+        .into_iter()
+        .map(|(s, e)| LogOp::DeleteRange(keys::CF_DATA, s, e))
+        .collect();
+    for (cf, prefix) in [
+        (keys::CF_META, keys::dedup_prefix(shard)),
+        (keys::CF_RAFT, keys::raft_log_prefix(shard)),
+    ] {
+        let end = keys::prefix_end(&prefix).expect("shard prefixes never end in 0xff");
+        ops.push(LogOp::DeleteRange(cf, prefix, end));
+    }
+    ops.push(LogOp::Delete(keys::CF_RAFT, keys::raft_state_key(shard)));
+    ops.push(LogOp::Delete(keys::CF_META, keys::apply_state_key(shard)));
+    ops.push(LogOp::Delete(keys::CF_META, keys::desc_key(shard)));
+    ops.push(LogOp::Put(
+        keys::CF_META,
+        keys::tombstone_key(shard),
+        removed_replica.to_be_bytes().to_vec(),
+    ));
+    ops
+}
+
 /// The writes that replace a shard's state with a snapshot payload. The caller adds
 /// the new `RaftLocalState`.
 pub(crate) fn install_ops(shard: ShardId, payload: &SnapshotPayload) -> Result<Vec<LogOp>> {
