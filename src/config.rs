@@ -241,6 +241,17 @@ fn check_host_port(field: &str, addr: &str) -> Result<()> {
     }
 }
 
+/// The `initial-cluster` value for nodes 1..=n listening on `addrs` (in order): the
+/// inverse of [`parse_initial_cluster`].
+pub fn format_initial_cluster(addrs: &[String]) -> String {
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Parses `"1=host:port,2=host:port"`.
 pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<NodeId, String>> {
     let mut out = BTreeMap::new();
@@ -279,6 +290,17 @@ mod tests {
             initial_cluster: "1=127.0.0.1:7001,2=127.0.0.1:7002".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn initial_cluster_round_trips() {
+        let addrs = vec!["127.0.0.1:1".to_string(), "127.0.0.1:2".to_string()];
+        let parsed = parse_initial_cluster(&format_initial_cluster(&addrs)).expect("parses");
+        assert_eq!(
+            parsed.get(&NodeId(2)).map(String::as_str),
+            Some("127.0.0.1:2")
+        );
+        assert_eq!(parsed.len(), 2);
     }
 
     #[test]

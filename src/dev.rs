@@ -77,18 +77,14 @@ impl DevCluster {
             .map(|l| l.local_addr().map(|a| a.to_string()))
             .collect::<std::io::Result<_>>()
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let initial: Vec<String> = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{}={a}", i + 1))
-            .collect();
+        let initial = crate::config::format_initial_cluster(&addrs);
         let mut nodes = Vec::new();
         for (i, l) in listeners.into_iter().enumerate() {
             let mut cfg = NodeConfig {
                 node_id: i as u64 + 1,
                 listen: addrs[i].clone(),
                 data_dir: data_dir.join(format!("node{}", i + 1)),
-                initial_cluster: initial.join(","),
+                initial_cluster: initial.clone(),
                 ..Default::default()
             };
             cfg.raft.tick_interval = opts.tick;

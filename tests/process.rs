@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{wait_for, WAIT};
+use common::{must_read, wait_for, WAIT};
 use ctxstore::client::{Client, ClientOptions};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -60,12 +60,7 @@ fn start_cluster(dir: &Path, n: usize) -> (Vec<Ctxd>, Vec<String>) {
     let addrs: Vec<String> = (0..n)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
-    let initial = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("{}={a}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
+    let initial = ctxstore::config::format_initial_cluster(&addrs);
     let procs = addrs
         .iter()
         .enumerate()
@@ -165,18 +160,8 @@ async fn sigkill_of_leader_loses_no_acknowledged_write() {
         .await
         .expect("client");
     for (k, v) in &acked {
-        let kv = client
-            .get(k.clone())
-            .await
-            .expect("get")
-            .unwrap_or_else(|| panic!("{k} lost"));
-        assert_eq!(kv.value.as_ref(), v.as_bytes());
-        let kv = restarted
-            .get_stale(k.clone())
-            .await
-            .expect("stale get")
-            .unwrap_or_else(|| panic!("{k} missing on restarted node"));
-        assert_eq!(kv.value.as_ref(), v.as_bytes());
+        must_read(&client, k, v.as_bytes(), false).await;
+        must_read(&restarted, k, v.as_bytes(), true).await;
     }
 }
 

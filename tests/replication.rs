@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{wait_for, TestCluster, WAIT};
+use common::{must_read, wait_for, TestCluster, WAIT};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -120,12 +120,7 @@ async fn leader_failover_keeps_acknowledged_writes() {
     assert_ne!(new_leader, leader);
     let acked = acked.lock().unwrap().clone();
     for (k, v) in &acked {
-        let kv = client
-            .get(k.clone())
-            .await
-            .expect("get")
-            .unwrap_or_else(|| panic!("{k} lost"));
-        assert_eq!(kv.value.as_ref(), v.as_bytes());
+        must_read(&client, k, v.as_bytes(), false).await;
     }
     cluster.shutdown().await;
 }

@@ -275,27 +275,19 @@ impl Client {
         }
     }
 
-    /// Resolves a route to `(shard id for the header, address)`; `None` address means
-    /// "use the current node" (single-shard clusters, or nothing known yet).
-    fn resolve(&self, route: Route, attempt: u32) -> (u64, Option<String>) {
-        let (shard, addr, _) = self.resolve_with_epoch(route, attempt);
-        (shard, addr)
-    }
-
-    /// Like `resolve`, plus the cached `(conf_ver, ring_ver)` of the shard.
-    fn resolve_with_epoch(&self, route: Route, attempt: u32) -> (u64, Option<String>, (u64, u64)) {
-        let (shard, addr) = self.resolve_addr(route, attempt);
-        let epoch = self
-            .inner
+    /// The cached `(conf_ver, ring_ver)` of a shard (zeros when unknown: no check).
+    fn epoch_of(&self, shard: u64) -> (u64, u64) {
+        self.inner
             .routing
             .lock()
             .ok()
             .and_then(|r| r.descs.get(&shard).map(|d| (d.conf_ver, d.ring_ver)))
-            .unwrap_or_default();
-        (shard, addr, epoch)
+            .unwrap_or_default()
     }
 
-    fn resolve_addr(&self, route: Route, attempt: u32) -> (u64, Option<String>) {
+    /// Resolves a route to `(shard id for the header, address)`; `None` address means
+    /// "use the current node" (single-shard clusters, or nothing known yet).
+    fn resolve(&self, route: Route, attempt: u32) -> (u64, Option<String>) {
         let Ok(r) = self.inner.routing.lock() else {
             return (0, None);
         };
@@ -360,7 +352,8 @@ impl Client {
         let mut redirects = 0;
         let mut attempt = 0u32;
         loop {
-            let (shard, routed, (conf_ver, ring_ver)) = self.resolve_with_epoch(route, attempt);
+            let (shard, routed) = self.resolve(route, attempt);
+            let (conf_ver, ring_ver) = self.epoch_of(shard);
             let addr = routed.unwrap_or_else(|| self.current());
             let ch = self.channel(&addr)?;
             let header = RequestHeader {

@@ -68,12 +68,7 @@ impl TestCluster {
             .iter()
             .map(|l| l.local_addr().expect("addr").to_string())
             .collect();
-        let initial = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{}={a}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
+        let initial = ctxstore::config::format_initial_cluster(&addrs);
         let mut configs = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
             let mut cfg = NodeConfig {
@@ -253,6 +248,19 @@ impl TestCluster {
             self.stop(i).await;
         }
     }
+}
+
+/// Reads `key` (stale from any replica, or linearizable) and checks its value.
+pub async fn must_read(client: &Client, key: &str, value: &[u8], stale: bool) {
+    let got = if stale {
+        client.get_stale(key.to_string()).await
+    } else {
+        client.get(key.to_string()).await
+    };
+    let kv = got
+        .expect("read")
+        .unwrap_or_else(|| panic!("{key} lost (stale read: {stale})"));
+    assert_eq!(kv.value.as_ref(), value, "value of {key}");
 }
 
 /// Sends logs to the test output when `RUST_LOG` is set.
