@@ -24,6 +24,7 @@ const APPLY_STATE_TAG: u8 = b'a';
 const DESC_TAG: u8 = b'd';
 const DEDUP_TAG: u8 = b'r';
 const TOMBSTONE_TAG: u8 = b't';
+const META_STATE_TAG: u8 = b'm';
 
 /// `meta` CF key holding this data directory's node identity.
 pub const NODE_IDENT_KEY: &[u8] = b"\xff\xffnode-ident";
@@ -95,6 +96,11 @@ pub fn decode_tombstone_key(key: &[u8]) -> Option<ShardId> {
     } else {
         None
     }
+}
+
+/// `meta` CF key of the meta shard's whole state (`MetaState`); only shard 0 has one.
+pub fn meta_state_key() -> Vec<u8> {
+    shard_key(ShardId(0), META_STATE_TAG, &[])
 }
 
 /// Prefix of every dedup record of `shard`.

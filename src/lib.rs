@@ -23,6 +23,7 @@ pub mod dev;
 pub mod error;
 pub(crate) mod fsm;
 pub mod keys;
+pub mod meta;
 pub mod node;
 pub mod proto;
 pub(crate) mod raft;

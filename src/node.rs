@@ -13,9 +13,7 @@ use crate::config::NodeConfig;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::proto::cluster_client::ClusterClient;
-use crate::proto::{
-    ApplyState, Replica, ReplicaRole, ShardDescriptor, StatusRequest, StatusResponse,
-};
+use crate::proto::{ApplyState, ShardDescriptor, StatusRequest, StatusResponse};
 use crate::raft::peer::{Peer, PeerEvent, PeerHandle, PeerMsg};
 use crate::raft::transport::{AddressBook, MessageFilter, Transport};
 use crate::storage::peer_storage::{INIT_INDEX, INIT_TERM};
@@ -63,6 +61,8 @@ pub(crate) struct NodeCtx {
     /// Whether messages for unknown shards may create replicas (false while the node
     /// is still deciding whether to bootstrap).
     accept_new_replicas: std::sync::atomic::AtomicBool,
+    /// The meta shard's state (on its replicas) and the node's routing-table copy.
+    pub(crate) meta: crate::meta::MetaCtx,
     /// Stops everything.
     pub(crate) cancel: CancellationToken,
     /// Tracks every task the node spawned.
@@ -278,6 +278,7 @@ impl Node {
             ring: RwLock::new(None),
             leaders: std::sync::atomic::AtomicUsize::new(0),
             failed: RwLock::new(std::collections::HashSet::new()),
+            meta: crate::meta::MetaCtx::default(),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             config,
@@ -311,6 +312,7 @@ impl Node {
             .accept_new_replicas
             .store(true, std::sync::atomic::Ordering::Release);
         node.start_ticker();
+        crate::meta::spawn_heartbeats(node.ctx.clone());
         tracing::info!(node = %node_id, %addr, replicas = loaded, "node started");
         Ok(node)
     }
@@ -567,6 +569,12 @@ fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
             }
             continue;
         };
+        if *shard == crate::meta::META_SHARD {
+            if let Some(v) = engine.get(keys::CF_META, &keys::meta_state_key())? {
+                ctx.meta
+                    .set_state(crate::proto::MetaState::decode(v.as_slice())?);
+            }
+        }
         let handle = Peer::spawn(
             ctx.clone(),
             *shard,
@@ -581,57 +589,25 @@ fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
     Ok(ctx.peers().len())
 }
 
-/// Replica id of node `node`'s bootstrap replica of `shard`: unique in the cluster,
-/// and equal to the node id for shard 1.
-fn bootstrap_replica_id(shard: ShardId, node: NodeId) -> u64 {
-    ((shard.0 - 1) << 32) | node.0
-}
-
-/// Writes the initial state of every data shard this node hosts and starts their
-/// replicas. Shard `s` has up to 3 voters on consecutive members (round-robin from
-/// member `s - 1`); that first member campaigns at once, spreading leaders.
+/// Writes the initial state of every shard this node hosts (the meta shard 0 and the
+/// data shards, placed by `meta::initial_descriptors`) and starts their replicas. Each
+/// shard's first replica campaigns at once, spreading leaders.
 fn bootstrap(
     ctx: &Arc<NodeCtx>,
     members: &std::collections::BTreeMap<NodeId, String>,
 ) -> Result<()> {
-    let nodes: Vec<(NodeId, String)> = members.iter().map(|(n, a)| (*n, a.clone())).collect();
     let shards = ctx.config.initial_shards;
-    let ring_shards: Vec<u64> = if shards > 1 {
-        (1..=shards).collect()
-    } else {
-        Vec::new()
-    };
-    let per_shard = nodes.len().min(3);
+    let descriptors = crate::meta::initial_descriptors(members, shards);
     let engine = &ctx.engine;
     let mut batch = rocksdb::WriteBatch::default();
     let mut mine = Vec::new();
-    for s in 1..=shards {
-        let shard = ShardId(s);
-        let placed: Vec<&(NodeId, String)> = (0..per_shard)
-            .map(|j| &nodes[((s - 1) as usize + j) % nodes.len()])
-            .collect();
-        if !placed.iter().any(|(n, _)| *n == ctx.node_id) {
+    for desc in &descriptors {
+        let shard = ShardId(desc.shard_id);
+        let Some(me) = desc.replicas.iter().find(|r| r.node_id == ctx.node_id.0) else {
             continue;
-        }
-        let replicas: Vec<Replica> = placed
-            .iter()
-            .map(|(n, addr)| Replica {
-                replica_id: bootstrap_replica_id(shard, *n),
-                node_id: n.0,
-                addr: addr.clone(),
-                role: ReplicaRole::Voter as i32,
-                started: false,
-            })
-            .collect();
-        let voters: Vec<u64> = replicas.iter().map(|r| r.replica_id).collect();
-        let desc = ShardDescriptor {
-            shard_id: s,
-            next_replica_id: voters.iter().max().copied().unwrap_or(0) + 1,
-            replicas,
-            conf_ver: 1,
-            ring_ver: 1,
-            ring_shards: ring_shards.clone(),
         };
+        let me = ReplicaId(me.replica_id);
+        let voters: Vec<u64> = desc.replicas.iter().map(|r| r.replica_id).collect();
         let storage = PeerStorage::new_bootstrap(voters.clone());
         let mut cs = ConfState::default();
         cs.set_voters(voters);
@@ -655,8 +631,17 @@ fn bootstrap(
             keys::desc_key(shard),
             desc.encode_to_vec(),
         );
-        let preferred = placed[0].0 == ctx.node_id;
-        mine.push((shard, storage, desc, preferred));
+        if shard == crate::meta::META_SHARD {
+            let state = crate::meta::initial_state(members, &descriptors);
+            batch.put_cf(
+                engine.cf(keys::CF_META),
+                keys::meta_state_key(),
+                state.encode_to_vec(),
+            );
+            ctx.meta.set_state(state);
+        }
+        let preferred = desc.replicas.first().map(|r| r.replica_id) == Some(me.0);
+        mine.push((shard, me, storage, desc.clone(), preferred));
     }
     let mut opts = rocksdb::WriteOptions::default();
     opts.set_sync(true);
@@ -667,9 +652,10 @@ fn bootstrap(
         members = members.len(),
         "bootstrapped a new cluster"
     );
-    ctx.set_ring(&ring_shards);
-    for (shard, storage, desc, preferred) in mine {
-        let me = ReplicaId(bootstrap_replica_id(shard, ctx.node_id));
+    if let Some(d) = descriptors.get(1) {
+        ctx.set_ring(&d.ring_shards);
+    }
+    for (shard, me, storage, desc, preferred) in mine {
         let handle = Peer::spawn(ctx.clone(), shard, me, storage, desc, INIT_INDEX, INIT_TERM)?;
         if preferred {
             let _ = handle.try_send(PeerMsg::Campaign);

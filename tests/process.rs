@@ -83,7 +83,7 @@ fn start_cluster(dir: &Path, n: usize) -> (Vec<Ctxd>, Vec<String>) {
 async fn leader_index(client: &Client, addrs: &[String]) -> Option<usize> {
     for (i, a) in addrs.iter().enumerate() {
         if let Ok(s) = client.node_status(a).await {
-            if s.shards.iter().any(|s| s.role == "leader") {
+            if common::shard(&s, 1).is_some_and(|s| s.role == "leader") {
                 return Some(i);
             }
         }
@@ -145,15 +145,16 @@ async fn sigkill_of_leader_loses_no_acknowledged_write() {
     }
     procs[leader].restart();
     let new_leader = wait_for("a leader", WAIT, || leader_index(&client, &addrs)).await;
-    let commit = client
-        .node_status(&addrs[new_leader])
-        .await
-        .expect("status")
-        .shards[0]
-        .commit_index;
+    let commit = common::shard1(
+        &client
+            .node_status(&addrs[new_leader])
+            .await
+            .expect("status"),
+    )
+    .commit_index;
     wait_for("the restarted node to catch up", WAIT, || async {
         let s = client.node_status(&addrs[leader]).await.ok()?;
-        (s.shards.first()?.applied_index >= commit).then_some(())
+        (common::shard(&s, 1)?.applied_index >= commit).then_some(())
     })
     .await;
     let restarted = Client::connect(&[addrs[leader].clone()])

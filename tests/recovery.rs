@@ -46,14 +46,14 @@ async fn lagging_follower_catches_up_via_snapshot() {
     .await;
     let leader = cluster.wait_leader().await;
     let follower = (leader + 1) % 3;
-    let follower_last = cluster.status(follower).await.shards[0].last_index;
+    let follower_last = common::shard1(&cluster.status(follower).await).last_index;
     cluster.stop(follower).await;
     let client = cluster.client().await;
     write_many(&client, "snap", WRITES).await;
     let leader = cluster.wait_leader().await;
     let leader_first = wait_for("the leader to compact its log", WAIT, || async {
         let s = cluster.status(leader).await;
-        let first = s.shards[0].first_index;
+        let first = common::shard1(&s).first_index;
         (first > follower_last + 1).then_some(first)
     })
     .await;
@@ -61,10 +61,10 @@ async fn lagging_follower_catches_up_via_snapshot() {
     cluster.wait_converged().await;
     let s = cluster.status(follower).await;
     assert!(
-        s.shards[0].first_index > follower_last + 1,
+        common::shard1(&s).first_index > follower_last + 1,
         "the follower's log starts at {} (it had {} entries before, the leader compacted to {}): \
          it must have been rebuilt from a snapshot",
-        s.shards[0].first_index,
+        common::shard1(&s).first_index,
         follower_last,
         leader_first
     );
@@ -99,7 +99,7 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
     wait_for("all replicas marked started", WAIT, || async {
         let l = cluster.wait_leader().await;
         let s = cluster.status(l).await;
-        let d = s.shards[0].descriptor.clone()?;
+        let d = common::shard1(&s).descriptor.clone()?;
         d.replicas.iter().all(|r| r.started).then_some(())
     })
     .await;
@@ -150,7 +150,7 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
     );
     wait_for("node 4 to become a voter", WAIT, || async {
         let s = node4.status().await;
-        let d = s.shards.first()?.descriptor.clone()?;
+        let d = common::shard(&s, 1)?.descriptor.clone()?;
         d.replicas
             .iter()
             .any(|r| r.node_id == 4 && r.role == ReplicaRole::Voter as i32)
@@ -183,7 +183,7 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
     }
     let s = node4.status().await;
     assert!(
-        s.shards[0].first_index > 6,
+        common::shard1(&s).first_index > 6,
         "node 4 started from a snapshot"
     );
     node4.shutdown().await;

@@ -4,8 +4,9 @@
 mod common;
 
 use common::{wait_for, TestCluster, WAIT};
+use ctxstore::proto::cluster_client::ClusterClient;
 use ctxstore::proto::kv_client::KvClient;
-use ctxstore::proto::{GetRequest, RequestHeader};
+use ctxstore::proto::{GetRequest, NodeState, RequestHeader, RoutingTable, RoutingTableRequest};
 use ctxstore::ring::{Ring, DEFAULT_VNODES};
 use ctxstore::{Error, ShardId};
 use futures::StreamExt;
@@ -52,11 +53,13 @@ async fn keys_live_on_the_replicas_of_their_ring_shard() {
         for sh in n.as_ref().expect("running").status().await.shards {
             let id = sh.descriptor.as_ref().expect("descriptor").shard_id;
             hosts.entry(id).or_default().insert(i);
-            if sh.role == "leader" {
+            if sh.role == "leader" && id != 0 {
                 *leaders.entry(i).or_default() += 1;
             }
         }
     }
+    // The meta shard 0 lives on the first three nodes and holds no user data.
+    assert_eq!(hosts.remove(&0), Some(BTreeSet::from([0, 1, 2])));
     assert_eq!(hosts.len(), 16);
     assert!(hosts.values().all(|h| h.len() == 3), "{hosts:?}");
     assert!(
@@ -351,9 +354,172 @@ async fn leaders_spread(cluster: &TestCluster, shards: usize) -> Option<Vec<usiz
     let mut per_node = Vec::new();
     for n in cluster.nodes.iter().flatten() {
         let s = n.status().await;
-        per_node.push(s.shards.iter().filter(|s| s.role == "leader").count());
+        // Data shards only: the meta shard's leadership is not balanced.
+        per_node.push(
+            s.shards
+                .iter()
+                .filter(|s| {
+                    s.role == "leader" && s.descriptor.as_ref().map(|d| d.shard_id) != Some(0)
+                })
+                .count(),
+        );
     }
     let total: usize = per_node.iter().sum();
     let fair = shards.div_ceil(3);
     (total == shards && per_node.iter().all(|c| *c <= fair)).then_some(per_node)
+}
+
+/// Every node's routing table, fetched with raw gRPC.
+async fn tables(cluster: &TestCluster) -> Vec<Option<RoutingTable>> {
+    let mut out = Vec::new();
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        if n.is_none() {
+            out.push(None);
+            continue;
+        }
+        let addr = format!("http://{}", cluster.addrs()[i]);
+        let t = match ClusterClient::connect(addr).await {
+            Ok(mut c) => c
+                .get_routing_table(RoutingTableRequest {})
+                .await
+                .ok()
+                .map(|r| r.into_inner()),
+            Err(_) => None,
+        };
+        out.push(t);
+    }
+    out
+}
+
+/// Shard → node id of its leader, from the nodes' own status.
+async fn actual_leaders(cluster: &TestCluster) -> BTreeMap<u64, u64> {
+    let mut out = BTreeMap::new();
+    for n in cluster.nodes.iter().flatten() {
+        let s = n.status().await;
+        for sh in s.shards.iter().filter(|s| s.role == "leader") {
+            if let Some(d) = &sh.descriptor {
+                out.insert(d.shard_id, s.node_id);
+            }
+        }
+    }
+    out
+}
+
+fn hinted_leaders(t: &RoutingTable) -> BTreeMap<u64, u64> {
+    t.shards
+        .iter()
+        .filter_map(|r| Some((r.descriptor.as_ref()?.shard_id, r.leader.as_ref()?.node_id)))
+        .collect()
+}
+
+/// The meta shard (shard 0) holds the routing table, and every node serves it.
+///
+/// 1. 5 nodes, 8 shards: every node (meta replica or not) answers `GetRoutingTable`
+///    from the meta leader with the same `routing_version`, the ring, all 9 shards,
+///    all 5 nodes up, and leader hints equal to the shards' actual leaders.
+/// 2. A leader transfer is reflected in every node's table; `routing_version` does not
+///    change (hints are not routing changes).
+/// 3. The meta leader's node is stopped: a new meta leader is elected, every remaining
+///    node still answers from it, the stopped node is reported down, and the client
+///    keeps reading and writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_shard_serves_the_routing_table() {
+    let mut cluster = TestCluster::start_with(5, |c| {
+        c.initial_shards = 8;
+        // Leadership stays where the test puts it.
+        c.raft.leader_balance = false;
+    })
+    .await;
+    cluster.wait_all_leaders().await;
+    let version = wait_for(
+        "every node to serve the meta leader's table",
+        WAIT,
+        || async {
+            let leaders = actual_leaders(&cluster).await;
+            let tables = tables(&cluster).await;
+            let first = tables.first()?.as_ref()?.clone();
+            for t in &tables {
+                let t = t.as_ref()?;
+                let ok = t.source == "meta-leader"
+                    && t.routing_version == first.routing_version
+                    && t.ring_shards == (1..=8).collect::<Vec<u64>>()
+                    && t.shards.len() == 9
+                    && t.nodes.len() == 5
+                    && t.nodes.iter().all(|n| n.state == NodeState::Up as i32)
+                    && hinted_leaders(t) == leaders;
+                if !ok {
+                    return None;
+                }
+            }
+            Some(first.routing_version)
+        },
+    )
+    .await;
+    // 2. Move shard 3's leader; hints follow, the version stays.
+    let leaders = actual_leaders(&cluster).await;
+    let from = leaders[&3];
+    let to = if from == 4 { 5 } else { 4 };
+    let table = tables(&cluster).await[0].clone().expect("table");
+    let hosts: Vec<u64> = table.shards[3]
+        .descriptor
+        .as_ref()
+        .expect("descriptor")
+        .replicas
+        .iter()
+        .map(|r| r.node_id)
+        .collect();
+    let to = if hosts.contains(&to) {
+        to
+    } else {
+        *hosts.iter().find(|n| **n != from).expect("another replica")
+    };
+    let client = cluster.client().await;
+    client.transfer_shard_leader(3, to).await.expect("transfer");
+    wait_for(
+        "every table to name the new leader of shard 3",
+        WAIT,
+        || async {
+            let tables = tables(&cluster).await;
+            tables
+                .iter()
+                .all(|t| {
+                    t.as_ref().is_some_and(|t| {
+                        hinted_leaders(t).get(&3) == Some(&to) && t.routing_version == version
+                    })
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    // 3. Stop the meta leader's node.
+    let meta_leader = actual_leaders(&cluster).await[&0];
+    let stopped = (meta_leader - 1) as usize;
+    cluster.stop(stopped).await;
+    let started = Instant::now();
+    wait_for(
+        "a new meta leader serving every remaining node",
+        WAIT,
+        || async {
+            let tables = tables(&cluster).await;
+            let ok = tables.iter().enumerate().all(|(i, t)| {
+                i == stopped
+                    || t.as_ref().is_some_and(|t| {
+                        t.source == "meta-leader"
+                            && hinted_leaders(t).get(&0).is_some_and(|l| *l != meta_leader)
+                            && t.nodes.iter().any(|n| {
+                                n.node_id == meta_leader && n.state == NodeState::Down as i32
+                            })
+                    })
+            });
+            ok.then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "meta leader node {meta_leader} stopped: new meta leader serving, node reported down after {:?}",
+        started.elapsed()
+    );
+    client.put("after-meta-failover", "ok").await.expect("put");
+    common::must_read(&client, "after-meta-failover", b"ok", false).await;
+    cluster.shutdown().await;
 }

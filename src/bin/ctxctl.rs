@@ -5,7 +5,9 @@
 
 use clap::{Parser, Subcommand};
 use ctxstore::client::{Client, ClientOptions};
-use ctxstore::proto::{Replica, ReplicaRole, ShardDescriptor, StatusResponse};
+use ctxstore::proto::{
+    NodeState, Replica, ReplicaRole, RoutingTable, ShardDescriptor, StatusResponse,
+};
 use ctxstore::Error;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -71,8 +73,10 @@ enum Cmd {
     },
     /// Show every node: shards, leader, term, applied index.
     Status,
-    /// Membership of the shard.
+    /// Membership of a shard (default: shard 1; 0 is the meta shard).
     Member {
+        #[arg(long, global = true)]
+        shard: Option<u64>,
         #[command(subcommand)]
         cmd: MemberCmd,
     },
@@ -162,7 +166,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
     let member_add = matches!(
         cli.cmd,
         Cmd::Member {
-            cmd: MemberCmd::Add { .. }
+            cmd: MemberCmd::Add { .. },
+            ..
         }
     );
     let opts = ClientOptions {
@@ -271,8 +276,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             if reachable == 0 {
                 return Err(Error::Transport("no endpoint answered".into()));
             }
+            match client.routing_table().await {
+                Ok(t) => print_routing(&t),
+                Err(e) => println!("routing table: unavailable ({e})"),
+            }
             let table = client.routing().await;
-            if let Some(ring_shards) = table.first().map(|(d, _)| d.ring_shards.clone()) {
+            let ring_shards = table
+                .iter()
+                .find(|(d, _)| d.shard_id != 0)
+                .map(|(d, _)| d.ring_shards.clone());
+            if let Some(ring_shards) = ring_shards {
                 if ring_shards.len() > 1 {
                     let ids: Vec<ctxstore::ShardId> =
                         ring_shards.iter().map(|s| ctxstore::ShardId(*s)).collect();
@@ -284,18 +297,22 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 }
             }
         }
-        Cmd::Member { cmd } => match cmd {
+        Cmd::Member { shard, cmd } => match cmd {
             MemberCmd::List => {
-                let s = client.status().await?;
-                let desc = s
-                    .shards
-                    .first()
-                    .and_then(|sh| sh.descriptor.clone())
-                    .ok_or_else(|| Error::NodeNotReady("the node hosts no replica".into()))?;
+                let want = shard.unwrap_or(1);
+                let desc = client
+                    .routing()
+                    .await
+                    .into_iter()
+                    .map(|(d, _)| d)
+                    .find(|d| d.shard_id == want)
+                    .ok_or(Error::WrongShard {
+                        shard: ctxstore::ShardId(want),
+                    })?;
                 print_members(&desc);
             }
             MemberCmd::Add { node_id, addr } => {
-                let r = client.add_member(node_id, &addr).await?;
+                let r = client.add_shard_member(shard, node_id, &addr).await?;
                 if let Some(rep) = &r.replica {
                     let role = match role_name(rep) {
                         "voter" => "voter",
@@ -311,7 +328,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 }
             }
             MemberCmd::Remove { node_id } => {
-                let d = client.remove_member(node_id).await?;
+                let d = client.remove_shard_member(shard, node_id).await?;
                 println!("removed node {node_id}");
                 print_members(&d);
             }
@@ -537,6 +554,27 @@ fn print_members(d: &ShardDescriptor) {
     }
 }
 
+fn print_routing(t: &RoutingTable) {
+    let meta_leader = t
+        .shards
+        .iter()
+        .find(|r| r.descriptor.as_ref().is_some_and(|d| d.shard_id == 0))
+        .and_then(|r| r.leader.as_ref())
+        .map_or("unknown".to_string(), |l| format!("node {}", l.node_id));
+    println!(
+        "routing table: version {} ({}), meta shard leader: {meta_leader}",
+        t.routing_version, t.source
+    );
+    for n in &t.nodes {
+        let state = match NodeState::try_from(n.state) {
+            Ok(NodeState::Up) => "up",
+            Ok(NodeState::Down) => "down",
+            _ => "unknown",
+        };
+        println!("  node {:<4} {:<22} {state}", n.node_id, n.addr);
+    }
+}
+
 fn print_status(s: &StatusResponse) {
     println!(
         "node {} at {} (wal syncs: {})",
@@ -546,7 +584,10 @@ fn print_status(s: &StatusResponse) {
         println!("  no replicas (starting, or waiting to be added)");
     }
     for sh in &s.shards {
-        let shard = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
+        let shard = match sh.descriptor.as_ref().map_or(0, |d| d.shard_id) {
+            0 => "0 (meta)".to_string(),
+            s => s.to_string(),
+        };
         println!(
             "  shard {shard}: replica {} {:<9} leader={} term={} commit={} applied={} log=[{}..{}]",
             sh.replica_id,

@@ -14,8 +14,8 @@ use crate::proto::kv_client::KvClient;
 use crate::proto::{
     AddMemberRequest, AddMemberResponse, BatchOp, BatchRequest, CompareAndSwapRequest,
     DeleteRequest, GetRequest, KeyValue, PutRequest, RemoveMemberRequest, RequestHeader,
-    RoutingTableRequest, ScanRequest, ScanResponse, ShardDescriptor, StatusRequest, StatusResponse,
-    TransferLeaderRequest,
+    RoutingTable, RoutingTableRequest, ScanRequest, ScanResponse, ShardDescriptor, StatusRequest,
+    StatusResponse, TransferLeaderRequest,
 };
 use crate::ring::{Ring, DEFAULT_VNODES};
 use crate::types::ShardId;
@@ -227,25 +227,36 @@ impl Client {
         self.call_routed(Route::Any, |ch, _| f(ch)).await
     }
 
-    /// Fetches routing tables from every known node and merges them.
+    /// Fetches the routing table: asks the known nodes one at a time (starting with the
+    /// current one) until one answers from the meta leader; copies served from a
+    /// node's cache (meta shard unreachable) are merged, newest epoch per shard.
     async fn refresh_routing(&self) {
-        let addrs = self.endpoints();
-        let answers = futures::future::join_all(addrs.iter().map(|a| async move {
-            let ch = self.channel(a).ok()?;
-            let r = tokio::time::timeout(
+        let mut addrs = self.endpoints();
+        let start = self.current();
+        if let Some(i) = addrs.iter().position(|a| *a == start) {
+            addrs.rotate_left(i);
+        }
+        let mut answers = Vec::new();
+        for a in &addrs {
+            let Ok(ch) = self.channel(a) else { continue };
+            let answer = tokio::time::timeout(
                 Duration::from_secs(1),
                 ClusterClient::new(ch).get_routing_table(RoutingTableRequest {}),
             )
-            .await
-            .ok()?
-            .ok()?;
-            Some(r.into_inner())
-        }))
-        .await;
+            .await;
+            if let Ok(Ok(t)) = answer {
+                let t = t.into_inner();
+                let authoritative = t.source == "meta-leader";
+                answers.push(t);
+                if authoritative {
+                    break;
+                }
+            }
+        }
         let mut new_addrs = Vec::new();
         if let Ok(mut r) = self.inner.routing.lock() {
             r.fetched = true;
-            for t in answers.into_iter().flatten() {
+            for t in answers {
                 if r.ring.is_none() && t.ring_shards.len() > 1 {
                     let ids: Vec<ShardId> = t.ring_shards.iter().map(|s| ShardId(*s)).collect();
                     r.ring = Some(Arc::new(Ring::new(&ids, DEFAULT_VNODES)));
@@ -276,7 +287,11 @@ impl Client {
     }
 
     /// The cached `(conf_ver, ring_ver)` of a shard (zeros when unknown: no check).
+    /// Header shard 0 means "the shard the ring names", never the meta shard.
     fn epoch_of(&self, shard: u64) -> (u64, u64) {
+        if shard == 0 {
+            return (0, 0);
+        }
         self.inner
             .routing
             .lock()
@@ -658,8 +673,19 @@ impl Client {
 
     /// Adds a node to the default shard as a learner and waits until it is promoted.
     pub async fn add_member(&self, node_id: u64, addr: &str) -> Result<AddMemberResponse> {
+        self.add_shard_member(None, node_id, addr).await
+    }
+
+    /// Adds a node to `shard` (None: shard 1; 0: the meta shard) as a learner and
+    /// waits until it is promoted.
+    pub async fn add_shard_member(
+        &self,
+        shard: Option<u64>,
+        node_id: u64,
+        addr: &str,
+    ) -> Result<AddMemberResponse> {
         let req = AddMemberRequest {
-            shard_id: 0,
+            shard_id: shard,
             node_id,
             addr: addr.to_string(),
         };
@@ -677,8 +703,17 @@ impl Client {
 
     /// Removes the replica on `node_id` from the default shard.
     pub async fn remove_member(&self, node_id: u64) -> Result<ShardDescriptor> {
+        self.remove_shard_member(None, node_id).await
+    }
+
+    /// Removes the replica on `node_id` from `shard` (None: shard 1; 0: the meta shard).
+    pub async fn remove_shard_member(
+        &self,
+        shard: Option<u64>,
+        node_id: u64,
+    ) -> Result<ShardDescriptor> {
         let req = RemoveMemberRequest {
-            shard_id: 0,
+            shard_id: shard,
             node_id,
         };
         self.call(|ch| async move {
@@ -698,7 +733,7 @@ impl Client {
     pub async fn transfer_shard_leader(&self, shard: u64, node_id: u64) -> Result<()> {
         self.call_routed(Route::Shard(shard), |ch, _| async move {
             let req = TransferLeaderRequest {
-                shard_id: shard,
+                shard_id: Some(shard),
                 node_id,
             };
             ClusterClient::new(ch).transfer_leader(req).await?;
@@ -714,6 +749,17 @@ impl Client {
             self.refresh_routing().await;
         }
         self.resolve(Route::Key(key_hash(key)), 0)
+    }
+
+    /// The cluster's routing table as any node serves it (DESIGN §5).
+    pub async fn routing_table(&self) -> Result<RoutingTable> {
+        self.call(|ch| async move {
+            Ok(ClusterClient::new(ch)
+                .get_routing_table(RoutingTableRequest {})
+                .await?
+                .into_inner())
+        })
+        .await
     }
 
     /// The routing table as the client sees it: shard → (descriptor, leader address).
@@ -734,7 +780,7 @@ impl Client {
     /// Asks the leader of the default shard to hand leadership to `node_id`.
     pub async fn transfer_leader(&self, node_id: u64) -> Result<()> {
         let req = TransferLeaderRequest {
-            shard_id: 0,
+            shard_id: None,
             node_id,
         };
         self.call(|ch| async move {

@@ -5,7 +5,8 @@ use crate::error::Result;
 use crate::fsm::command::{Applier, Change, StateReader};
 use crate::keys;
 use crate::proto::{
-    ApplyState, CommandResult, DedupRecord, RaftCommand, ShardDescriptor, ValueRecord,
+    raft_command, ApplyState, CommandResult, DedupRecord, MetaState, RaftCommand, ShardDescriptor,
+    ValueRecord,
 };
 use crate::storage::Engine;
 use crate::types::ShardId;
@@ -45,6 +46,8 @@ pub(crate) struct Applied {
     pub(crate) applied_index: u64,
     /// Term of `applied_index`.
     pub(crate) applied_term: u64,
+    /// The meta shard's state after the round (meta shard only).
+    pub(crate) meta: Option<MetaState>,
 }
 
 /// Applies `entries` (already committed and persisted, in order). `desc` and
@@ -61,6 +64,15 @@ pub(crate) fn apply_round(
     let mut applier = Applier::new(&reader);
     let mut results = Vec::new();
     let mut last_now_ms = 0;
+    let mut meta = if shard == crate::meta::META_SHARD {
+        Some(match engine.get(keys::CF_META, &keys::meta_state_key())? {
+            Some(v) => MetaState::decode(v.as_slice())?,
+            None => MetaState::default(),
+        })
+    } else {
+        None
+    };
+    let mut meta_changed = false;
     for e in entries {
         if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
             continue;
@@ -73,6 +85,12 @@ pub(crate) fn apply_round(
             }
         };
         last_now_ms = last_now_ms.max(cmd.now_ms);
+        if let (Some(raft_command::Cmd::MetaHeartbeat(hb)), Some(state)) = (&cmd.cmd, &mut meta) {
+            crate::meta::apply_heartbeat(state, hb);
+            meta_changed = true;
+            results.push((e.index, e.term, crate::fsm::command::ok(e.index, vec![])));
+            continue;
+        }
         let r = applier.apply(e.index, &cmd, |rid| keys::dedup_key(shard, rid))?;
         results.push((e.index, e.term, r));
     }
@@ -87,12 +105,12 @@ pub(crate) fn apply_round(
         .unwrap_or_default();
     let mut batch = rocksdb::WriteBatch::default();
     let data = engine.cf(keys::CF_DATA);
-    let meta = engine.cf(keys::CF_META);
+    let meta_cf = engine.cf(keys::CF_META);
     for change in applier.changes.drain(..) {
         match change {
             Change::PutValue(k, v) => batch.put_cf(data, k, v.encode_to_vec()),
             Change::DeleteValue(k) => batch.delete_cf(data, k),
-            Change::PutDedup(k, v) => batch.put_cf(meta, k, v.encode_to_vec()),
+            Change::PutDedup(k, v) => batch.put_cf(meta_cf, k, v.encode_to_vec()),
         }
     }
     let first_index = entries.first().map_or(applied_index, |e| e.index);
@@ -106,14 +124,18 @@ pub(crate) fn apply_round(
         applied_term,
         conf_state: conf_state.into(),
     };
-    batch.put_cf(meta, keys::apply_state_key(shard), state.encode_to_vec());
-    batch.put_cf(meta, keys::desc_key(shard), desc.encode_to_vec());
+    batch.put_cf(meta_cf, keys::apply_state_key(shard), state.encode_to_vec());
+    batch.put_cf(meta_cf, keys::desc_key(shard), desc.encode_to_vec());
+    if let (true, Some(state)) = (meta_changed, &meta) {
+        batch.put_cf(meta_cf, keys::meta_state_key(), state.encode_to_vec());
+    }
     engine.db().write(batch)?;
     Ok(Applied {
         results,
         desc,
         applied_index,
         applied_term,
+        meta,
     })
 }
 

@@ -95,7 +95,8 @@ impl<'r, R: StateReader> Applier<'r, R> {
                 self.started.push(*replica);
                 ok(index, vec![])
             }
-            None => ok(index, vec![]),
+            // Meta commands are applied by `apply_round` on the meta shard only.
+            Some(raft_command::Cmd::MetaHeartbeat(_)) | None => ok(index, vec![]),
         };
         if let Some(dk) = dk {
             let rec = DedupRecord {
@@ -164,7 +165,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
     }
 }
 
-fn ok(version: u64, per_op: Vec<u64>) -> CommandResult {
+pub(crate) fn ok(version: u64, per_op: Vec<u64>) -> CommandResult {
     CommandResult {
         result: Some(command_result::Result::Ok(WriteOutcome { version, per_op })),
     }

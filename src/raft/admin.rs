@@ -105,7 +105,15 @@ impl Peer {
         {
             return;
         }
-        let hosted = self.ctx.peers().len();
+        if self.shard == crate::meta::META_SHARD {
+            return;
+        }
+        let hosted = self
+            .ctx
+            .peers()
+            .iter()
+            .filter(|p| p.shard != crate::meta::META_SHARD)
+            .count();
         let per_shard = self.desc.replicas.len().max(1);
         let fair = hosted.div_ceil(per_shard);
         if self.ctx.leaders.load(std::sync::atomic::Ordering::Relaxed) <= fair {

@@ -234,13 +234,19 @@ impl Peer {
             }
         }
         if role == StateRole::Leader {
-            self.ctx
-                .leaders
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        } else if self.role == StateRole::Leader {
-            self.ctx
-                .leaders
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.ctx.meta.wake();
+        }
+        // Leader balancing counts data shards only.
+        if self.shard != crate::meta::META_SHARD {
+            if role == StateRole::Leader {
+                self.ctx
+                    .leaders
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else if self.role == StateRole::Leader {
+                self.ctx
+                    .leaders
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         self.role = role;
     }
@@ -292,6 +298,13 @@ impl Peer {
                 .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
         self.desc = applied.desc;
         self.epoch.set(&self.desc);
+        if let Some(state) = applied.meta {
+            self.ctx.meta.set_state(state);
+        }
+        if !conf_entries.is_empty() && self.role == StateRole::Leader {
+            // Report the new epoch to the meta shard now, not at the next heartbeat.
+            self.ctx.meta.wake();
+        }
         self.applied_index = applied.applied_index;
         self.applied_term = applied.applied_term;
         let mut results: HashMap<u64, _> = applied
@@ -393,6 +406,9 @@ impl Peer {
         }
         let ops = snapshot::install_ops(self.shard, &payload)?;
         self.raw.mut_store().apply_snapshot(snap);
+        if let Some(state) = payload.meta.clone() {
+            self.ctx.meta.set_state(state);
+        }
         if let Some(desc) = payload.descriptor {
             for r in &desc.replicas {
                 self.replica_nodes.insert(r.replica_id, NodeId(r.node_id));

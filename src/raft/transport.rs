@@ -54,6 +54,17 @@ impl AddressBook {
         self.map.read().ok()?.get(&node).cloned()
     }
 
+    /// Every known `(node, address)`, ordered by node id.
+    pub(crate) fn all(&self) -> Vec<(NodeId, String)> {
+        let mut v: Vec<_> = self
+            .map
+            .read()
+            .map(|m| m.iter().map(|(n, a)| (*n, a.clone())).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
     pub(crate) fn insert(&self, node: NodeId, addr: String) {
         if addr.is_empty() {
             return;

@@ -4,9 +4,9 @@ use crate::error::{Error, Result};
 use crate::node::NodeCtx;
 use crate::proto::cluster_server::Cluster;
 use crate::proto::{
-    AddMemberRequest, AddMemberResponse, RemoveMemberRequest, RemoveMemberResponse, ReplicaInfo,
-    ReplicaRole, RoutingTable, RoutingTableRequest, ShardDescriptor, ShardRoute, StatusRequest,
-    StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
+    AddMemberRequest, AddMemberResponse, NodeHeartbeat, RemoveMemberRequest, RemoveMemberResponse,
+    ReplicaRole, RoutingTable, RoutingTableRequest, ShardDescriptor, StatusRequest, StatusResponse,
+    TransferLeaderRequest, TransferLeaderResponse,
 };
 use crate::raft::peer::MemberChange;
 use crate::raft::{PeerHandle, PeerMsg};
@@ -29,16 +29,30 @@ impl ClusterService {
         Self { ctx }
     }
 
-    fn peer(&self, shard_id: u64) -> Result<PeerHandle> {
-        let shard = if shard_id == 0 {
-            DEFAULT_SHARD
-        } else {
-            ShardId(shard_id)
-        };
-        self.ctx.peer(shard).ok_or(Error::WrongShard { shard })
+    /// The local replica of an admin request's shard (absent: shard 1). A shard this
+    /// node does not host answers `NotLeader` with the leader the meta shard last
+    /// heard of, so the client retries there.
+    fn peer(&self, shard_id: Option<u64>) -> Result<PeerHandle> {
+        let shard = shard_id.map_or(DEFAULT_SHARD, ShardId);
+        if let Some(p) = self.ctx.peer(shard) {
+            return Ok(p);
+        }
+        match self.ctx.meta.route_of(shard) {
+            Some(route) => match route.leader {
+                Some(l) if l.node_id != self.ctx.node_id.0 => Err(Error::NotLeader {
+                    shard,
+                    leader: Some(l),
+                }),
+                _ => Err(Error::ShardUnavailable {
+                    shard,
+                    reason: "no leader known for this shard".into(),
+                }),
+            },
+            None => Err(Error::WrongShard { shard }),
+        }
     }
 
-    async fn change(&self, shard_id: u64, change: MemberChange) -> Result<ShardDescriptor> {
+    async fn change(&self, shard_id: Option<u64>, change: MemberChange) -> Result<ShardDescriptor> {
         let peer = self.peer(shard_id)?;
         let (tx, rx) = oneshot::channel();
         peer.send(PeerMsg::ChangeMember(change, tx)).await?;
@@ -136,28 +150,18 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<RoutingTableRequest>,
     ) -> Result<Response<RoutingTable>, Status> {
-        let status = node_status(&self.ctx).await;
-        let mut table = RoutingTable::default();
-        for sh in status.shards {
-            let Some(desc) = sh.descriptor else { continue };
-            let leader = desc
-                .replicas
-                .iter()
-                .find(|r| r.replica_id == sh.leader_id && sh.leader_id != 0)
-                .map(|r| ReplicaInfo {
-                    replica_id: r.replica_id,
-                    node_id: r.node_id,
-                    addr: r.addr.clone(),
-                });
-            if table.ring_shards.is_empty() {
-                table.ring_shards = desc.ring_shards.clone();
-            }
-            table.shards.push(ShardRoute {
-                descriptor: Some(desc),
-                leader,
-            });
-        }
-        Ok(Response::new(table))
+        Ok(Response::new(
+            crate::meta::routing_table_any(&self.ctx).await?,
+        ))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<NodeHeartbeat>,
+    ) -> Result<Response<RoutingTable>, Status> {
+        Ok(Response::new(
+            crate::meta::handle_heartbeat(&self.ctx, req.into_inner()).await?,
+        ))
     }
 
     async fn transfer_leader(

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::keys;
-use crate::proto::{ApplyState, ShardDescriptor, SnapshotKv, SnapshotPayload};
+use crate::proto::{ApplyState, MetaState, ShardDescriptor, SnapshotKv, SnapshotPayload};
 use crate::storage::LogOp;
 use crate::types::ShardId;
 use prost::Message;
@@ -11,6 +11,10 @@ use prost::Message;
 /// The `data` CF ranges a shard owns: its ring arcs, or the whole hash space when it
 /// is the only shard.
 pub(crate) fn shard_data_ranges(desc: &ShardDescriptor) -> Vec<(Vec<u8>, Vec<u8>)> {
+    if desc.shard_id == crate::meta::META_SHARD.0 {
+        // The meta shard keeps its state in the `meta` CF, never in `data`.
+        return Vec::new();
+    }
     if desc.ring_shards.len() <= 1 {
         return vec![keys::data_range(0, u64::MAX)];
     }
@@ -80,11 +84,16 @@ pub(crate) fn build(engine: &crate::storage::Engine, shard: ShardId) -> Result<B
             value: v.into_vec().into(),
         });
     }
+    let meta_state = match snap.get_cf(meta, keys::meta_state_key())? {
+        Some(v) if shard == crate::meta::META_SHARD => Some(MetaState::decode(v.as_slice())?),
+        _ => None,
+    };
     let payload = SnapshotPayload {
         descriptor: Some(desc),
         apply_state: Some(apply_state.clone()),
         data,
         dedup,
+        meta: meta_state,
     }
     .encode_to_vec();
     Ok(BuiltSnapshot {
@@ -111,6 +120,9 @@ pub(crate) fn removal_ops(desc: &ShardDescriptor, removed_replica: u64) -> Vec<L
     ops.push(LogOp::Delete(keys::CF_RAFT, keys::raft_state_key(shard)));
     ops.push(LogOp::Delete(keys::CF_META, keys::apply_state_key(shard)));
     ops.push(LogOp::Delete(keys::CF_META, keys::desc_key(shard)));
+    if shard == crate::meta::META_SHARD {
+        ops.push(LogOp::Delete(keys::CF_META, keys::meta_state_key()));
+    }
     ops.push(LogOp::Put(
         keys::CF_META,
         keys::tombstone_key(shard),
@@ -169,6 +181,19 @@ pub(crate) fn install_ops(shard: ShardId, payload: &SnapshotPayload) -> Result<V
         keys::desc_key(shard),
         desc.encode_to_vec(),
     ));
+    match (&payload.meta, shard == crate::meta::META_SHARD) {
+        (Some(state), true) => ops.push(LogOp::Put(
+            keys::CF_META,
+            keys::meta_state_key(),
+            state.encode_to_vec(),
+        )),
+        (None, false) => {}
+        _ => {
+            return Err(Error::Storage(format!(
+                "shard {shard}: meta state in a data shard's snapshot, or missing from the meta shard's"
+            )))
+        }
+    }
     Ok(ops)
 }
 

@@ -6,7 +6,7 @@
 
 use ctxstore::client::{Client, ClientOptions};
 use ctxstore::node::Node;
-use ctxstore::proto::StatusResponse;
+use ctxstore::proto::{ShardStatus, StatusResponse};
 use ctxstore::NodeConfig;
 use std::future::Future;
 use std::time::Duration;
@@ -44,6 +44,18 @@ pub struct TestCluster {
 }
 
 /// Test-speed Raft settings.
+/// A node's replica of `shard`, if it hosts one.
+pub fn shard(s: &StatusResponse, shard: u64) -> Option<&ShardStatus> {
+    s.shards
+        .iter()
+        .find(|x| x.descriptor.as_ref().map(|d| d.shard_id) == Some(shard))
+}
+
+/// A node's replica of shard 1 (the data shard of one-shard clusters).
+pub fn shard1(s: &StatusResponse) -> &ShardStatus {
+    shard(s, 1).expect("the node hosts shard 1")
+}
+
 pub fn fast_config(cfg: &mut NodeConfig) {
     cfg.raft.tick_interval = Duration::from_millis(30);
     cfg.raft.election_ticks = 10;
@@ -133,7 +145,7 @@ impl TestCluster {
         self.nodes[i].as_ref().expect("node running").status().await
     }
 
-    /// Index of the node whose replica leads the default shard, waiting for one. A
+    /// Index of the node whose replica leads shard 1, waiting for one. A
     /// deposed leader that has not heard of the new term yet loses to the newer term.
     pub async fn wait_leader(&self) -> usize {
         wait_for("a leader", WAIT, || async {
@@ -141,7 +153,7 @@ impl TestCluster {
             for (i, n) in self.nodes.iter().enumerate() {
                 if let Some(n) = n {
                     let s = n.status().await;
-                    if let Some(sh) = s.shards.iter().find(|s| s.role == "leader") {
+                    if let Some(sh) = shard(&s, 1).filter(|s| s.role == "leader") {
                         if best.is_none_or(|(t, _)| sh.term > t) {
                             best = Some((sh.term, i));
                         }
@@ -197,11 +209,11 @@ impl TestCluster {
     /// Waits until every running node has applied at least the leader's commit index.
     pub async fn wait_converged(&self) {
         let leader = self.wait_leader().await;
-        let commit = self.status(leader).await.shards[0].commit_index;
+        let commit = shard1(&self.status(leader).await).commit_index;
         wait_for("replicas to apply the leader's commit", WAIT, || async {
             for n in self.nodes.iter().flatten() {
                 let s = n.status().await;
-                if s.shards.first().is_none_or(|s| s.applied_index < commit) {
+                if shard(&s, 1).is_none_or(|s| s.applied_index < commit) {
                     return None;
                 }
             }
