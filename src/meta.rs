@@ -241,6 +241,13 @@ impl MetaCtx {
         }
     }
 
+    /// Forgets the local meta replica's state (it was removed from this node).
+    pub(crate) fn clear_state(&self) {
+        if let Ok(mut s) = self.state.write() {
+            *s = None;
+        }
+    }
+
     /// The local meta replica's applied state.
     pub(crate) fn state(&self) -> Option<Arc<MetaState>> {
         self.state.read().ok()?.clone()

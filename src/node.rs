@@ -130,6 +130,10 @@ impl NodeCtx {
     /// Forgets a removed replica and remembers its id as a tombstone.
     pub(crate) fn on_replica_removed(&self, shard: ShardId, replica: ReplicaId) {
         self.cancel_replica(shard);
+        if shard == crate::meta::META_SHARD {
+            // From now on the node's routing copy comes from heartbeats only.
+            self.meta.clear_state();
+        }
         if let Ok(mut t) = self.tombstones.write() {
             let e = t.entry(shard).or_default();
             *e = (*e).max(replica.0);
@@ -349,6 +353,17 @@ impl Node {
         Ok(out)
     }
 
+    /// For every shard hosted here: its applied index and a digest of its data, each
+    /// read from one RocksDB snapshot (replicas at the same index must agree).
+    pub fn shard_digests(&self) -> Result<std::collections::BTreeMap<u64, (u64, u64)>> {
+        let mut out = std::collections::BTreeMap::new();
+        for p in self.ctx.peers() {
+            let d = crate::storage::snapshot::data_digest(&self.ctx.engine, p.shard)?;
+            out.insert(p.shard.0, d);
+        }
+        Ok(out)
+    }
+
     /// WAL syncs the log writer has done.
     pub fn wal_syncs(&self) -> u64 {
         self.ctx.writer.syncs()
@@ -436,26 +451,29 @@ impl Node {
             let Some(status) = query_status(addr).await else {
                 continue;
             };
-            for shard in &status.shards {
-                let Some(desc) = &shard.descriptor else {
-                    continue;
-                };
-                if let Some(r) = desc
-                    .replicas
+            let started: Vec<u64> = status
+                .shards
+                .iter()
+                .filter_map(|s| s.descriptor.as_ref())
+                .filter(|d| d.replicas.iter().any(|r| r.node_id == me.0 && r.started))
+                .map(|d| d.shard_id)
+                .collect();
+            if let Some(first) = started.first() {
+                let list = started
                     .iter()
-                    .find(|r| r.node_id == me.0 && r.started)
-                {
-                    return Err(Error::config(
-                        "data-dir",
-                        format!(
-                            "the data dir is empty but node {me} already ran in this cluster (node {id} records its replica {} of shard {} as started). \
-                             Its Raft vote and log were lost, so it must not rejoin under its old identity. \
-                             Remove it with `ctxctl --endpoints {addr} member remove {me}`, then start this node with a new --node-id and --join \
-                             and add it with `ctxctl --endpoints {addr} member add NEW_ID ADDR`",
-                            r.replica_id, desc.shard_id
-                        ),
-                    ));
-                }
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Error::config(
+                    "data-dir",
+                    format!(
+                        "the data dir is empty but node {me} already ran in this cluster (node {id} records its replicas of shards {list} as started). \
+                         Its Raft vote and log were lost, so it must not rejoin under its old identity. \
+                         Remove it from every shard it hosted (`ctxctl --endpoints {addr} member --shard {first} remove {me}`, and so on for each shard), \
+                         then start this node with a new --node-id and --join \
+                         and add it with `ctxctl --endpoints {addr} member --shard S add NEW_ID ADDR`"
+                    ),
+                ));
             }
         }
         Ok(())

@@ -3,82 +3,12 @@
 
 mod common;
 
+use common::procs::{free_port, start_cluster};
 use common::{must_read, wait_for, WAIT};
 use ctxstore::client::{Client, ClientOptions};
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-/// A `ctxd` child process, killed on drop.
-struct Ctxd {
-    child: Option<Child>,
-    args: Vec<String>,
-}
-
-impl Ctxd {
-    fn spawn(args: Vec<String>) -> Ctxd {
-        let child = Command::new(env!("CARGO_BIN_EXE_ctxd"))
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ctxd");
-        Ctxd {
-            child: Some(child),
-            args,
-        }
-    }
-
-    /// SIGKILL, no chance to flush anything.
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.kill9();
-        *self = Ctxd::spawn(self.args.clone());
-    }
-}
-
-impl Drop for Ctxd {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn start_cluster(dir: &Path, n: usize) -> (Vec<Ctxd>, Vec<String>) {
-    let addrs: Vec<String> = (0..n)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let initial = ctxstore::config::format_initial_cluster(&addrs);
-    let procs = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            Ctxd::spawn(vec![
-                "--node-id".into(),
-                (i + 1).to_string(),
-                "--listen".into(),
-                a.clone(),
-                "--data-dir".into(),
-                dir.join(format!("n{}", i + 1)).display().to_string(),
-                "--initial-cluster".into(),
-                initial.clone(),
-            ])
-        })
-        .collect();
-    (procs, addrs)
-}
 
 async fn leader_index(client: &Client, addrs: &[String]) -> Option<usize> {
     for (i, a) in addrs.iter().enumerate() {
@@ -102,7 +32,7 @@ async fn leader_index(client: &Client, addrs: &[String]) -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_leader_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut procs, addrs) = start_cluster(dir.path(), 3);
+    let (mut procs, addrs) = start_cluster(dir.path(), 3, &[]);
     let client = Client::connect_with(
         &addrs,
         ClientOptions {
@@ -191,7 +121,7 @@ fn ctxctl(endpoints: &str, args: &[&str]) -> (i32, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctxctl_exit_codes_and_output() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_procs, addrs) = start_cluster(dir.path(), 3);
+    let (_procs, addrs) = start_cluster(dir.path(), 3, &[]);
     let eps = addrs.join(",");
     let client = Client::connect(&addrs).await.expect("client");
     wait_for("a leader", WAIT, || leader_index(&client, &addrs)).await;

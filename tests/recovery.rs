@@ -89,6 +89,8 @@ async fn lagging_follower_catches_up_via_snapshot() {
 /// 3. Remove node 3 from the membership; start a fresh node 4 with `join`; add it.
 /// 4. Node 4 becomes a voter, was rebuilt from a snapshot, and serves the same data
 ///    through stale reads; the cluster keeps taking writes.
+/// 5. Node 4 also replaces node 3 in the meta shard (state shipped by snapshot), leads
+///    it, and serves a routing table with the new membership and a higher version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
     let mut cluster = TestCluster::start(3).await;
@@ -118,7 +120,7 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
         Err(Error::Config { field, reason }) => {
             assert_eq!(field, "data-dir");
             assert!(
-                reason.contains("member remove"),
+                reason.contains("member --shard") && reason.contains("remove 3"),
                 "says what to do: {reason}"
             );
         }
@@ -186,6 +188,56 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
         common::shard1(&s).first_index > 6,
         "node 4 started from a snapshot"
     );
+    // The meta shard too: replace node 3's meta replica with one on node 4 (it gets
+    // the meta state by snapshot), then make it the meta leader and read the routing
+    // table it serves.
+    let before = client.routing_table().await.expect("table");
+    client
+        .remove_shard_member(Some(0), 3)
+        .await
+        .expect("remove node 3 from the meta shard");
+    let added = client
+        .add_shard_member(Some(0), 4, &addr)
+        .await
+        .expect("add node 4 to the meta shard");
+    assert!(added
+        .replica
+        .is_some_and(|r| r.role == ReplicaRole::Voter as i32));
+    client
+        .transfer_shard_leader(0, 4)
+        .await
+        .expect("meta leadership to node 4");
+    let table = wait_for(
+        "node 4 to serve the routing table as meta leader",
+        WAIT,
+        || async {
+            let t = reader.routing_table().await.ok()?;
+            let meta = t
+                .shards
+                .iter()
+                .find(|r| r.descriptor.as_ref().is_some_and(|d| d.shard_id == 0))?;
+            (t.source == "meta-leader" && meta.leader.as_ref()?.node_id == 4).then_some(t)
+        },
+    )
+    .await;
+    assert!(
+        table.routing_version > before.routing_version,
+        "membership changes bump the routing version ({} -> {})",
+        before.routing_version,
+        table.routing_version
+    );
+    let shard1 = table
+        .shards
+        .iter()
+        .find_map(|r| r.descriptor.clone().filter(|d| d.shard_id == 1))
+        .expect("shard 1 in the table");
+    let nodes: Vec<u64> = shard1.replicas.iter().map(|r| r.node_id).collect();
+    assert_eq!(
+        nodes,
+        vec![1, 2, 4],
+        "the table carries shard 1's membership"
+    );
+    assert!(table.nodes.iter().any(|n| n.node_id == 4));
     node4.shutdown().await;
     cluster.shutdown().await;
 }

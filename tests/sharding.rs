@@ -422,6 +422,8 @@ fn hinted_leaders(t: &RoutingTable) -> BTreeMap<u64, u64> {
 /// 3. The meta leader's node is stopped: a new meta leader is elected, every remaining
 ///    node still answers from it, the stopped node is reported down, and the client
 ///    keeps reading and writing.
+/// 4. The stopped node restarts and is up again in every table; the version is
+///    unchanged throughout (no membership or ring change happened).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_shard_serves_the_routing_table() {
     let mut cluster = TestCluster::start_with(5, |c| {
@@ -521,5 +523,25 @@ async fn meta_shard_serves_the_routing_table() {
     );
     client.put("after-meta-failover", "ok").await.expect("put");
     common::must_read(&client, "after-meta-failover", b"ok", false).await;
+    // 4. The stopped node comes back: its meta replica reloads the state from disk,
+    //    the node is up again, and nothing bumped the routing version.
+    cluster.restart(stopped).await;
+    wait_for(
+        "the restarted node to be up in every table",
+        WAIT,
+        || async {
+            let tables = tables(&cluster).await;
+            tables
+                .iter()
+                .all(|t| {
+                    t.as_ref().is_some_and(|t| {
+                        t.routing_version == version
+                            && t.nodes.iter().all(|n| n.state == NodeState::Up as i32)
+                    })
+                })
+                .then_some(())
+        },
+    )
+    .await;
     cluster.shutdown().await;
 }

@@ -26,6 +26,55 @@ pub(crate) fn shard_data_ranges(desc: &ShardDescriptor) -> Vec<(Vec<u8>, Vec<u8>
         .collect()
 }
 
+/// Calls `f` with every `data` CF record of the shard `desc` describes, in key order,
+/// as of `snap`.
+fn for_each_data_kv(
+    engine: &crate::storage::Engine,
+    snap: &rocksdb::SnapshotWithThreadMode<'_, rocksdb::DB>,
+    desc: &ShardDescriptor,
+    mut f: impl FnMut(&[u8], &[u8]),
+) -> Result<()> {
+    for (start, end) in shard_data_ranges(desc) {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_snapshot(snap);
+        opts.set_iterate_upper_bound(end);
+        let iter = engine.db().iterator_cf_opt(
+            engine.cf(keys::CF_DATA),
+            opts,
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item?;
+            f(&k, &v);
+        }
+    }
+    Ok(())
+}
+
+/// The applied index of this node's replica of `shard` and an xxh3 digest of its
+/// data (keys and value records), read from one RocksDB snapshot. Replicas that
+/// applied the same index must have the same digest.
+pub(crate) fn data_digest(engine: &crate::storage::Engine, shard: ShardId) -> Result<(u64, u64)> {
+    let snap = engine.db().snapshot();
+    let meta = engine.cf(keys::CF_META);
+    let applied = match snap.get_cf(meta, keys::apply_state_key(shard))? {
+        Some(v) => ApplyState::decode(v.as_slice())?.applied_index,
+        None => return Err(Error::Storage(format!("shard {shard}: no apply state"))),
+    };
+    let desc = match snap.get_cf(meta, keys::desc_key(shard))? {
+        Some(v) => ShardDescriptor::decode(v.as_slice())?,
+        None => return Err(Error::Storage(format!("shard {shard}: no descriptor"))),
+    };
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for_each_data_kv(engine, &snap, &desc, |k, v| {
+        h.update(&(k.len() as u64).to_be_bytes());
+        h.update(k);
+        h.update(&(v.len() as u64).to_be_bytes());
+        h.update(v);
+    })?;
+    Ok((applied, h.digest()))
+}
+
 /// A built snapshot: the encoded payload and the state it was taken at.
 pub(crate) struct BuiltSnapshot {
     /// Encoded `SnapshotPayload`.
@@ -48,23 +97,12 @@ pub(crate) fn build(engine: &crate::storage::Engine, shard: ShardId) -> Result<B
         None => return Err(Error::Storage(format!("shard {shard}: no descriptor"))),
     };
     let mut data = Vec::new();
-    for (start, end) in shard_data_ranges(&desc) {
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_snapshot(&snap);
-        opts.set_iterate_upper_bound(end);
-        let iter = db.iterator_cf_opt(
-            engine.cf(keys::CF_DATA),
-            opts,
-            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
-        );
-        for item in iter {
-            let (k, v) = item?;
-            data.push(SnapshotKv {
-                key: k.into_vec().into(),
-                value: v.into_vec().into(),
-            });
-        }
-    }
+    for_each_data_kv(engine, &snap, &desc, |k, v| {
+        data.push(SnapshotKv {
+            key: k.to_vec().into(),
+            value: v.to_vec().into(),
+        })
+    })?;
     let mut dedup = Vec::new();
     let prefix = keys::dedup_prefix(shard);
     let mut opts = rocksdb::ReadOptions::default();

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod procs;
+
 use ctxstore::client::{Client, ClientOptions};
 use ctxstore::node::Node;
 use ctxstore::proto::{ShardStatus, StatusResponse};

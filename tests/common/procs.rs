@@ -1,0 +1,106 @@
+//! Real `ctxd` processes for process-level tests: SIGKILL, SIGSTOP/SIGCONT, restart.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A `ctxd` child process, killed on drop.
+pub struct Ctxd {
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+impl Ctxd {
+    pub fn spawn(args: Vec<String>) -> Ctxd {
+        let child = Command::new(env!("CARGO_BIN_EXE_ctxd"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ctxd");
+        Ctxd {
+            child: Some(child),
+            args,
+        }
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // A stopped process must be continued to die promptly.
+            self.signal("CONT");
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the process is running (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts the process again with the same flags (killing it first if it runs).
+    pub fn restart(&mut self) {
+        self.kill9();
+        *self = Ctxd::spawn(self.args.clone());
+    }
+
+    /// SIGSTOP: the process freezes (timers, network, disk) until `resume`.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let status = Command::new("kill")
+                .args([format!("-{sig}"), c.id().to_string()])
+                .status()
+                .expect("run kill");
+            assert!(status.success(), "kill -{sig} {} failed", c.id());
+        }
+    }
+}
+
+impl Drop for Ctxd {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A loopback port the OS considers free now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Starts `n` `ctxd` processes forming a new cluster (`extra` flags go to each).
+pub fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> (Vec<Ctxd>, Vec<String>) {
+    let addrs: Vec<String> = (0..n)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let initial = ctxstore::config::format_initial_cluster(&addrs);
+    let procs = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut args = vec![
+                "--node-id".into(),
+                (i + 1).to_string(),
+                "--listen".into(),
+                a.clone(),
+                "--data-dir".into(),
+                dir.join(format!("n{}", i + 1)).display().to_string(),
+                "--initial-cluster".into(),
+                initial.clone(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            Ctxd::spawn(args)
+        })
+        .collect();
+    (procs, addrs)
+}
