@@ -142,6 +142,9 @@ async fn ctxctl_exit_codes_and_output() {
             ctxctl(&eps2, &["put", "", "x"]),
             ctxctl(&eps2, &["status"]),
             ctxctl(&format!("127.0.0.1:{}", free_port()), &["get", "k"]),
+            ctxctl(&eps2, &["transfer-leader", "0", "2"]),
+            ctxctl(&eps2, &["transfer-leader", "0", "2", "--shard", "1"]),
+            ctxctl(&eps2, &["member", "--shard", "0", "list"]),
         ]
     })
     .await
@@ -159,4 +162,16 @@ async fn ctxctl_exit_codes_and_output() {
     assert_eq!(results[4].0, 0);
     assert!(results[4].1.contains("leader"), "{}", results[4].1);
     assert_eq!(results[5].0, 3, "{}", results[5].2);
+    // `transfer-leader SHARD NODE` on the meta shard; the shard given twice is refused.
+    assert_eq!(results[6].0, 0, "{}", results[6].2);
+    assert!(results[6].1.contains("requested"), "{}", results[6].1);
+    assert_eq!(results[7].0, 2, "{}", results[7].2);
+    assert_eq!(results[8].0, 0, "{}", results[8].2);
+    assert!(results[8].1.contains("shard 0"), "{}", results[8].1);
+    // The status shows the routing table served by the meta shard.
+    assert!(
+        results[4].1.contains("routing table: version"),
+        "{}",
+        results[4].1
+    );
 }

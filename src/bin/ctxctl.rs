@@ -80,9 +80,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: MemberCmd,
     },
-    /// Hand leadership of a shard (default: shard 1) to its replica on a node.
+    /// Hand leadership of a shard to its replica on a node: `transfer-leader SHARD
+    /// NODE`, or `transfer-leader NODE [--shard S]` (default shard 1; 0 is the meta shard).
     TransferLeader {
-        node_id: u64,
+        /// `[SHARD] NODE`.
+        #[arg(num_args = 1..=2, required = true, value_name = "[SHARD] NODE")]
+        ids: Vec<u64>,
         #[arg(long)]
         shard: Option<u64>,
     },
@@ -333,7 +336,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 print_members(&d);
             }
         },
-        Cmd::TransferLeader { node_id, shard } => {
+        Cmd::TransferLeader { ids, shard } => {
+            let (shard, node_id) = match (ids.as_slice(), shard) {
+                ([s, n], None) => (Some(*s), *n),
+                ([n], shard) => (shard, *n),
+                _ => return Err(Error::invalid(
+                    "shard",
+                    "give the shard either as `transfer-leader SHARD NODE` or as --shard, not both",
+                )),
+            };
             match shard {
                 Some(s) => client.transfer_shard_leader(s, node_id).await?,
                 None => client.transfer_leader(node_id).await?,
