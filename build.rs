@@ -16,5 +16,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     tonic_prost_build::configure().bytes(".").compile_fds(fds)?;
+    // etcd's KV API, client side only, for `ctxctl bench --target etcd`; kept out of
+    // the descriptor set served by reflection.
+    let etcd = "proto/etcd/kv_min.proto";
+    println!("cargo:rerun-if-changed={etcd}");
+    let etcd_fds = protox::compile([etcd], ["proto"])?;
+    tonic_prost_build::configure()
+        .bytes(".")
+        .build_server(false)
+        .compile_fds(etcd_fds)?;
     Ok(())
 }

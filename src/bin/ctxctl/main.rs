@@ -112,9 +112,14 @@ struct BenchArgs {
     /// Number of distinct keys.
     #[arg(long, default_value_t = 10_000)]
     keys: u64,
-    /// put | get | get-stale | mixed (50% put, 50% get).
+    /// put | get | get-stale | mixed (50% put, 50% get) | ycsb-a (50% update) |
+    /// ycsb-b (5% update) | ycsb-c (reads only); keys are chosen uniformly.
     #[arg(long, default_value = "put")]
     workload: String,
+    /// The system under load: `ctxstore`, or `etcd` (a v3 cluster at --endpoints, driven
+    /// over its gRPC KV API with the same closed loop, for side-by-side numbers).
+    #[arg(long, default_value = "ctxstore")]
+    target: String,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -361,190 +366,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 leader.unwrap_or_else(|| "unknown".into())
             );
         }
-        Cmd::Bench(args) => bench::run(client, args).await?,
+        Cmd::Bench(args) => bench::run(client, &cli.endpoints, args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-mod bench {
-    //! `ctxctl bench`: closed-loop load through the bundled client.
-
-    use super::BenchArgs;
-    use ctxstore::client::Client;
-    use ctxstore::Error;
-    use rand::Rng;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
-
-    /// The machine-readable result (`--json`).
-    #[derive(serde::Serialize)]
-    struct Report {
-        workload: String,
-        clients: usize,
-        ops_per_sec: f64,
-        p50_us: u64,
-        p90_us: u64,
-        p99_us: u64,
-        p999_us: u64,
-        errors: u64,
-    }
-
-    #[derive(Clone, Copy, PartialEq)]
-    enum Workload {
-        Put,
-        Get,
-        GetStale,
-        Mixed,
-    }
-
-    pub(super) async fn run(client: Client, a: BenchArgs) -> Result<(), Error> {
-        let workload = match a.workload.as_str() {
-            "put" => Workload::Put,
-            "get" => Workload::Get,
-            "get-stale" => Workload::GetStale,
-            "mixed" => Workload::Mixed,
-            other => {
-                return Err(Error::invalid(
-                    "workload",
-                    format!("`{other}` is not one of put, get, get-stale, mixed"),
-                ))
-            }
-        };
-        if a.clients == 0 || a.keys == 0 {
-            return Err(Error::invalid(
-                "clients",
-                "clients and keys must be greater than 0",
-            ));
-        }
-        let value = bytes::Bytes::from(vec![b'x'; a.value_size]);
-        if workload != Workload::Put {
-            // Reads need something to read.
-            let n = a.keys.min(10_000);
-            eprintln!("bench: preloading {n} keys");
-            let mut tasks = Vec::new();
-            for c in 0..a.clients.min(64) as u64 {
-                let (client, value) = (client.clone(), value.clone());
-                let step = a.clients.min(64) as u64;
-                tasks.push(tokio::spawn(async move {
-                    let mut k = c;
-                    while k < n {
-                        client.put(format!("bench-{k:08}"), value.clone()).await?;
-                        k += step;
-                    }
-                    Ok::<_, Error>(())
-                }));
-            }
-            for t in tasks {
-                t.await.map_err(|e| Error::Internal(e.to_string()))??;
-            }
-        }
-        let keys = if workload == Workload::Put {
-            a.keys
-        } else {
-            a.keys.min(10_000)
-        };
-        let measuring = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let errors = Arc::new(AtomicU64::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..a.clients {
-            let (client, value) = (client.clone(), value.clone());
-            let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let (k, is_put) = {
-                        let mut rng = rand::rng();
-                        let k = format!("bench-{:08}", rng.random_range(0..keys));
-                        let is_put = match workload {
-                            Workload::Put => true,
-                            Workload::Mixed => rng.random_bool(0.5),
-                            _ => false,
-                        };
-                        (k, is_put)
-                    };
-                    let t = Instant::now();
-                    let r = if is_put {
-                        client.put(k, value.clone()).await.map(|_| ())
-                    } else if workload == Workload::GetStale {
-                        client.get_stale(k).await.map(|_| ())
-                    } else {
-                        client.get(k).await.map(|_| ())
-                    };
-                    let us = t.elapsed().as_micros() as u64;
-                    if measuring.load(Ordering::Relaxed) {
-                        match r {
-                            Ok(()) => lat.push(us),
-                            Err(_) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                }
-                lat
-            }));
-        }
-        tokio::time::sleep(a.warmup).await;
-        measuring.store(true, Ordering::Relaxed);
-        let started = Instant::now();
-        let mut next = Duration::from_secs(1);
-        while started.elapsed() < a.duration {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if started.elapsed() >= next {
-                eprint!(
-                    "\rbench: {:>3}s / {}s",
-                    next.as_secs(),
-                    a.duration.as_secs()
-                );
-                next += Duration::from_secs(1);
-            }
-        }
-        measuring.store(false, Ordering::Relaxed);
-        let elapsed = started.elapsed();
-        stop.store(true, Ordering::Relaxed);
-        eprintln!();
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.map_err(|e| Error::Internal(e.to_string()))?);
-        }
-        all.sort_unstable();
-        let pct = |p: f64| -> u64 {
-            if all.is_empty() {
-                return 0;
-            }
-            all[((all.len() as f64 * p) as usize).min(all.len() - 1)]
-        };
-        let ops = all.len() as f64 / elapsed.as_secs_f64();
-        let report = Report {
-            workload: a.workload.clone(),
-            clients: a.clients,
-            ops_per_sec: (ops * 10.0).round() / 10.0,
-            p50_us: pct(0.50),
-            p90_us: pct(0.90),
-            p99_us: pct(0.99),
-            p999_us: pct(0.999),
-            errors: errors.load(Ordering::Relaxed),
-        };
-        println!(
-            "{} clients, {}: {:.0} ops/s  p50 {} us  p90 {} us  p99 {} us  p99.9 {} us  errors {}",
-            report.clients,
-            report.workload,
-            report.ops_per_sec,
-            report.p50_us,
-            report.p90_us,
-            report.p99_us,
-            report.p999_us,
-            report.errors
-        );
-        if a.json {
-            let line = serde_json::to_string(&report)
-                .map_err(|e| Error::Internal(format!("encoding the report: {e}")))?;
-            println!("{line}");
-        }
-        Ok(())
-    }
-}
+mod bench;
 
 fn role_name(r: &Replica) -> &'static str {
     if r.role == ReplicaRole::Voter as i32 {

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Side by side on this machine: a 3-member etcd and a 3-node ctxstore on loopback, both
+# fsyncing before every acknowledgement, driven by the same closed-loop load generator
+# (`ctxctl bench`, `--target etcd` speaks etcd's gRPC KV API). Prints one table with
+# ctxstore/etcd ratios.
+#
+#   scripts/bench-vs-etcd.sh                  # 10 s per measurement
+#   DURATION=30s SHARDS=16 scripts/bench-vs-etcd.sh
+#
+# Installs Debian's etcd-server when `etcd` is missing. Builds ctxstore in release mode
+# (the first build compiles RocksDB: about 30-40 minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-2s}"
+SHARDS="${SHARDS:-8}"
+VALUE_SIZE="${VALUE_SIZE:-1024}"
+
+if ! command -v etcd >/dev/null 2>&1; then
+  echo "installing etcd-server (Debian)" >&2
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctxstore-release}"
+cargo build --release --bin ctxd --bin ctxctl
+BIN="$CARGO_TARGET_DIR/release"
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  # Ask the kernel for a free loopback port (random high port without python3).
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
+    || shuf -i 20000-60000 -n 1
+}
+
+# --- etcd: 3 members ---
+ETCD_CLIENT=() ETCD_PEER=()
+for i in 1 2 3; do ETCD_CLIENT+=("$(free_port)"); ETCD_PEER+=("$(free_port)"); done
+INITIAL=""
+for i in 0 1 2; do INITIAL+="e$((i + 1))=http://127.0.0.1:${ETCD_PEER[$i]},"; done
+INITIAL="${INITIAL%,}"
+for i in 0 1 2; do
+  etcd --name "e$((i + 1))" --data-dir "$WORK/etcd$((i + 1))" \
+    --listen-client-urls "http://127.0.0.1:${ETCD_CLIENT[$i]}" \
+    --advertise-client-urls "http://127.0.0.1:${ETCD_CLIENT[$i]}" \
+    --listen-peer-urls "http://127.0.0.1:${ETCD_PEER[$i]}" \
+    --initial-advertise-peer-urls "http://127.0.0.1:${ETCD_PEER[$i]}" \
+    --initial-cluster "$INITIAL" --initial-cluster-state new \
+    --initial-cluster-token ctxstore-bench --log-level error >"$WORK/etcd$((i + 1)).log" 2>&1 &
+  PIDS+=($!)
+done
+ETCD_EPS="127.0.0.1:${ETCD_CLIENT[0]},127.0.0.1:${ETCD_CLIENT[1]},127.0.0.1:${ETCD_CLIENT[2]}"
+
+# --- ctxstore: 3 ctxd processes ---
+CTX_PORTS=()
+for i in 1 2 3; do CTX_PORTS+=("$(free_port)"); done
+CTX_INITIAL="1=127.0.0.1:${CTX_PORTS[0]},2=127.0.0.1:${CTX_PORTS[1]},3=127.0.0.1:${CTX_PORTS[2]}"
+for i in 0 1 2; do
+  RUST_LOG=warn "$BIN/ctxd" --node-id "$((i + 1))" --listen "127.0.0.1:${CTX_PORTS[$i]}" \
+    --data-dir "$WORK/ctx$((i + 1))" --initial-cluster "$CTX_INITIAL" \
+    --initial-shards "$SHARDS" >"$WORK/ctxd$((i + 1)).log" 2>&1 &
+  PIDS+=($!)
+done
+CTX_EPS="127.0.0.1:${CTX_PORTS[0]},127.0.0.1:${CTX_PORTS[1]},127.0.0.1:${CTX_PORTS[2]}"
+
+wait_ready() { # target endpoints
+  for _ in $(seq 1 120); do
+    if "$BIN/ctxctl" --endpoints "$2" bench --target "$1" --clients 1 --duration 200ms \
+      --warmup 0s --keys 1 --workload put >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "$1 did not become ready; logs in $WORK" >&2
+  return 1
+}
+wait_ready etcd "$ETCD_EPS"
+wait_ready ctxstore "$CTX_EPS"
+
+field() { # json field
+  sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
+}
+
+run() { # target endpoints workload clients
+  "$BIN/ctxctl" --endpoints "$2" bench --target "$1" --workload "$3" --clients "$4" \
+    --duration "$DURATION" --warmup "$WARMUP" --value-size "$VALUE_SIZE" --json 2>/dev/null | tail -n 1
+}
+
+echo
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; ctxstore: 3 nodes, $SHARDS shards; etcd $(etcd --version | head -n 1 | awk '{print $3}'): 3 members; ${VALUE_SIZE} B values, ${DURATION} per row"
+printf '%-10s %7s | %10s %8s %8s | %10s %8s %8s | %7s %9s\n' \
+  workload clients "etcd op/s" "p50 us" "p99 us" "ctx op/s" "p50 us" "p99 us" "ratio" "p99 ratio"
+for row in "put 64" "put 1" "get 64" "get-stale 64" "mixed 64" "ycsb-b 64"; do
+  set -- $row
+  e="$(run etcd "$ETCD_EPS" "$1" "$2")"
+  c="$(run ctxstore "$CTX_EPS" "$1" "$2")"
+  eo="$(field "$e" ops_per_sec)" ep50="$(field "$e" p50_us)" ep99="$(field "$e" p99_us)"
+  co="$(field "$c" ops_per_sec)" cp50="$(field "$c" p50_us)" cp99="$(field "$c" p99_us)"
+  ratio="$(awk -v a="$co" -v b="$eo" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')"
+  p99r="$(awk -v a="$cp99" -v b="$ep99" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')"
+  printf '%-10s %7s | %10s %8s %8s | %10s %8s %8s | %7s %9s\n' \
+    "$1" "$2" "$eo" "$ep50" "$ep99" "$co" "$cp50" "$cp99" "$ratio" "$p99r"
+done
+echo "ratio = ctxstore ops/s / etcd ops/s (higher is better); p99 ratio = ctxstore p99 / etcd p99 (lower is better)"

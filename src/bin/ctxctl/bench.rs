@@ -1,0 +1,259 @@
+//! `ctxctl bench`: closed-loop load through the bundled client (or against etcd with
+//! the same loop, for comparisons).
+
+use super::BenchArgs;
+use ctxstore::client::Client;
+use ctxstore::proto::etcd::kv_client::KvClient as EtcdKv;
+use ctxstore::proto::etcd::{PutRequest as EtcdPut, RangeRequest as EtcdRange};
+use ctxstore::Error;
+use rand::Rng;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// The machine-readable result (`--json`).
+#[derive(serde::Serialize)]
+struct Report {
+    target: String,
+    workload: String,
+    clients: usize,
+    ops_per_sec: f64,
+    p50_us: u64,
+    p90_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+    errors: u64,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Workload {
+    Put,
+    Get,
+    GetStale,
+    /// Share of writes in a read/write mix (reads are linearizable).
+    Mix(f64),
+}
+
+/// The system under load.
+#[derive(Clone)]
+enum Target {
+    Ctxstore(Client),
+    /// One channel per etcd member; client `i` uses member `i % n` (etcd forwards
+    /// writes to its leader itself).
+    Etcd(Vec<Channel>),
+}
+
+impl Target {
+    async fn connect(a: &BenchArgs, client: Client, endpoints: &[String]) -> Result<Target, Error> {
+        match a.target.as_str() {
+            "ctxstore" => Ok(Target::Ctxstore(client)),
+            "etcd" => {
+                let mut chans = Vec::new();
+                for ep in endpoints {
+                    let ch = tonic::transport::Endpoint::from_shared(format!("http://{ep}"))
+                        .map_err(|e| Error::invalid("endpoints", e.to_string()))?
+                        .tcp_nodelay(true)
+                        .connect()
+                        .await
+                        .map_err(|e| Error::Transport(format!("etcd at {ep}: {e}")))?;
+                    chans.push(ch);
+                }
+                Ok(Target::Etcd(chans))
+            }
+            other => Err(Error::invalid(
+                "target",
+                format!("`{other}` is not one of ctxstore, etcd"),
+            )),
+        }
+    }
+
+    async fn put(&self, i: usize, key: String, value: bytes::Bytes) -> Result<(), Error> {
+        match self {
+            Target::Ctxstore(c) => c.put(key, value).await.map(|_| ()),
+            Target::Etcd(chans) => {
+                let req = EtcdPut {
+                    key: key.into_bytes().into(),
+                    value,
+                    ..Default::default()
+                };
+                EtcdKv::new(chans[i % chans.len()].clone())
+                    .put(req)
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| Error::Transport(format!("etcd put: {s}")))
+            }
+        }
+    }
+
+    async fn get(&self, i: usize, key: String, stale: bool) -> Result<(), Error> {
+        match self {
+            Target::Ctxstore(c) if stale => c.get_stale(key).await.map(|_| ()),
+            Target::Ctxstore(c) => c.get(key).await.map(|_| ()),
+            Target::Etcd(chans) => {
+                let req = EtcdRange {
+                    key: key.into_bytes().into(),
+                    serializable: stale,
+                    ..Default::default()
+                };
+                EtcdKv::new(chans[i % chans.len()].clone())
+                    .range(req)
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| Error::Transport(format!("etcd range: {s}")))
+            }
+        }
+    }
+}
+
+pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> Result<(), Error> {
+    let workload = match a.workload.as_str() {
+        "put" => Workload::Put,
+        "get" | "ycsb-c" => Workload::Get,
+        "get-stale" => Workload::GetStale,
+        "mixed" | "ycsb-a" => Workload::Mix(0.5),
+        "ycsb-b" => Workload::Mix(0.05),
+        other => {
+            return Err(Error::invalid(
+                "workload",
+                format!(
+                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c"
+                ),
+            ))
+        }
+    };
+    let target = Target::connect(&a, client, endpoints).await?;
+    if a.clients == 0 || a.keys == 0 {
+        return Err(Error::invalid(
+            "clients",
+            "clients and keys must be greater than 0",
+        ));
+    }
+    let value = bytes::Bytes::from(vec![b'x'; a.value_size]);
+    if workload != Workload::Put {
+        // Reads need something to read.
+        let n = a.keys.min(10_000);
+        eprintln!("bench: preloading {n} keys");
+        let mut tasks = Vec::new();
+        for c in 0..a.clients.min(64) as u64 {
+            let (target, value) = (target.clone(), value.clone());
+            let step = a.clients.min(64) as u64;
+            tasks.push(tokio::spawn(async move {
+                let mut k = c;
+                while k < n {
+                    target
+                        .put(c as usize, format!("bench-{k:08}"), value.clone())
+                        .await?;
+                    k += step;
+                }
+                Ok::<_, Error>(())
+            }));
+        }
+        for t in tasks {
+            t.await.map_err(|e| Error::Internal(e.to_string()))??;
+        }
+    }
+    let keys = if workload == Workload::Put {
+        a.keys
+    } else {
+        a.keys.min(10_000)
+    };
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..a.clients {
+        let (target, value) = (target.clone(), value.clone());
+        let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (k, is_put) = {
+                    let mut rng = rand::rng();
+                    let k = format!("bench-{:08}", rng.random_range(0..keys));
+                    let is_put = match workload {
+                        Workload::Put => true,
+                        Workload::Mix(p) => rng.random_bool(p),
+                        _ => false,
+                    };
+                    (k, is_put)
+                };
+                let t = Instant::now();
+                let r = if is_put {
+                    target.put(i, k, value.clone()).await
+                } else {
+                    target.get(i, k, workload == Workload::GetStale).await
+                };
+                let us = t.elapsed().as_micros() as u64;
+                if measuring.load(Ordering::Relaxed) {
+                    match r {
+                        Ok(()) => lat.push(us),
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(a.warmup).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let mut next = Duration::from_secs(1);
+    while started.elapsed() < a.duration {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if started.elapsed() >= next {
+            eprint!(
+                "\rbench: {:>3}s / {}s",
+                next.as_secs(),
+                a.duration.as_secs()
+            );
+            next += Duration::from_secs(1);
+        }
+    }
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    eprintln!();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.map_err(|e| Error::Internal(e.to_string()))?);
+    }
+    all.sort_unstable();
+    let pct = |p: f64| -> u64 {
+        if all.is_empty() {
+            return 0;
+        }
+        all[((all.len() as f64 * p) as usize).min(all.len() - 1)]
+    };
+    let ops = all.len() as f64 / elapsed.as_secs_f64();
+    let report = Report {
+        target: a.target.clone(),
+        workload: a.workload.clone(),
+        clients: a.clients,
+        ops_per_sec: (ops * 10.0).round() / 10.0,
+        p50_us: pct(0.50),
+        p90_us: pct(0.90),
+        p99_us: pct(0.99),
+        p999_us: pct(0.999),
+        errors: errors.load(Ordering::Relaxed),
+    };
+    println!(
+        "{} clients, {}: {:.0} ops/s  p50 {} us  p90 {} us  p99 {} us  p99.9 {} us  errors {}",
+        report.clients,
+        report.workload,
+        report.ops_per_sec,
+        report.p50_us,
+        report.p90_us,
+        report.p99_us,
+        report.p999_us,
+        report.errors
+    );
+    if a.json {
+        let line = serde_json::to_string(&report)
+            .map_err(|e| Error::Internal(format!("encoding the report: {e}")))?;
+        println!("{line}");
+    }
+    Ok(())
+}
