@@ -311,4 +311,27 @@ mod tests {
         let rec = a.value(&keys::data_key(b"t")).unwrap().unwrap();
         assert_eq!(rec.create_version, 10);
     }
+
+    proptest::proptest! {
+        /// Any bytes that decode as a command apply without panicking, and a replay of
+        /// the same commands on the same state gives the same results (determinism).
+        #[test]
+        fn arbitrary_commands_apply_deterministically(
+            cmds in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96), 1..12)
+        ) {
+            use prost::Message as _;
+            let reader = MapReader::default();
+            let run = || {
+                let mut a = Applier::new(&reader);
+                let mut out = Vec::new();
+                for (i, bytes) in cmds.iter().enumerate() {
+                    if let Ok(cmd) = RaftCommand::decode(bytes.as_slice()) {
+                        out.push(a.apply(10 + i as u64, &cmd, |r| r.to_vec()).map_err(|e| e.to_string()));
+                    }
+                }
+                (out, a.changes.len())
+            };
+            proptest::prop_assert_eq!(run(), run());
+        }
+    }
 }

@@ -34,6 +34,14 @@ impl Ctxd {
         }
     }
 
+    /// Whether the process ended on its own (crashed or exited) since it was started.
+    pub fn exited(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
     /// Whether the process is running (not killed).
     pub fn is_running(&self) -> bool {
         self.child.is_some()

@@ -1,0 +1,364 @@
+//! Bad-input campaign against real `ctxd` processes: every RPC gets random bytes,
+//! bit-flipped valid requests, empty and huge messages, invalid UTF-8 where strings
+//! are expected, wrong shard ids and epochs, truncated client streams and a corrupted
+//! snapshot chunk. Every server must keep running and answering, and the data written
+//! before the campaign must be unchanged. Prints the campaign's table.
+
+mod common;
+
+use common::procs::start_cluster;
+use common::{wait_for, WAIT};
+use ctxstore::client::Client;
+use ctxstore::proto::raft_client::RaftClient;
+use ctxstore::proto::{
+    AddMemberRequest, CompareAndSwapRequest, GetRequest, PutRequest, RaftEnvelope, RequestHeader,
+    ScanRequest, SnapshotChunk,
+};
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::Channel;
+use tonic::Status;
+
+/// Passes message bytes through unchanged, so any bytes can be sent as a request.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
+    }
+}
+
+const UNARY: [&str; 11] = [
+    "/ctxstore.v1.Kv/Get",
+    "/ctxstore.v1.Kv/Put",
+    "/ctxstore.v1.Kv/Delete",
+    "/ctxstore.v1.Kv/CompareAndSwap",
+    "/ctxstore.v1.Kv/Batch",
+    "/ctxstore.v1.Kv/Scan",
+    "/ctxstore.v1.Cluster/Status",
+    "/ctxstore.v1.Cluster/AddMember",
+    "/ctxstore.v1.Cluster/RemoveMember",
+    "/ctxstore.v1.Cluster/GetRoutingTable",
+    "/ctxstore.v1.Cluster/Heartbeat",
+];
+const STREAMING: [&str; 2] = ["/ctxstore.v1.Raft/Send", "/ctxstore.v1.Raft/SendSnapshot"];
+
+/// Outcomes per RPC: (inputs, answered OK, answered with an error status).
+type Table = BTreeMap<String, (u64, u64, u64)>;
+
+async fn unary(ch: &Channel, path: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+    let mut grpc = tonic::client::Grpc::new(ch.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let path =
+        PathAndQuery::try_from(path.to_string()).map_err(|e| Status::internal(e.to_string()))?;
+    let call = grpc.unary(tonic::Request::new(body), path, RawCodec);
+    match tokio::time::timeout(Duration::from_secs(5), call).await {
+        Ok(r) => r.map(|r| r.into_inner()),
+        Err(_) => Err(Status::deadline_exceeded("no answer within 5 s")),
+    }
+}
+
+/// A client stream of `msgs`; with `truncate`, the stream stalls after them and the
+/// call is abandoned (the server sees the stream cut mid-way).
+async fn streaming(
+    ch: &Channel,
+    path: &str,
+    msgs: Vec<Vec<u8>>,
+    truncate: bool,
+) -> Result<(), Status> {
+    let mut grpc = tonic::client::Grpc::new(ch.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let path =
+        PathAndQuery::try_from(path.to_string()).map_err(|e| Status::internal(e.to_string()))?;
+    let items = futures::stream::iter(msgs);
+    let call = if truncate {
+        let s = futures::StreamExt::chain(items, futures::stream::pending());
+        grpc.client_streaming(tonic::Request::new(s), path, RawCodec)
+            .await
+            .map(|_| ())
+    } else {
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            grpc.client_streaming(tonic::Request::new(items), path, RawCodec),
+        );
+        return match stream.await {
+            Ok(r) => r.map(|_| ()),
+            Err(_) => Err(Status::deadline_exceeded("no answer within 5 s")),
+        };
+    };
+    call
+}
+
+fn random_bytes(rng: &mut StdRng, max: usize) -> Vec<u8> {
+    let n = rng.random_range(0..max);
+    (0..n).map(|_| rng.random()).collect()
+}
+
+/// Valid requests for each unary RPC, to be mutated.
+fn seeds() -> BTreeMap<&'static str, Vec<u8>> {
+    let header = Some(RequestHeader {
+        shard_id: 0,
+        conf_ver: 1,
+        ring_ver: 1,
+    });
+    let mut m = BTreeMap::new();
+    m.insert(
+        "/ctxstore.v1.Kv/Get",
+        GetRequest {
+            header,
+            key: b"fuzz-key".to_vec().into(),
+            stale: false,
+        }
+        .encode_to_vec(),
+    );
+    m.insert(
+        "/ctxstore.v1.Kv/Put",
+        PutRequest {
+            header,
+            key: b"fuzz-key".to_vec().into(),
+            value: b"fuzz-value".to_vec().into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    m.insert(
+        "/ctxstore.v1.Kv/CompareAndSwap",
+        CompareAndSwapRequest {
+            header,
+            key: b"fuzz-key".to_vec().into(),
+            expected_version: 3,
+            value: b"v".to_vec().into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    m.insert(
+        "/ctxstore.v1.Kv/Scan",
+        ScanRequest {
+            header,
+            prefix: b"{t}".to_vec().into(),
+            limit: 10,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    m.insert(
+        "/ctxstore.v1.Cluster/AddMember",
+        AddMemberRequest {
+            shard_id: Some(1),
+            node_id: 77,
+            addr: "127.0.0.1:1".into(),
+        }
+        .encode_to_vec(),
+    );
+    m
+}
+
+fn flip_bits(rng: &mut StdRng, mut b: Vec<u8>) -> Vec<u8> {
+    if b.is_empty() {
+        return b;
+    }
+    for _ in 0..rng.random_range(1..4) {
+        let i = rng.random_range(0..b.len());
+        b[i] ^= 1 << rng.random_range(0..8);
+    }
+    if rng.random_bool(0.3) {
+        let cut = rng.random_range(0..b.len());
+        b.truncate(cut);
+    }
+    b
+}
+
+/// The campaign: real processes, a fixed seed (printed), every kind of bad input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
+    let seed: u64 = std::env::var("BAD_INPUT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x00c0_ffee);
+    eprintln!("bad-input campaign seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut procs, addrs) = start_cluster(dir.path(), 3, &["--initial-shards", "4"]);
+    let client = Client::connect(&addrs).await.expect("client");
+    // Data to protect.
+    let mut before = BTreeMap::new();
+    for i in 0..50 {
+        let k = format!("keep-{i:03}");
+        let r = wait_for("a write", WAIT, || {
+            let (c, k) = (client.clone(), k.clone());
+            async move { c.put(k, format!("value-{i}")).await.ok() }
+        })
+        .await;
+        before.insert(k, (format!("value-{i}"), r.version));
+    }
+    let chans: Vec<Channel> = addrs
+        .iter()
+        .map(|a| {
+            tonic::transport::Endpoint::from_shared(format!("http://{a}"))
+                .expect("endpoint")
+                .connect_lazy()
+        })
+        .collect();
+    let mut table: Table = BTreeMap::new();
+    let mut record = |name: &str, ok: bool| {
+        let e = table.entry(name.to_string()).or_default();
+        e.0 += 1;
+        if ok {
+            e.1 += 1;
+        } else {
+            e.2 += 1;
+        }
+    };
+    let seeds = seeds();
+    // 1. Every unary RPC: random bytes, empty, mutated valid requests, a huge message.
+    for path in UNARY {
+        for round in 0..60 {
+            let ch = &chans[round % chans.len()];
+            let body = match round {
+                0 => Vec::new(),
+                1 => vec![0u8; 5 << 20],
+                r if r % 2 == 0 => random_bytes(&mut rng, 256),
+                _ => match seeds.get(path) {
+                    Some(s) => flip_bits(&mut rng, s.clone()),
+                    None => random_bytes(&mut rng, 64),
+                },
+            };
+            let r = unary(ch, path, body).await;
+            record(path, r.is_ok());
+        }
+    }
+    // 2. Invalid UTF-8 in a string field: AddMember.addr (field 3).
+    let mut bad_utf8 = vec![0x08, 0x01, 0x10, 0x05, 0x1a, 0x02, 0xff, 0xfe];
+    for ch in &chans {
+        let r = unary(ch, "/ctxstore.v1.Cluster/AddMember", bad_utf8.clone()).await;
+        record("invalid UTF-8 (AddMember.addr)", r.is_ok());
+        bad_utf8.push(0xc3);
+    }
+    // 3. Wrong shard ids and epochs.
+    for (i, ch) in chans.iter().enumerate() {
+        for (shard, conf_ver, ring_ver) in [(999, 0, 0), (2, 77, 77), (u64::MAX, 1, 1), (3, 0, 9)] {
+            let req = GetRequest {
+                header: Some(RequestHeader {
+                    shard_id: shard,
+                    conf_ver,
+                    ring_ver,
+                }),
+                key: format!("keep-{i:03}").into_bytes().into(),
+                stale: false,
+            };
+            let r = unary(ch, "/ctxstore.v1.Kv/Get", req.encode_to_vec()).await;
+            record("wrong shard / epoch (Kv/Get)", r.is_ok());
+        }
+    }
+    // 4. Streams: random batches, truncated streams, a corrupted snapshot chunk.
+    for path in STREAMING {
+        for round in 0..20 {
+            let ch = &chans[round % chans.len()];
+            let msgs: Vec<Vec<u8>> = (0..rng.random_range(1..4))
+                .map(|_| random_bytes(&mut rng, 512))
+                .collect();
+            let truncate = round % 3 == 0;
+            let r = if truncate {
+                tokio::time::timeout(Duration::from_millis(300), streaming(ch, path, msgs, true))
+                    .await
+                    .unwrap_or(Err(Status::cancelled("abandoned mid-stream")))
+            } else {
+                streaming(ch, path, msgs, false).await
+            };
+            record(path, r.is_ok());
+        }
+    }
+    for ch in &chans {
+        let chunk = SnapshotChunk {
+            envelope: Some(RaftEnvelope {
+                shard_id: 1,
+                from_node: 2,
+                to_node: 1,
+                message: random_bytes(&mut rng, 128).into(),
+            }),
+            from_addr: "127.0.0.1:1".into(),
+            data: random_bytes(&mut rng, 4096).into(),
+            last: true,
+            checksum: 12345,
+        };
+        let r = RaftClient::new(ch.clone())
+            .send_snapshot(futures::stream::iter(vec![chunk]))
+            .await;
+        record("corrupted snapshot chunk", r.is_ok());
+    }
+    // Every process is alive and serving, and the protected data is unchanged.
+    let mut crashes = 0;
+    for p in procs.iter_mut() {
+        if p.exited() {
+            crashes += 1;
+        }
+    }
+    let mut changed = Vec::new();
+    for (k, (v, version)) in &before {
+        let got = wait_for("a read after the campaign", WAIT, || {
+            let (c, k) = (client.clone(), k.clone());
+            async move { c.get(k).await.ok() }
+        })
+        .await;
+        match got {
+            Some(kv) if kv.value.as_ref() == v.as_bytes() && kv.version == *version => {}
+            other => changed.push(format!("{k}: {other:?}")),
+        }
+    }
+    eprintln!("{:<40} {:>7} {:>6} {:>7}", "input", "tried", "ok", "errors");
+    let mut total = 0;
+    for (name, (n, ok, err)) in &table {
+        total += n;
+        eprintln!("{name:<40} {n:>7} {ok:>6} {err:>7}");
+    }
+    eprintln!(
+        "inputs tried: {total}; server crashes: {crashes}; protected keys changed: {}",
+        changed.len()
+    );
+    assert_eq!(crashes, 0, "a server process died");
+    assert!(changed.is_empty(), "data changed: {changed:?}");
+    // The servers still serve.
+    client.put("after-campaign", "ok").await.expect("put after");
+    for a in &addrs {
+        client
+            .node_status(a)
+            .await
+            .expect("status after the campaign");
+    }
+}
