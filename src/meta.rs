@@ -480,9 +480,21 @@ pub(crate) async fn call_meta(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result<Routin
     Err(last_err)
 }
 
-/// `Cluster.GetRoutingTable` on any node.
+/// How long `GetRoutingTable` waits for the meta leader before answering from the
+/// node's copy (below the client's 1 s per-node refresh timeout).
+const FORWARD_BUDGET: Duration = Duration::from_millis(800);
+
+/// `Cluster.GetRoutingTable` on any node: asks the meta leader within
+/// `FORWARD_BUDGET`, then falls back to the node's last copy.
 pub(crate) async fn routing_table_any(ctx: &NodeCtx) -> Result<RoutingTable> {
-    match call_meta(ctx, NodeHeartbeat::default()).await {
+    let asked = tokio::time::timeout(FORWARD_BUDGET, call_meta(ctx, NodeHeartbeat::default()));
+    let answer = asked.await.unwrap_or_else(|_| {
+        Err(Error::ShardUnavailable {
+            shard: META_SHARD,
+            reason: "the meta leader did not answer in time".into(),
+        })
+    });
+    match answer {
         Ok(t) => Ok(t),
         Err(e) => {
             let cached = ctx.meta.cached.read().ok().and_then(|c| c.clone());
