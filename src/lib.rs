@@ -17,6 +17,7 @@
 //! - `ring`: the consistent-hash ring that will place keys on shards (sharding).
 //! - [`error`] and `status`: one error type; the single mapping to and from gRPC.
 
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod dev;

@@ -1,0 +1,609 @@
+//! Jepsen-style fault campaigns: concurrent clients record a history of gets, puts,
+//! deletes and compare-and-swaps on a few colliding keys while a nemesis injects
+//! faults; afterwards everything is healed, every replica of every shard must hold
+//! the same data, and the whole history (with final reads) must be linearizable per
+//! key (`ctxstore::check`).
+//!
+//! CI runs a short campaign. A longer one (see `scripts/jepsen.sh`):
+//! `JEPSEN_RUNS=10 JEPSEN_SECS=60 cargo nextest run --test jepsen --no-capture`.
+//! `JEPSEN_SEED` replays a run (each run prints its seed).
+//!
+//! Two clusters are attacked:
+//! - in-process (5 nodes, 4 shards): node crashes, crashes of a shard's leader,
+//!   isolation of one node, majority/minority splits, "bridge" partitions (through
+//!   the transport's `MessageFilter` seam, which cuts Raft traffic), leader transfers
+//!   and whole-cluster restarts; every other run serves reads from leader leases;
+//! - real `ctxd` processes (3 nodes, 4 shards): `kill -9` of a node or of a shard's
+//!   leader, and SIGSTOP/SIGCONT pauses longer than the election timeout.
+
+mod common;
+
+use common::procs::{start_cluster, Ctxd};
+use common::{wait_for, TestCluster, WAIT};
+use ctxstore::check::{check_history, History, OpKind, Outcome, Output, Recorder, Verdict};
+use ctxstore::client::{Client, ClientOptions};
+use ctxstore::{Error, MessageFilter, NodeId};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Campaign size: runs × seconds, from the environment (defaults: CI's short run).
+struct Settings {
+    runs: u64,
+    secs: u64,
+    seed: u64,
+    clients: u64,
+    keys: usize,
+}
+
+impl Settings {
+    fn from_env(default_runs: u64, default_secs: u64) -> Settings {
+        let var = |name: &str, default: u64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let seed = var(
+            "JEPSEN_SEED",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
+        );
+        Settings {
+            runs: var("JEPSEN_RUNS", default_runs),
+            secs: var("JEPSEN_SECS", default_secs),
+            seed,
+            clients: var("JEPSEN_CLIENTS", 10),
+            keys: var("JEPSEN_KEYS", 6) as usize,
+        }
+    }
+}
+
+/// Blocks Raft traffic on the listed directed links.
+struct Net {
+    blocked: HashSet<(u64, u64)>,
+}
+
+impl MessageFilter for Net {
+    fn allow(&self, from: NodeId, to: NodeId) -> bool {
+        !self.blocked.contains(&(from.0, to.0))
+    }
+}
+
+/// A partition into groups that cannot talk to each other; `bridge` (if any) talks to
+/// every group.
+fn partition(groups: &[Vec<u64>], bridge: Option<u64>) -> Net {
+    let mut blocked = HashSet::new();
+    for (i, a) in groups.iter().enumerate() {
+        for (j, b) in groups.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            for x in a {
+                for y in b {
+                    if Some(*x) != bridge && Some(*y) != bridge {
+                        blocked.insert((*x, *y));
+                    }
+                }
+            }
+        }
+    }
+    Net { blocked }
+}
+
+/// The operations one client runs until `stop`, recorded into `rec`.
+async fn client_loop(
+    id: u64,
+    client: Client,
+    keys: Arc<Vec<String>>,
+    rec: Recorder,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+) {
+    let mut rng = StdRng::seed_from_u64(seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    while !stop.load(Ordering::Relaxed) {
+        let key = keys[rng.random_range(0..keys.len())].clone();
+        let dice = rng.random_range(0..10);
+        if dice < 4 {
+            get(id, &client, &key, &rec).await;
+        } else if dice < 7 {
+            let value = rec.unique_value(id);
+            let op = rec.invoke(id, key.as_bytes(), OpKind::Put(value.clone()));
+            match client.put(key.clone(), value).await {
+                Ok(_) => rec.ok(op, Output::Ack),
+                Err(_) => rec.unknown(op),
+            };
+        } else if dice < 9 {
+            // Read the version, then swap on it. Written values are unique, so
+            // "still at that version" is "still holds that value" (or still absent).
+            let Some((expected, version)) = get(id, &client, &key, &rec).await else {
+                continue;
+            };
+            let value = rec.unique_value(id);
+            let kind = OpKind::Cas {
+                expected,
+                new: Some(value.clone()),
+            };
+            let op = rec.invoke(id, key.as_bytes(), kind);
+            match client.compare_and_swap(key.clone(), version, value).await {
+                Ok(_) => rec.ok(op, Output::Cas(true)),
+                Err(Error::VersionMismatch { .. }) => rec.ok(op, Output::Cas(false)),
+                Err(_) => rec.unknown(op),
+            };
+        } else {
+            let op = rec.invoke(id, key.as_bytes(), OpKind::Delete);
+            match client.delete(key.clone()).await {
+                Ok(_) => rec.ok(op, Output::Ack),
+                Err(_) => rec.unknown(op),
+            };
+        }
+    }
+}
+
+/// A recorded linearizable get; returns the value and version seen.
+async fn get(
+    id: u64,
+    client: &Client,
+    key: &str,
+    rec: &Recorder,
+) -> Option<(Option<Vec<u8>>, u64)> {
+    let op = rec.invoke(id, key.as_bytes(), OpKind::Get);
+    match client.get(key.to_string()).await {
+        Ok(kv) => {
+            let seen = kv.as_ref().map(|kv| kv.value.to_vec());
+            rec.ok(op, Output::Get(seen.clone()));
+            Some((seen, kv.map_or(0, |kv| kv.version)))
+        }
+        // A failed read changed nothing.
+        Err(_) => {
+            rec.failed(op);
+            None
+        }
+    }
+}
+
+/// Checks a history; on a violation writes it as JSON and fails.
+fn judge(history: &History, label: &str, seed: u64) -> usize {
+    let result = check_history(history);
+    let mut undecided = 0;
+    for k in &result.keys {
+        if let Verdict::Unknown { reason } = &k.verdict {
+            undecided += 1;
+            eprintln!(
+                "{label}: key {} undecided: {reason}",
+                String::from_utf8_lossy(&k.key)
+            );
+        }
+    }
+    let bad: Vec<String> = result
+        .violations()
+        .map(|k| {
+            let why = match &k.verdict {
+                Verdict::NotLinearizable(v) => v.explanation.clone(),
+                Verdict::Malformed { reason, .. } => reason.clone(),
+                _ => String::new(),
+            };
+            format!("key {}: {why}", String::from_utf8_lossy(&k.key))
+        })
+        .collect();
+    if !bad.is_empty() {
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("jepsen-{label}-{seed}.json"));
+        let saved = history.to_json_file(&path);
+        panic!(
+            "{label} (seed {seed}): history is not linearizable; history saved to {} ({saved:?}):\n{}",
+            path.display(),
+            bad.join("\n")
+        );
+    }
+    assert!(
+        undecided * 2 <= result.keys.len(),
+        "{label}: the checker decided too few keys ({undecided} of {} undecided)",
+        result.keys.len()
+    );
+    // Control: the same history with one read changed to a value nobody wrote must be
+    // judged not linearizable (the check above is not vacuous).
+    let mut corrupt = history.clone();
+    let read = corrupt.ops.iter_mut().rev().find(|op| {
+        matches!(
+            op.outcome,
+            Outcome::Ok {
+                output: Output::Get(_),
+                ..
+            }
+        )
+    });
+    if let Some(op) = read {
+        if let Outcome::Ok { output, .. } = &mut op.outcome {
+            *output = Output::Get(Some(b"never-written".to_vec()));
+        }
+        assert!(
+            !check_history(&corrupt).is_linearizable(),
+            "{label}: a corrupted read went unnoticed"
+        );
+    }
+    result.ops_checked
+}
+
+/// Faults the in-process nemesis injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Fault {
+    KillNode,
+    KillShardLeader,
+    IsolateNode,
+    MajorityMinority,
+    Bridge,
+    TransferLeader,
+    RestartCluster,
+}
+
+const ALL_FAULTS: [Fault; 7] = [
+    Fault::KillNode,
+    Fault::KillShardLeader,
+    Fault::IsolateNode,
+    Fault::MajorityMinority,
+    Fault::Bridge,
+    Fault::TransferLeader,
+    Fault::RestartCluster,
+];
+
+/// Node index leading `shard`, if any node says so.
+async fn leader_of(cluster: &TestCluster, shard: u64) -> Option<usize> {
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        let Some(n) = n else { continue };
+        if common::shard(&n.status().await, shard).is_some_and(|s| s.role == "leader") {
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn set_filter(cluster: &TestCluster, f: Option<Arc<dyn MessageFilter>>) {
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(f.clone());
+    }
+}
+
+/// Injects one fault, holds it, and heals it.
+async fn inject(cluster: &mut TestCluster, fault: Fault, rng: &mut StdRng, client: &Client) {
+    let n = cluster.nodes.len();
+    let hold = Duration::from_millis(rng.random_range(400..1500));
+    let mut ids: Vec<u64> = (1..=n as u64).collect();
+    ids.shuffle(rng);
+    match fault {
+        Fault::KillNode | Fault::KillShardLeader => {
+            let victim = if fault == Fault::KillShardLeader {
+                let shard = rng.random_range(1..=4);
+                leader_of(cluster, shard).await
+            } else {
+                None
+            }
+            .unwrap_or((ids[0] - 1) as usize);
+            cluster.stop(victim).await;
+            tokio::time::sleep(hold).await;
+            cluster.restart(victim).await;
+        }
+        Fault::IsolateNode => {
+            let rest: Vec<u64> = ids[1..].to_vec();
+            set_filter(
+                cluster,
+                Some(Arc::new(partition(&[vec![ids[0]], rest], None))),
+            );
+            tokio::time::sleep(hold).await;
+            set_filter(cluster, None);
+        }
+        Fault::MajorityMinority => {
+            let minority = ids[..n / 2].to_vec();
+            let majority = ids[n / 2..].to_vec();
+            set_filter(
+                cluster,
+                Some(Arc::new(partition(&[minority, majority], None))),
+            );
+            tokio::time::sleep(hold).await;
+            set_filter(cluster, None);
+        }
+        Fault::Bridge => {
+            // Two halves that both see the bridge node, but not each other.
+            let bridge = ids[0];
+            let half = (n - 1) / 2;
+            let a = ids[1..=half].to_vec();
+            let b = ids[half + 1..].to_vec();
+            set_filter(
+                cluster,
+                Some(Arc::new(partition(&[a, b, vec![bridge]], Some(bridge)))),
+            );
+            tokio::time::sleep(hold).await;
+            set_filter(cluster, None);
+        }
+        Fault::TransferLeader => {
+            let shard = rng.random_range(1..=4);
+            // Any replica; an error (not hosted, no leader) is part of the chaos.
+            let _ = client.transfer_shard_leader(shard, ids[0]).await;
+            tokio::time::sleep(hold).await;
+        }
+        Fault::RestartCluster => {
+            for i in 0..n {
+                cluster.stop(i).await;
+            }
+            let restarts = (0..n).map(|i| {
+                let cfg = cluster.configs[i].clone();
+                async move {
+                    let l = tokio::net::TcpListener::bind(&cfg.listen)
+                        .await
+                        .expect("rebind");
+                    ctxstore::node::Node::start_with_listener(cfg, l)
+                        .await
+                        .expect("restart")
+                }
+            });
+            let nodes = futures::future::join_all(restarts).await;
+            for (i, node) in nodes.into_iter().enumerate() {
+                cluster.nodes[i] = Some(node);
+            }
+        }
+    }
+}
+
+/// After healing: every replica of every shard applied the same index and holds the
+/// same data.
+async fn assert_replicas_agree(cluster: &TestCluster) {
+    cluster.wait_converged_all().await;
+    wait_for(
+        "every replica of every shard to hold the same data",
+        WAIT,
+        || async {
+            let mut per_shard: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+            for n in cluster.nodes.iter().flatten() {
+                for (shard, d) in n.shard_digests().ok()? {
+                    per_shard.entry(shard).or_default().push(d);
+                }
+            }
+            per_shard
+                .values()
+                .all(|ds| ds.windows(2).all(|w| w[0] == w[1]))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// In-process campaign: all fault kinds, 5 nodes, 4 shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_campaign_is_linearizable() {
+    let s = Settings::from_env(2, 12);
+    let mut injected: BTreeMap<Fault, usize> = BTreeMap::new();
+    let mut checked = 0;
+    for run in 0..s.runs {
+        let seed = s.seed.wrapping_add(run);
+        // Every other run serves linearizable reads from leader leases.
+        let lease_reads = run % 2 == 1;
+        eprintln!(
+            "jepsen in-process run {run}: seed {seed} ({} s, lease reads: {lease_reads})",
+            s.secs
+        );
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut cluster = TestCluster::start_with(5, |c| {
+            c.initial_shards = 4;
+            c.raft.lease_reads = lease_reads;
+        })
+        .await;
+        cluster.wait_all_leaders().await;
+        let opts = ClientOptions {
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let keys: Arc<Vec<String>> = Arc::new((0..s.keys).map(|i| format!("jk{i}")).collect());
+        let rec = Recorder::new();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for c in 0..s.clients {
+            let client = Client::connect_with(&cluster.addrs(), opts.clone())
+                .await
+                .expect("client");
+            workers.push(tokio::spawn(client_loop(
+                c,
+                client,
+                keys.clone(),
+                rec.clone(),
+                stop.clone(),
+                seed,
+            )));
+        }
+        let admin = Client::connect_with(&cluster.addrs(), opts.clone())
+            .await
+            .expect("client");
+        // Every kind once in a shuffled order, then random ones until time is up.
+        let mut plan = ALL_FAULTS.to_vec();
+        plan.shuffle(&mut rng);
+        let end = Instant::now() + Duration::from_secs(s.secs);
+        let mut step = 0;
+        while step < plan.len() || Instant::now() < end {
+            let fault = plan
+                .get(step)
+                .copied()
+                .unwrap_or_else(|| ALL_FAULTS[rng.random_range(0..ALL_FAULTS.len())]);
+            step += 1;
+            inject(&mut cluster, fault, &mut rng, &admin).await;
+            *injected.entry(fault).or_default() += 1;
+            // Let the cluster serve between faults.
+            tokio::time::sleep(Duration::from_millis(rng.random_range(200..800))).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.await.expect("client task");
+        }
+        set_filter(&cluster, None);
+        cluster.wait_all_leaders().await;
+        // Final reads (recorded) after healing: a lost acknowledged write shows up
+        // as a read the history cannot explain.
+        let reader = cluster.client().await;
+        for k in keys.iter() {
+            wait_for("a final read", WAIT, || get(999, &reader, k, &rec)).await;
+        }
+        assert_replicas_agree(&cluster).await;
+        let history = rec.history();
+        let n = judge(&history, "in-process", seed);
+        eprintln!(
+            "run {run}: {} ops recorded, {n} checked, linearizable",
+            history.len()
+        );
+        checked += n;
+        cluster.shutdown().await;
+    }
+    eprintln!("faults injected: {injected:?}; ops checked: {checked}");
+    for f in ALL_FAULTS {
+        assert!(
+            injected.get(&f).is_some_and(|c| *c > 0),
+            "{f:?} never injected"
+        );
+    }
+    assert!(
+        checked >= 100 * s.runs as usize,
+        "too few operations checked: {checked}"
+    );
+}
+
+/// Faults the process nemesis injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum ProcFault {
+    Kill9Node,
+    Kill9ShardLeader,
+    Pause,
+}
+
+const PROC_FAULTS: [ProcFault; 3] = [
+    ProcFault::Kill9Node,
+    ProcFault::Kill9ShardLeader,
+    ProcFault::Pause,
+];
+
+async fn proc_leader_of(
+    client: &Client,
+    addrs: &[String],
+    procs: &[Ctxd],
+    shard: u64,
+) -> Option<usize> {
+    for (i, a) in addrs.iter().enumerate() {
+        if !procs[i].is_running() {
+            continue;
+        }
+        if let Ok(s) = client.node_status(a).await {
+            if common::shard(&s, shard).is_some_and(|s| s.role == "leader") {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
+/// Process campaign: `kill -9` and SIGSTOP/SIGCONT of real `ctxd` processes
+/// (default timing: 100 ms ticks, elections after 1–2 s; pauses last 2.5–3.5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_campaign_is_linearizable() {
+    let s = Settings::from_env(1, 15);
+    let mut injected: BTreeMap<ProcFault, usize> = BTreeMap::new();
+    let mut checked = 0;
+    for run in 0..s.runs {
+        let seed = s.seed.wrapping_add(run);
+        eprintln!("jepsen process run {run}: seed {seed} ({} s)", s.secs);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut procs, addrs) = start_cluster(dir.path(), 3, &["--initial-shards", "4"]);
+        let opts = ClientOptions {
+            timeout: Duration::from_secs(3),
+            ..Default::default()
+        };
+        let admin = Client::connect_with(&addrs, opts.clone())
+            .await
+            .expect("client");
+        wait_for("every shard to have a leader", WAIT, || async {
+            for shard in 0..=4 {
+                proc_leader_of(&admin, &addrs, &procs, shard).await?;
+            }
+            Some(())
+        })
+        .await;
+        let keys: Arc<Vec<String>> = Arc::new((0..s.keys).map(|i| format!("pk{i}")).collect());
+        let rec = Recorder::new();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for c in 0..s.clients {
+            let client = Client::connect_with(&addrs, opts.clone())
+                .await
+                .expect("client");
+            workers.push(tokio::spawn(client_loop(
+                c,
+                client,
+                keys.clone(),
+                rec.clone(),
+                stop.clone(),
+                seed,
+            )));
+        }
+        let mut plan = PROC_FAULTS.to_vec();
+        plan.shuffle(&mut rng);
+        let end = Instant::now() + Duration::from_secs(s.secs);
+        let mut step = 0;
+        while step < plan.len() || Instant::now() < end {
+            let fault = plan
+                .get(step)
+                .copied()
+                .unwrap_or_else(|| PROC_FAULTS[rng.random_range(0..PROC_FAULTS.len())]);
+            step += 1;
+            let random = rng.random_range(0..procs.len());
+            match fault {
+                ProcFault::Kill9Node | ProcFault::Kill9ShardLeader => {
+                    let victim = if fault == ProcFault::Kill9ShardLeader {
+                        let shard = rng.random_range(1..=4);
+                        proc_leader_of(&admin, &addrs, &procs, shard).await
+                    } else {
+                        None
+                    }
+                    .unwrap_or(random);
+                    procs[victim].kill9();
+                    tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+                    procs[victim].restart();
+                }
+                ProcFault::Pause => {
+                    procs[random].pause();
+                    tokio::time::sleep(Duration::from_millis(rng.random_range(2500..3500))).await;
+                    procs[random].resume();
+                }
+            }
+            *injected.entry(fault).or_default() += 1;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.await.expect("client task");
+        }
+        let reader = Client::connect(&addrs).await.expect("client");
+        for k in keys.iter() {
+            wait_for("a final read", WAIT, || get(999, &reader, k, &rec)).await;
+        }
+        let history = rec.history();
+        let n = judge(&history, "process", seed);
+        eprintln!(
+            "run {run}: {} ops recorded, {n} checked, linearizable",
+            history.len()
+        );
+        checked += n;
+        drop(procs);
+    }
+    eprintln!("faults injected: {injected:?}; ops checked: {checked}");
+    for f in PROC_FAULTS {
+        assert!(
+            injected.get(&f).is_some_and(|c| *c > 0),
+            "{f:?} never injected"
+        );
+    }
+    assert!(
+        checked >= 100 * s.runs as usize,
+        "too few operations checked: {checked}"
+    );
+}
