@@ -4,8 +4,9 @@
 # (`ctxctl bench`, `--target etcd` speaks etcd's gRPC KV API). Prints one table with
 # ctxstore/etcd ratios.
 #
-#   scripts/bench-vs-etcd.sh                  # 10 s per measurement
-#   DURATION=30s SHARDS=16 scripts/bench-vs-etcd.sh
+#   scripts/bench-vs-etcd.sh                  # 10 s per measurement, ctxstore with 1 shard
+#   DURATION=30s SHARDS=8 scripts/bench-vs-etcd.sh
+#   SCALING=0 ...                             # skip the scaling table (shards 1/4/16, clients 1-256)
 #
 # Installs Debian's etcd-server when `etcd` is missing. Builds ctxstore in release mode
 # (the first build compiles RocksDB: about 30-40 minutes on 2 cores).
@@ -15,7 +16,7 @@ scripts/setup.sh
 
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
-SHARDS="${SHARDS:-8}"
+SHARDS="${SHARDS:-1}"
 VALUE_SIZE="${VALUE_SIZE:-1024}"
 
 if ! command -v etcd >/dev/null 2>&1; then
@@ -63,17 +64,29 @@ for i in 0 1 2; do
 done
 ETCD_EPS="127.0.0.1:${ETCD_CLIENT[0]},127.0.0.1:${ETCD_CLIENT[1]},127.0.0.1:${ETCD_CLIENT[2]}"
 
-# --- ctxstore: 3 ctxd processes ---
-CTX_PORTS=()
-for i in 1 2 3; do CTX_PORTS+=("$(free_port)"); done
-CTX_INITIAL="1=127.0.0.1:${CTX_PORTS[0]},2=127.0.0.1:${CTX_PORTS[1]},3=127.0.0.1:${CTX_PORTS[2]}"
-for i in 0 1 2; do
-  RUST_LOG=warn "$BIN/ctxd" --node-id "$((i + 1))" --listen "127.0.0.1:${CTX_PORTS[$i]}" \
-    --data-dir "$WORK/ctx$((i + 1))" --initial-cluster "$CTX_INITIAL" \
-    --initial-shards "$SHARDS" >"$WORK/ctxd$((i + 1)).log" 2>&1 &
-  PIDS+=($!)
-done
-CTX_EPS="127.0.0.1:${CTX_PORTS[0]},127.0.0.1:${CTX_PORTS[1]},127.0.0.1:${CTX_PORTS[2]}"
+# --- ctxstore: 3 ctxd processes (restarted with another shard count for scaling) ---
+CTX_PIDS=()
+CTX_EPS=""
+start_ctx() { # shards
+  local dir="$WORK/ctx-$1" ports=() initial="" i
+  for i in 1 2 3; do ports+=("$(free_port)"); done
+  initial="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}"
+  mkdir -p "$dir"
+  CTX_PIDS=()
+  for i in 0 1 2; do
+    RUST_LOG=warn "$BIN/ctxd" --node-id "$((i + 1))" --listen "127.0.0.1:${ports[$i]}" \
+      --data-dir "$dir/n$((i + 1))" --initial-cluster "$initial" \
+      --initial-shards "$1" >"$dir-n$((i + 1)).log" 2>&1 &
+    CTX_PIDS+=($!)
+    PIDS+=($!)
+  done
+  CTX_EPS="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
+  wait_ready ctxstore "$CTX_EPS"
+}
+stop_ctx() {
+  for p in "${CTX_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${CTX_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
 
 wait_ready() { # target endpoints
   for _ in $(seq 1 120); do
@@ -87,7 +100,7 @@ wait_ready() { # target endpoints
   return 1
 }
 wait_ready etcd "$ETCD_EPS"
-wait_ready ctxstore "$CTX_EPS"
+start_ctx "$SHARDS"
 
 field() { # json field
   sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
@@ -114,3 +127,19 @@ for row in "put 64" "put 1" "get 64" "get-stale 64" "mixed 64" "ycsb-b 64"; do
     "$1" "$2" "$eo" "$ep50" "$ep99" "$co" "$cp50" "$cp99" "$ratio" "$p99r"
 done
 echo "ratio = ctxstore ops/s / etcd ops/s (higher is better); p99 ratio = ctxstore p99 / etcd p99 (lower is better)"
+
+if [ "${SCALING:-1}" = 1 ]; then
+  echo
+  echo "ctxstore scaling (puts, ${VALUE_SIZE} B values, ${DURATION} per row)"
+  printf '%-8s %8s | %10s %8s %8s\n' shards clients "op/s" "p50 us" "p99 us"
+  for c in 1 16 64 256; do
+    r="$(run ctxstore "$CTX_EPS" put "$c")"
+    printf '%-8s %8s | %10s %8s %8s\n' "$SHARDS" "$c" "$(field "$r" ops_per_sec)" "$(field "$r" p50_us)" "$(field "$r" p99_us)"
+  done
+  for sh in 4 16; do
+    stop_ctx
+    start_ctx "$sh"
+    r="$(run ctxstore "$CTX_EPS" put 64)"
+    printf '%-8s %8s | %10s %8s %8s\n' "$sh" 64 "$(field "$r" ops_per_sec)" "$(field "$r" p50_us)" "$(field "$r" p99_us)"
+  done
+fi

@@ -60,6 +60,11 @@ pub struct RaftConfig {
     /// Move leadership of a shard back to its preferred (first) replica when this node
     /// leads more than its share of its replicas' shards (default true).
     pub leader_balance: bool,
+    /// Serve linearizable reads from the leader's lease instead of a ReadIndex quorum
+    /// round (default false). Safe only while clock drift between nodes stays well
+    /// below the election timeout: with `check_quorum`, a leader steps down and its
+    /// followers refuse votes within one election timeout of losing contact.
+    pub lease_reads: bool,
 }
 
 /// Request limits (DESIGN §5); breaking one is `ResourceExhausted` naming the limit.
@@ -104,6 +109,7 @@ impl Default for RaftConfig {
             log_gc_threshold: 10_000,
             log_gc_keep: 1_000,
             leader_balance: true,
+            lease_reads: false,
         }
     }
 }

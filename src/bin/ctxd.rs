@@ -53,6 +53,10 @@ struct ServerArgs {
     /// Data shards a brand-new cluster creates (all initial members must agree).
     #[arg(long)]
     initial_shards: Option<u64>,
+    /// Serve linearizable reads from the leader's lease (`raft.lease-reads`; see
+    /// docs/operations.md for when that is safe).
+    #[arg(long)]
+    lease_reads: bool,
 }
 
 #[derive(Args)]
@@ -127,6 +131,9 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = a.initial_shards {
         cfg.initial_shards = v;
+    }
+    if a.lease_reads {
+        cfg.raft.lease_reads = true;
     }
     let node = Node::start(cfg).await?;
     eprintln!("ctxd: node {} serving on {}", node.id(), node.addr());

@@ -243,6 +243,11 @@ impl Peer {
             max_uncommitted_size: rc.max_uncommitted_size,
             check_quorum: true,
             pre_vote: true,
+            read_only_option: if rc.lease_reads {
+                raft::ReadOnlyOption::LeaseBased
+            } else {
+                raft::ReadOnlyOption::Safe
+            },
             ..Default::default()
         };
         cfg.validate()?;
