@@ -230,6 +230,66 @@ fn judge(history: &History, label: &str, seed: u64) -> usize {
     result.ops_checked
 }
 
+/// The recording clients of one run.
+struct Workers {
+    rec: Recorder,
+    keys: Arc<Vec<String>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `s.clients` clients over `addrs`, each on its own connection.
+    async fn start(
+        s: &Settings,
+        addrs: &[String],
+        opts: &ClientOptions,
+        prefix: &str,
+        seed: u64,
+    ) -> Workers {
+        let keys: Arc<Vec<String>> =
+            Arc::new((0..s.keys).map(|i| format!("{prefix}{i}")).collect());
+        let rec = Recorder::new();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for c in 0..s.clients {
+            let client = Client::connect_with(addrs, opts.clone())
+                .await
+                .expect("client");
+            tasks.push(tokio::spawn(client_loop(
+                c,
+                client,
+                keys.clone(),
+                rec.clone(),
+                stop.clone(),
+                seed,
+            )));
+        }
+        Workers {
+            rec,
+            keys,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Stops the clients and waits for their last operations.
+    async fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks.drain(..) {
+            t.await.expect("client task");
+        }
+    }
+
+    /// Reads every key once more (recorded) through `reader`, after healing: a lost
+    /// acknowledged write shows up as a read the history cannot explain.
+    async fn final_reads(&self, reader: &Client) {
+        for k in self.keys.iter() {
+            wait_for("a final read", WAIT, || get(999, reader, k, &self.rec)).await;
+        }
+    }
+}
+
 /// Faults the in-process nemesis injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Fault {
@@ -397,23 +457,7 @@ async fn in_process_campaign_is_linearizable() {
             timeout: Duration::from_secs(2),
             ..Default::default()
         };
-        let keys: Arc<Vec<String>> = Arc::new((0..s.keys).map(|i| format!("jk{i}")).collect());
-        let rec = Recorder::new();
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut workers = Vec::new();
-        for c in 0..s.clients {
-            let client = Client::connect_with(&cluster.addrs(), opts.clone())
-                .await
-                .expect("client");
-            workers.push(tokio::spawn(client_loop(
-                c,
-                client,
-                keys.clone(),
-                rec.clone(),
-                stop.clone(),
-                seed,
-            )));
-        }
+        let mut workers = Workers::start(&s, &cluster.addrs(), &opts, "jk", seed).await;
         let admin = Client::connect_with(&cluster.addrs(), opts.clone())
             .await
             .expect("client");
@@ -433,20 +477,12 @@ async fn in_process_campaign_is_linearizable() {
             // Let the cluster serve between faults.
             tokio::time::sleep(Duration::from_millis(rng.random_range(200..800))).await;
         }
-        stop.store(true, Ordering::Relaxed);
-        for w in workers {
-            w.await.expect("client task");
-        }
+        workers.stop().await;
         set_filter(&cluster, None);
         cluster.wait_all_leaders().await;
-        // Final reads (recorded) after healing: a lost acknowledged write shows up
-        // as a read the history cannot explain.
-        let reader = cluster.client().await;
-        for k in keys.iter() {
-            wait_for("a final read", WAIT, || get(999, &reader, k, &rec)).await;
-        }
+        workers.final_reads(&cluster.client().await).await;
         assert_replicas_agree(&cluster).await;
-        let history = rec.history();
+        let history = workers.rec.history();
         let n = judge(&history, "in-process", seed);
         eprintln!(
             "run {run}: {} ops recorded, {n} checked, linearizable",
@@ -528,23 +564,7 @@ async fn process_campaign_is_linearizable() {
             Some(())
         })
         .await;
-        let keys: Arc<Vec<String>> = Arc::new((0..s.keys).map(|i| format!("pk{i}")).collect());
-        let rec = Recorder::new();
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut workers = Vec::new();
-        for c in 0..s.clients {
-            let client = Client::connect_with(&addrs, opts.clone())
-                .await
-                .expect("client");
-            workers.push(tokio::spawn(client_loop(
-                c,
-                client,
-                keys.clone(),
-                rec.clone(),
-                stop.clone(),
-                seed,
-            )));
-        }
+        let mut workers = Workers::start(&s, &addrs, &opts, "pk", seed).await;
         let mut plan = PROC_FAULTS.to_vec();
         plan.shuffle(&mut rng);
         let end = Instant::now() + Duration::from_secs(s.secs);
@@ -578,15 +598,11 @@ async fn process_campaign_is_linearizable() {
             *injected.entry(fault).or_default() += 1;
             tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
         }
-        stop.store(true, Ordering::Relaxed);
-        for w in workers {
-            w.await.expect("client task");
-        }
-        let reader = Client::connect(&addrs).await.expect("client");
-        for k in keys.iter() {
-            wait_for("a final read", WAIT, || get(999, &reader, k, &rec)).await;
-        }
-        let history = rec.history();
+        workers.stop().await;
+        workers
+            .final_reads(&Client::connect(&addrs).await.expect("client"))
+            .await;
+        let history = workers.rec.history();
         let n = judge(&history, "process", seed);
         eprintln!(
             "run {run}: {} ops recorded, {n} checked, linearizable",
