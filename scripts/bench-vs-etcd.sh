@@ -112,7 +112,7 @@ run() { # target endpoints workload clients
 }
 
 echo
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; ctxstore: 3 nodes, $SHARDS shards; etcd $(etcd --version | head -n 1 | awk '{print $3}'): 3 members; ${VALUE_SIZE} B values, ${DURATION} per row"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%d", $2 / 1048576}' /proc/meminfo) GiB; ctxstore: 3 nodes, $SHARDS shards; etcd $(etcd --version | head -n 1 | awk '{print $3}'): 3 members; ${VALUE_SIZE} B values, ${DURATION} per row"
 printf '%-10s %7s | %10s %8s %8s | %10s %8s %8s | %7s %9s\n' \
   workload clients "etcd op/s" "p50 us" "p99 us" "ctx op/s" "p50 us" "p99 us" "ratio" "p99 ratio"
 for row in "put 64" "put 1" "get 64" "get-stale 64" "mixed 64" "ycsb-b 64"; do
