@@ -144,8 +144,28 @@ pub(crate) fn initial_state(
     }
 }
 
+/// Whether a report is one the meta shard accepts: about a shard it knows (shards
+/// are only created at bootstrap), from a node that is a replica of that shard in the
+/// reported descriptor, naming that replica as the leader.
+fn plausible(state: &MetaState, hb: &NodeHeartbeat, report: &ShardRoute) -> bool {
+    let (Some(desc), Some(leader)) = (&report.descriptor, &report.leader) else {
+        return false;
+    };
+    let known = state
+        .shards
+        .iter()
+        .any(|s| s.descriptor.as_ref().map(|d| d.shard_id) == Some(desc.shard_id));
+    known
+        && leader.node_id == hb.node_id
+        && desc
+            .replicas
+            .iter()
+            .any(|r| r.node_id == hb.node_id && r.replica_id == leader.replica_id)
+}
+
 /// Applies a node's heartbeat to the meta state (deterministic: every replica applies
-/// the same report to the same state and gets the same result).
+/// the same report to the same state and gets the same result). Reports that are not
+/// `plausible` are ignored.
 pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
     let mut bump = false;
     if hb.node_id != 0 && !hb.addr.is_empty() {
@@ -167,6 +187,9 @@ pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
         }
     }
     for report in &hb.leading {
+        if !plausible(state, hb, report) {
+            continue;
+        }
         let Some(desc) = &report.descriptor else {
             continue;
         };
@@ -316,6 +339,14 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
         shard: META_SHARD,
         reason: reason.into(),
     };
+    if hb.node_id != 0
+        && crate::config::parse_initial_cluster(&format!("{}={}", hb.node_id, hb.addr)).is_err()
+    {
+        return Err(Error::invalid(
+            "addr",
+            format!("`{}` is not host:port", hb.addr),
+        ));
+    }
     let Some(peer) = ctx.peer(META_SHARD) else {
         return Err(match ctx.meta.route_of(META_SHARD).and_then(|r| r.leader) {
             Some(l) if l.node_id != ctx.node_id.0 => Error::NotLeader {
@@ -678,5 +709,28 @@ mod tests {
         // A table fetch (node 0) changes nothing.
         apply_heartbeat(&mut st, &NodeHeartbeat::default());
         assert_eq!(st, before);
+        // Implausible reports are ignored: an unknown shard, a node that is not a
+        // replica of the shard, a leader that is not the reporting node.
+        let mut unknown = descs[2].clone();
+        unknown.shard_id = 99;
+        unknown.conf_ver = 50;
+        for (node, report) in [
+            (2, report(&unknown, 2, 20)),
+            (9, report(&changed, 9, 20)),
+            (3, report(&changed, 1, 20)),
+        ] {
+            apply_heartbeat(
+                &mut st,
+                &NodeHeartbeat {
+                    node_id: node,
+                    addr: format!("127.0.0.1:{}", 7000 + node),
+                    leading: vec![report],
+                },
+            );
+        }
+        assert_eq!(
+            st.shards, before.shards,
+            "implausible reports change nothing"
+        );
     }
 }
