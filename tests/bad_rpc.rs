@@ -77,51 +77,65 @@ const STREAMING: [&str; 2] = ["/ctxstore.v1.Raft/Send", "/ctxstore.v1.Raft/SendS
 /// Outcomes per RPC: (inputs, answered OK, answered with an error status).
 type Table = BTreeMap<String, (u64, u64, u64)>;
 
-async fn unary(ch: &Channel, path: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+/// A ready raw gRPC client for `path`.
+async fn raw_client(
+    ch: &Channel,
+    path: &str,
+) -> Result<(tonic::client::Grpc<Channel>, PathAndQuery), Status> {
     let mut grpc = tonic::client::Grpc::new(ch.clone());
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
     let path =
         PathAndQuery::try_from(path.to_string()).map_err(|e| Status::internal(e.to_string()))?;
-    let call = grpc.unary(tonic::Request::new(body), path, RawCodec);
-    match tokio::time::timeout(Duration::from_secs(5), call).await {
-        Ok(r) => r.map(|r| r.into_inner()),
-        Err(_) => Err(Status::deadline_exceeded("no answer within 5 s")),
-    }
+    Ok((grpc, path))
+}
+
+/// `call`'s result, or `DeadlineExceeded` (the call abandoned) after `within`.
+async fn within<T>(
+    within: Duration,
+    call: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    tokio::time::timeout(within, call)
+        .await
+        .unwrap_or_else(|_| Err(Status::deadline_exceeded("abandoned")))
+}
+
+async fn unary(ch: &Channel, path: &str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
+    let (mut grpc, path) = raw_client(ch, path).await?;
+    within(Duration::from_secs(5), async move {
+        grpc.unary(tonic::Request::new(body), path, RawCodec)
+            .await
+            .map(|r| r.into_inner())
+    })
+    .await
 }
 
 /// A client stream of `msgs`; with `truncate`, the stream stalls after them and the
-/// call is abandoned (the server sees the stream cut mid-way).
+/// call is abandoned after 300 ms (the server sees the stream cut mid-way).
 async fn streaming(
     ch: &Channel,
     path: &str,
     msgs: Vec<Vec<u8>>,
     truncate: bool,
 ) -> Result<(), Status> {
-    let mut grpc = tonic::client::Grpc::new(ch.clone());
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    let path =
-        PathAndQuery::try_from(path.to_string()).map_err(|e| Status::internal(e.to_string()))?;
+    let (mut grpc, path) = raw_client(ch, path).await?;
     let items = futures::stream::iter(msgs);
-    let call = if truncate {
-        let s = futures::StreamExt::chain(items, futures::stream::pending());
-        grpc.client_streaming(tonic::Request::new(s), path, RawCodec)
-            .await
-            .map(|_| ())
-    } else {
-        let stream = tokio::time::timeout(
-            Duration::from_secs(5),
-            grpc.client_streaming(tonic::Request::new(items), path, RawCodec),
-        );
-        return match stream.await {
-            Ok(r) => r.map(|_| ()),
-            Err(_) => Err(Status::deadline_exceeded("no answer within 5 s")),
-        };
-    };
-    call
+    if truncate {
+        let stalled = futures::StreamExt::chain(items, futures::stream::pending());
+        let call = grpc.client_streaming(tonic::Request::new(stalled), path, RawCodec);
+        return within(
+            Duration::from_millis(300),
+            async move { call.await.map(|_| ()) },
+        )
+        .await;
+    }
+    let call = grpc.client_streaming(tonic::Request::new(items), path, RawCodec);
+    within(
+        Duration::from_secs(5),
+        async move { call.await.map(|_| ()) },
+    )
+    .await
 }
 
 fn random_bytes(rng: &mut StdRng, max: usize) -> Vec<u8> {
@@ -293,14 +307,7 @@ async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
             let msgs: Vec<Vec<u8>> = (0..rng.random_range(1..4))
                 .map(|_| random_bytes(&mut rng, 512))
                 .collect();
-            let truncate = round % 3 == 0;
-            let r = if truncate {
-                tokio::time::timeout(Duration::from_millis(300), streaming(ch, path, msgs, true))
-                    .await
-                    .unwrap_or(Err(Status::cancelled("abandoned mid-stream")))
-            } else {
-                streaming(ch, path, msgs, false).await
-            };
+            let r = streaming(ch, path, msgs, round % 3 == 0).await;
             record(path, r.is_ok());
         }
     }

@@ -290,6 +290,34 @@ impl Workers {
     }
 }
 
+/// The order faults come in: every kind once in a shuffled order, then random kinds
+/// until the run's time is up.
+struct Plan<T> {
+    kinds: Vec<T>,
+    first: Vec<T>,
+    end: Instant,
+}
+
+impl<T: Copy> Plan<T> {
+    fn new(kinds: &[T], rng: &mut StdRng, secs: u64) -> Plan<T> {
+        let mut first = kinds.to_vec();
+        first.shuffle(rng);
+        first.reverse();
+        Plan {
+            kinds: kinds.to_vec(),
+            first,
+            end: Instant::now() + Duration::from_secs(secs),
+        }
+    }
+
+    fn next(&mut self, rng: &mut StdRng) -> Option<T> {
+        if let Some(k) = self.first.pop() {
+            return Some(k);
+        }
+        (Instant::now() < self.end).then(|| self.kinds[rng.random_range(0..self.kinds.len())])
+    }
+}
+
 /// Faults the in-process nemesis injects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Fault {
@@ -461,17 +489,8 @@ async fn in_process_campaign_is_linearizable() {
         let admin = Client::connect_with(&cluster.addrs(), opts.clone())
             .await
             .expect("client");
-        // Every kind once in a shuffled order, then random ones until time is up.
-        let mut plan = ALL_FAULTS.to_vec();
-        plan.shuffle(&mut rng);
-        let end = Instant::now() + Duration::from_secs(s.secs);
-        let mut step = 0;
-        while step < plan.len() || Instant::now() < end {
-            let fault = plan
-                .get(step)
-                .copied()
-                .unwrap_or_else(|| ALL_FAULTS[rng.random_range(0..ALL_FAULTS.len())]);
-            step += 1;
+        let mut plan = Plan::new(&ALL_FAULTS, &mut rng, s.secs);
+        while let Some(fault) = plan.next(&mut rng) {
             inject(&mut cluster, fault, &mut rng, &admin).await;
             *injected.entry(fault).or_default() += 1;
             // Let the cluster serve between faults.
@@ -565,16 +584,8 @@ async fn process_campaign_is_linearizable() {
         })
         .await;
         let mut workers = Workers::start(&s, &addrs, &opts, "pk", seed).await;
-        let mut plan = PROC_FAULTS.to_vec();
-        plan.shuffle(&mut rng);
-        let end = Instant::now() + Duration::from_secs(s.secs);
-        let mut step = 0;
-        while step < plan.len() || Instant::now() < end {
-            let fault = plan
-                .get(step)
-                .copied()
-                .unwrap_or_else(|| PROC_FAULTS[rng.random_range(0..PROC_FAULTS.len())]);
-            step += 1;
+        let mut plan = Plan::new(&PROC_FAULTS, &mut rng, s.secs);
+        while let Some(fault) = plan.next(&mut rng) {
             let random = rng.random_range(0..procs.len());
             match fault {
                 ProcFault::Kill9Node | ProcFault::Kill9ShardLeader => {

@@ -192,6 +192,20 @@ async fn client_follows_shards_after_a_node_dies() {
 /// Speaking gRPC directly: a request naming the wrong shard for its key gets the typed
 /// `WrongShard`, one sent to a follower gets `NotLeader` with a hint, and one routed
 /// with a stale epoch gets `StaleEpoch` carrying the current one.
+/// A raw gRPC `Kv.Get` (no smart client) that must fail; returns its status.
+async fn raw_get(addr: &str, header: RequestHeader, key: &[u8], stale: bool) -> tonic::Status {
+    let mut kv = KvClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    kv.get(GetRequest {
+        header: Some(header),
+        key: key.to_vec().into(),
+        stale,
+    })
+    .await
+    .expect_err("the request must be refused")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_grpc_gets_typed_routing_errors() {
     let cluster = TestCluster::start_with(3, |c| c.initial_shards = 4).await;
@@ -200,20 +214,12 @@ async fn raw_grpc_gets_typed_routing_errors() {
     let key = b"some-key".to_vec();
     let owner = ring.shard_for_key(&key).expect("ring").0;
     let wrong = owner % 4 + 1;
-    let mut kv = KvClient::connect(format!("http://{}", cluster.addrs()[0]))
-        .await
-        .expect("connect");
-    let status = kv
-        .get(GetRequest {
-            header: Some(RequestHeader {
-                shard_id: wrong,
-                ..Default::default()
-            }),
-            key: key.clone().into(),
-            stale: false,
-        })
-        .await
-        .unwrap_err();
+    let addrs = cluster.addrs();
+    let wrong_header = RequestHeader {
+        shard_id: wrong,
+        ..Default::default()
+    };
+    let status = raw_get(&addrs[0], wrong_header, &key, false).await;
     assert!(
         matches!(Error::from(status), Error::WrongShard { shard } if shard.0 == wrong),
         "wrong shard is typed"
@@ -228,20 +234,11 @@ async fn raw_grpc_gets_typed_routing_errors() {
         }
     }
     let f = follower.expect("a follower of the owner shard");
-    let mut kv = KvClient::connect(format!("http://{}", cluster.addrs()[f]))
-        .await
-        .expect("connect");
-    let status = kv
-        .get(GetRequest {
-            header: Some(RequestHeader {
-                shard_id: owner,
-                ..Default::default()
-            }),
-            key: key.into(),
-            stale: false,
-        })
-        .await
-        .unwrap_err();
+    let owner_header = RequestHeader {
+        shard_id: owner,
+        ..Default::default()
+    };
+    let status = raw_get(&addrs[f], owner_header, &key, false).await;
     match Error::from(status) {
         Error::NotLeader { shard, leader } => {
             assert_eq!(shard.0, owner);
@@ -253,18 +250,12 @@ async fn raw_grpc_gets_typed_routing_errors() {
         e => panic!("expected NotLeader, got {e}"),
     }
     // A request routed with another ring version gets StaleEpoch with the current one.
-    let status = kv
-        .get(GetRequest {
-            header: Some(RequestHeader {
-                shard_id: owner,
-                ring_ver: 99,
-                ..Default::default()
-            }),
-            key: b"some-key".to_vec().into(),
-            stale: true,
-        })
-        .await
-        .unwrap_err();
+    let stale_header = RequestHeader {
+        shard_id: owner,
+        ring_ver: 99,
+        ..Default::default()
+    };
+    let status = raw_get(&addrs[f], stale_header, &key, true).await;
     match Error::from(status) {
         Error::StaleEpoch {
             shard,
