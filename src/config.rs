@@ -240,7 +240,7 @@ impl Limits {
     }
 }
 
-fn check_host_port(field: &str, addr: &str) -> Result<()> {
+pub(crate) fn check_host_port(field: &str, addr: &str) -> Result<()> {
     match addr.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
         _ => Err(Error::config(field, format!("`{addr}` is not host:port"))),

@@ -144,28 +144,8 @@ pub(crate) fn initial_state(
     }
 }
 
-/// Whether a report is one the meta shard accepts: about a shard it knows (shards
-/// are only created at bootstrap), from a node that is a replica of that shard in the
-/// reported descriptor, naming that replica as the leader.
-fn plausible(state: &MetaState, hb: &NodeHeartbeat, report: &ShardRoute) -> bool {
-    let (Some(desc), Some(leader)) = (&report.descriptor, &report.leader) else {
-        return false;
-    };
-    let known = state
-        .shards
-        .iter()
-        .any(|s| s.descriptor.as_ref().map(|d| d.shard_id) == Some(desc.shard_id));
-    known
-        && leader.node_id == hb.node_id
-        && desc
-            .replicas
-            .iter()
-            .any(|r| r.node_id == hb.node_id && r.replica_id == leader.replica_id)
-}
-
 /// Applies a node's heartbeat to the meta state (deterministic: every replica applies
-/// the same report to the same state and gets the same result). Reports that are not
-/// `plausible` are ignored.
+/// the same report to the same state and gets the same result).
 pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
     let mut bump = false;
     if hb.node_id != 0 && !hb.addr.is_empty() {
@@ -187,28 +167,30 @@ pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
         }
     }
     for report in &hb.leading {
-        if !plausible(state, hb, report) {
-            continue;
-        }
-        let Some(desc) = &report.descriptor else {
+        let (Some(desc), Some(leader)) = (&report.descriptor, &report.leader) else {
             continue;
         };
-        let existing = state
-            .shards
-            .iter_mut()
-            .find(|s| s.descriptor.as_ref().map(|d| d.shard_id) == Some(desc.shard_id));
-        let Some(route) = existing else {
-            state.shards.push(report.clone());
-            state
-                .shards
-                .sort_by_key(|s| s.descriptor.as_ref().map_or(0, |d| d.shard_id));
-            bump = true;
+        // Only plausible reports count: about a shard the state lists (shards are only
+        // created at bootstrap), from a node holding a replica in the reported
+        // descriptor, naming that replica as the leader.
+        let from_its_leader = leader.node_id == hb.node_id
+            && desc
+                .replicas
+                .iter()
+                .any(|r| r.node_id == hb.node_id && r.replica_id == leader.replica_id);
+        let route = state.shards.iter_mut().find(|s| {
+            s.descriptor
+                .as_ref()
+                .is_some_and(|d| d.shard_id == desc.shard_id)
+        });
+        let (Some(route), true) = (route, from_its_leader) else {
             continue;
         };
-        let (new_epoch, old_epoch) = match &route.descriptor {
-            Some(old) => ((desc.conf_ver, desc.ring_ver), (old.conf_ver, old.ring_ver)),
-            None => ((desc.conf_ver, desc.ring_ver), (0, 0)),
-        };
+        let old_epoch = route
+            .descriptor
+            .as_ref()
+            .map_or((0, 0), |d| (d.conf_ver, d.ring_ver));
+        let new_epoch = (desc.conf_ver, desc.ring_ver);
         if new_epoch < old_epoch {
             // A deposed leader's late report.
             continue;
@@ -219,7 +201,7 @@ pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
         // Same epoch may still differ in `started` flags: keep the newest view.
         route.descriptor = Some(desc.clone());
         if report.leader_term >= route.leader_term {
-            route.leader = report.leader.clone();
+            route.leader = Some(leader.clone());
             route.leader_term = report.leader_term;
         }
     }
@@ -325,12 +307,6 @@ fn heartbeat_interval(ctx: &NodeCtx) -> Duration {
         .max(Duration::from_millis(10))
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Serves a heartbeat (or, with `node_id == 0`, a routing-table request) on this node:
 /// only the meta leader answers; others fail with `NotLeader` (with a hint when known)
 /// or `ShardUnavailable`.
@@ -339,9 +315,9 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
         shard: META_SHARD,
         reason: reason.into(),
     };
-    if hb.node_id != 0
-        && crate::config::parse_initial_cluster(&format!("{}={}", hb.node_id, hb.addr)).is_err()
-    {
+    let bad_addr = hb.addr.contains(|c: char| c == ',' || c.is_whitespace())
+        || crate::config::check_host_port("addr", &hb.addr).is_err();
+    if hb.node_id != 0 && bad_addr {
         return Err(Error::invalid(
             "addr",
             format!("`{}` is not host:port", hb.addr),
@@ -401,7 +377,7 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
         );
         let cmd = RaftCommand {
             request_id: Default::default(),
-            now_ms: now_ms(),
+            now_ms: crate::server::now_ms(),
             cmd: Some(raft_command::Cmd::MetaHeartbeat(hb)),
         };
         let (tx, rx) = oneshot::channel();

@@ -174,13 +174,16 @@ impl NodeCtx {
             .map(|f| f.contains(&shard))
             .unwrap_or(true);
         // Raft state on disk means a replica exists here that is not running: never
-        // shadow it with an empty one.
-        let on_disk = !matches!(
-            self.engine
-                .get(keys::CF_META, &keys::apply_state_key(shard)),
-            Ok(None)
-        );
-        if failed || on_disk {
+        // shadow it with an empty one. (A point read, only for the rare message that
+        // would create a replica.)
+        let on_disk = || {
+            !matches!(
+                self.engine
+                    .get(keys::CF_META, &keys::apply_state_key(shard)),
+                Ok(None)
+            )
+        };
+        if failed || on_disk() {
             tracing::warn!(%shard, "not recreating a replica whose state is on disk; restart the node");
             return;
         }

@@ -717,14 +717,12 @@ impl Client {
             node_id,
         };
         self.call(|ch| async move {
-            {
-                ClusterClient::new(ch)
-                    .remove_member(req)
-                    .await?
-                    .into_inner()
-                    .descriptor
-                    .ok_or_else(|| tonic::Status::internal("no descriptor in answer"))
-            }
+            ClusterClient::new(ch)
+                .remove_member(req)
+                .await?
+                .into_inner()
+                .descriptor
+                .ok_or_else(|| tonic::Status::internal("no descriptor in answer"))
         })
         .await
     }
@@ -784,10 +782,8 @@ impl Client {
             node_id,
         };
         self.call(|ch| async move {
-            {
-                ClusterClient::new(ch).transfer_leader(req).await?;
-                Ok(())
-            }
+            ClusterClient::new(ch).transfer_leader(req).await?;
+            Ok(())
         })
         .await
     }

@@ -356,9 +356,7 @@ impl Peer {
             }
         }
         if self.role == StateRole::Leader {
-            self.ctx
-                .leaders
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.count_leadership(false);
         }
         self.fail_all(|| Error::Shutdown);
         tracing::info!(shard = %self.shard, replica = %self.replica_id, "replica stopped");

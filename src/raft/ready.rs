@@ -236,19 +236,26 @@ impl Peer {
         if role == StateRole::Leader {
             self.ctx.meta.wake();
         }
-        // Leader balancing counts data shards only.
-        if self.shard != crate::meta::META_SHARD {
-            if role == StateRole::Leader {
-                self.ctx
-                    .leaders
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            } else if self.role == StateRole::Leader {
-                self.ctx
-                    .leaders
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            }
+        if role == StateRole::Leader {
+            self.count_leadership(true);
+        } else if self.role == StateRole::Leader {
+            self.count_leadership(false);
         }
         self.role = role;
+    }
+
+    /// Keeps the node's count of leading data-shard replicas (leader balancing ignores
+    /// the meta shard), on every gain or loss of leadership.
+    pub(crate) fn count_leadership(&self, gained: bool) {
+        if self.shard == crate::meta::META_SHARD {
+            return;
+        }
+        let leaders = &self.ctx.leaders;
+        if gained {
+            leaders.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            leaders.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Wraps raft messages for their nodes and hands them to the transport.

@@ -178,8 +178,9 @@ impl KvService {
     }
 }
 
-/// Rejects a request routed with an older epoch than the replica's (DESIGN §5). A
-/// zero field skips its check; a client ahead of a lagging replica passes.
+/// Rejects a request routed with another ring version or an older membership version
+/// than the replica's (DESIGN §5). A zero field skips its check; a client whose
+/// `conf_ver` is ahead of a lagging replica passes.
 fn check_epoch(header: &Option<RequestHeader>, peer: &PeerHandle) -> Result<()> {
     let Some(h) = header else { return Ok(()) };
     let (conf_ver, ring_ver) = peer.epoch.get();

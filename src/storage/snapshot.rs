@@ -122,9 +122,13 @@ pub(crate) fn build(engine: &crate::storage::Engine, shard: ShardId) -> Result<B
             value: v.into_vec().into(),
         });
     }
-    let meta_state = match snap.get_cf(meta, keys::meta_state_key())? {
-        Some(v) if shard == crate::meta::META_SHARD => Some(MetaState::decode(v.as_slice())?),
-        _ => None,
+    let meta_state = if shard == crate::meta::META_SHARD {
+        match snap.get_cf(meta, keys::meta_state_key())? {
+            Some(v) => Some(MetaState::decode(v.as_slice())?),
+            None => None,
+        }
+    } else {
+        None
     };
     let payload = SnapshotPayload {
         descriptor: Some(desc),
@@ -140,13 +144,13 @@ pub(crate) fn build(engine: &crate::storage::Engine, shard: ShardId) -> Result<B
     })
 }
 
-/// The writes that delete this node's replica of a shard (data, dedup records, log,
-/// Raft and apply state, descriptor) and leave a tombstone for `removed_replica`.
-pub(crate) fn removal_ops(desc: &ShardDescriptor, removed_replica: u64) -> Vec<LogOp> {
+/// The writes that clear a shard's data ranges, dedup records and Raft log on this
+/// node (shared by replica removal and snapshot installation).
+fn clear_ops(desc: &ShardDescriptor, ranges: &[(Vec<u8>, Vec<u8>)]) -> Vec<LogOp> {
     let shard = ShardId(desc.shard_id);
-    let mut ops: Vec<LogOp> = shard_data_ranges(desc)
-        .into_iter()
-        .map(|(s, e)| LogOp::DeleteRange(keys::CF_DATA, s, e))
+    let mut ops: Vec<LogOp> = ranges
+        .iter()
+        .map(|(s, e)| LogOp::DeleteRange(keys::CF_DATA, s.clone(), e.clone()))
         .collect();
     for (cf, prefix) in [
         (keys::CF_META, keys::dedup_prefix(shard)),
@@ -155,6 +159,14 @@ pub(crate) fn removal_ops(desc: &ShardDescriptor, removed_replica: u64) -> Vec<L
         let end = keys::prefix_end(&prefix).expect("shard prefixes never end in 0xff");
         ops.push(LogOp::DeleteRange(cf, prefix, end));
     }
+    ops
+}
+
+/// The writes that delete this node's replica of a shard (data, dedup records, log,
+/// Raft and apply state, descriptor) and leave a tombstone for `removed_replica`.
+pub(crate) fn removal_ops(desc: &ShardDescriptor, removed_replica: u64) -> Vec<LogOp> {
+    let shard = ShardId(desc.shard_id);
+    let mut ops = clear_ops(desc, &shard_data_ranges(desc));
     ops.push(LogOp::Delete(keys::CF_RAFT, keys::raft_state_key(shard)));
     ops.push(LogOp::Delete(keys::CF_META, keys::apply_state_key(shard)));
     ops.push(LogOp::Delete(keys::CF_META, keys::desc_key(shard)));
@@ -180,17 +192,24 @@ pub(crate) fn install_ops(shard: ShardId, payload: &SnapshotPayload) -> Result<V
         .apply_state
         .as_ref()
         .ok_or_else(|| Error::Storage("snapshot without apply state".into()))?;
-    let mut ops = Vec::with_capacity(payload.data.len() + payload.dedup.len() + 8);
-    for (start, end) in shard_data_ranges(desc) {
-        ops.push(LogOp::DeleteRange(keys::CF_DATA, start, end));
+    if desc.shard_id != shard.0 {
+        return Err(Error::Storage(format!(
+            "snapshot for shard {} sent to shard {shard}",
+            desc.shard_id
+        )));
     }
-    let dedup_prefix = keys::dedup_prefix(shard);
-    let dedup_end = keys::prefix_end(&dedup_prefix).expect("shard prefixes never end in 0xff");
-    ops.push(LogOp::DeleteRange(keys::CF_META, dedup_prefix, dedup_end));
-    let log_prefix = keys::raft_log_prefix(shard);
-    let log_end = keys::prefix_end(&log_prefix).expect("shard prefixes never end in 0xff");
-    ops.push(LogOp::DeleteRange(keys::CF_RAFT, log_prefix, log_end));
+    let ranges = shard_data_ranges(desc);
+    let mut ops = clear_ops(desc, &ranges);
+    ops.reserve(payload.data.len() + payload.dedup.len() + 4);
     for kv in &payload.data {
+        // Shards share the `data` CF: a record outside this shard's arcs would
+        // overwrite another shard's data.
+        let inside = ranges
+            .iter()
+            .any(|(s, e)| kv.key.as_ref() >= s.as_slice() && kv.key.as_ref() < e.as_slice());
+        if !inside {
+            return Err(Error::Storage("snapshot data key outside its shard".into()));
+        }
         ops.push(LogOp::Put(
             keys::CF_DATA,
             kv.key.to_vec(),
