@@ -91,16 +91,9 @@ impl NodeCtx {
 
     /// Learns the ring from a descriptor's `ring_shards` (empty: a single shard).
     pub(crate) fn set_ring(&self, ring_shards: &[u64]) {
-        if ring_shards.len() <= 1 {
-            return;
-        }
-        let ids: Vec<ShardId> = ring_shards.iter().map(|s| ShardId(*s)).collect();
         if let Ok(mut r) = self.ring.write() {
             if r.is_none() {
-                *r = Some(Arc::new(crate::ring::Ring::new(
-                    &ids,
-                    crate::ring::DEFAULT_VNODES,
-                )));
+                *r = crate::ring::Ring::from_ring_shards(ring_shards).map(Arc::new);
             }
         }
     }

@@ -17,8 +17,7 @@ use crate::proto::{
     RoutingTable, RoutingTableRequest, ScanRequest, ScanResponse, ShardDescriptor, StatusRequest,
     StatusResponse, TransferLeaderRequest,
 };
-use crate::ring::{Ring, DEFAULT_VNODES};
-use crate::types::ShardId;
+use crate::ring::Ring;
 use bytes::Bytes;
 use rand::Rng;
 use std::collections::HashMap;
@@ -257,9 +256,8 @@ impl Client {
         if let Ok(mut r) = self.inner.routing.lock() {
             r.fetched = true;
             for t in answers {
-                if r.ring.is_none() && t.ring_shards.len() > 1 {
-                    let ids: Vec<ShardId> = t.ring_shards.iter().map(|s| ShardId(*s)).collect();
-                    r.ring = Some(Arc::new(Ring::new(&ids, DEFAULT_VNODES)));
+                if r.ring.is_none() {
+                    r.ring = Ring::from_ring_shards(&t.ring_shards).map(Arc::new);
                 }
                 for route in t.shards {
                     let Some(d) = route.descriptor else { continue };

@@ -36,6 +36,16 @@ pub struct Ring {
 }
 
 impl Ring {
+    /// The ring of a descriptor's or routing table's `ring_shards`, with the default
+    /// points per shard; `None` for zero or one shard (one shard owns everything).
+    pub fn from_ring_shards(ring_shards: &[u64]) -> Option<Ring> {
+        if ring_shards.len() <= 1 {
+            return None;
+        }
+        let ids: Vec<ShardId> = ring_shards.iter().map(|s| ShardId(*s)).collect();
+        Some(Ring::new(&ids, DEFAULT_VNODES))
+    }
+
     /// Builds the ring of `shards` with `vnodes` points each.
     pub fn new(shards: &[ShardId], vnodes: u32) -> Ring {
         let mut ids: Vec<ShardId> = shards.to_vec();

@@ -15,12 +15,10 @@ pub(crate) fn shard_data_ranges(desc: &ShardDescriptor) -> Vec<(Vec<u8>, Vec<u8>
         // The meta shard keeps its state in the `meta` CF, never in `data`.
         return Vec::new();
     }
-    if desc.ring_shards.len() <= 1 {
+    let Some(ring) = crate::ring::Ring::from_ring_shards(&desc.ring_shards) else {
         return vec![keys::data_range(0, u64::MAX)];
-    }
-    let ids: Vec<ShardId> = desc.ring_shards.iter().map(|s| ShardId(*s)).collect();
-    crate::ring::Ring::new(&ids, crate::ring::DEFAULT_VNODES)
-        .arcs(ShardId(desc.shard_id))
+    };
+    ring.arcs(ShardId(desc.shard_id))
         .into_iter()
         .map(|(lo, hi)| keys::data_range(lo, hi))
         .collect()

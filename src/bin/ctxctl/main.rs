@@ -285,24 +285,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 return Err(Error::Transport("no endpoint answered".into()));
             }
             match client.routing_table().await {
-                Ok(t) => print_routing(&t),
-                Err(e) => println!("routing table: unavailable ({e})"),
-            }
-            let table = client.routing().await;
-            let ring_shards = table
-                .iter()
-                .find(|(d, _)| d.shard_id != 0)
-                .map(|(d, _)| d.ring_shards.clone());
-            if let Some(ring_shards) = ring_shards {
-                if ring_shards.len() > 1 {
-                    let ids: Vec<ctxstore::ShardId> =
-                        ring_shards.iter().map(|s| ctxstore::ShardId(*s)).collect();
-                    let ring = ctxstore::ring::Ring::new(&ids, ctxstore::ring::DEFAULT_VNODES);
-                    println!("ring balance (share of the hash space):");
-                    for (s, share) in ring.shares() {
-                        println!("  shard {s}: {:.2}%", share * 100.0);
+                Ok(t) => {
+                    print_routing(&t);
+                    if let Some(ring) = ctxstore::ring::Ring::from_ring_shards(&t.ring_shards) {
+                        println!("ring balance (share of the hash space):");
+                        for (s, share) in ring.shares() {
+                            println!("  shard {s}: {:.2}%", share * 100.0);
+                        }
                     }
                 }
+                Err(e) => println!("routing table: unavailable ({e})"),
             }
         }
         Cmd::Member { shard, cmd } => match cmd {
