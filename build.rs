@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/ctxstore/v1/kv.proto",
         "proto/ctxstore/v1/cluster.proto",
         "proto/ctxstore/v1/raft.proto",
+        "proto/ctxstore/v1/context.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

@@ -32,6 +32,30 @@ pub struct NodeConfig {
     pub raft: RaftConfig,
     /// Request size limits.
     pub limits: Limits,
+    /// TTL purge and watch retention.
+    pub context: ContextConfig,
+}
+
+/// Background work of the agent context API.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ContextConfig {
+    /// How often each shard leader looks for expired records and purges them
+    /// (default `10s`). Expired data is invisible at once; this only reclaims space.
+    #[serde(with = "humantime_serde")]
+    pub purge_interval: Duration,
+    /// Bytes of recent changes each replica keeps so watchers can resume from a
+    /// version (default 8 MiB per replica).
+    pub watch_retain_bytes: u64,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self {
+            purge_interval: Duration::from_secs(10),
+            watch_retain_bytes: 8 << 20,
+        }
+    }
 }
 
 /// Raft settings (DESIGN §3).
@@ -79,6 +103,12 @@ pub struct Limits {
     pub max_batch_ops: u64,
     /// Most keys one scan returns (default 10,000).
     pub max_scan_limit: u64,
+    /// Largest encoded chat message, content and metadata (default 1 MiB).
+    pub max_message_size: u64,
+    /// Most messages in one append (default 1,000).
+    pub max_messages_per_append: u64,
+    /// Most channel blobs or pending writes in one checkpoint call (default 1,000).
+    pub max_blobs_per_checkpoint: u64,
 }
 
 impl Default for NodeConfig {
@@ -93,6 +123,7 @@ impl Default for NodeConfig {
             initial_shards: 1,
             raft: RaftConfig::default(),
             limits: Limits::default(),
+            context: ContextConfig::default(),
         }
     }
 }
@@ -121,6 +152,9 @@ impl Default for Limits {
             max_value_size: 4 << 20,
             max_batch_ops: 1_000,
             max_scan_limit: 10_000,
+            max_message_size: 1 << 20,
+            max_messages_per_append: 1_000,
+            max_blobs_per_checkpoint: 1_000,
         }
     }
 }
@@ -178,6 +212,12 @@ impl NodeConfig {
             ));
         }
         self.raft.validate()?;
+        if self.context.purge_interval < Duration::from_millis(10) {
+            return Err(Error::config(
+                "context.purge-interval",
+                "must be at least 10ms",
+            ));
+        }
         self.limits.validate()
     }
 }
@@ -225,6 +265,15 @@ impl Limits {
             ("limits.max-value-size", self.max_value_size),
             ("limits.max-batch-ops", self.max_batch_ops),
             ("limits.max-scan-limit", self.max_scan_limit),
+            ("limits.max-message-size", self.max_message_size),
+            (
+                "limits.max-messages-per-append",
+                self.max_messages_per_append,
+            ),
+            (
+                "limits.max-blobs-per-checkpoint",
+                self.max_blobs_per_checkpoint,
+            ),
         ] {
             if v == 0 {
                 return Err(Error::config(name, "must be greater than 0"));

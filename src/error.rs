@@ -72,6 +72,29 @@ pub enum Error {
         /// What the request had.
         actual: u64,
     },
+    /// A conversation's last seq was not the one the request expected; nothing was
+    /// written.
+    #[error("conversation {conversation}: expected last seq {expected}, actual {actual}")]
+    SequenceMismatch {
+        /// `namespace/id` of the conversation.
+        conversation: String,
+        /// The last seq the request expected.
+        expected: u64,
+        /// The conversation's last seq.
+        actual: u64,
+    },
+    /// A watch asked for changes older than the server retains; re-read the data,
+    /// then watch from the version read.
+    #[error("watch from version {requested} is compacted: only changes after version {retained_after} are retained; re-read and watch from the version read")]
+    WatchCompacted {
+        /// The version the watch asked to start after.
+        requested: u64,
+        /// Changes with versions above this are retained.
+        retained_after: u64,
+    },
+    /// The conversation, thread, checkpoint or model does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
     /// This node is starting, joining, or has no replica of the shard yet.
     #[error("node not ready: {0}")]
     NodeNotReady(String),

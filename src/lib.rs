@@ -20,6 +20,7 @@
 pub mod check;
 pub mod client;
 pub mod config;
+pub mod context;
 pub mod dev;
 pub mod error;
 pub(crate) mod fsm;

@@ -381,7 +381,7 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
             cmd: Some(raft_command::Cmd::MetaHeartbeat(hb)),
         };
         let (tx, rx) = oneshot::channel();
-        peer.send(PeerMsg::Propose(cmd, tx)).await?;
+        peer.send(PeerMsg::Propose(Box::new(cmd), tx)).await?;
         crate::server::await_reply(META_SHARD, rx).await?;
     }
     let state = ctx.meta.state().unwrap_or_default();

@@ -63,6 +63,8 @@ pub(crate) struct NodeCtx {
     accept_new_replicas: std::sync::atomic::AtomicBool,
     /// The meta shard's state (on its replicas) and the node's routing-table copy.
     pub(crate) meta: crate::meta::MetaCtx,
+    /// Recent changes per replica, for watches.
+    pub(crate) watch: crate::context::watch::WatchHub,
     /// Stops everything.
     pub(crate) cancel: CancellationToken,
     /// Tracks every task the node spawned.
@@ -70,6 +72,19 @@ pub(crate) struct NodeCtx {
 }
 
 impl NodeCtx {
+    /// The `data` CF ranges of a shard's ring arcs (everything when one shard owns
+    /// the whole ring).
+    pub(crate) fn data_ranges(&self, shard: ShardId) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match self.ring() {
+            Some(ring) => ring
+                .arcs(shard)
+                .into_iter()
+                .map(|(lo, hi)| crate::keys::data_range(lo, hi))
+                .collect(),
+            None => vec![crate::keys::data_range(0, u64::MAX)],
+        }
+    }
+
     /// The replica of `shard` on this node.
     pub(crate) fn peer(&self, shard: ShardId) -> Option<PeerHandle> {
         self.peers.read().ok()?.get(&shard).cloned()
@@ -108,6 +123,8 @@ impl NodeCtx {
         if let Ok(mut m) = self.peers.write() {
             m.remove(&shard);
         }
+        // Its watchers end (they resume on another replica).
+        self.watch.remove(shard);
     }
 
     /// Stops routing to a replica that failed (a fatal write or apply error, or a
@@ -279,6 +296,9 @@ impl Node {
             leaders: std::sync::atomic::AtomicUsize::new(0),
             failed: RwLock::new(std::collections::HashSet::new()),
             meta: crate::meta::MetaCtx::default(),
+            watch: crate::context::watch::WatchHub::new(
+                usize::try_from(config.context.watch_retain_bytes).unwrap_or(usize::MAX),
+            ),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             config,
@@ -313,6 +333,7 @@ impl Node {
             .store(true, std::sync::atomic::Ordering::Release);
         node.start_ticker();
         crate::meta::spawn_heartbeats(node.ctx.clone());
+        crate::context::purge::spawn_purger(node.ctx.clone());
         tracing::info!(node = %node_id, %addr, replicas = loaded, "node started");
         Ok(node)
     }

@@ -69,6 +69,32 @@ impl From<Error> for Status {
                     actual,
                 })),
             ),
+            Error::SequenceMismatch {
+                conversation,
+                expected,
+                actual,
+            } => (
+                Code::FailedPrecondition,
+                Some(Kind::SequenceMismatch(proto::SequenceMismatch {
+                    conversation,
+                    expected_last_seq: expected,
+                    actual_last_seq: actual,
+                })),
+            ),
+            Error::WatchCompacted {
+                requested,
+                retained_after,
+            } => (
+                Code::OutOfRange,
+                Some(Kind::WatchCompacted(proto::WatchCompacted {
+                    requested,
+                    retained_after,
+                })),
+            ),
+            Error::NotFound(what) => (
+                Code::NotFound,
+                Some(Kind::NotFound(proto::NotFound { what })),
+            ),
             Error::NodeNotReady(reason) => (
                 Code::Unavailable,
                 Some(Kind::NodeNotReady(proto::NodeNotReady { reason })),
@@ -130,6 +156,16 @@ impl From<Status> for Error {
                 actual: l.actual,
             },
             Some(Kind::NodeNotReady(n)) => Error::NodeNotReady(n.reason),
+            Some(Kind::SequenceMismatch(m)) => Error::SequenceMismatch {
+                conversation: m.conversation,
+                expected: m.expected_last_seq,
+                actual: m.actual_last_seq,
+            },
+            Some(Kind::WatchCompacted(c)) => Error::WatchCompacted {
+                requested: c.requested,
+                retained_after: c.retained_after,
+            },
+            Some(Kind::NotFound(n)) => Error::NotFound(n.what),
             None => match s.code() {
                 // Connection-level failures surface as Unavailable without a detail.
                 Code::Unavailable | Code::Unknown if s.details().is_empty() => {
@@ -170,6 +206,16 @@ mod tests {
                 actual: 4,
             },
             Error::limit("max-value-size", 10, 11),
+            Error::SequenceMismatch {
+                conversation: "ns/c".into(),
+                expected: 3,
+                actual: 5,
+            },
+            Error::WatchCompacted {
+                requested: 2,
+                retained_after: 9,
+            },
+            Error::NotFound("conversation ns/c".into()),
             Error::StaleEpoch {
                 shard: ShardId(1),
                 conf_ver: 2,

@@ -7,6 +7,10 @@
 //! carry a request id that stays the same across retries, so the server applies each
 //! at most once.
 
+mod context;
+
+pub use context::Watcher;
+
 use crate::error::{Error, Result};
 use crate::keys::key_hash;
 use crate::proto::cluster_client::ClusterClient;

@@ -34,6 +34,25 @@ impl StateReader for EngineReader<'_> {
             None => Ok(None),
         }
     }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, ValueRecord)>> {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(end.to_vec());
+        let iter = self.engine.db().iterator_cf_opt(
+            self.engine.cf(keys::CF_DATA),
+            opts,
+            rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            out.push((k.to_vec(), ValueRecord::decode(v.as_ref())?));
+        }
+        Ok(out)
+    }
 }
 
 /// The outcome of one applied round.
@@ -48,6 +67,8 @@ pub(crate) struct Applied {
     pub(crate) applied_term: u64,
     /// The meta shard's state after the round (meta shard only).
     pub(crate) meta: Option<MetaState>,
+    /// Every data change of the round, in order, for watches.
+    pub(crate) changes: Vec<crate::context::watch::Change>,
 }
 
 /// Applies `entries` (already committed and persisted, in order). `desc` and
@@ -73,6 +94,8 @@ pub(crate) fn apply_round(
         None
     };
     let mut meta_changed = false;
+    // (first change, index) of each applied command, to version the watch changes.
+    let mut change_index: Vec<(usize, u64)> = Vec::new();
     for e in entries {
         if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
             continue;
@@ -91,7 +114,9 @@ pub(crate) fn apply_round(
             results.push((e.index, e.term, crate::fsm::command::ok(e.index, vec![])));
             continue;
         }
+        let before = applier.changes.len();
         let r = applier.apply(e.index, &cmd, |rid| keys::dedup_key(shard, rid))?;
+        change_index.push((before, e.index));
         results.push((e.index, e.term, r));
     }
     for id in &applier.started {
@@ -106,10 +131,27 @@ pub(crate) fn apply_round(
     let mut batch = rocksdb::WriteBatch::default();
     let data = engine.cf(keys::CF_DATA);
     let meta_cf = engine.cf(keys::CF_META);
-    for change in applier.changes.drain(..) {
+    let mut changes = Vec::new();
+    let mut next = change_index.iter().peekable();
+    let mut version = 0;
+    for (i, change) in applier.changes.drain(..).enumerate() {
+        while let Some((_, index)) = next.next_if(|(first, _)| *first <= i) {
+            version = *index;
+        }
+        let watched = |k: &[u8], record| crate::context::watch::Change {
+            version,
+            key: bytes::Bytes::copy_from_slice(keys::decode_data_key(k).unwrap_or_default()),
+            record,
+        };
         match change {
-            Change::PutValue(k, v) => batch.put_cf(data, k, v.encode_to_vec()),
-            Change::DeleteValue(k) => batch.delete_cf(data, k),
+            Change::PutValue(k, v) => {
+                batch.put_cf(data, &k, v.encode_to_vec());
+                changes.push(watched(&k, Some(v)));
+            }
+            Change::DeleteValue(k) => {
+                batch.delete_cf(data, &k);
+                changes.push(watched(&k, None));
+            }
             Change::PutDedup(k, v) => batch.put_cf(meta_cf, k, v.encode_to_vec()),
         }
     }
@@ -136,6 +178,7 @@ pub(crate) fn apply_round(
         applied_index,
         applied_term,
         meta,
+        changes,
     })
 }
 

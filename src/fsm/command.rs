@@ -6,7 +6,7 @@ use crate::proto::{
     command_result, raft_command, write_op, CheckFailed, CommandResult, DedupRecord, RaftCommand,
     ValueRecord, WriteOutcome,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// How long a request id is remembered for deduplicating retries.
 pub(crate) const DEDUP_WINDOW_MS: u64 = 10 * 60 * 1000;
@@ -17,6 +17,9 @@ pub(crate) trait StateReader {
     fn value(&self, data_key: &[u8]) -> Result<Option<ValueRecord>>;
     /// The dedup record under a `meta` CF key.
     fn dedup(&self, dedup_key: &[u8]) -> Result<Option<DedupRecord>>;
+    /// Up to `limit` records of `data` CF keys in `[start, end)`, in key order
+    /// (expired ones included).
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, ValueRecord)>>;
 }
 
 /// A change the applier wants written.
@@ -35,7 +38,7 @@ pub(crate) struct Applier<'r, R: StateReader> {
     /// The committed state before this round.
     reader: &'r R,
     /// Data keys written earlier in this round (None = deleted).
-    values: HashMap<Vec<u8>, Option<ValueRecord>>,
+    values: BTreeMap<Vec<u8>, Option<ValueRecord>>,
     /// Dedup records written earlier in this round.
     dedups: HashMap<Vec<u8>, DedupRecord>,
     /// Everything to write, in order.
@@ -49,22 +52,104 @@ impl<'r, R: StateReader> Applier<'r, R> {
     pub(crate) fn new(reader: &'r R) -> Self {
         Self {
             reader,
-            values: HashMap::new(),
+            values: BTreeMap::new(),
             dedups: HashMap::new(),
             changes: Vec::new(),
             started: Vec::new(),
         }
     }
 
-    fn value(&self, dk: &[u8]) -> Result<Option<ValueRecord>> {
+    /// The record of a `data` CF key as of the commands applied so far.
+    pub(crate) fn value(&self, dk: &[u8]) -> Result<Option<ValueRecord>> {
         match self.values.get(dk) {
             Some(v) => Ok(v.clone()),
             None => self.reader.value(dk),
         }
     }
 
-    fn live_value(&self, dk: &[u8], now_ms: u64) -> Result<Option<ValueRecord>> {
+    /// [`Applier::value`] if it has not expired at `now_ms`.
+    pub(crate) fn live_value(&self, dk: &[u8], now_ms: u64) -> Result<Option<ValueRecord>> {
         Ok(self.value(dk)?.filter(|r| is_live(r, now_ms)))
+    }
+
+    /// Writes `value` under a user key at `index`, keeping the create version of a
+    /// live record.
+    pub(crate) fn put_user(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        user_key: &[u8],
+        value: bytes::Bytes,
+        expires_at_ms: u64,
+    ) -> Result<u64> {
+        let dk = keys::data_key(user_key);
+        let create_version = self
+            .live_value(&dk, now_ms)?
+            .map_or(index, |r| r.create_version);
+        let rec = ValueRecord {
+            version: index,
+            create_version,
+            expires_at_ms,
+            value,
+        };
+        self.values.insert(dk.clone(), Some(rec.clone()));
+        self.changes.push(Change::PutValue(dk, rec));
+        Ok(create_version)
+    }
+
+    /// Removes a `data` CF key (a no-op when absent).
+    pub(crate) fn delete_data(&mut self, dk: Vec<u8>) -> Result<()> {
+        if self.value(&dk)?.is_some() {
+            self.values.insert(dk.clone(), None);
+            self.changes.push(Change::DeleteValue(dk));
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` records (expired included) of `data` CF keys in `[start, end)` as
+    /// of the commands applied so far, in key order.
+    pub(crate) fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, ValueRecord)>> {
+        let overlay: Vec<_> = self
+            .values
+            .range::<[u8], _>((
+                std::ops::Bound::Included(start),
+                std::ops::Bound::Excluded(end),
+            ))
+            .collect();
+        // Keys deleted in this round may hide committed ones: read that many more.
+        let hidden = overlay.iter().filter(|(_, v)| v.is_none()).count();
+        let mut merged: BTreeMap<Vec<u8>, ValueRecord> = self
+            .reader
+            .scan(start, end, limit.saturating_add(hidden))?
+            .into_iter()
+            .collect();
+        let last_committed = merged.keys().next_back().cloned();
+        let complete = merged.len() < limit.saturating_add(hidden);
+        for (k, v) in overlay {
+            // Past the committed page, an overlay key may shadow unread keys: keep
+            // only what is inside the range actually read.
+            if !complete && last_committed.as_ref().is_some_and(|l| k > l) {
+                continue;
+            }
+            match v {
+                Some(r) => merged.insert(k.clone(), r.clone()),
+                None => merged.remove(k),
+            };
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
+
+    /// Every record (expired included) of user keys starting with `prefix`, all in one
+    /// partition.
+    pub(crate) fn scan_user_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, ValueRecord)>> {
+        let start = keys::data_key(prefix);
+        let end = keys::prefix_end(&start).unwrap_or_else(|| vec![0xff; start.len() + 1]);
+        self.scan(&start, &end, usize::MAX)
     }
 
     /// Applies the command committed at `index`; `dedup_key` builds the dedup key.
@@ -94,6 +179,9 @@ impl<'r, R: StateReader> Applier<'r, R> {
             Some(raft_command::Cmd::MarkStarted(replica)) => {
                 self.started.push(*replica);
                 ok(index, vec![])
+            }
+            Some(raft_command::Cmd::Context(c)) => {
+                crate::context::apply::apply(self, index, cmd.now_ms, c)?
             }
             // Meta commands are applied by `apply_round` on the meta shard only.
             Some(raft_command::Cmd::MetaHeartbeat(_)) | None => ok(index, vec![]),
@@ -135,27 +223,14 @@ impl<'r, R: StateReader> Applier<'r, R> {
         for op in &batch.ops {
             match &op.op {
                 Some(write_op::Op::Put(p)) => {
-                    let dk = keys::data_key(&p.key);
-                    let create_version = self
-                        .live_value(&dk, now_ms)?
-                        .map_or(index, |r| r.create_version);
-                    let rec = ValueRecord {
-                        version: index,
-                        create_version,
-                        expires_at_ms: p.expires_at_ms,
-                        value: p.value.clone(),
-                    };
-                    self.values.insert(dk.clone(), Some(rec.clone()));
-                    self.changes.push(Change::PutValue(dk, rec));
-                    per_op.push(create_version);
+                    let cv =
+                        self.put_user(index, now_ms, &p.key, p.value.clone(), p.expires_at_ms)?;
+                    per_op.push(cv);
                 }
                 Some(write_op::Op::Delete(d)) => {
                     let dk = keys::data_key(&d.key);
                     let existed = self.live_value(&dk, now_ms)?.is_some();
-                    if self.value(&dk)?.is_some() {
-                        self.values.insert(dk.clone(), None);
-                        self.changes.push(Change::DeleteValue(dk));
-                    }
+                    self.delete_data(dk)?;
                     per_op.push(u64::from(existed));
                 }
                 Some(write_op::Op::Check(_)) | None => per_op.push(0),
@@ -177,14 +252,15 @@ pub(crate) fn is_live(r: &ValueRecord, now_ms: u64) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::proto::{WriteBatch, WriteCheck, WriteDelete, WriteOp, WritePut};
 
+    /// An in-memory committed state.
     #[derive(Default)]
-    struct MapReader {
-        values: HashMap<Vec<u8>, ValueRecord>,
-        dedups: HashMap<Vec<u8>, DedupRecord>,
+    pub(crate) struct MapReader {
+        pub(crate) values: HashMap<Vec<u8>, ValueRecord>,
+        pub(crate) dedups: HashMap<Vec<u8>, DedupRecord>,
     }
 
     impl StateReader for MapReader {
@@ -193,6 +269,22 @@ mod tests {
         }
         fn dedup(&self, k: &[u8]) -> Result<Option<DedupRecord>> {
             Ok(self.dedups.get(k).cloned())
+        }
+        fn scan(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            limit: usize,
+        ) -> Result<Vec<(Vec<u8>, ValueRecord)>> {
+            let mut out: Vec<_> = self
+                .values
+                .iter()
+                .filter(|(k, _)| k.as_slice() >= start && k.as_slice() < end)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out.truncate(limit);
+            Ok(out)
         }
     }
 

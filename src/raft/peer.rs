@@ -55,7 +55,7 @@ pub(crate) enum PeerMsg {
     /// A raft message from another node.
     Raft(Box<Message>, NodeId),
     /// Replicate a command; answered once applied.
-    Propose(RaftCommand, oneshot::Sender<Result<CommandResult>>),
+    Propose(Box<RaftCommand>, oneshot::Sender<Result<CommandResult>>),
     /// Answered once the local state is at least as new as the leader's commit at the
     /// time of the request (ReadIndex), so a local read is linearizable.
     ReadIndex(oneshot::Sender<Result<()>>),
@@ -103,6 +103,8 @@ pub(crate) struct Epoch {
     conf_ver: std::sync::atomic::AtomicU64,
     /// Ring version (arc ownership changes).
     ring_ver: std::sync::atomic::AtomicU64,
+    /// Whether the replica leads its shard (as of its last ready).
+    leading: std::sync::atomic::AtomicBool,
 }
 
 impl Epoch {
@@ -111,6 +113,18 @@ impl Epoch {
         use std::sync::atomic::Ordering::Release;
         self.conf_ver.store(desc.conf_ver, Release);
         self.ring_ver.store(desc.ring_ver, Release);
+    }
+
+    /// Records whether the replica leads.
+    pub(crate) fn set_leading(&self, leading: bool) {
+        self.leading
+            .store(leading, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the replica led its shard at its last ready (for background work
+    /// only: requests still go through raft-rs's own check).
+    pub(crate) fn leading(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// `(conf_ver, ring_ver)`.
@@ -261,6 +275,7 @@ impl Peer {
         }
         let epoch = Arc::new(Epoch::default());
         epoch.set(&desc);
+        ctx.watch.reset(shard, applied_index);
         let peer = Peer {
             epoch: epoch.clone(),
             shard,
@@ -392,7 +407,7 @@ impl Peer {
                     tracing::debug!(shard = %self.shard, error = %e, "dropped raft message");
                 }
             }
-            PeerMsg::Propose(cmd, reply) => self.on_propose(cmd, Reply::Command(reply)),
+            PeerMsg::Propose(cmd, reply) => self.on_propose(*cmd, Reply::Command(reply)),
             PeerMsg::ReadIndex(reply) => {
                 if self.is_leader() {
                     self.pending_reads.push(reply);

@@ -195,6 +195,8 @@ impl Peer {
         if let Some((n, index, term)) = self.pending_snapshot {
             if n <= number {
                 self.pending_snapshot = None;
+                // Changes before the snapshot are unknown here: watchers resume elsewhere.
+                self.ctx.watch.reset(self.shard, index);
                 self.applied_index = index;
                 self.applied_term = term;
                 self.raw.advance_apply_to(index);
@@ -242,6 +244,7 @@ impl Peer {
             self.count_leadership(false);
         }
         self.role = role;
+        self.epoch.set_leading(role == StateRole::Leader);
     }
 
     /// Keeps the node's count of leading data-shard replicas (leader balancing ignores
@@ -305,6 +308,7 @@ impl Peer {
                 .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
         self.desc = applied.desc;
         self.epoch.set(&self.desc);
+        self.ctx.watch.publish(shard, applied.changes);
         if let Some(state) = applied.meta {
             self.ctx.meta.set_state(state);
         }

@@ -39,7 +39,11 @@ impl KvService {
     /// The local replica to serve a request for ring position `hash` (None: a request
     /// without a key, such as an untagged scan). Shard 0 in the header means "the shard
     /// the ring names"; a named shard must own the hash.
-    fn route(&self, header: &Option<RequestHeader>, hash: Option<u64>) -> Result<PeerHandle> {
+    pub(crate) fn route(
+        &self,
+        header: &Option<RequestHeader>,
+        hash: Option<u64>,
+    ) -> Result<PeerHandle> {
         let asked = header.as_ref().map_or(0, |h| h.shard_id);
         let owner = match (self.ctx.ring(), hash) {
             (Some(ring), Some(h)) => ring.shard_for_hash(h),
@@ -67,6 +71,12 @@ impl KvService {
         if key.is_empty() {
             return Err(Error::invalid(field, "must not be empty"));
         }
+        if key[0] == crate::context::RESERVED_PREFIX {
+            return Err(Error::invalid(
+                field,
+                "keys starting with byte 0x00 are reserved for the agent context API",
+            ));
+        }
         let max = self.ctx.config.limits.max_key_size;
         if key.len() as u64 > max {
             return Err(Error::limit("max-key-size", max, key.len() as u64));
@@ -82,7 +92,7 @@ impl KvService {
         Ok(())
     }
 
-    fn check_request_id(id: &[u8]) -> Result<()> {
+    pub(crate) fn check_request_id(id: &[u8]) -> Result<()> {
         if id.len() > MAX_REQUEST_ID {
             return Err(Error::invalid(
                 "request_id",
@@ -109,7 +119,7 @@ impl KvService {
         })
     }
 
-    async fn propose(
+    pub(crate) async fn propose(
         &self,
         header: &Option<RequestHeader>,
         request_id: Bytes,
@@ -139,19 +149,42 @@ impl KvService {
                 _ => hash = hash.or(Some(h)),
             }
         }
+        let r = self
+            .propose_cmd(
+                header,
+                hash,
+                request_id,
+                now,
+                raft_command::Cmd::Write(WriteBatch { ops }),
+            )
+            .await?;
+        outcome(r)
+    }
+
+    /// Proposes `cmd` to the replica of the shard owning `hash` and waits for its
+    /// result.
+    pub(crate) async fn propose_cmd(
+        &self,
+        header: &Option<RequestHeader>,
+        hash: Option<u64>,
+        request_id: Bytes,
+        now: u64,
+        cmd: raft_command::Cmd,
+    ) -> Result<CommandResult> {
+        Self::check_request_id(&request_id)?;
         let peer = self.route(header, hash)?;
         let cmd = RaftCommand {
             request_id,
             now_ms: now,
-            cmd: Some(raft_command::Cmd::Write(WriteBatch { ops })),
+            cmd: Some(cmd),
         };
         let (tx, rx) = oneshot::channel();
-        peer.send(PeerMsg::Propose(cmd, tx)).await?;
-        outcome(await_reply(peer.shard, rx).await?)
+        peer.send(PeerMsg::Propose(Box::new(cmd), tx)).await?;
+        await_reply(peer.shard, rx).await
     }
 
     /// Waits until the local replica may serve a linearizable read (or none for stale).
-    async fn read_barrier(
+    pub(crate) async fn read_barrier(
         &self,
         header: &Option<RequestHeader>,
         hash: Option<u64>,
@@ -167,7 +200,7 @@ impl KvService {
         Ok(peer)
     }
 
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&NodeCtx) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -175,6 +208,18 @@ impl KvService {
         tokio::task::spawn_blocking(move || f(&ctx))
             .await
             .map_err(|e| Error::Internal(format!("read task: {e}")))?
+    }
+}
+
+impl KvService {
+    /// The `data` CF ranges of a shard's ring arcs.
+    pub(crate) fn shard_ranges(&self, shard: ShardId) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.ctx.data_ranges(shard)
+    }
+
+    /// The node's shared context.
+    pub(crate) fn ctx(&self) -> &Arc<NodeCtx> {
+        &self.ctx
     }
 }
 
@@ -196,7 +241,7 @@ fn check_epoch(header: &Option<RequestHeader>, peer: &PeerHandle) -> Result<()> 
     Ok(())
 }
 
-fn outcome(r: CommandResult) -> Result<WriteOutcome> {
+pub(crate) fn outcome(r: CommandResult) -> Result<WriteOutcome> {
     match r.result {
         Some(command_result::Result::Ok(o)) => Ok(o),
         Some(command_result::Result::CheckFailed(c)) => Err(Error::VersionMismatch {
@@ -204,7 +249,8 @@ fn outcome(r: CommandResult) -> Result<WriteOutcome> {
             expected: c.expected_version,
             actual: c.actual_version,
         }),
-        None => Err(Error::Internal("empty command result".into())),
+        Some(command_result::Result::Context(_) | command_result::Result::ContextRejected(_))
+        | None => Err(Error::Internal("unexpected command result".into())),
     }
 }
 
@@ -276,7 +322,11 @@ fn scan_local(
     // One point in time for every range, so a batch applied mid-scan is seen whole or
     // not at all.
     let snap = ctx.engine.db().snapshot();
-    let accept = |user_key: &[u8]| user_key.starts_with(prefix) && user_key > start_after;
+    let accept = |user_key: &[u8]| {
+        user_key.starts_with(prefix)
+            && user_key > start_after
+            && user_key.first() != Some(&crate::context::RESERVED_PREFIX)
+    };
     if let Some(tag) = keys::prefix_partition(prefix) {
         let hash = xxhash_rust::xxh3::xxh3_64(tag).to_be_bytes();
         let mut start = hash.to_vec();
@@ -324,6 +374,64 @@ fn scan_local(
 
 #[tonic::async_trait]
 impl Kv for KvService {
+    type WatchStream = crate::server::context::RpcStream<crate::proto::WatchResponse>;
+
+    async fn watch(
+        &self,
+        req: Request<crate::proto::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        use crate::proto::{watch_event::Kind, WatchEvent, WatchResponse};
+        let req = req.into_inner();
+        let (pattern, exact) = match (req.key.is_empty(), req.prefix.is_empty()) {
+            (false, true) => (req.key, true),
+            (true, false) => (req.prefix, false),
+            _ => return Err(Error::invalid("key", "set exactly one of key and prefix").into()),
+        };
+        self.check_key(if exact { "key" } else { "prefix" }, &pattern)?;
+        let hash = if exact {
+            keys::key_hash(&pattern)
+        } else {
+            let tag = keys::prefix_partition(&pattern).ok_or_else(|| {
+                Error::invalid(
+                    "prefix",
+                    "a watched prefix must start with a complete hash tag `{...}` (one shard)",
+                )
+            })?;
+            xxhash_rust::xxh3::xxh3_64(tag)
+        };
+        let peer = self.route(&req.header, Some(hash))?;
+        let stream = crate::server::context::change_stream(
+            self.ctx.clone(),
+            peer.shard,
+            req.from_version,
+            move |c| {
+                let hit = if exact {
+                    c.key == pattern
+                } else {
+                    c.key.starts_with(&pattern)
+                };
+                hit.then(|| WatchEvent {
+                    kind: if c.record.is_some() {
+                        Kind::Put
+                    } else {
+                        Kind::Delete
+                    } as i32,
+                    version: c.version,
+                    kv: Some(match &c.record {
+                        Some(r) => to_kv(c.key.clone(), r.clone()),
+                        None => KeyValue {
+                            key: c.key.clone(),
+                            version: c.version,
+                            ..Default::default()
+                        },
+                    }),
+                })
+            },
+            |events| WatchResponse { events },
+        )?;
+        Ok(Response::new(stream))
+    }
+
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let req = req.into_inner();
         self.check_key("key", &req.key)?;
@@ -457,14 +565,7 @@ impl Kv for KvService {
         }
         let hash = keys::prefix_partition(&req.prefix).map(xxhash_rust::xxh3::xxh3_64);
         let peer = self.read_barrier(&req.header, hash, req.stale).await?;
-        let ranges: Vec<(Vec<u8>, Vec<u8>)> = match self.ctx.ring() {
-            Some(ring) => ring
-                .arcs(peer.shard)
-                .into_iter()
-                .map(|(lo, hi)| keys::data_range(lo, hi))
-                .collect(),
-            None => vec![keys::data_range(0, u64::MAX)],
-        };
+        let ranges = self.shard_ranges(peer.shard);
         let (prefix, after) = (req.prefix, req.start_after);
         let (kvs, more) = self
             .blocking(move |ctx| scan_local(ctx, &ranges, &prefix, &after, limit, now_ms()))

@@ -1,16 +1,21 @@
-//! The gRPC services of a node: `Kv` (client API), `Cluster` (status, membership,
-//! admin), `Raft` (node-to-node), plus standard health and reflection.
+//! The gRPC services of a node: `Kv` (client API), `AgentContext` (conversations,
+//! checkpoints, model registry), `Cluster` (status, membership, admin), `Raft`
+//! (node-to-node), plus standard health and reflection.
 //!
 //! Handlers validate input before anything is proposed, so a bad request changes
 //! nothing; errors leave through `status` (the one mapping to `tonic::Status`).
 
 mod cluster;
+mod context;
 mod kv;
 mod raft_service;
 
 use crate::error::{Error, Result};
 use crate::node::NodeCtx;
-use crate::proto::{cluster_server::ClusterServer, kv_server::KvServer, raft_server::RaftServer};
+use crate::proto::{
+    agent_context_server::AgentContextServer, cluster_server::ClusterServer, kv_server::KvServer,
+    raft_server::RaftServer,
+};
 use crate::proto::{StatusResponse, FILE_DESCRIPTOR_SET};
 use crate::raft::PeerMsg;
 use std::sync::Arc;
@@ -44,6 +49,9 @@ pub(crate) fn spawn(
     let kv = KvServer::new(kv::KvService::new(ctx.clone()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let agent = AgentContextServer::new(context::ContextService::new(ctx.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let cluster = ClusterServer::new(cluster::ClusterService::new(ctx.clone()));
     let raft = RaftServer::new(raft_service::RaftService::new(ctx.clone()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
@@ -70,6 +78,7 @@ pub(crate) fn spawn(
             .add_service(health)
             .add_service(reflection)
             .add_service(kv)
+            .add_service(agent)
             .add_service(cluster)
             .add_service(raft)
             .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())

@@ -1,0 +1,465 @@
+//! The agent context API in the client: conversations, checkpoints, the model
+//! registry and watches. Requests are the generated protobuf types (build them with
+//! `..Default::default()`); the client fills in routing headers and request ids, and
+//! routes each call to the shard of its conversation, thread or the registry.
+
+use super::{Client, Route};
+use crate::context as cx;
+use crate::error::{Error, Result};
+use crate::keys::key_hash;
+use crate::proto::agent_context_client::AgentContextClient;
+use crate::proto::{
+    AppendRequest, AppendResponse, CompactRequest, CompactResponse, ConversationRef,
+    DeleteConversationRequest, DeleteConversationResponse, DeleteModelRequest, DeleteThreadRequest,
+    DeleteThreadResponse, GetCheckpointRequest, GetConversationRequest, GetModelRequest,
+    ListCheckpointsRequest, ListConversationsRequest, ListConversationsResponse, ListModelsRequest,
+    Model, ModelEvent, PruneCheckpointsRequest, PruneCheckpointsResponse, PutCheckpointRequest,
+    PutModelRequest, PutWritesRequest, PutWritesResponse, ReadRequest, ReadResponse,
+    SetConversationMetadataRequest, ThreadRef, TrimRequest, TrimResponse, WatchEvent,
+    WatchModelsRequest, WatchRequest,
+};
+use crate::proto::{CheckpointTuple, ConversationInfo};
+use bytes::Bytes;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+/// Runs one context RPC routed by `$hash`, setting the header on every attempt.
+macro_rules! routed {
+    ($self:ident, $route:expr, $req:ident, $method:ident) => {
+        $self
+            .call_routed($route, |ch, header| {
+                let mut r = $req.clone();
+                r.header = Some(header);
+                async move { Ok(Client::agent(ch).$method(r).await?.into_inner()) }
+            })
+            .await
+    };
+}
+
+fn conv_route(c: &Option<ConversationRef>) -> Result<Route> {
+    let c = cx::validate_conversation(c.as_ref())?;
+    Ok(Route::Key(key_hash(&cx::conv_key(c))))
+}
+
+fn thread_route(t: &str) -> Result<Route> {
+    cx::validate_thread_name("thread", t)?;
+    Ok(Route::Key(key_hash(&cx::thread_key(t))))
+}
+
+fn thread_ref_route(t: &Option<ThreadRef>) -> Result<Route> {
+    let t = cx::validate_thread(t.as_ref())?;
+    thread_route(&t.thread)
+}
+
+fn model_route() -> Route {
+    Route::Key(key_hash(&cx::model_prefix()))
+}
+
+/// A stream of changes that resumes by itself after a broken connection or a leader
+/// change, from the last version it delivered. It ends with an error that retrying
+/// cannot fix (e.g. [`Error::WatchCompacted`]: re-read, then watch again).
+pub struct Watcher<T> {
+    rx: mpsc::Receiver<Result<T>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<T> Watcher<T> {
+    /// The next change; `None` once the watch ended (after its error was returned).
+    pub async fn next(&mut self) -> Option<Result<T>> {
+        self.rx.recv().await
+    }
+}
+
+impl<T> Drop for Watcher<T> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Client {
+    fn agent(ch: Channel) -> AgentContextClient<Channel> {
+        AgentContextClient::new(ch)
+            .max_decoding_message_size(crate::server::MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(crate::server::MAX_MESSAGE_SIZE)
+    }
+
+    fn with_request_id(&self, id: &mut Bytes) {
+        if id.is_empty() {
+            *id = self.new_request_id();
+        }
+    }
+
+    /// Appends messages to a conversation (created on first append). Sequence numbers
+    /// are assigned by the shard: gap-free and unique under concurrent appenders.
+    /// A set `expected_last_seq` that does not match fails with
+    /// [`Error::SequenceMismatch`] carrying the actual last seq.
+    pub async fn append(&self, mut req: AppendRequest) -> Result<AppendResponse> {
+        let route = conv_route(&req.conversation)?;
+        self.with_request_id(&mut req.request_id);
+        routed!(self, route, req, append)
+    }
+
+    /// Reads messages: the newest `last_n`, a seq range (paged), or the newest that
+    /// fit a token budget. A conversation that does not exist reads as empty (no info).
+    pub async fn read(&self, req: ReadRequest) -> Result<ReadResponse> {
+        let route = conv_route(&req.conversation)?;
+        routed!(self, route, req, read)
+    }
+
+    /// Removes messages before a seq.
+    pub async fn trim(&self, mut req: TrimRequest) -> Result<TrimResponse> {
+        let route = conv_route(&req.conversation)?;
+        self.with_request_id(&mut req.request_id);
+        routed!(self, route, req, trim)
+    }
+
+    /// Atomically replaces a seq range with a summary message.
+    pub async fn compact(&self, mut req: CompactRequest) -> Result<CompactResponse> {
+        let route = conv_route(&req.conversation)?;
+        self.with_request_id(&mut req.request_id);
+        routed!(self, route, req, compact)
+    }
+
+    /// Deletes a conversation with all its messages.
+    pub async fn delete_conversation(
+        &self,
+        conversation: ConversationRef,
+    ) -> Result<DeleteConversationResponse> {
+        let mut req = DeleteConversationRequest {
+            conversation: Some(conversation),
+            ..Default::default()
+        };
+        let route = conv_route(&req.conversation)?;
+        self.with_request_id(&mut req.request_id);
+        routed!(self, route, req, delete_conversation)
+    }
+
+    /// A conversation's metadata (None: it does not exist or expired).
+    pub async fn conversation(
+        &self,
+        conversation: ConversationRef,
+    ) -> Result<Option<ConversationInfo>> {
+        let req = GetConversationRequest {
+            conversation: Some(conversation),
+            ..Default::default()
+        };
+        let route = conv_route(&req.conversation)?;
+        let r: crate::proto::GetConversationResponse = routed!(self, route, req, get_conversation)?;
+        Ok(r.info)
+    }
+
+    /// Replaces a conversation's user metadata, optionally only at an expected
+    /// `metadata_version` ([`Error::VersionMismatch`] otherwise).
+    pub async fn set_conversation_metadata(
+        &self,
+        mut req: SetConversationMetadataRequest,
+    ) -> Result<ConversationInfo> {
+        let route = conv_route(&req.conversation)?;
+        self.with_request_id(&mut req.request_id);
+        let r: crate::proto::SetConversationMetadataResponse =
+            routed!(self, route, req, set_conversation_metadata)?;
+        r.info
+            .ok_or_else(|| Error::Internal("no conversation info in the answer".into()))
+    }
+
+    /// Lists a namespace's conversations by id after `after_id`, gathering every
+    /// shard's page and merging them.
+    pub async fn list_conversations(
+        &self,
+        namespace: &str,
+        after_id: &str,
+        limit: u32,
+    ) -> Result<ListConversationsResponse> {
+        cx::validate_namespace(namespace)?;
+        let req = ListConversationsRequest {
+            header: None,
+            namespace: namespace.to_string(),
+            after_id: after_id.to_string(),
+            limit,
+        };
+        let routes: Vec<Route> = match self.ring().await {
+            Some(ring) => ring
+                .shards()
+                .into_iter()
+                .map(|s| Route::Shard(s.0))
+                .collect(),
+            None => vec![Route::Any],
+        };
+        let parts = futures::future::join_all(routes.into_iter().map(|route| {
+            let req = req.clone();
+            async move { routed!(self, route, req, list_conversations) }
+        }))
+        .await;
+        let mut all = Vec::new();
+        let mut more = false;
+        for p in parts {
+            let p: ListConversationsResponse = p?;
+            more |= p.more;
+            all.extend(p.conversations);
+        }
+        let id = |i: &ConversationInfo| {
+            i.conversation
+                .as_ref()
+                .map(|c| c.id.clone())
+                .unwrap_or_default()
+        };
+        all.sort_by_key(id);
+        let limit = if limit == 0 { 100 } else { limit as usize };
+        more |= all.len() > limit;
+        all.truncate(limit);
+        Ok(ListConversationsResponse {
+            conversations: all,
+            more,
+        })
+    }
+
+    /// Stores a checkpoint with the blobs of the channels that changed.
+    pub async fn put_checkpoint(&self, mut req: PutCheckpointRequest) -> Result<u64> {
+        let route = thread_ref_route(&req.thread)?;
+        self.with_request_id(&mut req.request_id);
+        let r: crate::proto::PutCheckpointResponse = routed!(self, route, req, put_checkpoint)?;
+        Ok(r.version)
+    }
+
+    /// Stores a task's pending writes for a checkpoint; a repeat stores nothing.
+    pub async fn put_writes(&self, mut req: PutWritesRequest) -> Result<PutWritesResponse> {
+        let route = thread_ref_route(&req.thread)?;
+        self.with_request_id(&mut req.request_id);
+        routed!(self, route, req, put_writes)
+    }
+
+    /// A checkpoint (the latest when `checkpoint_id` is None) with its channel blobs
+    /// and pending writes.
+    pub async fn get_checkpoint(
+        &self,
+        req: GetCheckpointRequest,
+    ) -> Result<Option<CheckpointTuple>> {
+        let route = thread_ref_route(&req.thread)?;
+        let r: crate::proto::GetCheckpointResponse = routed!(self, route, req, get_checkpoint)?;
+        Ok(r.tuple)
+    }
+
+    /// Checkpoints newest first.
+    pub async fn list_checkpoints(
+        &self,
+        req: ListCheckpointsRequest,
+    ) -> Result<Vec<CheckpointTuple>> {
+        let route = thread_ref_route(&req.thread)?;
+        let r: crate::proto::ListCheckpointsResponse = routed!(self, route, req, list_checkpoints)?;
+        Ok(r.tuples)
+    }
+
+    /// Removes old checkpoints (and the blobs no kept checkpoint uses).
+    pub async fn prune_checkpoints(
+        &self,
+        mut req: PruneCheckpointsRequest,
+    ) -> Result<PruneCheckpointsResponse> {
+        let route = thread_ref_route(&req.thread)?;
+        self.with_request_id(&mut req.request_id);
+        routed!(self, route, req, prune_checkpoints)
+    }
+
+    /// Deletes a thread: every namespace, checkpoint, blob and write.
+    pub async fn delete_thread(&self, thread: &str) -> Result<DeleteThreadResponse> {
+        let route = thread_route(thread)?;
+        let mut req = DeleteThreadRequest {
+            thread: thread.to_string(),
+            ..Default::default()
+        };
+        self.with_request_id(&mut req.request_id);
+        routed!(self, route, req, delete_thread)
+    }
+
+    /// Writes a model record, optionally only at an expected version (0 = create).
+    pub async fn put_model(&self, model: Model, expected_version: Option<u64>) -> Result<u64> {
+        let mut req = PutModelRequest {
+            header: None,
+            model: Some(model),
+            expected_version,
+            request_id: Bytes::new(),
+        };
+        self.with_request_id(&mut req.request_id);
+        let r: crate::proto::PutModelResponse = routed!(self, model_route(), req, put_model)?;
+        Ok(r.version)
+    }
+
+    /// A model record, from any replica (possibly stale) unless `consistent`.
+    pub async fn get_model(&self, name: &str, consistent: bool) -> Result<Option<Model>> {
+        let req = GetModelRequest {
+            header: None,
+            name: name.to_string(),
+            consistent,
+        };
+        let r: crate::proto::GetModelResponse = routed!(self, model_route(), req, get_model)?;
+        Ok(r.model)
+    }
+
+    /// Every model record, by name.
+    pub async fn list_models(&self, consistent: bool) -> Result<Vec<Model>> {
+        let req = ListModelsRequest {
+            header: None,
+            consistent,
+        };
+        let r: crate::proto::ListModelsResponse = routed!(self, model_route(), req, list_models)?;
+        Ok(r.models)
+    }
+
+    /// Deletes a model record; whether it existed.
+    pub async fn delete_model(&self, name: &str) -> Result<bool> {
+        let mut req = DeleteModelRequest {
+            header: None,
+            name: name.to_string(),
+            request_id: Bytes::new(),
+        };
+        self.with_request_id(&mut req.request_id);
+        let r: crate::proto::DeleteModelResponse = routed!(self, model_route(), req, delete_model)?;
+        Ok(r.deleted)
+    }
+
+    /// Watches the model registry for changes after `from_version` (None: from now).
+    pub async fn watch_models(&self, from_version: Option<u64>) -> Result<Watcher<ModelEvent>> {
+        let client = self.clone();
+        self.watcher(
+            from_version,
+            move |from| {
+                let client = client.clone();
+                async move {
+                    let req = WatchModelsRequest {
+                        header: None,
+                        from_version: from,
+                    };
+                    routed!(client, model_route(), req, watch_models)
+                }
+            },
+            |r: crate::proto::WatchModelsResponse| r.events,
+            |e: &ModelEvent| e.version,
+        )
+        .await
+    }
+
+    /// Watches one key, or the keys under a prefix that starts with a hash tag, for
+    /// changes after `from_version` (None: from now).
+    pub async fn watch(
+        &self,
+        key_or_prefix: impl Into<Bytes>,
+        is_prefix: bool,
+        from_version: Option<u64>,
+    ) -> Result<Watcher<WatchEvent>> {
+        let pattern: Bytes = key_or_prefix.into();
+        let hash = if is_prefix {
+            let tag = crate::keys::prefix_partition(&pattern).ok_or_else(|| {
+                Error::invalid(
+                    "prefix",
+                    "a watched prefix must start with a complete hash tag `{...}`",
+                )
+            })?;
+            xxhash_rust::xxh3::xxh3_64(tag)
+        } else {
+            key_hash(&pattern)
+        };
+        let client = self.clone();
+        self.watcher(
+            from_version,
+            move |from| {
+                let client = client.clone();
+                let pattern = pattern.clone();
+                async move {
+                    let req = WatchRequest {
+                        header: None,
+                        key: if is_prefix {
+                            Bytes::new()
+                        } else {
+                            pattern.clone()
+                        },
+                        prefix: if is_prefix { pattern } else { Bytes::new() },
+                        from_version: from,
+                    };
+                    client
+                        .call_routed(Route::Key(hash), |ch, header| {
+                            let mut r = req.clone();
+                            r.header = Some(header);
+                            async move { Ok(Client::kv(ch).watch(r).await?.into_inner()) }
+                        })
+                        .await
+                }
+            },
+            |r: crate::proto::WatchResponse| r.events,
+            |e: &WatchEvent| e.version,
+        )
+        .await
+    }
+
+    /// Opens a watch stream and keeps it going: on a broken stream it reopens from
+    /// the last delivered version until an error retrying cannot fix.
+    async fn watcher<T, R, Open, Fut>(
+        &self,
+        from_version: Option<u64>,
+        open: Open,
+        events: impl Fn(R) -> Vec<T> + Send + 'static,
+        version: impl Fn(&T) -> u64 + Send + 'static,
+    ) -> Result<Watcher<T>>
+    where
+        T: Send + 'static,
+        R: Send + 'static,
+        Open: Fn(Option<u64>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<tonic::Streaming<R>>> + Send,
+    {
+        // The first open reports its error to the caller directly.
+        let first = open(from_version).await?;
+        let (tx, rx) = mpsc::channel(256);
+        let task = tokio::spawn(async move {
+            let mut last = from_version;
+            let mut stream = Some(first);
+            let mut backoff = Duration::from_millis(10);
+            loop {
+                let mut s = match stream.take() {
+                    Some(s) => s,
+                    None => match open(last).await {
+                        Ok(s) => s,
+                        Err(e) if e.is_retryable() || matches!(e, Error::Timeout(..)) => {
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_millis(500));
+                            continue;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    },
+                };
+                loop {
+                    match s.message().await {
+                        Ok(Some(resp)) => {
+                            backoff = Duration::from_millis(10);
+                            // One response holds whole versions: compare with the
+                            // version before it.
+                            let floor = last;
+                            for ev in events(resp) {
+                                let v = version(&ev);
+                                if floor.is_some_and(|l| v <= l) {
+                                    continue;
+                                }
+                                if tx.send(Ok(ev)).await.is_err() {
+                                    return;
+                                }
+                                last = Some(v);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(status) => {
+                            let e = Error::from(status);
+                            if !(e.is_retryable() || matches!(e, Error::Rpc { .. })) {
+                                let _ = tx.send(Err(e)).await;
+                                return;
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Watcher { rx, task })
+    }
+}

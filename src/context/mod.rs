@@ -1,0 +1,338 @@
+//! The agent context API (DESIGN §7): key layout, name validation, the state-machine
+//! side of conversations and checkpoints ([`apply`]), token-budget selection
+//! ([`budget`]), reads ([`read`]) and the per-replica change log behind watches
+//! ([`watch`]).
+//!
+//! Every record is an ordinary `data` CF record under a reserved user key that starts
+//! with byte 0x00 (the Kv API refuses such keys) and carries a hash tag, so snapshots,
+//! resharding and TTL treat it like any other key:
+//!
+//! | record | user key |
+//! | --- | --- |
+//! | conversation | `\0C{c/<ns>/<id>}` |
+//! | message | `\0M{c/<ns>/<id>}` · seq BE8 |
+//! | idempotency key | `\0I{c/<ns>/<id>}` · key |
+//! | checkpoint thread | `\0H{t/<thread>}` |
+//! | checkpoint | `\0K{t/<thread>}` · ns · 0x00 · checkpoint id |
+//! | channel blob | `\0B{t/<thread>}` · ns · 0x00 · channel · 0x00 · version |
+//! | pending write | `\0W{t/<thread>}` · ns · 0x00 · checkpoint id · 0x00 · task id · 0x00 · idx BE4 |
+//! | model | `\0R{registry}` · name |
+
+pub(crate) mod apply;
+pub mod budget;
+pub(crate) mod purge;
+pub(crate) mod read;
+pub(crate) mod watch;
+
+use crate::error::{Error, Result};
+use crate::proto::{ConversationRef, ThreadRef};
+
+/// First byte of every key the context API owns; user keys may not start with it.
+pub const RESERVED_PREFIX: u8 = 0;
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3600 * 1000;
+/// Longest namespace, conversation id, thread, checkpoint id, channel or model name.
+pub const MAX_NAME: usize = 128;
+
+const CONV: u8 = b'C';
+const MSG: u8 = b'M';
+const IDEM: u8 = b'I';
+const THREAD: u8 = b'H';
+const CKPT: u8 = b'K';
+const BLOB: u8 = b'B';
+const WRITE: u8 = b'W';
+const MODEL: u8 = b'R';
+
+fn key(kind: u8, tag: &str, rest: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + tag.len() + rest.iter().map(|r| r.len()).sum::<usize>());
+    k.push(RESERVED_PREFIX);
+    k.push(kind);
+    k.push(b'{');
+    k.extend_from_slice(tag.as_bytes());
+    k.push(b'}');
+    for r in rest {
+        k.extend_from_slice(r);
+    }
+    k
+}
+
+fn conv_tag(c: &ConversationRef) -> String {
+    format!("c/{}/{}", c.namespace, c.id)
+}
+
+fn thread_tag(thread: &str) -> String {
+    format!("t/{thread}")
+}
+
+/// `namespace/id`, for messages.
+pub(crate) fn conv_name(c: &ConversationRef) -> String {
+    format!("{}/{}", c.namespace, c.id)
+}
+
+/// The conversation's record.
+pub(crate) fn conv_key(c: &ConversationRef) -> Vec<u8> {
+    key(CONV, &conv_tag(c), &[])
+}
+
+/// Prefix of every conversation record of a namespace (on every shard).
+pub(crate) fn conv_list_prefix(namespace: &str) -> Vec<u8> {
+    let mut k = vec![RESERVED_PREFIX, CONV, b'{'];
+    k.extend_from_slice(format!("c/{namespace}/").as_bytes());
+    k
+}
+
+/// The conversation id in a conversation record key of `namespace`.
+pub(crate) fn conv_id_of(namespace: &str, user_key: &[u8]) -> Option<String> {
+    let rest = user_key.strip_prefix(conv_list_prefix(namespace).as_slice())?;
+    let id = rest.strip_suffix(b"}")?;
+    String::from_utf8(id.to_vec()).ok()
+}
+
+/// Message `seq` of the conversation.
+pub(crate) fn msg_key(c: &ConversationRef, seq: u64) -> Vec<u8> {
+    key(MSG, &conv_tag(c), &[&seq.to_be_bytes()])
+}
+
+/// Prefix of every message of the conversation.
+pub(crate) fn msg_prefix(c: &ConversationRef) -> Vec<u8> {
+    key(MSG, &conv_tag(c), &[])
+}
+
+/// The seq of a message key.
+pub(crate) fn seq_of(user_key: &[u8]) -> Option<u64> {
+    let tail = user_key.get(user_key.len().checked_sub(8)?..)?;
+    Some(u64::from_be_bytes(tail.try_into().ok()?))
+}
+
+/// An idempotency key's record.
+pub(crate) fn idem_key(c: &ConversationRef, k: &str) -> Vec<u8> {
+    key(IDEM, &conv_tag(c), &[k.as_bytes()])
+}
+
+/// Prefixes holding everything of a conversation except its record.
+pub(crate) fn conv_data_prefixes(c: &ConversationRef) -> [Vec<u8>; 2] {
+    let tag = conv_tag(c);
+    [key(MSG, &tag, &[]), key(IDEM, &tag, &[])]
+}
+
+/// The thread's record.
+pub(crate) fn thread_key(thread: &str) -> Vec<u8> {
+    key(THREAD, &thread_tag(thread), &[])
+}
+
+/// Prefixes holding everything of a thread except its record.
+pub(crate) fn thread_data_prefixes(thread: &str) -> [Vec<u8>; 3] {
+    let tag = thread_tag(thread);
+    [
+        key(CKPT, &tag, &[]),
+        key(BLOB, &tag, &[]),
+        key(WRITE, &tag, &[]),
+    ]
+}
+
+/// Prefix of the checkpoints of `(thread, ns)`.
+pub(crate) fn ckpt_prefix(t: &ThreadRef) -> Vec<u8> {
+    key(CKPT, &thread_tag(&t.thread), &[t.ns.as_bytes(), &[0]])
+}
+
+/// A checkpoint's record.
+pub(crate) fn ckpt_key(t: &ThreadRef, id: &str) -> Vec<u8> {
+    key(
+        CKPT,
+        &thread_tag(&t.thread),
+        &[t.ns.as_bytes(), &[0], id.as_bytes()],
+    )
+}
+
+/// Prefix of the channel blobs of `(thread, ns)`.
+pub(crate) fn blob_prefix(t: &ThreadRef) -> Vec<u8> {
+    key(BLOB, &thread_tag(&t.thread), &[t.ns.as_bytes(), &[0]])
+}
+
+/// One channel value at one version.
+pub(crate) fn blob_key(t: &ThreadRef, channel: &str, version: &str) -> Vec<u8> {
+    key(
+        BLOB,
+        &thread_tag(&t.thread),
+        &[
+            t.ns.as_bytes(),
+            &[0],
+            channel.as_bytes(),
+            &[0],
+            version.as_bytes(),
+        ],
+    )
+}
+
+/// `(channel, version)` of a blob key of `(thread, ns)`.
+pub(crate) fn blob_of(t: &ThreadRef, user_key: &[u8]) -> Option<(String, String)> {
+    let rest = user_key.strip_prefix(blob_prefix(t).as_slice())?;
+    let sep = rest.iter().position(|&b| b == 0)?;
+    Some((
+        String::from_utf8(rest[..sep].to_vec()).ok()?,
+        String::from_utf8(rest[sep + 1..].to_vec()).ok()?,
+    ))
+}
+
+/// Prefix of the pending writes of one checkpoint.
+pub(crate) fn writes_prefix(t: &ThreadRef, id: &str) -> Vec<u8> {
+    key(
+        WRITE,
+        &thread_tag(&t.thread),
+        &[t.ns.as_bytes(), &[0], id.as_bytes(), &[0]],
+    )
+}
+
+/// One pending write.
+pub(crate) fn write_key(t: &ThreadRef, id: &str, task: &str, idx: u32) -> Vec<u8> {
+    let mut k = writes_prefix(t, id);
+    k.extend_from_slice(task.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&idx.to_be_bytes());
+    k
+}
+
+/// A model's record.
+pub(crate) fn model_key(name: &str) -> Vec<u8> {
+    key(MODEL, "registry", &[name.as_bytes()])
+}
+
+/// Prefix of every model record (one hash tag: one shard).
+pub(crate) fn model_prefix() -> Vec<u8> {
+    key(MODEL, "registry", &[])
+}
+
+/// What a reserved key is, for purge: a conversation or thread record takes its data
+/// with it.
+pub(crate) enum Owner {
+    Conversation(ConversationRef),
+    Thread(String),
+}
+
+/// The conversation or thread whose record `user_key` is.
+pub(crate) fn owner_of_record(user_key: &[u8]) -> Option<Owner> {
+    let (&kind, rest) = user_key.strip_prefix(&[RESERVED_PREFIX])?.split_first()?;
+    let tag = std::str::from_utf8(rest.strip_prefix(b"{")?.strip_suffix(b"}")?).ok()?;
+    match kind {
+        CONV => {
+            let (ns, id) = tag.strip_prefix("c/")?.split_once('/')?;
+            Some(Owner::Conversation(ConversationRef {
+                namespace: ns.to_string(),
+                id: id.to_string(),
+            }))
+        }
+        THREAD => Some(Owner::Thread(tag.strip_prefix("t/")?.to_string())),
+        _ => None,
+    }
+}
+
+fn check_name(field: &str, v: &str, allow_empty: bool, forbidden: &[char]) -> Result<()> {
+    if v.is_empty() && !allow_empty {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if v.len() > MAX_NAME {
+        return Err(Error::invalid(
+            field,
+            format!("at most {MAX_NAME} bytes, got {}", v.len()),
+        ));
+    }
+    if let Some(c) = v.chars().find(|c| c.is_control() || forbidden.contains(c)) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must not contain {c:?} (control characters and {forbidden:?} are not allowed)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a conversation reference.
+pub fn validate_conversation(c: Option<&ConversationRef>) -> Result<&ConversationRef> {
+    let c = c.ok_or_else(|| Error::invalid("conversation", "must be set"))?;
+    check_name("conversation.namespace", &c.namespace, false, &['/', '}'])?;
+    check_name("conversation.id", &c.id, false, &['}'])?;
+    Ok(c)
+}
+
+/// Checks a namespace (for listing).
+pub fn validate_namespace(ns: &str) -> Result<()> {
+    check_name("namespace", ns, false, &['/', '}'])
+}
+
+/// Checks a thread name.
+pub fn validate_thread_name(field: &str, thread: &str) -> Result<()> {
+    check_name(field, thread, false, &['}'])
+}
+
+/// Checks a `(thread, ns)` reference.
+pub fn validate_thread(t: Option<&ThreadRef>) -> Result<&ThreadRef> {
+    let t = t.ok_or_else(|| Error::invalid("thread", "must be set"))?;
+    validate_thread_name("thread.thread", &t.thread)?;
+    check_name("thread.ns", &t.ns, true, &[])?;
+    Ok(t)
+}
+
+/// Checks a checkpoint id, channel, version, task id or model name.
+pub fn validate_part(field: &str, v: &str) -> Result<()> {
+    check_name(field, v, false, &[])
+}
+
+/// Whether a message is pinned (always included by budget reads that ask for it).
+pub fn is_pinned(m: &crate::proto::ChatMessage) -> bool {
+    m.role == "system" || m.metadata.get("pinned").is_some_and(|v| v == "true")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(ns: &str, id: &str) -> ConversationRef {
+        ConversationRef {
+            namespace: ns.into(),
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn one_conversation_is_one_partition() {
+        let c = conv("agents", "run/7");
+        let h = crate::keys::key_hash(&conv_key(&c));
+        assert_eq!(crate::keys::key_hash(&msg_key(&c, 9)), h);
+        assert_eq!(crate::keys::key_hash(&idem_key(&c, "k")), h);
+        assert_eq!(seq_of(&msg_key(&c, 9)), Some(9));
+        assert_eq!(
+            conv_id_of("agents", &conv_key(&c)).as_deref(),
+            Some("run/7")
+        );
+        assert!(matches!(owner_of_record(&conv_key(&c)), Some(Owner::Conversation(r)) if r == c));
+    }
+
+    #[test]
+    fn one_thread_is_one_partition() {
+        let t = ThreadRef {
+            thread: "th".into(),
+            ns: "".into(),
+        };
+        let h = crate::keys::key_hash(&thread_key("th"));
+        assert_eq!(crate::keys::key_hash(&ckpt_key(&t, "1")), h);
+        assert_eq!(crate::keys::key_hash(&blob_key(&t, "ch", "v1")), h);
+        assert_eq!(crate::keys::key_hash(&write_key(&t, "1", "task", 0)), h);
+        assert_eq!(
+            blob_of(&t, &blob_key(&t, "ch", "v1")),
+            Some(("ch".into(), "v1".into()))
+        );
+        assert!(matches!(owner_of_record(&thread_key("th")), Some(Owner::Thread(n)) if n == "th"));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_conversation(Some(&conv("a", "b"))).is_ok());
+        assert!(validate_conversation(Some(&conv("a/b", "c"))).is_err());
+        assert!(validate_conversation(Some(&conv("a", "c}"))).is_err());
+        assert!(validate_conversation(Some(&conv("", "c"))).is_err());
+        assert!(validate_conversation(Some(&conv("a", "x\ny"))).is_err());
+        assert!(validate_conversation(None).is_err());
+        assert!(validate_conversation(Some(&conv("a", &"x".repeat(129)))).is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! Leader-driven TTL purge: expired records are invisible from the moment they
+//! expire (every read and every command judges expiry by its own time); this task
+//! reclaims their space. Each shard leader periodically scans its ranges for expired
+//! records and proposes a `PurgeCommand` naming each with its version, so a record
+//! rewritten in the meantime is kept, and every replica deletes the same keys (an
+//! expired conversation or thread takes all its messages or checkpoints with it).
+
+use super::read::View;
+use crate::node::NodeCtx;
+use crate::proto::{context_command::Op, raft_command, ContextCommand, PurgeCommand, RaftCommand};
+use crate::raft::PeerMsg;
+use crate::server::now_ms;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Most keys one purge command names; more wait for the next round.
+const PURGE_BATCH: usize = 1_000;
+
+/// Starts the node's purge loop (runs until the node stops).
+pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
+    let tracker = ctx.tracker.clone();
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(ctx.config.context.purge_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for peer in ctx.peers() {
+                if !peer.epoch.leading() || peer.shard == crate::meta::META_SHARD {
+                    continue;
+                }
+                if let Err(e) = purge_shard(&ctx, &peer).await {
+                    tracing::debug!(shard = %peer.shard, error = %e, "purge round failed");
+                }
+            }
+        }
+    });
+}
+
+async fn purge_shard(
+    ctx: &Arc<NodeCtx>,
+    peer: &crate::raft::PeerHandle,
+) -> crate::error::Result<()> {
+    let ranges = ctx.data_ranges(peer.shard);
+    let c = ctx.clone();
+    let now = now_ms();
+    let keys = tokio::task::spawn_blocking(move || {
+        View::new(&c.engine, now).expired(&ranges, PURGE_BATCH)
+    })
+    .await
+    .map_err(|e| crate::error::Error::Internal(format!("purge scan: {e}")))??;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let n = keys.len();
+    let cmd = RaftCommand {
+        request_id: Default::default(),
+        now_ms: now_ms(),
+        cmd: Some(raft_command::Cmd::Context(ContextCommand {
+            op: Some(Op::Purge(PurgeCommand { keys })),
+        })),
+    };
+    let (tx, rx) = oneshot::channel();
+    peer.send(PeerMsg::Propose(Box::new(cmd), tx)).await?;
+    crate::server::await_reply(peer.shard, rx).await?;
+    tracing::debug!(shard = %peer.shard, keys = n, "purged expired records");
+    Ok(())
+}

@@ -1,0 +1,393 @@
+//! Reads of context records from the local replica, each from one RocksDB snapshot
+//! (a round applied mid-read is seen whole or not at all). Run on a blocking thread.
+
+use super::budget::{self, Candidate};
+use super::{
+    blob_key, ckpt_key, ckpt_prefix, conv_id_of, conv_key, conv_list_prefix, model_prefix, msg_key,
+    writes_prefix,
+};
+use crate::error::Result;
+use crate::fsm::command::is_live;
+use crate::keys;
+use crate::proto::read_request::Select;
+use crate::proto::{
+    ChannelBlob, ChatMessage, Checkpoint, CheckpointTuple, ConversationInfo, ConversationRecord,
+    ConversationRef, Model, PendingWrite, PurgeKey, ReadResponse, ThreadRef, ValueRecord,
+};
+use crate::storage::Engine;
+use prost::Message;
+use std::collections::HashMap;
+
+/// Messages a budget read looks past the budget for older members of linked units.
+const LINK_LOOKBACK: usize = 64;
+
+/// A consistent view of the local replica at one point in time.
+pub(crate) struct View<'a> {
+    engine: &'a Engine,
+    snap: rocksdb::Snapshot<'a>,
+    now: u64,
+}
+
+impl<'a> View<'a> {
+    /// A view of `engine` now; records expired at `now` are invisible.
+    pub(crate) fn new(engine: &'a Engine, now: u64) -> Self {
+        Self {
+            engine,
+            snap: engine.db().snapshot(),
+            now,
+        }
+    }
+
+    /// The live record of a user key.
+    pub(crate) fn get(&self, user_key: &[u8]) -> Result<Option<ValueRecord>> {
+        let cf = self.engine.cf(keys::CF_DATA);
+        match self.snap.get_cf(cf, keys::data_key(user_key))? {
+            Some(v) => {
+                Ok(Some(ValueRecord::decode(v.as_slice())?).filter(|r| is_live(r, self.now)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Visits live records of the `data` CF keys in `[start, end)` in key order (or
+    /// reverse) until `visit` returns false; also visits expired ones when `expired`.
+    fn visit(
+        &self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        reverse: bool,
+        expired: bool,
+        mut visit: impl FnMut(&[u8], ValueRecord) -> Result<bool>,
+    ) -> Result<()> {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_snapshot(&self.snap);
+        opts.set_iterate_lower_bound(start);
+        opts.set_iterate_upper_bound(end);
+        let mode = if reverse {
+            rocksdb::IteratorMode::End
+        } else {
+            rocksdb::IteratorMode::Start
+        };
+        for item in self
+            .engine
+            .db()
+            .iterator_cf_opt(self.engine.cf(keys::CF_DATA), opts, mode)
+        {
+            let (k, v) = item?;
+            let Some(user_key) = keys::decode_data_key(&k) else {
+                continue;
+            };
+            let rec = ValueRecord::decode(v.as_ref())?;
+            if (expired || is_live(&rec, self.now)) && !visit(user_key, rec)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Visits the live records of user keys in `[start, end)` of one partition.
+    fn visit_users(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: impl FnMut(&[u8], ValueRecord) -> Result<bool>,
+    ) -> Result<()> {
+        self.visit(
+            keys::data_key(start),
+            keys::data_key(end),
+            reverse,
+            false,
+            visit,
+        )
+    }
+
+    /// Visits the live records of user keys starting with `prefix` (one partition).
+    fn visit_prefix(
+        &self,
+        prefix: &[u8],
+        reverse: bool,
+        visit: impl FnMut(&[u8], ValueRecord) -> Result<bool>,
+    ) -> Result<()> {
+        let start = keys::data_key(prefix);
+        let end = keys::prefix_end(&start).unwrap_or_else(|| vec![0xff; start.len() + 1]);
+        self.visit(start, end, reverse, false, visit)
+    }
+
+    /// A live conversation's record.
+    pub(crate) fn conversation(&self, c: &ConversationRef) -> Result<Option<ConversationRecord>> {
+        match self.get(&conv_key(c))? {
+            Some(r) => Ok(Some(ConversationRecord::decode(r.value.as_ref())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Serves `Read`; `limit` caps the messages returned (or looked at, for budgets).
+    pub(crate) fn read(
+        &self,
+        c: &ConversationRef,
+        select: Option<&Select>,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<ReadResponse> {
+        let Some(rec) = self.conversation(c)? else {
+            return Ok(ReadResponse::default());
+        };
+        let info = rec.info.clone().unwrap_or_default();
+        let mut out = ReadResponse::default();
+        let end_seq = info.last_seq.saturating_add(1);
+        match select {
+            Some(Select::LastN(n)) => {
+                let want = usize::try_from(*n).unwrap_or(usize::MAX).min(limit);
+                let mut msgs = Vec::new();
+                self.visit_users(&msg_key(c, 0), &msg_key(c, end_seq), true, |_, r| {
+                    if msgs.len() >= want {
+                        return Ok(false);
+                    }
+                    msgs.push(ChatMessage::decode(r.value.as_ref())?);
+                    Ok(true)
+                })?;
+                msgs.reverse();
+                out.messages = msgs;
+            }
+            Some(Select::TokenBudget(b)) => {
+                let mut window = Vec::new();
+                let mut msgs: HashMap<u64, ChatMessage> = HashMap::new();
+                let mut seen_tokens = 0u64;
+                let mut past_budget = 0usize;
+                let mut cut = false;
+                self.visit_users(&msg_key(c, 0), &msg_key(c, end_seq), true, |_, r| {
+                    if past_budget > LINK_LOOKBACK || window.len() >= limit {
+                        cut = true;
+                        return Ok(false);
+                    }
+                    let m = ChatMessage::decode(r.value.as_ref())?;
+                    seen_tokens = seen_tokens.saturating_add(m.token_count);
+                    if seen_tokens > b.max_tokens {
+                        past_budget += 1;
+                    }
+                    window.push(Candidate::of(&m));
+                    msgs.insert(m.seq, m);
+                    Ok(true)
+                })?;
+                let mut pinned = Vec::new();
+                if b.include_pinned {
+                    for seq in &rec.pinned {
+                        let m = match msgs.get(seq) {
+                            Some(m) => Some(m.clone()),
+                            None => self
+                                .get(&msg_key(c, *seq))?
+                                .map(|r| ChatMessage::decode(r.value.as_ref()))
+                                .transpose()?,
+                        };
+                        if let Some(m) = m {
+                            pinned.push(Candidate::of(&m));
+                            msgs.insert(m.seq, m);
+                        }
+                    }
+                }
+                let seqs = budget::select(&window, !cut, b.max_tokens, &pinned);
+                out.messages = seqs.iter().filter_map(|s| msgs.remove(s)).collect();
+            }
+            Some(Select::Range(r)) => {
+                let from = r.from_seq.max(after_seq.saturating_add(1));
+                let to = if r.to_seq == 0 {
+                    end_seq
+                } else {
+                    r.to_seq.min(end_seq)
+                };
+                self.page(c, from, to, limit, &mut out)?;
+            }
+            None => {
+                let from = after_seq.saturating_add(1);
+                self.page(c, from, end_seq, limit, &mut out)?;
+            }
+        }
+        out.total_tokens = out.messages.iter().map(|m| m.token_count).sum();
+        out.info = Some(info);
+        Ok(out)
+    }
+
+    fn page(
+        &self,
+        c: &ConversationRef,
+        from: u64,
+        to: u64,
+        limit: usize,
+        out: &mut ReadResponse,
+    ) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        self.visit_users(&msg_key(c, from), &msg_key(c, to), false, |_, r| {
+            let m = ChatMessage::decode(r.value.as_ref())?;
+            if out.messages.len() >= limit {
+                out.next_seq = m.seq;
+                return Ok(false);
+            }
+            out.messages.push(m);
+            Ok(true)
+        })
+    }
+
+    /// Conversations of `namespace` on this replica's `ranges` with ids above
+    /// `after`, ordered by id, at most `limit` (and whether more exist).
+    pub(crate) fn list_conversations(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        namespace: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<ConversationInfo>, bool)> {
+        let prefix = conv_list_prefix(namespace);
+        let mut found = Vec::new();
+        for (start, end) in ranges {
+            self.visit(start.clone(), end.clone(), false, false, |uk, r| {
+                if uk.starts_with(&prefix) {
+                    if let Some(id) = conv_id_of(namespace, uk).filter(|id| id.as_str() > after) {
+                        let rec = ConversationRecord::decode(r.value.as_ref())?;
+                        found.push((id, rec.info.unwrap_or_default()));
+                    }
+                }
+                Ok(true)
+            })?;
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        Ok((found.into_iter().map(|(_, i)| i).collect(), more))
+    }
+
+    /// Whether the thread's record is live (a thread expires as a whole).
+    fn thread_live(&self, thread: &str) -> Result<bool> {
+        Ok(self.get(&super::thread_key(thread))?.is_some())
+    }
+
+    fn tuple(&self, t: &ThreadRef, cp: Checkpoint) -> Result<CheckpointTuple> {
+        let mut blobs = Vec::new();
+        let mut versions: Vec<_> = cp.channel_versions.iter().collect();
+        versions.sort();
+        for (channel, version) in versions {
+            if let Some(r) = self.get(&blob_key(t, channel, version))? {
+                blobs.push(ChannelBlob {
+                    channel: channel.clone(),
+                    version: version.clone(),
+                    value: r.value,
+                });
+            }
+        }
+        let mut pending_writes = Vec::new();
+        self.visit_prefix(&writes_prefix(t, &cp.checkpoint_id), false, |_, r| {
+            pending_writes.push(PendingWrite::decode(r.value.as_ref())?);
+            Ok(true)
+        })?;
+        Ok(CheckpointTuple {
+            thread: Some(t.clone()),
+            checkpoint: Some(cp),
+            blobs,
+            pending_writes,
+        })
+    }
+
+    /// A checkpoint with its blobs and pending writes; the latest when `id` is None.
+    pub(crate) fn checkpoint(
+        &self,
+        t: &ThreadRef,
+        id: Option<&str>,
+    ) -> Result<Option<CheckpointTuple>> {
+        if !self.thread_live(&t.thread)? {
+            return Ok(None);
+        }
+        let cp = match id {
+            Some(id) => self.get(&ckpt_key(t, id))?,
+            None => {
+                let mut last = None;
+                self.visit_prefix(&ckpt_prefix(t), true, |_, r| {
+                    last = Some(r);
+                    Ok(false)
+                })?;
+                last
+            }
+        };
+        match cp {
+            Some(r) => Ok(Some(self.tuple(t, Checkpoint::decode(r.value.as_ref())?)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Checkpoints newest first, ids below `before`, metadata matching `filter`.
+    pub(crate) fn list_checkpoints(
+        &self,
+        t: &ThreadRef,
+        before: Option<&str>,
+        limit: usize,
+        filter: &HashMap<String, String>,
+    ) -> Result<Vec<CheckpointTuple>> {
+        if !self.thread_live(&t.thread)? {
+            return Ok(Vec::new());
+        }
+        let prefix = ckpt_prefix(t);
+        let mut cps = Vec::new();
+        let mut visit = |_: &[u8], r: ValueRecord| {
+            let cp = Checkpoint::decode(r.value.as_ref())?;
+            if filter.iter().all(|(k, v)| cp.metadata.get(k) == Some(v)) {
+                cps.push(cp);
+            }
+            Ok(cps.len() < limit)
+        };
+        match before {
+            Some(b) => self.visit_users(&prefix, &ckpt_key(t, b), true, &mut visit)?,
+            None => self.visit_prefix(&prefix, true, &mut visit)?,
+        }
+        cps.into_iter().map(|cp| self.tuple(t, cp)).collect()
+    }
+
+    /// A model by name.
+    pub(crate) fn model(&self, name: &str) -> Result<Option<Model>> {
+        match self.get(&super::model_key(name))? {
+            Some(r) => Ok(Some(model_of(&r)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every model, by name.
+    pub(crate) fn models(&self) -> Result<Vec<Model>> {
+        let mut out = Vec::new();
+        self.visit_prefix(&model_prefix(), false, |_, r| {
+            out.push(model_of(&r)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Up to `max` expired records in `ranges`, for the leader's purge.
+    pub(crate) fn expired(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        max: usize,
+    ) -> Result<Vec<PurgeKey>> {
+        let mut out = Vec::new();
+        for (start, end) in ranges {
+            self.visit(start.clone(), end.clone(), false, true, |uk, r| {
+                if !is_live(&r, self.now) {
+                    out.push(PurgeKey {
+                        key: bytes::Bytes::copy_from_slice(uk),
+                        version: r.version,
+                    });
+                }
+                Ok(out.len() < max)
+            })?;
+            if out.len() >= max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A stored model record with its version filled in.
+pub(crate) fn model_of(r: &ValueRecord) -> Result<Model> {
+    let mut m = Model::decode(r.value.as_ref())?;
+    m.version = r.version;
+    Ok(m)
+}

@@ -1,0 +1,228 @@
+//! The per-replica change log behind `Watch`: every applied round publishes the
+//! changes it made (version = Raft index), in order. Each replica keeps the newest
+//! changes up to a byte budget, so a watcher can resume from the last version it saw
+//! on any replica that still retains it; older versions get `WatchCompacted`.
+//! The log lives in memory: after a restart or a snapshot install a replica retains
+//! only what it applied since.
+
+use crate::error::{Error, Result};
+use crate::proto::ValueRecord;
+use crate::types::ShardId;
+use bytes::Bytes;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// Live events a slow watcher may fall behind by before it re-reads the retained log.
+const CHANNEL_CAPACITY: usize = 4096;
+
+/// One change to one key.
+#[derive(Clone, Debug)]
+pub(crate) struct Change {
+    /// Raft index of the change.
+    pub(crate) version: u64,
+    /// The user key.
+    pub(crate) key: Bytes,
+    /// The new record; None for a delete.
+    pub(crate) record: Option<ValueRecord>,
+}
+
+impl Change {
+    fn size(&self) -> usize {
+        64 + self.key.len() + self.record.as_ref().map_or(0, |r| r.value.len())
+    }
+}
+
+struct ShardLog {
+    changes: VecDeque<Arc<Change>>,
+    bytes: usize,
+    /// Every change with a version above this is in `changes` (or not yet applied).
+    retained_after: u64,
+    /// Live changes, one message per applied round (so a version is never split).
+    tx: broadcast::Sender<Round>,
+}
+
+/// The changes of one applied round.
+pub(crate) type Round = Arc<Vec<Arc<Change>>>;
+
+/// The change logs of every replica on a node.
+pub(crate) struct WatchHub {
+    logs: Mutex<HashMap<ShardId, ShardLog>>,
+    max_bytes: usize,
+}
+
+/// What a new watcher gets: the retained changes after its version, then live ones.
+pub(crate) struct Subscription {
+    pub(crate) replay: Vec<Arc<Change>>,
+    pub(crate) live: broadcast::Receiver<Round>,
+}
+
+impl WatchHub {
+    /// A hub keeping up to `max_bytes` of changes per replica.
+    pub(crate) fn new(max_bytes: usize) -> Self {
+        Self {
+            logs: Mutex::new(HashMap::new()),
+            max_bytes,
+        }
+    }
+
+    fn logs(&self) -> std::sync::MutexGuard<'_, HashMap<ShardId, ShardLog>> {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts (or restarts) a replica's log at `applied`: nothing at or below it is
+    /// retained. Called when the replica starts and when it installs a snapshot.
+    pub(crate) fn reset(&self, shard: ShardId, applied: u64) {
+        let mut logs = self.logs();
+        match logs.get_mut(&shard) {
+            Some(log) => {
+                log.changes.clear();
+                log.bytes = 0;
+                log.retained_after = applied;
+            }
+            None => {
+                let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
+                logs.insert(
+                    shard,
+                    ShardLog {
+                        changes: VecDeque::new(),
+                        bytes: 0,
+                        retained_after: applied,
+                        tx,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Forgets a removed replica (its watchers' streams end).
+    pub(crate) fn remove(&self, shard: ShardId) {
+        self.logs().remove(&shard);
+    }
+
+    /// Records the changes of one applied round, oldest first.
+    pub(crate) fn publish(&self, shard: ShardId, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut logs = self.logs();
+        let Some(log) = logs.get_mut(&shard) else {
+            return;
+        };
+        let round: Vec<Arc<Change>> = changes.into_iter().map(Arc::new).collect();
+        for c in &round {
+            log.bytes += c.size();
+            log.changes.push_back(c.clone());
+        }
+        // No receivers is fine: the changes are still retained for resumption.
+        let _ = log.tx.send(Arc::new(round));
+        while log.bytes > self.max_bytes {
+            let Some(old) = log.changes.pop_front() else {
+                break;
+            };
+            log.bytes -= old.size();
+            // A round's changes share a version: drop them together so a resume
+            // point never splits a round.
+            log.retained_after = old.version;
+            while log
+                .changes
+                .front()
+                .is_some_and(|c| c.version == old.version)
+            {
+                if let Some(c) = log.changes.pop_front() {
+                    log.bytes -= c.size();
+                }
+            }
+        }
+    }
+
+    /// Subscribes to `shard` for changes with versions above `after` (None: from
+    /// the next change on).
+    pub(crate) fn subscribe(&self, shard: ShardId, after: Option<u64>) -> Result<Subscription> {
+        let logs = self.logs();
+        let log = logs.get(&shard).ok_or(Error::WrongShard { shard })?;
+        let replay = match after {
+            None => Vec::new(),
+            Some(v) if v < log.retained_after => {
+                return Err(Error::WatchCompacted {
+                    requested: v,
+                    retained_after: log.retained_after,
+                })
+            }
+            Some(v) => log
+                .changes
+                .iter()
+                .filter(|c| c.version > v)
+                .cloned()
+                .collect(),
+        };
+        Ok(Subscription {
+            replay,
+            live: log.tx.subscribe(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch(version: u64, key: &str, size: usize) -> Change {
+        Change {
+            version,
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            record: Some(ValueRecord {
+                value: vec![0; size].into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn replays_after_a_version_and_compacts_whole_rounds() {
+        let hub = WatchHub::new(1_100);
+        let s = ShardId(1);
+        hub.reset(s, 5);
+        assert!(matches!(
+            hub.subscribe(s, Some(4)),
+            Err(Error::WatchCompacted {
+                retained_after: 5,
+                ..
+            })
+        ));
+        hub.publish(s, vec![ch(6, "a", 10), ch(6, "b", 10)]);
+        hub.publish(s, vec![ch(7, "a", 10)]);
+        let sub = hub.subscribe(s, Some(6)).unwrap();
+        assert_eq!(
+            sub.replay.iter().map(|c| c.version).collect::<Vec<_>>(),
+            vec![7]
+        );
+        let sub = hub.subscribe(s, Some(5)).unwrap();
+        assert_eq!(sub.replay.len(), 3);
+        // Overflow drops the oldest round whole.
+        hub.publish(s, vec![ch(8, "c", 900)]);
+        assert!(matches!(
+            hub.subscribe(s, Some(5)),
+            Err(Error::WatchCompacted {
+                retained_after: 6,
+                ..
+            })
+        ));
+        let sub = hub.subscribe(s, Some(6)).unwrap();
+        assert_eq!(
+            sub.replay.iter().map(|c| c.version).collect::<Vec<_>>(),
+            vec![7, 8]
+        );
+    }
+
+    #[tokio::test]
+    async fn live_changes_follow_the_replay() {
+        let hub = WatchHub::new(1 << 20);
+        let s = ShardId(2);
+        hub.reset(s, 0);
+        let mut sub = hub.subscribe(s, None).unwrap();
+        hub.publish(s, vec![ch(1, "k", 1)]);
+        assert_eq!(sub.live.recv().await.unwrap()[0].version, 1);
+        assert!(hub.subscribe(ShardId(9), None).is_err());
+    }
+}

@@ -1,0 +1,746 @@
+//! `ctxstore.v1.AgentContext`: conversations, checkpoints and the model registry
+//! (DESIGN §7). Writes become `ContextCommand`s applied in the owning shard's state
+//! machine; reads are served from the local replica after the same ReadIndex barrier
+//! as `Kv` reads (or from any replica when stale).
+
+use crate::context::read::View;
+use crate::context::watch::Change;
+use crate::context::{self as cx};
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::node::NodeCtx;
+use crate::proto::agent_context_server::AgentContext;
+use crate::proto::context_command::Op;
+use crate::proto::context_rejected::Reason;
+use crate::proto::{
+    command_result, raft_command, write_op, AppendRequest, AppendResponse, ChatMessage,
+    CompactRequest, CompactResponse, ContextCommand, ContextOutcome, ConversationRef,
+    DeleteConversationRequest, DeleteConversationResponse, DeleteModelRequest, DeleteModelResponse,
+    DeleteThreadRequest, DeleteThreadResponse, GetCheckpointRequest, GetCheckpointResponse,
+    GetConversationRequest, GetConversationResponse, GetModelRequest, GetModelResponse,
+    ListCheckpointsRequest, ListCheckpointsResponse, ListConversationsRequest,
+    ListConversationsResponse, ListModelsRequest, ListModelsResponse, Model, ModelEvent,
+    PruneCheckpointsRequest, PruneCheckpointsResponse, PutCheckpointRequest, PutCheckpointResponse,
+    PutModelRequest, PutModelResponse, PutWritesRequest, PutWritesResponse, ReadRequest,
+    ReadResponse, RequestHeader, SetConversationMetadataRequest, SetConversationMetadataResponse,
+    TouchCommand, TrimRequest, TrimResponse, WatchModelsRequest, WatchModelsResponse, WriteCheck,
+    WriteDelete, WriteOp, WritePut,
+};
+use crate::server::kv::KvService;
+use crate::server::now_ms;
+use crate::types::ShardId;
+use bytes::Bytes;
+use prost::Message as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc};
+use tonic::{Request, Response, Status};
+
+/// Longest idempotency key.
+const MAX_IDEMPOTENCY_KEY: usize = 128;
+/// Page size of listings when the request sets none.
+const DEFAULT_LIST_LIMIT: u64 = 100;
+/// Page size of message reads when the request sets none.
+const DEFAULT_READ_LIMIT: u64 = 1_000;
+
+/// A server stream of responses.
+pub(crate) type RpcStream<T> =
+    Pin<Box<dyn futures::Stream<Item = std::result::Result<T, Status>> + Send>>;
+
+pub(crate) struct ContextService {
+    kv: KvService,
+}
+
+impl ContextService {
+    pub(crate) fn new(ctx: Arc<NodeCtx>) -> Self {
+        Self {
+            kv: KvService::new(ctx),
+        }
+    }
+
+    fn ctx(&self) -> &Arc<NodeCtx> {
+        self.kv.ctx()
+    }
+
+    fn limit(&self, asked: u32, default: u64) -> Result<usize> {
+        let max = self.ctx().config.limits.max_scan_limit;
+        let l = match u64::from(asked) {
+            0 => default.min(max),
+            l if l > max => return Err(Error::limit("max-scan-limit", max, l)),
+            l => l,
+        };
+        Ok(usize::try_from(l).unwrap_or(usize::MAX))
+    }
+
+    /// A record (or a whole command) must fit `max-value-size`.
+    fn check_size(&self, size: usize) -> Result<()> {
+        let max = self.ctx().config.limits.max_value_size;
+        if size as u64 > max {
+            return Err(Error::limit("max-value-size", max, size as u64));
+        }
+        Ok(())
+    }
+
+    fn check_messages<'m>(&self, msgs: impl IntoIterator<Item = &'m ChatMessage>) -> Result<()> {
+        let max = self.ctx().config.limits.max_message_size;
+        for m in msgs {
+            let size = m.encoded_len() as u64;
+            if size > max {
+                return Err(Error::limit("max-message-size", max, size));
+            }
+        }
+        Ok(())
+    }
+
+    /// Proposes a context command to the shard owning `hash` and maps a rejection to
+    /// its typed error (`what` names the conversation or thread).
+    async fn propose(
+        &self,
+        header: &Option<RequestHeader>,
+        hash: u64,
+        request_id: Bytes,
+        what: &str,
+        op: Op,
+    ) -> Result<ContextOutcome> {
+        let cmd = raft_command::Cmd::Context(ContextCommand { op: Some(op) });
+        let r = self
+            .kv
+            .propose_cmd(header, Some(hash), request_id, now_ms(), cmd)
+            .await?;
+        match r.result {
+            Some(command_result::Result::Context(o)) => Ok(o),
+            Some(command_result::Result::ContextRejected(r)) => {
+                Err(match Reason::try_from(r.reason) {
+                    Ok(Reason::LastSeqMismatch) => Error::SequenceMismatch {
+                        conversation: what.to_string(),
+                        expected: r.expected,
+                        actual: r.actual,
+                    },
+                    Ok(Reason::MetadataVersionMismatch) => Error::VersionMismatch {
+                        key: Bytes::from(what.to_string()),
+                        expected: r.expected,
+                        actual: r.actual,
+                    },
+                    Ok(Reason::NotFound) => Error::NotFound(what.to_string()),
+                    _ => Error::invalid("range", r.detail),
+                })
+            }
+            _ => Err(Error::Internal("unexpected command result".into())),
+        }
+    }
+
+    /// Waits for the read barrier of the shard owning `hash`, then runs `f` on a
+    /// snapshot of the local replica.
+    async fn read<T: Send + 'static>(
+        &self,
+        header: &Option<RequestHeader>,
+        hash: u64,
+        stale: bool,
+        f: impl FnOnce(&View<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.kv.read_barrier(header, Some(hash), stale).await?;
+        self.kv
+            .blocking(move |ctx| f(&View::new(&ctx.engine, now_ms())))
+            .await
+    }
+
+    /// Pushes a conversation's or thread's idle expiry forward after a read.
+    async fn touch(
+        &self,
+        header: &Option<RequestHeader>,
+        hash: u64,
+        conversation: Option<ConversationRef>,
+        thread: String,
+    ) -> Result<()> {
+        let op = Op::Touch(TouchCommand {
+            conversation,
+            thread,
+        });
+        self.propose(header, hash, Bytes::new(), "touch", op)
+            .await?;
+        Ok(())
+    }
+
+    fn conv_hash(c: &ConversationRef) -> u64 {
+        keys::key_hash(&cx::conv_key(c))
+    }
+
+    fn thread_hash(thread: &str) -> u64 {
+        keys::key_hash(&cx::thread_key(thread))
+    }
+
+    fn model_hash() -> u64 {
+        keys::key_hash(&cx::model_prefix())
+    }
+}
+
+/// Streams the changes of `shard` after `after` (None: from now) that `keep`
+/// accepts, mapped by `map`; every change of one version goes in one response.
+/// The stream survives leader changes (every replica applies every change); it
+/// ends with an error if the replica falls too far behind its retention or goes.
+pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
+    ctx: Arc<NodeCtx>,
+    shard: ShardId,
+    after: Option<u64>,
+    keep: impl Fn(&Change) -> Option<T> + Send + 'static,
+    wrap: impl Fn(Vec<T>) -> R + Send + 'static,
+) -> Result<RpcStream<R>> {
+    // Fail at once (before the stream starts) when the version is not retained.
+    let first = ctx.watch.subscribe(shard, after)?;
+    let (tx, rx) = mpsc::channel::<std::result::Result<R, Status>>(16);
+    let tracker = ctx.tracker.clone();
+    tracker.spawn(async move {
+        let mut last = after;
+        let mut sub = Some(first);
+        loop {
+            let s = match sub.take() {
+                Some(s) => s,
+                None => match ctx.watch.subscribe(shard, last) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                },
+            };
+            let mut live = s.live;
+            let mut pending: Vec<Arc<Change>> = s.replay;
+            loop {
+                // Send what is pending, one response per version.
+                let mut i = 0;
+                while i < pending.len() {
+                    let v = pending[i].version;
+                    let mut j = i;
+                    let mut items = Vec::new();
+                    while j < pending.len() && pending[j].version == v {
+                        if let Some(t) = keep(&pending[j]) {
+                            items.push(t);
+                        }
+                        j += 1;
+                    }
+                    if last.is_none_or(|l| v > l) {
+                        if !items.is_empty() && tx.send(Ok(wrap(items))).await.is_err() {
+                            return;
+                        }
+                        last = Some(v);
+                    }
+                    i = j;
+                }
+                pending.clear();
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    r = live.recv() => match r {
+                        Ok(round) => pending.extend(round.iter().cloned()),
+                        // Fell behind the live channel: re-read the retained log.
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            let _ = tx
+                                .send(Err(Error::ShardUnavailable {
+                                    shard,
+                                    reason: "the replica serving this watch went away; resume elsewhere".into(),
+                                }
+                                .into()))
+                                .await;
+                            return;
+                        }
+                    },
+                    _ = ctx.cancel.cancelled() => {
+                        let _ = tx.send(Err(Error::Shutdown.into())).await;
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })))
+}
+
+#[tonic::async_trait]
+impl AgentContext for ContextService {
+    async fn append(
+        &self,
+        req: Request<AppendRequest>,
+    ) -> Result<Response<AppendResponse>, Status> {
+        let mut req = req.into_inner();
+        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        if req.messages.is_empty() {
+            return Err(Error::invalid("messages", "an append needs at least one message").into());
+        }
+        let max = self.ctx().config.limits.max_messages_per_append;
+        if req.messages.len() as u64 > max {
+            return Err(
+                Error::limit("max-messages-per-append", max, req.messages.len() as u64).into(),
+            );
+        }
+        self.check_messages(&req.messages)?;
+        if req.idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(Error::invalid(
+                "idempotency_key",
+                format!("at most {MAX_IDEMPOTENCY_KEY} bytes"),
+            )
+            .into());
+        }
+        self.check_size(req.encoded_len())?;
+        let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
+        let o = self
+            .propose(
+                &header,
+                Self::conv_hash(&c),
+                rid,
+                &cx::conv_name(&c),
+                Op::Append(req),
+            )
+            .await?;
+        Ok(Response::new(AppendResponse {
+            first_seq: o.first_seq,
+            last_seq: o.last_seq,
+            version: o.version,
+            replayed: o.replayed,
+        }))
+    }
+
+    async fn read(&self, req: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
+        let req = req.into_inner();
+        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        let limit = self.limit(req.limit, DEFAULT_READ_LIMIT)?;
+        let hash = Self::conv_hash(&c);
+        let (select, after, c2) = (req.select, req.after_seq, c.clone());
+        let resp = self
+            .read(&req.header, hash, req.stale, move |v| {
+                v.read(&c2, select.as_ref(), after, limit)
+            })
+            .await?;
+        if req.refresh_ttl && resp.info.as_ref().is_some_and(|i| i.idle_ttl_ms > 0) {
+            self.touch(&req.header, hash, Some(c), String::new())
+                .await?;
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn trim(&self, req: Request<TrimRequest>) -> Result<Response<TrimResponse>, Status> {
+        let mut req = req.into_inner();
+        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
+        let o = self
+            .propose(
+                &header,
+                Self::conv_hash(&c),
+                rid,
+                &cx::conv_name(&c),
+                Op::Trim(req),
+            )
+            .await?;
+        Ok(Response::new(TrimResponse {
+            removed: o.count,
+            version: o.version,
+        }))
+    }
+
+    async fn compact(
+        &self,
+        req: Request<CompactRequest>,
+    ) -> Result<Response<CompactResponse>, Status> {
+        let mut req = req.into_inner();
+        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        let summary = req
+            .summary
+            .as_ref()
+            .ok_or_else(|| Error::invalid("summary", "must be set"))?;
+        self.check_messages([summary])?;
+        if req.from_seq == 0 || req.from_seq >= req.to_seq {
+            return Err(Error::invalid(
+                "from_seq",
+                "the range [from_seq, to_seq) must be non-empty and start at 1 or later",
+            )
+            .into());
+        }
+        let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
+        let o = self
+            .propose(
+                &header,
+                Self::conv_hash(&c),
+                rid,
+                &cx::conv_name(&c),
+                Op::Compact(req),
+            )
+            .await?;
+        Ok(Response::new(CompactResponse {
+            removed: o.count,
+            summary_seq: o.first_seq,
+            version: o.version,
+        }))
+    }
+
+    async fn delete_conversation(
+        &self,
+        req: Request<DeleteConversationRequest>,
+    ) -> Result<Response<DeleteConversationResponse>, Status> {
+        let mut req = req.into_inner();
+        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
+        let o = self
+            .propose(
+                &header,
+                Self::conv_hash(&c),
+                rid,
+                &cx::conv_name(&c),
+                Op::DeleteConversation(req),
+            )
+            .await?;
+        Ok(Response::new(DeleteConversationResponse {
+            deleted: o.existed,
+            version: o.version,
+        }))
+    }
+
+    async fn get_conversation(
+        &self,
+        req: Request<GetConversationRequest>,
+    ) -> Result<Response<GetConversationResponse>, Status> {
+        let req = req.into_inner();
+        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        let info = self
+            .read(&req.header, Self::conv_hash(&c), req.stale, move |v| {
+                Ok(v.conversation(&c)?.and_then(|r| r.info))
+            })
+            .await?;
+        Ok(Response::new(GetConversationResponse { info }))
+    }
+
+    async fn set_conversation_metadata(
+        &self,
+        req: Request<SetConversationMetadataRequest>,
+    ) -> Result<Response<SetConversationMetadataResponse>, Status> {
+        let mut req = req.into_inner();
+        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        self.check_size(req.encoded_len())?;
+        let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
+        let o = self
+            .propose(
+                &header,
+                Self::conv_hash(&c),
+                rid,
+                &cx::conv_name(&c),
+                Op::SetMetadata(req),
+            )
+            .await?;
+        Ok(Response::new(SetConversationMetadataResponse {
+            info: o.info,
+        }))
+    }
+
+    async fn list_conversations(
+        &self,
+        req: Request<ListConversationsRequest>,
+    ) -> Result<Response<ListConversationsResponse>, Status> {
+        let req = req.into_inner();
+        cx::validate_namespace(&req.namespace)?;
+        let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
+        // One shard per call (the header's, or the only one): the client gathers.
+        let peer = self.kv.read_barrier(&req.header, None, false).await?;
+        let ranges = self.kv.shard_ranges(peer.shard);
+        let (ns, after) = (req.namespace, req.after_id);
+        let (conversations, more) = self
+            .kv
+            .blocking(move |ctx| {
+                View::new(&ctx.engine, now_ms()).list_conversations(&ranges, &ns, &after, limit)
+            })
+            .await?;
+        Ok(Response::new(ListConversationsResponse {
+            conversations,
+            more,
+        }))
+    }
+
+    async fn put_checkpoint(
+        &self,
+        req: Request<PutCheckpointRequest>,
+    ) -> Result<Response<PutCheckpointResponse>, Status> {
+        let mut req = req.into_inner();
+        let t = cx::validate_thread(req.thread.as_ref())?.clone();
+        let cp = req
+            .checkpoint
+            .as_ref()
+            .ok_or_else(|| Error::invalid("checkpoint", "must be set"))?;
+        cx::validate_part("checkpoint.checkpoint_id", &cp.checkpoint_id)?;
+        if !cp.parent_id.is_empty() {
+            cx::validate_part("checkpoint.parent_id", &cp.parent_id)?;
+        }
+        let max = self.ctx().config.limits.max_blobs_per_checkpoint;
+        if req.blobs.len() as u64 > max {
+            return Err(
+                Error::limit("max-blobs-per-checkpoint", max, req.blobs.len() as u64).into(),
+            );
+        }
+        for (ch, v) in &cp.channel_versions {
+            cx::validate_part("checkpoint.channel_versions", ch)?;
+            cx::validate_part("checkpoint.channel_versions", v)?;
+        }
+        for b in &req.blobs {
+            cx::validate_part("blobs.channel", &b.channel)?;
+            cx::validate_part("blobs.version", &b.version)?;
+            self.check_size(b.value.len())?;
+        }
+        self.check_size(cp.encoded_len())?;
+        let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
+        let o = self
+            .propose(
+                &header,
+                Self::thread_hash(&t.thread),
+                rid,
+                &t.thread,
+                Op::PutCheckpoint(req),
+            )
+            .await?;
+        Ok(Response::new(PutCheckpointResponse { version: o.version }))
+    }
+
+    async fn put_writes(
+        &self,
+        req: Request<PutWritesRequest>,
+    ) -> Result<Response<PutWritesResponse>, Status> {
+        let mut req = req.into_inner();
+        let t = cx::validate_thread(req.thread.as_ref())?.clone();
+        cx::validate_part("checkpoint_id", &req.checkpoint_id)?;
+        cx::validate_part("task_id", &req.task_id)?;
+        let max = self.ctx().config.limits.max_blobs_per_checkpoint;
+        if req.writes.len() as u64 > max {
+            return Err(
+                Error::limit("max-blobs-per-checkpoint", max, req.writes.len() as u64).into(),
+            );
+        }
+        for w in &req.writes {
+            cx::validate_part("writes.channel", &w.channel)?;
+            self.check_size(w.value.len())?;
+        }
+        let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
+        let o = self
+            .propose(
+                &header,
+                Self::thread_hash(&t.thread),
+                rid,
+                &t.thread,
+                Op::PutWrites(req),
+            )
+            .await?;
+        Ok(Response::new(PutWritesResponse {
+            stored: o.count,
+            version: o.version,
+        }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        req: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        let req = req.into_inner();
+        let t = cx::validate_thread(req.thread.as_ref())?.clone();
+        if let Some(id) = &req.checkpoint_id {
+            cx::validate_part("checkpoint_id", id)?;
+        }
+        let hash = Self::thread_hash(&t.thread);
+        let (t2, id) = (t.clone(), req.checkpoint_id);
+        let tuple = self
+            .read(&req.header, hash, req.stale, move |v| {
+                v.checkpoint(&t2, id.as_deref())
+            })
+            .await?;
+        if req.refresh_ttl && tuple.is_some() {
+            self.touch(&req.header, hash, None, t.thread).await?;
+        }
+        Ok(Response::new(GetCheckpointResponse { tuple }))
+    }
+
+    async fn list_checkpoints(
+        &self,
+        req: Request<ListCheckpointsRequest>,
+    ) -> Result<Response<ListCheckpointsResponse>, Status> {
+        let req = req.into_inner();
+        let t = cx::validate_thread(req.thread.as_ref())?.clone();
+        let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
+        let (before, filter) = (req.before, req.filter);
+        let tuples = self
+            .read(
+                &req.header,
+                Self::thread_hash(&t.thread),
+                req.stale,
+                move |v| v.list_checkpoints(&t, before.as_deref(), limit, &filter),
+            )
+            .await?;
+        Ok(Response::new(ListCheckpointsResponse { tuples }))
+    }
+
+    async fn prune_checkpoints(
+        &self,
+        req: Request<PruneCheckpointsRequest>,
+    ) -> Result<Response<PruneCheckpointsResponse>, Status> {
+        let mut req = req.into_inner();
+        let t = cx::validate_thread(req.thread.as_ref())?.clone();
+        if req.keep.is_none() {
+            return Err(Error::invalid("keep", "set keep_latest or older_than_ms").into());
+        }
+        let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
+        let o = self
+            .propose(
+                &header,
+                Self::thread_hash(&t.thread),
+                rid,
+                &t.thread,
+                Op::Prune(req),
+            )
+            .await?;
+        Ok(Response::new(PruneCheckpointsResponse {
+            removed_checkpoints: o.count,
+            removed_blobs: o.count2,
+            version: o.version,
+        }))
+    }
+
+    async fn delete_thread(
+        &self,
+        req: Request<DeleteThreadRequest>,
+    ) -> Result<Response<DeleteThreadResponse>, Status> {
+        let mut req = req.into_inner();
+        cx::validate_thread_name("thread", &req.thread)?;
+        let hash = Self::thread_hash(&req.thread);
+        let thread = req.thread.clone();
+        let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
+        let o = self
+            .propose(&header, hash, rid, &thread, Op::DeleteThread(req))
+            .await?;
+        Ok(Response::new(DeleteThreadResponse {
+            deleted: o.existed,
+            version: o.version,
+        }))
+    }
+
+    async fn put_model(
+        &self,
+        req: Request<PutModelRequest>,
+    ) -> Result<Response<PutModelResponse>, Status> {
+        let req = req.into_inner();
+        let mut m = req
+            .model
+            .ok_or_else(|| Error::invalid("model", "must be set"))?;
+        cx::validate_part("model.name", &m.name)?;
+        m.version = 0;
+        let value = m.encode_to_vec();
+        self.check_size(value.len())?;
+        let key: Bytes = cx::model_key(&m.name).into();
+        let mut ops = Vec::new();
+        if let Some(expected) = req.expected_version {
+            ops.push(WriteOp {
+                op: Some(write_op::Op::Check(WriteCheck {
+                    key: key.clone(),
+                    expected_version: expected,
+                })),
+            });
+        }
+        ops.push(WriteOp {
+            op: Some(write_op::Op::Put(WritePut {
+                key,
+                value: value.into(),
+                expires_at_ms: 0,
+            })),
+        });
+        let o = self
+            .kv
+            .propose(&req.header, req.request_id, now_ms(), ops)
+            .await
+            .map_err(|e| match e {
+                Error::VersionMismatch {
+                    expected, actual, ..
+                } => Error::VersionMismatch {
+                    key: Bytes::from(format!("model {}", m.name)),
+                    expected,
+                    actual,
+                },
+                e => e,
+            })?;
+        Ok(Response::new(PutModelResponse { version: o.version }))
+    }
+
+    async fn get_model(
+        &self,
+        req: Request<GetModelRequest>,
+    ) -> Result<Response<GetModelResponse>, Status> {
+        let req = req.into_inner();
+        cx::validate_part("name", &req.name)?;
+        let name = req.name;
+        let model = self
+            .read(&req.header, Self::model_hash(), !req.consistent, move |v| {
+                v.model(&name)
+            })
+            .await?;
+        Ok(Response::new(GetModelResponse { model }))
+    }
+
+    async fn list_models(
+        &self,
+        req: Request<ListModelsRequest>,
+    ) -> Result<Response<ListModelsResponse>, Status> {
+        let req = req.into_inner();
+        let models = self
+            .read(&req.header, Self::model_hash(), !req.consistent, |v| {
+                v.models()
+            })
+            .await?;
+        Ok(Response::new(ListModelsResponse { models }))
+    }
+
+    async fn delete_model(
+        &self,
+        req: Request<DeleteModelRequest>,
+    ) -> Result<Response<DeleteModelResponse>, Status> {
+        let req = req.into_inner();
+        cx::validate_part("name", &req.name)?;
+        let op = WriteOp {
+            op: Some(write_op::Op::Delete(WriteDelete {
+                key: cx::model_key(&req.name).into(),
+            })),
+        };
+        let o = self
+            .kv
+            .propose(&req.header, req.request_id, now_ms(), vec![op])
+            .await?;
+        Ok(Response::new(DeleteModelResponse {
+            deleted: o.per_op.first().copied().unwrap_or(0) == 1,
+            version: o.version,
+        }))
+    }
+
+    type WatchModelsStream = RpcStream<WatchModelsResponse>;
+
+    async fn watch_models(
+        &self,
+        req: Request<WatchModelsRequest>,
+    ) -> Result<Response<Self::WatchModelsStream>, Status> {
+        let req = req.into_inner();
+        let peer = self.kv.route(&req.header, Some(Self::model_hash()))?;
+        let prefix = cx::model_prefix();
+        let stream = change_stream(
+            self.ctx().clone(),
+            peer.shard,
+            req.from_version,
+            move |c| {
+                let name = c.key.strip_prefix(prefix.as_slice())?;
+                let model = match &c.record {
+                    Some(r) => Some(Model::decode(r.value.as_ref()).ok().map(|mut m| {
+                        m.version = c.version;
+                        m
+                    })?),
+                    None => None,
+                };
+                Some(ModelEvent {
+                    version: c.version,
+                    name: String::from_utf8_lossy(name).into_owned(),
+                    model,
+                })
+            },
+            |events| WatchModelsResponse { events },
+        )?;
+        Ok(Response::new(stream))
+    }
+}

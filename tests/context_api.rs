@@ -1,0 +1,1071 @@
+//! The agent context API (issue: conversations, checkpoints, model registry, TTL,
+//! watch) against real in-process clusters.
+
+mod common;
+
+use common::{wait_for, TestCluster, WAIT};
+use ctxstore::proto::{
+    prune_checkpoints_request::Keep, read_request::Select, AppendRequest, ChannelBlob, ChatMessage,
+    Checkpoint, CompactRequest, ConversationRef, GetCheckpointRequest, ListCheckpointsRequest,
+    Model, PendingWrite, PruneCheckpointsRequest, PutCheckpointRequest, PutWritesRequest,
+    ReadRequest, SeqRange, SetConversationMetadataRequest, ThreadRef, TokenBudget, TrimRequest,
+};
+use ctxstore::{Client, Error};
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+fn conv(id: &str) -> ConversationRef {
+    ConversationRef {
+        namespace: "agents".into(),
+        id: id.into(),
+    }
+}
+
+fn msg(content: impl Into<String>, tokens: u64) -> ChatMessage {
+    ChatMessage {
+        role: "user".into(),
+        content: content.into(),
+        token_count: tokens,
+        ..Default::default()
+    }
+}
+
+fn with_meta(mut m: ChatMessage, role: &str, pairs: &[(&str, &str)]) -> ChatMessage {
+    m.role = role.into();
+    for (k, v) in pairs {
+        m.metadata.insert(k.to_string(), v.to_string());
+    }
+    m
+}
+
+fn append_req(c: &ConversationRef, msgs: Vec<ChatMessage>) -> AppendRequest {
+    AppendRequest {
+        conversation: Some(c.clone()),
+        messages: msgs,
+        ..Default::default()
+    }
+}
+
+/// Every message of a conversation, paging through range reads.
+async fn read_all(client: &Client, c: &ConversationRef) -> Vec<ChatMessage> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let r = client
+            .read(ReadRequest {
+                conversation: Some(c.clone()),
+                select: Some(Select::Range(SeqRange::default())),
+                after_seq: after,
+                limit: 500,
+                ..Default::default()
+            })
+            .await
+            .expect("read");
+        out.extend(r.messages);
+        if r.next_seq == 0 {
+            return out;
+        }
+        after = r.next_seq - 1;
+    }
+}
+
+/// Moves shard 1's leadership off its current leader and waits for the change.
+async fn change_leader(cluster: &TestCluster, client: &Client) -> usize {
+    let old = cluster.wait_leader().await;
+    let target = (old + 1) % cluster.nodes.len();
+    wait_for("leadership to move", WAIT, || async {
+        let _ = client.transfer_shard_leader(1, target as u64 + 1).await;
+        (cluster.wait_leader().await != old).then_some(())
+    })
+    .await;
+    cluster.wait_leader().await
+}
+
+/// 32 concurrent appenders × 200 appends to one conversation: seqs are exactly
+/// 1..=6400, each append's seq unique, and every message is read back in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_gap_free() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    let c = conv("busy");
+    let tasks: Vec<_> = (0..32)
+        .map(|w| {
+            let client = client.clone();
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..200 {
+                    let r = client
+                        .append(append_req(&c, vec![msg(format!("w{w}-{i}"), 1)]))
+                        .await
+                        .expect("append");
+                    assert_eq!(r.first_seq, r.last_seq);
+                    seqs.push((r.first_seq, format!("w{w}-{i}")));
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut by_seq = HashMap::new();
+    for t in tasks {
+        for (seq, content) in t.await.expect("appender") {
+            assert!(
+                by_seq.insert(seq, content).is_none(),
+                "seq {seq} assigned twice"
+            );
+        }
+    }
+    let seqs: BTreeSet<u64> = by_seq.keys().copied().collect();
+    assert_eq!(
+        seqs,
+        (1..=6400).collect::<BTreeSet<u64>>(),
+        "gap-free 1..=6400"
+    );
+    let all = read_all(&client, &c).await;
+    assert_eq!(all.len(), 6400);
+    for (i, m) in all.iter().enumerate() {
+        assert_eq!(m.seq, i as u64 + 1, "read in order");
+        assert_eq!(
+            by_seq[&m.seq], m.content,
+            "message {} is the one appended",
+            m.seq
+        );
+    }
+    // Each appender's own messages appear in the order it appended them.
+    let mut last_of: HashMap<String, u64> = HashMap::new();
+    for m in &all {
+        let (w, i) = m.content.split_once('-').expect("w-i");
+        let i: u64 = i.parse().expect("number");
+        if let Some(prev) = last_of.insert(w.to_string(), i) {
+            assert_eq!(i, prev + 1);
+        }
+    }
+    let info = client.conversation(c).await.expect("info").expect("exists");
+    assert_eq!(
+        (info.message_count, info.last_seq, info.token_total),
+        (6400, 6400, 6400)
+    );
+    cluster.shutdown().await;
+}
+
+/// Two appenders with the same `expected_last_seq`: exactly one wins, the other is
+/// told the actual last seq, twenty rounds in a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expected_last_seq_race_has_one_winner() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    let c = conv("race");
+    for round in 0..20u64 {
+        let last = round;
+        let attempt = |who: &str| {
+            let mut req = append_req(&c, vec![msg(format!("{who} {round}"), 1)]);
+            req.expected_last_seq = Some(last);
+            client.append(req)
+        };
+        let (a, b) = tokio::join!(attempt("a"), attempt("b"));
+        let (won, lost) = match (a, b) {
+            (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+            other => panic!("round {round}: expected one winner, got {other:?}"),
+        };
+        assert_eq!(won.first_seq, last + 1);
+        match lost {
+            Error::SequenceMismatch {
+                expected, actual, ..
+            } => assert_eq!((expected, actual), (last, last + 1)),
+            e => panic!("round {round}: loser got {e}"),
+        }
+    }
+    assert_eq!(read_all(&client, &c).await.len(), 20);
+    cluster.shutdown().await;
+}
+
+/// Replaying an append with its idempotency key returns the first result and
+/// appends nothing, also after the shard's leader changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_append_survives_leader_change() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    let c = conv("idem");
+    client
+        .append(append_req(&c, vec![msg("first", 1)]))
+        .await
+        .expect("append");
+    let mut req = append_req(&c, vec![msg("step-1", 2), msg("step-1b", 3)]);
+    req.idempotency_key = "run-7/step-1".into();
+    let first = client.append(req.clone()).await.expect("append");
+    assert_eq!(
+        (first.first_seq, first.last_seq, first.replayed),
+        (2, 3, false)
+    );
+    let again = client.append(req.clone()).await.expect("replay");
+    assert_eq!(
+        (again.first_seq, again.last_seq, again.replayed),
+        (2, 3, true)
+    );
+    change_leader(&cluster, &client).await;
+    // A fresh client (new request ids): only the idempotency key protects it.
+    let other = cluster.client_of(0).await;
+    let after = other.append(req).await.expect("replay after leader change");
+    assert_eq!(
+        (after.first_seq, after.last_seq, after.replayed),
+        (2, 3, true)
+    );
+    assert_eq!(after.version, first.version, "the original result");
+    let all = read_all(&other, &c).await;
+    assert_eq!(
+        all.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        vec!["first", "step-1", "step-1b"]
+    );
+    let info = other.conversation(c).await.expect("info").expect("exists");
+    assert_eq!(
+        (info.message_count, info.last_seq, info.token_total),
+        (3, 3, 6)
+    );
+    cluster.shutdown().await;
+}
+
+/// Token-budget reads over the wire: newest first within the budget, tool calls
+/// and their results together, pinned messages included on request; last-n and
+/// range reads; trim and compact keep the conversation consistent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_trim_and_compact() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    let c = conv("budget");
+    let msgs = vec![
+        with_meta(msg("you are helpful", 5), "system", &[]), // 1 (pinned)
+        msg("hi", 10),                                       // 2
+        with_meta(
+            msg("call tools", 20),
+            "assistant",
+            &[("tool_call_id", "t1,t2")],
+        ), // 3
+        with_meta(msg("result 1", 5), "tool", &[("tool_call_id", "t1")]), // 4
+        with_meta(msg("result 2", 5), "tool", &[("tool_call_id", "t2")]), // 5
+        msg("answer", 10),                                   // 6
+    ];
+    client.append(append_req(&c, msgs)).await.expect("append");
+    let budget = |max_tokens: u64, include_pinned: bool| {
+        client.read(ReadRequest {
+            conversation: Some(c.clone()),
+            select: Some(Select::TokenBudget(TokenBudget {
+                max_tokens,
+                include_pinned,
+            })),
+            ..Default::default()
+        })
+    };
+    let seqs =
+        |r: ctxstore::proto::ReadResponse| r.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let cases: Vec<(u64, bool, Vec<u64>)> = vec![
+        (10, false, vec![6]),
+        (39, false, vec![6]),          // the tool unit (30) does not fit in 29
+        (40, false, vec![3, 4, 5, 6]), // it does in 30
+        (50, false, vec![2, 3, 4, 5, 6]),
+        (55, false, vec![1, 2, 3, 4, 5, 6]),
+        (15, true, vec![1, 6]), // pinned first, then the newest that fit
+        (3, true, vec![1]),     // pinned even over budget
+    ];
+    for (max, pinned, want) in cases {
+        let r = budget(max, pinned).await.expect("budget read");
+        assert_eq!(seqs(r), want, "budget {max} pinned {pinned}");
+    }
+    let r = client
+        .read(ReadRequest {
+            conversation: Some(c.clone()),
+            select: Some(Select::LastN(2)),
+            ..Default::default()
+        })
+        .await
+        .expect("last n");
+    assert_eq!(seqs(r), vec![5, 6]);
+    // Compact 2..5 into a summary; a stale expectation is refused first.
+    let mut compact = CompactRequest {
+        conversation: Some(c.clone()),
+        from_seq: 2,
+        to_seq: 5,
+        summary: Some(msg("summary of 2-4", 4)),
+        expected_last_seq: Some(5),
+        ..Default::default()
+    };
+    match client.compact(compact.clone()).await {
+        Err(Error::SequenceMismatch { actual: 6, .. }) => {}
+        other => panic!("expected a sequence mismatch, got {other:?}"),
+    }
+    compact.expected_last_seq = Some(6);
+    let r = client.compact(compact).await.expect("compact");
+    assert_eq!((r.removed, r.summary_seq), (3, 2));
+    let all = read_all(&client, &c).await;
+    assert_eq!(
+        all.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![1, 2, 5, 6]
+    );
+    assert_eq!(all[1].content, "summary of 2-4");
+    let info = client
+        .conversation(c.clone())
+        .await
+        .expect("info")
+        .expect("exists");
+    assert_eq!((info.message_count, info.token_total), (4, 5 + 4 + 5 + 10));
+    // Appends continue after the last seq ever assigned.
+    let r = client
+        .append(append_req(&c, vec![msg("more", 1)]))
+        .await
+        .expect("append");
+    assert_eq!(r.first_seq, 7);
+    let t = client
+        .trim(TrimRequest {
+            conversation: Some(c.clone()),
+            before_seq: 6,
+            ..Default::default()
+        })
+        .await
+        .expect("trim");
+    assert_eq!(t.removed, 3);
+    let all = read_all(&client, &c).await;
+    assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![6, 7]);
+    let info = client
+        .conversation(c.clone())
+        .await
+        .expect("info")
+        .expect("exists");
+    assert_eq!(
+        (info.first_seq, info.last_seq, info.message_count),
+        (6, 7, 2)
+    );
+    // Metadata CAS on its own version.
+    let set = |expected: Option<u64>, v: &str| SetConversationMetadataRequest {
+        conversation: Some(c.clone()),
+        metadata: [("title".to_string(), v.to_string())].into(),
+        expected_metadata_version: expected,
+        ..Default::default()
+    };
+    let i1 = client
+        .set_conversation_metadata(set(Some(0), "a"))
+        .await
+        .expect("first set");
+    assert!(matches!(
+        client.set_conversation_metadata(set(Some(0), "b")).await,
+        Err(Error::VersionMismatch { .. })
+    ));
+    let i2 = client
+        .set_conversation_metadata(set(Some(i1.metadata_version), "b"))
+        .await
+        .expect("cas");
+    assert_eq!(i2.metadata["title"], "b");
+    assert!(
+        client
+            .delete_conversation(c.clone())
+            .await
+            .expect("delete")
+            .deleted
+    );
+    assert!(client
+        .conversation(c.clone())
+        .await
+        .expect("info")
+        .is_none());
+    assert!(read_all(&client, &c).await.is_empty());
+    cluster.shutdown().await;
+}
+
+/// Conversations of a namespace are listed in id order across 4 shards, paged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_conversations_gathers_every_shard() {
+    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 4).await;
+    cluster.wait_all_leaders().await;
+    let client = cluster.client().await;
+    let mut want = Vec::new();
+    for i in 0..25 {
+        let id = format!("c{i:02}");
+        client
+            .append(append_req(&conv(&id), vec![msg("x", 1)]))
+            .await
+            .expect("append");
+        want.push(id);
+    }
+    let other = ConversationRef {
+        namespace: "other".into(),
+        id: "c00".into(),
+    };
+    client
+        .append(append_req(&other, vec![msg("x", 1)]))
+        .await
+        .expect("append");
+    let mut got = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = client
+            .list_conversations("agents", &after, 10)
+            .await
+            .expect("list");
+        got.extend(
+            page.conversations
+                .iter()
+                .map(|i| i.conversation.as_ref().expect("ref").id.clone()),
+        );
+        if !page.more {
+            break;
+        }
+        after = got.last().cloned().expect("a page with more is not empty");
+    }
+    assert_eq!(got, want);
+    // The ids really are on several shards.
+    let shards: BTreeSet<u64> = futures::future::join_all(want.iter().map(|id| {
+        let key = [b"\0C{c/agents/".as_slice(), id.as_bytes(), b"}"].concat();
+        let client = client.clone();
+        async move { client.route(&key).await.0 }
+    }))
+    .await
+    .into_iter()
+    .collect();
+    assert!(shards.len() > 1, "conversations spread over {shards:?}");
+    cluster.shutdown().await;
+}
+
+/// TTL: an idle conversation and a key expire (invisible at once), their space is
+/// reclaimed by the leader's purge, unexpired data is untouched, and expiry times
+/// survive a restart of every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_expires_purges_and_survives_restart() {
+    let mut cluster = TestCluster::start_with(3, |c| {
+        c.context.purge_interval = Duration::from_millis(200);
+    })
+    .await;
+    let client = cluster.client().await;
+    let short = conv("short-lived");
+    let long = conv("long-lived");
+    let mut req = append_req(&short, vec![msg("a", 1), msg("b", 1)]);
+    req.idle_ttl_ms = Some(600);
+    client.append(req).await.expect("append");
+    let mut req = append_req(&long, vec![msg("keep", 1)]);
+    req.idle_ttl_ms = Some(3_600_000);
+    client.append(req).await.expect("append");
+    client
+        .put_with_ttl("{t}tmp", "x", Some(Duration::from_millis(600)))
+        .await
+        .expect("put");
+    client.put("{t}forever", "y").await.expect("put");
+    let durable = client
+        .put_with_ttl("{t}restart", "z", Some(Duration::from_secs(3600)))
+        .await
+        .expect("put");
+    assert!(client
+        .conversation(short.clone())
+        .await
+        .expect("info")
+        .is_some());
+    wait_for("the short conversation and key to expire", WAIT, || async {
+        let gone = client
+            .conversation(short.clone())
+            .await
+            .expect("info")
+            .is_none()
+            && client.get("{t}tmp").await.expect("get").is_none();
+        gone.then_some(())
+    })
+    .await;
+    assert!(
+        read_all(&client, &short).await.is_empty(),
+        "expired messages are invisible"
+    );
+    let on_disk = |node: &ctxstore::node::Node, needle: &[u8]| {
+        node.data_keys()
+            .expect("keys")
+            .iter()
+            .any(|k| k.windows(needle.len()).any(|w| w == needle))
+    };
+    wait_for(
+        "purge to reclaim the expired records on every node",
+        WAIT,
+        || async {
+            let all_gone = cluster
+                .nodes
+                .iter()
+                .flatten()
+                .all(|n| !on_disk(n, b"c/agents/short-lived") && !on_disk(n, b"{t}tmp"));
+            all_gone.then_some(())
+        },
+    )
+    .await;
+    for n in cluster.nodes.iter().flatten() {
+        assert!(
+            on_disk(n, b"c/agents/long-lived"),
+            "unexpired conversation kept"
+        );
+        assert!(on_disk(n, b"{t}forever"), "key without TTL kept");
+    }
+    let before = client.get("{t}restart").await.expect("get").expect("live");
+    let info_before = client
+        .conversation(long.clone())
+        .await
+        .expect("info")
+        .expect("live");
+    for i in 0..3 {
+        cluster.stop(i).await;
+    }
+    for i in 0..3 {
+        cluster.restart(i).await;
+    }
+    cluster.wait_leader().await;
+    let client = cluster.client().await;
+    let after = client
+        .get("{t}restart")
+        .await
+        .expect("get")
+        .expect("still live");
+    assert_eq!(after.expires_at_ms, before.expires_at_ms);
+    assert_eq!(after.version, durable.version);
+    let info_after = client
+        .conversation(long.clone())
+        .await
+        .expect("info")
+        .expect("live");
+    assert_eq!(info_after.expires_at_ms, info_before.expires_at_ms);
+    assert!(client.conversation(short).await.expect("info").is_none());
+    assert_eq!(read_all(&client, &long).await.len(), 1);
+    cluster.shutdown().await;
+}
+
+/// A watch delivers every change once and in order across a leader change: the
+/// client's watcher resumes by itself, and a watch reopened from the last version
+/// seen gets exactly the rest. A version the replica no longer retains is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_resumes_across_leader_change() {
+    let mut cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    let start = client.put("{w}start", "0").await.expect("put").version;
+    let mut w = client
+        .watch("{w}k", true, Some(start))
+        .await
+        .expect("watch");
+    let mut manual_last = start;
+    let mut seen = Vec::new();
+    let write = |i: usize| {
+        let client = client.clone();
+        async move {
+            if i % 10 == 9 {
+                client
+                    .delete(format!("{{w}}k{}", i - 1))
+                    .await
+                    .expect("delete");
+            } else {
+                client
+                    .put(format!("{{w}}k{i}"), format!("v{i}"))
+                    .await
+                    .expect("put");
+            }
+        }
+    };
+    for i in 0..40 {
+        write(i).await;
+    }
+    let next = next_event;
+    for _ in 0..40 {
+        let e = next(&mut w).await;
+        seen.push((e.version, e.kind, e.kv.expect("kv").key));
+    }
+    manual_last = manual_last.max(seen.last().expect("events").0);
+    // Leader transfer, then a crash of the new leader: the watcher follows.
+    change_leader(&cluster, &client).await;
+    for i in 40..60 {
+        write(i).await;
+    }
+    let leader = cluster.wait_leader().await;
+    cluster.stop(leader).await;
+    cluster.wait_leader().await;
+    for i in 60..100 {
+        write(i).await;
+    }
+    for _ in 40..100 {
+        let e = next(&mut w).await;
+        seen.push((e.version, e.kind, e.kv.expect("kv").key));
+    }
+    let versions: Vec<u64> = seen.iter().map(|s| s.0).collect();
+    assert!(
+        versions.windows(2).all(|p| p[0] < p[1]),
+        "strictly increasing: {versions:?}"
+    );
+    let deletes = seen.iter().filter(|s| s.1 == 1).count();
+    assert_eq!((seen.len(), deletes), (100, 10));
+    // Reopen from a version seen before the leader changes: exactly the rest.
+    let mut again = client
+        .watch("{w}k", true, Some(manual_last))
+        .await
+        .expect("resume");
+    for expect in &seen[40..] {
+        let e = next(&mut again).await;
+        assert_eq!((e.version, &e.kv.expect("kv").key), (expect.0, &expect.2));
+    }
+    cluster.shutdown().await;
+}
+
+async fn next_event(
+    w: &mut ctxstore::client::Watcher<ctxstore::proto::WatchEvent>,
+) -> ctxstore::proto::WatchEvent {
+    tokio::time::timeout(WAIT, w.next())
+        .await
+        .expect("an event within the deadline")
+        .expect("stream open")
+        .expect("event")
+}
+
+/// With a tiny retention, a watch from an old version is refused with
+/// `WatchCompacted` naming the oldest retained version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_a_compacted_version_is_refused() {
+    let cluster = TestCluster::start_with(3, |c| c.context.watch_retain_bytes = 4 << 10).await;
+    let client = cluster.client().await;
+    let first = client.put("{w}a", "0").await.expect("put").version;
+    for i in 0..50 {
+        client.put("{w}a", vec![b'x'; 512 + i]).await.expect("put");
+    }
+    match client.watch("{w}a", false, Some(first)).await {
+        Err(Error::WatchCompacted {
+            requested,
+            retained_after,
+        }) => {
+            assert_eq!(requested, first);
+            assert!(retained_after > first);
+            // Watching from the retained point works.
+            let mut w = client
+                .watch("{w}a", false, Some(retained_after))
+                .await
+                .expect("watch");
+            client.put("{w}a", "new").await.expect("put");
+            let e = tokio::time::timeout(WAIT, w.next())
+                .await
+                .expect("event")
+                .expect("open")
+                .expect("ok");
+            assert!(e.version > retained_after);
+        }
+        other => panic!("expected WatchCompacted, got {:?}", other.map(|_| ())),
+    }
+    cluster.shutdown().await;
+}
+
+fn tref(thread: &str) -> ThreadRef {
+    ThreadRef {
+        thread: thread.into(),
+        ns: String::new(),
+    }
+}
+
+fn checkpoint(
+    id: &str,
+    parent: &str,
+    versions: &[(&str, &str)],
+    meta: &[(&str, &str)],
+) -> Checkpoint {
+    Checkpoint {
+        checkpoint_id: id.into(),
+        parent_id: parent.into(),
+        checkpoint: format!("state {id}").into_bytes().into(),
+        metadata: meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        channel_versions: versions
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        created_at_ms: 0,
+    }
+}
+
+fn blob(channel: &str, version: &str, value: &str) -> ChannelBlob {
+    ChannelBlob {
+        channel: channel.into(),
+        version: version.into(),
+        value: value.as_bytes().to_vec().into(),
+    }
+}
+
+/// The LangGraph checkpointer contract: put stores only the changed channels and
+/// get reassembles every channel; get-latest, list (newest first, before, limit,
+/// metadata filter), idempotent put_writes, prune and delete_thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_follow_the_langgraph_contract() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    let t = tref("thread-1");
+    assert!(client
+        .get_checkpoint(GetCheckpointRequest {
+            thread: Some(t.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("get")
+        .is_none());
+    let put = |cp: Checkpoint, blobs: Vec<ChannelBlob>| {
+        client.put_checkpoint(PutCheckpointRequest {
+            thread: Some(t.clone()),
+            checkpoint: Some(cp),
+            blobs,
+            ..Default::default()
+        })
+    };
+    put(
+        checkpoint(
+            "0001",
+            "",
+            &[("messages", "1"), ("plan", "1")],
+            &[("source", "input"), ("step", "-1")],
+        ),
+        vec![blob("messages", "1", "[hi]"), blob("plan", "1", "p1")],
+    )
+    .await
+    .expect("put 1");
+    // Only `messages` changed: only its blob is sent.
+    put(
+        checkpoint(
+            "0002",
+            "0001",
+            &[("messages", "2"), ("plan", "1")],
+            &[("source", "loop"), ("step", "0")],
+        ),
+        vec![blob("messages", "2", "[hi, hello]")],
+    )
+    .await
+    .expect("put 2");
+    put(
+        checkpoint(
+            "0003",
+            "0002",
+            &[("messages", "3"), ("plan", "1")],
+            &[("source", "loop"), ("step", "1")],
+        ),
+        vec![blob("messages", "3", "[hi, hello, bye]")],
+    )
+    .await
+    .expect("put 3");
+    let get = |id: Option<&str>| {
+        client.get_checkpoint(GetCheckpointRequest {
+            thread: Some(t.clone()),
+            checkpoint_id: id.map(String::from),
+            ..Default::default()
+        })
+    };
+    let latest = get(None).await.expect("get latest").expect("exists");
+    let cp = latest.checkpoint.clone().expect("checkpoint");
+    assert_eq!(
+        (cp.checkpoint_id.as_str(), cp.parent_id.as_str()),
+        ("0003", "0002")
+    );
+    let values: HashMap<String, String> = latest
+        .blobs
+        .iter()
+        .map(|b| {
+            (
+                b.channel.clone(),
+                String::from_utf8(b.value.to_vec()).expect("utf8"),
+            )
+        })
+        .collect();
+    assert_eq!(values["messages"], "[hi, hello, bye]");
+    assert_eq!(
+        values["plan"], "p1",
+        "unchanged channel comes from the first put"
+    );
+    let first = get(Some("0001")).await.expect("get").expect("exists");
+    assert_eq!(first.blobs.len(), 2);
+    assert!(get(Some("9999")).await.expect("get").is_none());
+    // Another namespace of the same thread is separate.
+    let other_ns = ThreadRef {
+        thread: "thread-1".into(),
+        ns: "child".into(),
+    };
+    assert!(client
+        .get_checkpoint(GetCheckpointRequest {
+            thread: Some(other_ns.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("get")
+        .is_none());
+    // list: newest first, before, limit, metadata filter.
+    let list = |before: Option<&str>, limit: u32, filter: &[(&str, &str)]| {
+        client.list_checkpoints(ListCheckpointsRequest {
+            thread: Some(t.clone()),
+            before: before.map(String::from),
+            limit,
+            filter: filter
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        })
+    };
+    let ids = |tuples: Vec<ctxstore::proto::CheckpointTuple>| {
+        tuples
+            .into_iter()
+            .map(|t| t.checkpoint.expect("cp").checkpoint_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(list(None, 0, &[]).await.expect("list")),
+        vec!["0003", "0002", "0001"]
+    );
+    assert_eq!(
+        ids(list(Some("0003"), 0, &[]).await.expect("list")),
+        vec!["0002", "0001"]
+    );
+    assert_eq!(ids(list(None, 1, &[]).await.expect("list")), vec!["0003"]);
+    assert_eq!(
+        ids(list(None, 0, &[("source", "loop")]).await.expect("list")),
+        vec!["0003", "0002"]
+    );
+    assert_eq!(
+        ids(list(None, 0, &[("source", "loop"), ("step", "0")])
+            .await
+            .expect("list")),
+        vec!["0002"]
+    );
+    // put_writes is idempotent per (task, idx); special channels are replaced.
+    let writes = |a: &str, err: &str| PutWritesRequest {
+        thread: Some(t.clone()),
+        checkpoint_id: "0003".into(),
+        task_id: "task-a".into(),
+        task_path: "~__pregel_pull, agent".into(),
+        writes: vec![
+            PendingWrite {
+                channel: "messages".into(),
+                value: a.as_bytes().to_vec().into(),
+                ..Default::default()
+            },
+            PendingWrite {
+                channel: "__error__".into(),
+                value: err.as_bytes().to_vec().into(),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    assert_eq!(
+        client
+            .put_writes(writes("w1", "e1"))
+            .await
+            .expect("writes")
+            .stored,
+        2
+    );
+    assert_eq!(
+        client
+            .put_writes(writes("w2", "e2"))
+            .await
+            .expect("repeat")
+            .stored,
+        1
+    );
+    let tuple = get(Some("0003")).await.expect("get").expect("exists");
+    let pending: Vec<(String, String)> = tuple
+        .pending_writes
+        .iter()
+        .map(|w| {
+            (
+                w.channel.clone(),
+                String::from_utf8(w.value.to_vec()).expect("utf8"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pending,
+        vec![
+            ("messages".to_string(), "w1".to_string()),
+            ("__error__".to_string(), "e2".to_string())
+        ]
+    );
+    assert_eq!(tuple.pending_writes[0].task_id, "task-a");
+    // prune: keep the latest one; blobs it still uses stay.
+    let pruned = client
+        .prune_checkpoints(PruneCheckpointsRequest {
+            thread: Some(t.clone()),
+            keep: Some(Keep::KeepLatest(1)),
+            ..Default::default()
+        })
+        .await
+        .expect("prune");
+    assert_eq!((pruned.removed_checkpoints, pruned.removed_blobs), (2, 2));
+    assert_eq!(ids(list(None, 0, &[]).await.expect("list")), vec!["0003"]);
+    let latest = get(None).await.expect("get").expect("exists");
+    assert_eq!(
+        latest.blobs.len(),
+        2,
+        "plan@1 survives the prune of its writer"
+    );
+    assert_eq!(latest.pending_writes.len(), 2);
+    assert!(
+        client
+            .delete_thread("thread-1")
+            .await
+            .expect("delete")
+            .deleted
+    );
+    assert!(get(None).await.expect("get").is_none());
+    assert!(list(None, 0, &[]).await.expect("list").is_empty());
+    cluster.shutdown().await;
+}
+
+/// The model registry: CAS writes, stale reads from every node, listing, and a watch
+/// that sees puts and deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_registry_reads_anywhere_and_watches() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    let mut w = client.watch_models(None).await.expect("watch");
+    let model = |name: &str, window: u64| Model {
+        name: name.into(),
+        provider: "acme".into(),
+        context_window: window,
+        tokenizer: "bpe".into(),
+        input_price_per_mtok: 1.5,
+        output_price_per_mtok: 6.0,
+        endpoint: "https://models.example/v1".into(),
+        metadata: [("tier".to_string(), "fast".to_string())].into(),
+        version: 0,
+    };
+    let v1 = client
+        .put_model(model("small", 8192), Some(0))
+        .await
+        .expect("create");
+    assert!(matches!(
+        client.put_model(model("small", 1), Some(0)).await,
+        Err(Error::VersionMismatch { .. })
+    ));
+    let v2 = client
+        .put_model(model("small", 16384), Some(v1))
+        .await
+        .expect("cas");
+    client
+        .put_model(model("large", 200_000), None)
+        .await
+        .expect("put");
+    for i in 0..3 {
+        let node = cluster.client_of(i).await;
+        let m = wait_for("the model on every replica", WAIT, || async {
+            node.get_model("small", false)
+                .await
+                .expect("get")
+                .filter(|m| m.version == v2)
+        })
+        .await;
+        assert_eq!(m.context_window, 16384);
+    }
+    let names: Vec<String> = client
+        .list_models(true)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, vec!["large", "small"]);
+    assert!(client.delete_model("large").await.expect("delete"));
+    let mut events = Vec::new();
+    for _ in 0..4 {
+        let e = tokio::time::timeout(WAIT, w.next())
+            .await
+            .expect("event")
+            .expect("open")
+            .expect("ok");
+        events.push((e.name, e.model.map(|m| m.context_window)));
+    }
+    assert_eq!(
+        events,
+        vec![
+            ("small".to_string(), Some(8192)),
+            ("small".to_string(), Some(16384)),
+            ("large".to_string(), Some(200_000)),
+            ("large".to_string(), None),
+        ]
+    );
+    cluster.shutdown().await;
+}
+
+/// Limits and bad input get specific errors and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_context_input_is_refused() {
+    let cluster = TestCluster::start_with(1, |c| {
+        c.limits.max_messages_per_append = 4;
+        c.limits.max_message_size = 1024;
+        c.limits.max_blobs_per_checkpoint = 2;
+    })
+    .await;
+    let client = cluster.client().await;
+    let c = conv("limits");
+    let too_many = append_req(&c, (0..5).map(|i| msg(format!("{i}"), 1)).collect());
+    assert!(
+        matches!(client.append(too_many).await, Err(Error::LimitExceeded { ref limit, .. }) if limit == "max-messages-per-append")
+    );
+    let too_big = append_req(&c, vec![msg("x".repeat(2000), 1)]);
+    assert!(
+        matches!(client.append(too_big).await, Err(Error::LimitExceeded { ref limit, .. }) if limit == "max-message-size")
+    );
+    assert!(matches!(
+        client.append(append_req(&c, vec![])).await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    let bad_name = append_req(
+        &ConversationRef {
+            namespace: "a/b".into(),
+            id: "x".into(),
+        },
+        vec![msg("x", 1)],
+    );
+    assert!(
+        matches!(client.append(bad_name).await, Err(Error::InvalidArgument { ref field, .. }) if field == "conversation.namespace")
+    );
+    let blobs = PutCheckpointRequest {
+        thread: Some(tref("t")),
+        checkpoint: Some(checkpoint("1", "", &[], &[])),
+        blobs: vec![
+            blob("a", "1", "x"),
+            blob("b", "1", "x"),
+            blob("c", "1", "x"),
+        ],
+        ..Default::default()
+    };
+    assert!(
+        matches!(client.put_checkpoint(blobs).await, Err(Error::LimitExceeded { ref limit, .. }) if limit == "max-blobs-per-checkpoint")
+    );
+    assert!(matches!(
+        client
+            .compact(CompactRequest {
+                conversation: Some(c.clone()),
+                from_seq: 1,
+                to_seq: 2,
+                summary: Some(msg("s", 1)),
+                ..Default::default()
+            })
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    // Reserved keys are out of reach of the Kv API.
+    assert!(matches!(
+        client.put(&b"\0C{c/agents/limits}"[..], "x").await,
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(
+        client
+            .conversation(c.clone())
+            .await
+            .expect("info")
+            .is_none(),
+        "nothing was created"
+    );
+    assert!(client
+        .get_checkpoint(GetCheckpointRequest {
+            thread: Some(tref("t")),
+            ..Default::default()
+        })
+        .await
+        .expect("get")
+        .is_none());
+    // Untagged scans do not show context records.
+    client
+        .append(append_req(&c, vec![msg("ok", 1)]))
+        .await
+        .expect("append");
+    assert!(client.scan("", "", 100).await.expect("scan").kvs.is_empty());
+    cluster.shutdown().await;
+}
