@@ -167,8 +167,10 @@ impl From<Status> for Error {
             },
             Some(Kind::NotFound(n)) => Error::NotFound(n.what),
             None => match s.code() {
-                // Connection-level failures surface as Unavailable without a detail.
-                Code::Unavailable | Code::Unknown if s.details().is_empty() => {
+                // Connection-level failures surface as Unavailable (or, for a request
+                // in flight when the connection dropped, Cancelled) without a detail.
+                // Retrying is safe: writes carry request ids.
+                Code::Unavailable | Code::Unknown | Code::Cancelled if s.details().is_empty() => {
                     Error::Transport(s.message().to_string())
                 }
                 code => Error::Rpc {

@@ -69,6 +69,11 @@ async fn read_all(client: &Client, c: &ConversationRef) -> Vec<ChatMessage> {
     }
 }
 
+/// A 3-node cluster whose leadership stays where a transfer puts it.
+async fn cluster_without_balance() -> TestCluster {
+    TestCluster::start_with(3, |c| c.raft.leader_balance = false).await
+}
+
 /// Moves shard 1's leadership off its current leader and waits for the change.
 async fn change_leader(cluster: &TestCluster, client: &Client) -> usize {
     let old = cluster.wait_leader().await;
@@ -183,7 +188,7 @@ async fn expected_last_seq_race_has_one_winner() {
 /// appends nothing, also after the shard's leader changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_append_survives_leader_change() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = cluster_without_balance().await;
     let client = cluster.client().await;
     let c = conv("idem");
     client
@@ -532,7 +537,7 @@ async fn ttl_expires_purges_and_survives_restart() {
 /// seen gets exactly the rest. A version the replica no longer retains is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_resumes_across_leader_change() {
-    let mut cluster = TestCluster::start(3).await;
+    let mut cluster = cluster_without_balance().await;
     let client = cluster.client().await;
     let start = client.put("{w}start", "0").await.expect("put").version;
     let mut w = client
@@ -597,6 +602,8 @@ async fn watch_resumes_across_leader_change() {
         let e = next(&mut again).await;
         assert_eq!((e.version, &e.kv.expect("kv").key), (expect.0, &expect.2));
     }
+    // Open watches would follow the nodes as they shut down.
+    drop((w, again));
     cluster.shutdown().await;
 }
 

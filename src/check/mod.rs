@@ -117,6 +117,7 @@
 //! ```
 
 mod history;
+pub mod list;
 mod register;
 
 pub use history::{Completion, History, Key, Op, OpId, OpKind, Outcome, Output, Recorder, Value};

@@ -333,7 +333,7 @@ impl Client {
                     routed!(client, model_route(), req, watch_models)
                 }
             },
-            |r: crate::proto::WatchModelsResponse| r.events,
+            |r: crate::proto::WatchModelsResponse| (r.events, r.progress_version),
             |e: &ModelEvent| e.version,
         )
         .await
@@ -385,7 +385,7 @@ impl Client {
                         .await
                 }
             },
-            |r: crate::proto::WatchResponse| r.events,
+            |r: crate::proto::WatchResponse| (r.events, r.progress_version),
             |e: &WatchEvent| e.version,
         )
         .await
@@ -397,7 +397,7 @@ impl Client {
         &self,
         from_version: Option<u64>,
         open: Open,
-        events: impl Fn(R) -> Vec<T> + Send + 'static,
+        events: impl Fn(R) -> (Vec<T>, u64) + Send + 'static,
         version: impl Fn(&T) -> u64 + Send + 'static,
     ) -> Result<Watcher<T>>
     where
@@ -436,7 +436,8 @@ impl Client {
                             // One response holds whole versions: compare with the
                             // version before it.
                             let floor = last;
-                            for ev in events(resp) {
+                            let (evs, progress) = events(resp);
+                            for ev in evs {
                                 let v = version(&ev);
                                 if floor.is_some_and(|l| v <= l) {
                                     continue;
@@ -446,6 +447,9 @@ impl Client {
                                 }
                                 last = Some(v);
                             }
+                            // Everything up to `progress` was sent (the first
+                            // response names where a watch "from now" starts).
+                            last = Some(last.map_or(progress, |l| l.max(progress)));
                         }
                         Ok(None) => break,
                         Err(status) => {

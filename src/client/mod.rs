@@ -313,13 +313,17 @@ impl Client {
             (Route::Key(h), Some(ring)) => ring.shard_for_hash(h).map_or(0, |s| s.0),
             _ => 0,
         };
-        if shard == 0 || r.ring.is_none() {
+        if shard == 0 {
             return (shard, None);
         }
-        // A known leader wins; backoff paths forget it first, so retries then rotate
-        // over the shard's replicas.
+        // A known leader wins (also in a single-shard cluster, where a request naming
+        // shard 1 follows its redirects); backoff paths forget it first, so retries
+        // then rotate over the shard's replicas.
         if let Some(a) = r.leaders.get(&shard) {
             return (shard, Some(a.clone()));
+        }
+        if r.ring.is_none() {
+            return (shard, None);
         }
         let addr = r.descs.get(&shard).and_then(|d| {
             let n = d.replicas.len().max(1);
@@ -370,6 +374,7 @@ impl Client {
         let mut attempt = 0u32;
         loop {
             let (shard, routed) = self.resolve(route, attempt);
+            let on_current = routed.is_none();
             let (conf_ver, ring_ver) = self.epoch_of(shard);
             let addr = routed.unwrap_or_else(|| self.current());
             let ch = self.channel(&addr)?;
@@ -424,7 +429,8 @@ impl Client {
                     attempt += 1;
                     if shard != 0 {
                         self.forget_leader(shard);
-                    } else {
+                    }
+                    if on_current {
                         self.rotate();
                     }
                     let jitter = rand::rng().random_range(0.5..1.5);

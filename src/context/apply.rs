@@ -24,8 +24,17 @@ use crate::proto::{
 use prost::Message;
 use std::collections::HashSet;
 
-/// Channels whose pending writes are replaced rather than kept on a repeat.
-const SPECIAL_CHANNELS: [&str; 4] = ["__error__", "__interrupt__", "__scheduled__", "__resume__"];
+/// Channels whose pending writes are replaced rather than kept on a repeat; each has
+/// its own slot per task (LangGraph's negative write indexes), not its position.
+const SPECIAL_CHANNELS: [&str; 4] = ["__error__", "__scheduled__", "__interrupt__", "__resume__"];
+
+/// The stored index of the write at `position` on `channel`.
+fn write_idx(channel: &str, position: usize) -> u32 {
+    match SPECIAL_CHANNELS.iter().position(|c| *c == channel) {
+        Some(k) => u32::MAX - k as u32,
+        None => u32::try_from(position).unwrap_or(u32::MAX - 8),
+    }
+}
 
 fn done(o: ContextOutcome) -> CommandResult {
     CommandResult {
@@ -201,6 +210,8 @@ impl<R: StateReader> Ctx<'_, '_, R> {
         if r.messages.is_empty() {
             return Ok(bad("no messages"));
         }
+        // An expired conversation goes first, with its idempotency keys.
+        let existing = self.conversation(c)?;
         let ik = (!r.idempotency_key.is_empty()).then(|| idem_key(c, &r.idempotency_key));
         if let Some(ik) = &ik {
             if let Some(rec) = self.a.live_value(&keys::data_key(ik), self.now)? {
@@ -214,7 +225,7 @@ impl<R: StateReader> Ctx<'_, '_, R> {
                 }));
             }
         }
-        let mut rec = match self.conversation(c)? {
+        let mut rec = match existing {
             Some(rec) => rec,
             None => self.new_conversation(c),
         };
@@ -525,7 +536,7 @@ impl<R: StateReader> Ctx<'_, '_, R> {
         self.touch_thread(&t.thread, None)?;
         let mut stored = 0;
         for (i, w) in r.writes.iter().enumerate() {
-            let idx = i as u32;
+            let idx = write_idx(&w.channel, i);
             let k = write_key(t, &r.checkpoint_id, &r.task_id, idx);
             let exists = self.a.value(&keys::data_key(&k))?.is_some();
             if exists && !SPECIAL_CHANNELS.contains(&w.channel.as_str()) {

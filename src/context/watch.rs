@@ -38,6 +38,8 @@ struct ShardLog {
     bytes: usize,
     /// Every change with a version above this is in `changes` (or not yet applied).
     retained_after: u64,
+    /// The newest version published (or the applied index at the last reset).
+    last_version: u64,
     /// Live changes, one message per applied round (so a version is never split).
     tx: broadcast::Sender<Round>,
 }
@@ -53,6 +55,9 @@ pub(crate) struct WatchHub {
 
 /// What a new watcher gets: the retained changes after its version, then live ones.
 pub(crate) struct Subscription {
+    /// The version the watch starts after: the one asked for, or the newest
+    /// published when none was.
+    pub(crate) start: u64,
     pub(crate) replay: Vec<Arc<Change>>,
     pub(crate) live: broadcast::Receiver<Round>,
 }
@@ -79,6 +84,10 @@ impl WatchHub {
                 log.changes.clear();
                 log.bytes = 0;
                 log.retained_after = applied;
+                log.last_version = applied;
+                // Watchers of the old log end (a snapshot skipped changes they would
+                // otherwise miss silently); they resume from their last version.
+                log.tx = broadcast::channel(CHANNEL_CAPACITY).0;
             }
             None => {
                 let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
@@ -88,6 +97,7 @@ impl WatchHub {
                         changes: VecDeque::new(),
                         bytes: 0,
                         retained_after: applied,
+                        last_version: applied,
                         tx,
                     },
                 );
@@ -111,6 +121,7 @@ impl WatchHub {
         };
         let round: Vec<Arc<Change>> = changes.into_iter().map(Arc::new).collect();
         for c in &round {
+            log.last_version = log.last_version.max(c.version);
             log.bytes += c.size();
             log.changes.push_back(c.clone());
         }
@@ -157,6 +168,7 @@ impl WatchHub {
                 .collect(),
         };
         Ok(Subscription {
+            start: after.unwrap_or(log.last_version),
             replay,
             live: log.tx.subscribe(),
         })
@@ -221,8 +233,13 @@ mod tests {
         let s = ShardId(2);
         hub.reset(s, 0);
         let mut sub = hub.subscribe(s, None).unwrap();
+        assert_eq!(sub.start, 0);
         hub.publish(s, vec![ch(1, "k", 1)]);
         assert_eq!(sub.live.recv().await.unwrap()[0].version, 1);
+        assert_eq!(hub.subscribe(s, None).unwrap().start, 1);
+        // A reset (snapshot install) ends the old subscribers.
+        hub.reset(s, 10);
+        assert!(sub.live.recv().await.is_err());
         assert!(hub.subscribe(ShardId(9), None).is_err());
     }
 }

@@ -121,7 +121,7 @@ impl ContextService {
                         expected: r.expected,
                         actual: r.actual,
                     },
-                    Ok(Reason::NotFound) => Error::NotFound(what.to_string()),
+                    Ok(Reason::NotFound) => Error::NotFound(format!("conversation {what}")),
                     _ => Error::invalid("range", r.detail),
                 })
             }
@@ -183,14 +183,19 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
     shard: ShardId,
     after: Option<u64>,
     keep: impl Fn(&Change) -> Option<T> + Send + 'static,
-    wrap: impl Fn(Vec<T>) -> R + Send + 'static,
+    wrap: impl Fn(Vec<T>, u64) -> R + Send + 'static,
 ) -> Result<RpcStream<R>> {
     // Fail at once (before the stream starts) when the version is not retained.
     let first = ctx.watch.subscribe(shard, after)?;
     let (tx, rx) = mpsc::channel::<std::result::Result<R, Status>>(16);
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
-        let mut last = after;
+        // Tell the client where the stream starts, so a reconnect before the first
+        // change resumes from there rather than from "now".
+        if tx.send(Ok(wrap(Vec::new(), first.start))).await.is_err() {
+            return;
+        }
+        let mut last = Some(first.start);
         let mut sub = Some(first);
         loop {
             let s = match sub.take() {
@@ -219,7 +224,7 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
                         j += 1;
                     }
                     if last.is_none_or(|l| v > l) {
-                        if !items.is_empty() && tx.send(Ok(wrap(items))).await.is_err() {
+                        if !items.is_empty() && tx.send(Ok(wrap(items, v))).await.is_err() {
                             return;
                         }
                         last = Some(v);
@@ -439,6 +444,14 @@ impl AgentContext for ContextService {
         cx::validate_namespace(&req.namespace)?;
         let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
         // One shard per call (the header's, or the only one): the client gathers.
+        let multi = self.ctx().ring().is_some_and(|r| r.shards().len() > 1);
+        if multi && req.header.as_ref().is_none_or(|h| h.shard_id == 0) {
+            return Err(Error::invalid(
+                "header.shard_id",
+                "this cluster has several shards: list one shard per call (the bundled client gathers them)",
+            )
+            .into());
+        }
         let peer = self.kv.read_barrier(&req.header, None, false).await?;
         let ranges = self.kv.shard_ranges(peer.shard);
         let (ns, after) = (req.namespace, req.after_id);
@@ -483,7 +496,7 @@ impl AgentContext for ContextService {
             cx::validate_part("blobs.version", &b.version)?;
             self.check_size(b.value.len())?;
         }
-        self.check_size(cp.encoded_len())?;
+        self.check_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .propose(
@@ -513,8 +526,8 @@ impl AgentContext for ContextService {
         }
         for w in &req.writes {
             cx::validate_part("writes.channel", &w.channel)?;
-            self.check_size(w.value.len())?;
         }
+        self.check_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .propose(
@@ -739,7 +752,10 @@ impl AgentContext for ContextService {
                     model,
                 })
             },
-            |events| WatchModelsResponse { events },
+            |events, progress_version| WatchModelsResponse {
+                events,
+                progress_version,
+            },
         )?;
         Ok(Response::new(stream))
     }

@@ -427,7 +427,10 @@ impl Kv for KvService {
                     }),
                 })
             },
-            |events| WatchResponse { events },
+            |events, progress_version| WatchResponse {
+                events,
+                progress_version,
+            },
         )?;
         Ok(Response::new(stream))
     }
