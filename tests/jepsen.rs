@@ -2,7 +2,9 @@
 //! deletes and compare-and-swaps on a few colliding keys while a nemesis injects
 //! faults; afterwards everything is healed, every replica of every shard must hold
 //! the same data, and the whole history (with final reads) must be linearizable per
-//! key (`ctxstore::check`).
+//! key (`ctxstore::check`). Alongside, a few clients append to and read two
+//! conversations (agent context API); those histories must be consistent with one
+//! append-only list each, numbered gap-free (`ctxstore::check::list`).
 //!
 //! CI runs a short campaign. A longer one (see `scripts/jepsen.sh`):
 //! `JEPSEN_RUNS=10 JEPSEN_SECS=60 cargo nextest run --test jepsen --no-capture`.
@@ -20,16 +22,182 @@ mod common;
 
 use common::procs::{start_cluster, Ctxd};
 use common::{wait_for, TestCluster, WAIT};
+use ctxstore::check::list::{check_list, AppendOutcome, ListOp, ListOpKind};
 use ctxstore::check::{check_history, History, OpKind, Outcome, Output, Recorder, Verdict};
 use ctxstore::client::{Client, ClientOptions};
+use ctxstore::proto::{
+    read_request::Select, AppendRequest, ChatMessage, ConversationRef, ReadRequest, SeqRange,
+};
 use ctxstore::{Error, MessageFilter, NodeId};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Conversations the list clients append to and read.
+const CONVERSATIONS: [&str; 2] = ["alpha", "beta"];
+/// Clients appending to and reading conversations (besides the register clients).
+const LIST_CLIENTS: u64 = 3;
+
+/// Histories of the conversation clients: one list of operations per conversation,
+/// timed in nanoseconds since the run started.
+#[derive(Clone)]
+struct ListRecorder {
+    start: Instant,
+    ops: Arc<Mutex<BTreeMap<String, Vec<ListOp>>>>,
+}
+
+impl ListRecorder {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            ops: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    fn record(&self, conv: &str, op: ListOp) {
+        self.ops
+            .lock()
+            .expect("recorder lock")
+            .entry(conv.to_string())
+            .or_default()
+            .push(op);
+    }
+}
+
+fn conv_ref(name: &str) -> ConversationRef {
+    ConversationRef {
+        namespace: "jepsen".into(),
+        id: name.into(),
+    }
+}
+
+/// Reads a whole conversation in one page and records it; None if the read failed.
+async fn read_list(client: &Client, conv: &str, rec: &ListRecorder) -> Option<()> {
+    let invoke = rec.now();
+    let r = client
+        .read(ReadRequest {
+            conversation: Some(conv_ref(conv)),
+            select: Some(Select::Range(SeqRange::default())),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .ok()?;
+    // One page only: a read is one snapshot (longer lists are not recorded).
+    if r.next_seq != 0 {
+        return None;
+    }
+    let items = r.messages.into_iter().map(|m| (m.seq, m.content)).collect();
+    rec.record(
+        conv,
+        ListOp {
+            invoke,
+            complete: rec.now(),
+            kind: ListOpKind::Read { items },
+        },
+    );
+    Some(())
+}
+
+/// A conversation client: appends unique ids and reads whole conversations.
+async fn list_loop(id: u64, client: Client, rec: ListRecorder, stop: Arc<AtomicBool>, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed ^ (id + 1000).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let conv = CONVERSATIONS[rng.random_range(0..CONVERSATIONS.len())];
+        if rng.random_range(0..10) < 6 {
+            n += 1;
+            let item = format!("c{id}-{n}");
+            let invoke = rec.now();
+            let r = client
+                .append(AppendRequest {
+                    conversation: Some(conv_ref(conv)),
+                    messages: vec![ChatMessage {
+                        role: "user".into(),
+                        content: item.clone(),
+                        token_count: 1,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .await;
+            let (outcome, complete) = match r {
+                Ok(a) => (AppendOutcome::Ok(a.first_seq), rec.now()),
+                // Timed out or lost with a leader: it may still be applied.
+                Err(_) => (AppendOutcome::Unknown, u64::MAX),
+            };
+            rec.record(
+                conv,
+                ListOp {
+                    invoke,
+                    complete,
+                    kind: ListOpKind::Append { id: item, outcome },
+                },
+            );
+        } else {
+            let _ = read_list(&client, conv, &rec).await;
+        }
+    }
+}
+
+/// Checks every conversation's history; on a violation writes it as JSON and fails.
+/// Returns the operations checked.
+fn judge_lists(rec: &ListRecorder, label: &str, seed: u64) -> usize {
+    let all = rec.ops.lock().expect("recorder lock").clone();
+    let mut checked = 0;
+    for (conv, ops) in &all {
+        let violations = check_list(ops);
+        if !violations.is_empty() {
+            let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("jepsen-{label}-{conv}-{seed}.json"));
+            let saved = serde_json::to_vec_pretty(ops).map(|j| std::fs::write(&path, j));
+            panic!(
+                "{label} (seed {seed}): conversation {conv} is not one append-only list; history saved to {} ({saved:?}):\n{}",
+                path.display(),
+                violations.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n")
+            );
+        }
+        // Control: dropping an element from the middle of the longest read is caught.
+        let mut corrupt = ops.clone();
+        let longest = corrupt
+            .iter_mut()
+            .filter_map(|op| match &mut op.kind {
+                ListOpKind::Read { items } => Some(items),
+                _ => None,
+            })
+            .max_by_key(|items| items.len());
+        if let Some(items) = longest.filter(|i| i.len() >= 3) {
+            items.remove(items.len() / 2);
+            assert!(
+                !check_list(&corrupt).is_empty(),
+                "{label}: a corrupted list read went unnoticed"
+            );
+        }
+        let appended = ops
+            .iter()
+            .filter(|op| {
+                matches!(
+                    op.kind,
+                    ListOpKind::Append {
+                        outcome: AppendOutcome::Ok(_),
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert!(appended > 0, "{label}: no append to {conv} succeeded");
+        checked += ops.len();
+    }
+    checked
+}
 
 /// Campaign size: runs × seconds, from the environment (defaults: CI's short run).
 struct Settings {
@@ -233,6 +401,7 @@ fn judge(history: &History, label: &str, seed: u64) -> usize {
 /// The recording clients of one run.
 struct Workers {
     rec: Recorder,
+    lists: ListRecorder,
     keys: Arc<Vec<String>>,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -250,8 +419,21 @@ impl Workers {
         let keys: Arc<Vec<String>> =
             Arc::new((0..s.keys).map(|i| format!("{prefix}{i}")).collect());
         let rec = Recorder::new();
+        let lists = ListRecorder::new();
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
+        for c in 0..LIST_CLIENTS {
+            let client = Client::connect_with(addrs, opts.clone())
+                .await
+                .expect("client");
+            tasks.push(tokio::spawn(list_loop(
+                c,
+                client,
+                lists.clone(),
+                stop.clone(),
+                seed,
+            )));
+        }
         for c in 0..s.clients {
             let client = Client::connect_with(addrs, opts.clone())
                 .await
@@ -267,6 +449,7 @@ impl Workers {
         }
         Workers {
             rec,
+            lists,
             keys,
             stop,
             tasks,
@@ -286,6 +469,12 @@ impl Workers {
     async fn final_reads(&self, reader: &Client) {
         for k in self.keys.iter() {
             wait_for("a final read", WAIT, || get(999, reader, k, &self.rec)).await;
+        }
+        for conv in CONVERSATIONS {
+            wait_for("a final conversation read", WAIT, || {
+                read_list(reader, conv, &self.lists)
+            })
+            .await;
         }
     }
 }
@@ -466,6 +655,7 @@ async fn in_process_campaign_is_linearizable() {
     let s = Settings::from_env(2, 12);
     let mut injected: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut checked = 0;
+    let mut list_checked = 0;
     for run in 0..s.runs {
         let seed = s.seed.wrapping_add(run);
         // Every other run serves linearizable reads from leader leases.
@@ -503,14 +693,16 @@ async fn in_process_campaign_is_linearizable() {
         assert_replicas_agree(&cluster).await;
         let history = workers.rec.history();
         let n = judge(&history, "in-process", seed);
+        let l = judge_lists(&workers.lists, "in-process", seed);
         eprintln!(
-            "run {run}: {} ops recorded, {n} checked, linearizable",
+            "run {run}: {} ops recorded, {n} checked, linearizable; {l} conversation ops consistent",
             history.len()
         );
         checked += n;
+        list_checked += l;
         cluster.shutdown().await;
     }
-    eprintln!("faults injected: {injected:?}; ops checked: {checked}");
+    eprintln!("faults injected: {injected:?}; ops checked: {checked}; conversation ops checked: {list_checked}");
     for f in ALL_FAULTS {
         assert!(
             injected.get(&f).is_some_and(|c| *c > 0),
@@ -563,6 +755,7 @@ async fn process_campaign_is_linearizable() {
     let s = Settings::from_env(1, 15);
     let mut injected: BTreeMap<ProcFault, usize> = BTreeMap::new();
     let mut checked = 0;
+    let mut list_checked = 0;
     for run in 0..s.runs {
         let seed = s.seed.wrapping_add(run);
         eprintln!("jepsen process run {run}: seed {seed} ({} s)", s.secs);
@@ -615,14 +808,16 @@ async fn process_campaign_is_linearizable() {
             .await;
         let history = workers.rec.history();
         let n = judge(&history, "process", seed);
+        let l = judge_lists(&workers.lists, "process", seed);
         eprintln!(
-            "run {run}: {} ops recorded, {n} checked, linearizable",
+            "run {run}: {} ops recorded, {n} checked, linearizable; {l} conversation ops consistent",
             history.len()
         );
         checked += n;
+        list_checked += l;
         drop(procs);
     }
-    eprintln!("faults injected: {injected:?}; ops checked: {checked}");
+    eprintln!("faults injected: {injected:?}; ops checked: {checked}; conversation ops checked: {list_checked}");
     for f in PROC_FAULTS {
         assert!(
             injected.get(&f).is_some_and(|c| *c > 0),
