@@ -33,7 +33,14 @@ enum Workload {
     GetStale,
     /// Share of writes in a read/write mix (reads are linearizable).
     Mix(f64),
+    /// One agent step on the client's own conversation: read the newest messages
+    /// that fit a token budget, append a user and an assistant message, store a
+    /// checkpoint.
+    AgentStep,
 }
+
+/// Tokens of context an agent step reads.
+const STEP_BUDGET: u64 = 2_000;
 
 /// The system under load.
 #[derive(Clone)]
@@ -86,6 +93,94 @@ impl Target {
         }
     }
 
+    /// One agent step of client `i` (its `step`-th). On etcd the same work is the
+    /// obvious key layout: a descending prefix range of the newest 20 messages, one
+    /// put per message (etcd has no server-side sequence or atomic multi-append
+    /// without a transaction, so this does less than ctxstore's append), and a
+    /// checkpoint put.
+    async fn agent_step(&self, i: usize, step: u64, value: bytes::Bytes) -> Result<(), Error> {
+        use ctxstore::proto::{
+            read_request::Select, AppendRequest, ChannelBlob, ChatMessage, Checkpoint,
+            ConversationRef, PutCheckpointRequest, ReadRequest, ThreadRef, TokenBudget,
+        };
+        match self {
+            Target::Ctxstore(c) => {
+                let conv = ConversationRef {
+                    namespace: "bench".into(),
+                    id: format!("agent-{i}"),
+                };
+                c.read(ReadRequest {
+                    conversation: Some(conv.clone()),
+                    select: Some(Select::TokenBudget(TokenBudget {
+                        max_tokens: STEP_BUDGET,
+                        include_pinned: true,
+                    })),
+                    ..Default::default()
+                })
+                .await?;
+                let msg = |role: &str, content: String| ChatMessage {
+                    role: role.into(),
+                    token_count: content.len() as u64 / 4 + 1,
+                    content,
+                    ..Default::default()
+                };
+                let answer = String::from_utf8_lossy(&value).into_owned();
+                c.append(AppendRequest {
+                    conversation: Some(conv),
+                    messages: vec![
+                        msg("user", format!("step {step}: what next?")),
+                        msg("assistant", answer),
+                    ],
+                    ..Default::default()
+                })
+                .await?;
+                c.put_checkpoint(PutCheckpointRequest {
+                    thread: Some(ThreadRef {
+                        thread: format!("bench-agent-{i}"),
+                        ns: String::new(),
+                    }),
+                    checkpoint: Some(Checkpoint {
+                        checkpoint_id: format!("{step:012}"),
+                        channel_versions: [("state".to_string(), step.to_string())].into(),
+                        ..Default::default()
+                    }),
+                    blobs: vec![ChannelBlob {
+                        channel: "state".into(),
+                        version: step.to_string(),
+                        value,
+                    }],
+                    ..Default::default()
+                })
+                .await?;
+                Ok(())
+            }
+            Target::Etcd(chans) => {
+                let prefix = format!("conv/agent-{i}/");
+                let req = EtcdRange {
+                    key: prefix.clone().into_bytes().into(),
+                    range_end: format!("conv/agent-{i}0").into_bytes().into(),
+                    limit: 20,
+                    sort_order: 2,
+                    ..Default::default()
+                };
+                EtcdKv::new(chans[i % chans.len()].clone())
+                    .range(req)
+                    .await
+                    .map_err(|s| Error::Transport(format!("etcd range: {s}")))?;
+                self.put(
+                    i,
+                    format!("{prefix}{:012}", 2 * step),
+                    bytes::Bytes::from(format!("step {step}: what next?")),
+                )
+                .await?;
+                self.put(i, format!("{prefix}{:012}", 2 * step + 1), value.clone())
+                    .await?;
+                self.put(i, format!("ckpt/agent-{i}/{step:012}"), value)
+                    .await
+            }
+        }
+    }
+
     async fn get(&self, i: usize, key: String, stale: bool) -> Result<(), Error> {
         match self {
             Target::Ctxstore(c) if stale => c.get_stale(key).await.map(|_| ()),
@@ -113,11 +208,12 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
         "get-stale" => Workload::GetStale,
         "mixed" | "ycsb-a" => Workload::Mix(0.5),
         "ycsb-b" => Workload::Mix(0.05),
+        "agent-step" => Workload::AgentStep,
         other => {
             return Err(Error::invalid(
                 "workload",
                 format!(
-                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c"
+                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c, agent-step"
                 ),
             ))
         }
@@ -130,7 +226,7 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
         ));
     }
     let value = bytes::Bytes::from(vec![b'x'; a.value_size]);
-    if workload != Workload::Put {
+    if workload != Workload::Put && workload != Workload::AgentStep {
         // Reads need something to read.
         let n = a.keys.min(10_000);
         eprintln!("bench: preloading {n} keys");
@@ -167,7 +263,23 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
         let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
+            let mut step = 0u64;
             while !stop.load(Ordering::Relaxed) {
+                if workload == Workload::AgentStep {
+                    step += 1;
+                    let t = Instant::now();
+                    let r = target.agent_step(i, step, value.clone()).await;
+                    let us = t.elapsed().as_micros() as u64;
+                    if measuring.load(Ordering::Relaxed) {
+                        match r {
+                            Ok(()) => lat.push(us),
+                            Err(_) => {
+                                errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 let (k, is_put) = {
                     let mut rng = rand::rng();
                     let k = format!("bench-{:08}", rng.random_range(0..keys));

@@ -114,6 +114,9 @@ struct BenchArgs {
     keys: u64,
     /// put | get | get-stale | mixed (50% put, 50% get) | ycsb-a (50% update) |
     /// ycsb-b (5% update) | ycsb-c (reads only); keys are chosen uniformly.
+    /// agent-step: each client runs agent steps on its own conversation (a 2,000-token
+    /// budget read, an append of a user and a --value-size assistant message, a
+    /// checkpoint with a --value-size blob); one op = one step.
     #[arg(long, default_value = "put")]
     workload: String,
     /// The system under load: `ctxstore`, or `etcd` (a v3 cluster at --endpoints, driven
