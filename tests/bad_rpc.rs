@@ -11,8 +11,9 @@ use common::{wait_for, WAIT};
 use ctxstore::client::Client;
 use ctxstore::proto::raft_client::RaftClient;
 use ctxstore::proto::{
-    AddMemberRequest, CompareAndSwapRequest, GetRequest, PutRequest, RaftEnvelope, RequestHeader,
-    ScanRequest, SnapshotChunk,
+    AddMemberRequest, AppendRequest, ChannelBlob, ChatMessage, Checkpoint, CompareAndSwapRequest,
+    ConversationRef, GetRequest, PutCheckpointRequest, PutRequest, RaftEnvelope, ReadRequest,
+    RequestHeader, ScanRequest, SnapshotChunk, ThreadRef,
 };
 use prost::Message;
 use rand::rngs::StdRng;
@@ -59,7 +60,7 @@ impl Decoder for RawCodec {
     }
 }
 
-const UNARY: [&str; 11] = [
+const UNARY: [&str; 29] = [
     "/ctxstore.v1.Kv/Get",
     "/ctxstore.v1.Kv/Put",
     "/ctxstore.v1.Kv/Delete",
@@ -71,6 +72,24 @@ const UNARY: [&str; 11] = [
     "/ctxstore.v1.Cluster/RemoveMember",
     "/ctxstore.v1.Cluster/GetRoutingTable",
     "/ctxstore.v1.Cluster/Heartbeat",
+    "/ctxstore.v1.AgentContext/Append",
+    "/ctxstore.v1.AgentContext/Read",
+    "/ctxstore.v1.AgentContext/Trim",
+    "/ctxstore.v1.AgentContext/Compact",
+    "/ctxstore.v1.AgentContext/DeleteConversation",
+    "/ctxstore.v1.AgentContext/GetConversation",
+    "/ctxstore.v1.AgentContext/SetConversationMetadata",
+    "/ctxstore.v1.AgentContext/ListConversations",
+    "/ctxstore.v1.AgentContext/PutCheckpoint",
+    "/ctxstore.v1.AgentContext/PutWrites",
+    "/ctxstore.v1.AgentContext/GetCheckpoint",
+    "/ctxstore.v1.AgentContext/ListCheckpoints",
+    "/ctxstore.v1.AgentContext/PruneCheckpoints",
+    "/ctxstore.v1.AgentContext/DeleteThread",
+    "/ctxstore.v1.AgentContext/PutModel",
+    "/ctxstore.v1.AgentContext/GetModel",
+    "/ctxstore.v1.AgentContext/ListModels",
+    "/ctxstore.v1.AgentContext/DeleteModel",
 ];
 const STREAMING: [&str; 2] = ["/ctxstore.v1.Raft/Send", "/ctxstore.v1.Raft/SendSnapshot"];
 
@@ -200,6 +219,57 @@ fn seeds() -> BTreeMap<&'static str, Vec<u8>> {
         }
         .encode_to_vec(),
     );
+    let conv = Some(ConversationRef {
+        namespace: "fuzz".into(),
+        id: "c".into(),
+    });
+    m.insert(
+        "/ctxstore.v1.AgentContext/Append",
+        AppendRequest {
+            conversation: conv.clone(),
+            messages: vec![ChatMessage {
+                role: "user".into(),
+                content: "hello".into(),
+                token_count: 2,
+                metadata: [("tool_call_id".to_string(), "a,b".to_string())].into(),
+                ..Default::default()
+            }],
+            expected_last_seq: Some(0),
+            idempotency_key: "k".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    m.insert(
+        "/ctxstore.v1.AgentContext/Read",
+        ReadRequest {
+            conversation: conv,
+            select: Some(ctxstore::proto::read_request::Select::LastN(5)),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    m.insert(
+        "/ctxstore.v1.AgentContext/PutCheckpoint",
+        PutCheckpointRequest {
+            thread: Some(ThreadRef {
+                thread: "fuzz".into(),
+                ns: String::new(),
+            }),
+            checkpoint: Some(Checkpoint {
+                checkpoint_id: "0001".into(),
+                channel_versions: [("a".to_string(), "1".to_string())].into(),
+                ..Default::default()
+            }),
+            blobs: vec![ChannelBlob {
+                channel: "a".into(),
+                version: "1".into(),
+                value: b"v".to_vec().into(),
+            }],
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
     m
 }
 
@@ -241,6 +311,30 @@ async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
         .await;
         before.insert(k, (format!("value-{i}"), r.version));
     }
+    let kept = ConversationRef {
+        namespace: "keep".into(),
+        id: "conversation".into(),
+    };
+    wait_for("a conversation append", WAIT, || {
+        let (c, kept) = (client.clone(), kept.clone());
+        async move {
+            c.append(AppendRequest {
+                conversation: Some(kept),
+                messages: (0..5)
+                    .map(|i| ChatMessage {
+                        role: "user".into(),
+                        content: format!("kept {i}"),
+                        token_count: 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .await
+            .ok()
+        }
+    })
+    .await;
     let chans: Vec<Channel> = addrs
         .iter()
         .map(|a| {
@@ -347,6 +441,30 @@ async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
             Some(kv) if kv.value.as_ref() == v.as_bytes() && kv.version == *version => {}
             other => changed.push(format!("{k}: {other:?}")),
         }
+    }
+    let conv_after = wait_for("a conversation read after the campaign", WAIT, || {
+        let (c, kept) = (client.clone(), kept.clone());
+        async move {
+            c.read(ReadRequest {
+                conversation: Some(kept),
+                ..Default::default()
+            })
+            .await
+            .ok()
+        }
+    })
+    .await;
+    let msgs: Vec<(u64, String)> = conv_after
+        .messages
+        .iter()
+        .map(|m| (m.seq, m.content.clone()))
+        .collect();
+    if msgs
+        != (0..5)
+            .map(|i| (i + 1, format!("kept {i}")))
+            .collect::<Vec<_>>()
+    {
+        changed.push(format!("conversation keep/conversation: {msgs:?}"));
     }
     eprintln!("{:<40} {:>7} {:>6} {:>7}", "input", "tried", "ok", "errors");
     let mut total = 0;

@@ -450,6 +450,34 @@ async fn ttl_expires_purges_and_survives_restart() {
         .put_with_ttl("{t}tmp", "x", Some(Duration::from_millis(600)))
         .await
         .expect("put");
+    // A checkpoint thread with an idle TTL expires as a whole.
+    client
+        .put_checkpoint(PutCheckpointRequest {
+            thread: Some(tref("idle-thread")),
+            checkpoint: Some(checkpoint("0001", "", &[("a", "1")], &[])),
+            blobs: vec![blob("a", "1", "x")],
+            idle_ttl_ms: Some(600),
+            ..Default::default()
+        })
+        .await
+        .expect("checkpoint");
+    // A read with refresh_ttl pushes a conversation's expiry forward.
+    let before_refresh = client.conversation(long.clone()).await.expect("info").expect("live");
+    let refreshed = wait_for("a later expiry after a refreshing read", WAIT, || async {
+        client
+            .read(ReadRequest {
+                conversation: Some(long.clone()),
+                select: Some(Select::LastN(1)),
+                refresh_ttl: true,
+                ..Default::default()
+            })
+            .await
+            .expect("read");
+        let info = client.conversation(long.clone()).await.expect("info").expect("live");
+        (info.expires_at_ms > before_refresh.expires_at_ms).then_some(info)
+    })
+    .await;
+    assert_eq!(refreshed.message_count, 1, "a refresh changes no data");
     client.put("{t}forever", "y").await.expect("put");
     let durable = client
         .put_with_ttl("{t}restart", "z", Some(Duration::from_secs(3600)))
@@ -466,7 +494,15 @@ async fn ttl_expires_purges_and_survives_restart() {
             .await
             .expect("info")
             .is_none()
-            && client.get("{t}tmp").await.expect("get").is_none();
+            && client.get("{t}tmp").await.expect("get").is_none()
+            && client
+                .get_checkpoint(GetCheckpointRequest {
+                    thread: Some(tref("idle-thread")),
+                    ..Default::default()
+                })
+                .await
+                .expect("get")
+                .is_none();
         gone.then_some(())
     })
     .await;
@@ -488,7 +524,11 @@ async fn ttl_expires_purges_and_survives_restart() {
                 .nodes
                 .iter()
                 .flatten()
-                .all(|n| !on_disk(n, b"c/agents/short-lived") && !on_disk(n, b"{t}tmp"));
+                .all(|n| {
+                    !on_disk(n, b"c/agents/short-lived")
+                        && !on_disk(n, b"{t}tmp")
+                        && !on_disk(n, b"t/idle-thread")
+                });
             all_gone.then_some(())
         },
     )
