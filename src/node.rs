@@ -65,6 +65,8 @@ pub(crate) struct NodeCtx {
     pub(crate) meta: crate::meta::MetaCtx,
     /// Recent changes per replica, for watches.
     pub(crate) watch: crate::context::watch::WatchHub,
+    /// Shards that applied records with an expiry (the purge scans only those).
+    pub(crate) purge: crate::context::purge::PurgeHints,
     /// Stops everything.
     pub(crate) cancel: CancellationToken,
     /// Tracks every task the node spawned.
@@ -296,6 +298,7 @@ impl Node {
             leaders: std::sync::atomic::AtomicUsize::new(0),
             failed: RwLock::new(std::collections::HashSet::new()),
             meta: crate::meta::MetaCtx::default(),
+            purge: Default::default(),
             watch: crate::context::watch::WatchHub::new(
                 usize::try_from(config.context.watch_retain_bytes).unwrap_or(usize::MAX),
             ),

@@ -462,7 +462,11 @@ async fn ttl_expires_purges_and_survives_restart() {
         .await
         .expect("checkpoint");
     // A read with refresh_ttl pushes a conversation's expiry forward.
-    let before_refresh = client.conversation(long.clone()).await.expect("info").expect("live");
+    let before_refresh = client
+        .conversation(long.clone())
+        .await
+        .expect("info")
+        .expect("live");
     let refreshed = wait_for("a later expiry after a refreshing read", WAIT, || async {
         client
             .read(ReadRequest {
@@ -473,7 +477,11 @@ async fn ttl_expires_purges_and_survives_restart() {
             })
             .await
             .expect("read");
-        let info = client.conversation(long.clone()).await.expect("info").expect("live");
+        let info = client
+            .conversation(long.clone())
+            .await
+            .expect("info")
+            .expect("live");
         (info.expires_at_ms > before_refresh.expires_at_ms).then_some(info)
     })
     .await;
@@ -520,15 +528,11 @@ async fn ttl_expires_purges_and_survives_restart() {
         "purge to reclaim the expired records on every node",
         WAIT,
         || async {
-            let all_gone = cluster
-                .nodes
-                .iter()
-                .flatten()
-                .all(|n| {
-                    !on_disk(n, b"c/agents/short-lived")
-                        && !on_disk(n, b"{t}tmp")
-                        && !on_disk(n, b"t/idle-thread")
-                });
+            let all_gone = cluster.nodes.iter().flatten().all(|n| {
+                !on_disk(n, b"c/agents/short-lived")
+                    && !on_disk(n, b"{t}tmp")
+                    && !on_disk(n, b"t/idle-thread")
+            });
             all_gone.then_some(())
         },
     )

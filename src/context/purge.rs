@@ -10,8 +10,35 @@ use crate::node::NodeCtx;
 use crate::proto::{context_command::Op, raft_command, ContextCommand, PurgeCommand, RaftCommand};
 use crate::raft::PeerMsg;
 use crate::server::now_ms;
-use std::sync::Arc;
+use crate::types::ShardId;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
+
+/// Shards that applied a write with an expiry since their last purge scan: a shard
+/// whose last scan found no record with an expiry is scanned again only after one.
+#[derive(Default)]
+pub(crate) struct PurgeHints {
+    marked: Mutex<HashSet<ShardId>>,
+}
+
+impl PurgeHints {
+    /// Notes that `shard` applied a record with an expiry.
+    pub(crate) fn mark(&self, shard: ShardId) {
+        self.marked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(shard);
+    }
+
+    /// Whether `shard` was marked since the last call (and clears the mark).
+    fn take(&self, shard: ShardId) -> bool {
+        self.marked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&shard)
+    }
+}
 
 /// Most keys one purge command names; more wait for the next round.
 const PURGE_BATCH: usize = 1_000;
@@ -22,6 +49,8 @@ pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(ctx.config.context.purge_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Shards whose last scan saw no record with an expiry.
+        let mut quiet: HashSet<ShardId> = HashSet::new();
         loop {
             tokio::select! {
                 _ = ctx.cancel.cancelled() => return,
@@ -31,28 +60,40 @@ pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
                 if !peer.epoch.leading() || peer.shard == crate::meta::META_SHARD {
                     continue;
                 }
-                if let Err(e) = purge_shard(&ctx, &peer).await {
-                    tracing::debug!(shard = %peer.shard, error = %e, "purge round failed");
+                if !ctx.purge.take(peer.shard) && quiet.contains(&peer.shard) {
+                    continue;
+                }
+                match purge_shard(&ctx, &peer).await {
+                    Ok(true) => {
+                        quiet.remove(&peer.shard);
+                    }
+                    Ok(false) => {
+                        quiet.insert(peer.shard);
+                    }
+                    Err(e) => {
+                        tracing::debug!(shard = %peer.shard, error = %e, "purge round failed")
+                    }
                 }
             }
         }
     });
 }
 
+/// One purge round of a shard; whether the shard holds any record with an expiry.
 async fn purge_shard(
     ctx: &Arc<NodeCtx>,
     peer: &crate::raft::PeerHandle,
-) -> crate::error::Result<()> {
+) -> crate::error::Result<bool> {
     let ranges = ctx.data_ranges(peer.shard);
     let c = ctx.clone();
     let now = now_ms();
-    let keys = tokio::task::spawn_blocking(move || {
+    let (keys, any_ttl) = tokio::task::spawn_blocking(move || {
         View::new(&c.engine, now).expired(&ranges, PURGE_BATCH)
     })
     .await
     .map_err(|e| crate::error::Error::Internal(format!("purge scan: {e}")))??;
     if keys.is_empty() {
-        return Ok(());
+        return Ok(any_ttl);
     }
     let n = keys.len();
     let cmd = RaftCommand {
@@ -66,5 +107,5 @@ async fn purge_shard(
     peer.send(PeerMsg::Propose(Box::new(cmd), tx)).await?;
     crate::server::await_reply(peer.shard, rx).await?;
     tracing::debug!(shard = %peer.shard, keys = n, "purged expired records");
-    Ok(())
+    Ok(true)
 }

@@ -360,15 +360,18 @@ impl<'a> View<'a> {
         Ok(out)
     }
 
-    /// Up to `max` expired records in `ranges`, for the leader's purge.
+    /// Up to `max` expired records in `ranges`, for the leader's purge, and whether
+    /// any record there has an expiry at all.
     pub(crate) fn expired(
         &self,
         ranges: &[(Vec<u8>, Vec<u8>)],
         max: usize,
-    ) -> Result<Vec<PurgeKey>> {
+    ) -> Result<(Vec<PurgeKey>, bool)> {
         let mut out = Vec::new();
+        let mut any_ttl = false;
         for (start, end) in ranges {
             self.visit(start.clone(), end.clone(), false, true, |uk, r| {
+                any_ttl |= r.expires_at_ms != 0;
                 if !is_live(&r, self.now) {
                     out.push(PurgeKey {
                         key: bytes::Bytes::copy_from_slice(uk),
@@ -381,7 +384,7 @@ impl<'a> View<'a> {
                 break;
             }
         }
-        Ok(out)
+        Ok((out, any_ttl))
     }
 }
 
