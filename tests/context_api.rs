@@ -550,13 +550,7 @@ async fn ttl_expires_purges_and_survives_restart() {
         .await
         .expect("info")
         .expect("live");
-    for i in 0..3 {
-        cluster.stop(i).await;
-    }
-    for i in 0..3 {
-        cluster.restart(i).await;
-    }
-    cluster.wait_leader().await;
+    cluster.restart_all().await;
     let client = cluster.client().await;
     let after = client
         .get("{t}restart")

@@ -146,13 +146,7 @@ async fn full_restart_keeps_data() {
         assert!(client.delete(format!("r-{i}")).await.expect("delete"));
         expect.remove(&format!("r-{i}"));
     }
-    for i in 0..3 {
-        cluster.stop(i).await;
-    }
-    for i in 0..3 {
-        cluster.restart(i).await;
-    }
-    cluster.wait_leader().await;
+    cluster.restart_all().await;
     let client = cluster.client().await;
     for i in 0..300u32 {
         let k = format!("r-{i}");

@@ -326,12 +326,7 @@ async fn leaders_spread_over_nodes() {
         leaders_spread(&cluster, 9)
     })
     .await;
-    for i in 0..3 {
-        cluster.stop(i).await;
-    }
-    for i in 0..3 {
-        cluster.restart(i).await;
-    }
+    cluster.restart_all().await;
     cluster.wait_all_leaders().await;
     wait_for("leaders spread after a restart", WAIT, || {
         leaders_spread(&cluster, 9)

@@ -129,6 +129,30 @@ impl ContextService {
         }
     }
 
+    /// Proposes a command on conversation `c` (already validated).
+    async fn on_conversation(
+        &self,
+        header: Option<RequestHeader>,
+        rid: Bytes,
+        c: &ConversationRef,
+        op: Op,
+    ) -> Result<ContextOutcome> {
+        self.propose(&header, Self::conv_hash(c), rid, &cx::conv_name(c), op)
+            .await
+    }
+
+    /// Proposes a command on checkpoint thread `thread` (already validated).
+    async fn on_thread(
+        &self,
+        header: Option<RequestHeader>,
+        rid: Bytes,
+        thread: &str,
+        op: Op,
+    ) -> Result<ContextOutcome> {
+        self.propose(&header, Self::thread_hash(thread), rid, thread, op)
+            .await
+    }
+
     /// Waits for the read barrier of the shard owning `hash`, then runs `f` on a
     /// snapshot of the local replica.
     async fn read<T: Send + 'static>(
@@ -290,13 +314,7 @@ impl AgentContext for ContextService {
         self.check_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
-            .propose(
-                &header,
-                Self::conv_hash(&c),
-                rid,
-                &cx::conv_name(&c),
-                Op::Append(req),
-            )
+            .on_conversation(header, rid, &c, Op::Append(req))
             .await?;
         Ok(Response::new(AppendResponse {
             first_seq: o.first_seq,
@@ -328,15 +346,7 @@ impl AgentContext for ContextService {
         let mut req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
-        let o = self
-            .propose(
-                &header,
-                Self::conv_hash(&c),
-                rid,
-                &cx::conv_name(&c),
-                Op::Trim(req),
-            )
-            .await?;
+        let o = self.on_conversation(header, rid, &c, Op::Trim(req)).await?;
         Ok(Response::new(TrimResponse {
             removed: o.count,
             version: o.version,
@@ -363,13 +373,7 @@ impl AgentContext for ContextService {
         }
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
-            .propose(
-                &header,
-                Self::conv_hash(&c),
-                rid,
-                &cx::conv_name(&c),
-                Op::Compact(req),
-            )
+            .on_conversation(header, rid, &c, Op::Compact(req))
             .await?;
         Ok(Response::new(CompactResponse {
             removed: o.count,
@@ -386,13 +390,7 @@ impl AgentContext for ContextService {
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
-            .propose(
-                &header,
-                Self::conv_hash(&c),
-                rid,
-                &cx::conv_name(&c),
-                Op::DeleteConversation(req),
-            )
+            .on_conversation(header, rid, &c, Op::DeleteConversation(req))
             .await?;
         Ok(Response::new(DeleteConversationResponse {
             deleted: o.existed,
@@ -423,13 +421,7 @@ impl AgentContext for ContextService {
         self.check_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
-            .propose(
-                &header,
-                Self::conv_hash(&c),
-                rid,
-                &cx::conv_name(&c),
-                Op::SetMetadata(req),
-            )
+            .on_conversation(header, rid, &c, Op::SetMetadata(req))
             .await?;
         Ok(Response::new(SetConversationMetadataResponse {
             info: o.info,
@@ -499,13 +491,7 @@ impl AgentContext for ContextService {
         self.check_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
-            .propose(
-                &header,
-                Self::thread_hash(&t.thread),
-                rid,
-                &t.thread,
-                Op::PutCheckpoint(req),
-            )
+            .on_thread(header, rid, &t.thread, Op::PutCheckpoint(req))
             .await?;
         Ok(Response::new(PutCheckpointResponse { version: o.version }))
     }
@@ -530,13 +516,7 @@ impl AgentContext for ContextService {
         self.check_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
-            .propose(
-                &header,
-                Self::thread_hash(&t.thread),
-                rid,
-                &t.thread,
-                Op::PutWrites(req),
-            )
+            .on_thread(header, rid, &t.thread, Op::PutWrites(req))
             .await?;
         Ok(Response::new(PutWritesResponse {
             stored: o.count,
@@ -596,13 +576,7 @@ impl AgentContext for ContextService {
         }
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
-            .propose(
-                &header,
-                Self::thread_hash(&t.thread),
-                rid,
-                &t.thread,
-                Op::Prune(req),
-            )
+            .on_thread(header, rid, &t.thread, Op::Prune(req))
             .await?;
         Ok(Response::new(PruneCheckpointsResponse {
             removed_checkpoints: o.count,

@@ -193,6 +193,17 @@ impl TestCluster {
         }
     }
 
+    /// Stops every node, starts them all again, and waits for a leader.
+    pub async fn restart_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.stop(i).await;
+        }
+        for i in 0..self.nodes.len() {
+            self.restart(i).await;
+        }
+        self.wait_leader().await;
+    }
+
     /// Restarts node `i` with its config and data dir.
     pub async fn restart(&mut self, i: usize) {
         let n = self.try_restart(i).await.expect("node restarts");

@@ -265,36 +265,26 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
             let mut lat = Vec::new();
             let mut step = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                if workload == Workload::AgentStep {
-                    step += 1;
-                    let t = Instant::now();
-                    let r = target.agent_step(i, step, value.clone()).await;
-                    let us = t.elapsed().as_micros() as u64;
-                    if measuring.load(Ordering::Relaxed) {
-                        match r {
-                            Ok(()) => lat.push(us),
-                            Err(_) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    continue;
-                }
-                let (k, is_put) = {
-                    let mut rng = rand::rng();
-                    let k = format!("bench-{:08}", rng.random_range(0..keys));
-                    let is_put = match workload {
-                        Workload::Put => true,
-                        Workload::Mix(p) => rng.random_bool(p),
-                        _ => false,
-                    };
-                    (k, is_put)
-                };
                 let t = Instant::now();
-                let r = if is_put {
-                    target.put(i, k, value.clone()).await
+                let r = if workload == Workload::AgentStep {
+                    step += 1;
+                    target.agent_step(i, step, value.clone()).await
                 } else {
-                    target.get(i, k, workload == Workload::GetStale).await
+                    let (k, is_put) = {
+                        let mut rng = rand::rng();
+                        let k = format!("bench-{:08}", rng.random_range(0..keys));
+                        let is_put = match workload {
+                            Workload::Put => true,
+                            Workload::Mix(p) => rng.random_bool(p),
+                            _ => false,
+                        };
+                        (k, is_put)
+                    };
+                    if is_put {
+                        target.put(i, k, value.clone()).await
+                    } else {
+                        target.get(i, k, workload == Workload::GetStale).await
+                    }
                 };
                 let us = t.elapsed().as_micros() as u64;
                 if measuring.load(Ordering::Relaxed) {
