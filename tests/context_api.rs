@@ -1114,3 +1114,59 @@ async fn bad_context_input_is_refused() {
     assert!(client.scan("", "", 100).await.expect("scan").kvs.is_empty());
     cluster.shutdown().await;
 }
+
+/// A conversation watch sees every append (one event per message, a multi-message
+/// append under one version) and every removal, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_watch_sees_appends_and_removals() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    let c = conv("watched");
+    let mut w = client
+        .watch_conversation(c.clone(), None)
+        .await
+        .expect("watch");
+    let first = client
+        .append(append_req(&c, vec![msg("a", 1), msg("b", 1), msg("c", 1)]))
+        .await
+        .expect("append");
+    let second = client
+        .append(append_req(&c, vec![msg("d", 1)]))
+        .await
+        .expect("append");
+    client
+        .trim(TrimRequest {
+            conversation: Some(c.clone()),
+            before_seq: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("trim");
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let e = tokio::time::timeout(WAIT, w.next())
+            .await
+            .expect("an event within the deadline")
+            .expect("stream open")
+            .expect("event");
+        got.push((e.version, e.seq, e.message.map(|m| m.content)));
+    }
+    let v1 = first.version;
+    let v2 = second.version;
+    assert_eq!(
+        got[..4],
+        [
+            (v1, 1, Some("a".to_string())),
+            (v1, 2, Some("b".to_string())),
+            (v1, 3, Some("c".to_string())),
+            (v2, 4, Some("d".to_string())),
+        ]
+    );
+    assert!(
+        got[4].0 > v2 && got[4].1 == 1 && got[4].2.is_none(),
+        "{:?}",
+        got[4]
+    );
+    drop(w);
+    cluster.shutdown().await;
+}

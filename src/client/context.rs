@@ -318,6 +318,35 @@ impl Client {
         Ok(r.deleted)
     }
 
+    /// Watches a conversation's messages (appends, and removals by trim, compact,
+    /// delete or expiry) after `from_version` (None: from now).
+    pub async fn watch_conversation(
+        &self,
+        conversation: ConversationRef,
+        from_version: Option<u64>,
+    ) -> Result<Watcher<crate::proto::ConversationEvent>> {
+        let route = conv_route(&Some(conversation.clone()))?;
+        let client = self.clone();
+        self.watcher(
+            from_version,
+            move |from| {
+                let client = client.clone();
+                let conversation = conversation.clone();
+                async move {
+                    let req = crate::proto::WatchConversationRequest {
+                        header: None,
+                        conversation: Some(conversation),
+                        from_version: from,
+                    };
+                    routed!(client, route, req, watch_conversation)
+                }
+            },
+            |r: crate::proto::WatchConversationResponse| (r.events, r.progress_version),
+            |e: &crate::proto::ConversationEvent| e.version,
+        )
+        .await
+    }
+
     /// Watches the model registry for changes after `from_version` (None: from now).
     pub async fn watch_models(&self, from_version: Option<u64>) -> Result<Watcher<ModelEvent>> {
         let client = self.clone();

@@ -698,6 +698,42 @@ impl AgentContext for ContextService {
         }))
     }
 
+    type WatchConversationStream = RpcStream<crate::proto::WatchConversationResponse>;
+
+    async fn watch_conversation(
+        &self,
+        req: Request<crate::proto::WatchConversationRequest>,
+    ) -> Result<Response<Self::WatchConversationStream>, Status> {
+        use crate::proto::{ConversationEvent, WatchConversationResponse};
+        let req = req.into_inner();
+        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        let peer = self.kv.route(&req.header, Some(Self::conv_hash(&c)))?;
+        let prefix = cx::msg_prefix(&c);
+        let stream = change_stream(
+            self.ctx().clone(),
+            peer.shard,
+            req.from_version,
+            move |ch| {
+                let rest = ch.key.strip_prefix(prefix.as_slice())?;
+                let seq = u64::from_be_bytes(rest.try_into().ok()?);
+                let message = match &ch.record {
+                    Some(r) => Some(ChatMessage::decode(r.value.as_ref()).ok()?),
+                    None => None,
+                };
+                Some(ConversationEvent {
+                    version: ch.version,
+                    seq,
+                    message,
+                })
+            },
+            |events, progress_version| WatchConversationResponse {
+                events,
+                progress_version,
+            },
+        )?;
+        Ok(Response::new(stream))
+    }
+
     type WatchModelsStream = RpcStream<WatchModelsResponse>;
 
     async fn watch_models(
