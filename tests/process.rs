@@ -174,4 +174,57 @@ async fn ctxctl_exit_codes_and_output() {
         "{}",
         results[4].1
     );
+    // Conversations: append with and without an expectation, read, info, list.
+    let eps3 = eps.clone();
+    let conv = tokio::task::spawn_blocking(move || {
+        vec![
+            ctxctl(&eps3, &["conv", "append", "demo/c1", "user", "hello there"]),
+            ctxctl(
+                &eps3,
+                &[
+                    "conv",
+                    "append",
+                    "demo/c1",
+                    "assistant",
+                    "hi",
+                    "--expect-last",
+                    "1",
+                ],
+            ),
+            ctxctl(
+                &eps3,
+                &[
+                    "conv",
+                    "append",
+                    "demo/c1",
+                    "user",
+                    "late",
+                    "--expect-last",
+                    "1",
+                ],
+            ),
+            ctxctl(&eps3, &["conv", "read", "demo/c1"]),
+            ctxctl(&eps3, &["conv", "info", "demo/c1"]),
+            ctxctl(&eps3, &["conv", "list", "demo"]),
+            ctxctl(&eps3, &["conv", "info", "demo/none"]),
+            ctxctl(&eps3, &["conv", "append", "no-slash", "user", "x"]),
+        ]
+    })
+    .await
+    .expect("join");
+    assert_eq!(conv[0].0, 0, "{:?}", conv[0]);
+    assert!(conv[0].1.starts_with("OK seq=1 "), "{:?}", conv[0]);
+    assert!(conv[1].1.starts_with("OK seq=2 "), "{:?}", conv[1]);
+    assert_eq!(conv[2].0, 1, "a stale expectation exits 1: {:?}", conv[2]);
+    assert!(conv[2].2.contains("actual 2"), "{:?}", conv[2]);
+    assert_eq!(conv[3].0, 0);
+    assert!(
+        conv[3].1.contains("hello there") && conv[3].1.contains("hi"),
+        "{}",
+        conv[3].1
+    );
+    assert!(conv[4].1.contains("messages=2"), "{}", conv[4].1);
+    assert!(conv[5].1.starts_with("c1\t2 messages"), "{}", conv[5].1);
+    assert_eq!(conv[6].0, 1, "{:?}", conv[6]);
+    assert_eq!(conv[7].0, 2, "{:?}", conv[7]);
 }

@@ -93,6 +93,138 @@ enum Cmd {
     Route { key: String },
     /// Closed-loop load generator: N clients each issue one request at a time.
     Bench(BenchArgs),
+    /// Conversations of the agent context API (NAMESPACE/ID names one).
+    Conv {
+        #[command(subcommand)]
+        cmd: ConvCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConvCmd {
+    /// Append one message; prints its seq.
+    Append {
+        /// NAMESPACE/ID.
+        conversation: String,
+        role: String,
+        content: String,
+        /// Its token count (default: bytes / 4, at least 1).
+        #[arg(long)]
+        tokens: Option<u64>,
+        /// Append only if the last seq is this (exit 1 otherwise).
+        #[arg(long)]
+        expect_last: Option<u64>,
+    },
+    /// Print messages: all (paged), the newest N, or the newest that fit a budget.
+    Read {
+        conversation: String,
+        #[arg(long, conflicts_with = "budget")]
+        last: Option<u64>,
+        /// Token budget (pinned and system messages included).
+        #[arg(long)]
+        budget: Option<u64>,
+    },
+    /// Print a conversation's metadata (exit 1 if it does not exist).
+    Info { conversation: String },
+    /// List a namespace's conversations.
+    List { namespace: String },
+    /// Delete a conversation.
+    Delete { conversation: String },
+}
+
+fn conv_ref(s: &str) -> Result<ctxstore::proto::ConversationRef, Error> {
+    let (namespace, id) = s
+        .split_once('/')
+        .ok_or_else(|| Error::invalid("conversation", "expected NAMESPACE/ID"))?;
+    Ok(ctxstore::proto::ConversationRef {
+        namespace: namespace.into(),
+        id: id.into(),
+    })
+}
+
+fn print_message(m: &ctxstore::proto::ChatMessage) {
+    println!(
+        "{:>6} {:<10} [{} tok] {}",
+        m.seq, m.role, m.token_count, m.content
+    );
+}
+
+/// Runs a `ctxctl conv` command.
+async fn conv(client: &Client, cmd: ConvCmd) -> Result<ExitCode, Error> {
+    use ctxstore::proto::{
+        read_request::Select, AppendRequest, ChatMessage, ReadRequest, SeqRange, TokenBudget,
+    };
+    match cmd {
+        ConvCmd::Append { conversation, role, content, tokens, expect_last } => {
+            let token_count = tokens.unwrap_or(content.len() as u64 / 4 + 1);
+            let r = client
+                .append(AppendRequest {
+                    conversation: Some(conv_ref(&conversation)?),
+                    messages: vec![ChatMessage { role, content, token_count, ..Default::default() }],
+                    expected_last_seq: expect_last,
+                    ..Default::default()
+                })
+                .await?;
+            println!("OK seq={} version={}", r.first_seq, r.version);
+        }
+        ConvCmd::Read { conversation, last, budget } => {
+            let c = conv_ref(&conversation)?;
+            let select = match (last, budget) {
+                (Some(n), _) => Select::LastN(n),
+                (_, Some(t)) => Select::TokenBudget(TokenBudget { max_tokens: t, include_pinned: true }),
+                _ => Select::Range(SeqRange::default()),
+            };
+            let mut after = 0;
+            loop {
+                let r = client
+                    .read(ReadRequest {
+                        conversation: Some(c.clone()),
+                        select: Some(select),
+                        after_seq: after,
+                        ..Default::default()
+                    })
+                    .await?;
+                r.messages.iter().for_each(print_message);
+                if r.next_seq == 0 {
+                    if budget.is_some() {
+                        println!("({} tokens)", r.total_tokens);
+                    }
+                    break;
+                }
+                after = r.next_seq - 1;
+            }
+        }
+        ConvCmd::Info { conversation } => match client.conversation(conv_ref(&conversation)?).await? {
+            Some(i) => println!(
+                "messages={} tokens={} seqs={}..={} created={} updated={} idle_ttl_ms={} expires_at_ms={} metadata_version={} metadata={:?}",
+                i.message_count, i.token_total, i.first_seq, i.last_seq, i.created_at_ms,
+                i.updated_at_ms, i.idle_ttl_ms, i.expires_at_ms, i.metadata_version, i.metadata
+            ),
+            None => {
+                eprintln!("conversation {conversation} not found");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        ConvCmd::List { namespace } => {
+            let mut after = String::new();
+            loop {
+                let page = client.list_conversations(&namespace, &after, 100).await?;
+                for i in &page.conversations {
+                    let id = i.conversation.as_ref().map_or("", |c| c.id.as_str());
+                    println!("{id}\t{} messages\t{} tokens", i.message_count, i.token_total);
+                    after = id.to_string();
+                }
+                if !page.more || page.conversations.is_empty() {
+                    break;
+                }
+            }
+        }
+        ConvCmd::Delete { conversation } => {
+            let r = client.delete_conversation(conv_ref(&conversation)?).await?;
+            println!("{}", if r.deleted { "deleted" } else { "not found" });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args)]
@@ -161,7 +293,7 @@ fn main() -> ExitCode {
 
 fn exit_code(e: &Error) -> u8 {
     match e {
-        Error::VersionMismatch { .. } => 1,
+        Error::VersionMismatch { .. } | Error::SequenceMismatch { .. } | Error::NotFound(_) => 1,
         Error::InvalidArgument { .. } | Error::LimitExceeded { .. } | Error::Config { .. } => 2,
         Error::Timeout(..)
         | Error::Transport(_)
@@ -362,6 +494,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             );
         }
         Cmd::Bench(args) => bench::run(client, &cli.endpoints, args).await?,
+        Cmd::Conv { cmd } => return conv(&client, cmd).await,
     }
     Ok(ExitCode::SUCCESS)
 }
