@@ -16,7 +16,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("ctxstore_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
-    tonic_prost_build::configure().bytes(".").compile_fds(fds)?;
+    // BTreeMap for proto maps: records are re-encoded in the state machine, and every
+    // replica must write the same bytes (HashMap iteration order is random).
+    tonic_prost_build::configure()
+        .bytes(".")
+        .btree_map(".")
+        .compile_fds(fds)?;
     // etcd's KV API, client side only, for `ctxctl bench --target etcd`; kept out of
     // the descriptor set served by reflection.
     let etcd = "proto/etcd/kv_min.proto";

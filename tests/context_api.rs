@@ -1170,3 +1170,94 @@ async fn conversation_watch_sees_appends_and_removals() {
     drop(w);
     cluster.shutdown().await;
 }
+
+/// A tool call far older than a budget read's window is found and kept with its
+/// result, or both are left out; never one without the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_reads_keep_distant_tool_pairs() {
+    let cluster = TestCluster::start(1).await;
+    let client = cluster.client().await;
+    let c = conv("distant");
+    let mut msgs = vec![with_meta(
+        msg("call", 10),
+        "assistant",
+        &[("tool_call_id", "t1")],
+    )];
+    msgs.extend((0..100).map(|i| msg(format!("chat {i}"), 1)));
+    msgs.push(with_meta(
+        msg("result", 5),
+        "tool",
+        &[("tool_call_id", "t1")],
+    ));
+    msgs.extend((0..3).map(|i| msg(format!("after {i}"), 1)));
+    client.append(append_req(&c, msgs)).await.expect("append");
+    for budget in [5, 10, 17, 18, 30, 200] {
+        let r = client
+            .read(ReadRequest {
+                conversation: Some(c.clone()),
+                select: Some(Select::TokenBudget(TokenBudget {
+                    max_tokens: budget,
+                    include_pinned: false,
+                })),
+                ..Default::default()
+            })
+            .await
+            .expect("read");
+        let seqs: Vec<u64> = r.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(
+            seqs.contains(&1),
+            seqs.contains(&102),
+            "budget {budget}: call and result split: {seqs:?}"
+        );
+        assert!(
+            r.total_tokens <= budget,
+            "budget {budget}: {}",
+            r.total_tokens
+        );
+        // The newest three always fit; the pair fits from 3 + 15 = 18 tokens on.
+        assert!(
+            seqs.ends_with(&[103, 104, 105]),
+            "budget {budget}: {seqs:?}"
+        );
+        assert_eq!(
+            seqs.contains(&102),
+            budget >= 18,
+            "budget {budget}: {seqs:?}"
+        );
+    }
+    cluster.shutdown().await;
+}
+
+/// A version with more changes than one watch response holds (deleting a 5,000-message
+/// conversation) arrives in parts, every change exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_version_arrives_in_parts() {
+    let cluster = TestCluster::start(1).await;
+    let client = cluster.client().await;
+    let c = conv("large");
+    for batch in 0..5 {
+        let msgs = (0..1000).map(|i| msg(format!("{batch}-{i}"), 1)).collect();
+        client.append(append_req(&c, msgs)).await.expect("append");
+    }
+    let info = client.conversation(c.clone()).await.expect("info").expect("exists");
+    assert_eq!(info.last_seq, 5000);
+    let mut w = client
+        .watch_conversation(c.clone(), None)
+        .await
+        .expect("watch");
+    let deleted = client.delete_conversation(c.clone()).await.expect("delete");
+    let mut seqs = BTreeSet::new();
+    while seqs.len() < 5000 {
+        let e = tokio::time::timeout(WAIT, w.next())
+            .await
+            .expect("an event within the deadline")
+            .expect("stream open")
+            .expect("event");
+        assert_eq!(e.version, deleted.version);
+        assert!(e.message.is_none());
+        assert!(seqs.insert(e.seq), "seq {} delivered twice", e.seq);
+    }
+    assert_eq!(seqs, (1..=5000).collect::<BTreeSet<u64>>());
+    drop(w);
+    cluster.shutdown().await;
+}

@@ -435,17 +435,33 @@ impl Client {
         Open: Fn(Option<u64>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<tonic::Streaming<R>>> + Send,
     {
-        // The first open reports its error to the caller directly.
-        let first = open(from_version).await?;
+        // The first open, and its first response (which names the version the stream
+        // starts after), report their errors to the caller directly; from then on
+        // the watch can always resume from a known version.
+        let mut first = open(from_version).await?;
+        let head = match first.message().await {
+            Ok(Some(resp)) => events(resp),
+            Ok(None) => {
+                return Err(Error::Transport(
+                    "the watch stream closed before it started".into(),
+                ))
+            }
+            Err(status) => return Err(status.into()),
+        };
         let (tx, rx) = mpsc::channel(256);
         let task = tokio::spawn(async move {
-            let mut last = from_version;
+            // Every change up to `done` was delivered; `partial` counts the events of
+            // a version delivered so far when the server split it over responses
+            // (its progress then stays below that version until the last part).
+            let mut done = from_version;
+            let mut partial: (u64, usize) = (0, 0);
+            let mut pending = Some(head);
             let mut stream = Some(first);
             let mut backoff = Duration::from_millis(10);
             loop {
                 let mut s = match stream.take() {
                     Some(s) => s,
-                    None => match open(last).await {
+                    None => match open(done).await {
                         Ok(s) => s,
                         Err(e) if e.is_retryable() || matches!(e, Error::Timeout(..)) => {
                             tokio::time::sleep(backoff).await;
@@ -458,37 +474,50 @@ impl Client {
                         }
                     },
                 };
+                // Events of the current version seen on this stream.
+                let mut seen: (u64, usize) = (0, 0);
                 loop {
-                    match s.message().await {
-                        Ok(Some(resp)) => {
-                            backoff = Duration::from_millis(10);
-                            // One response holds whole versions: compare with the
-                            // version before it.
-                            let floor = last;
-                            let (evs, progress) = events(resp);
-                            for ev in evs {
-                                let v = version(&ev);
-                                if floor.is_some_and(|l| v <= l) {
-                                    continue;
-                                }
-                                if tx.send(Ok(ev)).await.is_err() {
+                    let (evs, progress) = match pending.take() {
+                        Some(p) => p,
+                        None => match s.message().await {
+                            Ok(Some(resp)) => events(resp),
+                            Ok(None) => break,
+                            Err(status) => {
+                                let e = Error::from(status);
+                                if !(e.is_retryable() || matches!(e, Error::Rpc { .. })) {
+                                    let _ = tx.send(Err(e)).await;
                                     return;
                                 }
-                                last = Some(v);
+                                break;
                             }
-                            // Everything up to `progress` was sent (the first
-                            // response names where a watch "from now" starts).
-                            last = Some(last.map_or(progress, |l| l.max(progress)));
+                        },
+                    };
+                    backoff = Duration::from_millis(10);
+                    for ev in evs {
+                        let v = version(&ev);
+                        if done.is_some_and(|d| v <= d) {
+                            continue;
                         }
-                        Ok(None) => break,
-                        Err(status) => {
-                            let e = Error::from(status);
-                            if !(e.is_retryable() || matches!(e, Error::Rpc { .. })) {
-                                let _ = tx.send(Err(e)).await;
-                                return;
-                            }
-                            break;
+                        if seen.0 != v {
+                            seen = (v, 0);
                         }
+                        seen.1 += 1;
+                        // Delivered before a reconnect (a split version replayed).
+                        if partial.0 == v && seen.1 <= partial.1 {
+                            continue;
+                        }
+                        if tx.send(Ok(ev)).await.is_err() {
+                            return;
+                        }
+                        partial = if partial.0 == v {
+                            (v, partial.1 + 1)
+                        } else {
+                            (v, 1)
+                        };
+                    }
+                    done = Some(done.map_or(progress, |d| d.max(progress)));
+                    if done.is_some_and(|d| partial.0 <= d) {
+                        partial = (0, 0);
                     }
                 }
             }

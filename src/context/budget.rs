@@ -2,7 +2,7 @@
 //! never splitting a unit of linked messages (a tool call and its results share a
 //! `tool_call_id`), optionally with the pinned messages first.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// One message as the selection sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,20 +44,37 @@ fn find(parent: &mut [usize], mut i: usize) -> usize {
     i
 }
 
-/// Picks seqs (ascending) from `window`, the newest messages newest first.
-/// `reaches_start` says whether the window holds the conversation's oldest message;
-/// if not, a unit that touches the window's oldest message may have members outside
-/// it and is never taken. `pinned` messages are taken first, whatever their size;
-/// the rest of the budget goes to whole units, newest first, stopping at the first
-/// unit that does not fit (so the result has no holes except around pinned messages).
+/// Link ids that appear on only one message of `window`: their partners, if any, are
+/// older than the window.
+pub fn single_links(window: &[Candidate]) -> HashSet<String> {
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for c in window {
+        for l in &c.links {
+            *count.entry(l.as_str()).or_default() += 1;
+        }
+    }
+    count
+        .into_iter()
+        .filter(|(_, n)| *n == 1)
+        .map(|(l, _)| l.to_string())
+        .collect()
+}
+
+/// Picks seqs (ascending) from `window`: the newest messages newest first, then any
+/// older partners found for their links. A unit with a member carrying an `open`
+/// link id (a partner may exist beyond the window) is never taken. `pinned` messages
+/// are taken first, whatever their size; the rest of the budget goes to whole units,
+/// newest first, stopping at the first unit that does not fit (so the result has no
+/// holes except around pinned messages).
 pub fn select(
     window: &[Candidate],
-    reaches_start: bool,
+    open: &HashSet<String>,
     budget: u64,
     pinned: &[Candidate],
 ) -> Vec<u64> {
     let mut chosen: BTreeSet<u64> = pinned.iter().map(|p| p.seq).collect();
-    let mut remaining = budget.saturating_sub(pinned.iter().map(|p| p.tokens).sum());
+    let pinned_tokens = pinned.iter().fold(0u64, |a, p| a.saturating_add(p.tokens));
+    let mut remaining = budget.saturating_sub(pinned_tokens);
     let n = window.len();
     let mut parent: Vec<usize> = (0..n).collect();
     let mut first_with: HashMap<&str, usize> = HashMap::new();
@@ -85,14 +102,16 @@ pub fn select(
             continue;
         }
         let unit = &members[&find(&mut parent, i)];
-        if !reaches_start && unit.contains(&(n - 1)) {
+        if unit
+            .iter()
+            .any(|&j| window[j].links.iter().any(|l| open.contains(l)))
+        {
             break;
         }
-        let cost: u64 = unit
+        let cost = unit
             .iter()
             .filter(|&&j| !chosen.contains(&window[j].seq))
-            .map(|&j| window[j].tokens)
-            .sum();
+            .fold(0u64, |a, &j| a.saturating_add(window[j].tokens));
         if cost > remaining {
             break;
         }
@@ -118,14 +137,10 @@ mod tests {
     }
 
     /// Messages oldest first; the window handed to `select` is newest first.
-    fn pick(
-        msgs: &[Candidate],
-        reaches_start: bool,
-        budget: u64,
-        pinned: &[Candidate],
-    ) -> Vec<u64> {
+    fn pick(msgs: &[Candidate], open: &[&str], budget: u64, pinned: &[Candidate]) -> Vec<u64> {
         let window: Vec<_> = msgs.iter().rev().cloned().collect();
-        select(&window, reaches_start, budget, pinned)
+        let open: HashSet<String> = open.iter().map(|s| s.to_string()).collect();
+        select(&window, &open, budget, pinned)
     }
 
     #[test]
@@ -143,22 +158,22 @@ mod tests {
         type Case<'a> = (
             &'a str,
             &'a [Candidate],
-            bool,
+            &'a [&'a str],
             u64,
             &'a [Candidate],
             Vec<u64>,
         );
         let cases: Vec<Case> = vec![
-            ("everything fits", &plain, true, 100, &[], vec![1, 2, 3, 4]),
-            ("exact fit", &plain, true, 20, &[], vec![3, 4]),
-            ("one short", &plain, true, 19, &[], vec![4]),
-            ("nothing fits", &plain, true, 9, &[], vec![]),
-            ("zero budget", &plain, true, 0, &[], vec![]),
-            ("tool unit whole", &tools, true, 40, &[], vec![2, 3, 4, 5]),
+            ("everything fits", &plain, &[], 100, &[], vec![1, 2, 3, 4]),
+            ("exact fit", &plain, &[], 20, &[], vec![3, 4]),
+            ("one short", &plain, &[], 19, &[], vec![4]),
+            ("nothing fits", &plain, &[], 9, &[], vec![]),
+            ("zero budget", &plain, &[], 0, &[], vec![]),
+            ("tool unit whole", &tools, &[], 40, &[], vec![2, 3, 4, 5]),
             (
                 "tool unit does not fit: stop before it",
                 &tools,
-                true,
+                &[],
                 39,
                 &[],
                 vec![5],
@@ -166,7 +181,7 @@ mod tests {
             (
                 "unit cost counts every member",
                 &tools,
-                true,
+                &[],
                 44,
                 &[],
                 vec![2, 3, 4, 5],
@@ -174,40 +189,56 @@ mod tests {
             (
                 "older plain after unit",
                 &tools,
-                true,
+                &[],
                 45,
                 &[],
                 vec![1, 2, 3, 4, 5],
             ),
-            ("pinned first", &plain, true, 27, &sys, vec![0, 3, 4]),
+            ("pinned first", &plain, &[], 27, &sys, vec![0, 3, 4]),
             (
                 "pinned over budget still returned",
                 &plain,
-                true,
+                &[],
                 5,
                 &sys,
                 vec![0],
             ),
             (
-                "window cut mid-unit: unit skipped",
-                &tools[1..],
-                false,
+                "call outside the window: results not taken",
+                &tools[2..],
+                &["a", "b"],
                 100,
                 &[],
                 vec![5],
             ),
             (
-                "window cut on a plain message",
-                &plain[1..],
-                false,
+                "one open id blocks only its unit and older ones",
+                &tools[1..],
+                &["zzz"],
                 100,
                 &[],
-                vec![3, 4],
+                vec![2, 3, 4, 5],
+            ),
+            (
+                "window without links: no open ids",
+                &plain[1..],
+                &[],
+                100,
+                &[],
+                vec![2, 3, 4],
             ),
         ];
-        for (name, msgs, reaches, budget, pinned, want) in cases {
-            assert_eq!(pick(msgs, reaches, budget, pinned), want, "case: {name}");
+        for (name, msgs, open, budget, pinned, want) in cases {
+            assert_eq!(pick(msgs, open, budget, pinned), want, "case: {name}");
         }
+    }
+
+    #[test]
+    fn single_links_are_the_unmatched_ids() {
+        let window = [c(5, 1, &["a"]), c(4, 1, &["a", "b"]), c(3, 1, &["c"])];
+        let mut got: Vec<String> = single_links(&window).into_iter().collect();
+        got.sort();
+        assert_eq!(got, vec!["b".to_string(), "c".to_string()]);
     }
 
     #[test]
@@ -234,7 +265,7 @@ mod tests {
                 let l = link_of.get(i).copied().flatten();
                 Candidate { seq: i as u64 + 1, tokens: *t, links: l.map(|x| vec![x.to_string()]).unwrap_or_default() }
             }).collect();
-            let got = pick(&msgs, true, budget, &[]);
+            let got = pick(&msgs, &[], budget, &[]);
             let total: u64 = msgs.iter().filter(|m| got.contains(&m.seq)).map(|m| m.tokens).sum();
             proptest::prop_assert!(total <= budget);
             for l in 0u8..4 {

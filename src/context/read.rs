@@ -16,10 +16,11 @@ use crate::proto::{
 };
 use crate::storage::Engine;
 use prost::Message;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-/// Messages a budget read looks past the budget for older members of linked units.
-const LINK_LOOKBACK: usize = 64;
+/// Messages a budget read looks through past its budget for the older partners of
+/// linked messages it holds.
+const LINK_SEARCH: usize = 1_000;
 
 /// A consistent view of the local replica at one point in time.
 pub(crate) struct View<'a> {
@@ -151,25 +152,51 @@ impl<'a> View<'a> {
                 out.messages = msgs;
             }
             Some(Select::TokenBudget(b)) => {
+                // Newest first until the budget is exceeded; then, for link ids seen
+                // only once (a result whose call is older, or the reverse), look
+                // further back for their partners.
                 let mut window = Vec::new();
                 let mut msgs: HashMap<u64, ChatMessage> = HashMap::new();
                 let mut seen_tokens = 0u64;
-                let mut past_budget = 0usize;
-                let mut cut = false;
+                let mut searching: Option<HashSet<String>> = None;
+                let mut searched = 0usize;
+                let mut stopped = false;
                 self.visit_users(&msg_key(c, 0), &msg_key(c, end_seq), true, |_, r| {
-                    if past_budget > LINK_LOOKBACK || window.len() >= limit {
-                        cut = true;
-                        return Ok(false);
-                    }
                     let m = ChatMessage::decode(r.value.as_ref())?;
-                    seen_tokens = seen_tokens.saturating_add(m.token_count);
-                    if seen_tokens > b.max_tokens {
-                        past_budget += 1;
+                    let cand = Candidate::of(&m);
+                    match &mut searching {
+                        None => {
+                            seen_tokens = seen_tokens.saturating_add(m.token_count);
+                            window.push(cand);
+                            msgs.insert(m.seq, m);
+                            if seen_tokens > b.max_tokens || window.len() >= limit {
+                                searching = Some(budget::single_links(&window));
+                            }
+                        }
+                        Some(open) => {
+                            searched += 1;
+                            if cand.links.iter().any(|l| open.contains(l)) {
+                                for l in &cand.links {
+                                    open.remove(l);
+                                }
+                                window.push(cand);
+                                msgs.insert(m.seq, m);
+                            }
+                        }
                     }
-                    window.push(Candidate::of(&m));
-                    msgs.insert(m.seq, m);
-                    Ok(true)
+                    let done = searching
+                        .as_ref()
+                        .is_some_and(|open| open.is_empty() || searched >= LINK_SEARCH);
+                    stopped |= done;
+                    Ok(!done)
                 })?;
+                // Ids still unmatched when the search stopped early may have partners
+                // further back: their units are not taken. At the conversation's
+                // start, an unmatched id has no partner left (e.g. trimmed).
+                let open = match searching {
+                    Some(open) if stopped => open,
+                    _ => HashSet::new(),
+                };
                 let mut pinned = Vec::new();
                 if b.include_pinned {
                     for seq in &rec.pinned {
@@ -186,7 +213,7 @@ impl<'a> View<'a> {
                         }
                     }
                 }
-                let seqs = budget::select(&window, !cut, b.max_tokens, &pinned);
+                let seqs = budget::select(&window, &open, b.max_tokens, &pinned);
                 out.messages = seqs.iter().filter_map(|s| msgs.remove(s)).collect();
             }
             Some(Select::Range(r)) => {
@@ -203,7 +230,10 @@ impl<'a> View<'a> {
                 self.page(c, from, end_seq, limit, &mut out)?;
             }
         }
-        out.total_tokens = out.messages.iter().map(|m| m.token_count).sum();
+        out.total_tokens = out
+            .messages
+            .iter()
+            .fold(0u64, |a, m| a.saturating_add(m.token_count));
         out.info = Some(info);
         Ok(out)
     }
@@ -256,6 +286,14 @@ impl<'a> View<'a> {
         let more = found.len() > limit;
         found.truncate(limit);
         Ok((found.into_iter().map(|(_, i)| i).collect(), more))
+    }
+
+    /// The idle TTL of a live thread (0: none, or no such thread).
+    pub(crate) fn thread_idle_ttl(&self, thread: &str) -> Result<u64> {
+        match self.get(&super::thread_key(thread))? {
+            Some(r) => Ok(crate::proto::ThreadRecord::decode(r.value.as_ref())?.idle_ttl_ms),
+            None => Ok(0),
+        }
     }
 
     /// Whether the thread's record is live (a thread expires as a whole).
@@ -321,7 +359,7 @@ impl<'a> View<'a> {
         t: &ThreadRef,
         before: Option<&str>,
         limit: usize,
-        filter: &HashMap<String, String>,
+        filter: &std::collections::BTreeMap<String, String>,
     ) -> Result<Vec<CheckpointTuple>> {
         if !self.thread_live(&t.thread)? {
             return Ok(Vec::new());

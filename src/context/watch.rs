@@ -13,8 +13,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
-/// Live events a slow watcher may fall behind by before it re-reads the retained log.
-const CHANNEL_CAPACITY: usize = 4096;
+/// Rounds a slow watcher may fall behind by before it re-reads the retained log
+/// (rounds are shared with the log, so this bounds what a stalled watcher pins).
+const CHANNEL_CAPACITY: usize = 256;
 
 /// One change to one key.
 #[derive(Clone, Debug)]

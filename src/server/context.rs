@@ -42,6 +42,10 @@ const MAX_IDEMPOTENCY_KEY: usize = 128;
 const DEFAULT_LIST_LIMIT: u64 = 100;
 /// Page size of message reads when the request sets none.
 const DEFAULT_READ_LIMIT: u64 = 1_000;
+/// Most events in one watch response; a version with more is sent in parts.
+const MAX_EVENTS_PER_RESPONSE: usize = 4_096;
+/// How often a watch whose keys are quiet is told how far the shard has gone.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A server stream of responses.
 pub(crate) type RpcStream<T> =
@@ -168,21 +172,23 @@ impl ContextService {
             .await
     }
 
-    /// Pushes a conversation's or thread's idle expiry forward after a read.
+    /// Pushes a conversation's or thread's idle expiry forward after a read. Best
+    /// effort: the read already succeeded (a follower serving a stale read cannot
+    /// propose, and a failed refresh only means the expiry was not moved).
     async fn touch(
         &self,
         header: &Option<RequestHeader>,
         hash: u64,
         conversation: Option<ConversationRef>,
         thread: String,
-    ) -> Result<()> {
+    ) {
         let op = Op::Touch(TouchCommand {
             conversation,
             thread,
         });
-        self.propose(header, hash, Bytes::new(), "touch", op)
-            .await?;
-        Ok(())
+        if let Err(e) = self.propose(header, hash, Bytes::new(), "touch", op).await {
+            tracing::debug!(error = %e, "refreshing an idle TTL after a read failed");
+        }
     }
 
     fn conv_hash(c: &ConversationRef) -> u64 {
@@ -219,6 +225,8 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
         if tx.send(Ok(wrap(Vec::new(), first.start))).await.is_err() {
             return;
         }
+        let mut sent = first.start;
+        let mut sent_at = tokio::time::Instant::now();
         let mut last = Some(first.start);
         let mut sub = Some(first);
         loop {
@@ -235,7 +243,8 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
             let mut live = s.live;
             let mut pending: Vec<Arc<Change>> = s.replay;
             loop {
-                // Send what is pending, one response per version.
+                // Send what is pending, one version at a time; a version with many
+                // changes goes in parts whose progress stays below it until the last.
                 let mut i = 0;
                 while i < pending.len() {
                     let v = pending[i].version;
@@ -248,14 +257,33 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
                         j += 1;
                     }
                     if last.is_none_or(|l| v > l) {
-                        if !items.is_empty() && tx.send(Ok(wrap(items, v))).await.is_err() {
-                            return;
+                        let before = last.unwrap_or(0);
+                        let mut items = items.into_iter().peekable();
+                        while items.peek().is_some() {
+                            let part: Vec<T> = items.by_ref().take(MAX_EVENTS_PER_RESPONSE).collect();
+                            let progress = if items.peek().is_none() { v } else { before };
+                            if tx.send(Ok(wrap(part, progress))).await.is_err() {
+                                return;
+                            }
+                            sent = sent.max(progress);
+                            sent_at = tokio::time::Instant::now();
                         }
                         last = Some(v);
                     }
                     i = j;
                 }
                 pending.clear();
+                // A watcher whose keys stay quiet still learns how far the shard has
+                // gone, so a reconnect resumes from a retained version.
+                if let Some(l) = last.filter(|l| *l > sent) {
+                    if sent_at.elapsed() >= PROGRESS_EVERY {
+                        if tx.send(Ok(wrap(Vec::new(), l))).await.is_err() {
+                            return;
+                        }
+                        sent = l;
+                        sent_at = tokio::time::Instant::now();
+                    }
+                }
                 tokio::select! {
                     _ = tx.closed() => return,
                     r = live.recv() => match r {
@@ -336,8 +364,7 @@ impl AgentContext for ContextService {
             })
             .await?;
         if req.refresh_ttl && resp.info.as_ref().is_some_and(|i| i.idle_ttl_ms > 0) {
-            self.touch(&req.header, hash, Some(c), String::new())
-                .await?;
+            self.touch(&req.header, hash, Some(c), String::new()).await;
         }
         Ok(Response::new(resp))
     }
@@ -535,13 +562,16 @@ impl AgentContext for ContextService {
         }
         let hash = Self::thread_hash(&t.thread);
         let (t2, id) = (t.clone(), req.checkpoint_id);
-        let tuple = self
+        let (tuple, idle_ttl) = self
             .read(&req.header, hash, req.stale, move |v| {
-                v.checkpoint(&t2, id.as_deref())
+                Ok((
+                    v.checkpoint(&t2, id.as_deref())?,
+                    v.thread_idle_ttl(&t2.thread)?,
+                ))
             })
             .await?;
-        if req.refresh_ttl && tuple.is_some() {
-            self.touch(&req.header, hash, None, t.thread).await?;
+        if req.refresh_ttl && idle_ttl > 0 {
+            self.touch(&req.header, hash, None, t.thread).await;
         }
         Ok(Response::new(GetCheckpointResponse { tuple }))
     }
