@@ -1239,7 +1239,11 @@ async fn a_large_version_arrives_in_parts() {
         let msgs = (0..1000).map(|i| msg(format!("{batch}-{i}"), 1)).collect();
         client.append(append_req(&c, msgs)).await.expect("append");
     }
-    let info = client.conversation(c.clone()).await.expect("info").expect("exists");
+    let info = client
+        .conversation(c.clone())
+        .await
+        .expect("info")
+        .expect("exists");
     assert_eq!(info.last_seq, 5000);
     let mut w = client
         .watch_conversation(c.clone(), None)
