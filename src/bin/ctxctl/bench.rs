@@ -37,6 +37,9 @@ enum Workload {
     /// that fit a token budget, append a user and an assistant message, store a
     /// checkpoint.
     AgentStep,
+    /// Writes every key once (client `i` takes keys `i`, `i + clients`, ...), then
+    /// stops: a bulk load of `keys × value-size` bytes.
+    Load,
 }
 
 /// Tokens of context an agent step reads.
@@ -209,11 +212,12 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
         "mixed" | "ycsb-a" => Workload::Mix(0.5),
         "ycsb-b" => Workload::Mix(0.05),
         "agent-step" => Workload::AgentStep,
+        "load" => Workload::Load,
         other => {
             return Err(Error::invalid(
                 "workload",
                 format!(
-                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c, agent-step"
+                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c, agent-step, load"
                 ),
             ))
         }
@@ -225,8 +229,20 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
             "clients and keys must be greater than 0",
         ));
     }
-    let value = bytes::Bytes::from(vec![b'x'; a.value_size]);
-    if workload != Workload::Put && workload != Workload::AgentStep {
+    // A bulk load measures disk use, so its values do not compress (RocksDB's LZ4
+    // would shrink repeated bytes to almost nothing); other workloads keep the same
+    // repeated byte the earlier results used.
+    let value = if workload == Workload::Load {
+        let mut v = vec![0u8; a.value_size];
+        rand::Rng::fill(&mut rand::rng(), &mut v[..]);
+        bytes::Bytes::from(v)
+    } else {
+        bytes::Bytes::from(vec![b'x'; a.value_size])
+    };
+    if !matches!(
+        workload,
+        Workload::Put | Workload::AgentStep | Workload::Load
+    ) {
         // Reads need something to read.
         let n = a.keys.min(10_000);
         eprintln!("bench: preloading {n} keys");
@@ -249,7 +265,7 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
             t.await.map_err(|e| Error::Internal(e.to_string()))??;
         }
     }
-    let keys = if workload == Workload::Put {
+    let keys = if matches!(workload, Workload::Put | Workload::Load) {
         a.keys
     } else {
         a.keys.min(10_000)
@@ -258,15 +274,25 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
+    let clients = a.clients as u64;
     for i in 0..a.clients {
         let (target, value) = (target.clone(), value.clone());
         let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut step = 0u64;
+            let mut next_key = i as u64;
             while !stop.load(Ordering::Relaxed) {
+                if workload == Workload::Load && next_key >= keys {
+                    break;
+                }
                 let t = Instant::now();
-                let r = if workload == Workload::AgentStep {
+                let r = if workload == Workload::Load {
+                    next_key += clients;
+                    target
+                        .put(i, format!("bench-{:08}", next_key - clients), value.clone())
+                        .await
+                } else if workload == Workload::AgentStep {
                     step += 1;
                     target.agent_step(i, step, value.clone()).await
                 } else {
@@ -303,7 +329,7 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let mut next = Duration::from_secs(1);
-    while started.elapsed() < a.duration {
+    while started.elapsed() < a.duration && !tasks.iter().all(|t| t.is_finished()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if started.elapsed() >= next {
             eprint!(
