@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 use crate::node::NodeCtx;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::{
-    raft_command, MetaState, NodeHeartbeat, NodeInfo, NodeState, RaftCommand, Replica, ReplicaInfo,
-    ReplicaRole, RoutingTable, ShardDescriptor, ShardRoute,
+    raft_command, MetaState, NodeHeartbeat, NodeInfo, NodeState, Replica, ReplicaInfo, ReplicaRole,
+    RoutingTable, ShardDescriptor, ShardRoute,
 };
 use crate::raft::PeerMsg;
 use crate::types::{NodeId, ShardId};
@@ -375,14 +375,9 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
             version = next.routing_version,
             "meta: recording a heartbeat"
         );
-        let cmd = RaftCommand {
-            request_id: Default::default(),
-            now_ms: crate::server::now_ms(),
-            cmd: Some(raft_command::Cmd::MetaHeartbeat(hb)),
-        };
-        let (tx, rx) = oneshot::channel();
-        peer.send(PeerMsg::Propose(Box::new(cmd), tx)).await?;
-        crate::server::await_reply(META_SHARD, rx).await?;
+        let cmd = raft_command::Cmd::MetaHeartbeat(hb);
+        peer.propose(Default::default(), crate::server::now_ms(), cmd)
+            .await?;
     }
     let state = ctx.meta.state().unwrap_or_default();
     Ok(routing_table(ctx, &state))

@@ -7,13 +7,11 @@
 
 use super::read::View;
 use crate::node::NodeCtx;
-use crate::proto::{context_command::Op, raft_command, ContextCommand, PurgeCommand, RaftCommand};
-use crate::raft::PeerMsg;
+use crate::proto::{context_command::Op, raft_command, ContextCommand, PurgeCommand};
 use crate::server::now_ms;
 use crate::types::ShardId;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 
 /// Shards that applied a write with an expiry since their last purge scan: a shard
 /// whose last scan found no record with an expiry is scanned again only after one.
@@ -96,16 +94,13 @@ async fn purge_shard(
         return Ok(any_ttl);
     }
     let n = keys.len();
-    let cmd = RaftCommand {
-        request_id: Default::default(),
-        now_ms: now_ms(),
-        cmd: Some(raft_command::Cmd::Context(ContextCommand {
-            op: Some(Op::Purge(PurgeCommand { keys })),
-        })),
-    };
-    let (tx, rx) = oneshot::channel();
-    peer.send(PeerMsg::Propose(Box::new(cmd), tx)).await?;
-    crate::server::await_reply(peer.shard, rx).await?;
+    let op = Op::Purge(PurgeCommand { keys });
+    peer.propose(
+        Default::default(),
+        now_ms(),
+        raft_command::Cmd::Context(ContextCommand { op: Some(op) }),
+    )
+    .await?;
     tracing::debug!(shard = %peer.shard, keys = n, "purged expired records");
     Ok(true)
 }

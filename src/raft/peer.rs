@@ -140,6 +140,24 @@ impl PeerHandle {
         self.tx.send(msg).await.map_err(|_| Error::Shutdown)
     }
 
+    /// Proposes `cmd`, stamped with the proposer's clock `now_ms` (TTLs and dedup
+    /// windows are computed from it), and waits until it is applied.
+    pub(crate) async fn propose(
+        &self,
+        request_id: bytes::Bytes,
+        now_ms: u64,
+        cmd: crate::proto::raft_command::Cmd,
+    ) -> Result<CommandResult> {
+        let cmd = RaftCommand {
+            request_id,
+            now_ms,
+            cmd: Some(cmd),
+        };
+        let (tx, rx) = oneshot::channel();
+        self.send(PeerMsg::Propose(Box::new(cmd), tx)).await?;
+        crate::server::await_reply(self.shard, rx).await
+    }
+
     /// Sends without waiting; raft messages are dropped under overload (raft retries).
     pub(crate) fn try_send(&self, msg: PeerMsg) -> bool {
         self.tx.try_send(msg).is_ok()

@@ -9,9 +9,8 @@ use crate::proto::kv_server::Kv;
 use crate::proto::{
     batch_op, command_result, raft_command, write_op, BatchRequest, BatchResponse, CommandResult,
     CompareAndSwapRequest, CompareAndSwapResponse, DeleteRequest, DeleteResponse, GetRequest,
-    GetResponse, KeyValue, PutRequest, PutResponse, RaftCommand, RequestHeader, ScanRequest,
-    ScanResponse, ValueRecord, WriteBatch, WriteCheck, WriteDelete, WriteOp, WriteOutcome,
-    WritePut,
+    GetResponse, KeyValue, PutRequest, PutResponse, RequestHeader, ScanRequest, ScanResponse,
+    ValueRecord, WriteBatch, WriteCheck, WriteDelete, WriteOp, WriteOutcome, WritePut,
 };
 use crate::raft::{PeerHandle, PeerMsg};
 use crate::server::{await_reply, now_ms};
@@ -172,15 +171,9 @@ impl KvService {
         cmd: raft_command::Cmd,
     ) -> Result<CommandResult> {
         Self::check_request_id(&request_id)?;
-        let peer = self.route(header, hash)?;
-        let cmd = RaftCommand {
-            request_id,
-            now_ms: now,
-            cmd: Some(cmd),
-        };
-        let (tx, rx) = oneshot::channel();
-        peer.send(PeerMsg::Propose(Box::new(cmd), tx)).await?;
-        await_reply(peer.shard, rx).await
+        self.route(header, hash)?
+            .propose(request_id, now, cmd)
+            .await
     }
 
     /// Waits until the local replica may serve a linearizable read (or none for stale).
