@@ -69,6 +69,8 @@ pub(crate) struct Applied {
     pub(crate) meta: Option<MetaState>,
     /// Every data change of the round, in order, for watches.
     pub(crate) changes: Vec<crate::context::watch::Change>,
+    /// Whether the round wrote a record with an expiry (the purge must look again).
+    pub(crate) expiring: bool,
 }
 
 /// Applies `entries` (already committed and persisted, in order). `desc` and
@@ -94,8 +96,6 @@ pub(crate) fn apply_round(
         None
     };
     let mut meta_changed = false;
-    // (first change, index) of each applied command, to version the watch changes.
-    let mut change_index: Vec<(usize, u64)> = Vec::new();
     for e in entries {
         if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
             continue;
@@ -114,9 +114,7 @@ pub(crate) fn apply_round(
             results.push((e.index, e.term, crate::fsm::command::ok(e.index, vec![])));
             continue;
         }
-        let before = applier.changes.len();
         let r = applier.apply(e.index, &cmd, |rid| keys::dedup_key(shard, rid))?;
-        change_index.push((before, e.index));
         results.push((e.index, e.term, r));
     }
     for id in &applier.started {
@@ -132,12 +130,8 @@ pub(crate) fn apply_round(
     let data = engine.cf(keys::CF_DATA);
     let meta_cf = engine.cf(keys::CF_META);
     let mut changes = Vec::new();
-    let mut next = change_index.iter().peekable();
-    let mut version = 0;
-    for (i, change) in applier.changes.drain(..).enumerate() {
-        while let Some((_, index)) = next.next_if(|(first, _)| *first <= i) {
-            version = *index;
-        }
+    let mut expiring = false;
+    for (version, change) in applier.changes.drain(..) {
         let watched = |k: &[u8], record| crate::context::watch::Change {
             version,
             key: bytes::Bytes::copy_from_slice(keys::decode_data_key(k).unwrap_or_default()),
@@ -145,6 +139,7 @@ pub(crate) fn apply_round(
         };
         match change {
             Change::PutValue(k, v) => {
+                expiring |= v.expires_at_ms != 0;
                 batch.put_cf(data, &k, v.encode_to_vec());
                 changes.push(watched(&k, Some(v)));
             }
@@ -179,6 +174,7 @@ pub(crate) fn apply_round(
         applied_term,
         meta,
         changes,
+        expiring,
     })
 }
 

@@ -41,10 +41,12 @@ pub(crate) struct Applier<'r, R: StateReader> {
     values: BTreeMap<Vec<u8>, Option<ValueRecord>>,
     /// Dedup records written earlier in this round.
     dedups: HashMap<Vec<u8>, DedupRecord>,
-    /// Everything to write, in order.
-    pub(crate) changes: Vec<Change>,
+    /// Everything to write, in order, each with the index of the command that wrote it.
+    pub(crate) changes: Vec<(u64, Change)>,
     /// Replicas the round marked as started.
     pub(crate) started: Vec<u64>,
+    /// Index of the command being applied.
+    index: u64,
 }
 
 impl<'r, R: StateReader> Applier<'r, R> {
@@ -56,6 +58,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
             dedups: HashMap::new(),
             changes: Vec::new(),
             started: Vec::new(),
+            index: 0,
         }
     }
 
@@ -93,7 +96,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
             value,
         };
         self.values.insert(dk.clone(), Some(rec.clone()));
-        self.changes.push(Change::PutValue(dk, rec));
+        self.changes.push((index, Change::PutValue(dk, rec)));
         Ok(create_version)
     }
 
@@ -101,7 +104,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
     pub(crate) fn delete_data(&mut self, dk: Vec<u8>) -> Result<()> {
         if self.value(&dk)?.is_some() {
             self.values.insert(dk.clone(), None);
-            self.changes.push(Change::DeleteValue(dk));
+            self.changes.push((self.index, Change::DeleteValue(dk)));
         }
         Ok(())
     }
@@ -159,6 +162,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
         cmd: &RaftCommand,
         dedup_key: impl Fn(&[u8]) -> Vec<u8>,
     ) -> Result<CommandResult> {
+        self.index = index;
         let dk = (!cmd.request_id.is_empty()).then(|| dedup_key(&cmd.request_id));
         if let Some(dk) = &dk {
             let prior = match self.dedups.get(dk) {
@@ -192,7 +196,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
                 result: Some(result.clone()),
             };
             self.dedups.insert(dk.clone(), rec.clone());
-            self.changes.push(Change::PutDedup(dk, rec));
+            self.changes.push((index, Change::PutDedup(dk, rec)));
         }
         Ok(result)
     }

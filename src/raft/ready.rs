@@ -308,11 +308,7 @@ impl Peer {
                 .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
         self.desc = applied.desc;
         self.epoch.set(&self.desc);
-        if applied
-            .changes
-            .iter()
-            .any(|c| c.record.as_ref().is_some_and(|r| r.expires_at_ms != 0))
-        {
+        if applied.expiring {
             self.ctx.purge.mark(shard);
         }
         self.ctx.watch.publish(shard, applied.changes);
