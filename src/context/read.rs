@@ -42,22 +42,19 @@ impl<'a> View<'a> {
     /// The live record of a user key.
     pub(crate) fn get(&self, user_key: &[u8]) -> Result<Option<ValueRecord>> {
         let cf = self.engine.cf(keys::CF_DATA);
-        match self.snap.get_cf(cf, keys::data_key(user_key))? {
-            Some(v) => {
-                Ok(Some(ValueRecord::decode(v.as_slice())?).filter(|r| is_live(r, self.now)))
-            }
-            None => Ok(None),
-        }
+        live(self.snap.get_cf(cf, keys::data_key(user_key))?, self.now)
     }
 
-    /// Visits live records of the `data` CF keys in `[start, end)` in key order (or
-    /// reverse) until `visit` returns false; also visits expired ones when `expired`.
-    fn visit(
+    /// Visits live records of the `data` CF keys in `[start, end)` whose user keys
+    /// pass `accept` (checked before decoding), in key order (or reverse), until
+    /// `visit` returns false; also visits expired ones when `expired`.
+    pub(crate) fn visit(
         &self,
         start: Vec<u8>,
         end: Vec<u8>,
         reverse: bool,
         expired: bool,
+        accept: impl Fn(&[u8]) -> bool,
         mut visit: impl FnMut(&[u8], ValueRecord) -> Result<bool>,
     ) -> Result<()> {
         let mut opts = rocksdb::ReadOptions::default();
@@ -75,7 +72,7 @@ impl<'a> View<'a> {
             .iterator_cf_opt(self.engine.cf(keys::CF_DATA), opts, mode)
         {
             let (k, v) = item?;
-            let Some(user_key) = keys::decode_data_key(&k) else {
+            let Some(user_key) = keys::decode_data_key(&k).filter(|uk| accept(uk)) else {
                 continue;
             };
             let rec = ValueRecord::decode(v.as_ref())?;
@@ -99,6 +96,7 @@ impl<'a> View<'a> {
             keys::data_key(end),
             reverse,
             false,
+            |_| true,
             visit,
         )
     }
@@ -112,7 +110,7 @@ impl<'a> View<'a> {
     ) -> Result<()> {
         let start = keys::data_key(prefix);
         let end = keys::prefix_end(&start).unwrap_or_else(|| vec![0xff; start.len() + 1]);
-        self.visit(start, end, reverse, false, visit)
+        self.visit(start, end, reverse, false, |_| true, visit)
     }
 
     /// A live conversation's record.
@@ -272,15 +270,20 @@ impl<'a> View<'a> {
         let prefix = conv_list_prefix(namespace);
         let mut found = Vec::new();
         for (start, end) in ranges {
-            self.visit(start.clone(), end.clone(), false, false, |uk, r| {
-                if uk.starts_with(&prefix) {
+            self.visit(
+                start.clone(),
+                end.clone(),
+                false,
+                false,
+                |uk| uk.starts_with(&prefix),
+                |uk, r| {
                     if let Some(id) = conv_id_of(namespace, uk).filter(|id| id.as_str() > after) {
                         let rec = ConversationRecord::decode(r.value.as_ref())?;
                         found.push((id, rec.info.unwrap_or_default()));
                     }
-                }
-                Ok(true)
-            })?;
+                    Ok(true)
+                },
+            )?;
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
         let more = found.len() > limit;
@@ -408,21 +411,41 @@ impl<'a> View<'a> {
         let mut out = Vec::new();
         let mut any_ttl = false;
         for (start, end) in ranges {
-            self.visit(start.clone(), end.clone(), false, true, |uk, r| {
-                any_ttl |= r.expires_at_ms != 0;
-                if !is_live(&r, self.now) {
-                    out.push(PurgeKey {
-                        key: bytes::Bytes::copy_from_slice(uk),
-                        version: r.version,
-                    });
-                }
-                Ok(out.len() < max)
-            })?;
+            self.visit(
+                start.clone(),
+                end.clone(),
+                false,
+                true,
+                |_| true,
+                |uk, r| {
+                    any_ttl |= r.expires_at_ms != 0;
+                    if !is_live(&r, self.now) {
+                        out.push(PurgeKey {
+                            key: bytes::Bytes::copy_from_slice(uk),
+                            version: r.version,
+                        });
+                    }
+                    Ok(out.len() < max)
+                },
+            )?;
             if out.len() >= max {
                 break;
             }
         }
         Ok((out, any_ttl))
+    }
+}
+
+/// The live record of a user key, read without a snapshot (a single point read).
+pub(crate) fn get_live(engine: &Engine, user_key: &[u8], now: u64) -> Result<Option<ValueRecord>> {
+    live(engine.get(keys::CF_DATA, &keys::data_key(user_key))?, now)
+}
+
+/// A stored record if it has not expired at `now`.
+fn live(bytes: Option<Vec<u8>>, now: u64) -> Result<Option<ValueRecord>> {
+    match bytes {
+        Some(v) => Ok(Some(ValueRecord::decode(v.as_slice())?).filter(|r| is_live(r, now))),
+        None => Ok(None),
     }
 }
 

@@ -1,8 +1,8 @@
 //! `ctxstore.v1.Kv`: validates, proposes writes to the shard leader, and serves
 //! linearizable (ReadIndex) or stale reads from the local replica.
 
+use crate::context::read::View;
 use crate::error::{Error, Result};
-use crate::fsm::command::is_live;
 use crate::keys;
 use crate::node::NodeCtx;
 use crate::proto::kv_server::Kv;
@@ -16,7 +16,6 @@ use crate::raft::{PeerHandle, PeerMsg};
 use crate::server::{await_reply, now_ms};
 use crate::types::{ShardId, DEFAULT_SHARD};
 use bytes::Bytes;
-use prost::Message as _;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
@@ -257,50 +256,6 @@ fn to_kv(key: Bytes, r: ValueRecord) -> KeyValue {
     }
 }
 
-fn read_value(ctx: &NodeCtx, key: &[u8], now: u64) -> Result<Option<ValueRecord>> {
-    match ctx.engine.get(keys::CF_DATA, &keys::data_key(key))? {
-        Some(v) => Ok(Some(ValueRecord::decode(v.as_slice())?).filter(|r| is_live(r, now))),
-        None => Ok(None),
-    }
-}
-
-/// Visits the live records of `data` CF keys in `[start, end)` whose user key passes
-/// `accept`, in key order, until `visit` returns false.
-fn visit_live(
-    ctx: &NodeCtx,
-    snap: &rocksdb::Snapshot<'_>,
-    start: &[u8],
-    end: Option<Vec<u8>>,
-    now: u64,
-    accept: impl Fn(&[u8]) -> bool,
-    mut visit: impl FnMut(&[u8], ValueRecord) -> bool,
-) -> Result<()> {
-    let mut opts = rocksdb::ReadOptions::default();
-    opts.set_snapshot(snap);
-    if let Some(end) = end {
-        opts.set_iterate_upper_bound(end);
-    }
-    let iter = ctx.engine.db().iterator_cf_opt(
-        ctx.engine.cf(keys::CF_DATA),
-        opts,
-        rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward),
-    );
-    for item in iter {
-        let (k, v) = item?;
-        let Some(user_key) = keys::decode_data_key(&k) else {
-            continue;
-        };
-        if !accept(user_key) {
-            continue;
-        }
-        let rec = ValueRecord::decode(v.as_ref())?;
-        if is_live(&rec, now) && !visit(user_key, rec) {
-            break;
-        }
-    }
-    Ok(())
-}
-
 /// Scans the local replica: one contiguous range when the prefix pins a hash tag,
 /// otherwise the whole shard, sorted by key.
 fn scan_local(
@@ -314,7 +269,7 @@ fn scan_local(
     let mut out = Vec::new();
     // One point in time for every range, so a batch applied mid-scan is seen whole or
     // not at all.
-    let snap = ctx.engine.db().snapshot();
+    let view = View::new(&ctx.engine, now);
     let accept = |user_key: &[u8]| {
         user_key.starts_with(prefix)
             && user_key > start_after
@@ -326,36 +281,35 @@ fn scan_local(
         start.extend_from_slice(start_after.max(prefix));
         let mut upper = hash.to_vec();
         upper.extend_from_slice(prefix);
+        let end = keys::prefix_end(&upper).unwrap_or_else(|| vec![0xff; upper.len() + 1]);
         let mut more = false;
-        visit_live(
-            ctx,
-            &snap,
-            &start,
-            keys::prefix_end(&upper),
-            now,
+        view.visit(
+            start,
+            end,
+            false,
+            false,
             |k| accept(k) && keys::partition_key(k) == tag,
             |k, rec| {
                 if out.len() == limit {
                     more = true;
-                    return false;
+                    return Ok(false);
                 }
                 out.push(to_kv(Bytes::copy_from_slice(k), rec));
-                true
+                Ok(true)
             },
         )?;
         return Ok((out, more));
     }
     for (start, end) in ranges {
-        visit_live(
-            ctx,
-            &snap,
-            start,
-            Some(end.clone()),
-            now,
+        view.visit(
+            start.clone(),
+            end.clone(),
+            false,
+            false,
             accept,
             |k, rec| {
                 out.push(to_kv(Bytes::copy_from_slice(k), rec));
-                true
+                Ok(true)
             },
         )?;
     }
@@ -435,7 +389,10 @@ impl Kv for KvService {
             .await?;
         let key = req.key;
         let kv = self
-            .blocking(move |ctx| Ok(read_value(ctx, &key, now_ms())?.map(|r| to_kv(key, r))))
+            .blocking(move |ctx| {
+                let rec = crate::context::read::get_live(&ctx.engine, &key, now_ms())?;
+                Ok(rec.map(|r| to_kv(key, r)))
+            })
             .await?;
         Ok(Response::new(GetResponse { kv }))
     }
