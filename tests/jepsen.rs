@@ -464,6 +464,19 @@ impl Workers {
         }
     }
 
+    /// Judges the run's register and conversation histories; returns how many
+    /// operations of each were checked.
+    fn judge(&self, label: &str, seed: u64, run: u64) -> (usize, usize) {
+        let history = self.rec.history();
+        let n = judge(&history, label, seed);
+        let l = judge_lists(&self.lists, label, seed);
+        eprintln!(
+            "run {run}: {} ops recorded, {n} checked, linearizable; {l} conversation ops consistent",
+            history.len()
+        );
+        (n, l)
+    }
+
     /// Reads every key once more (recorded) through `reader`, after healing: a lost
     /// acknowledged write shows up as a read the history cannot explain.
     async fn final_reads(&self, reader: &Client) {
@@ -477,6 +490,28 @@ impl Workers {
             .await;
         }
     }
+}
+
+/// Prints a campaign's totals and checks that every fault kind was injected and
+/// enough operations were checked.
+fn report<F: std::fmt::Debug + Ord>(
+    injected: &BTreeMap<F, usize>,
+    kinds: &[F],
+    checked: usize,
+    list_checked: usize,
+    runs: u64,
+) {
+    eprintln!("faults injected: {injected:?}; ops checked: {checked}; conversation ops checked: {list_checked}");
+    for f in kinds {
+        assert!(
+            injected.get(f).is_some_and(|c| *c > 0),
+            "{f:?} never injected"
+        );
+    }
+    assert!(
+        checked >= 100 * runs as usize,
+        "too few operations checked: {checked}"
+    );
 }
 
 /// The order faults come in: every kind once in a shuffled order, then random kinds
@@ -691,28 +726,12 @@ async fn in_process_campaign_is_linearizable() {
         cluster.wait_all_leaders().await;
         workers.final_reads(&cluster.client().await).await;
         assert_replicas_agree(&cluster).await;
-        let history = workers.rec.history();
-        let n = judge(&history, "in-process", seed);
-        let l = judge_lists(&workers.lists, "in-process", seed);
-        eprintln!(
-            "run {run}: {} ops recorded, {n} checked, linearizable; {l} conversation ops consistent",
-            history.len()
-        );
+        let (n, l) = workers.judge("in-process", seed, run);
         checked += n;
         list_checked += l;
         cluster.shutdown().await;
     }
-    eprintln!("faults injected: {injected:?}; ops checked: {checked}; conversation ops checked: {list_checked}");
-    for f in ALL_FAULTS {
-        assert!(
-            injected.get(&f).is_some_and(|c| *c > 0),
-            "{f:?} never injected"
-        );
-    }
-    assert!(
-        checked >= 100 * s.runs as usize,
-        "too few operations checked: {checked}"
-    );
+    report(&injected, &ALL_FAULTS, checked, list_checked, s.runs);
 }
 
 /// Faults the process nemesis injects.
@@ -806,26 +825,10 @@ async fn process_campaign_is_linearizable() {
         workers
             .final_reads(&Client::connect(&addrs).await.expect("client"))
             .await;
-        let history = workers.rec.history();
-        let n = judge(&history, "process", seed);
-        let l = judge_lists(&workers.lists, "process", seed);
-        eprintln!(
-            "run {run}: {} ops recorded, {n} checked, linearizable; {l} conversation ops consistent",
-            history.len()
-        );
+        let (n, l) = workers.judge("process", seed, run);
         checked += n;
         list_checked += l;
         drop(procs);
     }
-    eprintln!("faults injected: {injected:?}; ops checked: {checked}; conversation ops checked: {list_checked}");
-    for f in PROC_FAULTS {
-        assert!(
-            injected.get(&f).is_some_and(|c| *c > 0),
-            "{f:?} never injected"
-        );
-    }
-    assert!(
-        checked >= 100 * s.runs as usize,
-        "too few operations checked: {checked}"
-    );
+    report(&injected, &PROC_FAULTS, checked, list_checked, s.runs);
 }
