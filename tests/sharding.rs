@@ -398,6 +398,24 @@ fn hinted_leaders(t: &RoutingTable) -> BTreeMap<u64, u64> {
         .collect()
 }
 
+/// Waits until the table of every running node but `skip` satisfies `ok`.
+async fn wait_tables(
+    cluster: &TestCluster,
+    what: &str,
+    skip: Option<usize>,
+    ok: impl Fn(&RoutingTable) -> bool,
+) {
+    wait_for(what, WAIT, || async {
+        let tables = tables(cluster).await;
+        let all = tables
+            .iter()
+            .enumerate()
+            .all(|(i, t)| Some(i) == skip || t.as_ref().is_some_and(&ok));
+        all.then_some(())
+    })
+    .await;
+}
+
 /// The meta shard (shard 0) holds the routing table, and every node serves it.
 ///
 /// 1. 5 nodes, 8 shards: every node (meta replica or not) answers `GetRoutingTable`
@@ -463,20 +481,11 @@ async fn meta_shard_serves_the_routing_table() {
     };
     let client = cluster.client().await;
     client.transfer_shard_leader(3, to).await.expect("transfer");
-    wait_for(
+    wait_tables(
+        &cluster,
         "every table to name the new leader of shard 3",
-        WAIT,
-        || async {
-            let tables = tables(&cluster).await;
-            tables
-                .iter()
-                .all(|t| {
-                    t.as_ref().is_some_and(|t| {
-                        hinted_leaders(t).get(&3) == Some(&to) && t.routing_version == version
-                    })
-                })
-                .then_some(())
-        },
+        None,
+        |t| hinted_leaders(t).get(&3) == Some(&to) && t.routing_version == version,
     )
     .await;
     // 3. Stop the meta leader's node.
@@ -484,22 +493,16 @@ async fn meta_shard_serves_the_routing_table() {
     let stopped = (meta_leader - 1) as usize;
     cluster.stop(stopped).await;
     let started = Instant::now();
-    wait_for(
+    wait_tables(
+        &cluster,
         "a new meta leader serving every remaining node",
-        WAIT,
-        || async {
-            let tables = tables(&cluster).await;
-            let ok = tables.iter().enumerate().all(|(i, t)| {
-                i == stopped
-                    || t.as_ref().is_some_and(|t| {
-                        t.source == "meta-leader"
-                            && hinted_leaders(t).get(&0).is_some_and(|l| *l != meta_leader)
-                            && t.nodes.iter().any(|n| {
-                                n.node_id == meta_leader && n.state == NodeState::Down as i32
-                            })
-                    })
-            });
-            ok.then_some(())
+        Some(stopped),
+        |t| {
+            t.source == "meta-leader"
+                && hinted_leaders(t).get(&0).is_some_and(|l| *l != meta_leader)
+                && t.nodes
+                    .iter()
+                    .any(|n| n.node_id == meta_leader && n.state == NodeState::Down as i32)
         },
     )
     .await;
@@ -512,21 +515,11 @@ async fn meta_shard_serves_the_routing_table() {
     // 4. The stopped node comes back: its meta replica reloads the state from disk,
     //    the node is up again, and nothing bumped the routing version.
     cluster.restart(stopped).await;
-    wait_for(
+    wait_tables(
+        &cluster,
         "the restarted node to be up in every table",
-        WAIT,
-        || async {
-            let tables = tables(&cluster).await;
-            tables
-                .iter()
-                .all(|t| {
-                    t.as_ref().is_some_and(|t| {
-                        t.routing_version == version
-                            && t.nodes.iter().all(|n| n.state == NodeState::Up as i32)
-                    })
-                })
-                .then_some(())
-        },
+        None,
+        |t| t.routing_version == version && t.nodes.iter().all(|n| n.state == NodeState::Up as i32),
     )
     .await;
     cluster.shutdown().await;
