@@ -11,35 +11,16 @@
 # replica has caught up and been promoted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
 KEYS="${KEYS:-4096}"
 VALUE_SIZE="${VALUE_SIZE:-65536}"
-cargo build --release --bin ctxd --bin ctxctl
-BIN="${CARGO_TARGET_DIR:-target}/release"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      echo "$p"
-      return
-    fi
-  done
-}
-cat >"$WORK/ctxd.toml" <<'EOF'
+source scripts/bench-common.sh
+
+cat >"$WORK/ctxd.toml" <<'TOML'
 [raft]
 # Compact the Raft log soon after the load, so a new replica needs a snapshot.
 log-gc-threshold = 256
 log-gc-keep = 16
-EOF
+TOML
 ports=()
 for i in 1 2 3 4; do ports+=("$(free_port)"); done
 initial="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}"
@@ -50,34 +31,32 @@ for i in 0 1 2; do
   PIDS+=($!)
 done
 EPS="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
-for _ in $(seq 1 120); do
-  "$BIN/ctxctl" --endpoints "$EPS" put ready yes >/dev/null 2>&1 && break
-  sleep 0.5
-done
+wait_until "$BIN/ctxctl" --endpoints "$EPS" put ready yes
 logical=$((KEYS * (VALUE_SIZE + 14)))
 echo "machine: $(nproc) cores; 3 nodes, 1 shard; loading $KEYS keys x $VALUE_SIZE B = $((logical / 1048576)) MiB"
 "$BIN/ctxctl" --endpoints "$EPS" bench --workload load --keys "$KEYS" \
   --value-size "$VALUE_SIZE" --clients 16 --warmup 0s --duration 1h 2>/dev/null | head -n 1
-sizes() {
-  local total=0 s i
-  for i in 1 2 3; do
-    s=$(du -sb "$WORK/n$i" | cut -f1)
-    total=$((total + s))
-  done
-  echo "$total"
+per_byte() { # label
+  local total=0 i
+  for i in 1 2 3; do total=$((total + $(du -sb "$WORK/n$i" | cut -f1))); done
+  awk -v d="$total" -v l="$logical" -v what="$1" 'BEGIN { printf "%s: %.0f MiB on disk per node, %.2f bytes on disk per stored byte per replica\n", what, d / 3 / 1048576, d / 3 / l }'
 }
-after_load=$(sizes)
-awk -v d="$after_load" -v l="$logical" 'BEGIN { printf "after the load: %.0f MiB on disk per node, %.2f bytes on disk per stored byte per replica\n", d / 3 / 1048576, d / 3 / l }'
-# Enough further writes to trigger log compaction on every replica.
+per_byte "after the load"
+# Further small writes (3 s) make RocksDB flush and compact, and every replica
+# compacts its Raft log past the loaded entries.
 "$BIN/ctxctl" --endpoints "$EPS" bench --workload put --keys 64 --value-size 16 \
   --clients 4 --warmup 0s --duration 3s >/dev/null 2>&1
-sleep 2
-after_gc=$(sizes)
-awk -v d="$after_gc" -v l="$logical" 'BEGIN { printf "after log compaction: %.0f MiB on disk per node, %.2f bytes on disk per stored byte per replica\n", d / 3 / 1048576, d / 3 / l }'
+first_indexes() { "$BIN/ctxctl" --endpoints "$EPS" status | sed -n 's/.*shard 1: .*log=\[\([0-9]*\)\.\..*/\1/p'; }
+compacted() { # every replica's first log index is past the loaded entries
+  "$BIN/ctxctl" --endpoints "$EPS" put tick x >/dev/null
+  [ "$(first_indexes | awk -v k="$KEYS" '$1 <= k { n++ } END { print n + 0 }')" = 0 ]
+}
+wait_until compacted
+per_byte "after log compaction"
 RUST_LOG=warn "$BIN/ctxd" --config "$WORK/ctxd.toml" --node-id 4 \
   --listen "127.0.0.1:${ports[3]}" --data-dir "$WORK/n4" --join >"$WORK/n4.log" 2>&1 &
 PIDS+=($!)
-sleep 1
+wait_until "$BIN/ctxctl" --endpoints "127.0.0.1:${ports[3]}" status
 start=$(date +%s.%N)
 "$BIN/ctxctl" --endpoints "$EPS" --timeout 10m member add 4 "127.0.0.1:${ports[3]}"
 end=$(date +%s.%N)

@@ -13,7 +13,6 @@
 # (the first build compiles RocksDB: about 30-40 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
 
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
@@ -28,24 +27,7 @@ if ! command -v etcd >/dev/null 2>&1; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
 fi
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctxstore-release}"
-cargo build --release --bin ctxd --bin ctxctl
-BIN="$CARGO_TARGET_DIR/release"
-
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-  # Ask the kernel for a free loopback port (random high port without python3).
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
-    || shuf -i 20000-60000 -n 1
-}
+source scripts/bench-common.sh
 
 # --- etcd: 3 members ---
 ETCD_CLIENT=() ETCD_PEER=()
@@ -90,15 +72,9 @@ stop_ctx() {
 }
 
 wait_ready() { # target endpoints
-  for _ in $(seq 1 120); do
-    if "$BIN/ctxctl" --endpoints "$2" bench --target "$1" --clients 1 --duration 200ms \
-      --warmup 0s --keys 1 --workload put >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep 0.5
-  done
-  echo "$1 did not become ready; logs in $WORK" >&2
-  return 1
+  wait_until "$BIN/ctxctl" --endpoints "$2" bench --target "$1" --clients 1 \
+    --duration 200ms --warmup 0s --keys 1 --workload put ||
+    { echo "$1 did not become ready; logs in $WORK" >&2; return 1; }
 }
 wait_ready etcd "$ETCD_EPS"
 start_ctx "$SHARDS"
