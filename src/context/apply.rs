@@ -79,7 +79,8 @@ pub(crate) fn apply<R: StateReader>(
         Some(Op::Compact(r)) => ctx.compact(r),
         Some(Op::DeleteConversation(r)) => match &r.conversation {
             Some(c) => {
-                let existed = ctx.conversation(c)?.is_some();
+                let record = keys::data_key(&conv_key(c));
+                let existed = ctx.a.live_value(&record, now)?.is_some();
                 ctx.clear_conversation(c)?;
                 Ok(done(ContextOutcome {
                     version: index,

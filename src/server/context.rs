@@ -76,15 +76,6 @@ impl ContextService {
         Ok(usize::try_from(l).unwrap_or(usize::MAX))
     }
 
-    /// A record (or a whole command) must fit `max-value-size`.
-    fn check_size(&self, size: usize) -> Result<()> {
-        let max = self.ctx().config.limits.max_value_size;
-        if size as u64 > max {
-            return Err(Error::limit("max-value-size", max, size as u64));
-        }
-        Ok(())
-    }
-
     fn check_messages<'m>(&self, msgs: impl IntoIterator<Item = &'m ChatMessage>) -> Result<()> {
         let max = self.ctx().config.limits.max_message_size;
         for m in msgs {
@@ -339,7 +330,7 @@ impl AgentContext for ContextService {
             )
             .into());
         }
-        self.check_size(req.encoded_len())?;
+        self.kv.check_value_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_conversation(header, rid, &c, Op::Append(req))
@@ -445,7 +436,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<SetConversationMetadataResponse>, Status> {
         let mut req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
-        self.check_size(req.encoded_len())?;
+        self.kv.check_value_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_conversation(header, rid, &c, Op::SetMetadata(req))
@@ -513,9 +504,9 @@ impl AgentContext for ContextService {
         for b in &req.blobs {
             cx::validate_part("blobs.channel", &b.channel)?;
             cx::validate_part("blobs.version", &b.version)?;
-            self.check_size(b.value.len())?;
+            self.kv.check_value_size(b.value.len())?;
         }
-        self.check_size(req.encoded_len())?;
+        self.kv.check_value_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_thread(header, rid, &t.thread, Op::PutCheckpoint(req))
@@ -540,7 +531,7 @@ impl AgentContext for ContextService {
         for w in &req.writes {
             cx::validate_part("writes.channel", &w.channel)?;
         }
-        self.check_size(req.encoded_len())?;
+        self.kv.check_value_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_thread(header, rid, &t.thread, Op::PutWrites(req))
@@ -644,7 +635,7 @@ impl AgentContext for ContextService {
         cx::validate_part("model.name", &m.name)?;
         m.version = 0;
         let value = m.encode_to_vec();
-        self.check_size(value.len())?;
+        self.kv.check_value_size(value.len())?;
         let key: Bytes = cx::model_key(&m.name).into();
         let mut ops = Vec::new();
         if let Some(expected) = req.expected_version {

@@ -82,10 +82,11 @@ impl KvService {
         Ok(())
     }
 
-    fn check_value(&self, value: &[u8]) -> Result<()> {
+    /// A value (or a whole context command) must fit `max-value-size`.
+    pub(crate) fn check_value_size(&self, size: usize) -> Result<()> {
         let max = self.ctx.config.limits.max_value_size;
-        if value.len() as u64 > max {
-            return Err(Error::limit("max-value-size", max, value.len() as u64));
+        if size as u64 > max {
+            return Err(Error::limit("max-value-size", max, size as u64));
         }
         Ok(())
     }
@@ -102,7 +103,7 @@ impl KvService {
 
     fn put_op(&self, key: Bytes, value: Bytes, ttl_ms: u64, now: u64) -> Result<WriteOp> {
         self.check_key("key", &key)?;
-        self.check_value(&value)?;
+        self.check_value_size(value.len())?;
         let expires_at_ms = if ttl_ms == 0 {
             0
         } else {

@@ -166,10 +166,7 @@ impl Target {
                     sort_order: 2,
                     ..Default::default()
                 };
-                EtcdKv::new(chans[i % chans.len()].clone())
-                    .range(req)
-                    .await
-                    .map_err(|s| Error::Transport(format!("etcd range: {s}")))?;
+                etcd_range(chans, i, req).await?;
                 self.put(
                     i,
                     format!("{prefix}{:012}", 2 * step),
@@ -194,14 +191,19 @@ impl Target {
                     serializable: stale,
                     ..Default::default()
                 };
-                EtcdKv::new(chans[i % chans.len()].clone())
-                    .range(req)
-                    .await
-                    .map(|_| ())
-                    .map_err(|s| Error::Transport(format!("etcd range: {s}")))
+                etcd_range(chans, i, req).await
             }
         }
     }
+}
+
+/// A `KV.Range` through the member client `i` uses.
+async fn etcd_range(chans: &[Channel], i: usize, req: EtcdRange) -> Result<(), Error> {
+    EtcdKv::new(chans[i % chans.len()].clone())
+        .range(req)
+        .await
+        .map(|_| ())
+        .map_err(|s| Error::Transport(format!("etcd range: {s}")))
 }
 
 pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> Result<(), Error> {
