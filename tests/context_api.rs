@@ -1249,7 +1249,40 @@ async fn a_large_version_arrives_in_parts() {
         .watch_conversation(c.clone(), None)
         .await
         .expect("watch");
+    // The same watch over raw gRPC, to see how the server splits the version.
+    let mut raw = ctxstore::proto::agent_context_client::AgentContextClient::connect(format!(
+        "http://{}",
+        cluster.addrs()[0]
+    ))
+    .await
+    .expect("connect")
+    .watch_conversation(ctxstore::proto::WatchConversationRequest {
+        header: None,
+        conversation: Some(c.clone()),
+        from_version: None,
+    })
+    .await
+    .expect("raw watch")
+    .into_inner();
     let deleted = client.delete_conversation(c.clone()).await.expect("delete");
+    let mut parts = Vec::new();
+    let mut raw_events = 0;
+    while raw_events < 5000 {
+        let resp = tokio::time::timeout(WAIT, raw.message())
+            .await
+            .expect("a response within the deadline")
+            .expect("stream ok")
+            .expect("stream open");
+        if !resp.events.is_empty() {
+            raw_events += resp.events.len();
+            parts.push((resp.events.len(), resp.progress_version));
+        }
+    }
+    // Parts of 4,096; progress reaches the version only with its last part.
+    let sizes: Vec<usize> = parts.iter().map(|p| p.0).collect();
+    assert_eq!(sizes, vec![4096, 904]);
+    assert!(parts[0].1 < deleted.version, "{parts:?}");
+    assert_eq!(parts[1].1, deleted.version);
     let mut seqs = BTreeSet::new();
     while seqs.len() < 5000 {
         let e = tokio::time::timeout(WAIT, w.next())
