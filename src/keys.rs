@@ -78,9 +78,18 @@ pub fn desc_key(shard: ShardId) -> Vec<u8> {
     shard_key(shard, DESC_TAG, &[])
 }
 
-/// `meta` CF key of a client request's dedup record.
-pub fn dedup_key(shard: ShardId, request_id: &[u8]) -> Vec<u8> {
-    shard_key(shard, DEDUP_TAG, request_id)
+/// `meta` CF key of a client request's dedup record, written in dedup time bucket
+/// `bucket` (`fsm::command::dedup_bucket`).
+pub fn dedup_key(shard: ShardId, bucket: u64, request_id: &[u8]) -> Vec<u8> {
+    let mut k = dedup_bucket_prefix(shard, bucket);
+    k.extend_from_slice(request_id);
+    k
+}
+
+/// Prefix of the dedup records of `shard` written in time bucket `bucket`; buckets sort
+/// in time order, so every bucket before `bucket` is `[dedup_prefix, this)`.
+pub fn dedup_bucket_prefix(shard: ShardId, bucket: u64) -> Vec<u8> {
+    shard_key(shard, DEDUP_TAG, &bucket.to_be_bytes())
 }
 
 /// `meta` CF key marking that this node's replica of `shard` was removed (value: the

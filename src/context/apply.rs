@@ -651,7 +651,7 @@ mod tests {
             now_ms: now,
             cmd: Some(raft_command::Cmd::Context(ContextCommand { op: Some(op) })),
         };
-        a.apply(index, &cmd, |r| r.to_vec()).unwrap()
+        a.apply(index, &cmd, |_, r| r.to_vec()).unwrap()
     }
 
     fn outcome(r: CommandResult) -> ContextOutcome {

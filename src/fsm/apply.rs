@@ -114,7 +114,7 @@ pub(crate) fn apply_round(
             results.push((e.index, e.term, crate::fsm::command::ok(e.index, vec![])));
             continue;
         }
-        let r = applier.apply(e.index, &cmd, |rid| keys::dedup_key(shard, rid))?;
+        let r = applier.apply(e.index, &cmd, |b, rid| keys::dedup_key(shard, b, rid))?;
         results.push((e.index, e.term, r));
     }
     for id in &applier.started {
@@ -154,7 +154,7 @@ pub(crate) fn apply_round(
     let crossed =
         first_index.saturating_sub(1) / DEDUP_PURGE_EVERY != applied_index / DEDUP_PURGE_EVERY;
     if last_now_ms > 0 && crossed {
-        purge_dedup(engine, shard, last_now_ms, &mut batch)?;
+        purge_dedup(shard, last_now_ms, &mut batch, engine);
     }
     let state = ApplyState {
         applied_index,
@@ -178,23 +178,69 @@ pub(crate) fn apply_round(
     })
 }
 
-fn purge_dedup(
-    engine: &Engine,
-    shard: ShardId,
-    now_ms: u64,
-    batch: &mut rocksdb::WriteBatch,
-) -> Result<()> {
-    let prefix = keys::dedup_prefix(shard);
-    let meta = engine.cf(keys::CF_META);
-    for item in engine.db().prefix_iterator_cf(meta, &prefix) {
-        let (k, v) = item?;
-        if !k.starts_with(&prefix) {
-            break;
-        }
-        let rec = DedupRecord::decode(v.as_ref())?;
-        if rec.expires_at_ms <= now_ms {
-            batch.delete_cf(meta, k);
+/// Deletes every dedup bucket before the one before `now_ms`'s: a record written at t
+/// expires at t + window, so all of those have expired (one range delete, no scan).
+fn purge_dedup(shard: ShardId, now_ms: u64, batch: &mut rocksdb::WriteBatch, engine: &Engine) {
+    let keep_from = crate::fsm::command::dedup_bucket(now_ms).saturating_sub(1);
+    batch.delete_range_cf(
+        engine.cf(keys::CF_META),
+        keys::dedup_prefix(shard),
+        keys::dedup_bucket_prefix(shard, keep_from),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsm::command::DEDUP_WINDOW_MS;
+    use crate::proto::{write_op, WriteBatch, WriteOp, WritePut};
+
+    fn entry(index: u64, now_ms: u64, rid: &str) -> Entry {
+        let cmd = RaftCommand {
+            request_id: rid.as_bytes().to_vec().into(),
+            now_ms,
+            cmd: Some(raft_command::Cmd::Write(WriteBatch {
+                ops: vec![WriteOp {
+                    op: Some(write_op::Op::Put(WritePut {
+                        key: b"k".to_vec().into(),
+                        value: b"v".to_vec().into(),
+                        expires_at_ms: 0,
+                    })),
+                }],
+            })),
+        };
+        Entry {
+            index,
+            term: 1,
+            data: cmd.encode_to_vec().into(),
+            ..Default::default()
         }
     }
-    Ok(())
+
+    #[test]
+    fn dedup_purge_drops_only_expired_buckets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::open(dir.path()).expect("open");
+        let shard = ShardId(7);
+        let w = DEDUP_WINDOW_MS;
+        let round = |entries: &[Entry]| {
+            apply_round(&engine, shard, entries, ShardDescriptor::default(), vec![]).expect("apply")
+        };
+        // Buckets 0, 1 and 2; then a round crossing a purge point at time 3w + 1.
+        round(&[
+            entry(1, 5, "b0"),
+            entry(2, w + 5, "b1"),
+            entry(3, 2 * w + 5, "b2"),
+        ]);
+        round(&[entry(DEDUP_PURGE_EVERY, 3 * w + 1, "b3")]);
+        let has = |b: u64, rid: &str| {
+            engine
+                .get(keys::CF_META, &keys::dedup_key(shard, b, rid.as_bytes()))
+                .expect("get")
+                .is_some()
+        };
+        // Everything in buckets 0 and 1 has expired by 3w + 1 (written before 2w).
+        assert!(!has(0, "b0") && !has(1, "b1"), "expired buckets are purged");
+        assert!(has(2, "b2") && has(3, "b3"), "live buckets are kept");
+    }
 }

@@ -155,27 +155,35 @@ impl<'r, R: StateReader> Applier<'r, R> {
         self.scan(&start, &end, usize::MAX)
     }
 
-    /// Applies the command committed at `index`; `dedup_key` builds the dedup key.
+    /// Applies the command committed at `index`; `dedup_key(bucket, request_id)` builds
+    /// the dedup key of a request id in a dedup time bucket (see [`dedup_bucket`]).
     pub(crate) fn apply(
         &mut self,
         index: u64,
         cmd: &RaftCommand,
-        dedup_key: impl Fn(&[u8]) -> Vec<u8>,
+        dedup_key: impl Fn(u64, &[u8]) -> Vec<u8>,
     ) -> Result<CommandResult> {
         self.index = index;
-        let dk = (!cmd.request_id.is_empty()).then(|| dedup_key(&cmd.request_id));
-        if let Some(dk) = &dk {
-            let prior = match self.dedups.get(dk) {
-                Some(r) => Some(r.clone()),
-                None => self.reader.dedup(dk)?,
-            };
-            // Expiry is judged by the command's own time, so every replica agrees
-            // whether or not it has purged the record yet.
-            if let Some(rec) = prior
-                .filter(|r| r.expires_at_ms > cmd.now_ms)
-                .and_then(|r| r.result)
-            {
-                return Ok(rec);
+        let has_id = !cmd.request_id.is_empty();
+        let bucket = dedup_bucket(cmd.now_ms);
+        if has_id {
+            // A record written at time t sits in bucket(t) and matters while
+            // t + window > now, so it is in this bucket or the one before; the one
+            // after covers a leader whose clock ran ahead of this command's.
+            for b in [bucket, bucket.wrapping_sub(1), bucket.wrapping_add(1)] {
+                let dk = dedup_key(b, &cmd.request_id);
+                let prior = match self.dedups.get(&dk) {
+                    Some(r) => Some(r.clone()),
+                    None => self.reader.dedup(&dk)?,
+                };
+                // Expiry is judged by the command's own time, so every replica agrees
+                // whether or not it has purged the record yet.
+                if let Some(rec) = prior
+                    .filter(|r| r.expires_at_ms > cmd.now_ms)
+                    .and_then(|r| r.result)
+                {
+                    return Ok(rec);
+                }
             }
         }
         let result = match &cmd.cmd {
@@ -190,7 +198,8 @@ impl<'r, R: StateReader> Applier<'r, R> {
             // Meta commands are applied by `apply_round` on the meta shard only.
             Some(raft_command::Cmd::MetaHeartbeat(_)) | None => ok(index, vec![]),
         };
-        if let Some(dk) = dk {
+        if has_id {
+            let dk = dedup_key(bucket, &cmd.request_id);
             let rec = DedupRecord {
                 expires_at_ms: cmd.now_ms.saturating_add(DEDUP_WINDOW_MS),
                 result: Some(result.clone()),
@@ -242,6 +251,12 @@ impl<'r, R: StateReader> Applier<'r, R> {
         }
         Ok(ok(index, per_op))
     }
+}
+
+/// The dedup time bucket of `now_ms`: records are grouped by the window they were
+/// written in, so expired ones are dropped a whole bucket at a time.
+pub(crate) fn dedup_bucket(now_ms: u64) -> u64 {
+    now_ms / DEDUP_WINDOW_MS
 }
 
 pub(crate) fn ok(version: u64, per_op: Vec<u64>) -> CommandResult {
@@ -338,7 +353,7 @@ pub(crate) mod tests {
     fn versions_and_create_versions() {
         let reader = MapReader::default();
         let mut a = Applier::new(&reader);
-        let dk = |id: &[u8]| id.to_vec();
+        let dk = |_: u64, id: &[u8]| id.to_vec();
         assert_eq!(
             version_of(&a.apply(10, &cmd(vec![put("k", "1")], ""), dk).unwrap()),
             10
@@ -356,7 +371,7 @@ pub(crate) mod tests {
     fn failed_check_writes_nothing() {
         let reader = MapReader::default();
         let mut a = Applier::new(&reader);
-        let dk = |id: &[u8]| id.to_vec();
+        let dk = |_: u64, id: &[u8]| id.to_vec();
         let r = a
             .apply(10, &cmd(vec![put("a", "x"), check("b", 7)], ""), dk)
             .unwrap();
@@ -379,12 +394,37 @@ pub(crate) mod tests {
     fn duplicate_request_id_applies_once() {
         let reader = MapReader::default();
         let mut a = Applier::new(&reader);
-        let dk = |id: &[u8]| id.to_vec();
+        let dk = |_: u64, id: &[u8]| id.to_vec();
         let first = a.apply(10, &cmd(vec![put("k", "1")], "req-1"), dk).unwrap();
         let n = a.changes.len();
         let again = a.apply(11, &cmd(vec![put("k", "1")], "req-1"), dk).unwrap();
         assert_eq!(first, again);
         assert_eq!(a.changes.len(), n, "the retry wrote nothing");
+    }
+
+    #[test]
+    fn dedup_spans_bucket_boundaries_and_clock_skew() {
+        let reader = MapReader::default();
+        let mut a = Applier::new(&reader);
+        let dk = |b: u64, id: &[u8]| [b.to_be_bytes().as_slice(), id].concat();
+        let at = |rid: &str, now_ms: u64| RaftCommand {
+            now_ms,
+            ..cmd(vec![put("k", rid)], rid)
+        };
+        let w = DEDUP_WINDOW_MS;
+        // Written just before a bucket boundary, retried just after it.
+        let first = a.apply(10, &at("late", w - 1), dk).unwrap();
+        let n = a.changes.len();
+        assert_eq!(a.apply(11, &at("late", w + 5), dk).unwrap(), first);
+        // Written by a leader whose clock ran ahead, retried under one that is behind.
+        let ahead = a.apply(12, &at("skew", 2 * w + 1), dk).unwrap();
+        assert_eq!(a.apply(13, &at("skew", 2 * w - 1), dk).unwrap(), ahead);
+        assert_eq!(a.changes.len(), n + 2, "only the two first attempts wrote");
+        // Past the window the record is ignored: the command applies again.
+        let again = a.apply(14, &at("late", 2 * w), dk).unwrap();
+        assert_ne!(version_of(&again), version_of(&first));
+        assert_eq!(dedup_bucket(w - 1), 0);
+        assert_eq!(dedup_bucket(w), 1);
     }
 
     #[test]
@@ -400,7 +440,7 @@ pub(crate) mod tests {
             },
         );
         let mut a = Applier::new(&reader);
-        let dk = |id: &[u8]| id.to_vec();
+        let dk = |_: u64, id: &[u8]| id.to_vec();
         // now_ms = 1000 > 500: the key counts as absent for checks and create_version.
         a.apply(10, &cmd(vec![check("t", 0), put("t", "new")], ""), dk)
             .unwrap();
@@ -422,7 +462,7 @@ pub(crate) mod tests {
                 let mut out = Vec::new();
                 for (i, bytes) in cmds.iter().enumerate() {
                     if let Ok(cmd) = RaftCommand::decode(bytes.as_slice()) {
-                        out.push(a.apply(10 + i as u64, &cmd, |r| r.to_vec()).map_err(|e| e.to_string()));
+                        out.push(a.apply(10 + i as u64, &cmd, |_, r| r.to_vec()).map_err(|e| e.to_string()));
                     }
                 }
                 (out, a.changes.len())

@@ -29,12 +29,21 @@ impl Engine {
             let mut cf = Options::default();
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
-            cf.set_block_based_table_factory(&table);
+            if *name != keys::CF_RAFT {
+                // The apply path point-reads `data` (a key's current version) and
+                // `meta` (dedup records, mostly misses) on every write: bloom filters
+                // answer a miss without searching the memtable's skiplist or an SST.
+                // The Raft log is read from the in-memory mirror, not by point reads.
+                table.set_bloom_filter(10.0, false);
+                cf.set_memtable_whole_key_filtering(true);
+                cf.set_memtable_prefix_bloom_ratio(0.1);
+            }
             if *name == keys::CF_DATA {
                 cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
             } else {
                 cf.set_compression_type(rocksdb::DBCompressionType::None);
             }
+            cf.set_block_based_table_factory(&table);
             cf.set_write_buffer_size(32 << 20);
             ColumnFamilyDescriptor::new(*name, cf)
         });

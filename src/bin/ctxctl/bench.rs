@@ -275,11 +275,13 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
+    let completed = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let clients = a.clients as u64;
     for i in 0..a.clients {
         let (target, value) = (target.clone(), value.clone());
         let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
+        let completed = completed.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut step = 0u64;
@@ -317,7 +319,10 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
                 let us = t.elapsed().as_micros() as u64;
                 if measuring.load(Ordering::Relaxed) {
                     match r {
-                        Ok(()) => lat.push(us),
+                        Ok(()) => {
+                            lat.push(us);
+                            completed.fetch_add(1, Ordering::Relaxed);
+                        }
                         Err(_) => {
                             errors.fetch_add(1, Ordering::Relaxed);
                         }
@@ -331,14 +336,20 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let mut next = Duration::from_secs(1);
+    let mut last_done = 0;
     while started.elapsed() < a.duration && !tasks.iter().all(|t| t.is_finished()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if started.elapsed() >= next {
+            // Throughput of the last second, so stalls and drifts show while it runs.
+            let done = completed.load(Ordering::Relaxed);
             eprint!(
-                "\rbench: {:>3}s / {}s",
+                "\rbench: {:>3}s / {}s  {:>8} ops/s  errors {}  ",
                 next.as_secs(),
-                a.duration.as_secs()
+                a.duration.as_secs(),
+                done - last_done,
+                errors.load(Ordering::Relaxed)
             );
+            last_done = done;
             next += Duration::from_secs(1);
         }
     }
