@@ -92,9 +92,10 @@ echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%d", $2 / 1048576}' /proc/meminfo) GiB; ctxstore: 3 nodes, $SHARDS shards; etcd $(etcd --version | head -n 1 | awk '{print $3}'): 3 members; ${VALUE_SIZE} B values, ${DURATION} per row"
 printf '%-10s %7s | %10s %8s %8s | %10s %8s %8s | %7s %9s\n' \
   workload clients "etcd op/s" "p50 us" "p99 us" "ctx op/s" "p50 us" "p99 us" "ratio" "p99 ratio"
-# ROWS="workload clients,..." picks rows; agent-step is one agent step per op (see
+# ROWS="workload clients,..." picks rows; append is one conversation append of one
+# message per op (a put on etcd); agent-step is one agent step per op (see
 # `ctxctl bench --help`): a budgeted context read, a 2-message append, a checkpoint.
-IFS=',' read -ra ROW_LIST <<<"${ROWS:-put 64,put 1,get 64,get-stale 64,mixed 64,ycsb-b 64,agent-step 16,agent-step 64}"
+IFS=',' read -ra ROW_LIST <<<"${ROWS:-put 64,put 1,get 64,get-stale 64,mixed 64,ycsb-b 64,append 64,agent-step 1,agent-step 16,agent-step 64}"
 for row in "${ROW_LIST[@]}"; do
   set -- $row
   e="$(run etcd "$ETCD_EPS" "$1" "$2")"

@@ -228,3 +228,80 @@ async fn ctxctl_exit_codes_and_output() {
     assert_eq!(conv[6].0, 1, "{:?}", conv[6]);
     assert_eq!(conv[7].0, 2, "{:?}", conv[7]);
 }
+
+/// `ctxctl bench` runs every workload against a live cluster and reports it in the
+/// documented JSON line; a workload it does not know is refused with exit code 2.
+///
+/// 1. Start three `ctxd` processes.
+/// 2. Run each workload for 1 s with 2 clients and `--json`.
+/// 3. Each last line parses, names its workload and client count, completed some
+///    operations with no errors, and has ordered percentiles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctxctl_bench_runs_every_workload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_procs, addrs) = start_cluster(dir.path(), 3, &[]);
+    let eps = addrs.join(",");
+    let client = Client::connect(&addrs).await.expect("client");
+    wait_for("a leader", WAIT, || leader_index(&client, &addrs)).await;
+    let workloads = [
+        "put",
+        "get",
+        "get-stale",
+        "mixed",
+        "ycsb-a",
+        "ycsb-b",
+        "ycsb-c",
+        "append",
+        "agent-step",
+    ];
+    let mut runs = tokio::task::spawn_blocking(move || {
+        let mut runs: Vec<_> = workloads
+            .iter()
+            .map(|w| {
+                let args = [
+                    "bench",
+                    "--workload",
+                    w,
+                    "--clients",
+                    "2",
+                    "--keys",
+                    "50",
+                    "--duration",
+                    "1s",
+                    "--warmup",
+                    "0s",
+                    "--json",
+                ];
+                (w.to_string(), ctxctl(&eps, &args))
+            })
+            .collect();
+        runs.push((
+            "nope".into(),
+            ctxctl(&eps, &["bench", "--workload", "nope"]),
+        ));
+        runs
+    })
+    .await
+    .expect("join");
+    let (_, (code, _, err)) = runs.pop().expect("the refused run");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("workload"), "{err}");
+    for (w, (code, out, err)) in runs {
+        assert_eq!(code, 0, "{w}: {err}");
+        let last = out.lines().last().unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(last).expect("a JSON last line");
+        assert_eq!(v["workload"], w.as_str(), "{last}");
+        assert_eq!(v["clients"], 2, "{last}");
+        assert_eq!(v["errors"], 0, "{w}: {last}");
+        assert!(
+            v["ops_per_sec"].as_f64().unwrap_or(0.0) > 0.0,
+            "{w}: {last}"
+        );
+        let p = |k: &str| v[k].as_u64().unwrap_or(0);
+        assert!(
+            0 < p("p50_us") && p("p50_us") <= p("p90_us") && p("p90_us") <= p("p99_us"),
+            "{w}: {last}"
+        );
+        assert!(p("p99_us") <= p("p999_us"), "{w}: {last}");
+    }
+}

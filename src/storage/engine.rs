@@ -31,10 +31,15 @@ impl Engine {
             table.set_block_cache(&cache);
             if *name != keys::CF_RAFT {
                 // The apply path point-reads `data` (a key's current version) and
-                // `meta` (dedup records, mostly misses) on every write: bloom filters
-                // answer a miss without searching the memtable's skiplist or an SST.
-                // The Raft log is read from the in-memory mirror, not by point reads.
+                // `meta` (dedup records) on every write. SST bloom filters answer a
+                // miss without reading a block. The Raft log is read from the
+                // in-memory mirror, not by point reads.
                 table.set_bloom_filter(10.0, false);
+            }
+            if *name == keys::CF_META {
+                // Dedup lookups are almost all misses (three buckets per request): a
+                // memtable bloom filter answers them without a skiplist search. Reads
+                // of `data` mostly hit, where the filter is only extra work.
                 cf.set_memtable_whole_key_filtering(true);
                 cf.set_memtable_prefix_bloom_ratio(0.1);
             }

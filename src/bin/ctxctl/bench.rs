@@ -37,6 +37,9 @@ enum Workload {
     /// that fit a token budget, append a user and an assistant message, store a
     /// checkpoint.
     AgentStep,
+    /// One conversation `Append` of one --value-size message per op, each client on
+    /// its own conversation (on etcd: one put under the next numbered key).
+    Append,
     /// Writes every key once (client `i` takes keys `i`, `i + clients`, ...), then
     /// stops: a bulk load of `keys × value-size` bytes.
     Load,
@@ -181,6 +184,35 @@ impl Target {
         }
     }
 
+    /// Client `i` appends its `step`-th message to its own conversation.
+    async fn append(&self, i: usize, step: u64, value: bytes::Bytes) -> Result<(), Error> {
+        use ctxstore::proto::{AppendRequest, ChatMessage, ConversationRef};
+        match self {
+            Target::Ctxstore(c) => {
+                let content = String::from_utf8_lossy(&value).into_owned();
+                c.append(AppendRequest {
+                    conversation: Some(ConversationRef {
+                        namespace: "bench".into(),
+                        id: format!("append-{i}"),
+                    }),
+                    messages: vec![ChatMessage {
+                        role: "assistant".into(),
+                        token_count: content.len() as u64 / 4 + 1,
+                        content,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+            }
+            Target::Etcd(_) => {
+                self.put(i, format!("conv/append-{i}/{step:012}"), value)
+                    .await
+            }
+        }
+    }
+
     async fn get(&self, i: usize, key: String, stale: bool) -> Result<(), Error> {
         match self {
             Target::Ctxstore(c) if stale => c.get_stale(key).await.map(|_| ()),
@@ -214,12 +246,13 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
         "mixed" | "ycsb-a" => Workload::Mix(0.5),
         "ycsb-b" => Workload::Mix(0.05),
         "agent-step" => Workload::AgentStep,
+        "append" => Workload::Append,
         "load" => Workload::Load,
         other => {
             return Err(Error::invalid(
                 "workload",
                 format!(
-                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c, agent-step, load"
+                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c, append, agent-step, load"
                 ),
             ))
         }
@@ -243,7 +276,7 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
     };
     if !matches!(
         workload,
-        Workload::Put | Workload::AgentStep | Workload::Load
+        Workload::Put | Workload::AgentStep | Workload::Append | Workload::Load
     ) {
         // Reads need something to read.
         let n = a.keys.min(10_000);
@@ -299,6 +332,9 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
                 } else if workload == Workload::AgentStep {
                     step += 1;
                     target.agent_step(i, step, value.clone()).await
+                } else if workload == Workload::Append {
+                    step += 1;
+                    target.append(i, step, value.clone()).await
                 } else {
                     let (k, is_put) = {
                         let mut rng = rand::rng();

@@ -249,6 +249,7 @@ struct BenchArgs {
     /// agent-step: each client runs agent steps on its own conversation (a 2,000-token
     /// budget read, an append of a user and a --value-size assistant message, a
     /// checkpoint with a --value-size blob); one op = one step.
+    /// append: each client appends one --value-size message to its own conversation.
     /// load: write each of --keys keys once, then stop (use --warmup 0s).
     #[arg(long, default_value = "put")]
     workload: String,
