@@ -438,7 +438,9 @@ impl<'a> View<'a> {
 
 /// The live record of a user key, read without a snapshot (a single point read).
 pub(crate) fn get_live(engine: &Engine, user_key: &[u8], now: u64) -> Result<Option<ValueRecord>> {
-    live(engine.get(keys::CF_DATA, &keys::data_key(user_key))?, now)
+    Ok(engine
+        .get_decoded::<ValueRecord>(keys::CF_DATA, &keys::data_key(user_key))?
+        .filter(|r| is_live(r, now)))
 }
 
 /// A stored record if it has not expired at `now`.

@@ -22,17 +22,11 @@ struct EngineReader<'a> {
 
 impl StateReader for EngineReader<'_> {
     fn value(&self, dk: &[u8]) -> Result<Option<ValueRecord>> {
-        match self.engine.get(keys::CF_DATA, dk)? {
-            Some(v) => Ok(Some(ValueRecord::decode(v.as_slice())?)),
-            None => Ok(None),
-        }
+        self.engine.get_decoded(keys::CF_DATA, dk)
     }
 
     fn dedup(&self, dk: &[u8]) -> Result<Option<DedupRecord>> {
-        match self.engine.get(keys::CF_META, dk)? {
-            Some(v) => Ok(Some(DedupRecord::decode(v.as_slice())?)),
-            None => Ok(None),
-        }
+        self.engine.get_decoded(keys::CF_META, dk)
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, ValueRecord)>> {

@@ -72,4 +72,18 @@ impl Engine {
     pub(crate) fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }
+
+    /// Reads one key and decodes it as `M`, straight from RocksDB's pinned buffer (no
+    /// intermediate copy of the value: the hot read paths decode records of up to
+    /// `max-value-size`).
+    pub(crate) fn get_decoded<M: prost::Message + Default>(
+        &self,
+        cf: &str,
+        key: &[u8],
+    ) -> Result<Option<M>> {
+        match self.db.get_pinned_cf(self.cf(cf), key)? {
+            Some(v) => Ok(Some(M::decode(v.as_ref())?)),
+            None => Ok(None),
+        }
+    }
 }
