@@ -45,10 +45,9 @@ pub use types::{NodeId, ReplicaId, ShardId};
 #[doc(hidden)]
 pub mod bench_support {
     use crate::error::Result;
-    use crate::proto::{raft_command, RaftCommand, ShardDescriptor, WriteBatch, WriteOp, WritePut};
+    use crate::proto::ShardDescriptor;
     use crate::storage::{Engine, PeerStorage};
     use crate::types::ShardId;
-    use prost::Message as _;
     use raft::eraftpb::Entry;
     use raft::{GetEntriesContext, Storage as _};
 
@@ -105,25 +104,14 @@ pub mod bench_support {
             let entries: Vec<Entry> = (0..n)
                 .map(|i| {
                     let index = self.next_index + i as u64;
-                    let cmd = RaftCommand {
-                        request_id: Default::default(),
-                        now_ms: 1,
-                        cmd: Some(raft_command::Cmd::Write(WriteBatch {
-                            ops: vec![WriteOp {
-                                op: Some(crate::proto::write_op::Op::Put(WritePut {
-                                    key: format!("bench-{}", index % 10_000).into_bytes().into(),
-                                    value: value.to_vec().into(),
-                                    expires_at_ms: 0,
-                                })),
-                            }],
-                        })),
-                    };
-                    Entry {
+                    crate::fsm::apply::single_put_entry(
                         index,
-                        term: 6,
-                        data: cmd.encode_to_vec().into(),
-                        ..Default::default()
-                    }
+                        6,
+                        1,
+                        &[],
+                        format!("bench-{}", index % 10_000).into_bytes(),
+                        value.to_vec(),
+                    )
                 })
                 .collect();
             self.next_index += n as u64;

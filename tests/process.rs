@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::procs::{free_port, start_cluster};
+use common::procs::{free_port, start_cluster, Ctxd};
 use common::{must_read, wait_for, WAIT};
 use ctxstore::client::{Client, ClientOptions};
 use std::collections::BTreeMap;
@@ -112,6 +112,15 @@ fn ctxctl(endpoints: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Three `ctxd` processes under `dir` once one of them leads, and their addresses as
+/// one `--endpoints` value.
+async fn three_with_leader(dir: &std::path::Path) -> (Vec<Ctxd>, String) {
+    let (procs, addrs) = start_cluster(dir, 3, &[]);
+    let client = Client::connect(&addrs).await.expect("client");
+    wait_for("a leader", WAIT, || leader_index(&client, &addrs)).await;
+    (procs, addrs.join(","))
+}
+
 /// `ctxctl` prints what a shell user expects and exits with the documented codes.
 ///
 /// 1. Start three `ctxd` processes.
@@ -121,10 +130,7 @@ fn ctxctl(endpoints: &str, args: &[&str]) -> (i32, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctxctl_exit_codes_and_output() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_procs, addrs) = start_cluster(dir.path(), 3, &[]);
-    let eps = addrs.join(",");
-    let client = Client::connect(&addrs).await.expect("client");
-    wait_for("a leader", WAIT, || leader_index(&client, &addrs)).await;
+    let (_procs, eps) = three_with_leader(dir.path()).await;
     let (code, out, _) = tokio::task::spawn_blocking({
         let eps = eps.clone();
         move || ctxctl(&eps, &["put", "greeting", "hello"])
@@ -239,10 +245,7 @@ async fn ctxctl_exit_codes_and_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctxctl_bench_runs_every_workload() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_procs, addrs) = start_cluster(dir.path(), 3, &[]);
-    let eps = addrs.join(",");
-    let client = Client::connect(&addrs).await.expect("client");
-    wait_for("a leader", WAIT, || leader_index(&client, &addrs)).await;
+    let (_procs, eps) = three_with_leader(dir.path()).await;
     let workloads = [
         "put",
         "get",

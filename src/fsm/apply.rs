@@ -183,32 +183,51 @@ fn purge_dedup(shard: ShardId, now_ms: u64, batch: &mut rocksdb::WriteBatch, eng
     );
 }
 
+/// A committed entry carrying one command that puts `key = value` (benches and tests).
+pub(crate) fn single_put_entry(
+    index: u64,
+    term: u64,
+    now_ms: u64,
+    request_id: &[u8],
+    key: Vec<u8>,
+    value: Vec<u8>,
+) -> Entry {
+    use crate::proto::{write_op, WriteBatch, WriteOp, WritePut};
+    let cmd = RaftCommand {
+        request_id: request_id.to_vec().into(),
+        now_ms,
+        cmd: Some(raft_command::Cmd::Write(WriteBatch {
+            ops: vec![WriteOp {
+                op: Some(write_op::Op::Put(WritePut {
+                    key: key.into(),
+                    value: value.into(),
+                    expires_at_ms: 0,
+                })),
+            }],
+        })),
+    };
+    Entry {
+        index,
+        term,
+        data: cmd.encode_to_vec().into(),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fsm::command::DEDUP_WINDOW_MS;
-    use crate::proto::{write_op, WriteBatch, WriteOp, WritePut};
 
     fn entry(index: u64, now_ms: u64, rid: &str) -> Entry {
-        let cmd = RaftCommand {
-            request_id: rid.as_bytes().to_vec().into(),
-            now_ms,
-            cmd: Some(raft_command::Cmd::Write(WriteBatch {
-                ops: vec![WriteOp {
-                    op: Some(write_op::Op::Put(WritePut {
-                        key: b"k".to_vec().into(),
-                        value: b"v".to_vec().into(),
-                        expires_at_ms: 0,
-                    })),
-                }],
-            })),
-        };
-        Entry {
+        single_put_entry(
             index,
-            term: 1,
-            data: cmd.encode_to_vec().into(),
-            ..Default::default()
-        }
+            1,
+            now_ms,
+            rid.as_bytes(),
+            b"k".to_vec(),
+            b"v".to_vec(),
+        )
     }
 
     #[test]
