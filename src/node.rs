@@ -575,10 +575,9 @@ fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
     }
     for shard in &shards {
         let (storage, apply) = PeerStorage::load(engine, *shard)?;
-        let desc = match engine.get(keys::CF_META, &keys::desc_key(*shard))? {
-            Some(v) => ShardDescriptor::decode(v.as_slice())?,
-            None => return Err(Error::Storage(format!("shard {shard}: no descriptor"))),
-        };
+        let desc: ShardDescriptor = engine
+            .get_decoded(keys::CF_META, &keys::desc_key(*shard))?
+            .ok_or_else(|| Error::Storage(format!("shard {shard}: no descriptor")))?;
         for r in &desc.replicas {
             ctx.addresses.insert(NodeId(r.node_id), r.addr.clone());
         }
@@ -608,9 +607,8 @@ fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
             continue;
         };
         if *shard == crate::meta::META_SHARD {
-            if let Some(v) = engine.get(keys::CF_META, &keys::meta_state_key())? {
-                ctx.meta
-                    .set_state(crate::proto::MetaState::decode(v.as_slice())?);
+            if let Some(state) = engine.get_decoded(keys::CF_META, &keys::meta_state_key())? {
+                ctx.meta.set_state(state);
             }
         }
         let handle = Peer::spawn(

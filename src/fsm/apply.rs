@@ -82,10 +82,11 @@ pub(crate) fn apply_round(
     let mut results = Vec::new();
     let mut last_now_ms = 0;
     let mut meta = if shard == crate::meta::META_SHARD {
-        Some(match engine.get(keys::CF_META, &keys::meta_state_key())? {
-            Some(v) => MetaState::decode(v.as_slice())?,
-            None => MetaState::default(),
-        })
+        Some(
+            engine
+                .get_decoded::<MetaState>(keys::CF_META, &keys::meta_state_key())?
+                .unwrap_or_default(),
+        )
     } else {
         None
     };

@@ -9,7 +9,6 @@ use crate::keys;
 use crate::proto::{ApplyState, RaftLocalState};
 use crate::storage::Engine;
 use crate::types::ShardId;
-use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
@@ -69,14 +68,12 @@ impl PeerStorage {
     /// applied index: entries are applied only once committed and fsynced, but the
     /// hard state carrying the commit may be written after the apply batch.
     pub(crate) fn load(engine: &Engine, shard: ShardId) -> Result<(Self, ApplyState)> {
-        let raw = engine
-            .get(keys::CF_RAFT, &keys::raft_state_key(shard))?
+        let rs: RaftLocalState = engine
+            .get_decoded(keys::CF_RAFT, &keys::raft_state_key(shard))?
             .ok_or_else(|| Error::Storage(format!("shard {shard}: no raft state")))?;
-        let rs = RaftLocalState::decode(raw.as_slice())?;
-        let apply = match engine.get(keys::CF_META, &keys::apply_state_key(shard))? {
-            Some(v) => ApplyState::decode(v.as_slice())?,
-            None => ApplyState::default(),
-        };
+        let apply: ApplyState = engine
+            .get_decoded(keys::CF_META, &keys::apply_state_key(shard))?
+            .unwrap_or_default();
         let mut s = Self::new_empty();
         s.hard_state = HardState::parse_from_bytes(&rs.hard_state)?;
         s.conf_state = ConfState::parse_from_bytes(&apply.conf_state)?;
