@@ -164,17 +164,19 @@ impl<'r, R: StateReader> Applier<'r, R> {
         dedup_key: impl Fn(u64, &[u8]) -> Vec<u8>,
     ) -> Result<CommandResult> {
         self.index = index;
-        let has_id = !cmd.request_id.is_empty();
         let bucket = dedup_bucket(cmd.now_ms);
-        if has_id {
+        // The key this command's own record goes under, when it has a request id.
+        let own_key = (!cmd.request_id.is_empty()).then(|| dedup_key(bucket, &cmd.request_id));
+        if let Some(own) = &own_key {
             // A record written at time t sits in bucket(t) and matters while
             // t + window > now, so it is in this bucket or the one before; the one
             // after covers a leader whose clock ran ahead of this command's.
-            for b in [bucket, bucket.wrapping_sub(1), bucket.wrapping_add(1)] {
-                let dk = dedup_key(b, &cmd.request_id);
-                let prior = match self.dedups.get(&dk) {
+            let others = [bucket.wrapping_sub(1), bucket.wrapping_add(1)]
+                .map(|b| dedup_key(b, &cmd.request_id));
+            for dk in std::iter::once(own).chain(&others) {
+                let prior = match self.dedups.get(dk) {
                     Some(r) => Some(r.clone()),
-                    None => self.reader.dedup(&dk)?,
+                    None => self.reader.dedup(dk)?,
                 };
                 // Expiry is judged by the command's own time, so every replica agrees
                 // whether or not it has purged the record yet.
@@ -198,8 +200,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
             // Meta commands are applied by `apply_round` on the meta shard only.
             Some(raft_command::Cmd::MetaHeartbeat(_)) | None => ok(index, vec![]),
         };
-        if has_id {
-            let dk = dedup_key(bucket, &cmd.request_id);
+        if let Some(dk) = own_key {
             let rec = DedupRecord {
                 expires_at_ms: cmd.now_ms.saturating_add(DEDUP_WINDOW_MS),
                 result: Some(result.clone()),
