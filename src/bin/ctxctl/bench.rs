@@ -106,8 +106,8 @@ impl Target {
     /// checkpoint put.
     async fn agent_step(&self, i: usize, step: u64, value: bytes::Bytes) -> Result<(), Error> {
         use ctxstore::proto::{
-            read_request::Select, AppendRequest, ChannelBlob, ChatMessage, Checkpoint,
-            ConversationRef, PutCheckpointRequest, ReadRequest, ThreadRef, TokenBudget,
+            read_request::Select, AppendRequest, ChannelBlob, Checkpoint, ConversationRef,
+            PutCheckpointRequest, ReadRequest, ThreadRef, TokenBudget,
         };
         match self {
             Target::Ctxstore(c) => {
@@ -124,18 +124,12 @@ impl Target {
                     ..Default::default()
                 })
                 .await?;
-                let msg = |role: &str, content: String| ChatMessage {
-                    role: role.into(),
-                    token_count: content.len() as u64 / 4 + 1,
-                    content,
-                    ..Default::default()
-                };
                 let answer = String::from_utf8_lossy(&value).into_owned();
                 c.append(AppendRequest {
                     conversation: Some(conv),
                     messages: vec![
-                        msg("user", format!("step {step}: what next?")),
-                        msg("assistant", answer),
+                        chat_message("user", format!("step {step}: what next?")),
+                        chat_message("assistant", answer),
                     ],
                     ..Default::default()
                 })
@@ -186,7 +180,7 @@ impl Target {
 
     /// Client `i` appends its `step`-th message to its own conversation.
     async fn append(&self, i: usize, step: u64, value: bytes::Bytes) -> Result<(), Error> {
-        use ctxstore::proto::{AppendRequest, ChatMessage, ConversationRef};
+        use ctxstore::proto::{AppendRequest, ConversationRef};
         match self {
             Target::Ctxstore(c) => {
                 let content = String::from_utf8_lossy(&value).into_owned();
@@ -195,12 +189,7 @@ impl Target {
                         namespace: "bench".into(),
                         id: format!("append-{i}"),
                     }),
-                    messages: vec![ChatMessage {
-                        role: "assistant".into(),
-                        token_count: content.len() as u64 / 4 + 1,
-                        content,
-                        ..Default::default()
-                    }],
+                    messages: vec![chat_message("assistant", content)],
                     ..Default::default()
                 })
                 .await
@@ -226,6 +215,16 @@ impl Target {
                 etcd_range(chans, i, req).await
             }
         }
+    }
+}
+
+/// A chat message with the usual estimate of a token per 4 bytes.
+fn chat_message(role: &str, content: String) -> ctxstore::proto::ChatMessage {
+    ctxstore::proto::ChatMessage {
+        role: role.into(),
+        token_count: content.len() as u64 / 4 + 1,
+        content,
+        ..Default::default()
     }
 }
 
