@@ -158,13 +158,20 @@ impl<R: StateReader> Ctx<'_, '_, R> {
     /// The live conversation record. An expired one is removed with its messages
     /// first, so a conversation that expired starts afresh.
     fn conversation(&mut self, c: &ConversationRef) -> Result<Option<ConversationRecord>> {
-        let dk = keys::data_key(&conv_key(c));
-        match self.a.value(&dk)? {
-            Some(rec) if is_live(&rec, self.now) => {
-                Ok(Some(ConversationRecord::decode(rec.value.as_ref())?))
-            }
+        self.live_head(&conv_key(c), |me| me.clear_conversation(c))
+    }
+
+    /// The live head record (conversation or thread) under `user_key`, decoded; an
+    /// expired one is removed by `clear` first, so the next write starts afresh.
+    fn live_head<M: prost::Message + Default>(
+        &mut self,
+        user_key: &[u8],
+        clear: impl FnOnce(&mut Self) -> Result<()>,
+    ) -> Result<Option<M>> {
+        match self.a.value(&keys::data_key(user_key))? {
+            Some(rec) if is_live(&rec, self.now) => Ok(Some(M::decode(rec.value.as_ref())?)),
             Some(_) => {
-                self.clear_conversation(c)?;
+                clear(self)?;
                 Ok(None)
             }
             None => Ok(None),
@@ -462,17 +469,7 @@ impl<R: StateReader> Ctx<'_, '_, R> {
 
     /// The live thread record; an expired thread is removed first.
     fn thread(&mut self, thread: &str) -> Result<Option<ThreadRecord>> {
-        let dk = keys::data_key(&thread_key(thread));
-        match self.a.value(&dk)? {
-            Some(rec) if is_live(&rec, self.now) => {
-                Ok(Some(ThreadRecord::decode(rec.value.as_ref())?))
-            }
-            Some(_) => {
-                self.clear_thread(thread)?;
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        self.live_head(&thread_key(thread), |me| me.clear_thread(thread).map(drop))
     }
 
     fn save_thread(&mut self, thread: &str, mut t: ThreadRecord) -> Result<()> {
