@@ -21,10 +21,10 @@ free_port() {
     || shuf -i 20000-60000 -n 1
 }
 
-# Runs "$@" every 0.2 s until it succeeds; fails after 60 s.
+# Runs "$@" every 0.2 s until it succeeds; fails after WAIT_SECS (default 60) seconds.
 wait_until() {
   local _
-  for _ in $(seq 1 300); do
+  for _ in $(seq 1 $((${WAIT_SECS:-60} * 5))); do
     if "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.2
   done

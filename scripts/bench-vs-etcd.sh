@@ -92,14 +92,9 @@ cpu_ticks() {
   echo "$t"
 }
 
-# Waits (up to 120 s) until the bench's progress line (stderr, in $1) reports second $2.
-wait_progress() {
-  local _
-  for _ in $(seq 1 1200); do
-    if tr '\r' '\n' <"$1" | grep -q "bench: *$2s /"; then return 0; fi
-    sleep 0.1
-  done
-  return 1
+# Whether the bench's progress line (stderr, in $1) has reported second $2.
+progress_at() {
+  tr '\r' '\n' <"$1" | grep -q "bench: *$2s /"
 }
 
 CLK_TCK="$(getconf CLK_TCK)"
@@ -121,9 +116,9 @@ run() { # target endpoints workload clients server-pids...
     --clients "$clients" --duration "$DURATION" --warmup "$WARMUP" \
     --value-size "$VALUE_SIZE" --json >"$out" 2>"$err" &
   local bench=$!
-  if [ -n "$SECS" ] && wait_progress "$err" 1; then
+  if [ -n "$SECS" ] && WAIT_SECS=$((SECS + 60)) wait_until progress_at "$err" 1; then
     t0="$(cpu_ticks "$@")" s0="$(date +%s.%N)"
-    if wait_progress "$err" "$((SECS - 1))"; then
+    if WAIT_SECS=$((SECS + 60)) wait_until progress_at "$err" "$((SECS - 1))"; then
       t1="$(cpu_ticks "$@")" s1="$(date +%s.%N)"
       cpu="ok"
     fi
