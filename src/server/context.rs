@@ -195,6 +195,79 @@ impl ContextService {
     }
 }
 
+/// Where a change stream stands: the last version it has passed on and the progress
+/// it last told the client.
+struct StreamCursor {
+    /// The newest version handled (sent, or skipped because nothing in it matched).
+    last: Option<u64>,
+    /// The progress version last sent.
+    sent: u64,
+    /// When a response last went out.
+    sent_at: tokio::time::Instant,
+}
+
+impl StreamCursor {
+    /// Sends the changes of every version in `pending` newer than `last`, one
+    /// version at a time; a version with many changes goes in parts whose progress
+    /// stays below it until the last. Returns false once the client has gone.
+    async fn send_versions<T, R>(
+        &mut self,
+        tx: &mpsc::Sender<std::result::Result<R, Status>>,
+        pending: &[Arc<Change>],
+        keep: &impl Fn(&Change) -> Option<T>,
+        wrap: &impl Fn(Vec<T>, u64) -> R,
+    ) -> bool {
+        for version in pending.chunk_by(|a, b| a.version == b.version) {
+            let v = version[0].version;
+            if self.last.is_some_and(|l| v <= l) {
+                continue;
+            }
+            let before = self.last.unwrap_or(0);
+            let kept: Vec<T> = version.iter().filter_map(|c| keep(c)).collect();
+            let mut items = kept.into_iter().peekable();
+            while items.peek().is_some() {
+                let part: Vec<T> = items.by_ref().take(MAX_EVENTS_PER_RESPONSE).collect();
+                let progress = if items.peek().is_none() { v } else { before };
+                if !self.send(tx, wrap(part, progress), progress).await {
+                    return false;
+                }
+            }
+            self.last = Some(v);
+        }
+        true
+    }
+
+    /// A watcher whose keys stay quiet still learns how far the shard has gone (at
+    /// most every `PROGRESS_EVERY`), so a reconnect resumes from a retained version.
+    /// Returns false once the client has gone.
+    async fn send_progress<T, R>(
+        &mut self,
+        tx: &mpsc::Sender<std::result::Result<R, Status>>,
+        wrap: &impl Fn(Vec<T>, u64) -> R,
+    ) -> bool {
+        match self.last.filter(|l| *l > self.sent) {
+            Some(l) if self.sent_at.elapsed() >= PROGRESS_EVERY => {
+                self.send(tx, wrap(Vec::new(), l), l).await
+            }
+            _ => true,
+        }
+    }
+
+    async fn send<R>(
+        &mut self,
+        tx: &mpsc::Sender<std::result::Result<R, Status>>,
+        response: R,
+        progress: u64,
+    ) -> bool {
+        if tx.send(Ok(response)).await.is_err() {
+            return false;
+        }
+        self.sent = self.sent.max(progress);
+        self.sent_at = tokio::time::Instant::now();
+        true
+    }
+}
+
 /// Streams the changes of `shard` after `after` (None: from now) that `keep`
 /// accepts, mapped by `map`; every change of one version goes in one response.
 /// The stream survives leader changes (every replica applies every change); it
@@ -203,8 +276,8 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
     ctx: Arc<NodeCtx>,
     shard: ShardId,
     after: Option<u64>,
-    keep: impl Fn(&Change) -> Option<T> + Send + 'static,
-    wrap: impl Fn(Vec<T>, u64) -> R + Send + 'static,
+    keep: impl Fn(&Change) -> Option<T> + Send + Sync + 'static,
+    wrap: impl Fn(Vec<T>, u64) -> R + Send + Sync + 'static,
 ) -> Result<RpcStream<R>> {
     // Fail at once (before the stream starts) when the version is not retained.
     let first = ctx.watch.subscribe(shard, after)?;
@@ -216,14 +289,16 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
         if tx.send(Ok(wrap(Vec::new(), first.start))).await.is_err() {
             return;
         }
-        let mut sent = first.start;
-        let mut sent_at = tokio::time::Instant::now();
-        let mut last = Some(first.start);
+        let mut cursor = StreamCursor {
+            last: Some(first.start),
+            sent: first.start,
+            sent_at: tokio::time::Instant::now(),
+        };
         let mut sub = Some(first);
         loop {
             let s = match sub.take() {
                 Some(s) => s,
-                None => match ctx.watch.subscribe(shard, last) {
+                None => match ctx.watch.subscribe(shard, cursor.last) {
                     Ok(s) => s,
                     Err(e) => {
                         let _ = tx.send(Err(e.into())).await;
@@ -234,47 +309,12 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
             let mut live = s.live;
             let mut pending: Vec<Arc<Change>> = s.replay;
             loop {
-                // Send what is pending, one version at a time; a version with many
-                // changes goes in parts whose progress stays below it until the last.
-                let mut i = 0;
-                while i < pending.len() {
-                    let v = pending[i].version;
-                    let mut j = i;
-                    let mut items = Vec::new();
-                    while j < pending.len() && pending[j].version == v {
-                        if let Some(t) = keep(&pending[j]) {
-                            items.push(t);
-                        }
-                        j += 1;
-                    }
-                    if last.is_none_or(|l| v > l) {
-                        let before = last.unwrap_or(0);
-                        let mut items = items.into_iter().peekable();
-                        while items.peek().is_some() {
-                            let part: Vec<T> = items.by_ref().take(MAX_EVENTS_PER_RESPONSE).collect();
-                            let progress = if items.peek().is_none() { v } else { before };
-                            if tx.send(Ok(wrap(part, progress))).await.is_err() {
-                                return;
-                            }
-                            sent = sent.max(progress);
-                            sent_at = tokio::time::Instant::now();
-                        }
-                        last = Some(v);
-                    }
-                    i = j;
+                if !cursor.send_versions(&tx, &pending, &keep, &wrap).await
+                    || !cursor.send_progress(&tx, &wrap).await
+                {
+                    return;
                 }
                 pending.clear();
-                // A watcher whose keys stay quiet still learns how far the shard has
-                // gone, so a reconnect resumes from a retained version.
-                if let Some(l) = last.filter(|l| *l > sent) {
-                    if sent_at.elapsed() >= PROGRESS_EVERY {
-                        if tx.send(Ok(wrap(Vec::new(), l))).await.is_err() {
-                            return;
-                        }
-                        sent = l;
-                        sent_at = tokio::time::Instant::now();
-                    }
-                }
                 tokio::select! {
                     _ = tx.closed() => return,
                     r = live.recv() => match r {
