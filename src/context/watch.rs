@@ -79,31 +79,18 @@ impl WatchHub {
     /// Starts (or restarts) a replica's log at `applied`: nothing at or below it is
     /// retained. Called when the replica starts and when it installs a snapshot.
     pub(crate) fn reset(&self, shard: ShardId, applied: u64) {
-        let mut logs = self.logs();
-        match logs.get_mut(&shard) {
-            Some(log) => {
-                log.changes.clear();
-                log.bytes = 0;
-                log.retained_after = applied;
-                log.last_version = applied;
-                // Watchers of the old log end (a snapshot skipped changes they would
-                // otherwise miss silently); they resume from their last version.
-                log.tx = broadcast::channel(CHANNEL_CAPACITY).0;
-            }
-            None => {
-                let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
-                logs.insert(
-                    shard,
-                    ShardLog {
-                        changes: VecDeque::new(),
-                        bytes: 0,
-                        retained_after: applied,
-                        last_version: applied,
-                        tx,
-                    },
-                );
-            }
-        }
+        // A fresh log with a fresh channel: watchers of the old log end (a snapshot
+        // skipped changes they would otherwise miss silently); they resume from
+        // their last version.
+        let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
+        let log = ShardLog {
+            changes: VecDeque::new(),
+            bytes: 0,
+            retained_after: applied,
+            last_version: applied,
+            tx,
+        };
+        self.logs().insert(shard, log);
     }
 
     /// Forgets a removed replica (its watchers' streams end).
