@@ -394,6 +394,13 @@ fn join_limited(parts: &[String]) -> String {
     s
 }
 
+/// Reports `parts` (if any) as one violation of `rule`: "`what`: part, part, …".
+fn push_listed(out: &mut Vec<ListViolation>, rule: &'static str, what: String, parts: &[String]) {
+    if !parts.is_empty() {
+        out.push(violation(rule, format!("{what}: {}", join_limited(parts))));
+    }
+}
+
 /// Rule [`SEQ_ORDER`].
 fn check_seq_order(read: &Read<'_>, out: &mut Vec<ListViolation>) {
     let mut parts = Vec::new();
@@ -426,17 +433,8 @@ fn check_seq_order(read: &Read<'_>, out: &mut Vec<ListViolation>) {
             }
         }
     }
-    if !parts.is_empty() {
-        out.push(violation(
-            SEQ_ORDER,
-            format!(
-                "read op #{} ({} items): {}",
-                read.op,
-                read.items.len(),
-                join_limited(&parts)
-            ),
-        ));
-    }
+    let what = format!("read op #{} ({} items)", read.op, read.items.len());
+    push_listed(out, SEQ_ORDER, what, &parts);
 }
 
 /// Rule [`PREFIX`].
@@ -492,17 +490,12 @@ fn check_read_ack_seqs(history: &Indexed<'_>, read: &Read<'_>, out: &mut Vec<Lis
             None => {}
         }
     }
-    if !parts.is_empty() {
-        out.push(violation(
-            ACK_SEQ,
-            format!(
-                "read op #{} ({} items) disagrees with acknowledged seqs: {}",
-                read.op,
-                read.items.len(),
-                join_limited(&parts)
-            ),
-        ));
-    }
+    let what = format!(
+        "read op #{} ({} items) disagrees with acknowledged seqs",
+        read.op,
+        read.items.len()
+    );
+    push_listed(out, ACK_SEQ, what, &parts);
 }
 
 /// Rules [`FAILED_VISIBLE`] and [`UNKNOWN_ID`].
@@ -518,26 +511,13 @@ fn check_read_ids(history: &Indexed<'_>, read: &Read<'_>, out: &mut Vec<ListViol
             None => unknown.push(format!("{id:?} at seq {seq}")),
         }
     }
-    if !failed.is_empty() {
-        out.push(violation(
-            FAILED_VISIBLE,
-            format!(
-                "read op #{} contains appends that failed: {}",
-                read.op,
-                join_limited(&failed)
-            ),
-        ));
-    }
-    if !unknown.is_empty() {
-        out.push(violation(
-            UNKNOWN_ID,
-            format!(
-                "read op #{} contains ids that no append of the history wrote: {}",
-                read.op,
-                join_limited(&unknown)
-            ),
-        ));
-    }
+    let what = format!("read op #{} contains appends that failed", read.op);
+    push_listed(out, FAILED_VISIBLE, what, &failed);
+    let what = format!(
+        "read op #{} contains ids that no append of the history wrote",
+        read.op
+    );
+    push_listed(out, UNKNOWN_ID, what, &unknown);
 }
 
 /// The acknowledged appends that completed before `read` was invoked but are
