@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ctxstore::dev::{DevCluster, DevOptions};
-use ctxstore::Client;
+use ctxstore_client::Client;
 use futures::future::join_all;
 
 /// Requests in flight per measured iteration.

@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 # Build the binaries together with the test targets: the same dependency features as
 # scripts/test.sh, so RocksDB is compiled once for both commands.
-cargo build --bins --tests
+cargo build --workspace --bins --tests
 exec "${CARGO_TARGET_DIR:-target}/debug/ctxd" dev "$@"

@@ -279,7 +279,7 @@ impl Limits {
                 return Err(Error::config(name, "must be greater than 0"));
             }
         }
-        if self.max_value_size > 64 << 20 {
+        if self.max_value_size > crate::proto::MAX_VALUE_SIZE_CAP {
             return Err(Error::config(
                 "limits.max-value-size",
                 "must be at most 64 MiB",

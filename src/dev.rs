@@ -53,7 +53,7 @@ impl DevCluster {
             None => std::env::temp_dir().join(format!(
                 "ctxstore-dev-{}-{}",
                 std::process::id(),
-                crate::server::now_ms()
+                crate::util::now_ms()
             )),
         };
         let mut listeners = Vec::new();

@@ -1,4 +1,5 @@
-//! Key encoding (DESIGN §4) and the partition-key rule (DESIGN §1).
+//! Key encoding in the node's RocksDB (DESIGN §4). The partition-key rule (DESIGN §1)
+//! is shared with clients and lives in `ctxstore-api`; it is re-exported here.
 //!
 //! Invariants:
 //! - `data` CF keys are `xxh3(partition key) BE8 · user key`, so one hash tag is one
@@ -7,7 +8,8 @@
 //!   records are one prefix.
 
 use crate::types::ShardId;
-use xxhash_rust::xxh3::xxh3_64;
+
+pub use ctxstore_api::keys::{key_hash, partition_key, prefix_end, prefix_partition, tag_hash};
 
 /// Column family of Raft log entries and Raft local state.
 pub const CF_RAFT: &str = "raft";
@@ -117,44 +119,6 @@ pub fn dedup_prefix(shard: ShardId) -> Vec<u8> {
     shard_key(shard, DEDUP_TAG, &[])
 }
 
-/// The exclusive upper bound of all keys starting with `prefix` (None: unbounded).
-pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
-/// The bytes of `key` that decide its placement: the first non-empty `{...}` hash tag,
-/// else the whole key (the Redis Cluster rule).
-pub fn partition_key(key: &[u8]) -> &[u8] {
-    if let Some(open) = key.iter().position(|&b| b == b'{') {
-        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
-            if len > 0 {
-                return &key[open + 1..open + 1 + len];
-            }
-        }
-    }
-    key
-}
-
-/// The complete hash tag a scan prefix pins down, if any: `{tag}` must be closed
-/// inside the prefix, and be the key's first `{`.
-pub fn prefix_partition(prefix: &[u8]) -> Option<&[u8]> {
-    let open = prefix.iter().position(|&b| b == b'{')?;
-    let len = prefix[open + 1..].iter().position(|&b| b == b'}')?;
-    (len > 0).then(|| &prefix[open + 1..open + 1 + len])
-}
-
-/// Ring position of `key`: `xxh3_64(partition key)`.
-pub fn key_hash(key: &[u8]) -> u64 {
-    xxh3_64(partition_key(key))
-}
-
 /// `data` CF key of a user key.
 pub fn data_key(user_key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(8 + user_key.len());
@@ -187,41 +151,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    #[test]
-    fn partition_key_follows_hash_tags() {
-        assert_eq!(partition_key(b"{conv:1}:msg:7"), b"conv:1");
-        assert_eq!(partition_key(b"plain"), b"plain");
-        assert_eq!(partition_key(b"{}empty"), b"{}empty");
-        assert_eq!(partition_key(b"a{b}c{d}"), b"b");
-        assert_eq!(partition_key(b"open{only"), b"open{only");
-    }
-
-    #[test]
-    fn prefix_partition_needs_a_closed_tag() {
-        assert_eq!(prefix_partition(b"{c1}:m"), Some(&b"c1"[..]));
-        assert_eq!(prefix_partition(b"{c1"), None);
-        assert_eq!(prefix_partition(b"abc"), None);
-    }
-
-    #[test]
-    fn prefix_end_bounds() {
-        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
-        assert_eq!(prefix_end(b"\xff\xff"), None);
-    }
-
     proptest! {
         #[test]
         fn data_key_round_trips(key in proptest::collection::vec(any::<u8>(), 0..64)) {
             let dk = data_key(&key);
             prop_assert_eq!(decode_data_key(&dk), Some(&key[..]));
-        }
-
-        #[test]
-        fn same_tag_same_hash(tag in "[a-z0-9]{1,12}", a in "[a-z:]{0,8}", b in "[a-z:]{0,8}") {
-            let ka = format!("{{{tag}}}{a}");
-            let kb = format!("{b}{{{tag}}}");
-            prop_assert_eq!(key_hash(ka.as_bytes()), key_hash(kb.as_bytes()));
         }
 
         #[test]

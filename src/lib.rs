@@ -1,128 +1,53 @@
-//! ctxstore: a sharded, Raft-replicated, strongly consistent key-value store for the
-//! working memory of LLM agents.
+//! ctxstore's server: a sharded, Raft-replicated, strongly consistent key-value store
+//! for the working memory of LLM agents. The design is `docs/design.md`; what is
+//! built, and where it departs from the design, is `docs/architecture.md` (which has
+//! the one module map). Clients use the `ctxstore-client` crate; the wire types,
+//! errors, ring and key rules shared with them live in `ctxstore-api`.
 //!
-//! Architecture map (details in `docs/architecture.md`):
+//! # Layers
 //!
-//! - [`proto`]: the gRPC API and persisted records, generated from `proto/`.
-//! - `keys`: how keys are laid out in RocksDB and which bytes are hashed.
-//! - `storage`: the node's RocksDB (`engine`), the per-replica Raft log mirror that
-//!   implements `raft::Storage` (`peer_storage`), the node-wide group-committing
-//!   `log_writer`, and snapshot build/install.
-//! - `fsm`: the replicated state machine: what a committed command does to the data.
-//! - `raft`: everything wrapping raft-rs: the per-replica actor (`peer`), the
-//!   node-to-node `transport`, and the slog→tracing bridge.
-//! - `node`: one `ctxd` process: hosts replicas, bootstraps or joins a cluster.
-//! - `server`: the tonic services (`Kv`, `Cluster`, `Raft`).
-//! - [`client`]: the bundled Rust client that follows leaders and retries safely.
-//! - `ring`: the consistent-hash ring that will place keys on shards (sharding).
-//! - [`error`] and `status`: one error type; the single mapping to and from gRPC.
+//! Modules form layers, and **a module imports only from its own layer or the layers
+//! below it** (`tests/layering.rs` reads every `crate::` path outside test code and
+//! fails on an upward one):
+//!
+//! | layer | modules | owns |
+//! | --- | --- | --- |
+//! | 1. leaf | `error`, `proto`, `types`, `ring`, `context`, `util` (from `ctxstore-api`), `keys`, `config` | wire types, errors, ids, key layout, settings |
+//! | 2. storage | `storage::{engine, peer_storage, log_writer, snapshot}` | RocksDB, the Raft log mirror, group commit, snapshots |
+//! | 3. state machine | `meta::state`, then `fsm::{watch, budget, command, context, read, apply}` | what a committed command does, and reading it back |
+//! | 4. replica handle | `raft::{handle, logger, transport}`, `meta::cache` | talking to a replica; node-to-node messages |
+//! | 5. node context | `node::ctx` | the services and registries replicas share |
+//! | 6. replica actor | `raft::{peer, ready, admin}` | the task owning one `RawNode` |
+//! | 7. replica creation | `node::replicas` | load, bootstrap, create on a leader's message |
+//! | 8. node services | `meta::service`, `node::purge` | heartbeats, routing table, TTL purge |
+//! | 9. gRPC | `server::{path, watch}`, then `server::{kv, context, cluster, raft_service}`, then `server` | the tonic services |
+//! | 10. process | `node` (`Node`), `dev`, `bench_support` | starting and stopping it all |
+//!
+//! The rule in words, after TiKV raftstore-v2's: state-machine logic never knows about
+//! replicas; what every replica shares is defined once in `node::ctx`, which holds
+//! services and registries but never creates a replica; the actor splits its `impl
+//! Peer` by feature (`ready`, `admin`) instead of reaching upward; and services sit on
+//! top, talking to replicas only through their handles.
 
-pub mod check;
-pub mod client;
+pub mod bench_support;
 pub mod config;
-pub mod context;
 pub mod dev;
+#[cfg(test)]
+mod docs_tests;
 pub mod error;
 pub(crate) mod fsm;
 pub mod keys;
-pub mod meta;
+pub(crate) mod meta;
 pub mod node;
 pub mod proto;
 pub(crate) mod raft;
-pub mod ring;
-pub mod server;
-pub mod status;
+pub(crate) mod server;
 pub(crate) mod storage;
-pub mod types;
+
+pub use ctxstore_api::{context, ring, types, util};
 
 pub use crate::raft::transport::MessageFilter;
-pub use client::{Client, ClientOptions};
 pub use config::NodeConfig;
 pub use error::{Error, Result};
+pub use node::Node;
 pub use types::{NodeId, ReplicaId, ShardId};
-
-/// Entry points for `benches/` into internal layers. Not a stable API.
-#[doc(hidden)]
-pub mod bench_support {
-    use crate::error::Result;
-    use crate::proto::ShardDescriptor;
-    use crate::storage::{Engine, PeerStorage};
-    use crate::types::ShardId;
-    use raft::eraftpb::Entry;
-    use raft::{GetEntriesContext, Storage as _};
-
-    /// The in-memory Raft log mirror of one replica.
-    pub struct LogMirror(PeerStorage);
-
-    impl Default for LogMirror {
-        fn default() -> Self {
-            Self(PeerStorage::new_bootstrap(vec![1, 2, 3]))
-        }
-    }
-
-    impl LogMirror {
-        /// Appends entries as a ready would.
-        pub fn append(&mut self, entries: &[Entry]) {
-            self.0.append(entries);
-        }
-
-        /// Reads `[lo, hi)` as raft-rs does when sending appends.
-        pub fn read(&self, lo: u64, hi: u64) -> usize {
-            self.0
-                .entries(lo, hi, None, GetEntriesContext::empty(false))
-                .map_or(0, |e| e.len())
-        }
-
-        /// Index of the last entry.
-        pub fn last(&self) -> u64 {
-            self.0.last()
-        }
-
-        /// Drops entries up to `index` (log GC).
-        pub fn compact(&mut self, index: u64) {
-            let _ = self.0.compact(index);
-        }
-    }
-
-    /// A node's RocksDB with the apply path on top.
-    pub struct ApplyPath {
-        engine: Engine,
-        next_index: u64,
-    }
-
-    impl ApplyPath {
-        /// Opens RocksDB under `dir`.
-        pub fn open(dir: &std::path::Path) -> Result<Self> {
-            Ok(Self {
-                engine: Engine::open(dir)?,
-                next_index: 10,
-            })
-        }
-
-        /// Applies one round of `n` committed single-put commands.
-        pub fn apply_puts(&mut self, n: usize, value: &[u8]) -> Result<()> {
-            let entries: Vec<Entry> = (0..n)
-                .map(|i| {
-                    let index = self.next_index + i as u64;
-                    crate::fsm::apply::single_put_entry(
-                        index,
-                        6,
-                        1,
-                        &[],
-                        format!("bench-{}", index % 10_000).into_bytes(),
-                        value.to_vec(),
-                    )
-                })
-                .collect();
-            self.next_index += n as u64;
-            crate::fsm::apply::apply_round(
-                &self.engine,
-                ShardId(1),
-                &entries,
-                ShardDescriptor::default(),
-                Vec::new(),
-            )?;
-            Ok(())
-        }
-    }
-}

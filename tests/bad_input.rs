@@ -3,9 +3,9 @@
 mod common;
 
 use common::TestCluster;
-use ctxstore::client::{Client, ClientOptions};
 use ctxstore::proto::{batch_op, BatchOp, PutOp};
 use ctxstore::{Error, NodeConfig};
+use ctxstore_client::{Client, ClientOptions};
 use std::time::Duration;
 
 fn put_op(k: &str) -> BatchOp {
@@ -191,7 +191,7 @@ async fn malformed_config_names_the_field() {
         ),
     ];
     for (cfg, field) in cases {
-        match ctxstore::node::Node::start(cfg).await {
+        match ctxstore::Node::start(cfg).await {
             Err(Error::Config { field: f, .. }) => assert_eq!(f, field),
             Err(e) => panic!("expected a config error on {field}, got {e}"),
             Ok(n) => {
@@ -213,7 +213,7 @@ async fn malformed_config_names_the_field() {
         initial_cluster: format!("1={addr}"),
         ..Default::default()
     };
-    let n = ctxstore::node::Node::start_with_listener(cfg.clone(), l)
+    let n = ctxstore::Node::start_with_listener(cfg.clone(), l)
         .await
         .expect("starts");
     n.shutdown().await;
@@ -225,7 +225,7 @@ async fn malformed_config_names_the_field() {
         initial_cluster: format!("2={addr}"),
         ..cfg
     };
-    match ctxstore::node::Node::start_with_listener(other, l).await {
+    match ctxstore::Node::start_with_listener(other, l).await {
         Err(Error::Config { field, reason }) => {
             assert_eq!(field, "node-id");
             assert!(reason.contains("belongs to node 1"), "{reason}");

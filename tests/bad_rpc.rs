@@ -8,13 +8,13 @@ mod common;
 
 use common::procs::start_cluster;
 use common::{wait_for, WAIT};
-use ctxstore::client::Client;
 use ctxstore::proto::raft_client::RaftClient;
 use ctxstore::proto::{
     AddMemberRequest, AppendRequest, ChannelBlob, ChatMessage, Checkpoint, CompareAndSwapRequest,
     ConversationRef, GetRequest, PutCheckpointRequest, PutRequest, RaftEnvelope, ReadRequest,
     RequestHeader, ScanRequest, SnapshotChunk, ThreadRef,
 };
+use ctxstore_client::Client;
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

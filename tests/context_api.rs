@@ -10,7 +10,8 @@ use ctxstore::proto::{
     Model, PendingWrite, PruneCheckpointsRequest, PutCheckpointRequest, PutWritesRequest,
     ReadRequest, SeqRange, SetConversationMetadataRequest, ThreadRef, TokenBudget, TrimRequest,
 };
-use ctxstore::{Client, Error};
+use ctxstore::Error;
+use ctxstore_client::Client;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -518,7 +519,7 @@ async fn ttl_expires_purges_and_survives_restart() {
         read_all(&client, &short).await.is_empty(),
         "expired messages are invisible"
     );
-    let on_disk = |node: &ctxstore::node::Node, needle: &[u8]| {
+    let on_disk = |node: &ctxstore::Node, needle: &[u8]| {
         node.data_keys()
             .expect("keys")
             .iter()
@@ -646,7 +647,7 @@ async fn watch_resumes_across_leader_change() {
 }
 
 async fn next_event(
-    w: &mut ctxstore::client::Watcher<ctxstore::proto::WatchEvent>,
+    w: &mut ctxstore_client::Watcher<ctxstore::proto::WatchEvent>,
 ) -> ctxstore::proto::WatchEvent {
     tokio::time::timeout(WAIT, w.next())
         .await

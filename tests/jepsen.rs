@@ -2,9 +2,9 @@
 //! deletes and compare-and-swaps on a few colliding keys while a nemesis injects
 //! faults; afterwards everything is healed, every replica of every shard must hold
 //! the same data, and the whole history (with final reads) must be linearizable per
-//! key (`ctxstore::check`). Alongside, a few clients append to and read two
+//! key (`ctxstore_check`). Alongside, a few clients append to and read two
 //! conversations (agent context API); those histories must be consistent with one
-//! append-only list each, numbered gap-free (`ctxstore::check::list`).
+//! append-only list each, numbered gap-free (`ctxstore_check::list`).
 //!
 //! CI runs a short campaign. A longer one (see `scripts/jepsen.sh`):
 //! `JEPSEN_RUNS=10 JEPSEN_SECS=60 cargo nextest run --test jepsen --no-capture`.
@@ -22,13 +22,13 @@ mod common;
 
 use common::procs::{start_cluster, Ctxd};
 use common::{wait_for, TestCluster, WAIT};
-use ctxstore::check::list::{check_list, AppendOutcome, ListOp, ListOpKind};
-use ctxstore::check::{check_history, History, OpKind, Outcome, Output, Recorder, Verdict};
-use ctxstore::client::{Client, ClientOptions};
 use ctxstore::proto::{
     read_request::Select, AppendRequest, ChatMessage, ConversationRef, ReadRequest, SeqRange,
 };
 use ctxstore::{Error, MessageFilter, NodeId};
+use ctxstore_check::list::{check_list, AppendOutcome, ListOp, ListOpKind};
+use ctxstore_check::{check_history, History, OpKind, Outcome, Output, Recorder, Verdict};
+use ctxstore_client::{Client, ClientOptions};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -648,7 +648,7 @@ async fn inject(cluster: &mut TestCluster, fault: Fault, rng: &mut StdRng, clien
                     let l = tokio::net::TcpListener::bind(&cfg.listen)
                         .await
                         .expect("rebind");
-                    ctxstore::node::Node::start_with_listener(cfg, l)
+                    ctxstore::Node::start_with_listener(cfg, l)
                         .await
                         .expect("restart")
                 }

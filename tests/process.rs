@@ -5,7 +5,7 @@ mod common;
 
 use common::procs::{free_port, start_cluster, Ctxd};
 use common::{must_read, wait_for, WAIT};
-use ctxstore::client::{Client, ClientOptions};
+use ctxstore_client::{Client, ClientOptions};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
@@ -97,7 +97,7 @@ async fn sigkill_of_leader_loses_no_acknowledged_write() {
 }
 
 fn ctxctl(endpoints: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ctxctl"))
+    let out = Command::new(common::procs::ctxctl_bin())
         .arg("--endpoints")
         .arg(endpoints)
         .arg("--timeout")
@@ -174,11 +174,26 @@ async fn ctxctl_exit_codes_and_output() {
     assert_eq!(results[7].0, 2, "{}", results[7].2);
     assert_eq!(results[8].0, 0, "{}", results[8].2);
     assert!(results[8].1.contains("shard 0"), "{}", results[8].1);
-    // The status shows the routing table served by the meta shard.
+    // The status is a table per shard and per node, with the routing table's
+    // version; `-o json` gives the same for scripts.
     assert!(
-        results[4].1.contains("routing table: version"),
+        results[4].1.contains("routing table version")
+            && results[4].1.starts_with("SHARD")
+            && results[4].1.contains("NODE"),
         "{}",
         results[4].1
+    );
+    let eps4 = eps.clone();
+    let json = tokio::task::spawn_blocking(move || ctxctl(&eps4, &["status", "-o", "json"]))
+        .await
+        .expect("join");
+    assert_eq!(json.0, 0, "{}", json.2);
+    let doc: serde_json::Value = serde_json::from_str(json.1.trim()).expect("status -o json");
+    assert_eq!(doc["shards"].as_array().map(Vec::len), Some(2), "{doc}");
+    assert_eq!(doc["nodes"].as_array().map(Vec::len), Some(3), "{doc}");
+    assert!(
+        doc["routing_version"].as_u64().is_some_and(|v| v > 0),
+        "{doc}"
     );
     // Conversations: append with and without an expectation, read, info, list.
     let eps3 = eps.clone();

@@ -4,15 +4,15 @@
 mod common;
 
 use common::{fast_config, wait_for, TestCluster, WAIT};
-use ctxstore::node::Node;
 use ctxstore::proto::ReplicaRole;
+use ctxstore::Node;
 use ctxstore::{Error, NodeConfig};
 use futures::StreamExt;
 use tokio::net::TcpListener;
 
 const WRITES: usize = 20_000;
 
-async fn write_many(client: &ctxstore::Client, prefix: &str, n: usize) {
+async fn write_many(client: &ctxstore_client::Client, prefix: &str, n: usize) {
     futures::stream::iter(0..n)
         .map(|i| {
             let c = client.clone();
@@ -163,7 +163,7 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
         .put("after-join", "yes")
         .await
         .expect("write after join");
-    let reader = ctxstore::Client::connect(std::slice::from_ref(&addr))
+    let reader = ctxstore_client::Client::connect(std::slice::from_ref(&addr))
         .await
         .expect("client");
     wait_for("node 4 to serve the new write", WAIT, || async {

@@ -228,7 +228,9 @@ async fn partitions_and_delays_through_the_transport_seam() {
         .filter(|i| *i != leader)
         .map(|i| cluster.configs[i].listen.clone())
         .collect();
-    let majority_client = ctxstore::Client::connect(&majority).await.expect("client");
+    let majority_client = ctxstore_client::Client::connect(&majority)
+        .await
+        .expect("client");
     for i in 0..20 {
         majority_client
             .put(format!("part-{i}"), "v")

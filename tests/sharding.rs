@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-async fn put_many(client: &ctxstore::Client, prefix: &str, n: usize) -> Vec<String> {
+async fn put_many(client: &ctxstore_client::Client, prefix: &str, n: usize) -> Vec<String> {
     futures::stream::iter(0..n)
         .map(|i| {
             let c = client.clone();

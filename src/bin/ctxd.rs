@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use ctxstore::dev::{DevCluster, DevOptions};
-use ctxstore::node::Node;
+use ctxstore::Node;
 use ctxstore::NodeConfig;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,13 +75,20 @@ struct DevArgs {
     shards: u64,
 }
 
+/// Logs when `RUST_LOG` is not set: ctxstore's own at INFO, raft-rs's only from WARN
+/// (its INFO lines describe every election and conf change of every shard).
+const DEFAULT_LOG_FILTER: &str = "info,raft=warn";
+
 fn main() -> ExitCode {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into files or pipes.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {

@@ -1,7 +1,7 @@
 //! Applies committed entries to RocksDB: one WriteBatch per round carrying the data,
 //! the dedup records, the shard descriptor and the applied index it all corresponds to.
 
-use crate::error::Result;
+use crate::error::{ErrInto, Result};
 use crate::fsm::command::{Applier, Change, StateReader};
 use crate::keys;
 use crate::proto::{
@@ -9,7 +9,7 @@ use crate::proto::{
     ValueRecord,
 };
 use crate::storage::Engine;
-use crate::types::ShardId;
+use crate::types::{ShardId, META_SHARD};
 use prost::Message;
 use raft::eraftpb::{Entry, EntryType};
 
@@ -42,7 +42,7 @@ impl StateReader for EngineReader<'_> {
             if out.len() >= limit {
                 break;
             }
-            let (k, v) = item?;
+            let (k, v) = item.err_into()?;
             out.push((k.to_vec(), ValueRecord::decode(v.as_ref())?));
         }
         Ok(out)
@@ -62,7 +62,7 @@ pub(crate) struct Applied {
     /// The meta shard's state after the round (meta shard only).
     pub(crate) meta: Option<MetaState>,
     /// Every data change of the round, in order, for watches.
-    pub(crate) changes: Vec<crate::context::watch::Change>,
+    pub(crate) changes: Vec<crate::fsm::watch::Change>,
     /// Whether the round wrote a record with an expiry (the purge must look again).
     pub(crate) expiring: bool,
 }
@@ -81,7 +81,7 @@ pub(crate) fn apply_round(
     let mut applier = Applier::new(&reader);
     let mut results = Vec::new();
     let mut last_now_ms = 0;
-    let mut meta = if shard == crate::meta::META_SHARD {
+    let mut meta = if shard == META_SHARD {
         Some(
             engine
                 .get_decoded::<MetaState>(keys::CF_META, &keys::meta_state_key())?
@@ -104,7 +104,7 @@ pub(crate) fn apply_round(
         };
         last_now_ms = last_now_ms.max(cmd.now_ms);
         if let (Some(raft_command::Cmd::MetaHeartbeat(hb)), Some(state)) = (&cmd.cmd, &mut meta) {
-            crate::meta::apply_heartbeat(state, hb);
+            crate::meta::state::apply_heartbeat(state, hb);
             meta_changed = true;
             results.push((e.index, e.term, crate::fsm::command::ok(e.index, vec![])));
             continue;
@@ -127,7 +127,7 @@ pub(crate) fn apply_round(
     let mut changes = Vec::new();
     let mut expiring = false;
     for (version, change) in applier.changes.drain(..) {
-        let watched = |k: &[u8], record| crate::context::watch::Change {
+        let watched = |k: &[u8], record| crate::fsm::watch::Change {
             version,
             key: bytes::Bytes::copy_from_slice(keys::decode_data_key(k).unwrap_or_default()),
             record,
@@ -161,7 +161,7 @@ pub(crate) fn apply_round(
     if let (true, Some(state)) = (meta_changed, &meta) {
         batch.put_cf(meta_cf, keys::meta_state_key(), state.encode_to_vec());
     }
-    engine.db().write(batch)?;
+    engine.write(batch)?;
     Ok(Applied {
         results,
         desc,

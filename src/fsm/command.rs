@@ -194,9 +194,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
                 self.started.push(*replica);
                 ok(index, vec![])
             }
-            Some(raft_command::Cmd::Context(c)) => {
-                crate::context::apply::apply(self, index, cmd.now_ms, c)?
-            }
+            Some(raft_command::Cmd::Context(c)) => self.apply_context(index, cmd.now_ms, c)?,
             // Meta commands are applied by `apply_round` on the meta shard only.
             Some(raft_command::Cmd::MetaHeartbeat(_)) | None => ok(index, vec![]),
         };

@@ -1,9 +1,9 @@
-//! The state-machine side of the context API: every operation here runs inside one
-//! applied Raft entry, so sequence numbers, preconditions and TTLs are decided once,
-//! identically on every replica. The leader validated the request; this code still
+//! The state-machine side of the context API (DESIGN §7): every operation here runs
+//! inside one applied Raft entry, so sequence numbers, preconditions and TTLs are
+//! decided once, identically on every replica. The leader validated the request; this code still
 //! never panics on a malformed one (it is rejected as a bad range).
 
-use super::{
+use crate::context::{
     blob_key, blob_of, blob_prefix, ckpt_key, ckpt_prefix, conv_data_prefixes, conv_key, idem_key,
     is_pinned, msg_key, msg_prefix, owner_of_record, seq_of, thread_data_prefixes, thread_key,
     write_key, writes_prefix, Owner, IDEMPOTENCY_WINDOW_MS,
@@ -65,8 +65,21 @@ fn expiry(now_ms: u64, idle_ttl_ms: u64) -> u64 {
     }
 }
 
+impl<R: StateReader> Applier<'_, R> {
+    /// Applies one context command at `index` (the `Applier`'s context feature; its
+    /// core and the `Kv` writes are in `fsm::command`).
+    pub(crate) fn apply_context(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        cmd: &ContextCommand,
+    ) -> Result<CommandResult> {
+        apply(self, index, now_ms, cmd)
+    }
+}
+
 /// Applies one context command at `index`.
-pub(crate) fn apply<R: StateReader>(
+fn apply<R: StateReader>(
     a: &mut Applier<'_, R>,
     index: u64,
     now: u64,

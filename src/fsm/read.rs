@@ -2,11 +2,11 @@
 //! (a round applied mid-read is seen whole or not at all). Run on a blocking thread.
 
 use super::budget::{self, Candidate};
-use super::{
+use crate::context::{
     blob_key, ckpt_key, ckpt_prefix, conv_id_of, conv_key, conv_list_prefix, model_prefix, msg_key,
     writes_prefix,
 };
-use crate::error::Result;
+use crate::error::{ErrInto, Result};
 use crate::fsm::command::is_live;
 use crate::keys;
 use crate::proto::read_request::Select;
@@ -42,7 +42,10 @@ impl<'a> View<'a> {
     /// The live record of a user key.
     pub(crate) fn get(&self, user_key: &[u8]) -> Result<Option<ValueRecord>> {
         let cf = self.engine.cf(keys::CF_DATA);
-        live(self.snap.get_cf(cf, keys::data_key(user_key))?, self.now)
+        live(
+            self.snap.get_cf(cf, keys::data_key(user_key)).err_into()?,
+            self.now,
+        )
     }
 
     /// Visits live records of the `data` CF keys in `[start, end)` whose user keys
@@ -71,7 +74,7 @@ impl<'a> View<'a> {
             .db()
             .iterator_cf_opt(self.engine.cf(keys::CF_DATA), opts, mode)
         {
-            let (k, v) = item?;
+            let (k, v) = item.err_into()?;
             let Some(user_key) = keys::decode_data_key(&k).filter(|uk| accept(uk)) else {
                 continue;
             };
@@ -293,7 +296,7 @@ impl<'a> View<'a> {
 
     /// The idle TTL of a live thread (0: none, or no such thread).
     pub(crate) fn thread_idle_ttl(&self, thread: &str) -> Result<u64> {
-        match self.get(&super::thread_key(thread))? {
+        match self.get(&crate::context::thread_key(thread))? {
             Some(r) => Ok(crate::proto::ThreadRecord::decode(r.value.as_ref())?.idle_ttl_ms),
             None => Ok(0),
         }
@@ -301,7 +304,7 @@ impl<'a> View<'a> {
 
     /// Whether the thread's record is live (a thread expires as a whole).
     fn thread_live(&self, thread: &str) -> Result<bool> {
-        Ok(self.get(&super::thread_key(thread))?.is_some())
+        Ok(self.get(&crate::context::thread_key(thread))?.is_some())
     }
 
     fn tuple(&self, t: &ThreadRef, cp: Checkpoint) -> Result<CheckpointTuple> {
@@ -385,7 +388,7 @@ impl<'a> View<'a> {
 
     /// A model by name.
     pub(crate) fn model(&self, name: &str) -> Result<Option<Model>> {
-        match self.get(&super::model_key(name))? {
+        match self.get(&crate::context::model_key(name))? {
             Some(r) => Ok(Some(model_of(&r)?)),
             None => Ok(None),
         }

@@ -9,13 +9,14 @@ use crate::error::{Error, Result};
 use crate::proto::ValueRecord;
 use crate::types::ShardId;
 use bytes::Bytes;
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::broadcast;
 
 /// Rounds a slow watcher may fall behind by before it re-reads the retained log
 /// (rounds are shared with the log, so this bounds what a stalled watcher pins).
-const CHANNEL_CAPACITY: usize = 256;
+pub(crate) const CHANNEL_CAPACITY: usize = 256;
 
 /// One change to one key.
 #[derive(Clone, Debug)]
@@ -72,8 +73,8 @@ impl WatchHub {
         }
     }
 
-    fn logs(&self) -> std::sync::MutexGuard<'_, HashMap<ShardId, ShardLog>> {
-        self.logs.lock().unwrap_or_else(|p| p.into_inner())
+    fn logs(&self) -> MutexGuard<'_, HashMap<ShardId, ShardLog>> {
+        self.logs.lock()
     }
 
     /// Starts (or restarts) a replica's log at `applied`: nothing at or below it is

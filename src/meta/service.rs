@@ -19,285 +19,27 @@
 //!   heartbeat brought back when the meta shard is unreachable.
 
 use crate::error::{Error, Result};
-use crate::node::NodeCtx;
+use crate::meta::cache::Liveness;
+use crate::meta::state::apply_heartbeat;
+use crate::node::ctx::NodeCtx;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::{
-    raft_command, MetaState, NodeHeartbeat, NodeInfo, NodeState, Replica, ReplicaInfo, ReplicaRole,
-    RoutingTable, ShardDescriptor, ShardRoute,
+    raft_command, MetaState, NodeHeartbeat, NodeInfo, NodeState, ReplicaInfo, RoutingTable,
+    ShardRoute,
 };
-use crate::raft::PeerMsg;
-use crate::types::{NodeId, ShardId};
+use crate::raft::handle::PeerMsg;
+use crate::types::{NodeId, META_SHARD};
+use crate::util::now_ms;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, Notify};
-use tonic::transport::Channel;
-
-/// The meta shard's id.
-pub const META_SHARD: ShardId = ShardId(0);
-
-/// How many replicas the meta shard gets at bootstrap.
-const META_REPLICAS: usize = 3;
+use tokio::sync::oneshot;
 
 /// How long one heartbeat or forwarded request may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Heartbeats missed before a node counts as down.
 const MISSED_HEARTBEATS: u32 = 3;
-
-/// Replica id of node `node`'s bootstrap replica of the meta shard (data shards use
-/// `((s - 1) << 32) | node`, so the top block is free).
-pub(crate) fn meta_replica_id(node: NodeId) -> u64 {
-    (u64::from(u32::MAX) << 32) | node.0
-}
-
-/// Replica id of node `node`'s bootstrap replica of `shard`: unique in the cluster,
-/// and equal to the node id for shard 1.
-pub(crate) fn bootstrap_replica_id(shard: ShardId, node: NodeId) -> u64 {
-    if shard == META_SHARD {
-        meta_replica_id(node)
-    } else {
-        ((shard.0 - 1) << 32) | node.0
-    }
-}
-
-/// The descriptors of a brand-new cluster, meta shard first: shard 0 on the first
-/// (up to) three members, data shard `s` on up to 3 consecutive members starting at
-/// member `s - 1` (round-robin). The first replica of each is its preferred leader.
-/// Every initial member computes the same result from the same arguments.
-pub(crate) fn initial_descriptors(
-    members: &std::collections::BTreeMap<NodeId, String>,
-    shards: u64,
-) -> Vec<ShardDescriptor> {
-    let nodes: Vec<(NodeId, &String)> = members.iter().map(|(n, a)| (*n, a)).collect();
-    if nodes.is_empty() {
-        return Vec::new();
-    }
-    let ring_shards: Vec<u64> = if shards > 1 {
-        (1..=shards).collect()
-    } else {
-        Vec::new()
-    };
-    let per_shard = nodes.len().min(3);
-    let describe = |shard: ShardId, placed: Vec<(NodeId, &String)>, ring: Vec<u64>| {
-        let replicas: Vec<Replica> = placed
-            .iter()
-            .map(|(n, addr)| Replica {
-                replica_id: bootstrap_replica_id(shard, *n),
-                node_id: n.0,
-                addr: (*addr).clone(),
-                role: ReplicaRole::Voter as i32,
-                started: false,
-            })
-            .collect();
-        ShardDescriptor {
-            shard_id: shard.0,
-            next_replica_id: replicas.iter().map(|r| r.replica_id).max().unwrap_or(0) + 1,
-            replicas,
-            conf_ver: 1,
-            ring_ver: 1,
-            ring_shards: ring,
-        }
-    };
-    let mut out = vec![describe(
-        META_SHARD,
-        nodes.iter().take(META_REPLICAS).copied().collect(),
-        Vec::new(),
-    )];
-    for s in 1..=shards {
-        let placed = (0..per_shard)
-            .map(|j| nodes[((s - 1) as usize + j) % nodes.len()])
-            .collect();
-        out.push(describe(ShardId(s), placed, ring_shards.clone()));
-    }
-    out
-}
-
-/// The meta shard's state right after bootstrap.
-pub(crate) fn initial_state(
-    members: &std::collections::BTreeMap<NodeId, String>,
-    descriptors: &[ShardDescriptor],
-) -> MetaState {
-    MetaState {
-        routing_version: 1,
-        nodes: members
-            .iter()
-            .map(|(n, a)| NodeInfo {
-                node_id: n.0,
-                addr: a.clone(),
-                state: NodeState::Unknown as i32,
-            })
-            .collect(),
-        shards: descriptors
-            .iter()
-            .map(|d| ShardRoute {
-                descriptor: Some(d.clone()),
-                leader: None,
-                leader_term: 0,
-            })
-            .collect(),
-        ring_shards: descriptors
-            .iter()
-            .find(|d| d.shard_id != META_SHARD.0)
-            .map(|d| d.ring_shards.clone())
-            .unwrap_or_default(),
-    }
-}
-
-/// Applies a node's heartbeat to the meta state (deterministic: every replica applies
-/// the same report to the same state and gets the same result).
-pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
-    let mut bump = false;
-    if hb.node_id != 0 && !hb.addr.is_empty() {
-        match state.nodes.iter_mut().find(|n| n.node_id == hb.node_id) {
-            Some(n) if n.addr != hb.addr => {
-                n.addr = hb.addr.clone();
-                bump = true;
-            }
-            Some(_) => {}
-            None => {
-                state.nodes.push(NodeInfo {
-                    node_id: hb.node_id,
-                    addr: hb.addr.clone(),
-                    state: NodeState::Unknown as i32,
-                });
-                state.nodes.sort_by_key(|n| n.node_id);
-                bump = true;
-            }
-        }
-    }
-    for report in &hb.leading {
-        let (Some(desc), Some(leader)) = (&report.descriptor, &report.leader) else {
-            continue;
-        };
-        // Only plausible reports count: about a shard the state lists (shards are only
-        // created at bootstrap), from a node holding a replica in the reported
-        // descriptor, naming that replica as the leader.
-        let from_its_leader = leader.node_id == hb.node_id
-            && desc
-                .replicas
-                .iter()
-                .any(|r| r.node_id == hb.node_id && r.replica_id == leader.replica_id);
-        let route = state.shards.iter_mut().find(|s| {
-            s.descriptor
-                .as_ref()
-                .is_some_and(|d| d.shard_id == desc.shard_id)
-        });
-        let (Some(route), true) = (route, from_its_leader) else {
-            continue;
-        };
-        let old_epoch = route
-            .descriptor
-            .as_ref()
-            .map_or((0, 0), |d| (d.conf_ver, d.ring_ver));
-        let new_epoch = (desc.conf_ver, desc.ring_ver);
-        if new_epoch < old_epoch {
-            // A deposed leader's late report.
-            continue;
-        }
-        if new_epoch > old_epoch {
-            bump = true;
-        }
-        // Same epoch may still differ in `started` flags: keep the newest view.
-        route.descriptor = Some(desc.clone());
-        if report.leader_term >= route.leader_term {
-            route.leader = Some(leader.clone());
-            route.leader_term = report.leader_term;
-        }
-    }
-    if bump {
-        state.routing_version += 1;
-    }
-}
-
-/// What the meta leader knows of node liveness (not replicated).
-#[derive(Default)]
-struct Liveness {
-    /// The meta term these observations belong to.
-    term: u64,
-    /// When this replica started watching as leader in `term`.
-    since: Option<Instant>,
-    /// Node → last heartbeat received.
-    seen: HashMap<u64, Instant>,
-}
-
-/// The meta-shard services of one node.
-#[derive(Default)]
-pub(crate) struct MetaCtx {
-    /// The local meta replica's applied state (None: this node hosts no meta replica).
-    state: RwLock<Option<Arc<MetaState>>>,
-    /// The routing table the last heartbeat brought back.
-    cached: RwLock<Option<RoutingTable>>,
-    /// Heartbeats seen while this node led the meta shard.
-    liveness: Mutex<Liveness>,
-    /// Address of the meta leader as last found.
-    leader_addr: Mutex<Option<String>>,
-    /// One lazily connected channel per node address.
-    channels: Mutex<HashMap<String, Channel>>,
-    /// Wakes the heartbeat loop early (leadership or membership changed here).
-    wake: Notify,
-}
-
-impl MetaCtx {
-    /// Records the local meta replica's applied state.
-    pub(crate) fn set_state(&self, state: MetaState) {
-        if let Ok(mut s) = self.state.write() {
-            *s = Some(Arc::new(state));
-        }
-    }
-
-    /// Forgets the local meta replica's state (it was removed from this node).
-    pub(crate) fn clear_state(&self) {
-        if let Ok(mut s) = self.state.write() {
-            *s = None;
-        }
-    }
-
-    /// The local meta replica's applied state.
-    pub(crate) fn state(&self) -> Option<Arc<MetaState>> {
-        self.state.read().ok()?.clone()
-    }
-
-    /// Asks for a heartbeat now (coalesced with one already pending).
-    pub(crate) fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// The routing entry of `shard` as this node last learned it.
-    pub(crate) fn route_of(&self, shard: ShardId) -> Option<ShardRoute> {
-        let find = |routes: &[ShardRoute]| {
-            routes
-                .iter()
-                .find(|r| r.descriptor.as_ref().map(|d| d.shard_id) == Some(shard.0))
-                .cloned()
-        };
-        if let Some(s) = self.state() {
-            if let Some(r) = find(&s.shards) {
-                return Some(r);
-            }
-        }
-        let cached = self.cached.read().ok()?;
-        find(&cached.as_ref()?.shards)
-    }
-
-    fn channel(&self, addr: &str) -> Result<Channel> {
-        let mut m = self
-            .channels
-            .lock()
-            .map_err(|_| Error::Internal("meta channel cache poisoned".into()))?;
-        if let Some(c) = m.get(addr) {
-            return Ok(c.clone());
-        }
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Error::Transport(format!("bad address {addr}: {e}")))?
-            .connect_timeout(CALL_TIMEOUT)
-            .timeout(CALL_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        m.insert(addr.to_string(), ch.clone());
-        Ok(ch)
-    }
-}
 
 /// The heartbeat period: one election timeout.
 fn heartbeat_interval(ctx: &NodeCtx) -> Duration {
@@ -354,7 +96,8 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
             None => unavailable("no meta leader (election in progress)"),
         });
     }
-    if let Ok(mut live) = ctx.meta.liveness.lock() {
+    {
+        let mut live = ctx.meta.liveness.lock();
         if live.term != status.term || live.since.is_none() {
             *live = Liveness {
                 term: status.term,
@@ -376,8 +119,7 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
             "meta: recording a heartbeat"
         );
         let cmd = raft_command::Cmd::MetaHeartbeat(hb);
-        peer.propose(Default::default(), crate::server::now_ms(), cmd)
-            .await?;
+        peer.propose(Default::default(), now_ms(), cmd).await?;
     }
     let state = ctx.meta.state().unwrap_or_default();
     Ok(routing_table(ctx, &state))
@@ -386,9 +128,9 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
 /// The routing table of a meta state, with liveness as this meta leader judges it.
 fn routing_table(ctx: &NodeCtx, state: &MetaState) -> RoutingTable {
     let down_after = heartbeat_interval(ctx) * MISSED_HEARTBEATS;
-    let (since, seen) = match ctx.meta.liveness.lock() {
-        Ok(l) => (l.since, l.seen.clone()),
-        Err(_) => (None, HashMap::new()),
+    let (since, seen) = {
+        let l = ctx.meta.liveness.lock();
+        (l.since, l.seen.clone())
     };
     let nodes = state
         .nodes
@@ -436,7 +178,7 @@ pub(crate) async fn call_meta(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result<Routin
             Err(e) => last_err = e,
         }
     }
-    if let Some(a) = ctx.meta.leader_addr.lock().ok().and_then(|a| a.clone()) {
+    if let Some(a) = ctx.meta.leader_addr.lock().clone() {
         candidates.push(a);
     }
     if let Some(d) = ctx.meta.route_of(META_SHARD).and_then(|r| r.descriptor) {
@@ -452,7 +194,7 @@ pub(crate) async fn call_meta(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result<Routin
             continue;
         }
         tried.push(addr.clone());
-        let ch = match ctx.meta.channel(&addr) {
+        let ch = match ctx.meta.channel(&addr, CALL_TIMEOUT) {
             Ok(c) => c,
             Err(e) => {
                 last_err = e;
@@ -462,9 +204,7 @@ pub(crate) async fn call_meta(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result<Routin
         let mut client = ClusterClient::new(ch);
         let err = match tokio::time::timeout(CALL_TIMEOUT, client.heartbeat(hb.clone())).await {
             Ok(Ok(t)) => {
-                if let Ok(mut a) = ctx.meta.leader_addr.lock() {
-                    *a = Some(addr);
-                }
+                *ctx.meta.leader_addr.lock() = Some(addr);
                 return Ok(t.into_inner());
             }
             Ok(Err(status)) => Error::from(status),
@@ -499,7 +239,7 @@ pub(crate) async fn routing_table_any(ctx: &NodeCtx) -> Result<RoutingTable> {
     match answer {
         Ok(t) => Ok(t),
         Err(e) => {
-            let cached = ctx.meta.cached.read().ok().and_then(|c| c.clone());
+            let cached = ctx.meta.cached.read().clone();
             match cached {
                 Some(mut t) => {
                     t.source = "cache".into();
@@ -513,7 +253,7 @@ pub(crate) async fn routing_table_any(ctx: &NodeCtx) -> Result<RoutingTable> {
 
 /// This node's report: its address and every shard it leads.
 async fn collect_report(ctx: &NodeCtx) -> NodeHeartbeat {
-    let status = crate::server::node_status(ctx).await;
+    let status = ctx.status().await;
     let leading = status
         .shards
         .into_iter()
@@ -560,148 +300,10 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
                     for n in &table.nodes {
                         ctx.addresses.insert(NodeId(n.node_id), n.addr.clone());
                     }
-                    if let Ok(mut c) = ctx.meta.cached.write() {
-                        *c = Some(table);
-                    }
+                    *ctx.meta.cached.write() = Some(table);
                 }
                 Err(e) => tracing::debug!(error = %e, "meta heartbeat failed"),
             }
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    fn members(n: u64) -> BTreeMap<NodeId, String> {
-        (1..=n)
-            .map(|i| (NodeId(i), format!("127.0.0.1:{}", 7000 + i)))
-            .collect()
-    }
-
-    fn report(desc: &ShardDescriptor, node: u64, term: u64) -> ShardRoute {
-        let r = desc
-            .replicas
-            .iter()
-            .find(|r| r.node_id == node)
-            .cloned()
-            .unwrap_or_default();
-        ShardRoute {
-            descriptor: Some(desc.clone()),
-            leader: Some(ReplicaInfo {
-                replica_id: r.replica_id,
-                node_id: r.node_id,
-                addr: r.addr,
-            }),
-            leader_term: term,
-        }
-    }
-
-    #[test]
-    fn initial_placement_is_round_robin_with_meta_on_the_first_three() {
-        let descs = initial_descriptors(&members(5), 8);
-        assert_eq!(descs.len(), 9);
-        let meta: Vec<u64> = descs[0].replicas.iter().map(|r| r.node_id).collect();
-        assert_eq!(meta, vec![1, 2, 3]);
-        let s5: Vec<u64> = descs[5].replicas.iter().map(|r| r.node_id).collect();
-        assert_eq!(s5, vec![5, 1, 2]);
-        let mut ids: Vec<u64> = descs
-            .iter()
-            .flat_map(|d| d.replicas.iter().map(|r| r.replica_id))
-            .collect();
-        let n = ids.len();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), n, "replica ids are unique in the cluster");
-        assert_eq!(descs[1].replicas[0].replica_id, 1, "shard 1 keeps node ids");
-    }
-
-    #[test]
-    fn heartbeat_updates_hints_and_bumps_version_only_on_routing_changes() {
-        let m = members(3);
-        let descs = initial_descriptors(&m, 4);
-        let mut st = initial_state(&m, &descs);
-        assert_eq!(st.routing_version, 1);
-        // A leader report: hint recorded, version unchanged.
-        let hb = NodeHeartbeat {
-            node_id: 2,
-            addr: m[&NodeId(2)].clone(),
-            leading: vec![report(&descs[2], 2, 7)],
-        };
-        apply_heartbeat(&mut st, &hb);
-        assert_eq!(st.routing_version, 1);
-        assert_eq!(st.shards[2].leader.as_ref().map(|l| l.node_id), Some(2));
-        // An older term's report does not replace the hint.
-        let stale = NodeHeartbeat {
-            node_id: 3,
-            addr: m[&NodeId(3)].clone(),
-            leading: vec![report(&descs[2], 3, 6)],
-        };
-        apply_heartbeat(&mut st, &stale);
-        assert_eq!(st.shards[2].leader.as_ref().map(|l| l.node_id), Some(2));
-        // A membership change (newer conf_ver) bumps the version.
-        let mut changed = descs[2].clone();
-        changed.conf_ver += 1;
-        changed.replicas.pop();
-        apply_heartbeat(
-            &mut st,
-            &NodeHeartbeat {
-                node_id: 2,
-                addr: m[&NodeId(2)].clone(),
-                leading: vec![report(&changed, 2, 7)],
-            },
-        );
-        assert_eq!(st.routing_version, 2);
-        assert_eq!(st.shards[2].descriptor.as_ref(), Some(&changed));
-        // An older descriptor never replaces a newer one.
-        apply_heartbeat(
-            &mut st,
-            &NodeHeartbeat {
-                node_id: 3,
-                addr: m[&NodeId(3)].clone(),
-                leading: vec![report(&descs[2], 3, 9)],
-            },
-        );
-        assert_eq!(st.shards[2].descriptor.as_ref(), Some(&changed));
-        assert_eq!(st.routing_version, 2);
-        // A new node is recorded and bumps the version; a repeat changes nothing.
-        let join = NodeHeartbeat {
-            node_id: 9,
-            addr: "127.0.0.1:7009".into(),
-            leading: vec![],
-        };
-        apply_heartbeat(&mut st, &join);
-        assert_eq!(st.routing_version, 3);
-        let before = st.clone();
-        apply_heartbeat(&mut st, &join);
-        assert_eq!(st, before);
-        // A table fetch (node 0) changes nothing.
-        apply_heartbeat(&mut st, &NodeHeartbeat::default());
-        assert_eq!(st, before);
-        // Implausible reports are ignored: an unknown shard, a node that is not a
-        // replica of the shard, a leader that is not the reporting node.
-        let mut unknown = descs[2].clone();
-        unknown.shard_id = 99;
-        unknown.conf_ver = 50;
-        for (node, report) in [
-            (2, report(&unknown, 2, 20)),
-            (9, report(&changed, 9, 20)),
-            (3, report(&changed, 1, 20)),
-        ] {
-            apply_heartbeat(
-                &mut st,
-                &NodeHeartbeat {
-                    node_id: node,
-                    addr: format!("127.0.0.1:{}", 7000 + node),
-                    leading: vec![report],
-                },
-            );
-        }
-        assert_eq!(
-            st.shards, before.shards,
-            "implausible reports change nothing"
-        );
-    }
 }

@@ -1,239 +1,35 @@
 //! One `ctxd` process: opens the data directory, loads or bootstraps its replicas,
 //! serves gRPC, and drives every replica with one tick timer.
 //!
+//! - `ctx`: the services and registries shared by the node's replicas and handlers;
+//! - `replicas`: creating replicas (load, bootstrap, on a leader's first message) and
+//!   the data directory's identity;
+//! - `purge`: the TTL purge loop of the shards this node leads;
+//! - this module: [`Node`], which starts and stops all of it.
+//!
 //! Invariants:
 //! - a data directory belongs to one node id forever (recorded at first start);
 //! - a node bootstraps at most once: only with an empty data directory, and never when
 //!   a reachable peer records this node's replica as started (its vote and log were
-//!   lost with the data: it must come back as a new replica, DESIGN §1);
-//! - messages for a shard this node does not host create an empty replica only if they
-//!   come from a leader and target a replica id above the shard's tombstone.
+//!   lost with the data: it must come back as a new replica, DESIGN §1).
+
+pub(crate) mod ctx;
+pub(crate) mod purge;
+pub(crate) mod replicas;
 
 use crate::config::NodeConfig;
-use crate::error::{Error, Result};
+use crate::error::{ErrInto, Error, Result};
 use crate::keys;
 use crate::proto::cluster_client::ClusterClient;
-use crate::proto::{ApplyState, ShardDescriptor, StatusRequest, StatusResponse};
-use crate::raft::peer::{Peer, PeerEvent, PeerHandle, PeerMsg};
-use crate::raft::transport::{AddressBook, MessageFilter, Transport};
-use crate::storage::peer_storage::{INIT_INDEX, INIT_TERM};
-use crate::storage::snapshot::SnapshotStore;
-use crate::storage::{Engine, LogWriter, PeerStorage};
-use crate::types::{NodeId, ReplicaId, ShardId};
-use prost::Message as _;
-use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Message, MessageType};
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use crate::proto::{StatusRequest, StatusResponse};
+use crate::raft::handle::PeerEvent;
+use crate::raft::transport::MessageFilter;
+use crate::storage::Engine;
+use crate::types::NodeId;
+use ctx::NodeCtx;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-/// Services shared by every replica on the node.
-pub(crate) struct NodeCtx {
-    /// This node.
-    pub(crate) node_id: NodeId,
-    /// Address peers and clients use.
-    pub(crate) addr: String,
-    /// The node's configuration.
-    pub(crate) config: NodeConfig,
-    /// The node's RocksDB.
-    pub(crate) engine: Engine,
-    /// Group-committing log writer shared by all replicas.
-    pub(crate) writer: LogWriter,
-    /// Raft message transport.
-    pub(crate) transport: Transport,
-    /// Snapshot payloads in flight.
-    pub(crate) snapshots: Arc<SnapshotStore>,
-    /// Node id → address.
-    pub(crate) addresses: Arc<AddressBook>,
-    /// Replicas hosted here.
-    peers: RwLock<HashMap<ShardId, PeerHandle>>,
-    /// Shard → highest replica id removed from this node.
-    tombstones: RwLock<HashMap<ShardId, u64>>,
-    /// Shards whose replica failed in this process; never recreated until restart.
-    failed: RwLock<std::collections::HashSet<ShardId>>,
-    /// How many of this node's replicas lead their shard now.
-    pub(crate) leaders: std::sync::atomic::AtomicUsize,
-    /// The ring over `ring_shards` of the descriptors (None: one shard owns all).
-    ring: RwLock<Option<Arc<crate::ring::Ring>>>,
-    /// Whether messages for unknown shards may create replicas (false while the node
-    /// is still deciding whether to bootstrap).
-    accept_new_replicas: std::sync::atomic::AtomicBool,
-    /// The meta shard's state (on its replicas) and the node's routing-table copy.
-    pub(crate) meta: crate::meta::MetaCtx,
-    /// Recent changes per replica, for watches.
-    pub(crate) watch: crate::context::watch::WatchHub,
-    /// Shards that applied records with an expiry (the purge scans only those).
-    pub(crate) purge: crate::context::purge::PurgeHints,
-    /// Stops everything.
-    pub(crate) cancel: CancellationToken,
-    /// Tracks every task the node spawned.
-    pub(crate) tracker: TaskTracker,
-}
-
-impl NodeCtx {
-    /// The `data` CF ranges of a shard's ring arcs (everything when one shard owns
-    /// the whole ring).
-    pub(crate) fn data_ranges(&self, shard: ShardId) -> Vec<(Vec<u8>, Vec<u8>)> {
-        match self.ring() {
-            Some(ring) => ring
-                .arcs(shard)
-                .into_iter()
-                .map(|(lo, hi)| crate::keys::data_range(lo, hi))
-                .collect(),
-            None => vec![crate::keys::data_range(0, u64::MAX)],
-        }
-    }
-
-    /// The replica of `shard` on this node.
-    pub(crate) fn peer(&self, shard: ShardId) -> Option<PeerHandle> {
-        self.peers.read().ok()?.get(&shard).cloned()
-    }
-
-    /// Every replica on this node.
-    pub(crate) fn peers(&self) -> Vec<PeerHandle> {
-        self.peers
-            .read()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn register(&self, handle: PeerHandle) {
-        if let Ok(mut m) = self.peers.write() {
-            m.insert(handle.shard, handle);
-        }
-    }
-
-    /// Learns the ring from a descriptor's `ring_shards` (empty: a single shard).
-    pub(crate) fn set_ring(&self, ring_shards: &[u64]) {
-        if let Ok(mut r) = self.ring.write() {
-            if r.is_none() {
-                *r = crate::ring::Ring::from_ring_shards(ring_shards).map(Arc::new);
-            }
-        }
-    }
-
-    /// The ring, once known (None: one shard owns the whole hash space).
-    pub(crate) fn ring(&self) -> Option<Arc<crate::ring::Ring>> {
-        self.ring.read().ok()?.clone()
-    }
-
-    /// Stops routing to a replica.
-    pub(crate) fn cancel_replica(&self, shard: ShardId) {
-        if let Ok(mut m) = self.peers.write() {
-            m.remove(&shard);
-        }
-        // Its watchers end (they resume on another replica).
-        self.watch.remove(shard);
-    }
-
-    /// Stops routing to a replica that failed (a fatal write or apply error, or a
-    /// panic). Its state stays on disk for a restart to recover from; until then no
-    /// message may recreate it empty (that would forget its vote and log).
-    pub(crate) fn on_replica_failed(&self, shard: ShardId) {
-        self.cancel_replica(shard);
-        if let Ok(mut f) = self.failed.write() {
-            f.insert(shard);
-        }
-    }
-
-    /// Forgets a removed replica and remembers its id as a tombstone.
-    pub(crate) fn on_replica_removed(&self, shard: ShardId, replica: ReplicaId) {
-        self.cancel_replica(shard);
-        if shard == crate::meta::META_SHARD {
-            // From now on the node's routing copy comes from heartbeats only.
-            self.meta.clear_state();
-        }
-        if let Ok(mut t) = self.tombstones.write() {
-            let e = t.entry(shard).or_default();
-            *e = (*e).max(replica.0);
-        }
-    }
-
-    /// Delivers a raft message from another node, creating an empty replica for a
-    /// shard this node was just added to.
-    pub(crate) fn on_raft_message(self: &Arc<Self>, shard: ShardId, from: NodeId, msg: Message) {
-        if !self.transport.allowed_from(from) {
-            return;
-        }
-        if let Some(p) = self.peer(shard) {
-            // Dropped under overload; Raft retransmits.
-            let _ = p.try_send(PeerMsg::Raft(Box::new(msg), from));
-            return;
-        }
-        let from_leader = matches!(
-            msg.get_msg_type(),
-            MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
-        );
-        let tomb = self
-            .tombstones
-            .read()
-            .ok()
-            .and_then(|t| t.get(&shard).copied())
-            .unwrap_or(0);
-        let accepting = self
-            .accept_new_replicas
-            .load(std::sync::atomic::Ordering::Acquire);
-        if !from_leader || !accepting || msg.to == 0 || msg.to <= tomb || self.cancel.is_cancelled()
-        {
-            return;
-        }
-        let failed = self
-            .failed
-            .read()
-            .map(|f| f.contains(&shard))
-            .unwrap_or(true);
-        // Raft state on disk means a replica exists here that is not running: never
-        // shadow it with an empty one. (A point read, only for the rare message that
-        // would create a replica.)
-        let on_disk = || {
-            !matches!(
-                self.engine
-                    .get(keys::CF_META, &keys::apply_state_key(shard)),
-                Ok(None)
-            )
-        };
-        if failed || on_disk() {
-            tracing::warn!(%shard, "not recreating a replica whose state is on disk; restart the node");
-            return;
-        }
-        if msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > 0 {
-            // The leader believes this replica holds entries, but this node has none:
-            // its data was lost. Recreating it would reuse a Raft identity (DESIGN §1).
-            tracing::error!(
-                %shard,
-                replica = msg.to,
-                "the leader expects replica {} here with data, but this node has none; \
-                 remove it (`ctxctl member remove {}`) and add this node under a new id",
-                msg.to,
-                self.node_id
-            );
-            return;
-        }
-        let desc = ShardDescriptor {
-            shard_id: shard.0,
-            ..Default::default()
-        };
-        match Peer::spawn(
-            self.clone(),
-            shard,
-            ReplicaId(msg.to),
-            PeerStorage::new_empty(),
-            desc,
-            0,
-            0,
-        ) {
-            Ok(handle) => {
-                tracing::info!(%shard, replica = msg.to, "created replica to receive a snapshot");
-                let _ = handle.try_send(PeerMsg::Raft(Box::new(msg), from));
-                self.register(handle);
-            }
-            Err(e) => tracing::error!(%shard, error = %e, "cannot create replica"),
-        }
-    }
-}
 
 /// A running `ctxd` node.
 pub struct Node {
@@ -261,54 +57,16 @@ impl Node {
             let dir = config.data_dir.clone();
             blocking(move || {
                 let engine = Engine::open(&dir)?;
-                let fresh = check_identity(&engine, node_id)?;
+                let fresh = replicas::check_identity(&engine, node_id)?;
                 Ok((engine, fresh))
             })
             .await?
         };
-        let addr = config.advertise_addr().to_string();
-        let addresses = Arc::new(AddressBook::default());
-        for (id, a) in config.initial_members()? {
-            addresses.insert(id, a);
-        }
-        addresses.insert(node_id, addr.clone());
-        let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let snapshots = Arc::new(SnapshotStore::default());
-        let transport = Transport::new(
-            node_id,
-            addr.clone(),
-            addresses.clone(),
-            snapshots.clone(),
-            cancel.clone(),
-            tracker.clone(),
-        );
-        let ctx = Arc::new(NodeCtx {
-            node_id,
-            addr: addr.clone(),
-            writer: LogWriter::start(engine.clone()),
-            engine,
-            transport,
-            snapshots,
-            addresses,
-            peers: RwLock::new(HashMap::new()),
-            tombstones: RwLock::new(HashMap::new()),
-            accept_new_replicas: std::sync::atomic::AtomicBool::new(false),
-            ring: RwLock::new(None),
-            leaders: std::sync::atomic::AtomicUsize::new(0),
-            failed: RwLock::new(std::collections::HashSet::new()),
-            meta: crate::meta::MetaCtx::default(),
-            purge: Default::default(),
-            watch: crate::context::watch::WatchHub::new(
-                usize::try_from(config.context.watch_retain_bytes).unwrap_or(usize::MAX),
-            ),
-            cancel: cancel.clone(),
-            tracker: tracker.clone(),
-            config,
-        });
+        let ctx = Arc::new(NodeCtx::new(config, engine)?);
+        let addr = ctx.addr.clone();
         let loaded = {
             let ctx = ctx.clone();
-            blocking(move || load_replicas(&ctx)).await?
+            blocking(move || replicas::load_replicas(&ctx)).await?
         };
         let server = crate::server::spawn(ctx.clone(), listener)?;
         let node = Node { ctx, server };
@@ -316,7 +74,7 @@ impl Node {
             let r = match node.bootstrap_or_join().await {
                 Ok(()) => {
                     let engine = node.ctx.engine.clone();
-                    blocking(move || write_identity(&engine, node_id)).await
+                    blocking(move || replicas::write_identity(&engine, node_id)).await
                 }
                 Err(e) => Err(e),
             };
@@ -331,12 +89,10 @@ impl Node {
                 "no replicas on this node; waiting to be added with `ctxctl member add`"
             );
         }
-        node.ctx
-            .accept_new_replicas
-            .store(true, std::sync::atomic::Ordering::Release);
+        node.ctx.accept_new_replicas();
         node.start_ticker();
-        crate::meta::spawn_heartbeats(node.ctx.clone());
-        crate::context::purge::spawn_purger(node.ctx.clone());
+        crate::meta::service::spawn_heartbeats(node.ctx.clone());
+        purge::spawn_purger(node.ctx.clone());
         tracing::info!(node = %node_id, %addr, replicas = loaded, "node started");
         Ok(node)
     }
@@ -365,7 +121,7 @@ impl Node {
             .db()
             .iterator_cf(engine.cf(keys::CF_DATA), rocksdb::IteratorMode::Start)
         {
-            let (k, _) = item?;
+            let (k, _) = item.err_into()?;
             if let Some(user_key) = keys::decode_data_key(&k) {
                 out.push(user_key.to_vec());
             }
@@ -391,7 +147,7 @@ impl Node {
 
     /// This node's status (the same as `Cluster.Status`).
     pub async fn status(&self) -> StatusResponse {
-        crate::server::node_status(&self.ctx).await
+        self.ctx.status().await
     }
 
     /// Stops serving, stops every replica, and closes RocksDB.
@@ -407,12 +163,9 @@ impl Node {
         }
         self.ctx.tracker.close();
         self.ctx.tracker.wait().await;
+        // Every task holding the context, blocking ones included (apply, snapshot
+        // builds, reads), ran on the tracker: the context is ours alone now.
         let ctx = self.ctx;
-        // Blocking tasks (apply, snapshot builds) may still hold the engine briefly.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while Arc::strong_count(&ctx) > 1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
         let writer_done = ctx.writer.closed_signal();
         drop(ctx);
         let _ =
@@ -454,7 +207,7 @@ impl Node {
         }
         self.refuse_if_identity_lost(&members).await?;
         let ctx = self.ctx.clone();
-        blocking(move || bootstrap(&ctx, &members)).await
+        blocking(move || replicas::bootstrap(&ctx, &members)).await
     }
 
     /// Refuses to bootstrap when a running peer records this node's replica as started:
@@ -519,184 +272,4 @@ async fn query_status(addr: &str) -> Option<StatusResponse> {
         .await
         .ok()
         .map(|r| r.into_inner())
-}
-
-/// Checks the data dir belongs to `node`; returns whether it is brand new.
-fn check_identity(engine: &Engine, node: NodeId) -> Result<bool> {
-    match engine.get(keys::CF_META, keys::NODE_IDENT_KEY)? {
-        Some(v) => {
-            let stored = v
-                .as_slice()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .map_err(|_| Error::Storage("corrupt node identity record".into()))?;
-            if stored != node.0 {
-                return Err(Error::config(
-                    "node-id",
-                    format!("this data dir belongs to node {stored}, not node {node}"),
-                ));
-            }
-            Ok(false)
-        }
-        None => Ok(true),
-    }
-}
-
-/// Records that this data dir belongs to `node` (after bootstrapping or joining).
-fn write_identity(engine: &Engine, node: NodeId) -> Result<()> {
-    let mut opts = rocksdb::WriteOptions::default();
-    opts.set_sync(true);
-    engine.db().put_cf_opt(
-        engine.cf(keys::CF_META),
-        keys::NODE_IDENT_KEY,
-        node.0.to_be_bytes(),
-        &opts,
-    )?;
-    Ok(())
-}
-
-/// Starts every replica found in the data dir; returns how many.
-fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
-    let engine = &ctx.engine;
-    let mut shards = Vec::new();
-    for item in engine
-        .db()
-        .iterator_cf(engine.cf(keys::CF_META), rocksdb::IteratorMode::Start)
-    {
-        let (k, v) = item?;
-        if let Some(shard) = keys::decode_apply_state_key(&k) {
-            shards.push(shard);
-        } else if let Some(shard) = keys::decode_tombstone_key(&k) {
-            let id = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
-            if let Ok(mut t) = ctx.tombstones.write() {
-                t.insert(shard, id);
-            }
-        }
-    }
-    for shard in &shards {
-        let (storage, apply) = PeerStorage::load(engine, *shard)?;
-        let desc: ShardDescriptor = engine
-            .get_decoded(keys::CF_META, &keys::desc_key(*shard))?
-            .ok_or_else(|| Error::Storage(format!("shard {shard}: no descriptor")))?;
-        for r in &desc.replicas {
-            ctx.addresses.insert(NodeId(r.node_id), r.addr.clone());
-        }
-        ctx.set_ring(&desc.ring_shards);
-        let Some(me) = desc
-            .replicas
-            .iter()
-            .find(|r| r.node_id == ctx.node_id.0)
-            .map(|r| ReplicaId(r.replica_id))
-        else {
-            // The replica applied its own removal but the node stopped before the
-            // cleanup: finish it (delete its state, leave a tombstone).
-            tracing::warn!(%shard, "this node's replica was removed; cleaning up its state");
-            let removed = desc.next_replica_id.saturating_sub(1);
-            let mut batch = rocksdb::WriteBatch::default();
-            crate::storage::log_writer::add_to_batch(
-                engine,
-                &mut batch,
-                crate::storage::snapshot::removal_ops(&desc, removed),
-            );
-            let mut opts = rocksdb::WriteOptions::default();
-            opts.set_sync(true);
-            engine.db().write_opt(batch, &opts)?;
-            if let Ok(mut t) = ctx.tombstones.write() {
-                t.insert(*shard, removed);
-            }
-            continue;
-        };
-        if *shard == crate::meta::META_SHARD {
-            if let Some(state) = engine.get_decoded(keys::CF_META, &keys::meta_state_key())? {
-                ctx.meta.set_state(state);
-            }
-        }
-        let handle = Peer::spawn(
-            ctx.clone(),
-            *shard,
-            me,
-            storage,
-            desc,
-            apply.applied_index,
-            apply.applied_term,
-        )?;
-        ctx.register(handle);
-    }
-    Ok(ctx.peers().len())
-}
-
-/// Writes the initial state of every shard this node hosts (the meta shard 0 and the
-/// data shards, placed by `meta::initial_descriptors`) and starts their replicas. Each
-/// shard's first replica campaigns at once, spreading leaders.
-fn bootstrap(
-    ctx: &Arc<NodeCtx>,
-    members: &std::collections::BTreeMap<NodeId, String>,
-) -> Result<()> {
-    let shards = ctx.config.initial_shards;
-    let descriptors = crate::meta::initial_descriptors(members, shards);
-    let engine = &ctx.engine;
-    let mut batch = rocksdb::WriteBatch::default();
-    let mut mine = Vec::new();
-    for desc in &descriptors {
-        let shard = ShardId(desc.shard_id);
-        let Some(me) = desc.replicas.iter().find(|r| r.node_id == ctx.node_id.0) else {
-            continue;
-        };
-        let me = ReplicaId(me.replica_id);
-        let voters: Vec<u64> = desc.replicas.iter().map(|r| r.replica_id).collect();
-        let storage = PeerStorage::new_bootstrap(voters.clone());
-        let mut cs = ConfState::default();
-        cs.set_voters(voters);
-        let apply = ApplyState {
-            applied_index: INIT_INDEX,
-            applied_term: INIT_TERM,
-            conf_state: cs.write_to_bytes().map_err(Error::from)?.into(),
-        };
-        batch.put_cf(
-            engine.cf(keys::CF_RAFT),
-            keys::raft_state_key(shard),
-            storage.local_state().encode_to_vec(),
-        );
-        batch.put_cf(
-            engine.cf(keys::CF_META),
-            keys::apply_state_key(shard),
-            apply.encode_to_vec(),
-        );
-        batch.put_cf(
-            engine.cf(keys::CF_META),
-            keys::desc_key(shard),
-            desc.encode_to_vec(),
-        );
-        if shard == crate::meta::META_SHARD {
-            let state = crate::meta::initial_state(members, &descriptors);
-            batch.put_cf(
-                engine.cf(keys::CF_META),
-                keys::meta_state_key(),
-                state.encode_to_vec(),
-            );
-            ctx.meta.set_state(state);
-        }
-        let preferred = desc.replicas.first().map(|r| r.replica_id) == Some(me.0);
-        mine.push((shard, me, storage, desc.clone(), preferred));
-    }
-    let mut opts = rocksdb::WriteOptions::default();
-    opts.set_sync(true);
-    engine.db().write_opt(batch, &opts)?;
-    tracing::info!(
-        shards,
-        hosted = mine.len(),
-        members = members.len(),
-        "bootstrapped a new cluster"
-    );
-    if let Some(d) = descriptors.get(1) {
-        ctx.set_ring(&d.ring_shards);
-    }
-    for (shard, me, storage, desc, preferred) in mine {
-        let handle = Peer::spawn(ctx.clone(), shard, me, storage, desc, INIT_INDEX, INIT_TERM)?;
-        if preferred {
-            let _ = handle.try_send(PeerMsg::Campaign);
-        }
-        ctx.register(handle);
-    }
-    Ok(())
 }

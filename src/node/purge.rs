@@ -5,41 +5,17 @@
 //! rewritten in the meantime is kept, and every replica deletes the same keys (an
 //! expired conversation or thread takes all its messages or checkpoints with it).
 
-use super::read::View;
-use crate::node::NodeCtx;
+use crate::fsm::read::View;
+use crate::node::ctx::NodeCtx;
 use crate::proto::{context_command::Op, raft_command, ContextCommand, PurgeCommand};
-use crate::server::now_ms;
-use crate::types::ShardId;
+use crate::raft::handle::PeerHandle;
+use crate::types::{ShardId, META_SHARD};
+use crate::util::now_ms;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-
-/// Shards that applied a write with an expiry since their last purge scan: a shard
-/// whose last scan found no record with an expiry is scanned again only after one.
-#[derive(Default)]
-pub(crate) struct PurgeHints {
-    marked: Mutex<HashSet<ShardId>>,
-}
-
-impl PurgeHints {
-    /// Notes that `shard` applied a record with an expiry.
-    pub(crate) fn mark(&self, shard: ShardId) {
-        self.marked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(shard);
-    }
-
-    /// Whether `shard` was marked since the last call (and clears the mark).
-    fn take(&self, shard: ShardId) -> bool {
-        self.marked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&shard)
-    }
-}
+use std::sync::Arc;
 
 /// Most keys one purge command names; more wait for the next round.
-const PURGE_BATCH: usize = 1_000;
+pub(crate) const PURGE_BATCH: usize = 1_000;
 
 /// Starts the node's purge loop (runs until the node stops).
 pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
@@ -55,7 +31,7 @@ pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
                 _ = tick.tick() => {}
             }
             for peer in ctx.peers() {
-                if !peer.epoch.leading() || peer.shard == crate::meta::META_SHARD {
+                if !peer.epoch.leading() || peer.shard == META_SHARD {
                     continue;
                 }
                 if !ctx.purge.take(peer.shard) && quiet.contains(&peer.shard) {
@@ -78,18 +54,15 @@ pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
 }
 
 /// One purge round of a shard; whether the shard holds any record with an expiry.
-async fn purge_shard(
-    ctx: &Arc<NodeCtx>,
-    peer: &crate::raft::PeerHandle,
-) -> crate::error::Result<bool> {
+async fn purge_shard(ctx: &Arc<NodeCtx>, peer: &PeerHandle) -> crate::error::Result<bool> {
     let ranges = ctx.data_ranges(peer.shard);
     let c = ctx.clone();
     let now = now_ms();
-    let (keys, any_ttl) = tokio::task::spawn_blocking(move || {
-        View::new(&c.engine, now).expired(&ranges, PURGE_BATCH)
-    })
-    .await
-    .map_err(|e| crate::error::Error::Internal(format!("purge scan: {e}")))??;
+    let (keys, any_ttl) = ctx
+        .tracker
+        .spawn_blocking(move || View::new(&c.engine, now).expired(&ranges, PURGE_BATCH))
+        .await
+        .map_err(|e| crate::error::Error::Internal(format!("purge scan: {e}")))??;
     if keys.is_empty() {
         return Ok(any_ttl);
     }

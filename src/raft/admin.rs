@@ -7,10 +7,12 @@ use crate::proto::{
     raft_command, ConfChangeContext, RaftCommand, Replica, ReplicaRole, ShardDescriptor,
     ShardStatus,
 };
-use crate::raft::peer::{MemberChange, Peer, Reply};
+use crate::raft::handle::MemberChange;
+use crate::raft::peer::{Peer, Reply};
 use crate::storage::peer_storage::INIT_INDEX;
 use crate::storage::{snapshot, LogOp, WriteTask};
-use crate::types::NodeId;
+use crate::types::{NodeId, META_SHARD};
+use crate::util::now_ms;
 use prost::Message as _;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use raft::StateRole;
@@ -105,14 +107,14 @@ impl Peer {
         {
             return;
         }
-        if self.shard == crate::meta::META_SHARD {
+        if self.shard == META_SHARD {
             return;
         }
         let hosted = self
             .ctx
             .peers()
             .iter()
-            .filter(|p| p.shard != crate::meta::META_SHARD)
+            .filter(|p| p.shard != META_SHARD)
             .count();
         let per_shard = self.desc.replicas.len().max(1);
         let fair = hosted.div_ceil(per_shard);
@@ -180,7 +182,7 @@ impl Peer {
                 request_id: format!("mark-started-{}-{id}", self.shard)
                     .into_bytes()
                     .into(),
-                now_ms: crate::server::now_ms(),
+                now_ms: now_ms(),
                 cmd: Some(raft_command::Cmd::MarkStarted(id)),
             };
             self.on_propose(cmd, Reply::None);

@@ -9,9 +9,10 @@
 //!   `NotLeader`/`ShardUnavailable` when it can no longer commit as proposed (its
 //!   outcome is then unknown and the client retries under the same request id).
 
-use crate::error::{Error, Result};
-use crate::node::NodeCtx;
-use crate::proto::{CommandResult, RaftCommand, ReplicaInfo, ShardDescriptor, ShardStatus};
+use crate::error::{ErrInto, Error, Result};
+use crate::node::ctx::NodeCtx;
+use crate::proto::{CommandResult, RaftCommand, ReplicaInfo, ShardDescriptor};
+use crate::raft::handle::{Epoch, PeerEvent, PeerHandle, PeerMsg};
 use crate::raft::logger::replica_logger;
 use crate::storage::PeerStorage;
 use crate::types::{NodeId, ReplicaId, ShardId};
@@ -24,150 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Capacity of a replica's request queue.
-const INBOX_CAPACITY: usize = 4096;
+pub(crate) const INBOX_CAPACITY: usize = 4096;
 /// Most queued items handled between two readies.
 const DRAIN_LIMIT: usize = 1024;
-
-/// A membership change of a shard.
-#[derive(Debug, Clone)]
-pub(crate) enum MemberChange {
-    /// Add a learner replica on `node` (promoted automatically once caught up).
-    Add {
-        /// Node to host the new replica.
-        node: NodeId,
-        /// Its address.
-        addr: String,
-    },
-    /// Remove the replica hosted on `node`.
-    Remove {
-        /// Node whose replica goes.
-        node: NodeId,
-    },
-    /// Turn a caught-up learner into a voter.
-    Promote {
-        /// The learner.
-        replica: ReplicaId,
-    },
-}
-
-/// Requests and raft messages for a replica (bounded queue).
-pub(crate) enum PeerMsg {
-    /// A raft message from another node.
-    Raft(Box<Message>, NodeId),
-    /// Replicate a command; answered once applied.
-    Propose(Box<RaftCommand>, oneshot::Sender<Result<CommandResult>>),
-    /// Answered once the local state is at least as new as the leader's commit at the
-    /// time of the request (ReadIndex), so a local read is linearizable.
-    ReadIndex(oneshot::Sender<Result<()>>),
-    /// Change membership; answered with the descriptor once applied.
-    ChangeMember(MemberChange, oneshot::Sender<Result<ShardDescriptor>>),
-    /// Hand leadership to the replica on a node.
-    TransferLeader(NodeId, oneshot::Sender<Result<()>>),
-    /// Report status.
-    Status(oneshot::Sender<ShardStatus>),
-    /// Start an election now (the preferred leader of a new shard).
-    Campaign,
-}
-
-/// Internal notifications (unbounded: they must never be dropped).
-pub(crate) enum PeerEvent {
-    /// One node-wide tick.
-    Tick,
-    /// The log writer made the ready with this number durable.
-    Persisted(u64),
-    /// The log writer failed; the replica stops.
-    PersistFailed(String),
-    /// A snapshot for followers finished building.
-    SnapshotBuilt(Result<crate::storage::snapshot::BuiltSnapshot>),
-    /// A snapshot send to a replica finished.
-    SnapshotSent(u64, bool),
-}
-
-/// A cloneable handle to a running replica.
-#[derive(Clone)]
-pub(crate) struct PeerHandle {
-    /// The shard.
-    pub(crate) shard: ShardId,
-    /// The applied descriptor's epoch, for request checks without a round trip.
-    pub(crate) epoch: Arc<Epoch>,
-    /// Requests and raft messages.
-    tx: mpsc::Sender<PeerMsg>,
-    /// Internal events.
-    events: mpsc::UnboundedSender<PeerEvent>,
-}
-
-/// A shard's epoch as its replica last applied it.
-#[derive(Default)]
-pub(crate) struct Epoch {
-    /// Configuration version (membership changes).
-    conf_ver: std::sync::atomic::AtomicU64,
-    /// Ring version (arc ownership changes).
-    ring_ver: std::sync::atomic::AtomicU64,
-    /// Whether the replica leads its shard (as of its last ready).
-    leading: std::sync::atomic::AtomicBool,
-}
-
-impl Epoch {
-    /// Records the epoch of `desc`.
-    pub(crate) fn set(&self, desc: &ShardDescriptor) {
-        use std::sync::atomic::Ordering::Release;
-        self.conf_ver.store(desc.conf_ver, Release);
-        self.ring_ver.store(desc.ring_ver, Release);
-    }
-
-    /// Records whether the replica leads.
-    pub(crate) fn set_leading(&self, leading: bool) {
-        self.leading
-            .store(leading, std::sync::atomic::Ordering::Release);
-    }
-
-    /// Whether the replica led its shard at its last ready (for background work
-    /// only: requests still go through raft-rs's own check).
-    pub(crate) fn leading(&self) -> bool {
-        self.leading.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// `(conf_ver, ring_ver)`.
-    pub(crate) fn get(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Acquire;
-        (self.conf_ver.load(Acquire), self.ring_ver.load(Acquire))
-    }
-}
-
-impl PeerHandle {
-    /// Sends a request, waiting for queue space.
-    pub(crate) async fn send(&self, msg: PeerMsg) -> Result<()> {
-        self.tx.send(msg).await.map_err(|_| Error::Shutdown)
-    }
-
-    /// Proposes `cmd`, stamped with the proposer's clock `now_ms` (TTLs and dedup
-    /// windows are computed from it), and waits until it is applied.
-    pub(crate) async fn propose(
-        &self,
-        request_id: bytes::Bytes,
-        now_ms: u64,
-        cmd: crate::proto::raft_command::Cmd,
-    ) -> Result<CommandResult> {
-        let cmd = RaftCommand {
-            request_id,
-            now_ms,
-            cmd: Some(cmd),
-        };
-        let (tx, rx) = oneshot::channel();
-        self.send(PeerMsg::Propose(Box::new(cmd), tx)).await?;
-        crate::server::await_reply(self.shard, rx).await
-    }
-
-    /// Sends without waiting; raft messages are dropped under overload (raft retries).
-    pub(crate) fn try_send(&self, msg: PeerMsg) -> bool {
-        self.tx.try_send(msg).is_ok()
-    }
-
-    /// Queues an internal event.
-    pub(crate) fn event(&self, ev: PeerEvent) -> bool {
-        self.events.send(ev).is_ok()
-    }
-}
 
 /// How to answer a proposal once its entry is applied.
 pub(crate) enum Reply {
@@ -282,9 +142,9 @@ impl Peer {
             },
             ..Default::default()
         };
-        cfg.validate()?;
+        cfg.validate().err_into()?;
         let logger = replica_logger(shard, replica_id);
-        let raw = RawNode::new(&cfg, storage, &logger)?;
+        let raw = RawNode::new(&cfg, storage, &logger).err_into()?;
         let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
         let (etx, erx) = mpsc::unbounded_channel();
         let mut replica_nodes = HashMap::new();
@@ -330,12 +190,7 @@ impl Peer {
                 watcher.on_replica_failed(shard);
             }
         });
-        Ok(PeerHandle {
-            shard,
-            epoch,
-            tx,
-            events: etx,
-        })
+        Ok(PeerHandle::new(shard, epoch, tx, etx))
     }
 
     async fn run(
@@ -555,23 +410,6 @@ impl Peer {
             for w in ws {
                 let _ = w.send(Err(err()));
             }
-        }
-    }
-}
-
-impl Error {
-    /// A copy of a routing error (they carry only plain data).
-    pub(crate) fn clone_routing(&self) -> Error {
-        match self {
-            Error::NotLeader { shard, leader } => Error::NotLeader {
-                shard: *shard,
-                leader: leader.clone(),
-            },
-            Error::ShardUnavailable { shard, reason } => Error::ShardUnavailable {
-                shard: *shard,
-                reason: reason.clone(),
-            },
-            other => Error::Internal(other.to_string()),
         }
     }
 }

@@ -2,13 +2,14 @@
 //! install snapshot → read states → apply committed → persist entries and hard state
 //! (queued to the node's log writer) → send persisted messages once durable → advance.
 
-use crate::error::{Error, Result};
+use crate::error::{ErrInto, Error, Result};
 use crate::fsm::apply::apply_round;
 use crate::keys;
 use crate::proto::{ConfChangeContext, Replica, ReplicaRole, SnapshotMeta, SnapshotPayload};
-use crate::raft::peer::{Peer, PeerEvent, Reply};
+use crate::raft::handle::PeerEvent;
+use crate::raft::peer::{Peer, Reply};
 use crate::storage::{snapshot, LogOp, PeerStorage, WriteTask};
-use crate::types::{NodeId, ShardId};
+use crate::types::{NodeId, ShardId, META_SHARD};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{
@@ -78,7 +79,7 @@ pub(crate) fn finish_ready(
         let new_last = last.index;
         let old_last = raw.mut_store().append(&entries);
         for e in &entries {
-            let bytes = e.write_to_bytes().map_err(Error::from)?;
+            let bytes = e.write_to_bytes().err_into()?;
             ops.push(LogOp::Put(
                 keys::CF_RAFT,
                 keys::raft_log_key(shard, e.index),
@@ -250,7 +251,7 @@ impl Peer {
     /// Keeps the node's count of leading data-shard replicas (leader balancing ignores
     /// the meta shard), on every gain or loss of leadership.
     pub(crate) fn count_leadership(&self, gained: bool) {
-        if self.shard == crate::meta::META_SHARD {
+        if self.shard == META_SHARD {
             return;
         }
         let leaders = &self.ctx.leaders;
@@ -281,11 +282,15 @@ impl Peer {
         let mut conf_entries: HashMap<u64, u64> = HashMap::new();
         for e in &entries {
             let cc = match e.get_entry_type() {
-                EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&e.data)?,
-                EntryType::EntryConfChange => v1_to_v2(ConfChange::parse_from_bytes(&e.data)?),
+                EntryType::EntryConfChangeV2 => {
+                    ConfChangeV2::parse_from_bytes(&e.data).err_into()?
+                }
+                EntryType::EntryConfChange => {
+                    v1_to_v2(ConfChange::parse_from_bytes(&e.data).err_into()?)
+                }
                 EntryType::EntryNormal => continue,
             };
-            let cs = self.raw.apply_conf_change(&cc)?;
+            let cs = self.raw.apply_conf_change(&cc).err_into()?;
             self.raw.mut_store().set_conf_state(cs.clone());
             self.update_descriptor(&mut desc, &cc);
             conf_entries.insert(e.index, e.term);
@@ -296,16 +301,13 @@ impl Peer {
         }
         let engine = self.ctx.engine.clone();
         let shard = self.shard;
-        let cs = self
-            .raw
-            .store()
-            .conf_state()
-            .write_to_bytes()
-            .map_err(Error::from)?;
-        let applied =
-            tokio::task::spawn_blocking(move || apply_round(&engine, shard, &entries, desc, cs))
-                .await
-                .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
+        let cs = self.raw.store().conf_state().write_to_bytes().err_into()?;
+        let applied = self
+            .ctx
+            .tracker
+            .spawn_blocking(move || apply_round(&engine, shard, &entries, desc, cs))
+            .await
+            .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
         self.desc = applied.desc;
         self.epoch.set(&self.desc);
         if applied.expiring {
@@ -450,7 +452,7 @@ impl Peer {
         let engine = self.ctx.engine.clone();
         let shard = self.shard;
         let events = self.events.clone();
-        tokio::task::spawn_blocking(move || {
+        self.ctx.tracker.spawn_blocking(move || {
             let r = snapshot::build(&engine, shard);
             let _ = events.send(PeerEvent::SnapshotBuilt(r));
         });

@@ -8,14 +8,16 @@
 
 use crate::proto::raft_client::RaftClient;
 use crate::proto::{RaftBatch, RaftEnvelope, SnapshotChunk, SnapshotMeta};
-use crate::raft::peer::PeerEvent;
+use crate::raft::handle::PeerEvent;
 use crate::storage::snapshot::SnapshotStore;
 use crate::types::{NodeId, ShardId};
+use crate::util::Backoff;
+use parking_lot::{Mutex, RwLock};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -36,11 +38,11 @@ pub trait MessageFilter: Send + Sync {
 }
 
 /// Queue depth per destination node.
-const QUEUE: usize = 8192;
+pub(crate) const QUEUE: usize = 8192;
 /// Most envelopes in one batch.
-const MAX_BATCH: usize = 512;
+pub(crate) const MAX_BATCH: usize = 512;
 /// Snapshot chunk size.
-const CHUNK: usize = 1 << 20;
+pub(crate) const CHUNK: usize = 1 << 20;
 
 /// Where each node listens.
 #[derive(Default)]
@@ -51,7 +53,7 @@ pub(crate) struct AddressBook {
 
 impl AddressBook {
     pub(crate) fn get(&self, node: NodeId) -> Option<String> {
-        self.map.read().ok()?.get(&node).cloned()
+        self.map.read().get(&node).cloned()
     }
 
     /// Every known `(node, address)`, ordered by node id.
@@ -59,8 +61,9 @@ impl AddressBook {
         let mut v: Vec<_> = self
             .map
             .read()
-            .map(|m| m.iter().map(|(n, a)| (*n, a.clone())).collect())
-            .unwrap_or_default();
+            .iter()
+            .map(|(n, a)| (*n, a.clone()))
+            .collect();
         v.sort();
         v
     }
@@ -69,9 +72,7 @@ impl AddressBook {
         if addr.is_empty() {
             return;
         }
-        if let Ok(mut m) = self.map.write() {
-            m.insert(node, addr);
-        }
+        self.map.write().insert(node, addr);
     }
 }
 
@@ -118,32 +119,29 @@ impl Transport {
 
     /// Installs (or clears) the message filter.
     pub(crate) fn set_filter(&self, f: Option<Arc<dyn MessageFilter>>) {
-        if let Ok(mut g) = self.filter.write() {
-            *g = f;
-        }
+        *self.filter.write() = f;
     }
 
     fn allowed(&self, to: NodeId) -> bool {
-        match self.filter.read() {
-            Ok(g) => g.as_ref().is_none_or(|f| f.allow(self.node_id, to)),
-            Err(_) => true,
-        }
+        self.filter
+            .read()
+            .as_ref()
+            .is_none_or(|f| f.allow(self.node_id, to))
     }
 
     fn delay_to(&self, to: NodeId) -> Option<Duration> {
         self.filter
             .read()
-            .ok()?
             .as_ref()
             .and_then(|f| f.delay(self.node_id, to))
     }
 
     /// Whether traffic from `from` to this node passes the filter.
     pub(crate) fn allowed_from(&self, from: NodeId) -> bool {
-        match self.filter.read() {
-            Ok(g) => g.as_ref().is_none_or(|f| f.allow(from, self.node_id)),
-            Err(_) => true,
-        }
+        self.filter
+            .read()
+            .as_ref()
+            .is_none_or(|f| f.allow(from, self.node_id))
     }
 
     /// Queues a raft message of `shard` for node `to`; `events` hears how a snapshot
@@ -181,9 +179,7 @@ impl Transport {
             return;
         }
         let tx = {
-            let Ok(mut conns) = self.conns.lock() else {
-                return;
-            };
+            let mut conns = self.conns.lock();
             conns
                 .entry(to)
                 .or_insert_with(|| self.start_connection(to))
@@ -313,7 +309,7 @@ struct Connection {
 
 impl Connection {
     async fn run(self, mut rx: mpsc::Receiver<RaftEnvelope>) {
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
         loop {
             if self.cancel.is_cancelled() {
                 return;
@@ -331,9 +327,8 @@ impl Connection {
                     while rx.try_recv().is_ok() {}
                     tokio::select! {
                         _ = self.cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next_pause()) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
                     continue;
                 }
             };
@@ -375,11 +370,10 @@ impl Connection {
             if connected_at.elapsed() < Duration::from_secs(1) {
                 tokio::select! {
                     _ = self.cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_pause()) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
             } else {
-                backoff = Duration::from_millis(20);
+                backoff.reset();
             }
         }
     }

@@ -1,16 +1,14 @@
 //! `ctxstore.v1.Cluster`: node status, membership changes and leader transfer.
 
 use crate::error::{Error, Result};
-use crate::node::NodeCtx;
+use crate::node::ctx::NodeCtx;
 use crate::proto::cluster_server::Cluster;
 use crate::proto::{
     AddMemberRequest, AddMemberResponse, NodeHeartbeat, RemoveMemberRequest, RemoveMemberResponse,
     ReplicaRole, RoutingTable, RoutingTableRequest, ShardDescriptor, StatusRequest, StatusResponse,
     TransferLeaderRequest, TransferLeaderResponse,
 };
-use crate::raft::peer::MemberChange;
-use crate::raft::{PeerHandle, PeerMsg};
-use crate::server::{await_reply, node_status};
+use crate::raft::handle::{await_reply, MemberChange, PeerHandle, PeerMsg};
 use crate::types::{NodeId, ShardId, DEFAULT_SHARD};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +16,7 @@ use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
 /// How long `AddMember` waits for the new learner to catch up and become a voter.
-const PROMOTION_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const PROMOTION_WAIT: Duration = Duration::from_secs(60);
 
 pub(crate) struct ClusterService {
     ctx: Arc<NodeCtx>,
@@ -72,7 +70,7 @@ impl Cluster for ClusterService {
         &self,
         _req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        Ok(Response::new(node_status(&self.ctx).await))
+        Ok(Response::new(self.ctx.status().await))
     }
 
     async fn add_member(
@@ -151,7 +149,7 @@ impl Cluster for ClusterService {
         _req: Request<RoutingTableRequest>,
     ) -> Result<Response<RoutingTable>, Status> {
         Ok(Response::new(
-            crate::meta::routing_table_any(&self.ctx).await?,
+            crate::meta::service::routing_table_any(&self.ctx).await?,
         ))
     }
 
@@ -160,7 +158,7 @@ impl Cluster for ClusterService {
         req: Request<NodeHeartbeat>,
     ) -> Result<Response<RoutingTable>, Status> {
         Ok(Response::new(
-            crate::meta::handle_heartbeat(&self.ctx, req.into_inner()).await?,
+            crate::meta::service::handle_heartbeat(&self.ctx, req.into_inner()).await?,
         ))
     }
 

@@ -3,12 +3,11 @@
 //! machine; reads are served from the local replica after the same ReadIndex barrier
 //! as `Kv` reads (or from any replica when stale).
 
-use crate::context::read::View;
-use crate::context::watch::Change;
 use crate::context::{self as cx};
 use crate::error::{Error, Result};
+use crate::fsm::read::View;
 use crate::keys;
-use crate::node::NodeCtx;
+use crate::node::ctx::NodeCtx;
 use crate::proto::agent_context_server::AgentContext;
 use crate::proto::context_command::Op;
 use crate::proto::context_rejected::Reason;
@@ -26,14 +25,12 @@ use crate::proto::{
     TouchCommand, TrimRequest, TrimResponse, WatchModelsRequest, WatchModelsResponse, WriteCheck,
     WriteDelete, WriteOp, WritePut,
 };
-use crate::server::kv::KvService;
-use crate::server::now_ms;
-use crate::types::ShardId;
+use crate::server::path::RequestPath;
+use crate::server::watch::{change_stream, RpcStream};
+use crate::util::now_ms;
 use bytes::Bytes;
 use prost::Message as _;
-use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status};
 
 /// Longest idempotency key.
@@ -42,28 +39,21 @@ const MAX_IDEMPOTENCY_KEY: usize = 128;
 const DEFAULT_LIST_LIMIT: u64 = 100;
 /// Page size of message reads when the request sets none.
 const DEFAULT_READ_LIMIT: u64 = 1_000;
-/// Most events in one watch response; a version with more is sent in parts.
-const MAX_EVENTS_PER_RESPONSE: usize = 4_096;
-/// How often a watch whose keys are quiet is told how far the shard has gone.
-const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// A server stream of responses.
-pub(crate) type RpcStream<T> =
-    Pin<Box<dyn futures::Stream<Item = std::result::Result<T, Status>> + Send>>;
 
 pub(crate) struct ContextService {
-    kv: KvService,
+    /// Routing, checks and proposals shared with `Kv`.
+    path: RequestPath,
 }
 
 impl ContextService {
     pub(crate) fn new(ctx: Arc<NodeCtx>) -> Self {
         Self {
-            kv: KvService::new(ctx),
+            path: RequestPath::new(ctx),
         }
     }
 
     fn ctx(&self) -> &Arc<NodeCtx> {
-        self.kv.ctx()
+        self.path.ctx()
     }
 
     fn limit(&self, asked: u32, default: u64) -> Result<usize> {
@@ -99,7 +89,7 @@ impl ContextService {
     ) -> Result<ContextOutcome> {
         let cmd = raft_command::Cmd::Context(ContextCommand { op: Some(op) });
         let r = self
-            .kv
+            .path
             .propose_cmd(header, Some(hash), request_id, now_ms(), cmd)
             .await?;
         match r.result {
@@ -157,8 +147,8 @@ impl ContextService {
         stale: bool,
         f: impl FnOnce(&View<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.kv.read_barrier(header, Some(hash), stale).await?;
-        self.kv
+        self.path.read_barrier(header, Some(hash), stale).await?;
+        self.path
             .blocking(move |ctx| f(&View::new(&ctx.engine, now_ms())))
             .await
     }
@@ -195,156 +185,6 @@ impl ContextService {
     }
 }
 
-/// Where a change stream stands: the last version it has passed on and the progress
-/// it last told the client.
-struct StreamCursor {
-    /// The newest version handled (sent, or skipped because nothing in it matched).
-    last: Option<u64>,
-    /// The progress version last sent.
-    sent: u64,
-    /// When a response last went out.
-    sent_at: tokio::time::Instant,
-}
-
-impl StreamCursor {
-    /// Sends the changes of every version in `pending` newer than `last`, one
-    /// version at a time; a version with many changes goes in parts whose progress
-    /// stays below it until the last. Returns false once the client has gone.
-    async fn send_versions<T, R>(
-        &mut self,
-        tx: &mpsc::Sender<std::result::Result<R, Status>>,
-        pending: &[Arc<Change>],
-        keep: &impl Fn(&Change) -> Option<T>,
-        wrap: &impl Fn(Vec<T>, u64) -> R,
-    ) -> bool {
-        for version in pending.chunk_by(|a, b| a.version == b.version) {
-            let v = version[0].version;
-            if self.last.is_some_and(|l| v <= l) {
-                continue;
-            }
-            let before = self.last.unwrap_or(0);
-            let kept: Vec<T> = version.iter().filter_map(|c| keep(c)).collect();
-            let mut items = kept.into_iter().peekable();
-            while items.peek().is_some() {
-                let part: Vec<T> = items.by_ref().take(MAX_EVENTS_PER_RESPONSE).collect();
-                let progress = if items.peek().is_none() { v } else { before };
-                if !self.send(tx, wrap(part, progress), progress).await {
-                    return false;
-                }
-            }
-            self.last = Some(v);
-        }
-        true
-    }
-
-    /// A watcher whose keys stay quiet still learns how far the shard has gone (at
-    /// most every `PROGRESS_EVERY`), so a reconnect resumes from a retained version.
-    /// Returns false once the client has gone.
-    async fn send_progress<T, R>(
-        &mut self,
-        tx: &mpsc::Sender<std::result::Result<R, Status>>,
-        wrap: &impl Fn(Vec<T>, u64) -> R,
-    ) -> bool {
-        match self.last.filter(|l| *l > self.sent) {
-            Some(l) if self.sent_at.elapsed() >= PROGRESS_EVERY => {
-                self.send(tx, wrap(Vec::new(), l), l).await
-            }
-            _ => true,
-        }
-    }
-
-    async fn send<R>(
-        &mut self,
-        tx: &mpsc::Sender<std::result::Result<R, Status>>,
-        response: R,
-        progress: u64,
-    ) -> bool {
-        if tx.send(Ok(response)).await.is_err() {
-            return false;
-        }
-        self.sent = self.sent.max(progress);
-        self.sent_at = tokio::time::Instant::now();
-        true
-    }
-}
-
-/// Streams the changes of `shard` after `after` (None: from now) that `keep`
-/// accepts, mapped by `map`; every change of one version goes in one response.
-/// The stream survives leader changes (every replica applies every change); it
-/// ends with an error if the replica falls too far behind its retention or goes.
-pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
-    ctx: Arc<NodeCtx>,
-    shard: ShardId,
-    after: Option<u64>,
-    keep: impl Fn(&Change) -> Option<T> + Send + Sync + 'static,
-    wrap: impl Fn(Vec<T>, u64) -> R + Send + Sync + 'static,
-) -> Result<RpcStream<R>> {
-    // Fail at once (before the stream starts) when the version is not retained.
-    let first = ctx.watch.subscribe(shard, after)?;
-    let (tx, rx) = mpsc::channel::<std::result::Result<R, Status>>(16);
-    let tracker = ctx.tracker.clone();
-    tracker.spawn(async move {
-        // Tell the client where the stream starts, so a reconnect before the first
-        // change resumes from there rather than from "now".
-        if tx.send(Ok(wrap(Vec::new(), first.start))).await.is_err() {
-            return;
-        }
-        let mut cursor = StreamCursor {
-            last: Some(first.start),
-            sent: first.start,
-            sent_at: tokio::time::Instant::now(),
-        };
-        let mut sub = Some(first);
-        loop {
-            let s = match sub.take() {
-                Some(s) => s,
-                None => match ctx.watch.subscribe(shard, cursor.last) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
-                        return;
-                    }
-                },
-            };
-            let mut live = s.live;
-            let mut pending: Vec<Arc<Change>> = s.replay;
-            loop {
-                if !cursor.send_versions(&tx, &pending, &keep, &wrap).await
-                    || !cursor.send_progress(&tx, &wrap).await
-                {
-                    return;
-                }
-                pending.clear();
-                tokio::select! {
-                    _ = tx.closed() => return,
-                    r = live.recv() => match r {
-                        Ok(round) => pending.extend(round.iter().cloned()),
-                        // Fell behind the live channel: re-read the retained log.
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => {
-                            let _ = tx
-                                .send(Err(Error::ShardUnavailable {
-                                    shard,
-                                    reason: "the replica serving this watch went away; resume elsewhere".into(),
-                                }
-                                .into()))
-                                .await;
-                            return;
-                        }
-                    },
-                    _ = ctx.cancel.cancelled() => {
-                        let _ = tx.send(Err(Error::Shutdown.into())).await;
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })))
-}
-
 #[tonic::async_trait]
 impl AgentContext for ContextService {
     async fn append(
@@ -370,7 +210,7 @@ impl AgentContext for ContextService {
             )
             .into());
         }
-        self.kv.check_value_size(req.encoded_len())?;
+        self.path.check_value_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_conversation(header, rid, &c, Op::Append(req))
@@ -476,7 +316,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<SetConversationMetadataResponse>, Status> {
         let mut req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
-        self.kv.check_value_size(req.encoded_len())?;
+        self.path.check_value_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_conversation(header, rid, &c, Op::SetMetadata(req))
@@ -502,11 +342,11 @@ impl AgentContext for ContextService {
             )
             .into());
         }
-        let peer = self.kv.read_barrier(&req.header, None, false).await?;
-        let ranges = self.kv.shard_ranges(peer.shard);
+        let peer = self.path.read_barrier(&req.header, None, false).await?;
+        let ranges = self.path.shard_ranges(peer.shard);
         let (ns, after) = (req.namespace, req.after_id);
         let (conversations, more) = self
-            .kv
+            .path
             .blocking(move |ctx| {
                 View::new(&ctx.engine, now_ms()).list_conversations(&ranges, &ns, &after, limit)
             })
@@ -544,9 +384,9 @@ impl AgentContext for ContextService {
         for b in &req.blobs {
             cx::validate_part("blobs.channel", &b.channel)?;
             cx::validate_part("blobs.version", &b.version)?;
-            self.kv.check_value_size(b.value.len())?;
+            self.path.check_value_size(b.value.len())?;
         }
-        self.kv.check_value_size(req.encoded_len())?;
+        self.path.check_value_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_thread(header, rid, &t.thread, Op::PutCheckpoint(req))
@@ -571,7 +411,7 @@ impl AgentContext for ContextService {
         for w in &req.writes {
             cx::validate_part("writes.channel", &w.channel)?;
         }
-        self.kv.check_value_size(req.encoded_len())?;
+        self.path.check_value_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_thread(header, rid, &t.thread, Op::PutWrites(req))
@@ -675,7 +515,7 @@ impl AgentContext for ContextService {
         cx::validate_part("model.name", &m.name)?;
         m.version = 0;
         let value = m.encode_to_vec();
-        self.kv.check_value_size(value.len())?;
+        self.path.check_value_size(value.len())?;
         let key: Bytes = cx::model_key(&m.name).into();
         let mut ops = Vec::new();
         if let Some(expected) = req.expected_version {
@@ -694,7 +534,7 @@ impl AgentContext for ContextService {
             })),
         });
         let o = self
-            .kv
+            .path
             .propose(&req.header, req.request_id, now_ms(), ops)
             .await
             .map_err(|e| match e {
@@ -750,7 +590,7 @@ impl AgentContext for ContextService {
             })),
         };
         let o = self
-            .kv
+            .path
             .propose(&req.header, req.request_id, now_ms(), vec![op])
             .await?;
         Ok(Response::new(DeleteModelResponse {
@@ -768,7 +608,7 @@ impl AgentContext for ContextService {
         use crate::proto::{ConversationEvent, WatchConversationResponse};
         let req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
-        let peer = self.kv.route(&req.header, Some(Self::conv_hash(&c)))?;
+        let peer = self.path.route(&req.header, Some(Self::conv_hash(&c)))?;
         let prefix = cx::msg_prefix(&c);
         let stream = change_stream(
             self.ctx().clone(),
@@ -802,7 +642,7 @@ impl AgentContext for ContextService {
         req: Request<WatchModelsRequest>,
     ) -> Result<Response<Self::WatchModelsStream>, Status> {
         let req = req.into_inner();
-        let peer = self.kv.route(&req.header, Some(Self::model_hash()))?;
+        let peer = self.path.route(&req.header, Some(Self::model_hash()))?;
         let prefix = cx::model_prefix();
         let stream = change_stream(
             self.ctx().clone(),

@@ -4,37 +4,27 @@
 //!
 //! Handlers validate input before anything is proposed, so a bad request changes
 //! nothing; errors leave through `status` (the one mapping to `tonic::Status`).
+//!
+//! Files: `path` (routing, checks, proposals and the read barrier shared by the data
+//! services) and `watch` (change streams) below the services `kv`, `context`,
+//! `cluster` and `raft_service`; this module assembles them into one server.
 
-mod cluster;
+pub(crate) mod cluster;
 mod context;
 mod kv;
-mod raft_service;
+pub(crate) mod path;
+pub(crate) mod raft_service;
+mod watch;
 
 use crate::error::{Error, Result};
-use crate::node::NodeCtx;
+use crate::node::ctx::NodeCtx;
 use crate::proto::{
     agent_context_server::AgentContextServer, cluster_server::ClusterServer, kv_server::KvServer,
     raft_server::RaftServer,
 };
-use crate::proto::{StatusResponse, FILE_DESCRIPTOR_SET};
-use crate::raft::PeerMsg;
+use crate::proto::{FILE_DESCRIPTOR_SET, MAX_MESSAGE_SIZE};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-/// Largest gRPC message accepted (a max-size value plus headroom).
-pub(crate) const MAX_MESSAGE_SIZE: usize = 80 << 20;
-/// How long a handler waits for a proposal to apply or a read index to confirm.
-pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Starts the gRPC server on `listener`; it stops when the node is cancelled.
 pub(crate) fn spawn(
@@ -87,41 +77,4 @@ pub(crate) fn spawn(
             tracing::error!(error = %e, "gRPC server failed");
         }
     }))
-}
-
-/// Collects the status of every replica on the node.
-pub(crate) async fn node_status(ctx: &NodeCtx) -> StatusResponse {
-    let mut shards = Vec::new();
-    for p in ctx.peers() {
-        let (tx, rx) = oneshot::channel();
-        if p.send(PeerMsg::Status(tx)).await.is_err() {
-            continue;
-        }
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(2), rx).await {
-            shards.push(s);
-        }
-    }
-    shards.sort_by_key(|s| s.descriptor.as_ref().map_or(0, |d| d.shard_id));
-    StatusResponse {
-        node_id: ctx.node_id.0,
-        addr: ctx.addr.clone(),
-        bootstrapped: !shards.is_empty(),
-        shards,
-        wal_syncs: ctx.writer.syncs(),
-    }
-}
-
-/// Awaits a replica's answer with the request timeout.
-pub(crate) async fn await_reply<T>(
-    shard: crate::types::ShardId,
-    rx: oneshot::Receiver<Result<T>>,
-) -> Result<T> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => Err(Error::Shutdown),
-        Err(_) => Err(Error::ShardUnavailable {
-            shard,
-            reason: format!("no answer within {REQUEST_TIMEOUT:?}"),
-        }),
-    }
 }

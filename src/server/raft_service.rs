@@ -1,9 +1,10 @@
 //! `ctxstore.v1.Raft`: receives raft message batches and chunked snapshots.
 
-use crate::node::NodeCtx;
+use crate::node::ctx::NodeCtx;
+use crate::node::replicas::on_raft_message;
 use crate::proto::raft_server::Raft;
 use crate::proto::{RaftBatch, RaftDone, SnapshotChunk, SnapshotDone, SnapshotMeta};
-use crate::raft::PeerMsg;
+use crate::raft::handle::PeerMsg;
 use crate::types::{NodeId, ShardId};
 use prost::Message as _;
 use protobuf::Message as _;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Largest snapshot payload accepted.
-const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
+pub(crate) const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
 
 pub(crate) struct RaftService {
     ctx: Arc<NodeCtx>,
@@ -48,8 +49,7 @@ impl Raft for RaftService {
                 }
                 match Message::parse_from_bytes(&env.message) {
                     Ok(m) => {
-                        self.ctx
-                            .on_raft_message(ShardId(env.shard_id), NodeId(env.from_node), m)
+                        on_raft_message(&self.ctx, ShardId(env.shard_id), NodeId(env.from_node), m)
                     }
                     Err(e) => tracing::warn!(error = %e, "undecodable raft message dropped"),
                 }
@@ -115,7 +115,7 @@ impl Raft for RaftService {
                 .send(PeerMsg::Raft(Box::new(msg), from))
                 .await
                 .map_err(|_| Status::unavailable("replica stopped"))?,
-            None => self.ctx.on_raft_message(shard, from, msg),
+            None => on_raft_message(&self.ctx, shard, from, msg),
         }
         Ok(Response::new(SnapshotDone {}))
     }

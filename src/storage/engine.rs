@@ -1,6 +1,6 @@
 //! Opens the node's RocksDB with the `raft`, `data` and `meta` column families.
 
-use crate::error::{Error, Result};
+use crate::error::{ErrInto, Error, Result};
 use crate::keys::{self, ALL_CFS};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Options, DB};
 use std::path::Path;
@@ -52,7 +52,7 @@ impl Engine {
             cf.set_write_buffer_size(32 << 20);
             ColumnFamilyDescriptor::new(*name, cf)
         });
-        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let db = DB::open_cf_descriptors(&opts, path, cfs).err_into()?;
         Ok(Self { db: Arc::new(db) })
     }
 
@@ -70,7 +70,7 @@ impl Engine {
 
     /// Reads one key.
     pub(crate) fn get(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf(cf), key)?)
+        self.db.get_cf(self.cf(cf), key).err_into()
     }
 
     /// Reads one key and decodes it as `M`, straight from RocksDB's pinned buffer (no
@@ -81,9 +81,23 @@ impl Engine {
         cf: &str,
         key: &[u8],
     ) -> Result<Option<M>> {
-        match self.db.get_pinned_cf(self.cf(cf), key)? {
+        match self.db.get_pinned_cf(self.cf(cf), key).err_into()? {
             Some(v) => Ok(Some(M::decode(v.as_ref())?)),
             None => Ok(None),
         }
+    }
+
+    /// Writes a batch and syncs the WAL before returning: for the few writes that
+    /// must be durable on their own (bootstrap state, the node identity, the cleanup
+    /// of a removed replica), not through the log writer.
+    pub(crate) fn write_sync(&self, batch: rocksdb::WriteBatch) -> Result<()> {
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts).err_into()
+    }
+
+    /// Writes a batch without a sync (the apply path: see `fsm::apply`).
+    pub(crate) fn write(&self, batch: rocksdb::WriteBatch) -> Result<()> {
+        self.db.write(batch).err_into()
     }
 }

@@ -42,25 +42,21 @@ pub(crate) struct LogWriter {
 
 /// Signals that the writer thread has exited.
 #[derive(Clone, Default)]
-pub(crate) struct WriterClosed(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+pub(crate) struct WriterClosed(Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>);
 
 impl WriterClosed {
     fn set(&self) {
         let (m, cv) = &*self.0;
-        if let Ok(mut g) = m.lock() {
-            *g = true;
-        }
+        *m.lock() = true;
         cv.notify_all();
     }
 
     /// Blocks until the thread exited or `timeout` passed; returns whether it exited.
     pub(crate) fn wait(&self, timeout: std::time::Duration) -> bool {
         let (m, cv) = &*self.0;
-        let Ok(g) = m.lock() else { return false };
-        match cv.wait_timeout_while(g, timeout, |done| !*done) {
-            Ok((g, _)) => *g,
-            Err(_) => false,
-        }
+        let mut done = m.lock();
+        cv.wait_while_for(&mut done, |done| !*done, timeout);
+        *done
     }
 }
 
@@ -147,9 +143,11 @@ fn write_round(engine: &Engine, round: &mut [WriteTask], syncs: &AtomicU64) -> R
     if batch.is_empty() && !sync {
         return Ok(());
     }
-    let mut opts = rocksdb::WriteOptions::default();
-    opts.set_sync(sync);
-    engine.db().write_opt(batch, &opts)?;
+    if sync {
+        engine.write_sync(batch)?;
+    } else {
+        engine.write(batch)?;
+    }
     if sync {
         syncs.fetch_add(1, Ordering::Relaxed);
     }

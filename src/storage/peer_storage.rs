@@ -4,7 +4,7 @@
 //! replica hands a ready to the log writer (raft-rs requires the updates to be readable
 //! through `Storage` before `advance_append_async`). Log GC keeps the mirror bounded.
 
-use crate::error::{Error, Result};
+use crate::error::{ErrInto, Error, Result};
 use crate::keys;
 use crate::proto::{ApplyState, RaftLocalState};
 use crate::storage::Engine;
@@ -75,8 +75,8 @@ impl PeerStorage {
             .get_decoded(keys::CF_META, &keys::apply_state_key(shard))?
             .unwrap_or_default();
         let mut s = Self::new_empty();
-        s.hard_state = HardState::parse_from_bytes(&rs.hard_state)?;
-        s.conf_state = ConfState::parse_from_bytes(&apply.conf_state)?;
+        s.hard_state = HardState::parse_from_bytes(&rs.hard_state).err_into()?;
+        s.conf_state = ConfState::parse_from_bytes(&apply.conf_state).err_into()?;
         s.truncated_index = rs.truncated_index;
         s.truncated_term = rs.truncated_term;
         let db = engine.db();
@@ -90,7 +90,7 @@ impl PeerStorage {
             rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
         );
         for (expected, item) in (rs.truncated_index + 1..).zip(iter) {
-            let (k, v) = item?;
+            let (k, v) = item.err_into()?;
             let index = keys::decode_raft_log_key(shard, &k)
                 .ok_or_else(|| Error::Storage(format!("shard {shard}: bad log key")))?;
             if index != expected {
@@ -98,7 +98,7 @@ impl PeerStorage {
                 // cleanup had not reached disk; they are not part of the log.
                 break;
             }
-            let e = Entry::parse_from_bytes(&v)?;
+            let e = Entry::parse_from_bytes(&v).err_into()?;
             s.entries.push_back(e);
         }
         if apply.applied_index > s.hard_state.commit && apply.applied_index <= s.last() {
@@ -180,7 +180,7 @@ impl PeerStorage {
                 self.last()
             )));
         }
-        let term = self.term_of(index)?;
+        let term = self.term_of(index).err_into()?;
         let n = (index - self.truncated_index) as usize;
         self.entries.drain(..n);
         self.truncated_index = index;
@@ -220,15 +220,15 @@ impl PeerStorage {
         }
     }
 
-    fn term_of(&self, idx: u64) -> Result<u64> {
+    fn term_of(&self, idx: u64) -> raft::Result<u64> {
         if idx == self.truncated_index {
             return Ok(self.truncated_term);
         }
         if idx < self.truncated_index {
-            return Err(raft::Error::Store(StorageError::Compacted).into());
+            return Err(raft::Error::Store(StorageError::Compacted));
         }
         if idx > self.last() {
-            return Err(raft::Error::Store(StorageError::Unavailable).into());
+            return Err(raft::Error::Store(StorageError::Unavailable));
         }
         Ok(self.entries[(idx - self.first()) as usize].term)
     }
@@ -266,10 +266,7 @@ impl raft::Storage for PeerStorage {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        self.term_of(idx).map_err(|e| match e {
-            Error::Raft(r) => r,
-            other => raft::Error::Store(StorageError::Other(Box::new(other))),
-        })
+        self.term_of(idx)
     }
 
     fn first_index(&self) -> raft::Result<u64> {

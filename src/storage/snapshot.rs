@@ -1,17 +1,18 @@
 //! Shard snapshots: built from a RocksDB snapshot (so data and applied index agree),
 //! shipped in chunks by the transport, installed through the log writer in one batch.
 
+use crate::error::ErrInto;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::proto::{ApplyState, MetaState, ShardDescriptor, SnapshotKv, SnapshotPayload};
 use crate::storage::LogOp;
-use crate::types::ShardId;
+use crate::types::{ShardId, META_SHARD};
 use prost::Message;
 
 /// The `data` CF ranges a shard owns: its ring arcs, or the whole hash space when it
 /// is the only shard.
 pub(crate) fn shard_data_ranges(desc: &ShardDescriptor) -> Vec<(Vec<u8>, Vec<u8>)> {
-    if desc.shard_id == crate::meta::META_SHARD.0 {
+    if desc.shard_id == META_SHARD.0 {
         // The meta shard keeps its state in the `meta` CF, never in `data`.
         return Vec::new();
     }
@@ -42,7 +43,7 @@ fn for_each_data_kv(
             rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
         );
         for item in iter {
-            let (k, v) = item?;
+            let (k, v) = item.err_into()?;
             f(&k, &v);
         }
     }
@@ -55,11 +56,11 @@ fn for_each_data_kv(
 pub(crate) fn data_digest(engine: &crate::storage::Engine, shard: ShardId) -> Result<(u64, u64)> {
     let snap = engine.db().snapshot();
     let meta = engine.cf(keys::CF_META);
-    let applied = match snap.get_cf(meta, keys::apply_state_key(shard))? {
+    let applied = match snap.get_cf(meta, keys::apply_state_key(shard)).err_into()? {
         Some(v) => ApplyState::decode(v.as_slice())?.applied_index,
         None => return Err(Error::Storage(format!("shard {shard}: no apply state"))),
     };
-    let desc = match snap.get_cf(meta, keys::desc_key(shard))? {
+    let desc = match snap.get_cf(meta, keys::desc_key(shard)).err_into()? {
         Some(v) => ShardDescriptor::decode(v.as_slice())?,
         None => return Err(Error::Storage(format!("shard {shard}: no descriptor"))),
     };
@@ -86,11 +87,11 @@ pub(crate) fn build(engine: &crate::storage::Engine, shard: ShardId) -> Result<B
     let db = engine.db();
     let snap = db.snapshot();
     let meta = engine.cf(keys::CF_META);
-    let apply_state = match snap.get_cf(meta, keys::apply_state_key(shard))? {
+    let apply_state = match snap.get_cf(meta, keys::apply_state_key(shard)).err_into()? {
         Some(v) => ApplyState::decode(v.as_slice())?,
         None => return Err(Error::Storage(format!("shard {shard}: no apply state"))),
     };
-    let desc = match snap.get_cf(meta, keys::desc_key(shard))? {
+    let desc = match snap.get_cf(meta, keys::desc_key(shard)).err_into()? {
         Some(v) => ShardDescriptor::decode(v.as_slice())?,
         None => return Err(Error::Storage(format!("shard {shard}: no descriptor"))),
     };
@@ -114,14 +115,14 @@ pub(crate) fn build(engine: &crate::storage::Engine, shard: ShardId) -> Result<B
         rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
     );
     for item in iter {
-        let (k, v) = item?;
+        let (k, v) = item.err_into()?;
         dedup.push(SnapshotKv {
             key: k.into_vec().into(),
             value: v.into_vec().into(),
         });
     }
-    let meta_state = if shard == crate::meta::META_SHARD {
-        match snap.get_cf(meta, keys::meta_state_key())? {
+    let meta_state = if shard == META_SHARD {
+        match snap.get_cf(meta, keys::meta_state_key()).err_into()? {
             Some(v) => Some(MetaState::decode(v.as_slice())?),
             None => None,
         }
@@ -168,7 +169,7 @@ pub(crate) fn removal_ops(desc: &ShardDescriptor, removed_replica: u64) -> Vec<L
     ops.push(LogOp::Delete(keys::CF_RAFT, keys::raft_state_key(shard)));
     ops.push(LogOp::Delete(keys::CF_META, keys::apply_state_key(shard)));
     ops.push(LogOp::Delete(keys::CF_META, keys::desc_key(shard)));
-    if shard == crate::meta::META_SHARD {
+    if shard == META_SHARD {
         ops.push(LogOp::Delete(keys::CF_META, keys::meta_state_key()));
     }
     ops.push(LogOp::Put(
@@ -236,7 +237,7 @@ pub(crate) fn install_ops(shard: ShardId, payload: &SnapshotPayload) -> Result<V
         keys::desc_key(shard),
         desc.encode_to_vec(),
     ));
-    match (&payload.meta, shard == crate::meta::META_SHARD) {
+    match (&payload.meta, shard == META_SHARD) {
         (Some(state), true) => ops.push(LogOp::Put(
             keys::CF_META,
             keys::meta_state_key(),
@@ -256,24 +257,24 @@ pub(crate) fn install_ops(shard: ShardId, payload: &SnapshotPayload) -> Result<V
 type BuiltPayload = (u64, u64, std::sync::Arc<Vec<u8>>);
 
 /// Received payloads kept per shard while their replica decides which to install.
-const MAX_INCOMING_PER_SHARD: usize = 3;
+pub(crate) const MAX_INCOMING_PER_SHARD: usize = 3;
 
 /// Snapshot payloads in memory: the latest built per shard (to send) and received ones
 /// waiting for their replica to install them.
 #[derive(Default)]
 pub(crate) struct SnapshotStore {
     /// Shard → (index, term, payload) of the latest built snapshot.
-    outgoing: std::sync::Mutex<std::collections::HashMap<ShardId, BuiltPayload>>,
+    outgoing: parking_lot::Mutex<std::collections::HashMap<ShardId, BuiltPayload>>,
     /// (shard, index, term) → received payload.
-    incoming: std::sync::Mutex<std::collections::HashMap<(ShardId, u64, u64), Vec<u8>>>,
+    incoming: parking_lot::Mutex<std::collections::HashMap<(ShardId, u64, u64), Vec<u8>>>,
 }
 
 impl SnapshotStore {
     /// Records the latest built snapshot of a shard.
     pub(crate) fn put_outgoing(&self, shard: ShardId, index: u64, term: u64, payload: Vec<u8>) {
-        if let Ok(mut m) = self.outgoing.lock() {
-            m.insert(shard, (index, term, std::sync::Arc::new(payload)));
-        }
+        self.outgoing
+            .lock()
+            .insert(shard, (index, term, std::sync::Arc::new(payload)));
     }
 
     /// The built payload for exactly this snapshot, if still current.
@@ -283,7 +284,7 @@ impl SnapshotStore {
         index: u64,
         term: u64,
     ) -> Option<std::sync::Arc<Vec<u8>>> {
-        let m = self.outgoing.lock().ok()?;
+        let m = self.outgoing.lock();
         m.get(&shard)
             .filter(|(i, t, _)| *i == index && *t == term)
             .map(|(_, _, p)| p.clone())
@@ -291,7 +292,8 @@ impl SnapshotStore {
 
     /// Keeps a received payload until its replica installs it.
     pub(crate) fn put_incoming(&self, shard: ShardId, index: u64, term: u64, payload: Vec<u8>) {
-        if let Ok(mut m) = self.incoming.lock() {
+        {
+            let mut m = self.incoming.lock();
             m.insert((shard, index, term), payload);
             // Keep the newest few per shard: raft-rs installs at most one of them.
             let mut mine: Vec<(u64, u64)> = m
@@ -309,6 +311,6 @@ impl SnapshotStore {
 
     /// Takes a received payload.
     pub(crate) fn take_incoming(&self, shard: ShardId, index: u64, term: u64) -> Option<Vec<u8>> {
-        self.incoming.lock().ok()?.remove(&(shard, index, term))
+        self.incoming.lock().remove(&(shard, index, term))
     }
 }

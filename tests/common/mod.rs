@@ -6,10 +6,10 @@
 
 pub mod procs;
 
-use ctxstore::client::{Client, ClientOptions};
-use ctxstore::node::Node;
 use ctxstore::proto::{ShardStatus, StatusResponse};
+use ctxstore::Node;
 use ctxstore::NodeConfig;
+use ctxstore_client::{Client, ClientOptions};
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;

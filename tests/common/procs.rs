@@ -113,3 +113,27 @@ pub fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> (Vec<Ctxd>, Vec<St
         .collect();
     (procs, addrs)
 }
+
+/// The `ctxctl` binary, built next to `ctxd`. `ctxctl` is a package of its own
+/// (`crates/ctxctl`, so installing it needs no RocksDB), so cargo does not build it for
+/// this package's tests: `scripts/test.sh` builds every binary of the workspace first,
+/// and a test run on its own (`cargo test --test process`) builds them here once.
+pub fn ctxctl_bin() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let bin = Path::new(env!("CARGO_BIN_EXE_ctxd")).with_file_name("ctxctl");
+            if !bin.exists() {
+                // The same selection as scripts/test.sh, so nothing is rebuilt twice.
+                let status = Command::new(env!("CARGO"))
+                    .args(["build", "--quiet", "--workspace", "--bins", "--tests"])
+                    .current_dir(env!("CARGO_MANIFEST_DIR"))
+                    .status()
+                    .expect("run cargo build");
+                assert!(status.success(), "building ctxctl failed");
+            }
+            assert!(bin.exists(), "ctxctl not found at {}", bin.display());
+            bin
+        })
+        .clone()
+}

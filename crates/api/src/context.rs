@@ -1,7 +1,6 @@
-//! The agent context API (DESIGN §7): key layout, name validation, the state-machine
-//! side of conversations and checkpoints ([`apply`]), token-budget selection
-//! ([`budget`]), reads ([`read`]) and the per-replica change log behind watches
-//! ([`watch`]).
+//! The agent context API's key layout and name validation (DESIGN §7), shared by the
+//! client (which routes a conversation, thread or the registry by its key) and the
+//! server (which stores and applies them).
 //!
 //! Every record is an ordinary `data` CF record under a reserved user key that starts
 //! with byte 0x00 (the Kv API refuses such keys) and carries a hash tag, so snapshots,
@@ -17,12 +16,6 @@
 //! | channel blob | `\0B{t/<thread>}` · ns · 0x00 · channel · 0x00 · version |
 //! | pending write | `\0W{t/<thread>}` · ns · 0x00 · checkpoint id · 0x00 · task id · 0x00 · idx BE4 |
 //! | model | `\0R{registry}` · name |
-
-pub(crate) mod apply;
-pub mod budget;
-pub(crate) mod purge;
-pub(crate) mod read;
-pub(crate) mod watch;
 
 use crate::error::{Error, Result};
 use crate::proto::{ConversationRef, ThreadRef};
@@ -65,63 +58,63 @@ fn thread_tag(thread: &str) -> String {
 }
 
 /// `namespace/id`, for messages.
-pub(crate) fn conv_name(c: &ConversationRef) -> String {
+pub fn conv_name(c: &ConversationRef) -> String {
     format!("{}/{}", c.namespace, c.id)
 }
 
 /// The conversation's record.
-pub(crate) fn conv_key(c: &ConversationRef) -> Vec<u8> {
+pub fn conv_key(c: &ConversationRef) -> Vec<u8> {
     key(CONV, &conv_tag(c), &[])
 }
 
 /// Prefix of every conversation record of a namespace (on every shard).
-pub(crate) fn conv_list_prefix(namespace: &str) -> Vec<u8> {
+pub fn conv_list_prefix(namespace: &str) -> Vec<u8> {
     let mut k = vec![RESERVED_PREFIX, CONV, b'{'];
     k.extend_from_slice(format!("c/{namespace}/").as_bytes());
     k
 }
 
 /// The conversation id in a conversation record key of `namespace`.
-pub(crate) fn conv_id_of(namespace: &str, user_key: &[u8]) -> Option<String> {
+pub fn conv_id_of(namespace: &str, user_key: &[u8]) -> Option<String> {
     let rest = user_key.strip_prefix(conv_list_prefix(namespace).as_slice())?;
     let id = rest.strip_suffix(b"}")?;
     String::from_utf8(id.to_vec()).ok()
 }
 
 /// Message `seq` of the conversation.
-pub(crate) fn msg_key(c: &ConversationRef, seq: u64) -> Vec<u8> {
+pub fn msg_key(c: &ConversationRef, seq: u64) -> Vec<u8> {
     key(MSG, &conv_tag(c), &[&seq.to_be_bytes()])
 }
 
 /// Prefix of every message of the conversation.
-pub(crate) fn msg_prefix(c: &ConversationRef) -> Vec<u8> {
+pub fn msg_prefix(c: &ConversationRef) -> Vec<u8> {
     key(MSG, &conv_tag(c), &[])
 }
 
 /// The seq of a message key.
-pub(crate) fn seq_of(user_key: &[u8]) -> Option<u64> {
+pub fn seq_of(user_key: &[u8]) -> Option<u64> {
     let tail = user_key.get(user_key.len().checked_sub(8)?..)?;
     Some(u64::from_be_bytes(tail.try_into().ok()?))
 }
 
 /// An idempotency key's record.
-pub(crate) fn idem_key(c: &ConversationRef, k: &str) -> Vec<u8> {
+pub fn idem_key(c: &ConversationRef, k: &str) -> Vec<u8> {
     key(IDEM, &conv_tag(c), &[k.as_bytes()])
 }
 
 /// Prefixes holding everything of a conversation except its record.
-pub(crate) fn conv_data_prefixes(c: &ConversationRef) -> [Vec<u8>; 2] {
+pub fn conv_data_prefixes(c: &ConversationRef) -> [Vec<u8>; 2] {
     let tag = conv_tag(c);
     [key(MSG, &tag, &[]), key(IDEM, &tag, &[])]
 }
 
 /// The thread's record.
-pub(crate) fn thread_key(thread: &str) -> Vec<u8> {
+pub fn thread_key(thread: &str) -> Vec<u8> {
     key(THREAD, &thread_tag(thread), &[])
 }
 
 /// Prefixes holding everything of a thread except its record.
-pub(crate) fn thread_data_prefixes(thread: &str) -> [Vec<u8>; 3] {
+pub fn thread_data_prefixes(thread: &str) -> [Vec<u8>; 3] {
     let tag = thread_tag(thread);
     [
         key(CKPT, &tag, &[]),
@@ -131,12 +124,12 @@ pub(crate) fn thread_data_prefixes(thread: &str) -> [Vec<u8>; 3] {
 }
 
 /// Prefix of the checkpoints of `(thread, ns)`.
-pub(crate) fn ckpt_prefix(t: &ThreadRef) -> Vec<u8> {
+pub fn ckpt_prefix(t: &ThreadRef) -> Vec<u8> {
     key(CKPT, &thread_tag(&t.thread), &[t.ns.as_bytes(), &[0]])
 }
 
 /// A checkpoint's record.
-pub(crate) fn ckpt_key(t: &ThreadRef, id: &str) -> Vec<u8> {
+pub fn ckpt_key(t: &ThreadRef, id: &str) -> Vec<u8> {
     key(
         CKPT,
         &thread_tag(&t.thread),
@@ -145,12 +138,12 @@ pub(crate) fn ckpt_key(t: &ThreadRef, id: &str) -> Vec<u8> {
 }
 
 /// Prefix of the channel blobs of `(thread, ns)`.
-pub(crate) fn blob_prefix(t: &ThreadRef) -> Vec<u8> {
+pub fn blob_prefix(t: &ThreadRef) -> Vec<u8> {
     key(BLOB, &thread_tag(&t.thread), &[t.ns.as_bytes(), &[0]])
 }
 
 /// One channel value at one version.
-pub(crate) fn blob_key(t: &ThreadRef, channel: &str, version: &str) -> Vec<u8> {
+pub fn blob_key(t: &ThreadRef, channel: &str, version: &str) -> Vec<u8> {
     key(
         BLOB,
         &thread_tag(&t.thread),
@@ -165,7 +158,7 @@ pub(crate) fn blob_key(t: &ThreadRef, channel: &str, version: &str) -> Vec<u8> {
 }
 
 /// `(channel, version)` of a blob key of `(thread, ns)`.
-pub(crate) fn blob_of(t: &ThreadRef, user_key: &[u8]) -> Option<(String, String)> {
+pub fn blob_of(t: &ThreadRef, user_key: &[u8]) -> Option<(String, String)> {
     let rest = user_key.strip_prefix(blob_prefix(t).as_slice())?;
     let sep = rest.iter().position(|&b| b == 0)?;
     Some((
@@ -175,7 +168,7 @@ pub(crate) fn blob_of(t: &ThreadRef, user_key: &[u8]) -> Option<(String, String)
 }
 
 /// Prefix of the pending writes of one checkpoint.
-pub(crate) fn writes_prefix(t: &ThreadRef, id: &str) -> Vec<u8> {
+pub fn writes_prefix(t: &ThreadRef, id: &str) -> Vec<u8> {
     key(
         WRITE,
         &thread_tag(&t.thread),
@@ -184,7 +177,7 @@ pub(crate) fn writes_prefix(t: &ThreadRef, id: &str) -> Vec<u8> {
 }
 
 /// One pending write.
-pub(crate) fn write_key(t: &ThreadRef, id: &str, task: &str, idx: u32) -> Vec<u8> {
+pub fn write_key(t: &ThreadRef, id: &str, task: &str, idx: u32) -> Vec<u8> {
     let mut k = writes_prefix(t, id);
     k.extend_from_slice(task.as_bytes());
     k.push(0);
@@ -193,24 +186,26 @@ pub(crate) fn write_key(t: &ThreadRef, id: &str, task: &str, idx: u32) -> Vec<u8
 }
 
 /// A model's record.
-pub(crate) fn model_key(name: &str) -> Vec<u8> {
+pub fn model_key(name: &str) -> Vec<u8> {
     key(MODEL, "registry", &[name.as_bytes()])
 }
 
 /// Prefix of every model record (one hash tag: one shard).
-pub(crate) fn model_prefix() -> Vec<u8> {
+pub fn model_prefix() -> Vec<u8> {
     key(MODEL, "registry", &[])
 }
 
 /// What a reserved key is, for purge: a conversation or thread record takes its data
 /// with it.
-pub(crate) enum Owner {
+pub enum Owner {
+    /// A conversation's record.
     Conversation(ConversationRef),
+    /// A checkpoint thread's record.
     Thread(String),
 }
 
 /// The conversation or thread whose record `user_key` is.
-pub(crate) fn owner_of_record(user_key: &[u8]) -> Option<Owner> {
+pub fn owner_of_record(user_key: &[u8]) -> Option<Owner> {
     let (&kind, rest) = user_key.strip_prefix(&[RESERVED_PREFIX])?.split_first()?;
     let tag = std::str::from_utf8(rest.strip_prefix(b"{")?.strip_suffix(b"}")?).ok()?;
     match kind {

@@ -111,7 +111,7 @@ pub enum Error {
     Storage(String),
     /// raft-rs refused an operation.
     #[error("raft error: {0}")]
-    Raft(#[from] raft::Error),
+    Raft(String),
     /// A node could not be reached.
     #[error("transport error: {0}")]
     Transport(String),
@@ -182,20 +182,26 @@ impl Error {
     }
 }
 
-impl From<rocksdb::Error> for Error {
-    fn from(e: rocksdb::Error) -> Self {
-        Error::Storage(e.to_string())
-    }
-}
-
 impl From<prost::DecodeError> for Error {
     fn from(e: prost::DecodeError) -> Self {
         Error::Storage(format!("corrupt record: {e}"))
     }
 }
 
-impl From<protobuf::ProtobufError> for Error {
-    fn from(e: protobuf::ProtobufError) -> Self {
-        Error::Storage(format!("corrupt raft record: {e}"))
+impl Error {
+    /// A copy of a routing error (they carry only plain data); any other error becomes
+    /// an `Internal` error with the same text.
+    pub fn clone_routing(&self) -> Error {
+        match self {
+            Error::NotLeader { shard, leader } => Error::NotLeader {
+                shard: *shard,
+                leader: leader.clone(),
+            },
+            Error::ShardUnavailable { shard, reason } => Error::ShardUnavailable {
+                shard: *shard,
+                reason: reason.clone(),
+            },
+            other => Error::Internal(other.to_string()),
+        }
     }
 }

@@ -1,17 +1,17 @@
-//! Generated protobuf types and gRPC stubs (`proto/ctxstore/v1`).
+//! Generated protobuf types and gRPC stubs of the public API (`proto/ctxstore/v1`).
 
 #![allow(clippy::all, missing_docs)]
 
 tonic::include_proto!("ctxstore.v1");
 
-/// Encoded `FileDescriptorSet` of our protos, for gRPC server reflection.
+/// Encoded `FileDescriptorSet` of the public protos, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ctxstore_descriptor.bin"));
 
-/// The subset of etcd's v3 KV API that `ctxctl bench --target etcd` uses
-/// (`proto/etcd/kv_min.proto`; client only).
-#[doc(hidden)]
-pub mod etcd {
-    #![allow(clippy::all, missing_docs)]
-    tonic::include_proto!("etcdserverpb");
-}
+/// The largest value size a cluster may be configured to accept
+/// (`limits.max-value-size` is at most this).
+pub const MAX_VALUE_SIZE_CAP: u64 = 64 << 20;
+
+/// Largest gRPC message a client or server accepts: the largest configurable value
+/// plus room for the request around it.
+pub const MAX_MESSAGE_SIZE: usize = MAX_VALUE_SIZE_CAP as usize + (16 << 20);

@@ -36,6 +36,10 @@ id_type!(
     ReplicaId
 );
 
-/// The shard that holds all data until sharding lands: one Raft group over the whole
-/// hash space.
+/// The first data shard: the one a single-shard cluster keeps all data in, and the one
+/// administrative requests name when they name none.
 pub const DEFAULT_SHARD: ShardId = ShardId(1);
+
+/// The meta shard: the Raft group holding the routing table (nodes, every shard's
+/// descriptor and leader hint). It owns no hash range, so no key request reaches it.
+pub const META_SHARD: ShardId = ShardId(0);

@@ -10,12 +10,12 @@
 //! # defaults: 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 4 25
 //! ```
 
-use ctxstore::proto::{
+use ctxstore_client::proto::{
     prune_checkpoints_request::Keep, read_request::Select, AppendRequest, ChannelBlob, ChatMessage,
     Checkpoint, CompactRequest, ConversationRef, Model, PruneCheckpointsRequest,
     PutCheckpointRequest, ReadRequest, ThreadRef, TokenBudget,
 };
-use ctxstore::{Client, Error};
+use ctxstore_client::{Client, Error};
 use std::time::{Duration, Instant};
 
 /// Tokens of context each step may read.
@@ -209,7 +209,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let agents: usize = args.get(1).map_or(Ok(4), |s| s.parse())?;
     let steps: usize = args.get(2).map_or(Ok(25), |s| s.parse())?;
     let client = Client::connect(&endpoints).await?;
-    let run = ctxstore::server::now_ms();
+    let run = ctxstore_client::util::now_ms();
     client
         .put_model(
             Model {

@@ -19,6 +19,7 @@ use crate::proto::{
     WatchModelsRequest, WatchRequest,
 };
 use crate::proto::{CheckpointTuple, ConversationInfo};
+use crate::util::Backoff;
 use bytes::Bytes;
 use std::future::Future;
 use std::time::Duration;
@@ -81,8 +82,8 @@ impl<T> Drop for Watcher<T> {
 impl Client {
     fn agent(ch: Channel) -> AgentContextClient<Channel> {
         AgentContextClient::new(ch)
-            .max_decoding_message_size(crate::server::MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(crate::server::MAX_MESSAGE_SIZE)
+            .max_decoding_message_size(crate::proto::MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(crate::proto::MAX_MESSAGE_SIZE)
     }
 
     fn with_request_id(&self, id: &mut Bytes) {
@@ -457,15 +458,14 @@ impl Client {
             let mut partial: (u64, usize) = (0, 0);
             let mut pending = Some(head);
             let mut stream = Some(first);
-            let mut backoff = Duration::from_millis(10);
+            let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(500));
             loop {
                 let mut s = match stream.take() {
                     Some(s) => s,
                     None => match open(done).await {
                         Ok(s) => s,
                         Err(e) if e.is_retryable() || matches!(e, Error::Timeout(..)) => {
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_millis(500));
+                            tokio::time::sleep(backoff.next_pause()).await;
                             continue;
                         }
                         Err(e) => {
@@ -492,7 +492,7 @@ impl Client {
                             }
                         },
                     };
-                    backoff = Duration::from_millis(10);
+                    backoff.reset();
                     for ev in evs {
                         let v = version(&ev);
                         if done.is_some_and(|d| v <= d) {

@@ -6,12 +6,17 @@
 //! the nodes it knows, and gives up at the per-request deadline. Mutating requests
 //! carry a request id that stays the same across retries, so the server applies each
 //! at most once.
+//!
+//! The crate builds without RocksDB or Raft: it links only the wire API
+//! (`ctxstore-api`, re-exported here) and tonic.
 
-mod context;
+mod agent;
 
-pub use context::Watcher;
+pub use agent::Watcher;
+pub use ctxstore_api::{
+    context, error, keys, proto, ring, types, util, Error, NodeId, ReplicaId, Result, ShardId,
+};
 
-use crate::error::{Error, Result};
 use crate::keys::key_hash;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::kv_client::KvClient;
@@ -22,12 +27,14 @@ use crate::proto::{
     StatusResponse, TransferLeaderRequest,
 };
 use crate::ring::Ring;
+use crate::util::Backoff;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use rand::Rng;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
@@ -173,11 +180,7 @@ impl Client {
     }
 
     fn channel(&self, addr: &str) -> Result<Channel> {
-        let mut chans = self
-            .inner
-            .channels
-            .lock()
-            .map_err(|_| Error::Internal("client lock poisoned".into()))?;
+        let mut chans = self.inner.channels.lock();
         if let Some(c) = chans.get(addr) {
             return Ok(c.clone());
         }
@@ -191,12 +194,7 @@ impl Client {
     }
 
     fn current(&self) -> String {
-        let addrs = self
-            .inner
-            .addrs
-            .lock()
-            .map(|a| a.clone())
-            .unwrap_or_default();
+        let addrs = self.inner.addrs.lock().clone();
         let i = self.inner.leader.load(Ordering::Relaxed) as usize;
         addrs
             .get(i % addrs.len().max(1))
@@ -205,16 +203,15 @@ impl Client {
     }
 
     fn set_current(&self, addr: &str) {
-        if let Ok(mut addrs) = self.inner.addrs.lock() {
-            let i = match addrs.iter().position(|a| a == addr) {
-                Some(i) => i,
-                None => {
-                    addrs.push(addr.to_string());
-                    addrs.len() - 1
-                }
-            };
-            self.inner.leader.store(i as u64, Ordering::Relaxed);
-        }
+        let mut addrs = self.inner.addrs.lock();
+        let i = match addrs.iter().position(|a| a == addr) {
+            Some(i) => i,
+            None => {
+                addrs.push(addr.to_string());
+                addrs.len() - 1
+            }
+        };
+        self.inner.leader.store(i as u64, Ordering::Relaxed);
     }
 
     fn rotate(&self) {
@@ -257,7 +254,8 @@ impl Client {
             }
         }
         let mut new_addrs = Vec::new();
-        if let Ok(mut r) = self.inner.routing.lock() {
+        {
+            let mut r = self.inner.routing.lock();
             r.fetched = true;
             for t in answers {
                 if r.ring.is_none() {
@@ -279,7 +277,8 @@ impl Client {
                 }
             }
         }
-        if let Ok(mut a) = self.inner.addrs.lock() {
+        {
+            let mut a = self.inner.addrs.lock();
             for x in new_addrs {
                 if !x.is_empty() && !a.contains(&x) {
                     a.push(x);
@@ -297,17 +296,16 @@ impl Client {
         self.inner
             .routing
             .lock()
-            .ok()
-            .and_then(|r| r.descs.get(&shard).map(|d| (d.conf_ver, d.ring_ver)))
+            .descs
+            .get(&shard)
+            .map(|d| (d.conf_ver, d.ring_ver))
             .unwrap_or_default()
     }
 
     /// Resolves a route to `(shard id for the header, address)`; `None` address means
     /// "use the current node" (single-shard clusters, or nothing known yet).
     fn resolve(&self, route: Route, attempt: u32) -> (u64, Option<String>) {
-        let Ok(r) = self.inner.routing.lock() else {
-            return (0, None);
-        };
+        let r = self.inner.routing.lock();
         let shard = match (route, &r.ring) {
             (Route::Shard(s), _) => s,
             (Route::Key(h), Some(ring)) => ring.shard_for_hash(h).map_or(0, |s| s.0),
@@ -333,19 +331,19 @@ impl Client {
     }
 
     fn set_leader(&self, shard: u64, addr: &str) {
-        if let Ok(mut r) = self.inner.routing.lock() {
-            r.leaders.insert(shard, addr.to_string());
-        }
+        self.inner
+            .routing
+            .lock()
+            .leaders
+            .insert(shard, addr.to_string());
     }
 
     fn forget_leader(&self, shard: u64) {
-        if let Ok(mut r) = self.inner.routing.lock() {
-            r.leaders.remove(&shard);
-        }
+        self.inner.routing.lock().leaders.remove(&shard);
     }
 
     fn routing_fetched(&self) -> bool {
-        self.inner.routing.lock().map(|r| r.fetched).unwrap_or(true)
+        self.inner.routing.lock().fetched
     }
 
     /// Whether the cluster has more than one shard (after the first refresh).
@@ -353,7 +351,7 @@ impl Client {
         if !self.routing_fetched() {
             self.refresh_routing().await;
         }
-        self.inner.routing.lock().ok()?.ring.clone()
+        self.inner.routing.lock().ring.clone()
     }
 
     /// Runs `f` against the leader of the shard `route` names, following hints,
@@ -369,7 +367,8 @@ impl Client {
         }
         let timeout = self.inner.opts.timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut backoff = Duration::from_millis(2);
+        let mut backoff =
+            Backoff::new(Duration::from_millis(2), Duration::from_millis(500)).jittered();
         let mut redirects = 0;
         let mut attempt = 0u32;
         loop {
@@ -433,12 +432,7 @@ impl Client {
                     if on_current {
                         self.rotate();
                     }
-                    let jitter = rand::rng().random_range(0.5..1.5);
-                    let pause = backoff
-                        .mul_f64(jitter)
-                        .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-                    tokio::time::sleep(pause).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    backoff.sleep_until_at_most(deadline).await;
                 }
             }
         }
@@ -446,8 +440,8 @@ impl Client {
 
     fn kv(ch: Channel) -> KvClient<Channel> {
         KvClient::new(ch)
-            .max_decoding_message_size(crate::server::MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(crate::server::MAX_MESSAGE_SIZE)
+            .max_decoding_message_size(crate::proto::MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(crate::proto::MAX_MESSAGE_SIZE)
     }
 
     /// Reads a key (linearizable). `None` if it does not exist or has expired.
@@ -672,11 +666,7 @@ impl Client {
 
     /// Every known address (seeds and learned).
     pub fn endpoints(&self) -> Vec<String> {
-        self.inner
-            .addrs
-            .lock()
-            .map(|a| a.clone())
-            .unwrap_or_default()
+        self.inner.addrs.lock().clone()
     }
 
     /// Adds a node to the default shard as a learner and waits until it is promoted.
@@ -771,9 +761,7 @@ impl Client {
     /// The routing table as the client sees it: shard → (descriptor, leader address).
     pub async fn routing(&self) -> Vec<(ShardDescriptor, Option<String>)> {
         self.refresh_routing().await;
-        let Ok(r) = self.inner.routing.lock() else {
-            return Vec::new();
-        };
+        let r = self.inner.routing.lock();
         let mut out: Vec<_> = r
             .descs
             .values()

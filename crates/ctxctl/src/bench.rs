@@ -2,10 +2,10 @@
 //! the same loop, for comparisons).
 
 use super::BenchArgs;
-use ctxstore::client::Client;
-use ctxstore::proto::etcd::kv_client::KvClient as EtcdKv;
-use ctxstore::proto::etcd::{PutRequest as EtcdPut, RangeRequest as EtcdRange};
-use ctxstore::Error;
+use crate::etcd::kv_client::KvClient as EtcdKv;
+use crate::etcd::{PutRequest as EtcdPut, RangeRequest as EtcdRange};
+use ctxstore_client::Client;
+use ctxstore_client::Error;
 use rand::Rng;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -105,7 +105,7 @@ impl Target {
     /// without a transaction, so this does less than ctxstore's append), and a
     /// checkpoint put.
     async fn agent_step(&self, i: usize, step: u64, value: bytes::Bytes) -> Result<(), Error> {
-        use ctxstore::proto::{
+        use ctxstore_client::proto::{
             read_request::Select, AppendRequest, ChannelBlob, Checkpoint, ConversationRef,
             PutCheckpointRequest, ReadRequest, ThreadRef, TokenBudget,
         };
@@ -180,7 +180,7 @@ impl Target {
 
     /// Client `i` appends its `step`-th message to its own conversation.
     async fn append(&self, i: usize, step: u64, value: bytes::Bytes) -> Result<(), Error> {
-        use ctxstore::proto::{AppendRequest, ConversationRef};
+        use ctxstore_client::proto::{AppendRequest, ConversationRef};
         match self {
             Target::Ctxstore(c) => {
                 let content = String::from_utf8_lossy(&value).into_owned();
@@ -219,8 +219,8 @@ impl Target {
 }
 
 /// A chat message with the usual estimate of a token per 4 bytes.
-fn chat_message(role: &str, content: String) -> ctxstore::proto::ChatMessage {
-    ctxstore::proto::ChatMessage {
+fn chat_message(role: &str, content: String) -> ctxstore_client::proto::ChatMessage {
+    ctxstore_client::proto::ChatMessage {
         role: role.into(),
         token_count: content.len() as u64 / 4 + 1,
         content,

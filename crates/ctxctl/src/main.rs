@@ -4,11 +4,9 @@
 //! argument; 3 cluster unreachable, unavailable or timed out; 4 any other error.
 
 use clap::{Parser, Subcommand};
-use ctxstore::client::{Client, ClientOptions};
-use ctxstore::proto::{
-    NodeState, Replica, ReplicaRole, RoutingTable, ShardDescriptor, StatusResponse,
-};
-use ctxstore::Error;
+use ctxstore_client::proto::{Replica, ReplicaRole, ShardDescriptor};
+use ctxstore_client::Error;
+use ctxstore_client::{Client, ClientOptions};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -71,8 +69,13 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
-    /// Show every node: shards, leader, term, applied index.
-    Status,
+    /// One row per shard (leader node, term, commit/applied, lagging replicas) and one
+    /// per node (address, state, replicas, leaders).
+    Status {
+        /// `table` (default) or `json`.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Membership of a shard (default: shard 1; 0 is the meta shard).
     Member {
         #[arg(long, global = true)]
@@ -98,6 +101,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConvCmd,
     },
+}
+
+/// How a report is printed.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document for scripts.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -132,17 +144,17 @@ enum ConvCmd {
     Delete { conversation: String },
 }
 
-fn conv_ref(s: &str) -> Result<ctxstore::proto::ConversationRef, Error> {
+fn conv_ref(s: &str) -> Result<ctxstore_client::proto::ConversationRef, Error> {
     let (namespace, id) = s
         .split_once('/')
         .ok_or_else(|| Error::invalid("conversation", "expected NAMESPACE/ID"))?;
-    Ok(ctxstore::proto::ConversationRef {
+    Ok(ctxstore_client::proto::ConversationRef {
         namespace: namespace.into(),
         id: id.into(),
     })
 }
 
-fn print_message(m: &ctxstore::proto::ChatMessage) {
+fn print_message(m: &ctxstore_client::proto::ChatMessage) {
     println!(
         "{:>6} {:<10} [{} tok] {}",
         m.seq, m.role, m.token_count, m.content
@@ -151,7 +163,7 @@ fn print_message(m: &ctxstore::proto::ChatMessage) {
 
 /// Runs a `ctxctl conv` command.
 async fn conv(client: &Client, cmd: ConvCmd) -> Result<ExitCode, Error> {
-    use ctxstore::proto::{
+    use ctxstore_client::proto::{
         read_request::Select, AppendRequest, ChatMessage, ReadRequest, SeqRange, TokenBudget,
     };
     match cmd {
@@ -407,31 +419,40 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 }
             }
         }
-        Cmd::Status => {
-            let mut reachable = 0;
+        Cmd::Status { output } => {
+            let mut statuses = Vec::new();
+            let mut unreachable = Vec::new();
             for ep in &cli.endpoints {
                 match client.node_status(ep).await {
-                    Ok(s) => {
-                        reachable += 1;
-                        print_status(&s);
-                    }
-                    Err(e) => println!("node at {ep}: unreachable ({e})"),
+                    Ok(s) => statuses.push(s),
+                    Err(e) => unreachable.push(format!("{ep}: {e}")),
                 }
             }
-            if reachable == 0 {
-                return Err(Error::Transport("no endpoint answered".into()));
+            if statuses.is_empty() {
+                return Err(Error::Transport(format!(
+                    "no endpoint answered ({})",
+                    unreachable.join("; ")
+                )));
             }
-            match client.routing_table().await {
-                Ok(t) => {
-                    print_routing(&t);
-                    if let Some(ring) = ctxstore::ring::Ring::from_ring_shards(&t.ring_shards) {
-                        println!("ring balance (share of the hash space):");
-                        for (s, share) in ring.shares() {
-                            println!("  shard {s}: {:.2}%", share * 100.0);
-                        }
+            // Ask the nodes the routing table names too, not only the endpoints given.
+            let table = client.routing_table().await.ok();
+            if let Some(t) = &table {
+                for n in &t.nodes {
+                    if statuses.iter().any(|s| s.node_id == n.node_id) {
+                        continue;
+                    }
+                    if let Ok(s) = client.node_status(&n.addr).await {
+                        statuses.push(s);
                     }
                 }
-                Err(e) => println!("routing table: unavailable ({e})"),
+            }
+            let r = status::report(&statuses, table.as_ref());
+            match output {
+                Output::Table => print!("{}", status::render(&r)),
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string(&r).map_err(|e| Error::Internal(e.to_string()))?
+                ),
             }
         }
         Cmd::Member { shard, cmd } => match cmd {
@@ -444,7 +465,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                     .map(|(d, _)| d)
                     .find(|d| d.shard_id == want)
                     .ok_or(Error::WrongShard {
-                        shard: ctxstore::ShardId(want),
+                        shard: ctxstore_client::ShardId(want),
                     })?;
                 print_members(&desc);
             }
@@ -455,10 +476,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                         "voter" => "voter",
                         _ => "learner (still catching up)",
                     };
-                    println!(
-                        "added node {node_id} as replica {} ({role})",
-                        rep.replica_id
-                    );
+                    println!("added node {node_id} ({role})");
                 }
                 if let Some(d) = &r.descriptor {
                     print_members(d);
@@ -489,7 +507,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let (shard, leader) = client.route(key.as_bytes()).await;
             let shard = if shard == 0 { 1 } else { shard };
             let partition =
-                String::from_utf8_lossy(ctxstore::keys::partition_key(key.as_bytes())).into_owned();
+                String::from_utf8_lossy(ctxstore_client::keys::partition_key(key.as_bytes()))
+                    .into_owned();
             println!(
                 "key {key} (partition key {partition}) -> shard {shard}, leader {}",
                 leader.unwrap_or_else(|| "unknown".into())
@@ -502,6 +521,14 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
 }
 
 mod bench;
+mod status;
+
+/// The subset of etcd's v3 KV API that `ctxctl bench --target etcd` drives
+/// (`proto/etcd/kv_min.proto`, client side only).
+mod etcd {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("etcdserverpb");
+}
 
 fn role_name(r: &Replica) -> &'static str {
     if r.role == ReplicaRole::Voter as i32 {
@@ -511,75 +538,12 @@ fn role_name(r: &Replica) -> &'static str {
     }
 }
 
+/// A shard's replicas, one line each, named by shard and node (`3/n2`).
 fn print_members(d: &ShardDescriptor) {
     println!("shard {} (conf_ver {}):", d.shard_id, d.conf_ver);
     for r in &d.replicas {
         let role = role_name(r);
-        println!(
-            "  replica {:<4} node {:<4} {:<22} {role}",
-            r.replica_id, r.node_id, r.addr
-        );
-    }
-}
-
-fn print_routing(t: &RoutingTable) {
-    let meta_leader = t
-        .shards
-        .iter()
-        .find(|r| r.descriptor.as_ref().is_some_and(|d| d.shard_id == 0))
-        .and_then(|r| r.leader.as_ref())
-        .map_or("unknown".to_string(), |l| format!("node {}", l.node_id));
-    println!(
-        "routing table: version {} ({}), meta shard leader: {meta_leader}",
-        t.routing_version, t.source
-    );
-    for n in &t.nodes {
-        let state = match NodeState::try_from(n.state) {
-            Ok(NodeState::Up) => "up",
-            Ok(NodeState::Down) => "down",
-            _ => "unknown",
-        };
-        println!("  node {:<4} {:<22} {state}", n.node_id, n.addr);
-    }
-}
-
-fn print_status(s: &StatusResponse) {
-    println!(
-        "node {} at {} (wal syncs: {})",
-        s.node_id, s.addr, s.wal_syncs
-    );
-    if s.shards.is_empty() {
-        println!("  no replicas (starting, or waiting to be added)");
-    }
-    for sh in &s.shards {
-        let shard = match sh.descriptor.as_ref().map_or(0, |d| d.shard_id) {
-            0 => "0 (meta)".to_string(),
-            s => s.to_string(),
-        };
-        println!(
-            "  shard {shard}: replica {} {:<9} leader={} term={} commit={} applied={} log=[{}..{}]",
-            sh.replica_id,
-            sh.role,
-            sh.leader_id,
-            sh.term,
-            sh.commit_index,
-            sh.applied_index,
-            sh.first_index,
-            sh.last_index
-        );
-        if let Some(d) = &sh.descriptor {
-            for r in &d.replicas {
-                let role = role_name(r);
-                let matched = sh
-                    .progress
-                    .get(&r.replica_id)
-                    .map(|m| format!(" match={m}"))
-                    .unwrap_or_default();
-                println!(
-                    "    replica {} on node {} ({}) {role}{matched}",
-                    r.replica_id, r.node_id, r.addr
-                );
-            }
-        }
+        let name = format!("{}/n{}", d.shard_id, r.node_id);
+        println!("  {name:<8} {:<22} {role}", r.addr);
     }
 }

@@ -1,0 +1,27 @@
+//! Compiles the public API protos (`proto/ctxstore/v1`) with protox (pure Rust, no
+//! system `protoc`) and tonic-prost-build.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The protos live at the top of the repository, beside the design.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../proto")
+        .canonicalize()?;
+    let files =
+        ["kv.proto", "cluster.proto", "context.proto"].map(|f| root.join("ctxstore/v1").join(f));
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+    let fds = protox::compile(&files, [&root])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("ctxstore_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    // BTreeMap for proto maps: records are re-encoded in the state machine, and every
+    // replica must write the same bytes (HashMap iteration order is random).
+    tonic_prost_build::configure()
+        .bytes(".")
+        .btree_map(".")
+        .compile_fds(fds)?;
+    Ok(())
+}

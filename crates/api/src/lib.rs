@@ -1,0 +1,20 @@
+//! ctxstore's wire API, shared by the bundled clients and the server: the generated
+//! gRPC types ([`proto`]), the error type and its single mapping to and from gRPC
+//! status ([`error`], `status`), the id types, the consistent-hash ring ([`ring`]), the
+//! partition-key rule ([`keys`]) and the agent context API's key layout and name
+//! checks ([`context`]).
+//!
+//! This crate depends on no storage engine and no Raft library: a client that links
+//! it builds in seconds. The server's own layout rules are in the `ctxstore` crate.
+
+pub mod context;
+pub mod error;
+pub mod keys;
+pub mod proto;
+pub mod ring;
+mod status;
+pub mod types;
+pub mod util;
+
+pub use error::{Error, Result};
+pub use types::{NodeId, ReplicaId, ShardId, DEFAULT_SHARD, META_SHARD};

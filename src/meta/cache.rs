@@ -1,0 +1,96 @@
+//! What a node keeps of the meta shard in memory: its local meta replica's applied
+//! state, the routing table its last heartbeat brought back, the meta leader's view
+//! of node liveness, and one channel per node address for meta calls.
+
+use crate::error::{Error, Result};
+use crate::proto::{MetaState, RoutingTable, ShardRoute};
+use crate::types::ShardId;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tonic::transport::Channel;
+
+/// What the meta leader knows of node liveness (not replicated).
+#[derive(Default)]
+pub(crate) struct Liveness {
+    /// The meta term these observations belong to.
+    pub(crate) term: u64,
+    /// When this replica started watching as leader in `term`.
+    pub(crate) since: Option<Instant>,
+    /// Node → last heartbeat received.
+    pub(crate) seen: HashMap<u64, Instant>,
+}
+
+/// The meta-shard services of one node.
+#[derive(Default)]
+pub(crate) struct MetaCtx {
+    /// The local meta replica's applied state (None: this node hosts no meta replica).
+    state: RwLock<Option<Arc<MetaState>>>,
+    /// The routing table the last heartbeat brought back.
+    pub(crate) cached: RwLock<Option<RoutingTable>>,
+    /// Heartbeats seen while this node led the meta shard.
+    pub(crate) liveness: Mutex<Liveness>,
+    /// Address of the meta leader as last found.
+    pub(crate) leader_addr: Mutex<Option<String>>,
+    /// One lazily connected channel per node address.
+    channels: Mutex<HashMap<String, Channel>>,
+    /// Wakes the heartbeat loop early (leadership or membership changed here).
+    pub(crate) wake: Notify,
+}
+
+impl MetaCtx {
+    /// Records the local meta replica's applied state.
+    pub(crate) fn set_state(&self, state: MetaState) {
+        *self.state.write() = Some(Arc::new(state));
+    }
+
+    /// Forgets the local meta replica's state (it was removed from this node).
+    pub(crate) fn clear_state(&self) {
+        *self.state.write() = None;
+    }
+
+    /// The local meta replica's applied state.
+    pub(crate) fn state(&self) -> Option<Arc<MetaState>> {
+        self.state.read().clone()
+    }
+
+    /// Asks for a heartbeat now (coalesced with one already pending).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The routing entry of `shard` as this node last learned it.
+    pub(crate) fn route_of(&self, shard: ShardId) -> Option<ShardRoute> {
+        let find = |routes: &[ShardRoute]| {
+            routes
+                .iter()
+                .find(|r| r.descriptor.as_ref().map(|d| d.shard_id) == Some(shard.0))
+                .cloned()
+        };
+        if let Some(s) = self.state() {
+            if let Some(r) = find(&s.shards) {
+                return Some(r);
+            }
+        }
+        let cached = self.cached.read();
+        find(&cached.as_ref()?.shards)
+    }
+
+    /// A lazily connected channel to `addr`, each call bounded by `timeout`.
+    pub(crate) fn channel(&self, addr: &str, timeout: Duration) -> Result<Channel> {
+        let mut m = self.channels.lock();
+        if let Some(c) = m.get(addr) {
+            return Ok(c.clone());
+        }
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::Transport(format!("bad address {addr}: {e}")))?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        m.insert(addr.to_string(), ch.clone());
+        Ok(ch)
+    }
+}

@@ -1,0 +1,11 @@
+//! The meta shard (shard 0): the cluster's nodes, every shard's descriptor with a leader
+//! hint, and `routing_version` (DESIGN §1, §5).
+//!
+//! - `state`: the replicated state machine, pure logic (below `fsm`, which applies it);
+//! - `cache`: what a node keeps in memory of the meta shard and its routing table;
+//! - `service`: the meta leader's heartbeat handler, the node's heartbeat loop and
+//!   `GetRoutingTable` on any node (above `node::ctx`).
+
+pub(crate) mod cache;
+pub(crate) mod service;
+pub(crate) mod state;

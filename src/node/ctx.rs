@@ -1,0 +1,259 @@
+//! `NodeCtx`: the services one node shares between its replicas and gRPC handlers, and
+//! the registries of the replicas it hosts.
+//!
+//! It holds handles (RocksDB, the log writer, the transport, snapshot payloads, the
+//! address book, config, cancellation) and registries (replicas, tombstones, failed
+//! replicas, the ring, leader count, meta shard state, watch logs, purge hints).
+//! It never creates replicas: that is `node::replicas`, above the replica actor.
+
+use crate::config::NodeConfig;
+use crate::error::Result;
+use crate::fsm::watch::WatchHub;
+use crate::meta::cache::MetaCtx;
+use crate::proto::{ShardStatus, StatusResponse};
+use crate::raft::handle::{PeerHandle, PeerMsg};
+use crate::raft::transport::{AddressBook, Transport};
+use crate::ring::Ring;
+use crate::storage::snapshot::SnapshotStore;
+use crate::storage::{Engine, LogWriter};
+use crate::types::{NodeId, ReplicaId, ShardId, META_SHARD};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a status collection waits for one replica to answer.
+const STATUS_WAIT: Duration = Duration::from_secs(2);
+
+/// Services shared by every replica on the node.
+pub(crate) struct NodeCtx {
+    /// This node.
+    pub(crate) node_id: NodeId,
+    /// Address peers and clients use.
+    pub(crate) addr: String,
+    /// The node's configuration.
+    pub(crate) config: NodeConfig,
+    /// The node's RocksDB.
+    pub(crate) engine: Engine,
+    /// Group-committing log writer shared by all replicas.
+    pub(crate) writer: LogWriter,
+    /// Raft message transport.
+    pub(crate) transport: Transport,
+    /// Snapshot payloads in flight.
+    pub(crate) snapshots: Arc<SnapshotStore>,
+    /// Node id → address.
+    pub(crate) addresses: Arc<AddressBook>,
+    /// Replicas hosted here.
+    peers: RwLock<HashMap<ShardId, PeerHandle>>,
+    /// Shard → highest replica id removed from this node.
+    tombstones: RwLock<HashMap<ShardId, u64>>,
+    /// Shards whose replica failed in this process; never recreated until restart.
+    failed: RwLock<HashSet<ShardId>>,
+    /// How many of this node's replicas lead their data shard now.
+    pub(crate) leaders: AtomicUsize,
+    /// The ring over `ring_shards` of the descriptors (None: one shard owns all).
+    ring: RwLock<Option<Arc<Ring>>>,
+    /// Whether messages for unknown shards may create replicas (false while the node
+    /// is still deciding whether to bootstrap).
+    accept_new_replicas: AtomicBool,
+    /// The meta shard's state (on its replicas) and the node's routing-table copy.
+    pub(crate) meta: MetaCtx,
+    /// Recent changes per replica, for watches.
+    pub(crate) watch: WatchHub,
+    /// Shards that applied records with an expiry (the purge scans only those).
+    pub(crate) purge: PurgeHints,
+    /// Stops everything.
+    pub(crate) cancel: CancellationToken,
+    /// Tracks every task the node spawned.
+    pub(crate) tracker: TaskTracker,
+}
+
+/// Shards that applied a write with an expiry since their last purge scan: a shard
+/// whose last scan found no record with an expiry is scanned again only after one.
+#[derive(Default)]
+pub(crate) struct PurgeHints {
+    /// The marked shards.
+    marked: Mutex<HashSet<ShardId>>,
+}
+
+impl PurgeHints {
+    /// Notes that `shard` applied a record with an expiry.
+    pub(crate) fn mark(&self, shard: ShardId) {
+        self.marked.lock().insert(shard);
+    }
+
+    /// Whether `shard` was marked since the last call (and clears the mark).
+    pub(crate) fn take(&self, shard: ShardId) -> bool {
+        self.marked.lock().remove(&shard)
+    }
+}
+
+impl NodeCtx {
+    /// A node's context with no replicas yet: the address book starts with the
+    /// initial members and this node, and the transport and log writer start.
+    pub(crate) fn new(config: NodeConfig, engine: Engine) -> Result<Self> {
+        let node_id = NodeId(config.node_id);
+        let addr = config.advertise_addr().to_string();
+        let addresses = Arc::new(AddressBook::default());
+        for (id, a) in config.initial_members()? {
+            addresses.insert(id, a);
+        }
+        addresses.insert(node_id, addr.clone());
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let snapshots = Arc::new(SnapshotStore::default());
+        let transport = Transport::new(
+            node_id,
+            addr.clone(),
+            addresses.clone(),
+            snapshots.clone(),
+            cancel.clone(),
+            tracker.clone(),
+        );
+        Ok(Self {
+            node_id,
+            addr,
+            writer: LogWriter::start(engine.clone()),
+            engine,
+            transport,
+            snapshots,
+            addresses,
+            peers: RwLock::new(HashMap::new()),
+            tombstones: RwLock::new(HashMap::new()),
+            failed: RwLock::new(HashSet::new()),
+            leaders: AtomicUsize::new(0),
+            ring: RwLock::new(None),
+            accept_new_replicas: AtomicBool::new(false),
+            meta: MetaCtx::default(),
+            watch: WatchHub::new(
+                usize::try_from(config.context.watch_retain_bytes).unwrap_or(usize::MAX),
+            ),
+            purge: PurgeHints::default(),
+            cancel,
+            tracker,
+            config,
+        })
+    }
+
+    /// The `data` CF ranges of a shard's ring arcs (everything when one shard owns
+    /// the whole ring).
+    pub(crate) fn data_ranges(&self, shard: ShardId) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match self.ring() {
+            Some(ring) => ring
+                .arcs(shard)
+                .into_iter()
+                .map(|(lo, hi)| crate::keys::data_range(lo, hi))
+                .collect(),
+            None => vec![crate::keys::data_range(0, u64::MAX)],
+        }
+    }
+
+    /// The replica of `shard` on this node.
+    pub(crate) fn peer(&self, shard: ShardId) -> Option<PeerHandle> {
+        self.peers.read().get(&shard).cloned()
+    }
+
+    /// Every replica on this node.
+    pub(crate) fn peers(&self) -> Vec<PeerHandle> {
+        self.peers.read().values().cloned().collect()
+    }
+
+    /// Starts routing to a replica.
+    pub(crate) fn register(&self, handle: PeerHandle) {
+        self.peers.write().insert(handle.shard, handle);
+    }
+
+    /// Learns the ring from a descriptor's `ring_shards` (empty: a single shard).
+    pub(crate) fn set_ring(&self, ring_shards: &[u64]) {
+        let mut r = self.ring.write();
+        if r.is_none() {
+            *r = Ring::from_ring_shards(ring_shards).map(Arc::new);
+        }
+    }
+
+    /// The ring, once known (None: one shard owns the whole hash space).
+    pub(crate) fn ring(&self) -> Option<Arc<Ring>> {
+        self.ring.read().clone()
+    }
+
+    /// The highest replica id of `shard` removed from this node (0: none).
+    pub(crate) fn tombstone(&self, shard: ShardId) -> u64 {
+        self.tombstones.read().get(&shard).copied().unwrap_or(0)
+    }
+
+    /// Remembers that replica `replica` of `shard` was removed from this node.
+    pub(crate) fn set_tombstone(&self, shard: ShardId, replica: u64) {
+        let mut t = self.tombstones.write();
+        let e = t.entry(shard).or_default();
+        *e = (*e).max(replica);
+    }
+
+    /// Whether the replica of `shard` failed in this process.
+    pub(crate) fn failed(&self, shard: ShardId) -> bool {
+        self.failed.read().contains(&shard)
+    }
+
+    /// Whether messages for unknown shards may create replicas yet.
+    pub(crate) fn accepting_new_replicas(&self) -> bool {
+        self.accept_new_replicas.load(Ordering::Acquire)
+    }
+
+    /// From now on, messages for unknown shards may create replicas.
+    pub(crate) fn accept_new_replicas(&self) {
+        self.accept_new_replicas.store(true, Ordering::Release);
+    }
+
+    /// Stops routing to a replica.
+    pub(crate) fn cancel_replica(&self, shard: ShardId) {
+        self.peers.write().remove(&shard);
+        // Its watchers end (they resume on another replica).
+        self.watch.remove(shard);
+    }
+
+    /// Stops routing to a replica that failed (a fatal write or apply error, or a
+    /// panic). Its state stays on disk for a restart to recover from; until then no
+    /// message may recreate it empty (that would forget its vote and log).
+    pub(crate) fn on_replica_failed(&self, shard: ShardId) {
+        self.cancel_replica(shard);
+        self.failed.write().insert(shard);
+    }
+
+    /// Forgets a removed replica and remembers its id as a tombstone.
+    pub(crate) fn on_replica_removed(&self, shard: ShardId, replica: ReplicaId) {
+        self.cancel_replica(shard);
+        if shard == META_SHARD {
+            // From now on the node's routing copy comes from heartbeats only.
+            self.meta.clear_state();
+        }
+        self.set_tombstone(shard, replica.0);
+    }
+
+    /// The status of one replica (None: it did not answer in time or stopped).
+    pub(crate) async fn replica_status(&self, peer: &PeerHandle) -> Option<ShardStatus> {
+        let (tx, rx) = oneshot::channel();
+        peer.send(PeerMsg::Status(tx)).await.ok()?;
+        tokio::time::timeout(STATUS_WAIT, rx).await.ok()?.ok()
+    }
+
+    /// This node's status: every replica's, in shard order (`Cluster.Status`).
+    pub(crate) async fn status(&self) -> StatusResponse {
+        let mut shards = Vec::new();
+        for p in self.peers() {
+            if let Some(s) = self.replica_status(&p).await {
+                shards.push(s);
+            }
+        }
+        shards.sort_by_key(|s| s.descriptor.as_ref().map_or(0, |d| d.shard_id));
+        StatusResponse {
+            node_id: self.node_id.0,
+            addr: self.addr.clone(),
+            bootstrapped: !shards.is_empty(),
+            shards,
+            wal_syncs: self.writer.syncs(),
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Creating replicas: loading the ones found in the data directory, bootstrapping the
+//! initial shards of a new cluster, and creating an empty replica when a leader's
+//! message arrives for a shard this node was just added to. Also the data
+//! directory's node identity.
+//!
+//! Invariants:
+//! - a data directory belongs to one node id forever (recorded at first start);
+//! - messages for a shard this node does not host create an empty replica only if they
+//!   come from a leader and target a replica id above the shard's tombstone, and never
+//!   for a shard whose state is on disk (that would forget its vote and log).
+
+use crate::error::{ErrInto, Error, Result};
+use crate::keys;
+use crate::node::ctx::NodeCtx;
+use crate::proto::{ApplyState, ShardDescriptor};
+use crate::raft::handle::PeerMsg;
+use crate::raft::peer::Peer;
+use crate::storage::log_writer::add_to_batch;
+use crate::storage::peer_storage::{INIT_INDEX, INIT_TERM};
+use crate::storage::{snapshot, Engine, PeerStorage};
+use crate::types::{NodeId, ReplicaId, ShardId, META_SHARD};
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Message, MessageType};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Delivers a raft message from another node, creating an empty replica for a shard
+/// this node was just added to.
+pub(crate) fn on_raft_message(ctx: &Arc<NodeCtx>, shard: ShardId, from: NodeId, msg: Message) {
+    if !ctx.transport.allowed_from(from) {
+        return;
+    }
+    if let Some(p) = ctx.peer(shard) {
+        // Dropped under overload; Raft retransmits.
+        let _ = p.try_send(PeerMsg::Raft(Box::new(msg), from));
+        return;
+    }
+    let from_leader = matches!(
+        msg.get_msg_type(),
+        MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+    );
+    let tomb = ctx.tombstone(shard);
+    if !from_leader
+        || !ctx.accepting_new_replicas()
+        || msg.to == 0
+        || msg.to <= tomb
+        || ctx.cancel.is_cancelled()
+    {
+        return;
+    }
+    // Raft state on disk means a replica exists here that is not running: never
+    // shadow it with an empty one. (A point read, only for the rare message that
+    // would create a replica.)
+    let on_disk = || {
+        !matches!(
+            ctx.engine.get(keys::CF_META, &keys::apply_state_key(shard)),
+            Ok(None)
+        )
+    };
+    if ctx.failed(shard) || on_disk() {
+        tracing::warn!(%shard, "not recreating a replica whose state is on disk; restart the node");
+        return;
+    }
+    if msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > 0 {
+        // The leader believes this replica holds entries, but this node has none:
+        // its data was lost. Recreating it would reuse a Raft identity (DESIGN §1).
+        tracing::error!(
+            %shard,
+            replica = msg.to,
+            "the leader expects replica {} here with data, but this node has none; \
+             remove it (`ctxctl member remove {}`) and add this node under a new id",
+            msg.to,
+            ctx.node_id
+        );
+        return;
+    }
+    let desc = ShardDescriptor {
+        shard_id: shard.0,
+        ..Default::default()
+    };
+    match Peer::spawn(
+        ctx.clone(),
+        shard,
+        ReplicaId(msg.to),
+        PeerStorage::new_empty(),
+        desc,
+        0,
+        0,
+    ) {
+        Ok(handle) => {
+            tracing::info!(%shard, replica = msg.to, "created replica to receive a snapshot");
+            let _ = handle.try_send(PeerMsg::Raft(Box::new(msg), from));
+            ctx.register(handle);
+        }
+        Err(e) => tracing::error!(%shard, error = %e, "cannot create replica"),
+    }
+}
+
+/// Checks the data dir belongs to `node`; returns whether it is brand new.
+pub(crate) fn check_identity(engine: &Engine, node: NodeId) -> Result<bool> {
+    match engine.get(keys::CF_META, keys::NODE_IDENT_KEY)? {
+        Some(v) => {
+            let stored = v
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::Storage("corrupt node identity record".into()))?;
+            if stored != node.0 {
+                return Err(Error::config(
+                    "node-id",
+                    format!("this data dir belongs to node {stored}, not node {node}"),
+                ));
+            }
+            Ok(false)
+        }
+        None => Ok(true),
+    }
+}
+
+/// Records that this data dir belongs to `node` (after bootstrapping or joining).
+pub(crate) fn write_identity(engine: &Engine, node: NodeId) -> Result<()> {
+    let mut batch = rocksdb::WriteBatch::default();
+    batch.put_cf(
+        engine.cf(keys::CF_META),
+        keys::NODE_IDENT_KEY,
+        node.0.to_be_bytes(),
+    );
+    engine.write_sync(batch)
+}
+
+/// Starts every replica found in the data dir; returns how many.
+pub(crate) fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
+    let engine = &ctx.engine;
+    let mut shards = Vec::new();
+    for item in engine
+        .db()
+        .iterator_cf(engine.cf(keys::CF_META), rocksdb::IteratorMode::Start)
+    {
+        let (k, v) = item.err_into()?;
+        if let Some(shard) = keys::decode_apply_state_key(&k) {
+            shards.push(shard);
+        } else if let Some(shard) = keys::decode_tombstone_key(&k) {
+            let id = v.as_ref().try_into().map(u64::from_be_bytes).unwrap_or(0);
+            ctx.set_tombstone(shard, id);
+        }
+    }
+    for shard in &shards {
+        let (storage, apply) = PeerStorage::load(engine, *shard)?;
+        let desc: ShardDescriptor = engine
+            .get_decoded(keys::CF_META, &keys::desc_key(*shard))?
+            .ok_or_else(|| Error::Storage(format!("shard {shard}: no descriptor")))?;
+        for r in &desc.replicas {
+            ctx.addresses.insert(NodeId(r.node_id), r.addr.clone());
+        }
+        ctx.set_ring(&desc.ring_shards);
+        let Some(me) = desc
+            .replicas
+            .iter()
+            .find(|r| r.node_id == ctx.node_id.0)
+            .map(|r| ReplicaId(r.replica_id))
+        else {
+            // The replica applied its own removal but the node stopped before the
+            // cleanup: finish it (delete its state, leave a tombstone).
+            tracing::warn!(%shard, "this node's replica was removed; cleaning up its state");
+            let removed = desc.next_replica_id.saturating_sub(1);
+            let mut batch = rocksdb::WriteBatch::default();
+            add_to_batch(engine, &mut batch, snapshot::removal_ops(&desc, removed));
+            engine.write_sync(batch)?;
+            ctx.set_tombstone(*shard, removed);
+            continue;
+        };
+        if *shard == META_SHARD {
+            if let Some(state) = engine.get_decoded(keys::CF_META, &keys::meta_state_key())? {
+                ctx.meta.set_state(state);
+            }
+        }
+        let handle = Peer::spawn(
+            ctx.clone(),
+            *shard,
+            me,
+            storage,
+            desc,
+            apply.applied_index,
+            apply.applied_term,
+        )?;
+        ctx.register(handle);
+    }
+    Ok(ctx.peers().len())
+}
+
+/// Writes the initial state of every shard this node hosts (the meta shard 0 and the
+/// data shards, placed by `meta::state::initial_descriptors`) and starts their
+/// replicas. Each shard's first replica campaigns at once, spreading leaders.
+pub(crate) fn bootstrap(ctx: &Arc<NodeCtx>, members: &BTreeMap<NodeId, String>) -> Result<()> {
+    let shards = ctx.config.initial_shards;
+    let descriptors = crate::meta::state::initial_descriptors(members, shards);
+    let engine = &ctx.engine;
+    let mut batch = rocksdb::WriteBatch::default();
+    let mut mine = Vec::new();
+    for desc in &descriptors {
+        let shard = ShardId(desc.shard_id);
+        let Some(me) = desc.replicas.iter().find(|r| r.node_id == ctx.node_id.0) else {
+            continue;
+        };
+        let me = ReplicaId(me.replica_id);
+        let voters: Vec<u64> = desc.replicas.iter().map(|r| r.replica_id).collect();
+        let storage = PeerStorage::new_bootstrap(voters.clone());
+        let mut cs = ConfState::default();
+        cs.set_voters(voters);
+        let apply = ApplyState {
+            applied_index: INIT_INDEX,
+            applied_term: INIT_TERM,
+            conf_state: cs.write_to_bytes().err_into()?.into(),
+        };
+        batch.put_cf(
+            engine.cf(keys::CF_RAFT),
+            keys::raft_state_key(shard),
+            storage.local_state().encode_to_vec(),
+        );
+        batch.put_cf(
+            engine.cf(keys::CF_META),
+            keys::apply_state_key(shard),
+            apply.encode_to_vec(),
+        );
+        batch.put_cf(
+            engine.cf(keys::CF_META),
+            keys::desc_key(shard),
+            desc.encode_to_vec(),
+        );
+        if shard == META_SHARD {
+            let state = crate::meta::state::initial_state(members, &descriptors);
+            batch.put_cf(
+                engine.cf(keys::CF_META),
+                keys::meta_state_key(),
+                state.encode_to_vec(),
+            );
+            ctx.meta.set_state(state);
+        }
+        let preferred = desc.replicas.first().map(|r| r.replica_id) == Some(me.0);
+        mine.push((shard, me, storage, desc.clone(), preferred));
+    }
+    engine.write_sync(batch)?;
+    tracing::info!(
+        shards,
+        hosted = mine.len(),
+        members = members.len(),
+        "bootstrapped a new cluster"
+    );
+    if let Some(d) = descriptors.get(1) {
+        ctx.set_ring(&d.ring_shards);
+    }
+    for (shard, me, storage, desc, preferred) in mine {
+        let handle = Peer::spawn(ctx.clone(), shard, me, storage, desc, INIT_INDEX, INIT_TERM)?;
+        if preferred {
+            let _ = handle.try_send(PeerMsg::Campaign);
+        }
+        ctx.register(handle);
+    }
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! The request path shared by `Kv` and `AgentContext`: routing to the local replica
+//! of the key's shard (with the epoch check), input checks, proposing a command and
+//! waiting for its result, the ReadIndex barrier, and blocking reads of RocksDB.
+
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::node::ctx::NodeCtx;
+use crate::proto::{
+    command_result, raft_command, write_op, CommandResult, KeyValue, RequestHeader, ValueRecord,
+    WriteBatch, WriteOp, WriteOutcome, WritePut,
+};
+use crate::raft::handle::{await_reply, PeerHandle, PeerMsg};
+use crate::types::{ShardId, DEFAULT_SHARD};
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Longest client request id.
+pub(crate) const MAX_REQUEST_ID: usize = 64;
+
+/// The request path shared by the data services: routing a request to the local
+/// replica of its shard, checking keys, values and request ids, proposing commands
+/// and the read barrier.
+pub(crate) struct RequestPath {
+    /// The node's services.
+    ctx: Arc<NodeCtx>,
+}
+
+impl RequestPath {
+    pub(crate) fn new(ctx: Arc<NodeCtx>) -> Self {
+        Self { ctx }
+    }
+
+    /// The local replica to serve a request for ring position `hash` (None: a request
+    /// without a key, such as an untagged scan). Shard 0 in the header means "the shard
+    /// the ring names"; a named shard must own the hash.
+    pub(crate) fn route(
+        &self,
+        header: &Option<RequestHeader>,
+        hash: Option<u64>,
+    ) -> Result<PeerHandle> {
+        let asked = header.as_ref().map_or(0, |h| h.shard_id);
+        let owner = match (self.ctx.ring(), hash) {
+            (Some(ring), Some(h)) => ring.shard_for_hash(h),
+            _ => None,
+        };
+        let shard = match (asked, owner) {
+            (0, Some(o)) => o,
+            (0, None) => DEFAULT_SHARD,
+            (s, Some(o)) if o != ShardId(s) => return Err(Error::WrongShard { shard: ShardId(s) }),
+            (s, _) => ShardId(s),
+        };
+        if let Some(p) = self.ctx.peer(shard) {
+            check_epoch(header, &p)?;
+            return Ok(p);
+        }
+        if self.ctx.peers().is_empty() {
+            return Err(Error::NodeNotReady(
+                "this node hosts no replica yet (starting, or waiting to be added)".into(),
+            ));
+        }
+        Err(Error::WrongShard { shard })
+    }
+
+    pub(crate) fn check_key(&self, field: &str, key: &[u8]) -> Result<()> {
+        if key.is_empty() {
+            return Err(Error::invalid(field, "must not be empty"));
+        }
+        if key[0] == crate::context::RESERVED_PREFIX {
+            return Err(Error::invalid(
+                field,
+                "keys starting with byte 0x00 are reserved for the agent context API",
+            ));
+        }
+        let max = self.ctx.config.limits.max_key_size;
+        if key.len() as u64 > max {
+            return Err(Error::limit("max-key-size", max, key.len() as u64));
+        }
+        Ok(())
+    }
+
+    /// A value (or a whole context command) must fit `max-value-size`.
+    pub(crate) fn check_value_size(&self, size: usize) -> Result<()> {
+        let max = self.ctx.config.limits.max_value_size;
+        if size as u64 > max {
+            return Err(Error::limit("max-value-size", max, size as u64));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_request_id(id: &[u8]) -> Result<()> {
+        if id.len() > MAX_REQUEST_ID {
+            return Err(Error::invalid(
+                "request_id",
+                format!("at most {MAX_REQUEST_ID} bytes, got {}", id.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn put_op(
+        &self,
+        key: Bytes,
+        value: Bytes,
+        ttl_ms: u64,
+        now: u64,
+    ) -> Result<WriteOp> {
+        self.check_key("key", &key)?;
+        self.check_value_size(value.len())?;
+        let expires_at_ms = if ttl_ms == 0 {
+            0
+        } else {
+            now.saturating_add(ttl_ms)
+        };
+        Ok(WriteOp {
+            op: Some(write_op::Op::Put(WritePut {
+                key,
+                value,
+                expires_at_ms,
+            })),
+        })
+    }
+
+    pub(crate) async fn propose(
+        &self,
+        header: &Option<RequestHeader>,
+        request_id: Bytes,
+        now: u64,
+        ops: Vec<WriteOp>,
+    ) -> Result<WriteOutcome> {
+        Self::check_request_id(&request_id)?;
+        // Every key of one command must live in one shard (an atomic batch spans one
+        // hash tag, or keys that happen to share a shard).
+        let ring = self.ctx.ring();
+        let mut hash = None;
+        for op in &ops {
+            let key = match &op.op {
+                Some(write_op::Op::Put(p)) => &p.key,
+                Some(write_op::Op::Delete(d)) => &d.key,
+                Some(write_op::Op::Check(c)) => &c.key,
+                None => continue,
+            };
+            let h = keys::key_hash(key);
+            match (&ring, hash) {
+                (Some(r), Some(first)) if r.shard_for_hash(first) != r.shard_for_hash(h) => {
+                    return Err(Error::invalid(
+                        "ops",
+                        "an atomic batch must stay within one shard: put related keys under one hash tag `{...}`",
+                    ));
+                }
+                _ => hash = hash.or(Some(h)),
+            }
+        }
+        let r = self
+            .propose_cmd(
+                header,
+                hash,
+                request_id,
+                now,
+                raft_command::Cmd::Write(WriteBatch { ops }),
+            )
+            .await?;
+        outcome(r)
+    }
+
+    /// Proposes `cmd` to the replica of the shard owning `hash` and waits for its
+    /// result.
+    pub(crate) async fn propose_cmd(
+        &self,
+        header: &Option<RequestHeader>,
+        hash: Option<u64>,
+        request_id: Bytes,
+        now: u64,
+        cmd: raft_command::Cmd,
+    ) -> Result<CommandResult> {
+        Self::check_request_id(&request_id)?;
+        self.route(header, hash)?
+            .propose(request_id, now, cmd)
+            .await
+    }
+
+    /// Waits until the local replica may serve a linearizable read (or none for stale).
+    pub(crate) async fn read_barrier(
+        &self,
+        header: &Option<RequestHeader>,
+        hash: Option<u64>,
+        stale: bool,
+    ) -> Result<PeerHandle> {
+        let peer = self.route(header, hash)?;
+        if stale {
+            return Ok(peer);
+        }
+        let (tx, rx) = oneshot::channel();
+        peer.send(PeerMsg::ReadIndex(tx)).await?;
+        await_reply(peer.shard, rx).await?;
+        Ok(peer)
+    }
+
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&NodeCtx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let ctx = self.ctx.clone();
+        self.ctx
+            .tracker
+            .spawn_blocking(move || f(&ctx))
+            .await
+            .map_err(|e| Error::Internal(format!("read task: {e}")))?
+    }
+
+    /// The `data` CF ranges of a shard's ring arcs.
+    pub(crate) fn shard_ranges(&self, shard: ShardId) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.ctx.data_ranges(shard)
+    }
+
+    /// The node's shared context.
+    pub(crate) fn ctx(&self) -> &Arc<NodeCtx> {
+        &self.ctx
+    }
+}
+
+/// Rejects a request routed with another ring version or an older membership version
+/// than the replica's (DESIGN §5). A zero field skips its check; a client whose
+/// `conf_ver` is ahead of a lagging replica passes.
+fn check_epoch(header: &Option<RequestHeader>, peer: &PeerHandle) -> Result<()> {
+    let Some(h) = header else { return Ok(()) };
+    let (conf_ver, ring_ver) = peer.epoch.get();
+    let stale_ring = h.ring_ver != 0 && h.ring_ver != ring_ver;
+    let stale_conf = h.conf_ver != 0 && h.conf_ver < conf_ver;
+    if stale_ring || stale_conf {
+        return Err(Error::StaleEpoch {
+            shard: peer.shard,
+            conf_ver,
+            ring_ver,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn outcome(r: CommandResult) -> Result<WriteOutcome> {
+    match r.result {
+        Some(command_result::Result::Ok(o)) => Ok(o),
+        Some(command_result::Result::CheckFailed(c)) => Err(Error::VersionMismatch {
+            key: c.key,
+            expected: c.expected_version,
+            actual: c.actual_version,
+        }),
+        Some(command_result::Result::Context(_) | command_result::Result::ContextRejected(_))
+        | None => Err(Error::Internal("unexpected command result".into())),
+    }
+}
+
+pub(crate) fn to_kv(key: Bytes, r: ValueRecord) -> KeyValue {
+    KeyValue {
+        key,
+        value: r.value,
+        version: r.version,
+        create_version: r.create_version,
+        expires_at_ms: r.expires_at_ms,
+    }
+}

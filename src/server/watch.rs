@@ -1,0 +1,172 @@
+//! Watch streams shared by `Kv.Watch`, `AgentContext.WatchConversation` and
+//! `WatchModels`: a replica's applied changes (`fsm::watch`) turned into a gRPC
+//! response stream, one version per response (split only when very large), with
+//! progress notices while the watched keys are quiet.
+
+use crate::error::{Error, Result};
+use crate::fsm::watch::Change;
+use crate::node::ctx::NodeCtx;
+use crate::types::ShardId;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc};
+use tonic::Status;
+
+/// Most events in one watch response; a version with more is sent in parts.
+const MAX_EVENTS_PER_RESPONSE: usize = 4_096;
+/// How often a watch whose keys are quiet is told how far the shard has gone.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A server stream of responses.
+pub(crate) type RpcStream<T> =
+    Pin<Box<dyn futures::Stream<Item = std::result::Result<T, Status>> + Send>>;
+
+/// Where a change stream stands: the last version it has passed on and the progress
+/// it last told the client.
+struct StreamCursor {
+    /// The newest version handled (sent, or skipped because nothing in it matched).
+    last: Option<u64>,
+    /// The progress version last sent.
+    sent: u64,
+    /// When a response last went out.
+    sent_at: tokio::time::Instant,
+}
+
+impl StreamCursor {
+    /// Sends the changes of every version in `pending` newer than `last`, one
+    /// version at a time; a version with many changes goes in parts whose progress
+    /// stays below it until the last. Returns false once the client has gone.
+    async fn send_versions<T, R>(
+        &mut self,
+        tx: &mpsc::Sender<std::result::Result<R, Status>>,
+        pending: &[Arc<Change>],
+        keep: &impl Fn(&Change) -> Option<T>,
+        wrap: &impl Fn(Vec<T>, u64) -> R,
+    ) -> bool {
+        for version in pending.chunk_by(|a, b| a.version == b.version) {
+            let v = version[0].version;
+            if self.last.is_some_and(|l| v <= l) {
+                continue;
+            }
+            let before = self.last.unwrap_or(0);
+            let kept: Vec<T> = version.iter().filter_map(|c| keep(c)).collect();
+            let mut items = kept.into_iter().peekable();
+            while items.peek().is_some() {
+                let part: Vec<T> = items.by_ref().take(MAX_EVENTS_PER_RESPONSE).collect();
+                let progress = if items.peek().is_none() { v } else { before };
+                if !self.send(tx, wrap(part, progress), progress).await {
+                    return false;
+                }
+            }
+            self.last = Some(v);
+        }
+        true
+    }
+
+    /// A watcher whose keys stay quiet still learns how far the shard has gone (at
+    /// most every `PROGRESS_EVERY`), so a reconnect resumes from a retained version.
+    /// Returns false once the client has gone.
+    async fn send_progress<T, R>(
+        &mut self,
+        tx: &mpsc::Sender<std::result::Result<R, Status>>,
+        wrap: &impl Fn(Vec<T>, u64) -> R,
+    ) -> bool {
+        match self.last.filter(|l| *l > self.sent) {
+            Some(l) if self.sent_at.elapsed() >= PROGRESS_EVERY => {
+                self.send(tx, wrap(Vec::new(), l), l).await
+            }
+            _ => true,
+        }
+    }
+
+    async fn send<R>(
+        &mut self,
+        tx: &mpsc::Sender<std::result::Result<R, Status>>,
+        response: R,
+        progress: u64,
+    ) -> bool {
+        if tx.send(Ok(response)).await.is_err() {
+            return false;
+        }
+        self.sent = self.sent.max(progress);
+        self.sent_at = tokio::time::Instant::now();
+        true
+    }
+}
+
+/// Streams the changes of `shard` after `after` (None: from now) that `keep`
+/// accepts, mapped by `map`; every change of one version goes in one response.
+/// The stream survives leader changes (every replica applies every change); it
+/// ends with an error if the replica falls too far behind its retention or goes.
+pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
+    ctx: Arc<NodeCtx>,
+    shard: ShardId,
+    after: Option<u64>,
+    keep: impl Fn(&Change) -> Option<T> + Send + Sync + 'static,
+    wrap: impl Fn(Vec<T>, u64) -> R + Send + Sync + 'static,
+) -> Result<RpcStream<R>> {
+    // Fail at once (before the stream starts) when the version is not retained.
+    let first = ctx.watch.subscribe(shard, after)?;
+    let (tx, rx) = mpsc::channel::<std::result::Result<R, Status>>(16);
+    let tracker = ctx.tracker.clone();
+    tracker.spawn(async move {
+        // Tell the client where the stream starts, so a reconnect before the first
+        // change resumes from there rather than from "now".
+        if tx.send(Ok(wrap(Vec::new(), first.start))).await.is_err() {
+            return;
+        }
+        let mut cursor = StreamCursor {
+            last: Some(first.start),
+            sent: first.start,
+            sent_at: tokio::time::Instant::now(),
+        };
+        let mut sub = Some(first);
+        loop {
+            let s = match sub.take() {
+                Some(s) => s,
+                None => match ctx.watch.subscribe(shard, cursor.last) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                },
+            };
+            let mut live = s.live;
+            let mut pending: Vec<Arc<Change>> = s.replay;
+            loop {
+                if !cursor.send_versions(&tx, &pending, &keep, &wrap).await
+                    || !cursor.send_progress(&tx, &wrap).await
+                {
+                    return;
+                }
+                pending.clear();
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    r = live.recv() => match r {
+                        Ok(round) => pending.extend(round.iter().cloned()),
+                        // Fell behind the live channel: re-read the retained log.
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            let _ = tx
+                                .send(Err(Error::ShardUnavailable {
+                                    shard,
+                                    reason: "the replica serving this watch went away; resume elsewhere".into(),
+                                }
+                                .into()))
+                                .await;
+                            return;
+                        }
+                    },
+                    _ = ctx.cancel.cancelled() => {
+                        let _ = tx.send(Err(Error::Shutdown.into())).await;
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })))
+}
