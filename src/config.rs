@@ -34,6 +34,92 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// TTL purge and watch retention.
     pub context: ContextConfig,
+    /// When shards split by themselves, and the guards against split storms.
+    pub split: SplitConfig,
+}
+
+/// Automatic splitting (`[split]`). A shard leader checks its shard every
+/// `check-interval` and splits it when it holds more than `max-size` bytes or
+/// `max-keys` keys, or took more than `max-writes-per-sec` writes (or
+/// `max-write-bytes-per-sec` bytes) per second over the last `load-window`. One hash
+/// tag is never split: a shard whose load is one partition key reports it instead.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SplitConfig {
+    /// Split shards automatically (default true). Manual splits work either way.
+    pub enabled: bool,
+    /// Split a shard whose data takes more than this many bytes on disk (default
+    /// 64 MiB, approximate: what RocksDB has flushed).
+    pub max_size: u64,
+    /// Split a shard holding more than this many keys (default 500,000, estimated).
+    pub max_keys: u64,
+    /// Split a shard taking more writes per second than this (default 2,000).
+    pub max_writes_per_sec: u64,
+    /// Split a shard taking more written bytes per second than this (default 8 MiB).
+    pub max_write_bytes_per_sec: u64,
+    /// The window load is measured over (default `10s`).
+    #[serde(with = "humantime_serde")]
+    pub load_window: Duration,
+    /// How often a leader checks its shard (default `10s`).
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// At most one automatic split of a shard per this long (default `60s`).
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// At most this many splits in progress on one node (default 2).
+    pub max_concurrent_per_node: u64,
+    /// No split when the leader's node already hosts this many shards (default 512);
+    /// also the most `initial-shards` a new cluster may have.
+    pub max_shards_per_node: u64,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_size: 64 << 20,
+            max_keys: 500_000,
+            max_writes_per_sec: 2_000,
+            max_write_bytes_per_sec: 8 << 20,
+            load_window: Duration::from_secs(10),
+            check_interval: Duration::from_secs(10),
+            min_interval: Duration::from_secs(60),
+            max_concurrent_per_node: 2,
+            max_shards_per_node: 512,
+        }
+    }
+}
+
+impl SplitConfig {
+    fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("split.max-size", self.max_size),
+            ("split.max-keys", self.max_keys),
+            ("split.max-writes-per-sec", self.max_writes_per_sec),
+            (
+                "split.max-write-bytes-per-sec",
+                self.max_write_bytes_per_sec,
+            ),
+            (
+                "split.max-concurrent-per-node",
+                self.max_concurrent_per_node,
+            ),
+            ("split.max-shards-per-node", self.max_shards_per_node),
+        ] {
+            if v == 0 {
+                return Err(Error::config(name, "must be greater than 0"));
+            }
+        }
+        for (name, d) in [
+            ("split.load-window", self.load_window),
+            ("split.check-interval", self.check_interval),
+        ] {
+            if d < Duration::from_millis(10) {
+                return Err(Error::config(name, "must be at least 10ms"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Background work of the agent context API.
@@ -124,6 +210,7 @@ impl Default for NodeConfig {
             raft: RaftConfig::default(),
             limits: Limits::default(),
             context: ContextConfig::default(),
+            split: SplitConfig::default(),
         }
     }
 }
@@ -205,12 +292,16 @@ impl NodeConfig {
                 format!("does not list this node (node-id {})", self.node_id),
             ));
         }
-        if self.initial_shards == 0 || self.initial_shards > 1024 {
+        if self.initial_shards == 0 || self.initial_shards > self.split.max_shards_per_node {
             return Err(Error::config(
                 "initial-shards",
-                "must be between 1 and 1024",
+                format!(
+                    "must be between 1 and split.max-shards-per-node ({})",
+                    self.split.max_shards_per_node
+                ),
             ));
         }
+        self.split.validate()?;
         self.raft.validate()?;
         if self.context.purge_interval < Duration::from_millis(10) {
             return Err(Error::config(

@@ -12,9 +12,9 @@
 //!
 //! | layer | modules | owns |
 //! | --- | --- | --- |
-//! | 1. leaf | `error`, `proto`, `types`, `ring`, `context`, `util` (from `ctxstore-api`), `keys`, `config` | wire types, errors, ids, key layout, settings |
+//! | 1. leaf | `error`, `proto`, `types`, `ring`, `ranges`, `context`, `util` (from `ctxstore-api`), `keys`, `config` | wire types, errors, ids, hash ranges, key layout, settings |
 //! | 2. storage | `storage::{engine, peer_storage, log_writer, snapshot}` | RocksDB, the Raft log mirror, group commit, snapshots |
-//! | 3. state machine | `meta::state`, then `fsm::{watch, budget, command, context, read, apply}` | what a committed command does, and reading it back |
+//! | 3. state machine | `meta::state`, `load`, then `fsm::{watch, budget, command, context, read, apply}` | what a committed command does, and reading it back; a leader's load statistics |
 //! | 4. replica handle | `raft::{handle, logger, transport}`, `meta::cache` | talking to a replica; node-to-node messages |
 //! | 5. node context | `node::ctx` | the services and registries replicas share |
 //! | 6. replica actor | `raft::{peer, ready, admin}` | the task owning one `RawNode` |
@@ -37,6 +37,7 @@ mod docs_tests;
 pub mod error;
 pub(crate) mod fsm;
 pub mod keys;
+pub(crate) mod load;
 pub(crate) mod meta;
 pub mod node;
 pub mod proto;
@@ -44,7 +45,7 @@ pub(crate) mod raft;
 pub(crate) mod server;
 pub(crate) mod storage;
 
-pub use ctxstore_api::{context, ring, types, util};
+pub use ctxstore_api::{context, ranges, ring, types, util};
 
 pub use crate::raft::transport::MessageFilter;
 pub use config::NodeConfig;

@@ -412,6 +412,7 @@ async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
                 from_node: 2,
                 to_node: 1,
                 message: random_bytes(&mut rng, 128).into(),
+                ..Default::default()
             }),
             from_addr: "127.0.0.1:1".into(),
             data: random_bytes(&mut rng, 4096).into(),

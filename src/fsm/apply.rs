@@ -3,11 +3,13 @@
 
 use crate::error::{ErrInto, Result};
 use crate::fsm::command::{Applier, Change, StateReader};
+use crate::fsm::split::{apply_split, ChildInit};
 use crate::keys;
 use crate::proto::{
-    raft_command, ApplyState, CommandResult, DedupRecord, MetaState, RaftCommand, ShardDescriptor,
-    ValueRecord,
+    command_result, raft_command, ApplyState, CommandResult, DedupRecord, MetaState, RaftCommand,
+    ShardDescriptor, SplitDone, ValueRecord,
 };
+use crate::ranges;
 use crate::storage::Engine;
 use crate::types::{ShardId, META_SHARD};
 use prost::Message;
@@ -65,11 +67,16 @@ pub(crate) struct Applied {
     pub(crate) changes: Vec<crate::fsm::watch::Change>,
     /// Whether the round wrote a record with an expiry (the purge must look again).
     pub(crate) expiring: bool,
+    /// A split the round applied: the new shard's initial state (written in the
+    /// round's batch; the replica is started by the caller).
+    pub(crate) split: Option<ChildInit>,
 }
 
 /// Applies `entries` (already committed and persisted, in order). `desc` and
 /// `conf_state` already reflect the conf changes among them (the replica applies those
-/// to raft-rs itself); they are written with the applied index.
+/// to raft-rs itself); they are written with the applied index. A split entry may only
+/// be the last of a round (the caller cuts rounds after them), so `conf_state` is the
+/// membership at the split.
 pub(crate) fn apply_round(
     engine: &Engine,
     shard: ShardId,
@@ -79,14 +86,18 @@ pub(crate) fn apply_round(
 ) -> Result<Applied> {
     let reader = EngineReader { engine };
     let mut applier = Applier::new(&reader);
+    if shard != META_SHARD {
+        applier.set_owner(ranges::arcs_of(&desc), desc.ring_ver);
+    }
+    let mut split = None;
     let mut results = Vec::new();
     let mut last_now_ms = 0;
     let mut meta = if shard == META_SHARD {
-        Some(
-            engine
-                .get_decoded::<MetaState>(keys::CF_META, &keys::meta_state_key())?
-                .unwrap_or_default(),
-        )
+        let mut state = engine
+            .get_decoded::<MetaState>(keys::CF_META, &keys::meta_state_key())?
+            .unwrap_or_default();
+        crate::meta::state::upgrade(&mut state);
+        Some(state)
     } else {
         None
     };
@@ -103,11 +114,41 @@ pub(crate) fn apply_round(
             }
         };
         last_now_ms = last_now_ms.max(cmd.now_ms);
-        if let (Some(raft_command::Cmd::MetaHeartbeat(hb)), Some(state)) = (&cmd.cmd, &mut meta) {
-            crate::meta::state::apply_heartbeat(state, hb);
-            meta_changed = true;
-            results.push((e.index, e.term, crate::fsm::command::ok(e.index, vec![])));
-            continue;
+        match (&cmd.cmd, &mut meta) {
+            (Some(raft_command::Cmd::MetaHeartbeat(hb)), Some(state)) => {
+                crate::meta::state::apply_heartbeat(state, hb);
+                meta_changed = true;
+                results.push((e.index, e.term, crate::fsm::command::ok(e.index, vec![])));
+                continue;
+            }
+            (Some(raft_command::Cmd::AllocShard(req)), Some(state)) => {
+                let r = match crate::meta::state::alloc_shard(state, req) {
+                    Ok(child) => {
+                        meta_changed = true;
+                        command_result::Result::AllocatedShard(child)
+                    }
+                    Err(why) => command_result::Result::Refused(why),
+                };
+                results.push((e.index, e.term, CommandResult { result: Some(r) }));
+                continue;
+            }
+            (Some(raft_command::Cmd::Split(sc)), _) => {
+                let r = match apply_split(&mut desc, sc, e.index, e.term, &conf_state) {
+                    Ok(child) => {
+                        applier.set_owner(ranges::arcs_of(&desc), desc.ring_ver);
+                        let done = SplitDone {
+                            parent: Some(desc.clone()),
+                            child: Some(child.desc.clone()),
+                        };
+                        split = Some(child);
+                        command_result::Result::Split(done)
+                    }
+                    Err(why) => command_result::Result::Refused(why),
+                };
+                results.push((e.index, e.term, CommandResult { result: Some(r) }));
+                continue;
+            }
+            _ => {}
         }
         let r = applier.apply(e.index, &cmd, |b, rid| keys::dedup_key(shard, b, rid))?;
         results.push((e.index, e.term, r));
@@ -126,11 +167,26 @@ pub(crate) fn apply_round(
     let meta_cf = engine.cf(keys::CF_META);
     let mut changes = Vec::new();
     let mut expiring = false;
+    if let Some(child) = &split {
+        // The new shard's replica on this node: its state at the split, in the same
+        // batch as the parent's new descriptor (a crash keeps both or neither).
+        let id = ShardId(child.desc.shard_id);
+        batch.put_cf(
+            meta_cf,
+            keys::apply_state_key(id),
+            child.apply.encode_to_vec(),
+        );
+        batch.put_cf(meta_cf, keys::desc_key(id), child.desc.encode_to_vec());
+        batch.put_cf(
+            engine.cf(keys::CF_RAFT),
+            keys::raft_state_key(id),
+            child.raft.encode_to_vec(),
+        );
+    }
     for (version, change) in applier.changes.drain(..) {
-        let watched = |k: &[u8], record| crate::fsm::watch::Change {
-            version,
-            key: bytes::Bytes::copy_from_slice(keys::decode_data_key(k).unwrap_or_default()),
-            record,
+        let watched = |k: &[u8], record| {
+            let key = bytes::Bytes::copy_from_slice(keys::decode_data_key(k).unwrap_or_default());
+            crate::fsm::watch::Change::key(version, key, record)
         };
         match change {
             Change::PutValue(k, v) => {
@@ -162,6 +218,14 @@ pub(crate) fn apply_round(
         batch.put_cf(meta_cf, keys::meta_state_key(), state.encode_to_vec());
     }
     engine.write(batch)?;
+    if let Some(child) = &split {
+        // Watchers of the moved keys learn at the split's version where they went.
+        changes.push(crate::fsm::watch::Change::moved(
+            child.apply.applied_index,
+            ShardId(child.desc.shard_id),
+            ranges::arcs_of(&child.desc),
+        ));
+    }
     Ok(Applied {
         results,
         desc,
@@ -170,6 +234,7 @@ pub(crate) fn apply_round(
         meta,
         changes,
         expiring,
+        split,
     })
 }
 

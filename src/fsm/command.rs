@@ -47,6 +47,9 @@ pub(crate) struct Applier<'r, R: StateReader> {
     pub(crate) started: Vec<u64>,
     /// Index of the command being applied.
     index: u64,
+    /// The shard's arcs and `ring_ver` (None: no ownership check, e.g. the meta
+    /// shard): a command touching a key outside them writes nothing.
+    owner: Option<(Vec<crate::ranges::Arc>, u64)>,
 }
 
 impl<'r, R: StateReader> Applier<'r, R> {
@@ -59,7 +62,29 @@ impl<'r, R: StateReader> Applier<'r, R> {
             changes: Vec::new(),
             started: Vec::new(),
             index: 0,
+            owner: None,
         }
+    }
+
+    /// From now on, commands must stay inside `arcs` (the shard's, at `ring_ver`).
+    pub(crate) fn set_owner(&mut self, arcs: Vec<crate::ranges::Arc>, ring_ver: u64) {
+        self.owner = Some((arcs, ring_ver));
+    }
+
+    /// `not_owned` if any of `hashes` lies outside the shard's arcs: the key moved to
+    /// another shard by a split, and a command racing the split must not land here.
+    /// Judged in log order, so every replica decides the same.
+    pub(crate) fn check_owned(
+        &self,
+        hashes: impl IntoIterator<Item = u64>,
+    ) -> Option<CommandResult> {
+        let (arcs, ring_ver) = self.owner.as_ref()?;
+        hashes
+            .into_iter()
+            .any(|h| !crate::ranges::contains(arcs, h))
+            .then(|| CommandResult {
+                result: Some(command_result::Result::NotOwned(*ring_ver)),
+            })
     }
 
     /// The record of a `data` CF key as of the commands applied so far.
@@ -195,8 +220,13 @@ impl<'r, R: StateReader> Applier<'r, R> {
                 ok(index, vec![])
             }
             Some(raft_command::Cmd::Context(c)) => self.apply_context(index, cmd.now_ms, c)?,
-            // Meta commands are applied by `apply_round` on the meta shard only.
-            Some(raft_command::Cmd::MetaHeartbeat(_)) | None => ok(index, vec![]),
+            // Meta commands and splits are applied by `apply_round`.
+            Some(
+                raft_command::Cmd::MetaHeartbeat(_)
+                | raft_command::Cmd::AllocShard(_)
+                | raft_command::Cmd::Split(_),
+            )
+            | None => ok(index, vec![]),
         };
         if let Some(dk) = own_key {
             let rec = DedupRecord {
@@ -215,6 +245,15 @@ impl<'r, R: StateReader> Applier<'r, R> {
         now_ms: u64,
         batch: &crate::proto::WriteBatch,
     ) -> Result<CommandResult> {
+        let keys = batch.ops.iter().filter_map(|op| match &op.op {
+            Some(write_op::Op::Put(p)) => Some(keys::key_hash(&p.key)),
+            Some(write_op::Op::Delete(d)) => Some(keys::key_hash(&d.key)),
+            Some(write_op::Op::Check(c)) => Some(keys::key_hash(&c.key)),
+            None => None,
+        });
+        if let Some(r) = self.check_owned(keys) {
+            return Ok(r);
+        }
         for op in &batch.ops {
             if let Some(write_op::Op::Check(c)) = &op.op {
                 let actual = self

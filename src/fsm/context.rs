@@ -78,6 +78,31 @@ impl<R: StateReader> Applier<'_, R> {
     }
 }
 
+/// The partition hashes a context command touches.
+fn command_hashes(cmd: &ContextCommand) -> Vec<u64> {
+    let conv = |c: &Option<ConversationRef>| c.as_ref().map(|c| keys::key_hash(&conv_key(c)));
+    let thread = |t: &str| Some(keys::key_hash(&thread_key(t)));
+    let thread_ref =
+        |t: &Option<crate::proto::ThreadRef>| t.as_ref().and_then(|t| thread(&t.thread));
+    match &cmd.op {
+        Some(Op::Append(r)) => conv(&r.conversation).into_iter().collect(),
+        Some(Op::Trim(r)) => conv(&r.conversation).into_iter().collect(),
+        Some(Op::Compact(r)) => conv(&r.conversation).into_iter().collect(),
+        Some(Op::DeleteConversation(r)) => conv(&r.conversation).into_iter().collect(),
+        Some(Op::SetMetadata(r)) => conv(&r.conversation).into_iter().collect(),
+        Some(Op::Touch(t)) => match &t.conversation {
+            Some(_) => conv(&t.conversation).into_iter().collect(),
+            None => thread(&t.thread).into_iter().collect(),
+        },
+        Some(Op::PutCheckpoint(r)) => thread_ref(&r.thread).into_iter().collect(),
+        Some(Op::PutWrites(r)) => thread_ref(&r.thread).into_iter().collect(),
+        Some(Op::Prune(r)) => thread_ref(&r.thread).into_iter().collect(),
+        Some(Op::DeleteThread(r)) => thread(&r.thread).into_iter().collect(),
+        Some(Op::Purge(p)) => p.keys.iter().map(|k| keys::key_hash(&k.key)).collect(),
+        None => Vec::new(),
+    }
+}
+
 /// Applies one context command at `index`.
 fn apply<R: StateReader>(
     a: &mut Applier<'_, R>,
@@ -85,6 +110,9 @@ fn apply<R: StateReader>(
     now: u64,
     cmd: &ContextCommand,
 ) -> Result<CommandResult> {
+    if let Some(r) = a.check_owned(command_hashes(cmd)) {
+        return Ok(r);
+    }
     let mut ctx = Ctx { a, index, now };
     match &cmd.op {
         Some(Op::Append(r)) => ctx.append(r),

@@ -5,9 +5,11 @@
 //!   without RocksDB): checks, puts, deletes, TTL visibility and request dedup; its
 //!   context-API feature is `context` (conversations, checkpoints, purge), a second
 //!   `impl Applier` block;
+//! - `split`: what a `Split` entry does to the shard's descriptor and the state the
+//!   new shard starts from;
 //! - `apply`: binds the `Applier` to the engine and writes each applied round — data,
-//!   dedup records, descriptor and applied index — in one RocksDB WriteBatch; on the
-//!   meta shard it also applies `meta::state`;
+//!   dedup records, descriptor, a split's new shard and applied index — in one RocksDB
+//!   WriteBatch; on the meta shard it also applies `meta::state`;
 //! - `read`: reads of a replica's applied state from one RocksDB snapshot (`View`),
 //!   with `budget`, the token-budget selection;
 //! - `watch`: each replica's in-memory log of applied changes, for watches.
@@ -21,4 +23,5 @@ pub mod budget;
 pub(crate) mod command;
 pub(crate) mod context;
 pub(crate) mod read;
+pub(crate) mod split;
 pub(crate) mod watch;

@@ -11,8 +11,9 @@ use crate::fsm::command::is_live;
 use crate::keys;
 use crate::proto::read_request::Select;
 use crate::proto::{
-    ChannelBlob, ChatMessage, Checkpoint, CheckpointTuple, ConversationInfo, ConversationRecord,
-    ConversationRef, Model, PendingWrite, PurgeKey, ReadResponse, ThreadRef, ValueRecord,
+    ChannelBlob, ChatMessage, Checkpoint, CheckpointTuple, CommandResult, ConversationInfo,
+    ConversationRecord, ConversationRef, DedupRecord, Model, PendingWrite, PurgeKey, ReadResponse,
+    ThreadRef, ValueRecord,
 };
 use crate::storage::Engine;
 use prost::Message;
@@ -444,6 +445,26 @@ pub(crate) fn get_live(engine: &Engine, user_key: &[u8], now: u64) -> Result<Opt
     Ok(engine
         .get_decoded::<ValueRecord>(keys::CF_DATA, &keys::data_key(user_key))?
         .filter(|r| is_live(r, now)))
+}
+
+/// The result a command with `request_id` got when it applied on this replica of
+/// `shard`, if its dedup record is still live at `now` (the same buckets the apply
+/// path looks in).
+pub(crate) fn dedup_result(
+    engine: &Engine,
+    shard: crate::types::ShardId,
+    request_id: &[u8],
+    now: u64,
+) -> Result<Option<CommandResult>> {
+    let bucket = crate::fsm::command::dedup_bucket(now);
+    for b in [bucket, bucket.wrapping_sub(1), bucket.wrapping_add(1)] {
+        let key = keys::dedup_key(shard, b, request_id);
+        let rec = engine.get_decoded::<DedupRecord>(keys::CF_META, &key)?;
+        if let Some(r) = rec.filter(|r| r.expires_at_ms > now).and_then(|r| r.result) {
+            return Ok(Some(r));
+        }
+    }
+    Ok(None)
 }
 
 /// A stored record if it has not expired at `now`.

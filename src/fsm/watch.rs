@@ -18,20 +18,45 @@ use tokio::sync::broadcast;
 /// (rounds are shared with the log, so this bounds what a stalled watcher pins).
 pub(crate) const CHANNEL_CAPACITY: usize = 256;
 
-/// One change to one key.
+/// One change to one key, or the notice that a split moved some of the shard's arcs.
 #[derive(Clone, Debug)]
 pub(crate) struct Change {
     /// Raft index of the change.
     pub(crate) version: u64,
-    /// The user key.
+    /// The user key (empty for a split notice).
     pub(crate) key: Bytes,
-    /// The new record; None for a delete.
+    /// The new record; None for a delete (or a split notice).
     pub(crate) record: Option<ValueRecord>,
+    /// A split at `version` moved these arcs to this shard: a watch of a key or tag
+    /// in them ends there and resumes on the new shard.
+    pub(crate) moved: Option<(ShardId, Vec<crate::ranges::Arc>)>,
 }
 
 impl Change {
+    /// A change to a key.
+    pub(crate) fn key(version: u64, key: Bytes, record: Option<ValueRecord>) -> Self {
+        Self {
+            version,
+            key,
+            record,
+            moved: None,
+        }
+    }
+
+    /// The notice that a split at `version` moved `arcs` to shard `to`.
+    pub(crate) fn moved(version: u64, to: ShardId, arcs: Vec<crate::ranges::Arc>) -> Self {
+        Self {
+            version,
+            key: Bytes::new(),
+            record: None,
+            moved: Some((to, arcs)),
+        }
+    }
+
     fn size(&self) -> usize {
-        64 + self.key.len() + self.record.as_ref().map_or(0, |r| r.value.len())
+        64 + self.key.len()
+            + self.record.as_ref().map_or(0, |r| r.value.len())
+            + self.moved.as_ref().map_or(0, |(_, a)| 16 * a.len())
     }
 }
 
@@ -136,6 +161,23 @@ impl WatchHub {
         }
     }
 
+    /// Whether the retained log of `shard` holds, after version `after`, a split that
+    /// moved hash `h` away: a watch resuming from `after` is then served here up to
+    /// the split, and told where to go on.
+    pub(crate) fn moved_after(&self, shard: ShardId, after: u64, h: u64) -> bool {
+        let logs = self.logs();
+        let Some(log) = logs.get(&shard) else {
+            return false;
+        };
+        after >= log.retained_after
+            && log.changes.iter().any(|c| {
+                c.version > after
+                    && c.moved
+                        .as_ref()
+                        .is_some_and(|(_, arcs)| crate::ranges::contains(arcs, h))
+            })
+    }
+
     /// Subscribes to `shard` for changes with versions above `after` (None: from
     /// the next change on).
     pub(crate) fn subscribe(&self, shard: ShardId, after: Option<u64>) -> Result<Subscription> {
@@ -169,14 +211,14 @@ mod tests {
     use super::*;
 
     fn ch(version: u64, key: &str, size: usize) -> Change {
-        Change {
+        Change::key(
             version,
-            key: Bytes::copy_from_slice(key.as_bytes()),
-            record: Some(ValueRecord {
+            Bytes::copy_from_slice(key.as_bytes()),
+            Some(ValueRecord {
                 value: vec![0; size].into(),
                 ..Default::default()
             }),
-        }
+        )
     }
 
     #[test]

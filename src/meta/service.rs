@@ -24,16 +24,17 @@ use crate::meta::state::apply_heartbeat;
 use crate::node::ctx::NodeCtx;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::{
-    raft_command, MetaState, NodeHeartbeat, NodeInfo, NodeState, ReplicaInfo, RoutingTable,
-    ShardRoute,
+    command_result, raft_command, AllocShardRequest, MetaState, NodeHeartbeat, NodeInfo, NodeState,
+    ReplicaInfo, RoutingTable, ShardRoute, ShardStatus,
 };
-use crate::raft::handle::PeerMsg;
+use crate::raft::handle::{PeerHandle, PeerMsg};
 use crate::types::{NodeId, META_SHARD};
 use crate::util::now_ms;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use tonic::transport::Channel;
 
 /// How long one heartbeat or forwarded request may take.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -49,22 +50,13 @@ fn heartbeat_interval(ctx: &NodeCtx) -> Duration {
         .max(Duration::from_millis(10))
 }
 
-/// Serves a heartbeat (or, with `node_id == 0`, a routing-table request) on this node:
-/// only the meta leader answers; others fail with `NotLeader` (with a hint when known)
-/// or `ShardUnavailable`.
-pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result<RoutingTable> {
+/// This node's meta replica if it leads the meta shard (with its status); otherwise
+/// `NotLeader` with the leader it knows, or `ShardUnavailable`.
+async fn meta_leader(ctx: &NodeCtx) -> Result<(PeerHandle, ShardStatus)> {
     let unavailable = |reason: &str| Error::ShardUnavailable {
         shard: META_SHARD,
         reason: reason.into(),
     };
-    let bad_addr = hb.addr.contains(|c: char| c == ',' || c.is_whitespace())
-        || crate::config::check_host_port("addr", &hb.addr).is_err();
-    if hb.node_id != 0 && bad_addr {
-        return Err(Error::invalid(
-            "addr",
-            format!("`{}` is not host:port", hb.addr),
-        ));
-    }
     let Some(peer) = ctx.peer(META_SHARD) else {
         return Err(match ctx.meta.route_of(META_SHARD).and_then(|r| r.leader) {
             Some(l) if l.node_id != ctx.node_id.0 => Error::NotLeader {
@@ -96,6 +88,43 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
             None => unavailable("no meta leader (election in progress)"),
         });
     }
+    Ok((peer, status))
+}
+
+/// Serves `Cluster.AllocShard` on the meta leader: proposes the allocation and
+/// answers with the new shard's id.
+pub(crate) async fn handle_alloc_shard(ctx: &NodeCtx, req: AllocShardRequest) -> Result<u64> {
+    let (peer, _) = meta_leader(ctx).await?;
+    let r = peer
+        .propose(
+            Default::default(),
+            now_ms(),
+            None,
+            raft_command::Cmd::AllocShard(req),
+        )
+        .await?;
+    match r.result {
+        Some(command_result::Result::AllocatedShard(id)) => Ok(id),
+        Some(command_result::Result::Refused(why)) => Err(Error::invalid("parent_shard", why)),
+        _ => Err(Error::Internal(
+            "unexpected result of a shard allocation".into(),
+        )),
+    }
+}
+
+/// Serves a heartbeat (or, with `node_id == 0`, a routing-table request) on this node:
+/// only the meta leader answers; others fail with `NotLeader` (with a hint when known)
+/// or `ShardUnavailable`.
+pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result<RoutingTable> {
+    let bad_addr = hb.addr.contains(|c: char| c == ',' || c.is_whitespace())
+        || crate::config::check_host_port("addr", &hb.addr).is_err();
+    if hb.node_id != 0 && bad_addr {
+        return Err(Error::invalid(
+            "addr",
+            format!("`{}` is not host:port", hb.addr),
+        ));
+    }
+    let (peer, status) = meta_leader(ctx).await?;
     {
         let mut live = ctx.meta.liveness.lock();
         if live.term != status.term || live.since.is_none() {
@@ -119,7 +148,8 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
             "meta: recording a heartbeat"
         );
         let cmd = raft_command::Cmd::MetaHeartbeat(hb);
-        peer.propose(Default::default(), now_ms(), cmd).await?;
+        peer.propose(Default::default(), now_ms(), None, cmd)
+            .await?;
     }
     let state = ctx.meta.state().unwrap_or_default();
     Ok(routing_table(ctx, &state))
@@ -153,7 +183,7 @@ fn routing_table(ctx: &NodeCtx, state: &MetaState) -> RoutingTable {
         .collect();
     RoutingTable {
         shards: state.shards.clone(),
-        ring_shards: state.ring_shards.clone(),
+        ring_shards: Vec::new(),
         routing_version: state.routing_version,
         nodes,
         source: "meta-leader".into(),
@@ -164,13 +194,49 @@ fn routing_table(ctx: &NodeCtx, state: &MetaState) -> RoutingTable {
 /// Tries the last known meta leader, then the meta replicas, then every known node,
 /// following `NotLeader` hints.
 pub(crate) async fn call_meta(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result<RoutingTable> {
+    ask_meta_leader(
+        ctx,
+        || handle_heartbeat(ctx, hb.clone()),
+        |mut c| {
+            let hb = hb.clone();
+            async move { Ok(c.heartbeat(hb).await?.into_inner()) }
+        },
+    )
+    .await
+}
+
+/// Asks the meta leader for the id of the shard a split creates (see
+/// `meta::state::alloc_shard`).
+pub(crate) async fn alloc_shard(ctx: &NodeCtx, req: AllocShardRequest) -> Result<u64> {
+    ask_meta_leader(
+        ctx,
+        || handle_alloc_shard(ctx, req.clone()),
+        |mut c| {
+            let req = req.clone();
+            async move { Ok(c.alloc_shard(req).await?.into_inner().child_shard) }
+        },
+    )
+    .await
+}
+
+/// Runs a call on the meta leader: `local` if this node hosts a meta replica (it
+/// answers `NotLeader` when it does not lead), else `remote` on the last known meta
+/// leader, the meta replicas, then every known node, following `NotLeader` hints,
+/// each within `CALL_TIMEOUT`.
+async fn ask_meta_leader<T, L, LF, R, RF>(ctx: &NodeCtx, local: L, remote: R) -> Result<T>
+where
+    L: FnOnce() -> LF,
+    LF: std::future::Future<Output = Result<T>>,
+    R: Fn(ClusterClient<Channel>) -> RF,
+    RF: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+{
     let mut candidates: Vec<String> = Vec::new();
     let mut last_err = Error::ShardUnavailable {
         shard: META_SHARD,
         reason: "no meta leader reachable".into(),
     };
     if ctx.peer(META_SHARD).is_some() {
-        match handle_heartbeat(ctx, hb.clone()).await {
+        match local().await {
             Ok(t) => return Ok(t),
             Err(Error::NotLeader {
                 leader: Some(l), ..
@@ -201,11 +267,10 @@ pub(crate) async fn call_meta(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result<Routin
                 continue;
             }
         };
-        let mut client = ClusterClient::new(ch);
-        let err = match tokio::time::timeout(CALL_TIMEOUT, client.heartbeat(hb.clone())).await {
+        let err = match tokio::time::timeout(CALL_TIMEOUT, remote(ClusterClient::new(ch))).await {
             Ok(Ok(t)) => {
                 *ctx.meta.leader_addr.lock() = Some(addr);
-                return Ok(t.into_inner());
+                return Ok(t);
             }
             Ok(Err(status)) => Error::from(status),
             Err(_) => Error::Transport(format!("no answer from {addr} within {CALL_TIMEOUT:?}")),
@@ -300,6 +365,7 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
                     for n in &table.nodes {
                         ctx.addresses.insert(NodeId(n.node_id), n.addr.clone());
                     }
+                    ctx.note_routes(&table.shards);
                     *ctx.meta.cached.write() = Some(table);
                 }
                 Err(e) => tracing::debug!(error = %e, "meta heartbeat failed"),

@@ -4,9 +4,10 @@
 //! the same result.
 
 use crate::proto::{
-    MetaState, NodeHeartbeat, NodeInfo, NodeState, Replica, ReplicaRole, ShardDescriptor,
-    ShardRoute,
+    AllocShardRequest, HashRange, MetaState, NodeHeartbeat, NodeInfo, NodeState, PendingSplit,
+    Replica, ReplicaRole, ShardDescriptor, ShardRoute,
 };
+use crate::ranges;
 use crate::types::{NodeId, ShardId, META_SHARD};
 
 /// How many replicas the meta shard gets at bootstrap.
@@ -30,8 +31,9 @@ pub(crate) fn bootstrap_replica_id(shard: ShardId, node: NodeId) -> u64 {
 
 /// The descriptors of a brand-new cluster, meta shard first: shard 0 on the first
 /// (up to) three members, data shard `s` on up to 3 consecutive members starting at
-/// member `s - 1` (round-robin). The first replica of each is its preferred leader.
-/// Every initial member computes the same result from the same arguments.
+/// member `s - 1` (round-robin), owning the `s`-th of `shards` equal contiguous arcs
+/// of the hash space. The first replica of each is its preferred leader. Every
+/// initial member computes the same result from the same arguments.
 pub(crate) fn initial_descriptors(
     members: &std::collections::BTreeMap<NodeId, String>,
     shards: u64,
@@ -40,13 +42,9 @@ pub(crate) fn initial_descriptors(
     if nodes.is_empty() {
         return Vec::new();
     }
-    let ring_shards: Vec<u64> = if shards > 1 {
-        (1..=shards).collect()
-    } else {
-        Vec::new()
-    };
+    let arcs = ranges::even_arcs(shards);
     let per_shard = nodes.len().min(3);
-    let describe = |shard: ShardId, placed: Vec<(NodeId, &String)>, ring: Vec<u64>| {
+    let describe = |shard: ShardId, placed: Vec<(NodeId, &String)>, arcs: Vec<HashRange>| {
         let replicas: Vec<Replica> = placed
             .iter()
             .map(|(n, addr)| Replica {
@@ -63,7 +61,8 @@ pub(crate) fn initial_descriptors(
             replicas,
             conf_ver: 1,
             ring_ver: 1,
-            ring_shards: ring,
+            arcs,
+            ..Default::default()
         }
     };
     let mut out = vec![describe(
@@ -71,11 +70,11 @@ pub(crate) fn initial_descriptors(
         nodes.iter().take(META_REPLICAS).copied().collect(),
         Vec::new(),
     )];
-    for s in 1..=shards {
+    for (s, arc) in (1..=shards).zip(arcs) {
         let placed = (0..per_shard)
             .map(|j| nodes[((s - 1) as usize + j) % nodes.len()])
             .collect();
-        out.push(describe(ShardId(s), placed, ring_shards.clone()));
+        out.push(describe(ShardId(s), placed, ranges::to_proto(&[arc])));
     }
     out
 }
@@ -103,12 +102,103 @@ pub(crate) fn initial_state(
                 leader_term: 0,
             })
             .collect(),
-        ring_shards: descriptors
-            .iter()
-            .find(|d| d.shard_id != META_SHARD.0)
-            .map(|d| d.ring_shards.clone())
-            .unwrap_or_default(),
+        ring_shards: Vec::new(),
+        next_shard_id: descriptors.iter().map(|d| d.shard_id).max().unwrap_or(0) + 1,
+        pending_splits: Vec::new(),
     }
+}
+
+/// Brings a state written by a version before explicit arcs up to date (idempotent,
+/// deterministic: every meta replica gets the same): each data shard's descriptor gets
+/// the arcs its `ring_shards` gave it, and split allocation starts above every
+/// existing shard id.
+pub(crate) fn upgrade(state: &mut MetaState) {
+    let ring = std::mem::take(&mut state.ring_shards);
+    for route in &mut state.shards {
+        if let Some(d) = route.descriptor.as_mut() {
+            upgrade_descriptor(d, &ring);
+        }
+    }
+    if state.next_shard_id == 0 {
+        state.next_shard_id = state
+            .shards
+            .iter()
+            .filter_map(|r| r.descriptor.as_ref())
+            .map(|d| d.shard_id)
+            .max()
+            .unwrap_or(0)
+            + 1;
+    }
+}
+
+/// Gives a data shard's descriptor written before explicit arcs the arcs its
+/// `ring_shards` (or, if it has none, `ring`) gave it; a no-op on any other.
+pub(crate) fn upgrade_descriptor(desc: &mut ShardDescriptor, ring: &[u64]) {
+    if desc.shard_id == META_SHARD.0 || !desc.arcs.is_empty() || desc.conf_ver == 0 {
+        return;
+    }
+    let ring_shards = if desc.ring_shards.is_empty() {
+        ring
+    } else {
+        &desc.ring_shards
+    };
+    let arcs = ranges::legacy_arcs(ring_shards, ShardId(desc.shard_id));
+    desc.arcs = ranges::to_proto(&arcs);
+    desc.ring_shards.clear();
+}
+
+/// Allocates the id of the shard a split of `req.parent_shard` creates. Asking again
+/// for the same split (same parent and `ring_ver`) returns the same id.
+pub(crate) fn alloc_shard(state: &mut MetaState, req: &AllocShardRequest) -> Result<u64, String> {
+    let parent = state
+        .shards
+        .iter()
+        .filter_map(|r| r.descriptor.as_ref())
+        .find(|d| d.shard_id == req.parent_shard);
+    let Some(parent) = parent else {
+        return Err(format!(
+            "shard {} is not in the routing table",
+            req.parent_shard
+        ));
+    };
+    if parent.shard_id == META_SHARD.0 {
+        return Err("the meta shard is never split".into());
+    }
+    if let Some(p) = state
+        .pending_splits
+        .iter()
+        .find(|p| p.parent == req.parent_shard && p.parent_ring_ver == req.parent_ring_ver)
+    {
+        return Ok(p.child);
+    }
+    if state.next_shard_id == 0 {
+        upgrade(state);
+    }
+    let child = state.next_shard_id;
+    state.next_shard_id += 1;
+    // One pending split per parent: a newer allocation replaces an abandoned one.
+    state
+        .pending_splits
+        .retain(|p| p.parent != req.parent_shard);
+    state.pending_splits.push(PendingSplit {
+        parent: req.parent_shard,
+        parent_ring_ver: req.parent_ring_ver,
+        child,
+        parent_arcs: req.parent_arcs.clone(),
+    });
+    Ok(child)
+}
+
+/// Whether `desc` is the new shard of a pending split: its parent and id match, and
+/// its arcs lie within the parent's arcs at the time of the allocation.
+fn pending_child(state: &MetaState, desc: &ShardDescriptor) -> Option<usize> {
+    state.pending_splits.iter().position(|p| {
+        let parent_arcs: Vec<ranges::Arc> = p.parent_arcs.iter().map(|r| (r.lo, r.hi)).collect();
+        p.child == desc.shard_id
+            && p.parent == desc.split_from
+            && !desc.arcs.is_empty()
+            && ranges::subtract(&ranges::arcs_of(desc), &parent_arcs).is_empty()
+    })
 }
 
 /// Applies a node's heartbeat to the meta state (deterministic: every replica applies
@@ -137,27 +227,51 @@ pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
         let (Some(desc), Some(leader)) = (&report.descriptor, &report.leader) else {
             continue;
         };
-        // Only plausible reports count: about a shard the state lists (shards are only
-        // created at bootstrap), from a node holding a replica in the reported
-        // descriptor, naming that replica as the leader.
+        // Only plausible reports count: about a shard the state lists, or the new
+        // shard of a split it allocated, from a node holding a replica in the
+        // reported descriptor, naming that replica as the leader.
         let from_its_leader = leader.node_id == hb.node_id
             && desc
                 .replicas
                 .iter()
                 .any(|r| r.node_id == hb.node_id && r.replica_id == leader.replica_id);
+        if !from_its_leader {
+            continue;
+        }
+        let known = state.shards.iter().any(|s| {
+            s.descriptor
+                .as_ref()
+                .is_some_and(|d| d.shard_id == desc.shard_id)
+        });
+        if !known {
+            let Some(i) = pending_child(state, desc) else {
+                continue;
+            };
+            state.pending_splits.remove(i);
+            state.shards.push(ShardRoute::default());
+            let mut placed = std::mem::take(&mut state.shards);
+            let last = placed.len() - 1;
+            placed[last].descriptor = Some(ShardDescriptor {
+                shard_id: desc.shard_id,
+                ..Default::default()
+            });
+            placed.sort_by_key(|r| r.descriptor.as_ref().map_or(0, |d| d.shard_id));
+            state.shards = placed;
+        }
         let route = state.shards.iter_mut().find(|s| {
             s.descriptor
                 .as_ref()
                 .is_some_and(|d| d.shard_id == desc.shard_id)
         });
-        let (Some(route), true) = (route, from_its_leader) else {
+        let Some(route) = route else {
             continue;
         };
+        // Newer: a higher `ring_ver` (a split), or the same with a higher `conf_ver`.
         let old_epoch = route
             .descriptor
             .as_ref()
-            .map_or((0, 0), |d| (d.conf_ver, d.ring_ver));
-        let new_epoch = (desc.conf_ver, desc.ring_ver);
+            .map_or((0, 0), |d| (d.ring_ver, d.conf_ver));
+        let new_epoch = (desc.ring_ver, desc.conf_ver);
         if new_epoch < old_epoch {
             // A deposed leader's late report.
             continue;

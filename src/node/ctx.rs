@@ -10,10 +10,10 @@ use crate::config::NodeConfig;
 use crate::error::Result;
 use crate::fsm::watch::WatchHub;
 use crate::meta::cache::MetaCtx;
-use crate::proto::{ShardStatus, StatusResponse};
+use crate::proto::{ShardDescriptor, ShardRoute, ShardStatus, StatusResponse};
 use crate::raft::handle::{PeerHandle, PeerMsg};
 use crate::raft::transport::{AddressBook, Transport};
-use crate::ring::Ring;
+use crate::ranges::RangeMap;
 use crate::storage::snapshot::SnapshotStore;
 use crate::storage::{Engine, LogWriter};
 use crate::types::{NodeId, ReplicaId, ShardId, META_SHARD};
@@ -55,8 +55,9 @@ pub(crate) struct NodeCtx {
     failed: RwLock<HashSet<ShardId>>,
     /// How many of this node's replicas lead their data shard now.
     pub(crate) leaders: AtomicUsize,
-    /// The ring over `ring_shards` of the descriptors (None: one shard owns all).
-    ring: RwLock<Option<Arc<Ring>>>,
+    /// Which shard owns each hash, from the descriptors of the local replicas and the
+    /// routing table (newer `ring_ver` wins where they overlap).
+    ranges: RwLock<Arc<RangeMap>>,
     /// Whether messages for unknown shards may create replicas (false while the node
     /// is still deciding whether to bootstrap).
     accept_new_replicas: AtomicBool,
@@ -66,6 +67,10 @@ pub(crate) struct NodeCtx {
     pub(crate) watch: WatchHub,
     /// Shards that applied records with an expiry (the purge scans only those).
     pub(crate) purge: PurgeHints,
+    /// Splits in progress on this node (`split.max-concurrent-per-node`).
+    pub(crate) splits_in_progress: std::sync::atomic::AtomicU64,
+    /// Shard → (approximate bytes, keys) as the splitter last measured them.
+    sizes: Mutex<HashMap<ShardId, (u64, u64)>>,
     /// Stops everything.
     pub(crate) cancel: CancellationToken,
     /// Tracks every task the node spawned.
@@ -126,30 +131,31 @@ impl NodeCtx {
             tombstones: RwLock::new(HashMap::new()),
             failed: RwLock::new(HashSet::new()),
             leaders: AtomicUsize::new(0),
-            ring: RwLock::new(None),
+            ranges: RwLock::new(Arc::new(RangeMap::new())),
             accept_new_replicas: AtomicBool::new(false),
             meta: MetaCtx::default(),
             watch: WatchHub::new(
                 usize::try_from(config.context.watch_retain_bytes).unwrap_or(usize::MAX),
             ),
             purge: PurgeHints::default(),
+            splits_in_progress: Default::default(),
+            sizes: Mutex::new(HashMap::new()),
             cancel,
             tracker,
             config,
         })
     }
 
-    /// The `data` CF ranges of a shard's ring arcs (everything when one shard owns
-    /// the whole ring).
+    /// The `data` CF ranges of the arcs of a shard this node hosts (as its replica
+    /// applied them; none if the node does not host it).
     pub(crate) fn data_ranges(&self, shard: ShardId) -> Vec<(Vec<u8>, Vec<u8>)> {
-        match self.ring() {
-            Some(ring) => ring
-                .arcs(shard)
-                .into_iter()
-                .map(|(lo, hi)| crate::keys::data_range(lo, hi))
-                .collect(),
-            None => vec![crate::keys::data_range(0, u64::MAX)],
-        }
+        let arcs = match self.peer(shard) {
+            Some(p) => p.epoch.arcs().to_vec(),
+            None => Vec::new(),
+        };
+        arcs.into_iter()
+            .map(|(lo, hi)| crate::keys::data_range(lo, hi))
+            .collect()
     }
 
     /// The replica of `shard` on this node.
@@ -167,17 +173,62 @@ impl NodeCtx {
         self.peers.write().insert(handle.shard, handle);
     }
 
-    /// Learns the ring from a descriptor's `ring_shards` (empty: a single shard).
-    pub(crate) fn set_ring(&self, ring_shards: &[u64]) {
-        let mut r = self.ring.write();
-        if r.is_none() {
-            *r = Ring::from_ring_shards(ring_shards).map(Arc::new);
+    /// Learns a shard's arcs from one of its descriptors (ignored if older than
+    /// what is known).
+    pub(crate) fn note_descriptor(&self, desc: &ShardDescriptor) {
+        let mut r = self.ranges.write();
+        let mut next = (**r).clone();
+        if next.insert_descriptor(desc) {
+            *r = Arc::new(next);
         }
     }
 
-    /// The ring, once known (None: one shard owns the whole hash space).
-    pub(crate) fn ring(&self) -> Option<Arc<Ring>> {
-        self.ring.read().clone()
+    /// Learns every shard's arcs from a routing table or meta state.
+    pub(crate) fn note_routes(&self, routes: &[ShardRoute]) {
+        let mut r = self.ranges.write();
+        let mut next = (**r).clone();
+        let mut changed = false;
+        for d in routes.iter().filter_map(|r| r.descriptor.as_ref()) {
+            changed |= next.insert_descriptor(d);
+        }
+        if changed {
+            *r = Arc::new(next);
+        }
+    }
+
+    /// The shard owning hash `h` as this node knows it.
+    pub(crate) fn owner_of(&self, h: u64) -> Option<ShardId> {
+        self.ranges.read().shard_for_hash(h)
+    }
+
+    /// Which shard owns each hash, as this node knows it.
+    pub(crate) fn ranges(&self) -> Arc<RangeMap> {
+        self.ranges.read().clone()
+    }
+
+    /// Routes of `shard` and of the shards split from it that this node hosts, with
+    /// leader hints: what a `StaleEpoch` answer tells the client.
+    pub(crate) fn current_routes(&self, shard: ShardId) -> Vec<ShardRoute> {
+        let mut out = Vec::new();
+        for p in self.peers() {
+            let d = p.epoch.descriptor();
+            if p.shard == shard || d.split_from == shard.0 {
+                out.push(p.epoch.route());
+            }
+        }
+        out.sort_by_key(|r| r.descriptor.as_ref().map_or(0, |d| d.shard_id));
+        out
+    }
+
+    /// `StaleEpoch` for `peer`'s shard, with what this node knows now.
+    pub(crate) fn stale_epoch(&self, peer: &PeerHandle) -> crate::error::Error {
+        let (conf_ver, ring_ver) = peer.epoch.get();
+        crate::error::Error::StaleEpoch {
+            shard: peer.shard,
+            conf_ver,
+            ring_ver,
+            current: self.current_routes(peer.shard),
+        }
     }
 
     /// The highest replica id of `shard` removed from this node (0: none).
@@ -232,11 +283,22 @@ impl NodeCtx {
         self.set_tombstone(shard, replica.0);
     }
 
-    /// The status of one replica (None: it did not answer in time or stopped).
+    /// Records a shard's size as last measured.
+    pub(crate) fn record_size(&self, shard: ShardId, bytes: u64, keys: u64) {
+        self.sizes.lock().insert(shard, (bytes, keys));
+    }
+
+    /// The status of one replica (None: it did not answer in time or stopped), with
+    /// its shard's size as last measured here.
     pub(crate) async fn replica_status(&self, peer: &PeerHandle) -> Option<ShardStatus> {
         let (tx, rx) = oneshot::channel();
         peer.send(PeerMsg::Status(tx)).await.ok()?;
-        tokio::time::timeout(STATUS_WAIT, rx).await.ok()?.ok()
+        let mut s = tokio::time::timeout(STATUS_WAIT, rx).await.ok()?.ok()?;
+        if let Some((bytes, keys)) = self.sizes.lock().get(&peer.shard) {
+            s.approx_bytes = *bytes;
+            s.approx_keys = *keys;
+        }
+        Some(s)
     }
 
     /// This node's status: every replica's, in shard order (`Cluster.Status`).

@@ -5,6 +5,7 @@
 //! - `replicas`: creating replicas (load, bootstrap, on a leader's first message) and
 //!   the data directory's identity;
 //! - `purge`: the TTL purge loop of the shards this node leads;
+//! - `split`: splitting shards (the admin call and the automatic splitter);
 //! - this module: [`Node`], which starts and stops all of it.
 //!
 //! Invariants:
@@ -16,6 +17,7 @@
 pub(crate) mod ctx;
 pub(crate) mod purge;
 pub(crate) mod replicas;
+pub(crate) mod split;
 
 use crate::config::NodeConfig;
 use crate::error::{ErrInto, Error, Result};
@@ -93,6 +95,7 @@ impl Node {
         node.start_ticker();
         crate::meta::service::spawn_heartbeats(node.ctx.clone());
         purge::spawn_purger(node.ctx.clone());
+        split::spawn_splitter(node.ctx.clone());
         tracing::info!(node = %node_id, %addr, replicas = loaded, "node started");
         Ok(node)
     }
@@ -138,6 +141,12 @@ impl Node {
             out.insert(p.shard.0, d);
         }
         Ok(out)
+    }
+
+    /// Bytes of all batches this node wrote to RocksDB since it started (what a
+    /// split or a snapshot costs in writes).
+    pub fn bytes_written(&self) -> u64 {
+        self.ctx.engine.bytes_written()
     }
 
     /// WAL syncs the log writer has done.

@@ -71,6 +71,7 @@ async fn purge_shard(ctx: &Arc<NodeCtx>, peer: &PeerHandle) -> crate::error::Res
     peer.propose(
         Default::default(),
         now_ms(),
+        None,
         raft_command::Cmd::Context(ContextCommand { op: Some(op) }),
     )
     .await?;

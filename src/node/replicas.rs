@@ -12,9 +12,9 @@
 use crate::error::{ErrInto, Error, Result};
 use crate::keys;
 use crate::node::ctx::NodeCtx;
-use crate::proto::{ApplyState, ShardDescriptor};
+use crate::proto::{ApplyState, MetaState, ShardDescriptor};
 use crate::raft::handle::PeerMsg;
-use crate::raft::peer::Peer;
+use crate::raft::peer::{Peer, ReplicaInit};
 use crate::storage::log_writer::add_to_batch;
 use crate::storage::peer_storage::{INIT_INDEX, INIT_TERM};
 use crate::storage::{snapshot, Engine, PeerStorage};
@@ -25,9 +25,19 @@ use raft::eraftpb::{ConfState, Message, MessageType};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// How a shard a message is for came to be: `(split_from, split_index)` for one made
+/// by a split, zeros for one made at bootstrap.
+pub(crate) type Lineage = (u64, u64);
+
 /// Delivers a raft message from another node, creating an empty replica for a shard
 /// this node was just added to.
-pub(crate) fn on_raft_message(ctx: &Arc<NodeCtx>, shard: ShardId, from: NodeId, msg: Message) {
+pub(crate) fn on_raft_message(
+    ctx: &Arc<NodeCtx>,
+    shard: ShardId,
+    lineage: Lineage,
+    from: NodeId,
+    msg: Message,
+) {
     if !ctx.transport.allowed_from(from) {
         return;
     }
@@ -62,7 +72,21 @@ pub(crate) fn on_raft_message(ctx: &Arc<NodeCtx>, shard: ShardId, from: NodeId, 
         tracing::warn!(%shard, "not recreating a replica whose state is on disk; restart the node");
         return;
     }
-    if msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > 0 {
+    // A shard made by a split: while this node's replica of the parent has not applied
+    // the split, the message is early (applying the split creates the replica with
+    // its state); drop it, Raft resends. If the parent here is past the split (it
+    // installed a later snapshot) or gone from this node, the new shard's replica
+    // starts empty and takes a snapshot: holding nothing is expected then.
+    let (split_from, split_index) = lineage;
+    let from_split = split_from != 0 && {
+        let parent = ShardId(split_from);
+        match ctx.peer(parent) {
+            Some(p) if p.epoch.applied() < split_index => return,
+            Some(_) => true,
+            None => ctx.tombstone(parent) > 0,
+        }
+    };
+    if !from_split && msg.get_msg_type() == MessageType::MsgHeartbeat && msg.commit > 0 {
         // The leader believes this replica holds entries, but this node has none:
         // its data was lost. Recreating it would reuse a Raft identity (DESIGN §1).
         tracing::error!(
@@ -75,19 +99,18 @@ pub(crate) fn on_raft_message(ctx: &Arc<NodeCtx>, shard: ShardId, from: NodeId, 
         );
         return;
     }
-    let desc = ShardDescriptor {
-        shard_id: shard.0,
-        ..Default::default()
-    };
-    match Peer::spawn(
-        ctx.clone(),
+    let init = ReplicaInit {
         shard,
-        ReplicaId(msg.to),
-        PeerStorage::new_empty(),
-        desc,
-        0,
-        0,
-    ) {
+        replica_id: ReplicaId(msg.to),
+        storage: PeerStorage::new_empty(),
+        desc: ShardDescriptor {
+            shard_id: shard.0,
+            ..Default::default()
+        },
+        applied: (0, 0),
+        from_split,
+    };
+    match Peer::spawn(ctx.clone(), init) {
         Ok(handle) => {
             tracing::info!(%shard, replica = msg.to, "created replica to receive a snapshot");
             let _ = handle.try_send(PeerMsg::Raft(Box::new(msg), from));
@@ -151,9 +174,8 @@ pub(crate) fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
             .get_decoded(keys::CF_META, &keys::desc_key(*shard))?
             .ok_or_else(|| Error::Storage(format!("shard {shard}: no descriptor")))?;
         for r in &desc.replicas {
-            ctx.addresses.insert(NodeId(r.node_id), r.addr.clone());
+            ctx.addresses.learn(NodeId(r.node_id), &r.addr);
         }
-        ctx.set_ring(&desc.ring_shards);
         let Some(me) = desc
             .replicas
             .iter()
@@ -171,19 +193,22 @@ pub(crate) fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
             continue;
         };
         if *shard == META_SHARD {
-            if let Some(state) = engine.get_decoded(keys::CF_META, &keys::meta_state_key())? {
+            let stored = engine.get_decoded::<MetaState>(keys::CF_META, &keys::meta_state_key())?;
+            if let Some(mut state) = stored {
+                crate::meta::state::upgrade(&mut state);
+                ctx.note_routes(&state.shards);
                 ctx.meta.set_state(state);
             }
         }
-        let handle = Peer::spawn(
-            ctx.clone(),
-            *shard,
-            me,
+        let init = ReplicaInit {
+            shard: *shard,
+            replica_id: me,
             storage,
             desc,
-            apply.applied_index,
-            apply.applied_term,
-        )?;
+            applied: (apply.applied_index, apply.applied_term),
+            from_split: false,
+        };
+        let handle = Peer::spawn(ctx.clone(), init)?;
         ctx.register(handle);
     }
     Ok(ctx.peers().len())
@@ -247,11 +272,25 @@ pub(crate) fn bootstrap(ctx: &Arc<NodeCtx>, members: &BTreeMap<NodeId, String>) 
         members = members.len(),
         "bootstrapped a new cluster"
     );
-    if let Some(d) = descriptors.get(1) {
-        ctx.set_ring(&d.ring_shards);
-    }
+    ctx.note_routes(
+        &descriptors
+            .iter()
+            .map(|d| crate::proto::ShardRoute {
+                descriptor: Some(d.clone()),
+                ..Default::default()
+            })
+            .collect::<Vec<_>>(),
+    );
     for (shard, me, storage, desc, preferred) in mine {
-        let handle = Peer::spawn(ctx.clone(), shard, me, storage, desc, INIT_INDEX, INIT_TERM)?;
+        let init = ReplicaInit {
+            shard,
+            replica_id: me,
+            storage,
+            desc,
+            applied: (INIT_INDEX, INIT_TERM),
+            from_split: false,
+        };
+        let handle = Peer::spawn(ctx.clone(), init)?;
         if preferred {
             let _ = handle.try_send(PeerMsg::Campaign);
         }

@@ -27,6 +27,7 @@ impl Peer {
     pub(crate) fn on_tick(&mut self) {
         self.raw.tick();
         self.ticks += 1;
+        self.load.roll(std::time::Instant::now());
         if !self.ticks.is_multiple_of(HOUSEKEEPING_TICKS) {
             return;
         }
@@ -233,6 +234,12 @@ impl Peer {
                 reason: "another membership change is in progress".into(),
             });
         }
+        if self.splitting {
+            return Err(Error::FailedPrecondition(format!(
+                "shard {}: a split is in progress; change membership once it has applied",
+                self.shard
+            )));
+        }
         let find_node = |node: NodeId| self.desc.replicas.iter().find(|r| r.node_id == node.0);
         let (kind, replica) = match change {
             MemberChange::Add { node, addr } => {
@@ -341,7 +348,19 @@ impl Peer {
         } else {
             Default::default()
         };
+        let load = self.load.last();
+        let hot_hash = match crate::load::load_split_point(&load.samples) {
+            crate::load::LoadSplit::Hot(h) if self.is_leader() => Some(h),
+            _ => None,
+        };
         ShardStatus {
+            writes_per_sec: load.writes_per_sec,
+            write_bytes_per_sec: load.write_bytes_per_sec,
+            reads_per_sec: load.reads_per_sec,
+            hot_hash,
+            splitting: self.splitting,
+            approx_bytes: 0,
+            approx_keys: 0,
             descriptor: Some(self.desc.clone()),
             replica_id: self.replica_id.0,
             leader_id: raft.leader_id,

@@ -4,9 +4,13 @@
 //! actor itself (`raft::peer`) touches its `RawNode`.
 
 use crate::error::{Error, Result};
-use crate::proto::{CommandResult, RaftCommand, ShardDescriptor, ShardStatus};
+use crate::proto::{
+    CommandResult, RaftCommand, ReplicaInfo, ShardDescriptor, ShardRoute, ShardStatus,
+};
 use crate::types::{NodeId, ReplicaId, ShardId};
+use parking_lot::RwLock;
 use raft::eraftpb::Message;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -40,8 +44,25 @@ pub(crate) enum MemberChange {
 pub(crate) enum PeerMsg {
     /// A raft message from another node.
     Raft(Box<Message>, NodeId),
-    /// Replicate a command; answered once applied.
-    Propose(Box<RaftCommand>, oneshot::Sender<Result<CommandResult>>),
+    /// Replicate a command (touching partition hash `hash`, if one); answered once
+    /// applied.
+    Propose(
+        Box<RaftCommand>,
+        Option<u64>,
+        oneshot::Sender<Result<CommandResult>>,
+    ),
+    /// Split the shard at `at` into a new shard `child`, if the shard is still at
+    /// `expected_ring_ver`; answered with the applied result (`SplitDone` or why not).
+    Split {
+        /// The new shard's id (allocated by the meta shard).
+        child: ShardId,
+        /// The first hash of the new shard.
+        at: u64,
+        /// The `ring_ver` the split was planned at.
+        expected_ring_ver: u64,
+        /// Who waits.
+        reply: oneshot::Sender<Result<CommandResult>>,
+    },
     /// Answered once the local state is at least as new as the leader's commit at the
     /// time of the request (ReadIndex), so a local read is linearizable.
     ReadIndex(oneshot::Sender<Result<()>>),
@@ -51,6 +72,8 @@ pub(crate) enum PeerMsg {
     TransferLeader(NodeId, oneshot::Sender<Result<()>>),
     /// Report status.
     Status(oneshot::Sender<ShardStatus>),
+    /// The hashes sampled from the writes of the last load window, ascending.
+    LoadSamples(oneshot::Sender<Vec<u64>>),
     /// Start an election now (the preferred leader of a new shard).
     Campaign,
 }
@@ -82,41 +105,99 @@ pub(crate) struct PeerHandle {
     events: mpsc::UnboundedSender<PeerEvent>,
 }
 
-/// A shard's epoch as its replica last applied it.
+/// What a replica's handles may read without asking the actor: its applied
+/// descriptor (epoch and arcs), applied index, leader and role. The actor updates it
+/// after every applied round, snapshot install and role change.
 #[derive(Default)]
 pub(crate) struct Epoch {
     /// Configuration version (membership changes).
-    conf_ver: std::sync::atomic::AtomicU64,
+    conf_ver: AtomicU64,
     /// Ring version (arc ownership changes).
-    ring_ver: std::sync::atomic::AtomicU64,
+    ring_ver: AtomicU64,
+    /// The last applied index.
+    applied: AtomicU64,
+    /// The leader's replica id as this replica knows it (0: none).
+    leader: AtomicU64,
     /// Whether the replica leads its shard (as of its last ready).
-    leading: std::sync::atomic::AtomicBool,
+    leading: AtomicBool,
+    /// The applied descriptor.
+    desc: RwLock<Arc<ShardDescriptor>>,
+    /// The arcs of `desc`, as ranges.
+    arcs: RwLock<Arc<Vec<crate::ranges::Arc>>>,
 }
 
 impl Epoch {
-    /// Records the epoch of `desc`.
+    /// Records the applied descriptor.
     pub(crate) fn set(&self, desc: &ShardDescriptor) {
-        use std::sync::atomic::Ordering::Release;
-        self.conf_ver.store(desc.conf_ver, Release);
-        self.ring_ver.store(desc.ring_ver, Release);
+        self.conf_ver.store(desc.conf_ver, Ordering::Release);
+        self.ring_ver.store(desc.ring_ver, Ordering::Release);
+        *self.arcs.write() = Arc::new(crate::ranges::arcs_of(desc));
+        *self.desc.write() = Arc::new(desc.clone());
     }
 
-    /// Records whether the replica leads.
-    pub(crate) fn set_leading(&self, leading: bool) {
-        self.leading
-            .store(leading, std::sync::atomic::Ordering::Release);
+    /// Records the applied index.
+    pub(crate) fn set_applied(&self, index: u64) {
+        self.applied.store(index, Ordering::Release);
+    }
+
+    /// Records whether the replica leads, and who does.
+    pub(crate) fn set_leader(&self, leading: bool, leader: u64) {
+        self.leading.store(leading, Ordering::Release);
+        self.leader.store(leader, Ordering::Release);
     }
 
     /// Whether the replica led its shard at its last ready (for background work
     /// only: requests still go through raft-rs's own check).
     pub(crate) fn leading(&self) -> bool {
-        self.leading.load(std::sync::atomic::Ordering::Acquire)
+        self.leading.load(Ordering::Acquire)
     }
 
     /// `(conf_ver, ring_ver)`.
     pub(crate) fn get(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Acquire;
-        (self.conf_ver.load(Acquire), self.ring_ver.load(Acquire))
+        (
+            self.conf_ver.load(Ordering::Acquire),
+            self.ring_ver.load(Ordering::Acquire),
+        )
+    }
+
+    /// The last applied index.
+    pub(crate) fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// The applied descriptor.
+    pub(crate) fn descriptor(&self) -> Arc<ShardDescriptor> {
+        self.desc.read().clone()
+    }
+
+    /// The arcs the shard owns, as this replica applied them.
+    pub(crate) fn arcs(&self) -> Arc<Vec<crate::ranges::Arc>> {
+        self.arcs.read().clone()
+    }
+
+    /// Whether the shard owns hash `h`, as this replica applied it.
+    pub(crate) fn owns(&self, h: u64) -> bool {
+        crate::ranges::contains(&self.arcs.read(), h)
+    }
+
+    /// The shard's route as this replica knows it: its descriptor and leader hint.
+    pub(crate) fn route(&self) -> ShardRoute {
+        let desc = self.descriptor();
+        let leader = self.leader.load(Ordering::Acquire);
+        let hint = desc
+            .replicas
+            .iter()
+            .find(|r| r.replica_id == leader && leader != 0)
+            .map(|r| ReplicaInfo {
+                replica_id: r.replica_id,
+                node_id: r.node_id,
+                addr: r.addr.clone(),
+            });
+        ShardRoute {
+            descriptor: Some((*desc).clone()),
+            leader: hint,
+            leader_term: 0,
+        }
     }
 }
 
@@ -141,12 +222,14 @@ impl PeerHandle {
         self.tx.send(msg).await.map_err(|_| Error::Shutdown)
     }
 
-    /// Proposes `cmd`, stamped with the proposer's clock `now_ms` (TTLs and dedup
-    /// windows are computed from it), and waits until it is applied.
+    /// Proposes `cmd` (touching partition hash `hash`, if one: the leader's load
+    /// statistics count it), stamped with the proposer's clock `now_ms` (TTLs and
+    /// dedup windows are computed from it), and waits until it is applied.
     pub(crate) async fn propose(
         &self,
         request_id: bytes::Bytes,
         now_ms: u64,
+        hash: Option<u64>,
         cmd: crate::proto::raft_command::Cmd,
     ) -> Result<CommandResult> {
         let cmd = RaftCommand {
@@ -155,7 +238,7 @@ impl PeerHandle {
             cmd: Some(cmd),
         };
         let (tx, rx) = oneshot::channel();
-        self.send(PeerMsg::Propose(Box::new(cmd), tx)).await?;
+        self.send(PeerMsg::Propose(Box::new(cmd), hash, tx)).await?;
         await_reply(self.shard, rx).await
     }
 

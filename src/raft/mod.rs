@@ -4,8 +4,9 @@
 //!   messages in, answers out, the shared epoch). It sits below `node::ctx`.
 //! - `peer`: the actor that owns one replica's `RawNode`. Its `impl Peer` is split by
 //!   feature: `ready` (the ready loop: persist, apply, send, in raft-rs's order),
-//!   `admin` (membership, leader transfer, log GC, status). It sits above `node::ctx`,
-//!   whose services it uses.
+//!   `admin` (membership, leader transfer, log GC, status), `split` (proposing a
+//!   split, starting the new shard's replica). It sits above `node::ctx`, whose
+//!   services it uses.
 //! - `transport`: one batched stream per destination node, chunked snapshots, and the
 //!   `MessageFilter` seam tests use to drop or partition traffic.
 //! - `logger`: raft-rs's slog output bridged into `tracing`.
@@ -17,4 +18,5 @@ pub(crate) mod peer;
 pub(crate) mod ready;
 #[cfg(test)]
 mod ready_sim;
+pub(crate) mod split;
 pub mod transport;

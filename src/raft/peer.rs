@@ -111,19 +111,46 @@ pub(crate) struct Peer {
     pub(crate) epoch: Arc<Epoch>,
     /// Own event sender, given to the log writer and snapshot builders.
     pub(crate) events: mpsc::UnboundedSender<PeerEvent>,
+    /// Created empty for a split's new shard on a node whose parent replica skipped
+    /// the split (it installed a later snapshot): holding nothing yet is expected.
+    pub(crate) from_split: bool,
+    /// A split of this shard was proposed and has not applied yet: no membership
+    /// change and no second split until it has.
+    pub(crate) splitting: bool,
+    /// Load counted while leading, for splits by load and `ctxctl shard list`.
+    pub(crate) load: crate::load::LoadSampler,
+}
+
+/// What a replica starts from.
+pub(crate) struct ReplicaInit {
+    /// The shard.
+    pub(crate) shard: ShardId,
+    /// The replica's raft-rs id.
+    pub(crate) replica_id: ReplicaId,
+    /// Its Raft log and state.
+    pub(crate) storage: PeerStorage,
+    /// Its applied descriptor.
+    pub(crate) desc: ShardDescriptor,
+    /// Its applied index and that index's term.
+    pub(crate) applied: (u64, u64),
+    /// Created empty for a split's new shard (see `Peer::from_split`).
+    pub(crate) from_split: bool,
 }
 
 impl Peer {
     /// Creates the replica and starts its task.
-    pub(crate) fn spawn(
-        ctx: Arc<NodeCtx>,
-        shard: ShardId,
-        replica_id: ReplicaId,
-        storage: PeerStorage,
-        desc: ShardDescriptor,
-        applied_index: u64,
-        applied_term: u64,
-    ) -> Result<PeerHandle> {
+    pub(crate) fn spawn(ctx: Arc<NodeCtx>, init: ReplicaInit) -> Result<PeerHandle> {
+        let ReplicaInit {
+            shard,
+            replica_id,
+            storage,
+            mut desc,
+            applied: (applied_index, applied_term),
+            from_split,
+        } = init;
+        // A descriptor written before shards had explicit arcs gets them now (the same
+        // on every replica; written with the next applied round).
+        crate::meta::state::upgrade_descriptor(&mut desc, &[]);
         let rc = &ctx.config.raft;
         let cfg = raft::Config {
             id: replica_id.0,
@@ -153,7 +180,12 @@ impl Peer {
         }
         let epoch = Arc::new(Epoch::default());
         epoch.set(&desc);
+        epoch.set_applied(applied_index);
+        if desc.conf_ver > 0 {
+            ctx.note_descriptor(&desc);
+        }
         ctx.watch.reset(shard, applied_index);
+        let load = crate::load::LoadSampler::new(ctx.config.split.load_window);
         let peer = Peer {
             epoch: epoch.clone(),
             shard,
@@ -178,6 +210,9 @@ impl Peer {
             removed: false,
             fatal: false,
             events: etx.clone(),
+            from_split,
+            splitting: false,
+            load,
         };
         let cancel = ctx.cancel.child_token();
         let task = tokio::spawn(peer.run(rx, erx, cancel));
@@ -280,9 +315,21 @@ impl Peer {
                     tracing::debug!(shard = %self.shard, error = %e, "dropped raft message");
                 }
             }
-            PeerMsg::Propose(cmd, reply) => self.on_propose(*cmd, Reply::Command(reply)),
+            PeerMsg::Propose(cmd, hash, reply) => {
+                if self.is_leader() {
+                    self.load.write(hash, cmd.encoded_len());
+                }
+                self.on_propose(*cmd, Reply::Command(reply))
+            }
+            PeerMsg::Split {
+                child,
+                at,
+                expected_ring_ver,
+                reply,
+            } => self.on_split(child, at, expected_ring_ver, reply),
             PeerMsg::ReadIndex(reply) => {
                 if self.is_leader() {
+                    self.load.read();
                     self.pending_reads.push(reply);
                 } else {
                     let _ = reply.send(Err(self.not_leader()));
@@ -292,6 +339,9 @@ impl Peer {
             PeerMsg::TransferLeader(node, reply) => self.on_transfer_leader(node, reply),
             PeerMsg::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            PeerMsg::LoadSamples(reply) => {
+                let _ = reply.send(self.load.last().samples.clone());
             }
             PeerMsg::Campaign => {
                 if let Err(e) = self.raw.campaign() {
@@ -335,11 +385,22 @@ impl Peer {
     }
 
     pub(crate) fn on_propose(&mut self, cmd: RaftCommand, reply: Reply) {
+        self.propose_with_context(Vec::new(), cmd, reply);
+    }
+
+    /// Proposes `cmd` with an entry context (how the actor recognises some entries
+    /// without decoding them, e.g. splits).
+    pub(crate) fn propose_with_context(
+        &mut self,
+        context: Vec<u8>,
+        cmd: RaftCommand,
+        reply: Reply,
+    ) {
         if !self.is_leader() {
             reply.fail(self.not_leader());
             return;
         }
-        if let Err(e) = self.raw.propose(vec![], cmd.encode_to_vec()) {
+        if let Err(e) = self.raw.propose(context, cmd.encode_to_vec()) {
             reply.fail(Error::ShardUnavailable {
                 shard: self.shard,
                 reason: format!("proposal dropped: {e}"),

@@ -18,6 +18,10 @@ use raft::eraftpb::{
 use raft::{RawNode, ReadState, Ready, StateRole};
 use std::collections::HashMap;
 
+/// The context of a `Split` entry: applying rounds are cut after it (the actor finds
+/// it without decoding every entry).
+pub(crate) const SPLIT_CONTEXT: &[u8] = b"split";
+
 /// What a ready asks for before its committed entries are applied (steps 1–4).
 pub(crate) struct ReadyStart {
     /// The ready, handed back to `finish_ready`.
@@ -127,6 +131,8 @@ impl Peer {
         if let Some(role) = start.role {
             self.on_role_change(role);
         }
+        self.epoch
+            .set_leader(self.is_leader(), self.raw.raft.leader_id);
         // 1. A leader sends before persisting.
         self.send_messages(start.send_now);
         // 2. Snapshot.
@@ -200,6 +206,7 @@ impl Peer {
                 self.ctx.watch.reset(self.shard, index);
                 self.applied_index = index;
                 self.applied_term = term;
+                self.epoch.set_applied(index);
                 self.raw.advance_apply_to(index);
                 self.release_reads();
             }
@@ -243,9 +250,10 @@ impl Peer {
             self.count_leadership(true);
         } else if self.role == StateRole::Leader {
             self.count_leadership(false);
+            // A split proposed by this leader may never apply now.
+            self.splitting = false;
         }
         self.role = role;
-        self.epoch.set_leading(role == StateRole::Leader);
     }
 
     /// Keeps the node's count of leading data-shard replicas (leader balancing ignores
@@ -269,15 +277,36 @@ impl Peer {
                 tracing::debug!(shard = %self.shard, to = m.to, "no node known for replica");
                 continue;
             };
+            let lineage = (self.desc.split_from, self.desc.split_index);
             self.ctx
                 .transport
-                .send(self.shard, node, m, self.events.clone());
+                .send(self.shard, lineage, node, m, self.events.clone());
         }
     }
 
     /// Applies committed entries: conf changes to raft-rs here, then everything to
     /// RocksDB on a blocking thread, then answers proposals and reads.
-    async fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<()> {
+    async fn apply_committed(&mut self, mut entries: Vec<Entry>) -> Result<()> {
+        // A split entry ends its round: the new shard takes the membership as of the
+        // split, so later conf changes must not be applied before it.
+        while let Some(i) = entries
+            .iter()
+            .position(|e| e.context.as_ref() == SPLIT_CONTEXT)
+        {
+            let rest = entries.split_off(i + 1);
+            self.apply_round_of(std::mem::replace(&mut entries, rest))
+                .await?;
+            // Applied or refused, the split is no longer in progress.
+            self.splitting = false;
+        }
+        if !entries.is_empty() {
+            self.apply_round_of(entries).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one round of committed entries.
+    async fn apply_round_of(&mut self, entries: Vec<Entry>) -> Result<()> {
         let mut desc = self.desc.clone();
         let mut conf_entries: HashMap<u64, u64> = HashMap::new();
         for e in &entries {
@@ -310,12 +339,18 @@ impl Peer {
             .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
         self.desc = applied.desc;
         self.epoch.set(&self.desc);
+        self.epoch.set_applied(applied.applied_index);
+        self.ctx.note_descriptor(&self.desc);
         if applied.expiring {
             self.ctx.purge.mark(shard);
         }
         self.ctx.watch.publish(shard, applied.changes);
         if let Some(state) = applied.meta {
+            self.ctx.note_routes(&state.shards);
             self.ctx.meta.set_state(state);
+        }
+        if let Some(child) = applied.split {
+            self.start_split_child(child);
         }
         if !conf_entries.is_empty() && self.role == StateRole::Leader {
             // Report the new epoch to the meta shard now, not at the next heartbeat.
@@ -376,9 +411,7 @@ impl Peer {
         }
         for r in &desc.replicas {
             self.replica_nodes.insert(r.replica_id, NodeId(r.node_id));
-            if !r.addr.is_empty() {
-                self.ctx.addresses.insert(NodeId(r.node_id), r.addr.clone());
-            }
+            self.ctx.addresses.learn(NodeId(r.node_id), &r.addr);
         }
     }
 
@@ -401,7 +434,10 @@ impl Peer {
         }
         let payload = SnapshotPayload::decode(payload.as_slice())?;
         let me = self.replica_id.0;
+        // A replica created empty for a split's new shard (its parent here skipped
+        // the split by installing a snapshot) legitimately holds nothing yet.
         let lost_identity = self.applied_index == 0
+            && !self.from_split
             && payload
                 .descriptor
                 .as_ref()
@@ -420,19 +456,35 @@ impl Peer {
                 ),
             });
         }
-        let ops = snapshot::install_ops(self.shard, &payload)?;
+        // Arcs this replica held that neither the snapshot's descriptor nor another
+        // replica on this node owns: a split this replica skipped moved them away, and
+        // their data must not stay behind (it would be read back if they returned).
+        let new_arcs = payload
+            .descriptor
+            .as_ref()
+            .map(crate::ranges::arcs_of)
+            .unwrap_or_default();
+        let mut keep: Vec<crate::ranges::Arc> = new_arcs;
+        for p in self.ctx.peers() {
+            if p.shard != self.shard {
+                keep.extend(p.epoch.arcs().iter().copied());
+            }
+        }
+        let orphans = crate::ranges::subtract(&self.epoch.arcs(), &keep);
+        let ops = snapshot::install_ops(self.shard, &payload, &orphans)?;
         self.raw.mut_store().apply_snapshot(snap);
-        if let Some(state) = payload.meta.clone() {
+        if let Some(mut state) = payload.meta.clone() {
+            crate::meta::state::upgrade(&mut state);
+            self.ctx.note_routes(&state.shards);
             self.ctx.meta.set_state(state);
         }
-        if let Some(desc) = payload.descriptor {
+        if let Some(mut desc) = payload.descriptor {
+            crate::meta::state::upgrade_descriptor(&mut desc, &[]);
             for r in &desc.replicas {
                 self.replica_nodes.insert(r.replica_id, NodeId(r.node_id));
-                if !r.addr.is_empty() {
-                    self.ctx.addresses.insert(NodeId(r.node_id), r.addr.clone());
-                }
+                self.ctx.addresses.learn(NodeId(r.node_id), &r.addr);
             }
-            self.ctx.set_ring(&desc.ring_shards);
+            self.ctx.note_descriptor(&desc);
             self.epoch.set(&desc);
             self.desc = desc;
         }

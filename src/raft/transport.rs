@@ -68,11 +68,26 @@ impl AddressBook {
         v
     }
 
+    /// Records `node`'s address from a source that speaks for it now: the node's own
+    /// messages and heartbeats (via the meta shard), or the operator's
+    /// `--initial-cluster`. Replaces what was known.
     pub(crate) fn insert(&self, node: NodeId, addr: String) {
         if addr.is_empty() {
             return;
         }
         self.map.write().insert(node, addr);
+    }
+
+    /// Records `node`'s address from a stored descriptor, only if none is known: a
+    /// descriptor may name an address the node no longer uses.
+    pub(crate) fn learn(&self, node: NodeId, addr: &str) {
+        if addr.is_empty() {
+            return;
+        }
+        self.map
+            .write()
+            .entry(node)
+            .or_insert_with(|| addr.to_string());
     }
 }
 
@@ -145,10 +160,12 @@ impl Transport {
     }
 
     /// Queues a raft message of `shard` for node `to`; `events` hears how a snapshot
-    /// send ended.
+    /// send ended. `lineage` is the shard's `(split_from, split_index)` (zeros for a
+    /// shard made at bootstrap).
     pub(crate) fn send(
         &self,
         shard: ShardId,
+        lineage: (u64, u64),
         to: NodeId,
         msg: Message,
         events: mpsc::UnboundedSender<PeerEvent>,
@@ -173,6 +190,8 @@ impl Transport {
             from_node: self.node_id.0,
             to_node: to.0,
             message: bytes.into(),
+            split_from: lineage.0,
+            split_index: lineage.1,
         };
         if is_snap {
             self.send_snapshot(to, to_replica, env, &msg, events);

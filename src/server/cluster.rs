@@ -4,8 +4,9 @@ use crate::error::{Error, Result};
 use crate::node::ctx::NodeCtx;
 use crate::proto::cluster_server::Cluster;
 use crate::proto::{
-    AddMemberRequest, AddMemberResponse, NodeHeartbeat, RemoveMemberRequest, RemoveMemberResponse,
-    ReplicaRole, RoutingTable, RoutingTableRequest, ShardDescriptor, StatusRequest, StatusResponse,
+    AddMemberRequest, AddMemberResponse, AllocShardRequest, AllocShardResponse, NodeHeartbeat,
+    RemoveMemberRequest, RemoveMemberResponse, ReplicaRole, RoutingTable, RoutingTableRequest,
+    ShardDescriptor, SplitShardRequest, SplitShardResponse, StatusRequest, StatusResponse,
     TransferLeaderRequest, TransferLeaderResponse,
 };
 use crate::raft::handle::{await_reply, MemberChange, PeerHandle, PeerMsg};
@@ -160,6 +161,28 @@ impl Cluster for ClusterService {
         Ok(Response::new(
             crate::meta::service::handle_heartbeat(&self.ctx, req.into_inner()).await?,
         ))
+    }
+
+    async fn split_shard(
+        &self,
+        req: Request<SplitShardRequest>,
+    ) -> Result<Response<SplitShardResponse>, Status> {
+        let req = req.into_inner();
+        let (parent, child) =
+            crate::node::split::split_shard(&self.ctx, ShardId(req.shard_id), req.at_hash).await?;
+        Ok(Response::new(SplitShardResponse {
+            parent: Some(parent),
+            child: Some(child),
+        }))
+    }
+
+    async fn alloc_shard(
+        &self,
+        req: Request<AllocShardRequest>,
+    ) -> Result<Response<AllocShardResponse>, Status> {
+        let child_shard =
+            crate::meta::service::handle_alloc_shard(&self.ctx, req.into_inner()).await?;
+        Ok(Response::new(AllocShardResponse { child_shard }))
     }
 
     async fn transfer_leader(

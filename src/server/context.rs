@@ -334,7 +334,7 @@ impl AgentContext for ContextService {
         cx::validate_namespace(&req.namespace)?;
         let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
         // One shard per call (the header's, or the only one): the client gathers.
-        let multi = self.ctx().ring().is_some_and(|r| r.shards().len() > 1);
+        let multi = self.ctx().ranges().shards().len() > 1;
         if multi && req.header.as_ref().is_none_or(|h| h.shard_id == 0) {
             return Err(Error::invalid(
                 "header.shard_id",
@@ -608,11 +608,13 @@ impl AgentContext for ContextService {
         use crate::proto::{ConversationEvent, WatchConversationResponse};
         let req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
-        let peer = self.path.route(&req.header, Some(Self::conv_hash(&c)))?;
+        let hash = Self::conv_hash(&c);
+        let peer = self.path.route_watch(&req.header, hash, req.from_version)?;
         let prefix = cx::msg_prefix(&c);
         let stream = change_stream(
             self.ctx().clone(),
             peer.shard,
+            hash,
             req.from_version,
             move |ch| {
                 let rest = ch.key.strip_prefix(prefix.as_slice())?;
@@ -627,9 +629,10 @@ impl AgentContext for ContextService {
                     message,
                 })
             },
-            |events, progress_version| WatchConversationResponse {
+            |events, progress_version, moved| WatchConversationResponse {
                 events,
                 progress_version,
+                moved,
             },
         )?;
         Ok(Response::new(stream))
@@ -642,11 +645,13 @@ impl AgentContext for ContextService {
         req: Request<WatchModelsRequest>,
     ) -> Result<Response<Self::WatchModelsStream>, Status> {
         let req = req.into_inner();
-        let peer = self.path.route(&req.header, Some(Self::model_hash()))?;
+        let hash = Self::model_hash();
+        let peer = self.path.route_watch(&req.header, hash, req.from_version)?;
         let prefix = cx::model_prefix();
         let stream = change_stream(
             self.ctx().clone(),
             peer.shard,
+            hash,
             req.from_version,
             move |c| {
                 let name = c.key.strip_prefix(prefix.as_slice())?;
@@ -663,9 +668,10 @@ impl AgentContext for ContextService {
                     model,
                 })
             },
-            |events, progress_version| WatchModelsResponse {
+            |events, progress_version, moved| WatchModelsResponse {
                 events,
                 progress_version,
+                moved,
             },
         )?;
         Ok(Response::new(stream))

@@ -125,10 +125,11 @@ impl Kv for KvService {
             })?;
             xxhash_rust::xxh3::xxh3_64(tag)
         };
-        let peer = self.path.route(&req.header, Some(hash))?;
+        let peer = self.path.route_watch(&req.header, hash, req.from_version)?;
         let stream = change_stream(
             self.path.ctx().clone(),
             peer.shard,
+            hash,
             req.from_version,
             move |c| {
                 let hit = if exact {
@@ -153,9 +154,10 @@ impl Kv for KvService {
                     }),
                 })
             },
-            |events, progress_version| WatchResponse {
+            |events, progress_version, moved| WatchResponse {
                 events,
                 progress_version,
+                moved,
             },
         )?;
         Ok(Response::new(stream))

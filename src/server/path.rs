@@ -3,6 +3,7 @@
 //! waiting for its result, the ReadIndex barrier, and blocking reads of RocksDB.
 
 use crate::error::{Error, Result};
+use crate::fsm::read;
 use crate::keys;
 use crate::node::ctx::NodeCtx;
 use crate::proto::{
@@ -31,27 +32,51 @@ impl RequestPath {
         Self { ctx }
     }
 
-    /// The local replica to serve a request for ring position `hash` (None: a request
-    /// without a key, such as an untagged scan). Shard 0 in the header means "the shard
-    /// the ring names"; a named shard must own the hash.
+    /// The local replica to serve a request for partition hash `hash` (None: a
+    /// request without a key, such as an untagged scan), which must own the hash.
+    /// Shard 0 in the header means "the shard that owns the hash, as this node
+    /// knows"; a named shard that does not own it (any more) is `StaleEpoch`.
     pub(crate) fn route(
         &self,
         header: &Option<RequestHeader>,
         hash: Option<u64>,
     ) -> Result<PeerHandle> {
+        let peer = self.replica(header, hash)?;
+        if hash.is_some_and(|h| !peer.epoch.owns(h)) {
+            return Err(self.ctx.stale_epoch(&peer));
+        }
+        Ok(peer)
+    }
+
+    /// The local replica to serve a watch of partition hash `hash` from `from`: the
+    /// shard that owns the hash, or the one that owned it until a split moved it
+    /// after `from` (it sends the changes up to the split, then says where the watch
+    /// goes on: the new shard's log starts at the split).
+    pub(crate) fn route_watch(
+        &self,
+        header: &Option<RequestHeader>,
+        hash: u64,
+        from: Option<u64>,
+    ) -> Result<PeerHandle> {
+        let peer = self.replica(header, Some(hash))?;
+        let moved_later = from.is_some_and(|v| self.ctx.watch.moved_after(peer.shard, v, hash));
+        if !peer.epoch.owns(hash) && !moved_later {
+            return Err(self.ctx.stale_epoch(&peer));
+        }
+        Ok(peer)
+    }
+
+    /// The local replica of the shard a request names (or that owns `hash`), with its
+    /// epoch checked but not its ownership of the hash.
+    fn replica(&self, header: &Option<RequestHeader>, hash: Option<u64>) -> Result<PeerHandle> {
         let asked = header.as_ref().map_or(0, |h| h.shard_id);
-        let owner = match (self.ctx.ring(), hash) {
-            (Some(ring), Some(h)) => ring.shard_for_hash(h),
-            _ => None,
-        };
-        let shard = match (asked, owner) {
-            (0, Some(o)) => o,
+        let shard = match (asked, hash) {
+            (0, Some(h)) => self.ctx.owner_of(h).unwrap_or(DEFAULT_SHARD),
             (0, None) => DEFAULT_SHARD,
-            (s, Some(o)) if o != ShardId(s) => return Err(Error::WrongShard { shard: ShardId(s) }),
             (s, _) => ShardId(s),
         };
         if let Some(p) = self.ctx.peer(shard) {
-            check_epoch(header, &p)?;
+            check_epoch(&self.ctx, header, &p)?;
             return Ok(p);
         }
         if self.ctx.peers().is_empty() {
@@ -131,7 +156,7 @@ impl RequestPath {
         Self::check_request_id(&request_id)?;
         // Every key of one command must live in one shard (an atomic batch spans one
         // hash tag, or keys that happen to share a shard).
-        let ring = self.ctx.ring();
+        let ranges = self.ctx.ranges();
         let mut hash = None;
         for op in &ops {
             let key = match &op.op {
@@ -141,8 +166,8 @@ impl RequestPath {
                 None => continue,
             };
             let h = keys::key_hash(key);
-            match (&ring, hash) {
-                (Some(r), Some(first)) if r.shard_for_hash(first) != r.shard_for_hash(h) => {
+            match hash {
+                Some(first) if ranges.shard_for_hash(first) != ranges.shard_for_hash(h) => {
                     return Err(Error::invalid(
                         "ops",
                         "an atomic batch must stay within one shard: put related keys under one hash tag `{...}`",
@@ -164,7 +189,10 @@ impl RequestPath {
     }
 
     /// Proposes `cmd` to the replica of the shard owning `hash` and waits for its
-    /// result.
+    /// result. If the shard no longer owns the hash (a split moved it), a retry of a
+    /// write that applied here before the split gets that write's result; otherwise
+    /// the answer is `StaleEpoch`, which then means "not applied here, and never will
+    /// be" (entries after the split that touch the hash are rejected when applied).
     pub(crate) async fn propose_cmd(
         &self,
         header: &Option<RequestHeader>,
@@ -174,12 +202,28 @@ impl RequestPath {
         cmd: raft_command::Cmd,
     ) -> Result<CommandResult> {
         Self::check_request_id(&request_id)?;
-        self.route(header, hash)?
-            .propose(request_id, now, cmd)
-            .await
+        let peer = self.replica(header, hash)?;
+        let r = if hash.is_some_and(|h| !peer.epoch.owns(h)) {
+            let stored = if request_id.is_empty() {
+                None
+            } else {
+                let (shard, rid) = (peer.shard, request_id.clone());
+                self.blocking(move |ctx| read::dedup_result(&ctx.engine, shard, &rid, now))
+                    .await?
+            };
+            stored.ok_or_else(|| self.ctx.stale_epoch(&peer))?
+        } else {
+            peer.propose(request_id, now, hash, cmd).await?
+        };
+        if let Some(command_result::Result::NotOwned(_)) = r.result {
+            return Err(self.ctx.stale_epoch(&peer));
+        }
+        Ok(r)
     }
 
-    /// Waits until the local replica may serve a linearizable read (or none for stale).
+    /// Waits until the local replica may serve a linearizable read (or none for stale),
+    /// and checks again after the barrier that the shard still owns the hash (a split
+    /// may have applied meanwhile).
     pub(crate) async fn read_barrier(
         &self,
         header: &Option<RequestHeader>,
@@ -193,6 +237,9 @@ impl RequestPath {
         let (tx, rx) = oneshot::channel();
         peer.send(PeerMsg::ReadIndex(tx)).await?;
         await_reply(peer.shard, rx).await?;
+        if hash.is_some_and(|h| !peer.epoch.owns(h)) {
+            return Err(self.ctx.stale_epoch(&peer));
+        }
         Ok(peer)
     }
 
@@ -219,20 +266,16 @@ impl RequestPath {
     }
 }
 
-/// Rejects a request routed with another ring version or an older membership version
-/// than the replica's (DESIGN §5). A zero field skips its check; a client whose
-/// `conf_ver` is ahead of a lagging replica passes.
-fn check_epoch(header: &Option<RequestHeader>, peer: &PeerHandle) -> Result<()> {
+/// Rejects a request routed with an older ring version than the replica's (DESIGN
+/// §5). Only the range epoch counts: membership changes (`conf_ver`) do not change
+/// which keys a shard owns, so they send no client through a refresh. A zero field
+/// skips the check; a client ahead of a lagging replica passes (the apply-time
+/// ownership check stops a write that raced a split).
+fn check_epoch(ctx: &NodeCtx, header: &Option<RequestHeader>, peer: &PeerHandle) -> Result<()> {
     let Some(h) = header else { return Ok(()) };
-    let (conf_ver, ring_ver) = peer.epoch.get();
-    let stale_ring = h.ring_ver != 0 && h.ring_ver != ring_ver;
-    let stale_conf = h.conf_ver != 0 && h.conf_ver < conf_ver;
-    if stale_ring || stale_conf {
-        return Err(Error::StaleEpoch {
-            shard: peer.shard,
-            conf_ver,
-            ring_ver,
-        });
+    let (_, ring_ver) = peer.epoch.get();
+    if h.ring_ver != 0 && h.ring_ver < ring_ver {
+        return Err(ctx.stale_epoch(peer));
     }
     Ok(())
 }
@@ -245,8 +288,7 @@ pub(crate) fn outcome(r: CommandResult) -> Result<WriteOutcome> {
             expected: c.expected_version,
             actual: c.actual_version,
         }),
-        Some(command_result::Result::Context(_) | command_result::Result::ContextRejected(_))
-        | None => Err(Error::Internal("unexpected command result".into())),
+        _ => Err(Error::Internal("unexpected command result".into())),
     }
 }
 

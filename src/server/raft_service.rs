@@ -49,7 +49,14 @@ impl Raft for RaftService {
                 }
                 match Message::parse_from_bytes(&env.message) {
                     Ok(m) => {
-                        on_raft_message(&self.ctx, ShardId(env.shard_id), NodeId(env.from_node), m)
+                        let lineage = (env.split_from, env.split_index);
+                        on_raft_message(
+                            &self.ctx,
+                            ShardId(env.shard_id),
+                            lineage,
+                            NodeId(env.from_node),
+                            m,
+                        )
                     }
                     Err(e) => tracing::warn!(error = %e, "undecodable raft message dropped"),
                 }
@@ -115,7 +122,13 @@ impl Raft for RaftService {
                 .send(PeerMsg::Raft(Box::new(msg), from))
                 .await
                 .map_err(|_| Status::unavailable("replica stopped"))?,
-            None => on_raft_message(&self.ctx, shard, from, msg),
+            None => on_raft_message(
+                &self.ctx,
+                shard,
+                (env.split_from, env.split_index),
+                from,
+                msg,
+            ),
         }
         Ok(Response::new(SnapshotDone {}))
     }

@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::fsm::watch::Change;
 use crate::node::ctx::NodeCtx;
+use crate::proto::WatchMoved;
 use crate::types::ShardId;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,21 +33,50 @@ struct StreamCursor {
     sent_at: tokio::time::Instant,
 }
 
+/// Whether a stream goes on after sending what it had.
+enum Sent {
+    /// Yes.
+    More,
+    /// The client has gone.
+    Gone,
+    /// A split moved the watched hash away; the stream ends.
+    Moved,
+}
+
 impl StreamCursor {
     /// Sends the changes of every version in `pending` newer than `last`, one
     /// version at a time; a version with many changes goes in parts whose progress
-    /// stays below it until the last. Returns false once the client has gone.
+    /// stays below it until the last. A split that moved `hash` away ends the stream
+    /// with a `moved` notice at its version.
     async fn send_versions<T, R>(
         &mut self,
         tx: &mpsc::Sender<std::result::Result<R, Status>>,
         pending: &[Arc<Change>],
+        hash: u64,
         keep: &impl Fn(&Change) -> Option<T>,
-        wrap: &impl Fn(Vec<T>, u64) -> R,
-    ) -> bool {
+        wrap: &impl Fn(Vec<T>, u64, Option<WatchMoved>) -> R,
+    ) -> Sent {
         for version in pending.chunk_by(|a, b| a.version == b.version) {
             let v = version[0].version;
             if self.last.is_some_and(|l| v <= l) {
                 continue;
+            }
+            let moved = version.iter().find_map(|c| {
+                c.moved
+                    .as_ref()
+                    .filter(|(_, arcs)| crate::ranges::contains(arcs, hash))
+                    .map(|(to, _)| WatchMoved {
+                        shard_id: to.0,
+                        at_version: v,
+                    })
+            });
+            if let Some(m) = moved {
+                // Every change below the split was sent; the new shard's log starts
+                // at it, so the watch resumes there from `v` without a gap.
+                if tx.send(Ok(wrap(Vec::new(), v, Some(m)))).await.is_err() {
+                    return Sent::Gone;
+                }
+                return Sent::Moved;
             }
             let before = self.last.unwrap_or(0);
             let kept: Vec<T> = version.iter().filter_map(|c| keep(c)).collect();
@@ -54,13 +84,13 @@ impl StreamCursor {
             while items.peek().is_some() {
                 let part: Vec<T> = items.by_ref().take(MAX_EVENTS_PER_RESPONSE).collect();
                 let progress = if items.peek().is_none() { v } else { before };
-                if !self.send(tx, wrap(part, progress), progress).await {
-                    return false;
+                if !self.send(tx, wrap(part, progress, None), progress).await {
+                    return Sent::Gone;
                 }
             }
             self.last = Some(v);
         }
-        true
+        Sent::More
     }
 
     /// A watcher whose keys stay quiet still learns how far the shard has gone (at
@@ -69,11 +99,11 @@ impl StreamCursor {
     async fn send_progress<T, R>(
         &mut self,
         tx: &mpsc::Sender<std::result::Result<R, Status>>,
-        wrap: &impl Fn(Vec<T>, u64) -> R,
+        wrap: &impl Fn(Vec<T>, u64, Option<WatchMoved>) -> R,
     ) -> bool {
         match self.last.filter(|l| *l > self.sent) {
             Some(l) if self.sent_at.elapsed() >= PROGRESS_EVERY => {
-                self.send(tx, wrap(Vec::new(), l), l).await
+                self.send(tx, wrap(Vec::new(), l, None), l).await
             }
             _ => true,
         }
@@ -97,13 +127,15 @@ impl StreamCursor {
 /// Streams the changes of `shard` after `after` (None: from now) that `keep`
 /// accepts, mapped by `map`; every change of one version goes in one response.
 /// The stream survives leader changes (every replica applies every change); it
-/// ends with an error if the replica falls too far behind its retention or goes.
+/// ends with an error if the replica falls too far behind its retention or goes,
+/// and with a `moved` notice when a split moves partition hash `hash` away.
 pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
     ctx: Arc<NodeCtx>,
     shard: ShardId,
+    hash: u64,
     after: Option<u64>,
     keep: impl Fn(&Change) -> Option<T> + Send + Sync + 'static,
-    wrap: impl Fn(Vec<T>, u64) -> R + Send + Sync + 'static,
+    wrap: impl Fn(Vec<T>, u64, Option<WatchMoved>) -> R + Send + Sync + 'static,
 ) -> Result<RpcStream<R>> {
     // Fail at once (before the stream starts) when the version is not retained.
     let first = ctx.watch.subscribe(shard, after)?;
@@ -112,7 +144,7 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
     tracker.spawn(async move {
         // Tell the client where the stream starts, so a reconnect before the first
         // change resumes from there rather than from "now".
-        if tx.send(Ok(wrap(Vec::new(), first.start))).await.is_err() {
+        if tx.send(Ok(wrap(Vec::new(), first.start, None))).await.is_err() {
             return;
         }
         let mut cursor = StreamCursor {
@@ -135,9 +167,11 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
             let mut live = s.live;
             let mut pending: Vec<Arc<Change>> = s.replay;
             loop {
-                if !cursor.send_versions(&tx, &pending, &keep, &wrap).await
-                    || !cursor.send_progress(&tx, &wrap).await
-                {
+                match cursor.send_versions(&tx, &pending, hash, &keep, &wrap).await {
+                    Sent::More => {}
+                    Sent::Gone | Sent::Moved => return,
+                }
+                if !cursor.send_progress(&tx, &wrap).await {
                     return;
                 }
                 pending.clear();

@@ -11,6 +11,8 @@ use std::sync::Arc;
 pub(crate) struct Engine {
     /// The database; every CF of DESIGN §4 exists once `open` returned.
     db: Arc<DB>,
+    /// Bytes of every batch this node wrote (what a split or move costs in writes).
+    written: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Engine {
@@ -53,7 +55,10 @@ impl Engine {
             ColumnFamilyDescriptor::new(*name, cf)
         });
         let db = DB::open_cf_descriptors(&opts, path, cfs).err_into()?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            written: Default::default(),
+        })
     }
 
     /// The raw database.
@@ -93,11 +98,25 @@ impl Engine {
     pub(crate) fn write_sync(&self, batch: rocksdb::WriteBatch) -> Result<()> {
         let mut opts = rocksdb::WriteOptions::default();
         opts.set_sync(true);
+        self.count(&batch);
         self.db.write_opt(batch, &opts).err_into()
     }
 
     /// Writes a batch without a sync (the apply path: see `fsm::apply`).
     pub(crate) fn write(&self, batch: rocksdb::WriteBatch) -> Result<()> {
+        self.count(&batch);
         self.db.write(batch).err_into()
+    }
+
+    fn count(&self, batch: &rocksdb::WriteBatch) {
+        self.written.fetch_add(
+            batch.size_in_bytes() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Bytes of all batches written since the engine opened.
+    pub(crate) fn bytes_written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod engine;
 pub(crate) mod log_writer;
 pub(crate) mod peer_storage;
 pub(crate) mod snapshot;
+pub(crate) mod split_check;
 
 pub(crate) use engine::Engine;
 pub(crate) use log_writer::{LogOp, LogWriter, WriteTask};

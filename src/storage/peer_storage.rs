@@ -64,6 +64,18 @@ impl PeerStorage {
         s
     }
 
+    /// The state of a shard a split just created: an empty log truncated at the
+    /// split's `index` and `term`, committed there, with the parent's membership.
+    pub(crate) fn new_split(conf_state: ConfState, index: u64, term: u64) -> Self {
+        let mut s = Self::new_empty();
+        s.conf_state = conf_state;
+        s.truncated_index = index;
+        s.truncated_term = term;
+        s.hard_state.set_term(term);
+        s.hard_state.set_commit(index);
+        s
+    }
+
     /// Loads the replica of `shard` from RocksDB. The commit index is raised to the
     /// applied index: entries are applied only once committed and fsynced, but the
     /// hard state carrying the commit may be written after the apply batch.

@@ -9,20 +9,17 @@ use crate::storage::LogOp;
 use crate::types::{ShardId, META_SHARD};
 use prost::Message;
 
-/// The `data` CF ranges a shard owns: its ring arcs, or the whole hash space when it
-/// is the only shard.
-pub(crate) fn shard_data_ranges(desc: &ShardDescriptor) -> Vec<(Vec<u8>, Vec<u8>)> {
-    if desc.shard_id == META_SHARD.0 {
-        // The meta shard keeps its state in the `meta` CF, never in `data`.
-        return Vec::new();
-    }
-    let Some(ring) = crate::ring::Ring::from_ring_shards(&desc.ring_shards) else {
-        return vec![keys::data_range(0, u64::MAX)];
-    };
-    ring.arcs(ShardId(desc.shard_id))
-        .into_iter()
-        .map(|(lo, hi)| keys::data_range(lo, hi))
+/// The `data` CF ranges of some arcs.
+pub(crate) fn arc_data_ranges(arcs: &[crate::ranges::Arc]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    arcs.iter()
+        .map(|&(lo, hi)| keys::data_range(lo, hi))
         .collect()
+}
+
+/// The `data` CF ranges a shard owns: its arcs (the meta shard keeps its state in the
+/// `meta` CF and owns none).
+pub(crate) fn shard_data_ranges(desc: &ShardDescriptor) -> Vec<(Vec<u8>, Vec<u8>)> {
+    arc_data_ranges(&crate::ranges::arcs_of(desc))
 }
 
 /// Calls `f` with every `data` CF record of the shard `desc` describes, in key order,
@@ -180,9 +177,16 @@ pub(crate) fn removal_ops(desc: &ShardDescriptor, removed_replica: u64) -> Vec<L
     ops
 }
 
-/// The writes that replace a shard's state with a snapshot payload. The caller adds
-/// the new `RaftLocalState`.
-pub(crate) fn install_ops(shard: ShardId, payload: &SnapshotPayload) -> Result<Vec<LogOp>> {
+/// The writes that replace a shard's state with a snapshot payload. Besides the
+/// payload's own arcs, the data in `also_clear` is deleted: arcs the replica owned
+/// before that no shard on this node owns any more (a split the replica skipped by
+/// installing this snapshot moved them away). The caller adds the new
+/// `RaftLocalState`.
+pub(crate) fn install_ops(
+    shard: ShardId,
+    payload: &SnapshotPayload,
+    also_clear: &[crate::ranges::Arc],
+) -> Result<Vec<LogOp>> {
     let desc = payload
         .descriptor
         .as_ref()
@@ -199,6 +203,11 @@ pub(crate) fn install_ops(shard: ShardId, payload: &SnapshotPayload) -> Result<V
     }
     let ranges = shard_data_ranges(desc);
     let mut ops = clear_ops(desc, &ranges);
+    ops.extend(
+        arc_data_ranges(also_clear)
+            .into_iter()
+            .map(|(s, e)| LogOp::DeleteRange(keys::CF_DATA, s, e)),
+    );
     ops.reserve(payload.data.len() + payload.dedup.len() + 4);
     for kv in &payload.data {
         // Shards share the `data` CF: a record outside this shard's arcs would

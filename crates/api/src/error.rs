@@ -1,7 +1,7 @@
 //! The crate's error type. Routing conditions are typed variants the client acts on
 //! (DESIGN §5); `status` is the one place that maps them to and from gRPC.
 
-use crate::proto::ReplicaInfo;
+use crate::proto::{ReplicaInfo, ShardRoute};
 use crate::types::ShardId;
 use std::time::Duration;
 
@@ -20,7 +20,9 @@ pub enum Error {
         /// The leader as this replica knows it.
         leader: Option<ReplicaInfo>,
     },
-    /// The client routed with an old shard epoch; refresh routing and retry.
+    /// The client routed with an older ring version than the shard's, or to a shard
+    /// that no longer owns the key (a split moved it); nothing was applied. Update
+    /// the routing from `current` (or refresh it) and retry.
     #[error("stale epoch for shard {shard}: current conf_ver {conf_ver}, ring_ver {ring_ver}")]
     StaleEpoch {
         /// The shard asked for.
@@ -29,6 +31,9 @@ pub enum Error {
         conf_ver: u64,
         /// Current ring version.
         ring_ver: u64,
+        /// The shard's current descriptor and those split from it, as the answering
+        /// node knows them.
+        current: Vec<ShardRoute>,
     },
     /// The key is not owned by the shard the request named.
     #[error("shard {shard} does not own this key or does not exist on this node")]
@@ -92,6 +97,11 @@ pub enum Error {
         /// Changes with versions above this are retained.
         retained_after: u64,
     },
+    /// The request is well formed but cannot be carried out in the cluster's current
+    /// state (for example a split while another split or a membership change of the
+    /// shard is in progress); nothing was changed. Retry once the state has changed.
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
     /// The conversation, thread, checkpoint or model does not exist.
     #[error("not found: {0}")]
     NotFound(String),

@@ -11,6 +11,7 @@ pub mod context;
 pub mod error;
 pub mod keys;
 pub mod proto;
+pub mod ranges;
 pub mod ring;
 mod status;
 pub mod types;

@@ -23,12 +23,14 @@ impl From<Error> for Status {
                 shard,
                 conf_ver,
                 ring_ver,
+                current,
             } => (
                 Code::Aborted,
                 Some(Kind::StaleEpoch(proto::StaleEpoch {
                     shard_id: shard.0,
                     conf_ver,
                     ring_ver,
+                    current,
                 })),
             ),
             Error::WrongShard { shard } => (
@@ -91,6 +93,12 @@ impl From<Error> for Status {
                     retained_after,
                 })),
             ),
+            Error::FailedPrecondition(reason) => (
+                Code::FailedPrecondition,
+                Some(Kind::FailedPrecondition(proto::FailedPrecondition {
+                    reason,
+                })),
+            ),
             Error::NotFound(what) => (
                 Code::NotFound,
                 Some(Kind::NotFound(proto::NotFound { what })),
@@ -133,6 +141,7 @@ impl From<Status> for Error {
                 shard: ShardId(e.shard_id),
                 conf_ver: e.conf_ver,
                 ring_ver: e.ring_ver,
+                current: e.current,
             },
             Some(Kind::WrongShard(w)) => Error::WrongShard {
                 shard: ShardId(w.shard_id),
@@ -166,6 +175,7 @@ impl From<Status> for Error {
                 retained_after: c.retained_after,
             },
             Some(Kind::NotFound(n)) => Error::NotFound(n.what),
+            Some(Kind::FailedPrecondition(f)) => Error::FailedPrecondition(f.reason),
             None => match s.code() {
                 // Connection-level failures surface as Unavailable (or, for a request
                 // in flight when the connection dropped, Cancelled) without a detail.
@@ -218,10 +228,20 @@ mod tests {
                 retained_after: 9,
             },
             Error::NotFound("conversation ns/c".into()),
+            Error::FailedPrecondition("shard 3: a split is already in progress".into()),
             Error::StaleEpoch {
                 shard: ShardId(1),
                 conf_ver: 2,
                 ring_ver: 3,
+                current: vec![proto::ShardRoute {
+                    descriptor: Some(proto::ShardDescriptor {
+                        shard_id: 1,
+                        arcs: vec![proto::HashRange { lo: 0, hi: 9 }],
+                        ..Default::default()
+                    }),
+                    leader: None,
+                    leader_term: 0,
+                }],
             },
         ];
         for e in cases {

@@ -3,7 +3,7 @@
 //! `..Default::default()`); the client fills in routing headers and request ids, and
 //! routes each call to the shard of its conversation, thread or the registry.
 
-use super::{Client, Route};
+use super::{Call, Client, Route};
 use crate::context as cx;
 use crate::error::{Error, Result};
 use crate::keys::key_hash;
@@ -18,7 +18,7 @@ use crate::proto::{
     SetConversationMetadataRequest, ThreadRef, TrimRequest, TrimResponse, WatchEvent,
     WatchModelsRequest, WatchRequest,
 };
-use crate::proto::{CheckpointTuple, ConversationInfo};
+use crate::proto::{CheckpointTuple, ConversationInfo, WatchMoved};
 use crate::util::Backoff;
 use bytes::Bytes;
 use std::future::Future;
@@ -28,9 +28,9 @@ use tonic::transport::Channel;
 
 /// Runs one context RPC routed by `$hash`, setting the header on every attempt.
 macro_rules! routed {
-    ($self:ident, $route:expr, $req:ident, $method:ident) => {
+    ($self:ident, $route:expr, $call:expr, $req:ident, $method:ident) => {
         $self
-            .call_routed($route, |ch, header| {
+            .call_routed($route, $call, |ch, header| {
                 let mut r = $req.clone();
                 r.header = Some(header);
                 async move { Ok(Client::agent(ch).$method(r).await?.into_inner()) }
@@ -99,28 +99,28 @@ impl Client {
     pub async fn append(&self, mut req: AppendRequest) -> Result<AppendResponse> {
         let route = conv_route(&req.conversation)?;
         self.with_request_id(&mut req.request_id);
-        routed!(self, route, req, append)
+        routed!(self, route, Call::Write, req, append)
     }
 
     /// Reads messages: the newest `last_n`, a seq range (paged), or the newest that
     /// fit a token budget. A conversation that does not exist reads as empty (no info).
     pub async fn read(&self, req: ReadRequest) -> Result<ReadResponse> {
         let route = conv_route(&req.conversation)?;
-        routed!(self, route, req, read)
+        routed!(self, route, Call::Read, req, read)
     }
 
     /// Removes messages before a seq.
     pub async fn trim(&self, mut req: TrimRequest) -> Result<TrimResponse> {
         let route = conv_route(&req.conversation)?;
         self.with_request_id(&mut req.request_id);
-        routed!(self, route, req, trim)
+        routed!(self, route, Call::Write, req, trim)
     }
 
     /// Atomically replaces a seq range with a summary message.
     pub async fn compact(&self, mut req: CompactRequest) -> Result<CompactResponse> {
         let route = conv_route(&req.conversation)?;
         self.with_request_id(&mut req.request_id);
-        routed!(self, route, req, compact)
+        routed!(self, route, Call::Write, req, compact)
     }
 
     /// Deletes a conversation with all its messages.
@@ -134,7 +134,7 @@ impl Client {
         };
         let route = conv_route(&req.conversation)?;
         self.with_request_id(&mut req.request_id);
-        routed!(self, route, req, delete_conversation)
+        routed!(self, route, Call::Write, req, delete_conversation)
     }
 
     /// A conversation's metadata (None: it does not exist or expired).
@@ -147,7 +147,8 @@ impl Client {
             ..Default::default()
         };
         let route = conv_route(&req.conversation)?;
-        let r: crate::proto::GetConversationResponse = routed!(self, route, req, get_conversation)?;
+        let r: crate::proto::GetConversationResponse =
+            routed!(self, route, Call::Read, req, get_conversation)?;
         Ok(r.info)
     }
 
@@ -160,7 +161,7 @@ impl Client {
         let route = conv_route(&req.conversation)?;
         self.with_request_id(&mut req.request_id);
         let r: crate::proto::SetConversationMetadataResponse =
-            routed!(self, route, req, set_conversation_metadata)?;
+            routed!(self, route, Call::Write, req, set_conversation_metadata)?;
         r.info
             .ok_or_else(|| Error::Internal("no conversation info in the answer".into()))
     }
@@ -180,23 +181,24 @@ impl Client {
             after_id: after_id.to_string(),
             limit,
         };
-        let routes: Vec<Route> = match self.ring().await {
-            Some(ring) => ring
-                .shards()
-                .into_iter()
-                .map(|s| Route::Shard(s.0))
-                .collect(),
-            None => vec![Route::Any],
-        };
-        let parts = futures::future::join_all(routes.into_iter().map(|route| {
-            let req = req.clone();
-            async move { routed!(self, route, req, list_conversations) }
-        }))
-        .await;
+        let parts = self
+            .scatter(|shard| {
+                let req = req.clone();
+                async move {
+                    routed!(
+                        self,
+                        Route::Shard(shard),
+                        Call::Part,
+                        req,
+                        list_conversations
+                    )
+                }
+            })
+            .await?;
         let mut all = Vec::new();
         let mut more = false;
         for p in parts {
-            let p: ListConversationsResponse = p?;
+            let p: ListConversationsResponse = p;
             more |= p.more;
             all.extend(p.conversations);
         }
@@ -220,7 +222,8 @@ impl Client {
     pub async fn put_checkpoint(&self, mut req: PutCheckpointRequest) -> Result<u64> {
         let route = thread_ref_route(&req.thread)?;
         self.with_request_id(&mut req.request_id);
-        let r: crate::proto::PutCheckpointResponse = routed!(self, route, req, put_checkpoint)?;
+        let r: crate::proto::PutCheckpointResponse =
+            routed!(self, route, Call::Write, req, put_checkpoint)?;
         Ok(r.version)
     }
 
@@ -228,7 +231,7 @@ impl Client {
     pub async fn put_writes(&self, mut req: PutWritesRequest) -> Result<PutWritesResponse> {
         let route = thread_ref_route(&req.thread)?;
         self.with_request_id(&mut req.request_id);
-        routed!(self, route, req, put_writes)
+        routed!(self, route, Call::Write, req, put_writes)
     }
 
     /// A checkpoint (the latest when `checkpoint_id` is None) with its channel blobs
@@ -238,7 +241,8 @@ impl Client {
         req: GetCheckpointRequest,
     ) -> Result<Option<CheckpointTuple>> {
         let route = thread_ref_route(&req.thread)?;
-        let r: crate::proto::GetCheckpointResponse = routed!(self, route, req, get_checkpoint)?;
+        let r: crate::proto::GetCheckpointResponse =
+            routed!(self, route, Call::Read, req, get_checkpoint)?;
         Ok(r.tuple)
     }
 
@@ -248,7 +252,8 @@ impl Client {
         req: ListCheckpointsRequest,
     ) -> Result<Vec<CheckpointTuple>> {
         let route = thread_ref_route(&req.thread)?;
-        let r: crate::proto::ListCheckpointsResponse = routed!(self, route, req, list_checkpoints)?;
+        let r: crate::proto::ListCheckpointsResponse =
+            routed!(self, route, Call::Read, req, list_checkpoints)?;
         Ok(r.tuples)
     }
 
@@ -259,7 +264,7 @@ impl Client {
     ) -> Result<PruneCheckpointsResponse> {
         let route = thread_ref_route(&req.thread)?;
         self.with_request_id(&mut req.request_id);
-        routed!(self, route, req, prune_checkpoints)
+        routed!(self, route, Call::Write, req, prune_checkpoints)
     }
 
     /// Deletes a thread: every namespace, checkpoint, blob and write.
@@ -270,7 +275,7 @@ impl Client {
             ..Default::default()
         };
         self.with_request_id(&mut req.request_id);
-        routed!(self, route, req, delete_thread)
+        routed!(self, route, Call::Write, req, delete_thread)
     }
 
     /// Writes a model record, optionally only at an expected version (0 = create).
@@ -282,7 +287,8 @@ impl Client {
             request_id: Bytes::new(),
         };
         self.with_request_id(&mut req.request_id);
-        let r: crate::proto::PutModelResponse = routed!(self, model_route(), req, put_model)?;
+        let r: crate::proto::PutModelResponse =
+            routed!(self, model_route(), Call::Write, req, put_model)?;
         Ok(r.version)
     }
 
@@ -293,7 +299,8 @@ impl Client {
             name: name.to_string(),
             consistent,
         };
-        let r: crate::proto::GetModelResponse = routed!(self, model_route(), req, get_model)?;
+        let r: crate::proto::GetModelResponse =
+            routed!(self, model_route(), Call::Read, req, get_model)?;
         Ok(r.model)
     }
 
@@ -303,7 +310,8 @@ impl Client {
             header: None,
             consistent,
         };
-        let r: crate::proto::ListModelsResponse = routed!(self, model_route(), req, list_models)?;
+        let r: crate::proto::ListModelsResponse =
+            routed!(self, model_route(), Call::Read, req, list_models)?;
         Ok(r.models)
     }
 
@@ -315,7 +323,8 @@ impl Client {
             request_id: Bytes::new(),
         };
         self.with_request_id(&mut req.request_id);
-        let r: crate::proto::DeleteModelResponse = routed!(self, model_route(), req, delete_model)?;
+        let r: crate::proto::DeleteModelResponse =
+            routed!(self, model_route(), Call::Write, req, delete_model)?;
         Ok(r.deleted)
     }
 
@@ -339,10 +348,10 @@ impl Client {
                         conversation: Some(conversation),
                         from_version: from,
                     };
-                    routed!(client, route, req, watch_conversation)
+                    routed!(client, route, Call::Read, req, watch_conversation)
                 }
             },
-            |r: crate::proto::WatchConversationResponse| (r.events, r.progress_version),
+            |r: crate::proto::WatchConversationResponse| (r.events, r.progress_version, r.moved),
             |e: &crate::proto::ConversationEvent| e.version,
         )
         .await
@@ -360,10 +369,10 @@ impl Client {
                         header: None,
                         from_version: from,
                     };
-                    routed!(client, model_route(), req, watch_models)
+                    routed!(client, model_route(), Call::Read, req, watch_models)
                 }
             },
-            |r: crate::proto::WatchModelsResponse| (r.events, r.progress_version),
+            |r: crate::proto::WatchModelsResponse| (r.events, r.progress_version, r.moved),
             |e: &ModelEvent| e.version,
         )
         .await
@@ -407,7 +416,7 @@ impl Client {
                         from_version: from,
                     };
                     client
-                        .call_routed(Route::Key(hash), |ch, header| {
+                        .call_routed(Route::Key(hash), Call::Read, |ch, header| {
                             let mut r = req.clone();
                             r.header = Some(header);
                             async move { Ok(Client::kv(ch).watch(r).await?.into_inner()) }
@@ -415,7 +424,7 @@ impl Client {
                         .await
                 }
             },
-            |r: crate::proto::WatchResponse| (r.events, r.progress_version),
+            |r: crate::proto::WatchResponse| (r.events, r.progress_version, r.moved),
             |e: &WatchEvent| e.version,
         )
         .await
@@ -427,7 +436,7 @@ impl Client {
         &self,
         from_version: Option<u64>,
         open: Open,
-        events: impl Fn(R) -> (Vec<T>, u64) + Send + 'static,
+        events: impl Fn(R) -> (Vec<T>, u64, Option<WatchMoved>) + Send + 'static,
         version: impl Fn(&T) -> u64 + Send + 'static,
     ) -> Result<Watcher<T>>
     where
@@ -477,7 +486,7 @@ impl Client {
                 // Events of the current version seen on this stream.
                 let mut seen: (u64, usize) = (0, 0);
                 loop {
-                    let (evs, progress) = match pending.take() {
+                    let (evs, progress, moved) = match pending.take() {
                         Some(p) => p,
                         None => match s.message().await {
                             Ok(Some(resp)) => events(resp),
@@ -518,6 +527,13 @@ impl Client {
                     done = Some(done.map_or(progress, |d| d.max(progress)));
                     if done.is_some_and(|d| partial.0 <= d) {
                         partial = (0, 0);
+                    }
+                    if let Some(m) = moved {
+                        // A split moved the watched keys: every change up to the split
+                        // was delivered; go on from there on the new shard (the next
+                        // open follows the routing to it).
+                        done = Some(done.map_or(m.at_version, |d| d.max(m.at_version)));
+                        break;
                     }
                 }
             }

@@ -11,10 +11,12 @@
 //! (`ctxstore-api`, re-exported here) and tonic.
 
 mod agent;
+mod routing;
 
 pub use agent::Watcher;
 pub use ctxstore_api::{
-    context, error, keys, proto, ring, types, util, Error, NodeId, ReplicaId, Result, ShardId,
+    context, error, keys, proto, ranges, ring, types, util, Error, NodeId, ReplicaId, Result,
+    ShardId,
 };
 
 use crate::keys::key_hash;
@@ -23,14 +25,14 @@ use crate::proto::kv_client::KvClient;
 use crate::proto::{
     AddMemberRequest, AddMemberResponse, BatchOp, BatchRequest, CompareAndSwapRequest,
     DeleteRequest, GetRequest, KeyValue, PutRequest, RemoveMemberRequest, RequestHeader,
-    RoutingTable, RoutingTableRequest, ScanRequest, ScanResponse, ShardDescriptor, StatusRequest,
-    StatusResponse, TransferLeaderRequest,
+    RoutingTable, RoutingTableRequest, ScanRequest, ScanResponse, ShardDescriptor,
+    SplitShardRequest, StatusRequest, StatusResponse, TransferLeaderRequest,
 };
-use crate::ring::Ring;
 use crate::util::Backoff;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rand::Rng;
+use routing::Routing;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,17 +100,21 @@ enum Route {
     Shard(u64),
 }
 
-/// The cached routing table.
-#[derive(Default)]
-struct Routing {
-    /// Whether a refresh has run.
-    fetched: bool,
-    /// The ring (None: one shard owns everything).
-    ring: Option<Arc<Ring>>,
-    /// Newest descriptor per shard.
-    descs: HashMap<u64, ShardDescriptor>,
-    /// Believed leader address per shard.
-    leaders: HashMap<u64, String>,
+/// What a call does, for the retry rules.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// Reads: any attempt may go wherever the routing says.
+    Read,
+    /// Writes: once sent to a shard, retries stay on that shard until it answers
+    /// definitively (its result, or `StaleEpoch`: "not applied here"), so a request
+    /// id is never sent to a new owner while the old one might still apply it.
+    Write,
+    /// One part of a scatter over shards: `StaleEpoch` goes back to the caller,
+    /// which scatters again over the new set of shards.
+    Part,
+    /// A request that must not be repeated (a split): only `NotLeader` redirects are
+    /// followed; any other error goes back to the caller.
+    Once,
 }
 
 enum Step {
@@ -224,7 +230,8 @@ impl Client {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = std::result::Result<T, tonic::Status>>,
     {
-        self.call_routed(Route::Any, |ch, _| f(ch)).await
+        self.call_routed(Route::Any, Call::Read, |ch, _| f(ch))
+            .await
     }
 
     /// Fetches the routing table: asks the known nodes one at a time (starting with the
@@ -257,32 +264,29 @@ impl Client {
         {
             let mut r = self.inner.routing.lock();
             r.fetched = true;
-            for t in answers {
-                if r.ring.is_none() {
-                    r.ring = Ring::from_ring_shards(&t.ring_shards).map(Arc::new);
-                }
-                for route in t.shards {
-                    let Some(d) = route.descriptor else { continue };
-                    new_addrs.extend(d.replicas.iter().map(|x| x.addr.clone()));
-                    if let Some(l) = route.leader.filter(|l| !l.addr.is_empty()) {
-                        r.leaders.insert(d.shard_id, l.addr);
-                    }
-                    let newer = r
-                        .descs
-                        .get(&d.shard_id)
-                        .is_none_or(|old| old.conf_ver <= d.conf_ver);
-                    if newer {
-                        r.descs.insert(d.shard_id, d);
-                    }
-                }
+            for t in &answers {
+                new_addrs.extend(r.learn_table(t));
             }
         }
-        {
-            let mut a = self.inner.addrs.lock();
-            for x in new_addrs {
-                if !x.is_empty() && !a.contains(&x) {
-                    a.push(x);
-                }
+        self.add_endpoints(new_addrs);
+    }
+
+    /// Learns shard routes a `StaleEpoch` answer carried (a refresh if it carried
+    /// none).
+    async fn learn_routes(&self, routes: &[crate::proto::ShardRoute]) {
+        if routes.is_empty() {
+            self.refresh_routing().await;
+            return;
+        }
+        let addrs = self.inner.routing.lock().learn_routes(routes);
+        self.add_endpoints(addrs);
+    }
+
+    fn add_endpoints(&self, new_addrs: Vec<String>) {
+        let mut a = self.inner.addrs.lock();
+        for x in new_addrs {
+            if !x.is_empty() && !a.contains(&x) {
+                a.push(x);
             }
         }
     }
@@ -293,71 +297,49 @@ impl Client {
         if shard == 0 {
             return (0, 0);
         }
-        self.inner
-            .routing
-            .lock()
-            .descs
-            .get(&shard)
-            .map(|d| (d.conf_ver, d.ring_ver))
-            .unwrap_or_default()
+        self.inner.routing.lock().epoch(shard)
     }
 
     /// Resolves a route to `(shard id for the header, address)`; `None` address means
-    /// "use the current node" (single-shard clusters, or nothing known yet).
+    /// "use the current node" (cluster administration, or nothing known yet).
     fn resolve(&self, route: Route, attempt: u32) -> (u64, Option<String>) {
         let r = self.inner.routing.lock();
-        let shard = match (route, &r.ring) {
-            (Route::Shard(s), _) => s,
-            (Route::Key(h), Some(ring)) => ring.shard_for_hash(h).map_or(0, |s| s.0),
-            _ => 0,
+        let shard = match route {
+            Route::Shard(s) => s,
+            Route::Key(h) => r.shard_for_hash(h).unwrap_or(0),
+            Route::Any => 0,
         };
         if shard == 0 {
             return (shard, None);
         }
-        // A known leader wins (also in a single-shard cluster, where a request naming
-        // shard 1 follows its redirects); backoff paths forget it first, so retries
-        // then rotate over the shard's replicas.
-        if let Some(a) = r.leaders.get(&shard) {
-            return (shard, Some(a.clone()));
-        }
-        if r.ring.is_none() {
-            return (shard, None);
-        }
-        let addr = r.descs.get(&shard).and_then(|d| {
-            let n = d.replicas.len().max(1);
-            d.replicas.get(attempt as usize % n).map(|x| x.addr.clone())
-        });
-        (shard, addr)
+        (shard, r.target(shard, attempt))
     }
 
     fn set_leader(&self, shard: u64, addr: &str) {
-        self.inner
-            .routing
-            .lock()
-            .leaders
-            .insert(shard, addr.to_string());
+        self.inner.routing.lock().set_leader(shard, addr);
     }
 
     fn forget_leader(&self, shard: u64) {
-        self.inner.routing.lock().leaders.remove(&shard);
+        self.inner.routing.lock().forget_leader(shard);
     }
 
     fn routing_fetched(&self) -> bool {
         self.inner.routing.lock().fetched
     }
 
-    /// Whether the cluster has more than one shard (after the first refresh).
-    async fn ring(&self) -> Option<Arc<Ring>> {
+    /// Every data shard the client knows (after the first refresh).
+    async fn shards(&self) -> Vec<u64> {
         if !self.routing_fetched() {
             self.refresh_routing().await;
         }
-        self.inner.routing.lock().ring.clone()
+        self.inner.routing.lock().shards()
     }
 
     /// Runs `f` against the leader of the shard `route` names, following hints,
-    /// refreshing the routing table on `WrongShard`/`StaleEpoch`, and backing off on
-    /// unavailability, all within the request deadline.
-    async fn call_routed<T, F, Fut>(&self, route: Route, f: F) -> Result<T>
+    /// updating the routing on `StaleEpoch` (from the descriptors it carries) and
+    /// `WrongShard` (by a refresh), and backing off on unavailability, all within the
+    /// request deadline. `call` says how a write stays on its shard (see [`Call`]).
+    async fn call_routed<T, F, Fut>(&self, route: Route, call: Call, f: F) -> Result<T>
     where
         F: Fn(Channel, RequestHeader) -> Fut,
         Fut: Future<Output = std::result::Result<T, tonic::Status>>,
@@ -370,11 +352,25 @@ impl Client {
         let mut backoff =
             Backoff::new(Duration::from_millis(2), Duration::from_millis(500)).jittered();
         let mut redirects = 0;
+        let mut moves = 0;
         let mut attempt = 0u32;
+        // The shard a write was sent to, until it answers definitively.
+        let mut pinned: Option<u64> = None;
         loop {
-            let (shard, routed) = self.resolve(route, attempt);
+            let (shard, routed) = match pinned {
+                Some(p) => (p, self.inner.routing.lock().target(p, attempt)),
+                None => self.resolve(route, attempt),
+            };
             let on_current = routed.is_none();
-            let (conf_ver, ring_ver) = self.epoch_of(shard);
+            let (conf_ver, mut ring_ver) = self.epoch_of(shard);
+            if pinned.is_some() {
+                // A retry of a write must reach its shard even if the shard's arcs
+                // changed: it answers with the stored result, or `StaleEpoch`.
+                ring_ver = 0;
+            }
+            if call == Call::Write && shard != 0 {
+                pinned = Some(shard);
+            }
             let addr = routed.unwrap_or_else(|| self.current());
             let ch = self.channel(&addr)?;
             let header = RequestHeader {
@@ -403,9 +399,24 @@ impl Client {
                     leader: Some(l), ..
                 } if !l.addr.is_empty() && l.addr != addr && redirects < 8 => {
                     redirects += 1;
-                    Step::Redirect(l.addr.clone())
+                    Step::Redirect(self.inner.routing.lock().node_addr(l.node_id, &l.addr))
                 }
-                Error::WrongShard { .. } | Error::StaleEpoch { .. } => {
+                Error::StaleEpoch { current, .. } if call == Call::Part => {
+                    self.learn_routes(current).await;
+                    return Err(err);
+                }
+                Error::StaleEpoch { current, .. } => {
+                    // Definitive: the shard did not and will not apply this request.
+                    pinned = None;
+                    self.learn_routes(current).await;
+                    moves += 1;
+                    if moves <= 8 {
+                        continue;
+                    }
+                    Step::Backoff
+                }
+                _ if call == Call::Once => return Err(err),
+                Error::WrongShard { .. } => {
                     self.refresh_routing().await;
                     Step::Backoff
                 }
@@ -470,7 +481,7 @@ impl Client {
             key,
             stale,
         };
-        self.call_routed(Route::Key(key_hash(&req.key)), |ch, header| {
+        self.call_routed(Route::Key(key_hash(&req.key)), Call::Read, |ch, header| {
             let mut req = req.clone();
             req.header = Some(header);
             async move { Ok(Self::kv(ch).get(req).await?.into_inner().kv) }
@@ -497,7 +508,7 @@ impl Client {
             ttl_ms: ttl.map_or(0, |t| t.as_millis().max(1) as u64),
             request_id: self.new_request_id(),
         };
-        self.call_routed(Route::Key(key_hash(&req.key)), |ch, header| {
+        self.call_routed(Route::Key(key_hash(&req.key)), Call::Write, |ch, header| {
             let mut req = req.clone();
             req.header = Some(header);
             async move {
@@ -518,7 +529,7 @@ impl Client {
             key: key.into(),
             request_id: self.new_request_id(),
         };
-        self.call_routed(Route::Key(key_hash(&req.key)), |ch, header| {
+        self.call_routed(Route::Key(key_hash(&req.key)), Call::Write, |ch, header| {
             let mut req = req.clone();
             req.header = Some(header);
             async move { Ok(Self::kv(ch).delete(req).await?.into_inner().deleted) }
@@ -561,7 +572,7 @@ impl Client {
     }
 
     async fn cas_request(&self, req: CompareAndSwapRequest) -> Result<WriteResult> {
-        self.call_routed(Route::Key(key_hash(&req.key)), |ch, header| {
+        self.call_routed(Route::Key(key_hash(&req.key)), Call::Write, |ch, header| {
             let mut req = req.clone();
             req.header = Some(header);
             async move {
@@ -582,11 +593,15 @@ impl Client {
             ops,
             request_id: self.new_request_id(),
         };
-        self.call_routed(Route::Key(batch_hash(&req.ops)), |ch, header| {
-            let mut req = req.clone();
-            req.header = Some(header);
-            async move { Ok(Self::kv(ch).batch(req).await?.into_inner().version) }
-        })
+        self.call_routed(
+            Route::Key(batch_hash(&req.ops)),
+            Call::Write,
+            |ch, header| {
+                let mut req = req.clone();
+                req.header = Some(header);
+                async move { Ok(Self::kv(ch).batch(req).await?.into_inner().version) }
+            },
+        )
         .await
     }
 
@@ -605,23 +620,16 @@ impl Client {
             stale: false,
         };
         if let Some(tag) = crate::keys::prefix_partition(&req.prefix) {
-            let h = xxhash_rust::xxh3::xxh3_64(tag);
-            return self.scan_shard(Route::Key(h), &req).await;
+            let h = crate::keys::tag_hash(tag);
+            return self.scan_shard(Route::Key(h), Call::Read, &req).await;
         }
-        let Some(ring) = self.ring().await else {
-            return self.scan_shard(Route::Any, &req).await;
-        };
-        // Untagged prefix on a sharded cluster: ask every shard, merge in key order.
-        let parts = futures::future::join_all(
-            ring.shards()
-                .into_iter()
-                .map(|s| self.scan_shard(Route::Shard(s.0), &req)),
-        )
-        .await;
+        let parts = self
+            .scatter(|shard| self.scan_shard(Route::Shard(shard), Call::Part, &req))
+            .await?;
+        // Untagged prefix: every shard's part, merged in key order.
         let mut kvs = Vec::new();
         let mut more = false;
         for p in parts {
-            let p = p?;
             more |= p.more;
             kvs.extend(p.kvs);
         }
@@ -632,8 +640,32 @@ impl Client {
         Ok(ScanResponse { kvs, more })
     }
 
-    async fn scan_shard(&self, route: Route, req: &ScanRequest) -> Result<ScanResponse> {
-        self.call_routed(route, |ch, header| {
+    /// Runs `part` on every data shard concurrently. If a shard answers `StaleEpoch`
+    /// (a split changed the set of shards while the parts ran), the routing learned
+    /// from it is used to run every part again over the new set.
+    async fn scatter<T, F, Fut>(&self, part: F) -> Result<Vec<T>>
+    where
+        F: Fn(u64) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut rounds = 0;
+        loop {
+            let shards = self.shards().await;
+            let answers = futures::future::join_all(shards.iter().map(|s| part(*s))).await;
+            match answers.into_iter().collect::<Result<Vec<T>>>() {
+                Err(Error::StaleEpoch { .. }) if rounds < 8 => rounds += 1,
+                r => return r,
+            }
+        }
+    }
+
+    async fn scan_shard(
+        &self,
+        route: Route,
+        call: Call,
+        req: &ScanRequest,
+    ) -> Result<ScanResponse> {
+        self.call_routed(route, call, |ch, header| {
             let mut req = req.clone();
             req.header = Some(header);
             async move { Ok(Self::kv(ch).scan(req).await?.into_inner()) }
@@ -727,7 +759,7 @@ impl Client {
 
     /// Asks the leader of `shard` to hand leadership to its replica on `node_id`.
     pub async fn transfer_shard_leader(&self, shard: u64, node_id: u64) -> Result<()> {
-        self.call_routed(Route::Shard(shard), |ch, _| async move {
+        self.call_routed(Route::Shard(shard), Call::Read, |ch, _| async move {
             let req = TransferLeaderRequest {
                 shard_id: Some(shard),
                 node_id,
@@ -761,14 +793,43 @@ impl Client {
     /// The routing table as the client sees it: shard → (descriptor, leader address).
     pub async fn routing(&self) -> Vec<(ShardDescriptor, Option<String>)> {
         self.refresh_routing().await;
-        let r = self.inner.routing.lock();
-        let mut out: Vec<_> = r
-            .descs
-            .values()
-            .map(|d| (d.clone(), r.leaders.get(&d.shard_id).cloned()))
-            .collect();
-        out.sort_by_key(|(d, _)| d.shard_id);
-        out
+        self.inner.routing.lock().routes()
+    }
+
+    /// Splits `shard` at hash `at` (None: where its data divides in halves by size):
+    /// the hashes at and above the cut go to a new shard on the same replicas. Returns
+    /// the shard's and the new shard's descriptors once the split has applied.
+    pub async fn split_shard(
+        &self,
+        shard: u64,
+        at: Option<u64>,
+    ) -> Result<(ShardDescriptor, ShardDescriptor)> {
+        let req = SplitShardRequest {
+            shard_id: shard,
+            at_hash: at,
+        };
+        let r = self
+            .call_routed(Route::Shard(shard), Call::Once, |ch, _| async move {
+                Ok(ClusterClient::new(ch).split_shard(req).await?.into_inner())
+            })
+            .await?;
+        match (r.parent, r.child) {
+            (Some(p), Some(c)) => {
+                self.learn_routes(&[
+                    crate::proto::ShardRoute {
+                        descriptor: Some(p.clone()),
+                        ..Default::default()
+                    },
+                    crate::proto::ShardRoute {
+                        descriptor: Some(c.clone()),
+                        ..Default::default()
+                    },
+                ])
+                .await;
+                Ok((p, c))
+            }
+            _ => Err(Error::Internal("a split answer without descriptors".into())),
+        }
     }
 
     /// Asks the leader of the default shard to hand leadership to `node_id`.

@@ -4,7 +4,7 @@
 //! argument; 3 cluster unreachable, unavailable or timed out; 4 any other error.
 
 use clap::{Parser, Subcommand};
-use ctxstore_client::proto::{Replica, ReplicaRole, ShardDescriptor};
+use ctxstore_client::proto::{Replica, ReplicaRole, RoutingTable, ShardDescriptor, StatusResponse};
 use ctxstore_client::Error;
 use ctxstore_client::{Client, ClientOptions};
 use std::process::ExitCode;
@@ -92,8 +92,13 @@ enum Cmd {
         #[arg(long)]
         shard: Option<u64>,
     },
-    /// Show which shard owns KEY and where its leader is.
+    /// Show which shard owns KEY (its partition hash) and where its leader is.
     Route { key: String },
+    /// Shards: list them with their arcs, size and load, or split one.
+    Shard {
+        #[command(subcommand)]
+        cmd: ShardCmd,
+    },
     /// Closed-loop load generator: N clients each issue one request at a time.
     Bench(BenchArgs),
     /// Conversations of the agent context API (NAMESPACE/ID names one).
@@ -101,6 +106,35 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConvCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum ShardCmd {
+    /// One row per shard: arcs (share of the hash space), approximate size and keys,
+    /// writes per second, leader, and a hot partition key if one takes most writes.
+    List {
+        /// `table` (default) or `json`.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Split SHARD in two while it serves: the hashes at and above the cut go to a new
+    /// shard on the same replicas (no data is copied).
+    Split {
+        shard: u64,
+        /// Cut at this hash (decimal or 0x-hex), strictly inside one of the shard's
+        /// arcs. Default: where the shard's data divides in halves by size.
+        #[arg(long, value_parser = parse_hash)]
+        at: Option<u64>,
+    },
+}
+
+/// A hash: decimal, or hex with a `0x` prefix.
+fn parse_hash(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("`{s}` is not a 64-bit hash (decimal or 0x-hex): {e}"))
 }
 
 /// How a report is printed.
@@ -420,32 +454,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
         }
         Cmd::Status { output } => {
-            let mut statuses = Vec::new();
-            let mut unreachable = Vec::new();
-            for ep in &cli.endpoints {
-                match client.node_status(ep).await {
-                    Ok(s) => statuses.push(s),
-                    Err(e) => unreachable.push(format!("{ep}: {e}")),
-                }
-            }
-            if statuses.is_empty() {
-                return Err(Error::Transport(format!(
-                    "no endpoint answered ({})",
-                    unreachable.join("; ")
-                )));
-            }
-            // Ask the nodes the routing table names too, not only the endpoints given.
-            let table = client.routing_table().await.ok();
-            if let Some(t) = &table {
-                for n in &t.nodes {
-                    if statuses.iter().any(|s| s.node_id == n.node_id) {
-                        continue;
-                    }
-                    if let Ok(s) = client.node_status(&n.addr).await {
-                        statuses.push(s);
-                    }
-                }
-            }
+            let (statuses, table) = gather(&client, &cli.endpoints).await?;
             let r = status::report(&statuses, table.as_ref());
             match output {
                 Output::Table => print!("{}", status::render(&r)),
@@ -514,6 +523,31 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 leader.unwrap_or_else(|| "unknown".into())
             );
         }
+        Cmd::Shard { cmd } => match cmd {
+            ShardCmd::Split { shard, at } => {
+                let (p, c) = client.split_shard(shard, at).await?;
+                println!("split shard {shard}: new shard {}", c.shard_id);
+                for d in [&p, &c] {
+                    println!(
+                        "  shard {:<6} ring_ver {:<4} arcs {}",
+                        d.shard_id,
+                        d.ring_ver,
+                        status::show_arcs(d)
+                    );
+                }
+            }
+            ShardCmd::List { output } => {
+                let (statuses, table) = gather(&client, &cli.endpoints).await?;
+                let rows = status::shard_list(&statuses, table.as_ref());
+                match output {
+                    Output::Table => print!("{}", status::render_shard_list(&rows)),
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::to_string(&rows).map_err(|e| Error::Internal(e.to_string()))?
+                    ),
+                }
+            }
+        },
         Cmd::Bench(args) => bench::run(client, &cli.endpoints, args).await?,
         Cmd::Conv { cmd } => return conv(&client, cmd).await,
     }
@@ -522,6 +556,40 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
 
 mod bench;
 mod status;
+
+/// Every node's status (the endpoints given, and every node the routing table names)
+/// and the routing table, for the status and shard reports.
+async fn gather(
+    client: &Client,
+    endpoints: &[String],
+) -> Result<(Vec<StatusResponse>, Option<RoutingTable>), Error> {
+    let mut statuses = Vec::new();
+    let mut unreachable = Vec::new();
+    for ep in endpoints {
+        match client.node_status(ep).await {
+            Ok(s) => statuses.push(s),
+            Err(e) => unreachable.push(format!("{ep}: {e}")),
+        }
+    }
+    if statuses.is_empty() {
+        return Err(Error::Transport(format!(
+            "no endpoint answered ({})",
+            unreachable.join("; ")
+        )));
+    }
+    let table = client.routing_table().await.ok();
+    if let Some(t) = &table {
+        for n in &t.nodes {
+            if statuses.iter().any(|s| s.node_id == n.node_id) {
+                continue;
+            }
+            if let Ok(s) = client.node_status(&n.addr).await {
+                statuses.push(s);
+            }
+        }
+    }
+    Ok((statuses, table))
+}
 
 /// The subset of etcd's v3 KV API that `ctxctl bench --target etcd` drives
 /// (`proto/etcd/kv_min.proto`, client side only).

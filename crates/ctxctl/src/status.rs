@@ -305,6 +305,158 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// One shard in `ctxctl shard list`.
+#[derive(Serialize, Debug, PartialEq)]
+pub struct ShardListRow {
+    /// The shard id.
+    pub shard: u64,
+    /// Its arcs, inclusive `[lo, hi]`.
+    pub arcs: Vec<(u64, u64)>,
+    /// Its share of the hash space.
+    pub share: f64,
+    /// Range epoch.
+    pub ring_ver: u64,
+    /// Approximate bytes on disk (flushed data), as its leader last measured.
+    pub approx_bytes: u64,
+    /// Approximate keys.
+    pub approx_keys: u64,
+    /// Writes per second over the leader's last load window.
+    pub writes_per_sec: f64,
+    /// Node of the leader (None: none seen).
+    pub leader_node: Option<u64>,
+    /// The hash of a partition key taking most of the shard's writes.
+    pub hot_hash: Option<u64>,
+    /// The shard it was split from (0: made at bootstrap).
+    pub split_from: u64,
+}
+
+/// The data shards (not the meta shard), with what their leaders report.
+pub fn shard_list(statuses: &[StatusResponse], table: Option<&RoutingTable>) -> Vec<ShardListRow> {
+    let mut leaders: BTreeMap<u64, (u64, &ShardStatus)> = BTreeMap::new();
+    let mut descs: BTreeMap<u64, ShardDescriptor> = BTreeMap::new();
+    for s in statuses {
+        for sh in &s.shards {
+            let Some(d) = sh.descriptor.as_ref() else {
+                continue;
+            };
+            let newer = descs
+                .get(&d.shard_id)
+                .is_none_or(|o| (o.ring_ver, o.conf_ver) < (d.ring_ver, d.conf_ver));
+            if newer {
+                descs.insert(d.shard_id, d.clone());
+            }
+            if sh.role == "leader"
+                && leaders
+                    .get(&d.shard_id)
+                    .is_none_or(|(_, l)| l.term < sh.term)
+            {
+                leaders.insert(d.shard_id, (s.node_id, sh));
+            }
+        }
+    }
+    for d in table
+        .into_iter()
+        .flat_map(|t| t.shards.iter())
+        .filter_map(|r| r.descriptor.as_ref())
+    {
+        let newer = descs
+            .get(&d.shard_id)
+            .is_none_or(|o| (o.ring_ver, o.conf_ver) < (d.ring_ver, d.conf_ver));
+        if newer {
+            descs.insert(d.shard_id, d.clone());
+        }
+    }
+    descs
+        .into_values()
+        .filter(|d| d.shard_id != 0)
+        .map(|d| {
+            let arcs: Vec<(u64, u64)> = ctxstore_client::ranges::arcs_of(&d);
+            let share = ctxstore_client::ranges::width(&arcs) as f64 / 2f64.powi(64);
+            let leader = leaders.get(&d.shard_id);
+            ShardListRow {
+                shard: d.shard_id,
+                share,
+                ring_ver: d.ring_ver,
+                approx_bytes: leader.map_or(0, |(_, l)| l.approx_bytes),
+                approx_keys: leader.map_or(0, |(_, l)| l.approx_keys),
+                writes_per_sec: leader.map_or(0.0, |(_, l)| l.writes_per_sec),
+                leader_node: leader.map(|(n, _)| *n),
+                hot_hash: leader.and_then(|(_, l)| l.hot_hash),
+                split_from: d.split_from,
+                arcs,
+            }
+        })
+        .collect()
+}
+
+/// A descriptor's arcs, compactly: one arc as `[lo, hi]` in hex; several as their
+/// count and the first.
+pub fn show_arcs(d: &ShardDescriptor) -> String {
+    let arcs = ctxstore_client::ranges::arcs_of(d);
+    match arcs.as_slice() {
+        [] => "-".into(),
+        [(lo, hi)] => format!("[{lo:#018x}, {hi:#018x}]"),
+        [(lo, hi), rest @ ..] => {
+            format!("[{lo:#018x}, {hi:#018x}] and {} more", rest.len())
+        }
+    }
+}
+
+/// Bytes in binary units.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `ctxctl shard list` as a table.
+pub fn render_shard_list(rows: &[ShardListRow]) -> String {
+    let mut out = vec![[
+        "SHARD",
+        "ARCS",
+        "SHARE",
+        "SIZE",
+        "KEYS",
+        "WRITES/S",
+        "LEADER",
+        "FROM",
+        "HOT KEY HASH",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for r in rows {
+        let arcs = match r.arcs.as_slice() {
+            [(lo, hi)] => format!("[{lo:#018x}, {hi:#018x}]"),
+            many => format!("{} arcs", many.len()),
+        };
+        out.push(vec![
+            r.shard.to_string(),
+            arcs,
+            format!("{:.2}%", r.share * 100.0),
+            human_bytes(r.approx_bytes),
+            r.approx_keys.to_string(),
+            format!("{:.0}", r.writes_per_sec),
+            r.leader_node.map_or("none".into(), |n| format!("n{n}")),
+            if r.split_from == 0 {
+                "-".into()
+            } else {
+                r.split_from.to_string()
+            },
+            r.hot_hash.map_or("-".into(), |h| format!("{h:#018x}")),
+        ]);
+    }
+    table(&out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,5 +549,39 @@ mod tests {
         );
         let json = serde_json::to_string(&r).expect("json");
         assert!(json.contains("\"leader_node\":2"), "{json}");
+    }
+
+    #[test]
+    fn shard_list_shows_arcs_share_and_the_leaders_numbers() {
+        let mut d = desc(1, &[1, 2, 3]);
+        d.arcs = vec![ctxstore_client::proto::HashRange {
+            lo: 0,
+            hi: u64::MAX / 2,
+        }];
+        let leader = ShardStatus {
+            descriptor: Some(d),
+            role: "leader".into(),
+            term: 3,
+            approx_bytes: 3 << 20,
+            approx_keys: 1234,
+            writes_per_sec: 55.0,
+            hot_hash: Some(7),
+            ..Default::default()
+        };
+        let statuses = vec![StatusResponse {
+            node_id: 2,
+            shards: vec![leader],
+            ..Default::default()
+        }];
+        let rows = shard_list(&statuses, None);
+        assert_eq!(rows.len(), 1);
+        assert!((rows[0].share - 0.5).abs() < 1e-9, "{rows:?}");
+        assert_eq!(rows[0].leader_node, Some(2));
+        let text = render_shard_list(&rows);
+        assert!(
+            text.contains("50.00%") && text.contains("3.0 MiB") && text.contains("1234"),
+            "{text}"
+        );
+        assert!(text.contains("0x0000000000000007"), "hot key shown: {text}");
     }
 }
