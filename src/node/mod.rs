@@ -277,7 +277,7 @@ async fn query_status(addr: &str) -> Option<StatusResponse> {
         .timeout(Duration::from_secs(1));
     let ch = ep.connect().await.ok()?;
     let mut c = ClusterClient::new(ch);
-    c.status(StatusRequest {})
+    c.status(StatusRequest::default())
         .await
         .ok()
         .map(|r| r.into_inner())

@@ -361,6 +361,8 @@ impl Peer {
             splitting: self.splitting,
             approx_bytes: 0,
             approx_keys: 0,
+            digest: None,
+            digest_index: 0,
             descriptor: Some(self.desc.clone()),
             replica_id: self.replica_id.0,
             leader_id: raft.leader_id,

@@ -69,9 +69,34 @@ impl ClusterService {
 impl Cluster for ClusterService {
     async fn status(
         &self,
-        _req: Request<StatusRequest>,
+        req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        Ok(Response::new(self.ctx.status().await))
+        let mut status = self.ctx.status().await;
+        if req.into_inner().with_digests {
+            let ctx = self.ctx.clone();
+            let shards: Vec<ShardId> = status
+                .shards
+                .iter()
+                .filter_map(|s| s.descriptor.as_ref())
+                .map(|d| ShardId(d.shard_id))
+                .collect();
+            let digests = self
+                .ctx
+                .tracker
+                .spawn_blocking(move || {
+                    shards
+                        .into_iter()
+                        .map(|s| crate::storage::snapshot::data_digest(&ctx.engine, s))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("digest task: {e}")))??;
+            for (s, (index, digest)) in status.shards.iter_mut().zip(digests) {
+                s.digest = Some(digest);
+                s.digest_index = index;
+            }
+        }
+        Ok(Response::new(status))
     }
 
     async fn add_member(

@@ -675,13 +675,19 @@ impl Client {
 
     /// Status of the node at `addr` (no retries elsewhere).
     pub async fn node_status(&self, addr: &str) -> Result<StatusResponse> {
+        self.node_status_with(addr, false).await
+    }
+
+    /// Status of the node at `addr`, with each replica's data digest when
+    /// `digests` (the node reads all of its data for it).
+    pub async fn node_status_with(&self, addr: &str, digests: bool) -> Result<StatusResponse> {
         let ch = self.channel(addr)?;
-        let r = tokio::time::timeout(
-            self.inner.opts.timeout,
-            ClusterClient::new(ch).status(StatusRequest {}),
-        )
-        .await
-        .map_err(|_| Error::Transport(format!("no answer from {addr}")))??;
+        let req = StatusRequest {
+            with_digests: digests,
+        };
+        let r = tokio::time::timeout(self.inner.opts.timeout, ClusterClient::new(ch).status(req))
+            .await
+            .map_err(|_| Error::Transport(format!("no answer from {addr}")))??;
         Ok(r.into_inner())
     }
 
@@ -689,7 +695,7 @@ impl Client {
     pub async fn status(&self) -> Result<StatusResponse> {
         self.call(|ch| async move {
             Ok(ClusterClient::new(ch)
-                .status(StatusRequest {})
+                .status(StatusRequest::default())
                 .await?
                 .into_inner())
         })
