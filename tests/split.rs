@@ -378,3 +378,444 @@ async fn split_one_shard_into_sixteen_under_load_processes() {
     .await;
     grow_under_load(client, addrs).await;
 }
+
+/// The leader of `shard` as the client's routing table knows it, as a node index.
+async fn leader_index(cluster: &TestCluster, shard: u64) -> usize {
+    wait_for("a leader", WAIT, || async {
+        for (i, n) in cluster.nodes.iter().enumerate() {
+            let Some(n) = n else { continue };
+            let s = n.status().await;
+            if common::shard(&s, shard).is_some_and(|s| s.role == "leader") {
+                return Some(i);
+            }
+        }
+        None
+    })
+    .await
+}
+
+/// A write whose reply was lost just before the split, retried with the same request
+/// id after the split moved its key, is applied exactly once: the old shard answers
+/// with the stored result instead of sending the retry on to the new owner.
+///
+/// 1. Raw gRPC: put key K with request id R to shard 1 (it applies; the test ignores
+///    the reply, as if it were lost).
+/// 2. Split shard 1 so that K moves to the new shard.
+/// 3. Retry the put with request id R at shard 1 (as the client does: pinned to the
+///    shard, ring_ver 0): the answer is the first put's version.
+/// 4. K's version is still that version: the write applied once.
+/// 5. The same request id with another key that moved gets `StaleEpoch` (never applied
+///    here, and never will be), carrying the new shard's descriptor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_across_the_split_applies_exactly_once() {
+    use ctxstore::proto::kv_client::KvClient;
+    use ctxstore::proto::{PutRequest, RequestHeader};
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let leader = leader_index(&cluster, 1).await;
+    let mut kv = KvClient::connect(format!("http://{}", cluster.addrs()[leader]))
+        .await
+        .expect("connect");
+    let at = 1u64 << 63;
+    let key = (0..)
+        .map(|i| format!("moving-{i}"))
+        .find(|k| ctxstore::keys::key_hash(k.as_bytes()) >= at)
+        .expect("a key above the cut");
+    let other = (0..)
+        .map(|i| format!("other-{i}"))
+        .find(|k| ctxstore::keys::key_hash(k.as_bytes()) >= at)
+        .expect("another key above the cut");
+    let rid = bytes::Bytes::from_static(b"retried-request-1");
+    let put = |k: &str| PutRequest {
+        header: Some(RequestHeader {
+            shard_id: 1,
+            ..Default::default()
+        }),
+        key: k.to_string().into(),
+        value: "v".into(),
+        ttl_ms: 0,
+        request_id: rid.clone(),
+    };
+    let first = kv.put(put(&key)).await.expect("first put").into_inner();
+    let client = cluster.client().await;
+    let (_, child) = client.split_shard(1, Some(at)).await.expect("split");
+    assert!(ctxstore::ranges::contains(
+        &ctxstore::ranges::arcs_of(&child),
+        ctxstore::keys::key_hash(key.as_bytes())
+    ));
+    let leader = leader_index(&cluster, 1).await;
+    let mut kv = KvClient::connect(format!("http://{}", cluster.addrs()[leader]))
+        .await
+        .expect("connect");
+    let retry = kv.put(put(&key)).await.expect("retry").into_inner();
+    assert_eq!(retry.version, first.version, "the stored result, not a second write");
+    let kv_now = client.get(key.clone()).await.expect("get").expect("exists");
+    assert_eq!(kv_now.version, first.version, "applied exactly once");
+    let e = kv
+        .put(PutRequest {
+            request_id: bytes::Bytes::from_static(b"never-applied"),
+            ..put(&other)
+        })
+        .await
+        .expect_err("moved key, no stored result");
+    match Error::from(e) {
+        Error::StaleEpoch { current, .. } => assert!(
+            current
+                .iter()
+                .filter_map(|r| r.descriptor.as_ref())
+                .any(|d| d.shard_id == child.shard_id),
+            "the answer names the new shard"
+        ),
+        e => panic!("expected StaleEpoch, got {e}"),
+    }
+    cluster.shutdown().await;
+}
+
+/// A watch across the split sees every change once, in order: the old shard sends the
+/// changes up to the split and a moved notice, and the client's `Watcher` resumes on
+/// the new shard from the split's version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_follows_its_tag_across_the_split() {
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let client = cluster.client().await;
+    let at = 1u64 << 63;
+    let tag = (0..)
+        .map(|i| format!("tag{i}"))
+        .find(|t| ctxstore::keys::tag_hash(t.as_bytes()) >= at)
+        .expect("a tag above the cut");
+    let prefix = format!("{{{tag}}}:");
+    let mut watcher = client
+        .watch(prefix.clone(), true, None)
+        .await
+        .expect("watch");
+    let mut written = Vec::new();
+    for i in 0..20 {
+        let w = client.put(format!("{prefix}{i}"), format!("before-{i}")).await.expect("put");
+        written.push(w.version);
+    }
+    client.split_shard(1, Some(at)).await.expect("split");
+    for i in 0..20 {
+        let w = client.put(format!("{prefix}{i}"), format!("after-{i}")).await.expect("put");
+        written.push(w.version);
+    }
+    let mut seen = Vec::new();
+    while seen.len() < written.len() {
+        let ev = tokio::time::timeout(WAIT, watcher.next())
+            .await
+            .expect("an event in time")
+            .expect("the watch goes on")
+            .expect("no error");
+        seen.push(ev.version);
+    }
+    assert_eq!(seen, written, "every change once, in order, across the split");
+    cluster.shutdown().await;
+}
+
+/// A node that misses the split (isolated, then stopped) and restarts comes back
+/// consistent: it applies the split from its log, creates the new shard's replica,
+/// and every shard's replicas agree. Messages of the new shard that reach it before its
+/// parent replica applied the split are dropped, not turned into an empty replica.
+///
+/// 1. Isolate node 3 (Raft traffic cut both ways); write; split shard 1 on the others;
+///    write to both shards.
+/// 2. Stop node 3, heal, restart it.
+/// 3. It hosts the new shard, and digests agree per shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_missed_the_split_comes_back_consistent() {
+    use ctxstore::{MessageFilter, NodeId};
+    struct Isolate(NodeId);
+    impl MessageFilter for Isolate {
+        fn allow(&self, from: NodeId, to: NodeId) -> bool {
+            from != self.0 && to != self.0
+        }
+    }
+    let mut cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let client = cluster.client().await;
+    // Keep node 3 from leading anything, then cut it off.
+    for s in [0u64, 1] {
+        if leader_index(&cluster, s).await == 2 {
+            client.transfer_shard_leader(s, 1).await.expect("transfer");
+            wait_for("leadership to move", WAIT, || async {
+                (leader_index(&cluster, s).await != 2).then_some(())
+            })
+            .await;
+        }
+    }
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(Some(std::sync::Arc::new(Isolate(NodeId(3)))));
+    }
+    for i in 0..50 {
+        client.put(format!("pre-{i}"), "x").await.expect("put");
+    }
+    let (_, child) = client.split_shard(1, Some(1u64 << 63)).await.expect("split");
+    for i in 0..50 {
+        client.put(format!("post-{i}"), "y").await.expect("put");
+    }
+    cluster.stop(2).await;
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(None);
+    }
+    cluster.restart(2).await;
+    wait_for("node 3 to host the new shard", WAIT, || async {
+        let s = cluster.status(2).await;
+        common::shard(&s, child.shard_id).map(|_| ())
+    })
+    .await;
+    cluster.wait_all_leaders().await;
+    assert_digests_equal(&cluster).await;
+    for i in 0..50 {
+        common::must_read(&client, &format!("pre-{i}"), b"x", false).await;
+        common::must_read(&client, &format!("post-{i}"), b"y", false).await;
+    }
+    cluster.shutdown().await;
+}
+
+/// A split proposed while a membership change of the shard is in progress (a learner
+/// not yet promoted) is refused with a clear error and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_during_a_membership_change_is_refused() {
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let client = cluster.client().await;
+    // A learner on an address nobody serves: it never catches up, so it stays a
+    // learner and the change stays in progress.
+    let dead = format!("127.0.0.1:{}", common::procs::free_port());
+    let adder = client.clone();
+    let add = tokio::spawn(async move { adder.add_shard_member(Some(1), 9, &dead).await });
+    wait_for("the learner to be added", WAIT, || async {
+        let s = cluster.status(0).await;
+        let d = common::shard(&s, 1)?.descriptor.clone()?;
+        d.replicas.iter().any(|r| r.node_id == 9).then_some(())
+    })
+    .await;
+    let e = client.split_shard(1, Some(1u64 << 63)).await.expect_err("refused");
+    assert!(
+        matches!(&e, Error::FailedPrecondition(why) if why.contains("membership change")),
+        "{e}"
+    );
+    let shards = client.routing().await.iter().filter(|(d, _)| d.shard_id != 0).count();
+    assert_eq!(shards, 1, "nothing was split");
+    add.abort();
+    cluster.shutdown().await;
+}
+
+/// A second split of a shard whose first split has not applied yet is refused with a
+/// clear error and changes nothing; the first one completes.
+///
+/// 5 nodes, 2 shards (shard 2 on nodes 2, 3, 4; the meta shard on 1, 2, 3), long
+/// election timeouts. Shard 2's leader is node 2; nodes 3 and 4 stop, so its split
+/// proposal cannot commit (the meta shard still works on nodes 1 and 2). Once node 2
+/// reports the split in progress, a second split gets `FailedPrecondition`. Restarting
+/// nodes 3 and 4 lets the first split apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_split_while_one_is_pending_is_refused() {
+    let mut cluster = TestCluster::start_with(5, |c| {
+        c.initial_shards = 2;
+        c.raft.election_ticks = 300;
+        c.raft.leader_balance = false;
+    })
+    .await;
+    cluster.wait_all_leaders().await;
+    let client = cluster.client().await;
+    for (shard, node) in [(0u64, 1u64), (2, 2)] {
+        if leader_index(&cluster, shard).await as u64 + 1 != node {
+            client.transfer_shard_leader(shard, node).await.expect("transfer");
+            wait_for("leadership to move", WAIT, || async {
+                (leader_index(&cluster, shard).await as u64 + 1 == node).then_some(())
+            })
+            .await;
+        }
+    }
+    cluster.stop(2).await;
+    cluster.stop(3).await;
+    let arcs = ctxstore::ranges::even_arcs(2)[1];
+    let first_at = arcs.0 + (arcs.1 - arcs.0) / 2;
+    let on_node2 = cluster.client_of(1).await;
+    let splitter = on_node2.clone();
+    let first = tokio::spawn(async move { splitter.split_shard(2, Some(first_at)).await });
+    wait_for("node 2 to report the split in progress", WAIT, || async {
+        let s = cluster.status(1).await;
+        common::shard(&s, 2).is_some_and(|s| s.splitting).then_some(())
+    })
+    .await;
+    let e = on_node2
+        .split_shard(2, Some(first_at + 1000))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&e, Error::FailedPrecondition(why) if why.contains("already in progress")),
+        "{e}"
+    );
+    cluster.restart(2).await;
+    cluster.restart(3).await;
+    let (parent, child) = first.await.expect("join").expect("the first split applies");
+    assert_eq!(parent.ring_ver, 2, "one split, not two");
+    assert_eq!(child.arcs[0].lo, first_at);
+    cluster.shutdown().await;
+}
+
+/// Automatic splits by key count: with `split.max-keys` at 300, a shard that grows
+/// past it splits by itself (at the middle of its keys) until every shard is below,
+/// without a command; the arcs stay a partition and every key reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_split_by_themselves_when_they_grow() {
+    let cluster = TestCluster::start_with(3, |c| {
+        c.split.enabled = true;
+        c.split.max_keys = 300;
+        c.split.check_interval = std::time::Duration::from_millis(200);
+        c.split.min_interval = std::time::Duration::from_millis(500);
+    })
+    .await;
+    cluster.wait_all_leaders().await;
+    let client = cluster.client().await;
+    for i in 0..1200 {
+        client.put(format!("grow-{i}"), "g").await.expect("put");
+    }
+    let table = wait_for("the shard to split into 4 or more", WAIT, || async {
+        let t = client.routing_table().await.ok()?;
+        (t.shards.len() >= 5).then_some(t)
+    })
+    .await;
+    assert_partition(&table);
+    for i in 0..1200 {
+        must_read_any(&client, &format!("grow-{i}"), b"g").await;
+    }
+    cluster.shutdown().await;
+}
+
+/// Reads a key and checks its value.
+async fn must_read_any(client: &ctxstore_client::Client, key: &str, value: &[u8]) {
+    common::must_read(client, key, value, false).await;
+}
+
+/// Automatic splits by write load: a shard taking more writes per second than
+/// `split.max-writes-per-sec`, spread over many keys, splits where the sampled writes
+/// divide. A shard whose writes all go to one hash tag is not split: its status names
+/// the hot partition key instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_shard_splits_by_load_but_a_hot_key_does_not() {
+    let cluster = TestCluster::start_with(3, |c| {
+        c.initial_shards = 2;
+        c.split.enabled = true;
+        c.split.max_writes_per_sec = 40;
+        c.split.load_window = std::time::Duration::from_millis(500);
+        c.split.check_interval = std::time::Duration::from_millis(300);
+        c.split.min_interval = std::time::Duration::from_secs(60);
+    })
+    .await;
+    cluster.wait_all_leaders().await;
+    let client = cluster.client().await;
+    let arcs = ctxstore::ranges::even_arcs(2);
+    // Shard 1: writes spread over many keys. Shard 2: every write to one hash tag.
+    let spread: Vec<String> = (0..)
+        .map(|i| format!("spread-{i}"))
+        .filter(|k| ctxstore::keys::key_hash(k.as_bytes()) <= arcs[0].1)
+        .take(400)
+        .collect();
+    let hot_tag = (0..)
+        .map(|i| format!("hot{i}"))
+        .find(|t| ctxstore::keys::tag_hash(t.as_bytes()) >= arcs[1].0)
+        .expect("a tag on shard 2");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (client, stop, spread, tag) = (client.clone(), stop.clone(), spread.clone(), hot_tag.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let key = if w % 2 == 0 {
+                    spread[i % spread.len()].clone()
+                } else {
+                    format!("{{{tag}}}:{}", i % 50)
+                };
+                client.put(key, "x").await.expect("put");
+                i += 8;
+            }
+        }));
+    }
+    let hot = wait_for("shard 2 to report its hot key", WAIT, || async {
+        for n in cluster.nodes.iter().flatten() {
+            let s = n.status().await;
+            if let Some(h) = common::shard(&s, 2).and_then(|s| s.hot_hash) {
+                return Some(h);
+            }
+        }
+        None
+    })
+    .await;
+    assert_eq!(hot, ctxstore::keys::tag_hash(hot_tag.as_bytes()));
+    let table = wait_for("shard 1 to split by load", WAIT, || async {
+        let t = client.routing_table().await.ok()?;
+        t.shards
+            .iter()
+            .filter_map(|r| r.descriptor.as_ref())
+            .any(|d| d.split_from == 1)
+            .then_some(t)
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    assert_partition(&table);
+    let split_from_2 = table
+        .shards
+        .iter()
+        .filter_map(|r| r.descriptor.as_ref())
+        .any(|d| d.split_from == 2);
+    assert!(!split_from_2, "one hot partition key is not split");
+    cluster.shutdown().await;
+}
+
+/// No data is copied: splitting a shard that holds 256 MiB writes less than 1 MiB to
+/// RocksDB (counted over every batch the three nodes write during the split).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splitting_a_256_mib_shard_writes_under_one_mib() {
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let client = cluster.client().await;
+    let value = bytes::Bytes::from(vec![7u8; 128 << 10]);
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (client, value) = (client.clone(), value.clone());
+            tokio::spawn(async move {
+                for i in 0..256 {
+                    client
+                        .put(format!("big-{w}-{i}"), value.clone())
+                        .await
+                        .expect("put");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    cluster.wait_converged_all().await;
+    let before: u64 = cluster.nodes.iter().flatten().map(|n| n.bytes_written()).sum();
+    let (parent, child) = client.split_shard(1, None).await.expect("split");
+    cluster.wait_all_leaders().await;
+    let written = cluster.nodes.iter().flatten().map(|n| n.bytes_written()).sum::<u64>() - before;
+    eprintln!(
+        "split of a 256 MiB shard: {written} bytes written on 3 nodes; cut at {:?}",
+        child.arcs.first()
+    );
+    assert!(written < 1 << 20, "the split wrote {written} bytes");
+    // Both halves hold data: the cut was inside the data.
+    let (mut left, mut right) = (0, 0);
+    for w in 0..8 {
+        for i in 0..256 {
+            let h = ctxstore::keys::key_hash(format!("big-{w}-{i}").as_bytes());
+            if ctxstore::ranges::contains(&ctxstore::ranges::arcs_of(&parent), h) {
+                left += 1;
+            } else {
+                right += 1;
+            }
+        }
+    }
+    eprintln!("keys: {left} stay, {right} moved");
+    assert!(left > 0 && right > 0);
+    cluster.shutdown().await;
+}

@@ -62,6 +62,9 @@ pub fn fast_config(cfg: &mut NodeConfig) {
     cfg.raft.tick_interval = Duration::from_millis(30);
     cfg.raft.election_ticks = 10;
     cfg.raft.heartbeat_ticks = 2;
+    // Tests that count shards must not see automatic splits; the split tests turn
+    // them on.
+    cfg.split.enabled = false;
 }
 
 impl TestCluster {
