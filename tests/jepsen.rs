@@ -13,10 +13,14 @@
 //! Two clusters are attacked:
 //! - in-process (5 nodes, 4 shards): node crashes, crashes of a shard's leader,
 //!   isolation of one node, majority/minority splits, "bridge" partitions (through
-//!   the transport's `MessageFilter` seam, which cuts Raft traffic), leader transfers
-//!   and whole-cluster restarts; every other run serves reads from leader leases;
+//!   the transport's `MessageFilter` seam, which cuts Raft traffic), leader transfers,
+//!   whole-cluster restarts, and shard splits (also while a node is cut off); every
+//!   other run serves reads from leader leases;
 //! - real `ctxd` processes (3 nodes, 4 shards): `kill -9` of a node or of a shard's
-//!   leader, and SIGSTOP/SIGCONT pauses longer than the election timeout.
+//!   leader, SIGSTOP/SIGCONT pauses longer than the election timeout, and shard
+//!   splits.
+//!
+//! After healing, every replica of every shard must hold the same data (digests).
 
 mod common;
 
@@ -552,9 +556,14 @@ enum Fault {
     Bridge,
     TransferLeader,
     RestartCluster,
+    /// Split a random shard at a random hash inside it.
+    Split,
+    /// Split a random shard while one node is cut off (it learns of the split later,
+    /// from its log or a snapshot).
+    SplitDuringPartition,
 }
 
-const ALL_FAULTS: [Fault; 7] = [
+const ALL_FAULTS: [Fault; 9] = [
     Fault::KillNode,
     Fault::KillShardLeader,
     Fault::IsolateNode,
@@ -562,7 +571,35 @@ const ALL_FAULTS: [Fault; 7] = [
     Fault::Bridge,
     Fault::TransferLeader,
     Fault::RestartCluster,
+    Fault::Split,
+    Fault::SplitDuringPartition,
 ];
+
+/// Splits a random data shard at a random hash strictly inside its arcs. Errors (no
+/// leader during a fault, a split already in progress) are part of the chaos.
+async fn split_random_shard(client: &Client, rng: &mut StdRng) {
+    let routes = client.routing().await;
+    let data: Vec<_> = routes.iter().filter(|(d, _)| d.shard_id != 0).collect();
+    if data.is_empty() {
+        return;
+    }
+    let (d, _) = data[rng.random_range(0..data.len())];
+    let arcs = ctxstore::ranges::arcs_of(d);
+    let Some(&(lo, hi)) = arcs.get(rng.random_range(0..arcs.len().max(1))) else {
+        return;
+    };
+    if hi <= lo {
+        return;
+    }
+    let at = lo + 1 + rng.random_range(0..hi - lo);
+    match client.split_shard(d.shard_id, Some(at)).await {
+        Ok((_, c)) => eprintln!(
+            "  nemesis: split shard {} -> new shard {}",
+            d.shard_id, c.shard_id
+        ),
+        Err(e) => eprintln!("  nemesis: split of shard {} refused: {e}", d.shard_id),
+    }
+}
 
 /// Node index leading `shard`, if any node says so.
 async fn leader_of(cluster: &TestCluster, shard: u64) -> Option<usize> {
@@ -638,6 +675,20 @@ async fn inject(cluster: &mut TestCluster, fault: Fault, rng: &mut StdRng, clien
             let _ = client.transfer_shard_leader(shard, ids[0]).await;
             tokio::time::sleep(hold).await;
         }
+        Fault::Split => {
+            split_random_shard(client, rng).await;
+            tokio::time::sleep(hold).await;
+        }
+        Fault::SplitDuringPartition => {
+            let rest: Vec<u64> = ids[1..].to_vec();
+            set_filter(
+                cluster,
+                Some(Arc::new(partition(&[vec![ids[0]], rest], None))),
+            );
+            split_random_shard(client, rng).await;
+            tokio::time::sleep(hold).await;
+            set_filter(cluster, None);
+        }
         Fault::RestartCluster => {
             for i in 0..n {
                 cluster.stop(i).await;
@@ -673,6 +724,32 @@ async fn assert_replicas_agree(cluster: &TestCluster) {
             for n in cluster.nodes.iter().flatten() {
                 for (shard, d) in n.shard_digests().ok()? {
                     per_shard.entry(shard).or_default().push(d);
+                }
+            }
+            per_shard
+                .values()
+                .all(|ds| ds.windows(2).all(|w| w[0] == w[1]))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// After healing, in a process cluster: every replica of every shard holds the same
+/// data at the same index (digests read through `Cluster.Status`).
+async fn assert_process_replicas_agree(client: &Client, addrs: &[String]) {
+    wait_for(
+        "every replica of every shard to hold the same data",
+        WAIT,
+        || async {
+            let mut per_shard: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+            for a in addrs {
+                for sh in client.node_status_with(a, true).await.ok()?.shards {
+                    let id = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
+                    per_shard
+                        .entry(id)
+                        .or_default()
+                        .push((sh.digest_index, sh.digest?));
                 }
             }
             per_shard
@@ -740,12 +817,15 @@ enum ProcFault {
     Kill9Node,
     Kill9ShardLeader,
     Pause,
+    /// Split a random shard at a random hash inside it.
+    Split,
 }
 
-const PROC_FAULTS: [ProcFault; 3] = [
+const PROC_FAULTS: [ProcFault; 4] = [
     ProcFault::Kill9Node,
     ProcFault::Kill9ShardLeader,
     ProcFault::Pause,
+    ProcFault::Split,
 ];
 
 async fn proc_leader_of(
@@ -817,14 +897,15 @@ async fn process_campaign_is_linearizable() {
                     tokio::time::sleep(Duration::from_millis(rng.random_range(2500..3500))).await;
                     procs[random].resume();
                 }
+                ProcFault::Split => split_random_shard(&admin, &mut rng).await,
             }
             *injected.entry(fault).or_default() += 1;
             tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
         }
         workers.stop().await;
-        workers
-            .final_reads(&Client::connect(&addrs).await.expect("client"))
-            .await;
+        let checker = Client::connect(&addrs).await.expect("client");
+        workers.final_reads(&checker).await;
+        assert_process_replicas_agree(&checker, &addrs).await;
         let (n, l) = workers.judge("process", seed, run);
         checked += n;
         list_checked += l;

@@ -85,9 +85,19 @@ async fn split_keeps_every_key_and_copies_nothing() {
             .expect("append");
     }
     cluster.wait_converged_all().await;
-    let written_before: u64 = cluster.nodes.iter().flatten().map(|n| n.bytes_written()).sum();
+    let written_before: u64 = cluster
+        .nodes
+        .iter()
+        .flatten()
+        .map(|n| n.bytes_written())
+        .sum();
     let (parent, child) = client.split_shard(1, None).await.expect("split");
-    let written = cluster.nodes.iter().flatten().map(|n| n.bytes_written()).sum::<u64>()
+    let written = cluster
+        .nodes
+        .iter()
+        .flatten()
+        .map(|n| n.bytes_written())
+        .sum::<u64>()
         - written_before;
     eprintln!(
         "split of shard 1 into {} wrote {written} bytes on 3 nodes; parent arcs {:?}, child arcs {:?}",
@@ -116,7 +126,9 @@ async fn split_keeps_every_key_and_copies_nothing() {
     let read = client
         .read(ReadRequest {
             conversation: Some(conv.clone()),
-            select: Some(ctxstore::proto::read_request::Select::Range(SeqRange::default())),
+            select: Some(ctxstore::proto::read_request::Select::Range(
+                SeqRange::default(),
+            )),
             ..Default::default()
         })
         .await
@@ -126,14 +138,21 @@ async fn split_keeps_every_key_and_copies_nothing() {
     let child_arcs = ctxstore::ranges::arcs_of(&child);
     let moved = versions
         .iter()
-        .find(|(k, _)| ctxstore::ranges::contains(&child_arcs, ctxstore::keys::key_hash(k.as_bytes())))
+        .find(|(k, _)| {
+            ctxstore::ranges::contains(&child_arcs, ctxstore::keys::key_hash(k.as_bytes()))
+        })
         .map(|(k, v)| (k.clone(), *v))
         .expect("some key moved");
     let w = client
         .compare_and_swap(moved.0.clone(), moved.1, "after-split")
         .await
         .expect("CAS with the pre-split version");
-    assert!(w.version > child.split_index, "{} > {}", w.version, child.split_index);
+    assert!(
+        w.version > child.split_index,
+        "{} > {}",
+        w.version,
+        child.split_index
+    );
     assert_eq!(w.create_version, moved.1, "create version kept");
     assert_digests_equal(&cluster).await;
     cluster.shutdown().await;
@@ -202,7 +221,10 @@ async fn load_client(
             Ok(_) => acks.puts.push((key, value.clone())),
             Err(e) => acks.errors.push(format!("put {key}: {e}")),
         }
-        match client.compare_and_swap(cas_key.clone(), version, value.clone()).await {
+        match client
+            .compare_and_swap(cas_key.clone(), version, value.clone())
+            .await
+        {
             Ok(w) => {
                 version = w.version;
                 acks.cas = Some((cas_key.clone(), value.clone()));
@@ -235,7 +257,11 @@ async fn verify_acks(client: &ctxstore_client::Client, all: &[Acks]) {
     assert!(puts > 0, "the load made progress");
     for a in all {
         for (k, v) in &a.puts {
-            let kv = client.get(k.clone()).await.expect("get").unwrap_or_else(|| panic!("{k} lost"));
+            let kv = client
+                .get(k.clone())
+                .await
+                .expect("get")
+                .unwrap_or_else(|| panic!("{k} lost"));
             assert_eq!(kv.value.as_ref(), v.as_bytes(), "{k}");
         }
         if let Some((k, v)) = &a.cas {
@@ -246,7 +272,10 @@ async fn verify_acks(client: &ctxstore_client::Client, all: &[Acks]) {
     let mut convs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for a in all {
         for (c, m) in &a.appended {
-            convs.entry(c.clone()).or_default().extend(m.iter().cloned());
+            convs
+                .entry(c.clone())
+                .or_default()
+                .extend(m.iter().cloned());
         }
     }
     for (c, mut acked) in convs {
@@ -259,7 +288,9 @@ async fn verify_acks(client: &ctxstore_client::Client, all: &[Acks]) {
                         namespace: "load".into(),
                         id: c.clone(),
                     }),
-                    select: Some(ctxstore::proto::read_request::Select::Range(SeqRange::default())),
+                    select: Some(ctxstore::proto::read_request::Select::Range(
+                        SeqRange::default(),
+                    )),
                     after_seq: after,
                     ..Default::default()
                 })
@@ -273,7 +304,10 @@ async fn verify_acks(client: &ctxstore_client::Client, all: &[Acks]) {
         }
         got.sort();
         acked.sort();
-        assert_eq!(got, acked, "conversation {c}: exactly the acknowledged appends, once each");
+        assert_eq!(
+            got, acked,
+            "conversation {c}: exactly the acknowledged appends, once each"
+        );
     }
 }
 
@@ -292,7 +326,10 @@ async fn split_repeatedly(client: &ctxstore_client::Client, splits: usize) {
             .max_by_key(|(lo, hi)| hi - lo)
             .expect("an arc");
         let at = arc.0 + (arc.1 - arc.0) / 2 + 1;
-        let (_, child) = client.split_shard(d.shard_id, Some(at)).await.expect("split");
+        let (_, child) = client
+            .split_shard(d.shard_id, Some(at))
+            .await
+            .expect("split");
         let table = wait_for("the meta shard to list the new shard", WAIT, || async {
             let t = client.routing_table().await.ok()?;
             t.shards
@@ -309,20 +346,27 @@ async fn split_repeatedly(client: &ctxstore_client::Client, splits: usize) {
 /// Per shard, the replicas' `(digest index, digest)` from every node, waiting until
 /// they agree (the load has stopped, so every replica reaches the same index).
 async fn wait_digests_equal(client: &ctxstore_client::Client, addrs: &[String]) -> usize {
-    wait_for("every shard's replicas to hold the same data", WAIT, || async {
-        let mut by_shard: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-        for a in addrs {
-            let s = client.node_status_with(a, true).await.ok()?;
-            for sh in s.shards {
-                let id = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
-                by_shard.entry(id).or_default().push((sh.digest_index, sh.digest?));
+    wait_for(
+        "every shard's replicas to hold the same data",
+        WAIT,
+        || async {
+            let mut by_shard: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+            for a in addrs {
+                let s = client.node_status_with(a, true).await.ok()?;
+                for sh in s.shards {
+                    let id = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
+                    by_shard
+                        .entry(id)
+                        .or_default()
+                        .push((sh.digest_index, sh.digest?));
+                }
             }
-        }
-        by_shard
-            .values()
-            .all(|ds| ds.windows(2).all(|w| w[0] == w[1]))
-            .then_some(by_shard.len())
-    })
+            by_shard
+                .values()
+                .all(|ds| ds.windows(2).all(|w| w[0] == w[1]))
+                .then_some(by_shard.len())
+        },
+    )
     .await
 }
 
@@ -340,7 +384,12 @@ async fn grow_under_load(client: ctxstore_client::Client, addrs: Vec<String>) {
     for t in tasks {
         all.push(t.await.expect("load client"));
     }
-    let shards = client.routing().await.iter().filter(|(d, _)| d.shard_id != 0).count();
+    let shards = client
+        .routing()
+        .await
+        .iter()
+        .filter(|(d, _)| d.shard_id != 0)
+        .count();
     assert_eq!(shards, 16);
     let ops: usize = all.iter().map(|a| a.puts.len()).sum();
     eprintln!("{ops} load rounds (put, CAS, append) while splitting 1 shard into 16");
@@ -371,7 +420,9 @@ async fn split_one_shard_into_sixteen_under_load() {
 async fn split_one_shard_into_sixteen_under_load_processes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_procs, addrs) = common::procs::start_cluster(dir.path(), 3, &[]);
-    let client = ctxstore_client::Client::connect(&addrs).await.expect("client");
+    let client = ctxstore_client::Client::connect(&addrs)
+        .await
+        .expect("client");
     wait_for("the cluster to serve", WAIT, || async {
         client.put("probe", "x").await.ok()
     })
@@ -448,7 +499,10 @@ async fn a_retry_across_the_split_applies_exactly_once() {
         .await
         .expect("connect");
     let retry = kv.put(put(&key)).await.expect("retry").into_inner();
-    assert_eq!(retry.version, first.version, "the stored result, not a second write");
+    assert_eq!(
+        retry.version, first.version,
+        "the stored result, not a second write"
+    );
     let kv_now = client.get(key.clone()).await.expect("get").expect("exists");
     assert_eq!(kv_now.version, first.version, "applied exactly once");
     let e = kv
@@ -491,12 +545,18 @@ async fn a_watch_follows_its_tag_across_the_split() {
         .expect("watch");
     let mut written = Vec::new();
     for i in 0..20 {
-        let w = client.put(format!("{prefix}{i}"), format!("before-{i}")).await.expect("put");
+        let w = client
+            .put(format!("{prefix}{i}"), format!("before-{i}"))
+            .await
+            .expect("put");
         written.push(w.version);
     }
     client.split_shard(1, Some(at)).await.expect("split");
     for i in 0..20 {
-        let w = client.put(format!("{prefix}{i}"), format!("after-{i}")).await.expect("put");
+        let w = client
+            .put(format!("{prefix}{i}"), format!("after-{i}"))
+            .await
+            .expect("put");
         written.push(w.version);
     }
     let mut seen = Vec::new();
@@ -508,7 +568,10 @@ async fn a_watch_follows_its_tag_across_the_split() {
             .expect("no error");
         seen.push(ev.version);
     }
-    assert_eq!(seen, written, "every change once, in order, across the split");
+    assert_eq!(
+        seen, written,
+        "every change once, in order, across the split"
+    );
     cluster.shutdown().await;
 }
 
@@ -549,7 +612,10 @@ async fn a_node_that_missed_the_split_comes_back_consistent() {
     for i in 0..50 {
         client.put(format!("pre-{i}"), "x").await.expect("put");
     }
-    let (_, child) = client.split_shard(1, Some(1u64 << 63)).await.expect("split");
+    let (_, child) = client
+        .split_shard(1, Some(1u64 << 63))
+        .await
+        .expect("split");
     for i in 0..50 {
         client.put(format!("post-{i}"), "y").await.expect("put");
     }
@@ -590,12 +656,20 @@ async fn a_split_during_a_membership_change_is_refused() {
         d.replicas.iter().any(|r| r.node_id == 9).then_some(())
     })
     .await;
-    let e = client.split_shard(1, Some(1u64 << 63)).await.expect_err("refused");
+    let e = client
+        .split_shard(1, Some(1u64 << 63))
+        .await
+        .expect_err("refused");
     assert!(
         matches!(&e, Error::FailedPrecondition(why) if why.contains("membership change")),
         "{e}"
     );
-    let shards = client.routing().await.iter().filter(|(d, _)| d.shard_id != 0).count();
+    let shards = client
+        .routing()
+        .await
+        .iter()
+        .filter(|(d, _)| d.shard_id != 0)
+        .count();
     assert_eq!(shards, 1, "nothing was split");
     add.abort();
     cluster.shutdown().await;
@@ -621,7 +695,10 @@ async fn a_second_split_while_one_is_pending_is_refused() {
     let client = cluster.client().await;
     for (shard, node) in [(0u64, 1u64), (2, 2)] {
         if leader_index(&cluster, shard).await as u64 + 1 != node {
-            client.transfer_shard_leader(shard, node).await.expect("transfer");
+            client
+                .transfer_shard_leader(shard, node)
+                .await
+                .expect("transfer");
             wait_for("leadership to move", WAIT, || async {
                 (leader_index(&cluster, shard).await as u64 + 1 == node).then_some(())
             })
@@ -637,7 +714,9 @@ async fn a_second_split_while_one_is_pending_is_refused() {
     let first = tokio::spawn(async move { splitter.split_shard(2, Some(first_at)).await });
     wait_for("node 2 to report the split in progress", WAIT, || async {
         let s = cluster.status(1).await;
-        common::shard(&s, 2).is_some_and(|s| s.splitting).then_some(())
+        common::shard(&s, 2)
+            .is_some_and(|s| s.splitting)
+            .then_some(())
     })
     .await;
     let e = on_node2
@@ -721,7 +800,12 @@ async fn a_hot_shard_splits_by_load_but_a_hot_key_does_not() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
     for w in 0..8 {
-        let (client, stop, spread, tag) = (client.clone(), stop.clone(), spread.clone(), hot_tag.clone());
+        let (client, stop, spread, tag) = (
+            client.clone(),
+            stop.clone(),
+            spread.clone(),
+            hot_tag.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut i = w;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -794,10 +878,21 @@ async fn splitting_a_256_mib_shard_writes_under_one_mib() {
         w.await.expect("writer");
     }
     cluster.wait_converged_all().await;
-    let before: u64 = cluster.nodes.iter().flatten().map(|n| n.bytes_written()).sum();
+    let before: u64 = cluster
+        .nodes
+        .iter()
+        .flatten()
+        .map(|n| n.bytes_written())
+        .sum();
     let (parent, child) = client.split_shard(1, None).await.expect("split");
     cluster.wait_all_leaders().await;
-    let written = cluster.nodes.iter().flatten().map(|n| n.bytes_written()).sum::<u64>() - before;
+    let written = cluster
+        .nodes
+        .iter()
+        .flatten()
+        .map(|n| n.bytes_written())
+        .sum::<u64>()
+        - before;
     eprintln!(
         "split of a 256 MiB shard: {written} bytes written on 3 nodes; cut at {:?}",
         child.arcs.first()

@@ -14,7 +14,8 @@ use tokio::net::TcpListener;
 
 /// Unpacks the fixture into `dir` (node1..node3).
 fn unpack(dir: &std::path::Path) {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0-data.tar.gz");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v0-data.tar.gz");
     let status = Command::new("tar")
         .arg("-xzf")
         .arg(&fixture)
@@ -56,10 +57,22 @@ async fn start(dir: &std::path::Path) -> (Vec<Node>, Vec<String>) {
 /// Everything the fixture's writer acknowledged reads back.
 async fn check_fixture_data(client: &ctxstore_client::Client) {
     for i in 0..200 {
-        must_read(client, &format!("k{i:03}"), format!("v{i:03}").as_bytes(), false).await;
+        must_read(
+            client,
+            &format!("k{i:03}"),
+            format!("v{i:03}").as_bytes(),
+            false,
+        )
+        .await;
     }
     for (x, v) in ["a", "b", "c", "d", "e"].iter().zip(1..) {
-        must_read(client, &format!("{{tag}}:{x}"), v.to_string().as_bytes(), false).await;
+        must_read(
+            client,
+            &format!("{{tag}}:{x}"),
+            v.to_string().as_bytes(),
+            false,
+        )
+        .await;
     }
     must_read(client, "cas", b"second", false).await;
     let read = client
@@ -68,7 +81,9 @@ async fn check_fixture_data(client: &ctxstore_client::Client) {
                 namespace: "demo".into(),
                 id: "chat".into(),
             }),
-            select: Some(ctxstore::proto::read_request::Select::Range(SeqRange::default())),
+            select: Some(ctxstore::proto::read_request::Select::Range(
+                SeqRange::default(),
+            )),
             ..Default::default()
         })
         .await
@@ -95,7 +110,9 @@ async fn a_data_dir_of_the_previous_version_upgrades_in_place() {
     let dir = tempfile::tempdir().expect("tempdir");
     unpack(dir.path());
     let (nodes, addrs) = start(dir.path()).await;
-    let client = ctxstore_client::Client::connect(&addrs).await.expect("client");
+    let client = ctxstore_client::Client::connect(&addrs)
+        .await
+        .expect("client");
     wait_for("the upgraded cluster to serve", WAIT, || async {
         client.get("k000").await.ok().flatten()
     })
@@ -116,7 +133,10 @@ async fn a_data_dir_of_the_previous_version_upgrades_in_place() {
     for d in table.shards.iter().filter_map(|r| r.descriptor.as_ref()) {
         m.insert_descriptor(d);
     }
-    assert!(m.covers_everything(), "the upgraded arcs partition the space");
+    assert!(
+        m.covers_everything(),
+        "the upgraded arcs partition the space"
+    );
     let old_ring = ctxstore::ring::Ring::from_ring_shards(&[1, 2, 3, 4]).expect("ring");
     for i in 0..200 {
         let k = format!("k{i:03}");
@@ -130,7 +150,10 @@ async fn a_data_dir_of_the_previous_version_upgrades_in_place() {
     for i in 0..50 {
         client.put(format!("new-{i}"), "n").await.expect("put");
     }
-    client.split_shard(1, None).await.expect("split an upgraded shard");
+    client
+        .split_shard(1, None)
+        .await
+        .expect("split an upgraded shard");
     check_fixture_data(&client).await;
     for i in 0..50 {
         must_read(&client, &format!("new-{i}"), b"n", false).await;
@@ -139,7 +162,9 @@ async fn a_data_dir_of_the_previous_version_upgrades_in_place() {
         n.shutdown().await;
     }
     let (nodes, addrs) = start(dir.path()).await;
-    let client = ctxstore_client::Client::connect(&addrs).await.expect("client");
+    let client = ctxstore_client::Client::connect(&addrs)
+        .await
+        .expect("client");
     check_fixture_data(&client).await;
     for i in 0..50 {
         must_read(&client, &format!("new-{i}"), b"n", false).await;
