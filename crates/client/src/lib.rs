@@ -444,7 +444,7 @@ impl Client {
                         self.rotate();
                     }
                     backoff.sleep_until_at_most(deadline).await;
-                    if attempt % 4 == 0 {
+                    if attempt.is_multiple_of(4) {
                         // Still failing: the routing may name addresses nodes no
                         // longer use, or replicas that moved.
                         self.refresh_routing().await;
