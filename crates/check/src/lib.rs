@@ -100,7 +100,7 @@
 //! # Example
 //!
 //! ```
-//! use ctxstore::check::{check_history, OpKind, Output, Recorder, Status};
+//! use ctxstore_check::{check_history, OpKind, Output, Recorder, Status};
 //!
 //! let recorder = Recorder::new();
 //! let value = recorder.unique_value(1);

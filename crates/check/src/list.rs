@@ -70,7 +70,7 @@
 //! # Example
 //!
 //! ```
-//! use ctxstore::check::list::{check_list, AppendOutcome, ListOp, ListOpKind, STALE_READ};
+//! use ctxstore_check::list::{check_list, AppendOutcome, ListOp, ListOpKind, STALE_READ};
 //!
 //! let append = ListOp {
 //!     invoke: 0,
