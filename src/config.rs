@@ -36,6 +36,93 @@ pub struct NodeConfig {
     pub context: ContextConfig,
     /// When shards split by themselves, and the guards against split storms.
     pub split: SplitConfig,
+    /// The placement driver.
+    pub pd: PdConfig,
+    /// With `join`: addresses of running members ("host:port,host:port") this node
+    /// reports to, so the placement driver learns of it and fills it with replicas.
+    /// Empty: the node waits to be added with `ctxctl member add`.
+    pub peers: String,
+}
+
+/// The placement driver (`[pd]`), run by the meta leader: it replaces replicas lost
+/// with a node, moves replicas off draining nodes, fills new nodes and spreads
+/// replicas and leaders evenly (docs/operations.md, "Node lifecycle").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PdConfig {
+    /// Run the driver (default true). Off, nothing moves unless a person moves it,
+    /// and each shard leader's own leader balancing (`raft.leader-balance`) applies.
+    pub enabled: bool,
+    /// Voters each shard should have (default 3).
+    pub replicas: u64,
+    /// A node silent this long is down and its replicas are replaced (default
+    /// `5m`, so a rolling restart moves nothing). A new meta leader waits this long
+    /// before judging any node down.
+    #[serde(with = "humantime_serde")]
+    pub node_down_after: Duration,
+    /// How often the driver plans (default `1s`).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Membership operators in flight cluster-wide (default 4).
+    pub max_replica_ops: u64,
+    /// Leader transfers in flight cluster-wide (default 4).
+    pub max_leader_ops: u64,
+    /// Replicas being added to one node at a time, i.e. snapshots it receives
+    /// (default 1).
+    pub max_snapshots_per_node: u64,
+    /// A node with less free disk than this takes no new replica (default 1 GiB).
+    pub min_free_bytes: u64,
+    /// Replica counts may differ by this much between nodes before replicas move
+    /// (default 1).
+    pub balance_tolerance: u64,
+    /// An operator that has not finished in this long is cancelled (default `10m`).
+    #[serde(with = "humantime_serde")]
+    pub operator_timeout: Duration,
+}
+
+impl Default for PdConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            replicas: 3,
+            node_down_after: Duration::from_secs(300),
+            interval: Duration::from_secs(1),
+            max_replica_ops: 4,
+            max_leader_ops: 4,
+            max_snapshots_per_node: 1,
+            min_free_bytes: 1 << 30,
+            balance_tolerance: 1,
+            operator_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl PdConfig {
+    fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("pd.replicas", self.replicas),
+            ("pd.max-replica-ops", self.max_replica_ops),
+            ("pd.max-leader-ops", self.max_leader_ops),
+            ("pd.max-snapshots-per-node", self.max_snapshots_per_node),
+        ] {
+            if v == 0 {
+                return Err(Error::config(name, "must be greater than 0"));
+            }
+        }
+        if self.replicas > 7 {
+            return Err(Error::config("pd.replicas", "must be at most 7"));
+        }
+        for (name, d) in [
+            ("pd.node-down-after", self.node_down_after),
+            ("pd.interval", self.interval),
+            ("pd.operator-timeout", self.operator_timeout),
+        ] {
+            if d < Duration::from_millis(10) {
+                return Err(Error::config(name, "must be at least 10ms"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Automatic splitting (`[split]`). A shard leader checks its shard every
@@ -168,7 +255,9 @@ pub struct RaftConfig {
     /// followers (default 1,000).
     pub log_gc_keep: u64,
     /// Move leadership of a shard back to its preferred (first) replica when this node
-    /// leads more than its share of its replicas' shards (default true).
+    /// leads more than its share of its replicas' shards (default true). Ignored while
+    /// the placement driver is enabled: it balances leaders itself, and two balancers
+    /// fight.
     pub leader_balance: bool,
     /// Serve linearizable reads from the leader's lease instead of a ReadIndex quorum
     /// round (default false). Safe only while clock drift between nodes stays well
@@ -211,6 +300,8 @@ impl Default for NodeConfig {
             limits: Limits::default(),
             context: ContextConfig::default(),
             split: SplitConfig::default(),
+            pd: PdConfig::default(),
+            peers: String::new(),
         }
     }
 }
@@ -260,6 +351,14 @@ impl NodeConfig {
         self.advertise.as_deref().unwrap_or(&self.listen)
     }
 
+    /// The `peers` addresses.
+    pub fn peer_addrs(&self) -> impl Iterator<Item = &str> {
+        self.peers
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+
     /// Parses `initial-cluster` into node id → address.
     pub fn initial_members(&self) -> Result<BTreeMap<NodeId, String>> {
         parse_initial_cluster(&self.initial_cluster)
@@ -302,7 +401,17 @@ impl NodeConfig {
             ));
         }
         self.split.validate()?;
+        self.pd.validate()?;
         self.raft.validate()?;
+        for p in self.peer_addrs() {
+            check_host_port("peers", p)?;
+        }
+        if !self.peers.is_empty() && !self.join {
+            return Err(Error::config(
+                "peers",
+                "only with join: a member of a new cluster knows its peers from initial-cluster",
+            ));
+        }
         if self.context.purge_interval < Duration::from_millis(10) {
             return Err(Error::config(
                 "context.purge-interval",

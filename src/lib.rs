@@ -14,7 +14,7 @@
 //! | --- | --- | --- |
 //! | 1. leaf | `error`, `proto`, `types`, `ring`, `ranges`, `context`, `util` (from `ctxstore-api`), `keys`, `config` | wire types, errors, ids, hash ranges, key layout, settings |
 //! | 2. storage | `storage::{engine, peer_storage, log_writer, snapshot}` | RocksDB, the Raft log mirror, group commit, snapshots |
-//! | 3. state machine | `meta::state`, `load`, then `fsm::{watch, budget, command, context, read, apply}` | what a committed command does, and reading it back; a leader's load statistics |
+//! | 3. state machine | `meta::state`, `load`, `pd` (the placement driver's decisions, pure), then `fsm::{watch, budget, command, context, read, apply}` | what a committed command does, and reading it back; a leader's load statistics |
 //! | 4. replica handle | `raft::{handle, logger, transport}`, `meta::cache` | talking to a replica; node-to-node messages |
 //! | 5. node context | `node::ctx` | the services and registries replicas share |
 //! | 6. replica actor | `raft::{peer, ready, admin}` | the task owning one `RawNode` |
@@ -40,6 +40,7 @@ pub mod keys;
 pub(crate) mod load;
 pub(crate) mod meta;
 pub mod node;
+pub(crate) mod pd;
 pub mod proto;
 pub(crate) mod raft;
 pub(crate) mod server;

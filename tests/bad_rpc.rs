@@ -216,6 +216,7 @@ fn seeds() -> BTreeMap<&'static str, Vec<u8>> {
             shard_id: Some(1),
             node_id: 77,
             addr: "127.0.0.1:1".into(),
+            ..Default::default()
         }
         .encode_to_vec(),
     );

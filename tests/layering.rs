@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u32)] = &[
     // 3. state machine (and the leader's load statistics)
     ("meta::state", 3),
     ("load", 3),
+    ("pd", 3),
     ("fsm", 3),
     // 4. replica handle, transport, meta cache
     ("raft::handle", 4),

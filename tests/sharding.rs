@@ -526,12 +526,12 @@ async fn meta_shard_serves_the_routing_table() {
                 && hinted_leaders(t).get(&0).is_some_and(|l| *l != meta_leader)
                 && t.nodes
                     .iter()
-                    .any(|n| n.node_id == meta_leader && n.state == NodeState::Down as i32)
+                    .any(|n| n.node_id == meta_leader && n.state == NodeState::Disconnected as i32)
         },
     )
     .await;
     eprintln!(
-        "meta leader node {meta_leader} stopped: new meta leader serving, node reported down after {:?}",
+        "meta leader node {meta_leader} stopped: new meta leader serving, node reported disconnected after {:?}",
         started.elapsed()
     );
     client.put("after-meta-failover", "ok").await.expect("put");

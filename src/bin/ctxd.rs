@@ -47,9 +47,13 @@ struct ServerArgs {
     /// Members of a new cluster: "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003".
     #[arg(long)]
     initial_cluster: Option<String>,
-    /// Start empty and wait to be added with `ctxctl member add`.
+    /// Start empty and join a running cluster: with --peers, the placement driver
+    /// fills the node with replicas; without, it waits for `ctxctl member add`.
     #[arg(long)]
     join: bool,
+    /// With --join: addresses of running members, "127.0.0.1:7001,127.0.0.1:7002".
+    #[arg(long)]
+    peers: Option<String>,
     /// Data shards a brand-new cluster creates (all initial members must agree).
     #[arg(long)]
     initial_shards: Option<u64>,
@@ -135,6 +139,9 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     }
     if a.join {
         cfg.join = true;
+    }
+    if let Some(v) = a.peers {
+        cfg.peers = v;
     }
     if let Some(v) = a.initial_shards {
         cfg.initial_shards = v;

@@ -132,6 +132,27 @@ pub(crate) fn apply_round(
                 results.push((e.index, e.term, CommandResult { result: Some(r) }));
                 continue;
             }
+            (Some(raft_command::Cmd::SetNodeAdmin(req)), Some(state)) => {
+                let r = match crate::meta::state::set_node_admin(state, req) {
+                    Ok(_) => {
+                        meta_changed = true;
+                        crate::fsm::command::ok(e.index, vec![])
+                    }
+                    Err(why) => CommandResult {
+                        result: Some(command_result::Result::Refused(why)),
+                    },
+                };
+                results.push((e.index, e.term, r));
+                continue;
+            }
+            (Some(raft_command::Cmd::SetPdPaused(req)), Some(state)) => {
+                if state.pd_paused != req.paused {
+                    state.pd_paused = req.paused;
+                    meta_changed = true;
+                }
+                results.push((e.index, e.term, crate::fsm::command::ok(e.index, vec![])));
+                continue;
+            }
             (Some(raft_command::Cmd::Split(sc)), _) => {
                 let r = match apply_split(&mut desc, sc, e.index, e.term, &conf_state) {
                     Ok(child) => {

@@ -224,6 +224,8 @@ impl<'r, R: StateReader> Applier<'r, R> {
             Some(
                 raft_command::Cmd::MetaHeartbeat(_)
                 | raft_command::Cmd::AllocShard(_)
+                | raft_command::Cmd::SetNodeAdmin(_)
+                | raft_command::Cmd::SetPdPaused(_)
                 | raft_command::Cmd::Split(_),
             )
             | None => ok(index, vec![]),

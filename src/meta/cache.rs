@@ -3,7 +3,7 @@
 //! of node liveness, and one channel per node address for meta calls.
 
 use crate::error::{Error, Result};
-use crate::proto::{MetaState, RoutingTable, ShardRoute};
+use crate::proto::{MetaState, NodeState, NodeStats, RoutingTable, ShardLoad, ShardRoute};
 use crate::types::ShardId;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tonic::transport::Channel;
 
-/// What the meta leader knows of node liveness (not replicated).
+/// What the meta leader knows of node liveness and load (not replicated: a new meta
+/// leader starts with nothing and learns it from the next heartbeats).
 #[derive(Default)]
 pub(crate) struct Liveness {
     /// The meta term these observations belong to.
@@ -21,6 +22,37 @@ pub(crate) struct Liveness {
     pub(crate) since: Option<Instant>,
     /// Node → last heartbeat received.
     pub(crate) seen: HashMap<u64, Instant>,
+    /// Node → its load as last reported.
+    pub(crate) stats: HashMap<u64, NodeStats>,
+    /// Shard → its load and replicas' progress, as its leader last reported them.
+    pub(crate) loads: HashMap<u64, ShardLoad>,
+}
+
+impl Liveness {
+    /// A node's liveness: `Up` when heard from within `disconnected_after`; `Down`
+    /// when silent for `down_after` and this leader has watched at least that long;
+    /// `Disconnected` in between; `Unknown` while this leader has watched for less
+    /// than `disconnected_after` and not heard from the node.
+    pub(crate) fn judge(
+        &self,
+        node: u64,
+        disconnected_after: std::time::Duration,
+        down_after: std::time::Duration,
+    ) -> NodeState {
+        let watched = self.since.map(|s| s.elapsed()).unwrap_or_default();
+        let silent = match self.seen.get(&node) {
+            Some(t) => t.elapsed(),
+            None if watched < disconnected_after => return NodeState::Unknown,
+            None => watched,
+        };
+        if silent < disconnected_after {
+            NodeState::Up
+        } else if silent >= down_after && watched >= down_after {
+            NodeState::Down
+        } else {
+            NodeState::Disconnected
+        }
+    }
 }
 
 /// The meta-shard services of one node.
@@ -38,6 +70,8 @@ pub(crate) struct MetaCtx {
     channels: Mutex<HashMap<String, Channel>>,
     /// Wakes the heartbeat loop early (leadership or membership changed here).
     pub(crate) wake: Notify,
+    /// The placement driver's last round, while this node leads the meta shard.
+    pub(crate) pd_status: Mutex<Option<crate::proto::PdStatusResponse>>,
 }
 
 impl MetaCtx {

@@ -4,8 +4,11 @@
 //! - `state`: the replicated state machine, pure logic (below `fsm`, which applies it);
 //! - `cache`: what a node keeps in memory of the meta shard and its routing table;
 //! - `service`: the meta leader's heartbeat handler, the node's heartbeat loop and
-//!   `GetRoutingTable` on any node (above `node::ctx`).
+//!   `GetRoutingTable` on any node (above `node::ctx`);
+//! - `pd`: the placement driver's runtime on the meta leader: it feeds the pure
+//!   planner (`crate::pd`) a view of the cluster and carries its steps out.
 
 pub(crate) mod cache;
+pub(crate) mod pd;
 pub(crate) mod service;
 pub(crate) mod state;

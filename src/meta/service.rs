@@ -11,9 +11,15 @@
 //!   leader, a new node or address), so a quiet cluster writes nothing.
 //! - `routing_version` bumps on any change of the ring, of a shard's replicas or epoch,
 //!   or of a node's address; leader changes travel as hints and do not bump it.
-//! - Node liveness (`UP`/`DOWN`) is judged by the meta leader from the heartbeats it
-//!   received while leader; it is not replicated (a new meta leader reports `UNKNOWN`
-//!   until it has watched for three heartbeat intervals).
+//! - Node liveness is judged by the meta leader from the heartbeats it received while
+//!   leader, and is not replicated: `UP` when heard from within three heartbeat
+//!   intervals, `DISCONNECTED` after that, `DOWN` after `pd.node-down-after`. A new
+//!   meta leader reports `UNKNOWN` for nodes it has not heard from until it has
+//!   watched for three intervals, and judges no node `DOWN` before it has watched for
+//!   `pd.node-down-after` (a meta failover must not look like every node failing).
+//! - Heartbeats also carry the node's load and, per shard it leads, the shard's load
+//!   and which replicas are caught up: the meta leader keeps the latest in memory for
+//!   the placement driver (`meta::pd`) and never replicates it.
 //! - Any node answers `Cluster.GetRoutingTable`: the meta leader from its state, other
 //!   nodes by asking it (one hop, never forwarded further), or from the copy their last
 //!   heartbeat brought back when the meta shard is unreachable.
@@ -25,7 +31,8 @@ use crate::node::ctx::NodeCtx;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::{
     command_result, raft_command, AllocShardRequest, MetaState, NodeHeartbeat, NodeInfo, NodeState,
-    ReplicaInfo, RoutingTable, ShardRoute, ShardStatus,
+    NodeStats, ReplicaInfo, RoutingTable, SetNodeAdminRequest, SetPdPausedRequest, ShardLoad,
+    ShardRoute, ShardStatus,
 };
 use crate::raft::handle::{PeerHandle, PeerMsg};
 use crate::types::{NodeId, META_SHARD};
@@ -50,9 +57,14 @@ fn heartbeat_interval(ctx: &NodeCtx) -> Duration {
         .max(Duration::from_millis(10))
 }
 
+/// After this long without a heartbeat a node is `DISCONNECTED`.
+pub(crate) fn disconnected_after(ctx: &NodeCtx) -> Duration {
+    heartbeat_interval(ctx) * MISSED_HEARTBEATS
+}
+
 /// This node's meta replica if it leads the meta shard (with its status); otherwise
 /// `NotLeader` with the leader it knows, or `ShardUnavailable`.
-async fn meta_leader(ctx: &NodeCtx) -> Result<(PeerHandle, ShardStatus)> {
+pub(crate) async fn meta_leader(ctx: &NodeCtx) -> Result<(PeerHandle, ShardStatus)> {
     let unavailable = |reason: &str| Error::ShardUnavailable {
         shard: META_SHARD,
         reason: reason.into(),
@@ -125,17 +137,20 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
         ));
     }
     let (peer, status) = meta_leader(ctx).await?;
+    let mut hb = hb;
+    let stats = hb.stats.take();
+    let loads = std::mem::take(&mut hb.loads);
     {
         let mut live = ctx.meta.liveness.lock();
-        if live.term != status.term || live.since.is_none() {
-            *live = Liveness {
-                term: status.term,
-                since: Some(Instant::now()),
-                seen: HashMap::new(),
-            };
-        }
+        watch_from(&mut live, status.term);
         if hb.node_id != 0 {
             live.seen.insert(hb.node_id, Instant::now());
+            if let Some(st) = stats {
+                live.stats.insert(hb.node_id, st);
+            }
+            for load in loads {
+                live.loads.insert(load.shard_id, load);
+            }
         }
     }
     let current = ctx.meta.state().unwrap_or_default();
@@ -155,32 +170,54 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
     Ok(routing_table(ctx, &state))
 }
 
-/// The routing table of a meta state, with liveness as this meta leader judges it.
-fn routing_table(ctx: &NodeCtx, state: &MetaState) -> RoutingTable {
-    let down_after = heartbeat_interval(ctx) * MISSED_HEARTBEATS;
-    let (since, seen) = {
-        let l = ctx.meta.liveness.lock();
-        (l.since, l.seen.clone())
-    };
-    let nodes = state
+/// Starts a fresh record of liveness and load when this replica leads the meta shard
+/// in a new term.
+pub(crate) fn watch_from(live: &mut Liveness, term: u64) {
+    if live.term != term || live.since.is_none() {
+        *live = Liveness {
+            term,
+            since: Some(Instant::now()),
+            seen: HashMap::new(),
+            stats: HashMap::new(),
+            loads: HashMap::new(),
+        };
+    }
+}
+
+/// Every node of `state` with its liveness as this meta leader judges it, its load
+/// and how long ago it was heard from.
+pub(crate) fn judged_nodes(ctx: &NodeCtx, state: &MetaState) -> Vec<NodeInfo> {
+    let live = ctx.meta.liveness.lock();
+    let disconnected = disconnected_after(ctx);
+    state
         .nodes
         .iter()
         .map(|n| {
-            let node_state = if n.node_id == ctx.node_id.0 {
+            let me = n.node_id == ctx.node_id.0;
+            let node_state = if me {
                 NodeState::Up
             } else {
-                match (seen.get(&n.node_id), since) {
-                    (Some(t), _) if t.elapsed() < down_after => NodeState::Up,
-                    (_, Some(s)) if s.elapsed() >= down_after => NodeState::Down,
-                    _ => NodeState::Unknown,
-                }
+                live.judge(n.node_id, disconnected, ctx.config.pd.node_down_after)
             };
             NodeInfo {
                 state: node_state as i32,
+                stats: live.stats.get(&n.node_id).cloned(),
+                last_seen_ms_ago: if me {
+                    0
+                } else {
+                    live.seen
+                        .get(&n.node_id)
+                        .map_or(0, |t| t.elapsed().as_millis() as u64)
+                },
                 ..n.clone()
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The routing table of a meta state, with liveness as this meta leader judges it.
+fn routing_table(ctx: &NodeCtx, state: &MetaState) -> RoutingTable {
+    let nodes = judged_nodes(ctx, state);
     RoutingTable {
         shards: state.shards.clone(),
         ring_shards: Vec::new(),
@@ -188,6 +225,101 @@ fn routing_table(ctx: &NodeCtx, state: &MetaState) -> RoutingTable {
         nodes,
         source: "meta-leader".into(),
     }
+}
+
+/// Proposes a meta command on the meta leader and fails with `FailedPrecondition`
+/// when the state machine refused it.
+async fn propose_meta(ctx: &NodeCtx, cmd: raft_command::Cmd) -> Result<()> {
+    let (peer, _) = meta_leader(ctx).await?;
+    let r = peer
+        .propose(Default::default(), now_ms(), None, cmd)
+        .await?;
+    match r.result {
+        Some(command_result::Result::Refused(why)) => Err(Error::FailedPrecondition(why)),
+        _ => Ok(()),
+    }
+}
+
+/// Serves `Cluster.SetNodeAdmin` on the meta leader: the drain check uses this
+/// leader's `pd.replicas`, applied inside the meta shard so two concurrent drains
+/// cannot both pass it.
+pub(crate) async fn handle_set_node_admin(
+    ctx: &NodeCtx,
+    mut req: SetNodeAdminRequest,
+) -> Result<NodeInfo> {
+    if crate::proto::NodeAdmin::try_from(req.admin).is_err() {
+        return Err(Error::invalid(
+            "admin",
+            format!("unknown admin state {}", req.admin),
+        ));
+    }
+    req.min_serving = u32::try_from(ctx.config.pd.replicas).unwrap_or(u32::MAX);
+    let node = req.node_id;
+    propose_meta(ctx, raft_command::Cmd::SetNodeAdmin(req)).await?;
+    let state = ctx.meta.state().unwrap_or_default();
+    judged_nodes(ctx, &state)
+        .into_iter()
+        .find(|n| n.node_id == node)
+        .ok_or_else(|| Error::invalid("node_id", format!("node {node} is not a member")))
+}
+
+/// Serves `Cluster.SetPdPaused` on the meta leader.
+pub(crate) async fn handle_set_pd_paused(ctx: &NodeCtx, req: SetPdPausedRequest) -> Result<()> {
+    propose_meta(ctx, raft_command::Cmd::SetPdPaused(req)).await
+}
+
+/// Metadata marking a request one node forwarded to the meta leader: it is answered
+/// there or refused, never forwarded again.
+pub(crate) const FORWARDED: &str = "ctxstore-forwarded";
+
+pub(crate) fn forwarded<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    r
+}
+
+/// `Cluster.SetNodeAdmin` on any node: runs on the meta leader (one hop at most).
+pub(crate) async fn set_node_admin(
+    ctx: &NodeCtx,
+    req: SetNodeAdminRequest,
+    forward: bool,
+) -> Result<NodeInfo> {
+    if !forward {
+        return handle_set_node_admin(ctx, req).await;
+    }
+    ask_meta_leader(
+        ctx,
+        || handle_set_node_admin(ctx, req),
+        |mut c| async move {
+            Ok(c.set_node_admin(forwarded(req))
+                .await?
+                .into_inner()
+                .node
+                .unwrap_or_default())
+        },
+    )
+    .await
+}
+
+/// `Cluster.SetPdPaused` on any node: runs on the meta leader (one hop at most).
+pub(crate) async fn set_pd_paused(
+    ctx: &NodeCtx,
+    req: SetPdPausedRequest,
+    forward: bool,
+) -> Result<()> {
+    if !forward {
+        return handle_set_pd_paused(ctx, req).await;
+    }
+    ask_meta_leader(
+        ctx,
+        || handle_set_pd_paused(ctx, req),
+        |mut c| async move {
+            c.set_pd_paused(forwarded(req)).await?;
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// Sends `hb` to the meta leader (this node included) and returns its routing table.
@@ -223,7 +355,11 @@ pub(crate) async fn alloc_shard(ctx: &NodeCtx, req: AllocShardRequest) -> Result
 /// answers `NotLeader` when it does not lead), else `remote` on the last known meta
 /// leader, the meta replicas, then every known node, following `NotLeader` hints,
 /// each within `CALL_TIMEOUT`.
-async fn ask_meta_leader<T, L, LF, R, RF>(ctx: &NodeCtx, local: L, remote: R) -> Result<T>
+pub(crate) async fn ask_meta_leader<T, L, LF, R, RF>(
+    ctx: &NodeCtx,
+    local: L,
+    remote: R,
+) -> Result<T>
 where
     L: FnOnce() -> LF,
     LF: std::future::Future<Output = Result<T>>,
@@ -241,6 +377,7 @@ where
             Err(Error::NotLeader {
                 leader: Some(l), ..
             }) => candidates.push(l.addr),
+            Err(e) if !elsewhere(&e) => return Err(e),
             Err(e) => last_err = e,
         }
     }
@@ -251,6 +388,8 @@ where
         candidates.extend(d.replicas.into_iter().map(|r| r.addr));
     }
     candidates.extend(ctx.addresses.all().into_iter().map(|(_, a)| a));
+    // A joining node knows the cluster only by the addresses it was given.
+    candidates.extend(ctx.config.peer_addrs().map(str::to_string));
     let mut tried: Vec<String> = vec![ctx.addr.clone()];
     let mut i = 0;
     while i < candidates.len() && tried.len() < 16 {
@@ -275,6 +414,10 @@ where
             Ok(Err(status)) => Error::from(status),
             Err(_) => Error::Transport(format!("no answer from {addr} within {CALL_TIMEOUT:?}")),
         };
+        if !elsewhere(&err) {
+            // The meta leader's answer (a refusal, a bad argument): final.
+            return Err(err);
+        }
         if let Error::NotLeader {
             leader: Some(l), ..
         } = &err
@@ -285,6 +428,19 @@ where
         last_err = err;
     }
     Err(last_err)
+}
+
+/// Whether an error means "not here, ask another node" (not the leader, unreachable,
+/// no meta replica) rather than the meta leader's own answer.
+fn elsewhere(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NotLeader { .. }
+            | Error::Transport(_)
+            | Error::ShardUnavailable { .. }
+            | Error::WrongShard { .. }
+            | Error::NodeNotReady(_)
+    )
 }
 
 /// How long `GetRoutingTable` waits for the meta leader before answering from the
@@ -316,35 +472,85 @@ pub(crate) async fn routing_table_any(ctx: &NodeCtx) -> Result<RoutingTable> {
     }
 }
 
-/// This node's report: its address and every shard it leads.
+/// This node's report: its address, its load, and every shard it leads with the
+/// shard's load and replicas' progress.
 async fn collect_report(ctx: &NodeCtx) -> NodeHeartbeat {
     let status = ctx.status().await;
-    let leading = status
-        .shards
-        .into_iter()
-        .filter(|s| s.role == "leader")
-        .filter_map(|s| {
-            let desc = s.descriptor?;
-            let me = desc
-                .replicas
-                .iter()
-                .find(|r| r.replica_id == s.replica_id)?;
-            let leader = ReplicaInfo {
-                replica_id: me.replica_id,
-                node_id: me.node_id,
-                addr: me.addr.clone(),
-            };
-            Some(ShardRoute {
-                descriptor: Some(desc),
-                leader: Some(leader),
-                leader_term: s.term,
-            })
-        })
-        .collect();
+    let mut stats = NodeStats {
+        used_bytes: ctx.engine.used_bytes(),
+        free_bytes: crate::storage::engine::disk_free(&ctx.config.data_dir).unwrap_or(0),
+        replicas: status.shards.len() as u64,
+        ..Default::default()
+    };
+    let mut leading = Vec::new();
+    let mut loads = Vec::new();
+    for s in status.shards {
+        if s.role != "leader" {
+            continue;
+        }
+        stats.leaders += 1;
+        stats.reads_per_sec += s.reads_per_sec;
+        stats.writes_per_sec += s.writes_per_sec;
+        let Some(desc) = s.descriptor else { continue };
+        let Some(me) = desc.replicas.iter().find(|r| r.replica_id == s.replica_id) else {
+            continue;
+        };
+        let leader = ReplicaInfo {
+            replica_id: me.replica_id,
+            node_id: me.node_id,
+            addr: me.addr.clone(),
+        };
+        loads.push(ShardLoad {
+            shard_id: desc.shard_id,
+            approx_bytes: s.approx_bytes,
+            approx_keys: s.approx_keys,
+            writes_per_sec: s.writes_per_sec,
+            reads_per_sec: s.reads_per_sec,
+            caught_up: s.caught_up,
+            conf_ver: desc.conf_ver,
+        });
+        leading.push(ShardRoute {
+            descriptor: Some(desc),
+            leader: Some(leader),
+            leader_term: s.term,
+        });
+    }
     NodeHeartbeat {
         node_id: ctx.node_id.0,
         addr: ctx.addr.clone(),
         leading,
+        stats: Some(stats),
+        loads,
+    }
+}
+
+/// Replica GC: every local replica whose shard the meta shard lists at a newer
+/// `conf_ver` without it is told so, and destroys itself (it was removed while it
+/// could not hear of it: the node was down or cut off).
+async fn gc_stale_replicas(ctx: &NodeCtx, table: &RoutingTable) {
+    if table.source != "meta-leader" {
+        return;
+    }
+    for route in &table.shards {
+        let Some(d) = &route.descriptor else { continue };
+        let Some(peer) = ctx.peer(crate::types::ShardId(d.shard_id)) else {
+            continue;
+        };
+        let local = peer.epoch.descriptor();
+        let listed = d.replicas.iter().any(|r| {
+            local
+                .replicas
+                .iter()
+                .any(|l| l.node_id == ctx.node_id.0 && l.replica_id == r.replica_id)
+        });
+        if listed || local.conf_ver >= d.conf_ver {
+            continue;
+        }
+        let msg = PeerMsg::Gc {
+            conf_ver: d.conf_ver,
+            replicas: d.replicas.iter().map(|r| r.replica_id).collect(),
+        };
+        let _ = peer.send(msg).await;
     }
 }
 
@@ -366,6 +572,7 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
                         ctx.addresses.insert(NodeId(n.node_id), n.addr.clone());
                     }
                     ctx.note_routes(&table.shards);
+                    gc_stale_replicas(&ctx, &table).await;
                     *ctx.meta.cached.write() = Some(table);
                 }
                 Err(e) => tracing::debug!(error = %e, "meta heartbeat failed"),

@@ -4,8 +4,8 @@
 //! the same result.
 
 use crate::proto::{
-    AllocShardRequest, HashRange, MetaState, NodeHeartbeat, NodeInfo, NodeState, PendingSplit,
-    Replica, ReplicaRole, ShardDescriptor, ShardRoute,
+    AllocShardRequest, HashRange, MetaState, NodeAdmin, NodeHeartbeat, NodeInfo, NodeState,
+    PendingSplit, Replica, ReplicaRole, SetNodeAdminRequest, ShardDescriptor, ShardRoute,
 };
 use crate::ranges;
 use crate::types::{NodeId, ShardId, META_SHARD};
@@ -92,6 +92,7 @@ pub(crate) fn initial_state(
                 node_id: n.0,
                 addr: a.clone(),
                 state: NodeState::Unknown as i32,
+                ..Default::default()
             })
             .collect(),
         shards: descriptors
@@ -105,6 +106,7 @@ pub(crate) fn initial_state(
         ring_shards: Vec::new(),
         next_shard_id: descriptors.iter().map(|d| d.shard_id).max().unwrap_or(0) + 1,
         pending_splits: Vec::new(),
+        pd_paused: false,
     }
 }
 
@@ -201,6 +203,79 @@ fn pending_child(state: &MetaState, desc: &ShardDescriptor) -> Option<usize> {
     })
 }
 
+/// Shards whose descriptor lists a replica on `node`.
+pub(crate) fn shards_on(state: &MetaState, node: u64) -> Vec<u64> {
+    state
+        .shards
+        .iter()
+        .filter_map(|r| r.descriptor.as_ref())
+        .filter(|d| d.replicas.iter().any(|r| r.node_id == node))
+        .map(|d| d.shard_id)
+        .collect()
+}
+
+/// Changes a node's admin state (deterministic; refusals change nothing):
+/// - `Draining` from `Serving`, unless the serving nodes left would be fewer than
+///   `req.min_serving` (the replication factor);
+/// - `Serving` from `Draining` (undrain);
+/// - `Removed` from `Draining`, once no descriptor lists a replica on the node;
+/// - a removed node stays removed; asking for the current state is a no-op.
+pub(crate) fn set_node_admin(
+    state: &mut MetaState,
+    req: &SetNodeAdminRequest,
+) -> Result<NodeInfo, String> {
+    let Ok(want) = NodeAdmin::try_from(req.admin) else {
+        return Err(format!("unknown admin state {}", req.admin));
+    };
+    let serving_others = state
+        .nodes
+        .iter()
+        .filter(|n| n.node_id != req.node_id && n.admin == NodeAdmin::Serving as i32)
+        .count();
+    let hosted = shards_on(state, req.node_id);
+    let Some(node) = state.nodes.iter_mut().find(|n| n.node_id == req.node_id) else {
+        return Err(format!(
+            "node {} is not a member of the cluster",
+            req.node_id
+        ));
+    };
+    let have = NodeAdmin::try_from(node.admin).unwrap_or(NodeAdmin::Serving);
+    if have == want {
+        return Ok(node.clone());
+    }
+    match (have, want) {
+        (NodeAdmin::Removed, _) => {
+            return Err(format!(
+                "node {} was removed from the cluster; its id is never reused",
+                req.node_id
+            ))
+        }
+        (NodeAdmin::Serving, NodeAdmin::Draining) if serving_others < req.min_serving as usize => {
+            return Err(format!(
+                "draining node {} would leave {serving_others} serving node(s), fewer than the replication factor ({}); add a node first",
+                req.node_id, req.min_serving
+            ));
+        }
+        (NodeAdmin::Draining, NodeAdmin::Removed) if !hosted.is_empty() => {
+            return Err(format!(
+                "node {} still hosts replicas of shards {hosted:?}; wait until the drain has moved them (`ctxctl node list`)",
+                req.node_id
+            ));
+        }
+        (NodeAdmin::Serving, NodeAdmin::Removed) => {
+            return Err(format!(
+                "node {} is serving; drain it first (`ctxctl node drain {}`)",
+                req.node_id, req.node_id
+            ))
+        }
+        _ => {}
+    }
+    node.admin = want as i32;
+    let out = node.clone();
+    state.routing_version += 1;
+    Ok(out)
+}
+
 /// Applies a node's heartbeat to the meta state (deterministic: every replica applies
 /// the same report to the same state and gets the same result).
 pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
@@ -217,6 +292,7 @@ pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
                     node_id: hb.node_id,
                     addr: hb.addr.clone(),
                     state: NodeState::Unknown as i32,
+                    ..Default::default()
                 });
                 state.nodes.sort_by_key(|n| n.node_id);
                 bump = true;
@@ -351,6 +427,7 @@ mod tests {
             node_id: 2,
             addr: m[&NodeId(2)].clone(),
             leading: vec![report(&descs[2], 2, 7)],
+            ..Default::default()
         };
         apply_heartbeat(&mut st, &hb);
         assert_eq!(st.routing_version, 1);
@@ -360,6 +437,7 @@ mod tests {
             node_id: 3,
             addr: m[&NodeId(3)].clone(),
             leading: vec![report(&descs[2], 3, 6)],
+            ..Default::default()
         };
         apply_heartbeat(&mut st, &stale);
         assert_eq!(st.shards[2].leader.as_ref().map(|l| l.node_id), Some(2));
@@ -373,6 +451,7 @@ mod tests {
                 node_id: 2,
                 addr: m[&NodeId(2)].clone(),
                 leading: vec![report(&changed, 2, 7)],
+                ..Default::default()
             },
         );
         assert_eq!(st.routing_version, 2);
@@ -384,6 +463,7 @@ mod tests {
                 node_id: 3,
                 addr: m[&NodeId(3)].clone(),
                 leading: vec![report(&descs[2], 3, 9)],
+                ..Default::default()
             },
         );
         assert_eq!(st.shards[2].descriptor.as_ref(), Some(&changed));
@@ -393,6 +473,7 @@ mod tests {
             node_id: 9,
             addr: "127.0.0.1:7009".into(),
             leading: vec![],
+            ..Default::default()
         };
         apply_heartbeat(&mut st, &join);
         assert_eq!(st.routing_version, 3);
@@ -418,6 +499,7 @@ mod tests {
                     node_id: node,
                     addr: format!("127.0.0.1:{}", 7000 + node),
                     leading: vec![report],
+                    ..Default::default()
                 },
             );
         }
@@ -425,5 +507,59 @@ mod tests {
             st.shards, before.shards,
             "implausible reports change nothing"
         );
+    }
+
+    #[test]
+    fn drain_undrain_and_remove_follow_the_rules_and_refusals_change_nothing() {
+        let m = members(4);
+        let descs = initial_descriptors(&m, 4);
+        let mut st = initial_state(&m, &descs);
+        let req = |node: u64, admin: NodeAdmin| SetNodeAdminRequest {
+            node_id: node,
+            admin: admin as i32,
+            min_serving: 3,
+        };
+        let before = st.clone();
+        for (r, why) in [
+            (req(9, NodeAdmin::Draining), "not a member"),
+            (req(2, NodeAdmin::Removed), "drain it first"),
+        ] {
+            let e = set_node_admin(&mut st, &r).expect_err(why);
+            assert!(e.contains(why), "{e}");
+            assert_eq!(st, before);
+        }
+        let bad = SetNodeAdminRequest {
+            node_id: 2,
+            admin: 7,
+            min_serving: 3,
+        };
+        assert!(set_node_admin(&mut st, &bad).is_err());
+        // Draining node 2 leaves 3 serving nodes: allowed.
+        let n = set_node_admin(&mut st, &req(2, NodeAdmin::Draining)).expect("drain");
+        assert_eq!(n.admin, NodeAdmin::Draining as i32);
+        assert_eq!(st.routing_version, before.routing_version + 1);
+        // A second drain would leave 2 < 3: refused, nothing changes.
+        let snap = st.clone();
+        let e = set_node_admin(&mut st, &req(3, NodeAdmin::Draining)).expect_err("refused");
+        assert!(e.contains("fewer than the replication factor"), "{e}");
+        assert_eq!(st, snap);
+        // Removing a node that still hosts replicas is refused.
+        let e = set_node_admin(&mut st, &req(2, NodeAdmin::Removed)).expect_err("hosts");
+        assert!(e.contains("still hosts"), "{e}");
+        // Undrain, drain again, then remove once no descriptor lists it.
+        set_node_admin(&mut st, &req(2, NodeAdmin::Serving)).expect("undrain");
+        set_node_admin(&mut st, &req(2, NodeAdmin::Draining)).expect("drain");
+        for route in &mut st.shards {
+            if let Some(d) = route.descriptor.as_mut() {
+                d.replicas.retain(|r| r.node_id != 2);
+            }
+        }
+        set_node_admin(&mut st, &req(2, NodeAdmin::Removed)).expect("remove");
+        let e = set_node_admin(&mut st, &req(2, NodeAdmin::Serving)).expect_err("removed");
+        assert!(e.contains("never reused"), "{e}");
+        // The same state again is a no-op that bumps nothing.
+        let v = st.routing_version;
+        set_node_admin(&mut st, &req(2, NodeAdmin::Removed)).expect("no-op");
+        assert_eq!(st.routing_version, v);
     }
 }

@@ -94,6 +94,7 @@ impl Node {
         node.ctx.accept_new_replicas();
         node.start_ticker();
         crate::meta::service::spawn_heartbeats(node.ctx.clone());
+        crate::meta::pd::spawn_driver(node.ctx.clone());
         purge::spawn_purger(node.ctx.clone());
         split::spawn_splitter(node.ctx.clone());
         tracing::info!(node = %node_id, %addr, replicas = loaded, "node started");
@@ -205,7 +206,11 @@ impl Node {
         let cfg = &self.ctx.config;
         let members = cfg.initial_members()?;
         if cfg.join {
-            tracing::info!("empty data dir: waiting to be added with `ctxctl member add`");
+            if cfg.peers.is_empty() {
+                tracing::info!("empty data dir: waiting to be added with `ctxctl member add`");
+            } else {
+                tracing::info!(peers = %cfg.peers, "empty data dir: reporting to the cluster; the placement driver adds replicas here");
+            }
             return Ok(());
         }
         if members.is_empty() {

@@ -98,7 +98,10 @@ impl Peer {
     /// more than its share of the shards it hosts and that replica is caught up, so
     /// leaders spread out again after restarts and failures.
     fn maybe_balance_leader(&mut self) {
-        if !self.ctx.config.raft.leader_balance || self.raw.raft.lead_transferee.is_some() {
+        if !self.ctx.config.raft.leader_balance
+            || self.ctx.config.pd.enabled
+            || self.raw.raft.lead_transferee.is_some()
+        {
             return;
         }
         let Some(preferred) = self.desc.replicas.first() else {
@@ -133,6 +136,29 @@ impl Peer {
             tracing::info!(shard = %self.shard, to = preferred.replica_id, "rebalancing leadership");
             self.raw.transfer_leader(preferred.replica_id);
         }
+    }
+
+    /// On the leader: the replicas whose log is within `PROMOTE_LAG` entries of the
+    /// leader's and that answered within the last election timeout (`recent_active`,
+    /// which `check_quorum` resets), the leader included; ascending.
+    pub(crate) fn caught_up_replicas(&self) -> Vec<u64> {
+        let last = self.raw.raft.raft_log.last_index();
+        let me = self.replica_id.0;
+        let mut out: Vec<u64> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, p)| {
+                **id == me
+                    || (p.recent_active
+                        && p.matched + PROMOTE_LAG >= last
+                        && p.matched > INIT_INDEX)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     fn maybe_promote_learners(&mut self) {
@@ -240,9 +266,21 @@ impl Peer {
                 self.shard
             )));
         }
+        let expected = match change {
+            MemberChange::Add { expect, .. } | MemberChange::Remove { expect, .. } => *expect,
+            MemberChange::Promote { .. } => None,
+        };
+        if let Some(v) = expected {
+            if v != self.desc.conf_ver {
+                return Err(Error::FailedPrecondition(format!(
+                    "shard {} is at conf_ver {}, the step was planned at {v}",
+                    self.shard, self.desc.conf_ver
+                )));
+            }
+        }
         let find_node = |node: NodeId| self.desc.replicas.iter().find(|r| r.node_id == node.0);
         let (kind, replica) = match change {
-            MemberChange::Add { node, addr } => {
+            MemberChange::Add { node, addr, .. } => {
                 if let Some(r) = find_node(*node) {
                     return Err(Error::invalid(
                         "node_id",
@@ -269,13 +307,35 @@ impl Peer {
                 };
                 (ConfChangeType::AddLearnerNode, r)
             }
-            MemberChange::Remove { node } => {
+            MemberChange::Remove { node, expect } => {
                 let r = find_node(*node).cloned().ok_or_else(|| {
                     Error::invalid(
                         "node_id",
                         format!("node {node} hosts no replica of shard {}", self.shard),
                     )
                 })?;
+                if expect.is_some() && r.role == ReplicaRole::Voter as i32 {
+                    // The driver's removals keep a quorum of healthy voters, checked
+                    // here with the leader's own progress, not the driver's view.
+                    let caught_up = self.caught_up_replicas();
+                    let remaining: Vec<u64> = self
+                        .desc
+                        .replicas
+                        .iter()
+                        .filter(|x| {
+                            x.role == ReplicaRole::Voter as i32 && x.replica_id != r.replica_id
+                        })
+                        .map(|x| x.replica_id)
+                        .collect();
+                    let healthy = remaining.iter().filter(|id| caught_up.contains(id)).count();
+                    if remaining.is_empty() || healthy * 2 <= remaining.len() {
+                        return Err(Error::FailedPrecondition(format!(
+                            "shard {}: removing the voter on node {node} would leave {healthy} caught-up voter(s) of {}, not a quorum",
+                            self.shard,
+                            remaining.len()
+                        )));
+                    }
+                }
                 let voters = self
                     .desc
                     .replicas
@@ -348,6 +408,11 @@ impl Peer {
         } else {
             Default::default()
         };
+        let caught_up = if self.is_leader() {
+            self.caught_up_replicas()
+        } else {
+            Vec::new()
+        };
         let load = self.load.last();
         let hot_hash = match crate::load::load_split_point(&load.samples) {
             crate::load::LoadSplit::Hot(h) if self.is_leader() => Some(h),
@@ -373,6 +438,7 @@ impl Peer {
             last_index: self.raw.store().last(),
             role: role.into(),
             progress,
+            caught_up,
         }
     }
 

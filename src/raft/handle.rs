@@ -27,11 +27,16 @@ pub(crate) enum MemberChange {
         node: NodeId,
         /// Its address.
         addr: String,
+        /// Refuse unless the shard is at this `conf_ver` (the placement driver's steps).
+        expect: Option<u64>,
     },
     /// Remove the replica hosted on `node`.
     Remove {
         /// Node whose replica goes.
         node: NodeId,
+        /// Refuse unless the shard is at this `conf_ver`, and unless the voters left
+        /// keep a caught-up quorum (the placement driver's steps).
+        expect: Option<u64>,
     },
     /// Turn a caught-up learner into a voter.
     Promote {
@@ -76,6 +81,15 @@ pub(crate) enum PeerMsg {
     LoadSamples(oneshot::Sender<Vec<u64>>),
     /// Start an election now (the preferred leader of a new shard).
     Campaign,
+    /// The meta shard lists the shard at `conf_ver` with these replica ids: a replica
+    /// with an older descriptor that is not among them was removed while it could not
+    /// hear of it, and destroys itself (replica GC).
+    Gc {
+        /// The meta shard's `conf_ver` of the shard.
+        conf_ver: u64,
+        /// The replica ids at that `conf_ver`.
+        replicas: Vec<u64>,
+    },
 }
 
 /// Internal notifications (unbounded: they must never be dropped).

@@ -348,6 +348,24 @@ impl Peer {
                     tracing::debug!(shard = %self.shard, error = %e, "campaign refused");
                 }
             }
+            PeerMsg::Gc { conf_ver, replicas } => {
+                // Only an initialized replica with an older membership: a replica
+                // still waiting for its first snapshot knows no membership yet.
+                let initialized = self.desc.conf_ver > 0 && self.applied_index > 0;
+                if initialized
+                    && self.desc.conf_ver < conf_ver
+                    && !replicas.contains(&self.replica_id.0)
+                {
+                    tracing::info!(
+                        shard = %self.shard,
+                        replica = %self.replica_id,
+                        local_conf_ver = self.desc.conf_ver,
+                        conf_ver,
+                        "the meta shard no longer lists this replica: removing it"
+                    );
+                    self.removed = true;
+                }
+            }
         }
     }
 

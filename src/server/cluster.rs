@@ -5,9 +5,11 @@ use crate::node::ctx::NodeCtx;
 use crate::proto::cluster_server::Cluster;
 use crate::proto::{
     AddMemberRequest, AddMemberResponse, AllocShardRequest, AllocShardResponse, NodeHeartbeat,
-    RemoveMemberRequest, RemoveMemberResponse, ReplicaRole, RoutingTable, RoutingTableRequest,
-    ShardDescriptor, SplitShardRequest, SplitShardResponse, StatusRequest, StatusResponse,
-    TransferLeaderRequest, TransferLeaderResponse,
+    PdStatusRequest, PdStatusResponse, RemoveMemberRequest, RemoveMemberResponse, ReplicaRole,
+    RoutingTable, RoutingTableRequest, SetNodeAdminRequest, SetNodeAdminResponse,
+    SetPdPausedRequest, SetPdPausedResponse, ShardDescriptor, SplitShardRequest,
+    SplitShardResponse, StatusRequest, StatusResponse, TransferLeaderRequest,
+    TransferLeaderResponse,
 };
 use crate::raft::handle::{await_reply, MemberChange, PeerHandle, PeerMsg};
 use crate::types::{NodeId, ShardId, DEFAULT_SHARD};
@@ -125,13 +127,20 @@ impl Cluster for ClusterService {
                     MemberChange::Add {
                         node,
                         addr: req.addr.clone(),
+                        expect: req.expected_conf_ver,
                     },
                 )
                 .await?
             }
         };
-        // Wait for the learner to catch up and be promoted by the leader.
-        let deadline = tokio::time::Instant::now() + PROMOTION_WAIT;
+        // Wait for the learner to catch up and be promoted by the leader (the
+        // placement driver's steps do not wait: it watches the descriptor).
+        let wait = if req.expected_conf_ver.is_some() {
+            Duration::ZERO
+        } else {
+            PROMOTION_WAIT
+        };
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let voter = desc
                 .replicas
@@ -162,6 +171,7 @@ impl Cluster for ClusterService {
                 req.shard_id,
                 MemberChange::Remove {
                     node: NodeId(req.node_id),
+                    expect: req.expected_conf_ver,
                 },
             )
             .await?;
@@ -221,5 +231,34 @@ impl Cluster for ClusterService {
             .await?;
         await_reply(peer.shard, rx).await?;
         Ok(Response::new(TransferLeaderResponse {}))
+    }
+
+    async fn set_node_admin(
+        &self,
+        req: Request<SetNodeAdminRequest>,
+    ) -> Result<Response<SetNodeAdminResponse>, Status> {
+        let forward = !req.metadata().contains_key(crate::meta::service::FORWARDED);
+        let node =
+            crate::meta::service::set_node_admin(&self.ctx, req.into_inner(), forward).await?;
+        Ok(Response::new(SetNodeAdminResponse { node: Some(node) }))
+    }
+
+    async fn pd_status(
+        &self,
+        req: Request<PdStatusRequest>,
+    ) -> Result<Response<PdStatusResponse>, Status> {
+        let forward = !req.metadata().contains_key(crate::meta::service::FORWARDED);
+        Ok(Response::new(
+            crate::meta::pd::pd_status(&self.ctx, forward).await?,
+        ))
+    }
+
+    async fn set_pd_paused(
+        &self,
+        req: Request<SetPdPausedRequest>,
+    ) -> Result<Response<SetPdPausedResponse>, Status> {
+        let forward = !req.metadata().contains_key(crate::meta::service::FORWARDED);
+        crate::meta::service::set_pd_paused(&self.ctx, req.into_inner(), forward).await?;
+        Ok(Response::new(SetPdPausedResponse {}))
     }
 }

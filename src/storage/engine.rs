@@ -119,4 +119,35 @@ impl Engine {
     pub(crate) fn bytes_written(&self) -> u64 {
         self.written.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// Bytes of the live SST files of every column family plus the memtables: what
+    /// the node's data takes (the WAL aside).
+    pub(crate) fn used_bytes(&self) -> u64 {
+        ALL_CFS
+            .iter()
+            .map(|name| {
+                let cf = self.cf(name);
+                [
+                    "rocksdb.live-sst-files-size",
+                    "rocksdb.cur-size-all-mem-tables",
+                ]
+                .iter()
+                .map(|p| {
+                    self.db
+                        .property_int_value_cf(&cf, *p)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0)
+                })
+                .sum::<u64>()
+            })
+            .sum()
+    }
+}
+
+/// Bytes available to unprivileged users on the file system holding `path` (None:
+/// unknown).
+pub(crate) fn disk_free(path: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }

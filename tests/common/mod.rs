@@ -65,6 +65,9 @@ pub fn fast_config(cfg: &mut NodeConfig) {
     // Tests that count shards must not see automatic splits; the split tests turn
     // them on.
     cfg.split.enabled = false;
+    // Tests that place replicas by hand must not see the placement driver move them;
+    // the driver's tests turn it on.
+    cfg.pd.enabled = false;
 }
 
 impl TestCluster {

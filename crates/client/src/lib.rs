@@ -24,9 +24,10 @@ use crate::proto::cluster_client::ClusterClient;
 use crate::proto::kv_client::KvClient;
 use crate::proto::{
     AddMemberRequest, AddMemberResponse, BatchOp, BatchRequest, CompareAndSwapRequest,
-    DeleteRequest, GetRequest, KeyValue, PutRequest, RemoveMemberRequest, RequestHeader,
-    RoutingTable, RoutingTableRequest, ScanRequest, ScanResponse, ShardDescriptor,
-    SplitShardRequest, StatusRequest, StatusResponse, TransferLeaderRequest,
+    DeleteRequest, GetRequest, KeyValue, NodeAdmin, NodeInfo, PdStatusRequest, PdStatusResponse,
+    PutRequest, RemoveMemberRequest, RequestHeader, RoutingTable, RoutingTableRequest, ScanRequest,
+    ScanResponse, SetNodeAdminRequest, SetPdPausedRequest, ShardDescriptor, SplitShardRequest,
+    StatusRequest, StatusResponse, TransferLeaderRequest,
 };
 use crate::util::Backoff;
 use bytes::Bytes;
@@ -729,6 +730,7 @@ impl Client {
             shard_id: shard,
             node_id,
             addr: addr.to_string(),
+            ..Default::default()
         };
         self.call(|ch| {
             let req = req.clone();
@@ -756,6 +758,7 @@ impl Client {
         let req = RemoveMemberRequest {
             shard_id: shard,
             node_id,
+            ..Default::default()
         };
         self.call(|ch| async move {
             ClusterClient::new(ch)
@@ -764,6 +767,49 @@ impl Client {
                 .into_inner()
                 .descriptor
                 .ok_or_else(|| tonic::Status::internal("no descriptor in answer"))
+        })
+        .await
+    }
+
+    /// Sets a node's admin state: `Draining` moves its replicas and leaderships away
+    /// (refused when fewer serving nodes than the replication factor would remain),
+    /// `Serving` undrains it, `Removed` retires a drained, empty node for good.
+    pub async fn set_node_admin(&self, node_id: u64, admin: NodeAdmin) -> Result<NodeInfo> {
+        let req = SetNodeAdminRequest {
+            node_id,
+            admin: admin as i32,
+            min_serving: 0,
+        };
+        self.call(|ch| async move {
+            ClusterClient::new(ch)
+                .set_node_admin(req)
+                .await?
+                .into_inner()
+                .node
+                .ok_or_else(|| tonic::Status::internal("no node in answer"))
+        })
+        .await
+    }
+
+    /// The placement driver's state: operators in flight, under-replicated and
+    /// unavailable shards, and every node's liveness, admin state and load.
+    pub async fn pd_status(&self) -> Result<PdStatusResponse> {
+        self.call(|ch| async move {
+            Ok(ClusterClient::new(ch)
+                .pd_status(PdStatusRequest {})
+                .await?
+                .into_inner())
+        })
+        .await
+    }
+
+    /// Pauses (`true`) or resumes the placement driver.
+    pub async fn set_pd_paused(&self, paused: bool) -> Result<()> {
+        self.call(|ch| async move {
+            ClusterClient::new(ch)
+                .set_pd_paused(SetPdPausedRequest { paused })
+                .await?;
+            Ok(())
         })
         .await
     }

@@ -175,6 +175,7 @@ mod tests {
                     node_id: n,
                     addr: format!("node-{n}:7000"),
                     state: 1,
+                    ..Default::default()
                 })
                 .collect(),
             ..Default::default()

@@ -99,6 +99,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ShardCmd,
     },
+    /// Nodes: list them with liveness, admin state and load; drain, undrain, remove.
+    Node {
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
+    /// The placement driver: its operators and findings; pause or resume it.
+    Pd {
+        #[command(subcommand)]
+        cmd: PdCmd,
+    },
     /// Closed-loop load generator: N clients each issue one request at a time.
     Bench(BenchArgs),
     /// Conversations of the agent context API (NAMESPACE/ID names one).
@@ -126,6 +136,37 @@ enum ShardCmd {
         #[arg(long, value_parser = parse_hash)]
         at: Option<u64>,
     },
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// One row per node: liveness, admin state, replicas, leaders, disk used and free.
+    List {
+        /// `table` (default) or `json`.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Move every replica and leadership off NODE (refused when fewer serving nodes
+    /// than the replication factor would remain). `node list` shows the progress.
+    Drain { node: u64 },
+    /// Let a draining NODE take replicas again.
+    Undrain { node: u64 },
+    /// Retire a drained NODE that hosts no replica; its id is never reused.
+    Remove { node: u64 },
+}
+
+#[derive(Subcommand)]
+enum PdCmd {
+    /// Operators in flight, under-replicated and unavailable shards.
+    Status {
+        /// `table` (default) or `json`.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Stop the driver: no replica or leadership moves until `pd resume`.
+    Pause,
+    /// Resume the driver.
+    Resume,
 }
 
 /// A hash: decimal, or hex with a `0x` prefix.
@@ -548,6 +589,59 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 }
             }
         },
+        Cmd::Node { cmd } => match cmd {
+            NodeCmd::List { output } => {
+                let pd_state = client.pd_status().await?;
+                let table = client.routing_table().await?;
+                let rows = pd::node_rows(&pd_state, &table);
+                match output {
+                    Output::Table => print!("{}", pd::render_nodes(&rows)),
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::to_string(&rows).map_err(|e| Error::Internal(e.to_string()))?
+                    ),
+                }
+            }
+            NodeCmd::Drain { node } => {
+                client
+                    .set_node_admin(node, ctxstore_client::proto::NodeAdmin::Draining)
+                    .await?;
+                println!("node {node} is draining: its replicas and leaderships move away (`ctxctl node list` shows the progress)");
+            }
+            NodeCmd::Undrain { node } => {
+                client
+                    .set_node_admin(node, ctxstore_client::proto::NodeAdmin::Serving)
+                    .await?;
+                println!("node {node} is serving again");
+            }
+            NodeCmd::Remove { node } => {
+                client
+                    .set_node_admin(node, ctxstore_client::proto::NodeAdmin::Removed)
+                    .await?;
+                println!("node {node} is removed from the cluster; stop its process");
+            }
+        },
+        Cmd::Pd { cmd } => match cmd {
+            PdCmd::Status { output } => {
+                let st = client.pd_status().await?;
+                match output {
+                    Output::Table => print!("{}", pd::render_pd(&st)),
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::to_string(&PdJson::from(&st))
+                            .map_err(|e| Error::Internal(e.to_string()))?
+                    ),
+                }
+            }
+            PdCmd::Pause => {
+                client.set_pd_paused(true).await?;
+                println!("placement driver paused");
+            }
+            PdCmd::Resume => {
+                client.set_pd_paused(false).await?;
+                println!("placement driver resumed");
+            }
+        },
         Cmd::Bench(args) => bench::run(client, &cli.endpoints, args).await?,
         Cmd::Conv { cmd } => return conv(&client, cmd).await,
     }
@@ -555,7 +649,61 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
 }
 
 mod bench;
+mod pd;
 mod status;
+
+/// `ctxctl pd status -o json`.
+#[derive(serde::Serialize)]
+struct PdJson {
+    enabled: bool,
+    paused: bool,
+    meta_leader: u64,
+    warming_up: bool,
+    finished: u64,
+    cancelled: u64,
+    under_replicated: Vec<u64>,
+    unavailable: Vec<u64>,
+    operators: Vec<PdOperatorJson>,
+}
+
+#[derive(serde::Serialize)]
+struct PdOperatorJson {
+    shard: u64,
+    kind: String,
+    from: u64,
+    to: u64,
+    lead: u64,
+    step: String,
+    age_ms: u64,
+}
+
+impl From<&ctxstore_client::proto::PdStatusResponse> for PdJson {
+    fn from(p: &ctxstore_client::proto::PdStatusResponse) -> Self {
+        Self {
+            enabled: p.enabled,
+            paused: p.paused,
+            meta_leader: p.meta_leader,
+            warming_up: p.warming_up,
+            finished: p.finished,
+            cancelled: p.cancelled,
+            under_replicated: p.under_replicated.clone(),
+            unavailable: p.unavailable.clone(),
+            operators: p
+                .operators
+                .iter()
+                .map(|o| PdOperatorJson {
+                    shard: o.shard_id,
+                    kind: o.kind.clone(),
+                    from: o.from_node,
+                    to: o.to_node,
+                    lead: o.lead_node,
+                    step: o.step.clone(),
+                    age_ms: o.age_ms,
+                })
+                .collect(),
+        }
+    }
+}
 
 /// Every node's status (the endpoints given, and every node the routing table names)
 /// and the routing table, for the status and shard reports.

@@ -154,11 +154,7 @@ pub fn report(statuses: &[StatusResponse], table: Option<&RoutingTable>) -> Repo
     let mut nodes: BTreeMap<u64, NodeRow> = BTreeMap::new();
     if let Some(t) = table {
         for n in &t.nodes {
-            let state = match NodeState::try_from(n.state) {
-                Ok(NodeState::Up) => "up",
-                Ok(NodeState::Down) => "down",
-                _ => "unknown",
-            };
+            let state = state_name(n.state);
             nodes.insert(
                 n.node_id,
                 NodeRow {
@@ -280,8 +276,18 @@ pub fn render(r: &Report) -> String {
     out
 }
 
+/// A node's liveness as `ctxctl` prints it.
+pub fn state_name(state: i32) -> &'static str {
+    match NodeState::try_from(state) {
+        Ok(NodeState::Up) => "up",
+        Ok(NodeState::Down) => "down",
+        Ok(NodeState::Disconnected) => "disconnected",
+        _ => "unknown",
+    }
+}
+
 /// Left-aligned columns separated by two spaces.
-fn table(rows: &[Vec<String>]) -> String {
+pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -403,7 +409,7 @@ pub fn show_arcs(d: &ShardDescriptor) -> String {
 }
 
 /// Bytes in binary units.
-fn human_bytes(n: u64) -> String {
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -530,6 +536,7 @@ mod tests {
                     node_id: n,
                     addr: format!("127.0.0.1:700{n}"),
                     state: NodeState::Up as i32,
+                    ..Default::default()
                 })
                 .collect(),
             ..Default::default()
