@@ -18,7 +18,10 @@
 //!   other run serves reads from leader leases;
 //! - real `ctxd` processes (3 nodes, 4 shards): `kill -9` of a node or of a shard's
 //!   leader, SIGSTOP/SIGCONT pauses longer than the election timeout, and shard
-//!   splits.
+//!   splits;
+//! - in-process with the placement driver on (5 nodes, up to 7, 4 shards): a node
+//!   killed and kept down until the driver has replaced its replicas, nodes added
+//!   with `join`, nodes drained and undrained, and splits.
 //!
 //! After healing, every replica of every shard must hold the same data (digests).
 
@@ -912,4 +915,183 @@ async fn process_campaign_is_linearizable() {
         drop(procs);
     }
     report(&injected, &PROC_FAULTS, checked, list_checked, s.runs);
+}
+
+/// Faults of the placement-driver campaign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum PdFault {
+    /// Stop a node and keep it down until the driver has replaced every replica it
+    /// hosted; then restart it (it destroys its stale replicas and is filled again).
+    KillAndRepair,
+    /// Start a new node with `join` and `peers`; the driver fills it.
+    AddNode,
+    /// Drain a node until it holds no replica and no leader, then undrain it.
+    DrainNode,
+    /// Split a random shard (the driver then places and balances more shards).
+    Split,
+}
+
+const PD_FAULTS: [PdFault; 4] = [
+    PdFault::KillAndRepair,
+    PdFault::AddNode,
+    PdFault::DrainNode,
+    PdFault::Split,
+];
+
+/// How long a PD nemesis waits for the driver to finish its work.
+const PD_WAIT: Duration = Duration::from_secs(60);
+
+/// The routing table from the meta leader, if one answers.
+async fn meta_table(client: &Client) -> Option<ctxstore::proto::RoutingTable> {
+    client
+        .routing_table()
+        .await
+        .ok()
+        .filter(|t| t.source == "meta-leader")
+}
+
+/// Whether every shard has three voters, no learner, and nothing on `not_on`.
+fn replicated_off(t: &ctxstore::proto::RoutingTable, not_on: u64) -> bool {
+    t.shards.iter().all(|s| {
+        s.descriptor.as_ref().is_some_and(|d| {
+            d.replicas.len() == 3
+                && d.replicas.iter().all(|r| {
+                    r.role == ctxstore::proto::ReplicaRole::Voter as i32 && r.node_id != not_on
+                })
+        })
+    }) && t
+        .shards
+        .iter()
+        .all(|s| s.leader.as_ref().is_none_or(|l| l.node_id != not_on))
+}
+
+/// Injects one placement-driver fault and waits for the driver to deal with it.
+async fn inject_pd(cluster: &mut TestCluster, fault: PdFault, rng: &mut StdRng, client: &Client) {
+    let n = cluster.nodes.len();
+    match fault {
+        PdFault::KillAndRepair => {
+            let victim = rng.random_range(0..n);
+            let id = victim as u64 + 1;
+            cluster.stop(victim).await;
+            let started = Instant::now();
+            wait_for(
+                "the driver to replace a dead node's replicas",
+                PD_WAIT,
+                || async { meta_table(client).await.filter(|t| replicated_off(t, id)) },
+            )
+            .await;
+            eprintln!(
+                "  nemesis: node {id} killed, its replicas replaced in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            cluster.restart(victim).await;
+        }
+        PdFault::AddNode => {
+            if n >= 7 {
+                return;
+            }
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let mut cfg = cluster.configs[0].clone();
+            cfg.node_id = n as u64 + 1;
+            cfg.listen = listener.local_addr().expect("addr").to_string();
+            cfg.data_dir = cluster.dir.path().join(format!("node{}", n + 1));
+            cfg.join = true;
+            cfg.initial_cluster = String::new();
+            cfg.peers = cluster.addrs().join(",");
+            let node = ctxstore::Node::start_with_listener(cfg.clone(), listener)
+                .await
+                .expect("a new node starts");
+            cluster.nodes.push(Some(node));
+            cluster.configs.push(cfg);
+            eprintln!("  nemesis: node {} added", n + 1);
+        }
+        PdFault::DrainNode => {
+            let id = rng.random_range(1..=n as u64);
+            match client
+                .set_node_admin(id, ctxstore::proto::NodeAdmin::Draining)
+                .await
+            {
+                Ok(_) => {
+                    let started = Instant::now();
+                    wait_for("the driver to empty a draining node", PD_WAIT, || async {
+                        meta_table(client).await.filter(|t| replicated_off(t, id))
+                    })
+                    .await;
+                    eprintln!(
+                        "  nemesis: node {id} drained in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                // Refused: too few serving nodes would be left.
+                Err(e) => eprintln!("  nemesis: drain of node {id} refused: {e}"),
+            }
+            client
+                .set_node_admin(id, ctxstore::proto::NodeAdmin::Serving)
+                .await
+                .expect("undrain");
+        }
+        PdFault::Split => split_random_shard(client, rng).await,
+    }
+}
+
+/// Placement-driver campaign: 5 in-process nodes (up to 7 as nodes are added), 4
+/// shards, the driver on with a node down after 1.5 s; nodes are killed and repaired,
+/// added, drained, and shards split, while the recorded clients run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_driver_campaign_is_linearizable() {
+    let s = Settings::from_env(1, 15);
+    let mut injected: BTreeMap<PdFault, usize> = BTreeMap::new();
+    let mut checked = 0;
+    let mut list_checked = 0;
+    for run in 0..s.runs {
+        let seed = s.seed.wrapping_add(run);
+        eprintln!(
+            "jepsen placement-driver run {run}: seed {seed} ({} s)",
+            s.secs
+        );
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut cluster = TestCluster::start_with(5, |c| {
+            c.initial_shards = 4;
+            c.pd.enabled = true;
+            c.pd.node_down_after = Duration::from_millis(1500);
+            c.pd.interval = Duration::from_millis(200);
+            c.pd.min_free_bytes = 0;
+        })
+        .await;
+        cluster.wait_all_leaders().await;
+        let opts = ClientOptions {
+            timeout: Duration::from_secs(3),
+            ..Default::default()
+        };
+        let mut workers = Workers::start(&s, &cluster.addrs(), &opts, "dk", seed).await;
+        let admin = Client::connect_with(&cluster.addrs(), opts.clone())
+            .await
+            .expect("client");
+        let mut plan = Plan::new(&PD_FAULTS, &mut rng, s.secs);
+        while let Some(fault) = plan.next(&mut rng) {
+            inject_pd(&mut cluster, fault, &mut rng, &admin).await;
+            *injected.entry(fault).or_default() += 1;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(200..800))).await;
+        }
+        workers.stop().await;
+        cluster.wait_all_leaders().await;
+        let reader = cluster.client().await;
+        workers.final_reads(&reader).await;
+        // The driver settles (stale replicas destroyed, moves finished) before the
+        // replicas are compared.
+        wait_for("the driver to settle", PD_WAIT, || async {
+            let pd = reader.pd_status().await.ok()?;
+            let t = meta_table(&reader).await?;
+            (pd.operators.is_empty() && replicated_off(&t, 0)).then_some(())
+        })
+        .await;
+        assert_replicas_agree(&cluster).await;
+        let (n, l) = workers.judge("placement-driver", seed, run);
+        checked += n;
+        list_checked += l;
+        cluster.shutdown().await;
+    }
+    report(&injected, &PD_FAULTS, checked, list_checked, s.runs);
 }
