@@ -3,7 +3,7 @@
 # shellcheck shell=bash
 scripts/setup.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctxstore-release}"
-cargo build --release --bin ctxd --bin ctxctl
+cargo build --release -p ctxstore --bin ctxd -p ctxctl --bin ctxctl
 BIN="$CARGO_TARGET_DIR/release"
 
 WORK="$(mktemp -d)"

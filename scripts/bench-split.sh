@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Throughput before and after splitting a hot shard, in one run: 3 release `ctxd`
+# nodes with one shard take `ctxctl bench` puts; the shard is split in the middle of
+# the hash space and the new shard's leadership moved to another node; the same
+# bench runs again. Prints puts/s and latency for both, and the ratio.
+#
+#   scripts/bench-split.sh                    # 64 clients, 10 s per measurement
+#   CLIENTS=16 DURATION=20s scripts/bench-split.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CLIENTS="${CLIENTS:-64}"
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-2s}"
+source scripts/bench-common.sh
+
+ports=()
+for _ in 1 2 3; do ports+=("$(free_port)"); done
+initial="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}"
+eps="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
+for i in 1 2 3; do
+  cat >"$WORK/node$i.toml" <<TOML
+[raft]
+leader-balance = false
+[split]
+enabled = false
+TOML
+  RUST_LOG=warn "$BIN/ctxd" --config "$WORK/node$i.toml" --node-id "$i" \
+    --listen "127.0.0.1:${ports[$((i - 1))]}" --data-dir "$WORK/node$i" \
+    --initial-cluster "$initial" >"$WORK/node$i.log" 2>&1 &
+  PIDS+=($!)
+done
+ctl() { "$BIN/ctxctl" --endpoints "$eps" "$@"; }
+wait_until ctl put probe ok
+
+measure() {
+  ctl bench --workload put --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" \
+    --json 2>/dev/null | tail -n 1
+}
+field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+before=$(measure)
+split=$(ctl shard split 1 --at 0x8000000000000000)
+child=$(sed -n 's/^split shard 1: new shard \([0-9]*\)$/\1/p' <<<"$split")
+# The new shard's leader is where the parent's is (it campaigns at once): move it to
+# another replica so the two halves are served by two nodes.
+status=$(ctl status -o json)
+leaders=$(python3 -c '
+import json,sys
+d=json.loads(sys.argv[1]); child=int(sys.argv[2])
+by={s["shard"]:s for s in d["shards"]}
+p=by[1]["leader_node"]; c=by[child]["leader_node"]
+other=[r["node"] for r in by[child]["replicas"] if r["node"]!=p][0]
+print(p, c, other)' "$status" "$child")
+read -r parent_leader child_leader target <<<"$leaders"
+if [ "$child_leader" = "$parent_leader" ]; then
+  ctl transfer-leader "$child" "$target" >/dev/null
+  wait_until sh -c "'$BIN/ctxctl' --endpoints '$eps' status -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); print([s for s in d[\"shards\"] if s[\"shard\"]==$child][0][\"leader_node\"])' | grep -qx '$target'"
+  child_leader=$target
+fi
+after=$(measure)
+
+ops_b=$(field "$before" ops_per_sec); ops_a=$(field "$after" ops_per_sec)
+printf 'machine: %s cores, %s; 3 ctxd, %s clients, 1 KiB puts, %s per measurement\n' \
+  "$(nproc)" "$(free -h | awk '/Mem:/{print $2}')" "$CLIENTS" "$DURATION"
+printf '%-34s %10s %9s %9s\n' "" "ops/s" "p50 us" "p99 us"
+printf '%-34s %10.0f %9s %9s\n' "1 shard, leader on node $parent_leader" "$ops_b" \
+  "$(field "$before" p50_us)" "$(field "$before" p99_us)"
+printf '%-34s %10.0f %9s %9s\n' "2 shards, leaders on nodes $parent_leader and $child_leader" "$ops_a" \
+  "$(field "$after" p50_us)" "$(field "$after" p99_us)"
+python3 -c "import sys; print(f'ratio after/before: {float(sys.argv[2])/float(sys.argv[1]):.2f}x')" "$ops_b" "$ops_a"
