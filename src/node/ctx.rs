@@ -1,7 +1,7 @@
 //! `NodeCtx`: the services one node shares between its replicas and gRPC handlers, and
 //! the registries of the replicas it hosts.
 //!
-//! It holds handles (RocksDB, the log writer, the transport, snapshot payloads, the
+//! It holds handles (RocksDB, the log writer, the transport, snapshot files, the
 //! address book, config, cancellation) and registries (replicas, tombstones, failed
 //! replicas, the ring, leader count, meta shard state, watch logs, purge hints).
 //! It never creates replicas: that is `node::replicas`, above the replica actor.
