@@ -1,10 +1,13 @@
-# Sourced by the bench scripts: builds the release binaries and provides a work
-# directory, background-process cleanup and free loopback ports.
+# Sourced by the bench scripts: builds the release binaries (or uses the ones in
+# $BIN, when set) and provides a work directory, background-process cleanup and free
+# loopback ports.
 # shellcheck shell=bash
-scripts/setup.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctxstore-release}"
-cargo build --release -p ctxstore --bin ctxd -p ctxctl --bin ctxctl
-BIN="$CARGO_TARGET_DIR/release"
+if [ -z "${BIN:-}" ]; then
+  scripts/setup.sh
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ctxstore-release}"
+  cargo build --release -p ctxstore --bin ctxd -p ctxctl --bin ctxctl
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 
 WORK="$(mktemp -d)"
 PIDS=()

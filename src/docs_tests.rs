@@ -93,9 +93,9 @@ fn fixed_values_in_operations_md_match_the_code() {
         ),
     );
     assert_row_says(
-        "snapshot payload received",
+        "snapshot file received",
         &format!(
-            "at most {} GiB, held in memory; up to {} kept",
+            "at most {} GiB, spooled to `<data-dir>/snap`; up to {} kept",
             crate::server::raft_service::MAX_SNAPSHOT_BYTES >> 30,
             crate::storage::snapshot::MAX_INCOMING_PER_SHARD
         ),

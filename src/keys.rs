@@ -5,7 +5,8 @@
 //! - `data` CF keys are `xxh3(partition key) BE8 · user key`, so one hash tag is one
 //!   contiguous range and a ring arc is a contiguous range of hash prefixes.
 //! - `raft` and `meta` CF keys start with the shard id big-endian, so one shard's
-//!   records are one prefix.
+//!   records are one prefix; node-wide `meta` records (the node identity, snapshot
+//!   install markers) start with `0xffff` instead, past every shard's prefix.
 
 use crate::types::ShardId;
 
@@ -30,6 +31,10 @@ const META_STATE_TAG: u8 = b'm';
 
 /// `meta` CF key holding this data directory's node identity.
 pub const NODE_IDENT_KEY: &[u8] = b"\xff\xffnode-ident";
+
+/// Prefix of the `meta` CF snapshot install markers (one per shard whose install is
+/// in progress); one prefix, so a start finds them all without a full scan.
+pub const SNAPSHOT_MARKER_PREFIX: &[u8] = b"\xff\xffsnap-marker/";
 
 fn shard_key(shard: ShardId, tag: u8, extra: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + extra.len());
@@ -114,6 +119,20 @@ pub fn meta_state_key() -> Vec<u8> {
     shard_key(ShardId(0), META_STATE_TAG, &[])
 }
 
+/// `meta` CF key of the marker of an in-progress snapshot install of `shard`
+/// (`SnapshotMarker`).
+pub fn snapshot_marker_key(shard: ShardId) -> Vec<u8> {
+    let mut k = SNAPSHOT_MARKER_PREFIX.to_vec();
+    k.extend_from_slice(&shard.0.to_be_bytes());
+    k
+}
+
+/// Shard id of a `meta` CF snapshot marker key.
+pub fn decode_snapshot_marker_key(key: &[u8]) -> Option<ShardId> {
+    let rest = key.strip_prefix(SNAPSHOT_MARKER_PREFIX)?;
+    Some(ShardId(u64::from_be_bytes(rest.try_into().ok()?)))
+}
+
 /// Prefix of every dedup record of `shard`.
 pub fn dedup_prefix(shard: ShardId) -> Vec<u8> {
     shard_key(shard, DEDUP_TAG, &[])
@@ -156,6 +175,14 @@ mod tests {
         fn data_key_round_trips(key in proptest::collection::vec(any::<u8>(), 0..64)) {
             let dk = data_key(&key);
             prop_assert_eq!(decode_data_key(&dk), Some(&key[..]));
+        }
+
+        #[test]
+        fn snapshot_marker_keys_round_trip(s in any::<u64>()) {
+            let k = snapshot_marker_key(ShardId(s));
+            prop_assert_eq!(decode_snapshot_marker_key(&k), Some(ShardId(s)));
+            prop_assert_eq!(decode_apply_state_key(&k), None);
+            prop_assert_eq!(decode_tombstone_key(&k), None);
         }
 
         #[test]

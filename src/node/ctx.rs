@@ -1,7 +1,7 @@
 //! `NodeCtx`: the services one node shares between its replicas and gRPC handlers, and
 //! the registries of the replicas it hosts.
 //!
-//! It holds handles (RocksDB, the log writer, the transport, snapshot payloads, the
+//! It holds handles (RocksDB, the log writer, the transport, snapshot files, the
 //! address book, config, cancellation) and registries (replicas, tombstones, failed
 //! replicas, the ring, leader count, meta shard state, watch logs, purge hints).
 //! It never creates replicas: that is `node::replicas`, above the replica actor.
@@ -26,6 +26,9 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The directory under the data dir holding snapshot files.
+pub(crate) const SNAPSHOT_DIR: &str = "snap";
+
 /// How long a status collection waits for one replica to answer.
 const STATUS_WAIT: Duration = Duration::from_secs(2);
 
@@ -43,7 +46,7 @@ pub(crate) struct NodeCtx {
     pub(crate) writer: LogWriter,
     /// Raft message transport.
     pub(crate) transport: Transport,
-    /// Snapshot payloads in flight.
+    /// Snapshot files being sent, received or installed.
     pub(crate) snapshots: Arc<SnapshotStore>,
     /// Node id → address.
     pub(crate) addresses: Arc<AddressBook>,
@@ -110,7 +113,7 @@ impl NodeCtx {
         addresses.insert(node_id, addr.clone());
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let snapshots = Arc::new(SnapshotStore::default());
+        let snapshots = Arc::new(SnapshotStore::new(config.data_dir.join(SNAPSHOT_DIR)));
         let transport = Transport::new(
             node_id,
             addr.clone(),

@@ -60,6 +60,9 @@ impl Node {
             blocking(move || {
                 let engine = Engine::open(&dir)?;
                 let fresh = replicas::check_identity(&engine, node_id)?;
+                // Before any replica loads: finish snapshot installs a crash
+                // interrupted, delete the files of the previous run.
+                crate::storage::snapshot::recover(&engine, &dir.join(ctx::SNAPSHOT_DIR))?;
                 Ok((engine, fresh))
             })
             .await?

@@ -134,6 +134,9 @@ pub(crate) struct Epoch {
     leader: AtomicU64,
     /// Whether the replica leads its shard (as of its last ready).
     leading: AtomicBool,
+    /// Whether the replica is replacing its data with a snapshot's (its local data
+    /// is incomplete until the install is durable).
+    installing: AtomicBool,
     /// The applied descriptor.
     desc: RwLock<Arc<ShardDescriptor>>,
     /// The arcs of `desc`, as ranges.
@@ -164,6 +167,17 @@ impl Epoch {
     /// only: requests still go through raft-rs's own check).
     pub(crate) fn leading(&self) -> bool {
         self.leading.load(Ordering::Acquire)
+    }
+
+    /// Records whether a snapshot install is in progress.
+    pub(crate) fn set_installing(&self, installing: bool) {
+        self.installing.store(installing, Ordering::Release);
+    }
+
+    /// Whether a snapshot install is in progress: stale reads of the local data are
+    /// refused meanwhile.
+    pub(crate) fn installing(&self) -> bool {
+        self.installing.load(Ordering::Acquire)
     }
 
     /// `(conf_ver, ring_ver)`.

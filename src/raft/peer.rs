@@ -95,8 +95,8 @@ pub(crate) struct Peer {
     pub(crate) persisted_msgs: VecDeque<(u64, Vec<Message>)>,
     /// Readies handed to the log writer and not yet durable.
     pub(crate) inflight_writes: usize,
-    /// A snapshot ready `(number, index, term)` whose apply completes when durable.
-    pub(crate) pending_snapshot: Option<(u64, u64, u64)>,
+    /// A snapshot install whose apply completes when its ready is durable.
+    pub(crate) pending_snapshot: Option<PendingSnapshot>,
     /// Whether a snapshot build is running.
     pub(crate) building_snapshot: bool,
     /// Role seen at the last ready.
@@ -119,6 +119,19 @@ pub(crate) struct Peer {
     pub(crate) splitting: bool,
     /// Load counted while leading, for splits by load and `ctxctl shard list`.
     pub(crate) load: crate::load::LoadSampler,
+}
+
+/// A snapshot install whose last writes (apply state, descriptor, Raft state, the
+/// marker's deletion) went to the log writer with a ready.
+pub(crate) struct PendingSnapshot {
+    /// The ready's number.
+    pub(crate) number: u64,
+    /// The snapshot's index.
+    pub(crate) index: u64,
+    /// The snapshot's term.
+    pub(crate) term: u64,
+    /// The installed file: kept until the ready is durable, then deleted.
+    pub(crate) file: Arc<crate::storage::snapshot::SnapshotFile>,
 }
 
 /// What a replica starts from.

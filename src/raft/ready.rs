@@ -5,10 +5,11 @@
 use crate::error::{ErrInto, Error, Result};
 use crate::fsm::apply::apply_round;
 use crate::keys;
-use crate::proto::{ConfChangeContext, Replica, ReplicaRole, SnapshotMeta, SnapshotPayload};
+use crate::proto::{ConfChangeContext, Replica, ReplicaRole, SnapshotMeta};
 use crate::raft::handle::PeerEvent;
-use crate::raft::peer::{Peer, Reply};
-use crate::storage::{snapshot, LogOp, PeerStorage, WriteTask};
+use crate::raft::peer::{Peer, PendingSnapshot, Reply};
+use crate::storage::snapshot::{self, SnapshotFile};
+use crate::storage::{LogOp, PeerStorage, WriteTask};
 use crate::types::{NodeId, ShardId, META_SHARD};
 use prost::Message as _;
 use protobuf::Message as _;
@@ -17,6 +18,7 @@ use raft::eraftpb::{
 };
 use raft::{RawNode, ReadState, Ready, StateRole};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The context of a `Split` entry: applying rounds are cut after it (the actor finds
 /// it without decoding every entry).
@@ -137,11 +139,12 @@ impl Peer {
         self.send_messages(start.send_now);
         // 2. Snapshot.
         let mut ops: Vec<LogOp> = Vec::new();
-        let mut snapshot_point = None;
+        let mut installed = None;
         if let Some(snap) = &start.snapshot {
-            ops.extend(self.on_install_snapshot(snap)?);
+            let (last_ops, file) = self.on_install_snapshot(snap).await?;
+            ops.extend(last_ops);
             let m = snap.get_metadata();
-            snapshot_point = Some((m.index, m.term));
+            installed = Some((m.index, m.term, file));
         }
         // 3. Read states.
         for rs in start.read_states {
@@ -163,8 +166,13 @@ impl Peer {
         // 5. Persist entries and hard state through the node's log writer.
         let persist = finish_ready(&mut self.raw, self.shard, start.ready, ops)?;
         let number = persist.number;
-        if let Some((index, term)) = snapshot_point {
-            self.pending_snapshot = Some((number, index, term));
+        if let Some((index, term, file)) = installed {
+            self.pending_snapshot = Some(PendingSnapshot {
+                number,
+                index,
+                term,
+                file,
+            });
         }
         if persist.ops.is_empty() && self.inflight_writes == 0 {
             // Nothing to make durable and nothing queued before it.
@@ -199,9 +207,20 @@ impl Peer {
     pub(crate) fn on_persisted(&mut self, number: u64) {
         self.inflight_writes = self.inflight_writes.saturating_sub(1);
         self.raw.on_persist_ready(number);
-        if let Some((n, index, term)) = self.pending_snapshot {
-            if n <= number {
-                self.pending_snapshot = None;
+        if self
+            .pending_snapshot
+            .as_ref()
+            .is_some_and(|p| p.number <= number)
+        {
+            if let Some(PendingSnapshot {
+                index, term, file, ..
+            }) = self.pending_snapshot.take()
+            {
+                // The install is durable: its file may go (off the async thread, a
+                // large unlink takes a while).
+                file.release();
+                self.ctx.tracker.spawn_blocking(move || drop(file));
+                self.epoch.set_installing(false);
                 // Changes before the snapshot are unknown here: watchers resume elsewhere.
                 self.ctx.watch.reset(self.shard, index);
                 self.applied_index = index;
@@ -415,30 +434,49 @@ impl Peer {
         }
     }
 
-    /// Turns a snapshot from raft-rs into log-writer ops; updates the mirror.
-    fn on_install_snapshot(&mut self, snap: &Snapshot) -> Result<Vec<LogOp>> {
+    /// Installs a snapshot from raft-rs (see `storage::snapshot` for the steps and
+    /// why they are crash-safe): verifies the received file, writes the marker and
+    /// clears the old state through the log writer (synced, behind every earlier
+    /// write of this replica), loads the records, and returns the last writes, which
+    /// go into this ready's synced batch with the new Raft state, and the file, to
+    /// delete once that batch is durable. Updates the mirror and the descriptor.
+    async fn on_install_snapshot(
+        &mut self,
+        snap: &Snapshot,
+    ) -> Result<(Vec<LogOp>, Arc<SnapshotFile>)> {
         let meta = snap.get_metadata();
         let sm = SnapshotMeta::decode(snap.data.as_ref())?;
-        let payload = self
+        let shard = self.shard;
+        let file = self
             .ctx
             .snapshots
-            .take_incoming(self.shard, meta.index, meta.term)
+            .take_incoming(shard, meta.index, meta.term)
             .ok_or_else(|| {
                 Error::Internal(format!(
-                    "snapshot {}/{} of shard {} has no received payload",
-                    meta.index, meta.term, self.shard
+                    "snapshot {}/{} of shard {shard} has no received file",
+                    meta.index, meta.term
                 ))
             })?;
-        if xxhash_rust::xxh3::xxh3_64(&payload) != sm.checksum {
-            return Err(Error::Storage("snapshot payload checksum mismatch".into()));
+        if file.size != sm.size || file.checksum != sm.checksum {
+            return Err(Error::Storage(format!(
+                "shard {shard}: snapshot file does not match its checksum"
+            )));
         }
-        let payload = SnapshotPayload::decode(payload.as_slice())?;
+        // 1. Check the whole file before touching anything.
+        let header = {
+            let file = file.clone();
+            self.ctx
+                .tracker
+                .spawn_blocking(move || snapshot::verify(&file, shard))
+                .await
+                .map_err(|e| Error::Internal(format!("snapshot verify task: {e}")))??
+        };
         let me = self.replica_id.0;
         // A replica created empty for a split's new shard (its parent here skipped
         // the split by installing a snapshot) legitimately holds nothing yet.
         let lost_identity = self.applied_index == 0
             && !self.from_split
-            && payload
+            && header
                 .descriptor
                 .as_ref()
                 .is_some_and(|d| d.replicas.iter().any(|r| r.replica_id == me && r.started));
@@ -446,39 +484,71 @@ impl Peer {
             // This replica was created empty here, but the cluster records that it
             // persisted entries before: its data (and Raft vote) was lost. Refuse to
             // take the old identity back (DESIGN §1).
-            self.ctx.on_replica_removed(self.shard, self.replica_id);
+            self.ctx.on_replica_removed(shard, self.replica_id);
             return Err(Error::Config {
                 field: "data-dir".into(),
                 reason: format!(
-                    "replica {me} of shard {} lost its data on this node; remove it \
+                    "replica {me} of shard {shard} lost its data on this node; remove it \
                      (`ctxctl member remove {}`) and add this node under a new id",
-                    self.shard, self.ctx.node_id
+                    self.ctx.node_id
                 ),
             });
         }
         // Arcs this replica held that neither the snapshot's descriptor nor another
         // replica on this node owns: a split this replica skipped moved them away, and
         // their data must not stay behind (it would be read back if they returned).
-        let new_arcs = payload
+        let new_arcs = header
             .descriptor
             .as_ref()
             .map(crate::ranges::arcs_of)
             .unwrap_or_default();
         let mut keep: Vec<crate::ranges::Arc> = new_arcs;
         for p in self.ctx.peers() {
-            if p.shard != self.shard {
+            if p.shard != shard {
                 keep.extend(p.epoch.arcs().iter().copied());
             }
         }
         let orphans = crate::ranges::subtract(&self.epoch.arcs(), &keep);
-        let ops = snapshot::install_ops(self.shard, &payload, &orphans)?;
+        tracing::info!(%shard, index = meta.index, term = meta.term, bytes = file.size, "installing snapshot");
+        // 2. The marker and the clearing of the old state, durable before any record
+        // of the file is written. From here the file outlives this replica until
+        // the install is durable (a restart redoes it from the file).
+        self.epoch.set_installing(true);
+        file.keep();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let queued = self.ctx.writer.submit(WriteTask {
+            ops: snapshot::begin_install_ops(shard, &header, &file, &orphans),
+            sync: true,
+            done: Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        });
+        if !queued {
+            return Err(Error::Shutdown);
+        }
+        rx.await.map_err(|_| Error::Shutdown)??;
+        // 3. The records, in bounded batches.
+        let loaded = {
+            let engine = self.ctx.engine.clone();
+            let file = file.clone();
+            let cancel = self.ctx.cancel.clone();
+            self.ctx
+                .tracker
+                .spawn_blocking(move || {
+                    snapshot::load(&engine, &file, shard, &|| cancel.is_cancelled())
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("snapshot load task: {e}")))??
+        };
+        tracing::info!(%shard, index = meta.index, data = loaded.data, dedup = loaded.dedup, batches = loaded.batches, "snapshot records loaded");
+        let ops = snapshot::finish_install_ops(shard, &header);
         self.raw.mut_store().apply_snapshot(snap);
-        if let Some(mut state) = payload.meta.clone() {
+        if let Some(mut state) = header.meta {
             crate::meta::state::upgrade(&mut state);
             self.ctx.note_routes(&state.shards);
             self.ctx.meta.set_state(state);
         }
-        if let Some(mut desc) = payload.descriptor {
+        if let Some(mut desc) = header.descriptor {
             crate::meta::state::upgrade_descriptor(&mut desc, &[]);
             for r in &desc.replicas {
                 self.replica_nodes.insert(r.replica_id, NodeId(r.node_id));
@@ -488,8 +558,7 @@ impl Peer {
             self.epoch.set(&desc);
             self.desc = desc;
         }
-        tracing::info!(shard = %self.shard, index = meta.index, term = meta.term, "installing snapshot");
-        Ok(ops)
+        Ok((ops, file))
     }
 
     /// Starts building a snapshot if raft-rs asked for one.
@@ -502,10 +571,11 @@ impl Peer {
         }
         self.building_snapshot = true;
         let engine = self.ctx.engine.clone();
+        let store = self.ctx.snapshots.clone();
         let shard = self.shard;
         let events = self.events.clone();
         self.ctx.tracker.spawn_blocking(move || {
-            let r = snapshot::build(&engine, shard);
+            let r = snapshot::build(&engine, &store, shard);
             let _ = events.send(PeerEvent::SnapshotBuilt(r));
         });
     }
@@ -531,8 +601,9 @@ impl Peer {
             shard_id: self.shard.0,
             index: st.applied_index,
             term: st.applied_term,
-            size: built.payload.len() as u64,
-            checksum: xxhash_rust::xxh3::xxh3_64(&built.payload),
+            size: built.file.size,
+            checksum: built.file.checksum,
+            format: snapshot::FORMAT_FRAMES,
         };
         let mut snap = Snapshot {
             data: sm.encode_to_vec().into(),
@@ -543,9 +614,7 @@ impl Peer {
         m.term = st.applied_term;
         m.set_conf_state(cs);
         tracing::info!(shard = %self.shard, index = sm.index, bytes = sm.size, "snapshot built");
-        self.ctx
-            .snapshots
-            .put_outgoing(self.shard, sm.index, sm.term, built.payload);
+        self.ctx.snapshots.put_outgoing(built.file);
         self.raw.mut_store().set_snapshot(snap);
     }
 }

@@ -9,9 +9,10 @@
 use crate::proto::raft_client::RaftClient;
 use crate::proto::{RaftBatch, RaftEnvelope, SnapshotChunk, SnapshotMeta};
 use crate::raft::handle::PeerEvent;
-use crate::storage::snapshot::SnapshotStore;
+use crate::storage::snapshot::{SnapshotFile, SnapshotStore};
 use crate::types::{NodeId, ShardId};
 use crate::util::Backoff;
+use futures::StreamExt as _;
 use parking_lot::{Mutex, RwLock};
 use prost::Message as _;
 use protobuf::Message as _;
@@ -103,7 +104,7 @@ pub(crate) struct Transport {
     conns: Mutex<HashMap<NodeId, mpsc::Sender<RaftEnvelope>>>,
     /// Test hook deciding which messages pass.
     filter: RwLock<Option<Arc<dyn MessageFilter>>>,
-    /// Built snapshot payloads to ship.
+    /// Built snapshot files to ship.
     snapshots: Arc<SnapshotStore>,
     /// Stops the connection tasks.
     cancel: CancellationToken,
@@ -247,18 +248,18 @@ impl Transport {
                 return;
             }
         };
-        let payload = self
+        let file = self
             .snapshots
             .get_outgoing(ShardId(meta.shard_id), meta.index, meta.term);
         let addr = self.addresses.get(to);
         let from_addr = self.self_addr.clone();
         let cancel = self.cancel.clone();
         self.tracker.spawn(async move {
-            let ok = match (payload, addr) {
-                (Some(payload), Some(addr)) => {
+            let ok = match (file, addr) {
+                (Some(file), Some(addr)) => {
                     let sent = tokio::select! {
                         _ = cancel.cancelled() => Err("shutting down".to_string()),
-                        r = ship_snapshot(addr, from_addr, env, payload, meta.checksum) => r,
+                        r = ship_snapshot(addr, from_addr, env, file) => r,
                     };
                     match sent {
                         Ok(()) => true,
@@ -286,32 +287,56 @@ async fn connect(addr: &str) -> Result<RaftClient<tonic::transport::Channel>, St
         .max_encoding_message_size(64 << 20))
 }
 
+/// Streams a snapshot file to `addr`: the envelope first, then the file in chunks of
+/// [`CHUNK`] read as the stream is drained (at most a few chunks in memory), then
+/// the checksum. The file stays alive (and on disk) while `file` is held.
 async fn ship_snapshot(
     addr: String,
     from_addr: String,
     env: RaftEnvelope,
-    payload: Arc<Vec<u8>>,
-    checksum: u64,
+    file: Arc<SnapshotFile>,
 ) -> Result<(), String> {
     let mut client = connect(&addr).await?;
-    let mut chunks = vec![SnapshotChunk {
+    let reader = tokio::fs::File::open(file.path())
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", file.path().display()))?;
+    let head = SnapshotChunk {
         envelope: Some(env),
         from_addr,
         ..Default::default()
-    }];
-    for part in payload.chunks(CHUNK) {
-        chunks.push(SnapshotChunk {
-            data: bytes::Bytes::copy_from_slice(part),
+    };
+    // A read error ends the stream without its last chunk: the receiver refuses the
+    // truncated snapshot and the send fails.
+    let body = futures::stream::unfold(Some((reader, file)), |state| async move {
+        let (mut reader, file) = state?;
+        let mut buf = bytes::BytesMut::with_capacity(CHUNK);
+        while buf.len() < CHUNK {
+            match tokio::io::AsyncReadExt::read_buf(&mut reader, &mut buf).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(path = %file.path().display(), error = %e, "cannot read snapshot file");
+                    return None;
+                }
+            }
+        }
+        if buf.is_empty() {
+            let last = SnapshotChunk {
+                last: true,
+                checksum: file.checksum,
+                ..Default::default()
+            };
+            return Some((last, None));
+        }
+        let chunk = SnapshotChunk {
+            data: buf.freeze(),
             ..Default::default()
-        });
-    }
-    chunks.push(SnapshotChunk {
-        last: true,
-        checksum,
-        ..Default::default()
+        };
+        Some((chunk, Some((reader, file))))
     });
+    let chunks = futures::stream::iter([head]).chain(body);
     client
-        .send_snapshot(tokio_stream::iter(chunks))
+        .send_snapshot(chunks)
         .await
         .map_err(|s| s.message().to_string())?;
     Ok(())

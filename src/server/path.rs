@@ -232,6 +232,13 @@ impl RequestPath {
     ) -> Result<PeerHandle> {
         let peer = self.route(header, hash)?;
         if stale {
+            if peer.epoch.installing() {
+                // Its data is partly the old state, partly the snapshot's.
+                return Err(Error::ShardUnavailable {
+                    shard: peer.shard,
+                    reason: "this replica is installing a snapshot".into(),
+                });
+            }
             return Ok(peer);
         }
         let (tx, rx) = oneshot::channel();

@@ -1,10 +1,16 @@
 //! `ctxstore.v1.Raft`: receives raft message batches and chunked snapshots.
+//!
+//! A snapshot is spooled to a file under `<data-dir>/snap` as its chunks arrive
+//! (hashed on the way, so memory stays at about one chunk whatever its size), kept
+//! only if its size and checksum match `SnapshotMeta`, and handed to the replica by
+//! the raft message it came with.
 
 use crate::node::ctx::NodeCtx;
 use crate::node::replicas::on_raft_message;
 use crate::proto::raft_server::Raft;
 use crate::proto::{RaftBatch, RaftDone, SnapshotChunk, SnapshotDone, SnapshotMeta};
 use crate::raft::handle::PeerMsg;
+use crate::storage::snapshot::{self, SpoolWriter};
 use crate::types::{NodeId, ShardId};
 use prost::Message as _;
 use protobuf::Message as _;
@@ -12,8 +18,8 @@ use raft::eraftpb::{Message, MessageType};
 use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
 
-/// Largest snapshot payload accepted.
-pub(crate) const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
+/// Largest snapshot file accepted.
+pub(crate) const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
 
 pub(crate) struct RaftService {
     ctx: Arc<NodeCtx>,
@@ -84,15 +90,42 @@ impl Raft for RaftService {
         }
         let meta = SnapshotMeta::decode(msg.get_snapshot().data.as_ref())
             .map_err(|e| Status::invalid_argument(format!("bad snapshot metadata: {e}")))?;
-        // The size is the sender's word: reserve a bounded amount and let it grow.
-        let mut payload = Vec::with_capacity((meta.size as usize).min(64 << 20));
-        payload.extend_from_slice(&first.data);
+        if meta.format != snapshot::FORMAT_FRAMES {
+            return Err(Status::failed_precondition(format!(
+                "snapshot format {} is not supported (the sender runs another version)",
+                meta.format
+            )));
+        }
+        let shard = ShardId(env.shard_id);
+        let snap_meta = msg.get_snapshot().get_metadata();
+        if meta.shard_id != shard.0 || meta.index != snap_meta.index || meta.term != snap_meta.term
+        {
+            return Err(Status::invalid_argument(
+                "snapshot metadata does not match its message",
+            ));
+        }
+        if meta.size > MAX_SNAPSHOT_BYTES {
+            return Err(Status::resource_exhausted("snapshot larger than 4 GiB"));
+        }
+        let from = NodeId(env.from_node);
+        if !self.ctx.transport.allowed_from(from) {
+            return Err(Status::unavailable("partitioned"));
+        }
+        // Spool to a file as the chunks arrive (dropped on any error: the `.tmp` goes).
+        let mut spool = self
+            .ctx
+            .snapshots
+            .spool("recv", shard, meta.index, meta.term)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        spool = write_chunk(&self.ctx, spool, first.data).await?;
         let mut checksum = None;
         while let Some(chunk) = stream.message().await? {
-            if payload.len() + chunk.data.len() > MAX_SNAPSHOT_BYTES {
-                return Err(Status::resource_exhausted("snapshot larger than 4 GiB"));
+            if spool.size() + chunk.data.len() as u64 > meta.size.min(MAX_SNAPSHOT_BYTES) {
+                return Err(Status::resource_exhausted(
+                    "snapshot larger than its metadata says (or than 4 GiB)",
+                ));
             }
-            payload.extend_from_slice(&chunk.data);
+            spool = write_chunk(&self.ctx, spool, chunk.data).await?;
             if chunk.last {
                 checksum = Some(chunk.checksum);
                 break;
@@ -100,23 +133,26 @@ impl Raft for RaftService {
         }
         let checksum =
             checksum.ok_or_else(|| Status::invalid_argument("snapshot stream truncated"))?;
-        if payload.len() as u64 != meta.size
+        if spool.size() != meta.size
             || checksum != meta.checksum
-            || xxhash_rust::xxh3::xxh3_64(&payload) != meta.checksum
+            || spool.checksum() != meta.checksum
         {
             return Err(Status::data_loss(
-                "snapshot payload does not match its checksum",
+                "snapshot data does not match its checksum",
             ));
         }
-        let shard = ShardId(env.shard_id);
-        let from = NodeId(env.from_node);
+        let file = self
+            .ctx
+            .tracker
+            .spawn_blocking(move || spool.finish())
+            .await
+            .map_err(|e| Status::internal(format!("snapshot spool task: {e}")))?
+            .map_err(|e| Status::internal(e.to_string()))?;
         self.ctx.addresses.insert(from, first.from_addr);
         if !self.ctx.transport.allowed_from(from) {
             return Err(Status::unavailable("partitioned"));
         }
-        self.ctx
-            .snapshots
-            .put_incoming(shard, meta.index, meta.term, payload);
+        self.ctx.snapshots.put_incoming(file);
         match self.ctx.peer(shard) {
             Some(p) => p
                 .send(PeerMsg::Raft(Box::new(msg), from))
@@ -132,4 +168,20 @@ impl Raft for RaftService {
         }
         Ok(Response::new(SnapshotDone {}))
     }
+}
+
+/// Appends one chunk to a spool file on a blocking thread; the spool comes back.
+async fn write_chunk(
+    ctx: &NodeCtx,
+    mut spool: SpoolWriter,
+    data: bytes::Bytes,
+) -> Result<SpoolWriter, Status> {
+    if data.is_empty() {
+        return Ok(spool);
+    }
+    ctx.tracker
+        .spawn_blocking(move || spool.write(&data).map(|()| spool))
+        .await
+        .map_err(|e| Status::internal(format!("snapshot spool task: {e}")))?
+        .map_err(|e| Status::internal(e.to_string()))
 }

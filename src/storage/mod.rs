@@ -6,7 +6,9 @@
 //!   RocksDB after load).
 //! - `log_writer`: the node-wide thread that group-commits every replica's log writes
 //!   with one WriteBatch and one WAL sync per round.
-//! - `snapshot`: building a shard snapshot from a RocksDB snapshot and installing one.
+//! - `snapshot`: shard snapshots as files under `<data-dir>/snap`: building one from a
+//!   RocksDB snapshot, spooling one as it arrives, installing one in bounded batches
+//!   behind a marker, and redoing an interrupted install at start.
 //!
 //! Invariant: whatever `peer_storage` shows raft-rs is either durable or queued in the
 //! log writer ahead of the notification that makes raft-rs rely on it.
