@@ -288,17 +288,19 @@ pub(crate) async fn set_node_admin(
     if !forward {
         return handle_set_node_admin(ctx, req).await;
     }
-    ask_meta_leader(
-        ctx,
-        || handle_set_node_admin(ctx, req),
-        |mut c| async move {
-            Ok(c.set_node_admin(forwarded(req))
-                .await?
-                .into_inner()
-                .node
-                .unwrap_or_default())
-        },
-    )
+    through_meta_elections(|| {
+        ask_meta_leader(
+            ctx,
+            || handle_set_node_admin(ctx, req),
+            |mut c| async move {
+                Ok(c.set_node_admin(forwarded(req))
+                    .await?
+                    .into_inner()
+                    .node
+                    .unwrap_or_default())
+            },
+        )
+    })
     .await
 }
 
@@ -311,14 +313,16 @@ pub(crate) async fn set_pd_paused(
     if !forward {
         return handle_set_pd_paused(ctx, req).await;
     }
-    ask_meta_leader(
-        ctx,
-        || handle_set_pd_paused(ctx, req),
-        |mut c| async move {
-            c.set_pd_paused(forwarded(req)).await?;
-            Ok(())
-        },
-    )
+    through_meta_elections(|| {
+        ask_meta_leader(
+            ctx,
+            || handle_set_pd_paused(ctx, req),
+            |mut c| async move {
+                c.set_pd_paused(forwarded(req)).await?;
+                Ok(())
+            },
+        )
+    })
     .await
 }
 
@@ -340,15 +344,44 @@ pub(crate) async fn call_meta(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result<Routin
 /// Asks the meta leader for the id of the shard a split creates (see
 /// `meta::state::alloc_shard`).
 pub(crate) async fn alloc_shard(ctx: &NodeCtx, req: AllocShardRequest) -> Result<u64> {
-    ask_meta_leader(
-        ctx,
-        || handle_alloc_shard(ctx, req.clone()),
-        |mut c| {
-            let req = req.clone();
-            async move { Ok(c.alloc_shard(req).await?.into_inner().child_shard) }
-        },
-    )
+    through_meta_elections(|| {
+        ask_meta_leader(
+            ctx,
+            || handle_alloc_shard(ctx, req.clone()),
+            |mut c| {
+                let req = req.clone();
+                async move { Ok(c.alloc_shard(req).await?.into_inner().child_shard) }
+            },
+        )
+    })
     .await
+}
+
+/// How long an admin call waits for the meta shard to elect a leader (a leader
+/// transfer or a failover takes an election timeout or two).
+const META_ELECTION_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs `call` again while no meta leader answers (between two leaders, or all
+/// unreachable), for up to `META_ELECTION_WAIT`; any other outcome is returned. The
+/// calls retried this way are idempotent (setting an admin state, pausing) or
+/// harmless to repeat (a shard id allocated twice leaves a gap).
+pub(crate) async fn through_meta_elections<T, F, Fut>(mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + META_ELECTION_WAIT;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match call().await {
+            Err(e) if elsewhere(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::debug!(error = %e, "no meta leader yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Runs a call on the meta leader: `local` if this node hosts a meta replica (it

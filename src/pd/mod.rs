@@ -682,7 +682,9 @@ fn balance_leaders(
     let avg = view.average_write_rate();
     let mut best: Option<(f64, u64, u64, f64)> = None;
     for (id, s) in &view.shards {
-        if s.leader != Some(src) || busy.contains(id) || taken.contains(id) {
+        // The meta shard's leadership stays put: a new meta leader waits a whole
+        // `node-down-after` before it judges any node down.
+        if *id == 0 || s.leader != Some(src) || busy.contains(id) || taken.contains(id) {
             continue;
         }
         let moved = leader_weight(s, avg);
