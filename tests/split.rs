@@ -315,7 +315,12 @@ async fn verify_acks(client: &ctxstore_client::Client, all: &[Acks]) {
 /// after each that the meta shard's table partitions the hash space.
 async fn split_repeatedly(client: &ctxstore_client::Client, splits: usize) {
     for _ in 0..splits {
-        let routes = client.routing().await;
+        // Right after start the client's table may come from a node's empty cache.
+        let routes = wait_for("a routing table with data shards", WAIT, || async {
+            let r = client.routing().await;
+            r.iter().any(|(d, _)| d.shard_id != 0).then_some(r)
+        })
+        .await;
         let (d, _) = routes
             .iter()
             .filter(|(d, _)| d.shard_id != 0)
