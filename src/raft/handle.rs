@@ -137,6 +137,9 @@ pub(crate) struct Epoch {
     /// Whether the replica is replacing its data with a snapshot's (its local data
     /// is incomplete until the install is durable).
     installing: AtomicBool,
+    /// Snapshot installs started so far: a reader of local state that must not see a
+    /// half-replaced shard compares it before and after reading.
+    installs: AtomicU64,
     /// The applied descriptor.
     desc: RwLock<Arc<ShardDescriptor>>,
     /// The arcs of `desc`, as ranges.
@@ -171,7 +174,17 @@ impl Epoch {
 
     /// Records whether a snapshot install is in progress.
     pub(crate) fn set_installing(&self, installing: bool) {
+        if installing {
+            self.installs.fetch_add(1, Ordering::AcqRel);
+        }
         self.installing.store(installing, Ordering::Release);
+    }
+
+    /// A token that changes when a snapshot install starts; with [`Epoch::installing`]
+    /// false both before and after a local read, and the token unchanged, no install
+    /// touched the shard's records during the read.
+    pub(crate) fn install_token(&self) -> u64 {
+        self.installs.load(Ordering::Acquire)
     }
 
     /// Whether a snapshot install is in progress: stale reads of the local data are

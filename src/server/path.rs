@@ -207,9 +207,25 @@ impl RequestPath {
             let stored = if request_id.is_empty() {
                 None
             } else {
+                // A snapshot install clears the dedup records before it loads the
+                // snapshot's: a read in between would miss a result and send the retry
+                // on to the new shard, to be applied twice.
+                let installing = || Error::ShardUnavailable {
+                    shard: peer.shard,
+                    reason: "this replica is installing a snapshot".into(),
+                };
+                let token = peer.epoch.install_token();
+                if peer.epoch.installing() {
+                    return Err(installing());
+                }
                 let (shard, rid) = (peer.shard, request_id.clone());
-                self.blocking(move |ctx| read::dedup_result(&ctx.engine, shard, &rid, now))
-                    .await?
+                let stored = self
+                    .blocking(move |ctx| read::dedup_result(&ctx.engine, shard, &rid, now))
+                    .await?;
+                if peer.epoch.installing() || peer.epoch.install_token() != token {
+                    return Err(installing());
+                }
+                stored
             };
             stored.ok_or_else(|| self.ctx.stale_epoch(&peer))?
         } else {
