@@ -19,6 +19,9 @@ initial="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}
 eps="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
 for i in 1 2 3; do
   cat >"$WORK/node$i.toml" <<TOML
+# Leaders stay where the script puts them: no placement driver, no local balancing.
+[pd]
+enabled = false
 [raft]
 leader-balance = false
 [split]
