@@ -1178,6 +1178,20 @@ mod tests {
         assert!(!spath.exists() && !rpath.exists());
     }
 
+    /// `received` (shard 1's snapshot at 50/2) with the size and checksum the sender
+    /// announced for `sent`: what the receiver verifies it against.
+    fn as_sent(received: &SnapshotFile, sent: &SnapshotFile) -> SnapshotFile {
+        SnapshotFile {
+            path: received.path().to_path_buf(),
+            shard: SHARD,
+            index: 50,
+            term: 2,
+            size: sent.size,
+            checksum: sent.checksum,
+            kept: AtomicBool::new(false),
+        }
+    }
+
     #[test]
     fn a_corrupt_or_truncated_file_is_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1195,33 +1209,17 @@ mod tests {
         flipped[in_value] ^= 0x01;
         let mut w = store.spool("recv", SHARD, 50, 2).expect("spool");
         w.write(&flipped).expect("write");
-        let bad = w.finish().expect("finish");
         // What the receiver checks against: the sender's size and checksum.
-        let bad = SnapshotFile {
-            path: bad.path().to_path_buf(),
-            shard: SHARD,
-            index: 50,
-            term: 2,
-            size: built.file.size,
-            checksum: built.file.checksum,
-            kept: AtomicBool::new(false),
-        };
+        let received = w.finish().expect("finish");
+        let bad = as_sent(&received, &built.file);
         let err = verify(&bad, SHARD).expect_err("a flipped bit is refused");
         assert!(err.to_string().contains("checksum"), "{err}");
 
         // A truncated file.
         let mut w = store.spool("recv", SHARD, 50, 2).expect("spool");
         w.write(&bytes[..bytes.len() - 10]).expect("write");
-        let cut = w.finish().expect("finish");
-        let cut = SnapshotFile {
-            path: cut.path().to_path_buf(),
-            shard: SHARD,
-            index: 50,
-            term: 2,
-            size: built.file.size,
-            checksum: built.file.checksum,
-            kept: AtomicBool::new(false),
-        };
+        let received = w.finish().expect("finish");
+        let cut = as_sent(&received, &built.file);
         assert!(verify(&cut, SHARD).is_err(), "a truncated file is refused");
 
         // A snapshot of another shard.
