@@ -200,6 +200,7 @@ impl Driver {
                     "placement driver: new operator"
                 );
                 let shard = op.shard;
+                let next = pd::next_step(&view, &op);
                 self.active.insert(
                     shard,
                     Active {
@@ -209,7 +210,7 @@ impl Driver {
                         doing: "planned".into(),
                     },
                 );
-                steps.extend(self.step_of(&view, shard));
+                steps.extend(self.step_of(&view, shard, next));
             }
             run_steps(ctx, steps).await;
         }
@@ -251,17 +252,18 @@ impl Driver {
                     self.active.remove(&shard);
                     self.cancelled += 1;
                 }
-                Next::Wait | Next::Step(_) => steps.extend(self.step_of(view, shard)),
+                next => steps.extend(self.step_of(view, shard, next)),
             }
         }
         steps
     }
 
-    /// The step operator `shard` should send now, if any (records it as sent).
-    fn step_of(&mut self, view: &View, shard: u64) -> Option<(u64, Step, u64, String)> {
+    /// The step operator `shard` should send now, given what `pd::next_step` decided
+    /// for it, if any (records it as sent).
+    fn step_of(&mut self, view: &View, shard: u64, next: Next) -> Option<(u64, Step, u64, String)> {
         let s = view.shards.get(&shard)?;
         let a = self.active.get_mut(&shard)?;
-        match pd::next_step(view, &a.op) {
+        match next {
             Next::Step(step) => {
                 let conf_ver = s.desc.conf_ver;
                 let repeat = a.sent.as_ref().is_some_and(|(st, cv, l, at)| {
