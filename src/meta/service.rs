@@ -464,16 +464,10 @@ where
 }
 
 /// Whether an error means "not here, ask another node" (not the leader, unreachable,
-/// no meta replica) rather than the meta leader's own answer.
+/// no meta replica: what a client would retry) rather than the meta leader's own
+/// answer; this node shutting down is final.
 fn elsewhere(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::NotLeader { .. }
-            | Error::Transport(_)
-            | Error::ShardUnavailable { .. }
-            | Error::WrongShard { .. }
-            | Error::NodeNotReady(_)
-    )
+    e.is_retryable() && !matches!(e, Error::Shutdown)
 }
 
 /// How long `GetRoutingTable` waits for the meta leader before answering from the

@@ -210,20 +210,16 @@ impl RequestPath {
                 // A snapshot install clears the dedup records before it loads the
                 // snapshot's: a read in between would miss a result and send the retry
                 // on to the new shard, to be applied twice.
-                let installing = || Error::ShardUnavailable {
-                    shard: peer.shard,
-                    reason: "this replica is installing a snapshot".into(),
-                };
                 let token = peer.epoch.install_token();
                 if peer.epoch.installing() {
-                    return Err(installing());
+                    return Err(installing(&peer));
                 }
                 let (shard, rid) = (peer.shard, request_id.clone());
                 let stored = self
                     .blocking(move |ctx| read::dedup_result(&ctx.engine, shard, &rid, now))
                     .await?;
                 if peer.epoch.installing() || peer.epoch.install_token() != token {
-                    return Err(installing());
+                    return Err(installing(&peer));
                 }
                 stored
             };
@@ -250,10 +246,7 @@ impl RequestPath {
         if stale {
             if peer.epoch.installing() {
                 // Its data is partly the old state, partly the snapshot's.
-                return Err(Error::ShardUnavailable {
-                    shard: peer.shard,
-                    reason: "this replica is installing a snapshot".into(),
-                });
+                return Err(installing(&peer));
             }
             return Ok(peer);
         }
@@ -286,6 +279,14 @@ impl RequestPath {
     /// The node's shared context.
     pub(crate) fn ctx(&self) -> &Arc<NodeCtx> {
         &self.ctx
+    }
+}
+
+/// The answer of a replica whose local state a snapshot install is replacing.
+fn installing(peer: &PeerHandle) -> Error {
+    Error::ShardUnavailable {
+        shard: peer.shard,
+        reason: "this replica is installing a snapshot".into(),
     }
 }
 
