@@ -28,7 +28,9 @@
 mod common;
 
 use common::procs::{start_cluster, Ctxd};
-use common::{wait_for, TestCluster, WAIT};
+use common::{
+    assert_process_replicas_agree, assert_replicas_agree, meta_table, wait_for, TestCluster, WAIT,
+};
 use ctxstore::proto::{
     read_request::Select, AppendRequest, ChatMessage, ConversationRef, ReadRequest, SeqRange,
 };
@@ -715,55 +717,6 @@ async fn inject(cluster: &mut TestCluster, fault: Fault, rng: &mut StdRng, clien
     }
 }
 
-/// After healing: every replica of every shard applied the same index and holds the
-/// same data.
-async fn assert_replicas_agree(cluster: &TestCluster) {
-    cluster.wait_converged_all().await;
-    wait_for(
-        "every replica of every shard to hold the same data",
-        WAIT,
-        || async {
-            let mut per_shard: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-            for n in cluster.nodes.iter().flatten() {
-                for (shard, d) in n.shard_digests().ok()? {
-                    per_shard.entry(shard).or_default().push(d);
-                }
-            }
-            per_shard
-                .values()
-                .all(|ds| ds.windows(2).all(|w| w[0] == w[1]))
-                .then_some(())
-        },
-    )
-    .await;
-}
-
-/// After healing, in a process cluster: every replica of every shard holds the same
-/// data at the same index (digests read through `Cluster.Status`).
-async fn assert_process_replicas_agree(client: &Client, addrs: &[String]) {
-    wait_for(
-        "every replica of every shard to hold the same data",
-        WAIT,
-        || async {
-            let mut per_shard: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-            for a in addrs {
-                for sh in client.node_status_with(a, true).await.ok()?.shards {
-                    let id = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
-                    per_shard
-                        .entry(id)
-                        .or_default()
-                        .push((sh.digest_index, sh.digest?));
-                }
-            }
-            per_shard
-                .values()
-                .all(|ds| ds.windows(2).all(|w| w[0] == w[1]))
-                .then_some(())
-        },
-    )
-    .await;
-}
-
 /// In-process campaign: all fault kinds, 5 nodes, 4 shards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_campaign_is_linearizable() {
@@ -941,28 +894,13 @@ const PD_FAULTS: [PdFault; 4] = [
 /// How long a PD nemesis waits for the driver to finish its work.
 const PD_WAIT: Duration = Duration::from_secs(60);
 
-/// The routing table from the meta leader, if one answers.
-async fn meta_table(client: &Client) -> Option<ctxstore::proto::RoutingTable> {
-    client
-        .routing_table()
-        .await
-        .ok()
-        .filter(|t| t.source == "meta-leader")
-}
-
-/// Whether every shard has three voters, no learner, and nothing on `not_on`.
+/// Whether every shard has three voters, no learner, and neither a replica nor the
+/// leadership on `not_on`.
 fn replicated_off(t: &ctxstore::proto::RoutingTable, not_on: u64) -> bool {
-    t.shards.iter().all(|s| {
-        s.descriptor.as_ref().is_some_and(|d| {
-            d.replicas.len() == 3
-                && d.replicas.iter().all(|r| {
-                    r.role == ctxstore::proto::ReplicaRole::Voter as i32 && r.node_id != not_on
-                })
-        })
-    }) && t
-        .shards
-        .iter()
-        .all(|s| s.leader.as_ref().is_none_or(|l| l.node_id != not_on))
+    common::fully_replicated(t, &[not_on])
+        && t.shards
+            .iter()
+            .all(|s| s.leader.as_ref().is_none_or(|l| l.node_id != not_on))
 }
 
 /// Injects one placement-driver fault and waits for the driver to deal with it.
@@ -1023,14 +961,15 @@ async fn inject_pd(cluster: &mut TestCluster, fault: PdFault, rng: &mut StdRng, 
                         "  nemesis: node {id} drained in {:.1} s",
                         started.elapsed().as_secs_f64()
                     );
+                    client
+                        .set_node_admin(id, ctxstore::proto::NodeAdmin::Serving)
+                        .await
+                        .expect("undrain");
                 }
-                // Refused: too few serving nodes would be left.
+                // Refused (too few serving nodes would be left, or a node just added
+                // has not reached the meta shard yet): nothing changed.
                 Err(e) => eprintln!("  nemesis: drain of node {id} refused: {e}"),
             }
-            client
-                .set_node_admin(id, ctxstore::proto::NodeAdmin::Serving)
-                .await
-                .expect("undrain");
         }
         PdFault::Split => split_random_shard(client, rng).await,
     }

@@ -5,8 +5,10 @@
 
 mod common;
 
-use common::{fast_config, wait_for, TestCluster, WAIT};
-use ctxstore::proto::{NodeAdmin, ReplicaRole, RoutingTable};
+use common::{
+    assert_replicas_agree, fast_config, fully_replicated, meta_table, wait_for, TestCluster, WAIT,
+};
+use ctxstore::proto::{NodeAdmin, RoutingTable};
 use ctxstore::{Node, NodeConfig};
 use ctxstore_client::Client;
 use std::collections::BTreeMap;
@@ -114,15 +116,6 @@ async fn all_readable(client: &Client, acked: &[String]) {
     }
 }
 
-/// The routing table from the meta leader.
-async fn table(client: &Client) -> Option<RoutingTable> {
-    client
-        .routing_table()
-        .await
-        .ok()
-        .filter(|t| t.source == "meta-leader")
-}
-
 /// Replicas (voters and learners) and leaders per node in `t`, with every node the
 /// table lists (zero included).
 fn counts(t: &RoutingTable) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
@@ -138,19 +131,6 @@ fn counts(t: &RoutingTable) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
         }
     }
     (replicas, leaders)
-}
-
-/// Whether every shard has exactly three voters, none on `nodes_not` and no learner.
-fn fully_replicated(t: &RoutingTable, nodes_not: &[u64]) -> bool {
-    !t.shards.is_empty()
-        && t.shards.iter().all(|s| {
-            s.descriptor.as_ref().is_some_and(|d| {
-                d.replicas.len() == 3
-                    && d.replicas.iter().all(|r| {
-                        r.role == ReplicaRole::Voter as i32 && !nodes_not.contains(&r.node_id)
-                    })
-            })
-        })
 }
 
 /// Whether every value of `m` (restricted to `nodes`) is within ±1 of their mean.
@@ -183,25 +163,6 @@ async fn join_node(cluster: &TestCluster, node_id: u64) -> (Node, NodeConfig) {
     (node, cfg)
 }
 
-/// Waits until every running node has applied its leaders' commits, then checks
-/// that every replica of every shard holds the same data.
-async fn digests_equal(cluster: &TestCluster) {
-    cluster.wait_converged_all().await;
-    wait_for("replica digests to agree", WAIT, || async {
-        let mut by_shard: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-        for n in cluster.nodes.iter().flatten() {
-            for (shard, d) in n.shard_digests().expect("digest") {
-                by_shard.entry(shard).or_default().push(d);
-            }
-        }
-        by_shard
-            .values()
-            .all(|ds| ds.windows(2).all(|w| w[0] == w[1]))
-            .then_some(())
-    })
-    .await;
-}
-
 /// Kill a node under load: after `node-down-after` the driver replaces every replica
 /// it hosted (the meta shard's included), without a command; no acknowledged write
 /// is lost; the node, restarted, destroys the replicas it no longer owns.
@@ -211,7 +172,7 @@ async fn a_dead_nodes_replicas_are_replaced_and_gcd_when_it_returns() {
     cluster.wait_all_leaders().await;
     let client = cluster.client().await;
     // Node 2 (index 1) hosts a meta replica and data replicas.
-    let t = wait_for("the initial table", WAIT, || table(&client)).await;
+    let t = wait_for("the initial table", WAIT, || meta_table(&client)).await;
     let hosted: Vec<u64> = t
         .shards
         .iter()
@@ -233,7 +194,11 @@ async fn a_dead_nodes_replicas_are_replaced_and_gcd_when_it_returns() {
     let t = wait_for(
         "every shard back to 3 voters off node 2",
         DRIVER_WAIT,
-        || async { table(&client).await.filter(|t| fully_replicated(t, &[2])) },
+        || async {
+            meta_table(&client)
+                .await
+                .filter(|t| fully_replicated(t, &[2]))
+        },
     )
     .await;
     let repaired = killed.elapsed();
@@ -259,8 +224,25 @@ async fn a_dead_nodes_replicas_are_replaced_and_gcd_when_it_returns() {
         "node 2 to destroy its stale replicas",
         DRIVER_WAIT,
         || async {
+            // Node 2 is up again, so the balancer may give it new replicas at once:
+            // what must be gone is every replica the meta shard no longer lists.
+            let t = meta_table(&client).await?;
+            let listed = |shard: u64, replica: u64| {
+                t.shards
+                    .iter()
+                    .filter_map(|r| r.descriptor.as_ref())
+                    .any(|d| {
+                        d.shard_id == shard && d.replicas.iter().any(|r| r.replica_id == replica)
+                    })
+            };
             let s = cluster.status(1).await;
-            s.shards.is_empty().then_some(())
+            s.shards
+                .iter()
+                .all(|sh| {
+                    let shard = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
+                    listed(shard, sh.replica_id)
+                })
+                .then_some(())
         },
     )
     .await;
@@ -296,7 +278,7 @@ async fn scale_out_from_three_to_five_nodes_balances_replicas_and_leaders() {
         "replicas and leaders balanced over 5 nodes",
         DRIVER_WAIT,
         || async {
-            let t = table(&client).await?;
+            let t = meta_table(&client).await?;
             let (replicas, leaders) = counts(&t);
             let pd = client.pd_status().await.ok()?;
             (fully_replicated(&t, &[])
@@ -319,7 +301,7 @@ async fn scale_out_from_three_to_five_nodes_balances_replicas_and_leaders() {
     );
     assert!(errors.is_empty(), "client-visible errors: {errors:?}");
     all_readable(&client, &acked).await;
-    digests_equal(&cluster).await;
+    assert_replicas_agree(&cluster).await;
     cluster.shutdown().await;
 }
 
@@ -356,7 +338,7 @@ async fn a_drained_node_ends_empty_and_a_drain_below_the_replication_factor_is_r
         "node 2 to hold no replica and no leader",
         DRIVER_WAIT,
         || async {
-            let t = table(&client).await?;
+            let t = meta_table(&client).await?;
             let (replicas, leaders) = counts(&t);
             (replicas.get(&2) == Some(&0)
                 && leaders.get(&2) == Some(&0)
@@ -379,7 +361,7 @@ async fn a_drained_node_ends_empty_and_a_drain_below_the_replication_factor_is_r
     })
     .await;
     // Three nodes serve, three replicas per shard: no further drain.
-    let before = table(&client).await.expect("table");
+    let before = meta_table(&client).await.expect("table");
     let err = client
         .set_node_admin(3, NodeAdmin::Draining)
         .await
@@ -389,7 +371,7 @@ async fn a_drained_node_ends_empty_and_a_drain_below_the_replication_factor_is_r
             .contains("fewer than the replication factor"),
         "{err}"
     );
-    let after = table(&client).await.expect("table");
+    let after = meta_table(&client).await.expect("table");
     let admin3 = |t: &RoutingTable| t.nodes.iter().find(|n| n.node_id == 3).map(|n| n.admin);
     assert_eq!(admin3(&after), Some(NodeAdmin::Serving as i32));
     assert_eq!(
@@ -431,7 +413,7 @@ async fn kill_9_of_a_ctxd_process_is_repaired_by_the_driver() {
     );
     let client = Client::connect(&addrs).await.expect("client");
     wait_for("every shard to have a leader", WAIT, || async {
-        let t = table(&client).await?;
+        let t = meta_table(&client).await?;
         (t.shards.len() == 9 && t.shards.iter().all(|s| s.leader.is_some())).then_some(())
     })
     .await;
@@ -446,7 +428,11 @@ async fn kill_9_of_a_ctxd_process_is_repaired_by_the_driver() {
     let t = wait_for(
         "every shard back to 3 voters off node 4",
         DRIVER_WAIT,
-        || async { table(&client).await.filter(|t| fully_replicated(t, &[4])) },
+        || async {
+            meta_table(&client)
+                .await
+                .filter(|t| fully_replicated(t, &[4]))
+        },
     )
     .await;
     let repaired = killed.elapsed();

@@ -9,21 +9,14 @@ use ctxstore::ranges::RangeMap;
 use ctxstore::Error;
 use std::collections::BTreeMap;
 
-/// Every node's per-shard `(applied index, digest)` agrees among replicas of a shard.
-async fn assert_digests_equal(cluster: &TestCluster) {
-    cluster.wait_converged_all().await;
-    let mut by_shard: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-    for n in cluster.nodes.iter().flatten() {
-        for (shard, d) in n.shard_digests().expect("digests") {
-            by_shard.entry(shard).or_default().push(d);
-        }
-    }
-    for (shard, ds) in by_shard {
-        assert!(
-            ds.windows(2).all(|w| w[0] == w[1]),
-            "shard {shard}: replicas disagree: {ds:?}"
-        );
-    }
+/// Bytes all running nodes have written to RocksDB since they started.
+fn bytes_written(cluster: &TestCluster) -> u64 {
+    cluster
+        .nodes
+        .iter()
+        .flatten()
+        .map(|n| n.bytes_written())
+        .sum()
 }
 
 /// The routing table's data shards partition the hash space exactly once.
@@ -85,20 +78,9 @@ async fn split_keeps_every_key_and_copies_nothing() {
             .expect("append");
     }
     cluster.wait_converged_all().await;
-    let written_before: u64 = cluster
-        .nodes
-        .iter()
-        .flatten()
-        .map(|n| n.bytes_written())
-        .sum();
+    let written_before = bytes_written(&cluster);
     let (parent, child) = client.split_shard(1, None).await.expect("split");
-    let written = cluster
-        .nodes
-        .iter()
-        .flatten()
-        .map(|n| n.bytes_written())
-        .sum::<u64>()
-        - written_before;
+    let written = bytes_written(&cluster) - written_before;
     eprintln!(
         "split of shard 1 into {} wrote {written} bytes on 3 nodes; parent arcs {:?}, child arcs {:?}",
         child.shard_id, parent.arcs, child.arcs
@@ -154,7 +136,7 @@ async fn split_keeps_every_key_and_copies_nothing() {
         child.split_index
     );
     assert_eq!(w.create_version, moved.1, "create version kept");
-    assert_digests_equal(&cluster).await;
+    common::assert_replicas_agree(&cluster).await;
     cluster.shutdown().await;
 }
 
@@ -348,33 +330,6 @@ async fn split_repeatedly(client: &ctxstore_client::Client, splits: usize) {
     }
 }
 
-/// Per shard, the replicas' `(digest index, digest)` from every node, waiting until
-/// they agree (the load has stopped, so every replica reaches the same index).
-async fn wait_digests_equal(client: &ctxstore_client::Client, addrs: &[String]) -> usize {
-    wait_for(
-        "every shard's replicas to hold the same data",
-        WAIT,
-        || async {
-            let mut by_shard: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-            for a in addrs {
-                let s = client.node_status_with(a, true).await.ok()?;
-                for sh in s.shards {
-                    let id = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
-                    by_shard
-                        .entry(id)
-                        .or_default()
-                        .push((sh.digest_index, sh.digest?));
-                }
-            }
-            by_shard
-                .values()
-                .all(|ds| ds.windows(2).all(|w| w[0] == w[1]))
-                .then_some(by_shard.len())
-        },
-    )
-    .await
-}
-
 /// Runs 32 load clients while `split_repeatedly` grows 1 shard to 16, then checks
 /// that no client saw an error, every acknowledged write reads back, and replicas
 /// agree.
@@ -399,7 +354,7 @@ async fn grow_under_load(client: ctxstore_client::Client, addrs: Vec<String>) {
     let ops: usize = all.iter().map(|a| a.puts.len()).sum();
     eprintln!("{ops} load rounds (put, CAS, append) while splitting 1 shard into 16");
     verify_acks(&client, &all).await;
-    let shards = wait_digests_equal(&client, &addrs).await;
+    let shards = common::assert_process_replicas_agree(&client, &addrs).await;
     assert_eq!(shards, 17, "16 data shards and the meta shard");
 }
 
@@ -416,7 +371,7 @@ async fn split_one_shard_into_sixteen_under_load() {
     cluster.wait_all_leaders().await;
     let client = cluster.client().await;
     grow_under_load(client, cluster.addrs()).await;
-    assert_digests_equal(&cluster).await;
+    common::assert_replicas_agree(&cluster).await;
     cluster.shutdown().await;
 }
 
@@ -635,7 +590,7 @@ async fn a_node_that_missed_the_split_comes_back_consistent() {
     })
     .await;
     cluster.wait_all_leaders().await;
-    assert_digests_equal(&cluster).await;
+    common::assert_replicas_agree(&cluster).await;
     for i in 0..50 {
         common::must_read(&client, &format!("pre-{i}"), b"x", false).await;
         common::must_read(&client, &format!("post-{i}"), b"y", false).await;
@@ -883,21 +838,10 @@ async fn splitting_a_256_mib_shard_writes_under_one_mib() {
         w.await.expect("writer");
     }
     cluster.wait_converged_all().await;
-    let before: u64 = cluster
-        .nodes
-        .iter()
-        .flatten()
-        .map(|n| n.bytes_written())
-        .sum();
+    let before = bytes_written(&cluster);
     let (parent, child) = client.split_shard(1, None).await.expect("split");
     cluster.wait_all_leaders().await;
-    let written = cluster
-        .nodes
-        .iter()
-        .flatten()
-        .map(|n| n.bytes_written())
-        .sum::<u64>()
-        - before;
+    let written = bytes_written(&cluster) - before;
     eprintln!(
         "split of a 256 MiB shard: {written} bytes written on 3 nodes; cut at {:?}",
         child.arcs.first()

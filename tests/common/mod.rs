@@ -6,10 +6,11 @@
 
 pub mod procs;
 
-use ctxstore::proto::{ShardStatus, StatusResponse};
+use ctxstore::proto::{ReplicaRole, RoutingTable, ShardStatus, StatusResponse};
 use ctxstore::Node;
 use ctxstore::NodeConfig;
 use ctxstore_client::{Client, ClientOptions};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -300,4 +301,77 @@ pub fn init_logs() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// Waits until every running node has applied its leaders' commits and every replica
+/// of every shard holds the same data (digests read from one RocksDB snapshot each).
+pub async fn assert_replicas_agree(cluster: &TestCluster) {
+    cluster.wait_converged_all().await;
+    wait_for(
+        "every replica of every shard to hold the same data",
+        WAIT,
+        || async {
+            let mut per_shard: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+            for n in cluster.nodes.iter().flatten() {
+                for (shard, d) in n.shard_digests().ok()? {
+                    per_shard.entry(shard).or_default().push(d);
+                }
+            }
+            per_shard
+                .values()
+                .all(|ds| ds.windows(2).all(|w| w[0] == w[1]))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// The same for `ctxd` processes at `addrs` (digests through `Cluster.Status`):
+/// waits until every shard's replicas hold the same data at the same index; returns
+/// the number of shards.
+pub async fn assert_process_replicas_agree(client: &Client, addrs: &[String]) -> usize {
+    wait_for(
+        "every shard's replicas to hold the same data",
+        WAIT,
+        || async {
+            let mut per_shard: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+            for a in addrs {
+                for sh in client.node_status_with(a, true).await.ok()?.shards {
+                    let id = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
+                    per_shard
+                        .entry(id)
+                        .or_default()
+                        .push((sh.digest_index, sh.digest?));
+                }
+            }
+            per_shard
+                .values()
+                .all(|ds| ds.windows(2).all(|w| w[0] == w[1]))
+                .then_some(per_shard.len())
+        },
+    )
+    .await
+}
+
+/// The routing table from the meta leader, if one answers (not a node's cache).
+pub async fn meta_table(client: &Client) -> Option<RoutingTable> {
+    client
+        .routing_table()
+        .await
+        .ok()
+        .filter(|t| t.source == "meta-leader")
+}
+
+/// Whether every shard of `t` has exactly three voters, no learner, and no replica on
+/// the nodes in `not_on`.
+pub fn fully_replicated(t: &RoutingTable, not_on: &[u64]) -> bool {
+    !t.shards.is_empty()
+        && t.shards.iter().all(|s| {
+            s.descriptor.as_ref().is_some_and(|d| {
+                d.replicas.len() == 3
+                    && d.replicas.iter().all(|r| {
+                        r.role == ReplicaRole::Voter as i32 && !not_on.contains(&r.node_id)
+                    })
+            })
+        })
 }
