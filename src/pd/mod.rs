@@ -302,7 +302,14 @@ pub(crate) fn next_step(view: &View, op: &Operator) -> Next {
                 }
                 return Next::Step(Step::AddLearner(to));
             }
-            Some(r) if r.role != ReplicaRole::Voter as i32 => return Next::Wait,
+            Some(r) if r.role != ReplicaRole::Voter as i32 => {
+                // A learner on a node that died or is being drained never catches up
+                // (or should not): drop the operator so the repair checker removes it.
+                if !view.node(to).is_some_and(|n| n.takes_replicas(0)) {
+                    return Next::Cancel(format!("node {to} no longer takes replicas"));
+                }
+                return Next::Wait;
+            }
             Some(_) => {}
         }
     }
@@ -793,6 +800,35 @@ mod tests {
         assert!(ops.iter().all(|o| o.why >= Why::BalanceReplicas), "{ops:?}");
         assert!(ops.iter().all(|o| o.to != Some(4)), "{ops:?}");
         assert!(report.unavailable.is_empty());
+    }
+
+    #[test]
+    fn a_move_whose_target_dies_while_its_learner_catches_up_is_cancelled_then_repaired() {
+        let mut v = view(4, &[(1, &[1, 2, 3])]);
+        let op = Operator {
+            shard: 1,
+            why: Why::BalanceReplicas,
+            from: Some(1),
+            to: Some(4),
+            lead: None,
+        };
+        let s = v.shards.get_mut(&1).expect("shard");
+        s.desc.replicas.push(Replica {
+            replica_id: 40,
+            node_id: 4,
+            role: ReplicaRole::Learner as i32,
+            ..Default::default()
+        });
+        assert_eq!(next_step(&v, &op), Next::Wait);
+        v.nodes.get_mut(&4).expect("node").live = Live::Down;
+        assert!(matches!(next_step(&v, &op), Next::Cancel(_)));
+        // With the operator gone, the checker removes the stranded learner.
+        let (ops, _) = plan(&v, &[], &Limits::default());
+        assert_eq!(ops.len(), 1);
+        assert_eq!(
+            (ops[0].why, ops[0].from, ops[0].to),
+            (Why::Repair, Some(4), None)
+        );
     }
 
     #[test]
