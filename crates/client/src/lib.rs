@@ -264,7 +264,6 @@ impl Client {
         let mut new_addrs = Vec::new();
         {
             let mut r = self.inner.routing.lock();
-            r.fetched = true;
             for t in &answers {
                 new_addrs.extend(r.learn_table(t));
             }
@@ -325,7 +324,7 @@ impl Client {
     }
 
     fn routing_fetched(&self) -> bool {
-        self.inner.routing.lock().fetched
+        self.inner.routing.lock().fetched()
     }
 
     /// Every data shard the client knows (after the first refresh).

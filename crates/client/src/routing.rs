@@ -10,8 +10,6 @@ use std::collections::HashMap;
 /// What the client knows of the cluster's layout.
 #[derive(Default, Debug)]
 pub(crate) struct Routing {
-    /// Whether a routing table has been fetched at least once.
-    pub(crate) fetched: bool,
     /// Hash → shard, newer `ring_ver` winning where descriptors overlap.
     ranges: RangeMap,
     /// Newest descriptor per shard, by `(ring_ver, conf_ver)`.
@@ -23,9 +21,14 @@ pub(crate) struct Routing {
 }
 
 impl Routing {
+    /// Whether the client knows a data shard: until then (no table yet, or only a
+    /// node's empty cache right after start) every request fetches the table first.
+    pub(crate) fn fetched(&self) -> bool {
+        self.descs.keys().any(|s| *s != 0)
+    }
+
     /// Learns a routing table; returns the addresses it mentions.
     pub(crate) fn learn_table(&mut self, t: &RoutingTable) -> Vec<String> {
-        self.fetched = true;
         let mut addrs = Vec::new();
         for n in &t.nodes {
             if !n.addr.is_empty() {
