@@ -116,7 +116,9 @@ fn view(ctx: &NodeCtx, state: &MetaState) -> View {
         .shards
         .iter()
         .filter_map(|route| {
-            let desc = route.descriptor.clone()?;
+            // A provisional descriptor (`conf_ver` 0: a split's new shard, listed from
+            // its parent's report) waits for the shard's own report.
+            let desc = route.descriptor.clone().filter(|d| d.conf_ver > 0)?;
             let leader = route.leader.as_ref().map(|l| l.node_id);
             let load = live
                 .loads

@@ -191,6 +191,29 @@ pub(crate) fn alloc_shard(state: &mut MetaState, req: &AllocShardRequest) -> Res
     Ok(child)
 }
 
+/// The stored descriptor of `shard`, if the table lists it.
+fn descriptor_mut(state: &mut MetaState, shard: u64) -> Option<&mut ShardDescriptor> {
+    state
+        .shards
+        .iter_mut()
+        .filter_map(|r| r.descriptor.as_mut())
+        .find(|d| d.shard_id == shard)
+}
+
+/// Adds a route for a shard the table does not list yet, keeping routes ordered by id.
+fn insert_route(state: &mut MetaState, desc: ShardDescriptor) {
+    let at = state
+        .shards
+        .partition_point(|r| r.descriptor.as_ref().map_or(0, |d| d.shard_id) < desc.shard_id);
+    state.shards.insert(
+        at,
+        ShardRoute {
+            descriptor: Some(desc),
+            ..Default::default()
+        },
+    );
+}
+
 /// Whether `desc` is the new shard of a pending split: its parent and id match, and
 /// its arcs lie within the parent's arcs at the time of the allocation.
 fn pending_child(state: &MetaState, desc: &ShardDescriptor) -> Option<usize> {
@@ -323,16 +346,56 @@ pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
             let Some(i) = pending_child(state, desc) else {
                 continue;
             };
-            state.pending_splits.remove(i);
-            state.shards.push(ShardRoute::default());
-            let mut placed = std::mem::take(&mut state.shards);
-            let last = placed.len() - 1;
-            placed[last].descriptor = Some(ShardDescriptor {
-                shard_id: desc.shard_id,
-                ..Default::default()
-            });
-            placed.sort_by_key(|r| r.descriptor.as_ref().map_or(0, |d| d.shard_id));
-            state.shards = placed;
+            let split = state.pending_splits.remove(i);
+            // The new shard reported before its parent's post-split descriptor: the
+            // parent gives up the arcs now, so the table never lists a hash twice.
+            let child_arcs = ranges::arcs_of(desc);
+            if let Some(p) = descriptor_mut(state, split.parent) {
+                if p.ring_ver < desc.ring_ver {
+                    p.arcs = ranges::to_proto(&ranges::subtract(&ranges::arcs_of(p), &child_arcs));
+                    p.ring_ver = desc.ring_ver;
+                }
+            }
+            insert_route(
+                state,
+                ShardDescriptor {
+                    shard_id: desc.shard_id,
+                    ..Default::default()
+                },
+            );
+        } else if let Some(i) = state
+            .pending_splits
+            .iter()
+            .position(|p| p.parent == desc.shard_id && desc.ring_ver == p.parent_ring_ver + 1)
+        {
+            // The parent reports its post-split descriptor before the new shard has
+            // reported: the new shard enters the table now with the arcs the parent
+            // gave up, so no hash is left without an owner. Its descriptor is
+            // provisional (`conf_ver` 0, no leader): the new shard's own first report
+            // replaces it.
+            let split = state.pending_splits.remove(i);
+            let old: Vec<ranges::Arc> = split.parent_arcs.iter().map(|r| (r.lo, r.hi)).collect();
+            let moved = ranges::subtract(&old, &ranges::arcs_of(desc));
+            if !moved.is_empty() {
+                let mut replicas = desc.replicas.clone();
+                if !replicas.is_empty() {
+                    replicas.rotate_left(1);
+                }
+                insert_route(
+                    state,
+                    ShardDescriptor {
+                        shard_id: split.child,
+                        replicas,
+                        conf_ver: 0,
+                        ring_ver: desc.ring_ver,
+                        next_replica_id: desc.next_replica_id,
+                        arcs: ranges::to_proto(&moved),
+                        split_from: desc.shard_id,
+                        ..Default::default()
+                    },
+                );
+                bump = true;
+            }
         }
         let route = state.shards.iter_mut().find(|s| {
             s.descriptor
@@ -414,6 +477,96 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), n, "replica ids are unique in the cluster");
         assert_eq!(descs[1].replicas[0].replica_id, 1, "shard 1 keeps node ids");
+    }
+
+    /// The data shards' arcs cover the hash space exactly once.
+    fn partitions(st: &MetaState) -> bool {
+        let descs: Vec<&ShardDescriptor> = st
+            .shards
+            .iter()
+            .filter_map(|r| r.descriptor.as_ref())
+            .filter(|d| d.shard_id != META_SHARD.0)
+            .collect();
+        let total: u128 = descs
+            .iter()
+            .map(|d| ranges::width(&ranges::arcs_of(d)))
+            .sum();
+        let mut m = ranges::RangeMap::new();
+        for d in &descs {
+            m.insert_descriptor(d);
+        }
+        total == 1u128 << 64 && m.covers_everything()
+    }
+
+    /// Whichever of a split's two shards reports first, the table never leaves a hash
+    /// without an owner nor lists one twice (an automatic split in `tests/split.rs`
+    /// once saw a hole: the parent's report came before the new shard's).
+    #[test]
+    fn a_split_reported_in_either_order_keeps_the_table_a_partition() {
+        for parent_first in [true, false] {
+            let m = members(3);
+            let descs = initial_descriptors(&m, 2);
+            let mut st = initial_state(&m, &descs);
+            let mut parent = descs[1].clone();
+            let child_id = alloc_shard(
+                &mut st,
+                &AllocShardRequest {
+                    parent_shard: 1,
+                    parent_ring_ver: parent.ring_ver,
+                    parent_arcs: parent.arcs.clone(),
+                },
+            )
+            .expect("alloc");
+            let cut = parent.arcs[0].lo / 2 + parent.arcs[0].hi / 2;
+            let split = crate::proto::SplitCommand {
+                child_shard: child_id,
+                split_hash: cut,
+                expected_ring_ver: parent.ring_ver,
+                ..Default::default()
+            };
+            let child = crate::fsm::split::apply_split(&mut parent, &split, 50, 2, b"")
+                .expect("split")
+                .desc;
+            let from = |d: &ShardDescriptor| NodeHeartbeat {
+                node_id: d.replicas[0].node_id,
+                addr: d.replicas[0].addr.clone(),
+                leading: vec![report(d, d.replicas[0].node_id, 3)],
+                ..Default::default()
+            };
+            let (first, second) = if parent_first {
+                (&parent, &child)
+            } else {
+                (&child, &parent)
+            };
+            let version = st.routing_version;
+            apply_heartbeat(&mut st, &from(first));
+            assert!(
+                partitions(&st),
+                "after the first report ({parent_first}): {st:?}"
+            );
+            assert!(st.routing_version > version, "the table changed");
+            assert!(
+                st.pending_splits.is_empty(),
+                "the split is no longer pending"
+            );
+            apply_heartbeat(&mut st, &from(second));
+            assert!(
+                partitions(&st),
+                "after both reports ({parent_first}): {st:?}"
+            );
+            let listed = |id: u64| {
+                st.shards
+                    .iter()
+                    .filter_map(|r| r.descriptor.clone())
+                    .find(|d| d.shard_id == id)
+            };
+            assert_eq!(
+                listed(child_id),
+                Some(child.clone()),
+                "the shard's own report wins"
+            );
+            assert_eq!(listed(1), Some(parent.clone()));
+        }
     }
 
     #[test]
