@@ -14,6 +14,7 @@ use crate::load::{load_split_point, LoadSplit};
 use crate::node::ctx::NodeCtx;
 use crate::proto::{command_result, AllocShardRequest, ShardDescriptor};
 use crate::raft::handle::{await_reply, PeerHandle, PeerMsg};
+use crate::raft::peer::{NO_LEADER, PROPOSAL_DROPPED};
 use crate::ranges;
 use crate::storage::split_check;
 use crate::types::{ShardId, META_SHARD};
@@ -37,7 +38,19 @@ pub(crate) async fn split_shard(
             "the meta shard owns no keys and is never split",
         ));
     }
-    let peer = leader_replica(ctx, shard).await?;
+    // A shard that has just been created (the new shard of a split listed a moment
+    // ago) or is changing leaders has no leader for an election timeout or two; the
+    // split waits that out instead of failing, since nothing has been proposed yet.
+    let settle = Instant::now()
+        + ctx.config.raft.tick_interval * (4 * ctx.config.raft.election_ticks) as u32;
+    let peer = loop {
+        match leader_replica(ctx, shard).await {
+            Err(e) if not_proposed(&e) && Instant::now() < settle => {
+                tokio::time::sleep(ctx.config.raft.tick_interval).await
+            }
+            r => break r?,
+        }
+    };
     let hosted = ctx.peers().len() as u64;
     let cap = ctx.config.split.max_shards_per_node;
     if hosted >= cap {
@@ -88,15 +101,25 @@ pub(crate) async fn split_shard(
         },
     )
     .await?;
-    let (tx, rx) = oneshot::channel();
-    peer.send(PeerMsg::Split {
-        child: ShardId(child),
-        at,
-        expected_ring_ver: desc.ring_ver,
-        reply: tx,
-    })
-    .await?;
-    let r = await_reply(shard, rx).await?;
+    let r = loop {
+        let (tx, rx) = oneshot::channel();
+        peer.send(PeerMsg::Split {
+            child: ShardId(child),
+            at,
+            expected_ring_ver: desc.ring_ver,
+            reply: tx,
+        })
+        .await?;
+        match await_reply(shard, rx).await {
+            // raft-rs refused the entry (a leader transfer in progress) or the
+            // replica lost leadership without a successor yet: the split was never
+            // appended, so proposing it again under the same new-shard id is safe.
+            Err(e) if not_proposed(&e) && Instant::now() < settle => {
+                tokio::time::sleep(ctx.config.raft.tick_interval).await
+            }
+            r => break r?,
+        }
+    };
     match r.result {
         Some(command_result::Result::Split(done)) => match (done.parent, done.child) {
             (Some(p), Some(c)) => {
@@ -133,7 +156,7 @@ async fn leader_replica(ctx: &NodeCtx, shard: ShardId) -> Result<PeerHandle> {
                 },
                 _ => Error::ShardUnavailable {
                     shard,
-                    reason: "no leader known for this shard".into(),
+                    reason: NO_LEADER_KNOWN.into(),
                 },
             },
             None => Error::NotFound(format!("shard {shard}")),
@@ -149,12 +172,23 @@ async fn leader_replica(ctx: &NodeCtx, shard: ShardId) -> Result<PeerHandle> {
             },
             _ => Error::ShardUnavailable {
                 shard,
-                reason: "no leader (election in progress)".into(),
+                reason: NO_LEADER.into(),
             },
         });
     }
     Ok(peer)
 }
+
+/// Whether `e` says a split was not proposed because the shard has no leader right
+/// now (an election, a leader transfer), so trying again shortly is safe.
+fn not_proposed(e: &Error) -> bool {
+    matches!(e, Error::ShardUnavailable { reason, .. }
+        if reason == NO_LEADER || reason == NO_LEADER_KNOWN || reason.starts_with(PROPOSAL_DROPPED))
+}
+
+/// The `ShardUnavailable` reason of a node that hosts no replica of a shard and knows
+/// no leader for it.
+const NO_LEADER_KNOWN: &str = "no leader known for this shard";
 
 /// One of the node's `split.max-concurrent-per-node` split slots, given back on drop.
 struct SplitSlot<'a>(&'a NodeCtx);

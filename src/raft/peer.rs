@@ -39,6 +39,13 @@ pub(crate) enum Reply {
     None,
 }
 
+/// The `ShardUnavailable` reason of a replica that knows no leader: nothing was
+/// proposed, so the caller may try again once an election is over.
+pub(crate) const NO_LEADER: &str = "no leader (election in progress)";
+/// How the `ShardUnavailable` reason starts when raft-rs refused a proposal (e.g.
+/// during a leader transfer): the entry was never appended.
+pub(crate) const PROPOSAL_DROPPED: &str = "proposal dropped";
+
 impl Reply {
     pub(crate) fn fail(self, e: Error) {
         match self {
@@ -401,7 +408,8 @@ impl Peer {
         })
     }
 
-    /// `NotLeader` with the best hint, or `ShardUnavailable` during an election.
+    /// `NotLeader` with the best hint, or `ShardUnavailable` ([`NO_LEADER`]) during an
+    /// election.
     pub(crate) fn not_leader(&self) -> Error {
         match self.leader_hint() {
             Some(h) if h.replica_id != self.replica_id.0 => Error::NotLeader {
@@ -410,7 +418,7 @@ impl Peer {
             },
             _ => Error::ShardUnavailable {
                 shard: self.shard,
-                reason: "no leader (election in progress)".into(),
+                reason: NO_LEADER.into(),
             },
         }
     }
@@ -434,7 +442,7 @@ impl Peer {
         if let Err(e) = self.raw.propose(context, cmd.encode_to_vec()) {
             reply.fail(Error::ShardUnavailable {
                 shard: self.shard,
-                reason: format!("proposal dropped: {e}"),
+                reason: format!("{PROPOSAL_DROPPED}: {e}"),
             });
             return;
         }
