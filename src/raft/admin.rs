@@ -25,7 +25,14 @@ const PROMOTE_LAG: u64 = 64;
 
 impl Peer {
     pub(crate) fn on_tick(&mut self) {
-        self.raw.tick();
+        // While an installed snapshot is being made durable, raft-rs already counts it
+        // as stable but this replica has not applied it: an election timeout now would
+        // look for the entries between the old applied index and the snapshot, which
+        // are gone (raft-rs aborts with "unexpected error getting unapplied entries").
+        // The replica waits for the write, as TiKV's does while applying a snapshot.
+        if !self.installing_snapshot() {
+            self.raw.tick();
+        }
         self.ticks += 1;
         self.load.roll(std::time::Instant::now());
         if !self.ticks.is_multiple_of(HOUSEKEEPING_TICKS) {

@@ -17,7 +17,7 @@ use crate::raft::logger::replica_logger;
 use crate::storage::PeerStorage;
 use crate::types::{NodeId, ReplicaId, ShardId};
 use prost::Message as _;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use raft::{RawNode, StateRole};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -331,6 +331,11 @@ impl Peer {
         match msg {
             PeerMsg::Raft(m, from_node) => {
                 self.replica_nodes.entry(m.from).or_insert(from_node);
+                if m.get_msg_type() == MessageType::MsgTimeoutNow && self.installing_snapshot() {
+                    // It would campaign at once; see `on_tick`.
+                    tracing::debug!(shard = %self.shard, "ignored a leader transfer while installing a snapshot");
+                    return;
+                }
                 if let Err(e) = self.raw.step(*m) {
                     tracing::debug!(shard = %self.shard, error = %e, "dropped raft message");
                 }
@@ -362,6 +367,9 @@ impl Peer {
             }
             PeerMsg::LoadSamples(reply) => {
                 let _ = reply.send(self.load.last().samples.clone());
+            }
+            PeerMsg::Campaign if self.installing_snapshot() => {
+                tracing::debug!(shard = %self.shard, "no campaign while installing a snapshot");
             }
             PeerMsg::Campaign => {
                 if let Err(e) = self.raw.campaign() {
@@ -406,6 +414,11 @@ impl Peer {
             node_id: node.0,
             addr: self.ctx.addresses.get(*node).unwrap_or_default(),
         })
+    }
+
+    /// Whether an installed snapshot is still being made durable (see `on_tick`).
+    pub(crate) fn installing_snapshot(&self) -> bool {
+        self.pending_snapshot.is_some()
     }
 
     /// `NotLeader` with the best hint, or `ShardUnavailable` ([`NO_LEADER`]) during an
