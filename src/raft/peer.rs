@@ -330,6 +330,23 @@ impl Peer {
     fn on_msg(&mut self, msg: PeerMsg) {
         match msg {
             PeerMsg::Raft(m, from_node) => {
+                if m.to > self.replica_id.0 {
+                    // The shard's leader addresses a newer replica on this node: this
+                    // one was removed from the membership while it could not hear of
+                    // it (the node was down), and the placement driver has since put
+                    // the shard back here. Replica GC cannot tell for a replica that
+                    // never got its first snapshot (it knows no membership), and
+                    // messages to the new replica would reach this one forever. It
+                    // goes; the leader's next message creates the new replica.
+                    tracing::info!(
+                        shard = %self.shard,
+                        replica = %self.replica_id,
+                        newer = m.to,
+                        "a newer replica of this shard is placed on this node: removing this one"
+                    );
+                    self.removed = true;
+                    return;
+                }
                 self.replica_nodes.entry(m.from).or_insert(from_node);
                 if m.get_msg_type() == MessageType::MsgTimeoutNow && self.installing_snapshot() {
                     // It would campaign at once; see `on_tick`.
