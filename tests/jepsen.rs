@@ -903,6 +903,59 @@ fn replicated_off(t: &ctxstore::proto::RoutingTable, not_on: u64) -> bool {
             .all(|s| s.leader.as_ref().is_none_or(|l| l.node_id != not_on))
 }
 
+/// Waits until the meta leader's table satisfies `done`; on a timeout, fails showing
+/// the last table seen (which shard is stuck, and how).
+async fn wait_for_driver(
+    what: &str,
+    client: &Client,
+    done: impl Fn(&ctxstore::proto::RoutingTable) -> bool,
+) {
+    let deadline = Instant::now() + PD_WAIT;
+    let mut last = None;
+    loop {
+        if let Some(t) = meta_table(client).await {
+            if done(&t) {
+                return;
+            }
+            last = Some(t);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {PD_WAIT:?} waiting for {what}; the last table seen:\n{}",
+            last.as_ref().map_or("none".into(), show_table)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One line per shard: id, versions, replicas (node and role), leader.
+fn show_table(t: &ctxstore::proto::RoutingTable) -> String {
+    let mut out = format!("  routing version {}\n", t.routing_version);
+    for n in &t.nodes {
+        out += &format!(
+            "  node {} state {} admin {} last seen {} ms ago\n",
+            n.node_id, n.state, n.admin, n.last_seen_ms_ago
+        );
+    }
+    for s in &t.shards {
+        let Some(d) = &s.descriptor else { continue };
+        let replicas: Vec<String> = d
+            .replicas
+            .iter()
+            .map(|r| format!("{}:{}", r.node_id, r.role))
+            .collect();
+        out += &format!(
+            "  shard {} conf_ver {} ring_ver {} replicas [{}] leader {:?}\n",
+            d.shard_id,
+            d.conf_ver,
+            d.ring_ver,
+            replicas.join(" "),
+            s.leader.as_ref().map(|l| l.node_id)
+        );
+    }
+    out
+}
+
 /// Injects one placement-driver fault and waits for the driver to deal with it.
 async fn inject_pd(cluster: &mut TestCluster, fault: PdFault, rng: &mut StdRng, client: &Client) {
     let n = cluster.nodes.len();
@@ -912,14 +965,15 @@ async fn inject_pd(cluster: &mut TestCluster, fault: PdFault, rng: &mut StdRng, 
             let id = victim as u64 + 1;
             cluster.stop(victim).await;
             let started = Instant::now();
-            wait_for(
+            eprintln!("  nemesis: node {id} killed");
+            wait_for_driver(
                 "the driver to replace a dead node's replicas",
-                PD_WAIT,
-                || async { meta_table(client).await.filter(|t| replicated_off(t, id)) },
+                client,
+                |t| replicated_off(t, id),
             )
             .await;
             eprintln!(
-                "  nemesis: node {id} killed, its replicas replaced in {:.1} s",
+                "  nemesis: node {id}'s replicas replaced in {:.1} s",
                 started.elapsed().as_secs_f64()
             );
             cluster.restart(victim).await;
@@ -953,8 +1007,8 @@ async fn inject_pd(cluster: &mut TestCluster, fault: PdFault, rng: &mut StdRng, 
             {
                 Ok(_) => {
                     let started = Instant::now();
-                    wait_for("the driver to empty a draining node", PD_WAIT, || async {
-                        meta_table(client).await.filter(|t| replicated_off(t, id))
+                    wait_for_driver("the driver to empty a draining node", client, |t| {
+                        replicated_off(t, id)
                     })
                     .await;
                     eprintln!(
