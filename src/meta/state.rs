@@ -522,7 +522,6 @@ mod tests {
                 child_shard: child_id,
                 split_hash: cut,
                 expected_ring_ver: parent.ring_ver,
-                ..Default::default()
             };
             let child = crate::fsm::split::apply_split(&mut parent, &split, 50, 2, b"")
                 .expect("split")
