@@ -6,7 +6,8 @@
 mod common;
 
 use common::{
-    assert_replicas_agree, fast_config, fully_replicated, meta_table, wait_for, TestCluster, WAIT,
+    assert_replicas_agree, fast_config, fully_replicated, meta_table, wait_for, wait_for_explained,
+    TestCluster, WAIT,
 };
 use ctxstore::proto::{NodeAdmin, RoutingTable};
 use ctxstore::{Node, NodeConfig};
@@ -274,18 +275,28 @@ async fn scale_out_from_three_to_five_nodes_balances_replicas_and_leaders() {
         cluster.configs.push(cfg);
     }
     let all = [1, 2, 3, 4, 5];
-    let t = wait_for(
+    let t = wait_for_explained(
         "replicas and leaders balanced over 5 nodes",
         DRIVER_WAIT,
         || async {
-            let t = meta_table(&client).await?;
+            let t = meta_table(&client)
+                .await
+                .ok_or("no table from the meta leader")?;
             let (replicas, leaders) = counts(&t);
-            let pd = client.pd_status().await.ok()?;
-            (fully_replicated(&t, &[])
+            let pd = client.pd_status().await.map_err(|e| e.to_string())?;
+            if fully_replicated(&t, &[])
                 && pd.operators.is_empty()
                 && within_one_of_mean(&replicas, &all)
-                && within_one_of_mean(&leaders, &all))
-            .then_some(t)
+                && within_one_of_mean(&leaders, &all)
+            {
+                return Ok(t);
+            }
+            Err(format!(
+                "replicas per node {replicas:?}, leaders {leaders:?}, fully replicated {}, \
+                 operators {:?}",
+                fully_replicated(&t, &[]),
+                pd.operators
+            ))
         },
     )
     .await;

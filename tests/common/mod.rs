@@ -36,6 +36,26 @@ where
     }
 }
 
+/// Like `wait_for`, but `f` says why the condition does not hold yet, and a timeout
+/// shows the last reason (which state the cluster was stuck in).
+pub async fn wait_for_explained<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let why = match f().await {
+            Ok(v) => return v,
+            Err(why) => why,
+        };
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}; last seen: {why}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A cluster of in-process nodes.
 pub struct TestCluster {
     /// Running nodes by index (None = stopped).
