@@ -46,7 +46,7 @@ echo "machine: $(nproc) cores, one disk; 1 node, 1 shard; loading $KEYS keys x $
 compacted() { # the shard's log no longer holds the loaded entries
   "$BIN/ctxctl" --endpoints "$EP" put tick x >/dev/null
   local first
-  first="$("$BIN/ctxctl" --endpoints "$EP" status | sed -n 's/.*shard 1: .*log=\[\([0-9]*\)\.\..*/\1/p')"
+  first="$("$BIN/ctxctl" --endpoints "$EP" status -o json | jq -r '.shards[] | select(.shard == 1) | .first_index')"
   [ -n "$first" ] && [ "$first" -gt "$KEYS" ]
 }
 WAIT_SECS=120 wait_until compacted

@@ -26,6 +26,8 @@ pub struct ShardRow {
     pub commit: u64,
     /// The leader's applied index.
     pub applied: u64,
+    /// The first index of the leader's Raft log (entries below it were compacted).
+    pub first_index: u64,
     /// Every replica: `(node, raft replica id, voter?)`.
     pub replicas: Vec<ReplicaCell>,
     /// Replicas more than `LAG_ENTRIES` behind the leader's commit (by node).
@@ -115,6 +117,7 @@ pub fn report(statuses: &[StatusResponse], table: Option<&RoutingTable>) -> Repo
                     .collect()
             })
             .unwrap_or_default();
+        let first_index = leader.map_or(0, |(_, l)| l.first_index);
         let (commit, applied, term, lagging) = match leader {
             Some((_, l)) => {
                 let lagging = desc
@@ -145,6 +148,7 @@ pub fn report(statuses: &[StatusResponse], table: Option<&RoutingTable>) -> Repo
             term,
             commit,
             applied,
+            first_index,
             replicas,
             lagging,
             conf_ver: desc.map_or(0, |d| d.conf_ver),
