@@ -45,7 +45,14 @@ before=$(measure)
 split=$(ctl shard split 1 --at 0x8000000000000000)
 child=$(sed -n 's/^split shard 1: new shard \([0-9]*\)$/\1/p' <<<"$split")
 # The new shard's leader is where the parent's is (it campaigns at once): move it to
-# another replica so the two halves are served by two nodes.
+# another replica so the two halves are served by two nodes. Wait until the status
+# names its leader first (right after the split it may not yet).
+has_leader() {
+  ctl status -o json | python3 -c 'import json,sys
+d=json.load(sys.stdin)
+sys.exit(0 if [s for s in d["shards"] if s["shard"]==int(sys.argv[1])][0]["leader_node"] else 1)' "$1"
+}
+wait_until has_leader "$child"
 status=$(ctl status -o json)
 leaders=$(python3 -c '
 import json,sys
