@@ -370,28 +370,29 @@ pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
         {
             // The parent reports its post-split descriptor before the new shard has
             // reported: the new shard enters the table now with the arcs the parent
-            // gave up, so no hash is left without an owner. Its descriptor is
-            // provisional (`conf_ver` 0, no leader): the new shard's own first report
-            // replaces it.
+            // gave up, so no hash is left without an owner. Its descriptor is the one
+            // the split entry creates, replayed on the parent as the allocation saw
+            // it (the cut is the lowest hash the parent gave up), marked provisional
+            // (`conf_ver` 0, no leader): the new shard's own first report replaces it.
             let split = state.pending_splits.remove(i);
-            let old: Vec<ranges::Arc> = split.parent_arcs.iter().map(|r| (r.lo, r.hi)).collect();
-            let moved = ranges::subtract(&old, &ranges::arcs_of(desc));
-            if !moved.is_empty() {
-                let mut replicas = desc.replicas.clone();
-                if !replicas.is_empty() {
-                    replicas.rotate_left(1);
-                }
+            let mut before = desc.clone();
+            before.arcs = split.parent_arcs.clone();
+            before.ring_ver = split.parent_ring_ver;
+            let gave_up = ranges::subtract(&ranges::arcs_of(&before), &ranges::arcs_of(desc));
+            let replayed = gave_up.first().and_then(|&(cut, _)| {
+                let cmd = crate::proto::SplitCommand {
+                    child_shard: split.child,
+                    split_hash: cut,
+                    expected_ring_ver: split.parent_ring_ver,
+                };
+                crate::fsm::split::apply_split(&mut before, &cmd, 0, 0, &[]).ok()
+            });
+            if let Some(child) = replayed {
                 insert_route(
                     state,
                     ShardDescriptor {
-                        shard_id: split.child,
-                        replicas,
                         conf_ver: 0,
-                        ring_ver: desc.ring_ver,
-                        next_replica_id: desc.next_replica_id,
-                        arcs: ranges::to_proto(&moved),
-                        split_from: desc.shard_id,
-                        ..Default::default()
+                        ..child.desc
                     },
                 );
                 bump = true;
@@ -548,6 +549,22 @@ mod tests {
                 st.pending_splits.is_empty(),
                 "the split is no longer pending"
             );
+            if parent_first {
+                let provisional = st
+                    .shards
+                    .iter()
+                    .filter_map(|r| r.descriptor.clone())
+                    .find(|d| d.shard_id == child_id);
+                assert_eq!(
+                    provisional,
+                    Some(ShardDescriptor {
+                        conf_ver: 0,
+                        split_index: 0,
+                        ..child.clone()
+                    }),
+                    "the provisional descriptor is the split's, marked provisional"
+                );
+            }
             apply_heartbeat(&mut st, &from(second));
             assert!(
                 partitions(&st),
