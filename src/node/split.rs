@@ -18,6 +18,7 @@ use crate::raft::peer::{NO_LEADER, PROPOSAL_DROPPED};
 use crate::ranges;
 use crate::storage::split_check;
 use crate::types::{ShardId, META_SHARD};
+use crate::util::Backoff;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -41,16 +42,8 @@ pub(crate) async fn split_shard(
     // A shard that has just been created (the new shard of a split listed a moment
     // ago) or is changing leaders has no leader for an election timeout or two; the
     // split waits that out instead of failing, since nothing has been proposed yet.
-    let settle = Instant::now()
-        + ctx.config.raft.tick_interval * (4 * ctx.config.raft.election_ticks) as u32;
-    let peer = loop {
-        match leader_replica(ctx, shard).await {
-            Err(e) if not_proposed(&e) && Instant::now() < settle => {
-                tokio::time::sleep(ctx.config.raft.tick_interval).await
-            }
-            r => break r?,
-        }
-    };
+    let mut leaderless = Leaderless::new(ctx);
+    let peer = leaderless.retry(|| leader_replica(ctx, shard)).await?;
     let hosted = ctx.peers().len() as u64;
     let cap = ctx.config.split.max_shards_per_node;
     if hosted >= cap {
@@ -101,25 +94,22 @@ pub(crate) async fn split_shard(
         },
     )
     .await?;
-    let r = loop {
-        let (tx, rx) = oneshot::channel();
-        peer.send(PeerMsg::Split {
-            child: ShardId(child),
-            at,
-            expected_ring_ver: desc.ring_ver,
-            reply: tx,
+    // raft-rs may refuse the entry (a leader transfer in progress) or the replica lose
+    // leadership without a successor yet: the split was then never appended, so
+    // proposing it again under the same new-shard id is safe.
+    let r = leaderless
+        .retry(|| async {
+            let (tx, rx) = oneshot::channel();
+            peer.send(PeerMsg::Split {
+                child: ShardId(child),
+                at,
+                expected_ring_ver: desc.ring_ver,
+                reply: tx,
+            })
+            .await?;
+            await_reply(shard, rx).await
         })
         .await?;
-        match await_reply(shard, rx).await {
-            // raft-rs refused the entry (a leader transfer in progress) or the
-            // replica lost leadership without a successor yet: the split was never
-            // appended, so proposing it again under the same new-shard id is safe.
-            Err(e) if not_proposed(&e) && Instant::now() < settle => {
-                tokio::time::sleep(ctx.config.raft.tick_interval).await
-            }
-            r => break r?,
-        }
-    };
     match r.result {
         Some(command_result::Result::Split(done)) => match (done.parent, done.child) {
             (Some(p), Some(c)) => {
@@ -184,6 +174,41 @@ async fn leader_replica(ctx: &NodeCtx, shard: ShardId) -> Result<PeerHandle> {
 fn not_proposed(e: &Error) -> bool {
     matches!(e, Error::ShardUnavailable { reason, .. }
         if reason == NO_LEADER || reason == NO_LEADER_KNOWN || reason.starts_with(PROPOSAL_DROPPED))
+}
+
+/// Retries the steps of one split while the shard has no leader, for up to four
+/// election timeouts in all.
+struct Leaderless {
+    until: tokio::time::Instant,
+    backoff: Backoff,
+}
+
+impl Leaderless {
+    fn new(ctx: &NodeCtx) -> Self {
+        let tick = ctx.config.raft.tick_interval;
+        let election = tick * ctx.config.raft.election_ticks as u32;
+        Self {
+            until: tokio::time::Instant::now() + election * 4,
+            backoff: Backoff::new(tick, election),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for another reason than
+    /// [`not_proposed`], or the time is up.
+    async fn retry<T, F, Fut>(&mut self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        loop {
+            match attempt().await {
+                Err(e) if not_proposed(&e) && tokio::time::Instant::now() < self.until => {
+                    self.backoff.sleep_until_at_most(self.until).await
+                }
+                r => return r,
+            }
+        }
+    }
 }
 
 /// The `ShardUnavailable` reason of a node that hosts no replica of a shard and knows
