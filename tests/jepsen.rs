@@ -910,22 +910,14 @@ async fn wait_for_driver(
     client: &Client,
     done: impl Fn(&ctxstore::proto::RoutingTable) -> bool,
 ) {
-    let deadline = Instant::now() + PD_WAIT;
-    let mut last = None;
-    loop {
-        if let Some(t) = meta_table(client).await {
-            if done(&t) {
-                return;
-            }
-            last = Some(t);
+    common::wait_for_explained(what, PD_WAIT, || async {
+        match meta_table(client).await {
+            Some(t) if done(&t) => Ok(()),
+            Some(t) => Err(format!("the table\n{}", show_table(&t))),
+            None => Err("no table from the meta leader".into()),
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {PD_WAIT:?} waiting for {what}; the last table seen:\n{}",
-            last.as_ref().map_or("none".into(), show_table)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// One line per shard: id, versions, replicas (node and role), leader.

@@ -287,7 +287,8 @@ async fn scale_out_from_three_to_five_nodes_balances_replicas_and_leaders() {
                 .ok_or("no table from the meta leader")?;
             let (replicas, leaders) = counts(&t);
             let pd = client.pd_status().await.map_err(|e| e.to_string())?;
-            if fully_replicated(&t, &[])
+            let replicated = fully_replicated(&t, &[]);
+            if replicated
                 && pd.operators.is_empty()
                 && within_one_of_mean(&replicas, &all)
                 && within_one_of_mean(&leaders, &all)
@@ -295,9 +296,8 @@ async fn scale_out_from_three_to_five_nodes_balances_replicas_and_leaders() {
                 return Ok(t);
             }
             Err(format!(
-                "replicas per node {replicas:?}, leaders {leaders:?}, fully replicated {}, \
-                 operators {:?}",
-                fully_replicated(&t, &[]),
+                "replicas per node {replicas:?}, leaders {leaders:?}, fully replicated \
+                 {replicated}, operators {:?}",
                 pd.operators
             ))
         },

@@ -24,16 +24,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {within:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_explained(what, within, || {
+        let attempt = f();
+        async move { attempt.await.ok_or_else(|| "not yet".to_string()) }
+    })
+    .await
 }
 
 /// Like `wait_for`, but `f` says why the condition does not hold yet, and a timeout
