@@ -42,6 +42,10 @@ pub struct NodeConfig {
     /// reports to, so the placement driver learns of it and fills it with replicas.
     /// Empty: the node waits to be added with `ctxctl member add`.
     pub peers: String,
+    /// This node's share of replica reads relative to the other nodes' (1–10000,
+    /// default 100), published through the routing table for clients balancing
+    /// reads with the `weighted` policy: 200 takes twice the reads of a node at 100.
+    pub read_weight: u32,
 }
 
 /// The placement driver (`[pd]`), run by the meta leader: it replaces replicas lost
@@ -302,6 +306,7 @@ impl Default for NodeConfig {
             split: SplitConfig::default(),
             pd: PdConfig::default(),
             peers: String::new(),
+            read_weight: 100,
         }
     }
 }
@@ -377,6 +382,12 @@ impl NodeConfig {
         })?;
         if let Some(a) = &self.advertise {
             check_host_port("advertise", a)?;
+        }
+        if !(1..=10_000).contains(&self.read_weight) {
+            return Err(Error::config(
+                "read-weight",
+                format!("must be between 1 and 10000, not {}", self.read_weight),
+            ));
         }
         let members = self.initial_members()?;
         if self.join && !members.is_empty() {

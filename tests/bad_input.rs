@@ -132,6 +132,7 @@ async fn unknown_endpoint_fails_within_deadline() {
         ClientOptions {
             timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_millis(200),
+            ..Default::default()
         },
     )
     .await

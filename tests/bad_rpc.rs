@@ -168,6 +168,7 @@ fn seeds() -> BTreeMap<&'static str, Vec<u8>> {
         shard_id: 0,
         conf_ver: 1,
         ring_ver: 1,
+        ..Default::default()
     });
     let mut m = BTreeMap::new();
     m.insert(
@@ -387,6 +388,7 @@ async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
                     shard_id: shard,
                     conf_ver,
                     ring_ver,
+                    ..Default::default()
                 }),
                 key: format!("keep-{i:03}").into_bytes().into(),
                 stale: false,

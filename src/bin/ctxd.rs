@@ -57,6 +57,10 @@ struct ServerArgs {
     /// Data shards a brand-new cluster creates (all initial members must agree).
     #[arg(long)]
     initial_shards: Option<u64>,
+    /// This node's share of replica reads for clients using the weighted policy
+    /// (`read-weight`, 1–10000, default 100).
+    #[arg(long)]
+    read_weight: Option<u32>,
     /// Serve linearizable reads from the leader's lease (`raft.lease-reads`; see
     /// docs/operations.md for when that is safe).
     #[arg(long)]
@@ -145,6 +149,9 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = a.initial_shards {
         cfg.initial_shards = v;
+    }
+    if let Some(v) = a.read_weight {
+        cfg.read_weight = v;
     }
     if a.lease_reads {
         cfg.raft.lease_reads = true;

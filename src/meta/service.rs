@@ -507,6 +507,7 @@ async fn collect_report(ctx: &NodeCtx) -> NodeHeartbeat {
         used_bytes: ctx.engine.used_bytes(),
         free_bytes: crate::storage::engine::disk_free(&ctx.config.data_dir).unwrap_or(0),
         replicas: status.shards.len() as u64,
+        read_weight: ctx.config.read_weight,
         ..Default::default()
     };
     let mut leading = Vec::new();

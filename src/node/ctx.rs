@@ -74,6 +74,8 @@ pub(crate) struct NodeCtx {
     pub(crate) splits_in_progress: std::sync::atomic::AtomicU64,
     /// Shard → (approximate bytes, keys) as the splitter last measured them.
     sizes: Mutex<HashMap<ShardId, (u64, u64)>>,
+    /// Reads this node served, and the test seam that slows them.
+    pub(crate) reads: ReadProbe,
     /// Stops everything.
     pub(crate) cancel: CancellationToken,
     /// Tracks every task the node spawned.
@@ -143,6 +145,7 @@ impl NodeCtx {
             purge: PurgeHints::default(),
             splits_in_progress: Default::default(),
             sizes: Mutex::new(HashMap::new()),
+            reads: ReadProbe::default(),
             cancel,
             tracker,
             config,
@@ -320,5 +323,36 @@ impl NodeCtx {
             shards,
             wal_syncs: self.writer.syncs(),
         }
+    }
+}
+
+/// Reads a node served from its local replicas (any read mode), and a service delay
+/// tests add to them to play a slow replica (the read-side counterpart of the
+/// transport's `MessageFilter`).
+#[derive(Default)]
+pub(crate) struct ReadProbe {
+    served: std::sync::atomic::AtomicU64,
+    delay_micros: std::sync::atomic::AtomicU64,
+}
+
+impl ReadProbe {
+    /// Counts one read served; returns the delay to add before answering it.
+    pub(crate) fn served(&self) -> Option<Duration> {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        match self.delay_micros.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// Reads served so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Delays every read by `delay` (None or zero: no delay).
+    pub(crate) fn set_delay(&self, delay: Option<Duration>) {
+        let us = delay.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        self.delay_micros.store(us, Ordering::Relaxed);
     }
 }

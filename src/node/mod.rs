@@ -119,6 +119,17 @@ impl Node {
         self.ctx.transport.set_filter(f);
     }
 
+    /// Reads this node has served from its local replicas, in any read mode.
+    pub fn reads_served(&self) -> u64 {
+        self.ctx.reads.count()
+    }
+
+    /// Adds `delay` to every read this node serves (None heals): a test seam that
+    /// plays a slow replica.
+    pub fn set_read_delay(&self, delay: Option<std::time::Duration>) {
+        self.ctx.reads.set_delay(delay);
+    }
+
     /// Every live user key stored on this node, across all its replicas (for
     /// placement checks; reads the whole data column family).
     pub fn data_keys(&self) -> Result<Vec<Vec<u8>>> {

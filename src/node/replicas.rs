@@ -37,13 +37,14 @@ pub(crate) fn on_raft_message(
     lineage: Lineage,
     from: NodeId,
     msg: Message,
+    leader_commit: u64,
 ) {
     if !ctx.transport.allowed_from(from) {
         return;
     }
     if let Some(p) = ctx.peer(shard) {
         // Dropped under overload; Raft retransmits.
-        let _ = p.try_send(PeerMsg::Raft(Box::new(msg), from));
+        let _ = p.try_send(PeerMsg::Raft(Box::new(msg), from, leader_commit));
         return;
     }
     let from_leader = matches!(
@@ -113,7 +114,7 @@ pub(crate) fn on_raft_message(
     match Peer::spawn(ctx.clone(), init) {
         Ok(handle) => {
             tracing::info!(%shard, replica = msg.to, "created replica to receive a snapshot");
-            let _ = handle.try_send(PeerMsg::Raft(Box::new(msg), from));
+            let _ = handle.try_send(PeerMsg::Raft(Box::new(msg), from, leader_commit));
             ctx.register(handle);
         }
         Err(e) => tracing::error!(%shard, error = %e, "cannot create replica"),

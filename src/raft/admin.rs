@@ -35,6 +35,7 @@ impl Peer {
         }
         self.ticks += 1;
         self.load.roll(std::time::Instant::now());
+        self.retry_follower_reads();
         if !self.ticks.is_multiple_of(HOUSEKEEPING_TICKS) {
             return;
         }

@@ -12,7 +12,7 @@ use parking_lot::RwLock;
 use raft::eraftpb::Message;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long a caller waits for a proposal to apply or a read index to confirm.
@@ -47,8 +47,9 @@ pub(crate) enum MemberChange {
 
 /// Requests and raft messages for a replica (bounded queue).
 pub(crate) enum PeerMsg {
-    /// A raft message from another node.
-    Raft(Box<Message>, NodeId),
+    /// A raft message from another node, and the sender's commit index if it sent it
+    /// as the shard's leader (0 otherwise; the envelope's `leader_commit`).
+    Raft(Box<Message>, NodeId, u64),
     /// Replicate a command (touching partition hash `hash`, if one); answered once
     /// applied.
     Propose(
@@ -71,6 +72,9 @@ pub(crate) enum PeerMsg {
     /// Answered once the local state is at least as new as the leader's commit at the
     /// time of the request (ReadIndex), so a local read is linearizable.
     ReadIndex(oneshot::Sender<Result<()>>),
+    /// As `ReadIndex`, but a follower may answer too: it asks the leader for the
+    /// commit index (follower ReadIndex) and answers once it has applied it.
+    ReplicaReadIndex(oneshot::Sender<Result<()>>),
     /// Change membership; answered with the descriptor once applied.
     ChangeMember(MemberChange, oneshot::Sender<Result<ShardDescriptor>>),
     /// Hand leadership to the replica on a node.
@@ -140,6 +144,10 @@ pub(crate) struct Epoch {
     /// Snapshot installs started so far: a reader of local state that must not see a
     /// half-replaced shard compares it before and after reading.
     installs: AtomicU64,
+    /// When the replica last heard from its current leader, counted once it has
+    /// applied the commit index that leader sent then (None: not in this leader's
+    /// reign). Bounded-staleness reads compare it with the local monotonic clock.
+    contact: parking_lot::Mutex<Option<Instant>>,
     /// The applied descriptor.
     desc: RwLock<Arc<ShardDescriptor>>,
     /// The arcs of `desc`, as ranges.
@@ -160,10 +168,29 @@ impl Epoch {
         self.applied.store(index, Ordering::Release);
     }
 
-    /// Records whether the replica leads, and who does.
+    /// Records whether the replica leads, and who does. A new leader (or none) voids
+    /// the contact with the previous one.
     pub(crate) fn set_leader(&self, leading: bool, leader: u64) {
         self.leading.store(leading, Ordering::Release);
-        self.leader.store(leader, Ordering::Release);
+        if self.leader.swap(leader, Ordering::AcqRel) != leader {
+            *self.contact.lock() = None;
+        }
+    }
+
+    /// Records that the replica heard from its leader at `at` and has applied the
+    /// commit index the leader sent then.
+    pub(crate) fn set_contact(&self, at: Instant) {
+        let mut c = self.contact.lock();
+        if c.is_none_or(|old| old < at) {
+            *c = Some(at);
+        }
+    }
+
+    /// How long ago the replica last heard from its current leader (with that
+    /// leader's commit applied); None if it has not in this leader's reign.
+    pub(crate) fn contact_age(&self) -> Option<Duration> {
+        let at = (*self.contact.lock())?;
+        Some(at.elapsed())
     }
 
     /// Whether the replica led its shard at its last ready (for background work

@@ -98,6 +98,14 @@ pub(crate) struct Peer {
     pub(crate) ready_reads: VecDeque<(u64, Vec<oneshot::Sender<Result<()>>>)>,
     /// Next ReadIndex context.
     pub(crate) next_read_ctx: u64,
+    /// Follower read indexes asked of the leader, by context: (tick sent, waiters).
+    pub(crate) follower_reads: HashMap<u64, (u64, crate::raft::replica_read::Waiters)>,
+    /// Leader messages received, waiting for the commit index they carried to apply:
+    /// (receive time, the leader's commit index, the leader's replica id).
+    pub(crate) contacts: VecDeque<(std::time::Instant, u64, u64)>,
+    /// On the leader: when each voter last answered an append or heartbeat, and in
+    /// which term.
+    pub(crate) acks: HashMap<u64, (std::time::Instant, u64)>,
     /// Messages to send once the ready with the given number is durable.
     pub(crate) persisted_msgs: VecDeque<(u64, Vec<Message>)>,
     /// Readies handed to the log writer and not yet durable.
@@ -220,7 +228,10 @@ impl Peer {
             pending_reads: Vec::new(),
             inflight_reads: HashMap::new(),
             ready_reads: VecDeque::new(),
-            next_read_ctx: 1,
+            next_read_ctx: (replica_id.0 << crate::raft::replica_read::CTX_SHIFT) + 1,
+            follower_reads: HashMap::new(),
+            contacts: VecDeque::new(),
+            acks: HashMap::new(),
             persisted_msgs: VecDeque::new(),
             inflight_writes: 0,
             pending_snapshot: None,
@@ -329,7 +340,7 @@ impl Peer {
 
     fn on_msg(&mut self, msg: PeerMsg) {
         match msg {
-            PeerMsg::Raft(m, from_node) => {
+            PeerMsg::Raft(m, from_node, leader_commit) => {
                 if m.to > self.replica_id.0 {
                     // The shard's leader addresses a newer replica on this node: this
                     // one was removed from the membership while it could not hear of
@@ -353,9 +364,12 @@ impl Peer {
                     tracing::debug!(shard = %self.shard, "ignored a leader transfer while installing a snapshot");
                     return;
                 }
+                let header = (m.get_msg_type(), m.from, m.term);
                 if let Err(e) = self.raw.step(*m) {
                     tracing::debug!(shard = %self.shard, error = %e, "dropped raft message");
                 }
+                self.note_leader_contact(header, leader_commit);
+                self.note_follower_ack(header);
             }
             PeerMsg::Propose(cmd, hash, reply) => {
                 if self.is_leader() {
@@ -377,6 +391,7 @@ impl Peer {
                     let _ = reply.send(Err(self.not_leader()));
                 }
             }
+            PeerMsg::ReplicaReadIndex(reply) => self.on_replica_read_index(reply),
             PeerMsg::ChangeMember(change, reply) => self.on_change_member(change, reply),
             PeerMsg::TransferLeader(node, reply) => self.on_transfer_leader(node, reply),
             PeerMsg::Status(reply) => {
@@ -537,6 +552,11 @@ impl Peer {
             }
         }
         for (_, ws) in self.ready_reads.drain(..) {
+            for w in ws {
+                let _ = w.send(Err(err()));
+            }
+        }
+        for (_, (_, ws)) in self.follower_reads.drain() {
             for w in ws {
                 let _ = w.send(Err(err()));
             }

@@ -154,7 +154,7 @@ impl Peer {
                 .try_into()
                 .map(u64::from_be_bytes)
                 .unwrap_or_default();
-            if let Some(waiters) = self.inflight_reads.remove(&ctx) {
+            if let Some(waiters) = self.take_read_waiters(ctx) {
                 self.ready_reads.push_back((rs.index, waiters));
             }
         }
@@ -228,6 +228,7 @@ impl Peer {
                 self.epoch.set_applied(index);
                 self.raw.advance_apply_to(index);
                 self.release_reads();
+                self.publish_contact();
             }
         }
         while self
@@ -291,15 +292,26 @@ impl Peer {
 
     /// Wraps raft messages for their nodes and hands them to the transport.
     pub(crate) fn send_messages(&mut self, msgs: Vec<Message>) {
+        // Followers use it to bound the staleness of their reads (`replica_read`).
+        let leader_commit = if self.is_leader() {
+            self.raw.raft.raft_log.committed
+        } else {
+            0
+        };
         for m in msgs {
             let Some(node) = self.replica_nodes.get(&m.to).copied() else {
                 tracing::debug!(shard = %self.shard, to = m.to, "no node known for replica");
                 continue;
             };
             let lineage = (self.desc.split_from, self.desc.split_index);
-            self.ctx
-                .transport
-                .send(self.shard, lineage, node, m, self.events.clone());
+            self.ctx.transport.send(
+                self.shard,
+                lineage,
+                node,
+                m,
+                leader_commit,
+                self.events.clone(),
+            );
         }
     }
 
@@ -377,6 +389,7 @@ impl Peer {
         }
         self.applied_index = applied.applied_index;
         self.applied_term = applied.applied_term;
+        self.publish_contact();
         let mut results: HashMap<u64, _> = applied
             .results
             .into_iter()

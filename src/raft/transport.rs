@@ -162,13 +162,15 @@ impl Transport {
 
     /// Queues a raft message of `shard` for node `to`; `events` hears how a snapshot
     /// send ended. `lineage` is the shard's `(split_from, split_index)` (zeros for a
-    /// shard made at bootstrap).
+    /// shard made at bootstrap); `leader_commit` the sender's commit index if it leads
+    /// the shard, else 0.
     pub(crate) fn send(
         &self,
         shard: ShardId,
         lineage: (u64, u64),
         to: NodeId,
         msg: Message,
+        leader_commit: u64,
         events: mpsc::UnboundedSender<PeerEvent>,
     ) {
         let is_snap = msg.get_msg_type() == MessageType::MsgSnapshot;
@@ -193,6 +195,7 @@ impl Transport {
             message: bytes.into(),
             split_from: lineage.0,
             split_index: lineage.1,
+            leader_commit,
         };
         if is_snap {
             self.send_snapshot(to, to_replica, env, &msg, events);

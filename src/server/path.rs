@@ -7,8 +7,8 @@ use crate::fsm::read;
 use crate::keys;
 use crate::node::ctx::NodeCtx;
 use crate::proto::{
-    command_result, raft_command, write_op, CommandResult, KeyValue, RequestHeader, ValueRecord,
-    WriteBatch, WriteOp, WriteOutcome, WritePut,
+    command_result, raft_command, write_op, CommandResult, KeyValue, ReadMode, RequestHeader,
+    ValueRecord, WriteBatch, WriteOp, WriteOutcome, WritePut,
 };
 use crate::raft::handle::{await_reply, PeerHandle, PeerMsg};
 use crate::types::{ShardId, DEFAULT_SHARD};
@@ -233,28 +233,57 @@ impl RequestPath {
         Ok(r)
     }
 
-    /// Waits until the local replica may serve a linearizable read (or none for stale),
-    /// and checks again after the barrier that the shard still owns the hash (a split
-    /// may have applied meanwhile).
+    /// Waits until the local replica may serve a read in the request's read mode
+    /// (docs/api.md, "Read modes"; a request's own `stale` flag means
+    /// `READ_MODE_STALE`), and checks again after the barrier that the shard still
+    /// owns the hash (a split may have applied meanwhile).
     pub(crate) async fn read_barrier(
         &self,
         header: &Option<RequestHeader>,
         hash: Option<u64>,
         stale: bool,
     ) -> Result<PeerHandle> {
+        let mode = read_at(header, stale)?;
         let peer = self.route(header, hash)?;
-        if stale {
-            if peer.epoch.installing() {
+        let barrier = match mode {
+            ReadAt::Stale => None,
+            ReadAt::Bounded { max, min_version } => {
+                let applied = peer.epoch.applied();
+                let age = peer.epoch.contact_age();
+                if applied >= min_version && age.is_some_and(|a| a <= max) {
+                    None
+                } else if peer.epoch.leading() {
+                    // The leader answers linearizably whatever the bound.
+                    Some(PeerMsg::ReadIndex as fn(_) -> _)
+                } else {
+                    return Err(Error::ReplicaTooStale {
+                        shard: peer.shard,
+                        applied,
+                        contact_age_ms: age
+                            .map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX)),
+                    });
+                }
+            }
+            ReadAt::Leader => Some(PeerMsg::ReadIndex as fn(_) -> _),
+            ReadAt::Follower => Some(PeerMsg::ReplicaReadIndex as fn(_) -> _),
+        };
+        match barrier {
+            None if peer.epoch.installing() => {
                 // Its data is partly the old state, partly the snapshot's.
                 return Err(installing(&peer));
             }
-            return Ok(peer);
+            None => {}
+            Some(msg) => {
+                let (tx, rx) = oneshot::channel();
+                peer.send(msg(tx)).await?;
+                await_reply(peer.shard, rx).await?;
+            }
         }
-        let (tx, rx) = oneshot::channel();
-        peer.send(PeerMsg::ReadIndex(tx)).await?;
-        await_reply(peer.shard, rx).await?;
         if hash.is_some_and(|h| !peer.epoch.owns(h)) {
             return Err(self.ctx.stale_epoch(&peer));
+        }
+        if let Some(delay) = self.ctx.reads.served() {
+            tokio::time::sleep(delay).await;
         }
         Ok(peer)
     }
@@ -279,6 +308,51 @@ impl RequestPath {
     /// The node's shared context.
     pub(crate) fn ctx(&self) -> &Arc<NodeCtx> {
         &self.ctx
+    }
+}
+
+/// Where a read may be served, from its header's read mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadAt {
+    /// Linearizable at the leader.
+    Leader,
+    /// Linearizable at any replica (follower ReadIndex).
+    Follower,
+    /// A follower in recent contact with its leader that has applied `min_version`,
+    /// or the leader (linearizably).
+    Bounded {
+        max: std::time::Duration,
+        min_version: u64,
+    },
+    /// Any replica's local state.
+    Stale,
+}
+
+/// The read mode a request asks for; an unknown mode, or a bounded one without a
+/// bound, is an `InvalidArgument`.
+fn read_at(header: &Option<RequestHeader>, stale: bool) -> Result<ReadAt> {
+    if stale {
+        return Ok(ReadAt::Stale);
+    }
+    let Some(h) = header else {
+        return Ok(ReadAt::Leader);
+    };
+    match ReadMode::try_from(h.read_mode) {
+        Ok(ReadMode::Leader) => Ok(ReadAt::Leader),
+        Ok(ReadMode::Follower) => Ok(ReadAt::Follower),
+        Ok(ReadMode::Stale) => Ok(ReadAt::Stale),
+        Ok(ReadMode::Bounded) if h.max_staleness_ms == 0 => Err(Error::invalid(
+            "header.max_staleness_ms",
+            "must be above 0 with READ_MODE_BOUNDED",
+        )),
+        Ok(ReadMode::Bounded) => Ok(ReadAt::Bounded {
+            max: std::time::Duration::from_millis(h.max_staleness_ms),
+            min_version: h.min_version,
+        }),
+        Err(_) => Err(Error::invalid(
+            "header.read_mode",
+            format!("unknown read mode {}", h.read_mode),
+        )),
     }
 }
 

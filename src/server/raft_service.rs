@@ -62,6 +62,7 @@ impl Raft for RaftService {
                             lineage,
                             NodeId(env.from_node),
                             m,
+                            env.leader_commit,
                         )
                     }
                     Err(e) => tracing::warn!(error = %e, "undecodable raft message dropped"),
@@ -155,7 +156,7 @@ impl Raft for RaftService {
         self.ctx.snapshots.put_incoming(file);
         match self.ctx.peer(shard) {
             Some(p) => p
-                .send(PeerMsg::Raft(Box::new(msg), from))
+                .send(PeerMsg::Raft(Box::new(msg), from, 0))
                 .await
                 .map_err(|_| Status::unavailable("replica stopped"))?,
             None => on_raft_message(
@@ -164,6 +165,7 @@ impl Raft for RaftService {
                 (env.split_from, env.split_index),
                 from,
                 msg,
+                0,
             ),
         }
         Ok(Response::new(SnapshotDone {}))

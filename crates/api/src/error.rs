@@ -49,6 +49,19 @@ pub enum Error {
         /// What is going on.
         reason: String,
     },
+    /// A bounded-staleness read reached a follower that has not heard from its leader
+    /// recently enough or has not applied the client's `min_version`; nothing was read.
+    /// Another replica or the leader may serve it.
+    #[error("replica of shard {shard} too stale for the read: applied {applied}, {}", contact_text(.contact_age_ms))]
+    ReplicaTooStale {
+        /// The shard asked for.
+        shard: ShardId,
+        /// The replica's applied index.
+        applied: u64,
+        /// Milliseconds since the replica last heard from its leader (None: not in
+        /// this term).
+        contact_age_ms: Option<u64>,
+    },
     /// A request field is malformed.
     #[error("invalid argument `{field}`: {reason}")]
     InvalidArgument {
@@ -151,6 +164,13 @@ fn hint_text(leader: &Option<ReplicaInfo>) -> String {
     }
 }
 
+fn contact_text(age: &Option<u64>) -> String {
+    match age {
+        Some(ms) => format!("last heard from its leader {ms} ms ago"),
+        None => "no contact with a leader in this term".to_string(),
+    }
+}
+
 impl Error {
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
@@ -185,6 +205,7 @@ impl Error {
                 | Error::StaleEpoch { .. }
                 | Error::WrongShard { .. }
                 | Error::ShardUnavailable { .. }
+                | Error::ReplicaTooStale { .. }
                 | Error::NodeNotReady(_)
                 | Error::Transport(_)
                 | Error::Shutdown

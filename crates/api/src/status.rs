@@ -44,6 +44,18 @@ impl From<Error> for Status {
                     reason,
                 })),
             ),
+            Error::ReplicaTooStale {
+                shard,
+                applied,
+                contact_age_ms,
+            } => (
+                Code::Unavailable,
+                Some(Kind::ReplicaTooStale(proto::ReplicaTooStale {
+                    shard_id: shard.0,
+                    applied,
+                    contact_age_ms,
+                })),
+            ),
             Error::InvalidArgument { field, reason } => (
                 Code::InvalidArgument,
                 Some(Kind::InvalidArgument(proto::InvalidArgument {
@@ -150,6 +162,11 @@ impl From<Status> for Error {
                 shard: ShardId(u.shard_id),
                 reason: u.reason,
             },
+            Some(Kind::ReplicaTooStale(r)) => Error::ReplicaTooStale {
+                shard: ShardId(r.shard_id),
+                applied: r.applied,
+                contact_age_ms: r.contact_age_ms,
+            },
             Some(Kind::InvalidArgument(i)) => Error::InvalidArgument {
                 field: i.field,
                 reason: i.reason,
@@ -212,6 +229,16 @@ mod tests {
                 reason: "election".into(),
             },
             Error::invalid("key", "empty"),
+            Error::ReplicaTooStale {
+                shard: ShardId(2),
+                applied: 40,
+                contact_age_ms: Some(700),
+            },
+            Error::ReplicaTooStale {
+                shard: ShardId(2),
+                applied: 0,
+                contact_age_ms: None,
+            },
             Error::VersionMismatch {
                 key: "k".into(),
                 expected: 3,

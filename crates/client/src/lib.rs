@@ -11,13 +11,17 @@
 //! (`ctxstore-api`, re-exported here) and tonic.
 
 mod agent;
+mod balance;
+mod read;
 mod routing;
 
 pub use agent::Watcher;
+pub use balance::{EndpointLoad, ReadBalance};
 pub use ctxstore_api::{
     context, error, keys, proto, ranges, ring, types, util, Error, NodeId, ReplicaId, Result,
     ShardId,
 };
+pub use read::ReadMode;
 
 use crate::keys::key_hash;
 use crate::proto::cluster_client::ClusterClient;
@@ -48,6 +52,12 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Timeout for establishing a connection (default 1 s).
     pub connect_timeout: Duration,
+    /// How [`Client::get`] and [`Client::get_many`] read (default
+    /// [`ReadMode::Leader`]: linearizable at the leader).
+    pub read_mode: ReadMode,
+    /// How reads that any replica may serve (every mode but `Leader`) pick the
+    /// replica (default [`ReadBalance::P2cPeakEwma`]; docs/architecture.md says why).
+    pub read_balance: ReadBalance,
 }
 
 impl Default for ClientOptions {
@@ -55,6 +65,8 @@ impl Default for ClientOptions {
         Self {
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(1),
+            read_mode: ReadMode::Leader,
+            read_balance: ReadBalance::P2cPeakEwma,
         }
     }
 }
@@ -88,6 +100,11 @@ struct Inner {
     next_request: AtomicU64,
     /// Shard placement and leader hints.
     routing: Mutex<Routing>,
+    /// Picks the replica of reads any replica may serve, and keeps each endpoint's
+    /// load.
+    balancer: balance::Balancer,
+    /// The highest version seen per shard (the floor of bounded-staleness reads).
+    session: read::Session,
 }
 
 /// Where a request goes.
@@ -165,9 +182,12 @@ impl Client {
             Endpoint::from_shared(format!("http://{a}"))
                 .map_err(|e| Error::invalid("endpoints", format!("`{a}`: {e}")))?;
         }
+        let balancer = balance::Balancer::new(opts.read_balance);
         Ok(Client {
             inner: Arc::new(Inner {
                 opts,
+                balancer,
+                session: read::Session::default(),
                 addrs: Mutex::new(addrs),
                 channels: Mutex::new(HashMap::new()),
                 leader: AtomicU64::new(0),
@@ -377,6 +397,7 @@ impl Client {
                 shard_id: shard,
                 conf_ver,
                 ring_ver,
+                ..Default::default()
             };
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let err = match tokio::time::timeout(remaining, f(ch, header)).await {
@@ -460,38 +481,165 @@ impl Client {
             .max_encoding_message_size(crate::proto::MAX_MESSAGE_SIZE)
     }
 
-    /// Reads a key (linearizable). `None` if it does not exist or has expired.
+    /// Reads a key in the client's read mode ([`ClientOptions::read_mode`], by default
+    /// linearizable at the leader). `None` if it does not exist or has expired.
     pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>> {
-        self.get_opt(key.into(), false).await
+        self.get_with(key, self.inner.opts.read_mode).await
     }
 
-    /// Reads many keys concurrently, each routed to its own shard's leader (each read
-    /// linearizable on its own; together they are not one snapshot). Results follow
-    /// the order of `keys`.
+    /// Reads many keys concurrently in the client's read mode, each routed to its own
+    /// shard (each read has its mode's guarantee on its own; together they are not
+    /// one snapshot). Results follow the order of `keys`.
     pub async fn get_many<K: Into<Bytes>>(
         &self,
         keys: impl IntoIterator<Item = K>,
     ) -> Result<Vec<Option<KeyValue>>> {
-        futures::future::try_join_all(keys.into_iter().map(|k| self.get_opt(k.into(), false))).await
+        let mode = self.inner.opts.read_mode;
+        futures::future::try_join_all(keys.into_iter().map(|k| self.get_with(k, mode))).await
     }
 
-    /// Reads a key from whichever replica answers, possibly stale.
+    /// Reads a key from any replica, possibly stale ([`ReadMode::Stale`]).
     pub async fn get_stale(&self, key: impl Into<Bytes>) -> Result<Option<KeyValue>> {
-        self.get_opt(key.into(), true).await
+        self.get_with(key, ReadMode::Stale).await
     }
 
-    async fn get_opt(&self, key: Bytes, stale: bool) -> Result<Option<KeyValue>> {
+    /// Reads a key in `mode` (docs/api.md, "Read modes").
+    pub async fn get_with(
+        &self,
+        key: impl Into<Bytes>,
+        mode: ReadMode,
+    ) -> Result<Option<KeyValue>> {
         let req = GetRequest {
             header: None,
-            key,
-            stale,
+            key: key.into(),
+            stale: false,
         };
-        self.call_routed(Route::Key(key_hash(&req.key)), Call::Read, |ch, header| {
-            let mut req = req.clone();
-            req.header = Some(header);
-            async move { Ok(Self::kv(ch).get(req).await?.into_inner().kv) }
-        })
-        .await
+        let hash = key_hash(&req.key);
+        let kv = self
+            .read_routed(hash, mode, |ch, header| {
+                let mut req = req.clone();
+                req.header = Some(header);
+                async move { Ok(Self::kv(ch).get(req).await?.into_inner().kv) }
+            })
+            .await?;
+        if let Some(kv) = &kv {
+            self.saw(hash, kv.version);
+        }
+        Ok(kv)
+    }
+
+    /// Notes a version seen for the key at ring position `hash` (the floor of later
+    /// bounded-staleness reads of its shard).
+    fn saw(&self, hash: u64, version: u64) {
+        let shard = self.inner.routing.lock().shard_for_hash(hash).unwrap_or(0);
+        self.inner.session.saw(shard, version);
+    }
+
+    /// Each endpoint's load as this client sees it: requests in flight, the peak-EWMA
+    /// latency the balancer uses, requests and errors (replica reads only).
+    pub fn endpoint_loads(&self) -> Vec<EndpointLoad> {
+        self.inner.balancer.loads()
+    }
+
+    /// Runs a read of the key at ring position `hash` in `mode`: at the leader
+    /// through [`Client::call_routed`], or at a replica the balancer picks.
+    async fn read_routed<T, F, Fut>(&self, hash: u64, mode: ReadMode, f: F) -> Result<T>
+    where
+        F: Fn(Channel, RequestHeader) -> Fut,
+        Fut: Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        if mode == ReadMode::Leader {
+            return self.call_routed(Route::Key(hash), Call::Read, f).await;
+        }
+        if !self.routing_fetched() {
+            self.refresh_routing().await;
+        }
+        let timeout = self.inner.opts.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut backoff =
+            Backoff::new(Duration::from_millis(2), Duration::from_millis(500)).jittered();
+        let (read_mode, max_staleness_ms) = mode.wire();
+        // Replicas that failed this read; cleared once every replica has.
+        let mut failed: Vec<String> = Vec::new();
+        let mut moves = 0;
+        loop {
+            let (shard, candidates) = {
+                let r = self.inner.routing.lock();
+                let shard = r.shard_for_hash(hash).unwrap_or(0);
+                (shard, r.replicas(shard))
+            };
+            if candidates.is_empty() {
+                // Nothing known of the shard: the leader path finds it.
+                return self.call_routed(Route::Key(hash), Call::Read, f).await;
+            }
+            let mut eligible: Vec<(String, u32)> = candidates
+                .iter()
+                .filter(|(a, _)| !failed.contains(a))
+                .cloned()
+                .collect();
+            if eligible.is_empty() {
+                failed.clear();
+                eligible = candidates;
+            }
+            let Some(addr) = self.inner.balancer.pick(&eligible, hash) else {
+                return Err(Error::Internal("no replica to read from".into()));
+            };
+            let (conf_ver, ring_ver) = self.epoch_of(shard);
+            let header = RequestHeader {
+                shard_id: shard,
+                conf_ver,
+                ring_ver,
+                read_mode: read_mode as i32,
+                max_staleness_ms,
+                min_version: self.inner.session.floor(shard),
+            };
+            let ch = self.channel(&addr)?;
+            let pending = self.inner.balancer.start(&addr);
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let err = match tokio::time::timeout(remaining, f(ch, header)).await {
+                Ok(Ok(v)) => {
+                    pending.finish(balance::Outcome::Ok);
+                    return Ok(v);
+                }
+                Ok(Err(status)) => {
+                    pending.finish(balance::Outcome::Error);
+                    Error::from(status)
+                }
+                Err(_) => {
+                    return Err(Error::Timeout(
+                        timeout,
+                        Box::new(Error::Transport(format!("no answer from {addr}"))),
+                    ))
+                }
+            };
+            let retry_now = match &err {
+                Error::StaleEpoch { current, .. } => {
+                    self.learn_routes(current).await;
+                    moves += 1;
+                    moves <= 8
+                }
+                Error::WrongShard { .. } => {
+                    self.refresh_routing().await;
+                    false
+                }
+                // Another replica may qualify (or the leader, which always does).
+                Error::ReplicaTooStale { .. } | Error::NotLeader { .. } => {
+                    failed.push(addr);
+                    failed.len() < eligible.len()
+                }
+                e if e.is_retryable() => {
+                    failed.push(addr);
+                    false
+                }
+                _ => return Err(err),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(timeout, Box::new(err)));
+            }
+            if !retry_now {
+                backoff.sleep_until_at_most(deadline).await;
+            }
+        }
     }
 
     /// Writes a key.
@@ -513,18 +661,22 @@ impl Client {
             ttl_ms: ttl.map_or(0, |t| t.as_millis().max(1) as u64),
             request_id: self.new_request_id(),
         };
-        self.call_routed(Route::Key(key_hash(&req.key)), Call::Write, |ch, header| {
-            let mut req = req.clone();
-            req.header = Some(header);
-            async move {
-                let r = Self::kv(ch).put(req).await?.into_inner();
-                Ok(WriteResult {
-                    version: r.version,
-                    create_version: r.create_version,
-                })
-            }
-        })
-        .await
+        let hash = key_hash(&req.key);
+        let w = self
+            .call_routed(Route::Key(hash), Call::Write, |ch, header| {
+                let mut req = req.clone();
+                req.header = Some(header);
+                async move {
+                    let r = Self::kv(ch).put(req).await?.into_inner();
+                    Ok(WriteResult {
+                        version: r.version,
+                        create_version: r.create_version,
+                    })
+                }
+            })
+            .await?;
+        self.saw(hash, w.version);
+        Ok(w)
     }
 
     /// Deletes a key; returns whether a live key was removed.
@@ -577,18 +729,22 @@ impl Client {
     }
 
     async fn cas_request(&self, req: CompareAndSwapRequest) -> Result<WriteResult> {
-        self.call_routed(Route::Key(key_hash(&req.key)), Call::Write, |ch, header| {
-            let mut req = req.clone();
-            req.header = Some(header);
-            async move {
-                let r = Self::kv(ch).compare_and_swap(req).await?.into_inner();
-                Ok(WriteResult {
-                    version: r.version,
-                    create_version: r.create_version,
-                })
-            }
-        })
-        .await
+        let hash = key_hash(&req.key);
+        let w = self
+            .call_routed(Route::Key(hash), Call::Write, |ch, header| {
+                let mut req = req.clone();
+                req.header = Some(header);
+                async move {
+                    let r = Self::kv(ch).compare_and_swap(req).await?.into_inner();
+                    Ok(WriteResult {
+                        version: r.version,
+                        create_version: r.create_version,
+                    })
+                }
+            })
+            .await?;
+        self.saw(hash, w.version);
+        Ok(w)
     }
 
     /// Applies all operations atomically; returns the version they took effect at.

@@ -18,6 +18,8 @@ pub(crate) struct Routing {
     leaders: HashMap<u64, String>,
     /// Node id → address, from the routing table's node list (a node's own word).
     nodes: HashMap<u64, String>,
+    /// Node id → read weight, from the nodes' last heartbeats in the routing table.
+    weights: HashMap<u64, u32>,
 }
 
 impl Routing {
@@ -34,6 +36,9 @@ impl Routing {
             if !n.addr.is_empty() {
                 self.nodes.insert(n.node_id, n.addr.clone());
                 addrs.push(n.addr.clone());
+            }
+            if let Some(w) = n.stats.as_ref().map(|s| s.read_weight).filter(|w| *w > 0) {
+                self.weights.insert(n.node_id, w);
             }
         }
         addrs.extend(self.learn_routes(&t.shards));
@@ -109,6 +114,22 @@ impl Routing {
         let n = d.replicas.len().max(1);
         let r = d.replicas.get(attempt as usize % n)?;
         Some(self.addr_of(r.node_id, &r.addr)).filter(|a| !a.is_empty())
+    }
+
+    /// Every replica of `shard` with an address, as `(address, read weight)` in
+    /// descriptor order (weight 0: unknown).
+    pub(crate) fn replicas(&self, shard: u64) -> Vec<(String, u32)> {
+        let Some(d) = self.descs.get(&shard) else {
+            return Vec::new();
+        };
+        d.replicas
+            .iter()
+            .map(|r| {
+                let w = self.weights.get(&r.node_id).copied().unwrap_or(0);
+                (self.addr_of(r.node_id, &r.addr), w)
+            })
+            .filter(|(a, _)| !a.is_empty())
+            .collect()
     }
 
     /// Records that `addr` answered for (or leads) `shard`.
