@@ -24,6 +24,9 @@ struct Report {
     p99_us: u64,
     p999_us: u64,
     errors: u64,
+    /// The client's read mode and balancing policy (`--read`, `--balance`).
+    read: String,
+    balance: String,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -237,7 +240,12 @@ async fn etcd_range(chans: &[Channel], i: usize, req: EtcdRange) -> Result<(), E
         .map_err(|s| Error::Transport(format!("etcd range: {s}")))
 }
 
-pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> Result<(), Error> {
+pub(super) async fn run(
+    client: Client,
+    endpoints: &[String],
+    a: BenchArgs,
+    read: (String, String),
+) -> Result<(), Error> {
     let workload = match a.workload.as_str() {
         "put" => Workload::Put,
         "get" | "ycsb-c" => Workload::Get,
@@ -256,7 +264,7 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
             ))
         }
     };
-    let target = Target::connect(&a, client, endpoints).await?;
+    let target = Target::connect(&a, client.clone(), endpoints).await?;
     if a.clients == 0 || a.keys == 0 {
         return Err(Error::invalid(
             "clients",
@@ -414,6 +422,8 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
         p99_us: pct(0.99),
         p999_us: pct(0.999),
         errors: errors.load(Ordering::Relaxed),
+        read: read.0,
+        balance: read.1,
     };
     println!(
         "{} clients, {}: {:.0} ops/s  p50 {} us  p90 {} us  p99 {} us  p99.9 {} us  errors {}",
@@ -426,6 +436,21 @@ pub(super) async fn run(client: Client, endpoints: &[String], a: BenchArgs) -> R
         report.p999_us,
         report.errors
     );
+    let loads = client.endpoint_loads();
+    if a.target == "ctxstore" && !loads.is_empty() {
+        // What the balancer saw of each replica (reads any replica may serve).
+        eprintln!("read {} balanced by {}:", report.read, report.balance);
+        for l in &loads {
+            eprintln!(
+                "  {:<22} requests {:>9}  errors {:>6}  outstanding {:>3}  peak-ewma {:>8.2} ms",
+                l.addr,
+                l.requests,
+                l.errors,
+                l.outstanding,
+                l.ewma.as_secs_f64() * 1e3
+            );
+        }
+    }
     if a.json {
         let line = serde_json::to_string(&report)
             .map_err(|e| Error::Internal(format!("encoding the report: {e}")))?;

@@ -6,7 +6,7 @@
 use clap::{Parser, Subcommand};
 use ctxstore_client::proto::{Replica, ReplicaRole, RoutingTable, ShardDescriptor, StatusResponse};
 use ctxstore_client::Error;
-use ctxstore_client::{Client, ClientOptions};
+use ctxstore_client::{Client, ClientOptions, ReadBalance, ReadMode};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -24,6 +24,14 @@ struct Cli {
     /// Per-request deadline, e.g. "10s", "500ms".
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// How reads are served: leader (linearizable, the default), follower
+    /// (linearizable at any replica), bounded:<duration> (e.g. bounded:500ms) or stale.
+    #[arg(long = "read", global = true, default_value = "leader")]
+    read_mode: ReadMode,
+    /// How reads any replica may serve pick it: p2c-peak-ewma (default), round-robin,
+    /// least-outstanding, weighted, lowest-latency or key-affinity.
+    #[arg(long = "balance", global = true, default_value = "p2c-peak-ewma")]
+    read_balance: ReadBalance,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -41,7 +49,7 @@ enum Cmd {
     /// Print the value of KEY (exit 1 if absent).
     Get {
         key: String,
-        /// Read from any replica, possibly stale.
+        /// Read from any replica, possibly stale (the same as --read stale).
         #[arg(long)]
         stale: bool,
         /// Also print version, create version and expiry.
@@ -409,6 +417,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         } else {
             cli.timeout
         },
+        read_mode: cli.read_mode,
+        read_balance: cli.read_balance,
         ..Default::default()
     };
     let client = Client::connect_with(&cli.endpoints, opts).await?;
@@ -642,7 +652,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 println!("placement driver resumed");
             }
         },
-        Cmd::Bench(args) => bench::run(client, &cli.endpoints, args).await?,
+        Cmd::Bench(args) => {
+            let read = (cli.read_mode.to_string(), cli.read_balance.to_string());
+            bench::run(client, &cli.endpoints, args, read).await?
+        }
         Cmd::Conv { cmd } => return conv(&client, cmd).await,
     }
     Ok(ExitCode::SUCCESS)
