@@ -24,6 +24,12 @@
 //!   with `join`, nodes drained and undrained, and splits.
 //!
 //! After healing, every replica of every shard must hold the same data (digests).
+//!
+//! The register clients read in three modes (client id mod 3): at the leader, at any
+//! replica by follower ReadIndex (both linearizable: their reads join the checked
+//! history), and bounded-staleness (250 ms). Bounded reads are not linearizable, so
+//! they are checked against the client's session instead: a key's version read is
+//! never below the newest version this client wrote or read of it.
 
 mod common;
 
@@ -37,12 +43,12 @@ use ctxstore::proto::{
 use ctxstore::{Error, MessageFilter, NodeId};
 use ctxstore_check::list::{check_list, AppendOutcome, ListOp, ListOpKind};
 use ctxstore_check::{check_history, History, OpKind, Outcome, Output, Recorder, Verdict};
-use ctxstore_client::{Client, ClientOptions};
+use ctxstore_client::{Client, ClientOptions, ReadMode};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -274,6 +280,15 @@ fn partition(groups: &[Vec<u64>], bridge: Option<u64>) -> Net {
 }
 
 /// The operations one client runs until `stop`, recorded into `rec`.
+/// The read mode of register client `id`.
+fn read_mode_of(id: u64) -> ReadMode {
+    match id % 3 {
+        0 => ReadMode::Leader,
+        1 => ReadMode::Follower,
+        _ => ReadMode::Bounded(Duration::from_millis(250)),
+    }
+}
+
 async fn client_loop(
     id: u64,
     client: Client,
@@ -281,24 +296,35 @@ async fn client_loop(
     rec: Recorder,
     stop: Arc<AtomicBool>,
     seed: u64,
+    bounded_checked: Arc<AtomicU64>,
 ) {
     let mut rng = StdRng::seed_from_u64(seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut session = Session {
+        bounded: matches!(read_mode_of(id), ReadMode::Bounded(_)),
+        floor: BTreeMap::new(),
+        checked: bounded_checked,
+    };
     while !stop.load(Ordering::Relaxed) {
         let key = keys[rng.random_range(0..keys.len())].clone();
         let dice = rng.random_range(0..10);
         if dice < 4 {
-            get(id, &client, &key, &rec).await;
+            session.read(id, &client, &key, &rec).await;
         } else if dice < 7 {
             let value = rec.unique_value(id);
             let op = rec.invoke(id, key.as_bytes(), OpKind::Put(value.clone()));
             match client.put(key.clone(), value).await {
-                Ok(_) => rec.ok(op, Output::Ack),
-                Err(_) => rec.unknown(op),
+                Ok(w) => {
+                    rec.ok(op, Output::Ack);
+                    session.saw(&key, w.version);
+                }
+                Err(_) => {
+                    rec.unknown(op);
+                }
             };
         } else if dice < 9 {
             // Read the version, then swap on it. Written values are unique, so
             // "still at that version" is "still holds that value" (or still absent).
-            let Some((expected, version)) = get(id, &client, &key, &rec).await else {
+            let Some((expected, version)) = session.read(id, &client, &key, &rec).await else {
                 continue;
             };
             let value = rec.unique_value(id);
@@ -308,9 +334,16 @@ async fn client_loop(
             };
             let op = rec.invoke(id, key.as_bytes(), kind);
             match client.compare_and_swap(key.clone(), version, value).await {
-                Ok(_) => rec.ok(op, Output::Cas(true)),
-                Err(Error::VersionMismatch { .. }) => rec.ok(op, Output::Cas(false)),
-                Err(_) => rec.unknown(op),
+                Ok(w) => {
+                    rec.ok(op, Output::Cas(true));
+                    session.saw(&key, w.version);
+                }
+                Err(Error::VersionMismatch { .. }) => {
+                    rec.ok(op, Output::Cas(false));
+                }
+                Err(_) => {
+                    rec.unknown(op);
+                }
             };
         } else {
             let op = rec.invoke(id, key.as_bytes(), OpKind::Delete);
@@ -319,6 +352,53 @@ async fn client_loop(
                 Err(_) => rec.unknown(op),
             };
         }
+    }
+}
+
+/// What a register client knows of its own session: whether it reads in bounded
+/// mode, and the newest version of each key it wrote or read.
+struct Session {
+    bounded: bool,
+    floor: BTreeMap<String, u64>,
+    /// Bounded reads checked (shared by the run's clients).
+    checked: Arc<AtomicU64>,
+}
+
+impl Session {
+    fn saw(&mut self, key: &str, version: u64) {
+        let f = self.floor.entry(key.to_string()).or_default();
+        *f = (*f).max(version);
+    }
+
+    /// A read in the client's mode: linearizable ones are recorded in the history;
+    /// a bounded one is checked against the session (a key that exists is never
+    /// older than this client has seen; absence is not checked, as deletes by
+    /// others may explain it). Returns the value and version seen.
+    async fn read(
+        &mut self,
+        id: u64,
+        client: &Client,
+        key: &str,
+        rec: &Recorder,
+    ) -> Option<(Option<Vec<u8>>, u64)> {
+        if !self.bounded {
+            return get(id, client, key, rec).await;
+        }
+        let kv = client.get(key.to_string()).await.ok()?;
+        let floor = self.floor.get(key).copied().unwrap_or(0);
+        if let Some(kv) = &kv {
+            assert!(
+                kv.version >= floor,
+                "client {id}: a bounded read of {key} returned version {} below the {floor} this client had seen",
+                kv.version
+            );
+            self.saw(key, kv.version);
+        }
+        self.checked.fetch_add(1, Ordering::Relaxed);
+        Some((
+            kv.as_ref().map(|kv| kv.value.to_vec()),
+            kv.map_or(0, |kv| kv.version),
+        ))
     }
 }
 
@@ -414,6 +494,8 @@ struct Workers {
     keys: Arc<Vec<String>>,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Bounded-staleness reads checked against their clients' sessions.
+    bounded_checked: Arc<AtomicU64>,
 }
 
 impl Workers {
@@ -430,6 +512,7 @@ impl Workers {
         let rec = Recorder::new();
         let lists = ListRecorder::new();
         let stop = Arc::new(AtomicBool::new(false));
+        let bounded_checked = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for c in 0..LIST_CLIENTS {
             let client = Client::connect_with(addrs, opts.clone())
@@ -444,9 +527,11 @@ impl Workers {
             )));
         }
         for c in 0..s.clients {
-            let client = Client::connect_with(addrs, opts.clone())
-                .await
-                .expect("client");
+            let opts = ClientOptions {
+                read_mode: read_mode_of(c),
+                ..opts.clone()
+            };
+            let client = Client::connect_with(addrs, opts).await.expect("client");
             tasks.push(tokio::spawn(client_loop(
                 c,
                 client,
@@ -454,6 +539,7 @@ impl Workers {
                 rec.clone(),
                 stop.clone(),
                 seed,
+                bounded_checked.clone(),
             )));
         }
         Workers {
@@ -462,6 +548,7 @@ impl Workers {
             keys,
             stop,
             tasks,
+            bounded_checked,
         }
     }
 
@@ -479,10 +566,12 @@ impl Workers {
         let history = self.rec.history();
         let n = judge(&history, label, seed);
         let l = judge_lists(&self.lists, label, seed);
+        let b = self.bounded_checked.load(Ordering::Relaxed);
         eprintln!(
-            "run {run}: {} ops recorded, {n} checked, linearizable; {l} conversation ops consistent",
+            "run {run}: {} ops recorded, {n} checked, linearizable; {l} conversation ops consistent; {b} bounded-staleness reads within their sessions",
             history.len()
         );
+        assert!(b > 0, "{label}: no bounded-staleness read was checked");
         (n, l)
     }
 

@@ -1,0 +1,422 @@
+//! Reads served by any replica (docs/api.md, "Read modes"): follower ReadIndex is
+//! linearizable, bounded-staleness reads respect their bound and the client's
+//! session, and the client's balancer spreads reads and avoids a slow replica.
+
+mod common;
+
+use common::{wait_for, wait_for_explained, TestCluster, WAIT};
+use ctxstore::proto::kv_client::KvClient;
+use ctxstore::proto::{GetRequest, ReadMode as WireMode, RequestHeader};
+use ctxstore::{MessageFilter, NodeId};
+use ctxstore_client::{Client, ClientOptions, Error, ReadBalance, ReadMode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn opts(read_mode: ReadMode, read_balance: ReadBalance) -> ClientOptions {
+    ClientOptions {
+        timeout: Duration::from_secs(15),
+        read_mode,
+        read_balance,
+        ..Default::default()
+    }
+}
+
+/// Reads each node has served so far.
+fn served(cluster: &TestCluster) -> Vec<u64> {
+    cluster
+        .nodes
+        .iter()
+        .map(|n| n.as_ref().map_or(0, |n| n.reads_served()))
+        .collect()
+}
+
+fn delta(after: &[u64], before: &[u64]) -> Vec<u64> {
+    after.iter().zip(before).map(|(a, b)| a - b).collect()
+}
+
+/// Writes `n` keys `key-0..n` (through the leader) and returns the client used.
+async fn preload(cluster: &TestCluster, n: usize) -> Client {
+    let c = cluster.client().await;
+    for i in 0..n {
+        c.put(format!("key-{i}"), format!("v{i}"))
+            .await
+            .expect("preload put");
+    }
+    c
+}
+
+/// A raw `Get` of `key` sent to node `i` only, in `mode`.
+async fn get_at(
+    cluster: &TestCluster,
+    i: usize,
+    key: &str,
+    mode: WireMode,
+    max_staleness_ms: u64,
+    min_version: u64,
+) -> Result<Option<u64>, Error> {
+    let mut kv = KvClient::connect(format!("http://{}", cluster.addrs()[i]))
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let req = GetRequest {
+        header: Some(RequestHeader {
+            read_mode: mode as i32,
+            max_staleness_ms,
+            min_version,
+            ..Default::default()
+        }),
+        key: key.as_bytes().to_vec().into(),
+        stale: false,
+    };
+    match kv.get(req).await {
+        Ok(r) => Ok(r.into_inner().kv.map(|kv| kv.version)),
+        Err(s) => Err(Error::from(s)),
+    }
+}
+
+/// Index of a node whose replica of shard 1 follows.
+async fn a_follower(cluster: &TestCluster) -> usize {
+    let leader = cluster.wait_leader().await;
+    (leader + 1) % cluster.nodes.len()
+}
+
+/// Follower reads are linearizable and move reads off the leader.
+///
+/// 1. 3 nodes, one shard replicated on all three.
+/// 2. 60 times: a writer puts a key, then a separate client (no shared session)
+///    reads it in `follower` mode, replicas picked round-robin.
+/// 3. Every read returns the write just acknowledged (version and value), and every
+///    node served at least 10 of the reads (round-robin over 3 gives 20 each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_reads_see_every_acknowledged_write_and_every_replica_serves_them() {
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let writer = cluster.client().await;
+    let reader = Client::connect_with(
+        &cluster.addrs(),
+        opts(ReadMode::Follower, ReadBalance::RoundRobin),
+    )
+    .await
+    .expect("client");
+    let before = served(&cluster);
+    for i in 0..60u64 {
+        let key = format!("lin-{}", i % 6);
+        let w = writer.put(key.clone(), i.to_string()).await.expect("put");
+        let kv = reader
+            .get(key.clone())
+            .await
+            .expect("follower read")
+            .expect("the key was just written");
+        assert_eq!(
+            (kv.version, kv.value.as_ref()),
+            (w.version, i.to_string().as_bytes()),
+            "a follower read of {key} after its write was acknowledged"
+        );
+    }
+    let d = delta(&served(&cluster), &before);
+    assert!(
+        d.iter().all(|n| *n >= 10),
+        "every replica serves follower reads: {d:?}"
+    );
+    cluster.shutdown().await;
+}
+
+/// 64 clients, each with its own balancer in `policy`, read 40 random keys each
+/// with `bounded:5s`; the reads each node served (counted on the servers).
+async fn spread(cluster: &TestCluster, policy: ReadBalance) -> Vec<u64> {
+    let mode = ReadMode::Bounded(Duration::from_secs(5));
+    let mut clients = Vec::new();
+    for _ in 0..64 {
+        let c = Client::connect_with(&cluster.addrs(), opts(mode, policy))
+            .await
+            .expect("client");
+        // Learn the routing before counting.
+        c.get("key-0").await.expect("first read");
+        clients.push(c);
+    }
+    let before = served(cluster);
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(n, c)| {
+            tokio::spawn(async move {
+                for j in 0..40 {
+                    let key = format!("key-{}", (n * 7 + j * 13) % 200);
+                    let kv = c.get(key).await.expect("bounded read");
+                    assert!(kv.is_some(), "every preloaded key is there");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("reader");
+    }
+    let d = delta(&served(cluster), &before);
+    assert_eq!(
+        d.iter().sum::<u64>(),
+        64 * 40,
+        "every read counted once: {d:?}"
+    );
+    d
+}
+
+fn shares(d: &[u64]) -> Vec<f64> {
+    let total: u64 = d.iter().sum();
+    d.iter().map(|n| *n as f64 / total as f64).collect()
+}
+
+/// Bounded-staleness reads from 64 clients spread over the 3 nodes.
+///
+/// 1. 3 nodes, one shard on all three, 200 keys.
+/// 2. 64 clients read 40 random keys each with `bounded:5s`, once balanced
+///    round-robin and once by the default p2c-peak-ewma.
+/// 3. Counted on the servers: round-robin gives each node 33 % ± 10 %; p2c, which
+///    favours whichever replica answers faster, still gives every node at least
+///    15 % (the leader does not take the reads over). Both are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_reads_from_many_clients_spread_over_every_node() {
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    preload(&cluster, 200).await;
+    let rr = spread(&cluster, ReadBalance::RoundRobin).await;
+    let p2c = spread(&cluster, ReadBalance::P2cPeakEwma).await;
+    let leader = cluster.wait_leader().await + 1;
+    println!(
+        "bounded reads per node (shard leader: node {leader}): round-robin {rr:?} {:.3?}, p2c-peak-ewma {p2c:?} {:.3?}",
+        shares(&rr),
+        shares(&p2c)
+    );
+    assert!(
+        shares(&rr).iter().all(|s| (0.233..=0.433).contains(s)),
+        "round-robin: each node serves 33 % ± 10 %: {rr:?}"
+    );
+    assert!(
+        shares(&p2c).iter().all(|s| *s >= 0.15),
+        "p2c: every node serves at least 15 %: {p2c:?}"
+    );
+    cluster.shutdown().await;
+}
+
+/// The 99th percentile of `lat`.
+fn p99(lat: &mut [Duration]) -> Duration {
+    lat.sort_unstable();
+    lat[(lat.len() * 99 / 100).min(lat.len() - 1)]
+}
+
+/// 4 concurrent readers of one client in `policy` do 200 bounded reads each, after
+/// 100 reads that warm the client's latency estimates; the latencies.
+async fn read_phase(cluster: &TestCluster, policy: ReadBalance) -> Vec<Duration> {
+    let c = Client::connect_with(
+        &cluster.addrs(),
+        opts(ReadMode::Bounded(Duration::from_secs(5)), policy),
+    )
+    .await
+    .expect("client");
+    for j in 0..100 {
+        c.get(format!("key-{j}")).await.expect("warm-up read");
+    }
+    let tasks: Vec<_> = (0..4)
+        .map(|n| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for j in 0..200 {
+                    let t = Instant::now();
+                    c.get(format!("key-{}", (n * 11 + j) % 100))
+                        .await
+                        .expect("bounded read");
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("reader"));
+    }
+    all
+}
+
+/// A replica made slow (20 ms on every read it serves) is avoided by
+/// p2c-peak-ewma and not by round-robin.
+///
+/// 1. 3 nodes, one shard on all three, 100 keys.
+/// 2. p2c without delay: the baseline p99.
+/// 3. One follower's reads delayed by 20 ms: round-robin, then p2c, each 800 reads
+///    from 4 concurrent readers of a client whose estimates were warmed by 100 reads.
+/// 4. p2c's p99 is below round-robin's, and round-robin's is at least the delay (a
+///    third of its reads go to the slow node). The three p99s are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_replica_is_avoided_by_p2c_but_not_by_round_robin() {
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    preload(&cluster, 100).await;
+    let baseline = p99(&mut read_phase(&cluster, ReadBalance::P2cPeakEwma).await);
+    let slow = a_follower(&cluster).await;
+    let delay = Duration::from_millis(20);
+    cluster.nodes[slow]
+        .as_ref()
+        .expect("running")
+        .set_read_delay(Some(delay));
+    let rr = p99(&mut read_phase(&cluster, ReadBalance::RoundRobin).await);
+    let p2c = p99(&mut read_phase(&cluster, ReadBalance::P2cPeakEwma).await);
+    println!(
+        "bounded-read p99: no delay (p2c) {baseline:?}; node {} slowed by {delay:?}: round-robin {rr:?}, p2c-peak-ewma {p2c:?}",
+        slow + 1
+    );
+    assert!(
+        rr >= delay,
+        "round-robin keeps sending to the slow node: {rr:?}"
+    );
+    assert!(
+        p2c < rr,
+        "p2c avoids the slow node: p2c {p2c:?} vs round-robin {rr:?}"
+    );
+    cluster.shutdown().await;
+}
+
+/// Drops all raft traffic to and from one node.
+struct Isolate(NodeId);
+impl MessageFilter for Isolate {
+    fn allow(&self, from: NodeId, to: NodeId) -> bool {
+        from != self.0 && to != self.0
+    }
+}
+
+/// A partitioned follower refuses bounded reads once the bound has passed, and a
+/// follower never serves a read below the client's `min_version`.
+///
+/// 1. 3 nodes; write a key. A follower answers a bounded (300 ms) read of it.
+/// 2. The same follower with `min_version` above anything applied: `ReplicaTooStale`.
+/// 3. Partition the follower: within a deadline it answers `ReplicaTooStale` with a
+///    contact age above 300 ms; a stale-mode read is still served (no bound).
+/// 4. A write acknowledged by the majority meanwhile; the client with that write in
+///    its session, reading in bounded mode, gets the new value (from a replica that
+///    has it).
+/// 5. Heal: the follower catches up and answers bounded reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_follower_refuses_bounded_reads_once_the_bound_has_passed() {
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let writer = cluster.client().await;
+    let w = writer.put("bk", "one").await.expect("put");
+    let f = a_follower(&cluster).await;
+    let version = wait_for("the follower to serve a bounded read", WAIT, || async {
+        get_at(&cluster, f, "bk", WireMode::Bounded, 300, w.version)
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    assert_eq!(version, w.version);
+    match get_at(
+        &cluster,
+        f,
+        "bk",
+        WireMode::Bounded,
+        300,
+        w.version + 1_000_000,
+    )
+    .await
+    {
+        Err(Error::ReplicaTooStale { applied, .. }) => assert!(applied >= w.version),
+        other => panic!("a floor above the applied index is refused: {other:?}"),
+    }
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(Some(Arc::new(Isolate(NodeId(f as u64 + 1)))));
+    }
+    let age = wait_for_explained("the partitioned follower to refuse", WAIT, || async {
+        match get_at(&cluster, f, "bk", WireMode::Bounded, 300, 0).await {
+            Err(Error::ReplicaTooStale {
+                contact_age_ms: Some(age),
+                ..
+            }) => Ok(age),
+            Err(Error::ReplicaTooStale {
+                contact_age_ms: None,
+                ..
+            }) => Ok(u64::MAX),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // Whole milliseconds: an age of 300.4 ms is over the bound and shows as 300.
+    assert!(
+        age >= 300,
+        "refused only after the bound: contact age {age} ms"
+    );
+    assert_eq!(
+        get_at(&cluster, f, "bk", WireMode::Stale, 0, 0)
+            .await
+            .expect("stale reads have no bound"),
+        Some(w.version)
+    );
+    // The majority goes on; a bounded reader that wrote sees its write.
+    let reader = Client::connect_with(
+        &cluster.addrs(),
+        opts(
+            ReadMode::Bounded(Duration::from_millis(300)),
+            ReadBalance::RoundRobin,
+        ),
+    )
+    .await
+    .expect("client");
+    let w2 = reader
+        .put("bk", "two")
+        .await
+        .expect("put on the majority side");
+    for _ in 0..12 {
+        let kv = reader
+            .get("bk")
+            .await
+            .expect("bounded read")
+            .expect("found");
+        assert_eq!(
+            kv.version, w2.version,
+            "never older than what this client wrote"
+        );
+    }
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(None);
+    }
+    wait_for(
+        "the healed follower to serve bounded reads",
+        WAIT,
+        || async {
+            get_at(&cluster, f, "bk", WireMode::Bounded, 300, w2.version)
+                .await
+                .ok()
+                .flatten()
+                .filter(|v| *v == w2.version)
+        },
+    )
+    .await;
+    cluster.shutdown().await;
+}
+
+/// A read mode the server does not know, or a bounded read without its bound, is
+/// refused with `InvalidArgument` naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_read_modes_are_refused_by_name() {
+    let cluster = TestCluster::start(1).await;
+    cluster.wait_all_leaders().await;
+    match get_at(&cluster, 0, "k", WireMode::Bounded, 0, 0).await {
+        Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "header.max_staleness_ms"),
+        other => panic!("bounded without a bound: {other:?}"),
+    }
+    let mut kv = KvClient::connect(format!("http://{}", cluster.addrs()[0]))
+        .await
+        .expect("connect");
+    let req = GetRequest {
+        header: Some(RequestHeader {
+            read_mode: 42,
+            ..Default::default()
+        }),
+        key: b"k".to_vec().into(),
+        stale: false,
+    };
+    match kv.get(req).await.map_err(Error::from) {
+        Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "header.read_mode"),
+        other => panic!("an unknown read mode: {other:?}"),
+    }
+    cluster.shutdown().await;
+}
