@@ -98,6 +98,8 @@ pub(crate) struct Peer {
     pub(crate) ready_reads: VecDeque<(u64, Vec<oneshot::Sender<Result<()>>>)>,
     /// Next ReadIndex context.
     pub(crate) next_read_ctx: u64,
+    /// Follower reads waiting for the next read index this follower asks for.
+    pub(crate) pending_follower_reads: crate::raft::replica_read::Waiters,
     /// Follower read indexes asked of the leader, by context: (tick sent, waiters).
     pub(crate) follower_reads: HashMap<u64, (u64, crate::raft::replica_read::Waiters)>,
     /// Leader messages received, waiting for the commit index they carried to apply:
@@ -229,6 +231,7 @@ impl Peer {
             inflight_reads: HashMap::new(),
             ready_reads: VecDeque::new(),
             next_read_ctx: (replica_id.0 << crate::raft::replica_read::CTX_SHIFT) + 1,
+            pending_follower_reads: Vec::new(),
             follower_reads: HashMap::new(),
             contacts: VecDeque::new(),
             acks: HashMap::new(),
@@ -286,6 +289,7 @@ impl Peer {
                     Err(_) => break,
                 }
             }
+            self.flush_follower_reads();
             self.flush_reads();
             let mut failed = false;
             // Advancing can produce more work (e.g. leaving joint consensus): drain it.
@@ -560,6 +564,9 @@ impl Peer {
             for w in ws {
                 let _ = w.send(Err(err()));
             }
+        }
+        for w in self.pending_follower_reads.drain(..) {
+            let _ = w.send(Err(err()));
         }
     }
 }

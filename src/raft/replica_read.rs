@@ -41,7 +41,8 @@ pub(crate) const CTX_SHIFT: u32 = 40;
 
 impl Peer {
     /// A read any replica may serve linearizably: the leader queues it as usual; a
-    /// follower that knows a leader asks it for a read index.
+    /// follower that knows a leader queues it for the next read index it asks for
+    /// (one per pass of the replica's loop, as the leader batches its own).
     pub(crate) fn on_replica_read_index(
         &mut self,
         reply: oneshot::Sender<crate::error::Result<()>>,
@@ -49,15 +50,27 @@ impl Peer {
         if self.is_leader() {
             self.load.read();
             self.pending_reads.push(reply);
+        } else if self.raw.raft.leader_id == 0 {
+            let _ = reply.send(Err(self.not_leader()));
+        } else {
+            self.pending_follower_reads.push(reply);
+        }
+    }
+
+    /// Asks the leader for one read index for every follower read queued since the
+    /// last pass; a replica that has become the leader serves them itself.
+    pub(crate) fn flush_follower_reads(&mut self) {
+        if self.pending_follower_reads.is_empty() {
             return;
         }
-        if self.raw.raft.leader_id == 0 {
-            let _ = reply.send(Err(self.not_leader()));
+        let waiters = std::mem::take(&mut self.pending_follower_reads);
+        if self.is_leader() {
+            self.pending_reads.extend(waiters);
             return;
         }
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
-        self.follower_reads.insert(ctx, (self.ticks, vec![reply]));
+        self.follower_reads.insert(ctx, (self.ticks, waiters));
         self.raw.read_index(ctx.to_be_bytes().to_vec());
     }
 
