@@ -196,6 +196,60 @@ async fn bounded_reads_from_many_clients_spread_over_every_node() {
     cluster.shutdown().await;
 }
 
+/// The weighted policy follows the nodes' `read-weight`s from the routing table.
+///
+/// 1. 3 nodes with read weights 100, 200 and 300.
+/// 2. Wait until the meta leader's routing table shows every weight (heartbeats).
+/// 3. A client balancing by weight does 1200 bounded reads: the nodes serve about
+///    1/6, 2/6 and 3/6 of them (± 8 points).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_weighted_policy_follows_the_nodes_read_weights() {
+    let cluster = TestCluster::start_with(3, |c| c.read_weight = c.node_id as u32 * 100).await;
+    cluster.wait_all_leaders().await;
+    let admin = preload(&cluster, 50).await;
+    wait_for(
+        "every node's read weight in the routing table",
+        WAIT,
+        || async {
+            let t = common::meta_table(&admin).await?;
+            let mut weights: Vec<(u64, u32)> = t
+                .nodes
+                .iter()
+                .map(|n| (n.node_id, n.stats.as_ref().map_or(0, |s| s.read_weight)))
+                .collect();
+            weights.sort_unstable();
+            (weights == [(1, 100), (2, 200), (3, 300)]).then_some(())
+        },
+    )
+    .await;
+    let c = Client::connect_with(
+        &cluster.addrs(),
+        opts(
+            ReadMode::Bounded(Duration::from_secs(5)),
+            ReadBalance::Weighted,
+        ),
+    )
+    .await
+    .expect("client");
+    c.get("key-0").await.expect("first read");
+    let before = served(&cluster);
+    for j in 0..1200 {
+        c.get(format!("key-{}", j % 50))
+            .await
+            .expect("bounded read");
+    }
+    let d = delta(&served(&cluster), &before);
+    let got = shares(&d);
+    println!("weighted reads per node: {d:?} {got:.3?}");
+    for (share, want) in got.iter().zip([1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0]) {
+        assert!(
+            (share - want).abs() < 0.08,
+            "shares {got:.3?} follow the weights 1:2:3"
+        );
+    }
+    cluster.shutdown().await;
+}
+
 /// The 99th percentile of `lat`.
 fn p99(lat: &mut [Duration]) -> Duration {
     lat.sort_unstable();
