@@ -47,92 +47,9 @@ for i in 0 1 2; do
 done
 ETCD_EPS="127.0.0.1:${ETCD_CLIENT[0]},127.0.0.1:${ETCD_CLIENT[1]},127.0.0.1:${ETCD_CLIENT[2]}"
 
-# --- ctxstore: 3 ctxd processes (restarted with another shard count for scaling) ---
-CTX_PIDS=()
-CTX_EPS=""
-start_ctx() { # shards
-  local dir="$WORK/ctx-$1" ports=() initial="" i
-  for i in 1 2 3; do ports+=("$(free_port)"); done
-  initial="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}"
-  mkdir -p "$dir"
-  CTX_PIDS=()
-  for i in 0 1 2; do
-    RUST_LOG=warn "$BIN/ctxd" --node-id "$((i + 1))" --listen "127.0.0.1:${ports[$i]}" \
-      --data-dir "$dir/n$((i + 1))" --initial-cluster "$initial" \
-      --initial-shards "$1" >"$dir-n$((i + 1)).log" 2>&1 &
-    CTX_PIDS+=($!)
-    PIDS+=($!)
-  done
-  CTX_EPS="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
-  wait_ready ctxstore "$CTX_EPS"
-}
-stop_ctx() {
-  for p in "${CTX_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${CTX_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-
-wait_ready() { # target endpoints
-  wait_until "$BIN/ctxctl" --endpoints "$2" bench --target "$1" --clients 1 \
-    --duration 200ms --warmup 0s --keys 1 --workload put ||
-    { echo "$1 did not become ready; logs in $WORK" >&2; return 1; }
-}
 wait_ready etcd "$ETCD_EPS"
-start_ctx "$SHARDS"
-
-field() { # json field
-  sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
-}
-
-# Server CPU (user + system, in clock ticks) of the given processes so far.
-cpu_ticks() {
-  local p t=0
-  for p in "$@"; do
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$t"
-}
-
-# Whether the bench's progress line (stderr, in $1) has reported second $2.
-progress_at() {
-  tr '\r' '\n' <"$1" | grep -q "bench: *$2s /"
-}
-
-CLK_TCK="$(getconf CLK_TCK)"
-SECS=""
-if [[ "$DURATION" =~ ^([0-9]+)s$ ]] && [ "${BASH_REMATCH[1]}" -ge 3 ]; then
-  SECS="${BASH_REMATCH[1]}"
-fi
 ETCD_PIDS=("${PIDS[@]:0:3}")
-
-# Runs one measurement; prints its JSON line with `"cpu_us_per_op":N` appended: the
-# servers' CPU time (all three processes) per completed op, sampled from second 1 to
-# second DURATION-1 of the measurement, so preloading and warm-up are not counted.
-run() { # target endpoints workload clients server-pids...
-  local target="$1" eps="$2" workload="$3" clients="$4"
-  shift 4
-  local err="$WORK/bench.err" out="$WORK/bench.out" cpu="-" t0 t1 s0 s1 line ops
-  : >"$err"
-  "$BIN/ctxctl" --endpoints "$eps" bench --target "$target" --workload "$workload" \
-    --clients "$clients" --duration "$DURATION" --warmup "$WARMUP" \
-    --value-size "$VALUE_SIZE" --json >"$out" 2>"$err" &
-  local bench=$!
-  if [ -n "$SECS" ] && WAIT_SECS=$((SECS + 60)) wait_until progress_at "$err" 1; then
-    t0="$(cpu_ticks "$@")" s0="$(date +%s.%N)"
-    if WAIT_SECS=$((SECS + 60)) wait_until progress_at "$err" "$((SECS - 1))"; then
-      t1="$(cpu_ticks "$@")" s1="$(date +%s.%N)"
-      cpu="ok"
-    fi
-  fi
-  wait "$bench" || true
-  line="$(tail -n 1 "$out")"
-  ops="$(field "$line" ops_per_sec)"
-  if [ "$cpu" = ok ] && [ -n "$ops" ]; then
-    cpu="$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v a="$s0" -v b="$s1" -v o="$ops" \
-      'BEGIN { if (o > 0 && b > a) printf "%.0f", t / hz * 1e6 / (o * (b - a)); else print "-" }')"
-  fi
-  echo "${line%\}},\"cpu_us_per_op\":${cpu/-/null}}"
-}
-
+start_ctx "$SHARDS"
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%d", $2 / 1048576}' /proc/meminfo) GiB; ctxstore: 3 nodes, $SHARDS shards; etcd $(etcd --version | head -n 1 | awk '{print $3}'): 3 members; ${VALUE_SIZE} B values, ${DURATION} per row"
 printf '%-10s %7s | %10s %8s %8s %7s | %10s %8s %8s %7s | %7s %9s %9s\n' \
