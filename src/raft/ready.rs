@@ -292,8 +292,10 @@ impl Peer {
 
     /// Wraps raft messages for their nodes and hands them to the transport.
     pub(crate) fn send_messages(&mut self, msgs: Vec<Message>) {
-        // Followers use it to bound the staleness of their reads (`replica_read`).
-        let leader_commit = if self.is_leader() {
+        // Followers use it to bound the staleness of their reads (`replica_read`). A
+        // new leader's commit index may lag writes its predecessor acknowledged until
+        // it commits an entry of its own term: until then it vouches for nothing.
+        let leader_commit = if self.is_leader() && self.raw.raft.commit_to_current_term() {
             self.raw.raft.raft_log.committed
         } else {
             0

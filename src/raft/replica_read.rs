@@ -6,7 +6,7 @@
 //!   answers the read once it has applied that index. raft-rs drops the request when
 //!   no leader is known or the leader has not committed in its term yet, and a lost
 //!   message is never answered, so unanswered requests are sent again every
-//!   [`RETRY_TICKS`] ticks until the caller's deadline.
+//!   [`RETRY_TICKS`] ticks while someone still waits for them.
 //! - **Leader contact** (bounded staleness): every append or heartbeat a leader sends
 //!   carries its commit index in the envelope. A follower notes the receive time with
 //!   that index, and once it has applied the index it records the time as its last
@@ -37,6 +37,8 @@ pub(crate) type Waiters = Vec<oneshot::Sender<crate::error::Result<()>>>;
 /// Read contexts start at `replica_id << CTX_SHIFT`, so the contexts of a shard's
 /// replicas never collide in the leader's queue (raft-rs keys it by context and
 /// ignores a duplicate).
+/// Replica ids grow by one per membership change of a shard, so they stay far below
+/// 2^24, the ids this prefix tells apart.
 pub(crate) const CTX_SHIFT: u32 = 40;
 
 impl Peer {
@@ -86,6 +88,11 @@ impl Peer {
             }
             return;
         }
+        // Reads whose callers gave up (deadline, cancelled request) are dropped.
+        self.follower_reads.retain(|_, (_, ws)| {
+            ws.retain(|w| !w.is_closed());
+            !ws.is_empty()
+        });
         let now = self.ticks;
         let due: Vec<u64> = self
             .follower_reads
@@ -134,7 +141,10 @@ impl Peer {
     /// `msg` is the message's (type, sender replica, term).
     pub(crate) fn note_follower_ack(&mut self, msg: (MessageType, u64, u64)) {
         let (kind, from, term) = msg;
+        // Until it has applied an entry of its own term, a new leader may miss writes
+        // its predecessor acknowledged.
         if !self.is_leader()
+            || self.applied_term != self.raw.raft.term
             || term != self.raw.raft.term
             || !matches!(
                 kind,

@@ -13,9 +13,10 @@
 //! (`max(ERROR_PENALTY, 4 × estimate)`) instead of its real latency, so an endpoint
 //! that fails fast does not look fast (linkerd2-proxy#4537).
 //!
-//! Locking: one map lock, held only to look endpoints up (or insert a new one); the
-//! per-endpoint figures a pick reads are atomics. Recording a sample takes the
-//! endpoint's own small lock, never the map's.
+//! Locking: one map lock, held only to look endpoints up (or insert a new one). A
+//! pick reads the per-endpoint atomics and, to decay the estimate, the time of its
+//! last update under the endpoint's own small lock; recording a sample takes that
+//! lock too, never the map's.
 
 use parking_lot::Mutex;
 use rand::Rng;

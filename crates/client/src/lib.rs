@@ -572,6 +572,7 @@ impl Client {
                 // Nothing known of the shard: the leader path finds it.
                 return self.call_routed(Route::Key(hash), Call::Read, f).await;
             }
+            let replicas = candidates.len();
             let mut eligible: Vec<(String, u32)> = candidates
                 .iter()
                 .filter(|(a, _)| !failed.contains(a))
@@ -625,7 +626,7 @@ impl Client {
                 // Another replica may qualify (or the leader, which always does).
                 Error::ReplicaTooStale { .. } | Error::NotLeader { .. } => {
                     failed.push(addr);
-                    failed.len() < eligible.len()
+                    failed.len() < replicas
                 }
                 e if e.is_retryable() => {
                     failed.push(addr);
@@ -686,12 +687,16 @@ impl Client {
             key: key.into(),
             request_id: self.new_request_id(),
         };
-        self.call_routed(Route::Key(key_hash(&req.key)), Call::Write, |ch, header| {
-            let mut req = req.clone();
-            req.header = Some(header);
-            async move { Ok(Self::kv(ch).delete(req).await?.into_inner().deleted) }
-        })
-        .await
+        let hash = key_hash(&req.key);
+        let r = self
+            .call_routed(Route::Key(hash), Call::Write, |ch, header| {
+                let mut req = req.clone();
+                req.header = Some(header);
+                async move { Ok(Self::kv(ch).delete(req).await?.into_inner()) }
+            })
+            .await?;
+        self.saw(hash, r.version);
+        Ok(r.deleted)
     }
 
     /// Writes `value` only if the key is at `expected_version` (0 = must not exist).
@@ -754,16 +759,16 @@ impl Client {
             ops,
             request_id: self.new_request_id(),
         };
-        self.call_routed(
-            Route::Key(batch_hash(&req.ops)),
-            Call::Write,
-            |ch, header| {
+        let hash = batch_hash(&req.ops);
+        let version = self
+            .call_routed(Route::Key(hash), Call::Write, |ch, header| {
                 let mut req = req.clone();
                 req.header = Some(header);
                 async move { Ok(Self::kv(ch).batch(req).await?.into_inner().version) }
-            },
-        )
-        .await
+            })
+            .await?;
+        self.saw(hash, version);
+        Ok(version)
     }
 
     /// Lists keys starting with `prefix` after `start_after`, at most `limit`.

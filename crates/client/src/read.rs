@@ -20,7 +20,8 @@ pub enum ReadMode {
     /// Any replica that heard from its leader within the bound and has applied every
     /// version this client has seen in the shard (read-your-writes and monotonic
     /// reads within the client); others answer `ReplicaTooStale` and the client tries
-    /// another replica. The leader answers linearizably.
+    /// another replica. A leader that does not qualify answers after a ReadIndex
+    /// round instead.
     Bounded(Duration),
     /// Any replica's local state, without a bound.
     Stale,

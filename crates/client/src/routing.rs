@@ -7,6 +7,10 @@ use crate::proto::{RoutingTable, ShardDescriptor, ShardRoute};
 use crate::ranges::RangeMap;
 use std::collections::HashMap;
 
+/// A node's read weight when the routing table does not show it (the server's
+/// default `read-weight`).
+const DEFAULT_READ_WEIGHT: u32 = 100;
+
 /// What the client knows of the cluster's layout.
 #[derive(Default, Debug)]
 pub(crate) struct Routing {
@@ -117,7 +121,8 @@ impl Routing {
     }
 
     /// Every replica of `shard` with an address, as `(address, read weight)` in
-    /// descriptor order (weight 0: unknown).
+    /// descriptor order; a node whose weight the table does not show yet (no
+    /// heartbeat to this meta leader) counts as the default weight.
     pub(crate) fn replicas(&self, shard: u64) -> Vec<(String, u32)> {
         let Some(d) = self.descs.get(&shard) else {
             return Vec::new();
@@ -125,7 +130,11 @@ impl Routing {
         d.replicas
             .iter()
             .map(|r| {
-                let w = self.weights.get(&r.node_id).copied().unwrap_or(0);
+                let w = self
+                    .weights
+                    .get(&r.node_id)
+                    .copied()
+                    .unwrap_or(DEFAULT_READ_WEIGHT);
                 (self.addr_of(r.node_id, &r.addr), w)
             })
             .filter(|(a, _)| !a.is_empty())
