@@ -447,6 +447,75 @@ async fn a_partitioned_follower_refuses_bounded_reads_once_the_bound_has_passed(
     cluster.shutdown().await;
 }
 
+/// A follower removed from its shard while it serves an admitted read refuses the
+/// read instead of answering from its deleted data.
+///
+/// 1. 3 nodes; write a key. Slow the follower's reads by 3 s (the delay comes after
+///    the read's barrier, before it reads).
+/// 2. Send it a follower read; once the read is admitted (counted), remove the
+///    follower's replica from the shard and wait until the node no longer hosts it.
+/// 3. The read answers `ShardUnavailable`, not "absent".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_removed_during_a_read_refuses_it() {
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let admin = cluster.client().await;
+    admin.put("gone", "v").await.expect("put");
+    let f = a_follower(&cluster).await;
+    let node = cluster.nodes[f].as_ref().expect("running");
+    // The follower must have applied the write before the read is sent, so the read
+    // is admitted at once.
+    wait_for("the follower to have the key", WAIT, || async {
+        get_at(&cluster, f, "gone", WireMode::Stale, 0, 0)
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    node.set_read_delay(Some(Duration::from_secs(3)));
+    let before = node.reads_served();
+    let addr = cluster.addrs()[f].clone();
+    let read = tokio::spawn(async move {
+        let mut kv = KvClient::connect(format!("http://{addr}"))
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        let req = GetRequest {
+            header: Some(RequestHeader {
+                read_mode: WireMode::Follower as i32,
+                ..Default::default()
+            }),
+            key: b"gone".to_vec().into(),
+            stale: false,
+        };
+        kv.get(req)
+            .await
+            .map(|r| r.into_inner().kv.map(|kv| kv.version))
+            .map_err(Error::from)
+    });
+    wait_for("the follower read to be admitted", WAIT, || async {
+        (node.reads_served() > before).then_some(())
+    })
+    .await;
+    admin
+        .remove_shard_member(Some(1), f as u64 + 1)
+        .await
+        .expect("remove the follower");
+    wait_for("the follower's replica to go", WAIT, || async {
+        common::shard(&node.status().await, 1)
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    match read.await.expect("read task") {
+        Err(Error::ShardUnavailable { reason, .. }) => {
+            assert!(reason.contains("removed"), "{reason}")
+        }
+        other => panic!("a read admitted by a replica removed before it read: {other:?}"),
+    }
+    node.set_read_delay(None);
+    cluster.shutdown().await;
+}
+
 /// A read mode the server does not know, or a bounded read without its bound, is
 /// refused with `InvalidArgument` naming the field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

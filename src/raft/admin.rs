@@ -454,6 +454,8 @@ impl Peer {
     /// tombstone so stale messages cannot recreate it.
     pub(crate) fn destroy(&mut self) {
         tracing::info!(shard = %self.shard, replica = %self.replica_id, "replica removed; deleting its data");
+        // Readers that passed their barrier before this check it after reading.
+        self.epoch.set_removed();
         let shard = self.shard;
         let ops = snapshot::removal_ops(&self.desc, self.replica_id.0);
         self.ctx.writer.submit(WriteTask {

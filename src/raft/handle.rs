@@ -144,6 +144,8 @@ pub(crate) struct Epoch {
     /// Snapshot installs started so far: a reader of local state that must not see a
     /// half-replaced shard compares it before and after reading.
     installs: AtomicU64,
+    /// The replica was removed from its shard and its data is being deleted.
+    removed: AtomicBool,
     /// When the replica last heard from its current leader, counted once it has
     /// applied the commit index that leader sent then (None: not in this leader's
     /// reign). Bounded-staleness reads compare it with the local monotonic clock.
@@ -212,6 +214,16 @@ impl Epoch {
     /// touched the shard's records during the read.
     pub(crate) fn install_token(&self) -> u64 {
         self.installs.load(Ordering::Acquire)
+    }
+
+    /// Records that the replica was removed: set before its data is deleted.
+    pub(crate) fn set_removed(&self) {
+        self.removed.store(true, Ordering::Release);
+    }
+
+    /// Whether the replica was removed (its data is going or gone).
+    pub(crate) fn removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
     }
 
     /// Whether a snapshot install is in progress: stale reads of the local data are

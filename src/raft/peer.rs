@@ -99,9 +99,9 @@ pub(crate) struct Peer {
     /// Next ReadIndex context.
     pub(crate) next_read_ctx: u64,
     /// Follower reads waiting for the next read index this follower asks for.
-    pub(crate) pending_follower_reads: crate::raft::replica_read::Waiters,
+    pub(crate) pending_follower_reads: ReadWaiters,
     /// Follower read indexes asked of the leader, by context: (tick sent, waiters).
-    pub(crate) follower_reads: HashMap<u64, (u64, crate::raft::replica_read::Waiters)>,
+    pub(crate) follower_reads: HashMap<u64, (u64, ReadWaiters)>,
     /// Leader messages received, waiting for the commit index they carried to apply:
     /// (receive time, the leader's commit index, the leader's replica id).
     pub(crate) contacts: VecDeque<(std::time::Instant, u64, u64)>,
@@ -167,6 +167,20 @@ pub(crate) struct ReplicaInit {
     pub(crate) from_split: bool,
 }
 
+/// Waiters of one read-index request.
+pub(crate) type ReadWaiters = Vec<oneshot::Sender<Result<()>>>;
+
+/// Where a replica's read-index contexts start: at random, so that neither another
+/// replica of the shard nor an earlier run of this one (before a restart) uses the
+/// same contexts. A leader keys the read-index requests it has not answered yet by
+/// context and ignores a duplicate, and it may answer a request of a follower's
+/// previous run after the follower restarted: a reused context would take that old,
+/// lower index as the answer to a new read.
+fn first_read_ctx() -> u64 {
+    // Half the range: counting up from there never wraps in practice.
+    rand::random::<u64>() >> 1
+}
+
 impl Peer {
     /// Creates the replica and starts its task.
     pub(crate) fn spawn(ctx: Arc<NodeCtx>, init: ReplicaInit) -> Result<PeerHandle> {
@@ -230,7 +244,7 @@ impl Peer {
             pending_reads: Vec::new(),
             inflight_reads: HashMap::new(),
             ready_reads: VecDeque::new(),
-            next_read_ctx: (replica_id.0 << crate::raft::replica_read::CTX_SHIFT) + 1,
+            next_read_ctx: first_read_ctx(),
             pending_follower_reads: Vec::new(),
             follower_reads: HashMap::new(),
             contacts: VecDeque::new(),

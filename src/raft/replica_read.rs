@@ -20,7 +20,7 @@
 //!   have been elected before then (its quorum would share a voter, which answered
 //!   this leader later), so no write it does not have was acknowledged before then.
 
-use crate::raft::peer::Peer;
+use crate::raft::peer::{Peer, ReadWaiters};
 use raft::eraftpb::MessageType;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -30,16 +30,6 @@ pub(crate) const RETRY_TICKS: u64 = 3;
 
 /// Contacts waiting for their commit index to apply; the oldest go first when full.
 const MAX_PENDING_CONTACTS: usize = 64;
-
-/// Waiters of one read-index request.
-pub(crate) type Waiters = Vec<oneshot::Sender<crate::error::Result<()>>>;
-
-/// Read contexts start at `replica_id << CTX_SHIFT`, so the contexts of a shard's
-/// replicas never collide in the leader's queue (raft-rs keys it by context and
-/// ignores a duplicate).
-/// Replica ids grow by one per membership change of a shard, so they stay far below
-/// 2^24, the ids this prefix tells apart.
-pub(crate) const CTX_SHIFT: u32 = 40;
 
 impl Peer {
     /// A read any replica may serve linearizably: the leader queues it as usual; a
@@ -109,7 +99,7 @@ impl Peer {
     }
 
     /// The waiters of the read index request with context `ctx`, leader or follower.
-    pub(crate) fn take_read_waiters(&mut self, ctx: u64) -> Option<Waiters> {
+    pub(crate) fn take_read_waiters(&mut self, ctx: u64) -> Option<ReadWaiters> {
         if let Some(ws) = self.inflight_reads.remove(&ctx) {
             return Some(ws);
         }

@@ -147,9 +147,9 @@ impl ContextService {
         stale: bool,
         f: impl FnOnce(&View<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.path.read_barrier(header, Some(hash), stale).await?;
+        let peer = self.path.read_barrier(header, Some(hash), stale).await?;
         self.path
-            .blocking(move |ctx| f(&View::new(&ctx.engine, now_ms())))
+            .read_local(&peer, move |ctx| f(&View::new(&ctx.engine, now_ms())))
             .await
     }
 
@@ -347,7 +347,7 @@ impl AgentContext for ContextService {
         let (ns, after) = (req.namespace, req.after_id);
         let (conversations, more) = self
             .path
-            .blocking(move |ctx| {
+            .read_local(&peer, move |ctx| {
                 View::new(&ctx.engine, now_ms()).list_conversations(&ranges, &ns, &after, limit)
             })
             .await?;

@@ -166,13 +166,14 @@ impl Kv for KvService {
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let req = req.into_inner();
         self.path.check_key("key", &req.key)?;
-        self.path
+        let peer = self
+            .path
             .read_barrier(&req.header, Some(keys::key_hash(&req.key)), req.stale)
             .await?;
         let key = req.key;
         let kv = self
             .path
-            .blocking(move |ctx| {
+            .read_local(&peer, move |ctx| {
                 let rec = crate::fsm::read::get_live(&ctx.engine, &key, now_ms())?;
                 Ok(rec.map(|r| to_kv(key, r)))
             })
@@ -311,7 +312,9 @@ impl Kv for KvService {
         let (prefix, after) = (req.prefix, req.start_after);
         let (kvs, more) = self
             .path
-            .blocking(move |ctx| scan_local(ctx, &ranges, &prefix, &after, limit, now_ms()))
+            .read_local(&peer, move |ctx| {
+                scan_local(ctx, &ranges, &prefix, &after, limit, now_ms())
+            })
             .await?;
         Ok(Response::new(ScanResponse { kvs, more }))
     }

@@ -288,6 +288,32 @@ impl RequestPath {
         Ok(peer)
     }
 
+    /// Runs `f` on the node's local state for a read `peer` has admitted (after
+    /// [`RequestPath::read_barrier`]). A replica's data can change under a read that
+    /// passed its barrier: a snapshot install replaces it, a removal deletes it (a
+    /// follower serving replica reads while the placement driver moves it away). The
+    /// read is then refused as `ShardUnavailable`, and the client retries elsewhere,
+    /// instead of answering from half-replaced or deleted data.
+    pub(crate) async fn read_local<T: Send + 'static>(
+        &self,
+        peer: &PeerHandle,
+        f: impl FnOnce(&NodeCtx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let changed = |token: u64| {
+            peer.epoch.installing() || peer.epoch.removed() || peer.epoch.install_token() != token
+        };
+        let token = peer.epoch.install_token();
+        if changed(token) {
+            return Err(replaced(peer));
+        }
+        let r = self.blocking(f).await?;
+        if changed(token) {
+            tracing::info!(shard = %peer.shard, "a read's replica was replaced or removed while it read: refused");
+            return Err(replaced(peer));
+        }
+        Ok(r)
+    }
+
     pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&NodeCtx) -> Result<T> + Send + 'static,
@@ -353,6 +379,14 @@ fn read_at(header: &Option<RequestHeader>, stale: bool) -> Result<ReadAt> {
             "header.read_mode",
             format!("unknown read mode {}", h.read_mode),
         )),
+    }
+}
+
+/// The answer to a read whose replica's data changed while it read.
+fn replaced(peer: &PeerHandle) -> Error {
+    Error::ShardUnavailable {
+        shard: peer.shard,
+        reason: "this replica's data was replaced or removed during the read".into(),
     }
 }
 
