@@ -25,7 +25,9 @@
 //!
 //! After healing, every replica of every shard must hold the same data (digests).
 //!
-//! The register clients read in three modes (client id mod 3): at the leader, at any
+//! The conversation clients read at the leader or, one in two, at any replica by
+//! follower ReadIndex. The register clients read in three modes (client id mod 3): at
+//! the leader, at any
 //! replica by follower ReadIndex (both linearizable: their reads join the checked
 //! history), and bounded-staleness (250 ms). Bounded reads are not linearizable, so
 //! they are checked against the client's session instead: a key's version read is
@@ -515,9 +517,18 @@ impl Workers {
         let bounded_checked = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for c in 0..LIST_CLIENTS {
-            let client = Client::connect_with(addrs, opts.clone())
-                .await
-                .expect("client");
+            // Odd list clients read conversations by follower ReadIndex (their reads
+            // must fit the same linearizable list as the leader reads).
+            let read_mode = if c % 2 == 1 {
+                ReadMode::Follower
+            } else {
+                ReadMode::Leader
+            };
+            let opts = ClientOptions {
+                read_mode,
+                ..opts.clone()
+            };
+            let client = Client::connect_with(addrs, opts).await.expect("client");
             tasks.push(tokio::spawn(list_loop(
                 c,
                 client,

@@ -516,6 +516,86 @@ async fn a_follower_removed_during_a_read_refuses_it() {
     cluster.shutdown().await;
 }
 
+/// Conversation reads follow the client's read mode, and a bounded reader reads its
+/// own appends.
+///
+/// 1. 3 nodes whose Raft messages take 30 ms (so a follower applies an append well
+///    after it is acknowledged); a client reading in `bounded:300ms`, replicas picked
+///    round-robin (two reads in three go to followers).
+/// 2. 30 times: append one message, then read the newest message: it is the one just
+///    appended (the session floor sends a lagging follower's read elsewhere).
+/// 3. Lagging followers refused some of those reads (`ReplicaTooStale`, counted as
+///    errors by the client's balancer). Without the floor they answer without the
+///    append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_reader_reads_its_own_conversation_appends() {
+    use ctxstore::proto::{
+        read_request::Select, AppendRequest, ChatMessage, ConversationRef, ReadRequest,
+    };
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let c = Client::connect_with(
+        &cluster.addrs(),
+        opts(
+            ReadMode::Bounded(Duration::from_millis(300)),
+            ReadBalance::RoundRobin,
+        ),
+    )
+    .await
+    .expect("client");
+    let conv = ConversationRef {
+        namespace: "agents".into(),
+        id: "ryw".into(),
+    };
+    struct Slow;
+    impl MessageFilter for Slow {
+        fn allow(&self, _: NodeId, _: NodeId) -> bool {
+            true
+        }
+        fn delay(&self, _: NodeId, _: NodeId) -> Option<Duration> {
+            Some(Duration::from_millis(30))
+        }
+    }
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(Some(Arc::new(Slow)));
+    }
+    let before = served(&cluster);
+    for i in 0..30u64 {
+        let a = c
+            .append(AppendRequest {
+                conversation: Some(conv.clone()),
+                messages: vec![ChatMessage {
+                    role: "user".into(),
+                    content: format!("step {i}"),
+                    token_count: 3,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .await
+            .expect("append");
+        let r = c
+            .read(ReadRequest {
+                conversation: Some(conv.clone()),
+                select: Some(Select::LastN(1)),
+                ..Default::default()
+            })
+            .await
+            .expect("bounded read");
+        let last: Vec<(u64, String)> = r.messages.into_iter().map(|m| (m.seq, m.content)).collect();
+        assert_eq!(
+            last,
+            vec![(a.last_seq, format!("step {i}"))],
+            "read {i} sees its append"
+        );
+    }
+    // Followers were asked and refused while they lagged (the floor at work).
+    let refused: u64 = c.endpoint_loads().iter().map(|l| l.errors).sum();
+    let d = delta(&served(&cluster), &before);
+    assert!(refused > 0, "no lagging follower was asked: served {d:?}");
+    cluster.shutdown().await;
+}
+
 /// A read mode the server does not know, or a bounded read without its bound, is
 /// refused with `InvalidArgument` naming the field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,20 @@ macro_rules! routed {
     };
 }
 
+/// Runs one context read routed by `$route` in the client's read mode
+/// ([`crate::ClientOptions::read_mode`]; a request's own `stale` flag still wins).
+macro_rules! read_in_mode {
+    ($self:ident, $route:expr, $req:ident, $method:ident) => {
+        $self
+            .read_in_mode($route, |ch, header| {
+                let mut r = $req.clone();
+                r.header = Some(header);
+                async move { Ok(Client::agent(ch).$method(r).await?.into_inner()) }
+            })
+            .await
+    };
+}
+
 fn conv_route(c: &Option<ConversationRef>) -> Result<Route> {
     let c = cx::validate_conversation(c.as_ref())?;
     Ok(Route::Key(key_hash(&cx::conv_key(c))))
@@ -92,6 +106,27 @@ impl Client {
         }
     }
 
+    /// A read of the key at `route` in the client's read mode: at a replica the
+    /// balancer picks for a key route in any mode but `Leader`, else at the leader.
+    async fn read_in_mode<T, F, Fut>(&self, route: Route, f: F) -> Result<T>
+    where
+        F: Fn(Channel, crate::proto::RequestHeader) -> Fut,
+        Fut: Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        match route {
+            Route::Key(h) => self.read_routed(h, self.inner.opts.read_mode, f).await,
+            _ => self.call_routed(route, Call::Read, f).await,
+        }
+    }
+
+    /// Notes the version a write at `route` took effect at (the session floor of
+    /// bounded-staleness reads).
+    fn saw_at(&self, route: Route, version: u64) {
+        if let Route::Key(h) = route {
+            self.saw(h, version);
+        }
+    }
+
     /// Appends messages to a conversation (created on first append). Sequence numbers
     /// are assigned by the shard: gap-free and unique under concurrent appenders.
     /// A set `expected_last_seq` that does not match fails with
@@ -99,28 +134,34 @@ impl Client {
     pub async fn append(&self, mut req: AppendRequest) -> Result<AppendResponse> {
         let route = conv_route(&req.conversation)?;
         self.with_request_id(&mut req.request_id);
-        routed!(self, route, Call::Write, req, append)
+        let r: AppendResponse = routed!(self, route, Call::Write, req, append)?;
+        self.saw_at(route, r.version);
+        Ok(r)
     }
 
     /// Reads messages: the newest `last_n`, a seq range (paged), or the newest that
     /// fit a token budget. A conversation that does not exist reads as empty (no info).
     pub async fn read(&self, req: ReadRequest) -> Result<ReadResponse> {
         let route = conv_route(&req.conversation)?;
-        routed!(self, route, Call::Read, req, read)
+        read_in_mode!(self, route, req, read)
     }
 
     /// Removes messages before a seq.
     pub async fn trim(&self, mut req: TrimRequest) -> Result<TrimResponse> {
         let route = conv_route(&req.conversation)?;
         self.with_request_id(&mut req.request_id);
-        routed!(self, route, Call::Write, req, trim)
+        let r: TrimResponse = routed!(self, route, Call::Write, req, trim)?;
+        self.saw_at(route, r.version);
+        Ok(r)
     }
 
     /// Atomically replaces a seq range with a summary message.
     pub async fn compact(&self, mut req: CompactRequest) -> Result<CompactResponse> {
         let route = conv_route(&req.conversation)?;
         self.with_request_id(&mut req.request_id);
-        routed!(self, route, Call::Write, req, compact)
+        let r: CompactResponse = routed!(self, route, Call::Write, req, compact)?;
+        self.saw_at(route, r.version);
+        Ok(r)
     }
 
     /// Deletes a conversation with all its messages.
@@ -148,7 +189,7 @@ impl Client {
         };
         let route = conv_route(&req.conversation)?;
         let r: crate::proto::GetConversationResponse =
-            routed!(self, route, Call::Read, req, get_conversation)?;
+            read_in_mode!(self, route, req, get_conversation)?;
         Ok(r.info)
     }
 
@@ -224,6 +265,7 @@ impl Client {
         self.with_request_id(&mut req.request_id);
         let r: crate::proto::PutCheckpointResponse =
             routed!(self, route, Call::Write, req, put_checkpoint)?;
+        self.saw_at(route, r.version);
         Ok(r.version)
     }
 
@@ -231,7 +273,9 @@ impl Client {
     pub async fn put_writes(&self, mut req: PutWritesRequest) -> Result<PutWritesResponse> {
         let route = thread_ref_route(&req.thread)?;
         self.with_request_id(&mut req.request_id);
-        routed!(self, route, Call::Write, req, put_writes)
+        let r: PutWritesResponse = routed!(self, route, Call::Write, req, put_writes)?;
+        self.saw_at(route, r.version);
+        Ok(r)
     }
 
     /// A checkpoint (the latest when `checkpoint_id` is None) with its channel blobs
@@ -242,7 +286,7 @@ impl Client {
     ) -> Result<Option<CheckpointTuple>> {
         let route = thread_ref_route(&req.thread)?;
         let r: crate::proto::GetCheckpointResponse =
-            routed!(self, route, Call::Read, req, get_checkpoint)?;
+            read_in_mode!(self, route, req, get_checkpoint)?;
         Ok(r.tuple)
     }
 
@@ -253,7 +297,7 @@ impl Client {
     ) -> Result<Vec<CheckpointTuple>> {
         let route = thread_ref_route(&req.thread)?;
         let r: crate::proto::ListCheckpointsResponse =
-            routed!(self, route, Call::Read, req, list_checkpoints)?;
+            read_in_mode!(self, route, req, list_checkpoints)?;
         Ok(r.tuples)
     }
 
