@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub split: SplitConfig,
     /// The placement driver.
     pub pd: PdConfig,
+    /// The HTTP status listener (metrics and health probes).
+    pub status: StatusConfig,
     /// With `join`: addresses of running members ("host:port,host:port") this node
     /// reports to, so the placement driver learns of it and fills it with replicas.
     /// Empty: the node waits to be added with `ctxctl member add`.
@@ -46,6 +48,16 @@ pub struct NodeConfig {
     /// default 100), published through the routing table for clients balancing
     /// reads with the `weighted` policy: 200 takes twice the reads of a node at 100.
     pub read_weight: u32,
+}
+
+/// The status listener (`[status]`): plaintext HTTP serving `/metrics`
+/// (OpenMetrics), `/livez` and `/readyz` (docs/operations.md, "Metrics and health").
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StatusConfig {
+    /// `host:port` to serve on (`127.0.0.1:7101` is usual; port 0 picks a free one).
+    /// Unset (the default): no status listener.
+    pub listen: Option<String>,
 }
 
 /// The placement driver (`[pd]`), run by the meta leader: it replaces replicas lost
@@ -305,6 +317,7 @@ impl Default for NodeConfig {
             context: ContextConfig::default(),
             split: SplitConfig::default(),
             pd: PdConfig::default(),
+            status: StatusConfig::default(),
             peers: String::new(),
             read_weight: 100,
         }
@@ -382,6 +395,11 @@ impl NodeConfig {
         })?;
         if let Some(a) = &self.advertise {
             check_host_port("advertise", a)?;
+        }
+        if let Some(l) = &self.status.listen {
+            l.parse::<std::net::SocketAddr>().map_err(|e| {
+                Error::config("status.listen", format!("`{l}` is not host:port: {e}"))
+            })?;
         }
         if !(1..=10_000).contains(&self.read_weight) {
             return Err(Error::config(

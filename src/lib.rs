@@ -12,7 +12,7 @@
 //!
 //! | layer | modules | owns |
 //! | --- | --- | --- |
-//! | 1. leaf | `error`, `proto`, `types`, `ring`, `ranges`, `context`, `util` (from `ctxstore-api`), `keys`, `config` | wire types, errors, ids, hash ranges, key layout, settings |
+//! | 1. leaf | `error`, `proto`, `types`, `ring`, `ranges`, `context`, `util` (from `ctxstore-api`), `keys`, `config`, `metrics` | wire types, errors, ids, hash ranges, key layout, settings, the node's metric handles |
 //! | 2. storage | `storage::{engine, peer_storage, log_writer, snapshot}` | RocksDB, the Raft log mirror, group commit, snapshots |
 //! | 3. state machine | `meta::state`, `load`, `pd` (the placement driver's decisions, pure), then `fsm::{watch, budget, command, context, read, apply}` | what a committed command does, and reading it back; a leader's load statistics |
 //! | 4. replica handle | `raft::{handle, logger, transport}`, `meta::cache` | talking to a replica; node-to-node messages |
@@ -20,7 +20,7 @@
 //! | 6. replica actor | `raft::{peer, ready, admin}` | the task owning one `RawNode` |
 //! | 7. replica creation | `node::replicas` | load, bootstrap, create on a leader's message |
 //! | 8. node services | `meta::service`, `node::purge` | heartbeats, routing table, TTL purge |
-//! | 9. gRPC | `server::{path, watch}`, then `server::{kv, context, cluster, raft_service}`, then `server` | the tonic services |
+//! | 9. gRPC | `server::{path, watch}`, then `server::{kv, context, cluster, raft_service, grpc_metrics, status}`, then `server` | the tonic services, and the HTTP status listener (metrics, health) |
 //! | 10. process | `node` (`Node`), `dev`, `bench_support` | starting and stopping it all |
 //!
 //! The rule in words, after TiKV raftstore-v2's: state-machine logic never knows about
@@ -39,6 +39,7 @@ pub(crate) mod fsm;
 pub mod keys;
 pub(crate) mod load;
 pub(crate) mod meta;
+pub(crate) mod metrics;
 pub mod node;
 pub(crate) mod pd;
 pub mod proto;

@@ -57,6 +57,9 @@ struct ServerArgs {
     /// Data shards a brand-new cluster creates (all initial members must agree).
     #[arg(long)]
     initial_shards: Option<u64>,
+    /// Serve metrics and health probes over HTTP on this host:port (`status.listen`).
+    #[arg(long)]
+    status_listen: Option<String>,
     /// This node's share of replica reads for clients using the weighted policy
     /// (`read-weight`, 1–10000, default 100).
     #[arg(long)]
@@ -152,6 +155,9 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = a.read_weight {
         cfg.read_weight = v;
+    }
+    if let Some(v) = a.status_listen {
+        cfg.status.listen = Some(v);
     }
     if a.lease_reads {
         cfg.raft.lease_reads = true;

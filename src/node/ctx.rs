@@ -10,6 +10,7 @@ use crate::config::NodeConfig;
 use crate::error::Result;
 use crate::fsm::watch::WatchHub;
 use crate::meta::cache::MetaCtx;
+use crate::metrics::Metrics;
 use crate::proto::{ShardDescriptor, ShardRoute, ShardStatus, StatusResponse};
 use crate::raft::handle::{PeerHandle, PeerMsg};
 use crate::raft::transport::{AddressBook, Transport};
@@ -76,6 +77,8 @@ pub(crate) struct NodeCtx {
     sizes: Mutex<HashMap<ShardId, (u64, u64)>>,
     /// Reads this node served, and the test seam that slows them.
     pub(crate) reads: ReadProbe,
+    /// The node's metrics (`/metrics` on the status listener).
+    pub(crate) metrics: Arc<Metrics>,
     /// Stops everything.
     pub(crate) cancel: CancellationToken,
     /// Tracks every task the node spawned.
@@ -116,6 +119,7 @@ impl NodeCtx {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let snapshots = Arc::new(SnapshotStore::new(config.data_dir.join(SNAPSHOT_DIR)));
+        let metrics = Arc::new(Metrics::new(node_id.0));
         let transport = Transport::new(
             node_id,
             addr.clone(),
@@ -127,7 +131,7 @@ impl NodeCtx {
         Ok(Self {
             node_id,
             addr,
-            writer: LogWriter::start(engine.clone()),
+            writer: LogWriter::start(engine.clone(), metrics.wal_fsync_seconds.clone()),
             engine,
             transport,
             snapshots,
@@ -145,7 +149,8 @@ impl NodeCtx {
             purge: PurgeHints::default(),
             splits_in_progress: Default::default(),
             sizes: Mutex::new(HashMap::new()),
-            reads: ReadProbe::default(),
+            reads: ReadProbe::new(metrics.reads_served.clone()),
+            metrics,
             cancel,
             tracker,
             config,
@@ -329,16 +334,23 @@ impl NodeCtx {
 /// Reads a node served from its local replicas (any read mode), and a service delay
 /// tests add to them to play a slow replica (the read-side counterpart of the
 /// transport's `MessageFilter`).
-#[derive(Default)]
 pub(crate) struct ReadProbe {
-    served: std::sync::atomic::AtomicU64,
+    served: prometheus_client::metrics::counter::Counter,
     delay_micros: std::sync::atomic::AtomicU64,
 }
 
 impl ReadProbe {
+    /// Counts reads served in `served` (the node's `ctxstore_reads_served` metric).
+    pub(crate) fn new(served: prometheus_client::metrics::counter::Counter) -> Self {
+        Self {
+            served,
+            delay_micros: Default::default(),
+        }
+    }
+
     /// Counts one read served; returns the delay to add before answering it.
     pub(crate) fn served(&self) -> Option<Duration> {
-        self.served.fetch_add(1, Ordering::Relaxed);
+        self.served.inc();
         match self.delay_micros.load(Ordering::Relaxed) {
             0 => None,
             us => Some(Duration::from_micros(us)),
@@ -347,7 +359,7 @@ impl ReadProbe {
 
     /// Reads served so far.
     pub(crate) fn count(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
+        self.served.get()
     }
 
     /// Delays every read by `delay` (None or zero: no delay).

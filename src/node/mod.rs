@@ -39,6 +39,8 @@ pub struct Node {
     ctx: Arc<NodeCtx>,
     /// The gRPC server task.
     server: tokio::task::JoinHandle<()>,
+    /// The status listener's address, if it serves one.
+    status_addr: Option<std::net::SocketAddr>,
 }
 
 impl Node {
@@ -73,8 +75,23 @@ impl Node {
             let ctx = ctx.clone();
             blocking(move || replicas::load_replicas(&ctx)).await?
         };
+        let status_addr = match &ctx.config.status.listen {
+            Some(addr) => {
+                let l = TcpListener::bind(addr).await.map_err(|e| {
+                    Error::config("status.listen", format!("cannot bind {addr}: {e}"))
+                })?;
+                let bound = l.local_addr().ok();
+                crate::server::status::spawn(ctx.clone(), l);
+                bound
+            }
+            None => None,
+        };
         let server = crate::server::spawn(ctx.clone(), listener)?;
-        let node = Node { ctx, server };
+        let node = Node {
+            ctx,
+            server,
+            status_addr,
+        };
         if loaded == 0 && fresh {
             let r = match node.bootstrap_or_join().await {
                 Ok(()) => {
@@ -102,6 +119,12 @@ impl Node {
         split::spawn_splitter(node.ctx.clone());
         tracing::info!(node = %node_id, %addr, replicas = loaded, "node started");
         Ok(node)
+    }
+
+    /// The address of the status listener (metrics and health over HTTP), if the
+    /// node serves one (`status.listen`).
+    pub fn status_addr(&self) -> Option<std::net::SocketAddr> {
+        self.status_addr
     }
 
     /// This node's id.

@@ -170,13 +170,15 @@ impl Epoch {
         self.applied.store(index, Ordering::Release);
     }
 
-    /// Records whether the replica leads, and who does. A new leader (or none) voids
-    /// the contact with the previous one.
-    pub(crate) fn set_leader(&self, leading: bool, leader: u64) {
+    /// Records whether the replica leads, and who does; returns whether the leader
+    /// changed. A new leader (or none) voids the contact with the previous one.
+    pub(crate) fn set_leader(&self, leading: bool, leader: u64) -> bool {
         self.leading.store(leading, Ordering::Release);
-        if self.leader.swap(leader, Ordering::AcqRel) != leader {
+        let changed = self.leader.swap(leader, Ordering::AcqRel) != leader;
+        if changed {
             *self.contact.lock() = None;
         }
+        changed
     }
 
     /// Records that the replica heard from its leader at `at` and has applied the

@@ -133,8 +133,16 @@ impl Peer {
         if let Some(role) = start.role {
             self.on_role_change(role);
         }
-        self.epoch
-            .set_leader(self.is_leader(), self.raw.raft.leader_id);
+        let leader = self.raw.raft.leader_id;
+        if self.epoch.set_leader(self.is_leader(), leader) && leader != 0 {
+            self.ctx
+                .metrics
+                .shard_leader_changes
+                .get_or_create(&crate::metrics::ShardLabel {
+                    shard: self.shard.0,
+                })
+                .inc();
+        }
         // 1. A leader sends before persisting.
         self.send_messages(start.send_now);
         // 2. Snapshot.

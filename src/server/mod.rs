@@ -7,13 +7,17 @@
 //!
 //! Files: `path` (routing, checks, proposals and the read barrier shared by the data
 //! services) and `watch` (change streams) below the services `kv`, `context`,
-//! `cluster` and `raft_service`; this module assembles them into one server.
+//! `cluster` and `raft_service`; `grpc_metrics` (per-call counts and times) and
+//! `status` (the HTTP status listener: metrics, liveness, readiness, and the gRPC
+//! health it drives); this module assembles them into one server.
 
 pub(crate) mod cluster;
 mod context;
+mod grpc_metrics;
 mod kv;
 pub(crate) mod path;
 pub(crate) mod raft_service;
+pub(crate) mod status;
 mod watch;
 
 use crate::error::{Error, Result};
@@ -59,12 +63,12 @@ pub(crate) fn spawn(
             })
         },
     );
+    let metrics = grpc_metrics::GrpcMetricsLayer::new(ctx.metrics.clone());
+    status::spawn_health(ctx.clone(), health_reporter);
     Ok(tokio::spawn(async move {
-        health_reporter
-            .set_serving::<KvServer<kv::KvService>>()
-            .await;
         let r = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .layer(metrics)
             .add_service(health)
             .add_service(reflection)
             .add_service(kv)

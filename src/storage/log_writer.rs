@@ -5,6 +5,7 @@
 
 use crate::error::Result;
 use crate::storage::Engine;
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -61,8 +62,9 @@ impl WriterClosed {
 }
 
 impl LogWriter {
-    /// Starts the writer thread; it ends when every handle is dropped.
-    pub(crate) fn start(engine: Engine) -> Self {
+    /// Starts the writer thread; it ends when every handle is dropped. Each synced
+    /// write's duration goes to `fsync_seconds`.
+    pub(crate) fn start(engine: Engine, fsync_seconds: Histogram) -> Self {
         let (tx, rx) = mpsc::channel::<WriteTask>();
         let syncs = Arc::new(AtomicU64::new(0));
         let counter = syncs.clone();
@@ -71,7 +73,7 @@ impl LogWriter {
         std::thread::Builder::new()
             .name("ctx-log-writer".into())
             .spawn(move || {
-                run(engine, rx, counter);
+                run(engine, rx, counter, fsync_seconds);
                 signal.set();
             })
             .expect("spawning the log writer thread");
@@ -97,7 +99,7 @@ impl LogWriter {
 /// Most tasks folded into one round.
 const MAX_TASKS_PER_ROUND: usize = 4096;
 
-fn run(engine: Engine, rx: mpsc::Receiver<WriteTask>, syncs: Arc<AtomicU64>) {
+fn run(engine: Engine, rx: mpsc::Receiver<WriteTask>, syncs: Arc<AtomicU64>, fsync: Histogram) {
     let mut round: Vec<WriteTask> = Vec::new();
     while let Ok(first) = rx.recv() {
         round.push(first);
@@ -107,7 +109,7 @@ fn run(engine: Engine, rx: mpsc::Receiver<WriteTask>, syncs: Arc<AtomicU64>) {
                 Err(_) => break,
             }
         }
-        let result = write_round(&engine, &mut round, &syncs);
+        let result = write_round(&engine, &mut round, &syncs, &fsync);
         for task in round.drain(..) {
             let r = match &result {
                 Ok(()) => Ok(()),
@@ -133,7 +135,12 @@ pub(crate) fn add_to_batch(
     }
 }
 
-fn write_round(engine: &Engine, round: &mut [WriteTask], syncs: &AtomicU64) -> Result<()> {
+fn write_round(
+    engine: &Engine,
+    round: &mut [WriteTask],
+    syncs: &AtomicU64,
+    fsync: &Histogram,
+) -> Result<()> {
     let mut batch = rocksdb::WriteBatch::default();
     let mut sync = false;
     for task in round.iter_mut() {
@@ -144,7 +151,9 @@ fn write_round(engine: &Engine, round: &mut [WriteTask], syncs: &AtomicU64) -> R
         return Ok(());
     }
     if sync {
+        let started = std::time::Instant::now();
         engine.write_sync(batch)?;
+        fsync.observe(started.elapsed().as_secs_f64());
     } else {
         engine.write(batch)?;
     }
@@ -164,7 +173,7 @@ mod tests {
     fn tasks_complete_in_order_and_share_syncs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = Engine::open(dir.path()).expect("open");
-        let writer = LogWriter::start(engine.clone());
+        let writer = LogWriter::start(engine.clone(), Histogram::new([1.0]));
         let (done_tx, done_rx) = channel();
         for i in 0u64..200 {
             let tx = done_tx.clone();

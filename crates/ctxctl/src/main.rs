@@ -77,6 +77,10 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Ask every endpoint's gRPC health service whether the node is ready (it serves
+    /// and all its replicas know a leader and are caught up); exit 1 unless all are.
+    /// For scripts and container health checks.
+    Health,
     /// One row per shard (leader node, term, commit/applied, lagging replicas) and one
     /// per node (address, state, replicas, leaders).
     Status {
@@ -504,6 +508,17 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 }
             }
         }
+        Cmd::Health => {
+            let mut all = true;
+            for ep in &cli.endpoints {
+                let state = health(ep, cli.timeout).await;
+                all &= state == "SERVING";
+                println!("{ep} {state}");
+            }
+            if !all {
+                return Ok(ExitCode::from(1));
+            }
+        }
         Cmd::Status { output } => {
             let (statuses, table) = gather(&client, &cli.endpoints).await?;
             let r = status::report(&statuses, table.as_ref());
@@ -774,5 +789,31 @@ fn print_members(d: &ShardDescriptor) {
         let role = role_name(r);
         let name = format!("{}/n{}", d.shard_id, r.node_id);
         println!("  {name:<8} {:<22} {role}", r.addr);
+    }
+}
+
+/// The gRPC health status of the node at `ep` (`SERVING`, `NOT_SERVING`, or why it
+/// could not be asked).
+async fn health(ep: &str, timeout: Duration) -> String {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
+    let ask = async {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{ep}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(timeout)
+            .connect()
+            .await
+            .map_err(|e| format!("unreachable: {e}"))?;
+        let r = HealthClient::new(ch)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .map_err(|s| format!("error: {}", s.message()))?;
+        Ok::<_, String>(r.into_inner().status())
+    };
+    match tokio::time::timeout(timeout, ask).await {
+        Ok(Ok(ServingStatus::Serving)) => "SERVING".into(),
+        Ok(Ok(ServingStatus::NotServing)) => "NOT_SERVING".into(),
+        Ok(Ok(other)) => other.as_str_name().to_string(),
+        Ok(Err(e)) => e,
+        Err(_) => format!("no answer within {timeout:?}"),
     }
 }

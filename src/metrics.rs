@@ -1,0 +1,319 @@
+//! The node's Prometheus metrics (docs/operations.md, "Metrics and health").
+//!
+//! One registry per node, not a process-wide one: tests and `ctxd dev` run several
+//! nodes in one process. Hot paths only bump atomics (counters, histograms); values
+//! the node already knows (each replica's term, indexes and leader, RocksDB's size,
+//! the process's CPU and memory) are read when `/metrics` is scraped. Labels are
+//! bounded: a shard id, a gRPC service, method and code. Nothing is labelled by
+//! namespace, key or tenant.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+/// A metric of one shard.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ShardLabel {
+    /// The shard id (0: the meta shard).
+    pub(crate) shard: u64,
+}
+
+/// A finished gRPC call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct GrpcCode {
+    pub(crate) grpc_service: String,
+    pub(crate) grpc_method: String,
+    /// The gRPC status code's name (`OK`, `UNAVAILABLE`, ...).
+    pub(crate) grpc_code: String,
+}
+
+/// A gRPC method.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct GrpcMethod {
+    pub(crate) grpc_service: String,
+    pub(crate) grpc_method: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// gRPC handling times: 0.1 ms to about 3 s.
+fn grpc_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Every metric of one node.
+pub(crate) struct Metrics {
+    /// What `/metrics` encodes.
+    registry: Registry,
+    /// Held by a scrape while it sets the per-shard values and encodes them.
+    pub(crate) scrape: tokio::sync::Mutex<()>,
+    /// Set at scrape time from the replicas' status.
+    pub(crate) shard_has_leader: Family<ShardLabel, Gauge>,
+    pub(crate) shard_is_leader: Family<ShardLabel, Gauge>,
+    pub(crate) shard_term: Family<ShardLabel, Gauge>,
+    pub(crate) shard_commit_index: Family<ShardLabel, Gauge>,
+    pub(crate) shard_applied_index: Family<ShardLabel, Gauge>,
+    /// Leader changes a replica has seen (counted by the replica).
+    pub(crate) shard_leader_changes: Family<ShardLabel, Counter>,
+    /// Duration of each synced write of the log writer (WAL fsync included).
+    pub(crate) wal_fsync_seconds: Histogram,
+    /// Reads served from local replicas, in any read mode.
+    pub(crate) reads_served: Counter,
+    /// RocksDB's SST bytes, set at scrape time.
+    pub(crate) rocksdb_used_bytes: Gauge,
+    /// Calls finished, and their handling time.
+    pub(crate) grpc_handled: Family<GrpcCode, Counter>,
+    pub(crate) grpc_seconds: HistogramFamily<GrpcMethod>,
+}
+
+impl Metrics {
+    /// A node's metrics, registered; `node_id` labels `ctxstore_build_info`.
+    pub(crate) fn new(node_id: u64) -> Metrics {
+        let mut registry = Registry::default();
+        let shard_has_leader = Family::default();
+        let shard_is_leader = Family::default();
+        let shard_term = Family::default();
+        let shard_commit_index = Family::default();
+        let shard_applied_index = Family::default();
+        let shard_leader_changes = Family::default();
+        // etcd's buckets: 1 ms doubling to about 8 s.
+        let wal_fsync_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let reads_served = Counter::default();
+        let rocksdb_used_bytes = Gauge::default();
+        let grpc_handled = Family::default();
+        let grpc_seconds: HistogramFamily<GrpcMethod> =
+            Family::new_with_constructor(grpc_histogram);
+        let r = &mut registry;
+        r.register(
+            "ctxstore_shard_has_leader",
+            "1 if the local replica of the shard knows a leader",
+            shard_has_leader.clone(),
+        );
+        r.register(
+            "ctxstore_shard_is_leader",
+            "1 if the local replica leads the shard",
+            shard_is_leader.clone(),
+        );
+        r.register(
+            "ctxstore_shard_term",
+            "Raft term of the local replica",
+            shard_term.clone(),
+        );
+        r.register(
+            "ctxstore_shard_commit_index",
+            "Raft commit index of the local replica",
+            shard_commit_index.clone(),
+        );
+        r.register(
+            "ctxstore_shard_applied_index",
+            "Raft applied index of the local replica",
+            shard_applied_index.clone(),
+        );
+        r.register(
+            "ctxstore_shard_leader_changes_seen",
+            "Leader changes the local replica has seen",
+            shard_leader_changes.clone(),
+        );
+        r.register_with_unit(
+            "ctxstore_wal_fsync_duration",
+            "Duration of the log writer's synced writes (one fsync each)",
+            Unit::Seconds,
+            wal_fsync_seconds.clone(),
+        );
+        r.register(
+            "ctxstore_reads_served",
+            "Reads served from the node's local replicas, any read mode",
+            reads_served.clone(),
+        );
+        r.register_with_unit(
+            "ctxstore_rocksdb_used",
+            "Bytes of the node's RocksDB SST files",
+            Unit::Bytes,
+            rocksdb_used_bytes.clone(),
+        );
+        r.register(
+            "grpc_server_handled",
+            "gRPC calls finished, by status code",
+            grpc_handled.clone(),
+        );
+        r.register_with_unit(
+            "grpc_server_handling",
+            "Time to the response headers of a gRPC call",
+            Unit::Seconds,
+            grpc_seconds.clone(),
+        );
+        r.register_collector(Box::new(BuildInfo { node_id }));
+        r.register_collector(Box::new(ProcessCollector));
+        Metrics {
+            registry,
+            scrape: tokio::sync::Mutex::new(()),
+            shard_has_leader,
+            shard_is_leader,
+            shard_term,
+            shard_commit_index,
+            shard_applied_index,
+            shard_leader_changes,
+            wal_fsync_seconds,
+            reads_served,
+            rocksdb_used_bytes,
+            grpc_handled,
+            grpc_seconds,
+        }
+    }
+
+    /// Forgets the scrape-time values of every shard (before they are set again, so
+    /// a shard that left the node disappears from the output).
+    pub(crate) fn clear_shards(&self) {
+        for f in [
+            &self.shard_has_leader,
+            &self.shard_is_leader,
+            &self.shard_term,
+            &self.shard_commit_index,
+            &self.shard_applied_index,
+        ] {
+            f.clear();
+        }
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// `ctxstore_build_info{version, node_id} 1`.
+#[derive(Debug)]
+struct BuildInfo {
+    node_id: u64,
+}
+
+impl Collector for BuildInfo {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let info = prometheus_client::metrics::info::Info::new(vec![
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+            ("node_id", self.node_id.to_string()),
+        ]);
+        let m = encoder.encode_descriptor(
+            "ctxstore_build",
+            "The version of ctxd and the node id",
+            None,
+            info.metric_type(),
+        )?;
+        info.encode(m)
+    }
+}
+
+/// The process's CPU time, resident memory and open file descriptors, read from
+/// `/proc/self` at each scrape (absent where there is no `/proc`). Several nodes in
+/// one process (tests, `ctxd dev`) report the same process.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(p) = read_process() else {
+            return Ok(());
+        };
+        let cpu = ConstCounter::new(p.cpu_seconds);
+        let m = encoder.encode_descriptor(
+            "process_cpu",
+            "User and system CPU time of the process",
+            Some(&Unit::Seconds),
+            cpu.metric_type(),
+        )?;
+        cpu.encode(m)?;
+        let rss = ConstGauge::new(p.resident_bytes);
+        let m = encoder.encode_descriptor(
+            "process_resident_memory",
+            "Resident memory of the process",
+            Some(&Unit::Bytes),
+            rss.metric_type(),
+        )?;
+        rss.encode(m)?;
+        let fds = ConstGauge::new(p.open_fds);
+        let m = encoder.encode_descriptor(
+            "process_open_fds",
+            "Open file descriptors of the process",
+            None,
+            fds.metric_type(),
+        )?;
+        fds.encode(m)
+    }
+}
+
+/// What `/proc/self` says of the process.
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: i64,
+    open_fds: i64,
+}
+
+fn read_process() -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces, inside parentheses):
+    // state is field 3; utime and stime are fields 14 and 15, rss field 24.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    let ticks = clock_ticks_per_second();
+    let cpu_seconds = (field(14)? + field(15)?) as f64 / ticks;
+    let resident_bytes = i64::try_from(field(24)?.saturating_mul(page_size())).ok()?;
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as i64;
+    Some(ProcessStats {
+        cpu_seconds,
+        resident_bytes,
+        open_fds,
+    })
+}
+
+/// Linux reports CPU times in clock ticks of 100 per second on every architecture
+/// it runs on here (`USER_HZ`).
+fn clock_ticks_per_second() -> f64 {
+    100.0
+}
+
+/// The page size, from `rustix` (`sysconf(_SC_PAGESIZE)`).
+fn page_size() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_parses_as_openmetrics_with_the_expected_families() {
+        let m = Metrics::new(7);
+        m.shard_term.get_or_create(&ShardLabel { shard: 3 }).set(5);
+        m.shard_leader_changes
+            .get_or_create(&ShardLabel { shard: 3 })
+            .inc();
+        m.wal_fsync_seconds.observe(0.002);
+        let text = m.encode();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(
+            text.contains("ctxstore_shard_term{shard=\"3\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ctxstore_shard_leader_changes_seen_total{shard=\"3\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ctxstore_wal_fsync_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(text.contains("ctxstore_build_info{version="), "{text}");
+        assert!(text.contains("process_cpu_seconds_total"), "{text}");
+        m.clear_shards();
+        assert!(!m.encode().contains("ctxstore_shard_term{"));
+    }
+}

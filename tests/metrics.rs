@@ -1,0 +1,267 @@
+//! The status listener: `/metrics` parses as Prometheus text and its families move
+//! with the cluster; `/livez` and `/readyz` (and the gRPC health service) follow the
+//! node's state (docs/operations.md, "Metrics and health").
+
+mod common;
+
+use common::{wait_for, wait_for_explained, TestCluster, WAIT};
+use prometheus_parse::{Scrape, Value};
+use std::net::SocketAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A GET over plain HTTP/1.1; the status code and the body.
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (code, body.to_string())
+}
+
+fn status_addr(cluster: &TestCluster, i: usize) -> SocketAddr {
+    cluster.nodes[i]
+        .as_ref()
+        .and_then(|n| n.status_addr())
+        .expect("the node serves a status listener")
+}
+
+/// Scrapes node `i` and parses the text with a Prometheus parser.
+async fn scrape(cluster: &TestCluster, i: usize) -> (Scrape, String) {
+    let (code, body) = http_get(status_addr(cluster, i), "/metrics").await;
+    assert_eq!(code, 200, "{body}");
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let parsed = Scrape::parse(lines).expect("the metrics parse");
+    (parsed, body)
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    s.samples
+        .iter()
+        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .and_then(|x| match &x.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(*v),
+            Value::Histogram(_) | Value::Summary(_) => None,
+        })
+}
+
+/// The sum of the values of `name` over every sample with `labels`, over nodes.
+async fn total(cluster: &TestCluster, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut t = 0.0;
+    for i in 0..cluster.nodes.len() {
+        t += value(&scrape(cluster, i).await.0, name, labels).unwrap_or(0.0);
+    }
+    t
+}
+
+fn with_status(c: &mut ctxstore::NodeConfig) {
+    c.status.listen = Some("127.0.0.1:0".into());
+}
+
+/// The metrics of a 3-node cluster parse and move with it.
+///
+/// 1. 3 nodes with status listeners. Every node's scrape parses; every node's replica
+///    of shard 1 knows a leader, exactly one leads it, applied ≤ commit, and no sample
+///    has a namespace, key or tenant label; every counter's samples end in `_total`.
+/// 2. 50 puts: every node's WAL fsync count grows, and the `Kv/Put` calls are counted
+///    with code `OK`.
+/// 3. A leader transfer of shard 1: the leader changes seen grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_move_with_the_cluster() {
+    let cluster = TestCluster::start_with(3, with_status).await;
+    cluster.wait_all_leaders().await;
+    let shard1 = [("shard", "1")];
+    let mut fsyncs = Vec::new();
+    for i in 0..3 {
+        let (s, text) = scrape(&cluster, i).await;
+        assert_eq!(
+            value(&s, "ctxstore_shard_has_leader", &shard1),
+            Some(1.0),
+            "node {i}"
+        );
+        let commit = value(&s, "ctxstore_shard_commit_index", &shard1).expect("commit");
+        let applied = value(&s, "ctxstore_shard_applied_index", &shard1).expect("applied");
+        assert!(applied <= commit && commit > 0.0, "{applied} {commit}");
+        assert!(value(&s, "process_resident_memory_bytes", &[]).is_some_and(|v| v > 0.0));
+        assert!(value(
+            &s,
+            "ctxstore_build_info",
+            &[("node_id", &(i + 1).to_string())]
+        )
+        .is_some());
+        for x in &s.samples {
+            for bad in ["namespace", "key", "tenant", "conversation"] {
+                assert!(
+                    x.labels.get(bad).is_none(),
+                    "{} has a {bad} label",
+                    x.metric
+                );
+            }
+        }
+        for line in text.lines() {
+            if let Some(name) = line
+                .strip_prefix("# TYPE ")
+                .and_then(|l| l.strip_suffix(" counter"))
+            {
+                assert!(
+                    s.samples
+                        .iter()
+                        .filter(|x| x.metric.starts_with(name))
+                        .all(|x| x.metric == format!("{name}_total")),
+                    "counter {name} has samples without _total"
+                );
+            }
+        }
+        fsyncs.push(
+            value(&s, "ctxstore_wal_fsync_duration_seconds_count", &[]).unwrap_or_else(|| {
+                // The parser folds a histogram's _count into the histogram sample.
+                s.samples
+                    .iter()
+                    .find(|x| x.metric == "ctxstore_wal_fsync_duration_seconds")
+                    .and_then(|x| match &x.value {
+                        Value::Histogram(h) => h.last().map(|b| b.count),
+                        _ => None,
+                    })
+                    .expect("the fsync histogram")
+            }),
+        );
+    }
+    assert_eq!(
+        total(&cluster, "ctxstore_shard_is_leader", &shard1).await,
+        1.0
+    );
+    let client = cluster.client().await;
+    for i in 0..50 {
+        client.put(format!("m-{i}"), "v").await.expect("put");
+    }
+    for (i, before) in fsyncs.iter().enumerate() {
+        let s = scrape(&cluster, i).await.0;
+        let after = s
+            .samples
+            .iter()
+            .find(|x| x.metric == "ctxstore_wal_fsync_duration_seconds")
+            .and_then(|x| match &x.value {
+                Value::Histogram(h) => h.last().map(|b| b.count),
+                _ => None,
+            })
+            .expect("the fsync histogram");
+        assert!(after > *before, "node {i}: fsyncs {before} -> {after}");
+    }
+    let puts = total(
+        &cluster,
+        "grpc_server_handled_total",
+        &[
+            ("grpc_service", "ctxstore.v1.Kv"),
+            ("grpc_method", "Put"),
+            ("grpc_code", "OK"),
+        ],
+    )
+    .await;
+    assert!(puts >= 50.0, "Kv/Put OK counted {puts} times");
+    let changes = total(
+        &cluster,
+        "ctxstore_shard_leader_changes_seen_total",
+        &shard1,
+    )
+    .await;
+    let leader = cluster.wait_leader().await;
+    let target = (leader + 1) % 3;
+    client
+        .transfer_shard_leader(1, target as u64 + 1)
+        .await
+        .expect("transfer");
+    wait_for_explained("the leader change to be counted", WAIT, || async {
+        let now = total(
+            &cluster,
+            "ctxstore_shard_leader_changes_seen_total",
+            &shard1,
+        )
+        .await;
+        if now > changes {
+            Ok(())
+        } else {
+            Err(format!("{changes} -> {now}"))
+        }
+    })
+    .await;
+    cluster.shutdown().await;
+}
+
+/// `/readyz` and the gRPC health service follow the node's state; `/livez` does not
+/// depend on a quorum.
+///
+/// 1. 3 nodes: `/readyz` and `/livez` answer 200 on node 1, and its gRPC health is
+///    `SERVING`.
+/// 2. Stop nodes 2 and 3: node 1's replicas lose their leader; `/readyz?verbose`
+///    answers 503 naming the `leaders` check, gRPC health turns `NOT_SERVING`, and
+///    `/livez` still answers 200.
+/// 3. Restart them: node 1 is ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_replicas_leaders_and_liveness_does_not() {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
+    let mut cluster = TestCluster::start_with(3, with_status).await;
+    cluster.wait_all_leaders().await;
+    let addr = status_addr(&cluster, 0);
+    let grpc = format!("http://{}", cluster.addrs()[0]);
+    let health = || {
+        let grpc = grpc.clone();
+        async move {
+            let ch = tonic::transport::Endpoint::from_shared(grpc)
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
+            let mut c = HealthClient::new(ch);
+            let r = c
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .ok()?;
+            Some(r.into_inner().status())
+        }
+    };
+    wait_for("node 1 ready", WAIT, || async {
+        (http_get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(http_get(addr, "/livez").await.0, 200);
+    wait_for("gRPC health SERVING", WAIT, || async {
+        (health().await == Some(ServingStatus::Serving)).then_some(())
+    })
+    .await;
+    cluster.stop(1).await;
+    cluster.stop(2).await;
+    let body = wait_for_explained("node 1 not ready without a quorum", WAIT, || async {
+        let (code, body) = http_get(addr, "/readyz?verbose").await;
+        if code == 503 {
+            Ok(body)
+        } else {
+            Err(format!("{code}: {body}"))
+        }
+    })
+    .await;
+    assert!(body.contains("[-] leaders failed"), "{body}");
+    assert!(body.contains("[+] serving ok"), "{body}");
+    assert_eq!(
+        http_get(addr, "/livez").await.0,
+        200,
+        "liveness never needs a quorum"
+    );
+    wait_for("gRPC health NOT_SERVING", WAIT, || async {
+        (health().await == Some(ServingStatus::NotServing)).then_some(())
+    })
+    .await;
+    cluster.restart(1).await;
+    cluster.restart(2).await;
+    wait_for("node 1 ready again", WAIT, || async {
+        (http_get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    cluster.shutdown().await;
+}
