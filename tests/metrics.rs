@@ -78,6 +78,17 @@ async fn metrics_parse_and_move_with_the_cluster() {
     let cluster = TestCluster::start_with(3, with_status).await;
     cluster.wait_all_leaders().await;
     let shard1 = [("shard", "1")];
+    // Every replica learns the leader from its first heartbeat.
+    wait_for_explained("every node to know shard 1's leader", WAIT, || async {
+        let has = total(&cluster, "ctxstore_shard_has_leader", &shard1).await;
+        let leads = total(&cluster, "ctxstore_shard_is_leader", &shard1).await;
+        if has == 3.0 && leads == 1.0 {
+            Ok(())
+        } else {
+            Err(format!("{has} know a leader, {leads} lead"))
+        }
+    })
+    .await;
     let mut fsyncs = Vec::new();
     for i in 0..3 {
         let (s, text) = scrape(&cluster, i).await;
@@ -133,10 +144,6 @@ async fn metrics_parse_and_move_with_the_cluster() {
             }),
         );
     }
-    assert_eq!(
-        total(&cluster, "ctxstore_shard_is_leader", &shard1).await,
-        1.0
-    );
     let client = cluster.client().await;
     for i in 0..50 {
         client.put(format!("m-{i}"), "v").await.expect("put");
