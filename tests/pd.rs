@@ -137,6 +137,24 @@ fn counts(t: &RoutingTable) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
     (replicas, leaders)
 }
 
+/// `leaders` (data shards only) with the meta shard's leadership added. The driver
+/// weighs leaderships by write rate and never moves the meta shard's: when the meta
+/// shard writes much (heartbeats from 5 nodes), its node ends with fewer data
+/// leaders, and the balance holds only counting the meta leadership; when it writes
+/// little, only without it. The test accepts either.
+fn with_meta_leader(t: &RoutingTable, leaders: &BTreeMap<u64, usize>) -> BTreeMap<u64, usize> {
+    let mut m = leaders.clone();
+    if let Some(l) = t
+        .shards
+        .iter()
+        .find(|s| s.descriptor.as_ref().is_some_and(|d| d.shard_id == 0))
+        .and_then(|s| s.leader.as_ref())
+    {
+        *m.entry(l.node_id).or_default() += 1;
+    }
+    m
+}
+
 /// Whether every value of `m` (restricted to `nodes`) is within ±1 of their mean.
 fn within_one_of_mean(m: &BTreeMap<u64, usize>, nodes: &[u64]) -> bool {
     let v: Vec<f64> = nodes
@@ -291,7 +309,8 @@ async fn scale_out_from_three_to_five_nodes_balances_replicas_and_leaders() {
             if replicated
                 && pd.operators.is_empty()
                 && within_one_of_mean(&replicas, &all)
-                && within_one_of_mean(&leaders, &all)
+                && (within_one_of_mean(&leaders, &all)
+                    || within_one_of_mean(&with_meta_leader(&t, &leaders), &all))
             {
                 return Ok(t);
             }

@@ -271,19 +271,32 @@ impl TestCluster {
                 }
             }
         }
-        wait_for(
+        wait_for_explained(
             "every replica to apply its leader's commit",
             WAIT,
             || async {
+                let mut behind = Vec::new();
                 for n in self.nodes.iter().flatten() {
                     for sh in n.status().await.shards {
                         let id = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
-                        if sh.applied_index < commits.get(&id).copied().unwrap_or(0) {
-                            return None;
+                        let commit = commits.get(&id).copied().unwrap_or(0);
+                        if sh.applied_index < commit {
+                            behind.push(format!(
+                                "node {} shard {id} replica {} ({}, leader {}): applied {} < {commit}",
+                                n.id(),
+                                sh.replica_id,
+                                sh.role,
+                                sh.leader_id,
+                                sh.applied_index
+                            ));
                         }
                     }
                 }
-                Some(())
+                if behind.is_empty() {
+                    Ok(())
+                } else {
+                    Err(behind.join("; "))
+                }
             },
         )
         .await
