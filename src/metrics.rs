@@ -222,31 +222,36 @@ impl Collector for ProcessCollector {
         let Some(p) = read_process() else {
             return Ok(());
         };
-        let cpu = ConstCounter::new(p.cpu_seconds);
-        let m = encoder.encode_descriptor(
-            "process_cpu",
-            "User and system CPU time of the process",
+        emit(
+            &mut encoder,
+            ("process_cpu", "User and system CPU time of the process"),
             Some(&Unit::Seconds),
-            cpu.metric_type(),
+            ConstCounter::new(p.cpu_seconds),
         )?;
-        cpu.encode(m)?;
-        let rss = ConstGauge::new(p.resident_bytes);
-        let m = encoder.encode_descriptor(
-            "process_resident_memory",
-            "Resident memory of the process",
+        emit(
+            &mut encoder,
+            ("process_resident_memory", "Resident memory of the process"),
             Some(&Unit::Bytes),
-            rss.metric_type(),
+            ConstGauge::new(p.resident_bytes),
         )?;
-        rss.encode(m)?;
-        let fds = ConstGauge::new(p.open_fds);
-        let m = encoder.encode_descriptor(
-            "process_open_fds",
-            "Open file descriptors of the process",
+        emit(
+            &mut encoder,
+            ("process_open_fds", "Open file descriptors of the process"),
             None,
-            fds.metric_type(),
-        )?;
-        fds.encode(m)
+            ConstGauge::new(p.open_fds),
+        )
     }
+}
+
+/// Encodes one collected metric under `(name, help)`.
+fn emit(
+    encoder: &mut DescriptorEncoder,
+    (name, help): (&str, &str),
+    unit: Option<&Unit>,
+    metric: impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    let m = encoder.encode_descriptor(name, help, unit, metric.metric_type())?;
+    metric.encode(m)
 }
 
 /// What `/proc/self` says of the process.
@@ -263,26 +268,16 @@ fn read_process() -> Option<ProcessStats> {
     let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-    let ticks = clock_ticks_per_second();
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
     let cpu_seconds = (field(14)? + field(15)?) as f64 / ticks;
-    let resident_bytes = i64::try_from(field(24)?.saturating_mul(page_size())).ok()?;
+    let resident_bytes =
+        i64::try_from(field(24)?.saturating_mul(rustix::param::page_size() as u64)).ok()?;
     let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as i64;
     Some(ProcessStats {
         cpu_seconds,
         resident_bytes,
         open_fds,
     })
-}
-
-/// Linux reports CPU times in clock ticks of 100 per second on every architecture
-/// it runs on here (`USER_HZ`).
-fn clock_ticks_per_second() -> f64 {
-    100.0
-}
-
-/// The page size, from `rustix` (`sysconf(_SC_PAGESIZE)`).
-fn page_size() -> u64 {
-    rustix::param::page_size() as u64
 }
 
 #[cfg(test)]
