@@ -28,10 +28,10 @@ use crate::proto::cluster_client::ClusterClient;
 use crate::proto::kv_client::KvClient;
 use crate::proto::{
     AddMemberRequest, AddMemberResponse, BatchOp, BatchRequest, CompareAndSwapRequest,
-    DeleteRequest, GetRequest, KeyValue, NodeAdmin, NodeInfo, PdStatusRequest, PdStatusResponse,
-    PutRequest, RemoveMemberRequest, RequestHeader, RoutingTable, RoutingTableRequest, ScanRequest,
-    ScanResponse, SetNodeAdminRequest, SetPdPausedRequest, ShardDescriptor, SplitShardRequest,
-    StatusRequest, StatusResponse, TransferLeaderRequest,
+    DeleteRequest, DeleteResponse, GetRequest, KeyValue, NodeAdmin, NodeInfo, PdStatusRequest,
+    PdStatusResponse, PutRequest, RemoveMemberRequest, RequestHeader, RoutingTable,
+    RoutingTableRequest, ScanRequest, ScanResponse, SetNodeAdminRequest, SetPdPausedRequest,
+    ShardDescriptor, SplitShardRequest, StatusRequest, StatusResponse, TransferLeaderRequest,
 };
 use crate::util::Backoff;
 use bytes::Bytes;
@@ -528,6 +528,18 @@ impl Client {
         Ok(kv)
     }
 
+    /// Runs a write routed by ring position `hash` and raises the session floor of
+    /// its shard to the version (`version` of the answer) it took effect at.
+    async fn write_key<T, F, Fut>(&self, hash: u64, version: impl Fn(&T) -> u64, f: F) -> Result<T>
+    where
+        F: Fn(Channel, RequestHeader) -> Fut,
+        Fut: Future<Output = std::result::Result<T, tonic::Status>>,
+    {
+        let r = self.call_routed(Route::Key(hash), Call::Write, f).await?;
+        self.saw(hash, version(&r));
+        Ok(r)
+    }
+
     /// Notes a version seen for the key at ring position `hash` (the floor of later
     /// bounded-staleness reads of its shard).
     fn saw(&self, hash: u64, version: u64) {
@@ -662,9 +674,10 @@ impl Client {
             ttl_ms: ttl.map_or(0, |t| t.as_millis().max(1) as u64),
             request_id: self.new_request_id(),
         };
-        let hash = key_hash(&req.key);
-        let w = self
-            .call_routed(Route::Key(hash), Call::Write, |ch, header| {
+        self.write_key(
+            key_hash(&req.key),
+            |w: &WriteResult| w.version,
+            |ch, header| {
                 let mut req = req.clone();
                 req.header = Some(header);
                 async move {
@@ -674,10 +687,9 @@ impl Client {
                         create_version: r.create_version,
                     })
                 }
-            })
-            .await?;
-        self.saw(hash, w.version);
-        Ok(w)
+            },
+        )
+        .await
     }
 
     /// Deletes a key; returns whether a live key was removed.
@@ -687,15 +699,17 @@ impl Client {
             key: key.into(),
             request_id: self.new_request_id(),
         };
-        let hash = key_hash(&req.key);
         let r = self
-            .call_routed(Route::Key(hash), Call::Write, |ch, header| {
-                let mut req = req.clone();
-                req.header = Some(header);
-                async move { Ok(Self::kv(ch).delete(req).await?.into_inner()) }
-            })
+            .write_key(
+                key_hash(&req.key),
+                |r: &DeleteResponse| r.version,
+                |ch, header| {
+                    let mut req = req.clone();
+                    req.header = Some(header);
+                    async move { Ok(Self::kv(ch).delete(req).await?.into_inner()) }
+                },
+            )
             .await?;
-        self.saw(hash, r.version);
         Ok(r.deleted)
     }
 
@@ -734,9 +748,10 @@ impl Client {
     }
 
     async fn cas_request(&self, req: CompareAndSwapRequest) -> Result<WriteResult> {
-        let hash = key_hash(&req.key);
-        let w = self
-            .call_routed(Route::Key(hash), Call::Write, |ch, header| {
+        self.write_key(
+            key_hash(&req.key),
+            |w: &WriteResult| w.version,
+            |ch, header| {
                 let mut req = req.clone();
                 req.header = Some(header);
                 async move {
@@ -746,10 +761,9 @@ impl Client {
                         create_version: r.create_version,
                     })
                 }
-            })
-            .await?;
-        self.saw(hash, w.version);
-        Ok(w)
+            },
+        )
+        .await
     }
 
     /// Applies all operations atomically; returns the version they took effect at.
@@ -759,16 +773,16 @@ impl Client {
             ops,
             request_id: self.new_request_id(),
         };
-        let hash = batch_hash(&req.ops);
-        let version = self
-            .call_routed(Route::Key(hash), Call::Write, |ch, header| {
+        self.write_key(
+            batch_hash(&req.ops),
+            |v: &u64| *v,
+            |ch, header| {
                 let mut req = req.clone();
                 req.header = Some(header);
                 async move { Ok(Self::kv(ch).batch(req).await?.into_inner().version) }
-            })
-            .await?;
-        self.saw(hash, version);
-        Ok(version)
+            },
+        )
+        .await
     }
 
     /// Lists keys starting with `prefix` after `start_after`, at most `limit`.
