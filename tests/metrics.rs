@@ -52,6 +52,19 @@ fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
 }
 
+/// The number of WAL fsyncs observed (the parser folds a histogram's `_count` into
+/// its last bucket).
+fn fsync_count(s: &Scrape) -> f64 {
+    s.samples
+        .iter()
+        .find(|x| x.metric == "ctxstore_wal_fsync_duration_seconds")
+        .and_then(|x| match &x.value {
+            Value::Histogram(h) => h.last().map(|b| b.count),
+            _ => None,
+        })
+        .expect("the fsync histogram")
+}
+
 /// The sum of the values of `name` over every sample with `labels`, over nodes.
 async fn total(cluster: &TestCluster, name: &str, labels: &[(&str, &str)]) -> f64 {
     let mut t = 0.0;
@@ -130,35 +143,14 @@ async fn metrics_parse_and_move_with_the_cluster() {
                 );
             }
         }
-        fsyncs.push(
-            value(&s, "ctxstore_wal_fsync_duration_seconds_count", &[]).unwrap_or_else(|| {
-                // The parser folds a histogram's _count into the histogram sample.
-                s.samples
-                    .iter()
-                    .find(|x| x.metric == "ctxstore_wal_fsync_duration_seconds")
-                    .and_then(|x| match &x.value {
-                        Value::Histogram(h) => h.last().map(|b| b.count),
-                        _ => None,
-                    })
-                    .expect("the fsync histogram")
-            }),
-        );
+        fsyncs.push(fsync_count(&s));
     }
     let client = cluster.client().await;
     for i in 0..50 {
         client.put(format!("m-{i}"), "v").await.expect("put");
     }
     for (i, before) in fsyncs.iter().enumerate() {
-        let s = scrape(&cluster, i).await.0;
-        let after = s
-            .samples
-            .iter()
-            .find(|x| x.metric == "ctxstore_wal_fsync_duration_seconds")
-            .and_then(|x| match &x.value {
-                Value::Histogram(h) => h.last().map(|b| b.count),
-                _ => None,
-            })
-            .expect("the fsync histogram");
+        let after = fsync_count(&scrape(&cluster, i).await.0);
         assert!(after > *before, "node {i}: fsyncs {before} -> {after}");
     }
     let puts = total(

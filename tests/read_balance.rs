@@ -21,6 +21,13 @@ fn opts(read_mode: ReadMode, read_balance: ReadBalance) -> ClientOptions {
     }
 }
 
+/// A client over every node of `cluster` reading in `mode`, balanced by `policy`.
+async fn client_in(cluster: &TestCluster, mode: ReadMode, policy: ReadBalance) -> Client {
+    Client::connect_with(&cluster.addrs(), opts(mode, policy))
+        .await
+        .expect("client")
+}
+
 /// Reads each node has served so far.
 fn served(cluster: &TestCluster) -> Vec<u64> {
     cluster
@@ -91,12 +98,7 @@ async fn follower_reads_see_every_acknowledged_write_and_every_replica_serves_th
     let cluster = TestCluster::start(3).await;
     cluster.wait_all_leaders().await;
     let writer = cluster.client().await;
-    let reader = Client::connect_with(
-        &cluster.addrs(),
-        opts(ReadMode::Follower, ReadBalance::RoundRobin),
-    )
-    .await
-    .expect("client");
+    let reader = client_in(&cluster, ReadMode::Follower, ReadBalance::RoundRobin).await;
     let before = served(&cluster);
     for i in 0..60u64 {
         let key = format!("lin-{}", i % 6);
@@ -126,9 +128,7 @@ async fn spread(cluster: &TestCluster, policy: ReadBalance) -> Vec<u64> {
     let mode = ReadMode::Bounded(Duration::from_secs(5));
     let mut clients = Vec::new();
     for _ in 0..64 {
-        let c = Client::connect_with(&cluster.addrs(), opts(mode, policy))
-            .await
-            .expect("client");
+        let c = client_in(cluster, mode, policy).await;
         // Learn the routing before counting.
         c.get("key-0").await.expect("first read");
         clients.push(c);
@@ -222,15 +222,12 @@ async fn the_weighted_policy_follows_the_nodes_read_weights() {
         },
     )
     .await;
-    let c = Client::connect_with(
-        &cluster.addrs(),
-        opts(
-            ReadMode::Bounded(Duration::from_secs(5)),
-            ReadBalance::Weighted,
-        ),
+    let c = client_in(
+        &cluster,
+        ReadMode::Bounded(Duration::from_secs(5)),
+        ReadBalance::Weighted,
     )
-    .await
-    .expect("client");
+    .await;
     c.get("key-0").await.expect("first read");
     let before = served(&cluster);
     for j in 0..1200 {
@@ -259,12 +256,7 @@ fn p99(lat: &mut [Duration]) -> Duration {
 /// 4 concurrent readers of one client in `policy` do 200 bounded reads each, after
 /// 100 reads that warm the client's latency estimates; the latencies.
 async fn read_phase(cluster: &TestCluster, policy: ReadBalance) -> Vec<Duration> {
-    let c = Client::connect_with(
-        &cluster.addrs(),
-        opts(ReadMode::Bounded(Duration::from_secs(5)), policy),
-    )
-    .await
-    .expect("client");
+    let c = client_in(cluster, ReadMode::Bounded(Duration::from_secs(5)), policy).await;
     for j in 0..100 {
         c.get(format!("key-{j}")).await.expect("warm-up read");
     }
@@ -405,15 +397,12 @@ async fn a_partitioned_follower_refuses_bounded_reads_once_the_bound_has_passed(
         Some(w.version)
     );
     // The majority goes on; a bounded reader that wrote sees its write.
-    let reader = Client::connect_with(
-        &cluster.addrs(),
-        opts(
-            ReadMode::Bounded(Duration::from_millis(300)),
-            ReadBalance::RoundRobin,
-        ),
+    let reader = client_in(
+        &cluster,
+        ReadMode::Bounded(Duration::from_millis(300)),
+        ReadBalance::RoundRobin,
     )
-    .await
-    .expect("client");
+    .await;
     let w2 = reader
         .put("bk", "two")
         .await
@@ -534,15 +523,12 @@ async fn a_bounded_reader_reads_its_own_conversation_appends() {
     };
     let cluster = TestCluster::start(3).await;
     cluster.wait_all_leaders().await;
-    let c = Client::connect_with(
-        &cluster.addrs(),
-        opts(
-            ReadMode::Bounded(Duration::from_millis(300)),
-            ReadBalance::RoundRobin,
-        ),
+    let c = client_in(
+        &cluster,
+        ReadMode::Bounded(Duration::from_millis(300)),
+        ReadBalance::RoundRobin,
     )
-    .await
-    .expect("client");
+    .await;
     let conv = ConversationRef {
         namespace: "agents".into(),
         id: "ryw".into(),
