@@ -48,6 +48,19 @@ pub struct NodeConfig {
     /// default 100), published through the routing table for clients balancing
     /// reads with the `weighted` policy: 200 takes twice the reads of a node at 100.
     pub read_weight: u32,
+    /// Which settings the flags and the file set (not a setting itself).
+    #[serde(skip)]
+    pub origins: Origins,
+}
+
+/// Which settings a node's flags and file set (`ctxctl config show` names each
+/// value's source); keys are dotted, as in [`crate::cluster_config`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origins {
+    /// Keys the config file sets.
+    pub file: std::collections::BTreeSet<String>,
+    /// Keys a command-line flag set.
+    pub flags: std::collections::BTreeSet<String>,
 }
 
 /// The status listener (`[status]`): plaintext HTTP serving `/metrics`
@@ -320,6 +333,7 @@ impl Default for NodeConfig {
             status: StatusConfig::default(),
             peers: String::new(),
             read_weight: 100,
+            origins: Origins::default(),
         }
     }
 }
@@ -360,8 +374,13 @@ impl NodeConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::config("config", format!("cannot read {}: {e}", path.display())))?;
-        toml::from_str(&text)
-            .map_err(|e| Error::config("config", format!("{}: {e}", path.display())))
+        let bad = |e: toml::de::Error| Error::config("config", format!("{}: {e}", path.display()));
+        let table: toml::Table = toml::from_str(&text).map_err(bad)?;
+        let mut cfg: NodeConfig = toml::from_str(&text).map_err(bad)?;
+        let mut set = BTreeMap::new();
+        flatten(&toml::Value::Table(table), "", &mut set);
+        cfg.origins.file = set.into_keys().collect();
+        Ok(cfg)
     }
 
     /// The address peers and clients dial.
@@ -563,9 +582,84 @@ pub fn parse_initial_cluster(s: &str) -> Result<BTreeMap<NodeId, String>> {
     Ok(out)
 }
 
+/// Every leaf of a TOML tree under its dotted key (`limits.max-value-size`).
+pub fn flatten(v: &toml::Value, prefix: &str, out: &mut BTreeMap<String, toml::Value>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(v, &key, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+/// The node id a StatefulSet pod takes from its host name: the trailing ordinal plus
+/// one (`ctxd-0` → 1, `ctxd-2` → 3), since node ids start at 1.
+pub fn node_id_from_hostname(host: &str) -> Result<u64> {
+    let bad = || {
+        Error::config(
+            "node-id-from-hostname",
+            format!("host name `{host}` does not end in -ORDINAL (like ctxd-0)"),
+        )
+    };
+    let (_, ordinal) = host.trim().rsplit_once('-').ok_or_else(bad)?;
+    if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = ordinal.parse().map_err(|_| bad())?;
+    n.checked_add(1).ok_or_else(bad)
+}
+
+impl NodeConfig {
+    /// A node that `initial-cluster` does not list joins the cluster those members
+    /// form instead (with them as its `peers`): one set of arguments then serves every
+    /// pod of a StatefulSet, the ones scaled out beyond the initial members included.
+    /// Returns whether it switched to joining.
+    pub fn join_unless_initial_member(&mut self) -> Result<bool> {
+        let members = self.initial_members()?;
+        if self.join || members.is_empty() || members.contains_key(&NodeId(self.node_id)) {
+            return Ok(false);
+        }
+        self.peers = members.into_values().collect::<Vec<_>>().join(",");
+        self.initial_cluster.clear();
+        self.join = true;
+        Ok(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_ids_come_from_the_trailing_ordinal() {
+        assert_eq!(node_id_from_hostname("ctxd-0").unwrap(), 1);
+        assert_eq!(node_id_from_hostname("a-b-12").unwrap(), 13);
+        for bad in ["ctxd", "ctxd-", "ctxd-x1", "-", "ctxd-99999999999999999999"] {
+            let e = node_id_from_hostname(bad).unwrap_err().to_string();
+            assert!(e.contains("node-id-from-hostname"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_node_missing_from_initial_cluster_joins_its_members() {
+        let mut c = valid();
+        assert!(!c.join_unless_initial_member().unwrap());
+        assert_eq!(c.initial_cluster, valid().initial_cluster);
+        c.node_id = 4;
+        assert!(c.join_unless_initial_member().unwrap());
+        assert!(c.join && c.initial_cluster.is_empty());
+        assert_eq!(c.peers, "127.0.0.1:7001,127.0.0.1:7002");
+        c.validate().unwrap();
+    }
 
     fn valid() -> NodeConfig {
         NodeConfig {

@@ -666,9 +666,12 @@ enum Fault {
     /// Split a random shard while one node is cut off (it learns of the split later,
     /// from its log or a snapshot).
     SplitDuringPartition,
+    /// A graceful stop (drain: leaderships handed away, then shutdown) of a shard
+    /// leader's node, and its restart.
+    GracefulRestart,
 }
 
-const ALL_FAULTS: [Fault; 9] = [
+const ALL_FAULTS: [Fault; 10] = [
     Fault::KillNode,
     Fault::KillShardLeader,
     Fault::IsolateNode,
@@ -678,6 +681,7 @@ const ALL_FAULTS: [Fault; 9] = [
     Fault::RestartCluster,
     Fault::Split,
     Fault::SplitDuringPartition,
+    Fault::GracefulRestart,
 ];
 
 /// Splits a random data shard at a random hash strictly inside its arcs. Errors (no
@@ -773,6 +777,24 @@ async fn inject(cluster: &mut TestCluster, fault: Fault, rng: &mut StdRng, clien
             );
             tokio::time::sleep(hold).await;
             set_filter(cluster, None);
+        }
+        Fault::GracefulRestart => {
+            let shard = rng.random_range(1..=4);
+            let victim = leader_of(cluster, shard)
+                .await
+                .unwrap_or((ids[0] - 1) as usize);
+            if let Some(node) = &cluster.nodes[victim] {
+                let r = node.drain(Duration::from_secs(5)).await;
+                eprintln!(
+                    "  nemesis: drained node {}: led {:?}, still led {:?}",
+                    victim + 1,
+                    r.led,
+                    r.still_led
+                );
+            }
+            cluster.stop(victim).await;
+            tokio::time::sleep(hold).await;
+            cluster.restart(victim).await;
         }
         Fault::TransferLeader => {
             let shard = rng.random_range(1..=4);
@@ -875,13 +897,17 @@ enum ProcFault {
     Pause,
     /// Split a random shard at a random hash inside it.
     Split,
+    /// SIGTERM a shard leader's process (a graceful stop: it hands its leaderships
+    /// away and exits 0), then start it again.
+    TermShardLeader,
 }
 
-const PROC_FAULTS: [ProcFault; 4] = [
+const PROC_FAULTS: [ProcFault; 5] = [
     ProcFault::Kill9Node,
     ProcFault::Kill9ShardLeader,
     ProcFault::Pause,
     ProcFault::Split,
+    ProcFault::TermShardLeader,
 ];
 
 async fn proc_leader_of(
@@ -954,6 +980,20 @@ async fn process_campaign_is_linearizable() {
                     procs[random].resume();
                 }
                 ProcFault::Split => split_random_shard(&admin, &mut rng).await,
+                ProcFault::TermShardLeader => {
+                    let shard = rng.random_range(1..=4);
+                    let victim = proc_leader_of(&admin, &addrs, &procs, shard)
+                        .await
+                        .unwrap_or(random);
+                    let exit = procs[victim].terminate(Duration::from_secs(30)).await;
+                    assert!(
+                        exit.success(),
+                        "node {} exited with {exit} on SIGTERM",
+                        victim + 1
+                    );
+                    tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+                    procs[victim].restart();
+                }
             }
             *injected.entry(fault).or_default() += 1;
             tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;

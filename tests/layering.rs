@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("util", 1),
     ("keys", 1),
     ("config", 1),
+    ("cluster_config", 1),
     ("metrics", 1),
     // 2. storage
     ("storage", 2),

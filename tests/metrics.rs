@@ -4,26 +4,9 @@
 
 mod common;
 
-use common::{wait_for, wait_for_explained, TestCluster, WAIT};
+use common::{http_get, wait_for, wait_for_explained, TestCluster, WAIT};
 use prometheus_parse::{Scrape, Value};
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A GET over plain HTTP/1.1; the status code and the body.
-async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("send");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status code");
-    (code, body.to_string())
-}
 
 fn status_addr(cluster: &TestCluster, i: usize) -> SocketAddr {
     cluster.nodes[i]
@@ -262,5 +245,88 @@ async fn readiness_follows_the_replicas_leaders_and_liveness_does_not() {
         (http_get(addr, "/readyz").await.0 == 200).then_some(())
     })
     .await;
+    cluster.shutdown().await;
+}
+
+/// A drain, the first half of a graceful stop (SIGTERM), makes the node unready and
+/// moves every leadership it holds to the other nodes, which keep serving; the meta
+/// leader learns that the node is stopping.
+///
+/// 1. 3 nodes with 4 shards and status listeners; node 1 leads shard 1 (moved there
+///    if needed).
+/// 2. Drain node 1: the report lists shard 1 among those it led and none still led.
+/// 3. Node 1 leads no replica; nodes 2 and 3 know a leader on node 2 or 3 for
+///    every shard; `/readyz?verbose` on node 1 is 503 naming `serving`; the meta
+///    leader's routing table shows node 1 as stopping; a put succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_is_unready_and_leads_nothing() {
+    let cluster = TestCluster::start_with(3, |c| {
+        with_status(c);
+        c.initial_shards = 4;
+    })
+    .await;
+    cluster.wait_all_leaders().await;
+    let client = cluster.client().await;
+    wait_for("node 1 to lead shard 1", WAIT, || async {
+        let s = cluster.status(0).await;
+        if common::shard(&s, 1).is_some_and(|s| s.role == "leader") {
+            return Some(());
+        }
+        let _ = client.transfer_shard_leader(1, 1).await;
+        None
+    })
+    .await;
+    let node = cluster.nodes[0].as_ref().expect("node 1 runs");
+    let report = node.drain(std::time::Duration::from_secs(10)).await;
+    assert!(report.led.contains(&1), "{report:?}");
+    assert!(report.still_led.is_empty(), "{report:?}");
+    let s = cluster.status(0).await;
+    let leading: Vec<_> = s.shards.iter().filter(|s| s.role == "leader").collect();
+    assert!(leading.is_empty(), "node 1 still leads {leading:?}");
+    wait_for_explained(
+        "nodes 2 and 3 to know a leader of every shard",
+        WAIT,
+        || async {
+            for i in 1..3 {
+                for r in &cluster.status(i).await.shards {
+                    let d = r.descriptor.as_ref().ok_or("no descriptor")?;
+                    let lead = d.replicas.iter().find(|x| x.replica_id == r.leader_id);
+                    match lead {
+                        Some(l) if l.node_id != 1 => {}
+                        _ => {
+                            return Err(format!(
+                                "node {}: shard {} leader {:?}",
+                                i + 1,
+                                d.shard_id,
+                                lead
+                            ))
+                        }
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    let (code, body) = http_get(status_addr(&cluster, 0), "/readyz?verbose").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("[-] serving failed: the node is stopping"),
+        "{body}"
+    );
+    wait_for(
+        "the meta leader to learn node 1 is stopping",
+        WAIT,
+        || async {
+            let t = common::meta_table(&client).await?;
+            let n1 = t.nodes.iter().find(|n| n.node_id == 1)?;
+            n1.stats.as_ref().filter(|s| s.stopping).map(|_| ())
+        },
+    )
+    .await;
+    client
+        .put("after-drain", "v")
+        .await
+        .expect("a put after the drain");
     cluster.shutdown().await;
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{wait_for, wait_for_explained, TestCluster, WAIT};
+use common::{wait_for, wait_for_explained, Isolate, TestCluster, WAIT};
 use ctxstore::proto::kv_client::KvClient;
 use ctxstore::proto::{GetRequest, ReadMode as WireMode, RequestHeader};
 use ctxstore::{MessageFilter, NodeId};
@@ -319,14 +319,6 @@ async fn a_slow_replica_is_avoided_by_p2c_but_not_by_round_robin() {
         "p2c avoids the slow node: p2c {p2c:?} vs round-robin {rr:?}"
     );
     cluster.shutdown().await;
-}
-
-/// Drops all raft traffic to and from one node.
-struct Isolate(NodeId);
-impl MessageFilter for Isolate {
-    fn allow(&self, from: NodeId, to: NodeId) -> bool {
-        from != self.0 && to != self.0
-    }
 }
 
 /// A partitioned follower refuses bounded reads once the bound has passed, and a

@@ -188,12 +188,7 @@ async fn partitions_and_delays_through_the_transport_seam() {
             Some(Duration::from_millis(20))
         }
     }
-    struct Isolate(NodeId);
-    impl MessageFilter for Isolate {
-        fn allow(&self, from: NodeId, to: NodeId) -> bool {
-            from != self.0 && to != self.0
-        }
-    }
+    use common::Isolate;
 
     let cluster = TestCluster::start(3).await;
     let client = cluster.client().await;
@@ -250,5 +245,75 @@ async fn partitions_and_delays_through_the_transport_seam() {
         Some(())
     })
     .await;
+    cluster.shutdown().await;
+}
+
+/// A node that restarted and has not heard from a shard's leader yet redirects
+/// requests to the leader the meta shard recorded, instead of answering "no leader"
+/// through an election that is not happening.
+///
+/// 1. 3 nodes; shard 1 led by node 1 (moved there if needed); every replica has
+///    applied the meta shard's record of that leader.
+/// 2. Nodes 1 and 2 drop all Raft traffic with node 3; restart node 3: it hears from
+///    no leader (and with pre-vote never raises its term).
+/// 3. A read sent to node 3 answers `NotLeader` naming node 1.
+/// 4. Heal: node 3 learns the leader and the read goes through via the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_redirects_to_the_leader_the_meta_shard_knows() {
+    use ctxstore::proto::kv_client::KvClient;
+    use ctxstore::proto::{GetRequest, RequestHeader};
+    use ctxstore::NodeId;
+    let mut cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let client = cluster.client().await;
+    client.put("k", "v").await.expect("put");
+    wait_for(
+        "node 1 to lead shard 1, as the meta shard records",
+        WAIT,
+        || async {
+            let s = cluster.status(0).await;
+            if common::shard(&s, 1).is_none_or(|s| s.role != "leader") {
+                let _ = client.transfer_shard_leader(1, 1).await;
+                return None;
+            }
+            let t = common::meta_table(&client).await?;
+            let route = t
+                .shards
+                .iter()
+                .find(|r| r.descriptor.as_ref().map(|d| d.shard_id) == Some(1))?;
+            (route.leader.as_ref()?.node_id == 1).then_some(())
+        },
+    )
+    .await;
+    cluster.wait_converged_all().await;
+    for i in 0..2 {
+        if let Some(n) = &cluster.nodes[i] {
+            n.set_message_filter(Some(Arc::new(common::Isolate(NodeId(3)))));
+        }
+    }
+    cluster.stop(2).await;
+    cluster.restart(2).await;
+    let mut kv = KvClient::connect(format!("http://{}", cluster.addrs()[2]))
+        .await
+        .expect("connect to node 3");
+    let req = GetRequest {
+        header: Some(RequestHeader::default()),
+        key: b"k".to_vec().into(),
+        stale: false,
+    };
+    match kv.get(req).await.map_err(ctxstore_client::Error::from) {
+        Err(ctxstore_client::Error::NotLeader {
+            leader: Some(l), ..
+        }) => {
+            assert_eq!(l.node_id, 1, "the hint names shard 1's leader");
+            assert_eq!(l.addr, cluster.addrs()[0]);
+        }
+        other => panic!("a leaderless restarted replica should redirect: {other:?}"),
+    }
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(None);
+    }
+    let only3 = cluster.client_of(2).await;
+    must_read(&only3, "k", b"v", false).await;
     cluster.shutdown().await;
 }

@@ -546,13 +546,8 @@ async fn a_watch_follows_its_tag_across_the_split() {
 /// 3. It hosts the new shard, and digests agree per shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_missed_the_split_comes_back_consistent() {
-    use ctxstore::{MessageFilter, NodeId};
-    struct Isolate(NodeId);
-    impl MessageFilter for Isolate {
-        fn allow(&self, from: NodeId, to: NodeId) -> bool {
-            from != self.0 && to != self.0
-        }
-    }
+    use common::Isolate;
+    use ctxstore::NodeId;
     let mut cluster = TestCluster::start(3).await;
     cluster.wait_all_leaders().await;
     let client = cluster.client().await;

@@ -33,8 +33,13 @@ struct ServerArgs {
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// This node's id (> 0, never reused).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "node_id_from_hostname")]
     node_id: Option<u64>,
+    /// Take the node id from the host name's trailing ordinal plus one (`ctxd-2` →
+    /// 3), as in a Kubernetes StatefulSet ($HOSTNAME, else the system's host name).
+    /// A node so named that `--initial-cluster` does not list joins those members.
+    #[arg(long)]
+    node_id_from_hostname: bool,
     /// Address to bind, host:port.
     #[arg(long)]
     listen: Option<String>,
@@ -68,6 +73,10 @@ struct ServerArgs {
     /// docs/operations.md for when that is safe).
     #[arg(long)]
     lease_reads: bool,
+    /// On SIGTERM or Ctrl-C: how long to wait for this node's shard leaderships to
+    /// move to other nodes before it stops (a second signal stops it at once).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    drain_timeout: std::time::Duration,
 }
 
 #[derive(Args)]
@@ -129,42 +138,91 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
         Some(p) => NodeConfig::from_file(p)?,
         None => NodeConfig::default(),
     };
+    // Each flag given overrides the file and is recorded as the setting's source.
+    let mut flags = std::collections::BTreeSet::new();
+    let mut given = |key: &str| {
+        flags.insert(key.to_string());
+    };
     if let Some(v) = a.node_id {
         cfg.node_id = v;
+        given("node-id");
+    }
+    if a.node_id_from_hostname {
+        let host = match std::env::var("HOSTNAME") {
+            Ok(h) if !h.is_empty() => h,
+            _ => rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+        };
+        cfg.node_id = ctxstore::config::node_id_from_hostname(&host)?;
+        given("node-id");
     }
     if let Some(v) = a.listen {
         cfg.listen = v;
+        given("listen");
     }
     if let Some(v) = a.advertise {
         cfg.advertise = Some(v);
+        given("advertise");
     }
     if let Some(v) = a.data_dir {
         cfg.data_dir = v;
+        given("data-dir");
     }
     if let Some(v) = a.initial_cluster {
         cfg.initial_cluster = v;
+        given("initial-cluster");
     }
     if a.join {
         cfg.join = true;
+        given("join");
     }
     if let Some(v) = a.peers {
         cfg.peers = v;
+        given("peers");
     }
     if let Some(v) = a.initial_shards {
         cfg.initial_shards = v;
+        given("initial-shards");
     }
     if let Some(v) = a.read_weight {
         cfg.read_weight = v;
+        given("read-weight");
     }
     if let Some(v) = a.status_listen {
         cfg.status.listen = Some(v);
+        given("status.listen");
     }
     if a.lease_reads {
         cfg.raft.lease_reads = true;
+        given("raft.lease-reads");
+    }
+    cfg.origins.flags = flags;
+    if a.node_id_from_hostname && cfg.join_unless_initial_member()? {
+        eprintln!(
+            "ctxd: node {} is not in --initial-cluster: joining its members {}",
+            cfg.node_id, cfg.peers
+        );
     }
     let node = Node::start(cfg).await?;
     eprintln!("ctxd: node {} serving on {}", node.id(), node.addr());
-    wait_for_signal().await?;
+    let mut signals = Signals::new()?;
+    signals.next().await;
+    eprintln!(
+        "ctxd: stopping: handing leaderships away (at most {}; signal again to stop now)",
+        humantime::format_duration(a.drain_timeout)
+    );
+    tokio::select! {
+        r = node.drain(a.drain_timeout) => {
+            if r.still_led.is_empty() {
+                eprintln!("ctxd: handed over {} leaderships", r.led.len());
+            } else {
+                eprintln!("ctxd: still leading shards {:?}; stopping anyway", r.still_led);
+            }
+        }
+        _ = signals.next() => eprintln!("ctxd: second signal: stopping now"),
+    }
     eprintln!("ctxd: shutting down");
     node.shutdown().await;
     Ok(())
@@ -202,17 +260,31 @@ async fn run_dev(d: DevArgs) -> anyhow::Result<()> {
     println!("  {ctxctl} --endpoints {eps} get greeting");
     println!("  {ctxctl} --endpoints {eps} status");
     println!("Ctrl-C stops the cluster.");
-    wait_for_signal().await?;
+    Signals::new()?.next().await;
     println!("stopping…");
     cluster.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT (Ctrl-C), as one stream.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+        })
     }
-    Ok(())
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

@@ -145,6 +145,13 @@ pub(crate) fn apply_round(
                 results.push((e.index, e.term, r));
                 continue;
             }
+            (Some(raft_command::Cmd::SetConfig(req)), Some(state)) => {
+                let doc = state.cluster_config.get_or_insert_with(Default::default);
+                crate::cluster_config::apply_changes(doc, &req.changes);
+                meta_changed = true;
+                results.push((e.index, e.term, crate::fsm::command::ok(e.index, vec![])));
+                continue;
+            }
             (Some(raft_command::Cmd::SetPdPaused(req)), Some(state)) => {
                 if state.pd_paused != req.paused {
                     state.pd_paused = req.paused;

@@ -56,7 +56,7 @@ struct Driver {
 
 /// Starts the driver's loop (it idles while this node does not lead the meta shard).
 pub(crate) fn spawn_driver(ctx: Arc<NodeCtx>) {
-    if !ctx.config.pd.enabled {
+    if !ctx.config().pd.enabled {
         return;
     }
     let tracker = ctx.tracker.clone();
@@ -65,7 +65,7 @@ pub(crate) fn spawn_driver(ctx: Arc<NodeCtx>) {
         loop {
             tokio::select! {
                 _ = ctx.cancel.cancelled() => return,
-                _ = tokio::time::sleep(ctx.config.pd.interval) => {}
+                _ = tokio::time::sleep(ctx.config().pd.interval) => {}
             }
             driver.round(&ctx).await;
         }
@@ -74,7 +74,8 @@ pub(crate) fn spawn_driver(ctx: Arc<NodeCtx>) {
 
 /// The driver's tuning from the config.
 fn limits(ctx: &NodeCtx) -> Limits {
-    let c = &ctx.config.pd;
+    let cfg = ctx.config();
+    let c = &cfg.pd;
     let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
     Limits {
         replicas: n(c.replicas),
@@ -91,7 +92,11 @@ fn view(ctx: &NodeCtx, state: &MetaState) -> View {
     let nodes = judged_nodes(ctx, state)
         .into_iter()
         .map(|n| {
+            let stats = n.stats.unwrap_or_default();
             let live = match NodeState::try_from(n.state) {
+                // A stopping node (a restart, most likely) is no target, but its
+                // replicas are not replaced for it either: as if disconnected.
+                Ok(NodeState::Up) if stats.stopping => Live::Disconnected,
                 Ok(NodeState::Up) => Live::Up,
                 Ok(NodeState::Down) => Live::Down,
                 _ => Live::Disconnected,
@@ -101,7 +106,6 @@ fn view(ctx: &NodeCtx, state: &MetaState) -> View {
                 Ok(NodeAdmin::Removed) => Admin::Removed,
                 _ => Admin::Serving,
             };
-            let stats = n.stats.unwrap_or_default();
             let view = NodeView {
                 live,
                 admin,
@@ -222,7 +226,7 @@ impl Driver {
     /// Advances every operator in flight by what the view shows; returns the steps to
     /// send now.
     fn advance(&mut self, ctx: &NodeCtx, view: &View) -> Vec<(u64, Step, u64, String)> {
-        let timeout = ctx.config.pd.operator_timeout;
+        let timeout = ctx.config().pd.operator_timeout;
         let mut steps = Vec::new();
         let shards: Vec<u64> = self.active.keys().copied().collect();
         for shard in shards {
@@ -327,7 +331,7 @@ impl Driver {
             finished: self.finished,
             cancelled: self.cancelled,
             nodes: Vec::new(),
-            warming_up: watched < ctx.config.pd.node_down_after,
+            warming_up: watched < ctx.config().pd.node_down_after,
         };
         *ctx.meta.pd_status.lock() = Some(status);
     }
@@ -427,7 +431,7 @@ pub(crate) async fn status(ctx: &NodeCtx) -> Result<PdStatusResponse> {
         .lock()
         .clone()
         .unwrap_or(PdStatusResponse {
-            enabled: ctx.config.pd.enabled,
+            enabled: ctx.config().pd.enabled,
             paused: state.pd_paused,
             meta_leader: ctx.node_id.0,
             ..Default::default()

@@ -30,9 +30,9 @@ use crate::meta::state::apply_heartbeat;
 use crate::node::ctx::NodeCtx;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::{
-    command_result, raft_command, AllocShardRequest, MetaState, NodeHeartbeat, NodeInfo, NodeState,
-    NodeStats, ReplicaInfo, RoutingTable, SetNodeAdminRequest, SetPdPausedRequest, ShardLoad,
-    ShardRoute, ShardStatus,
+    command_result, raft_command, AllocShardRequest, ClusterConfig, MetaState, NodeHeartbeat,
+    NodeInfo, NodeState, NodeStats, ReplicaInfo, RoutingTable, SetConfigRequest,
+    SetNodeAdminRequest, SetPdPausedRequest, ShardLoad, ShardRoute, ShardStatus,
 };
 use crate::raft::handle::{PeerHandle, PeerMsg};
 use crate::types::{NodeId, META_SHARD};
@@ -51,7 +51,8 @@ const MISSED_HEARTBEATS: u32 = 3;
 
 /// The heartbeat period: one election timeout.
 fn heartbeat_interval(ctx: &NodeCtx) -> Duration {
-    let r = &ctx.config.raft;
+    let cfg = ctx.config();
+    let r = &cfg.raft;
     r.tick_interval
         .saturating_mul(u32::try_from(r.election_ticks).unwrap_or(10))
         .max(Duration::from_millis(10))
@@ -197,7 +198,7 @@ pub(crate) fn judged_nodes(ctx: &NodeCtx, state: &MetaState) -> Vec<NodeInfo> {
             let node_state = if me {
                 NodeState::Up
             } else {
-                live.judge(n.node_id, disconnected, ctx.config.pd.node_down_after)
+                live.judge(n.node_id, disconnected, ctx.config().pd.node_down_after)
             };
             NodeInfo {
                 state: node_state as i32,
@@ -224,6 +225,7 @@ fn routing_table(ctx: &NodeCtx, state: &MetaState) -> RoutingTable {
         routing_version: state.routing_version,
         nodes,
         source: "meta-leader".into(),
+        cluster_config: state.cluster_config.clone(),
     }
 }
 
@@ -253,7 +255,7 @@ pub(crate) async fn handle_set_node_admin(
             format!("unknown admin state {}", req.admin),
         ));
     }
-    req.min_serving = u32::try_from(ctx.config.pd.replicas).unwrap_or(u32::MAX);
+    req.min_serving = u32::try_from(ctx.config().pd.replicas).unwrap_or(u32::MAX);
     let node = req.node_id;
     propose_meta(ctx, raft_command::Cmd::SetNodeAdmin(req)).await?;
     let state = ctx.meta.state().unwrap_or_default();
@@ -266,6 +268,62 @@ pub(crate) async fn handle_set_node_admin(
 /// Serves `Cluster.SetPdPaused` on the meta leader.
 pub(crate) async fn handle_set_pd_paused(ctx: &NodeCtx, req: SetPdPausedRequest) -> Result<()> {
     propose_meta(ctx, raft_command::Cmd::SetPdPaused(req)).await
+}
+
+/// Serves `Cluster.SetConfig` on the meta leader: checks the changes against the
+/// cluster's current settings and this node's configuration, then proposes them.
+pub(crate) async fn handle_set_config(
+    ctx: &NodeCtx,
+    req: SetConfigRequest,
+) -> Result<ClusterConfig> {
+    let current = ctx
+        .meta
+        .state()
+        .and_then(|s| s.cluster_config.clone())
+        .unwrap_or_default();
+    let changes = crate::cluster_config::check_changes(ctx.base_config(), &current, &req.changes)?;
+    propose_meta(
+        ctx,
+        raft_command::Cmd::SetConfig(SetConfigRequest { changes }),
+    )
+    .await?;
+    let doc = ctx
+        .meta
+        .state()
+        .and_then(|s| s.cluster_config.clone())
+        .unwrap_or_default();
+    // This node need not wait for its next heartbeat.
+    ctx.apply_cluster_config(&doc);
+    ctx.meta.wake();
+    Ok(doc)
+}
+
+/// `Cluster.SetConfig` on any node: runs on the meta leader (one hop at most).
+pub(crate) async fn set_config(
+    ctx: &NodeCtx,
+    req: SetConfigRequest,
+    forward: bool,
+) -> Result<ClusterConfig> {
+    if !forward {
+        return handle_set_config(ctx, req).await;
+    }
+    through_meta_elections(|| {
+        ask_meta_leader(
+            ctx,
+            || handle_set_config(ctx, req.clone()),
+            |mut c| {
+                let req = req.clone();
+                async move {
+                    Ok(c.set_config(forwarded(req))
+                        .await?
+                        .into_inner()
+                        .config
+                        .unwrap_or_default())
+                }
+            },
+        )
+    })
+    .await
 }
 
 /// Metadata marking a request one node forwarded to the meta leader: it is answered
@@ -422,7 +480,7 @@ where
     }
     candidates.extend(ctx.addresses.all().into_iter().map(|(_, a)| a));
     // A joining node knows the cluster only by the addresses it was given.
-    candidates.extend(ctx.config.peer_addrs().map(str::to_string));
+    candidates.extend(ctx.config().peer_addrs().map(str::to_string));
     let mut tried: Vec<String> = vec![ctx.addr.clone()];
     let mut i = 0;
     while i < candidates.len() && tried.len() < 16 {
@@ -505,9 +563,10 @@ async fn collect_report(ctx: &NodeCtx) -> NodeHeartbeat {
     let status = ctx.status().await;
     let mut stats = NodeStats {
         used_bytes: ctx.engine.used_bytes(),
-        free_bytes: crate::storage::engine::disk_free(&ctx.config.data_dir).unwrap_or(0),
+        free_bytes: crate::storage::engine::disk_free(&ctx.config().data_dir).unwrap_or(0),
         replicas: status.shards.len() as u64,
-        read_weight: ctx.config.read_weight,
+        read_weight: ctx.config().read_weight,
+        stopping: ctx.stopping.load(std::sync::atomic::Ordering::Relaxed),
         ..Default::default()
     };
     let mut leading = Vec::new();
@@ -600,6 +659,9 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
                         ctx.addresses.insert(NodeId(n.node_id), n.addr.clone());
                     }
                     ctx.note_routes(&table.shards);
+                    if let Some(doc) = &table.cluster_config {
+                        ctx.apply_cluster_config(doc);
+                    }
                     gc_stale_replicas(&ctx, &table).await;
                     *ctx.meta.cached.write() = Some(table);
                 }

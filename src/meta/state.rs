@@ -107,6 +107,7 @@ pub(crate) fn initial_state(
         next_shard_id: descriptors.iter().map(|d| d.shard_id).max().unwrap_or(0) + 1,
         pending_splits: Vec::new(),
         pd_paused: false,
+        cluster_config: None,
     }
 }
 

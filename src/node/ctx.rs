@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::fsm::watch::WatchHub;
 use crate::meta::cache::MetaCtx;
 use crate::metrics::Metrics;
-use crate::proto::{ShardDescriptor, ShardRoute, ShardStatus, StatusResponse};
+use crate::proto::{ClusterConfig, ShardDescriptor, ShardRoute, ShardStatus, StatusResponse};
 use crate::raft::handle::{PeerHandle, PeerMsg};
 use crate::raft::transport::{AddressBook, Transport};
 use crate::ranges::RangeMap;
@@ -39,8 +39,12 @@ pub(crate) struct NodeCtx {
     pub(crate) node_id: NodeId,
     /// Address peers and clients use.
     pub(crate) addr: String,
-    /// The node's configuration.
-    pub(crate) config: NodeConfig,
+    /// The node's own configuration (flags, file, defaults).
+    base_config: NodeConfig,
+    /// `base_config` with the cluster's dynamic settings on top ([`Self::config`]).
+    config: RwLock<Arc<NodeConfig>>,
+    /// The cluster's dynamic settings in effect here (`version` 0: none yet).
+    cluster_config: Mutex<ClusterConfig>,
     /// The node's RocksDB.
     pub(crate) engine: Engine,
     /// Group-committing log writer shared by all replicas.
@@ -65,6 +69,9 @@ pub(crate) struct NodeCtx {
     /// Whether messages for unknown shards may create replicas (false while the node
     /// is still deciding whether to bootstrap).
     accept_new_replicas: AtomicBool,
+    /// The node is stopping ([`crate::Node::drain`]): not ready, no target for
+    /// replicas or leaders, and its leaderships are being handed away.
+    pub(crate) stopping: AtomicBool,
     /// The meta shard's state (on its replicas) and the node's routing-table copy.
     pub(crate) meta: MetaCtx,
     /// Recent changes per replica, for watches.
@@ -142,6 +149,7 @@ impl NodeCtx {
             leaders: AtomicUsize::new(0),
             ranges: RwLock::new(Arc::new(RangeMap::new())),
             accept_new_replicas: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             meta: MetaCtx::default(),
             watch: WatchHub::new(
                 usize::try_from(config.context.watch_retain_bytes).unwrap_or(usize::MAX),
@@ -153,8 +161,54 @@ impl NodeCtx {
             metrics,
             cancel,
             tracker,
-            config,
+            config: RwLock::new(Arc::new(config.clone())),
+            base_config: config,
+            cluster_config: Mutex::new(ClusterConfig::default()),
         })
+    }
+
+    /// The configuration in effect: the node's own with the cluster's dynamic
+    /// settings on top. Read it at each use, so a `ctxctl config set` takes effect.
+    pub(crate) fn config(&self) -> Arc<NodeConfig> {
+        self.config.read().clone()
+    }
+
+    /// The node's own configuration (flags, file, defaults), without the cluster's.
+    pub(crate) fn base_config(&self) -> &NodeConfig {
+        &self.base_config
+    }
+
+    /// The cluster's dynamic settings as this node applied them.
+    pub(crate) fn cluster_config(&self) -> ClusterConfig {
+        self.cluster_config.lock().clone()
+    }
+
+    /// Lays a newer version of the cluster's settings over the node's own
+    /// configuration (an older or equal version is ignored). A document this node
+    /// cannot apply (it was checked against the meta leader's configuration) is
+    /// logged and skipped; the node keeps its settings.
+    pub(crate) fn apply_cluster_config(&self, doc: &ClusterConfig) {
+        let mut current = self.cluster_config.lock();
+        if doc.version <= current.version {
+            return;
+        }
+        let settings = doc
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        match crate::cluster_config::overlay(&self.base_config, &settings) {
+            Ok(cfg) => {
+                *self.config.write() = Arc::new(cfg);
+                tracing::info!(version = doc.version, "applied the cluster's settings");
+            }
+            Err(e) => tracing::warn!(
+                version = doc.version,
+                error = %e,
+                "cannot apply the cluster's settings here; keeping this node's"
+            ),
+        }
+        *current = doc.clone();
     }
 
     /// The `data` CF ranges of the arcs of a shard this node hosts (as its replica

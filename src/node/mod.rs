@@ -6,6 +6,7 @@
 //!   the data directory's identity;
 //! - `purge`: the TTL purge loop of the shards this node leads;
 //! - `split`: splitting shards (the admin call and the automatic splitter);
+//! - `drain`: a graceful stop's leadership handoff;
 //! - this module: [`Node`], which starts and stops all of it.
 //!
 //! Invariants:
@@ -15,6 +16,7 @@
 //!   lost with the data: it must come back as a new replica, DESIGN §1).
 
 pub(crate) mod ctx;
+pub(crate) mod drain;
 pub(crate) mod purge;
 pub(crate) mod replicas;
 pub(crate) mod split;
@@ -29,6 +31,7 @@ use crate::raft::transport::MessageFilter;
 use crate::storage::Engine;
 use crate::types::NodeId;
 use ctx::NodeCtx;
+pub use drain::DrainReport;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -75,7 +78,7 @@ impl Node {
             let ctx = ctx.clone();
             blocking(move || replicas::load_replicas(&ctx)).await?
         };
-        let status_addr = match &ctx.config.status.listen {
+        let status_addr = match &ctx.config().status.listen {
             Some(addr) => {
                 let l = TcpListener::bind(addr).await.map_err(|e| {
                     Error::config("status.listen", format!("cannot bind {addr}: {e}"))
@@ -197,6 +200,15 @@ impl Node {
         self.ctx.status().await
     }
 
+    /// The first half of a graceful stop: the node stops being ready (`/readyz`, gRPC
+    /// health), tells the placement driver it is stopping, and hands the leadership
+    /// of every shard it leads to another voter, waiting at most `timeout` for all of
+    /// them to move. It keeps serving meanwhile (as a follower it redirects clients).
+    /// Call [`Node::shutdown`] next.
+    pub async fn drain(&self, timeout: Duration) -> DrainReport {
+        drain::drain(&self.ctx, timeout).await
+    }
+
     /// Stops serving, stops every replica, and closes RocksDB.
     pub async fn shutdown(self) {
         self.ctx.cancel.cancel();
@@ -221,7 +233,7 @@ impl Node {
 
     fn start_ticker(&self) {
         let ctx = self.ctx.clone();
-        let interval = ctx.config.raft.tick_interval;
+        let interval = ctx.config().raft.tick_interval;
         let cancel = ctx.cancel.clone();
         self.ctx.tracker.spawn(async move {
             let mut t = tokio::time::interval(interval);
@@ -240,7 +252,7 @@ impl Node {
     }
 
     async fn bootstrap_or_join(&self) -> Result<()> {
-        let cfg = &self.ctx.config;
+        let cfg = self.ctx.config();
         let members = cfg.initial_members()?;
         if cfg.join {
             if cfg.peers.is_empty() {

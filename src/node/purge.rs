@@ -21,14 +21,14 @@ pub(crate) const PURGE_BATCH: usize = 1_000;
 pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
-        let mut tick = tokio::time::interval(ctx.config.context.purge_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Shards whose last scan saw no record with an expiry.
         let mut quiet: HashSet<ShardId> = HashSet::new();
         loop {
+            // Read each round: the cluster's settings may have changed it.
+            let interval = ctx.config().context.purge_interval;
             tokio::select! {
                 _ = ctx.cancel.cancelled() => return,
-                _ = tick.tick() => {}
+                _ = tokio::time::sleep(interval) => {}
             }
             for peer in ctx.peers() {
                 if !peer.epoch.leading() || peer.shard == META_SHARD {

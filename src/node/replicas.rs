@@ -219,7 +219,7 @@ pub(crate) fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
 /// data shards, placed by `meta::state::initial_descriptors`) and starts their
 /// replicas. Each shard's first replica campaigns at once, spreading leaders.
 pub(crate) fn bootstrap(ctx: &Arc<NodeCtx>, members: &BTreeMap<NodeId, String>) -> Result<()> {
-    let shards = ctx.config.initial_shards;
+    let shards = ctx.config().initial_shards;
     let descriptors = crate::meta::state::initial_descriptors(members, shards);
     let engine = &ctx.engine;
     let mut batch = rocksdb::WriteBatch::default();

@@ -45,7 +45,7 @@ pub(crate) async fn split_shard(
     let mut leaderless = Leaderless::new(ctx);
     let peer = leaderless.retry(|| leader_replica(ctx, shard)).await?;
     let hosted = ctx.peers().len() as u64;
-    let cap = ctx.config.split.max_shards_per_node;
+    let cap = ctx.config().split.max_shards_per_node;
     if hosted >= cap {
         return Err(Error::FailedPrecondition(format!(
             "node {} hosts {hosted} shards, the most split.max-shards-per-node allows",
@@ -185,8 +185,8 @@ struct Leaderless {
 
 impl Leaderless {
     fn new(ctx: &NodeCtx) -> Self {
-        let tick = ctx.config.raft.tick_interval;
-        let election = tick * ctx.config.raft.election_ticks as u32;
+        let tick = ctx.config().raft.tick_interval;
+        let election = tick * ctx.config().raft.election_ticks as u32;
         Self {
             until: tokio::time::Instant::now() + election * 4,
             backoff: Backoff::new(tick, election),
@@ -220,7 +220,7 @@ struct SplitSlot<'a>(&'a NodeCtx);
 
 impl<'a> SplitSlot<'a> {
     fn take(ctx: &'a NodeCtx) -> Result<Self> {
-        let max = ctx.config.split.max_concurrent_per_node;
+        let max = ctx.config().split.max_concurrent_per_node;
         let taken = ctx
             .splits_in_progress
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -259,8 +259,7 @@ pub(crate) fn show_arcs(arcs: &[ranges::Arc]) -> String {
 pub(crate) fn spawn_splitter(ctx: Arc<NodeCtx>) {
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
-        let cfg = ctx.config.split.clone();
-        let mut tick = tokio::time::interval(cfg.check_interval);
+        let mut tick = tokio::time::interval(ctx.config().split.check_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // When each shard last split (or was judged too hot to split).
         let mut last: HashMap<ShardId, Instant> = HashMap::new();
@@ -269,6 +268,8 @@ pub(crate) fn spawn_splitter(ctx: Arc<NodeCtx>) {
                 _ = ctx.cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            // Read each round: the cluster's settings may have changed them.
+            let cfg = ctx.config().split.clone();
             for peer in ctx.peers() {
                 if !peer.epoch.leading() || peer.shard == META_SHARD {
                     continue;

@@ -50,7 +50,8 @@ impl Peer {
     /// Compacts the log below the applied index once enough has accumulated, keeping
     /// what healthy followers still need (DESIGN §4, log GC).
     fn maybe_compact_log(&mut self) {
-        let cfg = &self.ctx.config.raft;
+        let config = self.ctx.config();
+        let cfg = &config.raft;
         let first = self.raw.store().first();
         let applied = self.applied_index;
         if applied < first || applied - first < cfg.log_gc_threshold {
@@ -106,8 +107,8 @@ impl Peer {
     /// more than its share of the shards it hosts and that replica is caught up, so
     /// leaders spread out again after restarts and failures.
     fn maybe_balance_leader(&mut self) {
-        if !self.ctx.config.raft.leader_balance
-            || self.ctx.config.pd.enabled
+        if !self.ctx.config().raft.leader_balance
+            || self.ctx.config().pd.enabled
             || self.raw.raft.lead_transferee.is_some()
         {
             return;

@@ -195,7 +195,8 @@ impl Peer {
         // A descriptor written before shards had explicit arcs gets them now (the same
         // on every replica; written with the next applied round).
         crate::meta::state::upgrade_descriptor(&mut desc, &[]);
-        let rc = &ctx.config.raft;
+        let cfg = ctx.config();
+        let rc = &cfg.raft;
         let cfg = raft::Config {
             id: replica_id.0,
             election_tick: rc.election_ticks,
@@ -229,7 +230,7 @@ impl Peer {
             ctx.note_descriptor(&desc);
         }
         ctx.watch.reset(shard, applied_index);
-        let load = crate::load::LoadSampler::new(ctx.config.split.load_window);
+        let load = crate::load::LoadSampler::new(ctx.config().split.load_window);
         let peer = Peer {
             epoch: epoch.clone(),
             shard,
@@ -473,8 +474,24 @@ impl Peer {
 
     /// `NotLeader` with the best hint, or `ShardUnavailable` ([`NO_LEADER`]) during an
     /// election.
+    ///
+    /// A replica that knows no leader yet (it just restarted, and has not heard the
+    /// leader's first heartbeat) passes on the leader the meta shard last recorded,
+    /// when that leader was elected in this replica's term or later: the client goes
+    /// there at once instead of backing off through an election that is not happening.
     pub(crate) fn not_leader(&self) -> Error {
-        match self.leader_hint() {
+        let hint = self.leader_hint().or_else(|| {
+            let route = self.ctx.meta.route_of(self.shard)?;
+            let mut l = route.leader?;
+            if route.leader_term < self.raw.raft.term || l.node_id == self.ctx.node_id.0 {
+                return None;
+            }
+            if let Some(addr) = self.ctx.addresses.get(NodeId(l.node_id)) {
+                l.addr = addr;
+            }
+            Some(l)
+        });
+        match hint {
             Some(h) if h.replica_id != self.replica_id.0 => Error::NotLeader {
                 shard: self.shard,
                 leader: Some(h),

@@ -388,6 +388,9 @@ impl Peer {
         self.ctx.watch.publish(shard, applied.changes);
         if let Some(state) = applied.meta {
             self.ctx.note_routes(&state.shards);
+            if let Some(doc) = &state.cluster_config {
+                self.ctx.apply_cluster_config(doc);
+            }
             self.ctx.meta.set_state(state);
         }
         if let Some(child) = applied.split {

@@ -4,12 +4,12 @@ use crate::error::{Error, Result};
 use crate::node::ctx::NodeCtx;
 use crate::proto::cluster_server::Cluster;
 use crate::proto::{
-    AddMemberRequest, AddMemberResponse, AllocShardRequest, AllocShardResponse, NodeHeartbeat,
-    PdStatusRequest, PdStatusResponse, RemoveMemberRequest, RemoveMemberResponse, ReplicaRole,
-    RoutingTable, RoutingTableRequest, SetNodeAdminRequest, SetNodeAdminResponse,
-    SetPdPausedRequest, SetPdPausedResponse, ShardDescriptor, SplitShardRequest,
-    SplitShardResponse, StatusRequest, StatusResponse, TransferLeaderRequest,
-    TransferLeaderResponse,
+    AddMemberRequest, AddMemberResponse, AllocShardRequest, AllocShardResponse, GetConfigRequest,
+    GetConfigResponse, NodeHeartbeat, PdStatusRequest, PdStatusResponse, RemoveMemberRequest,
+    RemoveMemberResponse, ReplicaRole, RoutingTable, RoutingTableRequest, SetConfigRequest,
+    SetConfigResponse, SetNodeAdminRequest, SetNodeAdminResponse, SetPdPausedRequest,
+    SetPdPausedResponse, ShardDescriptor, SplitShardRequest, SplitShardResponse, StatusRequest,
+    StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use crate::raft::handle::{await_reply, MemberChange, PeerHandle, PeerMsg};
 use crate::types::{NodeId, ShardId, DEFAULT_SHARD};
@@ -251,6 +251,30 @@ impl Cluster for ClusterService {
         Ok(Response::new(
             crate::meta::pd::pd_status(&self.ctx, forward).await?,
         ))
+    }
+
+    async fn set_config(
+        &self,
+        req: Request<SetConfigRequest>,
+    ) -> Result<Response<SetConfigResponse>, Status> {
+        let forward = !req.metadata().contains_key(crate::meta::service::FORWARDED);
+        let config = crate::meta::service::set_config(&self.ctx, req.into_inner(), forward).await?;
+        Ok(Response::new(SetConfigResponse {
+            config: Some(config),
+        }))
+    }
+
+    async fn get_config(
+        &self,
+        _req: Request<GetConfigRequest>,
+    ) -> Result<Response<GetConfigResponse>, Status> {
+        let cluster = self.ctx.cluster_config();
+        let effective = crate::cluster_config::describe(&self.ctx.config(), &cluster)?;
+        Ok(Response::new(GetConfigResponse {
+            node_id: self.ctx.node_id.0,
+            cluster: Some(cluster),
+            effective,
+        }))
     }
 
     async fn set_pd_paused(

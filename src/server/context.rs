@@ -57,7 +57,7 @@ impl ContextService {
     }
 
     fn limit(&self, asked: u32, default: u64) -> Result<usize> {
-        let max = self.ctx().config.limits.max_scan_limit;
+        let max = self.ctx().config().limits.max_scan_limit;
         let l = match u64::from(asked) {
             0 => default.min(max),
             l if l > max => return Err(Error::limit("max-scan-limit", max, l)),
@@ -67,7 +67,7 @@ impl ContextService {
     }
 
     fn check_messages<'m>(&self, msgs: impl IntoIterator<Item = &'m ChatMessage>) -> Result<()> {
-        let max = self.ctx().config.limits.max_message_size;
+        let max = self.ctx().config().limits.max_message_size;
         for m in msgs {
             let size = m.encoded_len() as u64;
             if size > max {
@@ -196,7 +196,7 @@ impl AgentContext for ContextService {
         if req.messages.is_empty() {
             return Err(Error::invalid("messages", "an append needs at least one message").into());
         }
-        let max = self.ctx().config.limits.max_messages_per_append;
+        let max = self.ctx().config().limits.max_messages_per_append;
         if req.messages.len() as u64 > max {
             return Err(
                 Error::limit("max-messages-per-append", max, req.messages.len() as u64).into(),
@@ -371,7 +371,7 @@ impl AgentContext for ContextService {
         if !cp.parent_id.is_empty() {
             cx::validate_part("checkpoint.parent_id", &cp.parent_id)?;
         }
-        let max = self.ctx().config.limits.max_blobs_per_checkpoint;
+        let max = self.ctx().config().limits.max_blobs_per_checkpoint;
         if req.blobs.len() as u64 > max {
             return Err(
                 Error::limit("max-blobs-per-checkpoint", max, req.blobs.len() as u64).into(),
@@ -402,7 +402,7 @@ impl AgentContext for ContextService {
         let t = cx::validate_thread(req.thread.as_ref())?.clone();
         cx::validate_part("checkpoint_id", &req.checkpoint_id)?;
         cx::validate_part("task_id", &req.task_id)?;
-        let max = self.ctx().config.limits.max_blobs_per_checkpoint;
+        let max = self.ctx().config().limits.max_blobs_per_checkpoint;
         if req.writes.len() as u64 > max {
             return Err(
                 Error::limit("max-blobs-per-checkpoint", max, req.writes.len() as u64).into(),

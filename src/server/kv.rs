@@ -252,7 +252,7 @@ impl Kv for KvService {
 
     async fn batch(&self, req: Request<BatchRequest>) -> Result<Response<BatchResponse>, Status> {
         let req = req.into_inner();
-        let max = self.path.ctx().config.limits.max_batch_ops;
+        let max = self.path.ctx().config().limits.max_batch_ops;
         if req.ops.len() as u64 > max {
             return Err(Error::limit("max-batch-ops", max, req.ops.len() as u64).into());
         }
@@ -292,16 +292,16 @@ impl Kv for KvService {
 
     async fn scan(&self, req: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
         let req = req.into_inner();
-        let max = self.path.ctx().config.limits.max_scan_limit;
+        let max = self.path.ctx().config().limits.max_scan_limit;
         let limit = match u64::from(req.limit) {
             0 => DEFAULT_SCAN_LIMIT.min(max),
             l if l > max => return Err(Error::limit("max-scan-limit", max, l).into()),
             l => l,
         } as usize;
-        if req.prefix.len() as u64 > self.path.ctx().config.limits.max_key_size {
+        if req.prefix.len() as u64 > self.path.ctx().config().limits.max_key_size {
             return Err(Error::limit(
                 "max-key-size",
-                self.path.ctx().config.limits.max_key_size,
+                self.path.ctx().config().limits.max_key_size,
                 req.prefix.len() as u64,
             )
             .into());

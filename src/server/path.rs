@@ -97,7 +97,7 @@ impl RequestPath {
                 "keys starting with byte 0x00 are reserved for the agent context API",
             ));
         }
-        let max = self.ctx.config.limits.max_key_size;
+        let max = self.ctx.config().limits.max_key_size;
         if key.len() as u64 > max {
             return Err(Error::limit("max-key-size", max, key.len() as u64));
         }
@@ -106,7 +106,7 @@ impl RequestPath {
 
     /// A value (or a whole context command) must fit `max-value-size`.
     pub(crate) fn check_value_size(&self, size: usize) -> Result<()> {
-        let max = self.ctx.config.limits.max_value_size;
+        let max = self.ctx.config().limits.max_value_size;
         if size as u64 > max {
             return Err(Error::limit("max-value-size", max, size as u64));
         }

@@ -40,7 +40,8 @@ struct Check {
 
 /// Whether the node is ready, check by check.
 async fn readiness(ctx: &NodeCtx) -> Vec<Check> {
-    let serving = !ctx.cancel.is_cancelled();
+    let stopping = ctx.stopping.load(std::sync::atomic::Ordering::Relaxed);
+    let serving = !ctx.cancel.is_cancelled() && !stopping;
     let status = ctx.status().await;
     let shard_id = |s: &crate::proto::ShardStatus| s.descriptor.as_ref().map_or(0, |d| d.shard_id);
     let leaderless: Vec<String> = status
@@ -65,7 +66,11 @@ async fn readiness(ctx: &NodeCtx) -> Vec<Check> {
         Check {
             name: "serving",
             ok: serving,
-            detail: "the node is shutting down".into(),
+            detail: if stopping {
+                "the node is stopping (handing its leaderships away)".into()
+            } else {
+                "the node is shutting down".into()
+            },
         },
         Check {
             name: "leaders",

@@ -15,6 +15,48 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// Drops all raft traffic to and from one node (install it on every node, or on all
+/// but that one: each node filters both directions of its own traffic).
+pub struct Isolate(pub ctxstore::NodeId);
+
+impl ctxstore::MessageFilter for Isolate {
+    fn allow(&self, from: ctxstore::NodeId, to: ctxstore::NodeId) -> bool {
+        from != self.0 && to != self.0
+    }
+}
+
+/// A GET over plain HTTP/1.1; the status code and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    try_http_get(addr, path)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"))
+}
+
+/// [`http_get`], or why there was no answer (nothing listening, a cut connection).
+pub async fn try_http_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("not an HTTP response: {raw:?}"))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status code in {head:?}"))?;
+    Ok((code, body.to_string()))
+}
+
 /// Default deadline for waits in tests.
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -61,7 +103,6 @@ pub struct TestCluster {
     pub dir: tempfile::TempDir,
 }
 
-/// Test-speed Raft settings.
 /// A node's replica of `shard`, if it hosts one.
 pub fn shard(s: &StatusResponse, shard: u64) -> Option<&ShardStatus> {
     s.shards
@@ -74,6 +115,7 @@ pub fn shard1(s: &StatusResponse) -> &ShardStatus {
     shard(s, 1).expect("the node hosts shard 1")
 }
 
+/// Test-speed Raft settings.
 pub fn fast_config(cfg: &mut NodeConfig) {
     cfg.raft.tick_interval = Duration::from_millis(30);
     cfg.raft.election_ticks = 10;

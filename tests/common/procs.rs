@@ -1,26 +1,71 @@
 //! Real `ctxd` processes for process-level tests: SIGKILL, SIGSTOP/SIGCONT, restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A `ctxd` child process, killed on drop.
 pub struct Ctxd {
     child: Option<Child>,
     args: Vec<String>,
+    /// Where its stderr goes (appended across restarts); None: discarded.
+    log: Option<PathBuf>,
 }
 
 impl Ctxd {
     pub fn spawn(args: Vec<String>) -> Ctxd {
-        let child = Command::new(env!("CARGO_BIN_EXE_ctxd"))
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ctxd");
+        Self::spawn_logged(args, None)
+    }
+
+    /// Spawns `ctxd` with its stderr (at `RUST_LOG=info`) appended to `log`.
+    pub fn spawn_logged(args: Vec<String>, log: Option<PathBuf>) -> Ctxd {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctxd"));
+        cmd.args(&args).stdout(Stdio::null());
+        match &log {
+            Some(path) => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the ctxd log");
+                cmd.env("RUST_LOG", "info,raft=warn").stderr(f);
+            }
+            None => {
+                cmd.env("RUST_LOG", "warn").stderr(Stdio::null());
+            }
+        }
+        let child = cmd.spawn().expect("spawn ctxd");
         Ctxd {
             child: Some(child),
             args,
+            log,
+        }
+    }
+
+    /// What the process wrote to its log so far (empty without one).
+    pub fn log_text(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits up to `within` for the process to exit; its exit status.
+    /// Panics if it is still running then.
+    pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let mut c = self.child.take().expect("a running ctxd");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = c.try_wait().expect("wait for ctxd") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("ctxd did not exit within {within:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -50,7 +95,7 @@ impl Ctxd {
     /// Starts the process again with the same flags (killing it first if it runs).
     pub fn restart(&mut self) {
         self.kill9();
-        *self = Ctxd::spawn(self.args.clone());
+        *self = Ctxd::spawn_logged(self.args.clone(), self.log.take());
     }
 
     /// SIGSTOP: the process freezes (timers, network, disk) until `resume`.
@@ -89,6 +134,18 @@ pub fn free_port() -> u16 {
 
 /// Starts `n` `ctxd` processes forming a new cluster (`extra` flags go to each).
 pub fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> (Vec<Ctxd>, Vec<String>) {
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    start_cluster_with(dir, n, false, |_| extra.clone())
+}
+
+/// Starts `n` `ctxd` processes forming a new cluster; node `i` (from 0) gets the
+/// flags `extra(i)`. With `logged`, each writes its log to `dir/nI.log`.
+pub fn start_cluster_with(
+    dir: &Path,
+    n: usize,
+    logged: bool,
+    extra: impl Fn(usize) -> Vec<String>,
+) -> (Vec<Ctxd>, Vec<String>) {
     let addrs: Vec<String> = (0..n)
         .map(|_| format!("127.0.0.1:{}", free_port()))
         .collect();
@@ -107,8 +164,9 @@ pub fn start_cluster(dir: &Path, n: usize, extra: &[&str]) -> (Vec<Ctxd>, Vec<St
                 "--initial-cluster".into(),
                 initial.clone(),
             ];
-            args.extend(extra.iter().map(|s| s.to_string()));
-            Ctxd::spawn(args)
+            args.extend(extra(i));
+            let log = logged.then(|| dir.join(format!("n{}.log", i + 1)));
+            Ctxd::spawn_logged(args, log)
         })
         .collect();
     (procs, addrs)

@@ -27,11 +27,13 @@ use crate::keys::key_hash;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::kv_client::KvClient;
 use crate::proto::{
-    AddMemberRequest, AddMemberResponse, BatchOp, BatchRequest, CompareAndSwapRequest,
-    DeleteRequest, DeleteResponse, GetRequest, KeyValue, NodeAdmin, NodeInfo, PdStatusRequest,
+    AddMemberRequest, AddMemberResponse, BatchOp, BatchRequest, ClusterConfig,
+    CompareAndSwapRequest, ConfigChange, DeleteRequest, DeleteResponse, GetConfigRequest,
+    GetConfigResponse, GetRequest, KeyValue, NodeAdmin, NodeInfo, PdStatusRequest,
     PdStatusResponse, PutRequest, RemoveMemberRequest, RequestHeader, RoutingTable,
-    RoutingTableRequest, ScanRequest, ScanResponse, SetNodeAdminRequest, SetPdPausedRequest,
-    ShardDescriptor, SplitShardRequest, StatusRequest, StatusResponse, TransferLeaderRequest,
+    RoutingTableRequest, ScanRequest, ScanResponse, SetConfigRequest, SetNodeAdminRequest,
+    SetPdPausedRequest, ShardDescriptor, SplitShardRequest, StatusRequest, StatusResponse,
+    TransferLeaderRequest,
 };
 use crate::util::Backoff;
 use bytes::Bytes;
@@ -986,6 +988,37 @@ impl Client {
             Ok(())
         })
         .await
+    }
+
+    /// Changes the cluster's dynamic settings (`ctxctl config set`); returns the new
+    /// document. A bad value or a setting that needs a restart is refused with
+    /// `InvalidArgument` naming the setting, and nothing changes.
+    pub async fn set_config(&self, changes: Vec<ConfigChange>) -> Result<ClusterConfig> {
+        self.call(|ch| {
+            let changes = changes.clone();
+            async move {
+                Ok(ClusterClient::new(ch)
+                    .set_config(SetConfigRequest { changes })
+                    .await?
+                    .into_inner()
+                    .config
+                    .unwrap_or_default())
+            }
+        })
+        .await
+    }
+
+    /// The settings in effect on the node at `addr`, each with its source, and the
+    /// cluster's document as that node last applied it.
+    pub async fn node_config(&self, addr: &str) -> Result<GetConfigResponse> {
+        let ch = self.channel(addr)?;
+        let r = tokio::time::timeout(
+            self.inner.opts.timeout,
+            ClusterClient::new(ch).get_config(GetConfigRequest {}),
+        )
+        .await
+        .map_err(|_| Error::Transport(format!("no answer from {addr}")))??;
+        Ok(r.into_inner())
     }
 
     /// Asks the leader of `shard` to hand leadership to its replica on `node_id`.

@@ -121,6 +121,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PdCmd,
     },
+    /// The cluster's dynamic settings: set and unset them, show them per node.
+    Config {
+        #[command(subcommand)]
+        cmd: config::ConfigCmd,
+    },
     /// Closed-loop load generator: N clients each issue one request at a time.
     Bench(BenchArgs),
     /// Conversations of the agent context API (NAMESPACE/ID names one).
@@ -667,6 +672,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 println!("placement driver resumed");
             }
         },
+        Cmd::Config { cmd } => config::run(&client, &cli.endpoints, cmd).await?,
         Cmd::Bench(args) => {
             let read = (cli.read_mode.to_string(), cli.read_balance.to_string());
             bench::run(client, &cli.endpoints, args, read).await?
@@ -677,6 +683,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
 }
 
 mod bench;
+mod config;
 mod pd;
 mod status;
 
