@@ -21,7 +21,7 @@
 //! | 7. replica creation | `node::replicas` | load, bootstrap, create on a leader's message |
 //! | 8. node services | `meta::service`, `node::purge` | heartbeats, routing table, TTL purge |
 //! | 9. gRPC | `server::{path, watch}`, then `server::{kv, context, cluster, raft_service, grpc_metrics, status}`, then `server` | the tonic services, and the HTTP status listener (metrics, health) |
-//! | 10. process | `node` (`Node`), `dev`, `bench_support` | starting and stopping it all |
+//! | 10. process | `node` (`Node`), `dev`, `bench_support`, `logging` | starting and stopping it all, and the process's logs |
 //!
 //! The rule in words, after TiKV raftstore-v2's: state-machine logic never knows about
 //! replicas; what every replica shares is defined once in `node::ctx`, which holds
@@ -39,6 +39,7 @@ pub mod error;
 pub(crate) mod fsm;
 pub mod keys;
 pub(crate) mod load;
+pub mod logging;
 pub(crate) mod meta;
 pub(crate) mod metrics;
 pub mod node;

@@ -77,6 +77,9 @@ struct ServerArgs {
     /// move to other nodes before it stops (a second signal stops it at once).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     drain_timeout: std::time::Duration,
+    /// Log records as `text` lines or as `json`, one object per line (`ctxd dev` too).
+    #[arg(long, global = true, default_value_t)]
+    log_format: ctxstore::logging::LogFormat,
 }
 
 #[derive(Args)]
@@ -95,22 +98,15 @@ struct DevArgs {
     shards: u64,
 }
 
-/// Logs when `RUST_LOG` is not set: ctxstore's own at INFO, raft-rs's only from WARN
-/// (its INFO lines describe every election and conf change of every shard).
-const DEFAULT_LOG_FILTER: &str = "info,raft=warn";
-
 fn main() -> ExitCode {
-    use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, never into files or pipes.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let cli = Cli::parse();
+    let logs = ctxstore::logging::LogOptions {
+        format: cli.server.log_format,
+    };
+    if let Err(e) = ctxstore::logging::init(&logs) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
