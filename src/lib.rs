@@ -20,7 +20,7 @@
 //! | 6. replica actor | `raft::{peer, ready, admin}` | the task owning one `RawNode` |
 //! | 7. replica creation | `node::replicas` | load, bootstrap, create on a leader's message |
 //! | 8. node services | `meta::service`, `node::purge` | heartbeats, routing table, TTL purge |
-//! | 9. gRPC | `server::{path, watch}`, then `server::{kv, context, cluster, raft_service, grpc_metrics, status}`, then `server` | the tonic services, and the HTTP status listener (metrics, health) |
+//! | 9. gRPC | `server::{path, watch}`, then `server::{kv, context, cluster, raft_service, grpc_metrics, grpc_trace, status}`, then `server` | the tonic services, a span per call, and the HTTP status listener (metrics, health) |
 //! | 10. process | `node` (`Node`), `dev`, `bench_support`, `logging` | starting and stopping it all, and the process's logs |
 //!
 //! The rule in words, after TiKV raftstore-v2's: state-machine logic never knows about

@@ -99,7 +99,7 @@ where
 }
 
 /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
-fn split_path(path: &str) -> (&str, &str) {
+pub(super) fn split_path(path: &str) -> (&str, &str) {
     let p = path.trim_start_matches('/');
     p.split_once('/').unwrap_or(("unknown", "unknown"))
 }

@@ -7,13 +7,15 @@
 //!
 //! Files: `path` (routing, checks, proposals and the read barrier shared by the data
 //! services) and `watch` (change streams) below the services `kv`, `context`,
-//! `cluster` and `raft_service`; `grpc_metrics` (per-call counts and times) and
-//! `status` (the HTTP status listener: metrics, liveness, readiness, and the gRPC
-//! health it drives); this module assembles them into one server.
+//! `cluster` and `raft_service`; `grpc_metrics` (per-call counts and times),
+//! `grpc_trace` (a span per call, with the caller's W3C trace context) and `status`
+//! (the HTTP status listener: metrics, liveness, readiness, and the gRPC health it
+//! drives); this module assembles them into one server.
 
 pub(crate) mod cluster;
 mod context;
 mod grpc_metrics;
+mod grpc_trace;
 mod kv;
 pub(crate) mod path;
 pub(crate) mod raft_service;
@@ -68,6 +70,8 @@ pub(crate) fn spawn(
     Ok(tokio::spawn(async move {
         let r = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            // The span is outermost, so everything below runs inside it.
+            .layer(grpc_trace::GrpcTraceLayer)
             .layer(metrics)
             .add_service(health)
             .add_service(reflection)

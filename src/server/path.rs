@@ -75,6 +75,8 @@ impl RequestPath {
             (0, None) => DEFAULT_SHARD,
             (s, _) => ShardId(s),
         };
+        // The call's span (`server::grpc_trace`) names the shard it went to.
+        tracing::Span::current().record("shard", shard.0);
         if let Some(p) = self.ctx.peer(shard) {
             check_epoch(&self.ctx, header, &p)?;
             return Ok(p);

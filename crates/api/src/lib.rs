@@ -1,8 +1,8 @@
 //! ctxstore's wire API, shared by the bundled clients and the server: the generated
 //! gRPC types ([`proto`]), the error type and its single mapping to and from gRPC
 //! status ([`error`], `status`), the id types, the consistent-hash ring ([`ring`]), the
-//! partition-key rule ([`keys`]) and the agent context API's key layout and name
-//! checks ([`context`]).
+//! partition-key rule ([`keys`]), the agent context API's key layout and name
+//! checks ([`context`]) and the W3C `traceparent` header ([`trace`]).
 //!
 //! This crate depends on no storage engine and no Raft library: a client that links
 //! it builds in seconds. The server's own layout rules are in the `ctxstore` crate.
@@ -14,6 +14,7 @@ pub mod proto;
 pub mod ranges;
 pub mod ring;
 mod status;
+pub mod trace;
 pub mod types;
 pub mod util;
 
