@@ -267,3 +267,60 @@ async fn a_streaming_call_dropped_by_its_client_is_cancelled() {
     assert_eq!(field(&spans[0], "rpc.method"), "WatchModels");
     assert_eq!(field(&spans[0], "rpc.grpc.status_code"), "1");
 }
+
+/// 1. A three-node cluster; a client's first put teaches it shard 1's leader.
+/// 2. Another client moves that leadership to another node; the wait ends when the
+///    old leader's node knows the new leader.
+/// 3. The first client puts again inside `in_trace(parent, …)`: the attempt at the
+///    old leader is refused (`NotLeader`), and the redirect succeeds.
+/// 4. Every attempt's span, on two nodes, carries the parent's trace id and span id;
+///    the last ends with status 0, the others with errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_sends_one_trace_per_call_across_its_retries() {
+    capture_spans();
+    let cluster = TestCluster::start(3).await;
+    let old = cluster.wait_leader().await;
+    let client = cluster.client().await;
+    client.put("retried", "1").await.expect("first put");
+    let (shard, believed) = client.route(b"retried").await;
+    assert_eq!(shard, 1);
+    assert_eq!(believed.as_deref(), Some(cluster.addrs()[old].as_str()));
+
+    let new = (old + 1) % 3;
+    cluster
+        .client()
+        .await
+        .transfer_shard_leader(1, new as u64 + 1)
+        .await
+        .expect("transfer");
+    wait_for("the old leader to know the new one", WAIT, || async {
+        let s = cluster.status(old).await;
+        (common::shard1(&s).leader_id == new as u64 + 1).then_some(())
+    })
+    .await;
+
+    let trace = "7d3c1a5e9b2f4c6d8e0a1b2c3d4e5f60";
+    let parent = ctxstore_client::trace::TraceParent::parse(
+        format!("00-{trace}-2222222222222222-01").as_bytes(),
+    )
+    .expect("valid");
+    ctxstore_client::trace::in_trace(parent, client.put("retried", "2"))
+        .await
+        .expect("put after the transfer");
+    // The successful attempt's span may close after the client has its answer.
+    let spans = wait_spans(
+        "the spans of both attempts",
+        |f| f.get("trace_id").map(String::as_str) == Some(trace),
+        |s| s.len() >= 2 && s.iter().any(|f| field(f, "rpc.grpc.status_code") == "0"),
+    )
+    .await;
+    let ok = spans
+        .iter()
+        .filter(|s| field(s, "rpc.grpc.status_code") == "0")
+        .count();
+    assert_eq!(ok, 1, "{spans:?}");
+    for s in &spans {
+        assert_eq!(field(s, "rpc.method"), "Put");
+        assert_eq!(field(s, "parent_span_id"), "2222222222222222");
+    }
+}

@@ -19,12 +19,12 @@ use crate::proto::{
     WatchModelsRequest, WatchRequest,
 };
 use crate::proto::{CheckpointTuple, ConversationInfo, WatchMoved};
+use crate::trace::Channel;
 use crate::util::Backoff;
 use bytes::Bytes;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
 /// Runs one context RPC routed by `$hash`, setting the header on every attempt.
 macro_rules! routed {

@@ -14,6 +14,7 @@ mod agent;
 mod balance;
 mod read;
 mod routing;
+pub mod trace;
 
 pub use agent::Watcher;
 pub use balance::{EndpointLoad, ReadBalance};
@@ -45,7 +46,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+use trace::Channel;
 
 /// Client settings.
 #[derive(Clone, Debug)]
@@ -218,6 +220,7 @@ impl Client {
             .connect_timeout(self.inner.opts.connect_timeout)
             .tcp_nodelay(true)
             .connect_lazy();
+        let ch = trace::Traced::new(ch);
         chans.insert(addr.to_string(), ch.clone());
         Ok(ch)
     }
@@ -378,6 +381,7 @@ impl Client {
         let mut attempt = 0u32;
         // The shard a write was sent to, until it answers definitively.
         let mut pinned: Option<u64> = None;
+        let trace = trace::CallTrace::new();
         loop {
             let (shard, routed) = match pinned {
                 Some(p) => (p, self.inner.routing.lock().target(p, attempt)),
@@ -402,7 +406,8 @@ impl Client {
                 ..Default::default()
             };
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let err = match tokio::time::timeout(remaining, f(ch, header)).await {
+            let attempt_call = trace.scope(f(ch, header));
+            let err = match tokio::time::timeout(remaining, attempt_call).await {
                 Ok(Ok(v)) => {
                     if shard != 0 {
                         self.set_leader(shard, &addr);
@@ -576,6 +581,7 @@ impl Client {
         // Replicas that failed this read; cleared once every replica has.
         let mut failed: Vec<String> = Vec::new();
         let mut moves = 0;
+        let trace = trace::CallTrace::new();
         loop {
             let (shard, candidates) = {
                 let r = self.inner.routing.lock();
@@ -611,7 +617,8 @@ impl Client {
             let ch = self.channel(&addr)?;
             let pending = self.inner.balancer.start(&addr);
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let err = match tokio::time::timeout(remaining, f(ch, header)).await {
+            let attempt_call = trace.scope(f(ch, header));
+            let err = match tokio::time::timeout(remaining, attempt_call).await {
                 Ok(Ok(v)) => {
                     pending.finish(balance::Outcome::Ok);
                     return Ok(v);
