@@ -1,7 +1,8 @@
 //! The process's logs: one `tracing` subscriber that writes records to stderr, as
 //! text for people or as one JSON object per line for log collectors, filtered by
 //! `RUST_LOG`. Spans give the records inside them their context (a gRPC call's
-//! service, method, shard and trace id).
+//! service, method, shard and trace id); with the `otel` cargo feature they can also
+//! be exported over OTLP (`crate::otel`).
 //!
 //! `ctxd` installs it once, first thing; tests and embedders install their own
 //! subscriber instead.
@@ -57,10 +58,32 @@ impl fmt::Display for LogFormat {
 pub struct LogOptions {
     /// Text or JSON lines (default text).
     pub format: LogFormat,
+    /// Where to export spans over OTLP/gRPC (`http://host:4317`); `None`: no export.
+    /// Needs the `otel` cargo feature; a build without it refuses the setting.
+    pub otlp_endpoint: Option<String>,
 }
 
-/// Installs the process's subscriber, writing to stderr.
-pub fn init(opts: &LogOptions) -> Result<()> {
+/// Keeps the span export running; dropping it sends the spans still buffered.
+#[must_use = "dropping the guard stops the span export"]
+pub struct LogGuard {
+    /// The OTLP pipeline, shut down (flushed) on drop.
+    #[cfg(feature = "otel")]
+    otel: Option<crate::otel::Exporter>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        #[cfg(feature = "otel")]
+        if let Some(e) = self.otel.take() {
+            e.shutdown();
+        }
+    }
+}
+
+/// Installs the process's subscriber, writing to stderr. With an OTLP endpoint it
+/// must run inside a Tokio runtime (the exporter's gRPC channel lives there), and
+/// the guard it returns must live until the process ends.
+pub fn init(opts: &LogOptions) -> Result<LogGuard> {
     use std::io::IsTerminal as _;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
@@ -71,9 +94,31 @@ pub fn init(opts: &LogOptions) -> Result<()> {
         std::io::stderr,
         ansi,
     ));
+    #[cfg(feature = "otel")]
+    let (subscriber, guard) = {
+        let (layer, exporter) = match &opts.otlp_endpoint {
+            Some(url) => {
+                let (layer, exporter) = crate::otel::layer(url)?;
+                (Some(layer), Some(exporter))
+            }
+            None => (None, None),
+        };
+        (subscriber.with(layer), LogGuard { otel: exporter })
+    };
+    #[cfg(not(feature = "otel"))]
+    let guard = match opts.otlp_endpoint {
+        Some(_) => {
+            return Err(Error::invalid(
+                "otlp-endpoint",
+                "this ctxd was built without span export (cargo feature `otel`)",
+            ))
+        }
+        None => LogGuard {},
+    };
     subscriber
         .try_init()
-        .map_err(|e| Error::Internal(format!("installing the log subscriber: {e}")))
+        .map_err(|e| Error::Internal(format!("installing the log subscriber: {e}")))?;
+    Ok(guard)
 }
 
 /// The layer that writes records in `format` to `writer`.

@@ -80,6 +80,10 @@ struct ServerArgs {
     /// Log records as `text` lines or as `json`, one object per line (`ctxd dev` too).
     #[arg(long, global = true, default_value_t)]
     log_format: ctxstore::logging::LogFormat,
+    /// Export spans over OTLP/gRPC to this collector, e.g. `http://127.0.0.1:4317`
+    /// (needs a ctxd built with `--features otel`).
+    #[arg(long, global = true)]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Args)]
@@ -100,18 +104,28 @@ struct DevArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logs = ctxstore::logging::LogOptions {
-        format: cli.server.log_format,
-    };
-    if let Err(e) = ctxstore::logging::init(&logs) {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
-    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
+        }
+    };
+    let logs = ctxstore::logging::LogOptions {
+        format: cli.server.log_format,
+        otlp_endpoint: cli.server.otlp_endpoint.clone(),
+    };
+    // In the runtime: a span exporter's channel runs there. The guard flushes the
+    // exporter when main returns, before the runtime stops.
+    let init = {
+        let _in = rt.enter();
+        ctxstore::logging::init(&logs)
+    };
+    let _logs = match init {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
         }
     };
     let r = rt.block_on(async {

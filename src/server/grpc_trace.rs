@@ -68,7 +68,8 @@ fn call_span<B>(req: &http::Request<B>) -> Span {
         .headers()
         .get(TRACEPARENT)
         .and_then(|v| TraceParent::parse(v.as_bytes()));
-    tracing::info_span!(
+    #[cfg(not(feature = "otel"))]
+    let span = tracing::info_span!(
         "grpc",
         rpc.service = service,
         rpc.method = method,
@@ -76,7 +77,29 @@ fn call_span<B>(req: &http::Request<B>) -> Span {
         shard = Empty,
         trace_id = parent.map(|p| display(p.trace_id)),
         parent_span_id = parent.map(|p| display(p.parent_id)),
-    )
+    );
+    // The same, plus the OpenTelemetry span name, kind and RPC system, and the
+    // caller's span as the OpenTelemetry parent.
+    #[cfg(feature = "otel")]
+    let span = {
+        let span = tracing::info_span!(
+            "grpc",
+            otel.name = path.trim_start_matches('/'),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = service,
+            rpc.method = method,
+            rpc.grpc.status_code = Empty,
+            shard = Empty,
+            trace_id = parent.map(|p| display(p.trace_id)),
+            parent_span_id = parent.map(|p| display(p.parent_id)),
+        );
+        if let Some(p) = &parent {
+            crate::otel::set_remote_parent(&span, p);
+        }
+        span
+    };
+    span
 }
 
 /// Records the call's gRPC status code on its span.
