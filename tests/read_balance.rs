@@ -601,3 +601,128 @@ async fn malformed_read_modes_are_refused_by_name() {
     }
     cluster.shutdown().await;
 }
+
+/// With lease reads, a leader cut off from its followers never serves a read older
+/// than a write the new leader acknowledged.
+///
+/// 1. 3 nodes with lease reads; write `k` (version v1) through the leader L.
+/// 2. Cut L's Raft traffic. Write `k` again through the client (the others elect a
+///    new leader; version v2 > v1).
+/// 3. Until L stops answering as leader: every leader-mode read sent to L returns
+///    v2 or an error — never v1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_serves_no_stale_lease_read() {
+    let cluster = TestCluster::start_with(3, |c| c.raft.lease_reads = true).await;
+    let client = cluster.client().await;
+    let old = cluster.wait_leader().await;
+    let v1 = client.put("k", "v1").await.expect("put").version;
+    // L answers by lease now.
+    assert_eq!(
+        get_at(&cluster, old, "k", WireMode::Leader, 0, 0)
+            .await
+            .expect("read"),
+        Some(v1)
+    );
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(Some(Arc::new(Isolate(NodeId(old as u64 + 1)))));
+    }
+    let others: Vec<String> = (0..3)
+        .filter(|i| *i != old)
+        .map(|i| cluster.addrs()[i].clone())
+        .collect();
+    let majority = Client::connect(&others).await.expect("client");
+    let v2 = majority
+        .put("k", "v2")
+        .await
+        .expect("put on the majority")
+        .version;
+    assert!(v2 > v1);
+    let served = std::sync::atomic::AtomicU32::new(0);
+    wait_for("the isolated leader to stop serving", WAIT, || async {
+        match get_at(&cluster, old, "k", WireMode::Leader, 0, 0).await {
+            Ok(got) => {
+                assert_eq!(got, Some(v2), "the isolated old leader served a stale read");
+                served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                None
+            }
+            Err(_) => Some(()),
+        }
+    })
+    .await;
+    eprintln!(
+        "reads the isolated old leader answered after the new write: {}",
+        served.into_inner()
+    );
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(None);
+    }
+    cluster.shutdown().await;
+}
+
+/// With lease reads, a leader that handed its leadership over and was cut off before
+/// hearing of the new term serves no stale read (a transfer's campaign does not wait
+/// out the followers' lease, so the old leader's lease must end with the transfer).
+///
+/// 1. 3 nodes with lease reads; write `k` (v1) through the leader L.
+/// 2. Ask L to hand leadership to node B, and cut L's Raft traffic right after.
+/// 3. If B becomes leader: write `k` (v2) through B and C; until L stops answering
+///    as leader, every leader-mode read at L returns v2 or an error, never v1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_transferred_serves_no_stale_lease_read() {
+    use ctxstore::proto::cluster_client::ClusterClient;
+    use ctxstore::proto::TransferLeaderRequest;
+    let cluster = TestCluster::start_with(3, |c| c.raft.lease_reads = true).await;
+    let client = cluster.client().await;
+    let old = cluster.wait_leader().await;
+    let to = (old + 1) % 3;
+    let v1 = client.put("k", "v1").await.expect("put").version;
+    assert_eq!(
+        get_at(&cluster, old, "k", WireMode::Leader, 0, 0)
+            .await
+            .expect("read"),
+        Some(v1)
+    );
+    let mut admin = ClusterClient::connect(format!("http://{}", cluster.addrs()[old]))
+        .await
+        .expect("connect");
+    admin
+        .transfer_leader(TransferLeaderRequest {
+            shard_id: Some(1),
+            node_id: to as u64 + 1,
+        })
+        .await
+        .expect("transfer");
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(Some(Arc::new(Isolate(NodeId(old as u64 + 1)))));
+    }
+    let others: Vec<String> = (0..3)
+        .filter(|i| *i != old)
+        .map(|i| cluster.addrs()[i].clone())
+        .collect();
+    let majority = Client::connect(&others).await.expect("client");
+    let v2 = majority
+        .put("k", "v2")
+        .await
+        .expect("put on the majority")
+        .version;
+    let served = std::sync::atomic::AtomicU32::new(0);
+    wait_for("the old leader to stop serving", WAIT, || async {
+        match get_at(&cluster, old, "k", WireMode::Leader, 0, 0).await {
+            Ok(got) => {
+                assert_eq!(got, Some(v2), "the old leader served a stale read");
+                served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                None
+            }
+            Err(_) => Some(()),
+        }
+    })
+    .await;
+    eprintln!(
+        "reads the old leader answered after the new write: {}",
+        served.into_inner()
+    );
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(None);
+    }
+    cluster.shutdown().await;
+}

@@ -143,6 +143,7 @@ impl Peer {
             .is_some_and(|p| p.recent_active && p.matched == last);
         if caught_up {
             tracing::info!(shard = %self.shard, to = preferred.replica_id, "rebalancing leadership");
+            self.transfer_asked = Some(std::time::Instant::now());
             self.raw.transfer_leader(preferred.replica_id);
         }
     }
@@ -392,6 +393,7 @@ impl Peer {
             .find(|r| r.node_id == node.0 && r.role == ReplicaRole::Voter as i32);
         match target {
             Some(r) => {
+                self.transfer_asked = Some(std::time::Instant::now());
                 self.raw.transfer_leader(r.replica_id);
                 let _ = reply.send(Ok(()));
             }

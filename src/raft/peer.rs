@@ -98,6 +98,13 @@ pub(crate) struct Peer {
     pub(crate) ready_reads: VecDeque<(u64, Vec<oneshot::Sender<Result<()>>>)>,
     /// Next ReadIndex context.
     pub(crate) next_read_ctx: u64,
+    /// `raft.lease-reads`: this leader's own reads may skip the heartbeat round while
+    /// its lease holds (see [`Peer::lease_holds`]).
+    lease_reads: bool,
+    /// One election timeout.
+    election_timeout: std::time::Duration,
+    /// When this replica last asked raft-rs to hand its leadership over.
+    pub(crate) transfer_asked: Option<std::time::Instant>,
     /// Follower reads waiting for the next read index this follower asks for.
     pub(crate) pending_follower_reads: ReadWaiters,
     /// Follower read indexes asked of the leader, by context: (tick sent, waiters).
@@ -207,11 +214,10 @@ impl Peer {
             max_uncommitted_size: rc.max_uncommitted_size,
             check_quorum: true,
             pre_vote: true,
-            read_only_option: if rc.lease_reads {
-                raft::ReadOnlyOption::LeaseBased
-            } else {
-                raft::ReadOnlyOption::Safe
-            },
+            // Every read index takes a heartbeat round, followers' included; a
+            // leader's own reads switch to the lease only while it holds
+            // (`flush_reads`).
+            read_only_option: raft::ReadOnlyOption::Safe,
             ..Default::default()
         };
         cfg.validate().err_into()?;
@@ -246,6 +252,11 @@ impl Peer {
             inflight_reads: HashMap::new(),
             ready_reads: VecDeque::new(),
             next_read_ctx: first_read_ctx(),
+            lease_reads: rc.lease_reads,
+            election_timeout: rc
+                .tick_interval
+                .saturating_mul(u32::try_from(rc.election_ticks).unwrap_or(u32::MAX)),
+            transfer_asked: None,
             pending_follower_reads: Vec::new(),
             follower_reads: HashMap::new(),
             contacts: VecDeque::new(),
@@ -556,7 +567,39 @@ impl Peer {
         self.next_read_ctx += 1;
         let waiters = std::mem::take(&mut self.pending_reads);
         self.inflight_reads.insert(ctx, waiters);
+        let lease = self.lease_holds();
+        if lease {
+            self.raw.raft.read_only.option = raft::ReadOnlyOption::LeaseBased;
+        }
         self.raw.read_index(ctx.to_be_bytes().to_vec());
+        if lease {
+            self.raw.raft.read_only.option = raft::ReadOnlyOption::Safe;
+        }
+    }
+
+    /// Whether this leader may answer a read from its commit index without a
+    /// heartbeat round (`raft.lease-reads`). raft-rs's `LeaseBased` trusts the lease
+    /// until `check_quorum` steps the leader down, up to two election timeouts after
+    /// it lost its quorum, and a leadership transfer does not wait out the
+    /// followers' lease at all: the transferee campaigns at once, and the old leader
+    /// may not hear of the new term for a while. So the lease holds only
+    /// - while no transfer is in progress, nor was asked for within two election
+    ///   timeouts (an aborted transfer's campaign may still be under way);
+    /// - and a quorum of voters answered this leader within half an election timeout
+    ///   (a voter refuses other candidates for an election timeout after it heard
+    ///   from the leader; the half left covers the answer's delay).
+    fn lease_holds(&self) -> bool {
+        if !self.lease_reads || self.raw.raft.lead_transferee.is_some() {
+            return false;
+        }
+        let et = self.election_timeout;
+        if self
+            .transfer_asked
+            .is_some_and(|t| t.elapsed() < et.saturating_mul(2))
+        {
+            return false;
+        }
+        self.epoch.contact_age().is_some_and(|a| a < et / 2)
     }
 
     /// Answers reads whose read index has been applied.
