@@ -669,9 +669,12 @@ enum Fault {
     /// A graceful stop (drain: leaderships handed away, then shutdown) of a shard
     /// leader's node, and its restart.
     GracefulRestart,
+    /// A backup of a random shard streamed while the other faults go on (it must not
+    /// disturb the shard, and its file must arrive whole).
+    Backup,
 }
 
-const ALL_FAULTS: [Fault; 10] = [
+const ALL_FAULTS: [Fault; 11] = [
     Fault::KillNode,
     Fault::KillShardLeader,
     Fault::IsolateNode,
@@ -682,6 +685,7 @@ const ALL_FAULTS: [Fault; 10] = [
     Fault::Split,
     Fault::SplitDuringPartition,
     Fault::GracefulRestart,
+    Fault::Backup,
 ];
 
 /// Splits a random data shard at a random hash strictly inside its arcs. Errors (no
@@ -708,6 +712,26 @@ async fn split_random_shard(client: &Client, rng: &mut StdRng) {
         ),
         Err(e) => eprintln!("  nemesis: split of shard {} refused: {e}", d.shard_id),
     }
+}
+
+/// Streams a backup of `shard`: the bytes received and the size its last message
+/// announced.
+async fn backup_bytes(client: &Client, shard: u64) -> ctxstore_client::Result<(u64, u64)> {
+    let mut stream = client.backup_shard(shard).await?;
+    let mut got = 0;
+    while let Some(chunk) = stream
+        .message()
+        .await
+        .map_err(ctxstore_client::Error::from)?
+    {
+        if let Some(info) = chunk.done {
+            return Ok((got, info.size));
+        }
+        got += chunk.data.len() as u64;
+    }
+    Err(ctxstore_client::Error::Transport(
+        "backup stream ended early".into(),
+    ))
 }
 
 /// Node index leading `shard`, if any node says so.
@@ -795,6 +819,18 @@ async fn inject(cluster: &mut TestCluster, fault: Fault, rng: &mut StdRng, clien
             cluster.stop(victim).await;
             tokio::time::sleep(hold).await;
             cluster.restart(victim).await;
+        }
+        Fault::Backup => {
+            let shard = rng.random_range(0..=4);
+            match backup_bytes(client, shard).await {
+                Ok((got, size)) => {
+                    assert_eq!(got, size, "shard {shard}: backup stream lost bytes");
+                    eprintln!("  nemesis: backed up shard {shard}: {size} bytes");
+                }
+                // No leader during a fault, a lost connection: part of the chaos.
+                Err(e) => eprintln!("  nemesis: backup of shard {shard} failed: {e}"),
+            }
+            tokio::time::sleep(hold).await;
         }
         Fault::TransferLeader => {
             let shard = rng.random_range(1..=4);

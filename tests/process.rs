@@ -639,3 +639,208 @@ async fn cluster_config_reaches_every_node_and_refuses_bad_changes() {
         .await
         .expect("a 3 KiB put once the cluster's limit is unset");
 }
+
+/// Runs `ctxd` with `args` to completion: exit code and stderr.
+fn ctxd_run(args: &[String]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ctxd"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run ctxd");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ctxd restore` of node `id` from `from` into `data` for the cluster `initial`.
+fn restore_args(
+    from: &std::path::Path,
+    id: u64,
+    data: &std::path::Path,
+    initial: &str,
+) -> Vec<String> {
+    [
+        "restore",
+        "--from",
+        &from.display().to_string(),
+        "--node-id",
+        &id.to_string(),
+        "--data-dir",
+        &data.display().to_string(),
+        "--initial-cluster",
+        initial,
+        "--bump-index",
+        "1000000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// A backup taken while clients write restores into a new cluster with every write
+/// acknowledged before the save started; a corrupted backup is refused.
+///
+/// 1. Three `ctxd` processes with 4 shards; 8 clients write unique keys.
+/// 2. `ctxctl snapshot save DIR` while they write; they go on for 100 more writes.
+///    `snapshot status DIR` exits 0 and the manifest lists 5 shards.
+/// 3. `ctxd restore` of 3 new nodes (other ports, `--bump-index 1000000`); start them.
+///    Every replica's data digest equals the manifest's for its shard; every write
+///    acknowledged before the save started reads back; a new write's version is above
+///    every version the old cluster acknowledged.
+/// 4. A copy of the backup with one byte of shard 1's file flipped: `snapshot status`
+///    exits 1 naming it; `ctxd restore` from it exits 2 naming shard 1 and writes
+///    nothing; a restore into a non-empty data dir is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_under_load_restores_into_a_new_cluster() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_old, addrs) = start_cluster(&dir.path().join("old"), 3, &["--initial-shards", "4"]);
+    let client = Client::connect(&addrs).await.expect("client");
+    wait_for("a leader", WAIT, || leader_index(&client, &addrs)).await;
+    // (key, value, version, acknowledged at)
+    type Ack = (String, String, u64, std::time::Instant);
+    let acks: Arc<parking_lot::Mutex<Vec<Ack>>> = Default::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|t| {
+            let (client, acks, stop) = (client.clone(), acks.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let (k, v) = (format!("bk-{t}-{i:05}"), format!("value {t} {i}"));
+                    let w = client.put(k.clone(), v.clone()).await.expect("put");
+                    acks.lock()
+                        .push((k, v, w.version, std::time::Instant::now()));
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let more = |n: usize| {
+        let acks = acks.clone();
+        async move {
+            let start = acks.lock().len();
+            wait_for("more acknowledged writes", WAIT, || async {
+                (acks.lock().len() >= start + n).then_some(())
+            })
+            .await;
+        }
+    };
+    more(200).await;
+    let backup = dir.path().join("backup");
+    let save_started = std::time::Instant::now();
+    let eps = addrs.join(",");
+    let (code, out, err) = {
+        let (eps, b) = (eps.clone(), backup.display().to_string());
+        tokio::task::spawn_blocking(move || ctxctl(&eps, &["snapshot", "save", &b]))
+            .await
+            .expect("ctxctl")
+    };
+    assert_eq!(code, 0, "snapshot save: {out}{err}");
+    more(100).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let acks = std::mem::take(&mut *acks.lock());
+    let before: Vec<&Ack> = acks.iter().filter(|a| a.3 < save_started).collect();
+    let max_version = acks.iter().map(|a| a.2).max().unwrap_or(0);
+    let (code, out, err) = ctxctl(&eps, &["snapshot", "status", &backup.display().to_string()]);
+    assert_eq!(code, 0, "snapshot status: {out}{err}");
+    let manifest = ctxstore_client::backup::Manifest::read(&backup).expect("manifest");
+    assert_eq!(manifest.shards.len(), 5, "{manifest:?}");
+
+    // A new cluster from the backup.
+    let new_addrs: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let initial = ctxstore::config::format_initial_cluster(&new_addrs);
+    let data = |i: u64| dir.path().join(format!("new/n{i}"));
+    for i in 1..=3 {
+        let (code, err) = ctxd_run(&restore_args(&backup, i, &data(i), &initial));
+        assert_eq!(code, 0, "restore of node {i}: {err}");
+    }
+    let _new: Vec<Ctxd> = (1..=3)
+        .map(|i| {
+            Ctxd::spawn(vec![
+                "--node-id".into(),
+                i.to_string(),
+                "--listen".into(),
+                new_addrs[i as usize - 1].clone(),
+                "--data-dir".into(),
+                data(i).display().to_string(),
+            ])
+        })
+        .collect();
+    let restored = Client::connect(&new_addrs)
+        .await
+        .expect("client of the new cluster");
+    let digests: BTreeMap<u64, u64> = manifest
+        .shards
+        .iter()
+        .map(|s| (s.shard_id, s.data_digest))
+        .collect();
+    let mut replicas = 0;
+    for a in &new_addrs {
+        let s = wait_for("a restored node to answer", WAIT, || async {
+            restored.node_status_with(a, true).await.ok()
+        })
+        .await;
+        for r in &s.shards {
+            let id = r.descriptor.as_ref().map_or(0, |d| d.shard_id);
+            assert_eq!(r.digest, digests.get(&id).copied(), "shard {id} on {a}");
+            replicas += 1;
+        }
+    }
+    assert_eq!(replicas, 15, "5 shards with 3 replicas each");
+    for (k, v, _, _) in &before {
+        must_read(&restored, k, v.as_bytes(), false).await;
+    }
+    let w = restored
+        .put("after-restore", "v")
+        .await
+        .expect("a write to the new cluster");
+    assert!(
+        w.version > max_version,
+        "new version {} must be above the old cluster's {max_version}",
+        w.version
+    );
+    eprintln!(
+        "backup: {} writes acknowledged before the save, {} in all; {} shards, {} keys, {} bytes, saved in {} ms",
+        before.len(),
+        acks.len(),
+        manifest.shards.len(),
+        manifest.shards.iter().map(|s| s.keys).sum::<u64>(),
+        manifest.shards.iter().map(|s| s.bytes).sum::<u64>(),
+        manifest.finished_ms - manifest.started_ms
+    );
+
+    // A corrupted copy is refused, and nothing is written.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).expect("mkdir");
+    for entry in std::fs::read_dir(&backup).expect("read backup") {
+        let p = entry.expect("entry").path();
+        std::fs::copy(&p, bad.join(p.file_name().expect("name"))).expect("copy");
+    }
+    let victim = bad.join("shard-1.snap");
+    let mut bytes = std::fs::read(&victim).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&victim, bytes).expect("write");
+    let (code, out, _) = ctxctl(&eps, &["snapshot", "status", &bad.display().to_string()]);
+    assert_eq!(code, 1, "status of a corrupted backup: {out}");
+    assert!(out.contains("does not match"), "{out}");
+    let fresh = dir.path().join("fresh");
+    let (code, err) = ctxd_run(&restore_args(&bad, 1, &fresh, &initial));
+    assert_eq!(code, 2, "restore from a corrupted backup: {err}");
+    assert!(err.contains("shard 1") && err.contains("sha256"), "{err}");
+    assert!(
+        std::fs::read_dir(&fresh).map_or(true, |mut d| d.next().is_none()),
+        "a refused restore wrote nothing"
+    );
+    let (code, err) = ctxd_run(&restore_args(&backup, 1, &data(1), &initial));
+    assert_eq!(code, 2, "restore into a used data dir: {err}");
+    assert!(err.contains("not empty"), "{err}");
+}

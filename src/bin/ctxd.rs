@@ -25,6 +25,31 @@ struct Cli {
 enum Cmd {
     /// Start a local cluster on loopback in this process (Ctrl-C stops it).
     Dev(DevArgs),
+    /// Build this node of a new cluster from a backup (`ctxctl snapshot save`), offline:
+    /// run it on every member with the same --from, --initial-cluster and
+    /// --bump-index, then start each node on its data dir.
+    Restore(RestoreArgs),
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// The backup directory (copy it to every member).
+    #[arg(long)]
+    from: PathBuf,
+    /// This node's id in the new cluster.
+    #[arg(long)]
+    node_id: u64,
+    /// Its data directory: must be empty or absent.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The new cluster's members, as for a new cluster.
+    #[arg(long)]
+    initial_cluster: String,
+    /// Added to every shard's applied index, so that versions of new writes stay above
+    /// every version clients saw from the old cluster (writes made after the backup
+    /// included). Give every member the same value.
+    #[arg(long, default_value_t = 0)]
+    bump_index: u64,
 }
 
 #[derive(Args)]
@@ -131,6 +156,7 @@ fn main() -> ExitCode {
     let r = rt.block_on(async {
         match cli.cmd {
             Some(Cmd::Dev(d)) => run_dev(d).await,
+            Some(Cmd::Restore(r)) => run_restore(r).await,
             None => run_server(cli.server).await,
         }
     });
@@ -235,6 +261,35 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     }
     eprintln!("ctxd: shutting down");
     node.shutdown().await;
+    Ok(())
+}
+
+async fn run_restore(r: RestoreArgs) -> anyhow::Result<()> {
+    let cfg = NodeConfig {
+        node_id: r.node_id,
+        data_dir: r.data_dir,
+        initial_cluster: r.initial_cluster,
+        ..Default::default()
+    };
+    let from = r.from;
+    let bump = r.bump_index;
+    let report = tokio::task::spawn_blocking(move || {
+        ctxstore::node::restore::restore(&cfg, &from, bump).map(|rep| (rep, cfg.data_dir))
+    })
+    .await
+    .context("restore task")??;
+    let (report, dir) = report;
+    println!(
+        "restored node {}: {} of the backup's {} shards ({:?}), {} keys, into {}; start it with `ctxd --node-id {} --data-dir {} --listen ...`",
+        r.node_id,
+        report.hosted.len(),
+        report.shards,
+        report.hosted,
+        report.keys,
+        dir.display(),
+        r.node_id,
+        dir.display()
+    );
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! - `purge`: the TTL purge loop of the shards this node leads;
 //! - `split`: splitting shards (the admin call and the automatic splitter);
 //! - `drain`: a graceful stop's leadership handoff;
+//! - `restore`: a new node built offline from a backup;
 //! - this module: [`Node`], which starts and stops all of it.
 //!
 //! Invariants:
@@ -19,6 +20,7 @@ pub(crate) mod ctx;
 pub(crate) mod drain;
 pub(crate) mod purge;
 pub(crate) mod replicas;
+pub mod restore;
 pub(crate) mod split;
 
 use crate::config::NodeConfig;

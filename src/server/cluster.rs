@@ -4,12 +4,13 @@ use crate::error::{Error, Result};
 use crate::node::ctx::NodeCtx;
 use crate::proto::cluster_server::Cluster;
 use crate::proto::{
-    AddMemberRequest, AddMemberResponse, AllocShardRequest, AllocShardResponse, GetConfigRequest,
-    GetConfigResponse, NodeHeartbeat, PdStatusRequest, PdStatusResponse, RemoveMemberRequest,
-    RemoveMemberResponse, ReplicaRole, RoutingTable, RoutingTableRequest, SetConfigRequest,
-    SetConfigResponse, SetNodeAdminRequest, SetNodeAdminResponse, SetPdPausedRequest,
-    SetPdPausedResponse, ShardDescriptor, SplitShardRequest, SplitShardResponse, StatusRequest,
-    StatusResponse, TransferLeaderRequest, TransferLeaderResponse,
+    AddMemberRequest, AddMemberResponse, AllocShardRequest, AllocShardResponse, BackupChunk,
+    BackupShardRequest, GetConfigRequest, GetConfigResponse, NodeHeartbeat, PdStatusRequest,
+    PdStatusResponse, RemoveMemberRequest, RemoveMemberResponse, ReplicaRole, RoutingTable,
+    RoutingTableRequest, SetConfigRequest, SetConfigResponse, SetNodeAdminRequest,
+    SetNodeAdminResponse, SetPdPausedRequest, SetPdPausedResponse, ShardDescriptor,
+    SplitShardRequest, SplitShardResponse, StatusRequest, StatusResponse, TransferLeaderRequest,
+    TransferLeaderResponse,
 };
 use crate::raft::handle::{await_reply, MemberChange, PeerHandle, PeerMsg};
 use crate::types::{NodeId, ShardId, DEFAULT_SHARD};
@@ -262,6 +263,17 @@ impl Cluster for ClusterService {
         Ok(Response::new(SetConfigResponse {
             config: Some(config),
         }))
+    }
+
+    type BackupShardStream = super::watch::RpcStream<BackupChunk>;
+
+    async fn backup_shard(
+        &self,
+        req: Request<BackupShardRequest>,
+    ) -> Result<Response<Self::BackupShardStream>, Status> {
+        let peer = self.peer(Some(req.into_inner().shard_id))?;
+        let stream = super::backup::backup_shard(self.ctx.clone(), peer).await?;
+        Ok(Response::new(stream))
     }
 
     async fn get_config(

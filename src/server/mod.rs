@@ -12,6 +12,7 @@
 //! (the HTTP status listener: metrics, liveness, readiness, and the gRPC health it
 //! drives); this module assembles them into one server.
 
+mod backup;
 pub(crate) mod cluster;
 mod context;
 mod grpc_metrics;

@@ -123,13 +123,47 @@ pub(crate) fn data_digest(engine: &crate::storage::Engine, shard: ShardId) -> Re
     };
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for_each_data_kv(engine, &snap, &desc, |k, v| {
-        h.update(&(k.len() as u64).to_be_bytes());
-        h.update(k);
-        h.update(&(v.len() as u64).to_be_bytes());
-        h.update(v);
+        hash_record(&mut h, k, v);
         Ok(())
     })?;
     Ok((applied, h.digest()))
+}
+
+/// Adds one data record to a [`data_digest`].
+fn hash_record(h: &mut xxhash_rust::xxh3::Xxh3, k: &[u8], v: &[u8]) {
+    h.update(&(k.len() as u64).to_be_bytes());
+    h.update(k);
+    h.update(&(v.len() as u64).to_be_bytes());
+    h.update(v);
+}
+
+/// What a snapshot file holds, every check of [`verify`] passed.
+pub(crate) struct FileSummary {
+    /// Its header (descriptor, apply state, meta state).
+    pub(crate) header: SnapshotHeader,
+    /// Data records.
+    pub(crate) keys: u64,
+    /// The [`data_digest`] a replica loaded from it has.
+    pub(crate) data_digest: u64,
+}
+
+/// Reads and checks the whole file, and digests its data as [`data_digest`] digests a
+/// replica's (backups record it; a restore compares).
+pub(crate) fn summarize(file: &SnapshotFile, shard: ShardId) -> Result<FileSummary> {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut keys = 0;
+    let header = read_file(file, shard, |rec| {
+        if let Record::Data(kv) = rec {
+            hash_record(&mut h, &kv.key, &kv.value);
+            keys += 1;
+        }
+        Ok(())
+    })?;
+    Ok(FileSummary {
+        header,
+        keys,
+        data_digest: h.digest(),
+    })
 }
 
 /// An I/O error on a snapshot file, naming the file.
@@ -164,6 +198,26 @@ pub(crate) struct SnapshotFile {
 }
 
 impl SnapshotFile {
+    /// A snapshot file outside the store (a backup's), expected at `index` and `term`
+    /// with `size` bytes hashing to `checksum`: read, never deleted.
+    pub(crate) fn external(
+        path: PathBuf,
+        shard: ShardId,
+        (index, term): (u64, u64),
+        size: u64,
+        checksum: u64,
+    ) -> Self {
+        Self {
+            path,
+            shard,
+            index,
+            term,
+            size,
+            checksum,
+            kept: AtomicBool::new(true),
+        }
+    }
+
     /// The file's path.
     pub(crate) fn path(&self) -> &Path {
         &self.path

@@ -7,6 +7,7 @@
 //! This crate depends on no storage engine and no Raft library: a client that links
 //! it builds in seconds. The server's own layout rules are in the `ctxstore` crate.
 
+pub mod backup;
 pub mod context;
 pub mod error;
 pub mod keys;

@@ -19,8 +19,8 @@ pub mod trace;
 pub use agent::Watcher;
 pub use balance::{EndpointLoad, ReadBalance};
 pub use ctxstore_api::{
-    context, error, keys, proto, ranges, ring, types, util, Error, NodeId, ReplicaId, Result,
-    ShardId,
+    backup, context, error, keys, proto, ranges, ring, types, util, Error, NodeId, ReplicaId,
+    Result, ShardId,
 };
 pub use read::ReadMode;
 
@@ -28,13 +28,13 @@ use crate::keys::key_hash;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::kv_client::KvClient;
 use crate::proto::{
-    AddMemberRequest, AddMemberResponse, BatchOp, BatchRequest, ClusterConfig,
-    CompareAndSwapRequest, ConfigChange, DeleteRequest, DeleteResponse, GetConfigRequest,
-    GetConfigResponse, GetRequest, KeyValue, NodeAdmin, NodeInfo, PdStatusRequest,
-    PdStatusResponse, PutRequest, RemoveMemberRequest, RequestHeader, RoutingTable,
-    RoutingTableRequest, ScanRequest, ScanResponse, SetConfigRequest, SetNodeAdminRequest,
-    SetPdPausedRequest, ShardDescriptor, SplitShardRequest, StatusRequest, StatusResponse,
-    TransferLeaderRequest,
+    AddMemberRequest, AddMemberResponse, BackupChunk, BackupShardRequest, BatchOp, BatchRequest,
+    ClusterConfig, CompareAndSwapRequest, ConfigChange, DeleteRequest, DeleteResponse,
+    GetConfigRequest, GetConfigResponse, GetRequest, KeyValue, NodeAdmin, NodeInfo,
+    PdStatusRequest, PdStatusResponse, PutRequest, RemoveMemberRequest, RequestHeader,
+    RoutingTable, RoutingTableRequest, ScanRequest, ScanResponse, SetConfigRequest,
+    SetNodeAdminRequest, SetPdPausedRequest, ShardDescriptor, SplitShardRequest, StatusRequest,
+    StatusResponse, TransferLeaderRequest,
 };
 use crate::util::Backoff;
 use bytes::Bytes;
@@ -1011,6 +1011,21 @@ impl Client {
                     .config
                     .unwrap_or_default())
             }
+        })
+        .await
+    }
+
+    /// The backup of `shard` as a stream of file chunks from its leader, the last one
+    /// describing the file (`Cluster.BackupShard`; `ctxctl snapshot save` writes them
+    /// to a directory). The leader takes a ReadIndex first: every write acknowledged
+    /// before this call is in the file.
+    pub async fn backup_shard(&self, shard: u64) -> Result<tonic::Streaming<BackupChunk>> {
+        self.call_routed(Route::Shard(shard), Call::Read, |ch, _| async move {
+            Ok(ClusterClient::new(ch)
+                .max_decoding_message_size(crate::proto::MAX_MESSAGE_SIZE)
+                .backup_shard(BackupShardRequest { shard_id: shard })
+                .await?
+                .into_inner())
         })
         .await
     }

@@ -121,6 +121,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: PdCmd,
     },
+    /// Backups: save every shard to a directory, check one.
+    Snapshot {
+        #[command(subcommand)]
+        cmd: snapshot::SnapshotCmd,
+    },
     /// The cluster's dynamic settings: set and unset them, show them per node.
     Config {
         #[command(subcommand)]
@@ -673,6 +678,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
         },
         Cmd::Config { cmd } => config::run(&client, &cli.endpoints, cmd).await?,
+        Cmd::Snapshot { cmd } => return snapshot::run(&client, cmd).await,
         Cmd::Bench(args) => {
             let read = (cli.read_mode.to_string(), cli.read_balance.to_string());
             bench::run(client, &cli.endpoints, args, read).await?
@@ -685,6 +691,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
 mod bench;
 mod config;
 mod pd;
+mod snapshot;
 mod status;
 
 /// `ctxctl pd status -o json`.
