@@ -38,7 +38,24 @@ pub(crate) struct GrpcMethod {
     pub(crate) grpc_method: String,
 }
 
+/// A Raft message type (`MsgAppend`, `MsgHeartbeat`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct MsgType {
+    pub(crate) msg_type: &'static str,
+}
+
+/// The node at the other end.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct PeerNode {
+    pub(crate) to: u64,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Round trips between nodes: 0.1 ms to about 3 s.
+fn rtt_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
 
 /// gRPC handling times: 0.1 ms to about 3 s.
 fn grpc_histogram() -> Histogram {
@@ -68,6 +85,25 @@ pub(crate) struct Metrics {
     /// Calls finished, and their handling time.
     pub(crate) grpc_handled: Family<GrpcCode, Counter>,
     pub(crate) grpc_seconds: HistogramFamily<GrpcMethod>,
+    /// Proposals waiting to commit on the replicas this node leads (scrape time).
+    pub(crate) proposals_pending: Gauge,
+    /// Proposals answered with an error (leadership lost, dropped, shut down).
+    pub(crate) proposals_failed: Counter,
+    /// Time to apply one round of committed entries.
+    pub(crate) apply_seconds: Histogram,
+    /// Raft messages queued for another node, and those dropped (filter, full queue,
+    /// unreachable node), by type.
+    pub(crate) raft_sent: Family<MsgType, Counter>,
+    pub(crate) raft_dropped: Family<MsgType, Counter>,
+    /// Snapshot files shipped and received: bytes and durations.
+    pub(crate) snapshot_sent_bytes: Counter,
+    pub(crate) snapshot_received_bytes: Counter,
+    pub(crate) snapshot_send_seconds: Histogram,
+    pub(crate) snapshot_receive_seconds: Histogram,
+    /// From a leader's heartbeat to the follower's answer, by the follower's node.
+    pub(crate) peer_rtt_seconds: HistogramFamily<PeerNode>,
+    /// RocksDB's estimate of bytes compaction still has to rewrite (scrape time).
+    pub(crate) rocksdb_pending_compaction_bytes: Gauge,
 }
 
 impl Metrics {
@@ -87,7 +123,82 @@ impl Metrics {
         let grpc_handled = Family::default();
         let grpc_seconds: HistogramFamily<GrpcMethod> =
             Family::new_with_constructor(grpc_histogram);
+        let proposals_pending = Gauge::default();
+        let proposals_failed = Counter::default();
+        let apply_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let raft_sent = Family::default();
+        let raft_dropped = Family::default();
+        let snapshot_sent_bytes = Counter::default();
+        let snapshot_received_bytes = Counter::default();
+        // 10 ms to about 20 min.
+        let snapshot_send_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 18));
+        let snapshot_receive_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 18));
+        let peer_rtt_seconds: HistogramFamily<PeerNode> =
+            Family::new_with_constructor(rtt_histogram);
+        let rocksdb_pending_compaction_bytes = Gauge::default();
         let r = &mut registry;
+        r.register(
+            "ctxstore_proposals_pending",
+            "Proposals waiting to commit on the replicas this node leads",
+            proposals_pending.clone(),
+        );
+        r.register(
+            "ctxstore_proposals_failed",
+            "Proposals answered with an error (leadership lost, dropped, shutdown)",
+            proposals_failed.clone(),
+        );
+        r.register_with_unit(
+            "ctxstore_apply_duration",
+            "Time to apply one round of committed entries",
+            Unit::Seconds,
+            apply_seconds.clone(),
+        );
+        r.register(
+            "ctxstore_raft_messages_sent",
+            "Raft messages queued for another node, by type",
+            raft_sent.clone(),
+        );
+        r.register(
+            "ctxstore_raft_messages_dropped",
+            "Raft messages dropped (filtered, queue full, node unreachable), by type",
+            raft_dropped.clone(),
+        );
+        r.register_with_unit(
+            "ctxstore_snapshot_sent",
+            "Bytes of snapshot files shipped to other nodes",
+            Unit::Bytes,
+            snapshot_sent_bytes.clone(),
+        );
+        r.register_with_unit(
+            "ctxstore_snapshot_received",
+            "Bytes of snapshot files received from other nodes",
+            Unit::Bytes,
+            snapshot_received_bytes.clone(),
+        );
+        r.register_with_unit(
+            "ctxstore_snapshot_send_duration",
+            "Time to ship one snapshot file",
+            Unit::Seconds,
+            snapshot_send_seconds.clone(),
+        );
+        r.register_with_unit(
+            "ctxstore_snapshot_receive_duration",
+            "Time to receive one snapshot file",
+            Unit::Seconds,
+            snapshot_receive_seconds.clone(),
+        );
+        r.register_with_unit(
+            "ctxstore_network_peer_round_trip_time",
+            "From a leader's heartbeat to the follower's answer, by the follower's node",
+            Unit::Seconds,
+            peer_rtt_seconds.clone(),
+        );
+        r.register_with_unit(
+            "ctxstore_rocksdb_pending_compaction",
+            "RocksDB's estimate of bytes compaction still has to rewrite",
+            Unit::Bytes,
+            rocksdb_pending_compaction_bytes.clone(),
+        );
         r.register(
             "ctxstore_shard_has_leader",
             "1 if the local replica of the shard knows a leader",
@@ -162,7 +273,32 @@ impl Metrics {
             rocksdb_used_bytes,
             grpc_handled,
             grpc_seconds,
+            proposals_pending,
+            proposals_failed,
+            apply_seconds,
+            raft_sent,
+            raft_dropped,
+            snapshot_sent_bytes,
+            snapshot_received_bytes,
+            snapshot_send_seconds,
+            snapshot_receive_seconds,
+            peer_rtt_seconds,
+            rocksdb_pending_compaction_bytes,
         }
+    }
+
+    /// Counts a Raft message queued for another node (`sent`) or dropped.
+    pub(crate) fn raft_message(&self, kind: raft::eraftpb::MessageType, sent: bool) {
+        use protobuf::ProtobufEnum as _;
+        let label = MsgType {
+            msg_type: kind.descriptor().name(),
+        };
+        let family = if sent {
+            &self.raft_sent
+        } else {
+            &self.raft_dropped
+        };
+        family.get_or_create(&label).inc();
     }
 
     /// Forgets the scrape-time values of every shard (before they are set again, so

@@ -35,17 +35,24 @@ fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
 }
 
-/// The number of WAL fsyncs observed (the parser folds a histogram's `_count` into
-/// its last bucket).
-fn fsync_count(s: &Scrape) -> f64 {
-    s.samples
+/// The number of observations of histogram `name` (summed over its label sets; the
+/// parser folds a histogram's `_count` into its last bucket), or None if absent.
+fn histogram_count(s: &Scrape, name: &str) -> Option<f64> {
+    let counts: Vec<f64> = s
+        .samples
         .iter()
-        .find(|x| x.metric == "ctxstore_wal_fsync_duration_seconds")
-        .and_then(|x| match &x.value {
+        .filter(|x| x.metric == name)
+        .filter_map(|x| match &x.value {
             Value::Histogram(h) => h.last().map(|b| b.count),
             _ => None,
         })
-        .expect("the fsync histogram")
+        .collect();
+    (!counts.is_empty()).then(|| counts.iter().sum())
+}
+
+/// The number of WAL fsyncs observed.
+fn fsync_count(s: &Scrape) -> f64 {
+    histogram_count(s, "ctxstore_wal_fsync_duration_seconds").expect("the fsync histogram")
 }
 
 /// The sum of the values of `name` over every sample with `labels`, over nodes.
@@ -147,6 +154,42 @@ async fn metrics_parse_and_move_with_the_cluster() {
     )
     .await;
     assert!(puts >= 50.0, "Kv/Put OK counted {puts} times");
+    let appends = total(
+        &cluster,
+        "ctxstore_raft_messages_sent_total",
+        &[("msg_type", "MsgAppend")],
+    )
+    .await;
+    assert!(appends > 0.0, "no MsgAppend counted");
+    let mut rtts = 0.0;
+    for i in 0..3 {
+        let (s, _) = scrape(&cluster, i).await;
+        let applies = histogram_count(&s, "ctxstore_apply_duration_seconds");
+        assert!(
+            applies.is_some_and(|n| n > 0.0),
+            "node {i}: apply rounds {applies:?}"
+        );
+        rtts += histogram_count(&s, "ctxstore_network_peer_round_trip_time_seconds").unwrap_or(0.0);
+        for name in [
+            "ctxstore_proposals_pending",
+            "ctxstore_rocksdb_pending_compaction_bytes",
+            "ctxstore_proposals_failed_total",
+            "ctxstore_snapshot_sent_bytes_total",
+            "ctxstore_snapshot_received_bytes_total",
+        ] {
+            assert!(value(&s, name, &[]).is_some(), "node {i}: {name} missing");
+        }
+        for name in [
+            "ctxstore_snapshot_send_duration_seconds",
+            "ctxstore_snapshot_receive_duration_seconds",
+        ] {
+            assert!(
+                histogram_count(&s, name).is_some(),
+                "node {i}: {name} missing"
+            );
+        }
+    }
+    assert!(rtts > 0.0, "no heartbeat round trip measured");
     let changes = total(
         &cluster,
         "ctxstore_shard_leader_changes_seen_total",

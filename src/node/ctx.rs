@@ -132,6 +132,7 @@ impl NodeCtx {
             addr.clone(),
             addresses.clone(),
             snapshots.clone(),
+            metrics.clone(),
             cancel.clone(),
             tracker.clone(),
         );

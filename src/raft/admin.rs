@@ -244,12 +244,14 @@ impl Peer {
             Ok(cc) => cc,
             Err(e) => {
                 let text = e.to_string();
+                self.ctx.metrics.proposals_failed.inc();
                 reply.fail(e);
                 return Err(Error::Internal(text));
             }
         };
         if let Err(e) = self.raw.propose_conf_change(vec![], cc) {
             let text = e.to_string();
+            self.ctx.metrics.proposals_failed.inc();
             reply.fail(Error::ShardUnavailable {
                 shard: self.shard,
                 reason: format!("membership change dropped: {e}"),
@@ -430,6 +432,7 @@ impl Peer {
             _ => None,
         };
         ShardStatus {
+            pending_proposals: self.proposals.len() as u64,
             writes_per_sec: load.writes_per_sec,
             write_bytes_per_sec: load.write_bytes_per_sec,
             reads_per_sec: load.reads_per_sec,

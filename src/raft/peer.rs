@@ -105,6 +105,8 @@ pub(crate) struct Peer {
     election_timeout: std::time::Duration,
     /// When this replica last asked raft-rs to hand its leadership over.
     pub(crate) transfer_asked: Option<std::time::Instant>,
+    /// Replica → when the last heartbeat to it went out (for the round-trip metric).
+    pub(crate) heartbeats_sent: HashMap<u64, std::time::Instant>,
     /// Follower reads waiting for the next read index this follower asks for.
     pub(crate) pending_follower_reads: ReadWaiters,
     /// Follower read indexes asked of the leader, by context: (tick sent, waiters).
@@ -257,6 +259,7 @@ impl Peer {
                 .tick_interval
                 .saturating_mul(u32::try_from(rc.election_ticks).unwrap_or(u32::MAX)),
             transfer_asked: None,
+            heartbeats_sent: HashMap::new(),
             pending_follower_reads: Vec::new(),
             follower_reads: HashMap::new(),
             contacts: VecDeque::new(),
@@ -398,6 +401,15 @@ impl Peer {
                 if let Err(e) = self.raw.step(*m) {
                     tracing::debug!(shard = %self.shard, error = %e, "dropped raft message");
                 }
+                if header.0 == MessageType::MsgHeartbeatResponse {
+                    if let Some(sent) = self.heartbeats_sent.remove(&header.1) {
+                        self.ctx
+                            .metrics
+                            .peer_rtt_seconds
+                            .get_or_create(&crate::metrics::PeerNode { to: from_node.0 })
+                            .observe(sent.elapsed().as_secs_f64());
+                    }
+                }
                 self.note_leader_contact(header, leader_commit);
                 self.note_follower_ack(header);
             }
@@ -527,10 +539,12 @@ impl Peer {
         reply: Reply,
     ) {
         if !self.is_leader() {
+            self.ctx.metrics.proposals_failed.inc();
             reply.fail(self.not_leader());
             return;
         }
         if let Err(e) = self.raw.propose(context, cmd.encode_to_vec()) {
+            self.ctx.metrics.proposals_failed.inc();
             reply.fail(Error::ShardUnavailable {
                 shard: self.shard,
                 reason: format!("{PROPOSAL_DROPPED}: {e}"),
@@ -618,6 +632,8 @@ impl Peer {
 
     /// Fails everything waiting on this replica.
     pub(crate) fn fail_all(&mut self, err: impl Fn() -> Error) {
+        let failed = self.proposals.len() as u64;
+        self.ctx.metrics.proposals_failed.inc_by(failed);
         for p in self.proposals.drain(..) {
             p.reply.fail(err());
         }

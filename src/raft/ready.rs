@@ -14,7 +14,8 @@ use crate::types::{NodeId, ShardId, META_SHARD};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, Snapshot,
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message,
+    MessageType, Snapshot,
 };
 use raft::{RawNode, ReadState, Ready, StateRole};
 use std::collections::HashMap;
@@ -259,6 +260,8 @@ impl Peer {
             // Proposals may still commit under the new leader, but this replica can
             // no longer vouch for them: the client retries under the same request id.
             let e = self.not_leader();
+            let failed = self.proposals.len() as u64;
+            self.ctx.metrics.proposals_failed.inc_by(failed);
             for p in self.proposals.drain(..) {
                 p.reply.fail(e.clone_routing());
             }
@@ -314,6 +317,9 @@ impl Peer {
                 continue;
             };
             let lineage = (self.desc.split_from, self.desc.split_index);
+            if m.get_msg_type() == MessageType::MsgHeartbeat {
+                self.heartbeats_sent.insert(m.to, std::time::Instant::now());
+            }
             self.ctx.transport.send(
                 self.shard,
                 lineage,
@@ -372,12 +378,17 @@ impl Peer {
         let engine = self.ctx.engine.clone();
         let shard = self.shard;
         let cs = self.raw.store().conf_state().write_to_bytes().err_into()?;
+        let started = std::time::Instant::now();
         let applied = self
             .ctx
             .tracker
             .spawn_blocking(move || apply_round(&engine, shard, &entries, desc, cs))
             .await
             .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
+        self.ctx
+            .metrics
+            .apply_seconds
+            .observe(started.elapsed().as_secs_f64());
         self.desc = applied.desc;
         self.epoch.set(&self.desc);
         self.epoch.set_applied(applied.applied_index);

@@ -106,6 +106,8 @@ pub(crate) struct Transport {
     filter: RwLock<Option<Arc<dyn MessageFilter>>>,
     /// Built snapshot files to ship.
     snapshots: Arc<SnapshotStore>,
+    /// Messages sent and dropped; snapshot bytes and times.
+    metrics: Arc<crate::metrics::Metrics>,
     /// Stops the connection tasks.
     cancel: CancellationToken,
     /// Tracks the connection tasks.
@@ -118,6 +120,7 @@ impl Transport {
         self_addr: String,
         addresses: Arc<AddressBook>,
         snapshots: Arc<SnapshotStore>,
+        metrics: Arc<crate::metrics::Metrics>,
         cancel: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
@@ -128,6 +131,7 @@ impl Transport {
             conns: Mutex::new(HashMap::new()),
             filter: RwLock::new(None),
             snapshots,
+            metrics,
             cancel,
             tracker,
         }
@@ -173,8 +177,10 @@ impl Transport {
         leader_commit: u64,
         events: mpsc::UnboundedSender<PeerEvent>,
     ) {
-        let is_snap = msg.get_msg_type() == MessageType::MsgSnapshot;
+        let kind = msg.get_msg_type();
+        let is_snap = kind == MessageType::MsgSnapshot;
         if !self.allowed(to) {
+            self.metrics.raft_message(kind, false);
             if is_snap {
                 let _ = events.send(PeerEvent::SnapshotSent(msg.to, false));
             }
@@ -198,6 +204,7 @@ impl Transport {
             leader_commit,
         };
         if is_snap {
+            self.metrics.raft_message(kind, true);
             self.send_snapshot(to, to_replica, env, &msg, events);
             return;
         }
@@ -210,6 +217,7 @@ impl Transport {
         };
         match self.delay_to(to) {
             Some(d) => {
+                self.metrics.raft_message(kind, true);
                 self.tracker.spawn(async move {
                     tokio::time::sleep(d).await;
                     let _ = tx.try_send(env);
@@ -217,7 +225,8 @@ impl Transport {
             }
             // A full queue means the node is slow or gone: drop, Raft retries.
             None => {
-                let _ = tx.try_send(env);
+                let queued = tx.try_send(env).is_ok();
+                self.metrics.raft_message(kind, queued);
             }
         }
     }
@@ -257,15 +266,24 @@ impl Transport {
         let addr = self.addresses.get(to);
         let from_addr = self.self_addr.clone();
         let cancel = self.cancel.clone();
+        let metrics = self.metrics.clone();
         self.tracker.spawn(async move {
             let ok = match (file, addr) {
                 (Some(file), Some(addr)) => {
+                    let started = std::time::Instant::now();
+                    let size = file.size;
                     let sent = tokio::select! {
                         _ = cancel.cancelled() => Err("shutting down".to_string()),
                         r = ship_snapshot(addr, from_addr, env, file) => r,
                     };
                     match sent {
-                        Ok(()) => true,
+                        Ok(()) => {
+                            metrics.snapshot_sent_bytes.inc_by(size);
+                            metrics
+                                .snapshot_send_seconds
+                                .observe(started.elapsed().as_secs_f64());
+                            true
+                        }
                         Err(e) => {
                             tracing::warn!(to = %to, error = %e, "snapshot send failed");
                             false

@@ -112,6 +112,7 @@ impl Raft for RaftService {
         if !self.ctx.transport.allowed_from(from) {
             return Err(Status::unavailable("partitioned"));
         }
+        let started = std::time::Instant::now();
         // Spool to a file as the chunks arrive (dropped on any error: the `.tmp` goes).
         let mut spool = self
             .ctx
@@ -149,6 +150,10 @@ impl Raft for RaftService {
             .await
             .map_err(|e| Status::internal(format!("snapshot spool task: {e}")))?
             .map_err(|e| Status::internal(e.to_string()))?;
+        let m = &self.ctx.metrics;
+        m.snapshot_received_bytes.inc_by(file.size);
+        m.snapshot_receive_seconds
+            .observe(started.elapsed().as_secs_f64());
         self.ctx.addresses.insert(from, first.from_addr);
         if !self.ctx.transport.allowed_from(from) {
             return Err(Status::unavailable("partitioned"));

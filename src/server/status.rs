@@ -135,6 +135,12 @@ async fn metrics(State(ctx): State<Arc<NodeCtx>>) -> impl IntoResponse {
         let used = ctx.engine.used_bytes();
         m.rocksdb_used_bytes
             .set(i64::try_from(used).unwrap_or(i64::MAX));
+        let pending = ctx.engine.pending_compaction_bytes();
+        m.rocksdb_pending_compaction_bytes
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        let proposals: u64 = status.shards.iter().map(|s| s.pending_proposals).sum();
+        m.proposals_pending
+            .set(i64::try_from(proposals).unwrap_or(i64::MAX));
         m.encode()
     };
     (

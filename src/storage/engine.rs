@@ -122,6 +122,24 @@ impl Engine {
 
     /// Bytes of the live SST files of every column family plus the memtables: what
     /// the node's data takes (the WAL aside).
+    /// RocksDB's estimate of the bytes compaction still has to rewrite, over every
+    /// column family.
+    pub(crate) fn pending_compaction_bytes(&self) -> u64 {
+        ALL_CFS
+            .iter()
+            .map(|name| {
+                self.db
+                    .property_int_value_cf(
+                        &self.cf(name),
+                        "rocksdb.estimate-pending-compaction-bytes",
+                    )
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
     pub(crate) fn used_bytes(&self) -> u64 {
         ALL_CFS
             .iter()
