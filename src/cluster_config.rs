@@ -29,6 +29,7 @@ pub const DYNAMIC: &[&str] = &[
     "limits.max-messages-per-append",
     "limits.max-blobs-per-checkpoint",
     "context.purge-interval",
+    "context.watch-retain-bytes",
     "raft.log-gc-threshold",
     "raft.log-gc-keep",
     "raft.leader-balance",

@@ -77,7 +77,9 @@ pub(crate) type Round = Arc<Vec<Arc<Change>>>;
 /// The change logs of every replica on a node.
 pub(crate) struct WatchHub {
     logs: Mutex<HashMap<ShardId, ShardLog>>,
-    max_bytes: usize,
+    /// Bytes of changes kept per replica (`context.watch-retain-bytes`; the cluster's
+    /// settings may change it while the node runs).
+    max_bytes: std::sync::atomic::AtomicUsize,
 }
 
 /// What a new watcher gets: the retained changes after its version, then live ones.
@@ -94,8 +96,14 @@ impl WatchHub {
     pub(crate) fn new(max_bytes: usize) -> Self {
         Self {
             logs: Mutex::new(HashMap::new()),
-            max_bytes,
+            max_bytes: std::sync::atomic::AtomicUsize::new(max_bytes),
         }
+    }
+
+    /// Changes how many bytes of changes each replica keeps from the next round on.
+    pub(crate) fn set_max_bytes(&self, max_bytes: usize) {
+        self.max_bytes
+            .store(max_bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn logs(&self) -> MutexGuard<'_, HashMap<ShardId, ShardLog>> {
@@ -141,7 +149,8 @@ impl WatchHub {
         }
         // No receivers is fine: the changes are still retained for resumption.
         let _ = log.tx.send(Arc::new(round));
-        while log.bytes > self.max_bytes {
+        let max_bytes = self.max_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        while log.bytes > max_bytes {
             let Some(old) = log.changes.pop_front() else {
                 break;
             };
@@ -256,6 +265,25 @@ mod tests {
             sub.replay.iter().map(|c| c.version).collect::<Vec<_>>(),
             vec![7, 8]
         );
+    }
+
+    #[test]
+    fn a_lowered_retention_trims_at_the_next_round() {
+        let hub = WatchHub::new(1 << 20);
+        let s = ShardId(3);
+        hub.reset(s, 0);
+        hub.publish(s, vec![ch(1, "a", 500)]);
+        hub.publish(s, vec![ch(2, "b", 500)]);
+        assert_eq!(hub.subscribe(s, Some(0)).unwrap().replay.len(), 2);
+        hub.set_max_bytes(700);
+        hub.publish(s, vec![ch(3, "c", 10)]);
+        assert!(matches!(
+            hub.subscribe(s, Some(0)),
+            Err(Error::WatchCompacted {
+                retained_after: 1,
+                ..
+            })
+        ));
     }
 
     #[tokio::test]

@@ -200,6 +200,9 @@ impl NodeCtx {
             .collect();
         match crate::cluster_config::overlay(&self.base_config, &settings) {
             Ok(cfg) => {
+                self.watch.set_max_bytes(
+                    usize::try_from(cfg.context.watch_retain_bytes).unwrap_or(usize::MAX),
+                );
                 *self.config.write() = Arc::new(cfg);
                 tracing::info!(version = doc.version, "applied the cluster's settings");
             }
