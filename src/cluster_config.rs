@@ -30,6 +30,7 @@ pub const DYNAMIC: &[&str] = &[
     "limits.max-blobs-per-checkpoint",
     "context.purge-interval",
     "context.watch-retain-bytes",
+    "log.level",
     "raft.log-gc-threshold",
     "raft.log-gc-keep",
     "raft.leader-balance",
@@ -361,6 +362,7 @@ mod tests {
                 "split.max-shards-per-node",
                 "",
             ),
+            (change("log.level", "info,[nope"), "log.level", "nope"),
         ];
         for (c, field, why) in cases {
             let e = check_changes(&base(), &doc, std::slice::from_ref(&c)).unwrap_err();

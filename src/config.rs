@@ -40,6 +40,8 @@ pub struct NodeConfig {
     pub pd: PdConfig,
     /// The HTTP status listener (metrics and health probes).
     pub status: StatusConfig,
+    /// Logging.
+    pub log: LogConfig,
     /// With `join`: addresses of running members ("host:port,host:port") this node
     /// reports to, so the placement driver learns of it and fills it with replicas.
     /// Empty: the node waits to be added with `ctxctl member add`.
@@ -61,6 +63,16 @@ pub struct Origins {
     pub file: std::collections::BTreeSet<String>,
     /// Keys a command-line flag set.
     pub flags: std::collections::BTreeSet<String>,
+}
+
+/// Logging (`[log]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LogConfig {
+    /// Filter directives as in `RUST_LOG` (`info,raft=warn`, `debug,ctxstore::raft=trace`);
+    /// empty (the default): `RUST_LOG`, else `info,raft=warn`. A cluster setting
+    /// (`ctxctl config set log.level ...`) changes it without a restart.
+    pub level: String,
 }
 
 /// The status listener (`[status]`): plaintext HTTP serving `/metrics`
@@ -331,6 +343,7 @@ impl Default for NodeConfig {
             split: SplitConfig::default(),
             pd: PdConfig::default(),
             status: StatusConfig::default(),
+            log: LogConfig::default(),
             peers: String::new(),
             read_weight: 100,
             origins: Origins::default(),
@@ -419,6 +432,9 @@ impl NodeConfig {
             l.parse::<std::net::SocketAddr>().map_err(|e| {
                 Error::config("status.listen", format!("`{l}` is not host:port: {e}"))
             })?;
+        }
+        if !self.log.level.is_empty() {
+            crate::logging::check_filter(&self.log.level)?;
         }
         if !(1..=10_000).contains(&self.read_weight) {
             return Err(Error::config(

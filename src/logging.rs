@@ -80,13 +80,51 @@ impl Drop for LogGuard {
     }
 }
 
+/// The installed subscriber's filter, and the directives it started with.
+type FilterHandle = tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+static FILTER: std::sync::OnceLock<(FilterHandle, String)> = std::sync::OnceLock::new();
+
+/// Checks log filter directives (`info,raft=warn`, as in `RUST_LOG`).
+pub fn check_filter(directives: &str) -> Result<()> {
+    EnvFilter::try_new(directives)
+        .map(|_| ())
+        .map_err(|e| Error::config("log.level", format!("`{directives}`: {e}")))
+}
+
+/// Replaces the filter of the subscriber [`init`] installed (`log.level`, which the
+/// cluster's settings may change while the node runs); `""` restores the one it
+/// started with (`RUST_LOG`, else [`DEFAULT_LOG_FILTER`]). Without [`init`] (tests,
+/// embedders with their own subscriber) it changes nothing.
+pub fn set_filter(directives: &str) -> Result<()> {
+    let Some((handle, startup)) = FILTER.get() else {
+        return Ok(());
+    };
+    let wanted = if directives.is_empty() {
+        startup.as_str()
+    } else {
+        directives
+    };
+    let filter = EnvFilter::try_new(wanted)
+        .map_err(|e| Error::config("log.level", format!("`{wanted}`: {e}")))?;
+    handle
+        .reload(filter)
+        .map_err(|e| Error::Internal(format!("reloading the log filter: {e}")))?;
+    tracing::info!(filter = wanted, "log filter changed");
+    Ok(())
+}
+
 /// Installs the process's subscriber, writing to stderr. With an OTLP endpoint it
 /// must run inside a Tokio runtime (the exporter's gRPC channel lives there), and
 /// the guard it returns must live until the process ends.
 pub fn init(opts: &LogOptions) -> Result<LogGuard> {
     use std::io::IsTerminal as _;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let startup = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| EnvFilter::try_new(s).is_ok())
+        .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_string());
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(EnvFilter::new(startup.as_str()));
+    // A second init fails below; the first handle stays.
+    let _ = FILTER.set((handle, startup));
     // Colour codes only for a person at a terminal, never into files or pipes.
     let ansi = std::io::stderr().is_terminal();
     let subscriber = tracing_subscriber::registry().with(filter).with(fmt_layer(

@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("cluster_config", 1),
     ("metrics", 1),
     ("otel", 1),
+    ("logging", 1),
     // 2. storage
     ("storage", 2),
     // 3. state machine (and the leader's load statistics)

@@ -527,13 +527,15 @@ fn node_settings(eps: &str, node: u64) -> BTreeMap<String, (String, String)> {
 ///    names the key; the cluster's version stays 1.
 /// 4. Node 1 lists sources cluster, file, flag and default; `config get` agrees.
 /// 5. `config unset`: every node is back at the default, and a 3 KiB put succeeds.
+/// 6. `config set log.level info,ctxstore=debug`: every process logs that its log
+///    filter changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_config_reaches_every_node_and_refuses_bad_changes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("n1.toml");
     std::fs::write(&file, "[context]\npurge-interval = \"2s\"\n").expect("write config");
     let file = file.display().to_string();
-    let (_procs, addrs) = common::procs::start_cluster_with(dir.path(), 3, false, |i| {
+    let (procs, addrs) = common::procs::start_cluster_with(dir.path(), 3, true, |i| {
         let mut a = vec!["--initial-shards".to_string(), "4".into()];
         if i == 0 {
             a.extend([
@@ -638,6 +640,16 @@ async fn cluster_config_reaches_every_node_and_refuses_bad_changes() {
         .put("cfg-big", vec![b'x'; 3 << 10])
         .await
         .expect("a 3 KiB put once the cluster's limit is unset");
+    // The log filter of every process follows the cluster's `log.level`.
+    let (code, _, err) = ctl(vec!["config", "set", "log.level", "info,ctxstore=debug"]).await;
+    assert_eq!(code, 0, "config set log.level: {err}");
+    wait_for("every node to change its log filter", WAIT, || async {
+        procs
+            .iter()
+            .all(|p| p.log_text().contains("log filter changed"))
+            .then_some(())
+    })
+    .await;
 }
 
 /// Runs `ctxd` with `args` to completion: exit code and stderr.

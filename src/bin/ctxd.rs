@@ -241,6 +241,10 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
             cfg.node_id, cfg.peers
         );
     }
+    if !cfg.log.level.is_empty() {
+        // `[log] level` from the file (the subscriber started with RUST_LOG).
+        ctxstore::logging::set_filter(&cfg.log.level)?;
+    }
     let node = Node::start(cfg).await?;
     eprintln!("ctxd: node {} serving on {}", node.id(), node.addr());
     let mut signals = Signals::new()?;

@@ -200,6 +200,11 @@ impl NodeCtx {
             .collect();
         match crate::cluster_config::overlay(&self.base_config, &settings) {
             Ok(cfg) => {
+                if cfg.log.level != self.config().log.level {
+                    if let Err(e) = crate::logging::set_filter(&cfg.log.level) {
+                        tracing::warn!(error = %e, "cannot change the log filter");
+                    }
+                }
                 self.watch.set_max_bytes(
                     usize::try_from(cfg.context.watch_retain_bytes).unwrap_or(usize::MAX),
                 );
