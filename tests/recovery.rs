@@ -91,6 +91,8 @@ async fn lagging_follower_catches_up_via_snapshot() {
 ///    through stale reads; the cluster keeps taking writes.
 /// 5. Node 4 also replaces node 3 in the meta shard (state shipped by snapshot), leads
 ///    it, and serves a routing table with the new membership and a higher version.
+/// 6. Node 3, no longer in any descriptor, is still refused: the meta shard records
+///    that it ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
     let mut cluster = TestCluster::start(3).await;
@@ -238,6 +240,21 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
         "the table carries shard 1's membership"
     );
     assert!(table.nodes.iter().any(|n| n.node_id == 4));
+    // No descriptor lists node 3 any more, but the meta shard remembers it ran: its
+    // wiped data dir still may not bootstrap a cluster of its own.
+    assert!(table
+        .shards
+        .iter()
+        .filter_map(|r| r.descriptor.as_ref())
+        .all(|d| d.replicas.iter().all(|r| r.node_id != 3)));
+    match cluster.try_restart(victim).await {
+        Err(Error::Config { field, reason }) => {
+            assert_eq!(field, "data-dir");
+            assert!(reason.contains("meta shard"), "{reason}");
+        }
+        Ok(_) => panic!("a wiped node with no replica left must not bootstrap again"),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
     node4.shutdown().await;
     cluster.shutdown().await;
 }

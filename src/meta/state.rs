@@ -306,16 +306,20 @@ pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
     let mut bump = false;
     if hb.node_id != 0 && !hb.addr.is_empty() {
         match state.nodes.iter_mut().find(|n| n.node_id == hb.node_id) {
-            Some(n) if n.addr != hb.addr => {
-                n.addr = hb.addr.clone();
-                bump = true;
+            Some(n) => {
+                if n.addr != hb.addr {
+                    n.addr = hb.addr.clone();
+                    bump = true;
+                }
+                // Recorded once; the node must never bootstrap again.
+                n.has_run = true;
             }
-            Some(_) => {}
             None => {
                 state.nodes.push(NodeInfo {
                     node_id: hb.node_id,
                     addr: hb.addr.clone(),
                     state: NodeState::Unknown as i32,
+                    has_run: true,
                     ..Default::default()
                 });
                 state.nodes.sort_by_key(|n| n.node_id);

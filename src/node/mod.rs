@@ -313,9 +313,39 @@ impl Node {
                     ),
                 ));
             }
+            // Its replicas may all have moved away meanwhile (a drain, or the
+            // placement driver replacing a node down for long): the meta shard still
+            // remembers that it ran.
+            if query_routing_table(addr)
+                .await
+                .is_some_and(|t| t.nodes.iter().any(|n| n.node_id == me.0 && n.has_run))
+            {
+                return Err(Error::config(
+                    "data-dir",
+                    format!(
+                        "the data dir is empty but node {me} already ran in this cluster (the meta shard, asked through node {id}, records it). \
+                         Its Raft vote and log were lost, so it must not bootstrap again under its old identity. \
+                         Start it with a new --node-id and --join --peers {addr} (the placement driver fills it), \
+                         and retire the old id with `ctxctl --endpoints {addr} node drain {me}` then `node remove {me}`"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
+}
+
+async fn query_routing_table(addr: &str) -> Option<crate::proto::RoutingTable> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(1));
+    let ch = ep.connect().await.ok()?;
+    ClusterClient::new(ch)
+        .get_routing_table(crate::proto::RoutingTableRequest {})
+        .await
+        .ok()
+        .map(|r| r.into_inner())
 }
 
 /// Runs RocksDB work off the async worker threads (DESIGN §3); replicas spawned inside
