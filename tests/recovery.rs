@@ -258,3 +258,80 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
     node4.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// A replica created on a node by a message sent before its removal, delivered after
+/// it (a queue flushed when a node comes back), never gets a snapshot; the meta
+/// shard's descriptor, which already reflects the removal, makes the node drop it.
+///
+/// 1. 3 nodes; node 4 joins with `--join --peers` (it reports to the meta shard).
+/// 2. Raft messages to node 4 are held for 2 s. Add node 4 to shard 1 (in the
+///    background: it cannot catch up), then remove it; the descriptor no longer
+///    lists it.
+/// 3. The held messages arrive: node 4 creates an empty replica of shard 1.
+/// 4. Node 4 drops that replica (it is not in the meta shard's descriptor, whose
+///    `next_replica_id` is above its id), and the shard keeps its three replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_created_after_its_removal_is_collected() {
+    use ctxstore::{MessageFilter, NodeId};
+    use std::time::Duration;
+    struct Hold;
+    impl MessageFilter for Hold {
+        fn allow(&self, _: NodeId, _: NodeId) -> bool {
+            true
+        }
+        fn delay(&self, _: NodeId, to: NodeId) -> Option<Duration> {
+            (to == NodeId(4)).then_some(Duration::from_secs(2))
+        }
+    }
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let client = cluster.client().await;
+    client.put("k", "v").await.expect("put");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let mut cfg = NodeConfig {
+        node_id: 4,
+        listen: addr.clone(),
+        data_dir: cluster.dir.path().join("node4"),
+        join: true,
+        peers: cluster.addrs().join(","),
+        ..Default::default()
+    };
+    fast_config(&mut cfg);
+    let node4 = Node::start_with_listener(cfg, listener)
+        .await
+        .expect("node 4 starts");
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(Some(std::sync::Arc::new(Hold)));
+    }
+    let adder = {
+        let (client, addr) = (client.clone(), addr.clone());
+        tokio::spawn(async move { client.add_member(4, &addr).await })
+    };
+    wait_for("node 4 to be added to shard 1", WAIT, || async {
+        let s = cluster.status(cluster.wait_leader().await).await;
+        let d = common::shard1(&s).descriptor.clone()?;
+        d.replicas.iter().any(|r| r.node_id == 4).then_some(())
+    })
+    .await;
+    let d = client.remove_member(4).await.expect("remove node 4");
+    assert!(d.replicas.iter().all(|r| r.node_id != 4));
+    adder.abort();
+    wait_for(
+        "the held messages to create a replica on node 4",
+        WAIT,
+        || async { common::shard(&node4.status().await, 1).map(|_| ()) },
+    )
+    .await;
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(None);
+    }
+    wait_for("node 4 to drop its stale replica", WAIT, || async {
+        common::shard(&node4.status().await, 1)
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    node4.shutdown().await;
+    cluster.shutdown().await;
+}

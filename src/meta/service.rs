@@ -636,6 +636,7 @@ async fn gc_stale_replicas(ctx: &NodeCtx, table: &RoutingTable) {
         let msg = PeerMsg::Gc {
             conf_ver: d.conf_ver,
             replicas: d.replicas.iter().map(|r| r.replica_id).collect(),
+            next_replica_id: d.next_replica_id,
         };
         let _ = peer.send(msg).await;
     }

@@ -93,6 +93,9 @@ pub(crate) enum PeerMsg {
         conf_ver: u64,
         /// The replica ids at that `conf_ver`.
         replicas: Vec<u64>,
+        /// The descriptor's `next_replica_id`: every id below it was allocated by a
+        /// membership change that descriptor already reflects.
+        next_replica_id: u64,
     },
 }
 

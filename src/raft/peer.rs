@@ -450,14 +450,26 @@ impl Peer {
                     tracing::debug!(shard = %self.shard, error = %e, "campaign refused");
                 }
             }
-            PeerMsg::Gc { conf_ver, replicas } => {
-                // Only an initialized replica with an older membership: a replica
-                // still waiting for its first snapshot knows no membership yet.
+            PeerMsg::Gc {
+                conf_ver,
+                replicas,
+                next_replica_id,
+            } => {
+                // An initialized replica is stale when the meta shard's membership is
+                // newer than its own and does not list it. One still waiting for its
+                // first snapshot knows no membership yet: it is stale only if the
+                // meta shard's descriptor already reflects the change that allocated
+                // its id (ids are never reused) and does not list it. Such a replica
+                // is created by a message queued for a node before its replica was
+                // removed and delivered after the node restarted; no leader ever
+                // sends it a snapshot.
                 let initialized = self.desc.conf_ver > 0 && self.applied_index > 0;
-                if initialized
-                    && self.desc.conf_ver < conf_ver
-                    && !replicas.contains(&self.replica_id.0)
-                {
+                let newer = if initialized {
+                    self.desc.conf_ver < conf_ver
+                } else {
+                    self.replica_id.0 < next_replica_id
+                };
+                if newer && !replicas.contains(&self.replica_id.0) {
                     tracing::info!(
                         shard = %self.shard,
                         replica = %self.replica_id,
