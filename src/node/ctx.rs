@@ -384,12 +384,30 @@ impl NodeCtx {
             }
         }
         shards.sort_by_key(|s| s.descriptor.as_ref().map_or(0, |d| d.shard_id));
+        let ran = |nodes: &[crate::proto::NodeInfo]| -> Vec<u64> {
+            nodes
+                .iter()
+                .filter(|n| n.has_run)
+                .map(|n| n.node_id)
+                .collect()
+        };
+        let nodes_that_ran = match self.meta.state() {
+            Some(state) => ran(&state.nodes),
+            None => self
+                .meta
+                .cached
+                .read()
+                .as_ref()
+                .map(|t| ran(&t.nodes))
+                .unwrap_or_default(),
+        };
         StatusResponse {
             node_id: self.node_id.0,
             addr: self.addr.clone(),
             bootstrapped: !shards.is_empty(),
             shards,
             wal_syncs: self.writer.syncs(),
+            nodes_that_ran,
         }
     }
 }

@@ -315,11 +315,9 @@ impl Node {
             }
             // Its replicas may all have moved away meanwhile (a drain, or the
             // placement driver replacing a node down for long): the meta shard still
-            // remembers that it ran.
-            if query_routing_table(addr)
-                .await
-                .is_some_and(|t| t.nodes.iter().any(|n| n.node_id == me.0 && n.has_run))
-            {
+            // remembers that it ran (read from the peer's own meta state: no leader
+            // needed).
+            if status.nodes_that_ran.contains(&me.0) {
                 return Err(Error::config(
                     "data-dir",
                     format!(
@@ -333,19 +331,6 @@ impl Node {
         }
         Ok(())
     }
-}
-
-async fn query_routing_table(addr: &str) -> Option<crate::proto::RoutingTable> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(1));
-    let ch = ep.connect().await.ok()?;
-    ClusterClient::new(ch)
-        .get_routing_table(crate::proto::RoutingTableRequest {})
-        .await
-        .ok()
-        .map(|r| r.into_inner())
 }
 
 /// Runs RocksDB work off the async worker threads (DESIGN §3); replicas spawned inside

@@ -200,6 +200,17 @@ impl From<Status> for Error {
                 Code::Unavailable | Code::Unknown | Code::Cancelled if s.details().is_empty() => {
                     Error::Transport(s.message().to_string())
                 }
+                // A connection that broke under a request in flight (the server
+                // process stopping, a reset stream) surfaces as Internal, made on
+                // this side from the HTTP/2 error: a server's own Internal comes off
+                // the wire, without a source.
+                Code::Internal
+                    if s.details().is_empty()
+                        && (std::error::Error::source(&s).is_some()
+                            || s.message().starts_with("h2 protocol error")) =>
+                {
+                    Error::Transport(s.message().to_string())
+                }
                 code => Error::Rpc {
                     code,
                     message: s.message().to_string(),
@@ -212,6 +223,20 @@ impl From<Status> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_connection_is_a_transport_error_and_a_server_internal_is_not() {
+        let broken = Status::internal("h2 protocol error: http2 error");
+        assert!(matches!(Error::from(broken), Error::Transport(_)));
+        let from_server = Status::internal("a bug");
+        assert!(matches!(
+            Error::from(from_server),
+            Error::Rpc {
+                code: Code::Internal,
+                ..
+            }
+        ));
+    }
 
     #[test]
     fn typed_errors_round_trip() {
