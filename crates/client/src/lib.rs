@@ -838,8 +838,25 @@ impl Client {
         Fut: Future<Output = Result<T>>,
     {
         let mut rounds = 0;
+        let mut backoff =
+            Backoff::new(Duration::from_millis(10), Duration::from_millis(500)).jittered();
+        let deadline = tokio::time::Instant::now() + self.inner.opts.timeout;
         loop {
             let shards = self.shards().await;
+            if shards.is_empty() {
+                // No routing table yet (none could be fetched): an empty answer here
+                // would read as "no keys".
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::ShardUnavailable {
+                        shard: ShardId(0),
+                        reason: "no data shard known: the routing table could not be fetched"
+                            .into(),
+                    });
+                }
+                backoff.sleep_until_at_most(deadline).await;
+                self.refresh_routing().await;
+                continue;
+            }
             let answers = futures::future::join_all(shards.iter().map(|s| part(*s))).await;
             match answers.into_iter().collect::<Result<Vec<T>>>() {
                 Err(Error::StaleEpoch { .. }) if rounds < 8 => rounds += 1,
