@@ -602,6 +602,46 @@ async fn malformed_read_modes_are_refused_by_name() {
     cluster.shutdown().await;
 }
 
+/// Cuts node `old` (the leader when `k` was written at `v1`) off from the others'
+/// Raft traffic, writes `k` again through them, and until `old` stops answering as
+/// leader checks that every leader-mode read it serves returns the new version.
+async fn cut_off_and_check_no_stale_read(cluster: TestCluster, old: usize, v1: u64) {
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(Some(Arc::new(Isolate(NodeId(old as u64 + 1)))));
+    }
+    let others: Vec<String> = (0..3)
+        .filter(|i| *i != old)
+        .map(|i| cluster.addrs()[i].clone())
+        .collect();
+    let majority = Client::connect(&others).await.expect("client");
+    let v2 = majority
+        .put("k", "v2")
+        .await
+        .expect("put on the majority")
+        .version;
+    assert!(v2 > v1);
+    let served = std::sync::atomic::AtomicU32::new(0);
+    wait_for("the old leader to stop serving", WAIT, || async {
+        match get_at(&cluster, old, "k", WireMode::Leader, 0, 0).await {
+            Ok(got) => {
+                assert_eq!(got, Some(v2), "the old leader served a stale read");
+                served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                None
+            }
+            Err(_) => Some(()),
+        }
+    })
+    .await;
+    eprintln!(
+        "reads the old leader answered after the new write: {}",
+        served.into_inner()
+    );
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(None);
+    }
+    cluster.shutdown().await;
+}
+
 /// With lease reads, a leader cut off from its followers never serves a read older
 /// than a write the new leader acknowledged.
 ///
@@ -623,40 +663,7 @@ async fn an_isolated_leader_serves_no_stale_lease_read() {
             .expect("read"),
         Some(v1)
     );
-    for n in cluster.nodes.iter().flatten() {
-        n.set_message_filter(Some(Arc::new(Isolate(NodeId(old as u64 + 1)))));
-    }
-    let others: Vec<String> = (0..3)
-        .filter(|i| *i != old)
-        .map(|i| cluster.addrs()[i].clone())
-        .collect();
-    let majority = Client::connect(&others).await.expect("client");
-    let v2 = majority
-        .put("k", "v2")
-        .await
-        .expect("put on the majority")
-        .version;
-    assert!(v2 > v1);
-    let served = std::sync::atomic::AtomicU32::new(0);
-    wait_for("the isolated leader to stop serving", WAIT, || async {
-        match get_at(&cluster, old, "k", WireMode::Leader, 0, 0).await {
-            Ok(got) => {
-                assert_eq!(got, Some(v2), "the isolated old leader served a stale read");
-                served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                None
-            }
-            Err(_) => Some(()),
-        }
-    })
-    .await;
-    eprintln!(
-        "reads the isolated old leader answered after the new write: {}",
-        served.into_inner()
-    );
-    for n in cluster.nodes.iter().flatten() {
-        n.set_message_filter(None);
-    }
-    cluster.shutdown().await;
+    cut_off_and_check_no_stale_read(cluster, old, v1).await;
 }
 
 /// With lease reads, a leader that handed its leadership over and was cut off before
@@ -692,37 +699,5 @@ async fn a_leader_that_transferred_serves_no_stale_lease_read() {
         })
         .await
         .expect("transfer");
-    for n in cluster.nodes.iter().flatten() {
-        n.set_message_filter(Some(Arc::new(Isolate(NodeId(old as u64 + 1)))));
-    }
-    let others: Vec<String> = (0..3)
-        .filter(|i| *i != old)
-        .map(|i| cluster.addrs()[i].clone())
-        .collect();
-    let majority = Client::connect(&others).await.expect("client");
-    let v2 = majority
-        .put("k", "v2")
-        .await
-        .expect("put on the majority")
-        .version;
-    let served = std::sync::atomic::AtomicU32::new(0);
-    wait_for("the old leader to stop serving", WAIT, || async {
-        match get_at(&cluster, old, "k", WireMode::Leader, 0, 0).await {
-            Ok(got) => {
-                assert_eq!(got, Some(v2), "the old leader served a stale read");
-                served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                None
-            }
-            Err(_) => Some(()),
-        }
-    })
-    .await;
-    eprintln!(
-        "reads the old leader answered after the new write: {}",
-        served.into_inner()
-    );
-    for n in cluster.nodes.iter().flatten() {
-        n.set_message_filter(None);
-    }
-    cluster.shutdown().await;
+    cut_off_and_check_no_stale_read(cluster, old, v1).await;
 }

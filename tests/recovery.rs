@@ -80,6 +80,26 @@ async fn lagging_follower_catches_up_via_snapshot() {
     cluster.shutdown().await;
 }
 
+/// Starts node 4 with `join` on a port the OS picks (`peers`: running members it
+/// reports to; empty: it waits for `member add`); the node and its address.
+async fn start_node4(cluster: &TestCluster, peers: &str) -> (Node, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let mut cfg = NodeConfig {
+        node_id: 4,
+        listen: addr.clone(),
+        data_dir: cluster.dir.path().join("node4"),
+        join: true,
+        peers: peers.to_string(),
+        ..Default::default()
+    };
+    fast_config(&mut cfg);
+    let node = Node::start_with_listener(cfg, listener)
+        .await
+        .expect("node 4 starts");
+    (node, addr)
+}
+
 /// A node whose data dir was wiped is refused, then rejoins as a new replica.
 ///
 /// 1. Start 3 nodes, write keys, wait until all replicas applied them (so every
@@ -131,20 +151,8 @@ async fn wiped_node_is_refused_then_rejoins_as_new_replica() {
     }
     let d = client.remove_member(3).await.expect("remove node 3");
     assert!(d.replicas.iter().all(|r| r.node_id != 3));
-    // A fresh node with a new id joins.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let mut cfg = NodeConfig {
-        node_id: 4,
-        listen: addr.clone(),
-        data_dir: cluster.dir.path().join("node4"),
-        join: true,
-        ..Default::default()
-    };
-    fast_config(&mut cfg);
-    let node4 = Node::start_with_listener(cfg, listener)
-        .await
-        .expect("node 4 starts");
+    // A fresh node with a new id joins (waiting to be added).
+    let (node4, addr) = start_node4(&cluster, "").await;
     let r = client.add_member(4, &addr).await.expect("add node 4");
     let rep = r.replica.expect("replica");
     assert!(
@@ -287,20 +295,7 @@ async fn a_replica_created_after_its_removal_is_collected() {
     cluster.wait_all_leaders().await;
     let client = cluster.client().await;
     client.put("k", "v").await.expect("put");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let mut cfg = NodeConfig {
-        node_id: 4,
-        listen: addr.clone(),
-        data_dir: cluster.dir.path().join("node4"),
-        join: true,
-        peers: cluster.addrs().join(","),
-        ..Default::default()
-    };
-    fast_config(&mut cfg);
-    let node4 = Node::start_with_listener(cfg, listener)
-        .await
-        .expect("node 4 starts");
+    let (node4, addr) = start_node4(&cluster, &cluster.addrs().join(",")).await;
     for n in cluster.nodes.iter().flatten() {
         n.set_message_filter(Some(std::sync::Arc::new(Hold)));
     }

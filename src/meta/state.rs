@@ -29,6 +29,35 @@ pub(crate) fn bootstrap_replica_id(shard: ShardId, node: NodeId) -> u64 {
     }
 }
 
+/// A descriptor of `shard` with one voter on each `placed` node (bootstrap replica
+/// ids, the first the preferred leader), at `(conf_ver, ring_ver)`, owning `arcs`.
+pub(crate) fn bootstrap_descriptor(
+    shard: ShardId,
+    placed: &[(NodeId, &String)],
+    (conf_ver, ring_ver): (u64, u64),
+    arcs: Vec<HashRange>,
+) -> ShardDescriptor {
+    let replicas: Vec<Replica> = placed
+        .iter()
+        .map(|(n, addr)| Replica {
+            replica_id: bootstrap_replica_id(shard, *n),
+            node_id: n.0,
+            addr: (*addr).clone(),
+            role: ReplicaRole::Voter as i32,
+            started: false,
+        })
+        .collect();
+    ShardDescriptor {
+        shard_id: shard.0,
+        next_replica_id: replicas.iter().map(|r| r.replica_id).max().unwrap_or(0) + 1,
+        replicas,
+        conf_ver,
+        ring_ver,
+        arcs,
+        ..Default::default()
+    }
+}
+
 /// The descriptors of a brand-new cluster, meta shard first: shard 0 on the first
 /// (up to) three members, data shard `s` on up to 3 consecutive members starting at
 /// member `s - 1` (round-robin), owning the `s`-th of `shards` equal contiguous arcs
@@ -45,25 +74,7 @@ pub(crate) fn initial_descriptors(
     let arcs = ranges::even_arcs(shards);
     let per_shard = nodes.len().min(3);
     let describe = |shard: ShardId, placed: Vec<(NodeId, &String)>, arcs: Vec<HashRange>| {
-        let replicas: Vec<Replica> = placed
-            .iter()
-            .map(|(n, addr)| Replica {
-                replica_id: bootstrap_replica_id(shard, *n),
-                node_id: n.0,
-                addr: (*addr).clone(),
-                role: ReplicaRole::Voter as i32,
-                started: false,
-            })
-            .collect();
-        ShardDescriptor {
-            shard_id: shard.0,
-            next_replica_id: replicas.iter().map(|r| r.replica_id).max().unwrap_or(0) + 1,
-            replicas,
-            conf_ver: 1,
-            ring_ver: 1,
-            arcs,
-            ..Default::default()
-        }
+        bootstrap_descriptor(shard, &placed, (1, 1), arcs)
     };
     let mut out = vec![describe(
         META_SHARD,

@@ -218,6 +218,41 @@ pub(crate) fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
 /// Writes the initial state of every shard this node hosts (the meta shard 0 and the
 /// data shards, placed by `meta::state::initial_descriptors`) and starts their
 /// replicas. Each shard's first replica campaigns at once, spreading leaders.
+/// Adds a new replica's whole state to `batch`: its Raft state, apply state and
+/// descriptor, and for the meta shard the meta state (bootstrap and restore).
+pub(crate) fn put_replica_state(
+    engine: &Engine,
+    batch: &mut rocksdb::WriteBatch,
+    storage: &PeerStorage,
+    apply: &ApplyState,
+    desc: &ShardDescriptor,
+    meta: Option<&MetaState>,
+) {
+    let shard = ShardId(desc.shard_id);
+    batch.put_cf(
+        engine.cf(keys::CF_RAFT),
+        keys::raft_state_key(shard),
+        storage.local_state().encode_to_vec(),
+    );
+    batch.put_cf(
+        engine.cf(keys::CF_META),
+        keys::apply_state_key(shard),
+        apply.encode_to_vec(),
+    );
+    batch.put_cf(
+        engine.cf(keys::CF_META),
+        keys::desc_key(shard),
+        desc.encode_to_vec(),
+    );
+    if let Some(state) = meta {
+        batch.put_cf(
+            engine.cf(keys::CF_META),
+            keys::meta_state_key(),
+            state.encode_to_vec(),
+        );
+    }
+}
+
 pub(crate) fn bootstrap(ctx: &Arc<NodeCtx>, members: &BTreeMap<NodeId, String>) -> Result<()> {
     let shards = ctx.config().initial_shards;
     let descriptors = crate::meta::state::initial_descriptors(members, shards);
@@ -239,28 +274,10 @@ pub(crate) fn bootstrap(ctx: &Arc<NodeCtx>, members: &BTreeMap<NodeId, String>) 
             applied_term: INIT_TERM,
             conf_state: cs.write_to_bytes().err_into()?.into(),
         };
-        batch.put_cf(
-            engine.cf(keys::CF_RAFT),
-            keys::raft_state_key(shard),
-            storage.local_state().encode_to_vec(),
-        );
-        batch.put_cf(
-            engine.cf(keys::CF_META),
-            keys::apply_state_key(shard),
-            apply.encode_to_vec(),
-        );
-        batch.put_cf(
-            engine.cf(keys::CF_META),
-            keys::desc_key(shard),
-            desc.encode_to_vec(),
-        );
-        if shard == META_SHARD {
-            let state = crate::meta::state::initial_state(members, &descriptors);
-            batch.put_cf(
-                engine.cf(keys::CF_META),
-                keys::meta_state_key(),
-                state.encode_to_vec(),
-            );
+        let state =
+            (shard == META_SHARD).then(|| crate::meta::state::initial_state(members, &descriptors));
+        put_replica_state(engine, &mut batch, &storage, &apply, desc, state.as_ref());
+        if let Some(state) = state {
             ctx.meta.set_state(state);
         }
         let preferred = desc.replicas.first().map(|r| r.replica_id) == Some(me.0);

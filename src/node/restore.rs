@@ -20,13 +20,11 @@
 
 use crate::config::NodeConfig;
 use crate::error::{ErrInto, Error, Result};
-use crate::keys;
-use crate::proto::{ApplyState, MetaState, Replica, ReplicaRole, ShardDescriptor};
+use crate::proto::{ApplyState, MetaState, ShardDescriptor};
 use crate::storage::snapshot::{self, SnapshotFile};
 use crate::storage::{Engine, PeerStorage};
 use crate::types::{NodeId, ShardId, META_SHARD};
 use ctxstore_api::backup::{Manifest, ShardFile};
-use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::ConfState;
 use std::collections::BTreeMap;
@@ -125,28 +123,8 @@ pub fn restore(cfg: &NodeConfig, from: &Path, bump_index: u64) -> Result<Restore
             conf_state: cs.write_to_bytes().err_into()?.into(),
         };
         let mut batch = rocksdb::WriteBatch::default();
-        batch.put_cf(
-            engine.cf(keys::CF_RAFT),
-            keys::raft_state_key(shard),
-            storage.local_state().encode_to_vec(),
-        );
-        batch.put_cf(
-            engine.cf(keys::CF_META),
-            keys::apply_state_key(shard),
-            apply.encode_to_vec(),
-        );
-        batch.put_cf(
-            engine.cf(keys::CF_META),
-            keys::desc_key(shard),
-            desc.encode_to_vec(),
-        );
-        if shard == META_SHARD {
-            batch.put_cf(
-                engine.cf(keys::CF_META),
-                keys::meta_state_key(),
-                meta.encode_to_vec(),
-            );
-        }
+        let meta = (shard == META_SHARD).then_some(&meta);
+        crate::node::replicas::put_replica_state(&engine, &mut batch, &storage, &apply, desc, meta);
         engine.write_sync(batch)?;
         report.hosted.push(shard.0);
     }
@@ -184,27 +162,15 @@ fn place(
                 data_rank += 1;
                 data_rank - 1
             };
-            let replicas: Vec<Replica> = (0..per_shard)
-                .map(|j| {
-                    let (node, addr) = nodes[(start + j) % nodes.len()];
-                    Replica {
-                        replica_id: crate::meta::state::bootstrap_replica_id(shard, node),
-                        node_id: node.0,
-                        addr: addr.clone(),
-                        role: ReplicaRole::Voter as i32,
-                        started: false,
-                    }
-                })
+            let placed: Vec<(NodeId, &String)> = (0..per_shard)
+                .map(|j| nodes[(start + j) % nodes.len()])
                 .collect();
-            ShardDescriptor {
-                shard_id: shard.0,
-                next_replica_id: replicas.iter().map(|r| r.replica_id).max().unwrap_or(0) + 1,
-                replicas,
-                conf_ver: old.conf_ver + 1,
-                ring_ver: old.ring_ver,
-                arcs: old.arcs.clone(),
-                ..Default::default()
-            }
+            crate::meta::state::bootstrap_descriptor(
+                shard,
+                &placed,
+                (old.conf_ver + 1, old.ring_ver),
+                old.arcs.clone(),
+            )
         })
         .collect()
 }
