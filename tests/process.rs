@@ -559,6 +559,7 @@ async fn cluster_config_reaches_every_node_and_refuses_bad_changes() {
                 .expect("ctxctl")
         }
     };
+    let set_at = std::time::Instant::now();
     let (code, out, err) = ctl(vec!["config", "set", "limits.max-value-size", "2KiB"]).await;
     assert_eq!(code, 0, "config set: {out}{err}");
     let everywhere = |want: &'static str, source: &'static str| {
@@ -582,6 +583,10 @@ async fn cluster_config_reaches_every_node_and_refuses_bad_changes() {
         }
     };
     everywhere("2048", "cluster").await;
+    eprintln!(
+        "config set -> every node reports the value: {:?}",
+        set_at.elapsed()
+    );
     for i in 0..8 {
         let key = format!("cfg-{i}");
         match client.put(key.clone(), vec![b'x'; 3 << 10]).await {
