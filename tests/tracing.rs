@@ -282,7 +282,13 @@ async fn the_client_sends_one_trace_per_call_across_its_retries() {
     let old = cluster.wait_leader().await;
     let client = cluster.client().await;
     client.put("retried", "1").await.expect("first put");
-    let (shard, believed) = client.route(b"retried").await;
+    // The client learns the routing table on its first call; a loaded machine can
+    // make that fetch time out, and the next call tries again.
+    let (shard, believed) = wait_for("the client to know shard 1", WAIT, || async {
+        let (shard, believed) = client.route(b"retried").await;
+        (shard == 1).then_some((shard, believed))
+    })
+    .await;
     assert_eq!(shard, 1);
     assert_eq!(believed.as_deref(), Some(cluster.addrs()[old].as_str()));
 

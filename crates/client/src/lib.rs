@@ -122,6 +122,9 @@ enum Route {
     Shard(u64),
 }
 
+/// How long one node may take to answer a routing-table request.
+const ROUTING_FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// What a call does, for the retry rules.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Call {
@@ -272,8 +275,10 @@ impl Client {
         let mut answers = Vec::new();
         for a in &addrs {
             let Ok(ch) = self.channel(a) else { continue };
+            // A node asks the meta leader (one hop): on a loaded machine that can take
+            // over a second, and a client without a table routes every key to shard 0.
             let answer = tokio::time::timeout(
-                Duration::from_secs(1),
+                ROUTING_FETCH_TIMEOUT,
                 ClusterClient::new(ch).get_routing_table(RoutingTableRequest {}),
             )
             .await;
