@@ -353,6 +353,13 @@ pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
         if !from_its_leader {
             continue;
         }
+        // A replica its leader records as started has persisted entries: its node
+        // ran, even if it never got a heartbeat through before it stopped.
+        for r in desc.replicas.iter().filter(|r| r.started) {
+            if let Some(n) = state.nodes.iter_mut().find(|n| n.node_id == r.node_id) {
+                n.has_run = true;
+            }
+        }
         let known = state.shards.iter().any(|s| {
             s.descriptor
                 .as_ref()

@@ -341,11 +341,14 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::Internal(format!("blocking task: {e}")))?
 }
 
+/// A peer's status for the lost-data guard. A peer that does not listen refuses the
+/// connection at once (a new cluster whose members start one by one); one that is
+/// merely slow (a loaded machine) gets seconds, not a timeout that lets the guard pass.
 async fn query_status(addr: &str) -> Option<StatusResponse> {
     let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .ok()?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(1));
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10));
     let ch = ep.connect().await.ok()?;
     let mut c = ClusterClient::new(ch);
     c.status(StatusRequest::default())
