@@ -602,6 +602,22 @@ async fn malformed_read_modes_are_refused_by_name() {
     cluster.shutdown().await;
 }
 
+/// 3 nodes with lease reads; `k` written at v1 and read back at the leader (by its
+/// lease): the cluster, the leader's index and v1.
+async fn lease_cluster_with_k() -> (TestCluster, usize, u64) {
+    let cluster = TestCluster::start_with(3, |c| c.raft.lease_reads = true).await;
+    let client = cluster.client().await;
+    let old = cluster.wait_leader().await;
+    let v1 = client.put("k", "v1").await.expect("put").version;
+    assert_eq!(
+        get_at(&cluster, old, "k", WireMode::Leader, 0, 0)
+            .await
+            .expect("read"),
+        Some(v1)
+    );
+    (cluster, old, v1)
+}
+
 /// Cuts node `old` (the leader when `k` was written at `v1`) off from the others'
 /// Raft traffic, writes `k` again through them, and until `old` stops answering as
 /// leader checks that every leader-mode read it serves returns the new version.
@@ -652,17 +668,7 @@ async fn cut_off_and_check_no_stale_read(cluster: TestCluster, old: usize, v1: u
 ///    v2 or an error — never v1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_serves_no_stale_lease_read() {
-    let cluster = TestCluster::start_with(3, |c| c.raft.lease_reads = true).await;
-    let client = cluster.client().await;
-    let old = cluster.wait_leader().await;
-    let v1 = client.put("k", "v1").await.expect("put").version;
-    // L answers by lease now.
-    assert_eq!(
-        get_at(&cluster, old, "k", WireMode::Leader, 0, 0)
-            .await
-            .expect("read"),
-        Some(v1)
-    );
+    let (cluster, old, v1) = lease_cluster_with_k().await;
     cut_off_and_check_no_stale_read(cluster, old, v1).await;
 }
 
@@ -678,17 +684,8 @@ async fn an_isolated_leader_serves_no_stale_lease_read() {
 async fn a_leader_that_transferred_serves_no_stale_lease_read() {
     use ctxstore::proto::cluster_client::ClusterClient;
     use ctxstore::proto::TransferLeaderRequest;
-    let cluster = TestCluster::start_with(3, |c| c.raft.lease_reads = true).await;
-    let client = cluster.client().await;
-    let old = cluster.wait_leader().await;
+    let (cluster, old, v1) = lease_cluster_with_k().await;
     let to = (old + 1) % 3;
-    let v1 = client.put("k", "v1").await.expect("put").version;
-    assert_eq!(
-        get_at(&cluster, old, "k", WireMode::Leader, 0, 0)
-            .await
-            .expect("read"),
-        Some(v1)
-    );
     let mut admin = ClusterClient::connect(format!("http://{}", cluster.addrs()[old]))
         .await
         .expect("connect");
