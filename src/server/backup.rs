@@ -42,24 +42,19 @@ pub(crate) async fn backup_shard(
     }
     let built = {
         let ctx = ctx.clone();
-        tokio::task::spawn_blocking(move || -> Result<_> {
-            let built = snapshot::build(&ctx.engine, &ctx.snapshots, shard)?;
-            let summary = snapshot::summarize(&built.file, shard)?;
-            Ok((built, summary))
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("backup task: {e}")))??
+        tokio::task::spawn_blocking(move || snapshot::build(&ctx.engine, &ctx.snapshots, shard))
+            .await
+            .map_err(|e| Error::Internal(format!("backup task: {e}")))??
     };
-    let (built, summary) = built;
     let info = BackupShardInfo {
         shard_id: shard.0,
         applied_index: built.apply_state.applied_index,
         applied_term: built.apply_state.applied_term,
         size: built.file.size,
         xxh3: built.file.checksum,
-        keys: summary.keys,
-        data_digest: summary.data_digest,
-        descriptor: summary.header.descriptor,
+        keys: built.keys,
+        data_digest: built.data_digest,
+        descriptor: Some(built.descriptor.clone()),
     };
     tracing::info!(%shard, index = info.applied_index, bytes = info.size, keys = info.keys, "backing up shard");
     let (out, stream) = mpsc::channel::<std::result::Result<BackupChunk, Status>>(AHEAD);

@@ -369,6 +369,11 @@ pub(crate) struct BuiltSnapshot {
     pub(crate) file: Arc<SnapshotFile>,
     /// Applied index/term and conf state the file corresponds to.
     pub(crate) apply_state: ApplyState,
+    /// The shard's descriptor at that index.
+    pub(crate) descriptor: ShardDescriptor,
+    /// Data records written, and their [`data_digest`].
+    pub(crate) keys: u64,
+    pub(crate) data_digest: u64,
 }
 
 /// Writes the shard's applied state and records, read from one consistent RocksDB
@@ -410,7 +415,11 @@ pub(crate) fn build(
         meta: meta_state,
     };
     write_frame(&mut w, &mut buf, snapshot_frame::Frame::Header(header))?;
+    let mut digest = xxhash_rust::xxh3::Xxh3::new();
+    let mut keys = 0;
     for_each_data_kv(engine, &snap, &desc, |k, v| {
+        hash_record(&mut digest, k, v);
+        keys += 1;
         let kv = SnapshotKv {
             key: bytes::Bytes::copy_from_slice(k),
             value: bytes::Bytes::copy_from_slice(v),
@@ -438,7 +447,13 @@ pub(crate) fn build(
         write_frame(&mut w, &mut buf, snapshot_frame::Frame::Dedup(kv))?;
     }
     let file = w.finish()?;
-    Ok(BuiltSnapshot { file, apply_state })
+    Ok(BuiltSnapshot {
+        file,
+        apply_state,
+        descriptor: desc,
+        keys,
+        data_digest: digest.digest(),
+    })
 }
 
 /// Reads a snapshot file frame by frame, hashing and counting every byte.
