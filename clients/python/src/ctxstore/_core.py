@@ -1,0 +1,422 @@
+"""What the sync and the asyncio client share: settings, request ids, the routing
+cache, the description of each call (:class:`Op`), the retry rules, and the watch
+resume logic. The two clients differ only in how they wait and do I/O.
+
+The retry rules follow ``crates/client/src/lib.rs`` (``call_routed``) and
+``docs/api.md`` ("What the bundled client does"):
+
+- each request goes to the believed leader of the shard whose arcs hold its hash,
+  with the shard's ``shard_id``, ``conf_ver`` and ``ring_ver`` in the header;
+- ``NotLeader`` with a hint at another address: retry there at once (8 in a row);
+- ``StaleEpoch``: learn the routes it carries (or refresh the table when it carries
+  none) and retry at once at the new owner (8 in a row, then with backoff);
+- ``WrongShard``: refresh the table, back off, retry;
+- other retryable errors (``ShardUnavailable``, ``NodeNotReady``, ``NotLeader``
+  without a usable hint, connection failures): forget the leader, move to the next
+  replica, back off (2 ms doubling to 500 ms, jittered); every fourth backoff also
+  refreshes the table;
+- a write, once sent to a shard, is retried only at that shard (``ring_ver`` 0)
+  until it answers definitively (its result, or ``StaleEpoch``), and always with the
+  same request id, so the server applies it at most once;
+- everything else goes back to the caller at once; the whole call, retries included,
+  is bounded by the deadline.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
+
+from . import errors as E
+from ._proto import kv_pb2
+from ._routing import Routing
+
+T = TypeVar("T")
+
+#: How long one node may take to answer a routing-table request (seconds).
+ROUTING_FETCH_TIMEOUT = 3.0
+#: Largest gRPC message the client sends or accepts (the server's limit: 80 MiB).
+MAX_MESSAGE_SIZE = (64 << 20) + (16 << 20)
+#: Channel options of every connection.
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
+    # Reconnect quickly after a node restarts (the default backoff reaches minutes).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.enable_retries", 0),
+]
+
+
+class Call(enum.Enum):
+    """What a call does, for the retry rules."""
+
+    #: Reads: any attempt may go wherever the routing says.
+    READ = 1
+    #: Writes: once sent to a shard, retries stay there until it answers
+    #: definitively, so a request id is never sent to a new owner while the old one
+    #: might still apply it.
+    WRITE = 2
+    #: One part of a scatter over shards: ``StaleEpoch`` goes back to the caller,
+    #: which scatters again over the new set of shards.
+    PART = 3
+    #: Must not be repeated: only ``NotLeader`` redirects are followed.
+    ONCE = 4
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a request goes: ``kind`` is ``"any"`` (any node), ``"key"`` (the shard
+    owning hash ``value``) or ``"shard"`` (shard ``value``)."""
+
+    kind: str
+    value: int = 0
+
+    @staticmethod
+    def any() -> "Route":
+        return Route("any")
+
+    @staticmethod
+    def key(h: int) -> "Route":
+        return Route("key", h)
+
+    @staticmethod
+    def shard(s: int) -> "Route":
+        return Route("shard", s)
+
+
+@dataclass
+class Op(Generic[T]):
+    """One unary call: ``service`` (``kv``, ``agent`` or ``cluster``), the stub
+    ``method``, the ``request`` (its ``header`` is filled in on every attempt), where
+    it goes, its kind, and how to turn the response into the result."""
+
+    service: str
+    method: str
+    request: Any
+    route: Route
+    call: Call
+    result: Callable[[Any], T] = field(default=lambda r: r)  # type: ignore[assignment]
+    #: Set the routing header (every data request has one; cluster requests do not).
+    header: bool = True
+
+
+@dataclass
+class Stats:
+    """Counters of what the client met, for tests and monitoring."""
+
+    calls: int = 0
+    not_leader: int = 0
+    stale_epoch: int = 0
+    wrong_shard: int = 0
+    #: Retries after a backoff (unavailability, connection errors...).
+    backoffs: int = 0
+    routing_refreshes: int = 0
+
+    @property
+    def redirects(self) -> int:
+        """Answers that said the request went to the wrong place."""
+        return self.not_leader + self.stale_epoch + self.wrong_shard
+
+
+@dataclass
+class Options:
+    """Client settings.
+
+    Attributes:
+        timeout: deadline of one call including all its retries, in seconds
+            (default 10).
+        routing_timeout: how long one node may take to answer a routing-table
+            request, in seconds (default 3).
+    """
+
+    timeout: float = 10.0
+    routing_timeout: float = ROUTING_FETCH_TIMEOUT
+
+
+class Backoff:
+    """Jittered exponential backoff: ``initial`` doubling to ``maximum`` seconds,
+    each pause scaled by a random factor in [0.5, 1.5)."""
+
+    def __init__(self, initial: float = 0.002, maximum: float = 0.5) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.current = initial
+
+    def next_pause(self) -> float:
+        p = self.current * (0.5 + random.random())
+        self.current = min(self.current * 2, self.maximum)
+        return p
+
+    def reset(self) -> None:
+        self.current = self.initial
+
+
+@dataclass
+class Attempts:
+    """The state of one call's retries."""
+
+    deadline: float
+    redirects: int = 0
+    moves: int = 0
+    attempt: int = 0
+    pinned: int | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+    last_error: E.CtxstoreError | None = None
+
+
+@dataclass
+class Step:
+    """What to do after a failed attempt: ``kind`` is ``"redirect"`` (retry now at
+    ``addr``), ``"now"`` (retry now), ``"backoff"`` (sleep, then retry) or
+    ``"raise"``; ``refresh`` asks for a routing-table fetch first."""
+
+    kind: str
+    addr: str = ""
+    refresh: bool = False
+
+
+class Core:
+    """State shared by every call of one client."""
+
+    def __init__(self, endpoints: list[str] | str, options: Options | None = None) -> None:
+        if isinstance(endpoints, str):
+            endpoints = [e for e in endpoints.split(",")]
+        addrs = []
+        for e in endpoints:
+            e = e.strip()
+            for scheme in ("http://", "grpc://"):
+                if e.startswith(scheme):
+                    e = e[len(scheme) :]
+            if e and e not in addrs:
+                addrs.append(e)
+        if not addrs:
+            raise E.InvalidArgumentError("endpoints", "at least one endpoint is needed")
+        for a in addrs:
+            host, sep, port = a.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise E.InvalidArgumentError("endpoints", f"`{a}` is not HOST:PORT")
+        self.options = options or Options()
+        self._lock = threading.Lock()
+        #: Every address known: seeds first, then ones learned from tables and hints.
+        self.addrs: list[str] = addrs
+        #: Index in `addrs` of the node used for requests that name no shard.
+        self.current_index = 0
+        self.client_id = int.from_bytes(os.urandom(8), "big")
+        self._next_request = itertools.count(1)
+        self.routing = Routing()
+        self.stats = Stats()
+
+    # ---- request ids and addresses ----
+
+    def new_request_id(self) -> bytes:
+        """A request id unique to this client: 8 random bytes and a counter."""
+        with self._lock:
+            n = next(self._next_request)
+        return self.client_id.to_bytes(8, "big") + n.to_bytes(8, "big")
+
+    def endpoints(self) -> list[str]:
+        with self._lock:
+            return list(self.addrs)
+
+    def current(self) -> str:
+        with self._lock:
+            return self.addrs[self.current_index % len(self.addrs)]
+
+    def set_current(self, addr: str) -> None:
+        with self._lock:
+            if addr not in self.addrs:
+                self.addrs.append(addr)
+            self.current_index = self.addrs.index(addr)
+
+    def rotate(self) -> None:
+        with self._lock:
+            self.current_index += 1
+
+    def add_endpoints(self, addrs: list[str]) -> None:
+        with self._lock:
+            for a in addrs:
+                if a and a not in self.addrs:
+                    self.addrs.append(a)
+
+    def refresh_order(self) -> list[str]:
+        """The nodes to ask for the routing table, the current one first."""
+        with self._lock:
+            addrs = list(self.addrs)
+            i = self.current_index % len(addrs)
+        return addrs[i:] + addrs[:i]
+
+    def learn_tables(self, tables: list[Any]) -> None:
+        new: list[str] = []
+        for t in tables:
+            new.extend(self.routing.learn_table(t))
+        self.add_endpoints(new)
+        self.stats.routing_refreshes += 1
+
+    # ---- routing one attempt ----
+
+    def begin(self) -> Attempts:
+        self.stats.calls += 1
+        return Attempts(deadline=time.monotonic() + self.options.timeout)
+
+    def plan(self, op: Op, st: Attempts) -> tuple[int, str]:
+        """The shard and address of the next attempt; fills in ``op.request.header``."""
+        if st.pinned is not None:
+            shard = st.pinned
+            routed = self.routing.target(shard, st.attempt)
+        else:
+            shard, routed = self._resolve(op.route, st.attempt)
+        st_on_current = routed is None
+        conf_ver, ring_ver = self.routing.epoch(shard) if shard != 0 else (0, 0)
+        if st.pinned is not None:
+            # A retried write must reach its shard even if the shard's arcs changed:
+            # it answers with the stored result, or StaleEpoch.
+            ring_ver = 0
+        if op.call is Call.WRITE and shard != 0:
+            st.pinned = shard
+        addr = routed or self.current()
+        if op.header:
+            op.request.header.CopyFrom(kv_pb2.RequestHeader(shard_id=shard, conf_ver=conf_ver, ring_ver=ring_ver))
+        st.on_current = st_on_current  # type: ignore[attr-defined]
+        return shard, addr
+
+    def _resolve(self, route: Route, attempt: int) -> tuple[int, str | None]:
+        if route.kind == "shard":
+            shard = route.value
+        elif route.kind == "key":
+            shard = self.routing.shard_for_hash(route.value) or 0
+        else:
+            shard = 0
+        if shard == 0:
+            return 0, None
+        return shard, self.routing.target(shard, attempt)
+
+    def succeeded(self, shard: int, addr: str) -> None:
+        if shard != 0:
+            self.routing.set_leader(shard, addr)
+
+    def remaining(self, st: Attempts) -> float:
+        return st.deadline - time.monotonic()
+
+    def timed_out(self, st: Attempts) -> E.DeadlineExceededError:
+        return E.DeadlineExceededError(self.options.timeout, st.last_error)
+
+    def decide(self, op: Op, st: Attempts, shard: int, addr: str, err: E.CtxstoreError) -> Step:
+        """The retry rules (see the module docstring) for a failed attempt."""
+        st.last_error = err
+        s = self.stats
+        if isinstance(err, E.NotLeaderError):
+            s.not_leader += 1
+        elif isinstance(err, E.StaleEpochError):
+            s.stale_epoch += 1
+        elif isinstance(err, E.WrongShardError):
+            s.wrong_shard += 1
+        step: Step
+        if (
+            isinstance(err, E.NotLeaderError)
+            and err.leader_hint is not None
+            and err.leader_hint.addr
+            and err.leader_hint.addr != addr
+            and st.redirects < 8
+        ):
+            st.redirects += 1
+            step = Step("redirect", addr=self.routing.node_addr(err.leader_hint.node_id, err.leader_hint.addr))
+        elif isinstance(err, E.StaleEpochError):
+            refresh = not err.current
+            if err.current:
+                self.add_endpoints(self.routing.learn_routes(err.current))
+            if op.call is Call.PART:
+                return Step("raise", refresh=refresh)
+            # Definitive: the shard did not and will not apply this request.
+            st.pinned = None
+            st.moves += 1
+            if st.moves <= 8:
+                return Step("now", refresh=refresh)
+            step = Step("backoff", refresh=refresh)
+        elif op.call is Call.ONCE:
+            return Step("raise")
+        elif isinstance(err, E.WrongShardError):
+            step = Step("backoff", refresh=True)
+        elif err.retryable:
+            step = Step("backoff")
+        else:
+            return Step("raise")
+        if time.monotonic() >= st.deadline:
+            return Step("raise-timeout")
+        if step.kind == "redirect":
+            if shard != 0:
+                self.routing.set_leader(shard, step.addr)
+            else:
+                self.set_current(step.addr)
+            return step
+        # Backoff.
+        s.backoffs += 1
+        st.redirects = 0
+        st.attempt += 1
+        if shard != 0:
+            self.routing.forget_leader(shard)
+        if getattr(st, "on_current", False):
+            self.rotate()
+        if st.attempt % 4 == 0:
+            # Still failing: the routing may name addresses nodes no longer use.
+            step.refresh = True
+        return step
+
+    def pause(self, st: Attempts) -> float:
+        """How long to back off, never past the deadline."""
+        return max(0.0, min(st.backoff.next_pause(), st.deadline - time.monotonic()))
+
+
+class WatchState:
+    """The resume logic of a watch (``crates/client/src/agent.rs``, ``watcher``):
+    which versions were delivered, so a reopened stream neither repeats nor skips an
+    event. ``events_of(resp)`` gives a response's ``(events, progress_version,
+    moved)``."""
+
+    def __init__(self, from_version: int | None) -> None:
+        #: Every change up to `done` was delivered.
+        self.done = from_version
+        #: Events of version `partial[0]` delivered so far, when the server split one
+        #: version over several responses.
+        self.partial = (0, 0)
+        self.seen = (0, 0)
+        self.backoff = Backoff(0.01, 0.5)
+
+    def new_stream(self) -> None:
+        self.seen = (0, 0)
+
+    def take(self, events: list, progress: int, moved: Any) -> tuple[list, bool]:
+        """The events of one response still to deliver, and whether the stream ends
+        here (the watched keys moved to another shard)."""
+        self.backoff.reset()
+        out = []
+        for ev in events:
+            v = ev.version
+            if self.done is not None and v <= self.done:
+                continue
+            if self.seen[0] != v:
+                self.seen = (v, 0)
+            self.seen = (v, self.seen[1] + 1)
+            if self.partial[0] == v and self.seen[1] <= self.partial[1]:
+                continue  # delivered before a reconnect
+            out.append(ev)
+            self.partial = (v, self.partial[1] + 1) if self.partial[0] == v else (v, 1)
+        self.done = progress if self.done is None else max(self.done, progress)
+        if self.partial[0] <= self.done:
+            self.partial = (0, 0)
+        if moved is not None:
+            self.done = moved.at_version if self.done is None else max(self.done, moved.at_version)
+            return out, True
+        return out, False
+
+
+def watch_resumable(err: E.CtxstoreError) -> bool:
+    """Whether a watch stream that failed with ``err`` is reopened (from the last
+    version delivered) rather than ending with the error."""
+    return err.retryable or isinstance(err, (E.RpcError, E.DeadlineExceededError))

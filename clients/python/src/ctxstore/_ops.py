@@ -1,0 +1,405 @@
+"""The calls of the API as :class:`~ctxstore._core.Op` s: which RPC, which request,
+where it is routed, whether it is a write, and how its response becomes the result.
+Shared by the sync and the asyncio client, which only run them."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+from . import keys as K
+from ._core import Call, Core, Op, Route
+from ._proto import cluster_pb2, context_pb2, kv_pb2
+from .types import (
+    BatchOpLike,
+    DeleteResult,
+    KeyValue,
+    MessageLike,
+    ScanResult,
+    WriteResult,
+    to_batch_op,
+    to_chat_message,
+    to_model,
+)
+
+# ---- Kv ----
+
+
+def get(key: str | bytes, stale: bool) -> Op[KeyValue | None]:
+    k = K.as_bytes(key)
+    req = kv_pb2.GetRequest(key=k, stale=stale)
+    return Op(
+        "kv", "Get", req, Route.key(K.key_hash(k)), Call.READ,
+        lambda r: KeyValue.from_pb(r.kv) if r.HasField("kv") else None,
+    )
+
+
+def _write_result(r: Any) -> WriteResult:
+    return WriteResult(r.version, r.create_version)
+
+
+def put(core: Core, key: str | bytes, value: str | bytes, ttl_ms: int) -> Op[WriteResult]:
+    k = K.as_bytes(key)
+    req = kv_pb2.PutRequest(key=k, value=K.as_bytes(value), ttl_ms=ttl_ms, request_id=core.new_request_id())
+    return Op("kv", "Put", req, Route.key(K.key_hash(k)), Call.WRITE, _write_result)
+
+
+def delete(core: Core, key: str | bytes) -> Op[DeleteResult]:
+    k = K.as_bytes(key)
+    req = kv_pb2.DeleteRequest(key=k, request_id=core.new_request_id())
+    return Op(
+        "kv", "Delete", req, Route.key(K.key_hash(k)), Call.WRITE, lambda r: DeleteResult(r.deleted, r.version)
+    )
+
+
+def cas(
+    core: Core, key: str | bytes, expected_version: int, value: str | bytes | None, delete: bool, ttl_ms: int
+) -> Op[WriteResult]:
+    k = K.as_bytes(key)
+    req = kv_pb2.CompareAndSwapRequest(
+        key=k,
+        expected_version=expected_version,
+        value=K.as_bytes(value) if value is not None else b"",
+        ttl_ms=ttl_ms,
+        delete=delete,
+        request_id=core.new_request_id(),
+    )
+    return Op("kv", "CompareAndSwap", req, Route.key(K.key_hash(k)), Call.WRITE, _write_result)
+
+
+def batch(core: Core, ops: Iterable[BatchOpLike]) -> Op[int]:
+    pb_ops = [to_batch_op(o) for o in ops]
+    h = 0
+    for o in pb_ops:
+        which = o.WhichOneof("op")
+        if which is not None:
+            h = K.key_hash(getattr(o, which).key)
+            break
+    req = kv_pb2.BatchRequest(ops=pb_ops, request_id=core.new_request_id())
+    return Op("kv", "Batch", req, Route.key(h), Call.WRITE, lambda r: r.version)
+
+
+def scan_part(prefix: bytes, start_after: bytes, limit: int, stale: bool, route: Route, call: Call) -> Op[ScanResult]:
+    req = kv_pb2.ScanRequest(prefix=prefix, start_after=start_after, limit=limit, stale=stale)
+    return Op(
+        "kv", "Scan", req, route, call, lambda r: ScanResult([KeyValue.from_pb(kv) for kv in r.kvs], r.more)
+    )
+
+
+def merge_scans(parts: Sequence[ScanResult], limit: int) -> ScanResult:
+    """The parts of an untagged scan, merged in key order and cut to ``limit``."""
+    kvs = sorted((kv for p in parts for kv in p.kvs), key=lambda kv: kv.key)
+    lim = limit or 1000
+    more = any(p.more for p in parts) or len(kvs) > lim
+    return ScanResult(kvs[:lim], more)
+
+
+def watch_request(key: str | bytes | None, prefix: str | bytes | None) -> tuple[Route, Any]:
+    if (key is None) == (prefix is None):
+        raise K.InvalidArgumentError("key", "give exactly one of key and prefix")
+    if prefix is not None:
+        p = K.as_bytes(prefix)
+        tag = K.prefix_partition(p)
+        if tag is None:
+            raise K.InvalidArgumentError("prefix", "a watched prefix must start with a complete hash tag `{...}`")
+        return Route.key(K.tag_hash(tag)), kv_pb2.WatchRequest(prefix=p)
+    k = K.as_bytes(key)  # type: ignore[arg-type]
+    return Route.key(K.key_hash(k)), kv_pb2.WatchRequest(key=k)
+
+
+# ---- conversations ----
+
+
+def conv_ref(namespace: str, conversation_id: str) -> tuple[Route, context_pb2.ConversationRef]:
+    K.validate_conversation(namespace, conversation_id)
+    return (
+        Route.key(K.conversation_hash(namespace, conversation_id)),
+        context_pb2.ConversationRef(namespace=namespace, id=conversation_id),
+    )
+
+
+def append(
+    core: Core,
+    namespace: str,
+    conversation_id: str,
+    messages: Iterable[MessageLike],
+    expected_last_seq: int | None,
+    idempotency_key: str,
+    idle_ttl_ms: int | None,
+) -> Op[context_pb2.AppendResponse]:
+    route, ref = conv_ref(namespace, conversation_id)
+    req = context_pb2.AppendRequest(
+        conversation=ref,
+        messages=[to_chat_message(m) for m in messages],
+        idempotency_key=idempotency_key,
+        request_id=core.new_request_id(),
+    )
+    if expected_last_seq is not None:
+        req.expected_last_seq = expected_last_seq
+    if idle_ttl_ms is not None:
+        req.idle_ttl_ms = idle_ttl_ms
+    return Op("agent", "Append", req, route, Call.WRITE)
+
+
+def read(
+    namespace: str,
+    conversation_id: str,
+    *,
+    last_n: int | None,
+    from_seq: int | None,
+    to_seq: int | None,
+    max_tokens: int | None,
+    include_pinned: bool,
+    limit: int,
+    after_seq: int,
+    stale: bool,
+    refresh_ttl: bool,
+) -> Op[context_pb2.ReadResponse]:
+    route, ref = conv_ref(namespace, conversation_id)
+    req = context_pb2.ReadRequest(
+        conversation=ref, limit=limit, after_seq=after_seq, stale=stale, refresh_ttl=refresh_ttl
+    )
+    chosen = sum(x is not None for x in (last_n, max_tokens)) + (from_seq is not None or to_seq is not None)
+    if chosen > 1:
+        raise K.InvalidArgumentError("select", "give at most one of last_n, a seq range, and max_tokens")
+    if last_n is not None:
+        req.last_n = last_n
+    elif max_tokens is not None:
+        req.token_budget.CopyFrom(context_pb2.TokenBudget(max_tokens=max_tokens, include_pinned=include_pinned))
+    else:
+        req.range.CopyFrom(context_pb2.SeqRange(from_seq=from_seq or 0, to_seq=to_seq or 0))
+    return Op("agent", "Read", req, route, Call.READ)
+
+
+def trim(core: Core, namespace: str, conversation_id: str, before_seq: int) -> Op[context_pb2.TrimResponse]:
+    route, ref = conv_ref(namespace, conversation_id)
+    req = context_pb2.TrimRequest(conversation=ref, before_seq=before_seq, request_id=core.new_request_id())
+    return Op("agent", "Trim", req, route, Call.WRITE)
+
+
+def compact(
+    core: Core,
+    namespace: str,
+    conversation_id: str,
+    from_seq: int,
+    to_seq: int,
+    summary: MessageLike,
+    expected_last_seq: int | None,
+) -> Op[context_pb2.CompactResponse]:
+    route, ref = conv_ref(namespace, conversation_id)
+    req = context_pb2.CompactRequest(
+        conversation=ref,
+        from_seq=from_seq,
+        to_seq=to_seq,
+        summary=to_chat_message(summary),
+        request_id=core.new_request_id(),
+    )
+    if expected_last_seq is not None:
+        req.expected_last_seq = expected_last_seq
+    return Op("agent", "Compact", req, route, Call.WRITE)
+
+
+def delete_conversation(core: Core, namespace: str, conversation_id: str) -> Op[bool]:
+    route, ref = conv_ref(namespace, conversation_id)
+    req = context_pb2.DeleteConversationRequest(conversation=ref, request_id=core.new_request_id())
+    return Op("agent", "DeleteConversation", req, route, Call.WRITE, lambda r: r.deleted)
+
+
+def get_conversation(namespace: str, conversation_id: str, stale: bool) -> Op[context_pb2.ConversationInfo | None]:
+    route, ref = conv_ref(namespace, conversation_id)
+    req = context_pb2.GetConversationRequest(conversation=ref, stale=stale)
+    return Op("agent", "GetConversation", req, route, Call.READ, lambda r: r.info if r.HasField("info") else None)
+
+
+def set_conversation_metadata(
+    core: Core,
+    namespace: str,
+    conversation_id: str,
+    metadata: Mapping[str, str],
+    expected_metadata_version: int | None,
+    idle_ttl_ms: int | None,
+) -> Op[context_pb2.ConversationInfo]:
+    route, ref = conv_ref(namespace, conversation_id)
+    req = context_pb2.SetConversationMetadataRequest(
+        conversation=ref, metadata=dict(metadata), request_id=core.new_request_id()
+    )
+    if expected_metadata_version is not None:
+        req.expected_metadata_version = expected_metadata_version
+    if idle_ttl_ms is not None:
+        req.idle_ttl_ms = idle_ttl_ms
+    return Op("agent", "SetConversationMetadata", req, route, Call.WRITE, lambda r: r.info)
+
+
+def list_conversations_part(namespace: str, after_id: str, limit: int, shard: int) -> Op[Any]:
+    req = context_pb2.ListConversationsRequest(namespace=namespace, after_id=after_id, limit=limit)
+    return Op("agent", "ListConversations", req, Route.shard(shard), Call.PART)
+
+
+def merge_conversations(parts: Sequence[Any], limit: int) -> context_pb2.ListConversationsResponse:
+    infos = sorted((c for p in parts for c in p.conversations), key=lambda i: i.conversation.id)
+    lim = limit or 100
+    more = any(p.more for p in parts) or len(infos) > lim
+    return context_pb2.ListConversationsResponse(conversations=infos[:lim], more=more)
+
+
+# ---- checkpoints ----
+
+
+def thread_ref(thread: str, ns: str) -> tuple[Route, context_pb2.ThreadRef]:
+    K.validate_thread(thread, ns)
+    return Route.key(K.thread_hash(thread)), context_pb2.ThreadRef(thread=thread, ns=ns)
+
+
+def put_checkpoint(
+    core: Core,
+    thread: str,
+    ns: str,
+    checkpoint: context_pb2.Checkpoint,
+    blobs: Iterable[context_pb2.ChannelBlob],
+    idle_ttl_ms: int | None,
+) -> Op[int]:
+    route, ref = thread_ref(thread, ns)
+    req = context_pb2.PutCheckpointRequest(
+        thread=ref, checkpoint=checkpoint, blobs=list(blobs), request_id=core.new_request_id()
+    )
+    if idle_ttl_ms is not None:
+        req.idle_ttl_ms = idle_ttl_ms
+    return Op("agent", "PutCheckpoint", req, route, Call.WRITE, lambda r: r.version)
+
+
+def put_writes(
+    core: Core,
+    thread: str,
+    ns: str,
+    checkpoint_id: str,
+    task_id: str,
+    writes: Iterable[tuple[str, bytes]],
+    task_path: str,
+) -> Op[context_pb2.PutWritesResponse]:
+    route, ref = thread_ref(thread, ns)
+    req = context_pb2.PutWritesRequest(
+        thread=ref,
+        checkpoint_id=checkpoint_id,
+        task_id=task_id,
+        task_path=task_path,
+        writes=[context_pb2.PendingWrite(channel=c, value=v) for c, v in writes],
+        request_id=core.new_request_id(),
+    )
+    return Op("agent", "PutWrites", req, route, Call.WRITE)
+
+
+def get_checkpoint(
+    thread: str, ns: str, checkpoint_id: str | None, stale: bool, refresh_ttl: bool
+) -> Op[context_pb2.CheckpointTuple | None]:
+    route, ref = thread_ref(thread, ns)
+    req = context_pb2.GetCheckpointRequest(thread=ref, stale=stale, refresh_ttl=refresh_ttl)
+    if checkpoint_id is not None:
+        req.checkpoint_id = checkpoint_id
+    return Op("agent", "GetCheckpoint", req, route, Call.READ, lambda r: r.tuple if r.HasField("tuple") else None)
+
+
+def list_checkpoints(
+    thread: str, ns: str, before: str | None, limit: int, filter: Mapping[str, str] | None, stale: bool
+) -> Op[list[context_pb2.CheckpointTuple]]:
+    route, ref = thread_ref(thread, ns)
+    req = context_pb2.ListCheckpointsRequest(thread=ref, limit=limit, filter=dict(filter or {}), stale=stale)
+    if before is not None:
+        req.before = before
+    return Op("agent", "ListCheckpoints", req, route, Call.READ, lambda r: list(r.tuples))
+
+
+def prune_checkpoints(
+    core: Core, thread: str, ns: str, keep_latest: int | None, older_than_ms: int | None
+) -> Op[context_pb2.PruneCheckpointsResponse]:
+    route, ref = thread_ref(thread, ns)
+    req = context_pb2.PruneCheckpointsRequest(thread=ref, request_id=core.new_request_id())
+    if keep_latest is not None and older_than_ms is not None:
+        raise K.InvalidArgumentError("keep", "give one of keep_latest and older_than_ms")
+    if keep_latest is not None:
+        req.keep_latest = keep_latest
+    elif older_than_ms is not None:
+        req.older_than_ms = older_than_ms
+    return Op("agent", "PruneCheckpoints", req, route, Call.WRITE)
+
+
+def delete_thread(core: Core, thread: str) -> Op[bool]:
+    K.validate_thread(thread, field="thread")
+    req = context_pb2.DeleteThreadRequest(thread=thread, request_id=core.new_request_id())
+    return Op("agent", "DeleteThread", req, Route.key(K.thread_hash(thread)), Call.WRITE, lambda r: r.deleted)
+
+
+# ---- model registry ----
+
+
+def _registry() -> Route:
+    return Route.key(K.registry_hash())
+
+
+def put_model(core: Core, model: Any, expected_version: int | None) -> Op[int]:
+    req = context_pb2.PutModelRequest(model=to_model(model), request_id=core.new_request_id())
+    if expected_version is not None:
+        req.expected_version = expected_version
+    return Op("agent", "PutModel", req, _registry(), Call.WRITE, lambda r: r.version)
+
+
+def get_model(name: str, consistent: bool) -> Op[context_pb2.Model | None]:
+    req = context_pb2.GetModelRequest(name=name, consistent=consistent)
+    return Op("agent", "GetModel", req, _registry(), Call.READ, lambda r: r.model if r.HasField("model") else None)
+
+
+def list_models(consistent: bool) -> Op[list[context_pb2.Model]]:
+    req = context_pb2.ListModelsRequest(consistent=consistent)
+    return Op("agent", "ListModels", req, _registry(), Call.READ, lambda r: list(r.models))
+
+
+def delete_model(core: Core, name: str) -> Op[bool]:
+    req = context_pb2.DeleteModelRequest(name=name, request_id=core.new_request_id())
+    return Op("agent", "DeleteModel", req, _registry(), Call.WRITE, lambda r: r.deleted)
+
+
+# ---- cluster ----
+
+
+def status() -> Op[cluster_pb2.StatusResponse]:
+    return Op("cluster", "Status", cluster_pb2.StatusRequest(), Route.any(), Call.READ, header=False)
+
+
+# ---- watches: (route, request factory from a version, response -> (events, progress, moved)) ----
+
+
+def _moved(r: Any) -> Any:
+    return r.moved if r.HasField("moved") else None
+
+
+def kv_watch(key: str | bytes | None, prefix: str | bytes | None):
+    route, base = watch_request(key, prefix)
+
+    def make(from_version: int | None) -> Op[Any]:
+        req = kv_pb2.WatchRequest()
+        req.CopyFrom(base)
+        if from_version is not None:
+            req.from_version = from_version
+        return Op("kv", "Watch", req, route, Call.READ)
+
+    return make, lambda r: (list(r.events), r.progress_version, _moved(r))
+
+
+def conversation_watch(namespace: str, conversation_id: str):
+    route, ref = conv_ref(namespace, conversation_id)
+
+    def make(from_version: int | None) -> Op[Any]:
+        req = context_pb2.WatchConversationRequest(conversation=ref)
+        if from_version is not None:
+            req.from_version = from_version
+        return Op("agent", "WatchConversation", req, route, Call.READ)
+
+    return make, lambda r: (list(r.events), r.progress_version, _moved(r))
+
+
+def models_watch():
+    def make(from_version: int | None) -> Op[Any]:
+        req = context_pb2.WatchModelsRequest()
+        if from_version is not None:
+            req.from_version = from_version
+        return Op("agent", "WatchModels", req, _registry(), Call.READ)
+
+    return make, lambda r: (list(r.events), r.progress_version, _moved(r))

@@ -1,0 +1,458 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReadMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    READ_MODE_LEADER: _ClassVar[ReadMode]
+    READ_MODE_FOLLOWER: _ClassVar[ReadMode]
+    READ_MODE_BOUNDED: _ClassVar[ReadMode]
+    READ_MODE_STALE: _ClassVar[ReadMode]
+
+class ReplicaRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPLICA_ROLE_VOTER: _ClassVar[ReplicaRole]
+    REPLICA_ROLE_LEARNER: _ClassVar[ReplicaRole]
+READ_MODE_LEADER: ReadMode
+READ_MODE_FOLLOWER: ReadMode
+READ_MODE_BOUNDED: ReadMode
+READ_MODE_STALE: ReadMode
+REPLICA_ROLE_VOTER: ReplicaRole
+REPLICA_ROLE_LEARNER: ReplicaRole
+
+class RequestHeader(_message.Message):
+    __slots__ = ("shard_id", "conf_ver", "ring_ver", "read_mode", "max_staleness_ms", "min_version")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    CONF_VER_FIELD_NUMBER: _ClassVar[int]
+    RING_VER_FIELD_NUMBER: _ClassVar[int]
+    READ_MODE_FIELD_NUMBER: _ClassVar[int]
+    MAX_STALENESS_MS_FIELD_NUMBER: _ClassVar[int]
+    MIN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    conf_ver: int
+    ring_ver: int
+    read_mode: ReadMode
+    max_staleness_ms: int
+    min_version: int
+    def __init__(self, shard_id: _Optional[int] = ..., conf_ver: _Optional[int] = ..., ring_ver: _Optional[int] = ..., read_mode: _Optional[_Union[ReadMode, str]] = ..., max_staleness_ms: _Optional[int] = ..., min_version: _Optional[int] = ...) -> None: ...
+
+class KeyValue(_message.Message):
+    __slots__ = ("key", "value", "version", "create_version", "expires_at_ms")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    value: bytes
+    version: int
+    create_version: int
+    expires_at_ms: int
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ..., create_version: _Optional[int] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class GetRequest(_message.Message):
+    __slots__ = ("header", "key", "stale")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    key: bytes
+    stale: bool
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., stale: _Optional[bool] = ...) -> None: ...
+
+class GetResponse(_message.Message):
+    __slots__ = ("kv",)
+    KV_FIELD_NUMBER: _ClassVar[int]
+    kv: KeyValue
+    def __init__(self, kv: _Optional[_Union[KeyValue, _Mapping]] = ...) -> None: ...
+
+class PutRequest(_message.Message):
+    __slots__ = ("header", "key", "value", "ttl_ms", "request_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    key: bytes
+    value: bytes
+    ttl_ms: int
+    request_id: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+
+class PutResponse(_message.Message):
+    __slots__ = ("version", "create_version")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    create_version: int
+    def __init__(self, version: _Optional[int] = ..., create_version: _Optional[int] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("header", "key", "request_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    key: bytes
+    request_id: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("deleted", "version")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    version: int
+    def __init__(self, deleted: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
+
+class CompareAndSwapRequest(_message.Message):
+    __slots__ = ("header", "key", "expected_version", "value", "ttl_ms", "delete", "request_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    key: bytes
+    expected_version: int
+    value: bytes
+    ttl_ms: int
+    delete: bool
+    request_id: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., delete: _Optional[bool] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+
+class CompareAndSwapResponse(_message.Message):
+    __slots__ = ("version", "create_version")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    create_version: int
+    def __init__(self, version: _Optional[int] = ..., create_version: _Optional[int] = ...) -> None: ...
+
+class BatchOp(_message.Message):
+    __slots__ = ("put", "delete", "check")
+    PUT_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    put: PutOp
+    delete: DeleteOp
+    check: CheckOp
+    def __init__(self, put: _Optional[_Union[PutOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., check: _Optional[_Union[CheckOp, _Mapping]] = ...) -> None: ...
+
+class PutOp(_message.Message):
+    __slots__ = ("key", "value", "ttl_ms")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    value: bytes
+    ttl_ms: int
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+
+class DeleteOp(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    def __init__(self, key: _Optional[bytes] = ...) -> None: ...
+
+class CheckOp(_message.Message):
+    __slots__ = ("key", "expected_version")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    expected_version: int
+    def __init__(self, key: _Optional[bytes] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class BatchRequest(_message.Message):
+    __slots__ = ("header", "ops", "request_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    OPS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    ops: _containers.RepeatedCompositeFieldContainer[BatchOp]
+    request_id: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., ops: _Optional[_Iterable[_Union[BatchOp, _Mapping]]] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+
+class BatchResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class ScanRequest(_message.Message):
+    __slots__ = ("header", "prefix", "start_after", "limit", "stale")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    prefix: bytes
+    start_after: bytes
+    limit: int
+    stale: bool
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., prefix: _Optional[bytes] = ..., start_after: _Optional[bytes] = ..., limit: _Optional[int] = ..., stale: _Optional[bool] = ...) -> None: ...
+
+class ScanResponse(_message.Message):
+    __slots__ = ("kvs", "more")
+    KVS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    kvs: _containers.RepeatedCompositeFieldContainer[KeyValue]
+    more: bool
+    def __init__(self, kvs: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("header", "key", "prefix", "from_version")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    key: bytes
+    prefix: bytes
+    from_version: int
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., prefix: _Optional[bytes] = ..., from_version: _Optional[int] = ...) -> None: ...
+
+class WatchEvent(_message.Message):
+    __slots__ = ("kind", "version", "kv")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        PUT: _ClassVar[WatchEvent.Kind]
+        DELETE: _ClassVar[WatchEvent.Kind]
+    PUT: WatchEvent.Kind
+    DELETE: WatchEvent.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KV_FIELD_NUMBER: _ClassVar[int]
+    kind: WatchEvent.Kind
+    version: int
+    kv: KeyValue
+    def __init__(self, kind: _Optional[_Union[WatchEvent.Kind, str]] = ..., version: _Optional[int] = ..., kv: _Optional[_Union[KeyValue, _Mapping]] = ...) -> None: ...
+
+class WatchResponse(_message.Message):
+    __slots__ = ("events", "progress_version", "moved")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MOVED_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[WatchEvent]
+    progress_version: int
+    moved: WatchMoved
+    def __init__(self, events: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ..., progress_version: _Optional[int] = ..., moved: _Optional[_Union[WatchMoved, _Mapping]] = ...) -> None: ...
+
+class WatchMoved(_message.Message):
+    __slots__ = ("shard_id", "at_version")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    AT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    at_version: int
+    def __init__(self, shard_id: _Optional[int] = ..., at_version: _Optional[int] = ...) -> None: ...
+
+class ErrorDetail(_message.Message):
+    __slots__ = ("not_leader", "stale_epoch", "wrong_shard", "shard_unavailable", "invalid_argument", "version_mismatch", "limit_exceeded", "node_not_ready", "sequence_mismatch", "watch_compacted", "not_found", "failed_precondition", "replica_too_stale")
+    NOT_LEADER_FIELD_NUMBER: _ClassVar[int]
+    STALE_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    WRONG_SHARD_FIELD_NUMBER: _ClassVar[int]
+    SHARD_UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    INVALID_ARGUMENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_MISMATCH_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_EXCEEDED_FIELD_NUMBER: _ClassVar[int]
+    NODE_NOT_READY_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_MISMATCH_FIELD_NUMBER: _ClassVar[int]
+    WATCH_COMPACTED_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    FAILED_PRECONDITION_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_TOO_STALE_FIELD_NUMBER: _ClassVar[int]
+    not_leader: NotLeader
+    stale_epoch: StaleEpoch
+    wrong_shard: WrongShard
+    shard_unavailable: ShardUnavailable
+    invalid_argument: InvalidArgument
+    version_mismatch: VersionMismatch
+    limit_exceeded: LimitExceeded
+    node_not_ready: NodeNotReady
+    sequence_mismatch: SequenceMismatch
+    watch_compacted: WatchCompacted
+    not_found: NotFound
+    failed_precondition: FailedPrecondition
+    replica_too_stale: ReplicaTooStale
+    def __init__(self, not_leader: _Optional[_Union[NotLeader, _Mapping]] = ..., stale_epoch: _Optional[_Union[StaleEpoch, _Mapping]] = ..., wrong_shard: _Optional[_Union[WrongShard, _Mapping]] = ..., shard_unavailable: _Optional[_Union[ShardUnavailable, _Mapping]] = ..., invalid_argument: _Optional[_Union[InvalidArgument, _Mapping]] = ..., version_mismatch: _Optional[_Union[VersionMismatch, _Mapping]] = ..., limit_exceeded: _Optional[_Union[LimitExceeded, _Mapping]] = ..., node_not_ready: _Optional[_Union[NodeNotReady, _Mapping]] = ..., sequence_mismatch: _Optional[_Union[SequenceMismatch, _Mapping]] = ..., watch_compacted: _Optional[_Union[WatchCompacted, _Mapping]] = ..., not_found: _Optional[_Union[NotFound, _Mapping]] = ..., failed_precondition: _Optional[_Union[FailedPrecondition, _Mapping]] = ..., replica_too_stale: _Optional[_Union[ReplicaTooStale, _Mapping]] = ...) -> None: ...
+
+class FailedPrecondition(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class SequenceMismatch(_message.Message):
+    __slots__ = ("conversation", "expected_last_seq", "actual_last_seq")
+    CONVERSATION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    conversation: str
+    expected_last_seq: int
+    actual_last_seq: int
+    def __init__(self, conversation: _Optional[str] = ..., expected_last_seq: _Optional[int] = ..., actual_last_seq: _Optional[int] = ...) -> None: ...
+
+class WatchCompacted(_message.Message):
+    __slots__ = ("requested", "retained_after")
+    REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    RETAINED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    requested: int
+    retained_after: int
+    def __init__(self, requested: _Optional[int] = ..., retained_after: _Optional[int] = ...) -> None: ...
+
+class NotFound(_message.Message):
+    __slots__ = ("what",)
+    WHAT_FIELD_NUMBER: _ClassVar[int]
+    what: str
+    def __init__(self, what: _Optional[str] = ...) -> None: ...
+
+class NotLeader(_message.Message):
+    __slots__ = ("shard_id", "leader_hint")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_HINT_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    leader_hint: ReplicaInfo
+    def __init__(self, shard_id: _Optional[int] = ..., leader_hint: _Optional[_Union[ReplicaInfo, _Mapping]] = ...) -> None: ...
+
+class StaleEpoch(_message.Message):
+    __slots__ = ("shard_id", "conf_ver", "ring_ver", "current")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    CONF_VER_FIELD_NUMBER: _ClassVar[int]
+    RING_VER_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    conf_ver: int
+    ring_ver: int
+    current: _containers.RepeatedCompositeFieldContainer[ShardRoute]
+    def __init__(self, shard_id: _Optional[int] = ..., conf_ver: _Optional[int] = ..., ring_ver: _Optional[int] = ..., current: _Optional[_Iterable[_Union[ShardRoute, _Mapping]]] = ...) -> None: ...
+
+class WrongShard(_message.Message):
+    __slots__ = ("shard_id",)
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    def __init__(self, shard_id: _Optional[int] = ...) -> None: ...
+
+class ShardUnavailable(_message.Message):
+    __slots__ = ("shard_id", "reason")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    reason: str
+    def __init__(self, shard_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class InvalidArgument(_message.Message):
+    __slots__ = ("field", "reason")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    reason: str
+    def __init__(self, field: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class VersionMismatch(_message.Message):
+    __slots__ = ("key", "expected_version", "actual_version")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    key: bytes
+    expected_version: int
+    actual_version: int
+    def __init__(self, key: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., actual_version: _Optional[int] = ...) -> None: ...
+
+class LimitExceeded(_message.Message):
+    __slots__ = ("limit", "max", "actual")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_FIELD_NUMBER: _ClassVar[int]
+    limit: str
+    max: int
+    actual: int
+    def __init__(self, limit: _Optional[str] = ..., max: _Optional[int] = ..., actual: _Optional[int] = ...) -> None: ...
+
+class NodeNotReady(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class ReplicaTooStale(_message.Message):
+    __slots__ = ("shard_id", "applied", "contact_age_ms")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    applied: int
+    contact_age_ms: int
+    def __init__(self, shard_id: _Optional[int] = ..., applied: _Optional[int] = ..., contact_age_ms: _Optional[int] = ...) -> None: ...
+
+class Replica(_message.Message):
+    __slots__ = ("replica_id", "node_id", "addr", "role", "started")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    replica_id: int
+    node_id: int
+    addr: str
+    role: ReplicaRole
+    started: bool
+    def __init__(self, replica_id: _Optional[int] = ..., node_id: _Optional[int] = ..., addr: _Optional[str] = ..., role: _Optional[_Union[ReplicaRole, str]] = ..., started: _Optional[bool] = ...) -> None: ...
+
+class ShardDescriptor(_message.Message):
+    __slots__ = ("shard_id", "replicas", "conf_ver", "ring_ver", "next_replica_id", "ring_shards", "arcs", "split_from", "split_index")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    CONF_VER_FIELD_NUMBER: _ClassVar[int]
+    RING_VER_FIELD_NUMBER: _ClassVar[int]
+    NEXT_REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    RING_SHARDS_FIELD_NUMBER: _ClassVar[int]
+    ARCS_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FROM_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    replicas: _containers.RepeatedCompositeFieldContainer[Replica]
+    conf_ver: int
+    ring_ver: int
+    next_replica_id: int
+    ring_shards: _containers.RepeatedScalarFieldContainer[int]
+    arcs: _containers.RepeatedCompositeFieldContainer[HashRange]
+    split_from: int
+    split_index: int
+    def __init__(self, shard_id: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., conf_ver: _Optional[int] = ..., ring_ver: _Optional[int] = ..., next_replica_id: _Optional[int] = ..., ring_shards: _Optional[_Iterable[int]] = ..., arcs: _Optional[_Iterable[_Union[HashRange, _Mapping]]] = ..., split_from: _Optional[int] = ..., split_index: _Optional[int] = ...) -> None: ...
+
+class HashRange(_message.Message):
+    __slots__ = ("lo", "hi")
+    LO_FIELD_NUMBER: _ClassVar[int]
+    HI_FIELD_NUMBER: _ClassVar[int]
+    lo: int
+    hi: int
+    def __init__(self, lo: _Optional[int] = ..., hi: _Optional[int] = ...) -> None: ...
+
+class ShardRoute(_message.Message):
+    __slots__ = ("descriptor", "leader", "leader_term")
+    DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    LEADER_TERM_FIELD_NUMBER: _ClassVar[int]
+    descriptor: ShardDescriptor
+    leader: ReplicaInfo
+    leader_term: int
+    def __init__(self, descriptor: _Optional[_Union[ShardDescriptor, _Mapping]] = ..., leader: _Optional[_Union[ReplicaInfo, _Mapping]] = ..., leader_term: _Optional[int] = ...) -> None: ...
+
+class ReplicaInfo(_message.Message):
+    __slots__ = ("replica_id", "node_id", "addr")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    replica_id: int
+    node_id: int
+    addr: str
+    def __init__(self, replica_id: _Optional[int] = ..., node_id: _Optional[int] = ..., addr: _Optional[str] = ...) -> None: ...

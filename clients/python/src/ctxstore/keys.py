@@ -1,0 +1,145 @@
+"""Which bytes of a key decide its placement, and the key layout of the agent context
+API, as the server defines them (``crates/api/src/keys.rs`` and ``context.rs``).
+
+A key's position on the hash ring is ``xxh3_64(partition key)`` (XXH3, 64 bits,
+seed 0). The partition key is the content of the key's first ``{...}`` hash tag when
+that tag is non-empty (the Redis Cluster rule: only the first ``{`` counts), else the
+whole key.
+
+Conversations, checkpoint threads and the model registry are stored under reserved
+keys (first byte ``0x00``) whose hash tag names the conversation, the thread or the
+registry, so the client routes a context call by the hash of that tag.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import xxhash
+
+from .errors import InvalidArgumentError
+
+__all__ = [
+    "MAX_NAME",
+    "as_bytes",
+    "partition_key",
+    "prefix_partition",
+    "key_hash",
+    "tag_hash",
+    "conversation_hash",
+    "thread_hash",
+    "registry_hash",
+    "validate_conversation",
+    "validate_namespace",
+    "validate_thread",
+    "validate_part",
+]
+
+#: Longest namespace, conversation id, thread, checkpoint id, channel or model name
+#: the server accepts, in UTF-8 bytes.
+MAX_NAME = 128
+
+
+def as_bytes(key: str | bytes | bytearray | memoryview) -> bytes:
+    """A key as bytes: ``str`` keys are UTF-8 encoded."""
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    return bytes(key)
+
+
+def partition_key(key: bytes) -> bytes:
+    """The bytes of ``key`` that decide its placement: the first non-empty ``{...}``
+    hash tag, else the whole key.
+
+    Only the first ``{`` is looked at: ``b"a{}{b}"`` has an empty first tag, so its
+    partition key is the whole key.
+    """
+    open_ = key.find(b"{")
+    if open_ >= 0:
+        close = key.find(b"}", open_ + 1)
+        if close > open_ + 1:
+            return key[open_ + 1 : close]
+    return key
+
+
+def prefix_partition(prefix: bytes) -> bytes | None:
+    """The hash tag a scan or watch prefix pins down, if any: the prefix's first
+    ``{`` must be closed inside the prefix by a ``}``, with something in between."""
+    open_ = prefix.find(b"{")
+    if open_ < 0:
+        return None
+    close = prefix.find(b"}", open_ + 1)
+    if close <= open_ + 1:
+        return None
+    return prefix[open_ + 1 : close]
+
+
+def tag_hash(tag: bytes) -> int:
+    """Ring position of a hash tag: ``xxh3_64(tag)``."""
+    return xxhash.xxh3_64_intdigest(tag)
+
+
+def key_hash(key: str | bytes) -> int:
+    """Ring position of a key: ``xxh3_64(partition_key(key))``."""
+    return tag_hash(partition_key(as_bytes(key)))
+
+
+def conversation_hash(namespace: str, conversation_id: str) -> int:
+    """Ring position of a conversation: its records carry the tag ``{c/<ns>/<id>}``."""
+    return tag_hash(f"c/{namespace}/{conversation_id}".encode())
+
+
+def thread_hash(thread: str) -> int:
+    """Ring position of a checkpoint thread (all its namespaces): tag ``{t/<thread>}``."""
+    return tag_hash(f"t/{thread}".encode())
+
+
+def registry_hash() -> int:
+    """Ring position of the model registry: tag ``{registry}``."""
+    return tag_hash(b"registry")
+
+
+def _check_name(field: str, value: str, allow_empty: bool, forbidden: str) -> None:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(field, f"must be a string, got {type(value).__name__}")
+    if not value and not allow_empty:
+        raise InvalidArgumentError(field, "must not be empty")
+    size = len(value.encode("utf-8"))
+    if size > MAX_NAME:
+        raise InvalidArgumentError(field, f"at most {MAX_NAME} bytes, got {size}")
+    for c in value:
+        # Rust's char::is_control is the Unicode general category Cc.
+        if unicodedata.category(c) == "Cc" or c in forbidden:
+            raise InvalidArgumentError(
+                field,
+                f"must not contain {c!r} (control characters and {list(forbidden)!r} are not allowed)",
+            )
+
+
+def validate_conversation(namespace: str, conversation_id: str) -> None:
+    """Checks a conversation's names as the server does (raises
+    :class:`~ctxstore.errors.InvalidArgumentError`): namespace 1..=128 bytes without
+    ``/``, ``}`` or control characters; id 1..=128 bytes without ``}`` or control
+    characters."""
+    _check_name("conversation.namespace", namespace, False, "/}")
+    _check_name("conversation.id", conversation_id, False, "}")
+
+
+def validate_namespace(namespace: str) -> None:
+    """Checks a conversation namespace as the server does."""
+    _check_name("namespace", namespace, False, "/}")
+
+
+def validate_thread(thread: str, ns: str | None = None, *, field: str = "thread.thread") -> None:
+    """Checks a checkpoint thread (1..=128 bytes without ``}`` or control characters)
+    and, when given, its checkpoint namespace (0..=128 bytes without control
+    characters), as the server does."""
+    _check_name(field, thread, False, "}")
+    if ns is not None:
+        _check_name("thread.ns", ns, True, "")
+
+
+def validate_part(field: str, value: str) -> None:
+    """Checks a checkpoint id, channel, version, task id or model name: 1..=128 bytes
+    without control characters."""
+    _check_name(field, value, False, "")

@@ -1,0 +1,492 @@
+"""LangGraph checkpointer on ctxstore's checkpoint API (needs the ``langgraph`` extra).
+
+    from ctxstore.langgraph import CtxstoreSaver
+    saver = CtxstoreSaver.from_endpoints(["127.0.0.1:7000"])
+    graph = builder.compile(checkpointer=saver)
+
+How LangGraph's data maps onto the store (``proto/ctxstore/v1/context.proto``):
+
+- ``thread_id`` / ``checkpoint_ns`` are the ``ThreadRef``; each thread lives on one
+  shard, so every call of a thread is atomic there.
+- A checkpoint (without its channel values) and its metadata are serialized with the
+  saver's ``serde`` into the opaque ``Checkpoint.checkpoint`` bytes, so they come back
+  exactly as LangGraph wrote them. Each top-level metadata key whose value is
+  JSON-serializable is also stored in ``Checkpoint.metadata`` as canonical JSON, which
+  is what ``list(filter=...)`` matches on the server (JSON equality by text).
+- Channel values are ``ChannelBlob`` s per ``(channel, version)``, written only for
+  the versions that changed, as LangGraph's own savers do.
+- Pending writes are ``PendingWrite`` s; the server keeps LangGraph's slot rules
+  (special channels replace, others are kept), and the saver sorts them into
+  LangGraph's ``(task_path, task_id, idx)`` order.
+
+What the server API cannot do today raises ``NotImplementedError`` (see the methods):
+listing across threads (``list(None)``), listing a thread's namespaces (``list``
+without ``checkpoint_ns``, ``copy_thread``, ``prune`` without ``namespaces=``), and
+``delete_for_runs``. Server limits apply: ``thread_id`` at most 128 bytes without
+``}``, ``checkpoint_ns`` at most 128 bytes (about two levels of subgraphs), channel
+names, versions and task ids at most 128 bytes; over them the calls raise
+:class:`ctxstore.errors.InvalidArgumentError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any, AsyncIterator, Iterator, Sequence
+
+try:
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.base import (
+        BaseCheckpointSaver,
+        ChannelVersions,
+        Checkpoint,
+        CheckpointMetadata,
+        CheckpointTuple,
+        get_checkpoint_id,
+        get_checkpoint_metadata,
+        writes_sort_key,
+    )
+    from langgraph.checkpoint.serde.base import SerializerProtocol
+except ImportError as e:  # pragma: no cover
+    raise ImportError("ctxstore.langgraph needs LangGraph: pip install 'ctxstore[langgraph]'") from e
+
+from ._proto import context_pb2
+from .aio import AsyncClient
+from .client import Client
+
+__all__ = ["CtxstoreSaver"]
+
+#: Largest page the saver asks for when listing (the server's default max-scan-limit
+#: is 10,000).
+LIST_PAGE = 100
+
+
+def _pack(typed: tuple[str, bytes]) -> bytes:
+    """A serde ``(type, bytes)`` pair as one byte string: type, NUL, data."""
+    t, data = typed
+    return t.encode() + b"\x00" + bytes(data)
+
+
+def _unpack(raw: bytes) -> tuple[str, bytes]:
+    t, _, data = bytes(raw).partition(b"\x00")
+    return t.decode(), data
+
+
+def _pack_pair(a: tuple[str, bytes], b: tuple[str, bytes]) -> bytes:
+    """Two typed values in one byte string: the first's length (4 bytes BE), both."""
+    pa = _pack(a)
+    return len(pa).to_bytes(4, "big") + pa + _pack(b)
+
+
+def _unpack_pair(raw: bytes) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
+    raw = bytes(raw)
+    n = int.from_bytes(raw[:4], "big")
+    return _unpack(raw[4 : 4 + n]), _unpack(raw[4 + n :])
+
+
+def canonical_json(value: Any) -> str | None:
+    """The canonical JSON text of a metadata value (sorted keys, no spaces; a float
+    with an integral value written as an int), or ``None`` if it is not JSON."""
+
+    def norm(v: Any) -> Any:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, dict):
+            return {str(k): norm(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [norm(x) for x in v]
+        return v
+
+    try:
+        return json.dumps(norm(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _ref(config: RunnableConfig) -> tuple[str, str | None, str | None]:
+    c = config["configurable"]
+    ns = c.get("checkpoint_ns")
+    return str(c["thread_id"]), ns, c.get("checkpoint_id")
+
+
+def _signed(idx: int) -> int:
+    """A stored write slot as LangGraph's index (the special slots are -1..-4)."""
+    return idx - (1 << 32) if idx >= (1 << 31) else idx
+
+
+class CtxstoreSaver(BaseCheckpointSaver[str]):
+    """A LangGraph ``BaseCheckpointSaver`` storing checkpoints in ctxstore.
+
+    Args:
+        client: the sync :class:`ctxstore.Client` the sync methods use.
+        async_client: the :class:`ctxstore.AsyncClient` the ``a*`` methods use; without
+            one they run the sync methods in a worker thread.
+        serde: LangGraph serializer (default: ``JsonPlusSerializer``).
+        idle_ttl_ms: when set, every ``put`` sets the thread's idle TTL (the thread,
+            all its namespaces, expires after this long without writes; 0 = never).
+    """
+
+    def __init__(
+        self,
+        client: Client | None = None,
+        *,
+        async_client: AsyncClient | None = None,
+        serde: SerializerProtocol | None = None,
+        idle_ttl_ms: int | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        if client is None and async_client is None:
+            raise ValueError("CtxstoreSaver needs a Client or an AsyncClient")
+        self.client = client
+        self.async_client = async_client
+        self.idle_ttl_ms = idle_ttl_ms
+
+    @classmethod
+    def from_endpoints(cls, endpoints: list[str] | str, **kwargs: Any) -> "CtxstoreSaver":
+        """A saver with a new sync :class:`ctxstore.Client` on ``endpoints``."""
+        return cls(Client(endpoints), **kwargs)
+
+    # ---- conversions ----
+
+    def _checkpoint_pb(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata, new_versions: ChannelVersions
+    ) -> tuple[str, str, context_pb2.Checkpoint, list[context_pb2.ChannelBlob], RunnableConfig]:
+        thread_id, ns, parent_id = _ref(config)
+        ns = ns or ""
+        c = checkpoint.copy()
+        values: dict[str, Any] = c.pop("channel_values")  # type: ignore[misc]
+        blobs = [
+            context_pb2.ChannelBlob(
+                channel=k,
+                version=str(v),
+                value=_pack(self.serde.dumps_typed(values[k]) if k in values else ("empty", b"")),
+            )
+            for k, v in new_versions.items()
+        ]
+        full_meta = get_checkpoint_metadata(config, metadata)
+        meta_index = {}
+        for k, v in full_meta.items():
+            j = canonical_json(v)
+            if j is not None:
+                meta_index[str(k)] = j
+        pb = context_pb2.Checkpoint(
+            checkpoint_id=checkpoint["id"],
+            parent_id=parent_id or "",
+            checkpoint=_pack_pair(self.serde.dumps_typed(c), self.serde.dumps_typed(full_meta)),
+            metadata=meta_index,
+            channel_versions={k: str(v) for k, v in c["channel_versions"].items()},
+        )
+        next_config: RunnableConfig = {
+            "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}
+        }
+        return thread_id, ns, pb, blobs, next_config
+
+    def _tuple(self, t: context_pb2.CheckpointTuple, config: RunnableConfig | None = None) -> CheckpointTuple:
+        thread_id, ns = t.thread.thread, t.thread.ns
+        cp = t.checkpoint
+        typed_cp, typed_meta = _unpack_pair(cp.checkpoint)
+        checkpoint: Checkpoint = self.serde.loads_typed(typed_cp)
+        values = {}
+        for b in t.blobs:
+            typed = _unpack(b.value)
+            if typed[0] == "empty":
+                continue
+            values[b.channel] = self.serde.loads_typed(typed)
+        writes = sorted(t.pending_writes, key=lambda w: writes_sort_key(w.task_path, w.task_id, _signed(w.idx)))
+        own = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cp.checkpoint_id}}
+        return CheckpointTuple(
+            config=config if config is not None else own,
+            checkpoint={**checkpoint, "channel_values": values},
+            metadata=self.serde.loads_typed(typed_meta),
+            parent_config=(
+                {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cp.parent_id}}
+                if cp.parent_id
+                else None
+            ),
+            pending_writes=[(w.task_id, w.channel, self.serde.loads_typed(_unpack(w.value))) for w in writes],
+        )
+
+    @staticmethod
+    def _list_args(
+        config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None
+    ) -> tuple[str, str, str | None, str | None, dict[str, str]]:
+        if config is None:
+            raise NotImplementedError(
+                "CtxstoreSaver.list(None) is not supported: the ctxstore server cannot list "
+                "checkpoints across threads (no cross-thread listing RPC); pass a config with a thread_id"
+            )
+        thread_id, ns, checkpoint_id = _ref(config)
+        if ns is None:
+            raise NotImplementedError(
+                "CtxstoreSaver.list without configurable.checkpoint_ns is not supported: the ctxstore "
+                "server cannot list a thread's checkpoint namespaces; pass checkpoint_ns ('' for the root graph)"
+            )
+        before_id = get_checkpoint_id(before) if before else None
+        server_filter: dict[str, str] = {}
+        for k, v in (filter or {}).items():
+            j = canonical_json(v)
+            if j is None:
+                raise NotImplementedError(
+                    f"CtxstoreSaver.list: filter value for {k!r} is not JSON; the server matches metadata "
+                    "as JSON text only"
+                )
+            server_filter[str(k)] = j
+        return thread_id, ns, checkpoint_id, before_id, server_filter
+
+    @staticmethod
+    def _one_matches(t: context_pb2.CheckpointTuple, before_id: str | None, server_filter: dict[str, str]) -> bool:
+        cp = t.checkpoint
+        if before_id and cp.checkpoint_id >= before_id:
+            return False
+        return all(cp.metadata.get(k) == v for k, v in server_filter.items())
+
+    @staticmethod
+    def _prune_args(strategy: str, namespaces: Sequence[str] | None) -> None:
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"unknown prune strategy {strategy!r} (keep_latest or delete)")
+        if strategy == "keep_latest" and namespaces is None:
+            raise NotImplementedError(
+                "CtxstoreSaver.prune(strategy='keep_latest') needs namespaces=[...]: the ctxstore server "
+                "cannot list a thread's checkpoint namespaces, and prunes one (thread, namespace) at a time"
+            )
+
+    # ---- sync ----
+
+    def _sync(self) -> Client:
+        if self.client is None:
+            raise RuntimeError("this CtxstoreSaver has only an AsyncClient: use the a* methods")
+        return self.client
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint of ``config`` (its ``checkpoint_id``, else the latest of
+        ``(thread_id, checkpoint_ns)``) with its channel values and pending writes."""
+        thread_id, ns, checkpoint_id = _ref(config)
+        t = self._sync().get_checkpoint(thread_id, ns or "", checkpoint_id)
+        if t is None:
+            return None
+        return self._tuple(t, config if checkpoint_id else None)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints of one ``(thread_id, checkpoint_ns)``, newest first, below
+        ``before``, whose metadata equals ``filter`` on every key (JSON equality).
+
+        Raises ``NotImplementedError`` for ``config=None`` (no cross-thread listing in
+        the server) and for a config without ``checkpoint_ns`` (no namespace listing).
+        """
+        thread_id, ns, checkpoint_id, before_id, server_filter = self._list_args(config, filter, before)
+        client = self._sync()
+        if limit is not None and limit <= 0:
+            return
+        if checkpoint_id:
+            t = client.get_checkpoint(thread_id, ns, checkpoint_id)
+            if t is not None and self._one_matches(t, before_id, server_filter):
+                yield self._tuple(t)
+            return
+        left = limit
+        cursor = before_id
+        while True:
+            page = LIST_PAGE if left is None else min(left, LIST_PAGE)
+            tuples = client.list_checkpoints(thread_id, ns, before=cursor, limit=page, filter=server_filter)
+            for t in tuples:
+                yield self._tuple(t)
+            if left is not None:
+                left -= len(tuples)
+                if left <= 0:
+                    return
+            if len(tuples) < page:
+                return
+            cursor = tuples[-1].checkpoint.checkpoint_id
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Stores a checkpoint with the blobs of the channels in ``new_versions``;
+        returns the config naming it."""
+        thread_id, ns, pb, blobs, next_config = self._checkpoint_pb(config, checkpoint, metadata, new_versions)
+        self._sync().put_checkpoint(thread_id, ns, pb, blobs, idle_ttl_ms=self.idle_ttl_ms)
+        return next_config
+
+    def _writes_args(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]]) -> tuple[str, str, str, list]:
+        thread_id, ns, checkpoint_id = _ref(config)
+        if not checkpoint_id:
+            raise ValueError("put_writes needs configurable.checkpoint_id")
+        packed = [(c, _pack(self.serde.dumps_typed(v))) for c, v in writes]
+        return thread_id, ns or "", checkpoint_id, packed
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Stores a task's pending writes for the checkpoint of ``config``."""
+        thread_id, ns, checkpoint_id, packed = self._writes_args(config, writes)
+        if packed:
+            self._sync().put_writes(thread_id, ns, checkpoint_id, task_id, packed, task_path=task_path)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Deletes every checkpoint, blob and write of a thread, in all namespaces."""
+        self._sync().delete_thread(str(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Not supported: the server has no way to find or delete checkpoints by run id."""
+        raise NotImplementedError(
+            "CtxstoreSaver.delete_for_runs is not supported: the ctxstore server has no DeleteForRuns RPC "
+            "(checkpoints cannot be found by run id)"
+        )
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Not supported: copying a thread needs its namespaces, which the server
+        cannot list, and has no server-side copy."""
+        raise NotImplementedError(
+            "CtxstoreSaver.copy_thread is not supported: the ctxstore server cannot list a thread's "
+            "checkpoint namespaces and has no server-side thread copy"
+        )
+
+    def prune(
+        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", namespaces: Sequence[str] | None = None
+    ) -> None:
+        """``strategy="delete"`` removes every checkpoint of the threads (the whole
+        thread). ``"keep_latest"`` keeps the newest checkpoint of each namespace in
+        ``namespaces`` (required: the server cannot list them), with its writes, and
+        removes the blobs no kept checkpoint names."""
+        self._prune_args(strategy, namespaces)
+        client = self._sync()
+        for t in thread_ids:
+            if strategy == "delete":
+                client.delete_thread(str(t))
+            else:
+                for ns in namespaces or ():
+                    client.prune_checkpoints(str(t), ns, keep_latest=1)
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """Channel versions as LangGraph's in-memory and Postgres savers make them:
+        a zero-padded counter and a random fraction, which sort as strings."""
+        if current is None:
+            current_v = 0
+        elif isinstance(current, int):
+            current_v = current
+        else:
+            current_v = int(current.split(".")[0])
+        return f"{current_v + 1:032}.{random.random():016}"
+
+    # ---- async ----
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Async :meth:`get_tuple`."""
+        if self.async_client is None:
+            return await asyncio.to_thread(self.get_tuple, config)
+        thread_id, ns, checkpoint_id = _ref(config)
+        t = await self.async_client.get_checkpoint(thread_id, ns or "", checkpoint_id)
+        if t is None:
+            return None
+        return self._tuple(t, config if checkpoint_id else None)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        """Async :meth:`list`."""
+        if self.async_client is None:
+            items = await asyncio.to_thread(lambda: list(self.list(config, filter=filter, before=before, limit=limit)))
+            for item in items:
+                yield item
+            return
+        client = self.async_client
+        thread_id, ns, checkpoint_id, before_id, server_filter = self._list_args(config, filter, before)
+        if limit is not None and limit <= 0:
+            return
+        if checkpoint_id:
+            t = await client.get_checkpoint(thread_id, ns, checkpoint_id)
+            if t is not None and self._one_matches(t, before_id, server_filter):
+                yield self._tuple(t)
+            return
+        left = limit
+        cursor = before_id
+        while True:
+            page = LIST_PAGE if left is None else min(left, LIST_PAGE)
+            tuples = await client.list_checkpoints(thread_id, ns, before=cursor, limit=page, filter=server_filter)
+            for t in tuples:
+                yield self._tuple(t)
+            if left is not None:
+                left -= len(tuples)
+                if left <= 0:
+                    return
+            if len(tuples) < page:
+                return
+            cursor = tuples[-1].checkpoint.checkpoint_id
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Async :meth:`put`."""
+        if self.async_client is None:
+            return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+        thread_id, ns, pb, blobs, next_config = self._checkpoint_pb(config, checkpoint, metadata, new_versions)
+        await self.async_client.put_checkpoint(thread_id, ns, pb, blobs, idle_ttl_ms=self.idle_ttl_ms)
+        return next_config
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Async :meth:`put_writes`."""
+        if self.async_client is None:
+            return await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+        thread_id, ns, checkpoint_id, packed = self._writes_args(config, writes)
+        if packed:
+            await self.async_client.put_writes(thread_id, ns, checkpoint_id, task_id, packed, task_path=task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Async :meth:`delete_thread`."""
+        if self.async_client is None:
+            return await asyncio.to_thread(self.delete_thread, thread_id)
+        await self.async_client.delete_thread(str(thread_id))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Not supported (see :meth:`delete_for_runs`)."""
+        self.delete_for_runs(run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Not supported (see :meth:`copy_thread`)."""
+        self.copy_thread(source_thread_id, target_thread_id)
+
+    async def aprune(
+        self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", namespaces: Sequence[str] | None = None
+    ) -> None:
+        """Async :meth:`prune`."""
+        self._prune_args(strategy, namespaces)
+        if self.async_client is None:
+            return await asyncio.to_thread(
+                lambda: self.prune(thread_ids, strategy=strategy, namespaces=namespaces)
+            )
+        for t in thread_ids:
+            if strategy == "delete":
+                await self.async_client.delete_thread(str(t))
+            else:
+                for ns in namespaces or ():
+                    await self.async_client.prune_checkpoints(str(t), ns, keep_latest=1)
