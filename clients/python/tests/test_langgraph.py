@@ -1,0 +1,318 @@
+"""CtxstoreSaver against LangGraph's InMemorySaver (the oracle) on the same calls, sync
+and async, and real compiled graphs using it."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+import pytest
+
+pytest.importorskip("langgraph")
+
+from langgraph.checkpoint.base import WRITES_IDX_MAP, empty_checkpoint  # noqa: E402
+from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
+from langgraph.graph import END, START, StateGraph  # noqa: E402
+from langgraph.types import Command, interrupt  # noqa: E402
+
+import ctxstore  # noqa: E402
+from ctxstore.langgraph import CtxstoreSaver  # noqa: E402
+
+
+@pytest.fixture
+def saver(client):
+    return CtxstoreSaver(client)
+
+
+@pytest.fixture
+def asaver(aclient):
+    return CtxstoreSaver(async_client=aclient)
+
+
+def _cfg(thread: str, ns: str | None = "", cid: str | None = None) -> dict:
+    c: dict[str, Any] = {"thread_id": thread}
+    if ns is not None:
+        c["checkpoint_ns"] = ns
+    if cid is not None:
+        c["checkpoint_id"] = cid
+    return {"configurable": c}
+
+
+def _checkpoint(values: dict, versions: dict) -> dict:
+    c = empty_checkpoint()
+    c["channel_values"] = dict(values)
+    c["channel_versions"] = dict(versions)
+    c["versions_seen"] = {"node": dict(versions)}
+    return c
+
+
+def _norm(t) -> Any:
+    """A CheckpointTuple (or list of them) as plain data to compare."""
+    if t is None:
+        return None
+    if isinstance(t, list):
+        return [_norm(x) for x in t]
+    return (t.config, t.checkpoint, t.metadata, t.parent_config, t.pending_writes)
+
+
+def scenario(s, thread: str) -> list:
+    """The same calls on any saver (sync); what each returned."""
+    out: list = []
+    ns2 = "child:1234"
+    c1 = _checkpoint({"a": 1, "b": ["x"]}, {"a": s.get_next_version(None, None), "b": s.get_next_version(None, None)})
+    r1 = s.put(_cfg(thread), c1, {"source": "input", "step": -1, "parents": {}}, c1["channel_versions"])
+    out.append(r1)
+    va = s.get_next_version(c1["channel_versions"]["a"], None)
+    c2 = _checkpoint({"a": 2, "b": ["x"]}, {**c1["channel_versions"], "a": va})
+    r2 = s.put(r1, c2, {"source": "loop", "step": 0, "parents": {}, "writes": {"n": {"a": 2}}}, {"a": va})
+    out.append(r2)
+    # A channel listed in new_versions without a value (an emptied channel).
+    vb = s.get_next_version(c2["channel_versions"]["b"], None)
+    c3 = _checkpoint({"a": 2}, {**c2["channel_versions"], "b": vb})
+    r3 = s.put(r2, c3, {"source": "update", "step": 1, "parents": {}}, {"b": vb})
+    out.append(r3)
+    c4 = _checkpoint({"z": "sub"}, {"z": s.get_next_version(None, None)})
+    r4 = s.put(_cfg(thread, ns2), c4, {"source": "loop", "step": 0, "parents": {"": r3["configurable"]["checkpoint_id"]}},
+               c4["channel_versions"])
+    out.append(r4)
+    s.put_writes(r2, [("a", 10), ("b", ["y"])], "task-2", "~__pregel_pull, n2")
+    s.put_writes(r2, [("a", 99)], "task-1", "~__pregel_pull, n1")
+    s.put_writes(r2, [("a", 11)], "task-2", "~__pregel_pull, n2")  # kept: (task-2, 0) exists
+    s.put_writes(r2, [("__error__", "first")], "task-1", "~__pregel_pull, n1")
+    s.put_writes(r2, [("__error__", "second"), ("__interrupt__", {"v": 1})], "task-1", "~__pregel_pull, n1")
+    s.put_writes(r3, [("__scheduled__", None), ("__resume__", [1, 2])], "task-3", "")
+    out.append(_norm(s.get_tuple(_cfg(thread))))
+    out.append(_norm(s.get_tuple(_cfg(thread, "", r2["configurable"]["checkpoint_id"]))))
+    out.append(_norm(s.get_tuple(_cfg(thread, None, r1["configurable"]["checkpoint_id"]))))
+    out.append(_norm(s.get_tuple(_cfg(thread, ns2))))
+    out.append(_norm(s.get_tuple(_cfg(thread, "", "1ef00000-0000-6000-8000-000000000000"))))
+    out.append(_norm(s.get_tuple(_cfg(thread + "-none"))))
+    out.append(_norm(list(s.list(_cfg(thread)))))
+    out.append(_norm(list(s.list(_cfg(thread), limit=2))))
+    out.append(_norm(list(s.list(_cfg(thread), before=r3))))
+    out.append(_norm(list(s.list(_cfg(thread), filter={"source": "loop"}))))
+    out.append(_norm(list(s.list(_cfg(thread), filter={"step": 1, "source": "update"}))))
+    out.append(_norm(list(s.list(_cfg(thread), filter={"step": 7}))))
+    out.append(_norm(list(s.list(_cfg(thread, "", r2["configurable"]["checkpoint_id"])))))
+    out.append(_norm(list(s.list(_cfg(thread, ns2)))))
+    out.append(_norm(list(s.list(_cfg(thread), limit=0))))
+    s.delete_thread(thread)
+    out.append(_norm(s.get_tuple(_cfg(thread))))
+    out.append(_norm(s.get_tuple(_cfg(thread, ns2))))
+    return out
+
+
+async def ascenario(s, thread: str) -> list:
+    """`scenario` with the async methods."""
+    out: list = []
+    ns2 = "child:1234"
+    c1 = _checkpoint({"a": 1, "b": ["x"]}, {"a": s.get_next_version(None, None), "b": s.get_next_version(None, None)})
+    r1 = await s.aput(_cfg(thread), c1, {"source": "input", "step": -1, "parents": {}}, c1["channel_versions"])
+    out.append(r1)
+    va = s.get_next_version(c1["channel_versions"]["a"], None)
+    c2 = _checkpoint({"a": 2, "b": ["x"]}, {**c1["channel_versions"], "a": va})
+    r2 = await s.aput(r1, c2, {"source": "loop", "step": 0, "parents": {}}, {"a": va})
+    out.append(r2)
+    c4 = _checkpoint({"z": "sub"}, {"z": s.get_next_version(None, None)})
+    await s.aput(_cfg(thread, ns2), c4, {"source": "loop", "step": 0, "parents": {}}, c4["channel_versions"])
+    await s.aput_writes(r2, [("a", 10), ("__interrupt__", "stop")], "task-2", "p2")
+    await s.aput_writes(r2, [("a", 11)], "task-1", "p1")
+    out.append(_norm(await s.aget_tuple(_cfg(thread))))
+    out.append(_norm(await s.aget_tuple(_cfg(thread, "", r1["configurable"]["checkpoint_id"]))))
+    out.append(_norm([t async for t in s.alist(_cfg(thread))]))
+    out.append(_norm([t async for t in s.alist(_cfg(thread), before=r2, limit=5)]))
+    out.append(_norm([t async for t in s.alist(_cfg(thread), filter={"source": "input"})]))
+    out.append(_norm([t async for t in s.alist(_cfg(thread, ns2))]))
+    await s.adelete_thread(thread)
+    out.append(_norm(await s.aget_tuple(_cfg(thread))))
+    return out
+
+
+def _fix_versions(s):
+    """Both savers must produce the same channel versions: make the random part of
+    get_next_version deterministic."""
+    counter = iter(range(1, 1 << 30))
+
+    def next_version(current, channel):
+        v = 0 if current is None else int(str(current).split(".")[0])
+        return f"{v + 1:032}.{next(counter):016}"
+
+    s.get_next_version = next_version
+    return s
+
+
+def test_saver_matches_in_memory_saver(saver, uniq):
+    oracle = scenario(_fix_versions(InMemorySaver()), uniq)
+    mine = scenario(_fix_versions(saver), uniq)
+    assert len(mine) == len(oracle)
+    for i, (a, b) in enumerate(zip(mine, oracle)):
+        assert a == b, f"step {i} differs"
+    # Spot checks that the scenario covers what it should.
+    latest = oracle[4]
+    assert latest[1]["channel_values"] == {"a": 2}
+    pw = oracle[5][4]
+    assert [w[1] for w in pw][:2] == ["__interrupt__", "__error__"], "special writes (idx -3, -1) sort first"
+    assert ("task-2", "a", 10) in pw and ("task-2", "a", 11) not in pw
+
+
+async def test_async_saver_matches_in_memory_saver(asaver, uniq):
+    oracle = await ascenario(_fix_versions(InMemorySaver()), uniq)
+    mine = await ascenario(_fix_versions(asaver), uniq)
+    for i, (a, b) in enumerate(zip(mine, oracle, strict=True)):
+        assert a == b, f"step {i} differs"
+
+
+async def test_saver_without_async_client_runs_async_methods_in_threads(saver, uniq):
+    oracle = await ascenario(_fix_versions(InMemorySaver()), uniq)
+    mine = await ascenario(_fix_versions(saver), uniq)
+    assert mine == oracle
+
+
+def test_unsupported_methods_say_so(saver, uniq):
+    with pytest.raises(NotImplementedError, match="across threads"):
+        list(saver.list(None))
+    with pytest.raises(NotImplementedError, match="namespaces"):
+        list(saver.list({"configurable": {"thread_id": uniq}}))
+    with pytest.raises(NotImplementedError, match="DeleteForRuns"):
+        saver.delete_for_runs(["run-1"])
+    with pytest.raises(NotImplementedError, match="namespaces"):
+        saver.copy_thread(uniq, uniq + "-copy")
+    with pytest.raises(NotImplementedError, match="namespaces"):
+        saver.prune([uniq])
+    with pytest.raises(ctxstore.InvalidArgumentError):
+        saver.put(_cfg("t" * 129), _checkpoint({}, {}), {}, {})
+    with pytest.raises(ctxstore.InvalidArgumentError):
+        saver.put(_cfg(uniq, "n" * 129), _checkpoint({}, {}), {}, {})
+    assert WRITES_IDX_MAP["__error__"] == -1
+
+
+def test_prune_with_namespaces_and_delete(saver, uniq):
+    cfg = _cfg(uniq)
+    for step in range(3):
+        c = _checkpoint({"a": step}, {"a": saver.get_next_version(None, None)})
+        cfg = saver.put(cfg, c, {"step": step}, c["channel_versions"])
+    saver.prune([uniq], strategy="keep_latest", namespaces=[""])
+    left = list(saver.list(_cfg(uniq)))
+    assert [t.metadata["step"] for t in left] == [2] and left[0].checkpoint["channel_values"] == {"a": 2}
+    saver.prune([uniq], strategy="delete")
+    assert saver.get_tuple(_cfg(uniq)) is None
+
+
+# ---- real graphs ----
+
+
+class State(TypedDict):
+    log: Annotated[list[str], operator.add]
+    n: int
+
+
+def _graph(checkpointer, with_interrupt: bool = False):
+    def step_a(s: State) -> dict:
+        return {"log": ["a"], "n": s.get("n", 0) + 1}
+
+    def step_b(s: State) -> dict:
+        if with_interrupt:
+            answer = interrupt({"question": "approve?", "n": s["n"]})
+            return {"log": [f"b:{answer}"]}
+        return {"log": ["b"], "n": s["n"] * 10}
+
+    g = StateGraph(State)
+    g.add_node("a", step_a)
+    g.add_node("b", step_b)
+    g.add_edge(START, "a")
+    g.add_edge("a", "b")
+    g.add_edge("b", END)
+    return g.compile(checkpointer=checkpointer)
+
+
+def _history(graph, config) -> list:
+    return [(s.values, s.next, s.metadata.get("step"), s.metadata.get("source")) for s in graph.get_state_history(config)]
+
+
+def test_graph_history_update_state_and_time_travel(saver, uniq):
+    results = {}
+    for name, cp in [("memory", InMemorySaver()), ("ctxstore", saver)]:
+        graph = _graph(cp)
+        cfg = {"configurable": {"thread_id": f"{uniq}-{name}"}}
+        r1 = graph.invoke({"log": ["start"], "n": 1}, cfg)
+        r2 = graph.invoke({"log": ["again"]}, cfg)
+        graph.update_state(cfg, {"log": ["edited"], "n": 7})
+        state = graph.get_state(cfg)
+        hist = _history(graph, cfg)
+        # Time travel: replay from the checkpoint before node "b" of the first run.
+        before_b = next(s for s in graph.get_state_history(cfg) if s.next == ("b",) and "again" not in s.values["log"])
+        forked = graph.invoke(None, before_b.config)
+        results[name] = (r1, r2, state.values, state.next, hist, forked, len(list(graph.get_state_history(cfg))))
+    assert results["ctxstore"] == results["memory"]
+    r1, r2, values, _, hist, forked, n_after = results["ctxstore"]
+    assert r1 == {"log": ["start", "a", "b"], "n": 20}
+    assert values["log"][-1] == "edited" and values["n"] == 7
+    assert forked["log"] == ["start", "a", "b"] and n_after > len(hist)
+
+
+def test_graph_interrupt_and_resume(saver, uniq):
+    results = {}
+    for name, cp in [("memory", InMemorySaver()), ("ctxstore", saver)]:
+        graph = _graph(cp, with_interrupt=True)
+        cfg = {"configurable": {"thread_id": f"{uniq}-{name}"}}
+        first = graph.invoke({"log": ["go"], "n": 1}, cfg)
+        st = graph.get_state(cfg)
+        pending = [(i.value) for t in st.tasks for i in t.interrupts]
+        resumed = graph.invoke(Command(resume="yes"), cfg)
+        results[name] = (first.get("log"), st.next, pending, resumed, graph.get_state(cfg).next)
+    assert results["ctxstore"] == results["memory"]
+    _, nxt, pending, resumed, final_next = results["ctxstore"]
+    assert nxt == ("b",) and pending == [{"question": "approve?", "n": 2}]
+    assert resumed["log"] == ["go", "a", "b:yes"] and final_next == ()
+
+
+def _nested(depth: int, checkpointer):
+    """A graph whose node runs a subgraph, `depth` levels deep; the innermost level
+    interrupts once."""
+
+    def leaf(s: State) -> dict:
+        answer = interrupt("inner?")
+        return {"log": [f"leaf:{answer}"]}
+
+    g = StateGraph(State)
+    g.add_node("leaf", leaf)
+    g.add_edge(START, "leaf")
+    inner = g.compile()
+    for level in range(depth - 1):
+        outer = StateGraph(State)
+        outer.add_node(f"level{level}", inner)
+        outer.add_edge(START, f"level{level}")
+        inner = outer.compile(checkpointer=checkpointer) if level == depth - 2 else outer.compile()
+    return inner
+
+
+def test_graph_with_subgraphs_within_the_namespace_limit(saver, uniq):
+    results = {}
+    for name, cp in [("memory", InMemorySaver()), ("ctxstore", saver)]:
+        graph = _nested(3, cp)
+        cfg = {"configurable": {"thread_id": f"{uniq}-{name}"}}
+        graph.invoke({"log": ["x"], "n": 0}, cfg)
+        st = graph.get_state(cfg, subgraphs=True)
+        inner_ns = st.tasks[0].state.tasks[0].state.config["configurable"]["checkpoint_ns"]
+        resumed = graph.invoke(Command(resume="ok"), cfg)
+        results[name] = (len(inner_ns.encode()) <= 128, inner_ns.count("|"), resumed)
+    assert results["ctxstore"] == results["memory"]
+    assert results["ctxstore"][2]["log"][-1] == "leaf:ok" and results["ctxstore"][1] == 1
+
+
+def test_deeper_subgraphs_hit_the_namespace_limit_with_a_typed_error(saver, uniq):
+    graph = _nested(4, saver)
+    with pytest.raises(ctxstore.InvalidArgumentError) as e:
+        graph.invoke({"log": ["x"], "n": 0}, {"configurable": {"thread_id": uniq}})
+    assert e.value.field == "thread.ns"
+
+
+async def test_async_graph(asaver, uniq):
+    graph = _graph(asaver, with_interrupt=True)
+    cfg = {"configurable": {"thread_id": uniq}}
+    await graph.ainvoke({"log": ["go"], "n": 1}, cfg)
+    assert (await graph.aget_state(cfg)).next == ("b",)
+    out = await graph.ainvoke(Command(resume="fine"), cfg)
+    assert out["log"] == ["go", "a", "b:fine"]
+    hist = [s async for s in graph.aget_state_history(cfg)]
+    assert len(hist) >= 4 and hist[0].next == ()
