@@ -45,6 +45,11 @@ def ctxd_bin() -> Path:
     return p
 
 
+class Abort(Exception):
+    """Raised by a wait condition that can never become true (wait_until re-raises it
+    at once)."""
+
+
 def wait_until(what: str, cond: Callable[[], T | None], timeout: float = WAIT, interval: float = 0.05) -> T:
     """Polls ``cond`` until it returns something truthy (returned), failing the test
     with ``what`` after ``timeout`` seconds. Exceptions count as "not yet"; the last
@@ -56,6 +61,8 @@ def wait_until(what: str, cond: Callable[[], T | None], timeout: float = WAIT, i
             v = cond()
             if v:
                 return v
+        except Abort:
+            raise
         except Exception as e:  # not yet
             last = e
         if time.monotonic() >= deadline:
@@ -186,6 +193,9 @@ class Cluster:
         serves a linearizable read."""
 
         def ready() -> bool:
+            for n in self.nodes:
+                if n.proc is not None and n.proc.poll() is not None:
+                    raise Abort(f"ctxd node {n.node_id} exited with status {n.proc.returncode}:\n{self.logs()}")
             with self.client(timeout=5) as c:
                 t = c.routing_table()
                 data = [r for r in t.shards if r.descriptor.shard_id != 0]
@@ -196,7 +206,10 @@ class Cluster:
                         return False
                 return True
 
-        wait_until(f"a {len(self.nodes)}-node cluster with {self.shards} led shards", ready)
+        try:
+            wait_until(f"a {len(self.nodes)}-node cluster with {self.shards} led shards", ready)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.logs()}") from None
 
     def logs(self) -> str:
         out = []

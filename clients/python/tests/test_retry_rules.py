@@ -4,7 +4,9 @@ pinned to their shard, and the deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -36,6 +38,7 @@ class FakeNode(kv_pb2_grpc.KvServicer, cluster_pb2_grpc.ClusterServicer):
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.addr = f"127.0.0.1:{self.port}"
         self.script: list = []
+        self.watch_script: list = []
         self.seen: list = []
         self.table: pb.RoutingTable | None = None
         self.lock = threading.Lock()
@@ -57,6 +60,14 @@ class FakeNode(kv_pb2_grpc.KvServicer, cluster_pb2_grpc.ClusterServicer):
 
     def Get(self, request, context):
         return self._next(request, context)
+
+    def Watch(self, request, context):
+        with self.lock:
+            self.seen.append(request)
+            step = self.watch_script.pop(0) if self.watch_script else None
+        if step is None:
+            context.abort(grpc.StatusCode.INTERNAL, "unscripted watch")
+        yield from step(request, context)
 
     def GetRoutingTable(self, request, context):
         if self.table is None:
@@ -225,3 +236,60 @@ async def test_async_client_follows_the_same_rules(nodes):
                                             version_mismatch=pb.VersionMismatch(key=b"k", expected_version=1))]
         with pytest.raises(ctxstore.VersionMismatchError):
             await c.put("k", "v")
+
+
+def _ev(version: int, value: bytes) -> pb.WatchEvent:
+    return pb.WatchEvent(kind=pb.WatchEvent.PUT, version=version, kv=pb.KeyValue(key=b"k", value=value, version=version))
+
+
+def test_a_broken_watch_resumes_without_repeating_or_skipping(nodes):
+    """The server splits version 12 over two responses and the stream breaks between
+    them; the watch reopens from version 11 and delivers 12a once, then 12b and 13."""
+    a, _ = nodes
+    a.table = _table(nodes[:1], [(1, 1, [(0, MAX)], 0)])
+
+    def first(req, ctx):
+        yield pb.WatchResponse(progress_version=10)
+        yield pb.WatchResponse(events=[_ev(11, b"11")], progress_version=11)
+        yield pb.WatchResponse(events=[_ev(12, b"12a")], progress_version=11)
+        ctx.abort(grpc.StatusCode.UNAVAILABLE, "leader stepped down")
+
+    def second(req, ctx):
+        yield pb.WatchResponse(progress_version=11)
+        yield pb.WatchResponse(events=[_ev(12, b"12a"), _ev(12, b"12b")], progress_version=12)
+        yield pb.WatchResponse(events=[_ev(13, b"13")], progress_version=13)
+        while ctx.is_active():
+            time.sleep(0.01)
+
+    a.watch_script = [first, second]
+    with ctxstore.Client([a.addr]) as c:
+        with c.watch("k") as w:
+            got = [w.next(timeout=10) for _ in range(4)]
+            assert [e.kv.value for e in got] == [b"11", b"12a", b"12b", b"13"]
+            assert w.next(timeout=0.2) is None
+        watches = [r for r in a.seen if isinstance(r, pb.WatchRequest)]
+        assert not watches[0].HasField("from_version") and watches[1].from_version == 11
+
+
+async def test_async_watch_resumes_too(nodes):
+    a, _ = nodes
+    a.table = _table(nodes[:1], [(1, 1, [(0, MAX)], 0)])
+
+    def first(req, ctx):
+        yield pb.WatchResponse(progress_version=5)
+        yield pb.WatchResponse(events=[_ev(6, b"6")], progress_version=6)
+        ctx.abort(grpc.StatusCode.UNAVAILABLE, "gone")
+
+    def second(req, ctx):
+        yield pb.WatchResponse(progress_version=6)
+        yield pb.WatchResponse(events=[_ev(6, b"6"), _ev(7, b"7")], progress_version=7)
+        while ctx.is_active():
+            time.sleep(0.01)
+
+    a.watch_script = [first, second]
+    async with ctxstore.AsyncClient([a.addr]) as c:
+        w = await c.watch("k", from_version=5)
+        async with w:
+            got = [await asyncio.wait_for(w.__anext__(), 10) for _ in range(2)]
+        assert [e.kv.value for e in got] == [b"6", b"7"]
+        assert [r.from_version for r in a.seen if isinstance(r, pb.WatchRequest)] == [5, 6]

@@ -169,6 +169,8 @@ class Attempts:
     pinned: int | None = None
     backoff: Backoff = field(default_factory=Backoff)
     last_error: E.CtxstoreError | None = None
+    #: The last attempt went to the "current" node (the request named no shard).
+    on_current: bool = False
 
 
 @dataclass
@@ -272,7 +274,7 @@ class Core:
             routed = self.routing.target(shard, st.attempt)
         else:
             shard, routed = self._resolve(op.route, st.attempt)
-        st_on_current = routed is None
+        st.on_current = routed is None
         conf_ver, ring_ver = self.routing.epoch(shard) if shard != 0 else (0, 0)
         if st.pinned is not None:
             # A retried write must reach its shard even if the shard's arcs changed:
@@ -283,7 +285,6 @@ class Core:
         addr = routed or self.current()
         if op.header:
             op.request.header.CopyFrom(kv_pb2.RequestHeader(shard_id=shard, conf_ver=conf_ver, ring_ver=ring_ver))
-        st.on_current = st_on_current  # type: ignore[attr-defined]
         return shard, addr
 
     def _resolve(self, route: Route, attempt: int) -> tuple[int, str | None]:
@@ -361,7 +362,7 @@ class Core:
         st.attempt += 1
         if shard != 0:
             self.routing.forget_leader(shard)
-        if getattr(st, "on_current", False):
+        if st.on_current:
             self.rotate()
         if st.attempt % 4 == 0:
             # Still failing: the routing may name addresses nodes no longer use.

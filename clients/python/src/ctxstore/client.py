@@ -120,7 +120,8 @@ class Client:
                 resp = method(op.request, timeout=remaining)
             except grpc.RpcError as rpc_err:
                 err = E.from_rpc_error(rpc_err)
-                if err.code == grpc.StatusCode.DEADLINE_EXCEEDED and core.remaining(st) <= 0.001:
+                if err.code == grpc.StatusCode.DEADLINE_EXCEEDED and err.detail is None:
+                    # The attempt's timeout is what was left of the call's deadline.
                     st.last_error = E.TransportError(f"no answer from {addr}", code=err.code)
                     raise core.timed_out(st) from None
             else:
