@@ -38,8 +38,16 @@ def _cfg(thread: str, ns: str | None = "", cid: str | None = None) -> dict:
     return {"configurable": c}
 
 
-def _checkpoint(values: dict, versions: dict) -> dict:
+_ids = iter(range(1, 1 << 30))
+
+
+def _checkpoint(values: dict, versions: dict, cid: int | None = None) -> dict:
+    """A checkpoint; ``cid`` makes its id deterministic (ids sort in creation order,
+    as LangGraph's uuid6 ids do)."""
     c = empty_checkpoint()
+    if cid is not None:
+        c["id"] = f"1ef00000-0000-6000-8000-{cid:012d}"
+        c["ts"] = f"2026-01-01T00:00:{cid:02d}+00:00"
     c["channel_values"] = dict(values)
     c["channel_versions"] = dict(versions)
     c["versions_seen"] = {"node": dict(versions)}
@@ -59,19 +67,19 @@ def scenario(s, thread: str) -> list:
     """The same calls on any saver (sync); what each returned."""
     out: list = []
     ns2 = "child:1234"
-    c1 = _checkpoint({"a": 1, "b": ["x"]}, {"a": s.get_next_version(None, None), "b": s.get_next_version(None, None)})
+    c1 = _checkpoint({"a": 1, "b": ["x"]}, {"a": s.get_next_version(None, None), "b": s.get_next_version(None, None)}, cid=1)
     r1 = s.put(_cfg(thread), c1, {"source": "input", "step": -1, "parents": {}}, c1["channel_versions"])
     out.append(r1)
     va = s.get_next_version(c1["channel_versions"]["a"], None)
-    c2 = _checkpoint({"a": 2, "b": ["x"]}, {**c1["channel_versions"], "a": va})
+    c2 = _checkpoint({"a": 2, "b": ["x"]}, {**c1["channel_versions"], "a": va}, cid=2)
     r2 = s.put(r1, c2, {"source": "loop", "step": 0, "parents": {}, "writes": {"n": {"a": 2}}}, {"a": va})
     out.append(r2)
     # A channel listed in new_versions without a value (an emptied channel).
     vb = s.get_next_version(c2["channel_versions"]["b"], None)
-    c3 = _checkpoint({"a": 2}, {**c2["channel_versions"], "b": vb})
+    c3 = _checkpoint({"a": 2}, {**c2["channel_versions"], "b": vb}, cid=3)
     r3 = s.put(r2, c3, {"source": "update", "step": 1, "parents": {}}, {"b": vb})
     out.append(r3)
-    c4 = _checkpoint({"z": "sub"}, {"z": s.get_next_version(None, None)})
+    c4 = _checkpoint({"z": "sub"}, {"z": s.get_next_version(None, None)}, cid=4)
     r4 = s.put(_cfg(thread, ns2), c4, {"source": "loop", "step": 0, "parents": {"": r3["configurable"]["checkpoint_id"]}},
                c4["channel_versions"])
     out.append(r4)
@@ -85,7 +93,7 @@ def scenario(s, thread: str) -> list:
     out.append(_norm(s.get_tuple(_cfg(thread, "", r2["configurable"]["checkpoint_id"]))))
     out.append(_norm(s.get_tuple(_cfg(thread, None, r1["configurable"]["checkpoint_id"]))))
     out.append(_norm(s.get_tuple(_cfg(thread, ns2))))
-    out.append(_norm(s.get_tuple(_cfg(thread, "", "1ef00000-0000-6000-8000-000000000000"))))
+    out.append(_norm(s.get_tuple(_cfg(thread, "", "1ef00000-0000-6000-8000-000000000099"))))
     out.append(_norm(s.get_tuple(_cfg(thread + "-none"))))
     out.append(_norm(list(s.list(_cfg(thread)))))
     out.append(_norm(list(s.list(_cfg(thread), limit=2))))
@@ -106,14 +114,14 @@ async def ascenario(s, thread: str) -> list:
     """`scenario` with the async methods."""
     out: list = []
     ns2 = "child:1234"
-    c1 = _checkpoint({"a": 1, "b": ["x"]}, {"a": s.get_next_version(None, None), "b": s.get_next_version(None, None)})
+    c1 = _checkpoint({"a": 1, "b": ["x"]}, {"a": s.get_next_version(None, None), "b": s.get_next_version(None, None)}, cid=1)
     r1 = await s.aput(_cfg(thread), c1, {"source": "input", "step": -1, "parents": {}}, c1["channel_versions"])
     out.append(r1)
     va = s.get_next_version(c1["channel_versions"]["a"], None)
-    c2 = _checkpoint({"a": 2, "b": ["x"]}, {**c1["channel_versions"], "a": va})
+    c2 = _checkpoint({"a": 2, "b": ["x"]}, {**c1["channel_versions"], "a": va}, cid=2)
     r2 = await s.aput(r1, c2, {"source": "loop", "step": 0, "parents": {}}, {"a": va})
     out.append(r2)
-    c4 = _checkpoint({"z": "sub"}, {"z": s.get_next_version(None, None)})
+    c4 = _checkpoint({"z": "sub"}, {"z": s.get_next_version(None, None)}, cid=4)
     await s.aput(_cfg(thread, ns2), c4, {"source": "loop", "step": 0, "parents": {}}, c4["channel_versions"])
     await s.aput_writes(r2, [("a", 10), ("__interrupt__", "stop")], "task-2", "p2")
     await s.aput_writes(r2, [("a", 11)], "task-1", "p1")
