@@ -18,7 +18,7 @@ messages are pinned by the store.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 try:
     from langchain_core.chat_history import BaseChatMessageHistory
