@@ -164,7 +164,16 @@ pub fn check_changes(
     for c in changes {
         let key = c.key.trim();
         let Some(like) = known.get(key) else {
-            let unknown_but_optional = ["advertise", "status.listen"].contains(&key);
+            // Settings whose default is "unset" do not show in the serialized config.
+            let unknown_but_optional = [
+                "advertise",
+                "status.listen",
+                "security.ca-path",
+                "security.cert-path",
+                "security.key-path",
+                "security.max-connection-age",
+            ]
+            .contains(&key);
             return Err(if unknown_but_optional {
                 Error::invalid(key, "needs a restart: set it in the node's file or flags")
             } else {

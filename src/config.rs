@@ -42,6 +42,8 @@ pub struct NodeConfig {
     pub status: StatusConfig,
     /// Logging.
     pub log: LogConfig,
+    /// TLS on the gRPC port, for clients and peers alike.
+    pub security: SecurityConfig,
     /// With `join`: addresses of running members ("host:port,host:port") this node
     /// reports to, so the placement driver learns of it and fills it with replicas.
     /// Empty: the node waits to be added with `ctxctl member add`.
@@ -73,6 +75,138 @@ pub struct LogConfig {
     /// empty (the default): `RUST_LOG`, else `info,raft=warn`. A cluster setting
     /// (`ctxctl config set log.level ...`) changes it without a restart.
     pub level: String,
+}
+
+/// TLS (`[security]`): off unless all three of `ca-path`, `cert-path` and `key-path`
+/// are set. The node serves its gRPC port with `cert-path`, and presents the same
+/// certificate when it dials its peers (docs/operations.md, "Security"). The files are
+/// re-read when they change on disk, for new connections; a pair that does not load
+/// (half-written, mismatched) leaves the previous one in use.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// PEM file of the certificate authorities trusted for client and peer
+    /// certificates, and for the peers' server certificates.
+    pub ca_path: Option<PathBuf>,
+    /// PEM certificate chain of this node.
+    pub cert_path: Option<PathBuf>,
+    /// PEM private key of `cert-path`.
+    pub key_path: Option<PathBuf>,
+    /// Whether clients must present a certificate the CA signed: `optional` (the
+    /// default: agents may come without one, nodes present theirs), `require`, or
+    /// `none` (no client certificates at all: traffic is encrypted, but nothing tells
+    /// a peer from a client, so the `Raft` service and node heartbeats are open).
+    pub client_cert_auth: ClientCertAuth,
+    /// Common names a certificate must have to act as a peer (call the `Raft` service,
+    /// send node heartbeats); empty (the default): any certificate the CA signed.
+    pub peer_cert_allowed_cn: Vec<String>,
+    /// Connections are closed after this long (default `1h`), so a rotated or revoked
+    /// certificate stops being used within a bounded time. Clients reconnect.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Option<Duration>,
+}
+
+/// `security.client-cert-auth`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientCertAuth {
+    /// Every client presents a certificate.
+    Require,
+    /// A client may present a certificate.
+    #[default]
+    Optional,
+    /// No client certificates are asked for.
+    None,
+}
+
+impl std::str::FromStr for ClientCertAuth {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "require" => Ok(Self::Require),
+            "optional" => Ok(Self::Optional),
+            "none" => Ok(Self::None),
+            _ => Err(Error::config(
+                "security.client-cert-auth",
+                format!("`{s}` is not one of require, optional, none"),
+            )),
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// Whether TLS is on (all three files set; `validate` refuses a partial set).
+    pub fn tls_enabled(&self) -> bool {
+        self.ca_path.is_some() && self.cert_path.is_some() && self.key_path.is_some()
+    }
+
+    /// How long a connection may live; `1h` unless set.
+    pub fn connection_age(&self) -> Duration {
+        self.max_connection_age.unwrap_or(Duration::from_secs(3600))
+    }
+
+    /// What this node trusts and presents when it dials a peer; `None` without TLS.
+    pub fn peer_client(&self) -> Option<ctxstore_api::tls::ClientTls> {
+        match (&self.ca_path, &self.cert_path, &self.key_path) {
+            (Some(ca), Some(cert), Some(key)) => {
+                Some(ctxstore_api::tls::ClientTls::new(ca).with_identity(cert, key))
+            }
+            _ => None,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let set = [
+            ("security.ca-path", self.ca_path.is_some()),
+            ("security.cert-path", self.cert_path.is_some()),
+            ("security.key-path", self.key_path.is_some()),
+        ];
+        if set.iter().any(|(_, s)| *s) {
+            if let Some((missing, _)) = set.iter().find(|(_, s)| !*s) {
+                let given: Vec<&str> = set.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
+                return Err(Error::config(
+                    missing,
+                    format!(
+                        "must be set with {} (TLS needs all three of ca-path, cert-path and key-path)",
+                        given.join(" and ")
+                    ),
+                ));
+            }
+        } else {
+            if !self.peer_cert_allowed_cn.is_empty() {
+                return Err(Error::config(
+                    "security.peer-cert-allowed-cn",
+                    "needs TLS (ca-path, cert-path and key-path)",
+                ));
+            }
+            if self.client_cert_auth == ClientCertAuth::Require {
+                return Err(Error::config(
+                    "security.client-cert-auth",
+                    "`require` needs TLS (ca-path, cert-path and key-path)",
+                ));
+            }
+        }
+        if let Some(age) = self.max_connection_age {
+            if age < Duration::from_secs(1) {
+                return Err(Error::config(
+                    "security.max-connection-age",
+                    "must be at least 1s",
+                ));
+            }
+        }
+        if self
+            .peer_cert_allowed_cn
+            .iter()
+            .any(|c| c.trim().is_empty())
+        {
+            return Err(Error::config(
+                "security.peer-cert-allowed-cn",
+                "holds an empty name",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The status listener (`[status]`): plaintext HTTP serving `/metrics`
@@ -344,6 +478,7 @@ impl Default for NodeConfig {
             pd: PdConfig::default(),
             status: StatusConfig::default(),
             log: LogConfig::default(),
+            security: SecurityConfig::default(),
             peers: String::new(),
             read_weight: 100,
             origins: Origins::default(),
@@ -466,6 +601,7 @@ impl NodeConfig {
         }
         self.split.validate()?;
         self.pd.validate()?;
+        self.security.validate()?;
         self.raft.validate()?;
         for p in self.peer_addrs() {
             check_host_port("peers", p)?;

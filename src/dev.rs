@@ -20,6 +20,8 @@ pub struct DevOptions {
     pub tick: Duration,
     /// Data shards (default 8).
     pub shards: u64,
+    /// Serve over mutual TLS with a throwaway CA written to `<data dir>/tls`.
+    pub tls: bool,
 }
 
 impl Default for DevOptions {
@@ -30,6 +32,7 @@ impl Default for DevOptions {
             data_dir: None,
             tick: Duration::from_millis(100),
             shards: 8,
+            tls: false,
         }
     }
 }
@@ -40,6 +43,8 @@ pub struct DevCluster {
     pub nodes: Vec<Node>,
     /// Their data directory.
     pub data_dir: PathBuf,
+    /// With `tls`: the CA, node and client certificates.
+    pub tls: Option<crate::pki::DevPki>,
 }
 
 impl DevCluster {
@@ -78,6 +83,11 @@ impl DevCluster {
             .collect::<std::io::Result<_>>()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let initial = crate::config::format_initial_cluster(&addrs);
+        let tls = if opts.tls {
+            Some(crate::pki::DevPki::write(&data_dir.join("tls"))?)
+        } else {
+            None
+        };
         let mut nodes = Vec::new();
         for (i, l) in listeners.into_iter().enumerate() {
             let mut cfg = NodeConfig {
@@ -89,9 +99,19 @@ impl DevCluster {
             };
             cfg.raft.tick_interval = opts.tick;
             cfg.initial_shards = opts.shards;
+            if let Some(t) = &tls {
+                cfg.security.ca_path = Some(t.ca.clone());
+                cfg.security.cert_path = Some(t.node_cert.clone());
+                cfg.security.key_path = Some(t.node_key.clone());
+                cfg.security.peer_cert_allowed_cn = vec![crate::pki::DEV_NODE_CN.to_string()];
+            }
             nodes.push(Node::start_with_listener(cfg, l).await?);
         }
-        let cluster = DevCluster { nodes, data_dir };
+        let cluster = DevCluster {
+            nodes,
+            data_dir,
+            tls,
+        };
         cluster.wait_for_leader(Duration::from_secs(30)).await?;
         Ok(cluster)
     }

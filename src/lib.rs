@@ -46,6 +46,7 @@ pub mod node;
 #[cfg(feature = "otel")]
 pub(crate) mod otel;
 pub(crate) mod pd;
+pub mod pki;
 pub mod proto;
 pub(crate) mod raft;
 pub(crate) mod server;

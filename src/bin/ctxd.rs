@@ -102,6 +102,26 @@ struct ServerArgs {
     /// move to other nodes before it stops (a second signal stops it at once).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     drain_timeout: std::time::Duration,
+    /// TLS: PEM file of the certificate authorities trusted for client and peer
+    /// certificates (`security.ca-path`). TLS is on when all three of --ca-path,
+    /// --cert-path and --key-path are given.
+    #[arg(long)]
+    ca_path: Option<PathBuf>,
+    /// TLS: this node's PEM certificate chain, served to clients and presented to
+    /// peers (`security.cert-path`).
+    #[arg(long)]
+    cert_path: Option<PathBuf>,
+    /// TLS: the PEM private key of --cert-path (`security.key-path`).
+    #[arg(long)]
+    key_path: Option<PathBuf>,
+    /// TLS: whether clients must present a certificate: require, optional (default)
+    /// or none (`security.client-cert-auth`).
+    #[arg(long)]
+    client_cert_auth: Option<ctxstore::config::ClientCertAuth>,
+    /// TLS: common names a certificate must carry to act as a peer, comma-separated
+    /// (`security.peer-cert-allowed-cn`; default: any certificate the CA signed).
+    #[arg(long, value_delimiter = ',')]
+    peer_cert_allowed_cn: Vec<String>,
     /// Log records as `text` lines or as `json`, one object per line (`ctxd dev` too).
     #[arg(long, global = true, default_value_t)]
     log_format: ctxstore::logging::LogFormat,
@@ -125,6 +145,9 @@ struct DevArgs {
     /// Data shards (Raft groups) spread over the nodes.
     #[arg(long, default_value_t = 8)]
     shards: u64,
+    /// Serve over mutual TLS with a throwaway CA written into the data directory.
+    #[arg(long)]
+    tls: bool,
 }
 
 fn main() -> ExitCode {
@@ -234,6 +257,26 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
         cfg.raft.lease_reads = true;
         given("raft.lease-reads");
     }
+    if let Some(v) = a.ca_path {
+        cfg.security.ca_path = Some(v);
+        given("security.ca-path");
+    }
+    if let Some(v) = a.cert_path {
+        cfg.security.cert_path = Some(v);
+        given("security.cert-path");
+    }
+    if let Some(v) = a.key_path {
+        cfg.security.key_path = Some(v);
+        given("security.key-path");
+    }
+    if let Some(v) = a.client_cert_auth {
+        cfg.security.client_cert_auth = v;
+        given("security.client-cert-auth");
+    }
+    if !a.peer_cert_allowed_cn.is_empty() {
+        cfg.security.peer_cert_allowed_cn = a.peer_cert_allowed_cn;
+        given("security.peer-cert-allowed-cn");
+    }
     cfg.origins.flags = flags;
     if a.node_id_from_hostname && cfg.join_unless_initial_member()? {
         eprintln!(
@@ -303,6 +346,7 @@ async fn run_dev(d: DevArgs) -> anyhow::Result<()> {
         base_port: d.base_port,
         data_dir: d.data_dir,
         shards: d.shards,
+        tls: d.tls,
         ..Default::default()
     };
     let d_shards = opts.shards;
@@ -324,10 +368,20 @@ async fn run_dev(d: DevArgs) -> anyhow::Result<()> {
     );
     println!("  data:      {}", cluster.data_dir.display());
     println!("  endpoints: {eps}");
+    let mut ctl = format!("{ctxctl} --endpoints {eps}");
+    if let Some(t) = &cluster.tls {
+        println!("  TLS:       CA {}", t.ca.display());
+        ctl = format!(
+            "{ctl} --cacert {} --cert {} --key {}",
+            t.ca.display(),
+            t.client_cert.display(),
+            t.client_key.display()
+        );
+    }
     println!("try:");
-    println!("  {ctxctl} --endpoints {eps} put greeting hello");
-    println!("  {ctxctl} --endpoints {eps} get greeting");
-    println!("  {ctxctl} --endpoints {eps} status");
+    println!("  {ctl} put greeting hello");
+    println!("  {ctl} get greeting");
+    println!("  {ctl} status");
     println!("Ctrl-C stops the cluster.");
     Signals::new()?.next().await;
     println!("stopping…");

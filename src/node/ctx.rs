@@ -135,6 +135,7 @@ impl NodeCtx {
             metrics.clone(),
             cancel.clone(),
             tracker.clone(),
+            config.security.peer_client(),
         );
         Ok(Self {
             node_id,
@@ -151,7 +152,7 @@ impl NodeCtx {
             ranges: RwLock::new(Arc::new(RangeMap::new())),
             accept_new_replicas: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
-            meta: MetaCtx::default(),
+            meta: MetaCtx::new(config.security.peer_client()),
             watch: WatchHub::new(
                 usize::try_from(config.context.watch_retain_bytes).unwrap_or(usize::MAX),
             ),

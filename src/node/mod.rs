@@ -61,6 +61,8 @@ impl Node {
     /// Starts the node on an already bound listener (tests bind port 0 first).
     pub async fn start_with_listener(config: NodeConfig, listener: TcpListener) -> Result<Node> {
         config.validate()?;
+        // Before the data dir opens: files that do not load are a config error.
+        let tls = crate::server::tls::ServerTls::load(&config.security)?;
         let node_id = NodeId(config.node_id);
         let (engine, fresh) = {
             let dir = config.data_dir.clone();
@@ -91,7 +93,7 @@ impl Node {
             }
             None => None,
         };
-        let server = crate::server::spawn(ctx.clone(), listener)?;
+        let server = crate::server::spawn(ctx.clone(), listener, tls)?;
         let node = Node {
             ctx,
             server,
@@ -282,11 +284,12 @@ impl Node {
         members: &std::collections::BTreeMap<NodeId, String>,
     ) -> Result<()> {
         let me = self.ctx.node_id;
+        let tls = self.ctx.config().security.peer_client();
         for (id, addr) in members {
             if *id == me {
                 continue;
             }
-            let Some(status) = query_status(addr).await else {
+            let Some(status) = query_status(addr, tls.as_ref()).await else {
                 continue;
             };
             let started: Vec<u64> = status
@@ -344,8 +347,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// A peer's status for the lost-data guard. A peer that does not listen refuses the
 /// connection at once (a new cluster whose members start one by one); one that is
 /// merely slow (a loaded machine) gets seconds, not a timeout that lets the guard pass.
-async fn query_status(addr: &str) -> Option<StatusResponse> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+async fn query_status(
+    addr: &str,
+    tls: Option<&ctxstore_api::tls::ClientTls>,
+) -> Option<StatusResponse> {
+    let ep = ctxstore_api::tls::endpoint(addr, tls)
         .ok()?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10));

@@ -12,6 +12,7 @@ use crate::raft::handle::PeerEvent;
 use crate::storage::snapshot::{SnapshotFile, SnapshotStore};
 use crate::types::{NodeId, ShardId};
 use crate::util::Backoff;
+use ctxstore_api::tls::ClientTls;
 use futures::StreamExt as _;
 use parking_lot::{Mutex, RwLock};
 use prost::Message as _;
@@ -112,9 +113,12 @@ pub(crate) struct Transport {
     cancel: CancellationToken,
     /// Tracks the connection tasks.
     tracker: TaskTracker,
+    /// What this node trusts and presents when it dials a peer (None: plaintext).
+    tls: Option<ClientTls>,
 }
 
 impl Transport {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         node_id: NodeId,
         self_addr: String,
@@ -123,10 +127,12 @@ impl Transport {
         metrics: Arc<crate::metrics::Metrics>,
         cancel: CancellationToken,
         tracker: TaskTracker,
+        tls: Option<ClientTls>,
     ) -> Self {
         Self {
             node_id,
             self_addr,
+            tls,
             addresses,
             conns: Mutex::new(HashMap::new()),
             filter: RwLock::new(None),
@@ -239,6 +245,7 @@ impl Transport {
             to,
             addresses: self.addresses.clone(),
             cancel: self.cancel.clone(),
+            tls: self.tls.clone(),
         };
         self.tracker.spawn(conn.run(rx));
         tx
@@ -267,6 +274,7 @@ impl Transport {
         let from_addr = self.self_addr.clone();
         let cancel = self.cancel.clone();
         let metrics = self.metrics.clone();
+        let tls = self.tls.clone();
         self.tracker.spawn(async move {
             let ok = match (file, addr) {
                 (Some(file), Some(addr)) => {
@@ -274,7 +282,7 @@ impl Transport {
                     let size = file.size;
                     let sent = tokio::select! {
                         _ = cancel.cancelled() => Err("shutting down".to_string()),
-                        r = ship_snapshot(addr, from_addr, env, file) => r,
+                        r = ship_snapshot(addr, tls.as_ref(), from_addr, env, file) => r,
                     };
                     match sent {
                         Ok(()) => {
@@ -297,8 +305,12 @@ impl Transport {
     }
 }
 
-async fn connect(addr: &str) -> Result<RaftClient<tonic::transport::Channel>, String> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+/// Dials `addr`; with TLS the files are read now, so a reconnect takes rotated ones.
+async fn connect(
+    addr: &str,
+    tls: Option<&ClientTls>,
+) -> Result<RaftClient<tonic::transport::Channel>, String> {
+    let ep = ctxstore_api::tls::endpoint(addr, tls)
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true);
@@ -313,11 +325,12 @@ async fn connect(addr: &str) -> Result<RaftClient<tonic::transport::Channel>, St
 /// the checksum. The file stays alive (and on disk) while `file` is held.
 async fn ship_snapshot(
     addr: String,
+    tls: Option<&ClientTls>,
     from_addr: String,
     env: RaftEnvelope,
     file: Arc<SnapshotFile>,
 ) -> Result<(), String> {
-    let mut client = connect(&addr).await?;
+    let mut client = connect(&addr, tls).await?;
     let reader = tokio::fs::File::open(file.path())
         .await
         .map_err(|e| format!("cannot open {}: {e}", file.path().display()))?;
@@ -370,6 +383,7 @@ struct Connection {
     to: NodeId,
     addresses: Arc<AddressBook>,
     cancel: CancellationToken,
+    tls: Option<ClientTls>,
 }
 
 impl Connection {
@@ -380,7 +394,7 @@ impl Connection {
                 return;
             }
             let client = match self.addresses.get(self.to) {
-                Some(addr) => connect(&addr).await,
+                Some(addr) => connect(&addr, self.tls.as_ref()).await,
                 None => Err(format!("no address known for node {}", self.to)),
             };
             let mut client = match client {

@@ -21,6 +21,7 @@ mod kv;
 pub(crate) mod path;
 pub(crate) mod raft_service;
 pub(crate) mod status;
+pub(crate) mod tls;
 mod watch;
 
 use crate::error::{Error, Result};
@@ -33,10 +34,12 @@ use crate::proto::{FILE_DESCRIPTOR_SET, MAX_MESSAGE_SIZE};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
-/// Starts the gRPC server on `listener`; it stops when the node is cancelled.
+/// Starts the gRPC server on `listener`, over TLS when `tls` is set; it stops when
+/// the node is cancelled.
 pub(crate) fn spawn(
     ctx: Arc<NodeCtx>,
     listener: TcpListener,
+    tls: Option<Arc<tls::ServerTls>>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -54,34 +57,59 @@ pub(crate) fn spawn(
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let cancel = ctx.cancel.clone();
-    // tonic's own `tcp_nodelay` applies only to listeners it binds itself; without
-    // it, small responses wait for delayed ACKs (tens of milliseconds).
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        |conn| {
-            conn.inspect(|s| {
-                if let Err(e) = s.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            })
-        },
-    );
     let metrics = grpc_metrics::GrpcMetricsLayer::new(ctx.metrics.clone());
+    let peer_auth = tls::PeerAuthLayer::new(tls.clone());
+    let max_age = tls
+        .is_some()
+        .then(|| ctx.config().security.connection_age());
     status::spawn_health(ctx.clone(), health_reporter);
     Ok(tokio::spawn(async move {
-        let r = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+        if let Some(age) = max_age {
+            // A rotated or revoked certificate stops being used within `age` plus the
+            // grace: after it, long streams (Raft, watches) are cut too, and their
+            // owners reconnect with the files on disk then.
+            builder = builder
+                .max_connection_age(age)
+                .max_connection_age_grace(tls::CONNECTION_AGE_GRACE);
+        }
+        let router = builder
             // The span is outermost, so everything below runs inside it.
             .layer(grpc_trace::GrpcTraceLayer)
             .layer(metrics)
+            .layer(peer_auth)
             .add_service(health)
             .add_service(reflection)
             .add_service(kv)
             .add_service(agent)
             .add_service(cluster)
-            .add_service(raft)
-            .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
-            .await;
+            .add_service(raft);
+        let shutdown = cancel.clone().cancelled_owned();
+        let r = match tls {
+            Some(tls) => {
+                router
+                    .serve_with_incoming_shutdown(tls::incoming(listener, tls, cancel), shutdown)
+                    .await
+            }
+            None => {
+                // tonic's own `tcp_nodelay` applies only to listeners it binds
+                // itself; without it, small responses wait for delayed ACKs (tens of
+                // milliseconds).
+                let incoming = tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    |conn| {
+                        conn.inspect(|s| {
+                            if let Err(e) = s.set_nodelay(true) {
+                                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                            }
+                        })
+                    },
+                );
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
+        };
         if let Err(e) = r {
             tracing::error!(error = %e, "gRPC server failed");
         }

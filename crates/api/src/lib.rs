@@ -15,6 +15,7 @@ pub mod proto;
 pub mod ranges;
 pub mod ring;
 mod status;
+pub mod tls;
 pub mod trace;
 pub mod types;
 pub mod util;
