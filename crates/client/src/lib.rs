@@ -18,8 +18,9 @@ pub mod trace;
 
 pub use agent::Watcher;
 pub use balance::{EndpointLoad, ReadBalance};
+pub use ctxstore_api::tls::ClientTls;
 pub use ctxstore_api::{
-    backup, context, error, keys, proto, ranges, ring, types, util, Error, NodeId, ReplicaId,
+    backup, context, error, keys, proto, ranges, ring, tls, types, util, Error, NodeId, ReplicaId,
     Result, ShardId,
 };
 pub use read::ReadMode;
@@ -38,6 +39,7 @@ use crate::proto::{
 };
 use crate::util::Backoff;
 use bytes::Bytes;
+use ctxstore_api::tls::FilesStamp;
 use parking_lot::Mutex;
 use rand::Rng;
 use routing::Routing;
@@ -46,7 +48,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::transport::Endpoint;
 use trace::Channel;
 
 /// Client settings.
@@ -62,6 +63,9 @@ pub struct ClientOptions {
     /// How reads that any replica may serve (every mode but `Leader`) pick the
     /// replica (default [`ReadBalance::P2cPeakEwma`]; docs/architecture.md says why).
     pub read_balance: ReadBalance,
+    /// TLS (default `None`: plaintext). The files are read for every new connection,
+    /// so rotated ones are picked up without a new client.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -71,6 +75,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(1),
             read_mode: ReadMode::Leader,
             read_balance: ReadBalance::P2cPeakEwma,
+            tls: None,
         }
     }
 }
@@ -95,7 +100,8 @@ struct Inner {
     /// Every address known: seeds first, then ones learned from hints.
     addrs: Mutex<Vec<String>>,
     /// Lazily connected channels by address.
-    channels: Mutex<HashMap<String, Channel>>,
+    /// One channel per address, with the TLS files it was made from.
+    channels: Mutex<HashMap<String, (FilesStamp, Channel)>>,
     /// Index in `addrs` of the node believed to lead.
     leader: AtomicU64,
     /// Random per-client prefix of request ids.
@@ -176,7 +182,13 @@ impl Client {
     ) -> Result<Client> {
         let addrs: Vec<String> = endpoints
             .iter()
-            .map(|e| e.as_ref().trim().trim_start_matches("http://").to_string())
+            .map(|e| {
+                e.as_ref()
+                    .trim()
+                    .trim_start_matches("http://")
+                    .trim_start_matches("https://")
+                    .to_string()
+            })
             .filter(|e| !e.is_empty())
             .collect();
         if addrs.is_empty() {
@@ -185,9 +197,9 @@ impl Client {
                 "at least one endpoint is needed",
             ));
         }
+        // Malformed addresses and unreadable TLS files fail here, not at first use.
         for a in &addrs {
-            Endpoint::from_shared(format!("http://{a}"))
-                .map_err(|e| Error::invalid("endpoints", format!("`{a}`: {e}")))?;
+            ctxstore_api::tls::endpoint(a, opts.tls.as_ref())?;
         }
         let balancer = balance::Balancer::new(opts.read_balance);
         Ok(Client {
@@ -214,17 +226,21 @@ impl Client {
     }
 
     fn channel(&self, addr: &str) -> Result<Channel> {
+        let tls = self.inner.opts.tls.as_ref();
+        // Rotated TLS files make a new channel; the old one's connections close.
+        let stamp = tls.map(ClientTls::stamp).unwrap_or_default();
         let mut chans = self.inner.channels.lock();
-        if let Some(c) = chans.get(addr) {
-            return Ok(c.clone());
+        if let Some((s, c)) = chans.get(addr) {
+            if *s == stamp {
+                return Ok(c.clone());
+            }
         }
-        let ch = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Error::invalid("endpoints", e.to_string()))?
+        let ch = ctxstore_api::tls::endpoint(addr, tls)?
             .connect_timeout(self.inner.opts.connect_timeout)
             .tcp_nodelay(true)
             .connect_lazy();
         let ch = trace::Traced::new(ch);
-        chans.insert(addr.to_string(), ch.clone());
+        chans.insert(addr.to_string(), (stamp, ch.clone()));
         Ok(ch)
     }
 

@@ -6,7 +6,7 @@
 use clap::{Parser, Subcommand};
 use ctxstore_client::proto::{Replica, ReplicaRole, RoutingTable, ShardDescriptor, StatusResponse};
 use ctxstore_client::Error;
-use ctxstore_client::{Client, ClientOptions, ReadBalance, ReadMode};
+use ctxstore_client::{Client, ClientOptions, ClientTls, ReadBalance, ReadMode};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,6 +32,15 @@ struct Cli {
     /// least-outstanding, weighted, lowest-latency or key-affinity.
     #[arg(long = "balance", global = true, default_value = "p2c-peak-ewma")]
     read_balance: ReadBalance,
+    /// TLS: PEM file of the CA that signed the nodes' certificates; turns TLS on.
+    #[arg(long, env = "CTXCTL_CACERT", global = true)]
+    cacert: Option<std::path::PathBuf>,
+    /// TLS: this client's PEM certificate, for clusters that ask for one (with --key).
+    #[arg(long, env = "CTXCTL_CERT", global = true, requires_all = ["cacert", "key"])]
+    cert: Option<std::path::PathBuf>,
+    /// TLS: the PEM private key of --cert.
+    #[arg(long, env = "CTXCTL_KEY", global = true, requires = "cert")]
+    key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -424,6 +433,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             ..
         }
     );
+    let tls = cli.cacert.as_ref().map(|ca| {
+        let t = ClientTls::new(ca);
+        match (&cli.cert, &cli.key) {
+            (Some(c), Some(k)) => t.with_identity(c, k),
+            _ => t,
+        }
+    });
     let opts = ClientOptions {
         // Adding a member waits for the new replica to catch up.
         timeout: if member_add {
@@ -433,6 +449,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         },
         read_mode: cli.read_mode,
         read_balance: cli.read_balance,
+        tls: tls.clone(),
         ..Default::default()
     };
     let client = Client::connect_with(&cli.endpoints, opts).await?;
@@ -521,7 +538,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Cmd::Health => {
             let mut all = true;
             for ep in &cli.endpoints {
-                let state = health(ep, cli.timeout).await;
+                let state = health(ep, tls.as_ref(), cli.timeout).await;
                 all &= state == "SERVING";
                 println!("{ep} {state}");
             }
@@ -808,10 +825,10 @@ fn print_members(d: &ShardDescriptor) {
 
 /// The gRPC health status of the node at `ep` (`SERVING`, `NOT_SERVING`, or why it
 /// could not be asked).
-async fn health(ep: &str, timeout: Duration) -> String {
+async fn health(ep: &str, tls: Option<&ClientTls>, timeout: Duration) -> String {
     use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
     let ask = async {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{ep}"))
+        let ch = ctxstore_client::tls::endpoint(ep, tls)
             .map_err(|e| e.to_string())?
             .connect_timeout(timeout)
             .connect()
