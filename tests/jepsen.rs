@@ -15,7 +15,9 @@
 //!   isolation of one node, majority/minority splits, "bridge" partitions (through
 //!   the transport's `MessageFilter` seam, which cuts Raft traffic), leader transfers,
 //!   whole-cluster restarts, and shard splits (also while a node is cut off); every
-//!   other run serves reads from leader leases;
+//!   other run serves reads from leader leases, the others run over mutual TLS with
+//!   connections recycled every few seconds and node certificates rotated on disk
+//!   (a half-written pair first) while the clients work;
 //! - real `ctxd` processes (3 nodes, 4 shards): `kill -9` of a node or of a shard's
 //!   leader, SIGSTOP/SIGCONT pauses longer than the election timeout, and shard
 //!   splits;
@@ -672,6 +674,11 @@ enum Fault {
     /// A backup of a random shard streamed while the other faults go on (it must not
     /// disturb the shard, and its file must arrive whole).
     Backup,
+    /// (TLS runs) Every node's certificate replaced on disk by a new one of the same
+    /// CA: the key first, so for a moment the pair does not match and the nodes must
+    /// keep serving the old one; new connections (every few seconds, as connections
+    /// age out) then use the new pair.
+    RotateCerts,
 }
 
 const ALL_FAULTS: [Fault; 11] = [
@@ -751,8 +758,82 @@ fn set_filter(cluster: &TestCluster, f: Option<Arc<dyn MessageFilter>>) {
     }
 }
 
+/// The certificates of a TLS run: the CA that signs the rotated node certificates,
+/// and the files the nodes read.
+struct RunTls {
+    ca: ctxstore::pki::Ca,
+    files: ctxstore::pki::DevPki,
+    _dir: tempfile::TempDir,
+}
+
+impl RunTls {
+    fn new() -> RunTls {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = ctxstore::pki::Ca::new("jepsen CA").expect("ca");
+        let files = ctxstore::pki::DevPki {
+            ca: dir.path().join("ca.crt"),
+            node_cert: dir.path().join("node.crt"),
+            node_key: dir.path().join("node.key"),
+            client_cert: dir.path().join("client.crt"),
+            client_key: dir.path().join("client.key"),
+        };
+        ca.write(&files.ca).expect("write ca");
+        ca.issue(ctxstore::pki::DEV_NODE_CN, true)
+            .expect("node cert")
+            .write(&files.node_cert, &files.node_key)
+            .expect("write node cert");
+        ca.issue("jepsen-client", false)
+            .expect("client cert")
+            .write(&files.client_cert, &files.client_key)
+            .expect("write client cert");
+        RunTls {
+            ca,
+            files,
+            _dir: dir,
+        }
+    }
+
+    fn secure(&self, c: &mut ctxstore::NodeConfig) {
+        c.security.ca_path = Some(self.files.ca.clone());
+        c.security.cert_path = Some(self.files.node_cert.clone());
+        c.security.key_path = Some(self.files.node_key.clone());
+        c.security.peer_cert_allowed_cn = vec![ctxstore::pki::DEV_NODE_CN.to_string()];
+        // Connections age out every few seconds, so reconnects (with whatever
+        // files are on disk) happen all through the run.
+        c.security.max_connection_age = Some(Duration::from_secs(3));
+    }
+
+    fn client(&self) -> ctxstore_client::ClientTls {
+        ctxstore_client::ClientTls::new(&self.files.ca)
+            .with_identity(&self.files.client_cert, &self.files.client_key)
+    }
+
+    /// Writes a new node certificate of the same CA: key first, then certificate,
+    /// each replaced in one step.
+    fn rotate(&self) {
+        let next = self
+            .ca
+            .issue(ctxstore::pki::DEV_NODE_CN, true)
+            .expect("node cert");
+        for (path, pem) in [
+            (&self.files.node_key, next.key_pem()),
+            (&self.files.node_cert, next.cert_pem()),
+        ] {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, pem).expect("write");
+            std::fs::rename(&tmp, path).expect("rename");
+        }
+    }
+}
+
 /// Injects one fault, holds it, and heals it.
-async fn inject(cluster: &mut TestCluster, fault: Fault, rng: &mut StdRng, client: &Client) {
+async fn inject(
+    cluster: &mut TestCluster,
+    fault: Fault,
+    rng: &mut StdRng,
+    client: &Client,
+    tls: Option<&RunTls>,
+) {
     let n = cluster.nodes.len();
     let hold = Duration::from_millis(rng.random_range(400..1500));
     let mut ids: Vec<u64> = (1..=n as u64).collect();
@@ -852,6 +933,12 @@ async fn inject(cluster: &mut TestCluster, fault: Fault, rng: &mut StdRng, clien
             tokio::time::sleep(hold).await;
             set_filter(cluster, None);
         }
+        Fault::RotateCerts => {
+            let tls = tls.expect("RotateCerts is only planned in TLS runs");
+            tls.rotate();
+            eprintln!("  nemesis: node certificates rotated");
+            tokio::time::sleep(hold).await;
+        }
         Fault::RestartCluster => {
             for i in 0..n {
                 cluster.stop(i).await;
@@ -884,30 +971,45 @@ async fn in_process_campaign_is_linearizable() {
     let mut list_checked = 0;
     for run in 0..s.runs {
         let seed = s.seed.wrapping_add(run);
-        // Every other run serves linearizable reads from leader leases.
+        // Every other run serves linearizable reads from leader leases; the others
+        // run over mutual TLS, with certificate rotations among the faults.
         let lease_reads = run % 2 == 1;
+        let tls = (!lease_reads).then(RunTls::new);
         eprintln!(
-            "jepsen in-process run {run}: seed {seed} ({} s, lease reads: {lease_reads})",
-            s.secs
+            "jepsen in-process run {run}: seed {seed} ({} s, lease reads: {lease_reads}, TLS: {})",
+            s.secs,
+            tls.is_some()
         );
         let mut rng = StdRng::seed_from_u64(seed);
         let mut cluster = TestCluster::start_with(5, |c| {
             c.initial_shards = 4;
             c.raft.lease_reads = lease_reads;
+            if let Some(t) = &tls {
+                t.secure(c);
+            }
         })
         .await;
         cluster.wait_all_leaders().await;
         let opts = ClientOptions {
             timeout: Duration::from_secs(2),
+            tls: tls.as_ref().map(RunTls::client),
             ..Default::default()
+        };
+        let faults: Vec<Fault> = match &tls {
+            Some(_) => ALL_FAULTS
+                .iter()
+                .copied()
+                .chain([Fault::RotateCerts])
+                .collect(),
+            None => ALL_FAULTS.to_vec(),
         };
         let mut workers = Workers::start(&s, &cluster.addrs(), &opts, "jk", seed).await;
         let admin = Client::connect_with(&cluster.addrs(), opts.clone())
             .await
             .expect("client");
-        let mut plan = Plan::new(&ALL_FAULTS, &mut rng, s.secs);
+        let mut plan = Plan::new(&faults, &mut rng, s.secs);
         while let Some(fault) = plan.next(&mut rng) {
-            inject(&mut cluster, fault, &mut rng, &admin).await;
+            inject(&mut cluster, fault, &mut rng, &admin, tls.as_ref()).await;
             *injected.entry(fault).or_default() += 1;
             // Let the cluster serve between faults.
             tokio::time::sleep(Duration::from_millis(rng.random_range(200..800))).await;
@@ -915,14 +1017,19 @@ async fn in_process_campaign_is_linearizable() {
         workers.stop().await;
         set_filter(&cluster, None);
         cluster.wait_all_leaders().await;
-        workers.final_reads(&cluster.client().await).await;
+        workers.final_reads(&admin).await;
         assert_replicas_agree(&cluster).await;
         let (n, l) = workers.judge("in-process", seed, run);
         checked += n;
         list_checked += l;
         cluster.shutdown().await;
     }
-    report(&injected, &ALL_FAULTS, checked, list_checked, s.runs);
+    let mut kinds = ALL_FAULTS.to_vec();
+    if s.runs > 0 {
+        // Run 0 is always a TLS run.
+        kinds.push(Fault::RotateCerts);
+    }
+    report(&injected, &kinds, checked, list_checked, s.runs);
 }
 
 /// Faults the process nemesis injects.
