@@ -35,7 +35,13 @@ export CTXD_BIN
 # Creates the venv at $venv, installing python3-venv with apt-get if Debian's system
 # Python lacks it.
 make_venv() {
-  local py
+  local py sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! command -v python3 >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    say "installing python3 and python3-venv (apt-get)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
   py="$(command -v python3)" || die "python3 not found; install Python 3.10 or later"
   "$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
     die "$py is Python $("$py" -c 'import platform; print(platform.python_version())'); 3.10 or later is needed"
@@ -45,8 +51,6 @@ make_venv() {
   command -v apt-get >/dev/null 2>&1 ||
     die "\`$py -m venv\` failed; install the venv module for $py (Debian: python3-venv)"
   say "installing python3-venv (apt-get)"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
   "$py" -m venv "$venv" || die "\`$py -m venv $venv\` failed even with python3-venv"
