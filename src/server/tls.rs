@@ -132,7 +132,7 @@ impl ServerTls {
         if self.allowed_cn.is_empty() {
             return true;
         }
-        common_name(leaf).is_some_and(|cn| self.allowed_cn.iter().any(|a| *a == cn))
+        common_name(leaf).is_some_and(|cn| self.allowed_cn.contains(&cn))
     }
 }
 

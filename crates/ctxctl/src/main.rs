@@ -33,14 +33,21 @@ struct Cli {
     #[arg(long = "balance", global = true, default_value = "p2c-peak-ewma")]
     read_balance: ReadBalance,
     /// TLS: PEM file of the CA that signed the nodes' certificates; turns TLS on.
-    #[arg(long, env = "CTXCTL_CACERT", global = true)]
+    #[arg(long, env = "CTXCTL_CACERT", global = true, value_name = "FILE")]
     cacert: Option<std::path::PathBuf>,
     /// TLS: this client's PEM certificate, for clusters that ask for one (with --key).
-    #[arg(long, env = "CTXCTL_CERT", global = true, requires_all = ["cacert", "key"])]
-    cert: Option<std::path::PathBuf>,
+    // Named apart from the subcommands' `key` arguments: global flags share their ids.
+    #[arg(long = "cert", env = "CTXCTL_CERT", global = true, value_name = "FILE", requires_all = ["cacert", "tls_key"])]
+    tls_cert: Option<std::path::PathBuf>,
     /// TLS: the PEM private key of --cert.
-    #[arg(long, env = "CTXCTL_KEY", global = true, requires = "cert")]
-    key: Option<std::path::PathBuf>,
+    #[arg(
+        long = "key",
+        env = "CTXCTL_KEY",
+        global = true,
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -435,7 +442,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
     );
     let tls = cli.cacert.as_ref().map(|ca| {
         let t = ClientTls::new(ca);
-        match (&cli.cert, &cli.key) {
+        match (&cli.tls_cert, &cli.tls_key) {
             (Some(c), Some(k)) => t.with_identity(c, k),
             _ => t,
         }
