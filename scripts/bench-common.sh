@@ -62,7 +62,8 @@ stop_ctx() {
 }
 
 wait_ready() { # target endpoints
-  wait_until "$BIN/ctxctl" --endpoints "$2" bench --target "$1" --clients 1 \
+  # shellcheck disable=SC2086 # BENCH_FLAGS: extra global flags, word-split on purpose
+  wait_until "$BIN/ctxctl" --endpoints "$2" ${BENCH_FLAGS:-} bench --target "$1" --clients 1 \
     --duration 200ms --warmup 0s --keys 1 --workload put ||
     { echo "$1 did not become ready; logs in $WORK" >&2; return 1; }
 }

@@ -29,6 +29,17 @@ enum Cmd {
     /// run it on every member with the same --from, --initial-cluster and
     /// --bump-index, then start each node on its data dir.
     Restore(RestoreArgs),
+    /// Write a throwaway CA, a node certificate (CN ctxstore-node; localhost,
+    /// 127.0.0.1, ::1) and a client certificate (CN ctxstore-client) into --out, for
+    /// trying TLS with separate processes. Not for production: bring your own PKI.
+    Certs(CertsArgs),
+}
+
+#[derive(Args)]
+struct CertsArgs {
+    /// Directory to write ca.crt, node.crt, node.key, client.crt and client.key into.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -180,6 +191,7 @@ fn main() -> ExitCode {
         match cli.cmd {
             Some(Cmd::Dev(d)) => run_dev(d).await,
             Some(Cmd::Restore(r)) => run_restore(r).await,
+            Some(Cmd::Certs(c)) => run_certs(c),
             None => run_server(cli.server).await,
         }
     });
@@ -308,6 +320,38 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     }
     eprintln!("ctxd: shutting down");
     node.shutdown().await;
+    Ok(())
+}
+
+fn run_certs(c: CertsArgs) -> anyhow::Result<()> {
+    if c.out.join("ca.crt").exists() {
+        anyhow::bail!(
+            "{} already holds a ca.crt: not overwriting certificates",
+            c.out.display()
+        );
+    }
+    let f = ctxstore::pki::DevPki::write(&c.out)?;
+    println!(
+        "wrote {}, {} / {} and {} / {}",
+        f.ca.display(),
+        f.node_cert.display(),
+        f.node_key.display(),
+        f.client_cert.display(),
+        f.client_key.display()
+    );
+    println!(
+        "  ctxd  --ca-path {} --cert-path {} --key-path {} --peer-cert-allowed-cn {} ...",
+        f.ca.display(),
+        f.node_cert.display(),
+        f.node_key.display(),
+        ctxstore::pki::DEV_NODE_CN
+    );
+    println!(
+        "  ctxctl --cacert {} --cert {} --key {} ...",
+        f.ca.display(),
+        f.client_cert.display(),
+        f.client_key.display()
+    );
     Ok(())
 }
 
