@@ -5,7 +5,8 @@ The binary is ``$CTXD_BIN``, else ``$CARGO_TARGET_DIR/debug/ctxd``, else
 (bound, released, then given to ``ctxd``, as ``tests/common/procs.rs`` does), keeps its
 data in a temporary directory, and is killed, with the directory removed, when its
 cluster is torn down, also when a test fails. Waiting is always polling a condition
-with a deadline.
+with a deadline. ``Cluster(tls=DIR)`` serves over TLS with the certificates of
+``make_certs(DIR)``.
 """
 
 from __future__ import annotations
@@ -96,6 +97,13 @@ max-value-size = 262144
 """
 
 
+def make_certs(out: Path) -> Path:
+    """A throwaway CA and certificates in ``out`` (``ctxd certs``): ``ca.crt``,
+    ``node.crt``/``node.key`` (CN ctxstore-node) and ``client.crt``/``client.key``."""
+    subprocess.run([str(ctxd_bin()), "certs", "--out", str(out)], check=True, capture_output=True)
+    return out
+
+
 class Node:
     def __init__(self, index: int, args: list[str], log: Path) -> None:
         self.index = index
@@ -128,11 +136,26 @@ class Node:
 
 class Cluster:
     """``n`` ``ctxd`` processes forming a new cluster with ``shards`` data shards (or,
-    with ``data_from``, started on the unpacked data dirs of an older cluster)."""
+    with ``data_from``, started on the unpacked data dirs of an older cluster). With
+    ``tls``, a directory of ``make_certs``, the nodes serve mutual TLS (client
+    certificates optional, node-only calls for CN ctxstore-node) and the cluster's
+    own clients present the client certificate."""
 
-    def __init__(self, n: int = 3, shards: int = 4, data_from: Path | None = None, dir_prefix: str = "node") -> None:
+    def __init__(
+        self,
+        n: int = 3,
+        shards: int = 4,
+        data_from: Path | None = None,
+        dir_prefix: str = "node",
+        tls: Path | None = None,
+    ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="ctxstore-py-"))
         self.shards = shards
+        self.tls = (
+            None
+            if tls is None
+            else ctxstore.ClientTls(tls / "ca.crt", cert_path=tls / "client.crt", key_path=tls / "client.key")
+        )
         self.addrs = [f"127.0.0.1:{free_port()}" for _ in range(n)]
         initial = ",".join(f"{i + 1}={a}" for i, a in enumerate(self.addrs))
         cfg = self.dir / "ctxd.toml"
@@ -149,6 +172,13 @@ class Cluster:
                 "--initial-cluster", initial,
                 "--initial-shards", str(shards),
             ]
+            if tls is not None:
+                args += [
+                    "--ca-path", str(tls / "ca.crt"),
+                    "--cert-path", str(tls / "node.crt"),
+                    "--key-path", str(tls / "node.key"),
+                    "--peer-cert-allowed-cn", "ctxstore-node",
+                ]
             self.nodes.append(Node(i, args, self.dir / f"n{i + 1}.log"))
         try:
             for node in self.nodes:
@@ -159,10 +189,11 @@ class Cluster:
             raise
 
     def client(self, **kw) -> ctxstore.Client:
+        kw.setdefault("tls", self.tls)
         return ctxstore.Client(self.addrs, **kw)
 
     def status(self, i: int) -> "ctxstore.pb.StatusResponse":
-        with ctxstore.Client([self.addrs[i]]) as c:
+        with ctxstore.Client([self.addrs[i]], tls=self.tls) as c:
             return c.node_status(self.addrs[i], timeout=3)
 
     def leader_of(self, shard: int) -> int | None:

@@ -7,15 +7,15 @@ store.
         print(c.get("greeting").value)
 
 :class:`Client` is synchronous, :class:`AsyncClient` (``ctxstore.aio``) is for
-asyncio. Errors are :class:`CtxstoreError` subclasses (``ctxstore.errors``). The
-LangGraph checkpointer is ``ctxstore.langgraph.CtxstoreSaver`` and the LangChain
-chat history ``ctxstore.langchain.CtxstoreChatMessageHistory`` (optional extras
-``langgraph`` and ``langchain``). The generated protobuf modules are in
-``ctxstore.pb``.
+asyncio; both speak TLS to the nodes when given a :class:`ClientTls`. Errors are
+:class:`CtxstoreError` subclasses (``ctxstore.errors``). The LangGraph checkpointer
+is ``ctxstore.langgraph.CtxstoreSaver`` and the LangChain chat history
+``ctxstore.langchain.CtxstoreChatMessageHistory`` (optional extras ``langgraph`` and
+``langchain``). The generated protobuf modules are in ``ctxstore.pb``.
 """
 
 from . import errors, keys, ring
-from ._core import Options, Stats
+from ._core import ClientTls, Options, Stats
 from .aio import AsyncClient, AsyncWatch
 from .client import Client, Watch
 from .errors import *  # noqa: F401,F403 (the exception classes)
@@ -30,6 +30,7 @@ __all__ = [
     "Watch",
     "AsyncWatch",
     "Options",
+    "ClientTls",
     "Stats",
     "KeyValue",
     "WriteResult",

@@ -33,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
+import grpc
+
 from . import errors as E
 from ._proto import kv_pb2
 from ._routing import Routing
@@ -125,6 +127,65 @@ class Stats:
         return self.not_leader + self.stale_epoch + self.wrong_shard
 
 
+@dataclass(frozen=True)
+class ClientTls:
+    """TLS to the nodes (as the Rust client's ``ClientTls``): the client trusts the
+    CAs in ``ca_path`` and, for mutual TLS, presents ``cert_path`` with its key
+    ``key_path`` (give both or neither). All are PEM files, read when the client is
+    made (to fail early) and again when it opens its channel to a node; a channel
+    keeps what it read (rotated files need a new client).
+
+    Attributes:
+        ca_path: the certificate authorities that sign the nodes' certificates.
+        cert_path: the certificate chain this client presents (needs ``key_path``).
+        key_path: the private key of ``cert_path``.
+        domain: the name every node's certificate must carry; default: the host of
+            the address dialled (an IP address is matched against the
+            certificate's IP names).
+
+    A file that cannot be read or holds no PEM block, or a certificate without its
+    key (or the reverse), raises :class:`~ctxstore.errors.InvalidArgumentError`
+    whose ``field`` is ``ca_path``, ``cert_path`` or ``key_path``.
+    """
+
+    ca_path: str | os.PathLike[str]
+    cert_path: str | os.PathLike[str] | None = None
+    key_path: str | os.PathLike[str] | None = None
+    domain: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.cert_path is not None and self.key_path is None:
+            raise E.InvalidArgumentError("key_path", "a client certificate needs its key")
+        if self.key_path is not None and self.cert_path is None:
+            raise E.InvalidArgumentError("cert_path", "a client key needs its certificate")
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """Reads the files now and makes the channel credentials."""
+        ca = _read_pem(self.ca_path, "ca_path")
+        cert = key = None
+        if self.cert_path is not None and self.key_path is not None:
+            cert = _read_pem(self.cert_path, "cert_path")
+            key = _read_pem(self.key_path, "key_path")
+        return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+    def channel_options(self) -> list[tuple[str, Any]]:
+        """:data:`CHANNEL_OPTIONS`, with ``domain`` as the name to check."""
+        if self.domain:
+            return [*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", self.domain)]
+        return list(CHANNEL_OPTIONS)
+
+
+def _read_pem(path: str | os.PathLike[str], field: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise E.InvalidArgumentError(field, f"cannot read {os.fspath(path)}: {e.strerror or e}") from None
+    if b"-----BEGIN " not in data:
+        raise E.InvalidArgumentError(field, f"{os.fspath(path)} holds no PEM block")
+    return data
+
+
 @dataclass
 class Options:
     """Client settings.
@@ -134,10 +195,12 @@ class Options:
             (default 10).
         routing_timeout: how long one node may take to answer a routing-table
             request, in seconds (default 3).
+        tls: TLS to the nodes (a :class:`ClientTls`); default ``None``: plaintext.
     """
 
     timeout: float = 10.0
     routing_timeout: float = ROUTING_FETCH_TIMEOUT
+    tls: ClientTls | None = None
 
 
 class Backoff:
@@ -205,6 +268,8 @@ class Core:
             if not sep or not host or not port.isdigit():
                 raise E.InvalidArgumentError("endpoints", f"`{a}` is not HOST:PORT")
         self.options = options or Options()
+        if self.options.tls is not None:
+            self.options.tls.credentials()  # unreadable files fail here, not at first use
         self._lock = threading.Lock()
         #: Every address known: seeds first, then ones learned from tables and hints.
         self.addrs: list[str] = addrs
@@ -214,6 +279,14 @@ class Core:
         self._next_request = itertools.count(1)
         self.routing = Routing()
         self.stats = Stats()
+
+    def channel_settings(self) -> tuple[grpc.ChannelCredentials | None, list[tuple[str, Any]]]:
+        """The credentials (``None``: plaintext) and options of a new channel; reads
+        the TLS files now."""
+        tls = self.options.tls
+        if tls is None:
+            return None, CHANNEL_OPTIONS
+        return tls.credentials(), tls.channel_options()
 
     # ---- request ids and addresses ----
 

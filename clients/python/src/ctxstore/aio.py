@@ -5,6 +5,7 @@ async iterators (``async for ev in client.watch(...)``)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, TypeVar
 
@@ -13,7 +14,7 @@ import grpc.aio
 
 from . import _ops
 from . import errors as E
-from ._core import CHANNEL_OPTIONS, Call, Core, Op, Options, Route, Stats, WatchState, watch_resumable
+from ._core import Call, ClientTls, Core, Op, Options, Route, Stats, WatchState, watch_resumable
 from ._proto import cluster_pb2, cluster_pb2_grpc, context_pb2, context_pb2_grpc, kv_pb2, kv_pb2_grpc
 from .types import BatchOpLike, DeleteResult, KeyValue, MessageLike, ScanResult, WriteResult
 
@@ -37,8 +38,19 @@ class AsyncClient:
     with the same arguments and results (see there for their documentation), and
     the ``watch*`` methods return :class:`AsyncWatch` async iterators."""
 
-    def __init__(self, endpoints: list[str] | str, *, timeout: float = 10.0, options: Options | None = None) -> None:
-        self._core = Core(endpoints, options or Options(timeout=timeout))
+    def __init__(
+        self,
+        endpoints: list[str] | str,
+        *,
+        timeout: float = 10.0,
+        tls: ClientTls | None = None,
+        options: Options | None = None,
+    ) -> None:
+        if options is None:
+            options = Options(timeout=timeout, tls=tls)
+        elif tls is not None:
+            options = dataclasses.replace(options, tls=tls)
+        self._core = Core(endpoints, options)
         self._stubs: dict[str, _Stubs] = {}
         self._refreshing: asyncio.Lock | None = None
 
@@ -65,10 +77,16 @@ class AsyncClient:
     def endpoints(self) -> list[str]:
         return self._core.endpoints()
 
+    def _channel(self, addr: str) -> grpc.aio.Channel:
+        creds, options = self._core.channel_settings()
+        if creds is None:
+            return grpc.aio.insecure_channel(addr, options=options)
+        return grpc.aio.secure_channel(addr, creds, options=options)
+
     def _stub(self, addr: str) -> _Stubs:
         s = self._stubs.get(addr)
         if s is None:
-            s = _Stubs(grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS))
+            s = _Stubs(self._channel(addr))
             self._stubs[addr] = s
         return s
 

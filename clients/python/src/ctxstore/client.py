@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -11,7 +12,7 @@ import grpc
 
 from . import _ops
 from . import errors as E
-from ._core import CHANNEL_OPTIONS, Call, Core, Op, Options, Route, Stats, WatchState, watch_resumable
+from ._core import Call, ClientTls, Core, Op, Options, Route, Stats, WatchState, watch_resumable
 from ._proto import cluster_pb2, cluster_pb2_grpc, context_pb2, context_pb2_grpc, kv_pb2, kv_pb2_grpc
 from .types import BatchOpLike, DeleteResult, KeyValue, MessageLike, ScanResult, WriteResult
 
@@ -42,12 +43,27 @@ class Client:
         endpoints: ``host:port`` of one or more nodes (a list, or a comma-separated
             string).
         timeout: deadline of one call including all its retries, in seconds.
+        tls: TLS to the nodes (:class:`~ctxstore.ClientTls`); default: plaintext.
+            With ``options``, it replaces ``options.tls``.
+        options: every setting (:class:`~ctxstore.Options`); ``timeout`` is then
+            ignored.
 
     Use it as a context manager, or call :meth:`close` when done.
     """
 
-    def __init__(self, endpoints: list[str] | str, *, timeout: float = 10.0, options: Options | None = None) -> None:
-        self._core = Core(endpoints, options or Options(timeout=timeout))
+    def __init__(
+        self,
+        endpoints: list[str] | str,
+        *,
+        timeout: float = 10.0,
+        tls: ClientTls | None = None,
+        options: Options | None = None,
+    ) -> None:
+        if options is None:
+            options = Options(timeout=timeout, tls=tls)
+        elif tls is not None:
+            options = dataclasses.replace(options, tls=tls)
+        self._core = Core(endpoints, options)
         self._stubs: dict[str, _Stubs] = {}
         self._lock = threading.Lock()
 
@@ -79,11 +95,17 @@ class Client:
         """Every node address the client knows."""
         return self._core.endpoints()
 
+    def _channel(self, addr: str) -> grpc.Channel:
+        creds, options = self._core.channel_settings()
+        if creds is None:
+            return grpc.insecure_channel(addr, options=options)
+        return grpc.secure_channel(addr, creds, options=options)
+
     def _stub(self, addr: str) -> _Stubs:
         with self._lock:
             s = self._stubs.get(addr)
             if s is None:
-                s = _Stubs(grpc.insecure_channel(addr, options=CHANNEL_OPTIONS))
+                s = _Stubs(self._channel(addr))
                 self._stubs[addr] = s
             return s
 
