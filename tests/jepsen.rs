@@ -20,7 +20,8 @@
 //!   (a half-written pair first) while the clients work;
 //! - real `ctxd` processes (3 nodes, 4 shards): `kill -9` of a node or of a shard's
 //!   leader, SIGSTOP/SIGCONT pauses longer than the election timeout, and shard
-//!   splits;
+//!   splits; every other run (the first included) over mutual TLS with connections
+//!   aged out every 3 s and the certificate files rotated under the processes;
 //! - in-process with the placement driver on (5 nodes, up to 7, 4 shards): a node
 //!   killed and kept down until the driver has replaced its replicas, nodes added
 //!   with `join`, nodes drained and undrained, and splits.
@@ -37,7 +38,7 @@
 
 mod common;
 
-use common::procs::{start_cluster, Ctxd};
+use common::procs::{start_cluster_with, Ctxd};
 use common::{
     assert_process_replicas_agree, assert_replicas_agree, meta_table, wait_for, TestCluster, WAIT,
 };
@@ -803,6 +804,26 @@ impl RunTls {
         c.security.max_connection_age = Some(Duration::from_secs(3));
     }
 
+    /// `ctxd` flags for the same setup, with a config file (in `dir`) for the
+    /// connection age, which has no flag.
+    fn flags(&self, dir: &std::path::Path) -> Vec<String> {
+        let file = dir.join("security.toml");
+        std::fs::write(&file, "[security]\nmax-connection-age = \"3s\"\n").expect("write");
+        let p = |p: &std::path::Path| p.display().to_string();
+        vec![
+            "--config".into(),
+            p(&file),
+            "--ca-path".into(),
+            p(&self.files.ca),
+            "--cert-path".into(),
+            p(&self.files.node_cert),
+            "--key-path".into(),
+            p(&self.files.node_key),
+            "--peer-cert-allowed-cn".into(),
+            ctxstore::pki::DEV_NODE_CN.into(),
+        ]
+    }
+
     fn client(&self) -> ctxstore_client::ClientTls {
         ctxstore_client::ClientTls::new(&self.files.ca)
             .with_identity(&self.files.client_cert, &self.files.client_key)
@@ -1043,6 +1064,8 @@ enum ProcFault {
     /// SIGTERM a shard leader's process (a graceful stop: it hands its leaderships
     /// away and exits 0), then start it again.
     TermShardLeader,
+    /// (TLS runs) The node certificate files replaced under the running processes.
+    RotateCerts,
 }
 
 const PROC_FAULTS: [ProcFault; 5] = [
@@ -1082,13 +1105,33 @@ async fn process_campaign_is_linearizable() {
     let mut list_checked = 0;
     for run in 0..s.runs {
         let seed = s.seed.wrapping_add(run);
-        eprintln!("jepsen process run {run}: seed {seed} ({} s)", s.secs);
+        // Every other run (the first included) runs over mutual TLS, with the
+        // certificate files rotated under the processes among the faults.
+        let tls = (run % 2 == 0).then(RunTls::new);
+        eprintln!(
+            "jepsen process run {run}: seed {seed} ({} s, TLS: {})",
+            s.secs,
+            tls.is_some()
+        );
         let mut rng = StdRng::seed_from_u64(seed);
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut procs, addrs) = start_cluster(dir.path(), 3, &["--initial-shards", "4"]);
+        let mut extra: Vec<String> = vec!["--initial-shards".into(), "4".into()];
+        if let Some(t) = &tls {
+            extra.extend(t.flags(dir.path()));
+        }
+        let (mut procs, addrs) = start_cluster_with(dir.path(), 3, false, |_| extra.clone());
         let opts = ClientOptions {
             timeout: Duration::from_secs(3),
+            tls: tls.as_ref().map(RunTls::client),
             ..Default::default()
+        };
+        let faults: Vec<ProcFault> = match &tls {
+            Some(_) => PROC_FAULTS
+                .iter()
+                .copied()
+                .chain([ProcFault::RotateCerts])
+                .collect(),
+            None => PROC_FAULTS.to_vec(),
         };
         let admin = Client::connect_with(&addrs, opts.clone())
             .await
@@ -1101,7 +1144,7 @@ async fn process_campaign_is_linearizable() {
         })
         .await;
         let mut workers = Workers::start(&s, &addrs, &opts, "pk", seed).await;
-        let mut plan = Plan::new(&PROC_FAULTS, &mut rng, s.secs);
+        let mut plan = Plan::new(&faults, &mut rng, s.secs);
         while let Some(fault) = plan.next(&mut rng) {
             let random = rng.random_range(0..procs.len());
             match fault {
@@ -1137,12 +1180,20 @@ async fn process_campaign_is_linearizable() {
                     tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
                     procs[victim].restart();
                 }
+                ProcFault::RotateCerts => {
+                    tls.as_ref()
+                        .expect("RotateCerts is only planned in TLS runs")
+                        .rotate();
+                    eprintln!("  nemesis: node certificates rotated");
+                }
             }
             *injected.entry(fault).or_default() += 1;
             tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
         }
         workers.stop().await;
-        let checker = Client::connect(&addrs).await.expect("client");
+        let checker = Client::connect_with(&addrs, opts.clone())
+            .await
+            .expect("client");
         workers.final_reads(&checker).await;
         assert_process_replicas_agree(&checker, &addrs).await;
         let (n, l) = workers.judge("process", seed, run);
@@ -1150,7 +1201,12 @@ async fn process_campaign_is_linearizable() {
         list_checked += l;
         drop(procs);
     }
-    report(&injected, &PROC_FAULTS, checked, list_checked, s.runs);
+    let mut kinds = PROC_FAULTS.to_vec();
+    if s.runs > 0 {
+        // Run 0 is always a TLS run.
+        kinds.push(ProcFault::RotateCerts);
+    }
+    report(&injected, &kinds, checked, list_checked, s.runs);
 }
 
 /// Faults of the placement-driver campaign.
