@@ -88,7 +88,10 @@ impl DevCluster {
         } else {
             None
         };
-        let mut nodes = Vec::new();
+        // All at once: a starting node asks its peers whether they know it (the
+        // lost-data guard), and a peer whose port is bound but not yet served would
+        // make it wait out that question.
+        let mut starts = Vec::new();
         for (i, l) in listeners.into_iter().enumerate() {
             let mut cfg = NodeConfig {
                 node_id: i as u64 + 1,
@@ -105,7 +108,23 @@ impl DevCluster {
                 cfg.security.key_path = Some(t.node_key.clone());
                 cfg.security.peer_cert_allowed_cn = vec![crate::pki::DEV_NODE_CN.to_string()];
             }
-            nodes.push(Node::start_with_listener(cfg, l).await?);
+            starts.push(Node::start_with_listener(cfg, l));
+        }
+        let mut nodes = Vec::new();
+        let mut failed = None;
+        for r in futures::future::join_all(starts).await {
+            match r {
+                Ok(n) => nodes.push(n),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failed {
+            for n in nodes {
+                n.shutdown().await;
+            }
+            return Err(e);
         }
         let cluster = DevCluster {
             nodes,

@@ -355,10 +355,18 @@ async fn query_status(
         .ok()?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10));
-    let ch = ep.connect().await.ok()?;
-    let mut c = ClusterClient::new(ch);
-    c.status(StatusRequest::default())
+    // The connect timeout bounds TCP only: a peer that accepts but does not finish
+    // the TLS handshake (stopped, or not serving yet) must not hold up the start.
+    let ask = async {
+        let ch = ep.connect().await.ok()?;
+        let mut c = ClusterClient::new(ch);
+        c.status(StatusRequest::default())
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    };
+    tokio::time::timeout(Duration::from_secs(12), ask)
         .await
         .ok()
-        .map(|r| r.into_inner())
+        .flatten()
 }

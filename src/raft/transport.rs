@@ -305,6 +305,9 @@ impl Transport {
     }
 }
 
+/// How long dialling a peer may take, TLS handshake included.
+const CONNECT_BUDGET: Duration = Duration::from_secs(3);
+
 /// Dials `addr`; with TLS the files are read now, so a reconnect takes rotated ones.
 async fn connect(
     addr: &str,
@@ -314,7 +317,12 @@ async fn connect(
         .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(1))
         .tcp_nodelay(true);
-    let ch = ep.connect().await.map_err(|e| e.to_string())?;
+    // The connect timeout bounds TCP only; a peer that accepts but stalls in the TLS
+    // handshake (a stopped process) must not hold this connection task forever.
+    let ch = tokio::time::timeout(CONNECT_BUDGET, ep.connect())
+        .await
+        .map_err(|_| format!("no connection within {CONNECT_BUDGET:?}"))?
+        .map_err(|e| e.to_string())?;
     Ok(RaftClient::new(ch)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20))
