@@ -399,6 +399,7 @@ enum MemberCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let plaintext = cli.cacert.is_none();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -413,6 +414,15 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
+            // A plaintext client talking to a TLS port (or the reverse) sees only
+            // failed connections.
+            if e.to_string().contains("transport error") {
+                if plaintext {
+                    eprintln!("hint: if the cluster uses TLS, pass --cacert (CTXCTL_CACERT)");
+                } else {
+                    eprintln!("hint: check that the nodes serve TLS and that --cacert holds the CA that signed their certificates");
+                }
+            }
             ExitCode::from(exit_code(&e))
         }
     }
