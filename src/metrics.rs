@@ -44,6 +44,12 @@ pub(crate) struct MsgType {
     pub(crate) msg_type: &'static str,
 }
 
+/// How loading changed TLS files went: `ok` or `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TlsReload {
+    pub(crate) result: &'static str,
+}
+
 /// The node at the other end.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct PeerNode {
@@ -104,6 +110,10 @@ pub(crate) struct Metrics {
     pub(crate) peer_rtt_seconds: HistogramFamily<PeerNode>,
     /// RocksDB's estimate of bytes compaction still has to rewrite (scrape time).
     pub(crate) rocksdb_pending_compaction_bytes: Gauge,
+    /// TLS handshakes on the gRPC port that failed or timed out.
+    pub(crate) tls_handshake_failures: Counter,
+    /// Changed TLS files loaded (`ok`) or refused (`failed`, the old ones kept).
+    pub(crate) tls_reloads: Family<TlsReload, Counter>,
 }
 
 impl Metrics {
@@ -130,6 +140,8 @@ impl Metrics {
         let raft_dropped = Family::default();
         let snapshot_sent_bytes = Counter::default();
         let snapshot_received_bytes = Counter::default();
+        let tls_handshake_failures = Counter::default();
+        let tls_reloads = Family::default();
         // 10 ms to about 20 min.
         let snapshot_send_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 18));
         let snapshot_receive_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 18));
@@ -162,6 +174,16 @@ impl Metrics {
             "ctxstore_raft_messages_dropped",
             "Raft messages dropped (filtered, queue full, node unreachable), by type",
             raft_dropped.clone(),
+        );
+        r.register(
+            "ctxstore_tls_handshake_failures",
+            "TLS handshakes on the gRPC port that failed or timed out",
+            tls_handshake_failures.clone(),
+        );
+        r.register(
+            "ctxstore_tls_reloads",
+            "Changed TLS files loaded (result=ok) or refused, the previous ones kept (result=failed)",
+            tls_reloads.clone(),
         );
         r.register_with_unit(
             "ctxstore_snapshot_sent",
@@ -279,6 +301,8 @@ impl Metrics {
             raft_sent,
             raft_dropped,
             snapshot_sent_bytes,
+            tls_handshake_failures,
+            tls_reloads,
             snapshot_received_bytes,
             snapshot_send_seconds,
             snapshot_receive_seconds,

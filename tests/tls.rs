@@ -20,6 +20,23 @@ fn secure(cfg: &mut NodeConfig, pki: &DevPki, mode: ClientCertAuth) {
     cfg.security.key_path = Some(pki.node_key.clone());
     cfg.security.client_cert_auth = mode;
     cfg.security.peer_cert_allowed_cn = vec![DEV_NODE_CN.to_string()];
+    cfg.status.listen = Some("127.0.0.1:0".into());
+}
+
+/// The sum over the cluster's nodes of the metric sample `name` (a full sample name
+/// with labels, as the status port prints it).
+async fn metric_sum(cluster: &TestCluster, name: &str) -> f64 {
+    let mut sum = 0.0;
+    for n in cluster.nodes.iter().flatten() {
+        let addr = n.status_addr().expect("status listener");
+        let (code, body) = http_get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        sum += body
+            .lines()
+            .filter_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    sum
 }
 
 async fn client(addrs: &[String], tls: Option<ClientTls>, timeout: Duration) -> Client {
@@ -95,6 +112,10 @@ async fn a_mutual_tls_cluster_serves_its_clients_and_refuses_everyone_else() {
             "{k} must not be written"
         );
     }
+    assert!(
+        metric_sum(&cluster, "ctxstore_tls_handshake_failures_total").await >= 1.0,
+        "refused handshakes are counted"
+    );
 
     // Node-only calls: a client certificate gets PERMISSION_DENIED, a node one passes
     // the check.
@@ -208,6 +229,11 @@ async fn rotated_files_are_used_for_new_connections_and_a_half_written_pair_is_n
         .expect("the previous pair stays in use");
     // The cluster still replicates: peers dial each other with the files on disk.
     assert_replicas_agree(&cluster).await;
+    assert!(metric_sum(&cluster, "ctxstore_tls_reloads_total{result=\"ok\"}").await >= 1.0);
+    assert!(
+        metric_sum(&cluster, "ctxstore_tls_reloads_total{result=\"failed\"}").await >= 1.0,
+        "the half-written pair is a failed reload"
+    );
     // The key arrives: the CA3 pair is used (trusted once CA3 is in the bundle).
     replace(&pki.node_key, &node3.key_pem());
     let ca3_file = dir.path().join("ca3.crt");

@@ -59,6 +59,7 @@ pub(crate) fn spawn(
     let cancel = ctx.cancel.clone();
     let metrics = grpc_metrics::GrpcMetricsLayer::new(ctx.metrics.clone());
     let peer_auth = tls::PeerAuthLayer::new(tls.clone());
+    let tls_metrics = ctx.metrics.clone();
     let max_age = tls
         .is_some()
         .then(|| ctx.config().security.connection_age());
@@ -88,7 +89,10 @@ pub(crate) fn spawn(
         let r = match tls {
             Some(tls) => {
                 router
-                    .serve_with_incoming_shutdown(tls::incoming(listener, tls, cancel), shutdown)
+                    .serve_with_incoming_shutdown(
+                        tls::incoming(listener, tls, tls_metrics, cancel),
+                        shutdown,
+                    )
                     .await
             }
             None => {

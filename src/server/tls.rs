@@ -15,6 +15,7 @@
 
 use crate::config::{ClientCertAuth, SecurityConfig};
 use crate::error::{Error, Result};
+use crate::metrics::{Metrics, TlsReload};
 use parking_lot::Mutex;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -97,10 +98,12 @@ impl ServerTls {
     }
 
     /// The configuration for a new connection: the files' current contents if they
-    /// changed and load, else the last one that loaded.
-    fn current(&self) -> Arc<rustls::ServerConfig> {
+    /// changed and load, else the last one that loaded. With a reload, also whether
+    /// it loaded.
+    fn current(&self) -> (Arc<rustls::ServerConfig>, Option<bool>) {
         let stamp = self.files.stamp();
         let mut st = self.state.lock();
+        let mut reloaded = None;
         if stamp != st.stamp && st.failed != Some(stamp) {
             match self.files.build() {
                 Ok(config) => {
@@ -108,14 +111,16 @@ impl ServerTls {
                     st.config = config;
                     st.stamp = stamp;
                     st.failed = None;
+                    reloaded = Some(true);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "TLS files changed but do not load; the previous ones stay in use");
                     st.failed = Some(stamp);
+                    reloaded = Some(false);
                 }
             }
         }
-        st.config.clone()
+        (st.config.clone(), reloaded)
     }
 
     /// Whether the connection's certificate makes it a peer. Without client
@@ -233,6 +238,7 @@ pub(crate) fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
 pub(crate) fn incoming(
     listener: TcpListener,
     tls: Arc<ServerTls>,
+    metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -256,15 +262,30 @@ pub(crate) fn incoming(
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+            let (config, reloaded) = tls.current();
+            if let Some(ok) = reloaded {
+                let result = if ok { "ok" } else { "failed" };
+                metrics
+                    .tls_reloads
+                    .get_or_create(&TlsReload { result })
+                    .inc();
+            }
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
             let tx = tx.clone();
+            let metrics = metrics.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    Ok(Err(e)) => {
+                        metrics.tls_handshake_failures.inc();
+                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        metrics.tls_handshake_failures.inc();
+                        tracing::debug!(%remote, "TLS handshake timed out");
+                    }
                 }
             });
         }
@@ -385,20 +406,27 @@ mod tests {
         let tls = ServerTls::load(&sec(&p, ClientCertAuth::Optional, &[]))
             .expect("loads")
             .expect("TLS on");
-        let first = tls.current();
+        let (first, reloaded) = tls.current();
+        assert_eq!(reloaded, None);
         assert!(
-            Arc::ptr_eq(&first, &tls.current()),
+            Arc::ptr_eq(&first, &tls.current().0),
             "unchanged files are not reloaded"
         );
 
         // A key that does not go with the certificate: refused, the old set stays.
         let other = ca.issue("other", true).expect("other cert");
         std::fs::write(p.path("node.key"), other.key_pem()).expect("write key");
-        let after = tls.current();
+        let (after, reloaded) = tls.current();
+        assert_eq!(
+            reloaded,
+            Some(false),
+            "a mismatched pair is a failed reload"
+        );
         assert!(
             Arc::ptr_eq(&first, &after),
             "a mismatched pair must not replace the loaded one"
         );
+        assert_eq!(tls.current().1, None, "a failed set is reported once");
         let e = tls.files.build().expect_err("mismatched pair");
         assert!(e.to_string().contains("security.key-path"), "{e}");
 
@@ -406,7 +434,8 @@ mod tests {
         other
             .write(&p.path("node.crt"), &p.path("node.key"))
             .expect("write pair");
-        let reloaded = tls.current();
+        let (reloaded, ok) = tls.current();
+        assert_eq!(ok, Some(true));
         assert!(
             !Arc::ptr_eq(&first, &reloaded),
             "a good new pair is picked up"
