@@ -23,6 +23,16 @@ fn secure(cfg: &mut NodeConfig, pki: &DevPki, mode: ClientCertAuth) {
     cfg.status.listen = Some("127.0.0.1:0".into());
 }
 
+/// A 3-node cluster serving mutual TLS in `mode`, with its certificates (in the
+/// returned directory, which must outlive the cluster).
+async fn tls_cluster(mode: ClientCertAuth) -> (tempfile::TempDir, DevPki, TestCluster) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = DevPki::write(dir.path()).expect("pki");
+    let p = pki.clone();
+    let cluster = TestCluster::start_with(3, move |cfg| secure(cfg, &p, mode)).await;
+    (dir, pki, cluster)
+}
+
 /// The sum over the cluster's nodes of the metric sample `name` (a full sample name
 /// with labels, as the status port prints it).
 async fn metric_sum(cluster: &TestCluster, name: &str) -> f64 {
@@ -72,12 +82,8 @@ fn replace(path: &Path, contents: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_mutual_tls_cluster_serves_its_clients_and_refuses_everyone_else() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = DevPki::write(dir.path()).expect("pki");
-    let p = pki.clone();
     // Electing a leader means the nodes' Raft traffic goes over mutual TLS.
-    let cluster =
-        TestCluster::start_with(3, move |cfg| secure(cfg, &p, ClientCertAuth::Optional)).await;
+    let (_dir, pki, cluster) = tls_cluster(ClientCertAuth::Optional).await;
     let addrs = cluster.addrs();
     let with_cert = ClientTls::new(&pki.ca).with_identity(&pki.client_cert, &pki.client_key);
 
@@ -161,11 +167,7 @@ async fn a_mutual_tls_cluster_serves_its_clients_and_refuses_everyone_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn require_mode_refuses_clients_without_a_certificate() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = DevPki::write(dir.path()).expect("pki");
-    let p = pki.clone();
-    let cluster =
-        TestCluster::start_with(3, move |cfg| secure(cfg, &p, ClientCertAuth::Require)).await;
+    let (_dir, pki, cluster) = tls_cluster(ClientCertAuth::Require).await;
     let addrs = cluster.addrs();
     fresh_put(&addrs, Some(ClientTls::new(&pki.ca)), "refused-no-cert")
         .await
@@ -187,11 +189,7 @@ async fn require_mode_refuses_clients_without_a_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotated_files_are_used_for_new_connections_and_a_half_written_pair_is_not() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = DevPki::write(dir.path()).expect("pki");
-    let p = pki.clone();
-    let cluster =
-        TestCluster::start_with(3, move |cfg| secure(cfg, &p, ClientCertAuth::Optional)).await;
+    let (dir, pki, cluster) = tls_cluster(ClientCertAuth::Optional).await;
     let addrs = cluster.addrs();
     let ca1 = std::fs::read_to_string(&pki.ca).expect("ca1");
     // The nodes' CA file becomes a bundle below; this client keeps trusting CA1 only.
