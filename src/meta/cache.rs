@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::proto::{MetaState, NodeState, NodeStats, RoutingTable, ShardLoad, ShardRoute};
 use crate::types::ShardId;
-use ctxstore_api::tls::{ClientTls, FilesStamp};
+use ctxstore_api::tls::{Channels, ClientTls};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,11 +67,9 @@ pub(crate) struct MetaCtx {
     pub(crate) liveness: Mutex<Liveness>,
     /// Address of the meta leader as last found.
     pub(crate) leader_addr: Mutex<Option<String>>,
-    /// One lazily connected channel per node address, with the TLS files it was
-    /// made from.
-    channels: Mutex<HashMap<String, (FilesStamp, Channel)>>,
-    /// What this node trusts and presents when it dials a peer (None: plaintext).
-    tls: Option<ClientTls>,
+    /// One lazily connected channel per node address, dialled with this node's TLS
+    /// files (remade when they change).
+    channels: Channels<Channel>,
     /// Wakes the heartbeat loop early (leadership or membership changed here).
     pub(crate) wake: Notify,
     /// The placement driver's last round, while this node leads the meta shard.
@@ -81,7 +79,7 @@ pub(crate) struct MetaCtx {
 impl MetaCtx {
     pub(crate) fn new(tls: Option<ClientTls>) -> Self {
         Self {
-            tls,
+            channels: Channels::new(tls),
             ..Default::default()
         }
     }
@@ -125,21 +123,13 @@ impl MetaCtx {
 
     /// A lazily connected channel to `addr`, each call bounded by `timeout`.
     pub(crate) fn channel(&self, addr: &str, timeout: Duration) -> Result<Channel> {
-        // Rotated TLS files make a new channel; the old one's connections close.
-        let stamp = self.tls.as_ref().map(ClientTls::stamp).unwrap_or_default();
-        let mut m = self.channels.lock();
-        if let Some((s, c)) = m.get(addr) {
-            if *s == stamp {
-                return Ok(c.clone());
-            }
-        }
-        let ch = ctxstore_api::tls::endpoint(addr, self.tls.as_ref())
-            .map_err(|e| Error::Transport(format!("cannot dial {addr}: {e}")))?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        m.insert(addr.to_string(), (stamp, ch.clone()));
-        Ok(ch)
+        self.channels
+            .get(addr, |ep| {
+                ep.connect_timeout(timeout)
+                    .timeout(timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy()
+            })
+            .map_err(|e| Error::Transport(format!("cannot dial {addr}: {e}")))
     }
 }

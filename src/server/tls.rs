@@ -16,13 +16,14 @@
 use crate::config::{ClientCertAuth, SecurityConfig};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, TlsReload};
+use ctxstore_api::tls::FilesStamp;
 use parking_lot::Mutex;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 use tokio_rustls::server::TlsStream;
@@ -45,9 +46,6 @@ const PEER_ONLY: &[&str] = &[
     "/ctxstore.v1.Cluster/AllocShard",
 ];
 
-/// What identifies each of the three files on disk; a change means "reload".
-type Stamp = [Option<(SystemTime, u64)>; 3];
-
 /// The files and client-certificate mode a configuration is built from.
 struct Files {
     ca: PathBuf,
@@ -65,9 +63,9 @@ pub(crate) struct ServerTls {
 
 struct Loaded {
     config: Arc<rustls::ServerConfig>,
-    stamp: Stamp,
+    stamp: FilesStamp,
     /// The stamp of the last set that failed to load, so it is reported once.
-    failed: Option<Stamp>,
+    failed: Option<FilesStamp>,
 }
 
 impl ServerTls {
@@ -104,7 +102,7 @@ impl ServerTls {
         let stamp = self.files.stamp();
         let mut st = self.state.lock();
         let mut reloaded = None;
-        if stamp != st.stamp && st.failed != Some(stamp) {
+        if stamp != st.stamp && st.failed.as_ref() != Some(&stamp) {
             match self.files.build() {
                 Ok(config) => {
                     tracing::info!(cert = %self.files.cert.display(), "TLS files changed: new connections use them");
@@ -142,12 +140,13 @@ impl ServerTls {
 }
 
 impl Files {
-    fn stamp(&self) -> Stamp {
-        let one = |p: &Path| {
-            let m = std::fs::metadata(p).ok()?;
-            Some((m.modified().ok()?, m.len()))
-        };
-        [one(&self.ca), one(&self.cert), one(&self.key)]
+    /// What identifies the three files on disk; a change means "reload".
+    fn stamp(&self) -> FilesStamp {
+        FilesStamp::of([
+            Some(self.ca.as_path()),
+            Some(self.cert.as_path()),
+            Some(self.key.as_path()),
+        ])
     }
 
     fn build(&self) -> Result<Arc<rustls::ServerConfig>> {

@@ -39,11 +39,10 @@ use crate::proto::{
 };
 use crate::util::Backoff;
 use bytes::Bytes;
-use ctxstore_api::tls::FilesStamp;
+use ctxstore_api::tls::Channels;
 use parking_lot::Mutex;
 use rand::Rng;
 use routing::Routing;
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -99,9 +98,8 @@ struct Inner {
     opts: ClientOptions,
     /// Every address known: seeds first, then ones learned from hints.
     addrs: Mutex<Vec<String>>,
-    /// Lazily connected channels by address.
-    /// One channel per address, with the TLS files it was made from.
-    channels: Mutex<HashMap<String, (FilesStamp, Channel)>>,
+    /// Lazily connected channels by address, remade when the TLS files change.
+    channels: Channels<Channel>,
     /// Index in `addrs` of the node believed to lead.
     leader: AtomicU64,
     /// Random per-client prefix of request ids.
@@ -202,13 +200,14 @@ impl Client {
             ctxstore_api::tls::endpoint(a, opts.tls.as_ref())?;
         }
         let balancer = balance::Balancer::new(opts.read_balance);
+        let channels = Channels::new(opts.tls.clone());
         Ok(Client {
             inner: Arc::new(Inner {
                 opts,
                 balancer,
                 session: read::Session::default(),
                 addrs: Mutex::new(addrs),
-                channels: Mutex::new(HashMap::new()),
+                channels,
                 leader: AtomicU64::new(0),
                 client_id: rand::rng().random(),
                 next_request: AtomicU64::new(1),
@@ -226,22 +225,14 @@ impl Client {
     }
 
     fn channel(&self, addr: &str) -> Result<Channel> {
-        let tls = self.inner.opts.tls.as_ref();
-        // Rotated TLS files make a new channel; the old one's connections close.
-        let stamp = tls.map(ClientTls::stamp).unwrap_or_default();
-        let mut chans = self.inner.channels.lock();
-        if let Some((s, c)) = chans.get(addr) {
-            if *s == stamp {
-                return Ok(c.clone());
-            }
-        }
-        let ch = ctxstore_api::tls::endpoint(addr, tls)?
-            .connect_timeout(self.inner.opts.connect_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        let ch = trace::Traced::new(ch);
-        chans.insert(addr.to_string(), (stamp, ch.clone()));
-        Ok(ch)
+        let connect_timeout = self.inner.opts.connect_timeout;
+        self.inner.channels.get(addr, |ep| {
+            trace::Traced::new(
+                ep.connect_timeout(connect_timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy(),
+            )
+        })
     }
 
     fn current(&self) -> String {
