@@ -103,10 +103,7 @@ impl DevCluster {
             cfg.raft.tick_interval = opts.tick;
             cfg.initial_shards = opts.shards;
             if let Some(t) = &tls {
-                cfg.security.ca_path = Some(t.ca.clone());
-                cfg.security.cert_path = Some(t.node_cert.clone());
-                cfg.security.key_path = Some(t.node_key.clone());
-                cfg.security.peer_cert_allowed_cn = vec![crate::pki::DEV_NODE_CN.to_string()];
+                cfg.security = t.node_security();
             }
             starts.push(Node::start_with_listener(cfg, l));
         }

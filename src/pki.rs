@@ -3,7 +3,9 @@
 //! `127.0.0.1` and `::1`) and client certificates (client use only). Production
 //! clusters bring their own PKI (docs/operations.md, "Security").
 
+use crate::config::SecurityConfig;
 use crate::error::{Error, Result};
+use ctxstore_api::tls::ClientTls;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -135,6 +137,11 @@ pub const DEV_NODE_CN: &str = "ctxstore-node";
 impl DevPki {
     /// Makes a CA, a node and a client certificate under `dir`.
     pub fn write(dir: &Path) -> Result<Self> {
+        Self::write_with_ca(dir).map(|(files, _)| files)
+    }
+
+    /// [`DevPki::write`], and the CA, to issue more certificates with (a rotation).
+    pub fn write_with_ca(dir: &Path) -> Result<(Self, Ca)> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Internal(format!("cannot create {}: {e}", dir.display())))?;
         let files = Self {
@@ -150,7 +157,24 @@ impl DevPki {
             .write(&files.node_cert, &files.node_key)?;
         ca.issue("ctxstore-client", false)?
             .write(&files.client_cert, &files.client_key)?;
-        Ok(files)
+        Ok((files, ca))
+    }
+
+    /// A node's `[security]` with these files: the node certificate, and only
+    /// [`DEV_NODE_CN`] accepted as a peer; the rest at its defaults.
+    pub fn node_security(&self) -> SecurityConfig {
+        SecurityConfig {
+            ca_path: Some(self.ca.clone()),
+            cert_path: Some(self.node_cert.clone()),
+            key_path: Some(self.node_key.clone()),
+            peer_cert_allowed_cn: vec![DEV_NODE_CN.to_string()],
+            ..Default::default()
+        }
+    }
+
+    /// A client trusting the CA and presenting the client certificate.
+    pub fn client(&self) -> ClientTls {
+        ClientTls::new(&self.ca).with_identity(&self.client_cert, &self.client_key)
     }
 }
 

@@ -770,23 +770,7 @@ struct RunTls {
 impl RunTls {
     fn new() -> RunTls {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ca = ctxstore::pki::Ca::new("jepsen CA").expect("ca");
-        let files = ctxstore::pki::DevPki {
-            ca: dir.path().join("ca.crt"),
-            node_cert: dir.path().join("node.crt"),
-            node_key: dir.path().join("node.key"),
-            client_cert: dir.path().join("client.crt"),
-            client_key: dir.path().join("client.key"),
-        };
-        ca.write(&files.ca).expect("write ca");
-        ca.issue(ctxstore::pki::DEV_NODE_CN, true)
-            .expect("node cert")
-            .write(&files.node_cert, &files.node_key)
-            .expect("write node cert");
-        ca.issue("jepsen-client", false)
-            .expect("client cert")
-            .write(&files.client_cert, &files.client_key)
-            .expect("write client cert");
+        let (files, ca) = ctxstore::pki::DevPki::write_with_ca(dir.path()).expect("certificates");
         RunTls {
             ca,
             files,
@@ -795,13 +779,12 @@ impl RunTls {
     }
 
     fn secure(&self, c: &mut ctxstore::NodeConfig) {
-        c.security.ca_path = Some(self.files.ca.clone());
-        c.security.cert_path = Some(self.files.node_cert.clone());
-        c.security.key_path = Some(self.files.node_key.clone());
-        c.security.peer_cert_allowed_cn = vec![ctxstore::pki::DEV_NODE_CN.to_string()];
-        // Connections age out every few seconds, so reconnects (with whatever
-        // files are on disk) happen all through the run.
-        c.security.max_connection_age = Some(Duration::from_secs(3));
+        c.security = ctxstore::config::SecurityConfig {
+            // Connections age out every few seconds, so reconnects (with whatever
+            // files are on disk) happen all through the run.
+            max_connection_age: Some(Duration::from_secs(3)),
+            ..self.files.node_security()
+        };
     }
 
     /// `ctxd` flags for the same setup, with a config file (in `dir`) for the
@@ -825,8 +808,7 @@ impl RunTls {
     }
 
     fn client(&self) -> ctxstore_client::ClientTls {
-        ctxstore_client::ClientTls::new(&self.files.ca)
-            .with_identity(&self.files.client_cert, &self.files.client_key)
+        self.files.client()
     }
 
     /// Writes a new node certificate of the same CA: key first, then certificate,

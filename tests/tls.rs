@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use ctxstore::config::ClientCertAuth;
+use ctxstore::config::{ClientCertAuth, SecurityConfig};
 use ctxstore::pki::{Ca, DevPki, DEV_NODE_CN};
 use ctxstore::NodeConfig;
 use ctxstore_client::{Client, ClientOptions, ClientTls};
@@ -15,11 +15,10 @@ use std::path::Path;
 use std::time::Duration;
 
 fn secure(cfg: &mut NodeConfig, pki: &DevPki, mode: ClientCertAuth) {
-    cfg.security.ca_path = Some(pki.ca.clone());
-    cfg.security.cert_path = Some(pki.node_cert.clone());
-    cfg.security.key_path = Some(pki.node_key.clone());
-    cfg.security.client_cert_auth = mode;
-    cfg.security.peer_cert_allowed_cn = vec![DEV_NODE_CN.to_string()];
+    cfg.security = SecurityConfig {
+        client_cert_auth: mode,
+        ..pki.node_security()
+    };
     cfg.status.listen = Some("127.0.0.1:0".into());
 }
 
@@ -85,7 +84,7 @@ async fn a_mutual_tls_cluster_serves_its_clients_and_refuses_everyone_else() {
     // Electing a leader means the nodes' Raft traffic goes over mutual TLS.
     let (_dir, pki, cluster) = tls_cluster(ClientCertAuth::Optional).await;
     let addrs = cluster.addrs();
-    let with_cert = ClientTls::new(&pki.ca).with_identity(&pki.client_cert, &pki.client_key);
+    let with_cert = pki.client();
 
     let c = client(&addrs, Some(with_cert.clone()), Duration::from_secs(15)).await;
     let w = c.put("greeting", "hello").await.expect("put over TLS");
@@ -180,7 +179,7 @@ async fn require_mode_refuses_clients_without_a_certificate() {
     fresh_put(&addrs, Some(foreign), "refused-foreign")
         .await
         .expect_err("a client certificate the CA did not sign");
-    let ok = ClientTls::new(&pki.ca).with_identity(&pki.client_cert, &pki.client_key);
+    let ok = pki.client();
     fresh_put(&addrs, Some(ok.clone()), "k")
         .await
         .expect("a signed client certificate");
