@@ -416,7 +416,12 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             // A plaintext client talking to a TLS port (or the reverse) sees only
             // failed connections.
-            if e.to_string().contains("transport error") {
+            let failed_to_connect = match &e {
+                Error::Transport(_) => true,
+                Error::Timeout(_, last) => matches!(**last, Error::Transport(_)),
+                _ => false,
+            };
+            if failed_to_connect {
                 if plaintext {
                     eprintln!("hint: if the cluster uses TLS, pass --cacert (CTXCTL_CACERT)");
                 } else {
