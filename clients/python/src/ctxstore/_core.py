@@ -24,6 +24,7 @@ The retry rules follow ``crates/client/src/lib.rs`` (``call_routed``) and
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import itertools
 import os
@@ -201,6 +202,19 @@ class Options:
     timeout: float = 10.0
     routing_timeout: float = ROUTING_FETCH_TIMEOUT
     tls: ClientTls | None = None
+
+    @staticmethod
+    def resolve(
+        timeout: float, tls: ClientTls | None, options: "Options | None"
+    ) -> "Options":
+        """The settings of a client constructor's keyword arguments: ``options``
+        when given (with ``tls`` replacing its ``tls``), else ``timeout`` and
+        ``tls``."""
+        if options is None:
+            return Options(timeout=timeout, tls=tls)
+        if tls is not None:
+            return dataclasses.replace(options, tls=tls)
+        return options
 
 
 class Backoff:

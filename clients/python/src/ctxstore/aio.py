@@ -5,7 +5,6 @@ async iterators (``async for ev in client.watch(...)``)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, TypeVar
 
@@ -46,11 +45,7 @@ class AsyncClient:
         tls: ClientTls | None = None,
         options: Options | None = None,
     ) -> None:
-        if options is None:
-            options = Options(timeout=timeout, tls=tls)
-        elif tls is not None:
-            options = dataclasses.replace(options, tls=tls)
-        self._core = Core(endpoints, options)
+        self._core = Core(endpoints, Options.resolve(timeout, tls, options))
         self._stubs: dict[str, _Stubs] = {}
         self._refreshing: asyncio.Lock | None = None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import threading
 import time
@@ -59,11 +58,7 @@ class Client:
         tls: ClientTls | None = None,
         options: Options | None = None,
     ) -> None:
-        if options is None:
-            options = Options(timeout=timeout, tls=tls)
-        elif tls is not None:
-            options = dataclasses.replace(options, tls=tls)
-        self._core = Core(endpoints, options)
+        self._core = Core(endpoints, Options.resolve(timeout, tls, options))
         self._stubs: dict[str, _Stubs] = {}
         self._lock = threading.Lock()
 
