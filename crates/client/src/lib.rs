@@ -62,8 +62,9 @@ pub struct ClientOptions {
     /// How reads that any replica may serve (every mode but `Leader`) pick the
     /// replica (default [`ReadBalance::P2cPeakEwma`]; docs/architecture.md says why).
     pub read_balance: ReadBalance,
-    /// TLS (default `None`: plaintext). The files are read for every new connection,
-    /// so rotated ones are picked up without a new client.
+    /// TLS (default `None`: plaintext). The files are looked at again at most once a
+    /// second and read for every new channel, so rotated ones are picked up without
+    /// a new client.
     pub tls: Option<ClientTls>,
 }
 
