@@ -6,12 +6,43 @@
 #
 #   scripts/bench-split.sh                    # 64 clients, 10 s per measurement
 #   CLIENTS=16 DURATION=20s scripts/bench-split.sh
+#   NODE_CPU=0.4 scripts/bench-split.sh       # each ctxd capped at 0.4 of a core
+#
+# NODE_CPU (root, cgroup v1 `cpu` or cgroup v2) gives each node its own CPU budget, as
+# separate small machines would have: on one 2-core machine the three nodes and the
+# load generator otherwise share the same cores, and a second leader finds no idle
+# CPU to use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS="${CLIENTS:-64}"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
+NODE_CPU="${NODE_CPU:-}"
 source scripts/bench-common.sh
+
+# Puts process $1 into its own CPU cgroup limited to $NODE_CPU cores (cfs quota).
+CGROUPS=()
+cap_cpu() {
+  local dir quota
+  quota=$(python3 -c 'import sys; print(int(float(sys.argv[1]) * 100000))' "$NODE_CPU")
+  if [ -d /sys/fs/cgroup/cpu ] && [ -f /sys/fs/cgroup/cpu/cgroup.procs ]; then
+    dir="/sys/fs/cgroup/cpu/ctxstore-bench-$$-$1"
+    mkdir "$dir"
+    echo 100000 >"$dir/cpu.cfs_period_us"
+    echo "$quota" >"$dir/cpu.cfs_quota_us"
+  else
+    dir="/sys/fs/cgroup/ctxstore-bench-$$-$1"
+    mkdir "$dir"
+    echo "$quota 100000" >"$dir/cpu.max"
+  fi
+  echo "$1" >"$dir/cgroup.procs"
+  CGROUPS+=("$dir")
+}
+remove_cgroups() {
+  cleanup
+  for d in "${CGROUPS[@]}"; do rmdir "$d" 2>/dev/null || true; done
+}
+trap remove_cgroups EXIT
 
 ports=()
 for _ in 1 2 3; do ports+=("$(free_port)"); done
@@ -31,17 +62,30 @@ TOML
     --listen "127.0.0.1:${ports[$((i - 1))]}" --data-dir "$WORK/node$i" \
     --initial-cluster "$initial" >"$WORK/node$i.log" 2>&1 &
   PIDS+=($!)
+  if [ -n "$NODE_CPU" ]; then cap_cpu "$!"; fi
 done
 ctl() { "$BIN/ctxctl" --endpoints "$eps" "$@"; }
 wait_until ctl put probe ok
 
+# The bench's result (JSON); each node's CPU during it (% of one core, over the
+# bench's whole run, warm-up included) goes to $WORK/cpu.<label>.
 measure() {
+  local t0=() t1=() i start end
+  for i in 0 1 2; do t0+=("$(cpu_ticks "${PIDS[$i]}")"); done
+  start=$(date +%s.%N)
   ctl bench --workload put --clients "$CLIENTS" --duration "$DURATION" --warmup "$WARMUP" \
     --json 2>/dev/null | tail -n 1
+  end=$(date +%s.%N)
+  for i in 0 1 2; do t1+=("$(cpu_ticks "${PIDS[$i]}")"); done
+  python3 -c 'import sys
+hz, secs = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2])
+t = [int(x) for x in sys.argv[4:]]
+print(" ".join(f"{100 * (t[i + 3] - t[i]) / hz / secs:.0f}%" for i in range(3)))' \
+    "$(getconf CLK_TCK)" "$start" "$end" "${t0[@]}" "${t1[@]}" >"$WORK/cpu.$1"
 }
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
-before=$(measure)
+before=$(measure before)
 split=$(ctl shard split 1 --at 0x8000000000000000)
 child=$(sed -n 's/^split shard 1: new shard \([0-9]*\)$/\1/p' <<<"$split")
 # The new shard's leader is where the parent's is (it campaigns at once): move it to
@@ -67,14 +111,14 @@ if [ "$child_leader" = "$parent_leader" ]; then
   wait_until sh -c "'$BIN/ctxctl' --endpoints '$eps' status -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); print([s for s in d[\"shards\"] if s[\"shard\"]==$child][0][\"leader_node\"])' | grep -qx '$target'"
   child_leader=$target
 fi
-after=$(measure)
+after=$(measure after)
 
 ops_b=$(field "$before" ops_per_sec); ops_a=$(field "$after" ops_per_sec)
-printf 'machine: %s cores, %s; 3 ctxd, %s clients, 1 KiB puts, %s per measurement\n' \
-  "$(nproc)" "$(free -h | awk '/Mem:/{print $2}')" "$CLIENTS" "$DURATION"
-printf '%-34s %10s %9s %9s\n' "" "ops/s" "p50 us" "p99 us"
-printf '%-34s %10.0f %9s %9s\n' "1 shard, leader on node $parent_leader" "$ops_b" \
-  "$(field "$before" p50_us)" "$(field "$before" p99_us)"
-printf '%-34s %10.0f %9s %9s\n' "2 shards, leaders on nodes $parent_leader and $child_leader" "$ops_a" \
-  "$(field "$after" p50_us)" "$(field "$after" p99_us)"
+printf 'machine: %s cores, %s; 3 ctxd (CPU per node: %s), %s clients, 1 KiB puts, %s per measurement\n' \
+  "$(nproc)" "$(free -h | awk '/Mem:/{print $2}')" "${NODE_CPU:-uncapped}" "$CLIENTS" "$DURATION"
+printf '%-34s %10s %9s %9s   %s\n' "" "ops/s" "p50 us" "p99 us" "cpu of nodes 1 2 3"
+printf '%-34s %10.0f %9s %9s   %s\n' "1 shard, leader on node $parent_leader" "$ops_b" \
+  "$(field "$before" p50_us)" "$(field "$before" p99_us)" "$(cat "$WORK/cpu.before")"
+printf '%-34s %10.0f %9s %9s   %s\n' "2 shards, leaders on nodes $parent_leader and $child_leader" "$ops_a" \
+  "$(field "$after" p50_us)" "$(field "$after" p99_us)" "$(cat "$WORK/cpu.after")"
 python3 -c "import sys; print(f'ratio after/before: {float(sys.argv[2])/float(sys.argv[1]):.2f}x')" "$ops_b" "$ops_a"
