@@ -12,7 +12,7 @@
 //!
 //! | layer | modules | owns |
 //! | --- | --- | --- |
-//! | 1. leaf | `error`, `proto`, `types`, `ring`, `ranges`, `context`, `util` (from `ctxstore-api`), `keys`, `config`, `cluster_config`, `metrics`, `otel` | wire types, errors, ids, hash ranges, key layout, settings and the cluster's dynamic settings, the node's metric handles, span export (feature `otel`) |
+//! | 1. leaf | `error`, `proto`, `types`, `ring`, `ranges`, `context`, `util` (from `ctxstore-api`), `keys`, `config`, `cluster_config`, `auth`, `metrics`, `otel` | wire types, errors, ids, hash ranges, key layout, settings and the cluster's dynamic settings, users, roles and tokens, the node's metric handles, span export (feature `otel`) |
 //! | 2. storage | `storage::{engine, peer_storage, log_writer, snapshot}` | RocksDB, the Raft log mirror, group commit, snapshots |
 //! | 3. state machine | `meta::state`, `load`, `pd` (the placement driver's decisions, pure), then `fsm::{watch, budget, command, context, read, apply}` | what a committed command does, and reading it back; a leader's load statistics |
 //! | 4. replica handle | `raft::{handle, logger, transport}`, `meta::cache` | talking to a replica; node-to-node messages |
@@ -29,6 +29,7 @@
 //! Peer` by feature (`ready`, `admin`) instead of reaching upward; and services sit on
 //! top, talking to replicas only through their handles.
 
+pub mod auth;
 pub mod bench_support;
 pub mod cluster_config;
 pub mod config;

@@ -50,6 +50,12 @@ pub(crate) struct TlsReload {
     pub(crate) result: &'static str,
 }
 
+/// Why the auth layer refused a call: `unauthenticated` or `permission_denied`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AuthRefusal {
+    pub(crate) reason: &'static str,
+}
+
 /// The node at the other end.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct PeerNode {
@@ -114,6 +120,8 @@ pub(crate) struct Metrics {
     pub(crate) tls_handshake_failures: Counter,
     /// Changed TLS files loaded (`ok`) or refused (`failed`, the old ones kept).
     pub(crate) tls_reloads: Family<TlsReload, Counter>,
+    /// Calls the auth layer refused, by reason.
+    pub(crate) auth_refused: Family<AuthRefusal, Counter>,
 }
 
 impl Metrics {
@@ -142,6 +150,7 @@ impl Metrics {
         let snapshot_received_bytes = Counter::default();
         let tls_handshake_failures = Counter::default();
         let tls_reloads = Family::default();
+        let auth_refused = Family::default();
         // 10 ms to about 20 min.
         let snapshot_send_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 18));
         let snapshot_receive_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 18));
@@ -184,6 +193,11 @@ impl Metrics {
             "ctxstore_tls_reloads",
             "Changed TLS files loaded (result=ok) or refused, the previous ones kept (result=failed)",
             tls_reloads.clone(),
+        );
+        r.register(
+            "ctxstore_auth_refused",
+            "Calls refused by the auth layer, by reason (unauthenticated, permission_denied)",
+            auth_refused.clone(),
         );
         r.register_with_unit(
             "ctxstore_snapshot_sent",
@@ -303,12 +317,25 @@ impl Metrics {
             snapshot_sent_bytes,
             tls_handshake_failures,
             tls_reloads,
+            auth_refused,
             snapshot_received_bytes,
             snapshot_send_seconds,
             snapshot_receive_seconds,
             peer_rtt_seconds,
             rocksdb_pending_compaction_bytes,
         }
+    }
+
+    /// Counts a call the auth layer refused with `code`.
+    pub(crate) fn auth_refused(&self, code: tonic::Code) {
+        let reason = if code == tonic::Code::Unauthenticated {
+            "unauthenticated"
+        } else {
+            "permission_denied"
+        };
+        self.auth_refused
+            .get_or_create(&AuthRefusal { reason })
+            .inc();
     }
 
     /// Counts a Raft message queued for another node (`sent`) or dropped.

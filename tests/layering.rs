@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("keys", 1),
     ("config", 1),
     ("cluster_config", 1),
+    ("auth", 1),
     ("metrics", 1),
     ("otel", 1),
     ("logging", 1),

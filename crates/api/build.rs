@@ -6,8 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../proto")
         .canonicalize()?;
-    let files =
-        ["kv.proto", "cluster.proto", "context.proto"].map(|f| root.join("ctxstore/v1").join(f));
+    let files = ["kv.proto", "cluster.proto", "context.proto", "auth.proto"]
+        .map(|f| root.join("ctxstore/v1").join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

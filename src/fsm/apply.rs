@@ -152,6 +152,20 @@ pub(crate) fn apply_round(
                 results.push((e.index, e.term, crate::fsm::command::ok(e.index, vec![])));
                 continue;
             }
+            (Some(raft_command::Cmd::Auth(cmd)), Some(state)) => {
+                let store = state.auth.get_or_insert_with(Default::default);
+                let r = match crate::auth::apply(store, cmd) {
+                    Ok(()) => {
+                        meta_changed = true;
+                        crate::fsm::command::ok(e.index, vec![])
+                    }
+                    Err(why) => CommandResult {
+                        result: Some(command_result::Result::Refused(why)),
+                    },
+                };
+                results.push((e.index, e.term, r));
+                continue;
+            }
             (Some(raft_command::Cmd::SetPdPaused(req)), Some(state)) => {
                 if state.pd_paused != req.paused {
                     state.pd_paused = req.paused;

@@ -227,6 +227,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
                 | raft_command::Cmd::SetNodeAdmin(_)
                 | raft_command::Cmd::SetPdPaused(_)
                 | raft_command::Cmd::SetConfig(_)
+                | raft_command::Cmd::Auth(_)
                 | raft_command::Cmd::Split(_),
             )
             | None => ok(index, vec![]),

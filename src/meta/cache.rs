@@ -27,6 +27,8 @@ pub(crate) struct Liveness {
     pub(crate) stats: HashMap<u64, NodeStats>,
     /// Shard → its load and replicas' progress, as its leader last reported them.
     pub(crate) loads: HashMap<u64, ShardLoad>,
+    /// Node → the auth revision it last reported having in effect.
+    pub(crate) auth_revisions: HashMap<u64, u64>,
 }
 
 impl Liveness {

@@ -30,9 +30,10 @@ use crate::meta::state::apply_heartbeat;
 use crate::node::ctx::NodeCtx;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::{
-    command_result, raft_command, AllocShardRequest, ClusterConfig, MetaState, NodeHeartbeat,
-    NodeInfo, NodeState, NodeStats, ReplicaInfo, RoutingTable, SetConfigRequest,
-    SetNodeAdminRequest, SetPdPausedRequest, ShardLoad, ShardRoute, ShardStatus,
+    command_result, raft_command, AllocShardRequest, AuthChangeRequest, AuthChangeResponse,
+    ClusterConfig, MetaState, NodeHeartbeat, NodeInfo, NodeState, NodeStats, ReplicaInfo,
+    RoutingTable, SetConfigRequest, SetNodeAdminRequest, SetPdPausedRequest, ShardLoad, ShardRoute,
+    ShardStatus,
 };
 use crate::raft::handle::{PeerHandle, PeerMsg};
 use crate::types::{NodeId, META_SHARD};
@@ -138,6 +139,7 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
         ));
     }
     let (peer, status) = meta_leader(ctx).await?;
+    let (reporter, reported_auth) = (hb.node_id, hb.auth_revision);
     let mut hb = hb;
     let stats = hb.stats.take();
     let loads = std::mem::take(&mut hb.loads);
@@ -152,6 +154,7 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
             for load in loads {
                 live.loads.insert(load.shard_id, load);
             }
+            live.auth_revisions.insert(hb.node_id, hb.auth_revision);
         }
     }
     let current = ctx.meta.state().unwrap_or_default();
@@ -168,7 +171,12 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
             .await?;
     }
     let state = ctx.meta.state().unwrap_or_default();
-    Ok(routing_table(ctx, &state))
+    let mut table = routing_table(ctx, &state);
+    // A node behind on auth gets the store; clients (node 0) never do.
+    if reporter != 0 && reported_auth < table.auth_revision {
+        table.auth = state.auth.clone();
+    }
+    Ok(table)
 }
 
 /// Starts a fresh record of liveness and load when this replica leads the meta shard
@@ -181,6 +189,7 @@ pub(crate) fn watch_from(live: &mut Liveness, term: u64) {
             seen: HashMap::new(),
             stats: HashMap::new(),
             loads: HashMap::new(),
+            auth_revisions: HashMap::new(),
         };
     }
 }
@@ -226,6 +235,8 @@ fn routing_table(ctx: &NodeCtx, state: &MetaState) -> RoutingTable {
         nodes,
         source: "meta-leader".into(),
         cluster_config: state.cluster_config.clone(),
+        auth_revision: state.auth.as_ref().map_or(0, |a| a.revision),
+        auth: None,
     }
 }
 
@@ -335,6 +346,139 @@ pub(crate) fn forwarded<T>(msg: T) -> tonic::Request<T> {
     r.metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
     r
+}
+
+/// Serves `Auth.Change` on the meta leader: checks the change on a copy of the store
+/// (a refused change is never proposed), makes a token's secret here so only its
+/// digest enters the log, proposes, then waits until every up node reports the new
+/// revision in effect (or `AUTH_FENCE` passes: those still behind are named).
+pub(crate) async fn handle_auth_change(
+    ctx: &NodeCtx,
+    req: AuthChangeRequest,
+) -> Result<AuthChangeResponse> {
+    use crate::proto::auth_change::Op;
+    let change = req
+        .change
+        .filter(|c| c.op.is_some())
+        .ok_or_else(|| Error::invalid("change", "no change given"))?;
+    if matches!(change.op, Some(Op::SetEnabled(true))) {
+        check_auth_transport(&ctx.config().security)?;
+    }
+    let mut token = String::new();
+    let mut cmd = crate::auth::AuthCommand {
+        new_token: None,
+        now_ms: now_ms(),
+        change: Some(change),
+    };
+    if matches!(
+        cmd.change.as_ref().and_then(|c| c.op.as_ref()),
+        Some(Op::CreateToken(_))
+    ) {
+        let (t, record) = crate::auth::new_token(cmd.now_ms);
+        token = t;
+        cmd.new_token = Some(record);
+    }
+    let mut trial = ctx
+        .meta
+        .state()
+        .and_then(|s| s.auth.clone())
+        .unwrap_or_default();
+    crate::auth::apply(&mut trial, &cmd).map_err(Error::FailedPrecondition)?;
+    propose_meta(ctx, raft_command::Cmd::Auth(cmd)).await?;
+    let revision = ctx
+        .meta
+        .state()
+        .and_then(|s| s.auth.as_ref().map(|a| a.revision))
+        .unwrap_or(0);
+    let nodes_behind = wait_auth_revision(ctx, revision).await;
+    Ok(AuthChangeResponse {
+        revision,
+        token,
+        nodes_behind,
+    })
+}
+
+/// Auth is only as good as its transport: tokens must not travel in clear text, and
+/// without peer certificates anyone could call the Raft service.
+fn check_auth_transport(sec: &crate::config::SecurityConfig) -> Result<()> {
+    if sec.ca_path.is_none() {
+        return Err(Error::FailedPrecondition(
+            "auth needs TLS: start the nodes with --ca-path, --cert-path and --key-path \
+             (ctxd certs makes a set)"
+                .into(),
+        ));
+    }
+    if sec.client_cert_auth == crate::config::ClientCertAuth::None
+        || sec.peer_cert_allowed_cn.is_empty()
+    {
+        return Err(Error::FailedPrecondition(
+            "auth needs peer certificates: set client-cert-auth to optional or require and \
+             peer-cert-allowed-cn to the nodes' certificate names, or a client certificate \
+             could act as a node"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// How long an auth change waits for the up nodes to have it in effect.
+const AUTH_FENCE: Duration = Duration::from_secs(10);
+
+/// Waits until every up node has reported auth `revision` in effect; returns those
+/// that had not when `AUTH_FENCE` passed.
+async fn wait_auth_revision(ctx: &NodeCtx, revision: u64) -> Vec<u64> {
+    let deadline = Instant::now() + AUTH_FENCE;
+    loop {
+        let state = ctx.meta.state().unwrap_or_default();
+        let behind: Vec<u64> = {
+            let nodes = judged_nodes(ctx, &state);
+            let live = ctx.meta.liveness.lock();
+            nodes
+                .iter()
+                .filter(|n| n.state == NodeState::Up as i32)
+                .filter(|n| {
+                    let have = if n.node_id == ctx.node_id.0 {
+                        ctx.auth.current().revision()
+                    } else {
+                        live.auth_revisions.get(&n.node_id).copied().unwrap_or(0)
+                    };
+                    have < revision
+                })
+                .map(|n| n.node_id)
+                .collect()
+        };
+        if behind.is_empty() || Instant::now() >= deadline {
+            return behind;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `Auth.Change` on any node: runs on the meta leader (one hop at most).
+pub(crate) async fn auth_change(
+    ctx: &NodeCtx,
+    req: AuthChangeRequest,
+    forward: bool,
+) -> Result<AuthChangeResponse> {
+    if !forward {
+        return handle_auth_change(ctx, req).await;
+    }
+    through_meta_elections(|| {
+        ask_meta_leader_on(
+            ctx,
+            || handle_auth_change(ctx, req.clone()),
+            |ch| {
+                let req = req.clone();
+                async move {
+                    Ok(crate::proto::auth_client::AuthClient::new(ch)
+                        .change(forwarded(req))
+                        .await?
+                        .into_inner())
+                }
+            },
+        )
+    })
+    .await
 }
 
 /// `Cluster.SetNodeAdmin` on any node: runs on the meta leader (one hop at most).
@@ -457,6 +601,21 @@ where
     R: Fn(ClusterClient<Channel>) -> RF,
     RF: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
 {
+    ask_meta_leader_on(ctx, local, |ch| remote(ClusterClient::new(ch))).await
+}
+
+/// [`ask_meta_leader`] for a call of any service: `remote` gets the channel.
+pub(crate) async fn ask_meta_leader_on<T, L, LF, R, RF>(
+    ctx: &NodeCtx,
+    local: L,
+    remote: R,
+) -> Result<T>
+where
+    L: FnOnce() -> LF,
+    LF: std::future::Future<Output = Result<T>>,
+    R: Fn(Channel) -> RF,
+    RF: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+{
     let mut candidates: Vec<String> = Vec::new();
     let mut last_err = Error::ShardUnavailable {
         shard: META_SHARD,
@@ -497,7 +656,7 @@ where
                 continue;
             }
         };
-        let err = match tokio::time::timeout(CALL_TIMEOUT, remote(ClusterClient::new(ch))).await {
+        let err = match tokio::time::timeout(CALL_TIMEOUT, remote(ch)).await {
             Ok(Ok(t)) => {
                 *ctx.meta.leader_addr.lock() = Some(addr);
                 return Ok(t);
@@ -608,6 +767,7 @@ async fn collect_report(ctx: &NodeCtx) -> NodeHeartbeat {
         leading,
         stats: Some(stats),
         loads,
+        auth_revision: ctx.auth.current().revision(),
     }
 }
 
@@ -655,7 +815,10 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
             }
             let hb = collect_report(&ctx).await;
             match call_meta(&ctx, hb).await {
-                Ok(table) => {
+                Ok(mut table) => {
+                    if let Some(auth) = table.auth.take() {
+                        ctx.auth.install(&auth);
+                    }
                     for n in &table.nodes {
                         ctx.addresses.insert(NodeId(n.node_id), n.addr.clone());
                     }

@@ -119,6 +119,7 @@ pub(crate) fn initial_state(
         pending_splits: Vec::new(),
         pd_paused: false,
         cluster_config: None,
+        auth: None,
     }
 }
 

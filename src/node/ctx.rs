@@ -29,6 +29,8 @@ use tokio_util::task::TaskTracker;
 
 /// The directory under the data dir holding snapshot files.
 pub(crate) const SNAPSHOT_DIR: &str = "snap";
+/// The auth state this node last learned, in its data dir.
+pub(crate) const AUTH_FILE: &str = "auth.pb";
 
 /// How long a status collection waits for one replica to answer.
 const STATUS_WAIT: Duration = Duration::from_secs(2);
@@ -45,6 +47,9 @@ pub(crate) struct NodeCtx {
     config: RwLock<Arc<NodeConfig>>,
     /// The cluster's dynamic settings in effect here (`version` 0: none yet).
     cluster_config: Mutex<ClusterConfig>,
+    /// Users, roles and tokens in effect here (learned from the meta shard, kept in
+    /// the data dir).
+    pub(crate) auth: crate::auth::AuthHub,
     /// The node's RocksDB.
     pub(crate) engine: Engine,
     /// Group-committing log writer shared by all replicas.
@@ -126,6 +131,7 @@ impl NodeCtx {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let snapshots = Arc::new(SnapshotStore::new(config.data_dir.join(SNAPSHOT_DIR)));
+        let auth = crate::auth::AuthHub::load(Some(config.data_dir.join(AUTH_FILE)))?;
         let metrics = Arc::new(Metrics::new(node_id.0));
         let transport = Transport::new(
             node_id,
@@ -166,6 +172,7 @@ impl NodeCtx {
             config: RwLock::new(Arc::new(config.clone())),
             base_config: config,
             cluster_config: Mutex::new(ClusterConfig::default()),
+            auth,
         })
     }
 

@@ -176,7 +176,7 @@ fn place(
 }
 
 /// The new meta state: the new members and placement, with the backup's routing
-/// version (raised), shard-id counter and settings.
+/// version (raised), shard-id counter, settings and auth state.
 fn new_meta_state(
     members: &BTreeMap<NodeId, String>,
     descriptors: &[ShardDescriptor],
@@ -187,5 +187,6 @@ fn new_meta_state(
     state.next_shard_id = state.next_shard_id.max(old.next_shard_id);
     state.pd_paused = old.pd_paused;
     state.cluster_config = old.cluster_config.clone();
+    state.auth = old.auth.clone();
     state
 }

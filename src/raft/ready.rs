@@ -402,6 +402,9 @@ impl Peer {
             if let Some(doc) = &state.cluster_config {
                 self.ctx.apply_cluster_config(doc);
             }
+            if let Some(auth) = &state.auth {
+                self.ctx.auth.install(auth);
+            }
             self.ctx.meta.set_state(state);
         }
         if let Some(child) = applied.split {

@@ -25,6 +25,8 @@ use crate::proto::{
     TouchCommand, TrimRequest, TrimResponse, WatchModelsRequest, WatchModelsResponse, WriteCheck,
     WriteDelete, WriteOp, WritePut,
 };
+use crate::proto::{Access, ResourceKind};
+use crate::server::auth::{authorize, guard, principal};
 use crate::server::path::RequestPath;
 use crate::server::watch::{change_stream, RpcStream};
 use crate::util::now_ms;
@@ -191,8 +193,15 @@ impl AgentContext for ContextService {
         &self,
         req: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
+        let who = principal(&req);
         let mut req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Conversation,
+            cx::conv_name(&c).as_bytes(),
+            Access::Write,
+        )?;
         if req.messages.is_empty() {
             return Err(Error::invalid("messages", "an append needs at least one message").into());
         }
@@ -224,8 +233,15 @@ impl AgentContext for ContextService {
     }
 
     async fn read(&self, req: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Conversation,
+            cx::conv_name(&c).as_bytes(),
+            Access::Read,
+        )?;
         let limit = self.limit(req.limit, DEFAULT_READ_LIMIT)?;
         let hash = Self::conv_hash(&c);
         let (select, after, c2) = (req.select, req.after_seq, c.clone());
@@ -241,8 +257,15 @@ impl AgentContext for ContextService {
     }
 
     async fn trim(&self, req: Request<TrimRequest>) -> Result<Response<TrimResponse>, Status> {
+        let who = principal(&req);
         let mut req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Conversation,
+            cx::conv_name(&c).as_bytes(),
+            Access::Write,
+        )?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self.on_conversation(header, rid, &c, Op::Trim(req)).await?;
         Ok(Response::new(TrimResponse {
@@ -255,8 +278,15 @@ impl AgentContext for ContextService {
         &self,
         req: Request<CompactRequest>,
     ) -> Result<Response<CompactResponse>, Status> {
+        let who = principal(&req);
         let mut req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Conversation,
+            cx::conv_name(&c).as_bytes(),
+            Access::Write,
+        )?;
         let summary = req
             .summary
             .as_ref()
@@ -284,8 +314,15 @@ impl AgentContext for ContextService {
         &self,
         req: Request<DeleteConversationRequest>,
     ) -> Result<Response<DeleteConversationResponse>, Status> {
+        let who = principal(&req);
         let mut req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Conversation,
+            cx::conv_name(&c).as_bytes(),
+            Access::Write,
+        )?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_conversation(header, rid, &c, Op::DeleteConversation(req))
@@ -300,8 +337,15 @@ impl AgentContext for ContextService {
         &self,
         req: Request<GetConversationRequest>,
     ) -> Result<Response<GetConversationResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Conversation,
+            cx::conv_name(&c).as_bytes(),
+            Access::Read,
+        )?;
         let info = self
             .read(&req.header, Self::conv_hash(&c), req.stale, move |v| {
                 Ok(v.conversation(&c)?.and_then(|r| r.info))
@@ -314,8 +358,15 @@ impl AgentContext for ContextService {
         &self,
         req: Request<SetConversationMetadataRequest>,
     ) -> Result<Response<SetConversationMetadataResponse>, Status> {
+        let who = principal(&req);
         let mut req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Conversation,
+            cx::conv_name(&c).as_bytes(),
+            Access::Write,
+        )?;
         self.path.check_value_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
@@ -330,8 +381,16 @@ impl AgentContext for ContextService {
         &self,
         req: Request<ListConversationsRequest>,
     ) -> Result<Response<ListConversationsResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
         cx::validate_namespace(&req.namespace)?;
+        let listed = format!("{}/", req.namespace);
+        authorize(
+            &who,
+            ResourceKind::Conversation,
+            listed.as_bytes(),
+            Access::Read,
+        )?;
         let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
         // One shard per call (the header's, or the only one): the client gathers.
         let multi = self.ctx().ranges().shards().len() > 1;
@@ -361,8 +420,15 @@ impl AgentContext for ContextService {
         &self,
         req: Request<PutCheckpointRequest>,
     ) -> Result<Response<PutCheckpointResponse>, Status> {
+        let who = principal(&req);
         let mut req = req.into_inner();
         let t = cx::validate_thread(req.thread.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Thread,
+            t.thread.as_bytes(),
+            Access::Write,
+        )?;
         let cp = req
             .checkpoint
             .as_ref()
@@ -398,8 +464,15 @@ impl AgentContext for ContextService {
         &self,
         req: Request<PutWritesRequest>,
     ) -> Result<Response<PutWritesResponse>, Status> {
+        let who = principal(&req);
         let mut req = req.into_inner();
         let t = cx::validate_thread(req.thread.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Thread,
+            t.thread.as_bytes(),
+            Access::Write,
+        )?;
         cx::validate_part("checkpoint_id", &req.checkpoint_id)?;
         cx::validate_part("task_id", &req.task_id)?;
         let max = self.ctx().config().limits.max_blobs_per_checkpoint;
@@ -426,8 +499,15 @@ impl AgentContext for ContextService {
         &self,
         req: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
         let t = cx::validate_thread(req.thread.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Thread,
+            t.thread.as_bytes(),
+            Access::Read,
+        )?;
         if let Some(id) = &req.checkpoint_id {
             cx::validate_part("checkpoint_id", id)?;
         }
@@ -451,8 +531,15 @@ impl AgentContext for ContextService {
         &self,
         req: Request<ListCheckpointsRequest>,
     ) -> Result<Response<ListCheckpointsResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
         let t = cx::validate_thread(req.thread.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Thread,
+            t.thread.as_bytes(),
+            Access::Read,
+        )?;
         let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
         let (before, filter) = (req.before, req.filter);
         let tuples = self
@@ -470,8 +557,15 @@ impl AgentContext for ContextService {
         &self,
         req: Request<PruneCheckpointsRequest>,
     ) -> Result<Response<PruneCheckpointsResponse>, Status> {
+        let who = principal(&req);
         let mut req = req.into_inner();
         let t = cx::validate_thread(req.thread.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Thread,
+            t.thread.as_bytes(),
+            Access::Write,
+        )?;
         if req.keep.is_none() {
             return Err(Error::invalid("keep", "set keep_latest or older_than_ms").into());
         }
@@ -490,8 +584,15 @@ impl AgentContext for ContextService {
         &self,
         req: Request<DeleteThreadRequest>,
     ) -> Result<Response<DeleteThreadResponse>, Status> {
+        let who = principal(&req);
         let mut req = req.into_inner();
         cx::validate_thread_name("thread", &req.thread)?;
+        authorize(
+            &who,
+            ResourceKind::Thread,
+            req.thread.as_bytes(),
+            Access::Write,
+        )?;
         let hash = Self::thread_hash(&req.thread);
         let thread = req.thread.clone();
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
@@ -508,11 +609,22 @@ impl AgentContext for ContextService {
         &self,
         req: Request<PutModelRequest>,
     ) -> Result<Response<PutModelResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
         let mut m = req
             .model
             .ok_or_else(|| Error::invalid("model", "must be set"))?;
         cx::validate_part("model.name", &m.name)?;
+        authorize(
+            &who,
+            ResourceKind::Model,
+            m.name.as_bytes(),
+            if req.expected_version.is_some() {
+                Access::Readwrite
+            } else {
+                Access::Write
+            },
+        )?;
         m.version = 0;
         let value = m.encode_to_vec();
         self.path.check_value_size(value.len())?;
@@ -554,8 +666,10 @@ impl AgentContext for ContextService {
         &self,
         req: Request<GetModelRequest>,
     ) -> Result<Response<GetModelResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
         cx::validate_part("name", &req.name)?;
+        authorize(&who, ResourceKind::Model, req.name.as_bytes(), Access::Read)?;
         let name = req.name;
         let model = self
             .read(&req.header, Self::model_hash(), !req.consistent, move |v| {
@@ -569,7 +683,10 @@ impl AgentContext for ContextService {
         &self,
         req: Request<ListModelsRequest>,
     ) -> Result<Response<ListModelsResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
+        // Lists every model: needs a grant on all of them.
+        authorize(&who, ResourceKind::Model, b"", Access::Read)?;
         let models = self
             .read(&req.header, Self::model_hash(), !req.consistent, |v| {
                 v.models()
@@ -582,8 +699,15 @@ impl AgentContext for ContextService {
         &self,
         req: Request<DeleteModelRequest>,
     ) -> Result<Response<DeleteModelResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
         cx::validate_part("name", &req.name)?;
+        authorize(
+            &who,
+            ResourceKind::Model,
+            req.name.as_bytes(),
+            Access::Write,
+        )?;
         let op = WriteOp {
             op: Some(write_op::Op::Delete(WriteDelete {
                 key: cx::model_key(&req.name).into(),
@@ -606,8 +730,15 @@ impl AgentContext for ContextService {
         req: Request<crate::proto::WatchConversationRequest>,
     ) -> Result<Response<Self::WatchConversationStream>, Status> {
         use crate::proto::{ConversationEvent, WatchConversationResponse};
+        let who = principal(&req);
         let req = req.into_inner();
         let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
+        authorize(
+            &who,
+            ResourceKind::Conversation,
+            cx::conv_name(&c).as_bytes(),
+            Access::Read,
+        )?;
         let hash = Self::conv_hash(&c);
         let peer = self.path.route_watch(&req.header, hash, req.from_version)?;
         let prefix = cx::msg_prefix(&c);
@@ -635,7 +766,13 @@ impl AgentContext for ContextService {
                 moved,
             },
         )?;
-        Ok(Response::new(stream))
+        Ok(Response::new(guard(
+            self.ctx(),
+            who,
+            ResourceKind::Conversation,
+            cx::conv_name(&c).into_bytes(),
+            stream,
+        )))
     }
 
     type WatchModelsStream = RpcStream<WatchModelsResponse>;
@@ -644,7 +781,9 @@ impl AgentContext for ContextService {
         &self,
         req: Request<WatchModelsRequest>,
     ) -> Result<Response<Self::WatchModelsStream>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
+        authorize(&who, ResourceKind::Model, b"", Access::Read)?;
         let hash = Self::model_hash();
         let peer = self.path.route_watch(&req.header, hash, req.from_version)?;
         let prefix = cx::model_prefix();
@@ -674,6 +813,12 @@ impl AgentContext for ContextService {
                 moved,
             },
         )?;
-        Ok(Response::new(stream))
+        Ok(Response::new(guard(
+            self.ctx(),
+            who,
+            ResourceKind::Model,
+            Vec::new(),
+            stream,
+        )))
     }
 }

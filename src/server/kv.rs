@@ -11,6 +11,8 @@ use crate::proto::{
     DeleteRequest, DeleteResponse, GetRequest, GetResponse, KeyValue, PutRequest, PutResponse,
     ScanRequest, ScanResponse, WriteCheck, WriteDelete, WriteOp,
 };
+use crate::proto::{Access, ResourceKind};
+use crate::server::auth::{authorize, guard, principal};
 use crate::server::path::{to_kv, RequestPath};
 use crate::server::watch::{change_stream, RpcStream};
 use crate::util::now_ms;
@@ -106,6 +108,7 @@ impl Kv for KvService {
         req: Request<crate::proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         use crate::proto::{watch_event::Kind, WatchEvent, WatchResponse};
+        let who = principal(&req);
         let req = req.into_inner();
         let (pattern, exact) = match (req.key.is_empty(), req.prefix.is_empty()) {
             (false, true) => (req.key, true),
@@ -114,6 +117,8 @@ impl Kv for KvService {
         };
         self.path
             .check_key(if exact { "key" } else { "prefix" }, &pattern)?;
+        authorize(&who, ResourceKind::Kv, &pattern, Access::Read)?;
+        let watched = pattern.to_vec();
         let hash = if exact {
             keys::key_hash(&pattern)
         } else {
@@ -160,12 +165,20 @@ impl Kv for KvService {
                 moved,
             },
         )?;
-        Ok(Response::new(stream))
+        Ok(Response::new(guard(
+            self.path.ctx(),
+            who,
+            ResourceKind::Kv,
+            watched,
+            stream,
+        )))
     }
 
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
         self.path.check_key("key", &req.key)?;
+        authorize(&who, ResourceKind::Kv, &req.key, Access::Read)?;
         let peer = self
             .path
             .read_barrier(&req.header, Some(keys::key_hash(&req.key)), req.stale)
@@ -182,7 +195,9 @@ impl Kv for KvService {
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
+        authorize(&who, ResourceKind::Kv, &req.key, Access::Write)?;
         let now = now_ms();
         let op = self.path.put_op(req.key, req.value, req.ttl_ms, now)?;
         let o = self
@@ -199,8 +214,10 @@ impl Kv for KvService {
         &self,
         req: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
         self.path.check_key("key", &req.key)?;
+        authorize(&who, ResourceKind::Kv, &req.key, Access::Write)?;
         let op = WriteOp {
             op: Some(write_op::Op::Delete(WriteDelete { key: req.key })),
         };
@@ -218,9 +235,12 @@ impl Kv for KvService {
         &self,
         req: Request<CompareAndSwapRequest>,
     ) -> Result<Response<CompareAndSwapResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
         let now = now_ms();
         self.path.check_key("key", &req.key)?;
+        // A CAS learns the key's version when it fails: a read as well as a write.
+        authorize(&who, ResourceKind::Kv, &req.key, Access::Readwrite)?;
         let check = WriteOp {
             op: Some(write_op::Op::Check(WriteCheck {
                 key: req.key.clone(),
@@ -251,6 +271,7 @@ impl Kv for KvService {
     }
 
     async fn batch(&self, req: Request<BatchRequest>) -> Result<Response<BatchResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
         let max = self.path.ctx().config().limits.max_batch_ops;
         if req.ops.len() as u64 > max {
@@ -262,16 +283,22 @@ impl Kv for KvService {
         let now = now_ms();
         let mut ops = Vec::with_capacity(req.ops.len());
         for (i, op) in req.ops.into_iter().enumerate() {
+            // Every operation is checked before anything is proposed: all or nothing.
             let w = match op.op {
-                Some(batch_op::Op::Put(p)) => self.path.put_op(p.key, p.value, p.ttl_ms, now)?,
+                Some(batch_op::Op::Put(p)) => {
+                    authorize(&who, ResourceKind::Kv, &p.key, Access::Write)?;
+                    self.path.put_op(p.key, p.value, p.ttl_ms, now)?
+                }
                 Some(batch_op::Op::Delete(d)) => {
                     self.path.check_key("ops.delete.key", &d.key)?;
+                    authorize(&who, ResourceKind::Kv, &d.key, Access::Write)?;
                     WriteOp {
                         op: Some(write_op::Op::Delete(WriteDelete { key: d.key })),
                     }
                 }
                 Some(batch_op::Op::Check(c)) => {
                     self.path.check_key("ops.check.key", &c.key)?;
+                    authorize(&who, ResourceKind::Kv, &c.key, Access::Read)?;
                     WriteOp {
                         op: Some(write_op::Op::Check(WriteCheck {
                             key: c.key,
@@ -291,7 +318,10 @@ impl Kv for KvService {
     }
 
     async fn scan(&self, req: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        let who = principal(&req);
         let req = req.into_inner();
+        // The grant must cover the whole prefix: a scan is refused, never filtered.
+        authorize(&who, ResourceKind::Kv, &req.prefix, Access::Read)?;
         let max = self.path.ctx().config().limits.max_scan_limit;
         let limit = match u64::from(req.limit) {
             0 => DEFAULT_SCAN_LIMIT.min(max),

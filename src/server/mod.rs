@@ -1,17 +1,19 @@
 //! The gRPC services of a node: `Kv` (client API), `AgentContext` (conversations,
 //! checkpoints, model registry), `Cluster` (status, membership, admin), `Raft`
-//! (node-to-node), plus standard health and reflection.
+//! (node-to-node), `Auth` (users, roles, tokens), plus standard health and reflection.
 //!
 //! Handlers validate input before anything is proposed, so a bad request changes
 //! nothing; errors leave through `status` (the one mapping to `tonic::Status`).
 //!
-//! Files: `path` (routing, checks, proposals and the read barrier shared by the data
+//! Files: `auth` (who the caller is and what it may do), `path` (routing, checks,
+//! proposals and the read barrier shared by the data
 //! services) and `watch` (change streams) below the services `kv`, `context`,
 //! `cluster` and `raft_service`; `grpc_metrics` (per-call counts and times),
 //! `grpc_trace` (a span per call, with the caller's W3C trace context) and `status`
 //! (the HTTP status listener: metrics, liveness, readiness, and the gRPC health it
 //! drives); this module assembles them into one server.
 
+pub(crate) mod auth;
 mod backup;
 pub(crate) mod cluster;
 mod context;
@@ -59,6 +61,8 @@ pub(crate) fn spawn(
     let cancel = ctx.cancel.clone();
     let metrics = grpc_metrics::GrpcMetricsLayer::new(ctx.metrics.clone());
     let peer_auth = tls::PeerAuthLayer::new(tls.clone());
+    let auth_layer = auth::AuthLayer::new(ctx.clone(), tls.clone());
+    let auth_api = crate::proto::auth_server::AuthServer::new(auth::AuthApi::new(ctx.clone()));
     let tls_metrics = ctx.metrics.clone();
     let max_age = tls
         .is_some()
@@ -79,12 +83,14 @@ pub(crate) fn spawn(
             .layer(grpc_trace::GrpcTraceLayer)
             .layer(metrics)
             .layer(peer_auth)
+            .layer(auth_layer)
             .add_service(health)
             .add_service(reflection)
             .add_service(kv)
             .add_service(agent)
             .add_service(cluster)
-            .add_service(raft);
+            .add_service(raft)
+            .add_service(auth_api);
         let shutdown = cancel.clone().cancelled_owned();
         let r = match tls {
             Some(tls) => {

@@ -121,6 +121,12 @@ impl ServerTls {
         (st.config.clone(), reloaded)
     }
 
+    /// Whether a verified certificate with common name `cn` is a node's when auth is
+    /// on: only names listed in `peer-cert-allowed-cn` are (an empty list names none).
+    pub(crate) fn is_named_peer(&self, cn: &str) -> bool {
+        self.allowed_cn.iter().any(|a| a == cn)
+    }
+
     /// Whether the connection's certificate makes it a peer. Without client
     /// certificates (`client-cert-auth = none`) nothing tells a peer from a client,
     /// so every connection is one (docs/operations.md says so).

@@ -115,6 +115,14 @@ pub enum Error {
     /// shard is in progress); nothing was changed. Retry once the state has changed.
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
+    /// No credentials, or credentials the cluster does not know (auth is on). An
+    /// unknown token and a wrong secret get the same error.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The caller is known but its roles do not allow the call. Says nothing about
+    /// whether the target exists.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// The conversation, thread, checkpoint or model does not exist.
     #[error("not found: {0}")]
     NotFound(String),

@@ -125,6 +125,8 @@ impl From<Error> for Status {
                     reason: "node is shutting down".into(),
                 })),
             ),
+            Error::Unauthenticated(_) => (Code::Unauthenticated, None),
+            Error::PermissionDenied(_) => (Code::PermissionDenied, None),
             Error::Config { .. } => (Code::InvalidArgument, None),
             Error::Timeout(..) => (Code::DeadlineExceeded, None),
             Error::Rpc { code, .. } => (code, None),
@@ -211,6 +213,18 @@ impl From<Status> for Error {
                 {
                     Error::Transport(s.message().to_string())
                 }
+                Code::Unauthenticated => Error::Unauthenticated(
+                    s.message()
+                        .strip_prefix("unauthenticated: ")
+                        .unwrap_or(s.message())
+                        .to_string(),
+                ),
+                Code::PermissionDenied => Error::PermissionDenied(
+                    s.message()
+                        .strip_prefix("permission denied: ")
+                        .unwrap_or(s.message())
+                        .to_string(),
+                ),
                 code => Error::Rpc {
                     code,
                     message: s.message().to_string(),

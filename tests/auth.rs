@@ -1,0 +1,485 @@
+//! Authentication and authorization on a mutual-TLS cluster: auth cannot be turned on
+//! without TLS or a root user; once on, calls without credentials or with a bad token
+//! are refused alike; a tenant's token reaches its own kv keys, conversations,
+//! threads and models and nothing of another tenant's (refused whole, whether the
+//! target exists or not); administration needs root; a revoked token is refused by
+//! every node as soon as the revoke returns, and a watch it opened ends; the auth
+//! state survives a restart of the whole cluster.
+
+mod common;
+
+use common::*;
+use ctxstore::config::{ClientCertAuth, SecurityConfig};
+use ctxstore::pki::DevPki;
+use ctxstore::{Error, NodeConfig};
+use ctxstore_client::proto::{
+    auth_change::Op, Access, AuthChange, BatchOp, ChannelBlob, ChatMessage, Checkpoint,
+    ConversationRef, GetCheckpointRequest, Model, Permission, PutCheckpointRequest, ReadRequest,
+    ResourceKind, RolePermission, ThreadRef, UserRole,
+};
+use ctxstore_client::{Client, ClientOptions, ClientTls};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn client(addrs: &[String], tls: Option<ClientTls>, token: Option<&str>) -> Client {
+    Client::connect_with(
+        addrs,
+        ClientOptions {
+            timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_millis(500),
+            tls,
+            token: token.map(str::to_string),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("connect is lazy")
+}
+
+async fn change(c: &Client, op: Op) -> ctxstore::Result<u64> {
+    let r = c.auth_change(AuthChange { op: Some(op) }).await?;
+    assert!(r.nodes_behind.is_empty(), "every up node confirmed: {r:?}");
+    Ok(r.revision)
+}
+
+async fn token_for(c: &Client, user: &str) -> String {
+    c.auth_change(AuthChange {
+        op: Some(Op::CreateToken(user.into())),
+    })
+    .await
+    .expect("token")
+    .token
+}
+
+/// Role and user `name` with read-write on `name/` of every kind.
+async fn tenant(c: &Client, name: &str) -> String {
+    change(c, Op::AddRole(name.into())).await.expect("role");
+    for kind in [
+        ResourceKind::Kv,
+        ResourceKind::Conversation,
+        ResourceKind::Thread,
+        ResourceKind::Model,
+    ] {
+        change(
+            c,
+            Op::GrantPermission(RolePermission {
+                role: name.into(),
+                permission: Some(Permission {
+                    kind: kind as i32,
+                    prefix: format!("{name}/").into_bytes().into(),
+                    access: Access::Readwrite as i32,
+                }),
+            }),
+        )
+        .await
+        .expect("grant");
+    }
+    change(c, Op::AddUser(name.into())).await.expect("user");
+    change(
+        c,
+        Op::GrantRole(UserRole {
+            user: name.into(),
+            role: name.into(),
+        }),
+    )
+    .await
+    .expect("grant role");
+    token_for(c, name).await
+}
+
+fn secure(cfg: &mut NodeConfig, pki: &DevPki) {
+    cfg.security = SecurityConfig {
+        client_cert_auth: ClientCertAuth::Optional,
+        ..pki.node_security()
+    };
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    pki: DevPki,
+    cluster: TestCluster,
+    root: String,
+    a: String,
+}
+
+/// A 3-node mutual-TLS cluster with users root, a and b (tenants), auth on.
+async fn auth_cluster() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = DevPki::write(dir.path()).expect("pki");
+    let p = pki.clone();
+    let cluster = TestCluster::start_with(3, move |cfg| secure(cfg, &p)).await;
+    let addrs = cluster.addrs();
+    let anyone = client(&addrs, Some(pki.client()), None).await;
+    change(&anyone, Op::AddUser("root".into()))
+        .await
+        .expect("root user");
+    change(
+        &anyone,
+        Op::GrantRole(UserRole {
+            user: "root".into(),
+            role: "root".into(),
+        }),
+    )
+    .await
+    .expect("root role");
+    let root = token_for(&anyone, "root").await;
+    let a = tenant(&anyone, "a").await;
+    tenant(&anyone, "b").await;
+    change(&anyone, Op::SetEnabled(true)).await.expect("enable");
+    Setup {
+        _dir: dir,
+        pki,
+        cluster,
+        root,
+        a,
+    }
+}
+
+fn conv(ns: &str, id: &str) -> ConversationRef {
+    ConversationRef {
+        namespace: ns.into(),
+        id: id.into(),
+    }
+}
+
+fn thread(t: &str) -> ThreadRef {
+    ThreadRef {
+        thread: t.into(),
+        ns: String::new(),
+    }
+}
+
+async fn append(c: &Client, conversation: ConversationRef) -> ctxstore::Result<()> {
+    c.append(ctxstore_client::proto::AppendRequest {
+        conversation: Some(conversation),
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: "hello".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+}
+
+async fn put_checkpoint(c: &Client, t: &str) -> ctxstore::Result<u64> {
+    c.put_checkpoint(PutCheckpointRequest {
+        thread: Some(thread(t)),
+        checkpoint: Some(Checkpoint {
+            checkpoint_id: "0001".into(),
+            channel_versions: [("x".to_string(), "1".to_string())].into(),
+            ..Default::default()
+        }),
+        blobs: vec![ChannelBlob {
+            channel: "x".into(),
+            version: "1".into(),
+            value: b"state".to_vec().into(),
+        }],
+        ..Default::default()
+    })
+    .await
+}
+
+fn put_op(key: &str) -> BatchOp {
+    BatchOp {
+        op: Some(ctxstore_client::proto::batch_op::Op::Put(
+            ctxstore_client::proto::PutOp {
+                key: key.as_bytes().to_vec().into(),
+                value: b"v".to_vec().into(),
+                ttl_ms: 0,
+            },
+        )),
+    }
+}
+
+fn model(name: &str) -> Model {
+    Model {
+        name: name.into(),
+        provider: "acme".into(),
+        context_window: 1000,
+        ..Default::default()
+    }
+}
+
+#[track_caller]
+fn denied<T: std::fmt::Debug>(what: &str, r: ctxstore::Result<T>) {
+    match r {
+        Err(Error::PermissionDenied(_)) => {}
+        other => panic!("{what}: expected PERMISSION_DENIED, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn unauthenticated<T: std::fmt::Debug>(what: &str, r: ctxstore::Result<T>) -> String {
+    match r {
+        Err(Error::Unauthenticated(m)) => m,
+        other => panic!("{what}: expected UNAUTHENTICATED, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auth_needs_tls_and_a_root_user() {
+    // Plaintext: refused, even with a root user.
+    let cluster = TestCluster::start(3).await;
+    let c = cluster.client().await;
+    change(&c, Op::AddUser("root".into())).await.expect("user");
+    change(
+        &c,
+        Op::GrantRole(UserRole {
+            user: "root".into(),
+            role: "root".into(),
+        }),
+    )
+    .await
+    .expect("role");
+    let e = change(&c, Op::SetEnabled(true)).await.expect_err("no TLS");
+    assert!(
+        matches!(&e, Error::FailedPrecondition(m) if m.contains("TLS")),
+        "{e:?}"
+    );
+    assert!(!c.who_am_i().await.expect("whoami").auth_enabled);
+    // Refused changes change nothing: a duplicate user, an unknown role.
+    let before = c.auth_get().await.expect("get");
+    change(&c, Op::AddUser("root".into()))
+        .await
+        .expect_err("duplicate");
+    change(
+        &c,
+        Op::GrantRole(UserRole {
+            user: "root".into(),
+            role: "nope".into(),
+        }),
+    )
+    .await
+    .expect_err("unknown role");
+    assert_eq!(c.auth_get().await.expect("get"), before);
+    // Digests never leave the meta shard.
+    assert!(before.users.iter().all(|u| u.tokens.is_empty()));
+    cluster.shutdown().await;
+
+    // TLS but no root user: refused.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = DevPki::write(dir.path()).expect("pki");
+    let p = pki.clone();
+    let cluster = TestCluster::start_with(3, move |cfg| secure(cfg, &p)).await;
+    let c = client(&cluster.addrs(), Some(pki.client()), None).await;
+    change(&c, Op::AddUser("alice".into())).await.expect("user");
+    let e = change(&c, Op::SetEnabled(true))
+        .await
+        .expect_err("no root user");
+    assert!(
+        matches!(&e, Error::FailedPrecondition(m) if m.contains("root")),
+        "{e:?}"
+    );
+    c.put("still-open", "v").await.expect("auth is still off");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenants_see_only_their_own_data() {
+    let s = auth_cluster().await;
+    let addrs = s.cluster.addrs();
+    let tls = || Some(s.pki.client());
+    let root = client(&addrs, tls(), Some(&s.root)).await;
+    let a = client(&addrs, tls(), Some(&s.a)).await;
+
+    // No credentials (a client certificate that names no user, or none at all) and
+    // bad tokens: refused alike.
+    let cert_only = client(&addrs, tls(), None).await;
+    unauthenticated(
+        "certificate naming no user",
+        cert_only.put("a/x", "v").await,
+    );
+    let ca_only = client(&addrs, Some(ClientTls::new(&s.pki.ca)), None).await;
+    unauthenticated("no credentials", ca_only.get("a/x").await);
+    let wrong_secret = format!("{}0", &s.a[..s.a.len() - 1]);
+    let unknown_id = format!("ctx_{}{}", "0".repeat(16), &s.a[20..]);
+    let m1 = unauthenticated(
+        "wrong secret",
+        client(&addrs, tls(), Some(&wrong_secret))
+            .await
+            .get("a/x")
+            .await,
+    );
+    let m2 = unauthenticated(
+        "unknown id",
+        client(&addrs, tls(), Some(&unknown_id))
+            .await
+            .get("a/x")
+            .await,
+    );
+    assert_eq!(m1, m2, "an unknown token and a wrong secret look the same");
+
+    // Health checks stay open.
+    let ch = ctxstore_api::tls::endpoint(&addrs[0], Some(&ClientTls::new(&s.pki.ca)))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    tonic_health::pb::health_client::HealthClient::new(ch)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health without credentials");
+
+    // Root writes tenant b's data.
+    root.put("b/secret", "b's").await.expect("root put");
+    append(&root, conv("b", "c1")).await.expect("root append");
+    put_checkpoint(&root, "b/t1")
+        .await
+        .expect("root checkpoint");
+    root.put_model(model("b/m"), None)
+        .await
+        .expect("root model");
+
+    // Tenant a: its own data works.
+    assert_eq!(a.who_am_i().await.expect("whoami").name, "a");
+    a.put("a/x", "mine").await.expect("own key");
+    assert!(a.get("a/x").await.expect("own get").is_some());
+    assert_eq!(a.scan("a/", "", 10).await.expect("own scan").kvs.len(), 1);
+    append(&a, conv("a", "c1")).await.expect("own conversation");
+    a.list_conversations("a", "", 10).await.expect("own list");
+    put_checkpoint(&a, "a/t1").await.expect("own thread");
+    a.put_model(model("a/m"), None).await.expect("own model");
+
+    // Tenant b's: refused whole, whether the target exists or not.
+    denied("get b/secret", a.get("b/secret").await);
+    denied("get b/missing", a.get("b/missing").await);
+    denied("put b/x", a.put("b/x", "v").await);
+    denied("delete b/secret", a.delete("b/secret").await);
+    denied("scan everything", a.scan("", "", 10).await);
+    denied("scan b/", a.scan("b/", "", 10).await);
+    denied(
+        "batch with one foreign op",
+        // One hash tag: one shard, so only auth can refuse it.
+        a.batch(vec![put_op("a/{t}batch"), put_op("b/{t}batch")])
+            .await,
+    );
+    assert!(
+        root.get("a/{t}batch").await.expect("get").is_none(),
+        "a refused batch wrote nothing"
+    );
+    denied(
+        "read b's conversation",
+        a.read(ReadRequest {
+            conversation: Some(conv("b", "c1")),
+            ..Default::default()
+        })
+        .await,
+    );
+    denied("append to b's", append(&a, conv("b", "c1")).await);
+    denied(
+        "get b's conversation",
+        a.conversation(conv("b", "c1")).await,
+    );
+    denied("list b's", a.list_conversations("b", "", 10).await);
+    denied(
+        "watch b's conversation",
+        a.watch_conversation(conv("b", "c1"), None)
+            .await
+            .map(|_| ()),
+    );
+    denied(
+        "b's checkpoint",
+        a.get_checkpoint(GetCheckpointRequest {
+            thread: Some(thread("b/t1")),
+            ..Default::default()
+        })
+        .await,
+    );
+    denied(
+        "a checkpoint into b's thread",
+        put_checkpoint(&a, "b/t2").await,
+    );
+    denied("b's model", a.get_model("b/m", true).await);
+    denied("every model", a.list_models(true).await);
+    denied("watch every model", a.watch_models(None).await.map(|_| ()));
+    // Administration needs root.
+    denied("config", a.node_config(&addrs[0]).await);
+    denied(
+        "auth change",
+        a.auth_change(AuthChange {
+            op: Some(Op::AddUser("mallory".into())),
+        })
+        .await,
+    );
+    denied("auth list", a.auth_get().await);
+    root.node_config(&addrs[0]).await.expect("root may");
+    // Nothing of b's changed.
+    let kv = root.get("b/secret").await.expect("get").expect("there");
+    assert_eq!(&kv.value[..], b"b's");
+    assert!(root.get("b/x").await.expect("get").is_none());
+    s.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_token_is_refused_everywhere_and_its_watch_ends() {
+    let mut s = auth_cluster().await;
+    let addrs = s.cluster.addrs();
+    let tls = || Some(s.pki.client());
+    let root = client(&addrs, tls(), Some(&s.root)).await;
+    let a = client(&addrs, tls(), Some(&s.a)).await;
+    append(&a, conv("a", "c1")).await.expect("append");
+    let mut watch = a
+        .watch_conversation(conv("a", "c1"), None)
+        .await
+        .expect("watch");
+    append(&a, conv("a", "c1")).await.expect("append");
+    tokio::time::timeout(WAIT, watch.next())
+        .await
+        .expect("an event")
+        .expect("open")
+        .expect("ok");
+
+    // The auth state survives a restart of every node.
+    s.cluster.restart_all().await;
+    let a = client(&addrs, tls(), Some(&s.a)).await;
+    wait_for("tenant a served after the restart", WAIT, || async {
+        a.put("a/after-restart", "v").await.ok()
+    })
+    .await;
+    for (i, addr) in addrs.iter().enumerate() {
+        let one = client(std::slice::from_ref(addr), tls(), None).await;
+        unauthenticated(
+            &format!("node {} after the restart, no token", i + 1),
+            one.who_am_i().await,
+        );
+    }
+    let mut watch = a
+        .watch_conversation(conv("a", "c1"), None)
+        .await
+        .expect("watch again");
+
+    let id = s.a[4..20].to_string();
+    change(&root, Op::RevokeToken(id)).await.expect("revoke");
+    // As soon as the revoke returned, every node refuses the token.
+    for (i, addr) in addrs.iter().enumerate() {
+        let one = client(std::slice::from_ref(addr), tls(), Some(&s.a)).await;
+        unauthenticated(&format!("node {}", i + 1), one.who_am_i().await);
+    }
+    // And the open watch ended with PERMISSION_DENIED.
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match watch.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Some(e),
+                None => return None,
+            }
+        }
+    })
+    .await
+    .expect("the watch ended");
+    assert!(
+        matches!(ended, Some(Error::PermissionDenied(_))),
+        "{ended:?}"
+    );
+    // Root still works, and can turn auth off again.
+    change(&root, Op::SetEnabled(false)).await.expect("disable");
+    client(&addrs, tls(), None)
+        .await
+        .put("open-again", "v")
+        .await
+        .expect("auth off");
+    s.cluster.shutdown().await;
+}
