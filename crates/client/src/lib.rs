@@ -26,16 +26,18 @@ pub use ctxstore_api::{
 pub use read::ReadMode;
 
 use crate::keys::key_hash;
+use crate::proto::auth_client::AuthClient;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::kv_client::KvClient;
 use crate::proto::{
-    AddMemberRequest, AddMemberResponse, BackupChunk, BackupShardRequest, BatchOp, BatchRequest,
-    ClusterConfig, CompareAndSwapRequest, ConfigChange, DeleteRequest, DeleteResponse,
+    AddMemberRequest, AddMemberResponse, AuthChange, AuthChangeRequest, AuthChangeResponse,
+    AuthStore, BackupChunk, BackupShardRequest, BatchOp, BatchRequest, ClusterConfig,
+    CompareAndSwapRequest, ConfigChange, DeleteRequest, DeleteResponse, GetAuthRequest,
     GetConfigRequest, GetConfigResponse, GetRequest, KeyValue, NodeAdmin, NodeInfo,
     PdStatusRequest, PdStatusResponse, PutRequest, RemoveMemberRequest, RequestHeader,
     RoutingTable, RoutingTableRequest, ScanRequest, ScanResponse, SetConfigRequest,
     SetNodeAdminRequest, SetPdPausedRequest, ShardDescriptor, SplitShardRequest, StatusRequest,
-    StatusResponse, TransferLeaderRequest,
+    StatusResponse, TransferLeaderRequest, WhoAmIRequest, WhoAmIResponse,
 };
 use crate::util::Backoff;
 use bytes::Bytes;
@@ -66,6 +68,10 @@ pub struct ClientOptions {
     /// second and read for every new channel, so rotated ones are picked up without
     /// a new client.
     pub tls: Option<ClientTls>,
+    /// A bearer token (`ctx_<id>_<secret>`, from `ctxctl auth token create`), sent
+    /// on every request as `authorization: Bearer <token>` (default `None`). Use it
+    /// over TLS only: it is a password.
+    pub token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -76,6 +82,7 @@ impl Default for ClientOptions {
             read_mode: ReadMode::Leader,
             read_balance: ReadBalance::P2cPeakEwma,
             tls: None,
+            token: None,
         }
     }
 }
@@ -101,6 +108,8 @@ struct Inner {
     addrs: Mutex<Vec<String>>,
     /// Lazily connected channels by address, remade when the TLS files change.
     channels: Channels<Channel>,
+    /// `Bearer <token>`, when the options name a token.
+    authorization: Option<tonic::codegen::http::HeaderValue>,
     /// Index in `addrs` of the node believed to lead.
     leader: AtomicU64,
     /// Random per-client prefix of request ids.
@@ -200,6 +209,16 @@ impl Client {
         for a in &addrs {
             ctxstore_api::tls::endpoint(a, opts.tls.as_ref())?;
         }
+        let authorization = match &opts.token {
+            None => None,
+            Some(t) => {
+                let mut v =
+                    tonic::codegen::http::HeaderValue::try_from(format!("Bearer {}", t.trim()))
+                        .map_err(|_| Error::invalid("token", "a token is printable ASCII"))?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+        };
         let balancer = balance::Balancer::new(opts.read_balance);
         let channels = Channels::new(opts.tls.clone());
         Ok(Client {
@@ -209,6 +228,7 @@ impl Client {
                 session: read::Session::default(),
                 addrs: Mutex::new(addrs),
                 channels,
+                authorization,
                 leader: AtomicU64::new(0),
                 client_id: rand::rng().random(),
                 next_request: AtomicU64::new(1),
@@ -227,12 +247,14 @@ impl Client {
 
     fn channel(&self, addr: &str) -> Result<Channel> {
         let connect_timeout = self.inner.opts.connect_timeout;
+        let authorization = self.inner.authorization.clone();
         self.inner.channels.get(addr, |ep| {
             trace::Traced::new(
                 ep.connect_timeout(connect_timeout)
                     .tcp_nodelay(true)
                     .connect_lazy(),
             )
+            .with_authorization(authorization)
         })
     }
 
@@ -1041,6 +1063,49 @@ impl Client {
                     .config
                     .unwrap_or_default())
             }
+        })
+        .await
+    }
+
+    /// Changes users, roles, tokens or whether auth is on (`ctxctl auth`; needs the
+    /// role root once auth is on). Returns after every up node has the change in
+    /// effect, except those the answer names in `nodes_behind`; a `create_token`
+    /// answer carries the token, shown only there. A refused change (an unknown user,
+    /// enabling auth without a root user) is `FailedPrecondition` and changes nothing.
+    pub async fn auth_change(&self, change: AuthChange) -> Result<AuthChangeResponse> {
+        self.call(|ch| {
+            let change = change.clone();
+            async move {
+                Ok(AuthClient::new(ch)
+                    .change(AuthChangeRequest {
+                        change: Some(change),
+                    })
+                    .await?
+                    .into_inner())
+            }
+        })
+        .await
+    }
+
+    /// Users, roles and token ids (never secrets or digests) as a node has them
+    /// (needs the role root once auth is on).
+    pub async fn auth_get(&self) -> Result<AuthStore> {
+        self.call(|ch| async move {
+            Ok(AuthClient::new(ch)
+                .get(GetAuthRequest {})
+                .await?
+                .into_inner())
+        })
+        .await
+    }
+
+    /// Who the cluster takes this client for.
+    pub async fn who_am_i(&self) -> Result<WhoAmIResponse> {
+        self.call(|ch| async move {
+            Ok(AuthClient::new(ch)
+                .who_am_i(WhoAmIRequest {})
+                .await?
+                .into_inner())
         })
         .await
     }

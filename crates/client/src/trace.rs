@@ -64,19 +64,30 @@ fn header_value(t: TraceParent) -> HeaderValue {
     HeaderValue::try_from(t.to_string()).expect("hex digits and dashes make a valid header value")
 }
 
-/// The client's channel to a node: tonic's, with the `traceparent` added.
+/// The client's channel to a node: tonic's, with the `traceparent` (and the bearer
+/// token, when the client has one) added.
 pub(crate) type Channel = Traced<tonic::transport::Channel>;
 
 /// Adds the `traceparent` of the call in progress (a new trace outside a call) to
-/// every request that has none.
+/// every request that has none, and the client's `authorization` header.
 #[derive(Clone, Debug)]
 pub(crate) struct Traced<S> {
     inner: S,
+    authorization: Option<HeaderValue>,
 }
 
 impl<S> Traced<S> {
     pub(crate) fn new(inner: S) -> Self {
-        Traced { inner }
+        Traced {
+            inner,
+            authorization: None,
+        }
+    }
+
+    /// Also sends `authorization` (a sensitive header value) on every request.
+    pub(crate) fn with_authorization(mut self, authorization: Option<HeaderValue>) -> Self {
+        self.authorization = authorization;
+        self
     }
 }
 
@@ -99,6 +110,10 @@ where
                 .try_with(HeaderValue::clone)
                 .unwrap_or_else(|_| CallTrace::new().header);
             req.headers_mut().insert(name, value);
+        }
+        if let Some(a) = &self.authorization {
+            req.headers_mut()
+                .insert(tonic::codegen::http::header::AUTHORIZATION, a.clone());
         }
         self.inner.call(req)
     }

@@ -1,7 +1,8 @@
 //! `ctxctl`: command-line client for ctxstore.
 //!
 //! Exit codes: 0 success; 1 key not found or version mismatch; 2 bad usage or invalid
-//! argument; 3 cluster unreachable, unavailable or timed out; 4 any other error.
+//! argument; 3 cluster unreachable, unavailable or timed out; 4 any other error; 5 not
+//! authenticated or not allowed.
 
 use clap::{Parser, Subcommand};
 use ctxstore_client::proto::{Replica, ReplicaRole, RoutingTable, ShardDescriptor, StatusResponse};
@@ -48,6 +49,16 @@ struct Cli {
         requires = "tls_cert"
     )]
     tls_key: Option<std::path::PathBuf>,
+    /// A bearer token (`ctxctl auth token create`), for clusters with auth on. Prefer
+    /// the environment variable: a flag shows in the process list.
+    #[arg(
+        long,
+        env = "CTXCTL_TOKEN",
+        global = true,
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -153,6 +164,11 @@ enum Cmd {
     Conv {
         #[command(subcommand)]
         cmd: ConvCmd,
+    },
+    /// Authentication and authorization: enable, users, roles, tokens, tenants.
+    Auth {
+        #[command(subcommand)]
+        cmd: auth::AuthCmd,
     },
 }
 
@@ -443,6 +459,7 @@ fn exit_code(e: &Error) -> u8 {
         | Error::NotLeader { .. }
         | Error::NodeNotReady(_)
         | Error::Shutdown => 3,
+        Error::Unauthenticated(_) | Error::PermissionDenied(_) => 5,
         _ => 4,
     }
 }
@@ -472,6 +489,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         read_mode: cli.read_mode,
         read_balance: cli.read_balance,
         tls: tls.clone(),
+        token: cli.token.clone(),
         ..Default::default()
     };
     let client = Client::connect_with(&cli.endpoints, opts).await?;
@@ -723,10 +741,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             bench::run(client, &cli.endpoints, args, read).await?
         }
         Cmd::Conv { cmd } => return conv(&client, cmd).await,
+        Cmd::Auth { cmd } => return auth::run(&client, cmd).await,
     }
     Ok(ExitCode::SUCCESS)
 }
 
+mod auth;
 mod bench;
 mod config;
 mod pd;
