@@ -17,7 +17,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 py="${PYTHON:-python3}"
 out_dir="$here/src/ctxstore/_proto"
-protos=(kv cluster context)
+protos=(kv cluster context auth)
 
 check=0
 case "${1:-}" in

@@ -197,23 +197,28 @@ class Options:
         routing_timeout: how long one node may take to answer a routing-table
             request, in seconds (default 3).
         tls: TLS to the nodes (a :class:`ClientTls`); default ``None``: plaintext.
+        token: a bearer token (``ctxctl auth token create``) for clusters with auth
+            on, sent as ``authorization: Bearer ...`` on every call; needs ``tls``.
     """
 
     timeout: float = 10.0
     routing_timeout: float = ROUTING_FETCH_TIMEOUT
     tls: ClientTls | None = None
+    token: str | None = None
 
     @staticmethod
     def resolve(
-        timeout: float, tls: ClientTls | None, options: "Options | None"
+        timeout: float, tls: ClientTls | None, options: "Options | None", token: str | None = None
     ) -> "Options":
         """The settings of a client constructor's keyword arguments: ``options``
-        when given (with ``tls`` replacing its ``tls``), else ``timeout`` and
-        ``tls``."""
+        when given (with ``tls`` and ``token`` replacing its own when set), else
+        ``timeout``, ``tls`` and ``token``."""
         if options is None:
-            return Options(timeout=timeout, tls=tls)
+            return Options(timeout=timeout, tls=tls, token=token)
         if tls is not None:
-            return dataclasses.replace(options, tls=tls)
+            options = dataclasses.replace(options, tls=tls)
+        if token is not None:
+            options = dataclasses.replace(options, token=token)
         return options
 
 
@@ -284,6 +289,10 @@ class Core:
         self.options = options or Options()
         if self.options.tls is not None:
             self.options.tls.credentials()  # unreadable files fail here, not at first use
+        if self.options.token is not None and self.options.tls is None:
+            # gRPC sends call credentials only over secure channels; a token is a
+            # password, and the server refuses to turn auth on without TLS anyway.
+            raise E.InvalidArgumentError("token", "a token needs TLS (pass tls=ClientTls(...))")
         self._lock = threading.Lock()
         #: Every address known: seeds first, then ones learned from tables and hints.
         self.addrs: list[str] = addrs
@@ -300,7 +309,12 @@ class Core:
         tls = self.options.tls
         if tls is None:
             return None, CHANNEL_OPTIONS
-        return tls.credentials(), tls.channel_options()
+        creds = tls.credentials()
+        if self.options.token is not None:
+            creds = grpc.composite_channel_credentials(
+                creds, grpc.access_token_call_credentials(self.options.token.strip())
+            )
+        return creds, tls.channel_options()
 
     # ---- request ids and addresses ----
 

@@ -43,9 +43,10 @@ class AsyncClient:
         *,
         timeout: float = 10.0,
         tls: ClientTls | None = None,
+        token: str | None = None,
         options: Options | None = None,
     ) -> None:
-        self._core = Core(endpoints, Options.resolve(timeout, tls, options))
+        self._core = Core(endpoints, Options.resolve(timeout, tls, options, token))
         self._stubs: dict[str, _Stubs] = {}
         self._refreshing: asyncio.Lock | None = None
 

@@ -44,6 +44,8 @@ class Client:
         timeout: deadline of one call including all its retries, in seconds.
         tls: TLS to the nodes (:class:`~ctxstore.ClientTls`); default: plaintext.
             With ``options``, it replaces ``options.tls``.
+        token: a bearer token for clusters with auth on (needs ``tls``). With
+            ``options``, it replaces ``options.token``.
         options: every setting (:class:`~ctxstore.Options`); ``timeout`` is then
             ignored.
 
@@ -56,9 +58,10 @@ class Client:
         *,
         timeout: float = 10.0,
         tls: ClientTls | None = None,
+        token: str | None = None,
         options: Options | None = None,
     ) -> None:
-        self._core = Core(endpoints, Options.resolve(timeout, tls, options))
+        self._core = Core(endpoints, Options.resolve(timeout, tls, options, token))
         self._stubs: dict[str, _Stubs] = {}
         self._lock = threading.Lock()
 

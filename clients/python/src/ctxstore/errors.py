@@ -28,6 +28,8 @@ __all__ = [
     "WatchCompactedError",
     "NotFoundError",
     "FailedPreconditionError",
+    "UnauthenticatedError",
+    "PermissionDeniedError",
     "TransportError",
     "DeadlineExceededError",
     "RpcError",
@@ -218,6 +220,16 @@ class FailedPreconditionError(CtxstoreError):
         self.reason = reason
 
 
+class UnauthenticatedError(CtxstoreError):
+    """Auth is on and the call had no credentials, or ones the cluster does not know
+    (an unknown token and a wrong secret look the same)."""
+
+
+class PermissionDeniedError(CtxstoreError):
+    """The caller's roles do not allow the call; says nothing about whether the
+    target exists."""
+
+
 class TransportError(CtxstoreError):
     """A node could not be reached, or the connection broke under the request (a
     status without a detail: UNAVAILABLE, UNKNOWN, CANCELLED). Retried by the
@@ -309,7 +321,12 @@ def from_status(code: grpc.StatusCode, message: str, details: bytes | None) -> C
                 return NotFoundError(message, what=v.what, **kw)
             if kind == "failed_precondition":
                 return FailedPreconditionError(message, reason=v.reason, **kw)
-    # No (known) detail: a connection-level failure, or a bare status.
+    # No (known) detail: refused credentials, a connection-level failure, or a
+    # bare status.
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return UnauthenticatedError(message.removeprefix("unauthenticated: "), code=code)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDeniedError(message.removeprefix("permission denied: "), code=code)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED) and not details:
         return TransportError(message or code.name, code=code)
     if code == grpc.StatusCode.INTERNAL and not details and ("RST_STREAM" in message or "protocol error" in message):

@@ -1,4 +1,5 @@
 from ctxstore._proto import kv_pb2 as _kv_pb2
+from ctxstore._proto import auth_pb2 as _auth_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -71,34 +72,40 @@ class NodeInfo(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., addr: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., admin: _Optional[_Union[NodeAdmin, str]] = ..., stats: _Optional[_Union[NodeStats, _Mapping]] = ..., last_seen_ms_ago: _Optional[int] = ..., has_run: _Optional[bool] = ...) -> None: ...
 
 class RoutingTable(_message.Message):
-    __slots__ = ("shards", "ring_shards", "routing_version", "nodes", "source", "cluster_config")
+    __slots__ = ("shards", "ring_shards", "routing_version", "nodes", "source", "cluster_config", "auth_revision", "auth")
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     RING_SHARDS_FIELD_NUMBER: _ClassVar[int]
     ROUTING_VERSION_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    AUTH_REVISION_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
     shards: _containers.RepeatedCompositeFieldContainer[_kv_pb2.ShardRoute]
     ring_shards: _containers.RepeatedScalarFieldContainer[int]
     routing_version: int
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
     source: str
     cluster_config: ClusterConfig
-    def __init__(self, shards: _Optional[_Iterable[_Union[_kv_pb2.ShardRoute, _Mapping]]] = ..., ring_shards: _Optional[_Iterable[int]] = ..., routing_version: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., source: _Optional[str] = ..., cluster_config: _Optional[_Union[ClusterConfig, _Mapping]] = ...) -> None: ...
+    auth_revision: int
+    auth: _auth_pb2.AuthStore
+    def __init__(self, shards: _Optional[_Iterable[_Union[_kv_pb2.ShardRoute, _Mapping]]] = ..., ring_shards: _Optional[_Iterable[int]] = ..., routing_version: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., source: _Optional[str] = ..., cluster_config: _Optional[_Union[ClusterConfig, _Mapping]] = ..., auth_revision: _Optional[int] = ..., auth: _Optional[_Union[_auth_pb2.AuthStore, _Mapping]] = ...) -> None: ...
 
 class NodeHeartbeat(_message.Message):
-    __slots__ = ("node_id", "addr", "leading", "stats", "loads")
+    __slots__ = ("node_id", "addr", "leading", "stats", "loads", "auth_revision")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
     LEADING_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     LOADS_FIELD_NUMBER: _ClassVar[int]
+    AUTH_REVISION_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     addr: str
     leading: _containers.RepeatedCompositeFieldContainer[_kv_pb2.ShardRoute]
     stats: NodeStats
     loads: _containers.RepeatedCompositeFieldContainer[ShardLoad]
-    def __init__(self, node_id: _Optional[int] = ..., addr: _Optional[str] = ..., leading: _Optional[_Iterable[_Union[_kv_pb2.ShardRoute, _Mapping]]] = ..., stats: _Optional[_Union[NodeStats, _Mapping]] = ..., loads: _Optional[_Iterable[_Union[ShardLoad, _Mapping]]] = ...) -> None: ...
+    auth_revision: int
+    def __init__(self, node_id: _Optional[int] = ..., addr: _Optional[str] = ..., leading: _Optional[_Iterable[_Union[_kv_pb2.ShardRoute, _Mapping]]] = ..., stats: _Optional[_Union[NodeStats, _Mapping]] = ..., loads: _Optional[_Iterable[_Union[ShardLoad, _Mapping]]] = ..., auth_revision: _Optional[int] = ...) -> None: ...
 
 class ShardLoad(_message.Message):
     __slots__ = ("shard_id", "approx_bytes", "approx_keys", "writes_per_sec", "reads_per_sec", "caught_up", "conf_ver")
