@@ -503,6 +503,9 @@ impl AuthState {
 /// streams that must re-check their caller when it changes.
 pub struct AuthHub {
     state: RwLock<Arc<AuthState>>,
+    /// Held while a newer state is written and swapped in (the heartbeat and a meta
+    /// replica's apply may both bring one; they must not share the temporary file).
+    installing: parking_lot::Mutex<()>,
     file: Option<PathBuf>,
     revision: tokio::sync::watch::Sender<u64>,
 }
@@ -524,6 +527,7 @@ impl AuthHub {
         let (revision, _) = tokio::sync::watch::channel(store.revision);
         Ok(Self {
             state: RwLock::new(Arc::new(AuthState::new(store))),
+            installing: parking_lot::Mutex::new(()),
             file,
             revision,
         })
@@ -540,6 +544,10 @@ impl AuthHub {
         if store.revision <= self.current().revision() {
             return;
         }
+        let _one_at_a_time = self.installing.lock();
+        if store.revision <= self.current().revision() {
+            return;
+        }
         if let Some(f) = &self.file {
             let tmp = f.with_extension("tmp");
             let write = std::fs::write(&tmp, store.encode_to_vec())
@@ -549,16 +557,13 @@ impl AuthHub {
                 tracing::error!(error = %e, file = %f.display(), "cannot keep the auth state");
             }
         }
-        let mut state = self.state.write();
-        if store.revision > state.revision() {
-            *state = Arc::new(AuthState::new(store.clone()));
-            self.revision.send_replace(store.revision);
-            tracing::info!(
-                revision = store.revision,
-                enabled = store.enabled,
-                "auth state installed"
-            );
-        }
+        *self.state.write() = Arc::new(AuthState::new(store.clone()));
+        self.revision.send_replace(store.revision);
+        tracing::info!(
+            revision = store.revision,
+            enabled = store.enabled,
+            "auth state installed"
+        );
     }
 
     /// Changes whenever a newer state is installed.

@@ -437,6 +437,9 @@ fn main() -> ExitCode {
                 Error::Timeout(_, last) => matches!(**last, Error::Transport(_)),
                 _ => false,
             };
+            if matches!(e, Error::Unauthenticated(_)) {
+                eprintln!("hint: this cluster has auth on: pass a token with --token or CTXCTL_TOKEN (ctxctl auth token create)");
+            }
             if failed_to_connect {
                 if plaintext {
                     eprintln!("hint: if the cluster uses TLS, pass --cacert (CTXCTL_CACERT)");
