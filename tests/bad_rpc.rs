@@ -291,19 +291,47 @@ fn flip_bits(rng: &mut StdRng, mut b: Vec<u8>) -> Vec<u8> {
 }
 
 /// The campaign: real processes, a fixed seed (printed), every kind of bad input.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
-    let seed: u64 = std::env::var("BAD_INPUT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x00c0_ffee);
-    eprintln!("bad-input campaign seed {seed}");
-    let mut rng = StdRng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (mut procs, addrs) = start_cluster(dir.path(), 3, &["--initial-shards", "4"]);
-    let client = Client::connect(&addrs).await.expect("client");
-    // Data to protect.
-    let mut before = BTreeMap::new();
+/// What the campaign found: per input kind (tried, answered OK, answered with an
+/// error), and how many answers had each status code.
+#[derive(Default)]
+struct Outcomes {
+    table: Table,
+    codes: BTreeMap<String, u64>,
+}
+
+impl Outcomes {
+    fn record<T>(&mut self, name: &str, r: &Result<T, Status>) {
+        let e = self.table.entry(name.to_string()).or_default();
+        e.0 += 1;
+        match r {
+            Ok(_) => e.1 += 1,
+            Err(s) => {
+                e.2 += 1;
+                *self.codes.entry(format!("{:?}", s.code())).or_default() += 1;
+            }
+        }
+    }
+
+    fn print(&self) -> u64 {
+        eprintln!("{:<40} {:>7} {:>6} {:>7}", "input", "tried", "ok", "errors");
+        let mut total = 0;
+        for (name, (n, ok, err)) in &self.table {
+            total += n;
+            eprintln!("{name:<40} {n:>7} {ok:>6} {err:>7}");
+        }
+        eprintln!("status codes of the errors: {:?}", self.codes);
+        total
+    }
+}
+
+/// Data the campaign must not change: 50 keys and a conversation of 5 messages.
+struct Protected {
+    keys: BTreeMap<String, (String, u64)>,
+    conversation: ConversationRef,
+}
+
+async fn protect(client: &Client) -> Protected {
+    let mut keys = BTreeMap::new();
     for i in 0..50 {
         let k = format!("keep-{i:03}");
         let r = wait_for("a write", WAIT, || {
@@ -311,14 +339,14 @@ async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
             async move { c.put(k, format!("value-{i}")).await.ok() }
         })
         .await;
-        before.insert(k, (format!("value-{i}"), r.version));
+        keys.insert(k, (format!("value-{i}"), r.version));
     }
-    let kept = ConversationRef {
+    let conversation = ConversationRef {
         namespace: "keep".into(),
         id: "conversation".into(),
     };
     wait_for("a conversation append", WAIT, || {
-        let (c, kept) = (client.clone(), kept.clone());
+        let (c, kept) = (client.clone(), conversation.clone());
         async move {
             c.append(AppendRequest {
                 conversation: Some(kept),
@@ -337,105 +365,13 @@ async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
         }
     })
     .await;
-    let chans: Vec<Channel> = addrs
-        .iter()
-        .map(|a| {
-            tonic::transport::Endpoint::from_shared(format!("http://{a}"))
-                .expect("endpoint")
-                .connect_lazy()
-        })
-        .collect();
-    let mut table: Table = BTreeMap::new();
-    let mut record = |name: &str, ok: bool| {
-        let e = table.entry(name.to_string()).or_default();
-        e.0 += 1;
-        if ok {
-            e.1 += 1;
-        } else {
-            e.2 += 1;
-        }
-    };
-    let seeds = seeds();
-    // 1. Every unary RPC: random bytes, empty, mutated valid requests, a huge message.
-    for path in UNARY {
-        for round in 0..60 {
-            let ch = &chans[round % chans.len()];
-            let body = match round {
-                0 => Vec::new(),
-                1 => vec![0u8; 5 << 20],
-                r if r % 2 == 0 => random_bytes(&mut rng, 256),
-                _ => match seeds.get(path) {
-                    Some(s) => flip_bits(&mut rng, s.clone()),
-                    None => random_bytes(&mut rng, 64),
-                },
-            };
-            let r = unary(ch, path, body).await;
-            record(path, r.is_ok());
-        }
-    }
-    // 2. Invalid UTF-8 in a string field: AddMember.addr (field 3).
-    let mut bad_utf8 = vec![0x08, 0x01, 0x10, 0x05, 0x1a, 0x02, 0xff, 0xfe];
-    for ch in &chans {
-        let r = unary(ch, "/ctxstore.v1.Cluster/AddMember", bad_utf8.clone()).await;
-        record("invalid UTF-8 (AddMember.addr)", r.is_ok());
-        bad_utf8.push(0xc3);
-    }
-    // 3. Wrong shard ids and epochs.
-    for (i, ch) in chans.iter().enumerate() {
-        for (shard, conf_ver, ring_ver) in [(999, 0, 0), (2, 77, 77), (u64::MAX, 1, 1), (3, 0, 9)] {
-            let req = GetRequest {
-                header: Some(RequestHeader {
-                    shard_id: shard,
-                    conf_ver,
-                    ring_ver,
-                    ..Default::default()
-                }),
-                key: format!("keep-{i:03}").into_bytes().into(),
-                stale: false,
-            };
-            let r = unary(ch, "/ctxstore.v1.Kv/Get", req.encode_to_vec()).await;
-            record("wrong shard / epoch (Kv/Get)", r.is_ok());
-        }
-    }
-    // 4. Streams: random batches, truncated streams, a corrupted snapshot chunk.
-    for path in STREAMING {
-        for round in 0..20 {
-            let ch = &chans[round % chans.len()];
-            let msgs: Vec<Vec<u8>> = (0..rng.random_range(1..4))
-                .map(|_| random_bytes(&mut rng, 512))
-                .collect();
-            let r = streaming(ch, path, msgs, round % 3 == 0).await;
-            record(path, r.is_ok());
-        }
-    }
-    for ch in &chans {
-        let chunk = SnapshotChunk {
-            envelope: Some(RaftEnvelope {
-                shard_id: 1,
-                from_node: 2,
-                to_node: 1,
-                message: random_bytes(&mut rng, 128).into(),
-                ..Default::default()
-            }),
-            from_addr: "127.0.0.1:1".into(),
-            data: random_bytes(&mut rng, 4096).into(),
-            last: true,
-            checksum: 12345,
-        };
-        let r = RaftClient::new(ch.clone())
-            .send_snapshot(futures::stream::iter(vec![chunk]))
-            .await;
-        record("corrupted snapshot chunk", r.is_ok());
-    }
-    // Every process is alive and serving, and the protected data is unchanged.
-    let mut crashes = 0;
-    for p in procs.iter_mut() {
-        if p.exited() {
-            crashes += 1;
-        }
-    }
+    Protected { keys, conversation }
+}
+
+/// What of `p` changed, read through `client`.
+async fn changed(client: &Client, p: &Protected) -> Vec<String> {
     let mut changed = Vec::new();
-    for (k, (v, version)) in &before {
+    for (k, (v, version)) in &p.keys {
         let got = wait_for("a read after the campaign", WAIT, || {
             let (c, k) = (client.clone(), k.clone());
             async move { c.get(k).await.ok() }
@@ -447,7 +383,7 @@ async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
         }
     }
     let conv_after = wait_for("a conversation read after the campaign", WAIT, || {
-        let (c, kept) = (client.clone(), kept.clone());
+        let (c, kept) = (client.clone(), p.conversation.clone());
         async move {
             c.read(ReadRequest {
                 conversation: Some(kept),
@@ -470,12 +406,124 @@ async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
     {
         changed.push(format!("conversation keep/conversation: {msgs:?}"));
     }
-    eprintln!("{:<40} {:>7} {:>6} {:>7}", "input", "tried", "ok", "errors");
-    let mut total = 0;
-    for (name, (n, ok, err)) in &table {
-        total += n;
-        eprintln!("{name:<40} {n:>7} {ok:>6} {err:>7}");
+    changed
+}
+
+/// Sends every bad input over `chans` (round robin).
+async fn campaign(rng: &mut StdRng, chans: &[Channel]) -> Outcomes {
+    let mut out = Outcomes::default();
+    let seeds = seeds();
+    // 1. Every unary RPC: random bytes, empty, mutated valid requests, a huge message.
+    for path in UNARY {
+        for round in 0..60 {
+            let ch = &chans[round % chans.len()];
+            let body = match round {
+                0 => Vec::new(),
+                1 => vec![0u8; 5 << 20],
+                r if r % 2 == 0 => random_bytes(rng, 256),
+                _ => match seeds.get(path) {
+                    Some(s) => flip_bits(rng, s.clone()),
+                    None => random_bytes(rng, 64),
+                },
+            };
+            let r = unary(ch, path, body).await;
+            out.record(path, &r);
+        }
     }
+    // 2. Invalid UTF-8 in a string field: AddMember.addr (field 3).
+    let mut bad_utf8 = vec![0x08, 0x01, 0x10, 0x05, 0x1a, 0x02, 0xff, 0xfe];
+    for ch in chans {
+        let r = unary(ch, "/ctxstore.v1.Cluster/AddMember", bad_utf8.clone()).await;
+        out.record("invalid UTF-8 (AddMember.addr)", &r);
+        bad_utf8.push(0xc3);
+    }
+    // 3. Wrong shard ids and epochs.
+    for (i, ch) in chans.iter().enumerate() {
+        for (shard, conf_ver, ring_ver) in [(999, 0, 0), (2, 77, 77), (u64::MAX, 1, 1), (3, 0, 9)] {
+            let req = GetRequest {
+                header: Some(RequestHeader {
+                    shard_id: shard,
+                    conf_ver,
+                    ring_ver,
+                    ..Default::default()
+                }),
+                key: format!("keep-{i:03}").into_bytes().into(),
+                stale: false,
+            };
+            let r = unary(ch, "/ctxstore.v1.Kv/Get", req.encode_to_vec()).await;
+            out.record("wrong shard / epoch (Kv/Get)", &r);
+        }
+    }
+    // 4. Streams: random batches, truncated streams, a corrupted snapshot chunk.
+    for path in STREAMING {
+        for round in 0..20 {
+            let ch = &chans[round % chans.len()];
+            let msgs: Vec<Vec<u8>> = (0..rng.random_range(1..4))
+                .map(|_| random_bytes(rng, 512))
+                .collect();
+            let r = streaming(ch, path, msgs, round % 3 == 0).await;
+            out.record(path, &r);
+        }
+    }
+    for ch in chans {
+        let chunk = SnapshotChunk {
+            envelope: Some(RaftEnvelope {
+                shard_id: 1,
+                from_node: 2,
+                to_node: 1,
+                message: random_bytes(rng, 128).into(),
+                ..Default::default()
+            }),
+            from_addr: "127.0.0.1:1".into(),
+            data: random_bytes(rng, 4096).into(),
+            last: true,
+            checksum: 12345,
+        };
+        let r = RaftClient::new(ch.clone())
+            .send_snapshot(futures::stream::iter(vec![chunk]))
+            .await;
+        out.record("corrupted snapshot chunk", &r);
+    }
+    out
+}
+
+fn seed() -> u64 {
+    let seed: u64 = std::env::var("BAD_INPUT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x00c0_ffee);
+    eprintln!("bad-input campaign seed {seed}");
+    seed
+}
+
+fn crashes(procs: &mut [common::procs::Ctxd]) -> usize {
+    procs
+        .iter_mut()
+        .map(|p| p.exited())
+        .filter(|dead| *dead)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut procs, addrs) = start_cluster(dir.path(), 3, &["--initial-shards", "4"]);
+    let client = Client::connect(&addrs).await.expect("client");
+    let protected = protect(&client).await;
+    let chans: Vec<Channel> = addrs
+        .iter()
+        .map(|a| {
+            tonic::transport::Endpoint::from_shared(format!("http://{a}"))
+                .expect("endpoint")
+                .connect_lazy()
+        })
+        .collect();
+    let out = campaign(&mut rng, &chans).await;
+    // Every process is alive and serving, and the protected data is unchanged.
+    let crashes = crashes(&mut procs);
+    let changed = changed(&client, &protected).await;
+    let total = out.print();
     eprintln!(
         "inputs tried: {total}; server crashes: {crashes}; protected keys changed: {}",
         changed.len()
@@ -490,4 +538,95 @@ async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
             .await
             .expect("status after the campaign");
     }
+}
+
+/// The same campaign on a mutual-TLS cluster with auth on, from a caller that
+/// trusts the CA but has no token and no certificate: every input is refused with
+/// UNAUTHENTICATED (or, for the node-only calls, PERMISSION_DENIED) before the
+/// server decodes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_on_an_unauthenticated_campaign_is_refused_whole() {
+    use ctxstore_client::proto::{auth_change::Op, AuthChange, UserRole};
+    let mut rng = StdRng::seed_from_u64(seed());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = ctxstore::pki::DevPki::write(&dir.path().join("tls")).expect("pki");
+    let tls_flags: Vec<String> = [
+        "--initial-shards".to_string(),
+        "4".into(),
+        "--ca-path".into(),
+        pki.ca.display().to_string(),
+        "--cert-path".into(),
+        pki.node_cert.display().to_string(),
+        "--key-path".into(),
+        pki.node_key.display().to_string(),
+        "--peer-cert-allowed-cn".into(),
+        ctxstore::pki::DEV_NODE_CN.into(),
+    ]
+    .into();
+    let (mut procs, addrs) =
+        common::procs::start_cluster_with(dir.path(), 3, false, |_| tls_flags.clone());
+    let connect = |token: Option<String>| {
+        Client::connect_with(
+            &addrs,
+            ctxstore_client::ClientOptions {
+                tls: Some(pki.client()),
+                token,
+                ..Default::default()
+            },
+        )
+    };
+    let setup = connect(None).await.expect("client");
+    let change = |op: Op| {
+        let setup = setup.clone();
+        async move {
+            wait_for("an auth change", WAIT, || {
+                let (c, op) = (setup.clone(), op.clone());
+                async move { c.auth_change(AuthChange { op: Some(op) }).await.ok() }
+            })
+            .await
+        }
+    };
+    change(Op::AddUser("root".into())).await;
+    change(Op::GrantRole(UserRole {
+        user: "root".into(),
+        role: "root".into(),
+    }))
+    .await;
+    let token = change(Op::CreateToken("root".into())).await.token;
+    change(Op::SetEnabled(true)).await;
+    let root = connect(Some(token)).await.expect("root client");
+    let protected = protect(&root).await;
+    let anonymous = ctxstore_client::ClientTls::new(&pki.ca);
+    let chans: Vec<Channel> = addrs
+        .iter()
+        .map(|a| {
+            ctxstore_api::tls::endpoint(a, Some(&anonymous))
+                .expect("endpoint")
+                .connect_lazy()
+        })
+        .collect();
+    let out = campaign(&mut rng, &chans).await;
+    let crashes = crashes(&mut procs);
+    let changed = changed(&root, &protected).await;
+    let total = out.print();
+    eprintln!(
+        "inputs tried: {total}; server crashes: {crashes}; protected keys changed: {}",
+        changed.len()
+    );
+    assert_eq!(crashes, 0, "a server process died");
+    assert!(changed.is_empty(), "data changed: {changed:?}");
+    let served: Vec<&String> = out
+        .table
+        .iter()
+        .filter(|(_, (_, ok, _))| *ok > 0)
+        .map(|(name, _)| name)
+        .collect();
+    assert!(served.is_empty(), "served without credentials: {served:?}");
+    let others: Vec<(&String, &u64)> = out
+        .codes
+        .iter()
+        .filter(|(code, _)| !matches!(code.as_str(), "Unauthenticated" | "PermissionDenied"))
+        .collect();
+    assert!(others.is_empty(), "refused other than by auth: {others:?}");
+    root.put("after-campaign", "ok").await.expect("put after");
 }
