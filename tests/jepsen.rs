@@ -698,6 +698,80 @@ const ALL_FAULTS: [Fault; 11] = [
 
 /// Splits a random data shard at a random hash strictly inside its arcs. Errors (no
 /// leader during a fault, a split already in progress) are part of the chaos.
+/// Turns auth on through `admin` (auth still off): users root (role root), worker
+/// (read-write on every kv key and conversation, no administration) and churn (for
+/// the `ChurnTokens` nemesis). Returns the root and worker tokens.
+async fn enable_auth(admin: &Client) -> (String, String) {
+    use ctxstore_client::proto::{
+        auth_change::Op, Access, AuthChange, Permission, ResourceKind, RolePermission, UserRole,
+    };
+    let change = |op: Op| async move {
+        wait_for("an auth change", WAIT, || {
+            let op = op.clone();
+            async move { admin.auth_change(AuthChange { op: Some(op) }).await.ok() }
+        })
+        .await
+    };
+    let grant_role = |user: &str, role: &str| {
+        Op::GrantRole(UserRole {
+            user: user.into(),
+            role: role.into(),
+        })
+    };
+    change(Op::AddUser("root".into())).await;
+    change(grant_role("root", "root")).await;
+    change(Op::AddRole("jepsen".into())).await;
+    for kind in [ResourceKind::Kv, ResourceKind::Conversation] {
+        change(Op::GrantPermission(RolePermission {
+            role: "jepsen".into(),
+            permission: Some(Permission {
+                kind: kind as i32,
+                prefix: Default::default(),
+                access: Access::Readwrite as i32,
+            }),
+        }))
+        .await;
+    }
+    change(Op::AddUser("worker".into())).await;
+    change(grant_role("worker", "jepsen")).await;
+    change(Op::AddUser("churn".into())).await;
+    let root = change(Op::CreateToken("root".into())).await.token;
+    let worker = change(Op::CreateToken("worker".into())).await.token;
+    change(Op::SetEnabled(true)).await;
+    (root, worker)
+}
+
+/// The `ChurnTokens` nemesis: a new token for user churn, then the previous one
+/// (if any) revoked.
+async fn churn_tokens(admin: &Client, last: &mut Option<String>) {
+    use ctxstore_client::proto::{auth_change::Op, AuthChange};
+    match admin
+        .auth_change(AuthChange {
+            op: Some(Op::CreateToken("churn".into())),
+        })
+        .await
+    {
+        Ok(r) => {
+            let id = r.token[4..20].to_string();
+            if let Some(old) = last.replace(id) {
+                match admin
+                    .auth_change(AuthChange {
+                        op: Some(Op::RevokeToken(old.clone())),
+                    })
+                    .await
+                {
+                    Ok(r) => eprintln!(
+                        "  nemesis: token churn, revision {} (behind: {:?})",
+                        r.revision, r.nodes_behind
+                    ),
+                    Err(e) => eprintln!("  nemesis: revoking token {old} failed: {e}"),
+                }
+            }
+        }
+        Err(e) => eprintln!("  nemesis: making a token failed: {e}"),
+    }
+}
+
 async fn split_random_shard(client: &Client, rng: &mut StdRng) {
     let routes = client.routing().await;
     let data: Vec<_> = routes.iter().filter(|(d, _)| d.shard_id != 0).collect();
@@ -1048,6 +1122,10 @@ enum ProcFault {
     TermShardLeader,
     /// (TLS runs) The node certificate files replaced under the running processes.
     RotateCerts,
+    /// (TLS runs, auth on) A token made for a spare user and the previous one
+    /// revoked: a new auth revision travels to every node among the other faults,
+    /// while the workers' own token must keep working.
+    ChurnTokens,
 }
 
 const PROC_FAULTS: [ProcFault; 5] = [
@@ -1087,8 +1165,9 @@ async fn process_campaign_is_linearizable() {
     let mut list_checked = 0;
     for run in 0..s.runs {
         let seed = s.seed.wrapping_add(run);
-        // Every other run (the first included) runs over mutual TLS, with the
-        // certificate files rotated under the processes among the faults.
+        // Every other run (the first included) runs over mutual TLS with auth on,
+        // with the certificate files rotated and tokens churned under the processes
+        // among the faults.
         let tls = (run % 2 == 0).then(RunTls::new);
         eprintln!(
             "jepsen process run {run}: seed {seed} ({} s, TLS: {})",
@@ -1102,7 +1181,7 @@ async fn process_campaign_is_linearizable() {
             extra.extend(t.flags(dir.path()));
         }
         let (mut procs, addrs) = start_cluster_with(dir.path(), 3, false, |_| extra.clone());
-        let opts = ClientOptions {
+        let mut opts = ClientOptions {
             timeout: Duration::from_secs(3),
             tls: tls.as_ref().map(RunTls::client),
             ..Default::default()
@@ -1111,11 +1190,11 @@ async fn process_campaign_is_linearizable() {
             Some(_) => PROC_FAULTS
                 .iter()
                 .copied()
-                .chain([ProcFault::RotateCerts])
+                .chain([ProcFault::RotateCerts, ProcFault::ChurnTokens])
                 .collect(),
             None => PROC_FAULTS.to_vec(),
         };
-        let admin = Client::connect_with(&addrs, opts.clone())
+        let mut admin = Client::connect_with(&addrs, opts.clone())
             .await
             .expect("client");
         wait_for("every shard to have a leader", WAIT, || async {
@@ -1125,6 +1204,18 @@ async fn process_campaign_is_linearizable() {
             Some(())
         })
         .await;
+        // The checker reads as root; the workers with a token that may only read and
+        // write data.
+        let mut checker_opts = opts.clone();
+        if tls.is_some() {
+            let (root, worker) = enable_auth(&admin).await;
+            checker_opts.token = Some(root);
+            opts.token = Some(worker);
+            admin = Client::connect_with(&addrs, checker_opts.clone())
+                .await
+                .expect("client");
+        }
+        let mut churned = None;
         let mut workers = Workers::start(&s, &addrs, &opts, "pk", seed).await;
         let mut plan = Plan::new(&faults, &mut rng, s.secs);
         while let Some(fault) = plan.next(&mut rng) {
@@ -1168,12 +1259,13 @@ async fn process_campaign_is_linearizable() {
                         .rotate();
                     eprintln!("  nemesis: node certificates rotated");
                 }
+                ProcFault::ChurnTokens => churn_tokens(&admin, &mut churned).await,
             }
             *injected.entry(fault).or_default() += 1;
             tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
         }
         workers.stop().await;
-        let checker = Client::connect_with(&addrs, opts.clone())
+        let checker = Client::connect_with(&addrs, checker_opts.clone())
             .await
             .expect("client");
         workers.final_reads(&checker).await;
@@ -1185,8 +1277,9 @@ async fn process_campaign_is_linearizable() {
     }
     let mut kinds = PROC_FAULTS.to_vec();
     if s.runs > 0 {
-        // Run 0 is always a TLS run.
+        // Run 0 is always a TLS run, with auth on.
         kinds.push(ProcFault::RotateCerts);
+        kinds.push(ProcFault::ChurnTokens);
     }
     report(&injected, &kinds, checked, list_checked, s.runs);
 }
