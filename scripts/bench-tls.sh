@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # TLS against plaintext, in one run: 3 `ctxd` processes with one shard take
 # `ctxctl bench` puts and gets, first over plaintext, then over mutual TLS (a
-# throwaway CA from `ctxd certs`; the nodes' Raft traffic is TLS too). Prints one JSON
-# line per measurement with the servers' CPU time per operation, and the ratios.
+# throwaway CA from `ctxd certs`; the nodes' Raft traffic is TLS too), then over TLS
+# with auth on (the bench's token: a user whose role may read and write every key, so
+# every call is authenticated and each key checked against its grants). Prints one
+# JSON line per measurement with the servers' CPU time per operation, and the ratios.
 #
 #   scripts/bench-tls.sh                              # release build, 16 clients, 10 s
 #   BIN=$CARGO_TARGET_DIR/debug scripts/bench-tls.sh  # binaries already built
@@ -19,14 +21,34 @@ tls_node="--ca-path $WORK/tls/ca.crt --cert-path $WORK/tls/node.crt --key-path $
 tls_client="--cacert $WORK/tls/ca.crt --cert $WORK/tls/client.crt --key $WORK/tls/client.key"
 
 declare -A result
-for mode in plaintext tls; do
-  if [ "$mode" = tls ]; then
-    CTXD_FLAGS="$tls_node" BENCH_FLAGS="$tls_client"
-  else
+# Turns auth on in the running cluster; prints a token of user bench (read-write on
+# every key, not root).
+enable_auth() {
+  # shellcheck disable=SC2086 # tls_client: flags, word-split on purpose
+  c() { "$BIN/ctxctl" --endpoints "$CTX_EPS" $tls_client "$@"; }
+  c auth user add root >/dev/null
+  c auth user grant root root >/dev/null
+  local root
+  root="$(c auth token create root 2>/dev/null)"
+  c auth role add bench >/dev/null
+  c auth role grant bench kv "" readwrite >/dev/null
+  c auth user add bench >/dev/null
+  c auth user grant bench bench >/dev/null
+  CTXCTL_TOKEN="$root" c auth enable >/dev/null
+  CTXCTL_TOKEN="$root" c auth token create bench 2>/dev/null
+}
+
+for mode in plaintext tls auth; do
+  if [ "$mode" = plaintext ]; then
     CTXD_FLAGS="" BENCH_FLAGS=""
+  else
+    CTXD_FLAGS="$tls_node" BENCH_FLAGS="$tls_client"
   fi
   export CTXD_FLAGS BENCH_FLAGS
   start_ctx 1
+  if [ "$mode" = auth ]; then
+    BENCH_FLAGS="$tls_client --token $(enable_auth)"
+  fi
   for workload in put get; do
     line="$(run ctxstore "$CTX_EPS" "$workload" "$CLIENTS" "${CTX_PIDS[@]}")"
     echo "$mode $workload $line"
@@ -36,7 +58,9 @@ for mode in plaintext tls; do
   stop_ctx
 done
 for workload in put get; do
-  awk -v w="$workload" -v po="${result[plaintext-$workload-ops]}" -v to="${result[tls-$workload-ops]}" \
-    -v pc="${result[plaintext-$workload-cpu]}" -v tc="${result[tls-$workload-cpu]}" \
-    'BEGIN { printf "%s: TLS/plaintext throughput %.2fx, server CPU per op %.2fx\n", w, to / po, (pc > 0 ? tc / pc : 0) }'
+  for mode in tls auth; do
+    awk -v w="$workload" -v m="$mode" -v po="${result[plaintext-$workload-ops]}" -v to="${result[$mode-$workload-ops]}" \
+      -v pc="${result[plaintext-$workload-cpu]}" -v tc="${result[$mode-$workload-cpu]}" \
+      'BEGIN { printf "%s: %s/plaintext throughput %.2fx, server CPU per op %.2fx\n", w, (m == "auth" ? "TLS+auth" : "TLS"), to / po, (pc > 0 ? tc / pc : 0) }'
+  done
 done
