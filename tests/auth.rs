@@ -144,9 +144,14 @@ fn conv(ns: &str, id: &str) -> ConversationRef {
 }
 
 fn thread(t: &str) -> ThreadRef {
+    thread_in("", t)
+}
+
+fn thread_in(namespace: &str, t: &str) -> ThreadRef {
     ThreadRef {
         thread: t.into(),
         ns: String::new(),
+        namespace: namespace.into(),
     }
 }
 
@@ -165,10 +170,14 @@ async fn append(c: &Client, conversation: ConversationRef) -> ctxstore::Result<(
 }
 
 async fn put_checkpoint(c: &Client, t: &str) -> ctxstore::Result<u64> {
+    put_checkpoint_in(c, thread(t), "0001").await
+}
+
+async fn put_checkpoint_in(c: &Client, t: ThreadRef, id: &str) -> ctxstore::Result<u64> {
     c.put_checkpoint(PutCheckpointRequest {
-        thread: Some(thread(t)),
+        thread: Some(t),
         checkpoint: Some(Checkpoint {
-            checkpoint_id: "0001".into(),
+            checkpoint_id: id.into(),
             channel_versions: [("x".to_string(), "1".to_string())].into(),
             ..Default::default()
         }),
@@ -395,6 +404,67 @@ async fn tenants_see_only_their_own_data() {
     denied("b's model", a.get_model("b/m", true).await);
     denied("every model", a.list_models(true).await);
     denied("watch every model", a.watch_models(None).await.map(|_| ()));
+    // Tenant namespaces: the same thread id and model name in namespaces a and b
+    // are different records, and a reaches only its own.
+    put_checkpoint_in(&a, thread_in("a", "t9"), "from-a")
+        .await
+        .expect("a's namespaced thread");
+    put_checkpoint_in(&root, thread_in("b", "t9"), "from-b")
+        .await
+        .expect("b's namespaced thread");
+    let latest = |t: ThreadRef| GetCheckpointRequest {
+        thread: Some(t),
+        ..Default::default()
+    };
+    let mine = a
+        .get_checkpoint(latest(thread_in("a", "t9")))
+        .await
+        .expect("own thread")
+        .expect("there");
+    let t = mine.thread.clone().expect("thread");
+    assert_eq!((t.namespace.as_str(), t.thread.as_str()), ("a", "t9"));
+    assert_eq!(
+        mine.checkpoint.expect("checkpoint").checkpoint_id,
+        "from-a",
+        "namespace b's thread t9 is another thread"
+    );
+    denied(
+        "b's namespaced thread",
+        a.get_checkpoint(latest(thread_in("b", "t9"))).await,
+    );
+    denied(
+        "a checkpoint into b's namespace",
+        put_checkpoint_in(&a, thread_in("b", "t9"), "x").await,
+    );
+    denied(
+        "delete b's namespaced thread",
+        a.delete_thread_in("b", "t9").await,
+    );
+    a.put_model_in("a", model("m"), None)
+        .await
+        .expect("own registry");
+    root.put_model_in("b", model("m"), None)
+        .await
+        .expect("b's registry");
+    let own = a.list_models_in("a", true).await.expect("own registry");
+    assert_eq!(own.len(), 1, "a's registry holds only a's model: {own:?}");
+    assert!(a.get_model_in("a", "m", true).await.expect("get").is_some());
+    denied("b's registry", a.list_models_in("b", true).await);
+    denied("b's model", a.get_model_in("b", "m", true).await);
+    denied(
+        "watch b's registry",
+        a.watch_models_in("b", None).await.map(|_| ()),
+    );
+    assert_eq!(root.list_models_in("b", true).await.expect("b").len(), 1);
+    assert!(
+        root.list_models(true)
+            .await
+            .expect("default registry")
+            .iter()
+            .all(|m| m.name != "m"),
+        "namespaced models are not in the default registry"
+    );
+
     // Administration needs root.
     denied("config", a.node_config(&addrs[0]).await);
     denied(

@@ -257,6 +257,7 @@ fn seeds() -> BTreeMap<&'static str, Vec<u8>> {
             thread: Some(ThreadRef {
                 thread: "fuzz".into(),
                 ns: String::new(),
+                namespace: String::new(),
             }),
             checkpoint: Some(Checkpoint {
                 checkpoint_id: "0001".into(),

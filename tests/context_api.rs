@@ -695,6 +695,7 @@ fn tref(thread: &str) -> ThreadRef {
     ThreadRef {
         thread: thread.into(),
         ns: String::new(),
+        namespace: String::new(),
     }
 }
 
@@ -821,6 +822,7 @@ async fn checkpoints_follow_the_langgraph_contract() {
     let other_ns = ThreadRef {
         thread: "thread-1".into(),
         ns: "child".into(),
+        namespace: String::new(),
     };
     assert!(client
         .get_checkpoint(GetCheckpointRequest {

@@ -664,6 +664,7 @@ mod tests {
         ThreadRef {
             thread: thread.into(),
             ns: ns.into(),
+            namespace: String::new(),
         }
     }
 

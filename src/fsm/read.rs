@@ -387,18 +387,18 @@ impl<'a> View<'a> {
         cps.into_iter().map(|cp| self.tuple(t, cp)).collect()
     }
 
-    /// A model by name.
-    pub(crate) fn model(&self, name: &str) -> Result<Option<Model>> {
-        match self.get(&crate::context::model_key(name))? {
+    /// A model by name, in the registry of `namespace`.
+    pub(crate) fn model(&self, namespace: &str, name: &str) -> Result<Option<Model>> {
+        match self.get(&crate::context::model_key(namespace, name))? {
             Some(r) => Ok(Some(model_of(&r)?)),
             None => Ok(None),
         }
     }
 
-    /// Every model, by name.
-    pub(crate) fn models(&self) -> Result<Vec<Model>> {
+    /// Every model of `namespace`'s registry, by name.
+    pub(crate) fn models(&self, namespace: &str) -> Result<Vec<Model>> {
         let mut out = Vec::new();
-        self.visit_prefix(&model_prefix(), false, |_, r| {
+        self.visit_prefix(&model_prefix(namespace), false, |_, r| {
             out.push(model_of(&r)?);
             Ok(true)
         })?;

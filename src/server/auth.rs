@@ -177,10 +177,10 @@ pub(crate) fn authorize(
     kind: ResourceKind,
     name: &[u8],
     access: Access,
-) -> Result<(), Status> {
+) -> crate::error::Result<()> {
     match who {
         None => Ok(()),
-        Some(p) => p.check(kind, name, access).map_err(Status::from),
+        Some(p) => p.check(kind, name, access),
     }
 }
 

@@ -13,17 +13,17 @@ use crate::proto::context_command::Op;
 use crate::proto::context_rejected::Reason;
 use crate::proto::{
     command_result, raft_command, write_op, AppendRequest, AppendResponse, ChatMessage,
-    CompactRequest, CompactResponse, ContextCommand, ContextOutcome, ConversationRef,
-    DeleteConversationRequest, DeleteConversationResponse, DeleteModelRequest, DeleteModelResponse,
-    DeleteThreadRequest, DeleteThreadResponse, GetCheckpointRequest, GetCheckpointResponse,
-    GetConversationRequest, GetConversationResponse, GetModelRequest, GetModelResponse,
-    ListCheckpointsRequest, ListCheckpointsResponse, ListConversationsRequest,
+    CheckpointTuple, CompactRequest, CompactResponse, ContextCommand, ContextOutcome,
+    ConversationRef, DeleteConversationRequest, DeleteConversationResponse, DeleteModelRequest,
+    DeleteModelResponse, DeleteThreadRequest, DeleteThreadResponse, GetCheckpointRequest,
+    GetCheckpointResponse, GetConversationRequest, GetConversationResponse, GetModelRequest,
+    GetModelResponse, ListCheckpointsRequest, ListCheckpointsResponse, ListConversationsRequest,
     ListConversationsResponse, ListModelsRequest, ListModelsResponse, Model, ModelEvent,
     PruneCheckpointsRequest, PruneCheckpointsResponse, PutCheckpointRequest, PutCheckpointResponse,
     PutModelRequest, PutModelResponse, PutWritesRequest, PutWritesResponse, ReadRequest,
     ReadResponse, RequestHeader, SetConversationMetadataRequest, SetConversationMetadataResponse,
-    TouchCommand, TrimRequest, TrimResponse, WatchModelsRequest, WatchModelsResponse, WriteCheck,
-    WriteDelete, WriteOp, WritePut,
+    ThreadRef, TouchCommand, TrimRequest, TrimResponse, WatchModelsRequest, WatchModelsResponse,
+    WriteCheck, WriteDelete, WriteOp, WritePut,
 };
 use crate::proto::{Access, ResourceKind};
 use crate::server::auth::{authorize, guard, principal};
@@ -182,9 +182,51 @@ impl ContextService {
         keys::key_hash(&cx::thread_key(thread))
     }
 
-    fn model_hash() -> u64 {
-        keys::key_hash(&cx::model_prefix())
+    /// Validates `t`, checks the caller's `access` to it, and returns it as stored:
+    /// its tenant namespace folded into the thread name (`cx::stored_thread`), which
+    /// is what the state machine, the keys and the routing see.
+    fn thread_in(
+        who: &Option<crate::auth::Principal>,
+        t: Option<&ThreadRef>,
+        access: Access,
+    ) -> Result<ThreadRef> {
+        let t = cx::validate_thread(t)?;
+        authorize(
+            who,
+            ResourceKind::Thread,
+            cx::thread_auth_name(&t.namespace, &t.thread).as_bytes(),
+            access,
+        )?;
+        Ok(ThreadRef {
+            thread: cx::stored_thread(&t.namespace, &t.thread),
+            ns: t.ns.clone(),
+            namespace: String::new(),
+        })
     }
+
+    fn model_hash(namespace: &str) -> u64 {
+        keys::key_hash(&cx::model_prefix(namespace))
+    }
+}
+
+/// The name prefix a grant must cover to list or watch a whole registry: `<ns>/`, or
+/// every model name for the default registry.
+fn registry_auth_prefix(namespace: &str) -> String {
+    if namespace.is_empty() {
+        String::new()
+    } else {
+        format!("{namespace}/")
+    }
+}
+
+/// A checkpoint as the caller named its thread: the namespace split back out of the
+/// stored thread name.
+fn shown(mut tuple: CheckpointTuple) -> CheckpointTuple {
+    if let Some(t) = tuple.thread.as_mut() {
+        let (namespace, thread) = cx::split_stored_thread(&t.thread);
+        (t.namespace, t.thread) = (namespace.to_string(), thread.to_string());
+    }
+    tuple
 }
 
 #[tonic::async_trait]
@@ -422,13 +464,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<PutCheckpointResponse>, Status> {
         let who = principal(&req);
         let mut req = req.into_inner();
-        let t = cx::validate_thread(req.thread.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Thread,
-            t.thread.as_bytes(),
-            Access::Write,
-        )?;
+        let t = Self::thread_in(&who, req.thread.as_ref(), Access::Write)?;
         let cp = req
             .checkpoint
             .as_ref()
@@ -453,6 +489,7 @@ impl AgentContext for ContextService {
             self.path.check_value_size(b.value.len())?;
         }
         self.path.check_value_size(req.encoded_len())?;
+        req.thread = Some(t.clone());
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_thread(header, rid, &t.thread, Op::PutCheckpoint(req))
@@ -466,13 +503,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<PutWritesResponse>, Status> {
         let who = principal(&req);
         let mut req = req.into_inner();
-        let t = cx::validate_thread(req.thread.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Thread,
-            t.thread.as_bytes(),
-            Access::Write,
-        )?;
+        let t = Self::thread_in(&who, req.thread.as_ref(), Access::Write)?;
         cx::validate_part("checkpoint_id", &req.checkpoint_id)?;
         cx::validate_part("task_id", &req.task_id)?;
         let max = self.ctx().config().limits.max_blobs_per_checkpoint;
@@ -485,6 +516,7 @@ impl AgentContext for ContextService {
             cx::validate_part("writes.channel", &w.channel)?;
         }
         self.path.check_value_size(req.encoded_len())?;
+        req.thread = Some(t.clone());
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_thread(header, rid, &t.thread, Op::PutWrites(req))
@@ -501,13 +533,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<GetCheckpointResponse>, Status> {
         let who = principal(&req);
         let req = req.into_inner();
-        let t = cx::validate_thread(req.thread.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Thread,
-            t.thread.as_bytes(),
-            Access::Read,
-        )?;
+        let t = Self::thread_in(&who, req.thread.as_ref(), Access::Read)?;
         if let Some(id) = &req.checkpoint_id {
             cx::validate_part("checkpoint_id", id)?;
         }
@@ -524,7 +550,9 @@ impl AgentContext for ContextService {
         if req.refresh_ttl && idle_ttl > 0 {
             self.touch(&req.header, hash, None, t.thread).await;
         }
-        Ok(Response::new(GetCheckpointResponse { tuple }))
+        Ok(Response::new(GetCheckpointResponse {
+            tuple: tuple.map(shown),
+        }))
     }
 
     async fn list_checkpoints(
@@ -533,13 +561,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<ListCheckpointsResponse>, Status> {
         let who = principal(&req);
         let req = req.into_inner();
-        let t = cx::validate_thread(req.thread.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Thread,
-            t.thread.as_bytes(),
-            Access::Read,
-        )?;
+        let t = Self::thread_in(&who, req.thread.as_ref(), Access::Read)?;
         let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
         let (before, filter) = (req.before, req.filter);
         let tuples = self
@@ -550,7 +572,9 @@ impl AgentContext for ContextService {
                 move |v| v.list_checkpoints(&t, before.as_deref(), limit, &filter),
             )
             .await?;
-        Ok(Response::new(ListCheckpointsResponse { tuples }))
+        Ok(Response::new(ListCheckpointsResponse {
+            tuples: tuples.into_iter().map(shown).collect(),
+        }))
     }
 
     async fn prune_checkpoints(
@@ -559,16 +583,11 @@ impl AgentContext for ContextService {
     ) -> Result<Response<PruneCheckpointsResponse>, Status> {
         let who = principal(&req);
         let mut req = req.into_inner();
-        let t = cx::validate_thread(req.thread.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Thread,
-            t.thread.as_bytes(),
-            Access::Write,
-        )?;
+        let t = Self::thread_in(&who, req.thread.as_ref(), Access::Write)?;
         if req.keep.is_none() {
             return Err(Error::invalid("keep", "set keep_latest or older_than_ms").into());
         }
+        req.thread = Some(t.clone());
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_thread(header, rid, &t.thread, Op::Prune(req))
@@ -587,12 +606,15 @@ impl AgentContext for ContextService {
         let who = principal(&req);
         let mut req = req.into_inner();
         cx::validate_thread_name("thread", &req.thread)?;
+        cx::validate_tenant_namespace("namespace", &req.namespace)?;
         authorize(
             &who,
             ResourceKind::Thread,
-            req.thread.as_bytes(),
+            cx::thread_auth_name(&req.namespace, &req.thread).as_bytes(),
             Access::Write,
         )?;
+        req.thread = cx::stored_thread(&req.namespace, &req.thread);
+        req.namespace.clear();
         let hash = Self::thread_hash(&req.thread);
         let thread = req.thread.clone();
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
@@ -615,10 +637,11 @@ impl AgentContext for ContextService {
             .model
             .ok_or_else(|| Error::invalid("model", "must be set"))?;
         cx::validate_part("model.name", &m.name)?;
+        cx::validate_tenant_namespace("namespace", &req.namespace)?;
         authorize(
             &who,
             ResourceKind::Model,
-            m.name.as_bytes(),
+            cx::model_auth_name(&req.namespace, &m.name).as_bytes(),
             if req.expected_version.is_some() {
                 Access::Readwrite
             } else {
@@ -628,7 +651,7 @@ impl AgentContext for ContextService {
         m.version = 0;
         let value = m.encode_to_vec();
         self.path.check_value_size(value.len())?;
-        let key: Bytes = cx::model_key(&m.name).into();
+        let key: Bytes = cx::model_key(&req.namespace, &m.name).into();
         let mut ops = Vec::new();
         if let Some(expected) = req.expected_version {
             ops.push(WriteOp {
@@ -669,11 +692,18 @@ impl AgentContext for ContextService {
         let who = principal(&req);
         let req = req.into_inner();
         cx::validate_part("name", &req.name)?;
-        authorize(&who, ResourceKind::Model, req.name.as_bytes(), Access::Read)?;
-        let name = req.name;
+        cx::validate_tenant_namespace("namespace", &req.namespace)?;
+        authorize(
+            &who,
+            ResourceKind::Model,
+            cx::model_auth_name(&req.namespace, &req.name).as_bytes(),
+            Access::Read,
+        )?;
+        let (namespace, name) = (req.namespace, req.name);
+        let hash = Self::model_hash(&namespace);
         let model = self
-            .read(&req.header, Self::model_hash(), !req.consistent, move |v| {
-                v.model(&name)
+            .read(&req.header, hash, !req.consistent, move |v| {
+                v.model(&namespace, &name)
             })
             .await?;
         Ok(Response::new(GetModelResponse { model }))
@@ -685,11 +715,19 @@ impl AgentContext for ContextService {
     ) -> Result<Response<ListModelsResponse>, Status> {
         let who = principal(&req);
         let req = req.into_inner();
-        // Lists every model: needs a grant on all of them.
-        authorize(&who, ResourceKind::Model, b"", Access::Read)?;
+        cx::validate_tenant_namespace("namespace", &req.namespace)?;
+        // Lists every model of the registry: needs a grant on all of them.
+        authorize(
+            &who,
+            ResourceKind::Model,
+            registry_auth_prefix(&req.namespace).as_bytes(),
+            Access::Read,
+        )?;
+        let namespace = req.namespace;
+        let hash = Self::model_hash(&namespace);
         let models = self
-            .read(&req.header, Self::model_hash(), !req.consistent, |v| {
-                v.models()
+            .read(&req.header, hash, !req.consistent, move |v| {
+                v.models(&namespace)
             })
             .await?;
         Ok(Response::new(ListModelsResponse { models }))
@@ -702,15 +740,16 @@ impl AgentContext for ContextService {
         let who = principal(&req);
         let req = req.into_inner();
         cx::validate_part("name", &req.name)?;
+        cx::validate_tenant_namespace("namespace", &req.namespace)?;
         authorize(
             &who,
             ResourceKind::Model,
-            req.name.as_bytes(),
+            cx::model_auth_name(&req.namespace, &req.name).as_bytes(),
             Access::Write,
         )?;
         let op = WriteOp {
             op: Some(write_op::Op::Delete(WriteDelete {
-                key: cx::model_key(&req.name).into(),
+                key: cx::model_key(&req.namespace, &req.name).into(),
             })),
         };
         let o = self
@@ -783,10 +822,12 @@ impl AgentContext for ContextService {
     ) -> Result<Response<Self::WatchModelsStream>, Status> {
         let who = principal(&req);
         let req = req.into_inner();
-        authorize(&who, ResourceKind::Model, b"", Access::Read)?;
-        let hash = Self::model_hash();
+        cx::validate_tenant_namespace("namespace", &req.namespace)?;
+        let watched = registry_auth_prefix(&req.namespace);
+        authorize(&who, ResourceKind::Model, watched.as_bytes(), Access::Read)?;
+        let hash = Self::model_hash(&req.namespace);
         let peer = self.path.route_watch(&req.header, hash, req.from_version)?;
-        let prefix = cx::model_prefix();
+        let prefix = cx::model_prefix(&req.namespace);
         let stream = change_stream(
             self.ctx().clone(),
             peer.shard,
@@ -817,7 +858,7 @@ impl AgentContext for ContextService {
             self.ctx(),
             who,
             ResourceKind::Model,
-            Vec::new(),
+            watched.into_bytes(),
             stream,
         )))
     }

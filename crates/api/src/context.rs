@@ -11,11 +11,15 @@
 //! | conversation | `\0C{c/<ns>/<id>}` |
 //! | message | `\0M{c/<ns>/<id>}` · seq BE8 |
 //! | idempotency key | `\0I{c/<ns>/<id>}` · key |
-//! | checkpoint thread | `\0H{t/<thread>}` |
+//! | checkpoint thread | `\0H{t/<thread>}` (`<thread>`: see [`stored_thread`]) |
 //! | checkpoint | `\0K{t/<thread>}` · ns · 0x00 · checkpoint id |
 //! | channel blob | `\0B{t/<thread>}` · ns · 0x00 · channel · 0x00 · version |
 //! | pending write | `\0W{t/<thread>}` · ns · 0x00 · checkpoint id · 0x00 · task id · 0x00 · idx BE4 |
-//! | model | `\0R{registry}` · name |
+//! | model | `\0R{registry}` · name, or `\0R{registry/<namespace>}` · name |
+//!
+//! Tenant namespaces leave the default namespace's keys as they were before
+//! namespaces existed: data written by earlier versions is the default namespace's,
+//! with nothing to migrate.
 
 use crate::error::{Error, Result};
 use crate::proto::{ConversationRef, ThreadRef};
@@ -55,6 +59,50 @@ fn conv_tag(c: &ConversationRef) -> String {
 
 fn thread_tag(thread: &str) -> String {
     format!("t/{thread}")
+}
+
+/// Separates a thread's tenant namespace from its id in the name it is stored under
+/// (a control character: neither may contain one, so no two threads share a name).
+const NAMESPACE_SEP: char = '\u{1}';
+
+/// The name a thread is stored and routed under: its id in the default namespace
+/// (""), else `namespace · 0x01 · id`.
+pub fn stored_thread(namespace: &str, thread: &str) -> String {
+    if namespace.is_empty() {
+        thread.to_string()
+    } else {
+        format!("{namespace}{NAMESPACE_SEP}{thread}")
+    }
+}
+
+/// `(namespace, id)` of a name made by [`stored_thread`].
+pub fn split_stored_thread(stored: &str) -> (&str, &str) {
+    stored.split_once(NAMESPACE_SEP).unwrap_or(("", stored))
+}
+
+/// The name a thread's grants are matched against: `<namespace>/<id>`, or the id
+/// alone in the default namespace (where tenants of earlier versions named their
+/// threads `<tenant>/<id>`, so the same grant covers both).
+pub fn thread_auth_name(namespace: &str, thread: &str) -> String {
+    if namespace.is_empty() {
+        thread.to_string()
+    } else {
+        format!("{namespace}/{thread}")
+    }
+}
+
+/// The name a model's grants are matched against: `<namespace>/<name>`, or the name
+/// alone in the default registry.
+pub fn model_auth_name(namespace: &str, name: &str) -> String {
+    thread_auth_name(namespace, name)
+}
+
+fn registry_tag(namespace: &str) -> String {
+    if namespace.is_empty() {
+        "registry".to_string()
+    } else {
+        format!("registry/{namespace}")
+    }
 }
 
 /// `namespace/id`, for messages.
@@ -185,14 +233,14 @@ pub fn write_key(t: &ThreadRef, id: &str, task: &str, idx: u32) -> Vec<u8> {
     k
 }
 
-/// A model's record.
-pub fn model_key(name: &str) -> Vec<u8> {
-    key(MODEL, "registry", &[name.as_bytes()])
+/// A model's record in the registry of `namespace`.
+pub fn model_key(namespace: &str, name: &str) -> Vec<u8> {
+    key(MODEL, &registry_tag(namespace), &[name.as_bytes()])
 }
 
-/// Prefix of every model record (one hash tag: one shard).
-pub fn model_prefix() -> Vec<u8> {
-    key(MODEL, "registry", &[])
+/// Prefix of every model record of `namespace`'s registry (one hash tag: one shard).
+pub fn model_prefix(namespace: &str) -> Vec<u8> {
+    key(MODEL, &registry_tag(namespace), &[])
 }
 
 /// What a reserved key is, for purge: a conversation or thread record takes its data
@@ -255,6 +303,14 @@ pub fn validate_namespace(ns: &str) -> Result<()> {
     check_name("namespace", ns, false, &['/', '}'])
 }
 
+/// Checks a thread's or registry's tenant namespace ("" is the default one).
+pub fn validate_tenant_namespace(field: &str, ns: &str) -> Result<()> {
+    if ns.is_empty() {
+        return Ok(());
+    }
+    check_name(field, ns, false, &['/', '}'])
+}
+
 /// Checks a thread name.
 pub fn validate_thread_name(field: &str, thread: &str) -> Result<()> {
     check_name(field, thread, false, &['}'])
@@ -265,6 +321,7 @@ pub fn validate_thread(t: Option<&ThreadRef>) -> Result<&ThreadRef> {
     let t = t.ok_or_else(|| Error::invalid("thread", "must be set"))?;
     validate_thread_name("thread.thread", &t.thread)?;
     check_name("thread.ns", &t.ns, true, &[])?;
+    validate_tenant_namespace("thread.namespace", &t.namespace)?;
     Ok(t)
 }
 
@@ -290,6 +347,27 @@ mod tests {
     }
 
     #[test]
+    fn namespaces_leave_the_default_layout_alone_and_never_collide() {
+        // The default namespace's keys are those of versions without namespaces.
+        assert_eq!(thread_key(&stored_thread("", "t1")), b"\0H{t/t1}".to_vec());
+        assert_eq!(model_key("", "gpt"), b"\0R{registry}gpt".to_vec());
+        // A namespaced thread is another thread than the default namespace's thread
+        // named `<namespace>/<id>`, and its own tag (another shard, maybe).
+        let a = stored_thread("acme", "t1");
+        assert_ne!(thread_key(&a), thread_key(&stored_thread("", "acme/t1")));
+        assert_ne!(thread_key(&a), thread_key(&stored_thread("acm", "et1")));
+        assert_eq!(split_stored_thread(&a), ("acme", "t1"));
+        assert_eq!(split_stored_thread("t1"), ("", "t1"));
+        assert_ne!(model_prefix("acme"), model_prefix(""));
+        assert!(!model_key("acme", "gpt").starts_with(&model_prefix("")));
+        assert!(validate_tenant_namespace("namespace", "a/b").is_err());
+        assert!(validate_tenant_namespace("namespace", "").is_ok());
+        // Grants see `<namespace>/<id>`.
+        assert_eq!(thread_auth_name("acme", "t1"), "acme/t1");
+        assert_eq!(thread_auth_name("", "acme/t1"), "acme/t1");
+    }
+
+    #[test]
     fn one_conversation_is_one_partition() {
         let c = conv("agents", "run/7");
         let h = crate::keys::key_hash(&conv_key(&c));
@@ -308,6 +386,7 @@ mod tests {
         let t = ThreadRef {
             thread: "th".into(),
             ns: "".into(),
+            namespace: String::new(),
         };
         let h = crate::keys::key_hash(&thread_key("th"));
         assert_eq!(crate::keys::key_hash(&ckpt_key(&t, "1")), h);

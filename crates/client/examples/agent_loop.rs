@@ -52,6 +52,7 @@ async fn run_agent(client: Client, run: u64, agent: usize, steps: usize) -> Resu
     let thread = ThreadRef {
         thread: format!("demo-{run}-agent-{agent}"),
         ns: String::new(),
+        namespace: String::new(),
     };
     let mut stats = Stats::default();
     let mut parent = String::new();

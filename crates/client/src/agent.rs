@@ -58,18 +58,20 @@ fn conv_route(c: &Option<ConversationRef>) -> Result<Route> {
     Ok(Route::Key(key_hash(&cx::conv_key(c))))
 }
 
-fn thread_route(t: &str) -> Result<Route> {
-    cx::validate_thread_name("thread", t)?;
-    Ok(Route::Key(key_hash(&cx::thread_key(t))))
+/// Where thread `thread` of tenant namespace `namespace` (both valid) lives.
+fn thread_route(namespace: &str, thread: &str) -> Route {
+    Route::Key(key_hash(&cx::thread_key(&cx::stored_thread(
+        namespace, thread,
+    ))))
 }
 
 fn thread_ref_route(t: &Option<ThreadRef>) -> Result<Route> {
     let t = cx::validate_thread(t.as_ref())?;
-    thread_route(&t.thread)
+    Ok(thread_route(&t.namespace, &t.thread))
 }
 
-fn model_route() -> Route {
-    Route::Key(key_hash(&cx::model_prefix()))
+fn model_route(namespace: &str) -> Route {
+    Route::Key(key_hash(&cx::model_prefix(namespace)))
 }
 
 /// A stream of changes that resumes by itself after a broken connection or a leader
@@ -311,64 +313,117 @@ impl Client {
         routed!(self, route, Call::Write, req, prune_checkpoints)
     }
 
-    /// Deletes a thread: every namespace, checkpoint, blob and write.
+    /// Deletes a thread of the default namespace: every checkpoint namespace,
+    /// checkpoint, blob and write.
     pub async fn delete_thread(&self, thread: &str) -> Result<DeleteThreadResponse> {
-        let route = thread_route(thread)?;
+        self.delete_thread_in("", thread).await
+    }
+
+    /// [`Client::delete_thread`] for a thread of tenant namespace `namespace`.
+    pub async fn delete_thread_in(
+        &self,
+        namespace: &str,
+        thread: &str,
+    ) -> Result<DeleteThreadResponse> {
+        cx::validate_tenant_namespace("namespace", namespace)?;
+        cx::validate_thread_name("thread", thread)?;
+        let route = thread_route(namespace, thread);
         let mut req = DeleteThreadRequest {
             thread: thread.to_string(),
+            namespace: namespace.to_string(),
             ..Default::default()
         };
         self.with_request_id(&mut req.request_id);
         routed!(self, route, Call::Write, req, delete_thread)
     }
 
-    /// Writes a model record, optionally only at an expected version (0 = create).
+    /// Writes a model record in the default registry, optionally only at an expected
+    /// version (0 = create).
     pub async fn put_model(&self, model: Model, expected_version: Option<u64>) -> Result<u64> {
+        self.put_model_in("", model, expected_version).await
+    }
+
+    /// [`Client::put_model`] in the registry of tenant namespace `namespace`.
+    pub async fn put_model_in(
+        &self,
+        namespace: &str,
+        model: Model,
+        expected_version: Option<u64>,
+    ) -> Result<u64> {
+        cx::validate_tenant_namespace("namespace", namespace)?;
         let mut req = PutModelRequest {
             header: None,
             model: Some(model),
             expected_version,
             request_id: Bytes::new(),
+            namespace: namespace.to_string(),
         };
         self.with_request_id(&mut req.request_id);
         let r: crate::proto::PutModelResponse =
-            routed!(self, model_route(), Call::Write, req, put_model)?;
+            routed!(self, model_route(namespace), Call::Write, req, put_model)?;
         Ok(r.version)
     }
 
-    /// A model record, from any replica (possibly stale) unless `consistent`.
+    /// A model record of the default registry, from any replica (possibly stale)
+    /// unless `consistent`.
     pub async fn get_model(&self, name: &str, consistent: bool) -> Result<Option<Model>> {
+        self.get_model_in("", name, consistent).await
+    }
+
+    /// [`Client::get_model`] in the registry of tenant namespace `namespace`.
+    pub async fn get_model_in(
+        &self,
+        namespace: &str,
+        name: &str,
+        consistent: bool,
+    ) -> Result<Option<Model>> {
+        cx::validate_tenant_namespace("namespace", namespace)?;
         let req = GetModelRequest {
             header: None,
             name: name.to_string(),
             consistent,
+            namespace: namespace.to_string(),
         };
         let r: crate::proto::GetModelResponse =
-            routed!(self, model_route(), Call::Read, req, get_model)?;
+            routed!(self, model_route(namespace), Call::Read, req, get_model)?;
         Ok(r.model)
     }
 
-    /// Every model record, by name.
+    /// Every model record of the default registry, by name.
     pub async fn list_models(&self, consistent: bool) -> Result<Vec<Model>> {
+        self.list_models_in("", consistent).await
+    }
+
+    /// [`Client::list_models`] for the registry of tenant namespace `namespace`.
+    pub async fn list_models_in(&self, namespace: &str, consistent: bool) -> Result<Vec<Model>> {
+        cx::validate_tenant_namespace("namespace", namespace)?;
         let req = ListModelsRequest {
             header: None,
             consistent,
+            namespace: namespace.to_string(),
         };
         let r: crate::proto::ListModelsResponse =
-            routed!(self, model_route(), Call::Read, req, list_models)?;
+            routed!(self, model_route(namespace), Call::Read, req, list_models)?;
         Ok(r.models)
     }
 
-    /// Deletes a model record; whether it existed.
+    /// Deletes a model record of the default registry; whether it existed.
     pub async fn delete_model(&self, name: &str) -> Result<bool> {
+        self.delete_model_in("", name).await
+    }
+
+    /// [`Client::delete_model`] in the registry of tenant namespace `namespace`.
+    pub async fn delete_model_in(&self, namespace: &str, name: &str) -> Result<bool> {
+        cx::validate_tenant_namespace("namespace", namespace)?;
         let mut req = DeleteModelRequest {
             header: None,
             name: name.to_string(),
             request_id: Bytes::new(),
+            namespace: namespace.to_string(),
         };
         self.with_request_id(&mut req.request_id);
         let r: crate::proto::DeleteModelResponse =
-            routed!(self, model_route(), Call::Write, req, delete_model)?;
+            routed!(self, model_route(namespace), Call::Write, req, delete_model)?;
         Ok(r.deleted)
     }
 
@@ -401,19 +456,34 @@ impl Client {
         .await
     }
 
-    /// Watches the model registry for changes after `from_version` (None: from now).
+    /// Watches the default model registry for changes after `from_version` (None:
+    /// from now).
     pub async fn watch_models(&self, from_version: Option<u64>) -> Result<Watcher<ModelEvent>> {
+        self.watch_models_in("", from_version).await
+    }
+
+    /// [`Client::watch_models`] for the registry of tenant namespace `namespace`.
+    pub async fn watch_models_in(
+        &self,
+        namespace: &str,
+        from_version: Option<u64>,
+    ) -> Result<Watcher<ModelEvent>> {
+        cx::validate_tenant_namespace("namespace", namespace)?;
         let client = self.clone();
+        let namespace = namespace.to_string();
         self.watcher(
             from_version,
             move |from| {
                 let client = client.clone();
+                let namespace = namespace.clone();
                 async move {
+                    let route = model_route(&namespace);
                     let req = WatchModelsRequest {
                         header: None,
                         from_version: from,
+                        namespace,
                     };
-                    routed!(client, model_route(), Call::Read, req, watch_models)
+                    routed!(client, route, Call::Read, req, watch_models)
                 }
             },
             |r: crate::proto::WatchModelsResponse| (r.events, r.progress_version, r.moved),

@@ -141,6 +141,7 @@ impl Target {
                     thread: Some(ThreadRef {
                         thread: format!("bench-agent-{i}"),
                         ns: String::new(),
+                        namespace: String::new(),
                     }),
                     checkpoint: Some(Checkpoint {
                         checkpoint_id: format!("{step:012}"),
