@@ -313,12 +313,14 @@ class WatchConversationResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[ConversationEvent, _Mapping]]] = ..., progress_version: _Optional[int] = ..., moved: _Optional[_Union[_kv_pb2.WatchMoved, _Mapping]] = ...) -> None: ...
 
 class ThreadRef(_message.Message):
-    __slots__ = ("thread", "ns")
+    __slots__ = ("thread", "ns", "namespace")
     THREAD_FIELD_NUMBER: _ClassVar[int]
     NS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     thread: str
     ns: str
-    def __init__(self, thread: _Optional[str] = ..., ns: _Optional[str] = ...) -> None: ...
+    namespace: str
+    def __init__(self, thread: _Optional[str] = ..., ns: _Optional[str] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ChannelBlob(_message.Message):
     __slots__ = ("channel", "version", "value")
@@ -508,14 +510,16 @@ class PruneCheckpointsResponse(_message.Message):
     def __init__(self, removed_checkpoints: _Optional[int] = ..., removed_blobs: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
 
 class DeleteThreadRequest(_message.Message):
-    __slots__ = ("header", "thread", "request_id")
+    __slots__ = ("header", "thread", "request_id", "namespace")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     THREAD_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.RequestHeader
     thread: str
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[str] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    namespace: str
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[str] = ..., request_id: _Optional[bytes] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class DeleteThreadResponse(_message.Message):
     __slots__ = ("deleted", "version")
@@ -555,16 +559,18 @@ class Model(_message.Message):
     def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., context_window: _Optional[int] = ..., tokenizer: _Optional[str] = ..., input_price_per_mtok: _Optional[float] = ..., output_price_per_mtok: _Optional[float] = ..., endpoint: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class PutModelRequest(_message.Message):
-    __slots__ = ("header", "model", "expected_version", "request_id")
+    __slots__ = ("header", "model", "expected_version", "request_id", "namespace")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.RequestHeader
     model: Model
     expected_version: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., model: _Optional[_Union[Model, _Mapping]] = ..., expected_version: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    namespace: str
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., model: _Optional[_Union[Model, _Mapping]] = ..., expected_version: _Optional[int] = ..., request_id: _Optional[bytes] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class PutModelResponse(_message.Message):
     __slots__ = ("version",)
@@ -573,14 +579,16 @@ class PutModelResponse(_message.Message):
     def __init__(self, version: _Optional[int] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
-    __slots__ = ("header", "name", "consistent")
+    __slots__ = ("header", "name", "consistent", "namespace")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONSISTENT_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.RequestHeader
     name: str
     consistent: bool
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., name: _Optional[str] = ..., consistent: _Optional[bool] = ...) -> None: ...
+    namespace: str
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., name: _Optional[str] = ..., consistent: _Optional[bool] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class GetModelResponse(_message.Message):
     __slots__ = ("model",)
@@ -589,12 +597,14 @@ class GetModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[Model, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
-    __slots__ = ("header", "consistent")
+    __slots__ = ("header", "consistent", "namespace")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CONSISTENT_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.RequestHeader
     consistent: bool
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., consistent: _Optional[bool] = ...) -> None: ...
+    namespace: str
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., consistent: _Optional[bool] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
@@ -603,14 +613,16 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ...) -> None: ...
 
 class DeleteModelRequest(_message.Message):
-    __slots__ = ("header", "name", "request_id")
+    __slots__ = ("header", "name", "request_id", "namespace")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.RequestHeader
     name: str
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., name: _Optional[str] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    namespace: str
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., name: _Optional[str] = ..., request_id: _Optional[bytes] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class DeleteModelResponse(_message.Message):
     __slots__ = ("deleted", "version")
@@ -621,12 +633,14 @@ class DeleteModelResponse(_message.Message):
     def __init__(self, deleted: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
 
 class WatchModelsRequest(_message.Message):
-    __slots__ = ("header", "from_version")
+    __slots__ = ("header", "from_version", "namespace")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.RequestHeader
     from_version: int
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., from_version: _Optional[int] = ...) -> None: ...
+    namespace: str
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., from_version: _Optional[int] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ModelEvent(_message.Message):
     __slots__ = ("version", "name", "model")
