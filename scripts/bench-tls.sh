@@ -7,6 +7,8 @@
 # JSON line per measurement with the servers' CPU time per operation, and the ratios.
 #
 #   scripts/bench-tls.sh                              # release build, 16 clients, 10 s
+#   ROUNDS=3 scripts/bench-tls.sh                     # the three modes in turn, 3 times:
+#                                                     # ratios of the medians
 #   BIN=$CARGO_TARGET_DIR/debug scripts/bench-tls.sh  # binaries already built
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,7 @@ CLIENTS="${CLIENTS:-16}"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
 VALUE_SIZE="${VALUE_SIZE:-256}"
+ROUNDS="${ROUNDS:-1}"
 source scripts/bench-common.sh
 
 "$BIN/ctxd" certs --out "$WORK/tls" >/dev/null
@@ -38,6 +41,8 @@ enable_auth() {
   CTXCTL_TOKEN="$root" c auth token create bench 2>/dev/null
 }
 
+# Every measurement of a mode and workload, space-separated, over the rounds.
+for round in $(seq 1 "$ROUNDS"); do
 for mode in plaintext tls auth; do
   if [ "$mode" = plaintext ]; then
     CTXD_FLAGS="" BENCH_FLAGS=""
@@ -51,16 +56,21 @@ for mode in plaintext tls auth; do
   fi
   for workload in put get; do
     line="$(run ctxstore "$CTX_EPS" "$workload" "$CLIENTS" "${CTX_PIDS[@]}")"
-    echo "$mode $workload $line"
-    result[$mode-$workload-ops]="$(field "$line" ops_per_sec)"
-    result[$mode-$workload-cpu]="$(field "$line" cpu_us_per_op)"
+    echo "round $round $mode $workload $line"
+    result[$mode-$workload-ops]+="$(field "$line" ops_per_sec) "
+    result[$mode-$workload-cpu]+="$(field "$line" cpu_us_per_op) "
   done
   stop_ctx
+  # A fresh cluster for every measurement: the auth run's state must not outlive it.
+  rm -rf "$WORK"/ctx-1*
 done
+done
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+for k in "${!result[@]}"; do result[$k]="$(median "${result[$k]}")"; done
 for workload in put get; do
   for mode in tls auth; do
     awk -v w="$workload" -v m="$mode" -v po="${result[plaintext-$workload-ops]}" -v to="${result[$mode-$workload-ops]}" \
       -v pc="${result[plaintext-$workload-cpu]}" -v tc="${result[$mode-$workload-cpu]}" \
-      'BEGIN { printf "%s: %s/plaintext throughput %.2fx, server CPU per op %.2fx\n", w, (m == "auth" ? "TLS+auth" : "TLS"), to / po, (pc > 0 ? tc / pc : 0) }'
+      'BEGIN { printf "%s: %s/plaintext throughput %.2fx, server CPU per op %.2fx (medians)\n", w, (m == "auth" ? "TLS+auth" : "TLS"), to / po, (pc > 0 ? tc / pc : 0) }'
   done
 done

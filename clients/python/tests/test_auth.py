@@ -116,3 +116,29 @@ def test_a_token_needs_tls(secured):
     cluster, _, a = secured
     with pytest.raises(ctxstore.InvalidArgumentError):
         ctxstore.Client(cluster.addrs, token=a)
+
+
+def test_tenant_namespaces_for_threads_and_models(secured, certs, uniq):
+    cluster, root, a = secured
+    cp = lambda cid: ctxstore.pb.Checkpoint(checkpoint_id=cid, checkpoint=cid.encode())  # noqa: E731
+    with ctxstore.Client(cluster.addrs, tls=ca_only(certs), token=a) as c:
+        c.put_checkpoint(uniq, "", cp("mine"), namespace="a")
+        got = c.get_checkpoint(uniq, namespace="a")
+        assert got.checkpoint.checkpoint_id == "mine"
+        assert (got.thread.namespace, got.thread.thread) == ("a", uniq)
+        c.put_model({"name": uniq, "provider": "p"}, namespace="a")
+        assert [m.name for m in c.list_models(namespace="a")] == [uniq]
+        with pytest.raises(ctxstore.PermissionDeniedError):
+            c.get_checkpoint(uniq, namespace="b")
+        with pytest.raises(ctxstore.PermissionDeniedError):
+            c.list_models(namespace="b")
+    with ctxstore.Client(cluster.addrs, tls=ca_only(certs), token=root) as r:
+        # The same thread id in namespace b and in the default namespace: other threads.
+        assert r.get_checkpoint(uniq, namespace="b") is None
+        assert r.get_checkpoint(uniq) is None
+        r.put_checkpoint(uniq, "", cp("theirs"), namespace="b")
+        assert r.get_checkpoint(uniq, namespace="a").checkpoint.checkpoint_id == "mine"
+        assert r.get_checkpoint(uniq, namespace="b").checkpoint.checkpoint_id == "theirs"
+        assert uniq not in [m.name for m in r.list_models()]
+        assert r.delete_thread(uniq, namespace="b")
+        assert r.get_checkpoint(uniq, namespace="a") is not None

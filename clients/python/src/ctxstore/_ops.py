@@ -244,9 +244,10 @@ def merge_conversations(parts: Sequence[Any], limit: int) -> context_pb2.ListCon
 # ---- checkpoints ----
 
 
-def thread_ref(thread: str, ns: str) -> tuple[Route, context_pb2.ThreadRef]:
+def thread_ref(thread: str, ns: str, namespace: str = "") -> tuple[Route, context_pb2.ThreadRef]:
     K.validate_thread(thread, ns)
-    return Route.key(K.thread_hash(thread)), context_pb2.ThreadRef(thread=thread, ns=ns)
+    K.validate_tenant_namespace(namespace, field="thread.namespace")
+    return Route.key(K.thread_hash(thread, namespace)), context_pb2.ThreadRef(thread=thread, ns=ns, namespace=namespace)
 
 
 def put_checkpoint(
@@ -256,8 +257,9 @@ def put_checkpoint(
     checkpoint: context_pb2.Checkpoint,
     blobs: Iterable[context_pb2.ChannelBlob],
     idle_ttl_ms: int | None,
+    namespace: str = "",
 ) -> Op[int]:
-    route, ref = thread_ref(thread, ns)
+    route, ref = thread_ref(thread, ns, namespace)
     req = context_pb2.PutCheckpointRequest(
         thread=ref, checkpoint=checkpoint, blobs=list(blobs), request_id=core.new_request_id()
     )
@@ -274,8 +276,9 @@ def put_writes(
     task_id: str,
     writes: Iterable[tuple[str, bytes]],
     task_path: str,
+    namespace: str = "",
 ) -> Op[context_pb2.PutWritesResponse]:
-    route, ref = thread_ref(thread, ns)
+    route, ref = thread_ref(thread, ns, namespace)
     req = context_pb2.PutWritesRequest(
         thread=ref,
         checkpoint_id=checkpoint_id,
@@ -288,9 +291,9 @@ def put_writes(
 
 
 def get_checkpoint(
-    thread: str, ns: str, checkpoint_id: str | None, stale: bool, refresh_ttl: bool
+    thread: str, ns: str, checkpoint_id: str | None, stale: bool, refresh_ttl: bool, namespace: str = ""
 ) -> Op[context_pb2.CheckpointTuple | None]:
-    route, ref = thread_ref(thread, ns)
+    route, ref = thread_ref(thread, ns, namespace)
     req = context_pb2.GetCheckpointRequest(thread=ref, stale=stale, refresh_ttl=refresh_ttl)
     if checkpoint_id is not None:
         req.checkpoint_id = checkpoint_id
@@ -298,9 +301,15 @@ def get_checkpoint(
 
 
 def list_checkpoints(
-    thread: str, ns: str, before: str | None, limit: int, filter: Mapping[str, str] | None, stale: bool
+    thread: str,
+    ns: str,
+    before: str | None,
+    limit: int,
+    filter: Mapping[str, str] | None,
+    stale: bool,
+    namespace: str = "",
 ) -> Op[list[context_pb2.CheckpointTuple]]:
-    route, ref = thread_ref(thread, ns)
+    route, ref = thread_ref(thread, ns, namespace)
     req = context_pb2.ListCheckpointsRequest(thread=ref, limit=limit, filter=dict(filter or {}), stale=stale)
     if before is not None:
         req.before = before
@@ -308,9 +317,9 @@ def list_checkpoints(
 
 
 def prune_checkpoints(
-    core: Core, thread: str, ns: str, keep_latest: int | None, older_than_ms: int | None
+    core: Core, thread: str, ns: str, keep_latest: int | None, older_than_ms: int | None, namespace: str = ""
 ) -> Op[context_pb2.PruneCheckpointsResponse]:
-    route, ref = thread_ref(thread, ns)
+    route, ref = thread_ref(thread, ns, namespace)
     req = context_pb2.PruneCheckpointsRequest(thread=ref, request_id=core.new_request_id())
     if keep_latest is not None and older_than_ms is not None:
         raise K.InvalidArgumentError("keep", "give one of keep_latest and older_than_ms")
@@ -321,39 +330,46 @@ def prune_checkpoints(
     return Op("agent", "PruneCheckpoints", req, route, Call.WRITE)
 
 
-def delete_thread(core: Core, thread: str) -> Op[bool]:
+def delete_thread(core: Core, thread: str, namespace: str = "") -> Op[bool]:
     K.validate_thread(thread, field="thread")
-    req = context_pb2.DeleteThreadRequest(thread=thread, request_id=core.new_request_id())
-    return Op("agent", "DeleteThread", req, Route.key(K.thread_hash(thread)), Call.WRITE, lambda r: r.deleted)
+    K.validate_tenant_namespace(namespace)
+    req = context_pb2.DeleteThreadRequest(thread=thread, namespace=namespace, request_id=core.new_request_id())
+    route = Route.key(K.thread_hash(thread, namespace))
+    return Op("agent", "DeleteThread", req, route, Call.WRITE, lambda r: r.deleted)
 
 
 # ---- model registry ----
 
 
-def _registry() -> Route:
-    return Route.key(K.registry_hash())
+def _registry(namespace: str = "") -> Route:
+    K.validate_tenant_namespace(namespace)
+    return Route.key(K.registry_hash(namespace))
 
 
-def put_model(core: Core, model: Any, expected_version: int | None) -> Op[int]:
-    req = context_pb2.PutModelRequest(model=to_model(model), request_id=core.new_request_id())
+def put_model(core: Core, model: Any, expected_version: int | None, namespace: str = "") -> Op[int]:
+    route = _registry(namespace)
+    req = context_pb2.PutModelRequest(model=to_model(model), namespace=namespace, request_id=core.new_request_id())
     if expected_version is not None:
         req.expected_version = expected_version
-    return Op("agent", "PutModel", req, _registry(), Call.WRITE, lambda r: r.version)
+    return Op("agent", "PutModel", req, route, Call.WRITE, lambda r: r.version)
 
 
-def get_model(name: str, consistent: bool) -> Op[context_pb2.Model | None]:
-    req = context_pb2.GetModelRequest(name=name, consistent=consistent)
-    return Op("agent", "GetModel", req, _registry(), Call.READ, lambda r: r.model if r.HasField("model") else None)
+def get_model(name: str, consistent: bool, namespace: str = "") -> Op[context_pb2.Model | None]:
+    route = _registry(namespace)
+    req = context_pb2.GetModelRequest(name=name, consistent=consistent, namespace=namespace)
+    return Op("agent", "GetModel", req, route, Call.READ, lambda r: r.model if r.HasField("model") else None)
 
 
-def list_models(consistent: bool) -> Op[list[context_pb2.Model]]:
-    req = context_pb2.ListModelsRequest(consistent=consistent)
-    return Op("agent", "ListModels", req, _registry(), Call.READ, lambda r: list(r.models))
+def list_models(consistent: bool, namespace: str = "") -> Op[list[context_pb2.Model]]:
+    route = _registry(namespace)
+    req = context_pb2.ListModelsRequest(consistent=consistent, namespace=namespace)
+    return Op("agent", "ListModels", req, route, Call.READ, lambda r: list(r.models))
 
 
-def delete_model(core: Core, name: str) -> Op[bool]:
-    req = context_pb2.DeleteModelRequest(name=name, request_id=core.new_request_id())
-    return Op("agent", "DeleteModel", req, _registry(), Call.WRITE, lambda r: r.deleted)
+def delete_model(core: Core, name: str, namespace: str = "") -> Op[bool]:
+    route = _registry(namespace)
+    req = context_pb2.DeleteModelRequest(name=name, namespace=namespace, request_id=core.new_request_id())
+    return Op("agent", "DeleteModel", req, route, Call.WRITE, lambda r: r.deleted)
 
 
 # ---- cluster ----
@@ -395,11 +411,13 @@ def conversation_watch(namespace: str, conversation_id: str):
     return make, lambda r: (list(r.events), r.progress_version, _moved(r))
 
 
-def models_watch():
+def models_watch(namespace: str = ""):
+    route = _registry(namespace)
+
     def make(from_version: int | None) -> Op[Any]:
-        req = context_pb2.WatchModelsRequest()
+        req = context_pb2.WatchModelsRequest(namespace=namespace)
         if from_version is not None:
             req.from_version = from_version
-        return Op("agent", "WatchModels", req, _registry(), Call.READ)
+        return Op("agent", "WatchModels", req, route, Call.READ)
 
     return make, lambda r: (list(r.events), r.progress_version, _moved(r))

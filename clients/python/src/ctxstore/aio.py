@@ -361,8 +361,9 @@ class AsyncClient:
         blobs: Iterable[context_pb2.ChannelBlob] = (),
         *,
         idle_ttl_ms: int | None = None,
+        namespace: str = "",
     ) -> int:
-        return await self._run(_ops.put_checkpoint(self._core, thread, ns, checkpoint, blobs, idle_ttl_ms))
+        return await self._run(_ops.put_checkpoint(self._core, thread, ns, checkpoint, blobs, idle_ttl_ms, namespace))
 
     async def put_writes(
         self,
@@ -373,8 +374,11 @@ class AsyncClient:
         writes: Iterable[tuple[str, bytes]],
         *,
         task_path: str = "",
+        namespace: str = "",
     ) -> context_pb2.PutWritesResponse:
-        return await self._run(_ops.put_writes(self._core, thread, ns, checkpoint_id, task_id, writes, task_path))
+        return await self._run(
+            _ops.put_writes(self._core, thread, ns, checkpoint_id, task_id, writes, task_path, namespace)
+        )
 
     async def get_checkpoint(
         self,
@@ -384,8 +388,9 @@ class AsyncClient:
         *,
         stale: bool = False,
         refresh_ttl: bool = False,
+        namespace: str = "",
     ) -> context_pb2.CheckpointTuple | None:
-        return await self._run(_ops.get_checkpoint(thread, ns, checkpoint_id, stale, refresh_ttl))
+        return await self._run(_ops.get_checkpoint(thread, ns, checkpoint_id, stale, refresh_ttl, namespace))
 
     async def list_checkpoints(
         self,
@@ -396,35 +401,44 @@ class AsyncClient:
         limit: int = 0,
         filter: Mapping[str, str] | None = None,
         stale: bool = False,
+        namespace: str = "",
     ) -> list[context_pb2.CheckpointTuple]:
-        return await self._run(_ops.list_checkpoints(thread, ns, before, limit, filter, stale))
+        return await self._run(_ops.list_checkpoints(thread, ns, before, limit, filter, stale, namespace))
 
     async def prune_checkpoints(
-        self, thread: str, ns: str = "", *, keep_latest: int | None = None, older_than_ms: int | None = None
+        self,
+        thread: str,
+        ns: str = "",
+        *,
+        keep_latest: int | None = None,
+        older_than_ms: int | None = None,
+        namespace: str = "",
     ) -> context_pb2.PruneCheckpointsResponse:
-        return await self._run(_ops.prune_checkpoints(self._core, thread, ns, keep_latest, older_than_ms))
+        return await self._run(_ops.prune_checkpoints(self._core, thread, ns, keep_latest, older_than_ms, namespace))
 
-    async def delete_thread(self, thread: str) -> bool:
-        return await self._run(_ops.delete_thread(self._core, thread))
+    async def delete_thread(self, thread: str, *, namespace: str = "") -> bool:
+        return await self._run(_ops.delete_thread(self._core, thread, namespace))
 
     # ---- models ----
 
     async def put_model(
-        self, model: context_pb2.Model | Mapping[str, Any], *, expected_version: int | None = None
+        self, model: context_pb2.Model | Mapping[str, Any], *, expected_version: int | None = None, namespace: str = ""
     ) -> int:
-        return await self._run(_ops.put_model(self._core, model, expected_version))
+        return await self._run(_ops.put_model(self._core, model, expected_version, namespace))
 
-    async def get_model(self, name: str, *, consistent: bool = False) -> context_pb2.Model | None:
-        return await self._run(_ops.get_model(name, consistent))
+    async def get_model(
+        self, name: str, *, consistent: bool = False, namespace: str = ""
+    ) -> context_pb2.Model | None:
+        return await self._run(_ops.get_model(name, consistent, namespace))
 
-    async def list_models(self, *, consistent: bool = False) -> list[context_pb2.Model]:
-        return await self._run(_ops.list_models(consistent))
+    async def list_models(self, *, consistent: bool = False, namespace: str = "") -> list[context_pb2.Model]:
+        return await self._run(_ops.list_models(consistent, namespace))
 
-    async def delete_model(self, name: str) -> bool:
-        return await self._run(_ops.delete_model(self._core, name))
+    async def delete_model(self, name: str, *, namespace: str = "") -> bool:
+        return await self._run(_ops.delete_model(self._core, name, namespace))
 
-    async def watch_models(self, *, from_version: int | None = None) -> "AsyncWatch[context_pb2.ModelEvent]":
-        make, events = _ops.models_watch()
+    async def watch_models(self, *, from_version: int | None = None, namespace: str = "") -> "AsyncWatch[context_pb2.ModelEvent]":
+        make, events = _ops.models_watch(namespace)
         w: AsyncWatch[Any] = AsyncWatch(self, make, events, from_version)
         await w._open()
         return w

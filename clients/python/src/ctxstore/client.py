@@ -436,10 +436,11 @@ class Client:
         blobs: Iterable[context_pb2.ChannelBlob] = (),
         *,
         idle_ttl_ms: int | None = None,
+        namespace: str = "",
     ) -> int:
         """Stores a checkpoint of ``(thread, ns)`` with the blobs of the channels that
         changed; returns its Raft index."""
-        return self._run(_ops.put_checkpoint(self._core, thread, ns, checkpoint, blobs, idle_ttl_ms))
+        return self._run(_ops.put_checkpoint(self._core, thread, ns, checkpoint, blobs, idle_ttl_ms, namespace))
 
     def put_writes(
         self,
@@ -450,9 +451,12 @@ class Client:
         writes: Iterable[tuple[str, bytes]],
         *,
         task_path: str = "",
+        namespace: str = "",
     ) -> context_pb2.PutWritesResponse:
         """Stores a task's pending writes ``(channel, value)`` for a checkpoint."""
-        return self._run(_ops.put_writes(self._core, thread, ns, checkpoint_id, task_id, writes, task_path))
+        return self._run(
+            _ops.put_writes(self._core, thread, ns, checkpoint_id, task_id, writes, task_path, namespace)
+        )
 
     def get_checkpoint(
         self,
@@ -462,10 +466,11 @@ class Client:
         *,
         stale: bool = False,
         refresh_ttl: bool = False,
+        namespace: str = "",
     ) -> context_pb2.CheckpointTuple | None:
         """The checkpoint ``checkpoint_id`` (or the latest) of ``(thread, ns)`` with its
         blobs and pending writes, or ``None``."""
-        return self._run(_ops.get_checkpoint(thread, ns, checkpoint_id, stale, refresh_ttl))
+        return self._run(_ops.get_checkpoint(thread, ns, checkpoint_id, stale, refresh_ttl, namespace))
 
     def list_checkpoints(
         self,
@@ -476,47 +481,56 @@ class Client:
         limit: int = 0,
         filter: Mapping[str, str] | None = None,
         stale: bool = False,
+        namespace: str = "",
     ) -> list[context_pb2.CheckpointTuple]:
         """Checkpoints of ``(thread, ns)``, newest first, with ids below ``before``,
         whose metadata has every pair of ``filter`` (``limit`` 0 = 100)."""
-        return self._run(_ops.list_checkpoints(thread, ns, before, limit, filter, stale))
+        return self._run(_ops.list_checkpoints(thread, ns, before, limit, filter, stale, namespace))
 
     def prune_checkpoints(
-        self, thread: str, ns: str = "", *, keep_latest: int | None = None, older_than_ms: int | None = None
+        self,
+        thread: str,
+        ns: str = "",
+        *,
+        keep_latest: int | None = None,
+        older_than_ms: int | None = None,
+        namespace: str = "",
     ) -> context_pb2.PruneCheckpointsResponse:
         """Removes checkpoints of ``(thread, ns)``: all but the newest ``keep_latest``,
         or those created more than ``older_than_ms`` ago."""
-        return self._run(_ops.prune_checkpoints(self._core, thread, ns, keep_latest, older_than_ms))
+        return self._run(_ops.prune_checkpoints(self._core, thread, ns, keep_latest, older_than_ms, namespace))
 
-    def delete_thread(self, thread: str) -> bool:
+    def delete_thread(self, thread: str, *, namespace: str = "") -> bool:
         """Deletes a thread and everything in all its namespaces; whether anything was
         there."""
-        return self._run(_ops.delete_thread(self._core, thread))
+        return self._run(_ops.delete_thread(self._core, thread, namespace))
 
     # ---- models ----
 
-    def put_model(self, model: context_pb2.Model | Mapping[str, Any], *, expected_version: int | None = None) -> int:
+    def put_model(self, model: context_pb2.Model | Mapping[str, Any], *, expected_version: int | None = None, namespace: str = "") -> int:
         """Writes a model record (a ``Model`` or a mapping of its fields), only if its
         version is ``expected_version`` when given (0: must not exist); returns the
         new version."""
-        return self._run(_ops.put_model(self._core, model, expected_version))
+        return self._run(_ops.put_model(self._core, model, expected_version, namespace))
 
-    def get_model(self, name: str, *, consistent: bool = False) -> context_pb2.Model | None:
+    def get_model(
+        self, name: str, *, consistent: bool = False, namespace: str = ""
+    ) -> context_pb2.Model | None:
         """A model record, or ``None``. Stale (any replica) unless ``consistent``."""
-        return self._run(_ops.get_model(name, consistent))
+        return self._run(_ops.get_model(name, consistent, namespace))
 
-    def list_models(self, *, consistent: bool = False) -> list[context_pb2.Model]:
+    def list_models(self, *, consistent: bool = False, namespace: str = "") -> list[context_pb2.Model]:
         """Every model record, by name."""
-        return self._run(_ops.list_models(consistent))
+        return self._run(_ops.list_models(consistent, namespace))
 
-    def delete_model(self, name: str) -> bool:
+    def delete_model(self, name: str, *, namespace: str = "") -> bool:
         """Deletes a model record; whether it existed."""
-        return self._run(_ops.delete_model(self._core, name))
+        return self._run(_ops.delete_model(self._core, name, namespace))
 
-    def watch_models(self, *, from_version: int | None = None) -> "Watch[context_pb2.ModelEvent]":
+    def watch_models(self, *, from_version: int | None = None, namespace: str = "") -> "Watch[context_pb2.ModelEvent]":
         """Streams the registry's changes as ``ModelEvent`` s (``model`` absent for a
         delete)."""
-        make, events = _ops.models_watch()
+        make, events = _ops.models_watch(namespace)
         return Watch(self, make, events, from_version)
 
 

@@ -32,6 +32,8 @@ __all__ = [
     "validate_conversation",
     "validate_namespace",
     "validate_thread",
+    "validate_tenant_namespace",
+    "stored_thread",
     "validate_part",
 ]
 
@@ -89,14 +91,22 @@ def conversation_hash(namespace: str, conversation_id: str) -> int:
     return tag_hash(f"c/{namespace}/{conversation_id}".encode())
 
 
-def thread_hash(thread: str) -> int:
-    """Ring position of a checkpoint thread (all its namespaces): tag ``{t/<thread>}``."""
-    return tag_hash(f"t/{thread}".encode())
+def stored_thread(thread: str, namespace: str = "") -> str:
+    """The name a thread is stored and routed under: its id in the default tenant
+    namespace, else ``namespace + "\\x01" + id``."""
+    return f"{namespace}\x01{thread}" if namespace else thread
 
 
-def registry_hash() -> int:
-    """Ring position of the model registry: tag ``{registry}``."""
-    return tag_hash(b"registry")
+def thread_hash(thread: str, namespace: str = "") -> int:
+    """Ring position of a checkpoint thread (all its checkpoint namespaces): tag
+    ``{t/<stored thread>}``."""
+    return tag_hash(f"t/{stored_thread(thread, namespace)}".encode())
+
+
+def registry_hash(namespace: str = "") -> int:
+    """Ring position of a model registry: tag ``{registry}``, or
+    ``{registry/<namespace>}`` for a tenant namespace's."""
+    return tag_hash(f"registry/{namespace}".encode() if namespace else b"registry")
 
 
 def _check_name(field: str, value: str, allow_empty: bool, forbidden: str) -> None:
@@ -137,6 +147,13 @@ def validate_thread(thread: str, ns: str | None = None, *, field: str = "thread.
     _check_name(field, thread, False, "}")
     if ns is not None:
         _check_name("thread.ns", ns, True, "")
+
+
+def validate_tenant_namespace(namespace: str, *, field: str = "namespace") -> None:
+    """Checks a thread's or registry's tenant namespace: "" (the default one) or
+    1..=128 bytes without ``/``, ``}`` or control characters."""
+    if namespace != "":
+        _check_name(field, namespace, False, "/}")
 
 
 def validate_part(field: str, value: str) -> None:
