@@ -729,6 +729,83 @@ fn blob(channel: &str, version: &str, value: &str) -> ChannelBlob {
     }
 }
 
+/// `ListCheckpointNamespaces` lists the namespaces holding a checkpoint, sorted, per
+/// tenant namespace; deep LangGraph namespaces (up to 1 KiB) and thread ids with `}`
+/// work; names over the limits are refused and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threads_checkpoint_namespaces_are_listed() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    let deep = ["node:0123456789abcdef0123456789abcdef0123"; 20].join("|");
+    let put = |ns: &str, thread: &str, tenant: &str| PutCheckpointRequest {
+        thread: Some(ThreadRef {
+            thread: thread.into(),
+            ns: ns.into(),
+            namespace: tenant.into(),
+        }),
+        checkpoint: Some(checkpoint("0001", "", &[], &[])),
+        ..Default::default()
+    };
+    for ns in ["sub", "", deep.as_str(), "a|b"] {
+        client
+            .put_checkpoint(put(ns, "t}1", ""))
+            .await
+            .expect("put");
+    }
+    client
+        .put_checkpoint(put("other", "t}1", "acme"))
+        .await
+        .expect("put");
+    let listed = client.checkpoint_namespaces("", "t}1").await.expect("list");
+    let mut want = vec!["".to_string(), "a|b".into(), deep.clone(), "sub".into()];
+    want.sort();
+    assert_eq!(listed, want);
+    assert_eq!(
+        client
+            .checkpoint_namespaces("acme", "t}1")
+            .await
+            .expect("list"),
+        vec!["other".to_string()]
+    );
+    // The thread `t` is another thread than `t}1`.
+    assert!(client
+        .checkpoint_namespaces("", "t")
+        .await
+        .expect("list")
+        .is_empty());
+    // Over the limits: refused, nothing written.
+    let too_deep = "n".repeat(1025);
+    match client.put_checkpoint(put(&too_deep, "t}1", "")).await {
+        Err(ctxstore::Error::InvalidArgument { field, .. }) => assert_eq!(field, "thread.ns"),
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
+    assert!(client
+        .checkpoint_namespaces("", &"x".repeat(1025))
+        .await
+        .is_err());
+    assert!(client.checkpoint_namespaces("a/b", "t}1").await.is_err());
+    assert_eq!(
+        client.checkpoint_namespaces("", "t}1").await.expect("list"),
+        want
+    );
+    client.delete_thread("t}1").await.expect("delete");
+    assert!(client
+        .checkpoint_namespaces("", "t}1")
+        .await
+        .expect("list")
+        .is_empty());
+    assert_eq!(
+        client
+            .checkpoint_namespaces("acme", "t}1")
+            .await
+            .expect("list")
+            .len(),
+        1,
+        "deleting the default namespace's thread leaves acme's"
+    );
+    cluster.shutdown().await;
+}
+
 /// The LangGraph checkpointer contract: put stores only the changed channels and
 /// get reassembles every channel; get-latest, list (newest first, before, limit,
 /// metadata filter), idempotent put_writes, prune and delete_thread.

@@ -360,6 +360,25 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The checkpoint namespaces of a live thread (its stored name) that hold a
+    /// checkpoint, sorted.
+    pub(crate) fn checkpoint_namespaces(&self, thread: &str) -> Result<Vec<String>> {
+        if !self.thread_live(thread)? {
+            return Ok(Vec::new());
+        }
+        let prefix = crate::context::thread_ckpt_prefix(thread);
+        let mut out: Vec<String> = Vec::new();
+        self.visit_prefix(&prefix, false, |k, _| {
+            let rest = k.get(prefix.len()..).unwrap_or_default();
+            let ns = rest.split(|b| *b == 0).next().unwrap_or_default();
+            if out.last().map(String::as_bytes) != Some(ns) {
+                out.push(String::from_utf8_lossy(ns).into_owned());
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
     /// Checkpoints newest first, ids below `before`, metadata matching `filter`.
     pub(crate) fn list_checkpoints(
         &self,

@@ -17,7 +17,8 @@ use crate::proto::{
     ConversationRef, DeleteConversationRequest, DeleteConversationResponse, DeleteModelRequest,
     DeleteModelResponse, DeleteThreadRequest, DeleteThreadResponse, GetCheckpointRequest,
     GetCheckpointResponse, GetConversationRequest, GetConversationResponse, GetModelRequest,
-    GetModelResponse, ListCheckpointsRequest, ListCheckpointsResponse, ListConversationsRequest,
+    GetModelResponse, ListCheckpointNamespacesRequest, ListCheckpointNamespacesResponse,
+    ListCheckpointsRequest, ListCheckpointsResponse, ListConversationsRequest,
     ListConversationsResponse, ListModelsRequest, ListModelsResponse, Model, ModelEvent,
     PruneCheckpointsRequest, PruneCheckpointsResponse, PutCheckpointRequest, PutCheckpointResponse,
     PutModelRequest, PutModelResponse, PutWritesRequest, PutWritesResponse, ReadRequest,
@@ -624,6 +625,33 @@ impl AgentContext for ContextService {
         Ok(Response::new(DeleteThreadResponse {
             deleted: o.existed,
             version: o.version,
+        }))
+    }
+
+    async fn list_checkpoint_namespaces(
+        &self,
+        req: Request<ListCheckpointNamespacesRequest>,
+    ) -> Result<Response<ListCheckpointNamespacesResponse>, Status> {
+        let who = principal(&req);
+        let req = req.into_inner();
+        let thread = Self::thread_in(
+            &who,
+            Some(&ThreadRef {
+                thread: req.thread,
+                ns: String::new(),
+                namespace: req.namespace,
+            }),
+            Access::Read,
+        )?
+        .thread;
+        let hash = Self::thread_hash(&thread);
+        let namespaces = self
+            .read(&req.header, hash, req.stale, move |v| {
+                v.checkpoint_namespaces(&thread)
+            })
+            .await?;
+        Ok(Response::new(ListCheckpointNamespacesResponse {
+            namespaces,
         }))
     }
 

@@ -179,19 +179,62 @@ async def test_saver_without_async_client_runs_async_methods_in_threads(saver, u
 def test_unsupported_methods_say_so(saver, uniq):
     with pytest.raises(NotImplementedError, match="across threads"):
         list(saver.list(None))
-    with pytest.raises(NotImplementedError, match="namespaces"):
-        list(saver.list({"configurable": {"thread_id": uniq}}))
     with pytest.raises(NotImplementedError, match="DeleteForRuns"):
         saver.delete_for_runs(["run-1"])
-    with pytest.raises(NotImplementedError, match="namespaces"):
-        saver.copy_thread(uniq, uniq + "-copy")
-    with pytest.raises(NotImplementedError, match="namespaces"):
-        saver.prune([uniq])
     with pytest.raises(ctxstore.InvalidArgumentError):
-        saver.put(_cfg("t" * 129), _checkpoint({}, {}), {}, {})
+        saver.put(_cfg("t" * 1025), _checkpoint({}, {}), {}, {})
     with pytest.raises(ctxstore.InvalidArgumentError):
-        saver.put(_cfg(uniq, "n" * 129), _checkpoint({}, {}), {}, {})
+        saver.put(_cfg(uniq, "n" * 1025), _checkpoint({}, {}), {}, {})
     assert WRITES_IDX_MAP["__error__"] == -1
+
+
+def _fill(cp, thread: str) -> None:
+    """Two checkpoints in each of two namespaces, pending writes on the last."""
+    for ns in ["", "sub:1"]:
+        cfg = _cfg(thread, ns)
+        for step in range(2):
+            c = _checkpoint({"a": step}, {"a": f"{step + 1:032}.0"}, cid=10 * len(ns) + step)
+            cfg = cp.put(cfg, c, {"step": step}, c["channel_versions"])
+        cp.put_writes(cfg, [("a", 5), ("__error__", "boom")], "task-1")
+
+
+def _seen(cp, thread: str) -> list:
+    return sorted(
+        (
+            t.config["configurable"]["checkpoint_ns"],
+            t.metadata["step"],
+            t.checkpoint["channel_values"],
+            sorted(t.pending_writes),
+        )
+        for t in cp.list({"configurable": {"thread_id": thread}})
+    )
+
+
+def test_list_copy_and_prune_find_the_threads_namespaces(saver, uniq):
+    oracle = InMemorySaver()
+    _fill(oracle, uniq)
+    _fill(saver, uniq)
+    # list without checkpoint_ns: every namespace, as LangGraph's saver does.
+    everything = _seen(saver, uniq)
+    assert everything == _seen(oracle, uniq) and len(everything) == 4
+    assert len(list(saver.list({"configurable": {"thread_id": uniq}}, limit=3))) == 3
+    # copy_thread: the same checkpoints, values and writes under the new thread.
+    saver.copy_thread(uniq, uniq + "-copy")
+    assert _seen(saver, uniq + "-copy") == everything
+    saver.copy_thread(uniq, uniq + "-copy")  # again: the same records
+    assert _seen(saver, uniq + "-copy") == everything
+    # prune without namespaces: the newest checkpoint of each namespace stays.
+    saver.prune([uniq])
+    assert [(ns, step) for ns, step, _, _ in _seen(saver, uniq)] == [("", 1), ("sub:1", 1)]
+    assert len(_seen(saver, uniq + "-copy")) == 4
+
+
+async def test_async_copy_and_prune(saver, asaver, uniq):
+    _fill(saver, uniq)
+    await asaver.acopy_thread(uniq, uniq + "-copy")
+    assert _seen(saver, uniq + "-copy") == _seen(saver, uniq)
+    await asaver.aprune([uniq])
+    assert len(_seen(saver, uniq)) == 2
 
 
 def test_prune_with_namespaces_and_delete(saver, uniq):
@@ -308,11 +351,40 @@ def test_graph_with_subgraphs_within_the_namespace_limit(saver, uniq):
     assert results["ctxstore"][2]["log"][-1] == "leaf:ok" and results["ctxstore"][1] == 1
 
 
-def test_deeper_subgraphs_hit_the_namespace_limit_with_a_typed_error(saver, uniq):
-    graph = _nested(4, saver)
+def test_graph_with_subgraphs_nested_four_deep(saver, uniq):
+    results = {}
+    for name, cp in [("memory", InMemorySaver()), ("ctxstore", saver)]:
+        graph = _nested(5, cp)  # the root graph and four levels of subgraphs
+        cfg = {"configurable": {"thread_id": f"{uniq}-{name}"}}
+        graph.invoke({"log": ["x"], "n": 0}, cfg)
+        st = graph.get_state(cfg, subgraphs=True)
+        for _ in range(4):  # down to the innermost subgraph
+            st = st.tasks[0].state
+        inner_ns = st.config["configurable"]["checkpoint_ns"]
+        history = len(list(graph.get_state_history(cfg)))
+        resumed = graph.invoke(Command(resume="ok"), cfg)
+        results[name] = (inner_ns.count("|"), history, resumed)
+    assert results["ctxstore"] == results["memory"]
+    assert results["ctxstore"][0] == 3 and results["ctxstore"][2]["log"][-1] == "leaf:ok"
+    # Past the 128 bytes checkpoint namespaces were held to before.
+    assert len(inner_ns.encode()) > 128
+
+
+def test_a_namespace_over_the_limit_is_a_typed_error(client, uniq):
     with pytest.raises(ctxstore.InvalidArgumentError) as e:
-        graph.invoke({"log": ["x"], "n": 0}, {"configurable": {"thread_id": uniq}})
+        client.put_checkpoint(uniq, "n" * 1025, ctxstore.pb.Checkpoint(checkpoint_id="1"))
     assert e.value.field == "thread.ns"
+    assert client.get_checkpoint(uniq, "n" * 1024) is None
+
+
+def test_thread_ids_may_hold_braces(client, uniq):
+    odd, plain = f"{uniq}}}x", uniq
+    client.put_checkpoint(odd, "", ctxstore.pb.Checkpoint(checkpoint_id="odd"))
+    client.put_checkpoint(plain, "", ctxstore.pb.Checkpoint(checkpoint_id="plain"))
+    assert client.get_checkpoint(odd).checkpoint.checkpoint_id == "odd"
+    assert client.get_checkpoint(plain).checkpoint.checkpoint_id == "plain"
+    assert client.delete_thread(plain)
+    assert client.get_checkpoint(odd) is not None
 
 
 async def test_async_graph(asaver, uniq):

@@ -28,8 +28,11 @@ use crate::proto::{ConversationRef, ThreadRef};
 pub const RESERVED_PREFIX: u8 = 0;
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3600 * 1000;
-/// Longest namespace, conversation id, thread, checkpoint id, channel or model name.
+/// Longest namespace, conversation id, checkpoint id, channel or model name.
 pub const MAX_NAME: usize = 128;
+/// Longest checkpoint thread id and checkpoint namespace (LangGraph makes a
+/// subgraph's namespace from its parents' names and task ids: about 40 bytes a level).
+pub const MAX_THREAD: usize = 1024;
 
 const CONV: u8 = b'C';
 const MSG: u8 = b'M';
@@ -57,8 +60,12 @@ fn conv_tag(c: &ConversationRef) -> String {
     format!("c/{}/{}", c.namespace, c.id)
 }
 
+/// Stands for `}` inside a thread's hash tag, where a `}` would end the tag (a
+/// control character: no name holds one).
+const CLOSE_BRACE: char = '\u{2}';
+
 fn thread_tag(thread: &str) -> String {
-    format!("t/{thread}")
+    format!("t/{}", thread.replace('}', &CLOSE_BRACE.to_string()))
 }
 
 /// Separates a thread's tenant namespace from its id in the name it is stored under
@@ -171,6 +178,11 @@ pub fn thread_data_prefixes(thread: &str) -> [Vec<u8>; 3] {
     ]
 }
 
+/// Prefix of the checkpoints of every namespace of `thread`.
+pub fn thread_ckpt_prefix(thread: &str) -> Vec<u8> {
+    key(CKPT, &thread_tag(thread), &[])
+}
+
 /// Prefix of the checkpoints of `(thread, ns)`.
 pub fn ckpt_prefix(t: &ThreadRef) -> Vec<u8> {
     key(CKPT, &thread_tag(&t.thread), &[t.ns.as_bytes(), &[0]])
@@ -264,19 +276,31 @@ pub fn owner_of_record(user_key: &[u8]) -> Option<Owner> {
                 id: id.to_string(),
             }))
         }
-        THREAD => Some(Owner::Thread(tag.strip_prefix("t/")?.to_string())),
+        THREAD => Some(Owner::Thread(
+            tag.strip_prefix("t/")?.replace(CLOSE_BRACE, "}"),
+        )),
         _ => None,
     }
 }
 
 fn check_name(field: &str, v: &str, allow_empty: bool, forbidden: &[char]) -> Result<()> {
+    check_sized(field, v, allow_empty, forbidden, MAX_NAME)
+}
+
+fn check_sized(
+    field: &str,
+    v: &str,
+    allow_empty: bool,
+    forbidden: &[char],
+    max: usize,
+) -> Result<()> {
     if v.is_empty() && !allow_empty {
         return Err(Error::invalid(field, "must not be empty"));
     }
-    if v.len() > MAX_NAME {
+    if v.len() > max {
         return Err(Error::invalid(
             field,
-            format!("at most {MAX_NAME} bytes, got {}", v.len()),
+            format!("at most {max} bytes, got {}", v.len()),
         ));
     }
     if let Some(c) = v.chars().find(|c| c.is_control() || forbidden.contains(c)) {
@@ -313,14 +337,14 @@ pub fn validate_tenant_namespace(field: &str, ns: &str) -> Result<()> {
 
 /// Checks a thread name.
 pub fn validate_thread_name(field: &str, thread: &str) -> Result<()> {
-    check_name(field, thread, false, &['}'])
+    check_sized(field, thread, false, &[], MAX_THREAD)
 }
 
 /// Checks a `(thread, ns)` reference.
 pub fn validate_thread(t: Option<&ThreadRef>) -> Result<&ThreadRef> {
     let t = t.ok_or_else(|| Error::invalid("thread", "must be set"))?;
     validate_thread_name("thread.thread", &t.thread)?;
-    check_name("thread.ns", &t.ns, true, &[])?;
+    check_sized("thread.ns", &t.ns, true, &[], MAX_THREAD)?;
     validate_tenant_namespace("thread.namespace", &t.namespace)?;
     Ok(t)
 }
@@ -344,6 +368,34 @@ mod tests {
             namespace: ns.into(),
             id: id.into(),
         }
+    }
+
+    #[test]
+    fn a_brace_in_a_thread_id_stays_inside_its_tag() {
+        let odd = stored_thread("", "a}b");
+        assert!(validate_thread_name("thread", "a}b").is_ok());
+        // Its own partition, and no prefix of thread `a`'s keys.
+        let t = |thread: &str| ThreadRef {
+            thread: thread.into(),
+            ns: String::new(),
+            namespace: String::new(),
+        };
+        assert_ne!(
+            crate::keys::key_hash(&thread_key(&odd)),
+            crate::keys::key_hash(&thread_key("a"))
+        );
+        assert!(!ckpt_prefix(&t("a}b")).starts_with(&ckpt_prefix(&t("a"))));
+        assert!(!ckpt_key(&t("a}b"), "1").starts_with(&ckpt_prefix(&t("a"))));
+        match owner_of_record(&thread_key(&odd)) {
+            Some(Owner::Thread(name)) => assert_eq!(name, "a}b"),
+            _ => panic!("a thread record"),
+        }
+        // A 1 KiB checkpoint namespace is fine, one byte more is not.
+        let mut r = t("x");
+        r.ns = "n".repeat(MAX_THREAD);
+        assert!(validate_thread(Some(&r)).is_ok());
+        r.ns.push('n');
+        assert!(validate_thread(Some(&r)).is_err());
     }
 
     #[test]

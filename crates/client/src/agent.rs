@@ -12,11 +12,11 @@ use crate::proto::{
     AppendRequest, AppendResponse, CompactRequest, CompactResponse, ConversationRef,
     DeleteConversationRequest, DeleteConversationResponse, DeleteModelRequest, DeleteThreadRequest,
     DeleteThreadResponse, GetCheckpointRequest, GetConversationRequest, GetModelRequest,
-    ListCheckpointsRequest, ListConversationsRequest, ListConversationsResponse, ListModelsRequest,
-    Model, ModelEvent, PruneCheckpointsRequest, PruneCheckpointsResponse, PutCheckpointRequest,
-    PutModelRequest, PutWritesRequest, PutWritesResponse, ReadRequest, ReadResponse,
-    SetConversationMetadataRequest, ThreadRef, TrimRequest, TrimResponse, WatchEvent,
-    WatchModelsRequest, WatchRequest,
+    ListCheckpointNamespacesRequest, ListCheckpointNamespacesResponse, ListCheckpointsRequest,
+    ListConversationsRequest, ListConversationsResponse, ListModelsRequest, Model, ModelEvent,
+    PruneCheckpointsRequest, PruneCheckpointsResponse, PutCheckpointRequest, PutModelRequest,
+    PutWritesRequest, PutWritesResponse, ReadRequest, ReadResponse, SetConversationMetadataRequest,
+    ThreadRef, TrimRequest, TrimResponse, WatchEvent, WatchModelsRequest, WatchRequest,
 };
 use crate::proto::{CheckpointTuple, ConversationInfo, WatchMoved};
 use crate::trace::Channel;
@@ -311,6 +311,28 @@ impl Client {
         let route = thread_ref_route(&req.thread)?;
         self.with_request_id(&mut req.request_id);
         routed!(self, route, Call::Write, req, prune_checkpoints)
+    }
+
+    /// The checkpoint namespaces of a thread (of tenant namespace `namespace`) that
+    /// hold a checkpoint, sorted (`""` is the root graph's). Read in the client's read
+    /// mode.
+    pub async fn checkpoint_namespaces(
+        &self,
+        namespace: &str,
+        thread: &str,
+    ) -> Result<Vec<String>> {
+        cx::validate_tenant_namespace("namespace", namespace)?;
+        cx::validate_thread_name("thread", thread)?;
+        let route = thread_route(namespace, thread);
+        let req = ListCheckpointNamespacesRequest {
+            header: None,
+            thread: thread.to_string(),
+            namespace: namespace.to_string(),
+            stale: false,
+        };
+        let r: ListCheckpointNamespacesResponse =
+            read_in_mode!(self, route, req, list_checkpoint_namespaces)?;
+        Ok(r.namespaces)
     }
 
     /// Deletes a thread of the default namespace: every checkpoint namespace,

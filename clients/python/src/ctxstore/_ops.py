@@ -330,6 +330,14 @@ def prune_checkpoints(
     return Op("agent", "PruneCheckpoints", req, route, Call.WRITE)
 
 
+def checkpoint_namespaces(thread: str, namespace: str = "", stale: bool = False) -> Op[list[str]]:
+    K.validate_thread(thread, field="thread")
+    K.validate_tenant_namespace(namespace)
+    req = context_pb2.ListCheckpointNamespacesRequest(thread=thread, namespace=namespace, stale=stale)
+    route = Route.key(K.thread_hash(thread, namespace))
+    return Op("agent", "ListCheckpointNamespaces", req, route, Call.READ, lambda r: list(r.namespaces))
+
+
 def delete_thread(core: Core, thread: str, namespace: str = "") -> Op[bool]:
     K.validate_thread(thread, field="thread")
     K.validate_tenant_namespace(namespace)

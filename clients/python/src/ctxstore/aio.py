@@ -416,6 +416,9 @@ class AsyncClient:
     ) -> context_pb2.PruneCheckpointsResponse:
         return await self._run(_ops.prune_checkpoints(self._core, thread, ns, keep_latest, older_than_ms, namespace))
 
+    async def checkpoint_namespaces(self, thread: str, *, namespace: str = "", stale: bool = False) -> list[str]:
+        return await self._run(_ops.checkpoint_namespaces(thread, namespace, stale))
+
     async def delete_thread(self, thread: str, *, namespace: str = "") -> bool:
         return await self._run(_ops.delete_thread(self._core, thread, namespace))
 

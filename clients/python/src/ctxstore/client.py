@@ -500,6 +500,11 @@ class Client:
         or those created more than ``older_than_ms`` ago."""
         return self._run(_ops.prune_checkpoints(self._core, thread, ns, keep_latest, older_than_ms, namespace))
 
+    def checkpoint_namespaces(self, thread: str, *, namespace: str = "", stale: bool = False) -> list[str]:
+        """The checkpoint namespaces of a thread that hold a checkpoint, sorted (``""``
+        is the root graph's)."""
+        return self._run(_ops.checkpoint_namespaces(thread, namespace, stale))
+
     def delete_thread(self, thread: str, *, namespace: str = "") -> bool:
         """Deletes a thread and everything in all its namespaces; whether anything was
         there."""

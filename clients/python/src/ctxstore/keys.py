@@ -21,6 +21,7 @@ from .errors import InvalidArgumentError
 
 __all__ = [
     "MAX_NAME",
+    "MAX_THREAD",
     "as_bytes",
     "partition_key",
     "prefix_partition",
@@ -37,9 +38,11 @@ __all__ = [
     "validate_part",
 ]
 
-#: Longest namespace, conversation id, thread, checkpoint id, channel or model name
-#: the server accepts, in UTF-8 bytes.
+#: Longest namespace, conversation id, checkpoint id, channel or model name the
+#: server accepts, in UTF-8 bytes.
 MAX_NAME = 128
+#: Longest checkpoint thread id and checkpoint namespace, in UTF-8 bytes.
+MAX_THREAD = 1024
 
 
 def as_bytes(key: str | bytes | bytearray | memoryview) -> bytes:
@@ -100,7 +103,8 @@ def stored_thread(thread: str, namespace: str = "") -> str:
 def thread_hash(thread: str, namespace: str = "") -> int:
     """Ring position of a checkpoint thread (all its checkpoint namespaces): tag
     ``{t/<stored thread>}``."""
-    return tag_hash(f"t/{stored_thread(thread, namespace)}".encode())
+    # A `}` would end the tag: the server stores it as 0x02 there.
+    return tag_hash(f"t/{stored_thread(thread, namespace)}".replace("}", "\x02").encode())
 
 
 def registry_hash(namespace: str = "") -> int:
@@ -109,14 +113,14 @@ def registry_hash(namespace: str = "") -> int:
     return tag_hash(f"registry/{namespace}".encode() if namespace else b"registry")
 
 
-def _check_name(field: str, value: str, allow_empty: bool, forbidden: str) -> None:
+def _check_name(field: str, value: str, allow_empty: bool, forbidden: str, max_size: int = MAX_NAME) -> None:
     if not isinstance(value, str):
         raise InvalidArgumentError(field, f"must be a string, got {type(value).__name__}")
     if not value and not allow_empty:
         raise InvalidArgumentError(field, "must not be empty")
     size = len(value.encode("utf-8"))
-    if size > MAX_NAME:
-        raise InvalidArgumentError(field, f"at most {MAX_NAME} bytes, got {size}")
+    if size > max_size:
+        raise InvalidArgumentError(field, f"at most {max_size} bytes, got {size}")
     for c in value:
         # Rust's char::is_control is the Unicode general category Cc.
         if unicodedata.category(c) == "Cc" or c in forbidden:
@@ -141,12 +145,12 @@ def validate_namespace(namespace: str) -> None:
 
 
 def validate_thread(thread: str, ns: str | None = None, *, field: str = "thread.thread") -> None:
-    """Checks a checkpoint thread (1..=128 bytes without ``}`` or control characters)
-    and, when given, its checkpoint namespace (0..=128 bytes without control
+    """Checks a checkpoint thread (1..=1024 bytes without control characters) and,
+    when given, its checkpoint namespace (0..=1024 bytes without control
     characters), as the server does."""
-    _check_name(field, thread, False, "}")
+    _check_name(field, thread, False, "", MAX_THREAD)
     if ns is not None:
-        _check_name("thread.ns", ns, True, "")
+        _check_name("thread.ns", ns, True, "", MAX_THREAD)
 
 
 def validate_tenant_namespace(namespace: str, *, field: str = "namespace") -> None:

@@ -19,11 +19,13 @@ How LangGraph's data maps onto the store (``proto/ctxstore/v1/context.proto``):
   (special channels replace, others are kept), and the saver sorts them into
   LangGraph's ``(task_path, task_id, idx)`` order.
 
-What the server API cannot do today raises ``NotImplementedError`` (see the methods):
-listing across threads (``list(None)``), listing a thread's namespaces (``list``
-without ``checkpoint_ns``, ``copy_thread``, ``prune`` without ``namespaces=``), and
-``delete_for_runs``. Server limits apply: ``thread_id`` at most 128 bytes without
-``}``, ``checkpoint_ns`` at most 128 bytes (about two levels of subgraphs), channel
+A thread's checkpoint namespaces are listed by the server, so ``list`` without
+``checkpoint_ns`` covers every namespace (sorted by name, newest first within each),
+``prune`` without ``namespaces=`` prunes them all, and ``copy_thread`` copies them all
+(client-side, checkpoint by checkpoint; running it again finishes an interrupted
+copy). What the server API cannot do today raises ``NotImplementedError``: listing
+across threads (``list(None)``) and ``delete_for_runs``. Server limits apply: ``thread_id`` and ``checkpoint_ns`` at
+most 1024 bytes without control characters (about 23 levels of subgraphs), channel
 names, versions and task ids at most 128 bytes; over them the calls raise
 :class:`ctxstore.errors.InvalidArgumentError`.
 """
@@ -113,6 +115,18 @@ def _ref(config: RunnableConfig) -> tuple[str, str | None, str | None]:
 def _signed(idx: int) -> int:
     """A stored write slot as LangGraph's index (the special slots are -1..-4)."""
     return idx - (1 << 32) if idx >= (1 << 31) else idx
+
+
+def _writes_by_task(t: context_pb2.CheckpointTuple) -> list[tuple[tuple[str, str], list[tuple[str, bytes]]]]:
+    """A tuple's pending writes as ``put_writes`` calls: per ``(task_id, task_path)``,
+    ``(channel, packed value)`` in ``idx`` order (the server gives the special
+    channels their own slots again)."""
+    by_task: dict[tuple[str, str], list[context_pb2.PendingWrite]] = {}
+    for w in t.pending_writes:
+        by_task.setdefault((w.task_id, w.task_path), []).append(w)
+    return [
+        (task, [(w.channel, w.value) for w in sorted(ws, key=lambda w: w.idx)]) for task, ws in by_task.items()
+    ]
 
 
 class CtxstoreSaver(BaseCheckpointSaver[str]):
@@ -210,18 +224,13 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
     @staticmethod
     def _list_args(
         config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None
-    ) -> tuple[str, str, str | None, str | None, dict[str, str]]:
+    ) -> tuple[str, str | None, str | None, str | None, dict[str, str]]:
         if config is None:
             raise NotImplementedError(
                 "CtxstoreSaver.list(None) is not supported: the ctxstore server cannot list "
                 "checkpoints across threads (no cross-thread listing RPC); pass a config with a thread_id"
             )
         thread_id, ns, checkpoint_id = _ref(config)
-        if ns is None:
-            raise NotImplementedError(
-                "CtxstoreSaver.list without configurable.checkpoint_ns is not supported: the ctxstore "
-                "server cannot list a thread's checkpoint namespaces; pass checkpoint_ns ('' for the root graph)"
-            )
         before_id = get_checkpoint_id(before) if before else None
         server_filter: dict[str, str] = {}
         for k, v in (filter or {}).items():
@@ -245,11 +254,6 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
     def _prune_args(strategy: str, namespaces: Sequence[str] | None) -> None:
         if strategy not in ("keep_latest", "delete"):
             raise ValueError(f"unknown prune strategy {strategy!r} (keep_latest or delete)")
-        if strategy == "keep_latest" and namespaces is None:
-            raise NotImplementedError(
-                "CtxstoreSaver.prune(strategy='keep_latest') needs namespaces=[...]: the ctxstore server "
-                "cannot list a thread's checkpoint namespaces, and prunes one (thread, namespace) at a time"
-            )
 
     # ---- sync ----
 
@@ -285,25 +289,30 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         client = self._sync()
         if limit is not None and limit <= 0:
             return
-        if checkpoint_id:
-            t = client.get_checkpoint(thread_id, ns, checkpoint_id)
-            if t is not None and self._one_matches(t, before_id, server_filter):
-                yield self._tuple(t)
-            return
         left = limit
-        cursor = before_id
-        while True:
-            page = LIST_PAGE if left is None else min(left, LIST_PAGE)
-            tuples = client.list_checkpoints(thread_id, ns, before=cursor, limit=page, filter=server_filter)
-            for t in tuples:
-                yield self._tuple(t)
-            if left is not None:
-                left -= len(tuples)
-                if left <= 0:
-                    return
-            if len(tuples) < page:
-                return
-            cursor = tuples[-1].checkpoint.checkpoint_id
+        for one_ns in [ns] if ns is not None else client.checkpoint_namespaces(thread_id):
+            if checkpoint_id:
+                t = client.get_checkpoint(thread_id, one_ns, checkpoint_id)
+                if t is not None and self._one_matches(t, before_id, server_filter):
+                    yield self._tuple(t)
+                    if left is not None:
+                        left -= 1
+                        if left <= 0:
+                            return
+                continue
+            cursor = before_id
+            while True:
+                page = LIST_PAGE if left is None else min(left, LIST_PAGE)
+                tuples = client.list_checkpoints(thread_id, one_ns, before=cursor, limit=page, filter=server_filter)
+                for t in tuples:
+                    yield self._tuple(t)
+                if left is not None:
+                    left -= len(tuples)
+                    if left <= 0:
+                        return
+                if len(tuples) < page:
+                    break
+                cursor = tuples[-1].checkpoint.checkpoint_id
 
     def put(
         self,
@@ -349,27 +358,40 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         )
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Not supported: copying a thread needs its namespaces, which the server
-        cannot list, and has no server-side copy."""
-        raise NotImplementedError(
-            "CtxstoreSaver.copy_thread is not supported: the ctxstore server cannot list a thread's "
-            "checkpoint namespaces and has no server-side thread copy"
-        )
+        """Copies every checkpoint of every namespace of a thread, with its channel
+        values and pending writes, to another thread (client-side, oldest first, each
+        checkpoint one atomic put). Copying again writes the same records, so an
+        interrupted copy is finished by running it again."""
+        client = self._sync()
+        source, target = str(source_thread_id), str(target_thread_id)
+        for ns in client.checkpoint_namespaces(source):
+            tuples: list[context_pb2.CheckpointTuple] = []
+            cursor = None
+            while True:
+                page = client.list_checkpoints(source, ns, before=cursor, limit=LIST_PAGE)
+                tuples.extend(page)
+                if len(page) < LIST_PAGE:
+                    break
+                cursor = page[-1].checkpoint.checkpoint_id
+            for t in reversed(tuples):
+                client.put_checkpoint(target, ns, t.checkpoint, t.blobs, idle_ttl_ms=self.idle_ttl_ms)
+                for (task_id, task_path), writes in _writes_by_task(t):
+                    client.put_writes(target, ns, t.checkpoint.checkpoint_id, task_id, writes, task_path=task_path)
 
     def prune(
         self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", namespaces: Sequence[str] | None = None
     ) -> None:
         """``strategy="delete"`` removes every checkpoint of the threads (the whole
-        thread). ``"keep_latest"`` keeps the newest checkpoint of each namespace in
-        ``namespaces`` (required: the server cannot list them), with its writes, and
-        removes the blobs no kept checkpoint names."""
+        thread). ``"keep_latest"`` keeps the newest checkpoint of each namespace (those
+        in ``namespaces``, else every one the thread has), with its writes, and removes
+        the blobs no kept checkpoint names."""
         self._prune_args(strategy, namespaces)
         client = self._sync()
         for t in thread_ids:
             if strategy == "delete":
                 client.delete_thread(str(t))
             else:
-                for ns in namespaces or ():
+                for ns in namespaces if namespaces is not None else client.checkpoint_namespaces(str(t)):
                     client.prune_checkpoints(str(t), ns, keep_latest=1)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
@@ -413,25 +435,32 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         thread_id, ns, checkpoint_id, before_id, server_filter = self._list_args(config, filter, before)
         if limit is not None and limit <= 0:
             return
-        if checkpoint_id:
-            t = await client.get_checkpoint(thread_id, ns, checkpoint_id)
-            if t is not None and self._one_matches(t, before_id, server_filter):
-                yield self._tuple(t)
-            return
         left = limit
-        cursor = before_id
-        while True:
-            page = LIST_PAGE if left is None else min(left, LIST_PAGE)
-            tuples = await client.list_checkpoints(thread_id, ns, before=cursor, limit=page, filter=server_filter)
-            for t in tuples:
-                yield self._tuple(t)
-            if left is not None:
-                left -= len(tuples)
-                if left <= 0:
-                    return
-            if len(tuples) < page:
-                return
-            cursor = tuples[-1].checkpoint.checkpoint_id
+        for one_ns in [ns] if ns is not None else await client.checkpoint_namespaces(thread_id):
+            if checkpoint_id:
+                t = await client.get_checkpoint(thread_id, one_ns, checkpoint_id)
+                if t is not None and self._one_matches(t, before_id, server_filter):
+                    yield self._tuple(t)
+                    if left is not None:
+                        left -= 1
+                        if left <= 0:
+                            return
+                continue
+            cursor = before_id
+            while True:
+                page = LIST_PAGE if left is None else min(left, LIST_PAGE)
+                tuples = await client.list_checkpoints(
+                    thread_id, one_ns, before=cursor, limit=page, filter=server_filter
+                )
+                for t in tuples:
+                    yield self._tuple(t)
+                if left is not None:
+                    left -= len(tuples)
+                    if left <= 0:
+                        return
+                if len(tuples) < page:
+                    break
+                cursor = tuples[-1].checkpoint.checkpoint_id
 
     async def aput(
         self,
@@ -472,8 +501,26 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         self.delete_for_runs(run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Not supported (see :meth:`copy_thread`)."""
-        self.copy_thread(source_thread_id, target_thread_id)
+        """Async :meth:`copy_thread`."""
+        if self.async_client is None:
+            return await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+        client = self.async_client
+        source, target = str(source_thread_id), str(target_thread_id)
+        for ns in await client.checkpoint_namespaces(source):
+            tuples: list[context_pb2.CheckpointTuple] = []
+            cursor = None
+            while True:
+                page = await client.list_checkpoints(source, ns, before=cursor, limit=LIST_PAGE)
+                tuples.extend(page)
+                if len(page) < LIST_PAGE:
+                    break
+                cursor = page[-1].checkpoint.checkpoint_id
+            for t in reversed(tuples):
+                await client.put_checkpoint(target, ns, t.checkpoint, t.blobs, idle_ttl_ms=self.idle_ttl_ms)
+                for (task_id, task_path), writes in _writes_by_task(t):
+                    await client.put_writes(
+                        target, ns, t.checkpoint.checkpoint_id, task_id, writes, task_path=task_path
+                    )
 
     async def aprune(
         self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", namespaces: Sequence[str] | None = None
@@ -488,5 +535,8 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
             if strategy == "delete":
                 await self.async_client.delete_thread(str(t))
             else:
-                for ns in namespaces or ():
+                listed = namespaces
+                if listed is None:
+                    listed = await self.async_client.checkpoint_namespaces(str(t))
+                for ns in listed:
                     await self.async_client.prune_checkpoints(str(t), ns, keep_latest=1)

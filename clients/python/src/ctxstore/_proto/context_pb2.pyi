@@ -509,6 +509,24 @@ class PruneCheckpointsResponse(_message.Message):
     version: int
     def __init__(self, removed_checkpoints: _Optional[int] = ..., removed_blobs: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
 
+class ListCheckpointNamespacesRequest(_message.Message):
+    __slots__ = ("header", "thread", "namespace", "stale")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    THREAD_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
+    header: _kv_pb2.RequestHeader
+    thread: str
+    namespace: str
+    stale: bool
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[str] = ..., namespace: _Optional[str] = ..., stale: _Optional[bool] = ...) -> None: ...
+
+class ListCheckpointNamespacesResponse(_message.Message):
+    __slots__ = ("namespaces",)
+    NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    namespaces: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, namespaces: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class DeleteThreadRequest(_message.Message):
     __slots__ = ("header", "thread", "request_id", "namespace")
     HEADER_FIELD_NUMBER: _ClassVar[int]
