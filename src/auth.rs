@@ -664,7 +664,7 @@ mod tests {
     fn an_unknown_token_and_a_wrong_secret_get_the_same_error() {
         let (s, _, a) = store();
         let state = AuthState::new(s);
-        let wrong_secret = format!("{}0", &a[..a.len() - 1]);
+        let wrong_secret = other_last_digit(&a);
         let unknown_id = format!("ctx_{}_{}", "0".repeat(16), &a[21..]);
         let e1 = state
             .authenticate(&bearer(&wrong_secret))
@@ -722,5 +722,11 @@ mod tests {
         let state = AuthState::new(s);
         assert!(state.authenticate(&bearer(&a)).is_err());
         assert!(state.refresh(&p).is_none());
+    }
+
+    /// `token` with its last hex digit changed: the right id with a wrong secret.
+    fn other_last_digit(token: &str) -> String {
+        let (head, last) = token.split_at(token.len() - 1);
+        format!("{head}{}", if last == "0" { "1" } else { "0" })
     }
 }

@@ -303,7 +303,7 @@ async fn tenants_see_only_their_own_data() {
     );
     let ca_only = client(&addrs, Some(ClientTls::new(&s.pki.ca)), None).await;
     unauthenticated("no credentials", ca_only.get("a/x").await);
-    let wrong_secret = format!("{}0", &s.a[..s.a.len() - 1]);
+    let wrong_secret = other_last_digit(&s.a);
     let unknown_id = format!("ctx_{}{}", "0".repeat(16), &s.a[20..]);
     let m1 = unauthenticated(
         "wrong secret",
@@ -552,4 +552,10 @@ async fn a_revoked_token_is_refused_everywhere_and_its_watch_ends() {
         .await
         .expect("auth off");
     s.cluster.shutdown().await;
+}
+
+/// `token` with its last hex digit changed: the right id with a wrong secret.
+fn other_last_digit(token: &str) -> String {
+    let (head, last) = token.split_at(token.len() - 1);
+    format!("{head}{}", if last == "0" { "1" } else { "0" })
 }
