@@ -497,12 +497,27 @@ fn seed() -> u64 {
     seed
 }
 
-fn crashes(procs: &mut [common::procs::Ctxd]) -> usize {
-    procs
+/// Prints the campaign's table, then checks that every process is alive and the
+/// protected data unchanged (read through `client`).
+async fn assert_survived(
+    out: &Outcomes,
+    procs: &mut [common::procs::Ctxd],
+    client: &Client,
+    protected: &Protected,
+) {
+    let crashes = procs
         .iter_mut()
         .map(|p| p.exited())
         .filter(|dead| *dead)
-        .count()
+        .count();
+    let changed = changed(client, protected).await;
+    let total = out.print();
+    eprintln!(
+        "inputs tried: {total}; server crashes: {crashes}; protected keys changed: {}",
+        changed.len()
+    );
+    assert_eq!(crashes, 0, "a server process died");
+    assert!(changed.is_empty(), "data changed: {changed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -521,16 +536,7 @@ async fn bad_input_campaign_crashes_nothing_and_changes_no_data() {
         })
         .collect();
     let out = campaign(&mut rng, &chans).await;
-    // Every process is alive and serving, and the protected data is unchanged.
-    let crashes = crashes(&mut procs);
-    let changed = changed(&client, &protected).await;
-    let total = out.print();
-    eprintln!(
-        "inputs tried: {total}; server crashes: {crashes}; protected keys changed: {}",
-        changed.len()
-    );
-    assert_eq!(crashes, 0, "a server process died");
-    assert!(changed.is_empty(), "data changed: {changed:?}");
+    assert_survived(&out, &mut procs, &client, &protected).await;
     // The servers still serve.
     client.put("after-campaign", "ok").await.expect("put after");
     for a in &addrs {
@@ -607,15 +613,7 @@ async fn with_auth_on_an_unauthenticated_campaign_is_refused_whole() {
         })
         .collect();
     let out = campaign(&mut rng, &chans).await;
-    let crashes = crashes(&mut procs);
-    let changed = changed(&root, &protected).await;
-    let total = out.print();
-    eprintln!(
-        "inputs tried: {total}; server crashes: {crashes}; protected keys changed: {}",
-        changed.len()
-    );
-    assert_eq!(crashes, 0, "a server process died");
-    assert!(changed.is_empty(), "data changed: {changed:?}");
+    assert_survived(&out, &mut procs, &root, &protected).await;
     let served: Vec<&String> = out
         .table
         .iter()

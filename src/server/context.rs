@@ -183,6 +183,22 @@ impl ContextService {
         keys::key_hash(&cx::thread_key(thread))
     }
 
+    /// Validates `c` and checks the caller's `access` to it.
+    fn conversation_in(
+        who: &Option<crate::auth::Principal>,
+        c: Option<&ConversationRef>,
+        access: Access,
+    ) -> Result<ConversationRef> {
+        let c = cx::validate_conversation(c)?;
+        authorize(
+            who,
+            ResourceKind::Conversation,
+            cx::conv_name(c).as_bytes(),
+            access,
+        )?;
+        Ok(c.clone())
+    }
+
     /// Validates `t`, checks the caller's `access` to it, and returns it as stored:
     /// its tenant namespace folded into the thread name (`cx::stored_thread`), which
     /// is what the state machine, the keys and the routing see.
@@ -238,13 +254,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<AppendResponse>, Status> {
         let who = principal(&req);
         let mut req = req.into_inner();
-        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Conversation,
-            cx::conv_name(&c).as_bytes(),
-            Access::Write,
-        )?;
+        let c = Self::conversation_in(&who, req.conversation.as_ref(), Access::Write)?;
         if req.messages.is_empty() {
             return Err(Error::invalid("messages", "an append needs at least one message").into());
         }
@@ -278,13 +288,7 @@ impl AgentContext for ContextService {
     async fn read(&self, req: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
         let who = principal(&req);
         let req = req.into_inner();
-        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Conversation,
-            cx::conv_name(&c).as_bytes(),
-            Access::Read,
-        )?;
+        let c = Self::conversation_in(&who, req.conversation.as_ref(), Access::Read)?;
         let limit = self.limit(req.limit, DEFAULT_READ_LIMIT)?;
         let hash = Self::conv_hash(&c);
         let (select, after, c2) = (req.select, req.after_seq, c.clone());
@@ -302,13 +306,7 @@ impl AgentContext for ContextService {
     async fn trim(&self, req: Request<TrimRequest>) -> Result<Response<TrimResponse>, Status> {
         let who = principal(&req);
         let mut req = req.into_inner();
-        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Conversation,
-            cx::conv_name(&c).as_bytes(),
-            Access::Write,
-        )?;
+        let c = Self::conversation_in(&who, req.conversation.as_ref(), Access::Write)?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self.on_conversation(header, rid, &c, Op::Trim(req)).await?;
         Ok(Response::new(TrimResponse {
@@ -323,13 +321,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<CompactResponse>, Status> {
         let who = principal(&req);
         let mut req = req.into_inner();
-        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Conversation,
-            cx::conv_name(&c).as_bytes(),
-            Access::Write,
-        )?;
+        let c = Self::conversation_in(&who, req.conversation.as_ref(), Access::Write)?;
         let summary = req
             .summary
             .as_ref()
@@ -359,13 +351,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<DeleteConversationResponse>, Status> {
         let who = principal(&req);
         let mut req = req.into_inner();
-        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Conversation,
-            cx::conv_name(&c).as_bytes(),
-            Access::Write,
-        )?;
+        let c = Self::conversation_in(&who, req.conversation.as_ref(), Access::Write)?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
             .on_conversation(header, rid, &c, Op::DeleteConversation(req))
@@ -382,13 +368,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<GetConversationResponse>, Status> {
         let who = principal(&req);
         let req = req.into_inner();
-        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Conversation,
-            cx::conv_name(&c).as_bytes(),
-            Access::Read,
-        )?;
+        let c = Self::conversation_in(&who, req.conversation.as_ref(), Access::Read)?;
         let info = self
             .read(&req.header, Self::conv_hash(&c), req.stale, move |v| {
                 Ok(v.conversation(&c)?.and_then(|r| r.info))
@@ -403,13 +383,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<SetConversationMetadataResponse>, Status> {
         let who = principal(&req);
         let mut req = req.into_inner();
-        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Conversation,
-            cx::conv_name(&c).as_bytes(),
-            Access::Write,
-        )?;
+        let c = Self::conversation_in(&who, req.conversation.as_ref(), Access::Write)?;
         self.path.check_value_size(req.encoded_len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
         let o = self
@@ -799,13 +773,7 @@ impl AgentContext for ContextService {
         use crate::proto::{ConversationEvent, WatchConversationResponse};
         let who = principal(&req);
         let req = req.into_inner();
-        let c = cx::validate_conversation(req.conversation.as_ref())?.clone();
-        authorize(
-            &who,
-            ResourceKind::Conversation,
-            cx::conv_name(&c).as_bytes(),
-            Access::Read,
-        )?;
+        let c = Self::conversation_in(&who, req.conversation.as_ref(), Access::Read)?;
         let hash = Self::conv_hash(&c);
         let peer = self.path.route_watch(&req.header, hash, req.from_version)?;
         let prefix = cx::msg_prefix(&c);
