@@ -15,15 +15,28 @@ import pytest
 import ctxstore
 from ctxstore import pb
 from ctxstore._proto import cluster_pb2_grpc, kv_pb2_grpc
-from ctxstore.errors import DETAILS_KEY
+from ctxstore.errors import DETAIL_TYPE_URL, DETAILS_KEY, from_status
 
 MAX = 2**64 - 1
 
 
 def _abort(context, code, message, **detail):
+    """Fails the call as ctxd does: a google.rpc.Status whose one Any holds the
+    ErrorDetail."""
+    from google.protobuf import any_pb2
+    from google.rpc import status_pb2
+
     d = pb.ErrorDetail(**detail)
-    context.set_trailing_metadata(((DETAILS_KEY, d.SerializeToString()),))
+    rich = status_pb2.Status(code=code.value[0], message=message)
+    rich.details.append(any_pb2.Any(type_url=DETAIL_TYPE_URL, value=d.SerializeToString()))
+    context.set_trailing_metadata(((DETAILS_KEY, rich.SerializeToString()),))
     context.abort(code, message)
+
+
+def test_a_bare_error_detail_from_an_older_server_is_read_too():
+    bare = pb.ErrorDetail(not_found=pb.NotFound(what="conversation a/b")).SerializeToString()
+    e = from_status(grpc.StatusCode.NOT_FOUND, "not found", bare)
+    assert isinstance(e, ctxstore.NotFoundError) and e.what == "conversation a/b"
 
 
 class FakeNode(kv_pb2_grpc.KvServicer, cluster_pb2_grpc.ClusterServicer):

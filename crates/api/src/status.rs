@@ -1,12 +1,35 @@
-//! The single mapping between [`Error`] and `tonic::Status` (DESIGN §5): typed routing
-//! errors travel as an encoded `ErrorDetail` in the status details, so clients act on
-//! them without parsing messages.
+//! The single mapping between [`Error`] and `tonic::Status` (DESIGN §5): typed errors
+//! travel in the standard rich form, a `google.rpc.Status` in the
+//! `grpc-status-details-bin` trailer whose `details` hold one `Any` of type
+//! [`DETAIL_TYPE_URL`] (an encoded `ErrorDetail`), so clients of any language act on
+//! them without parsing messages. Servers before this form sent the bare
+//! `ErrorDetail`; [`detail_of`] reads both.
 
 use crate::error::Error;
 use crate::proto::{self, error_detail::Kind, ErrorDetail};
 use crate::types::ShardId;
 use prost::Message;
 use tonic::{Code, Status};
+
+/// The `type_url` of the `Any` that carries an `ErrorDetail`.
+pub const DETAIL_TYPE_URL: &str = "type.googleapis.com/ctxstore.v1.ErrorDetail";
+
+/// The `ErrorDetail` in a status's details: the `Any` of type [`DETAIL_TYPE_URL`] in
+/// a `google.rpc.Status`, or, from servers before it, the bare message.
+pub fn detail_of(details: &[u8]) -> Option<ErrorDetail> {
+    if details.is_empty() {
+        return None;
+    }
+    let rich = tonic_types::Status::decode(details).ok().and_then(|s| {
+        s.details
+            .into_iter()
+            .find(|any| any.type_url == DETAIL_TYPE_URL)
+    });
+    match rich {
+        Some(any) => ErrorDetail::decode(any.value.as_slice()).ok(),
+        None => ErrorDetail::decode(details).ok(),
+    }
+}
 
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
@@ -135,8 +158,15 @@ impl From<Error> for Status {
         };
         match kind {
             Some(kind) => {
-                let detail = ErrorDetail { kind: Some(kind) }.encode_to_vec();
-                Status::with_details(code, message, detail.into())
+                let rich = tonic_types::Status {
+                    code: code as i32,
+                    message: message.clone(),
+                    details: vec![prost_types::Any {
+                        type_url: DETAIL_TYPE_URL.to_string(),
+                        value: ErrorDetail { kind: Some(kind) }.encode_to_vec(),
+                    }],
+                };
+                Status::with_details(code, message, rich.encode_to_vec().into())
             }
             None => Status::new(code, message),
         }
@@ -145,7 +175,7 @@ impl From<Error> for Status {
 
 impl From<Status> for Error {
     fn from(s: Status) -> Error {
-        let detail = ErrorDetail::decode(s.details()).ok().and_then(|d| d.kind);
+        let detail = detail_of(s.details()).and_then(|d| d.kind);
         match detail {
             Some(Kind::NotLeader(n)) => Error::NotLeader {
                 shard: ShardId(n.shard_id),
@@ -249,6 +279,30 @@ mod tests {
                 code: Code::Internal,
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn details_are_a_google_rpc_status_and_bare_details_still_decode() {
+        let status = Status::from(Error::NotFound("conversation a/b".into()));
+        // What any gRPC library reads: a google.rpc.Status with one typed Any.
+        let rich = tonic_types::Status::decode(status.details()).expect("google.rpc.Status");
+        assert_eq!(rich.code, Code::NotFound as i32);
+        assert_eq!(rich.message, status.message());
+        assert_eq!(rich.details.len(), 1);
+        assert_eq!(rich.details[0].type_url, DETAIL_TYPE_URL);
+        assert!(matches!(
+            ErrorDetail::decode(rich.details[0].value.as_slice()).map(|d| d.kind),
+            Ok(Some(Kind::NotFound(_)))
+        ));
+        // A server from before sent the bare ErrorDetail: still understood.
+        let bare = ErrorDetail {
+            kind: Some(Kind::WrongShard(proto::WrongShard { shard_id: 7 })),
+        };
+        let old = Status::with_details(Code::Aborted, "wrong shard", bare.encode_to_vec().into());
+        assert!(matches!(
+            Error::from(old),
+            Error::WrongShard { shard } if shard == ShardId(7)
         ));
     }
 

@@ -36,6 +36,7 @@ __all__ = [
     "from_rpc_error",
     "from_status",
     "DETAILS_KEY",
+    "DETAIL_TYPE_URL",
 ]
 
 #: The trailer that carries the encoded ``ErrorDetail``.
@@ -267,18 +268,42 @@ def _details_bytes(err: grpc.RpcError) -> bytes | None:
     return None
 
 
+#: The ``type_url`` of the ``Any`` that carries an ``ErrorDetail`` in a
+#: ``google.rpc.Status``.
+DETAIL_TYPE_URL = "type.googleapis.com/ctxstore.v1.ErrorDetail"
+
+
+def _error_detail(details: bytes) -> Any:
+    """The ``ErrorDetail`` in a status's details: the ``Any`` of type
+    :data:`DETAIL_TYPE_URL` in a ``google.rpc.Status`` (the standard rich form), or,
+    from servers before it, the bare message; ``None`` when neither parses."""
+    from google.rpc import status_pb2
+
+    from ._proto import kv_pb2
+
+    d = kv_pb2.ErrorDetail()
+    try:
+        rich = status_pb2.Status()
+        rich.ParseFromString(details)
+        for any_ in rich.details:
+            if any_.type_url == DETAIL_TYPE_URL:
+                d.ParseFromString(any_.value)
+                return d
+    except Exception:
+        pass
+    try:
+        d.ParseFromString(details)
+    except Exception:
+        return None
+    return d
+
+
 def from_status(code: grpc.StatusCode, message: str, details: bytes | None) -> CtxstoreError:
     """Decodes a status (code, message, ``grpc-status-details-bin`` bytes) into the
     matching exception, as ``crates/api/src/status.rs`` does."""
-    from ._proto import kv_pb2
-
     kw: dict[str, Any] = {"code": code}
     if details:
-        d = kv_pb2.ErrorDetail()
-        try:
-            d.ParseFromString(details)
-        except Exception:
-            d = None
+        d = _error_detail(details)
         kind = d.WhichOneof("kind") if d is not None else None
         if kind is not None:
             kw["detail"] = d
