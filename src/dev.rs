@@ -159,6 +159,7 @@ impl DevCluster {
                 return Err(Error::ShardUnavailable {
                     shard: crate::types::DEFAULT_SHARD,
                     reason: format!("no leader elected within {within:?}"),
+                    outcome_unknown: false,
                 });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -70,6 +70,7 @@ pub(crate) async fn meta_leader(ctx: &NodeCtx) -> Result<(PeerHandle, ShardStatu
     let unavailable = |reason: &str| Error::ShardUnavailable {
         shard: META_SHARD,
         reason: reason.into(),
+        outcome_unknown: false,
     };
     let Some(peer) = ctx.peer(META_SHARD) else {
         return Err(match ctx.meta.route_of(META_SHARD).and_then(|r| r.leader) {
@@ -620,6 +621,7 @@ where
     let mut last_err = Error::ShardUnavailable {
         shard: META_SHARD,
         reason: "no meta leader reachable".into(),
+        outcome_unknown: false,
     };
     if ctx.peer(META_SHARD).is_some() {
         match local().await {
@@ -699,6 +701,7 @@ pub(crate) async fn routing_table_any(ctx: &NodeCtx) -> Result<RoutingTable> {
         Err(Error::ShardUnavailable {
             shard: META_SHARD,
             reason: "the meta leader did not answer in time".into(),
+            outcome_unknown: true,
         })
     });
     match answer {

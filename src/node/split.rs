@@ -147,6 +147,7 @@ async fn leader_replica(ctx: &NodeCtx, shard: ShardId) -> Result<PeerHandle> {
                 _ => Error::ShardUnavailable {
                     shard,
                     reason: NO_LEADER_KNOWN.into(),
+                    outcome_unknown: false,
                 },
             },
             None => Error::NotFound(format!("shard {shard}")),
@@ -163,6 +164,7 @@ async fn leader_replica(ctx: &NodeCtx, shard: ShardId) -> Result<PeerHandle> {
             _ => Error::ShardUnavailable {
                 shard,
                 reason: NO_LEADER.into(),
+                outcome_unknown: false,
             },
         });
     }

@@ -255,6 +255,7 @@ impl Peer {
             reply.fail(Error::ShardUnavailable {
                 shard: self.shard,
                 reason: format!("membership change dropped: {e}"),
+                outcome_unknown: false,
             });
             return Err(Error::Internal(text));
         }
@@ -270,6 +271,7 @@ impl Peer {
             return Err(Error::ShardUnavailable {
                 shard: self.shard,
                 reason: "another membership change is in progress".into(),
+                outcome_unknown: false,
             });
         }
         if self.splitting {

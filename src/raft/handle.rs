@@ -343,9 +343,11 @@ pub(crate) async fn await_reply<T>(shard: ShardId, rx: oneshot::Receiver<Result<
     match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err(Error::Shutdown),
+        // A proposal may have been applied after all.
         Err(_) => Err(Error::ShardUnavailable {
             shard,
             reason: format!("no answer within {REQUEST_TIMEOUT:?}"),
+            outcome_unknown: true,
         }),
     }
 }

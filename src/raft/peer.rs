@@ -534,6 +534,7 @@ impl Peer {
             _ => Error::ShardUnavailable {
                 shard: self.shard,
                 reason: NO_LEADER.into(),
+                outcome_unknown: false,
             },
         }
     }
@@ -560,6 +561,7 @@ impl Peer {
             reply.fail(Error::ShardUnavailable {
                 shard: self.shard,
                 reason: format!("{PROPOSAL_DROPPED}: {e}"),
+                outcome_unknown: false,
             });
             return;
         }

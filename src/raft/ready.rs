@@ -433,6 +433,7 @@ impl Peer {
             let lost = || Error::ShardUnavailable {
                 shard: self.shard,
                 reason: "proposal was superseded by a new leader; outcome unknown".into(),
+                outcome_unknown: true,
             };
             match p.reply {
                 Reply::Command(tx) => {

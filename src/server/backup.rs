@@ -38,6 +38,7 @@ pub(crate) async fn backup_shard(
         return Err(Error::ShardUnavailable {
             shard,
             reason: "installing a snapshot".into(),
+            outcome_unknown: false,
         });
     }
     let built = {

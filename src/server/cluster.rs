@@ -48,6 +48,7 @@ impl ClusterService {
                 _ => Err(Error::ShardUnavailable {
                     shard,
                     reason: "no leader known for this shard".into(),
+                    outcome_unknown: false,
                 }),
             },
             None => Err(Error::WrongShard { shard }),

@@ -389,6 +389,7 @@ fn replaced(peer: &PeerHandle) -> Error {
     Error::ShardUnavailable {
         shard: peer.shard,
         reason: "this replica's data was replaced or removed during the read".into(),
+        outcome_unknown: false,
     }
 }
 
@@ -397,6 +398,7 @@ fn installing(peer: &PeerHandle) -> Error {
     Error::ShardUnavailable {
         shard: peer.shard,
         reason: "this replica is installing a snapshot".into(),
+        outcome_unknown: false,
     }
 }
 

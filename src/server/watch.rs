@@ -186,6 +186,7 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
                                 .send(Err(Error::ShardUnavailable {
                                     shard,
                                     reason: "the replica serving this watch went away; resume elsewhere".into(),
+                                    outcome_unknown: false,
                                 }
                                 .into()))
                                 .await;

@@ -306,3 +306,16 @@ async def test_async_watch_resumes_too(nodes):
             got = [await asyncio.wait_for(w.__anext__(), 10) for _ in range(2)]
         assert [e.kv.value for e in got] == [b"6", b"7"]
         assert [r.from_version for r in a.seen if isinstance(r, pb.WatchRequest)] == [5, 6]
+
+
+def test_shard_unavailable_says_whether_the_outcome_is_unknown():
+    from google.protobuf import any_pb2
+    from google.rpc import status_pb2
+
+    for unknown in (False, True):
+        d = pb.ErrorDetail(shard_unavailable=pb.ShardUnavailable(shard_id=3, reason="r", outcome_unknown=unknown))
+        rich = status_pb2.Status(code=14, message="m")
+        rich.details.append(any_pb2.Any(type_url=DETAIL_TYPE_URL, value=d.SerializeToString()))
+        e = from_status(grpc.StatusCode.UNAVAILABLE, "m", rich.SerializeToString())
+        assert isinstance(e, ctxstore.ShardUnavailableError)
+        assert (e.shard_id, e.outcome_unknown) == (3, unknown)

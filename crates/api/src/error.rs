@@ -41,13 +41,18 @@ pub enum Error {
         /// The shard asked for.
         shard: ShardId,
     },
-    /// No leader right now (election in progress); back off and retry.
+    /// No leader right now (election in progress), or a proposal lost; back off and
+    /// retry.
     #[error("shard {shard} unavailable: {reason}")]
     ShardUnavailable {
         /// The shard asked for.
         shard: ShardId,
         /// What is going on.
         reason: String,
+        /// `false`: not applied and never will be (safe to retry anywhere); `true`:
+        /// proposed, outcome unknown (it may have been applied: retry with the same
+        /// request id, or read first).
+        outcome_unknown: bool,
     },
     /// A bounded-staleness read reached a follower that has not heard from its leader
     /// recently enough or has not applied the client's `min_version`; nothing was read.
@@ -236,9 +241,14 @@ impl Error {
                 shard: *shard,
                 leader: leader.clone(),
             },
-            Error::ShardUnavailable { shard, reason } => Error::ShardUnavailable {
+            Error::ShardUnavailable {
+                shard,
+                reason,
+                outcome_unknown,
+            } => Error::ShardUnavailable {
                 shard: *shard,
                 reason: reason.clone(),
+                outcome_unknown: *outcome_unknown,
             },
             other => Error::Internal(other.to_string()),
         }

@@ -60,11 +60,16 @@ impl From<Error> for Status {
                 Code::Aborted,
                 Some(Kind::WrongShard(proto::WrongShard { shard_id: shard.0 })),
             ),
-            Error::ShardUnavailable { shard, reason } => (
+            Error::ShardUnavailable {
+                shard,
+                reason,
+                outcome_unknown,
+            } => (
                 Code::Unavailable,
                 Some(Kind::ShardUnavailable(proto::ShardUnavailable {
                     shard_id: shard.0,
                     reason,
+                    outcome_unknown,
                 })),
             ),
             Error::ReplicaTooStale {
@@ -193,6 +198,7 @@ impl From<Status> for Error {
             Some(Kind::ShardUnavailable(u)) => Error::ShardUnavailable {
                 shard: ShardId(u.shard_id),
                 reason: u.reason,
+                outcome_unknown: u.outcome_unknown,
             },
             Some(Kind::ReplicaTooStale(r)) => Error::ReplicaTooStale {
                 shard: ShardId(r.shard_id),
@@ -320,6 +326,12 @@ mod tests {
             Error::ShardUnavailable {
                 shard: ShardId(1),
                 reason: "election".into(),
+                outcome_unknown: false,
+            },
+            Error::ShardUnavailable {
+                shard: ShardId(1),
+                reason: "superseded".into(),
+                outcome_unknown: true,
             },
             Error::invalid("key", "empty"),
             Error::ReplicaTooStale {

@@ -886,6 +886,7 @@ impl Client {
                         shard: ShardId(0),
                         reason: "no data shard known: the routing table could not be fetched"
                             .into(),
+                        outcome_unknown: false,
                     });
                 }
                 backoff.sleep_until_at_most(deadline).await;

@@ -114,15 +114,20 @@ class WrongShardError(CtxstoreError):
 
 
 class ShardUnavailableError(CtxstoreError):
-    """No leader right now, or a proposal was dropped. For a write the outcome is
-    unknown (it may have applied); the client retries with the same request id."""
+    """No leader right now, or a proposal lost. ``outcome_unknown`` tells the two
+    cases apart: ``False``, the command was not applied and never will be;
+    ``True``, it was proposed and may have been applied. The client retries either
+    with the same request id, which the store answers with the first outcome."""
 
     retryable = True
 
-    def __init__(self, message: str, *, shard_id: int = 0, reason: str = "", **kw: Any) -> None:
+    def __init__(
+        self, message: str, *, shard_id: int = 0, reason: str = "", outcome_unknown: bool = False, **kw: Any
+    ) -> None:
         super().__init__(message, **kw)
         self.shard_id = shard_id
         self.reason = reason
+        self.outcome_unknown = outcome_unknown
 
 
 class ReplicaTooStaleError(CtxstoreError):
@@ -318,7 +323,9 @@ def from_status(code: grpc.StatusCode, message: str, details: bytes | None) -> C
             if kind == "wrong_shard":
                 return WrongShardError(message, shard_id=v.shard_id, **kw)
             if kind == "shard_unavailable":
-                return ShardUnavailableError(message, shard_id=v.shard_id, reason=v.reason, **kw)
+                return ShardUnavailableError(
+                    message, shard_id=v.shard_id, reason=v.reason, outcome_unknown=v.outcome_unknown, **kw
+                )
             if kind == "replica_too_stale":
                 age = v.contact_age_ms if v.HasField("contact_age_ms") else None
                 return ReplicaTooStaleError(message, shard_id=v.shard_id, applied=v.applied, contact_age_ms=age, **kw)

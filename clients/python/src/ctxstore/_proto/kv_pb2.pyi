@@ -342,12 +342,14 @@ class WrongShard(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ...) -> None: ...
 
 class ShardUnavailable(_message.Message):
-    __slots__ = ("shard_id", "reason")
+    __slots__ = ("shard_id", "reason", "outcome_unknown")
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     shard_id: int
     reason: str
-    def __init__(self, shard_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    outcome_unknown: bool
+    def __init__(self, shard_id: _Optional[int] = ..., reason: _Optional[str] = ..., outcome_unknown: _Optional[bool] = ...) -> None: ...
 
 class InvalidArgument(_message.Message):
     __slots__ = ("field", "reason")
