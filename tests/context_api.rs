@@ -983,25 +983,33 @@ async fn checkpoints_follow_the_langgraph_contract() {
             .stored,
         1
     );
+    // A task whose id sorts first but whose path sorts last.
+    let mut other = writes("w3", "e3");
+    other.task_id = "task-0".into();
+    other.task_path = "~__pregel_pull, zed".into();
+    other.writes.truncate(1);
+    client.put_writes(other).await.expect("other task");
     let tuple = get(Some("0003")).await.expect("get").expect("exists");
-    let pending: Vec<(String, String)> = tuple
+    let pending: Vec<(String, String, String)> = tuple
         .pending_writes
         .iter()
         .map(|w| {
             (
+                w.task_id.clone(),
                 w.channel.clone(),
                 String::from_utf8(w.value.to_vec()).expect("utf8"),
             )
         })
         .collect();
+    // LangGraph's order: task path, task id, idx (special channels first).
     assert_eq!(
         pending,
         vec![
-            ("messages".to_string(), "w1".to_string()),
-            ("__error__".to_string(), "e2".to_string())
+            ("task-a".into(), "__error__".into(), "e2".into()),
+            ("task-a".into(), "messages".into(), "w1".into()),
+            ("task-0".into(), "messages".to_string(), "w3".to_string()),
         ]
     );
-    assert_eq!(tuple.pending_writes[0].task_id, "task-a");
     // prune: keep the latest one; blobs it still uses stay.
     let pruned = client
         .prune_checkpoints(PruneCheckpointsRequest {
@@ -1019,7 +1027,7 @@ async fn checkpoints_follow_the_langgraph_contract() {
         2,
         "plan@1 survives the prune of its writer"
     );
-    assert_eq!(latest.pending_writes.len(), 2);
+    assert_eq!(latest.pending_writes.len(), 3);
     assert!(
         client
             .delete_thread("thread-1")

@@ -326,6 +326,11 @@ impl<'a> View<'a> {
             pending_writes.push(PendingWrite::decode(r.value.as_ref())?);
             Ok(true)
         })?;
+        // LangGraph's order: task path, task id, then idx with the special channels'
+        // slots (stored at the top of u32) read as its negative indexes, first.
+        pending_writes.sort_by(|a, b| {
+            (&a.task_path, &a.task_id, a.idx as i32).cmp(&(&b.task_path, &b.task_id, b.idx as i32))
+        });
         Ok(CheckpointTuple {
             thread: Some(t.clone()),
             checkpoint: Some(cp),
