@@ -1028,6 +1028,29 @@ async fn checkpoints_follow_the_langgraph_contract() {
         "plan@1 survives the prune of its writer"
     );
     assert_eq!(latest.pending_writes.len(), 3);
+    // remove_id: one checkpoint by id; an unknown id removes nothing, a bad one is
+    // refused.
+    let remove = |id: &str| PruneCheckpointsRequest {
+        thread: Some(t.clone()),
+        keep: Some(Keep::RemoveId(id.into())),
+        ..Default::default()
+    };
+    let none = client
+        .prune_checkpoints(remove("nope"))
+        .await
+        .expect("prune");
+    assert_eq!((none.removed_checkpoints, none.removed_blobs), (0, 0));
+    assert!(matches!(
+        client.prune_checkpoints(remove("")).await,
+        Err(Error::InvalidArgument { field, .. }) if field == "remove_id"
+    ));
+    assert_eq!(ids(list(None, 0, &[]).await.expect("list")), vec!["0003"]);
+    let one = client
+        .prune_checkpoints(remove("0003"))
+        .await
+        .expect("prune");
+    assert_eq!((one.removed_checkpoints, one.removed_blobs), (1, 2));
+    assert!(list(None, 0, &[]).await.expect("list").is_empty());
     assert!(
         client
             .delete_thread("thread-1")

@@ -622,6 +622,9 @@ impl<R: StateReader> Ctx<'_, '_, R> {
                     .map(|(_, c)| c.created_at_ms < cutoff)
                     .collect()
             }
+            Some(Keep::RemoveId(ref id)) => {
+                ckpts.iter().map(|(_, c)| &c.checkpoint_id == id).collect()
+            }
             None => return Ok(bad("keep_latest or older_than_ms must be set")),
         };
         let mut referenced = HashSet::new();

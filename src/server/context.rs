@@ -559,8 +559,16 @@ impl AgentContext for ContextService {
         let who = principal(&req);
         let mut req = req.into_inner();
         let t = Self::thread_in(&who, req.thread.as_ref(), Access::Write)?;
-        if req.keep.is_none() {
-            return Err(Error::invalid("keep", "set keep_latest or older_than_ms").into());
+        match &req.keep {
+            None => {
+                return Err(
+                    Error::invalid("keep", "set keep_latest, older_than_ms or remove_id").into(),
+                )
+            }
+            Some(crate::proto::prune_checkpoints_request::Keep::RemoveId(id)) => {
+                cx::validate_part("remove_id", id)?;
+            }
+            Some(_) => {}
         }
         req.thread = Some(t.clone());
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));

@@ -201,3 +201,13 @@ async def test_async_context_round_trips(aclient, uniq):
     await aclient.put_model({"name": name})
     assert (await aclient.get_model(name, consistent=True)).name == name
     assert await aclient.delete_model(name)
+
+
+def test_one_checkpoint_is_removed_by_id(client, uniq):
+    for cid in ("0001", "0002"):
+        client.put_checkpoint(uniq, "", _ckpt(cid))
+    assert client.prune_checkpoints(uniq, remove_id="nope").removed_checkpoints == 0
+    assert client.prune_checkpoints(uniq, remove_id="0002").removed_checkpoints == 1
+    assert [t.checkpoint.checkpoint_id for t in client.list_checkpoints(uniq)] == ["0001"]
+    with pytest.raises(ctxstore.InvalidArgumentError):
+        client.prune_checkpoints(uniq, keep_latest=1, remove_id="0001")

@@ -317,16 +317,25 @@ def list_checkpoints(
 
 
 def prune_checkpoints(
-    core: Core, thread: str, ns: str, keep_latest: int | None, older_than_ms: int | None, namespace: str = ""
+    core: Core,
+    thread: str,
+    ns: str,
+    keep_latest: int | None,
+    older_than_ms: int | None,
+    namespace: str = "",
+    remove_id: str | None = None,
 ) -> Op[context_pb2.PruneCheckpointsResponse]:
     route, ref = thread_ref(thread, ns, namespace)
     req = context_pb2.PruneCheckpointsRequest(thread=ref, request_id=core.new_request_id())
-    if keep_latest is not None and older_than_ms is not None:
-        raise K.InvalidArgumentError("keep", "give one of keep_latest and older_than_ms")
+    if sum(x is not None for x in (keep_latest, older_than_ms, remove_id)) > 1:
+        raise K.InvalidArgumentError("keep", "give one of keep_latest, older_than_ms and remove_id")
     if keep_latest is not None:
         req.keep_latest = keep_latest
     elif older_than_ms is not None:
         req.older_than_ms = older_than_ms
+    elif remove_id is not None:
+        K.validate_part("remove_id", remove_id)
+        req.remove_id = remove_id
     return Op("agent", "PruneCheckpoints", req, route, Call.WRITE)
 
 

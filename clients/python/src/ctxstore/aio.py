@@ -413,8 +413,11 @@ class AsyncClient:
         keep_latest: int | None = None,
         older_than_ms: int | None = None,
         namespace: str = "",
+        remove_id: str | None = None,
     ) -> context_pb2.PruneCheckpointsResponse:
-        return await self._run(_ops.prune_checkpoints(self._core, thread, ns, keep_latest, older_than_ms, namespace))
+        return await self._run(
+            _ops.prune_checkpoints(self._core, thread, ns, keep_latest, older_than_ms, namespace, remove_id)
+        )
 
     async def checkpoint_namespaces(self, thread: str, *, namespace: str = "", stale: bool = False) -> list[str]:
         return await self._run(_ops.checkpoint_namespaces(thread, namespace, stale))

@@ -495,10 +495,14 @@ class Client:
         keep_latest: int | None = None,
         older_than_ms: int | None = None,
         namespace: str = "",
+        remove_id: str | None = None,
     ) -> context_pb2.PruneCheckpointsResponse:
         """Removes checkpoints of ``(thread, ns)``: all but the newest ``keep_latest``,
-        or those created more than ``older_than_ms`` ago."""
-        return self._run(_ops.prune_checkpoints(self._core, thread, ns, keep_latest, older_than_ms, namespace))
+        those created more than ``older_than_ms`` ago, or the one with id
+        ``remove_id``."""
+        return self._run(
+            _ops.prune_checkpoints(self._core, thread, ns, keep_latest, older_than_ms, namespace, remove_id)
+        )
 
     def checkpoint_namespaces(self, thread: str, *, namespace: str = "", stale: bool = False) -> list[str]:
         """The checkpoint namespaces of a thread that hold a checkpoint, sorted (``""``

@@ -486,18 +486,20 @@ class ListCheckpointsResponse(_message.Message):
     def __init__(self, tuples: _Optional[_Iterable[_Union[CheckpointTuple, _Mapping]]] = ...) -> None: ...
 
 class PruneCheckpointsRequest(_message.Message):
-    __slots__ = ("header", "thread", "keep_latest", "older_than_ms", "request_id")
+    __slots__ = ("header", "thread", "keep_latest", "older_than_ms", "remove_id", "request_id")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     THREAD_FIELD_NUMBER: _ClassVar[int]
     KEEP_LATEST_FIELD_NUMBER: _ClassVar[int]
     OLDER_THAN_MS_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.RequestHeader
     thread: ThreadRef
     keep_latest: int
     older_than_ms: int
+    remove_id: str
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., keep_latest: _Optional[int] = ..., older_than_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., keep_latest: _Optional[int] = ..., older_than_ms: _Optional[int] = ..., remove_id: _Optional[str] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class PruneCheckpointsResponse(_message.Message):
     __slots__ = ("removed_checkpoints", "removed_blobs", "version")
