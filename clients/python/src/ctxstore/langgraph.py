@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from typing import Any, AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncIterator, Iterable, Iterator, Sequence
 
 try:
     from langchain_core.runnables import RunnableConfig
@@ -50,14 +50,27 @@ try:
         writes_sort_key,
     )
     from langgraph.checkpoint.serde.base import SerializerProtocol
+    from langgraph.store.base import (
+        BaseStore,
+        GetOp,
+        Item,
+        ListNamespacesOp,
+        MatchCondition,
+        Op,
+        PutOp,
+        Result,
+        SearchItem,
+        SearchOp,
+    )
 except ImportError as e:  # pragma: no cover
     raise ImportError("ctxstore.langgraph needs LangGraph: pip install 'ctxstore[langgraph]'") from e
 
+from . import errors as ctx_errors
 from ._proto import context_pb2
 from .aio import AsyncClient
 from .client import Client
 
-__all__ = ["CtxstoreSaver"]
+__all__ = ["CtxstoreSaver", "CtxstoreStore"]
 
 #: Largest page the saver asks for when listing (the server's default max-scan-limit
 #: is 10,000).
@@ -540,3 +553,230 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
                     listed = await self.async_client.checkpoint_namespaces(str(t))
                 for ns in listed:
                     await self.async_client.prune_checkpoints(str(t), ns, keep_latest=1)
+
+
+# ---- long-term memory: LangGraph's BaseStore ----
+
+#: Prefix of every store key in the Kv space.
+STORE_PREFIX = "lgstore:"
+_LABEL_SEP = "\x1f"
+_KEY_SEP = "\x1e"
+
+
+def _store_prefix(namespace: Sequence[str]) -> str:
+    """The Kv key prefix of a namespace: its first label is the hash tag (so one
+    user's or one tenant's memories are one shard), the others follow, each behind
+    0x1F."""
+    for label in namespace:
+        if not isinstance(label, str) or not label or any(ord(c) < 0x20 for c in label):
+            raise ctx_errors.InvalidArgumentError(
+                "namespace", f"labels must be non-empty strings without control characters, got {label!r}"
+            )
+    if not namespace:
+        return STORE_PREFIX
+    head = namespace[0].replace("}", "\x02")
+    return STORE_PREFIX + "{" + head + "}" + "".join(_LABEL_SEP + label for label in namespace[1:])
+
+
+def _store_key(namespace: Sequence[str], key: str) -> str:
+    if any(ord(c) < 0x20 for c in key):
+        raise ctx_errors.InvalidArgumentError("key", f"no control characters, got {key!r}")
+    return _store_prefix(namespace) + _KEY_SEP + key
+
+
+def _parse_store_key(raw: bytes) -> tuple[tuple[str, ...], str] | None:
+    text = raw.decode("utf-8", errors="replace")
+    if not text.startswith(STORE_PREFIX + "{"):
+        return None
+    rest = text[len(STORE_PREFIX) + 1 :]
+    head, sep, rest = rest.partition("}")
+    if not sep:
+        return None
+    path, sep, key = rest.partition(_KEY_SEP)
+    if not sep:
+        return None
+    labels = [head.replace("\x02", "}")] + (path.split(_LABEL_SEP)[1:] if path else [])
+    return tuple(labels), key
+
+
+def _compare(value: Any, cond: Any) -> bool:
+    """LangGraph's filter semantics: equality, or ``{"$op": x}`` with $eq, $ne, $gt,
+    $gte, $lt, $lte."""
+    if isinstance(cond, dict) and cond and all(k.startswith("$") for k in cond):
+        ops = {
+            "$eq": lambda a, b: a == b,
+            "$ne": lambda a, b: a != b,
+            "$gt": lambda a, b: a is not None and a > b,
+            "$gte": lambda a, b: a is not None and a >= b,
+            "$lt": lambda a, b: a is not None and a < b,
+            "$lte": lambda a, b: a is not None and a <= b,
+        }
+        try:
+            return all(ops[k](value, v) for k, v in cond.items())
+        except (KeyError, TypeError):
+            return False
+    if isinstance(cond, dict) and isinstance(value, dict):
+        return all(_compare(value.get(k), v) for k, v in cond.items())
+    return value == cond
+
+
+def _matches(cond: MatchCondition, namespace: tuple[str, ...]) -> bool:
+    path = tuple(cond.path)
+    if len(path) > len(namespace):
+        return False
+    part = namespace[: len(path)] if cond.match_type == "prefix" else namespace[len(namespace) - len(path) :]
+    return all(p == "*" or p == n for p, n in zip(path, part))
+
+
+class CtxstoreStore(BaseStore):
+    """LangGraph's long-term memory store (``BaseStore``) on ctxstore's Kv API.
+
+    Each item is one Kv record ``lgstore:{<first label>}<0x1F label>...<0x1E key>``
+    holding JSON (value, created_at, updated_at, ttl): a namespace's first label is
+    its hash tag, so everything under one user or tenant lives in one shard and
+    searching it reads one shard; listing every namespace reads them all. Items
+    expire with a TTL in minutes (``put(..., ttl=)`` or ``ttl={"default_ttl": ...}``),
+    refreshed by reads unless ``refresh_ttl=False``, as LangGraph's stores do.
+
+    Like LangGraph's in-memory store without an index, ``search`` ignores ``query``
+    (there is no embedding index) and returns items in key order; a batch applies
+    its reads before its writes.
+    """
+
+    supports_ttl = True
+
+    def __init__(self, client: Client, *, ttl: dict[str, Any] | None = None) -> None:
+        self.client = client
+        self.ttl_config = ttl
+
+    @classmethod
+    def from_endpoints(cls, endpoints: list[str] | str, **kw: Any) -> "CtxstoreStore":
+        return cls(Client(endpoints), **kw)
+
+    # -- records
+
+    def _write(self, namespace: tuple[str, ...], key: str, value: dict[str, Any], ttl: float | None, created: str) -> None:
+        now = _now_iso()
+        record = {"value": value, "created_at": created or now, "updated_at": now, "ttl": ttl}
+        ttl_ms = int(ttl * 60_000) if ttl else 0
+        self.client.put(_store_key(namespace, key), json.dumps(record), ttl_ms=ttl_ms)
+
+    def _item(self, raw_key: bytes, raw: bytes, refresh: bool) -> Item | None:
+        parsed = _parse_store_key(raw_key)
+        if parsed is None:
+            return None
+        namespace, key = parsed
+        record = json.loads(raw)
+        if refresh and record.get("ttl"):
+            self.client.put(raw_key, raw, ttl_ms=int(record["ttl"] * 60_000))
+        return Item(
+            value=record["value"],
+            key=key,
+            namespace=namespace,
+            created_at=_parse_iso(record["created_at"]),
+            updated_at=_parse_iso(record["updated_at"]),
+        )
+
+    def _refresh(self, op_refresh: bool | None) -> bool:
+        if op_refresh is not None:
+            return op_refresh
+        return bool((self.ttl_config or {}).get("refresh_on_read", True))
+
+    def _ttl(self, op_ttl: float | None) -> float | None:
+        if op_ttl is not None:
+            return op_ttl
+        return (self.ttl_config or {}).get("default_ttl")
+
+    # -- operations
+
+    def _get(self, op: GetOp) -> Item | None:
+        kv = self.client.get(_store_key(op.namespace, op.key))
+        if kv is None:
+            return None
+        return self._item(kv.key, kv.value, self._refresh(op.refresh_ttl))
+
+    def _search(self, op: SearchOp) -> list[SearchItem]:
+        prefix = _store_prefix(op.namespace_prefix)
+        out: list[SearchItem] = []
+        skipped = 0
+        for kv in self.client.scan_all(prefix):
+            rest = kv.key[len(prefix.encode()) :]
+            if op.namespace_prefix and rest[:1] not in (_LABEL_SEP.encode(), _KEY_SEP.encode()):
+                continue  # ("a", "bc") under the prefix ("a", "b")
+            item = self._item(kv.key, kv.value, False)
+            if item is None or not all(_compare(item.value.get(k), v) for k, v in (op.filter or {}).items()):
+                continue
+            if skipped < op.offset:
+                skipped += 1
+                continue
+            if self._refresh(op.refresh_ttl):
+                self._item(kv.key, kv.value, True)
+            out.append(
+                SearchItem(
+                    namespace=item.namespace,
+                    key=item.key,
+                    value=item.value,
+                    created_at=item.created_at,
+                    updated_at=item.updated_at,
+                    score=None,
+                )
+            )
+            if len(out) >= op.limit:
+                break
+        return out
+
+    def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
+        seen: set[tuple[str, ...]] = set()
+        for kv in self.client.scan_all(STORE_PREFIX):
+            parsed = _parse_store_key(kv.key)
+            if parsed is not None:
+                seen.add(parsed[0])
+        namespaces = [ns for ns in seen if all(_matches(c, ns) for c in op.match_conditions or ())]
+        if op.max_depth is not None:
+            namespaces = sorted({ns[: op.max_depth] for ns in namespaces})
+        else:
+            namespaces = sorted(namespaces)
+        return namespaces[op.offset : op.offset + op.limit]
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Runs the reads in order, then the writes (the last write of a key wins)."""
+        results: list[Result] = []
+        puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
+        for op in ops:
+            if isinstance(op, GetOp):
+                results.append(self._get(op))
+            elif isinstance(op, SearchOp):
+                results.append(self._search(op))
+            elif isinstance(op, ListNamespacesOp):
+                results.append(self._list_namespaces(op))
+            elif isinstance(op, PutOp):
+                puts[(tuple(op.namespace), op.key)] = op
+                results.append(None)
+            else:
+                raise ValueError(f"unknown operation {type(op).__name__}")
+        for (namespace, key), op in puts.items():
+            if op.value is None:
+                self.client.delete(_store_key(namespace, key))
+                continue
+            old = self.client.get(_store_key(namespace, key))
+            created = json.loads(old.value)["created_at"] if old is not None else ""
+            self._write(namespace, key, dict(op.value), self._ttl(op.ttl), created)
+        return results
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """Async :meth:`batch` (run in a worker thread: the store uses the sync
+        client)."""
+        ops = list(ops)
+        return await asyncio.to_thread(self.batch, ops)
+
+
+def _now_iso() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _parse_iso(s: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(s)
