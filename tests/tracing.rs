@@ -196,6 +196,8 @@ async fn the_span_of_a_call_takes_its_traceparent_and_status() {
     let spans = trace_spans(trace, 1).await;
     assert_eq!(field(&spans[0], "rpc.method"), "Get");
     assert_eq!(field(&spans[0], "rpc.grpc.status_code"), "3");
+    // Stop the nodes before the process exits, so RocksDB closes in order.
+    cluster.shutdown().await;
 }
 
 /// 1. A one-node cluster; `Delete` calls (a method no other test here uses) with
@@ -237,6 +239,8 @@ async fn a_malformed_traceparent_is_ignored() {
         assert!(!s.contains_key("parent_span_id"), "{s:?}");
         assert_eq!(field(s, "rpc.grpc.status_code"), "0");
     }
+    // Stop the nodes before the process exits, so RocksDB closes in order.
+    cluster.shutdown().await;
 }
 
 /// 1. A one-node cluster; a `WatchModels` stream opened with a valid `traceparent`.
@@ -266,6 +270,8 @@ async fn a_streaming_call_dropped_by_its_client_is_cancelled() {
     assert_eq!(field(&spans[0], "rpc.service"), "ctxstore.v1.AgentContext");
     assert_eq!(field(&spans[0], "rpc.method"), "WatchModels");
     assert_eq!(field(&spans[0], "rpc.grpc.status_code"), "1");
+    // Stop the nodes before the process exits, so RocksDB closes in order.
+    cluster.shutdown().await;
 }
 
 /// 1. A three-node cluster; a client's first put teaches it shard 1's leader.
@@ -329,4 +335,6 @@ async fn the_client_sends_one_trace_per_call_across_its_retries() {
         assert_eq!(field(s, "rpc.method"), "Put");
         assert_eq!(field(s, "parent_span_id"), "2222222222222222");
     }
+    // Stop the nodes before the process exits, so RocksDB closes in order.
+    cluster.shutdown().await;
 }
