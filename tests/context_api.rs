@@ -729,6 +729,64 @@ fn blob(channel: &str, version: &str, value: &str) -> ChannelBlob {
     }
 }
 
+/// `ListAllCheckpoints` lists the checkpoints of every thread (paging through each
+/// shard), with metadata filters, and names each thread with its namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_are_listed_across_threads() {
+    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 3).await;
+    let client = cluster.client().await;
+    for i in 0..150u32 {
+        let run = if i % 50 == 0 { "special" } else { "plain" };
+        client
+            .put_checkpoint(PutCheckpointRequest {
+                thread: Some(ThreadRef {
+                    thread: format!("t{i:03}"),
+                    ns: String::new(),
+                    namespace: if i == 0 { "acme".into() } else { String::new() },
+                }),
+                checkpoint: Some(checkpoint("0001", "", &[], &[("run_id", run)])),
+                ..Default::default()
+            })
+            .await
+            .expect("put");
+    }
+    // More than one page (100) in all, gathered from every shard.
+    let all = client
+        .list_all_checkpoints(Default::default(), 0)
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 150);
+    let special = client
+        .list_all_checkpoints([("run_id".to_string(), "special".to_string())].into(), 0)
+        .await
+        .expect("list");
+    let mut names: Vec<(String, String)> = special
+        .iter()
+        .map(|t| {
+            let r = t.thread.clone().expect("thread");
+            (r.namespace, r.thread)
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            ("".to_string(), "t050".to_string()),
+            ("".into(), "t100".into()),
+            ("acme".into(), "t000".into())
+        ]
+    );
+    assert_eq!(
+        client
+            .list_all_checkpoints(Default::default(), 7)
+            .await
+            .expect("list")
+            .len(),
+        7
+    );
+    cluster.shutdown().await;
+}
+
 /// `ListCheckpointNamespaces` lists the namespaces holding a checkpoint, sorted, per
 /// tenant namespace; deep LangGraph namespaces (up to 1 KiB) and thread ids with `}`
 /// work; names over the limits are refused and change nothing.

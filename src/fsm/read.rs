@@ -365,6 +365,60 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Checkpoints of every live thread in `ranges` (one shard's), in key order after
+    /// the key `after`, metadata matching `filter`: at most `limit`, whether more
+    /// follow, and the key to continue after.
+    pub(crate) fn list_all_checkpoints(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        after: &[u8],
+        limit: usize,
+        filter: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(Vec<CheckpointTuple>, bool, Vec<u8>)> {
+        let prefix = crate::context::all_ckpt_prefix();
+        let mut found: Vec<(Vec<u8>, Checkpoint)> = Vec::new();
+        for (start, end) in ranges {
+            self.visit(
+                start.clone(),
+                end.clone(),
+                false,
+                false,
+                |uk| uk.starts_with(&prefix) && uk > after,
+                |uk, r| {
+                    let cp = Checkpoint::decode(r.value.as_ref())?;
+                    if filter.iter().all(|(k, v)| cp.metadata.get(k) == Some(v)) {
+                        found.push((uk.to_vec(), cp));
+                    }
+                    Ok(true)
+                },
+            )?;
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut tuples = Vec::new();
+        let mut next = Vec::new();
+        let mut more = false;
+        for (uk, cp) in found {
+            let Some((thread, ns)) = crate::context::ckpt_ref_of(&uk) else {
+                continue;
+            };
+            if !self.thread_live(&thread)? {
+                continue;
+            }
+            if tuples.len() == limit {
+                more = true;
+                break;
+            }
+            let t = ThreadRef {
+                thread,
+                ns,
+                namespace: String::new(),
+            };
+            tuples.push(self.tuple(&t, cp)?);
+            next = uk;
+        }
+        Ok((tuples, more, next))
+    }
+
     /// The checkpoint namespaces of a live thread (its stored name) that hold a
     /// checkpoint, sorted.
     pub(crate) fn checkpoint_namespaces(&self, thread: &str) -> Result<Vec<String>> {

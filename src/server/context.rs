@@ -17,14 +17,15 @@ use crate::proto::{
     ConversationRef, DeleteConversationRequest, DeleteConversationResponse, DeleteModelRequest,
     DeleteModelResponse, DeleteThreadRequest, DeleteThreadResponse, GetCheckpointRequest,
     GetCheckpointResponse, GetConversationRequest, GetConversationResponse, GetModelRequest,
-    GetModelResponse, ListCheckpointNamespacesRequest, ListCheckpointNamespacesResponse,
-    ListCheckpointsRequest, ListCheckpointsResponse, ListConversationsRequest,
-    ListConversationsResponse, ListModelsRequest, ListModelsResponse, Model, ModelEvent,
-    PruneCheckpointsRequest, PruneCheckpointsResponse, PutCheckpointRequest, PutCheckpointResponse,
-    PutModelRequest, PutModelResponse, PutWritesRequest, PutWritesResponse, ReadRequest,
-    ReadResponse, RequestHeader, SetConversationMetadataRequest, SetConversationMetadataResponse,
-    ThreadRef, TouchCommand, TrimRequest, TrimResponse, WatchModelsRequest, WatchModelsResponse,
-    WriteCheck, WriteDelete, WriteOp, WritePut,
+    GetModelResponse, ListAllCheckpointsRequest, ListAllCheckpointsResponse,
+    ListCheckpointNamespacesRequest, ListCheckpointNamespacesResponse, ListCheckpointsRequest,
+    ListCheckpointsResponse, ListConversationsRequest, ListConversationsResponse,
+    ListModelsRequest, ListModelsResponse, Model, ModelEvent, PruneCheckpointsRequest,
+    PruneCheckpointsResponse, PutCheckpointRequest, PutCheckpointResponse, PutModelRequest,
+    PutModelResponse, PutWritesRequest, PutWritesResponse, ReadRequest, ReadResponse,
+    RequestHeader, SetConversationMetadataRequest, SetConversationMetadataResponse, ThreadRef,
+    TouchCommand, TrimRequest, TrimResponse, WatchModelsRequest, WatchModelsResponse, WriteCheck,
+    WriteDelete, WriteOp, WritePut,
 };
 use crate::proto::{Access, ResourceKind};
 use crate::server::auth::{authorize, guard, principal};
@@ -607,6 +608,40 @@ impl AgentContext for ContextService {
         Ok(Response::new(DeleteThreadResponse {
             deleted: o.existed,
             version: o.version,
+        }))
+    }
+
+    async fn list_all_checkpoints(
+        &self,
+        req: Request<ListAllCheckpointsRequest>,
+    ) -> Result<Response<ListAllCheckpointsResponse>, Status> {
+        let who = principal(&req);
+        let req = req.into_inner();
+        // Every thread: only a grant on all of them covers it.
+        authorize(&who, ResourceKind::Thread, b"", Access::Read)?;
+        let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
+        let multi = self.ctx().ranges().shards().len() > 1;
+        if multi && req.header.as_ref().is_none_or(|h| h.shard_id == 0) {
+            return Err(Error::invalid(
+                "header.shard_id",
+                "this cluster has several shards: list one shard per call (the bundled clients go through them all)",
+            )
+            .into());
+        }
+        let peer = self.path.read_barrier(&req.header, None, false).await?;
+        let ranges = self.path.shard_ranges(peer.shard);
+        let (after, filter) = (req.after, req.filter);
+        let (tuples, more, next) = self
+            .path
+            .read_local(&peer, move |ctx| {
+                View::new(&ctx.engine, now_ms())
+                    .list_all_checkpoints(&ranges, &after, limit, &filter)
+            })
+            .await?;
+        Ok(Response::new(ListAllCheckpointsResponse {
+            tuples: tuples.into_iter().map(shown).collect(),
+            more,
+            next: next.into(),
         }))
     }
 

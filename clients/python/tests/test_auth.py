@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import ctxstore
+from ctxstore import pb
 from ctxstore import ClientTls
 
 from conftest import Cluster, ctxd_bin, make_certs
@@ -120,7 +121,7 @@ def test_a_token_needs_tls(secured):
 
 def test_tenant_namespaces_for_threads_and_models(secured, certs, uniq):
     cluster, root, a = secured
-    cp = lambda cid: ctxstore.pb.Checkpoint(checkpoint_id=cid, checkpoint=cid.encode())  # noqa: E731
+    cp = lambda cid: pb.Checkpoint(checkpoint_id=cid, checkpoint=cid.encode())  # noqa: E731
     with ctxstore.Client(cluster.addrs, tls=ca_only(certs), token=a) as c:
         c.put_checkpoint(uniq, "", cp("mine"), namespace="a")
         got = c.get_checkpoint(uniq, namespace="a")

@@ -16,6 +16,7 @@ from langgraph.graph import END, START, StateGraph  # noqa: E402
 from langgraph.types import Command, interrupt  # noqa: E402
 
 import ctxstore  # noqa: E402
+from ctxstore import pb  # noqa: E402
 from ctxstore.langgraph import CtxstoreSaver  # noqa: E402
 
 
@@ -176,11 +177,37 @@ async def test_saver_without_async_client_runs_async_methods_in_threads(saver, u
     assert mine == oracle
 
 
-def test_unsupported_methods_say_so(saver, uniq):
-    with pytest.raises(NotImplementedError, match="across threads"):
-        list(saver.list(None))
-    with pytest.raises(NotImplementedError, match="DeleteForRuns"):
-        saver.delete_for_runs(["run-1"])
+def test_list_across_threads_and_delete_for_runs(saver, uniq):
+    for i, run in enumerate([f"{uniq}-r1", f"{uniq}-r2", f"{uniq}-r1"]):
+        c = _checkpoint({"a": i}, {"a": f"{i + 1:032}.0"}, cid=i)
+        saver.put(_cfg(f"{uniq}-t{i}"), c, {"run_id": run, "step": i}, c["channel_versions"])
+    # Other tests share the cluster (and write checkpoints the saver did not make):
+    # look only at this test's runs.
+    mine = lambda: sorted(  # noqa: E731
+        (t.config["configurable"]["thread_id"], t.metadata["run_id"])
+        for run in (f"{uniq}-r1", f"{uniq}-r2")
+        for t in saver.list(None, filter={"run_id": run})
+    )
+    assert mine() == [(f"{uniq}-t0", f"{uniq}-r1"), (f"{uniq}-t1", f"{uniq}-r2"), (f"{uniq}-t2", f"{uniq}-r1")]
+    only_r2 = [t.config["configurable"]["thread_id"] for t in saver.list(None, filter={"run_id": f"{uniq}-r2"})]
+    assert only_r2 == [f"{uniq}-t1"]
+    assert len(list(saver.list(None, filter={"run_id": f"{uniq}-r1"}, limit=1))) == 1
+    saver.delete_for_runs([f"{uniq}-r1"])
+    assert mine() == [(f"{uniq}-t1", f"{uniq}-r2")]
+    saver.delete_for_runs([f"{uniq}-r1"])  # again: nothing left to do
+    assert mine() == [(f"{uniq}-t1", f"{uniq}-r2")]
+
+
+async def test_async_list_across_threads_and_delete_for_runs(saver, asaver, uniq):
+    c = _checkpoint({"a": 1}, {"a": f"{1:032}.0"}, cid=1)
+    saver.put(_cfg(f"{uniq}-a"), c, {"run_id": f"{uniq}-run"}, c["channel_versions"])
+    found = [t async for t in asaver.alist(None, filter={"run_id": f"{uniq}-run"})]
+    assert [t.config["configurable"]["thread_id"] for t in found] == [f"{uniq}-a"]
+    await asaver.adelete_for_runs([f"{uniq}-run"])
+    assert [t async for t in asaver.alist(None, filter={"run_id": f"{uniq}-run"})] == []
+
+
+def test_names_over_the_limits_are_typed_errors(saver, uniq):
     with pytest.raises(ctxstore.InvalidArgumentError):
         saver.put(_cfg("t" * 1025), _checkpoint({}, {}), {}, {})
     with pytest.raises(ctxstore.InvalidArgumentError):
@@ -372,15 +399,15 @@ def test_graph_with_subgraphs_nested_four_deep(saver, uniq):
 
 def test_a_namespace_over_the_limit_is_a_typed_error(client, uniq):
     with pytest.raises(ctxstore.InvalidArgumentError) as e:
-        client.put_checkpoint(uniq, "n" * 1025, ctxstore.pb.Checkpoint(checkpoint_id="1"))
+        client.put_checkpoint(uniq, "n" * 1025, pb.Checkpoint(checkpoint_id="1"))
     assert e.value.field == "thread.ns"
     assert client.get_checkpoint(uniq, "n" * 1024) is None
 
 
 def test_thread_ids_may_hold_braces(client, uniq):
     odd, plain = f"{uniq}}}x", uniq
-    client.put_checkpoint(odd, "", ctxstore.pb.Checkpoint(checkpoint_id="odd"))
-    client.put_checkpoint(plain, "", ctxstore.pb.Checkpoint(checkpoint_id="plain"))
+    client.put_checkpoint(odd, "", pb.Checkpoint(checkpoint_id="odd"))
+    client.put_checkpoint(plain, "", pb.Checkpoint(checkpoint_id="plain"))
     assert client.get_checkpoint(odd).checkpoint.checkpoint_id == "odd"
     assert client.get_checkpoint(plain).checkpoint.checkpoint_id == "plain"
     assert client.delete_thread(plain)

@@ -178,6 +178,25 @@ pub fn thread_data_prefixes(thread: &str) -> [Vec<u8>; 3] {
     ]
 }
 
+/// Prefix of every checkpoint record, of every thread.
+pub fn all_ckpt_prefix() -> Vec<u8> {
+    vec![RESERVED_PREFIX, CKPT]
+}
+
+/// `(stored thread, ns)` of a checkpoint record's key.
+pub fn ckpt_ref_of(user_key: &[u8]) -> Option<(String, String)> {
+    let rest = user_key.strip_prefix(all_ckpt_prefix().as_slice())?;
+    let rest = rest.strip_prefix(b"{t/")?;
+    let close = rest.iter().position(|&b| b == b'}')?;
+    let thread = std::str::from_utf8(&rest[..close])
+        .ok()?
+        .replace(CLOSE_BRACE, "}");
+    let after = &rest[close + 1..];
+    let ns_end = after.iter().position(|&b| b == 0)?;
+    let ns = std::str::from_utf8(&after[..ns_end]).ok()?.to_string();
+    Some((thread, ns))
+}
+
 /// Prefix of the checkpoints of every namespace of `thread`.
 pub fn thread_ckpt_prefix(thread: &str) -> Vec<u8> {
     key(CKPT, &thread_tag(thread), &[])
@@ -368,6 +387,21 @@ mod tests {
             namespace: ns.into(),
             id: id.into(),
         }
+    }
+
+    #[test]
+    fn a_checkpoint_key_names_its_thread_and_namespace() {
+        let t = ThreadRef {
+            thread: stored_thread("acme", "a}b"),
+            ns: "sub|x".into(),
+            namespace: String::new(),
+        };
+        assert_eq!(
+            ckpt_ref_of(&ckpt_key(&t, "0001")),
+            Some((t.thread.clone(), "sub|x".to_string()))
+        );
+        assert!(ckpt_key(&t, "1").starts_with(&all_ckpt_prefix()));
+        assert_eq!(ckpt_ref_of(&thread_key("x")), None);
     }
 
     #[test]

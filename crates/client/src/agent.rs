@@ -12,11 +12,12 @@ use crate::proto::{
     AppendRequest, AppendResponse, CompactRequest, CompactResponse, ConversationRef,
     DeleteConversationRequest, DeleteConversationResponse, DeleteModelRequest, DeleteThreadRequest,
     DeleteThreadResponse, GetCheckpointRequest, GetConversationRequest, GetModelRequest,
-    ListCheckpointNamespacesRequest, ListCheckpointNamespacesResponse, ListCheckpointsRequest,
-    ListConversationsRequest, ListConversationsResponse, ListModelsRequest, Model, ModelEvent,
-    PruneCheckpointsRequest, PruneCheckpointsResponse, PutCheckpointRequest, PutModelRequest,
-    PutWritesRequest, PutWritesResponse, ReadRequest, ReadResponse, SetConversationMetadataRequest,
-    ThreadRef, TrimRequest, TrimResponse, WatchEvent, WatchModelsRequest, WatchRequest,
+    ListAllCheckpointsRequest, ListAllCheckpointsResponse, ListCheckpointNamespacesRequest,
+    ListCheckpointNamespacesResponse, ListCheckpointsRequest, ListConversationsRequest,
+    ListConversationsResponse, ListModelsRequest, Model, ModelEvent, PruneCheckpointsRequest,
+    PruneCheckpointsResponse, PutCheckpointRequest, PutModelRequest, PutWritesRequest,
+    PutWritesResponse, ReadRequest, ReadResponse, SetConversationMetadataRequest, ThreadRef,
+    TrimRequest, TrimResponse, WatchEvent, WatchModelsRequest, WatchRequest,
 };
 use crate::proto::{CheckpointTuple, ConversationInfo, WatchMoved};
 use crate::trace::Channel;
@@ -311,6 +312,50 @@ impl Client {
         let route = thread_ref_route(&req.thread)?;
         self.with_request_id(&mut req.request_id);
         routed!(self, route, Call::Write, req, prune_checkpoints)
+    }
+
+    /// Checkpoints of every thread (LangGraph's `list(None)`), shard by shard and in
+    /// key order within each, whose metadata has every pair of `filter`; at most
+    /// `limit` (0: all).
+    pub async fn list_all_checkpoints(
+        &self,
+        filter: std::collections::BTreeMap<String, String>,
+        limit: usize,
+    ) -> Result<Vec<CheckpointTuple>> {
+        let parts = self
+            .scatter(|shard| {
+                let filter = filter.clone();
+                async move {
+                    let mut out = Vec::new();
+                    let mut after = Bytes::new();
+                    loop {
+                        let req = ListAllCheckpointsRequest {
+                            header: None,
+                            after: after.clone(),
+                            limit: 0,
+                            filter: filter.clone(),
+                        };
+                        let r: ListAllCheckpointsResponse = routed!(
+                            self,
+                            Route::Shard(shard),
+                            Call::Part,
+                            req,
+                            list_all_checkpoints
+                        )?;
+                        out.extend(r.tuples);
+                        if !r.more || (limit > 0 && out.len() >= limit) {
+                            return Ok(out);
+                        }
+                        after = r.next;
+                    }
+                }
+            })
+            .await?;
+        let mut all: Vec<CheckpointTuple> = parts.into_iter().flatten().collect();
+        if limit > 0 {
+            all.truncate(limit);
+        }
+        Ok(all)
     }
 
     /// The checkpoint namespaces of a thread (of tenant namespace `namespace`) that

@@ -234,6 +234,11 @@ def list_conversations_part(namespace: str, after_id: str, limit: int, shard: in
     return Op("agent", "ListConversations", req, Route.shard(shard), Call.PART)
 
 
+def list_all_checkpoints_part(shard: int, after: bytes, filter: Mapping[str, str] | None) -> Op[Any]:
+    req = context_pb2.ListAllCheckpointsRequest(after=after, filter=dict(filter or {}))
+    return Op("agent", "ListAllCheckpoints", req, Route.shard(shard), Call.PART)
+
+
 def merge_conversations(parts: Sequence[Any], limit: int) -> context_pb2.ListConversationsResponse:
     infos = sorted((c for p in parts for c in p.conversations), key=lambda i: i.conversation.id)
     lim = limit or 100

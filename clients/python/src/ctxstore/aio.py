@@ -419,6 +419,23 @@ class AsyncClient:
             _ops.prune_checkpoints(self._core, thread, ns, keep_latest, older_than_ms, namespace, remove_id)
         )
 
+    async def list_all_checkpoints(
+        self, *, filter: Mapping[str, str] | None = None, limit: int = 0
+    ) -> AsyncIterator[context_pb2.CheckpointTuple]:
+        n = 0
+        for shard in await self.shards():
+            after = b""
+            while True:
+                page = await self._run(_ops.list_all_checkpoints_part(shard, after, filter))
+                for t in page.tuples:
+                    yield t
+                    n += 1
+                    if limit and n >= limit:
+                        return
+                if not page.more:
+                    break
+                after = page.next
+
     async def checkpoint_namespaces(self, thread: str, *, namespace: str = "", stale: bool = False) -> list[str]:
         return await self._run(_ops.checkpoint_namespaces(thread, namespace, stale))
 

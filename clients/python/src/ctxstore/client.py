@@ -504,6 +504,26 @@ class Client:
             _ops.prune_checkpoints(self._core, thread, ns, keep_latest, older_than_ms, namespace, remove_id)
         )
 
+    def list_all_checkpoints(
+        self, *, filter: Mapping[str, str] | None = None, limit: int = 0
+    ) -> Iterator[context_pb2.CheckpointTuple]:
+        """Checkpoints of every thread (LangGraph's ``list(None)``), shard by shard and
+        in key order within each, whose metadata has every pair of ``filter``; at most
+        ``limit`` (0: all)."""
+        n = 0
+        for shard in self.shards():
+            after = b""
+            while True:
+                page = self._run(_ops.list_all_checkpoints_part(shard, after, filter))
+                for t in page.tuples:
+                    yield t
+                    n += 1
+                    if limit and n >= limit:
+                        return
+                if not page.more:
+                    break
+                after = page.next
+
     def checkpoint_namespaces(self, thread: str, *, namespace: str = "", stale: bool = False) -> list[str]:
         """The checkpoint namespaces of a thread that hold a checkpoint, sorted (``""``
         is the root graph's)."""

@@ -23,8 +23,9 @@ A thread's checkpoint namespaces are listed by the server, so ``list`` without
 ``checkpoint_ns`` covers every namespace (sorted by name, newest first within each),
 ``prune`` without ``namespaces=`` prunes them all, and ``copy_thread`` copies them all
 (client-side, checkpoint by checkpoint; running it again finishes an interrupted
-copy). What the server API cannot do today raises ``NotImplementedError``: listing
-across threads (``list(None)``) and ``delete_for_runs``. Server limits apply: ``thread_id`` and ``checkpoint_ns`` at
+copy). ``list(None)`` lists the checkpoints of every thread (shard by shard), and
+``delete_for_runs`` finds checkpoints by their metadata ``run_id`` that way and
+removes them one by one. Server limits apply: ``thread_id`` and ``checkpoint_ns`` at
 most 1024 bytes without control characters (about 23 levels of subgraphs), channel
 names, versions and task ids at most 128 bytes; over them the calls raise
 :class:`ctxstore.errors.InvalidArgumentError`.
@@ -239,11 +240,9 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None
     ) -> tuple[str, str | None, str | None, str | None, dict[str, str]]:
         if config is None:
-            raise NotImplementedError(
-                "CtxstoreSaver.list(None) is not supported: the ctxstore server cannot list "
-                "checkpoints across threads (no cross-thread listing RPC); pass a config with a thread_id"
-            )
-        thread_id, ns, checkpoint_id = _ref(config)
+            thread_id, ns, checkpoint_id = "", None, None
+        else:
+            thread_id, ns, checkpoint_id = _ref(config)
         before_id = get_checkpoint_id(before) if before else None
         server_filter: dict[str, str] = {}
         for k, v in (filter or {}).items():
@@ -301,6 +300,16 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         thread_id, ns, checkpoint_id, before_id, server_filter = self._list_args(config, filter, before)
         client = self._sync()
         if limit is not None and limit <= 0:
+            return
+        if config is None:
+            yielded = 0
+            for t in client.list_all_checkpoints(filter=server_filter):
+                if before_id and t.checkpoint.checkpoint_id >= before_id:
+                    continue
+                yield self._tuple(t)
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
             return
         left = limit
         for one_ns in [ns] if ns is not None else client.checkpoint_namespaces(thread_id):
@@ -364,11 +373,18 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         self._sync().delete_thread(str(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Not supported: the server has no way to find or delete checkpoints by run id."""
-        raise NotImplementedError(
-            "CtxstoreSaver.delete_for_runs is not supported: the ctxstore server has no DeleteForRuns RPC "
-            "(checkpoints cannot be found by run id)"
-        )
+        """Deletes every checkpoint whose metadata ``run_id`` is one of ``run_ids``,
+        with its pending writes and the channel values no other checkpoint names:
+        found with a listing across threads (every shard), then removed one by one
+        (``PruneCheckpoints`` with ``remove_id``; running it again finishes an
+        interrupted deletion)."""
+        client = self._sync()
+        for run_id in run_ids:
+            wanted = canonical_json(str(run_id))
+            for t in list(client.list_all_checkpoints(filter={"run_id": wanted})):
+                client.prune_checkpoints(
+                    t.thread.thread, t.thread.ns, remove_id=t.checkpoint.checkpoint_id, namespace=t.thread.namespace
+                )
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copies every checkpoint of every namespace of a thread, with its channel
@@ -448,6 +464,16 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         thread_id, ns, checkpoint_id, before_id, server_filter = self._list_args(config, filter, before)
         if limit is not None and limit <= 0:
             return
+        if config is None:
+            yielded = 0
+            async for t in client.list_all_checkpoints(filter=server_filter):
+                if before_id and t.checkpoint.checkpoint_id >= before_id:
+                    continue
+                yield self._tuple(t)
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+            return
         left = limit
         for one_ns in [ns] if ns is not None else await client.checkpoint_namespaces(thread_id):
             if checkpoint_id:
@@ -510,8 +536,16 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         await self.async_client.delete_thread(str(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        """Not supported (see :meth:`delete_for_runs`)."""
-        self.delete_for_runs(run_ids)
+        """Async :meth:`delete_for_runs`."""
+        if self.async_client is None:
+            return await asyncio.to_thread(self.delete_for_runs, run_ids)
+        for run_id in run_ids:
+            wanted = canonical_json(str(run_id))
+            found = [t async for t in self.async_client.list_all_checkpoints(filter={"run_id": wanted})]
+            for t in found:
+                await self.async_client.prune_checkpoints(
+                    t.thread.thread, t.thread.ns, remove_id=t.checkpoint.checkpoint_id, namespace=t.thread.namespace
+                )
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Async :meth:`copy_thread`."""

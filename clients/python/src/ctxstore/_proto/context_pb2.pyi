@@ -511,6 +511,35 @@ class PruneCheckpointsResponse(_message.Message):
     version: int
     def __init__(self, removed_checkpoints: _Optional[int] = ..., removed_blobs: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
 
+class ListAllCheckpointsRequest(_message.Message):
+    __slots__ = ("header", "after", "limit", "filter")
+    class FilterEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    header: _kv_pb2.RequestHeader
+    after: bytes
+    limit: int
+    filter: _containers.ScalarMap[str, str]
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., after: _Optional[bytes] = ..., limit: _Optional[int] = ..., filter: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ListAllCheckpointsResponse(_message.Message):
+    __slots__ = ("tuples", "more", "next")
+    TUPLES_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    tuples: _containers.RepeatedCompositeFieldContainer[CheckpointTuple]
+    more: bool
+    next: bytes
+    def __init__(self, tuples: _Optional[_Iterable[_Union[CheckpointTuple, _Mapping]]] = ..., more: _Optional[bool] = ..., next: _Optional[bytes] = ...) -> None: ...
+
 class ListCheckpointNamespacesRequest(_message.Message):
     __slots__ = ("header", "thread", "namespace", "stale")
     HEADER_FIELD_NUMBER: _ClassVar[int]

@@ -114,6 +114,11 @@ class AgentContextStub:
                 request_serializer=ctxstore_dot_v1_dot_context__pb2.ListCheckpointNamespacesRequest.SerializeToString,
                 response_deserializer=ctxstore_dot_v1_dot_context__pb2.ListCheckpointNamespacesResponse.FromString,
                 _registered_method=True)
+        self.ListAllCheckpoints = channel.unary_unary(
+                '/ctxstore.v1.AgentContext/ListAllCheckpoints',
+                request_serializer=ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsResponse.FromString,
+                _registered_method=True)
         self.PutModel = channel.unary_unary(
                 '/ctxstore.v1.AgentContext/PutModel',
                 request_serializer=ctxstore_dot_v1_dot_context__pb2.PutModelRequest.SerializeToString,
@@ -240,6 +245,12 @@ class AgentContextServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAllCheckpoints(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PutModel(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -352,6 +363,11 @@ def add_AgentContextServicer_to_server(servicer, server):
                     servicer.ListCheckpointNamespaces,
                     request_deserializer=ctxstore_dot_v1_dot_context__pb2.ListCheckpointNamespacesRequest.FromString,
                     response_serializer=ctxstore_dot_v1_dot_context__pb2.ListCheckpointNamespacesResponse.SerializeToString,
+            ),
+            'ListAllCheckpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAllCheckpoints,
+                    request_deserializer=ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsResponse.SerializeToString,
             ),
             'PutModel': grpc.unary_unary_rpc_method_handler(
                     servicer.PutModel,
@@ -811,6 +827,33 @@ class AgentContext:
             '/ctxstore.v1.AgentContext/ListCheckpointNamespaces',
             ctxstore_dot_v1_dot_context__pb2.ListCheckpointNamespacesRequest.SerializeToString,
             ctxstore_dot_v1_dot_context__pb2.ListCheckpointNamespacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAllCheckpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.AgentContext/ListAllCheckpoints',
+            ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsRequest.SerializeToString,
+            ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsResponse.FromString,
             options,
             channel_credentials,
             insecure,
