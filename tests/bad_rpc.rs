@@ -60,7 +60,7 @@ impl Decoder for RawCodec {
     }
 }
 
-const UNARY: [&str; 29] = [
+const UNARY: [&str; 34] = [
     "/ctxstore.v1.Kv/Get",
     "/ctxstore.v1.Kv/Put",
     "/ctxstore.v1.Kv/Delete",
@@ -90,6 +90,11 @@ const UNARY: [&str; 29] = [
     "/ctxstore.v1.AgentContext/GetModel",
     "/ctxstore.v1.AgentContext/ListModels",
     "/ctxstore.v1.AgentContext/DeleteModel",
+    "/ctxstore.v1.AgentContext/ListCheckpointNamespaces",
+    "/ctxstore.v1.AgentContext/ListAllCheckpoints",
+    "/ctxstore.v1.Auth/Change",
+    "/ctxstore.v1.Auth/Get",
+    "/ctxstore.v1.Auth/WhoAmI",
 ];
 const STREAMING: [&str; 2] = ["/ctxstore.v1.Raft/Send", "/ctxstore.v1.Raft/SendSnapshot"];
 
