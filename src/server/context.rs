@@ -184,6 +184,25 @@ impl ContextService {
         keys::key_hash(&cx::thread_key(thread))
     }
 
+    /// The shard a listing reads (one per call: the header's, or the only one; the
+    /// bundled clients go through them all), after its read barrier, and its key
+    /// ranges.
+    async fn one_shard(
+        &self,
+        header: &Option<RequestHeader>,
+    ) -> Result<(crate::raft::handle::PeerHandle, Vec<(Vec<u8>, Vec<u8>)>)> {
+        let multi = self.ctx().ranges().shards().len() > 1;
+        if multi && header.as_ref().is_none_or(|h| h.shard_id == 0) {
+            return Err(Error::invalid(
+                "header.shard_id",
+                "this cluster has several shards: list one shard per call (the bundled clients go through them all)",
+            ));
+        }
+        let peer = self.path.read_barrier(header, None, false).await?;
+        let ranges = self.path.shard_ranges(peer.shard);
+        Ok((peer, ranges))
+    }
+
     /// Validates `c` and checks the caller's `access` to it.
     fn conversation_in(
         who: &Option<crate::auth::Principal>,
@@ -410,17 +429,7 @@ impl AgentContext for ContextService {
             Access::Read,
         )?;
         let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
-        // One shard per call (the header's, or the only one): the client gathers.
-        let multi = self.ctx().ranges().shards().len() > 1;
-        if multi && req.header.as_ref().is_none_or(|h| h.shard_id == 0) {
-            return Err(Error::invalid(
-                "header.shard_id",
-                "this cluster has several shards: list one shard per call (the bundled client gathers them)",
-            )
-            .into());
-        }
-        let peer = self.path.read_barrier(&req.header, None, false).await?;
-        let ranges = self.path.shard_ranges(peer.shard);
+        let (peer, ranges) = self.one_shard(&req.header).await?;
         let (ns, after) = (req.namespace, req.after_id);
         let (conversations, more) = self
             .path
@@ -620,16 +629,7 @@ impl AgentContext for ContextService {
         // Every thread: only a grant on all of them covers it.
         authorize(&who, ResourceKind::Thread, b"", Access::Read)?;
         let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
-        let multi = self.ctx().ranges().shards().len() > 1;
-        if multi && req.header.as_ref().is_none_or(|h| h.shard_id == 0) {
-            return Err(Error::invalid(
-                "header.shard_id",
-                "this cluster has several shards: list one shard per call (the bundled clients go through them all)",
-            )
-            .into());
-        }
-        let peer = self.path.read_barrier(&req.header, None, false).await?;
-        let ranges = self.path.shard_ranges(peer.shard);
+        let (peer, ranges) = self.one_shard(&req.header).await?;
         let (after, filter) = (req.after, req.filter);
         let (tuples, more, next) = self
             .path
