@@ -47,6 +47,14 @@ fn fixed_values_in_operations_md_match_the_code() {
         &format!("at most {} records", n(crate::node::purge::PURGE_BATCH)),
     );
     assert_row_says(
+        "names (namespace, conversation id, checkpoint id, channel, model name), idempotency key",
+        &format!("at most {} bytes", crate::context::MAX_NAME),
+    );
+    assert_row_says(
+        "checkpoint thread id, checkpoint namespace (`ns`)",
+        &format!("at most {} bytes", n(crate::context::MAX_THREAD)),
+    );
+    assert_row_says(
         "request id",
         &format!("at most {} bytes", crate::server::path::MAX_REQUEST_ID),
     );
