@@ -303,6 +303,30 @@ async fn tenants_see_only_their_own_data() {
     );
     let ca_only = client(&addrs, Some(ClientTls::new(&s.pki.ca)), None).await;
     unauthenticated("no credentials", ca_only.get("a/x").await);
+    // Once a user of the certificate's name exists, the certificate alone is that
+    // user (with its roles, here tenant a's).
+    change(&root, Op::AddUser("ctxstore-client".into()))
+        .await
+        .expect("user");
+    change(
+        &root,
+        Op::GrantRole(UserRole {
+            user: "ctxstore-client".into(),
+            role: "a".into(),
+        }),
+    )
+    .await
+    .expect("role");
+    let by_cert = client(&addrs, tls(), None).await;
+    assert_eq!(
+        by_cert.who_am_i().await.expect("whoami").method,
+        "certificate"
+    );
+    by_cert
+        .put("a/by-cert", "v")
+        .await
+        .expect("tenant a by certificate");
+    denied("b by certificate", by_cert.get("b/secret").await);
     let wrong_secret = other_last_digit(&s.a);
     let unknown_id = format!("ctx_{}{}", "0".repeat(16), &s.a[20..]);
     let m1 = unauthenticated(
@@ -346,7 +370,11 @@ async fn tenants_see_only_their_own_data() {
     assert_eq!(a.who_am_i().await.expect("whoami").name, "a");
     a.put("a/x", "mine").await.expect("own key");
     assert!(a.get("a/x").await.expect("own get").is_some());
-    assert_eq!(a.scan("a/", "", 10).await.expect("own scan").kvs.len(), 1);
+    assert_eq!(
+        a.scan("a/", "", 10).await.expect("own scan").kvs.len(),
+        2,
+        "a/x and a/by-cert"
+    );
     append(&a, conv("a", "c1")).await.expect("own conversation");
     a.list_conversations("a", "", 10).await.expect("own list");
     put_checkpoint(&a, "a/t1").await.expect("own thread");
