@@ -422,8 +422,9 @@ fn check_auth_transport(sec: &crate::config::SecurityConfig) -> Result<()> {
     Ok(())
 }
 
-/// How long an auth change waits for the up nodes to have it in effect.
-const AUTH_FENCE: Duration = Duration::from_secs(10);
+/// How long an auth change waits for the up nodes to have it in effect (less than a
+/// client's default deadline, so the answer, naming the nodes behind, gets back).
+const AUTH_FENCE: Duration = Duration::from_secs(5);
 
 /// Waits until every up node has reported auth `revision` in effect; returns those
 /// that had not when `AUTH_FENCE` passed.
@@ -465,8 +466,11 @@ pub(crate) async fn auth_change(
         return handle_auth_change(ctx, req).await;
     }
     through_meta_elections(|| {
+        // The meta leader answers once the change is in effect everywhere (or
+        // `AUTH_FENCE` passed): give it that long.
         ask_meta_leader_on(
             ctx,
+            AUTH_FENCE + CALL_TIMEOUT * 2,
             || handle_auth_change(ctx, req.clone()),
             |ch| {
                 let req = req.clone();
@@ -602,12 +606,17 @@ where
     R: Fn(ClusterClient<Channel>) -> RF,
     RF: std::future::Future<Output = std::result::Result<T, tonic::Status>>,
 {
-    ask_meta_leader_on(ctx, local, |ch| remote(ClusterClient::new(ch))).await
+    ask_meta_leader_on(ctx, CALL_TIMEOUT, local, |ch| {
+        remote(ClusterClient::new(ch))
+    })
+    .await
 }
 
-/// [`ask_meta_leader`] for a call of any service: `remote` gets the channel.
+/// [`ask_meta_leader`] for a call of any service that may take `within` on the meta
+/// leader: `remote` gets the channel.
 pub(crate) async fn ask_meta_leader_on<T, L, LF, R, RF>(
     ctx: &NodeCtx,
+    within: Duration,
     local: L,
     remote: R,
 ) -> Result<T>
@@ -658,13 +667,13 @@ where
                 continue;
             }
         };
-        let err = match tokio::time::timeout(CALL_TIMEOUT, remote(ch)).await {
+        let err = match tokio::time::timeout(within, remote(ch)).await {
             Ok(Ok(t)) => {
                 *ctx.meta.leader_addr.lock() = Some(addr);
                 return Ok(t);
             }
             Ok(Err(status)) => Error::from(status),
-            Err(_) => Error::Transport(format!("no answer from {addr} within {CALL_TIMEOUT:?}")),
+            Err(_) => Error::Transport(format!("no answer from {addr} within {within:?}")),
         };
         if !elsewhere(&err) {
             // The meta leader's answer (a refusal, a bad argument): final.

@@ -39,6 +39,10 @@ def ctxctl(cluster: Cluster, certs: Path, *args: str, token: str | None = None) 
         text=True,
         timeout=60,
     )
+    # An add whose first answer was lost (a meta election while the cluster starts)
+    # and that ctxctl sent again reports "exists": it took effect.
+    if r.returncode == 4 and "exists" in r.stderr and "add" in args:
+        return r.stdout
     assert r.returncode == 0, f"ctxctl {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}"
     return r.stdout
 
