@@ -829,7 +829,7 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
             match call_meta(&ctx, hb).await {
                 Ok(mut table) => {
                     if let Some(auth) = table.auth.take() {
-                        ctx.auth.install(&auth);
+                        ctx.install_auth(&auth);
                     }
                     for n in &table.nodes {
                         ctx.addresses.insert(NodeId(n.node_id), n.addr.clone());

@@ -192,6 +192,18 @@ impl NodeCtx {
         self.cluster_config.lock().clone()
     }
 
+    /// Installs `store` if it is newer than the auth state in effect, on a blocking
+    /// thread: it is written and synced to the data dir first, which must not stall a
+    /// replica's task or the heartbeat loop.
+    pub(crate) fn install_auth(self: &Arc<Self>, store: &crate::proto::AuthStore) {
+        if store.revision <= self.auth.current().revision() {
+            return;
+        }
+        let (ctx, store) = (self.clone(), store.clone());
+        self.tracker
+            .spawn_blocking(move || ctx.auth.install(&store));
+    }
+
     /// Lays a newer version of the cluster's settings over the node's own
     /// configuration (an older or equal version is ignored). A document this node
     /// cannot apply (it was checked against the meta leader's configuration) is

@@ -403,7 +403,7 @@ impl Peer {
                 self.ctx.apply_cluster_config(doc);
             }
             if let Some(auth) = &state.auth {
-                self.ctx.auth.install(auth);
+                self.ctx.install_auth(auth);
             }
             self.ctx.meta.set_state(state);
         }
