@@ -695,21 +695,27 @@ class CtxstoreStore(BaseStore):
         ttl_ms = int(ttl * 60_000) if ttl else 0
         self.client.put(_store_key(namespace, key), json.dumps(record), ttl_ms=ttl_ms)
 
-    def _item(self, raw_key: bytes, raw: bytes, refresh: bool) -> Item | None:
+    @staticmethod
+    def _item(raw_key: bytes, raw: bytes) -> tuple[Item, float | None] | None:
+        """The item a Kv record holds, and its TTL in minutes."""
         parsed = _parse_store_key(raw_key)
         if parsed is None:
             return None
         namespace, key = parsed
         record = json.loads(raw)
-        if refresh and record.get("ttl"):
-            self.client.put(raw_key, raw, ttl_ms=int(record["ttl"] * 60_000))
-        return Item(
+        item = Item(
             value=record["value"],
             key=key,
             namespace=namespace,
             created_at=_parse_iso(record["created_at"]),
             updated_at=_parse_iso(record["updated_at"]),
         )
+        return item, record.get("ttl")
+
+    def _touch(self, raw_key: bytes, raw: bytes, ttl: float | None) -> None:
+        """Restarts an item's TTL (a read refreshes it)."""
+        if ttl:
+            self.client.put(raw_key, raw, ttl_ms=int(ttl * 60_000))
 
     def _refresh(self, op_refresh: bool | None) -> bool:
         if op_refresh is not None:
@@ -727,7 +733,13 @@ class CtxstoreStore(BaseStore):
         kv = self.client.get(_store_key(op.namespace, op.key))
         if kv is None:
             return None
-        return self._item(kv.key, kv.value, self._refresh(op.refresh_ttl))
+        found = self._item(kv.key, kv.value)
+        if found is None:
+            return None
+        item, ttl = found
+        if self._refresh(op.refresh_ttl):
+            self._touch(kv.key, kv.value, ttl)
+        return item
 
     def _search(self, op: SearchOp) -> list[SearchItem]:
         prefix = _store_prefix(op.namespace_prefix)
@@ -737,14 +749,17 @@ class CtxstoreStore(BaseStore):
             rest = kv.key[len(prefix.encode()) :]
             if op.namespace_prefix and rest[:1] not in (_LABEL_SEP.encode(), _KEY_SEP.encode()):
                 continue  # ("a", "bc") under the prefix ("a", "b")
-            item = self._item(kv.key, kv.value, False)
-            if item is None or not all(_compare(item.value.get(k), v) for k, v in (op.filter or {}).items()):
+            found = self._item(kv.key, kv.value)
+            if found is None:
+                continue
+            item, ttl = found
+            if not all(_compare(item.value.get(k), v) for k, v in (op.filter or {}).items()):
                 continue
             if skipped < op.offset:
                 skipped += 1
                 continue
             if self._refresh(op.refresh_ttl):
-                self._item(kv.key, kv.value, True)
+                self._touch(kv.key, kv.value, ttl)
             out.append(
                 SearchItem(
                     namespace=item.namespace,
