@@ -24,6 +24,11 @@ free_port() {
     || shuf -i 20000-60000 -n 1
 }
 
+# The machine's memory, as "23 GiB" (from /proc: `free` is not on a minimal Debian).
+mem_total() {
+  awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo
+}
+
 # Runs "$@" every 0.2 s until it succeeds; fails after WAIT_SECS (default 60) seconds.
 wait_until() {
   local _

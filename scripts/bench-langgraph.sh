@@ -45,7 +45,7 @@ fi
 
 start_ctx 4
 printf 'machine: %s cores, %s; 3 ctxd (4 shards), PostgreSQL %s, SQLite; %s workers, %s s per saver\n' \
-  "$(nproc)" "$(free -h | awk '/Mem:/{print $2}')" "$("$pg_bin/postgres" --version | awk '{print $3}')" \
+  "$(nproc)" "$(mem_total)" "$("$pg_bin/postgres" --version | awk '{print $3}')" \
   "$WORKERS" "$DURATION"
 "$venv/bin/python" scripts/bench_langgraph.py --ctxstore "$CTX_EPS" \
   --postgres "postgresql://bench@127.0.0.1:$pg_port/postgres" --sqlite "$WORK/lg.sqlite" \

@@ -115,7 +115,7 @@ after=$(measure after)
 
 ops_b=$(field "$before" ops_per_sec); ops_a=$(field "$after" ops_per_sec)
 printf 'machine: %s cores, %s; 3 ctxd (CPU per node: %s), %s clients, 1 KiB puts, %s per measurement\n' \
-  "$(nproc)" "$(free -h | awk '/Mem:/{print $2}')" "${NODE_CPU:-uncapped}" "$CLIENTS" "$DURATION"
+  "$(nproc)" "$(mem_total)" "${NODE_CPU:-uncapped}" "$CLIENTS" "$DURATION"
 printf '%-34s %10s %9s %9s   %s\n' "" "ops/s" "p50 us" "p99 us" "cpu of nodes 1 2 3"
 printf '%-34s %10.0f %9s %9s   %s\n' "1 shard, leader on node $parent_leader" "$ops_b" \
   "$(field "$before" p50_us)" "$(field "$before" p99_us)" "$(cat "$WORK/cpu.before")"
