@@ -28,6 +28,8 @@ pub const DYNAMIC: &[&str] = &[
     "limits.max-message-size",
     "limits.max-messages-per-append",
     "limits.max-blobs-per-checkpoint",
+    "limits.max-thread-id-size",
+    "limits.max-checkpoint-ns-size",
     "context.purge-interval",
     "context.watch-retain-bytes",
     "log.level",

@@ -459,6 +459,11 @@ pub struct Limits {
     pub max_messages_per_append: u64,
     /// Most channel blobs or pending writes in one checkpoint call (default 1,000).
     pub max_blobs_per_checkpoint: u64,
+    /// Longest checkpoint thread id in bytes (default 1 KiB, at most 16 KiB).
+    pub max_thread_id_size: u64,
+    /// Longest checkpoint namespace (`ns`) in bytes (default 1 KiB, at most 16 KiB):
+    /// LangGraph adds about 40 bytes per level of nested subgraphs.
+    pub max_checkpoint_ns_size: u64,
 }
 
 impl Default for NodeConfig {
@@ -513,6 +518,8 @@ impl Default for Limits {
             max_message_size: 1 << 20,
             max_messages_per_append: 1_000,
             max_blobs_per_checkpoint: 1_000,
+            max_thread_id_size: crate::context::MAX_THREAD as u64,
+            max_checkpoint_ns_size: crate::context::MAX_THREAD as u64,
         }
     }
 }
@@ -674,9 +681,19 @@ impl Limits {
                 "limits.max-blobs-per-checkpoint",
                 self.max_blobs_per_checkpoint,
             ),
+            ("limits.max-thread-id-size", self.max_thread_id_size),
+            ("limits.max-checkpoint-ns-size", self.max_checkpoint_ns_size),
         ] {
             if v == 0 {
                 return Err(Error::config(name, "must be greater than 0"));
+            }
+        }
+        for (name, v) in [
+            ("limits.max-thread-id-size", self.max_thread_id_size),
+            ("limits.max-checkpoint-ns-size", self.max_checkpoint_ns_size),
+        ] {
+            if v > crate::context::MAX_THREAD_CAP as u64 {
+                return Err(Error::config(name, "must be at most 16 KiB"));
             }
         }
         if self.max_value_size > crate::proto::MAX_VALUE_SIZE_CAP {

@@ -718,6 +718,7 @@ fn checkpoint(
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         created_at_ms: 0,
+        metadata_json: String::new(),
     }
 }
 
@@ -752,12 +753,16 @@ async fn checkpoints_are_listed_across_threads() {
     }
     // More than one page (100) in all, gathered from every shard.
     let all = client
-        .list_all_checkpoints(Default::default(), 0)
+        .list_all_checkpoints(Default::default(), "", 0)
         .await
         .expect("list");
     assert_eq!(all.len(), 150);
     let special = client
-        .list_all_checkpoints([("run_id".to_string(), "special".to_string())].into(), 0)
+        .list_all_checkpoints(
+            [("run_id".to_string(), "special".to_string())].into(),
+            "",
+            0,
+        )
         .await
         .expect("list");
     let mut names: Vec<(String, String)> = special
@@ -778,7 +783,7 @@ async fn checkpoints_are_listed_across_threads() {
     );
     assert_eq!(
         client
-            .list_all_checkpoints(Default::default(), 7)
+            .list_all_checkpoints(Default::default(), "", 7)
             .await
             .expect("list")
             .len(),
@@ -788,13 +793,19 @@ async fn checkpoints_are_listed_across_threads() {
 }
 
 /// `ListCheckpointNamespaces` lists the namespaces holding a checkpoint, sorted, per
-/// tenant namespace; deep LangGraph namespaces (up to 1 KiB) and thread ids with `}`
-/// work; names over the limits are refused and change nothing.
+/// tenant namespace; deep LangGraph namespaces (up to the configured limit, here
+/// raised to 2 KiB) and thread ids with `}` work; names over the limits are refused
+/// and change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_threads_checkpoint_namespaces_are_listed() {
-    let cluster = TestCluster::start(3).await;
+    let cluster = TestCluster::start_with(3, |c| {
+        c.limits.max_checkpoint_ns_size = 2048;
+        c.limits.max_thread_id_size = 100;
+    })
+    .await;
     let client = cluster.client().await;
-    let deep = ["node:0123456789abcdef0123456789abcdef0123"; 20].join("|");
+    // 45 levels of subgraphs: 1,844 bytes.
+    let deep = ["node:0123456789abcdef0123456789abcdef0123"; 45].join("|");
     let put = |ns: &str, thread: &str, tenant: &str| PutCheckpointRequest {
         thread: Some(ThreadRef {
             thread: thread.into(),
@@ -832,13 +843,32 @@ async fn a_threads_checkpoint_namespaces_are_listed() {
         .expect("list")
         .is_empty());
     // Over the limits: refused, nothing written.
-    let too_deep = "n".repeat(1025);
+    let too_deep = "n".repeat(2049);
     match client.put_checkpoint(put(&too_deep, "t}1", "")).await {
+        Err(ctxstore::Error::LimitExceeded { limit, max, actual }) => {
+            assert_eq!(
+                (limit.as_str(), max, actual),
+                ("max-checkpoint-ns-size", 2048, 2049)
+            )
+        }
+        other => panic!("expected RESOURCE_EXHAUSTED, got {other:?}"),
+    }
+    match client.put_checkpoint(put("", &"t".repeat(101), "")).await {
+        Err(ctxstore::Error::LimitExceeded { limit, .. }) => {
+            assert_eq!(limit, "max-thread-id-size")
+        }
+        other => panic!("expected RESOURCE_EXHAUSTED, got {other:?}"),
+    }
+    // Past what any configuration allows, the clients refuse before sending.
+    match client
+        .put_checkpoint(put(&"n".repeat(16 * 1024 + 1), "t}1", ""))
+        .await
+    {
         Err(ctxstore::Error::InvalidArgument { field, .. }) => assert_eq!(field, "thread.ns"),
         other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
     }
     assert!(client
-        .checkpoint_namespaces("", &"x".repeat(1025))
+        .checkpoint_namespaces("", &"x".repeat(101))
         .await
         .is_err());
     assert!(client.checkpoint_namespaces("a/b", "t}1").await.is_err());
@@ -1465,5 +1495,356 @@ async fn a_large_version_arrives_in_parts() {
     }
     assert_eq!(seqs, (1..=5000).collect::<BTreeSet<u64>>());
     drop(w);
+    cluster.shutdown().await;
+}
+
+/// A checkpoint with JSON metadata (and no string pairs).
+fn json_checkpoint(id: &str, versions: &[(&str, &str)], meta: &str) -> Checkpoint {
+    Checkpoint {
+        metadata_json: meta.into(),
+        ..checkpoint(id, "", versions, &[])
+    }
+}
+
+/// Metadata filters compare JSON values (numbers by value, nested objects), also
+/// against checkpoints that have only the older string map; a filter or metadata that
+/// is not a JSON object is INVALID_ARGUMENT and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_metadata_is_filtered_as_json() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    let t = tref("json-meta");
+    let put = |cp: Checkpoint| PutCheckpointRequest {
+        thread: Some(t.clone()),
+        checkpoint: Some(cp),
+        ..Default::default()
+    };
+    for cp in [
+        json_checkpoint(
+            "0001",
+            &[],
+            r#"{"step": 1, "source": "input", "writes": null}"#,
+        ),
+        json_checkpoint(
+            "0002",
+            &[],
+            r#"{"step": 2.0, "source": "loop", "writes": {"agent": [1, "a"]}}"#,
+        ),
+        // As the earlier Python saver wrote metadata: JSON text in the map.
+        checkpoint("0003", "", &[], &[("step", "2"), ("source", "\"loop\"")]),
+    ] {
+        client.put_checkpoint(put(cp)).await.expect("put");
+    }
+    let list = |filter_json: &str| ListCheckpointsRequest {
+        thread: Some(t.clone()),
+        filter_json: filter_json.into(),
+        ..Default::default()
+    };
+    let ids = |tuples: Vec<ctxstore::proto::CheckpointTuple>| -> Vec<String> {
+        tuples
+            .into_iter()
+            .map(|t| t.checkpoint.expect("checkpoint").checkpoint_id)
+            .collect()
+    };
+    let got = |f: &'static str| {
+        let client = client.clone();
+        let req = list(f);
+        async move { ids(client.list_checkpoints(req).await.expect("list")) }
+    };
+    assert_eq!(got(r#"{"step": 2}"#).await, ["0003", "0002"]);
+    assert_eq!(got(r#"{"step": 1.0, "source": "input"}"#).await, ["0001"]);
+    assert_eq!(got(r#"{"writes": {"agent": [1.0, "a"]}}"#).await, ["0002"]);
+    assert_eq!(got(r#"{"writes": null}"#).await, ["0001"]);
+    assert!(got(r#"{"step": "2"}"#).await.is_empty());
+    assert_eq!(got("{}").await.len(), 3);
+    // Across threads too.
+    let all = client
+        .list_all_checkpoints(Default::default(), r#"{"source": "loop"}"#, 0)
+        .await
+        .expect("list all");
+    assert_eq!(ids(all), ["0002", "0003"]);
+    // Bad JSON: a specific error, nothing written.
+    for bad in ["{", "[1]", "\"step\""] {
+        match client.list_checkpoints(list(bad)).await {
+            Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "filter_json"),
+            other => panic!("{bad}: expected INVALID_ARGUMENT, got {other:?}"),
+        }
+        match client
+            .put_checkpoint(put(json_checkpoint("0009", &[], bad)))
+            .await
+        {
+            Err(Error::InvalidArgument { field, .. }) => {
+                assert_eq!(field, "checkpoint.metadata_json")
+            }
+            other => panic!("{bad}: expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+    assert_eq!(got("").await, ["0003", "0002", "0001"]);
+    cluster.shutdown().await;
+}
+
+/// `DeleteForRuns` removes, in every shard, the checkpoints of the given runs with
+/// their writes and the blobs only they named, and nothing else; asking again removes
+/// nothing; bad input is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_for_runs_removes_only_those_runs() {
+    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 3).await;
+    let client = cluster.client().await;
+    for i in 0..24u32 {
+        let t = tref(&format!("runs-{i:02}"));
+        // Checkpoint 1 of run "keep", 2 of run "r-<i % 3>", 3 of run "keep" again.
+        let runs = [
+            "keep".to_string(),
+            format!("r-{}", i % 3),
+            "keep".to_string(),
+        ];
+        for (n, run) in runs.iter().enumerate() {
+            let id = format!("{:04}", n + 1);
+            let v = format!("{}", n + 1);
+            client
+                .put_checkpoint(PutCheckpointRequest {
+                    thread: Some(t.clone()),
+                    checkpoint: Some(json_checkpoint(
+                        &id,
+                        &[("ch", &v), ("base", "1")],
+                        &format!(r#"{{"run_id": "{run}", "step": {n}}}"#),
+                    )),
+                    blobs: vec![blob("ch", &v, "x"), blob("base", "1", "b")],
+                    ..Default::default()
+                })
+                .await
+                .expect("put");
+            client
+                .put_writes(PutWritesRequest {
+                    thread: Some(t.clone()),
+                    checkpoint_id: id,
+                    task_id: "task".into(),
+                    writes: vec![PendingWrite {
+                        channel: "c".into(),
+                        value: b"w".to_vec().into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })
+                .await
+                .expect("writes");
+        }
+    }
+    let of_run = |run: &str| {
+        let client = client.clone();
+        let f = format!(r#"{{"run_id": "{run}"}}"#);
+        async move {
+            client
+                .list_all_checkpoints(Default::default(), &f, 0)
+                .await
+                .expect("list")
+                .len()
+        }
+    };
+    assert_eq!(of_run("r-0").await, 8);
+    let (removed, blobs) = client
+        .delete_for_runs(&["r-0".into(), "r-1".into(), "nobody".into()])
+        .await
+        .expect("delete");
+    // 16 checkpoints, each the only one naming its `ch` version.
+    assert_eq!((removed, blobs), (16, 16));
+    assert_eq!(of_run("r-0").await, 0);
+    assert_eq!(of_run("r-1").await, 0);
+    assert_eq!(of_run("r-2").await, 8);
+    assert_eq!(of_run("keep").await, 48);
+    // What stays is whole: blobs and writes of the kept checkpoints.
+    let t = client
+        .get_checkpoint(GetCheckpointRequest {
+            thread: Some(tref("runs-00")),
+            checkpoint_id: Some("0003".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(t.blobs.len(), 2);
+    assert_eq!(t.pending_writes.len(), 1);
+    assert_eq!(
+        client
+            .delete_for_runs(&["r-0".into()])
+            .await
+            .expect("again"),
+        (0, 0)
+    );
+    for bad in [vec![], vec![String::new()], vec!["x".repeat(129)]] {
+        match client.delete_for_runs(&bad).await {
+            Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "run_ids"),
+            other => panic!("{bad:?}: expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+    assert_eq!(of_run("keep").await, 48);
+    cluster.shutdown().await;
+}
+
+/// Every checkpoint namespace of a thread, as the server returns it, without the
+/// thread's name and the write times: what a copy must reproduce.
+async fn thread_contents(
+    client: &Client,
+    namespace: &str,
+    thread: &str,
+) -> Vec<(String, Vec<ctxstore::proto::CheckpointTuple>)> {
+    let mut out = Vec::new();
+    for ns in client
+        .checkpoint_namespaces(namespace, thread)
+        .await
+        .expect("namespaces")
+    {
+        let mut tuples = client
+            .list_checkpoints(ListCheckpointsRequest {
+                thread: Some(ThreadRef {
+                    thread: thread.into(),
+                    ns: ns.clone(),
+                    namespace: namespace.into(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        for t in &mut tuples {
+            t.thread = None;
+            if let Some(cp) = t.checkpoint.as_mut() {
+                cp.created_at_ms = 0;
+            }
+        }
+        out.push((ns, tuples));
+    }
+    out
+}
+
+/// `CopyThread` copies every namespace of a thread, blobs and writes (special slots
+/// included), to a thread on another shard and into another tenant namespace; asking
+/// again finishes a copy that lost part of its work; bad targets are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_is_copied_on_the_server() {
+    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 3).await;
+    let client = cluster.client().await;
+    let shard_of = |thread: &str| {
+        let client = client.clone();
+        let key = ctxstore::context::thread_key(thread);
+        async move { client.route(&key).await.0 }
+    };
+    let source = "copy-src";
+    let mut target = None;
+    for i in 0..64 {
+        let name = format!("copy-dst-{i}");
+        if shard_of(&name).await != shard_of(source).await {
+            target = Some(name);
+            break;
+        }
+    }
+    let target = target.expect("a target thread on another shard");
+    for ns in ["", "child:1", "child:1|grandchild:2"] {
+        let t = ThreadRef {
+            thread: source.into(),
+            ns: ns.into(),
+            namespace: String::new(),
+        };
+        for n in 1..=5u32 {
+            let id = format!("{n:04}");
+            let v = n.to_string();
+            client
+                .put_checkpoint(PutCheckpointRequest {
+                    thread: Some(t.clone()),
+                    checkpoint: Some(Checkpoint {
+                        parent_id: if n > 1 {
+                            format!("{:04}", n - 1)
+                        } else {
+                            String::new()
+                        },
+                        ..json_checkpoint(
+                            &id,
+                            &[("messages", &v), ("static", "1")],
+                            &format!(r#"{{"step": {n}}}"#),
+                        )
+                    }),
+                    blobs: if n == 1 {
+                        vec![blob("messages", &v, "m1"), blob("static", "1", "s")]
+                    } else {
+                        vec![blob("messages", &v, &format!("m{n}"))]
+                    },
+                    ..Default::default()
+                })
+                .await
+                .expect("put");
+            for task in ["task-a", "task-b"] {
+                client
+                    .put_writes(PutWritesRequest {
+                        thread: Some(t.clone()),
+                        checkpoint_id: id.clone(),
+                        task_id: task.into(),
+                        task_path: format!("path-{task}"),
+                        writes: ["messages", "__interrupt__", "other"]
+                            .iter()
+                            .map(|ch| PendingWrite {
+                                channel: ch.to_string(),
+                                value: format!("{task}/{ch}").into_bytes().into(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("writes");
+            }
+        }
+    }
+    let want = thread_contents(&client, "", source).await;
+    assert_eq!(want.len(), 3);
+    let r = client
+        .copy_thread_in("", source, "", &target)
+        .await
+        .expect("copy");
+    assert_eq!((r.copied_checkpoints, r.copied_writes), (15, 90));
+    assert_eq!(thread_contents(&client, "", &target).await, want);
+    // Into another tenant namespace, and again after losing part of the copy.
+    client
+        .copy_thread_in("", source, "acme", source)
+        .await
+        .expect("copy to a tenant");
+    assert_eq!(thread_contents(&client, "acme", source).await, want);
+    client
+        .prune_checkpoints(PruneCheckpointsRequest {
+            thread: Some(ThreadRef {
+                thread: target.clone(),
+                ns: "child:1".into(),
+                namespace: String::new(),
+            }),
+            keep: Some(Keep::KeepLatest(1)),
+            ..Default::default()
+        })
+        .await
+        .expect("prune");
+    assert_ne!(thread_contents(&client, "", &target).await, want);
+    client
+        .copy_thread_in("", source, "", &target)
+        .await
+        .expect("copy again");
+    assert_eq!(thread_contents(&client, "", &target).await, want);
+    // The source is untouched; bad targets change nothing.
+    assert_eq!(thread_contents(&client, "", source).await, want);
+    match client.copy_thread_in("", source, "", source).await {
+        Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "target_thread"),
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
+    match client.copy_thread_in("", source, "a/b", "x").await {
+        Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "target_namespace"),
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
+    // A thread that does not exist copies nothing.
+    let r = client
+        .copy_thread_in("", "no-such-thread", "", "copy-nothing")
+        .await
+        .expect("copy nothing");
+    assert_eq!(r.copied_checkpoints, 0);
+    assert!(client
+        .checkpoint_namespaces("", "copy-nothing")
+        .await
+        .expect("namespaces")
+        .is_empty());
     cluster.shutdown().await;
 }

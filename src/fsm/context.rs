@@ -10,6 +10,7 @@ use crate::context::{
 };
 use crate::error::Result;
 use crate::fsm::command::{is_live, Applier, StateReader};
+use crate::fsm::metadata::MetadataFilter;
 use crate::keys;
 use crate::proto::context_command::Op;
 use crate::proto::context_rejected::Reason;
@@ -17,9 +18,9 @@ use crate::proto::prune_checkpoints_request::Keep;
 use crate::proto::{
     command_result, AppendRequest, ChatMessage, Checkpoint, CommandResult, CompactRequest,
     ContextCommand, ContextOutcome, ContextRejected, ConversationInfo, ConversationRecord,
-    ConversationRef, IdempotencyRecord, PendingWrite, PruneCheckpointsRequest,
-    PutCheckpointRequest, PutWritesRequest, SetConversationMetadataRequest, ThreadRecord,
-    TrimRequest,
+    ConversationRef, DeleteCheckpointsCommand, IdempotencyRecord, PendingWrite,
+    PruneCheckpointsRequest, PutCheckpointRequest, PutWritesRequest,
+    SetConversationMetadataRequest, ThreadRecord, ThreadRef, TrimRequest,
 };
 use prost::Message;
 use std::collections::HashSet;
@@ -99,6 +100,11 @@ fn command_hashes(cmd: &ContextCommand) -> Vec<u64> {
         Some(Op::Prune(r)) => thread_ref(&r.thread).into_iter().collect(),
         Some(Op::DeleteThread(r)) => thread(&r.thread).into_iter().collect(),
         Some(Op::Purge(p)) => p.keys.iter().map(|k| keys::key_hash(&k.key)).collect(),
+        Some(Op::DeleteCheckpoints(d)) => d
+            .checkpoints
+            .iter()
+            .filter_map(|c| thread(&c.thread))
+            .collect(),
         None => Vec::new(),
     }
 }
@@ -170,6 +176,7 @@ fn apply<R: StateReader>(
                 ..Default::default()
             }))
         }
+        Some(Op::DeleteCheckpoints(d)) => ctx.delete_checkpoints(d),
         None => Ok(bad("empty context command")),
     }
 }
@@ -575,7 +582,11 @@ impl<R: StateReader> Ctx<'_, '_, R> {
         self.touch_thread(&t.thread, None)?;
         let mut stored = 0;
         for (i, w) in r.writes.iter().enumerate() {
-            let idx = write_idx(&w.channel, i);
+            let idx = if r.keep_idx {
+                w.idx
+            } else {
+                write_idx(&w.channel, i)
+            };
             let k = write_key(t, &r.checkpoint_id, &r.task_id, idx);
             let exists = self.a.value(&keys::data_key(&k))?.is_some();
             if exists && !SPECIAL_CHANNELS.contains(&w.channel.as_str()) {
@@ -602,34 +613,89 @@ impl<R: StateReader> Ctx<'_, '_, R> {
         let Some(t) = &r.thread else {
             return Ok(bad("thread missing"));
         };
-        let all = self.a.scan_user_prefix(&ckpt_prefix(t))?;
-        let mut ckpts: Vec<(Vec<u8>, Checkpoint)> = Vec::with_capacity(all.len());
-        for (dk, v) in all {
-            ckpts.push((dk, Checkpoint::decode(v.value.as_ref())?));
-        }
-        // Ascending by checkpoint id (key order): the newest last.
-        let remove: Vec<bool> = match r.keep {
-            Some(Keep::KeepLatest(n)) => {
+        let keep = match &r.keep {
+            Some(k) => k.clone(),
+            None => return Ok(bad("keep_latest or older_than_ms must be set")),
+        };
+        let (removed, removed_blobs) = self.prune_where(t, |ckpts, now| match keep {
+            Keep::KeepLatest(n) => {
                 let keep_from = ckpts
                     .len()
                     .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
                 (0..ckpts.len()).map(|i| i < keep_from).collect()
             }
-            Some(Keep::OlderThanMs(age)) => {
-                let cutoff = self.now.saturating_sub(age);
+            Keep::OlderThanMs(age) => {
+                let cutoff = now.saturating_sub(age);
+                ckpts.iter().map(|c| c.created_at_ms < cutoff).collect()
+            }
+            Keep::RemoveId(ref id) => ckpts.iter().map(|c| &c.checkpoint_id == id).collect(),
+        })?;
+        Ok(done(ContextOutcome {
+            version: self.index,
+            count: removed,
+            count2: removed_blobs,
+            ..Default::default()
+        }))
+    }
+
+    /// Removes the named checkpoints that still carry one of the run ids, thread by
+    /// thread, with the blobs no remaining checkpoint of the thread names.
+    fn delete_checkpoints(&mut self, d: &DeleteCheckpointsCommand) -> Result<CommandResult> {
+        let mut by_thread: std::collections::BTreeMap<(&str, &str), HashSet<&str>> =
+            Default::default();
+        for c in &d.checkpoints {
+            by_thread
+                .entry((c.thread.as_str(), c.ns.as_str()))
+                .or_default()
+                .insert(c.checkpoint_id.as_str());
+        }
+        let (mut removed, mut removed_blobs) = (0, 0);
+        for ((thread, ns), ids) in by_thread {
+            let t = ThreadRef {
+                thread: thread.to_string(),
+                ns: ns.to_string(),
+                namespace: String::new(),
+            };
+            let (r, b) = self.prune_where(&t, |ckpts, _| {
                 ckpts
                     .iter()
-                    .map(|(_, c)| c.created_at_ms < cutoff)
+                    .map(|c| {
+                        ids.contains(c.checkpoint_id.as_str())
+                            && MetadataFilter::run_id_in(c, &d.run_ids)
+                    })
                     .collect()
-            }
-            Some(Keep::RemoveId(ref id)) => {
-                ckpts.iter().map(|(_, c)| &c.checkpoint_id == id).collect()
-            }
-            None => return Ok(bad("keep_latest or older_than_ms must be set")),
-        };
+            })?;
+            removed += r;
+            removed_blobs += b;
+        }
+        Ok(done(ContextOutcome {
+            version: self.index,
+            count: removed,
+            count2: removed_blobs,
+            ..Default::default()
+        }))
+    }
+
+    /// Removes the checkpoints of `(thread, ns)` that `pick` marks (given them in id
+    /// order, oldest first, and the command's time), with their writes, then the
+    /// blobs no remaining checkpoint names; (checkpoints, blobs) removed.
+    fn prune_where(
+        &mut self,
+        t: &ThreadRef,
+        pick: impl FnOnce(&[Checkpoint], u64) -> Vec<bool>,
+    ) -> Result<(u64, u64)> {
+        let all = self.a.scan_user_prefix(&ckpt_prefix(t))?;
+        let mut keys = Vec::with_capacity(all.len());
+        let mut ckpts = Vec::with_capacity(all.len());
+        for (dk, v) in all {
+            keys.push(dk);
+            ckpts.push(Checkpoint::decode(v.value.as_ref())?);
+        }
+        // Ascending by checkpoint id (key order): the newest last.
+        let remove = pick(&ckpts, self.now);
         let mut referenced = HashSet::new();
         let mut removed = 0;
-        for ((dk, cp), gone) in ckpts.into_iter().zip(remove) {
+        for ((dk, cp), gone) in keys.into_iter().zip(ckpts).zip(remove) {
             if gone {
                 self.a.delete_data(dk)?;
                 self.delete_prefix(&writes_prefix(t, &cp.checkpoint_id))?;
@@ -648,12 +714,7 @@ impl<R: StateReader> Ctx<'_, '_, R> {
                 removed_blobs += 1;
             }
         }
-        Ok(done(ContextOutcome {
-            version: self.index,
-            count: removed,
-            count2: removed_blobs,
-            ..Default::default()
-        }))
+        Ok((removed, removed_blobs))
     }
 }
 
@@ -661,7 +722,7 @@ impl<R: StateReader> Ctx<'_, '_, R> {
 mod tests {
     use super::*;
     use crate::fsm::command::tests::MapReader;
-    use crate::proto::{raft_command, ChannelBlob, RaftCommand, ThreadRef};
+    use crate::proto::{raft_command, ChannelBlob, RaftCommand};
 
     fn tref(thread: &str, ns: &str) -> ThreadRef {
         ThreadRef {

@@ -12,6 +12,7 @@
 //!   WriteBatch; on the meta shard it also applies `meta::state`;
 //! - `read`: reads of a replica's applied state from one RocksDB snapshot (`View`),
 //!   with `budget`, the token-budget selection;
+//! - `metadata`: checkpoint metadata filters (exact text, and JSON values);
 //! - `watch`: each replica's in-memory log of applied changes, for watches.
 //!
 //! Invariants: applying is deterministic given the command (times come from the
@@ -22,6 +23,7 @@ pub(crate) mod apply;
 pub mod budget;
 pub(crate) mod command;
 pub(crate) mod context;
+pub(crate) mod metadata;
 pub(crate) mod read;
 pub(crate) mod split;
 pub(crate) mod watch;

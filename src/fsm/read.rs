@@ -373,7 +373,7 @@ impl<'a> View<'a> {
         ranges: &[(Vec<u8>, Vec<u8>)],
         after: &[u8],
         limit: usize,
-        filter: &std::collections::BTreeMap<String, String>,
+        filter: &crate::fsm::metadata::MetadataFilter,
     ) -> Result<(Vec<CheckpointTuple>, bool, Vec<u8>)> {
         let prefix = crate::context::all_ckpt_prefix();
         let mut found: Vec<(Vec<u8>, Checkpoint)> = Vec::new();
@@ -386,7 +386,7 @@ impl<'a> View<'a> {
                 |uk| uk.starts_with(&prefix) && uk > after,
                 |uk, r| {
                     let cp = Checkpoint::decode(r.value.as_ref())?;
-                    if filter.iter().all(|(k, v)| cp.metadata.get(k) == Some(v)) {
+                    if filter.matches(&cp) {
                         found.push((uk.to_vec(), cp));
                     }
                     Ok(true)
@@ -419,6 +419,40 @@ impl<'a> View<'a> {
         Ok((tuples, more, next))
     }
 
+    /// The checkpoints in `ranges` (one shard's, expired threads included) that
+    /// `pick` selects, by name.
+    pub(crate) fn checkpoints_where(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        pick: impl Fn(&Checkpoint) -> bool,
+    ) -> Result<Vec<crate::proto::CheckpointName>> {
+        let prefix = crate::context::all_ckpt_prefix();
+        let mut out = Vec::new();
+        for (start, end) in ranges {
+            self.visit(
+                start.clone(),
+                end.clone(),
+                false,
+                true,
+                |uk| uk.starts_with(&prefix),
+                |uk, r| {
+                    let cp = Checkpoint::decode(r.value.as_ref())?;
+                    if pick(&cp) {
+                        if let Some((thread, ns)) = crate::context::ckpt_ref_of(uk) {
+                            out.push(crate::proto::CheckpointName {
+                                thread,
+                                ns,
+                                checkpoint_id: cp.checkpoint_id,
+                            });
+                        }
+                    }
+                    Ok(true)
+                },
+            )?;
+        }
+        Ok(out)
+    }
+
     /// The checkpoint namespaces of a live thread (its stored name) that hold a
     /// checkpoint, sorted.
     pub(crate) fn checkpoint_namespaces(&self, thread: &str) -> Result<Vec<String>> {
@@ -438,13 +472,68 @@ impl<'a> View<'a> {
         Ok(out)
     }
 
+    /// Checkpoints of every namespace of a live thread (its stored name) in key order
+    /// (namespace, then id: oldest first), after the key `after`: at most `limit`,
+    /// and the key to continue after (None when this was the last page).
+    pub(crate) fn thread_checkpoints(
+        &self,
+        thread: &str,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<CheckpointTuple>, Option<Vec<u8>>)> {
+        if !self.thread_live(thread)? {
+            return Ok((Vec::new(), None));
+        }
+        let prefix = keys::data_key(&crate::context::thread_ckpt_prefix(thread));
+        let end = keys::prefix_end(&prefix).unwrap_or_else(|| vec![0xff; prefix.len() + 1]);
+        let start = if after.is_empty() {
+            prefix
+        } else {
+            // Just after `after` (data keys sort as their user keys).
+            let mut k = keys::data_key(after);
+            k.push(0);
+            k.max(prefix)
+        };
+        let mut found: Vec<(Vec<u8>, Checkpoint)> = Vec::new();
+        let mut more = false;
+        self.visit(
+            start,
+            end,
+            false,
+            false,
+            |_| true,
+            |uk, r| {
+                if found.len() == limit {
+                    more = true;
+                    return Ok(false);
+                }
+                found.push((uk.to_vec(), Checkpoint::decode(r.value.as_ref())?));
+                Ok(true)
+            },
+        )?;
+        let next = found.last().map(|(k, _)| k.clone()).filter(|_| more);
+        let mut tuples = Vec::with_capacity(found.len());
+        for (uk, cp) in found {
+            let Some((thread, ns)) = crate::context::ckpt_ref_of(&uk) else {
+                continue;
+            };
+            let t = ThreadRef {
+                thread,
+                ns,
+                namespace: String::new(),
+            };
+            tuples.push(self.tuple(&t, cp)?);
+        }
+        Ok((tuples, next))
+    }
+
     /// Checkpoints newest first, ids below `before`, metadata matching `filter`.
     pub(crate) fn list_checkpoints(
         &self,
         t: &ThreadRef,
         before: Option<&str>,
         limit: usize,
-        filter: &std::collections::BTreeMap<String, String>,
+        filter: &crate::fsm::metadata::MetadataFilter,
     ) -> Result<Vec<CheckpointTuple>> {
         if !self.thread_live(&t.thread)? {
             return Ok(Vec::new());
@@ -453,7 +542,7 @@ impl<'a> View<'a> {
         let mut cps = Vec::new();
         let mut visit = |_: &[u8], r: ValueRecord| {
             let cp = Checkpoint::decode(r.value.as_ref())?;
-            if filter.iter().all(|(k, v)| cp.metadata.get(k) == Some(v)) {
+            if filter.matches(&cp) {
                 cps.push(cp);
             }
             Ok(cps.len() < limit)

@@ -5,6 +5,7 @@
 
 use crate::context::{self as cx};
 use crate::error::{Error, Result};
+use crate::fsm::metadata::{validate_metadata_json, MetadataFilter};
 use crate::fsm::read::View;
 use crate::keys;
 use crate::node::ctx::NodeCtx;
@@ -14,7 +15,8 @@ use crate::proto::context_rejected::Reason;
 use crate::proto::{
     command_result, raft_command, write_op, AppendRequest, AppendResponse, ChatMessage,
     CheckpointTuple, CompactRequest, CompactResponse, ContextCommand, ContextOutcome,
-    ConversationRef, DeleteConversationRequest, DeleteConversationResponse, DeleteModelRequest,
+    ConversationRef, CopyThreadRequest, CopyThreadResponse, DeleteConversationRequest,
+    DeleteConversationResponse, DeleteForRunsRequest, DeleteForRunsResponse, DeleteModelRequest,
     DeleteModelResponse, DeleteThreadRequest, DeleteThreadResponse, GetCheckpointRequest,
     GetCheckpointResponse, GetConversationRequest, GetConversationResponse, GetModelRequest,
     GetModelResponse, ListAllCheckpointsRequest, ListAllCheckpointsResponse,
@@ -46,7 +48,7 @@ const DEFAULT_READ_LIMIT: u64 = 1_000;
 
 pub(crate) struct ContextService {
     /// Routing, checks and proposals shared with `Kv`.
-    path: RequestPath,
+    pub(super) path: RequestPath,
 }
 
 impl ContextService {
@@ -56,7 +58,7 @@ impl ContextService {
         }
     }
 
-    fn ctx(&self) -> &Arc<NodeCtx> {
+    pub(super) fn ctx(&self) -> &Arc<NodeCtx> {
         self.path.ctx()
     }
 
@@ -83,7 +85,7 @@ impl ContextService {
 
     /// Proposes a context command to the shard owning `hash` and maps a rejection to
     /// its typed error (`what` names the conversation or thread).
-    async fn propose(
+    pub(super) async fn propose(
         &self,
         header: &Option<RequestHeader>,
         hash: u64,
@@ -180,14 +182,14 @@ impl ContextService {
         keys::key_hash(&cx::conv_key(c))
     }
 
-    fn thread_hash(thread: &str) -> u64 {
+    pub(super) fn thread_hash(thread: &str) -> u64 {
         keys::key_hash(&cx::thread_key(thread))
     }
 
     /// The shard a listing reads (one per call: the header's, or the only one; the
     /// bundled clients go through them all), after its read barrier, and its key
     /// ranges.
-    async fn one_shard(
+    pub(super) async fn one_shard(
         &self,
         header: &Option<RequestHeader>,
     ) -> Result<(crate::raft::handle::PeerHandle, Vec<(Vec<u8>, Vec<u8>)>)> {
@@ -223,11 +225,21 @@ impl ContextService {
     /// its tenant namespace folded into the thread name (`cx::stored_thread`), which
     /// is what the state machine, the keys and the routing see.
     fn thread_in(
+        &self,
         who: &Option<crate::auth::Principal>,
         t: Option<&ThreadRef>,
         access: Access,
     ) -> Result<ThreadRef> {
         let t = cx::validate_thread(t)?;
+        self.check_thread_size(&t.thread)?;
+        let max = self.ctx().config().limits.max_checkpoint_ns_size;
+        if t.ns.len() as u64 > max {
+            return Err(Error::limit(
+                "max-checkpoint-ns-size",
+                max,
+                t.ns.len() as u64,
+            ));
+        }
         authorize(
             who,
             ResourceKind::Thread,
@@ -239,6 +251,15 @@ impl ContextService {
             ns: t.ns.clone(),
             namespace: String::new(),
         })
+    }
+
+    /// A thread id against `limits.max-thread-id-size` (its syntax was checked).
+    fn check_thread_size(&self, thread: &str) -> Result<()> {
+        let max = self.ctx().config().limits.max_thread_id_size;
+        if thread.len() as u64 > max {
+            return Err(Error::limit("max-thread-id-size", max, thread.len() as u64));
+        }
+        Ok(())
     }
 
     fn model_hash(namespace: &str) -> u64 {
@@ -449,7 +470,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<PutCheckpointResponse>, Status> {
         let who = principal(&req);
         let mut req = req.into_inner();
-        let t = Self::thread_in(&who, req.thread.as_ref(), Access::Write)?;
+        let t = self.thread_in(&who, req.thread.as_ref(), Access::Write)?;
         let cp = req
             .checkpoint
             .as_ref()
@@ -458,6 +479,7 @@ impl AgentContext for ContextService {
         if !cp.parent_id.is_empty() {
             cx::validate_part("checkpoint.parent_id", &cp.parent_id)?;
         }
+        validate_metadata_json(&cp.metadata_json)?;
         let max = self.ctx().config().limits.max_blobs_per_checkpoint;
         if req.blobs.len() as u64 > max {
             return Err(
@@ -488,7 +510,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<PutWritesResponse>, Status> {
         let who = principal(&req);
         let mut req = req.into_inner();
-        let t = Self::thread_in(&who, req.thread.as_ref(), Access::Write)?;
+        let t = self.thread_in(&who, req.thread.as_ref(), Access::Write)?;
         cx::validate_part("checkpoint_id", &req.checkpoint_id)?;
         cx::validate_part("task_id", &req.task_id)?;
         let max = self.ctx().config().limits.max_blobs_per_checkpoint;
@@ -518,7 +540,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<GetCheckpointResponse>, Status> {
         let who = principal(&req);
         let req = req.into_inner();
-        let t = Self::thread_in(&who, req.thread.as_ref(), Access::Read)?;
+        let t = self.thread_in(&who, req.thread.as_ref(), Access::Read)?;
         if let Some(id) = &req.checkpoint_id {
             cx::validate_part("checkpoint_id", id)?;
         }
@@ -546,9 +568,10 @@ impl AgentContext for ContextService {
     ) -> Result<Response<ListCheckpointsResponse>, Status> {
         let who = principal(&req);
         let req = req.into_inner();
-        let t = Self::thread_in(&who, req.thread.as_ref(), Access::Read)?;
+        let t = self.thread_in(&who, req.thread.as_ref(), Access::Read)?;
         let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
-        let (before, filter) = (req.before, req.filter);
+        let filter = MetadataFilter::new(req.filter, &req.filter_json)?;
+        let before = req.before;
         let tuples = self
             .read(
                 &req.header,
@@ -568,7 +591,7 @@ impl AgentContext for ContextService {
     ) -> Result<Response<PruneCheckpointsResponse>, Status> {
         let who = principal(&req);
         let mut req = req.into_inner();
-        let t = Self::thread_in(&who, req.thread.as_ref(), Access::Write)?;
+        let t = self.thread_in(&who, req.thread.as_ref(), Access::Write)?;
         match &req.keep {
             None => {
                 return Err(
@@ -599,6 +622,7 @@ impl AgentContext for ContextService {
         let who = principal(&req);
         let mut req = req.into_inner();
         cx::validate_thread_name("thread", &req.thread)?;
+        self.check_thread_size(&req.thread)?;
         cx::validate_tenant_namespace("namespace", &req.namespace)?;
         authorize(
             &who,
@@ -629,8 +653,9 @@ impl AgentContext for ContextService {
         // Every thread: only a grant on all of them covers it.
         authorize(&who, ResourceKind::Thread, b"", Access::Read)?;
         let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
+        let filter = MetadataFilter::new(req.filter, &req.filter_json)?;
         let (peer, ranges) = self.one_shard(&req.header).await?;
-        let (after, filter) = (req.after, req.filter);
+        let after = req.after;
         let (tuples, more, next) = self
             .path
             .read_local(&peer, move |ctx| {
@@ -645,22 +670,100 @@ impl AgentContext for ContextService {
         }))
     }
 
+    async fn delete_for_runs(
+        &self,
+        req: Request<DeleteForRunsRequest>,
+    ) -> Result<Response<DeleteForRunsResponse>, Status> {
+        let who = principal(&req);
+        let req = req.into_inner();
+        // Any thread may carry the runs: only a grant on all of them covers it.
+        authorize(&who, ResourceKind::Thread, b"", Access::Write)?;
+        if req.run_ids.is_empty() {
+            return Err(Error::invalid("run_ids", "name at least one run").into());
+        }
+        if req.run_ids.len() > super::copy::MAX_RUN_IDS {
+            return Err(Error::invalid(
+                "run_ids",
+                format!(
+                    "at most {} per call, got {}",
+                    super::copy::MAX_RUN_IDS,
+                    req.run_ids.len()
+                ),
+            )
+            .into());
+        }
+        for id in &req.run_ids {
+            cx::validate_part("run_ids", id)?;
+        }
+        let (removed, blobs) = self.delete_runs(req.header, req.run_ids).await?;
+        Ok(Response::new(DeleteForRunsResponse {
+            removed_checkpoints: removed,
+            removed_blobs: blobs,
+        }))
+    }
+
+    async fn copy_thread(
+        &self,
+        req: Request<CopyThreadRequest>,
+    ) -> Result<Response<CopyThreadResponse>, Status> {
+        let who = principal(&req);
+        let req = req.into_inner();
+        let named = |thread: &str, namespace: &str| ThreadRef {
+            thread: thread.to_string(),
+            ns: String::new(),
+            namespace: namespace.to_string(),
+        };
+        let source = self
+            .thread_in(
+                &who,
+                Some(&named(&req.thread, &req.namespace)),
+                Access::Read,
+            )?
+            .thread;
+        let target = named(&req.target_thread, &req.target_namespace);
+        let stored_target = self
+            .thread_in(&who, Some(&target), Access::Write)
+            .map_err(|e| match e {
+                Error::InvalidArgument { field, reason } => {
+                    Error::invalid(&field.replace("thread.", "target_"), reason)
+                }
+                e => e,
+            })?
+            .thread;
+        if stored_target == source {
+            return Err(Error::invalid("target_thread", "is the source thread").into());
+        }
+        let (checkpoints, writes) = self
+            .copy_thread_to(
+                &req.header,
+                source,
+                target,
+                Self::thread_hash(&stored_target),
+            )
+            .await?;
+        Ok(Response::new(CopyThreadResponse {
+            copied_checkpoints: checkpoints,
+            copied_writes: writes,
+        }))
+    }
+
     async fn list_checkpoint_namespaces(
         &self,
         req: Request<ListCheckpointNamespacesRequest>,
     ) -> Result<Response<ListCheckpointNamespacesResponse>, Status> {
         let who = principal(&req);
         let req = req.into_inner();
-        let thread = Self::thread_in(
-            &who,
-            Some(&ThreadRef {
-                thread: req.thread,
-                ns: String::new(),
-                namespace: req.namespace,
-            }),
-            Access::Read,
-        )?
-        .thread;
+        let thread = self
+            .thread_in(
+                &who,
+                Some(&ThreadRef {
+                    thread: req.thread,
+                    ns: String::new(),
+                    namespace: req.namespace,
+                }),
+                Access::Read,
+            )?
+            .thread;
         let hash = Self::thread_hash(&thread);
         let namespaces = self
             .read(&req.header, hash, req.stale, move |v| {

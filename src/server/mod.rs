@@ -17,6 +17,7 @@ pub(crate) mod auth;
 mod backup;
 pub(crate) mod cluster;
 mod context;
+mod copy;
 mod grpc_metrics;
 mod grpc_trace;
 mod kv;

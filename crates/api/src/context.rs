@@ -30,9 +30,14 @@ pub const RESERVED_PREFIX: u8 = 0;
 pub const IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3600 * 1000;
 /// Longest namespace, conversation id, checkpoint id, channel or model name.
 pub const MAX_NAME: usize = 128;
-/// Longest checkpoint thread id and checkpoint namespace (LangGraph makes a
-/// subgraph's namespace from its parents' names and task ids: about 40 bytes a level).
+/// Default longest checkpoint thread id and checkpoint namespace (LangGraph makes a
+/// subgraph's namespace from its parents' names and task ids: about 40 bytes a level);
+/// a node's `limits.max-thread-id-size` and `limits.max-checkpoint-ns-size`.
 pub const MAX_THREAD: usize = 1024;
+/// What `limits.max-thread-id-size` and `limits.max-checkpoint-ns-size` may be set to
+/// at most; the syntax checks here (shared with the clients) stop at it, the server
+/// applies its configured limit.
+pub const MAX_THREAD_CAP: usize = 16 << 10;
 
 const CONV: u8 = b'C';
 const MSG: u8 = b'M';
@@ -356,14 +361,14 @@ pub fn validate_tenant_namespace(field: &str, ns: &str) -> Result<()> {
 
 /// Checks a thread name.
 pub fn validate_thread_name(field: &str, thread: &str) -> Result<()> {
-    check_sized(field, thread, false, &[], MAX_THREAD)
+    check_sized(field, thread, false, &[], MAX_THREAD_CAP)
 }
 
 /// Checks a `(thread, ns)` reference.
 pub fn validate_thread(t: Option<&ThreadRef>) -> Result<&ThreadRef> {
     let t = t.ok_or_else(|| Error::invalid("thread", "must be set"))?;
     validate_thread_name("thread.thread", &t.thread)?;
-    check_sized("thread.ns", &t.ns, true, &[], MAX_THREAD)?;
+    check_sized("thread.ns", &t.ns, true, &[], MAX_THREAD_CAP)?;
     validate_tenant_namespace("thread.namespace", &t.namespace)?;
     Ok(t)
 }
@@ -424,9 +429,10 @@ mod tests {
             Some(Owner::Thread(name)) => assert_eq!(name, "a}b"),
             _ => panic!("a thread record"),
         }
-        // A 1 KiB checkpoint namespace is fine, one byte more is not.
+        // A 16 KiB checkpoint namespace passes the syntax check (the server's
+        // configured limit is below it), one byte more does not.
         let mut r = t("x");
-        r.ns = "n".repeat(MAX_THREAD);
+        r.ns = "n".repeat(MAX_THREAD_CAP);
         assert!(validate_thread(Some(&r)).is_ok());
         r.ns.push('n');
         assert!(validate_thread(Some(&r)).is_err());

@@ -134,6 +134,7 @@ async fn run_agent(client: Client, run: u64, agent: usize, steps: usize) -> Resu
                     metadata: [("step".to_string(), step.to_string())].into(),
                     channel_versions: [("scratchpad".to_string(), step.to_string())].into(),
                     created_at_ms: 0,
+                    metadata_json: format!("{{\"step\":{step}}}"),
                 }),
                 blobs: vec![ChannelBlob {
                     channel: "scratchpad".into(),

@@ -19,7 +19,10 @@ use crate::proto::{
     PutWritesResponse, ReadRequest, ReadResponse, SetConversationMetadataRequest, ThreadRef,
     TrimRequest, TrimResponse, WatchEvent, WatchModelsRequest, WatchRequest,
 };
-use crate::proto::{CheckpointTuple, ConversationInfo, WatchMoved};
+use crate::proto::{
+    CheckpointTuple, ConversationInfo, CopyThreadRequest, CopyThreadResponse, DeleteForRunsRequest,
+    DeleteForRunsResponse, WatchMoved,
+};
 use crate::trace::Channel;
 use crate::util::Backoff;
 use bytes::Bytes;
@@ -317,14 +320,18 @@ impl Client {
     /// Checkpoints of every thread (LangGraph's `list(None)`), shard by shard and in
     /// key order within each, whose metadata has every pair of `filter`; at most
     /// `limit` (0: all).
+    /// `filter_json` ("" for none) is a JSON object whose every key the metadata must
+    /// have with an equal JSON value.
     pub async fn list_all_checkpoints(
         &self,
         filter: std::collections::BTreeMap<String, String>,
+        filter_json: &str,
         limit: usize,
     ) -> Result<Vec<CheckpointTuple>> {
         let parts = self
             .scatter(|shard| {
                 let filter = filter.clone();
+                let filter_json = filter_json.to_string();
                 async move {
                     let mut out = Vec::new();
                     let mut after = Bytes::new();
@@ -334,6 +341,7 @@ impl Client {
                             after: after.clone(),
                             limit: 0,
                             filter: filter.clone(),
+                            filter_json: filter_json.clone(),
                         };
                         let r: ListAllCheckpointsResponse = routed!(
                             self,
@@ -356,6 +364,55 @@ impl Client {
             all.truncate(limit);
         }
         Ok(all)
+    }
+
+    /// Deletes every checkpoint whose metadata `run_id` is one of `run_ids` (LangGraph's
+    /// `delete_for_runs`), in every shard, with its writes and the channel values no
+    /// other checkpoint names; (checkpoints, blobs) removed. Running it again removes
+    /// what a cut-short call left.
+    pub async fn delete_for_runs(&self, run_ids: &[String]) -> Result<(u64, u64)> {
+        let parts = self
+            .scatter(|shard| {
+                let req = DeleteForRunsRequest {
+                    header: None,
+                    run_ids: run_ids.to_vec(),
+                };
+                async move {
+                    let r: DeleteForRunsResponse =
+                        routed!(self, Route::Shard(shard), Call::Part, req, delete_for_runs)?;
+                    Ok((r.removed_checkpoints, r.removed_blobs))
+                }
+            })
+            .await?;
+        Ok(parts
+            .into_iter()
+            .fold((0, 0), |(c, b), (c2, b2)| (c + c2, b + b2)))
+    }
+
+    /// Copies every checkpoint of every checkpoint namespace of thread `thread` (of
+    /// tenant namespace `namespace`), with its channel values and pending writes, to
+    /// `target_thread` of `target_namespace`, on the server. Idempotent: asking again
+    /// finishes a copy cut short (a call that timed out is simply sent again).
+    pub async fn copy_thread_in(
+        &self,
+        namespace: &str,
+        thread: &str,
+        target_namespace: &str,
+        target_thread: &str,
+    ) -> Result<CopyThreadResponse> {
+        cx::validate_tenant_namespace("namespace", namespace)?;
+        cx::validate_thread_name("thread", thread)?;
+        cx::validate_tenant_namespace("target_namespace", target_namespace)?;
+        cx::validate_thread_name("target_thread", target_thread)?;
+        let route = thread_route(namespace, thread);
+        let req = CopyThreadRequest {
+            header: None,
+            thread: thread.to_string(),
+            namespace: namespace.to_string(),
+            target_thread: target_thread.to_string(),
+            target_namespace: target_namespace.to_string(),
+        };
+        routed!(self, route, Call::Read, req, copy_thread)
     }
 
     /// The checkpoint namespaces of a thread (of tenant namespace `namespace`) that
