@@ -147,8 +147,11 @@ def test_checkpoint_limits_are_typed_errors(client, uniq):
     with pytest.raises(ctxstore.InvalidArgumentError) as e:
         client.put_checkpoint("x\x07" + uniq, "", _ckpt("1"))
     assert e.value.field == "thread.thread"
-    with pytest.raises(ctxstore.InvalidArgumentError) as e:
+    with pytest.raises(ctxstore.LimitExceededError) as e:
         client.put_checkpoint(uniq, "n" * 1025, _ckpt("1"))
+    assert e.value.limit == "max-checkpoint-ns-size"
+    with pytest.raises(ctxstore.InvalidArgumentError) as e:
+        client.put_checkpoint(uniq, "n" * (16 * 1024 + 1), _ckpt("1"))
     assert e.value.field == "thread.ns"
     with pytest.raises(ctxstore.InvalidArgumentError) as e:
         client.put_checkpoint(uniq, "", pb.Checkpoint(checkpoint_id="c" * 129))

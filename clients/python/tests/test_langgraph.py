@@ -207,11 +207,44 @@ async def test_async_list_across_threads_and_delete_for_runs(saver, asaver, uniq
     assert [t async for t in asaver.alist(None, filter={"run_id": f"{uniq}-run"})] == []
 
 
+def test_json_metadata_filters_match_the_in_memory_saver(saver, uniq):
+    """The server compares metadata as JSON values, as LangGraph's own savers do:
+    numbers by value, nested objects and lists as wholes."""
+    oracle = InMemorySaver()
+    metas = [
+        {"source": "input", "tags": {"a": [1, 2]}, "score": 1.0},
+        {"source": "loop", "tags": {"a": [1]}, "score": 2},
+        {"source": "loop", "tags": None, "score": 1},
+    ]
+    for cp in (oracle, saver):
+        cfg = _cfg(uniq)
+        for step, meta in enumerate(metas):
+            c = _checkpoint({"a": step}, {"a": f"{step + 1:032}.0"}, cid=step)
+            cfg = cp.put(cfg, c, {**meta, "step": step}, c["channel_versions"])
+    filters = [
+        {"score": 1},
+        {"score": 2.0, "source": "loop"},
+        {"source": "loop"},
+        {"tags": {"a": [1, 2]}},
+        {"tags": {"a": [1.0]}},
+        {"tags": None},
+        {"step": "1"},
+        {"missing": 1},
+    ]
+    for f in filters:
+        got = [t.metadata["step"] for t in saver.list(_cfg(uniq), filter=f)]
+        want = [t.metadata["step"] for t in oracle.list(_cfg(uniq), filter=f)]
+        assert got == want, f
+    assert [t.metadata["step"] for t in saver.list(_cfg(uniq), filter={"score": 1})] == [2, 0]
+
+
 def test_names_over_the_limits_are_typed_errors(saver, uniq):
-    with pytest.raises(ctxstore.InvalidArgumentError):
+    with pytest.raises(ctxstore.LimitExceededError):
         saver.put(_cfg("t" * 1025), _checkpoint({}, {}), {}, {})
-    with pytest.raises(ctxstore.InvalidArgumentError):
+    with pytest.raises(ctxstore.LimitExceededError):
         saver.put(_cfg(uniq, "n" * 1025), _checkpoint({}, {}), {}, {})
+    with pytest.raises(ctxstore.InvalidArgumentError):
+        saver.put(_cfg(uniq, "n\x07"), _checkpoint({}, {}), {}, {})
     assert WRITES_IDX_MAP["__error__"] == -1
 
 
@@ -398,9 +431,9 @@ def test_graph_with_subgraphs_nested_four_deep(saver, uniq):
 
 
 def test_a_namespace_over_the_limit_is_a_typed_error(client, uniq):
-    with pytest.raises(ctxstore.InvalidArgumentError) as e:
+    with pytest.raises(ctxstore.LimitExceededError) as e:
         client.put_checkpoint(uniq, "n" * 1025, pb.Checkpoint(checkpoint_id="1"))
-    assert e.value.field == "thread.ns"
+    assert e.value.limit == "max-checkpoint-ns-size"
     assert client.get_checkpoint(uniq, "n" * 1024) is None
 
 

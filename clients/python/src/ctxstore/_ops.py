@@ -4,6 +4,7 @@ Shared by the sync and the asyncio client, which only run them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import keys as K
@@ -234,9 +235,44 @@ def list_conversations_part(namespace: str, after_id: str, limit: int, shard: in
     return Op("agent", "ListConversations", req, Route.shard(shard), Call.PART)
 
 
-def list_all_checkpoints_part(shard: int, after: bytes, filter: Mapping[str, str] | None) -> Op[Any]:
-    req = context_pb2.ListAllCheckpointsRequest(after=after, filter=dict(filter or {}))
+def filter_json(json_filter: Mapping[str, Any] | None) -> str:
+    """A JSON metadata filter as the request's ``filter_json`` text ("" for none)."""
+    if json_filter is None:
+        return ""
+    try:
+        return json.dumps(dict(json_filter), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise K.InvalidArgumentError("filter_json", f"not JSON: {e}") from e
+
+
+def list_all_checkpoints_part(
+    shard: int, after: bytes, filter: Mapping[str, str] | None, json_filter: Mapping[str, Any] | None = None
+) -> Op[Any]:
+    req = context_pb2.ListAllCheckpointsRequest(
+        after=after, filter=dict(filter or {}), filter_json=filter_json(json_filter)
+    )
     return Op("agent", "ListAllCheckpoints", req, Route.shard(shard), Call.PART)
+
+
+def delete_for_runs_part(shard: int, run_ids: Sequence[str]) -> Op[Any]:
+    for r in run_ids:
+        K.validate_part("run_ids", r)
+    req = context_pb2.DeleteForRunsRequest(run_ids=list(run_ids))
+    return Op("agent", "DeleteForRuns", req, Route.shard(shard), Call.PART)
+
+
+def copy_thread(
+    thread: str, target_thread: str, namespace: str = "", target_namespace: str = ""
+) -> Op[context_pb2.CopyThreadResponse]:
+    K.validate_thread(thread, field="thread")
+    K.validate_tenant_namespace(namespace)
+    K.validate_thread(target_thread, field="target_thread")
+    K.validate_tenant_namespace(target_namespace, field="target_namespace")
+    req = context_pb2.CopyThreadRequest(
+        thread=thread, namespace=namespace, target_thread=target_thread, target_namespace=target_namespace
+    )
+    # The whole copy is idempotent: a retry anywhere finishes it.
+    return Op("agent", "CopyThread", req, Route.key(K.thread_hash(thread, namespace)), Call.READ)
 
 
 def merge_conversations(parts: Sequence[Any], limit: int) -> context_pb2.ListConversationsResponse:
@@ -313,9 +349,12 @@ def list_checkpoints(
     filter: Mapping[str, str] | None,
     stale: bool,
     namespace: str = "",
+    json_filter: Mapping[str, Any] | None = None,
 ) -> Op[list[context_pb2.CheckpointTuple]]:
     route, ref = thread_ref(thread, ns, namespace)
-    req = context_pb2.ListCheckpointsRequest(thread=ref, limit=limit, filter=dict(filter or {}), stale=stale)
+    req = context_pb2.ListCheckpointsRequest(
+        thread=ref, limit=limit, filter=dict(filter or {}), stale=stale, filter_json=filter_json(json_filter)
+    )
     if before is not None:
         req.before = before
     return Op("agent", "ListCheckpoints", req, route, Call.READ, lambda r: list(r.tuples))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import grpc
 import grpc.aio
@@ -402,8 +402,11 @@ class AsyncClient:
         filter: Mapping[str, str] | None = None,
         stale: bool = False,
         namespace: str = "",
+        json_filter: Mapping[str, Any] | None = None,
     ) -> list[context_pb2.CheckpointTuple]:
-        return await self._run(_ops.list_checkpoints(thread, ns, before, limit, filter, stale, namespace))
+        return await self._run(
+            _ops.list_checkpoints(thread, ns, before, limit, filter, stale, namespace, json_filter)
+        )
 
     async def prune_checkpoints(
         self,
@@ -420,13 +423,17 @@ class AsyncClient:
         )
 
     async def list_all_checkpoints(
-        self, *, filter: Mapping[str, str] | None = None, limit: int = 0
+        self,
+        *,
+        filter: Mapping[str, str] | None = None,
+        limit: int = 0,
+        json_filter: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[context_pb2.CheckpointTuple]:
         n = 0
         for shard in await self.shards():
             after = b""
             while True:
-                page = await self._run(_ops.list_all_checkpoints_part(shard, after, filter))
+                page = await self._run(_ops.list_all_checkpoints_part(shard, after, filter, json_filter))
                 for t in page.tuples:
                     yield t
                     n += 1
@@ -435,6 +442,21 @@ class AsyncClient:
                 if not page.more:
                     break
                 after = page.next
+
+    async def delete_for_runs(self, run_ids: Sequence[str]) -> tuple[int, int]:
+        ids = [str(r) for r in run_ids]
+        removed = blobs = 0
+        for i in range(0, len(ids), 1000):
+            for shard in await self.shards():
+                r = await self._run(_ops.delete_for_runs_part(shard, ids[i : i + 1000]))
+                removed += r.removed_checkpoints
+                blobs += r.removed_blobs
+        return removed, blobs
+
+    async def copy_thread(
+        self, thread: str, target_thread: str, *, namespace: str = "", target_namespace: str = ""
+    ) -> context_pb2.CopyThreadResponse:
+        return await self._run(_ops.copy_thread(thread, target_thread, namespace, target_namespace))
 
     async def checkpoint_namespaces(self, thread: str, *, namespace: str = "", stale: bool = False) -> list[str]:
         return await self._run(_ops.checkpoint_namespaces(thread, namespace, stale))

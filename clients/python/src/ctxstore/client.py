@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import grpc
 
@@ -482,10 +482,12 @@ class Client:
         filter: Mapping[str, str] | None = None,
         stale: bool = False,
         namespace: str = "",
+        json_filter: Mapping[str, Any] | None = None,
     ) -> list[context_pb2.CheckpointTuple]:
         """Checkpoints of ``(thread, ns)``, newest first, with ids below ``before``,
-        whose metadata has every pair of ``filter`` (``limit`` 0 = 100)."""
-        return self._run(_ops.list_checkpoints(thread, ns, before, limit, filter, stale, namespace))
+        whose ``metadata`` has every pair of ``filter`` and whose ``metadata_json`` has,
+        for every key of ``json_filter``, an equal JSON value (``limit`` 0 = 100)."""
+        return self._run(_ops.list_checkpoints(thread, ns, before, limit, filter, stale, namespace, json_filter))
 
     def prune_checkpoints(
         self,
@@ -505,16 +507,20 @@ class Client:
         )
 
     def list_all_checkpoints(
-        self, *, filter: Mapping[str, str] | None = None, limit: int = 0
+        self,
+        *,
+        filter: Mapping[str, str] | None = None,
+        limit: int = 0,
+        json_filter: Mapping[str, Any] | None = None,
     ) -> Iterator[context_pb2.CheckpointTuple]:
         """Checkpoints of every thread (LangGraph's ``list(None)``), shard by shard and
-        in key order within each, whose metadata has every pair of ``filter``; at most
-        ``limit`` (0: all)."""
+        in key order within each, matching ``filter`` and ``json_filter`` as in
+        :meth:`list_checkpoints`; at most ``limit`` (0: all)."""
         n = 0
         for shard in self.shards():
             after = b""
             while True:
-                page = self._run(_ops.list_all_checkpoints_part(shard, after, filter))
+                page = self._run(_ops.list_all_checkpoints_part(shard, after, filter, json_filter))
                 for t in page.tuples:
                     yield t
                     n += 1
@@ -523,6 +529,29 @@ class Client:
                 if not page.more:
                     break
                 after = page.next
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> tuple[int, int]:
+        """Deletes, in every shard, the checkpoints whose metadata ``run_id`` is one of
+        ``run_ids`` (LangGraph's ``delete_for_runs``), with their pending writes and the
+        channel values no other checkpoint names; returns (checkpoints, blobs)
+        removed. Asking again removes what a cut-short call left."""
+        ids = [str(r) for r in run_ids]
+        removed = blobs = 0
+        for i in range(0, len(ids), 1000):
+            for shard in self.shards():
+                r = self._run(_ops.delete_for_runs_part(shard, ids[i : i + 1000]))
+                removed += r.removed_checkpoints
+                blobs += r.removed_blobs
+        return removed, blobs
+
+    def copy_thread(
+        self, thread: str, target_thread: str, *, namespace: str = "", target_namespace: str = ""
+    ) -> context_pb2.CopyThreadResponse:
+        """Copies every checkpoint of every checkpoint namespace of ``thread``, with
+        its channel values and pending writes, to ``target_thread``, on the server
+        (LangGraph's ``copy_thread``). Idempotent: asking again finishes a copy that
+        was cut short."""
+        return self._run(_ops.copy_thread(thread, target_thread, namespace, target_namespace))
 
     def checkpoint_namespaces(self, thread: str, *, namespace: str = "", stale: bool = False) -> list[str]:
         """The checkpoint namespaces of a thread that hold a checkpoint, sorted (``""``

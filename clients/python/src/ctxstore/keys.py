@@ -22,6 +22,7 @@ from .errors import InvalidArgumentError
 __all__ = [
     "MAX_NAME",
     "MAX_THREAD",
+    "MAX_THREAD_CAP",
     "as_bytes",
     "partition_key",
     "prefix_partition",
@@ -41,8 +42,12 @@ __all__ = [
 #: Longest namespace, conversation id, checkpoint id, channel or model name the
 #: server accepts, in UTF-8 bytes.
 MAX_NAME = 128
-#: Longest checkpoint thread id and checkpoint namespace, in UTF-8 bytes.
+#: Longest checkpoint thread id and checkpoint namespace a server accepts by default
+#: (its ``limits.max-thread-id-size`` and ``limits.max-checkpoint-ns-size``), in UTF-8
+#: bytes; over a server's limit is :class:`~ctxstore.errors.LimitExceededError`.
 MAX_THREAD = 1024
+#: What those limits may be set to at most: the client refuses longer names itself.
+MAX_THREAD_CAP = 16 * 1024
 
 
 def as_bytes(key: str | bytes | bytearray | memoryview) -> bytes:
@@ -145,12 +150,12 @@ def validate_namespace(namespace: str) -> None:
 
 
 def validate_thread(thread: str, ns: str | None = None, *, field: str = "thread.thread") -> None:
-    """Checks a checkpoint thread (1..=1024 bytes without control characters) and,
-    when given, its checkpoint namespace (0..=1024 bytes without control
-    characters), as the server does."""
-    _check_name(field, thread, False, "", MAX_THREAD)
+    """Checks the syntax of a checkpoint thread (1..=16384 bytes without control
+    characters) and, when given, its checkpoint namespace (0..=16384 bytes without
+    control characters); the server then applies its configured length limits."""
+    _check_name(field, thread, False, "", MAX_THREAD_CAP)
     if ns is not None:
-        _check_name("thread.ns", ns, True, "", MAX_THREAD)
+        _check_name("thread.ns", ns, True, "", MAX_THREAD_CAP)
 
 
 def validate_tenant_namespace(namespace: str, *, field: str = "namespace") -> None:

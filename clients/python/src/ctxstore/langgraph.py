@@ -10,9 +10,10 @@ How LangGraph's data maps onto the store (``proto/ctxstore/v1/context.proto``):
   shard, so every call of a thread is atomic there.
 - A checkpoint (without its channel values) and its metadata are serialized with the
   saver's ``serde`` into the opaque ``Checkpoint.checkpoint`` bytes, so they come back
-  exactly as LangGraph wrote them. Each top-level metadata key whose value is
-  JSON-serializable is also stored in ``Checkpoint.metadata`` as canonical JSON, which
-  is what ``list(filter=...)`` matches on the server (JSON equality by text).
+  exactly as LangGraph wrote them. The top-level metadata keys whose values are
+  JSON-serializable are also stored as one JSON object in ``Checkpoint.metadata_json``,
+  which is what ``list(filter=...)`` matches on the server (JSON equality: numbers by
+  value, nested objects and lists as wholes).
 - Channel values are ``ChannelBlob`` s per ``(channel, version)``, written only for
   the versions that changed, as LangGraph's own savers do.
 - Pending writes are ``PendingWrite`` s; the server keeps LangGraph's slot rules
@@ -22,12 +23,14 @@ How LangGraph's data maps onto the store (``proto/ctxstore/v1/context.proto``):
 A thread's checkpoint namespaces are listed by the server, so ``list`` without
 ``checkpoint_ns`` covers every namespace (sorted by name, newest first within each),
 ``prune`` without ``namespaces=`` prunes them all, and ``copy_thread`` copies them all
-(client-side, checkpoint by checkpoint; running it again finishes an interrupted
-copy). ``list(None)`` lists the checkpoints of every thread (shard by shard), and
-``delete_for_runs`` finds checkpoints by their metadata ``run_id`` that way and
-removes them one by one. Server limits apply: ``thread_id`` and ``checkpoint_ns`` at
-most 1024 bytes without control characters (about 23 levels of subgraphs), channel
-names, versions and task ids at most 128 bytes; over them the calls raise
+(one ``CopyThread`` call: the server copies, and running it again finishes an
+interrupted copy). ``list(None)`` lists the checkpoints of every thread (shard by
+shard), and ``delete_for_runs`` is one ``DeleteForRuns`` call per shard. Server limits
+apply: ``thread_id`` and ``checkpoint_ns`` at most 1024 bytes by default (about 23
+levels of subgraphs; the server's ``limits.max-thread-id-size`` and
+``limits.max-checkpoint-ns-size`` raise them up to 16 KiB), over which the calls
+raise :class:`ctxstore.errors.LimitExceededError`; no control characters in them, and
+channel names, versions and task ids at most 128 bytes, else
 :class:`ctxstore.errors.InvalidArgumentError`.
 """
 
@@ -120,6 +123,24 @@ def canonical_json(value: Any) -> str | None:
         return None
 
 
+def _metadata_values(cp: context_pb2.Checkpoint) -> dict[str, Any]:
+    """A stored checkpoint's metadata as the server's filters see it: its
+    ``metadata_json``, else its map (values as JSON text, or plain strings)."""
+    if cp.metadata_json:
+        try:
+            meta = json.loads(cp.metadata_json)
+            return meta if isinstance(meta, dict) else {}
+        except ValueError:
+            return {}
+    out: dict[str, Any] = {}
+    for k, v in cp.metadata.items():
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
 def _ref(config: RunnableConfig) -> tuple[str, str | None, str | None]:
     c = config["configurable"]
     ns = c.get("checkpoint_ns")
@@ -129,18 +150,6 @@ def _ref(config: RunnableConfig) -> tuple[str, str | None, str | None]:
 def _signed(idx: int) -> int:
     """A stored write slot as LangGraph's index (the special slots are -1..-4)."""
     return idx - (1 << 32) if idx >= (1 << 31) else idx
-
-
-def _writes_by_task(t: context_pb2.CheckpointTuple) -> list[tuple[tuple[str, str], list[tuple[str, bytes]]]]:
-    """A tuple's pending writes as ``put_writes`` calls: per ``(task_id, task_path)``,
-    ``(channel, packed value)`` in ``idx`` order (the server gives the special
-    channels their own slots again)."""
-    by_task: dict[tuple[str, str], list[context_pb2.PendingWrite]] = {}
-    for w in t.pending_writes:
-        by_task.setdefault((w.task_id, w.task_path), []).append(w)
-    return [
-        (task, [(w.channel, w.value) for w in sorted(ws, key=lambda w: w.idx)]) for task, ws in by_task.items()
-    ]
 
 
 class CtxstoreSaver(BaseCheckpointSaver[str]):
@@ -197,12 +206,12 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         for k, v in full_meta.items():
             j = canonical_json(v)
             if j is not None:
-                meta_index[str(k)] = j
+                meta_index[str(k)] = json.loads(j)
         pb = context_pb2.Checkpoint(
             checkpoint_id=checkpoint["id"],
             parent_id=parent_id or "",
             checkpoint=_pack_pair(self.serde.dumps_typed(c), self.serde.dumps_typed(full_meta)),
-            metadata=meta_index,
+            metadata_json=canonical_json(meta_index) or "",
             channel_versions={k: str(v) for k, v in c["channel_versions"].items()},
         )
         next_config: RunnableConfig = {
@@ -238,29 +247,30 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
     @staticmethod
     def _list_args(
         config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None
-    ) -> tuple[str, str | None, str | None, str | None, dict[str, str]]:
+    ) -> tuple[str, str | None, str | None, str | None, dict[str, Any]]:
         if config is None:
             thread_id, ns, checkpoint_id = "", None, None
         else:
             thread_id, ns, checkpoint_id = _ref(config)
         before_id = get_checkpoint_id(before) if before else None
-        server_filter: dict[str, str] = {}
+        server_filter: dict[str, Any] = {}
         for k, v in (filter or {}).items():
             j = canonical_json(v)
             if j is None:
                 raise NotImplementedError(
                     f"CtxstoreSaver.list: filter value for {k!r} is not JSON; the server matches metadata "
-                    "as JSON text only"
+                    "as JSON values only"
                 )
-            server_filter[str(k)] = j
+            server_filter[str(k)] = json.loads(j)
         return thread_id, ns, checkpoint_id, before_id, server_filter
 
     @staticmethod
-    def _one_matches(t: context_pb2.CheckpointTuple, before_id: str | None, server_filter: dict[str, str]) -> bool:
+    def _one_matches(t: context_pb2.CheckpointTuple, before_id: str | None, server_filter: dict[str, Any]) -> bool:
         cp = t.checkpoint
         if before_id and cp.checkpoint_id >= before_id:
             return False
-        return all(cp.metadata.get(k) == v for k, v in server_filter.items())
+        meta = _metadata_values(cp)
+        return all(k in meta and meta[k] == v for k, v in server_filter.items())
 
     @staticmethod
     def _prune_args(strategy: str, namespaces: Sequence[str] | None) -> None:
@@ -303,7 +313,7 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
             return
         if config is None:
             yielded = 0
-            for t in client.list_all_checkpoints(filter=server_filter):
+            for t in client.list_all_checkpoints(json_filter=server_filter):
                 if before_id and t.checkpoint.checkpoint_id >= before_id:
                     continue
                 yield self._tuple(t)
@@ -325,7 +335,7 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
             cursor = before_id
             while True:
                 page = LIST_PAGE if left is None else min(left, LIST_PAGE)
-                tuples = client.list_checkpoints(thread_id, one_ns, before=cursor, limit=page, filter=server_filter)
+                tuples = client.list_checkpoints(thread_id, one_ns, before=cursor, limit=page, json_filter=server_filter)
                 for t in tuples:
                     yield self._tuple(t)
                 if left is not None:
@@ -374,38 +384,18 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Deletes every checkpoint whose metadata ``run_id`` is one of ``run_ids``,
-        with its pending writes and the channel values no other checkpoint names:
-        found with a listing across threads (every shard), then removed one by one
-        (``PruneCheckpoints`` with ``remove_id``; running it again finishes an
-        interrupted deletion)."""
-        client = self._sync()
-        for run_id in run_ids:
-            wanted = canonical_json(str(run_id))
-            for t in list(client.list_all_checkpoints(filter={"run_id": wanted})):
-                client.prune_checkpoints(
-                    t.thread.thread, t.thread.ns, remove_id=t.checkpoint.checkpoint_id, namespace=t.thread.namespace
-                )
+        with its pending writes and the channel values no other checkpoint names
+        (``DeleteForRuns`` on every shard; running it again finishes an interrupted
+        deletion)."""
+        if run_ids:
+            self._sync().delete_for_runs([str(r) for r in run_ids])
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copies every checkpoint of every namespace of a thread, with its channel
-        values and pending writes, to another thread (client-side, oldest first, each
-        checkpoint one atomic put). Copying again writes the same records, so an
-        interrupted copy is finished by running it again."""
-        client = self._sync()
-        source, target = str(source_thread_id), str(target_thread_id)
-        for ns in client.checkpoint_namespaces(source):
-            tuples: list[context_pb2.CheckpointTuple] = []
-            cursor = None
-            while True:
-                page = client.list_checkpoints(source, ns, before=cursor, limit=LIST_PAGE)
-                tuples.extend(page)
-                if len(page) < LIST_PAGE:
-                    break
-                cursor = page[-1].checkpoint.checkpoint_id
-            for t in reversed(tuples):
-                client.put_checkpoint(target, ns, t.checkpoint, t.blobs, idle_ttl_ms=self.idle_ttl_ms)
-                for (task_id, task_path), writes in _writes_by_task(t):
-                    client.put_writes(target, ns, t.checkpoint.checkpoint_id, task_id, writes, task_path=task_path)
+        values and pending writes, to another thread, on the server (``CopyThread``).
+        Copying again writes the same records, so an interrupted copy is finished by
+        running it again."""
+        self._sync().copy_thread(str(source_thread_id), str(target_thread_id))
 
     def prune(
         self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", namespaces: Sequence[str] | None = None
@@ -466,7 +456,7 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
             return
         if config is None:
             yielded = 0
-            async for t in client.list_all_checkpoints(filter=server_filter):
+            async for t in client.list_all_checkpoints(json_filter=server_filter):
                 if before_id and t.checkpoint.checkpoint_id >= before_id:
                     continue
                 yield self._tuple(t)
@@ -489,7 +479,7 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
             while True:
                 page = LIST_PAGE if left is None else min(left, LIST_PAGE)
                 tuples = await client.list_checkpoints(
-                    thread_id, one_ns, before=cursor, limit=page, filter=server_filter
+                    thread_id, one_ns, before=cursor, limit=page, json_filter=server_filter
                 )
                 for t in tuples:
                     yield self._tuple(t)
@@ -539,35 +529,14 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         """Async :meth:`delete_for_runs`."""
         if self.async_client is None:
             return await asyncio.to_thread(self.delete_for_runs, run_ids)
-        for run_id in run_ids:
-            wanted = canonical_json(str(run_id))
-            found = [t async for t in self.async_client.list_all_checkpoints(filter={"run_id": wanted})]
-            for t in found:
-                await self.async_client.prune_checkpoints(
-                    t.thread.thread, t.thread.ns, remove_id=t.checkpoint.checkpoint_id, namespace=t.thread.namespace
-                )
+        if run_ids:
+            await self.async_client.delete_for_runs([str(r) for r in run_ids])
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Async :meth:`copy_thread`."""
         if self.async_client is None:
             return await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
-        client = self.async_client
-        source, target = str(source_thread_id), str(target_thread_id)
-        for ns in await client.checkpoint_namespaces(source):
-            tuples: list[context_pb2.CheckpointTuple] = []
-            cursor = None
-            while True:
-                page = await client.list_checkpoints(source, ns, before=cursor, limit=LIST_PAGE)
-                tuples.extend(page)
-                if len(page) < LIST_PAGE:
-                    break
-                cursor = page[-1].checkpoint.checkpoint_id
-            for t in reversed(tuples):
-                await client.put_checkpoint(target, ns, t.checkpoint, t.blobs, idle_ttl_ms=self.idle_ttl_ms)
-                for (task_id, task_path), writes in _writes_by_task(t):
-                    await client.put_writes(
-                        target, ns, t.checkpoint.checkpoint_id, task_id, writes, task_path=task_path
-                    )
+        await self.async_client.copy_thread(str(source_thread_id), str(target_thread_id))
 
     async def aprune(
         self, thread_ids: Sequence[str], *, strategy: str = "keep_latest", namespaces: Sequence[str] | None = None

@@ -347,7 +347,7 @@ class PendingWrite(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., channel: _Optional[str] = ..., value: _Optional[bytes] = ..., task_path: _Optional[str] = ..., idx: _Optional[int] = ...) -> None: ...
 
 class Checkpoint(_message.Message):
-    __slots__ = ("checkpoint_id", "parent_id", "checkpoint", "metadata", "channel_versions", "created_at_ms")
+    __slots__ = ("checkpoint_id", "parent_id", "checkpoint", "metadata", "channel_versions", "created_at_ms", "metadata_json")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -368,13 +368,15 @@ class Checkpoint(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     checkpoint_id: str
     parent_id: str
     checkpoint: bytes
     metadata: _containers.ScalarMap[str, str]
     channel_versions: _containers.ScalarMap[str, str]
     created_at_ms: int
-    def __init__(self, checkpoint_id: _Optional[str] = ..., parent_id: _Optional[str] = ..., checkpoint: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ..., channel_versions: _Optional[_Mapping[str, str]] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
+    metadata_json: str
+    def __init__(self, checkpoint_id: _Optional[str] = ..., parent_id: _Optional[str] = ..., checkpoint: _Optional[bytes] = ..., metadata: _Optional[_Mapping[str, str]] = ..., channel_versions: _Optional[_Mapping[str, str]] = ..., created_at_ms: _Optional[int] = ..., metadata_json: _Optional[str] = ...) -> None: ...
 
 class CheckpointTuple(_message.Message):
     __slots__ = ("thread", "checkpoint", "blobs", "pending_writes")
@@ -411,7 +413,7 @@ class PutCheckpointResponse(_message.Message):
     def __init__(self, version: _Optional[int] = ...) -> None: ...
 
 class PutWritesRequest(_message.Message):
-    __slots__ = ("header", "thread", "checkpoint_id", "task_id", "task_path", "writes", "request_id")
+    __slots__ = ("header", "thread", "checkpoint_id", "task_id", "task_path", "writes", "request_id", "keep_idx")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     THREAD_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -419,6 +421,7 @@ class PutWritesRequest(_message.Message):
     TASK_PATH_FIELD_NUMBER: _ClassVar[int]
     WRITES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    KEEP_IDX_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.RequestHeader
     thread: ThreadRef
     checkpoint_id: str
@@ -426,7 +429,8 @@ class PutWritesRequest(_message.Message):
     task_path: str
     writes: _containers.RepeatedCompositeFieldContainer[PendingWrite]
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., checkpoint_id: _Optional[str] = ..., task_id: _Optional[str] = ..., task_path: _Optional[str] = ..., writes: _Optional[_Iterable[_Union[PendingWrite, _Mapping]]] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    keep_idx: bool
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., checkpoint_id: _Optional[str] = ..., task_id: _Optional[str] = ..., task_path: _Optional[str] = ..., writes: _Optional[_Iterable[_Union[PendingWrite, _Mapping]]] = ..., request_id: _Optional[bytes] = ..., keep_idx: _Optional[bool] = ...) -> None: ...
 
 class PutWritesResponse(_message.Message):
     __slots__ = ("stored", "version")
@@ -457,7 +461,7 @@ class GetCheckpointResponse(_message.Message):
     def __init__(self, tuple: _Optional[_Union[CheckpointTuple, _Mapping]] = ...) -> None: ...
 
 class ListCheckpointsRequest(_message.Message):
-    __slots__ = ("header", "thread", "before", "limit", "filter", "stale")
+    __slots__ = ("header", "thread", "before", "limit", "filter", "stale", "filter_json")
     class FilterEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -471,13 +475,15 @@ class ListCheckpointsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
+    FILTER_JSON_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.RequestHeader
     thread: ThreadRef
     before: str
     limit: int
     filter: _containers.ScalarMap[str, str]
     stale: bool
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., before: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Mapping[str, str]] = ..., stale: _Optional[bool] = ...) -> None: ...
+    filter_json: str
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., before: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Mapping[str, str]] = ..., stale: _Optional[bool] = ..., filter_json: _Optional[str] = ...) -> None: ...
 
 class ListCheckpointsResponse(_message.Message):
     __slots__ = ("tuples",)
@@ -512,7 +518,7 @@ class PruneCheckpointsResponse(_message.Message):
     def __init__(self, removed_checkpoints: _Optional[int] = ..., removed_blobs: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ListAllCheckpointsRequest(_message.Message):
-    __slots__ = ("header", "after", "limit", "filter")
+    __slots__ = ("header", "after", "limit", "filter", "filter_json")
     class FilterEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -524,11 +530,13 @@ class ListAllCheckpointsRequest(_message.Message):
     AFTER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    FILTER_JSON_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.RequestHeader
     after: bytes
     limit: int
     filter: _containers.ScalarMap[str, str]
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., after: _Optional[bytes] = ..., limit: _Optional[int] = ..., filter: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    filter_json: str
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., after: _Optional[bytes] = ..., limit: _Optional[int] = ..., filter: _Optional[_Mapping[str, str]] = ..., filter_json: _Optional[str] = ...) -> None: ...
 
 class ListAllCheckpointsResponse(_message.Message):
     __slots__ = ("tuples", "more", "next")
@@ -557,6 +565,44 @@ class ListCheckpointNamespacesResponse(_message.Message):
     NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     namespaces: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, namespaces: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteForRunsRequest(_message.Message):
+    __slots__ = ("header", "run_ids")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    header: _kv_pb2.RequestHeader
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., run_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteForRunsResponse(_message.Message):
+    __slots__ = ("removed_checkpoints", "removed_blobs")
+    REMOVED_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_BLOBS_FIELD_NUMBER: _ClassVar[int]
+    removed_checkpoints: int
+    removed_blobs: int
+    def __init__(self, removed_checkpoints: _Optional[int] = ..., removed_blobs: _Optional[int] = ...) -> None: ...
+
+class CopyThreadRequest(_message.Message):
+    __slots__ = ("header", "thread", "namespace", "target_thread", "target_namespace")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    THREAD_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_THREAD_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    header: _kv_pb2.RequestHeader
+    thread: str
+    namespace: str
+    target_thread: str
+    target_namespace: str
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[str] = ..., namespace: _Optional[str] = ..., target_thread: _Optional[str] = ..., target_namespace: _Optional[str] = ...) -> None: ...
+
+class CopyThreadResponse(_message.Message):
+    __slots__ = ("copied_checkpoints", "copied_writes")
+    COPIED_CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    COPIED_WRITES_FIELD_NUMBER: _ClassVar[int]
+    copied_checkpoints: int
+    copied_writes: int
+    def __init__(self, copied_checkpoints: _Optional[int] = ..., copied_writes: _Optional[int] = ...) -> None: ...
 
 class DeleteThreadRequest(_message.Message):
     __slots__ = ("header", "thread", "request_id", "namespace")

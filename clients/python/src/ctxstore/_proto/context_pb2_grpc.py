@@ -119,6 +119,16 @@ class AgentContextStub:
                 request_serializer=ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsRequest.SerializeToString,
                 response_deserializer=ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsResponse.FromString,
                 _registered_method=True)
+        self.DeleteForRuns = channel.unary_unary(
+                '/ctxstore.v1.AgentContext/DeleteForRuns',
+                request_serializer=ctxstore_dot_v1_dot_context__pb2.DeleteForRunsRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_context__pb2.DeleteForRunsResponse.FromString,
+                _registered_method=True)
+        self.CopyThread = channel.unary_unary(
+                '/ctxstore.v1.AgentContext/CopyThread',
+                request_serializer=ctxstore_dot_v1_dot_context__pb2.CopyThreadRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_context__pb2.CopyThreadResponse.FromString,
+                _registered_method=True)
         self.PutModel = channel.unary_unary(
                 '/ctxstore.v1.AgentContext/PutModel',
                 request_serializer=ctxstore_dot_v1_dot_context__pb2.PutModelRequest.SerializeToString,
@@ -251,6 +261,18 @@ class AgentContextServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteForRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyThread(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PutModel(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -368,6 +390,16 @@ def add_AgentContextServicer_to_server(servicer, server):
                     servicer.ListAllCheckpoints,
                     request_deserializer=ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsRequest.FromString,
                     response_serializer=ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsResponse.SerializeToString,
+            ),
+            'DeleteForRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteForRuns,
+                    request_deserializer=ctxstore_dot_v1_dot_context__pb2.DeleteForRunsRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_context__pb2.DeleteForRunsResponse.SerializeToString,
+            ),
+            'CopyThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.CopyThread,
+                    request_deserializer=ctxstore_dot_v1_dot_context__pb2.CopyThreadRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_context__pb2.CopyThreadResponse.SerializeToString,
             ),
             'PutModel': grpc.unary_unary_rpc_method_handler(
                     servicer.PutModel,
@@ -854,6 +886,60 @@ class AgentContext:
             '/ctxstore.v1.AgentContext/ListAllCheckpoints',
             ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsRequest.SerializeToString,
             ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteForRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.AgentContext/DeleteForRuns',
+            ctxstore_dot_v1_dot_context__pb2.DeleteForRunsRequest.SerializeToString,
+            ctxstore_dot_v1_dot_context__pb2.DeleteForRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.AgentContext/CopyThread',
+            ctxstore_dot_v1_dot_context__pb2.CopyThreadRequest.SerializeToString,
+            ctxstore_dot_v1_dot_context__pb2.CopyThreadResponse.FromString,
             options,
             channel_credentials,
             insecure,
