@@ -52,7 +52,7 @@ fn fixed_values_in_operations_md_match_the_code() {
     );
     assert_row_says(
         "checkpoint thread id, checkpoint namespace (`ns`)",
-        &format!("at most {} bytes", n(crate::context::MAX_THREAD)),
+        &format!("{} bytes by default", n(crate::context::MAX_THREAD)),
     );
     assert_row_says(
         "request id",
