@@ -468,6 +468,35 @@ async fn tenants_see_only_their_own_data() {
         "delete b's namespaced thread",
         a.delete_thread_in("b", "t9").await,
     );
+    // A copy needs read on the source and write on the target; the nodes then write
+    // the target as peers, so the check is the caller's, made first.
+    denied(
+        "copy b's thread into a's namespace",
+        a.copy_thread_in("b", "t9", "a", "stolen").await,
+    );
+    denied(
+        "copy a's thread into b's namespace",
+        a.copy_thread_in("a", "t9", "b", "planted").await,
+    );
+    let copied = a
+        .copy_thread_in("a", "t9", "a", "t9-copy")
+        .await
+        .expect("a copy within a's namespace");
+    assert_eq!(copied.copied_checkpoints, 1);
+    assert!(root
+        .checkpoint_namespaces("a", "stolen")
+        .await
+        .expect("list")
+        .is_empty());
+    assert!(root
+        .checkpoint_namespaces("b", "planted")
+        .await
+        .expect("list")
+        .is_empty());
+    denied(
+        "delete runs on every thread",
+        a.delete_for_runs(&["r".to_string()]).await,
+    );
     a.put_model_in("a", model("m"), None)
         .await
         .expect("own registry");
