@@ -1848,3 +1848,85 @@ async fn a_thread_is_copied_on_the_server() {
         .is_empty());
     cluster.shutdown().await;
 }
+
+/// Thread ids and checkpoint namespaces may hold any character, the ones the key
+/// layout uses included (0x00 ends a namespace in a key, 0x01 separates a tenant,
+/// 0x02 stands for `}`): each name is its own thread, listed and copied by its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thread_ids_and_namespaces_may_hold_any_character() {
+    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 3).await;
+    let client = cluster.client().await;
+    let threads = ["a\0b", "acme\u{1}t", "c\u{2}", "c}", "d\u{3}B", "e\u{3}"];
+    let namespaces = ["", "n\0", "n\u{3}@", "n"];
+    for (i, thread) in threads.iter().enumerate() {
+        for ns in namespaces {
+            client
+                .put_checkpoint(PutCheckpointRequest {
+                    thread: Some(ThreadRef {
+                        thread: thread.to_string(),
+                        ns: ns.into(),
+                        namespace: String::new(),
+                    }),
+                    checkpoint: Some(checkpoint(&format!("{i:04}"), "", &[], &[])),
+                    ..Default::default()
+                })
+                .await
+                .expect("put");
+        }
+    }
+    // The thread "acme\x01t" of the default namespace is not thread "t" of tenant
+    // namespace "acme".
+    assert!(client
+        .checkpoint_namespaces("acme", "t")
+        .await
+        .expect("list")
+        .is_empty());
+    for (i, thread) in threads.iter().enumerate() {
+        let mut listed = client
+            .checkpoint_namespaces("", thread)
+            .await
+            .expect("list");
+        listed.sort();
+        let mut want: Vec<String> = namespaces.iter().map(|n| n.to_string()).collect();
+        want.sort();
+        assert_eq!(listed, want, "{thread:?}");
+        for ns in namespaces {
+            let t = client
+                .get_checkpoint(GetCheckpointRequest {
+                    thread: Some(ThreadRef {
+                        thread: thread.to_string(),
+                        ns: ns.into(),
+                        namespace: String::new(),
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .expect("get")
+                .expect("the checkpoint");
+            let r = t.thread.expect("thread");
+            assert_eq!((r.thread.as_str(), r.ns.as_str()), (*thread, ns));
+            assert_eq!(t.checkpoint.expect("checkpoint").checkpoint_id, format!("{i:04}"));
+        }
+    }
+    let all = client
+        .list_all_checkpoints(Default::default(), "", 0)
+        .await
+        .expect("list all");
+    assert_eq!(all.len(), threads.len() * namespaces.len());
+    client
+        .copy_thread_in("", "a\0b", "", "a\0b\0copy")
+        .await
+        .expect("copy");
+    assert_eq!(
+        thread_contents(&client, "", "a\0b\0copy").await,
+        thread_contents(&client, "", "a\0b").await
+    );
+    client.delete_thread("c\u{2}").await.expect("delete");
+    assert!(client
+        .checkpoint_namespaces("", "c}")
+        .await
+        .expect("list")
+        .len()
+        == namespaces.len());
+    cluster.shutdown().await;
+}

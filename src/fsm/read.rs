@@ -464,8 +464,9 @@ impl<'a> View<'a> {
         self.visit_prefix(&prefix, false, |k, _| {
             let rest = k.get(prefix.len()..).unwrap_or_default();
             let ns = rest.split(|b| *b == 0).next().unwrap_or_default();
-            if out.last().map(String::as_bytes) != Some(ns) {
-                out.push(String::from_utf8_lossy(ns).into_owned());
+            let ns = crate::context::unescape(&String::from_utf8_lossy(ns));
+            if out.last() != Some(&ns) {
+                out.push(ns);
             }
             Ok(true)
         })?;

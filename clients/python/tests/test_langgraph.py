@@ -244,7 +244,7 @@ def test_names_over_the_limits_are_typed_errors(saver, uniq):
     with pytest.raises(ctxstore.LimitExceededError):
         saver.put(_cfg(uniq, "n" * 1025), _checkpoint({}, {}), {}, {})
     with pytest.raises(ctxstore.InvalidArgumentError):
-        saver.put(_cfg(uniq, "n\x07"), _checkpoint({}, {}), {}, {})
+        saver.put(_cfg(""), _checkpoint({}, {}), {}, {})
     assert WRITES_IDX_MAP["__error__"] == -1
 
 
@@ -445,6 +445,28 @@ def test_thread_ids_may_hold_braces(client, uniq):
     assert client.get_checkpoint(plain).checkpoint.checkpoint_id == "plain"
     assert client.delete_thread(plain)
     assert client.get_checkpoint(odd) is not None
+
+
+def test_thread_ids_and_namespaces_may_hold_any_characters(saver, client, uniq):
+    """Any string is a thread id or checkpoint namespace: the key layout escapes the
+    bytes it uses (and the client routes the escaped name as the server does: on 4
+    shards, a wrong hash would not be served)."""
+    oracle = InMemorySaver()
+    names = [f"{uniq}\x00a", f"{uniq}\x01b", f"{uniq}\x02}}c", f"{uniq}\x03Bd", f"{uniq}\ttab"]
+    for cp in (oracle, saver):
+        for i, thread in enumerate(names):
+            for ns in ["", "sub\x00x", "sub\x03@"]:
+                c = _checkpoint({"a": i}, {"a": f"{i + 1:032}.0"}, cid=i)
+                cp.put(_cfg(thread, ns), c, {"step": i, "ns": ns}, c["channel_versions"])
+    for thread in names:
+        assert _seen(saver, thread) == _seen(oracle, thread), repr(thread)
+        assert client.checkpoint_namespaces(thread) == ["", "sub\x00x", "sub\x03@"]
+        got = saver.get_tuple(_cfg(thread, "sub\x00x"))
+        assert got.config["configurable"]["thread_id"] == thread
+        assert got.config["configurable"]["checkpoint_ns"] == "sub\x00x"
+    saver.delete_thread(names[0])
+    assert saver.get_tuple(_cfg(names[0])) is None
+    assert saver.get_tuple(_cfg(names[1])) is not None
 
 
 async def test_async_graph(asaver, uniq):

@@ -65,9 +65,52 @@ fn conv_tag(c: &ConversationRef) -> String {
     format!("c/{}/{}", c.namespace, c.id)
 }
 
-/// Stands for `}` inside a thread's hash tag, where a `}` would end the tag (a
-/// control character: no name holds one).
+/// Stands for `}` inside a thread's hash tag, where a `}` would end the tag (thread
+/// ids may hold 0x02 too: [`escape`] writes theirs as 0x03 'B').
 const CLOSE_BRACE: char = '\u{2}';
+
+/// Starts an escape in a thread id or checkpoint namespace inside a key.
+const ESCAPE: char = '\u{3}';
+
+/// A thread id or checkpoint namespace as it goes into keys: 0x00 (the end of a
+/// namespace in checkpoint keys), 0x01 (the tenant separator), 0x02 (the stand-in
+/// for `}`) and 0x03 itself become 0x03 followed by '@', 'A', 'B', 'C'. A name without
+/// them (every name earlier versions accepted) is unchanged, so existing keys stay.
+pub fn escape(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(|c| c <= ESCAPE) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if c <= ESCAPE {
+            out.push(ESCAPE);
+            out.push(char::from(b'@' + c as u8));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The inverse of [`escape`] (an escape without a valid second character is kept
+/// as it is: no key written by [`escape`] has one).
+pub fn unescape(name: &str) -> String {
+    if !name.contains(ESCAPE) {
+        return name.to_string();
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            (ESCAPE, Some(&e @ '@'..='C')) => {
+                chars.next();
+                out.push(char::from(e as u8 - b'@'));
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
 
 fn thread_tag(thread: &str) -> String {
     format!("t/{}", thread.replace('}', &CLOSE_BRACE.to_string()))
@@ -78,18 +121,19 @@ fn thread_tag(thread: &str) -> String {
 const NAMESPACE_SEP: char = '\u{1}';
 
 /// The name a thread is stored and routed under: its id in the default namespace
-/// (""), else `namespace · 0x01 · id`.
+/// (""), else `namespace · 0x01 · id`, the id [`escape`]d either way.
 pub fn stored_thread(namespace: &str, thread: &str) -> String {
     if namespace.is_empty() {
-        thread.to_string()
+        escape(thread).into_owned()
     } else {
-        format!("{namespace}{NAMESPACE_SEP}{thread}")
+        format!("{namespace}{NAMESPACE_SEP}{}", escape(thread))
     }
 }
 
 /// `(namespace, id)` of a name made by [`stored_thread`].
-pub fn split_stored_thread(stored: &str) -> (&str, &str) {
-    stored.split_once(NAMESPACE_SEP).unwrap_or(("", stored))
+pub fn split_stored_thread(stored: &str) -> (&str, String) {
+    let (namespace, id) = stored.split_once(NAMESPACE_SEP).unwrap_or(("", stored));
+    (namespace, unescape(id))
 }
 
 /// The name a thread's grants are matched against: `<namespace>/<id>`, or the id
@@ -198,7 +242,7 @@ pub fn ckpt_ref_of(user_key: &[u8]) -> Option<(String, String)> {
         .replace(CLOSE_BRACE, "}");
     let after = &rest[close + 1..];
     let ns_end = after.iter().position(|&b| b == 0)?;
-    let ns = std::str::from_utf8(&after[..ns_end]).ok()?.to_string();
+    let ns = unescape(std::str::from_utf8(&after[..ns_end]).ok()?);
     Some((thread, ns))
 }
 
@@ -209,7 +253,7 @@ pub fn thread_ckpt_prefix(thread: &str) -> Vec<u8> {
 
 /// Prefix of the checkpoints of `(thread, ns)`.
 pub fn ckpt_prefix(t: &ThreadRef) -> Vec<u8> {
-    key(CKPT, &thread_tag(&t.thread), &[t.ns.as_bytes(), &[0]])
+    key(CKPT, &thread_tag(&t.thread), &[escape(&t.ns).as_bytes(), &[0]])
 }
 
 /// A checkpoint's record.
@@ -217,13 +261,13 @@ pub fn ckpt_key(t: &ThreadRef, id: &str) -> Vec<u8> {
     key(
         CKPT,
         &thread_tag(&t.thread),
-        &[t.ns.as_bytes(), &[0], id.as_bytes()],
+        &[escape(&t.ns).as_bytes(), &[0], id.as_bytes()],
     )
 }
 
 /// Prefix of the channel blobs of `(thread, ns)`.
 pub fn blob_prefix(t: &ThreadRef) -> Vec<u8> {
-    key(BLOB, &thread_tag(&t.thread), &[t.ns.as_bytes(), &[0]])
+    key(BLOB, &thread_tag(&t.thread), &[escape(&t.ns).as_bytes(), &[0]])
 }
 
 /// One channel value at one version.
@@ -232,7 +276,7 @@ pub fn blob_key(t: &ThreadRef, channel: &str, version: &str) -> Vec<u8> {
         BLOB,
         &thread_tag(&t.thread),
         &[
-            t.ns.as_bytes(),
+            escape(&t.ns).as_bytes(),
             &[0],
             channel.as_bytes(),
             &[0],
@@ -256,7 +300,7 @@ pub fn writes_prefix(t: &ThreadRef, id: &str) -> Vec<u8> {
     key(
         WRITE,
         &thread_tag(&t.thread),
-        &[t.ns.as_bytes(), &[0], id.as_bytes(), &[0]],
+        &[escape(&t.ns).as_bytes(), &[0], id.as_bytes(), &[0]],
     )
 }
 
@@ -318,15 +362,7 @@ fn check_sized(
     forbidden: &[char],
     max: usize,
 ) -> Result<()> {
-    if v.is_empty() && !allow_empty {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    if v.len() > max {
-        return Err(Error::invalid(
-            field,
-            format!("at most {max} bytes, got {}", v.len()),
-        ));
-    }
+    check_length(field, v, allow_empty, max)?;
     if let Some(c) = v.chars().find(|c| c.is_control() || forbidden.contains(c)) {
         return Err(Error::invalid(
             field,
@@ -359,16 +395,31 @@ pub fn validate_tenant_namespace(field: &str, ns: &str) -> Result<()> {
     check_name(field, ns, false, &['/', '}'])
 }
 
-/// Checks a thread name.
+/// Checks a thread name: any UTF-8 (keys [`escape`] what they must), not empty, at
+/// most [`MAX_THREAD_CAP`] bytes (the server then applies its configured limit).
 pub fn validate_thread_name(field: &str, thread: &str) -> Result<()> {
-    check_sized(field, thread, false, &[], MAX_THREAD_CAP)
+    check_length(field, thread, false, MAX_THREAD_CAP)
 }
 
-/// Checks a `(thread, ns)` reference.
+fn check_length(field: &str, v: &str, allow_empty: bool, max: usize) -> Result<()> {
+    if v.is_empty() && !allow_empty {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if v.len() > max {
+        return Err(Error::invalid(
+            field,
+            format!("at most {max} bytes, got {}", v.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a `(thread, ns)` reference: the thread as [`validate_thread_name`], the
+/// checkpoint namespace any UTF-8 of at most [`MAX_THREAD_CAP`] bytes.
 pub fn validate_thread(t: Option<&ThreadRef>) -> Result<&ThreadRef> {
     let t = t.ok_or_else(|| Error::invalid("thread", "must be set"))?;
     validate_thread_name("thread.thread", &t.thread)?;
-    check_sized("thread.ns", &t.ns, true, &[], MAX_THREAD_CAP)?;
+    check_length("thread.ns", &t.ns, true, MAX_THREAD_CAP)?;
     validate_tenant_namespace("thread.namespace", &t.namespace)?;
     Ok(t)
 }
@@ -439,6 +490,41 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_in_thread_ids_and_namespaces_are_escaped_in_keys() {
+        for name in ["plain", "a\0b", "\u{1}\u{2}\u{3}@A", "tab\there}", "\u{3}B"] {
+            assert_eq!(unescape(&escape(name)), name);
+            assert!(!escape(name).contains(['\0', '\u{1}', '\u{2}']));
+        }
+        assert_eq!(escape("plain"), "plain");
+        assert!(validate_thread_name("thread", "a\0b\u{7}").is_ok());
+        // Distinct ids stay distinct threads, and an id holding the tenant
+        // separator cannot pose as a namespaced thread.
+        let posing = stored_thread("", "acme\u{1}t1");
+        assert_ne!(posing, stored_thread("acme", "t1"));
+        assert_eq!(split_stored_thread(&posing), ("", "acme\u{1}t1".to_string()));
+        assert_eq!(
+            split_stored_thread(&stored_thread("acme", "x\u{1}y")),
+            ("acme", "x\u{1}y".to_string())
+        );
+        assert_ne!(stored_thread("", "a\u{2}"), stored_thread("", "a}"));
+        // A namespace holding 0x00 does not end early in a checkpoint key.
+        let t = ThreadRef {
+            thread: stored_thread("", "a\0b"),
+            ns: "x\0y".into(),
+            namespace: String::new(),
+        };
+        assert_eq!(
+            ckpt_ref_of(&ckpt_key(&t, "0001")),
+            Some((t.thread.clone(), "x\0y".to_string()))
+        );
+        let other = ThreadRef {
+            ns: "x".into(),
+            ..t.clone()
+        };
+        assert!(!ckpt_key(&t, "1").starts_with(&ckpt_prefix(&other)));
+    }
+
+    #[test]
     fn namespaces_leave_the_default_layout_alone_and_never_collide() {
         // The default namespace's keys are those of versions without namespaces.
         assert_eq!(thread_key(&stored_thread("", "t1")), b"\0H{t/t1}".to_vec());
@@ -448,8 +534,8 @@ mod tests {
         let a = stored_thread("acme", "t1");
         assert_ne!(thread_key(&a), thread_key(&stored_thread("", "acme/t1")));
         assert_ne!(thread_key(&a), thread_key(&stored_thread("acm", "et1")));
-        assert_eq!(split_stored_thread(&a), ("acme", "t1"));
-        assert_eq!(split_stored_thread("t1"), ("", "t1"));
+        assert_eq!(split_stored_thread(&a), ("acme", "t1".to_string()));
+        assert_eq!(split_stored_thread("t1"), ("", "t1".to_string()));
         assert_ne!(model_prefix("acme"), model_prefix(""));
         assert!(!model_key("acme", "gpt").starts_with(&model_prefix("")));
         assert!(validate_tenant_namespace("namespace", "a/b").is_err());

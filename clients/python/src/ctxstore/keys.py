@@ -99,10 +99,19 @@ def conversation_hash(namespace: str, conversation_id: str) -> int:
     return tag_hash(f"c/{namespace}/{conversation_id}".encode())
 
 
+def escape(name: str) -> str:
+    """A thread id or checkpoint namespace as the server puts it into keys: 0x00,
+    0x01, 0x02 and 0x03 become 0x03 followed by ``@``, ``A``, ``B``, ``C``; any other
+    name is unchanged."""
+    if not any(c <= "\x03" for c in name):
+        return name
+    return "".join("\x03" + chr(0x40 + ord(c)) if c <= "\x03" else c for c in name)
+
+
 def stored_thread(thread: str, namespace: str = "") -> str:
-    """The name a thread is stored and routed under: its id in the default tenant
-    namespace, else ``namespace + "\\x01" + id``."""
-    return f"{namespace}\x01{thread}" if namespace else thread
+    """The name a thread is stored and routed under: its id (escaped) in the default
+    tenant namespace, else ``namespace + "\\x01" + id``."""
+    return f"{namespace}\x01{escape(thread)}" if namespace else escape(thread)
 
 
 def thread_hash(thread: str, namespace: str = "") -> int:
@@ -149,13 +158,23 @@ def validate_namespace(namespace: str) -> None:
     _check_name("namespace", namespace, False, "/}")
 
 
+def _check_length(field: str, value: str, allow_empty: bool, max_size: int) -> None:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(field, f"must be a string, got {type(value).__name__}")
+    if not value and not allow_empty:
+        raise InvalidArgumentError(field, "must not be empty")
+    size = len(value.encode("utf-8"))
+    if size > max_size:
+        raise InvalidArgumentError(field, f"at most {max_size} bytes, got {size}")
+
+
 def validate_thread(thread: str, ns: str | None = None, *, field: str = "thread.thread") -> None:
-    """Checks the syntax of a checkpoint thread (1..=16384 bytes without control
-    characters) and, when given, its checkpoint namespace (0..=16384 bytes without
-    control characters); the server then applies its configured length limits."""
-    _check_name(field, thread, False, "", MAX_THREAD_CAP)
+    """Checks a checkpoint thread (any string of 1..=16384 UTF-8 bytes) and, when
+    given, its checkpoint namespace (0..=16384 bytes); the server then applies its
+    configured length limits (1,024 bytes each by default)."""
+    _check_length(field, thread, False, MAX_THREAD_CAP)
     if ns is not None:
-        _check_name("thread.ns", ns, True, "", MAX_THREAD_CAP)
+        _check_length("thread.ns", ns, True, MAX_THREAD_CAP)
 
 
 def validate_tenant_namespace(namespace: str, *, field: str = "namespace") -> None:
