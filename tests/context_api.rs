@@ -1905,7 +1905,10 @@ async fn thread_ids_and_namespaces_may_hold_any_character() {
                 .expect("the checkpoint");
             let r = t.thread.expect("thread");
             assert_eq!((r.thread.as_str(), r.ns.as_str()), (*thread, ns));
-            assert_eq!(t.checkpoint.expect("checkpoint").checkpoint_id, format!("{i:04}"));
+            assert_eq!(
+                t.checkpoint.expect("checkpoint").checkpoint_id,
+                format!("{i:04}")
+            );
         }
     }
     let all = client
@@ -1922,11 +1925,13 @@ async fn thread_ids_and_namespaces_may_hold_any_character() {
         thread_contents(&client, "", "a\0b").await
     );
     client.delete_thread("c\u{2}").await.expect("delete");
-    assert!(client
-        .checkpoint_namespaces("", "c}")
-        .await
-        .expect("list")
-        .len()
-        == namespaces.len());
+    assert!(
+        client
+            .checkpoint_namespaces("", "c}")
+            .await
+            .expect("list")
+            .len()
+            == namespaces.len()
+    );
     cluster.shutdown().await;
 }

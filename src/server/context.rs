@@ -678,23 +678,6 @@ impl AgentContext for ContextService {
         let req = req.into_inner();
         // Any thread may carry the runs: only a grant on all of them covers it.
         authorize(&who, ResourceKind::Thread, b"", Access::Write)?;
-        if req.run_ids.is_empty() {
-            return Err(Error::invalid("run_ids", "name at least one run").into());
-        }
-        if req.run_ids.len() > super::copy::MAX_RUN_IDS {
-            return Err(Error::invalid(
-                "run_ids",
-                format!(
-                    "at most {} per call, got {}",
-                    super::copy::MAX_RUN_IDS,
-                    req.run_ids.len()
-                ),
-            )
-            .into());
-        }
-        for id in &req.run_ids {
-            cx::validate_part("run_ids", id)?;
-        }
         let (removed, blobs) = self.delete_runs(req.header, req.run_ids).await?;
         Ok(Response::new(DeleteForRunsResponse {
             removed_checkpoints: removed,

@@ -31,7 +31,7 @@ const COPY_PAGE: usize = 32;
 /// Checkpoints one `DeleteForRuns` command names at most.
 const DELETE_CHUNK: usize = 256;
 /// Most run ids in one `DeleteForRuns`.
-pub(crate) const MAX_RUN_IDS: usize = 1_000;
+const MAX_RUN_IDS: usize = 1_000;
 /// How long one write of a copy keeps looking for the target shard's leader.
 const FORWARD_WITHIN: Duration = Duration::from_secs(10);
 
@@ -169,13 +169,26 @@ impl ContextService {
             .await
     }
 
-    /// `DeleteForRuns` after its checks: finds the shard's checkpoints carrying one of
-    /// `run_ids` and proposes their removal in chunks; (checkpoints, blobs) removed.
+    /// `DeleteForRuns` once the caller may write every thread: checks `run_ids`,
+    /// finds the shard's checkpoints carrying one of them and proposes their removal
+    /// in chunks; (checkpoints, blobs) removed.
     pub(super) async fn delete_runs(
         &self,
         header: Option<crate::proto::RequestHeader>,
         run_ids: Vec<String>,
     ) -> Result<(u64, u64)> {
+        if run_ids.is_empty() {
+            return Err(Error::invalid("run_ids", "name at least one run"));
+        }
+        if run_ids.len() > MAX_RUN_IDS {
+            return Err(Error::invalid(
+                "run_ids",
+                format!("at most {MAX_RUN_IDS} per call, got {}", run_ids.len()),
+            ));
+        }
+        for id in &run_ids {
+            crate::context::validate_part("run_ids", id)?;
+        }
         let (peer, ranges) = self.one_shard(&header).await?;
         let ids = run_ids.clone();
         let found = self

@@ -253,7 +253,11 @@ pub fn thread_ckpt_prefix(thread: &str) -> Vec<u8> {
 
 /// Prefix of the checkpoints of `(thread, ns)`.
 pub fn ckpt_prefix(t: &ThreadRef) -> Vec<u8> {
-    key(CKPT, &thread_tag(&t.thread), &[escape(&t.ns).as_bytes(), &[0]])
+    key(
+        CKPT,
+        &thread_tag(&t.thread),
+        &[escape(&t.ns).as_bytes(), &[0]],
+    )
 }
 
 /// A checkpoint's record.
@@ -267,7 +271,11 @@ pub fn ckpt_key(t: &ThreadRef, id: &str) -> Vec<u8> {
 
 /// Prefix of the channel blobs of `(thread, ns)`.
 pub fn blob_prefix(t: &ThreadRef) -> Vec<u8> {
-    key(BLOB, &thread_tag(&t.thread), &[escape(&t.ns).as_bytes(), &[0]])
+    key(
+        BLOB,
+        &thread_tag(&t.thread),
+        &[escape(&t.ns).as_bytes(), &[0]],
+    )
 }
 
 /// One channel value at one version.
@@ -501,7 +509,10 @@ mod tests {
         // separator cannot pose as a namespaced thread.
         let posing = stored_thread("", "acme\u{1}t1");
         assert_ne!(posing, stored_thread("acme", "t1"));
-        assert_eq!(split_stored_thread(&posing), ("", "acme\u{1}t1".to_string()));
+        assert_eq!(
+            split_stored_thread(&posing),
+            ("", "acme\u{1}t1".to_string())
+        );
         assert_eq!(
             split_stored_thread(&stored_thread("acme", "x\u{1}y")),
             ("acme", "x\u{1}y".to_string())
