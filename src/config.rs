@@ -439,6 +439,13 @@ pub struct RaftConfig {
     /// below the election timeout: with `check_quorum`, a leader steps down and its
     /// followers refuse votes within one election timeout of losing contact.
     pub lease_reads: bool,
+    /// Let idle shards hibernate (default false): a leader with nothing in flight and
+    /// every replica caught up stops ticking and heartbeating after two election
+    /// timeouts, and so do its followers, until a request or a message wakes them
+    /// (TiKV's hibernate regions). An idle shard then costs no CPU; a leader that dies
+    /// while its shard sleeps is replaced when the next request reaches a follower.
+    /// Not with `lease-reads` (a sleeping leader's lease is not kept fresh).
+    pub hibernate: bool,
 }
 
 /// Request limits (DESIGN §5); breaking one is `ResourceExhausted` naming the limit.
@@ -504,6 +511,7 @@ impl Default for RaftConfig {
             log_gc_keep: 1_000,
             leader_balance: true,
             lease_reads: false,
+            hibernate: false,
         }
     }
 }
@@ -633,6 +641,12 @@ impl RaftConfig {
     fn validate(&self) -> Result<()> {
         if self.tick_interval < Duration::from_millis(1) {
             return Err(Error::config("raft.tick-interval", "must be at least 1ms"));
+        }
+        if self.hibernate && self.lease_reads {
+            return Err(Error::config(
+                "raft.hibernate",
+                "cannot be combined with raft.lease-reads: a hibernating leader does not keep its lease fresh",
+            ));
         }
         if self.heartbeat_ticks == 0 {
             return Err(Error::config(

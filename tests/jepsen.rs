@@ -1063,11 +1063,13 @@ async fn in_process_campaign_is_linearizable() {
     for run in 0..s.runs {
         let seed = s.seed.wrapping_add(run);
         // Every other run serves linearizable reads from leader leases; the others
-        // run over mutual TLS, with certificate rotations among the faults.
+        // run over mutual TLS, with certificate rotations among the faults, and let
+        // idle shards hibernate (which leases rule out).
         let lease_reads = run % 2 == 1;
         let tls = (!lease_reads).then(RunTls::new);
+        let hibernate = !lease_reads;
         eprintln!(
-            "jepsen in-process run {run}: seed {seed} ({} s, lease reads: {lease_reads}, TLS: {})",
+            "jepsen in-process run {run}: seed {seed} ({} s, lease reads: {lease_reads}, TLS: {}, hibernation: {hibernate})",
             s.secs,
             tls.is_some()
         );
@@ -1075,6 +1077,7 @@ async fn in_process_campaign_is_linearizable() {
         let mut cluster = TestCluster::start_with(5, |c| {
             c.initial_shards = 4;
             c.raft.lease_reads = lease_reads;
+            c.raft.hibernate = hibernate;
             if let Some(t) = &tls {
                 t.secure(c);
             }

@@ -109,6 +109,10 @@ struct ServerArgs {
     /// docs/operations.md for when that is safe).
     #[arg(long)]
     lease_reads: bool,
+    /// Let idle shards hibernate: no ticks or heartbeats until a request or message
+    /// wakes them (`raft.hibernate`; see docs/operations.md).
+    #[arg(long)]
+    hibernate: bool,
     /// On SIGTERM or Ctrl-C: how long to wait for this node's shard leaderships to
     /// move to other nodes before it stops (a second signal stops it at once).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -264,6 +268,10 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     if let Some(v) = a.status_listen {
         cfg.status.listen = Some(v);
         given("status.listen");
+    }
+    if a.hibernate {
+        cfg.raft.hibernate = true;
+        given("raft.hibernate");
     }
     if a.lease_reads {
         cfg.raft.lease_reads = true;

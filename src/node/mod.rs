@@ -247,7 +247,11 @@ impl Node {
                     _ = cancel.cancelled() => return,
                     _ = t.tick() => {
                         for p in ctx.peers() {
-                            p.event(PeerEvent::Tick);
+                            // A hibernating replica wakes on its next message or
+                            // request, not on time.
+                            if !p.epoch.hibernating() {
+                                p.event(PeerEvent::Tick);
+                            }
                         }
                     }
                 }

@@ -38,13 +38,14 @@ pub(crate) fn on_raft_message(
     from: NodeId,
     msg: Message,
     leader_commit: u64,
+    hibernate: bool,
 ) {
     if !ctx.transport.allowed_from(from) {
         return;
     }
     if let Some(p) = ctx.peer(shard) {
         // Dropped under overload; Raft retransmits.
-        let _ = p.try_send(PeerMsg::Raft(Box::new(msg), from, leader_commit));
+        let _ = p.try_send(PeerMsg::Raft(Box::new(msg), from, leader_commit, hibernate));
         return;
     }
     let from_leader = matches!(
@@ -114,7 +115,7 @@ pub(crate) fn on_raft_message(
     match Peer::spawn(ctx.clone(), init) {
         Ok(handle) => {
             tracing::info!(%shard, replica = msg.to, "created replica to receive a snapshot");
-            let _ = handle.try_send(PeerMsg::Raft(Box::new(msg), from, leader_commit));
+            let _ = handle.try_send(PeerMsg::Raft(Box::new(msg), from, leader_commit, false));
             ctx.register(handle);
         }
         Err(e) => tracing::error!(%shard, error = %e, "cannot create replica"),

@@ -34,6 +34,7 @@ impl Peer {
             self.raw.tick();
         }
         self.ticks += 1;
+        self.maybe_hibernate();
         self.load.roll(std::time::Instant::now());
         self.retry_follower_reads();
         if !self.ticks.is_multiple_of(HOUSEKEEPING_TICKS) {
@@ -435,6 +436,7 @@ impl Peer {
         };
         ShardStatus {
             pending_proposals: self.proposals.len() as u64,
+            hibernating: self.hibernation.asleep,
             writes_per_sec: load.writes_per_sec,
             write_bytes_per_sec: load.write_bytes_per_sec,
             reads_per_sec: load.reads_per_sec,

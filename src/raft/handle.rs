@@ -47,9 +47,10 @@ pub(crate) enum MemberChange {
 
 /// Requests and raft messages for a replica (bounded queue).
 pub(crate) enum PeerMsg {
-    /// A raft message from another node, and the sender's commit index if it sent it
-    /// as the shard's leader (0 otherwise; the envelope's `leader_commit`).
-    Raft(Box<Message>, NodeId, u64),
+    /// A raft message from another node, the sender's commit index if it sent it as
+    /// the shard's leader (0 otherwise; the envelope's `leader_commit`), and whether
+    /// it is a hibernation heartbeat (the envelope's `hibernate`).
+    Raft(Box<Message>, NodeId, u64, bool),
     /// Replicate a command (touching partition hash `hash`, if one); answered once
     /// applied.
     Propose(
@@ -137,6 +138,8 @@ pub(crate) struct Epoch {
     ring_ver: AtomicU64,
     /// The last applied index.
     applied: AtomicU64,
+    /// The commit index as of the last ready.
+    committed: AtomicU64,
     /// The leader's replica id as this replica knows it (0: none).
     leader: AtomicU64,
     /// Whether the replica leads its shard (as of its last ready).
@@ -149,6 +152,8 @@ pub(crate) struct Epoch {
     installs: AtomicU64,
     /// The replica was removed from its shard and its data is being deleted.
     removed: AtomicBool,
+    /// The replica hibernates: the node's ticker skips it (`raft.hibernate`).
+    hibernating: AtomicBool,
     /// When the replica last heard from its current leader, counted once it has
     /// applied the commit index that leader sent then (None: not in this leader's
     /// reign). Bounded-staleness reads compare it with the local monotonic clock.
@@ -171,6 +176,21 @@ impl Epoch {
     /// Records the applied index.
     pub(crate) fn set_applied(&self, index: u64) {
         self.applied.store(index, Ordering::Release);
+    }
+
+    /// Records the commit index (at each ready).
+    pub(crate) fn set_committed(&self, index: u64) {
+        self.committed.store(index, Ordering::Release);
+    }
+
+    /// The commit index as of the last ready.
+    pub(crate) fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// The leader's replica id as this replica knows it (0: none).
+    pub(crate) fn leader_id(&self) -> u64 {
+        self.leader.load(Ordering::Acquire)
     }
 
     /// Records whether the replica leads, and who does; returns whether the leader
@@ -229,6 +249,16 @@ impl Epoch {
     /// Whether the replica was removed (its data is going or gone).
     pub(crate) fn removed(&self) -> bool {
         self.removed.load(Ordering::Acquire)
+    }
+
+    /// Records whether the replica hibernates.
+    pub(crate) fn set_hibernating(&self, on: bool) {
+        self.hibernating.store(on, Ordering::Release);
+    }
+
+    /// Whether the replica hibernates (the node's ticker skips it).
+    pub(crate) fn hibernating(&self) -> bool {
+        self.hibernating.load(Ordering::Acquire)
     }
 
     /// Whether a snapshot install is in progress: stale reads of the local data are

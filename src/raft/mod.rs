@@ -14,6 +14,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod handle;
+pub(crate) mod hibernate;
 pub(crate) mod logger;
 pub(crate) mod peer;
 pub(crate) mod ready;

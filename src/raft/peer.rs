@@ -145,6 +145,31 @@ pub(crate) struct Peer {
     pub(crate) splitting: bool,
     /// Load counted while leading, for splits by load and `ctxctl shard list`.
     pub(crate) load: crate::load::LoadSampler,
+    /// Whether the shard sleeps (`raft.hibernate`, `raft::hibernate`).
+    pub(crate) hibernation: Hibernation,
+}
+
+/// A replica's hibernation state (`raft::hibernate`: the logic).
+#[derive(Default)]
+pub(crate) struct Hibernation {
+    /// `raft.hibernate` when the replica started.
+    pub(crate) enabled: bool,
+    /// Asleep: no ticks until something wakes it.
+    pub(crate) asleep: bool,
+    /// Consecutive idle ticks of a leader.
+    pub(crate) idle_ticks: usize,
+    /// The heartbeats going out now announce the sleep.
+    pub(crate) announcing: bool,
+}
+
+impl Hibernation {
+    /// Awake, hibernating when idle if `enabled`.
+    pub(crate) fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            ..Default::default()
+        }
+    }
 }
 
 /// A snapshot install whose last writes (apply state, descriptor, Raft state, the
@@ -276,6 +301,7 @@ impl Peer {
             from_split,
             splitting: false,
             load,
+            hibernation: Hibernation::new(rc.hibernate),
         };
         let cancel = ctx.cancel.child_token();
         let task = tokio::spawn(peer.run(rx, erx, cancel));
@@ -336,6 +362,7 @@ impl Peer {
                 self.ctx.on_replica_failed(self.shard);
                 break;
             }
+            self.hibernation.announcing = false;
             self.maybe_build_snapshot();
             if self.removed {
                 self.destroy();
@@ -372,8 +399,19 @@ impl Peer {
     }
 
     fn on_msg(&mut self, msg: PeerMsg) {
+        // A request that may need the leader wakes a hibernating shard; raft messages
+        // decide below, status and GC queries do not.
+        if !matches!(
+            msg,
+            PeerMsg::Raft(..) | PeerMsg::Status(_) | PeerMsg::LoadSamples(_) | PeerMsg::Gc { .. }
+        ) {
+            self.wake();
+        }
         match msg {
-            PeerMsg::Raft(m, from_node, leader_commit) => {
+            PeerMsg::Raft(m, from_node, leader_commit, hibernate) => {
+                if Self::wakes(m.get_msg_type(), hibernate) {
+                    self.wake();
+                }
                 if m.to > self.replica_id.0 {
                     // The shard's leader addresses a newer replica on this node: this
                     // one was removed from the membership while it could not hear of
@@ -412,6 +450,9 @@ impl Peer {
                 }
                 self.note_leader_contact(header, leader_commit);
                 self.note_follower_ack(header);
+                if hibernate && header.0 == MessageType::MsgHeartbeat {
+                    self.follow_into_hibernation(header.1);
+                }
             }
             PeerMsg::Propose(cmd, hash, reply) => {
                 if self.is_leader() {

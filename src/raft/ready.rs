@@ -135,6 +135,7 @@ impl Peer {
             self.on_role_change(role);
         }
         let leader = self.raw.raft.leader_id;
+        self.epoch.set_committed(self.raw.raft.raft_log.committed);
         if self.epoch.set_leader(self.is_leader(), leader) && leader != 0 {
             self.ctx
                 .metrics
@@ -320,12 +321,15 @@ impl Peer {
             if m.get_msg_type() == MessageType::MsgHeartbeat {
                 self.heartbeats_sent.insert(m.to, std::time::Instant::now());
             }
+            let hibernate =
+                self.hibernation.announcing && m.get_msg_type() == MessageType::MsgHeartbeat;
             self.ctx.transport.send(
                 self.shard,
                 lineage,
                 node,
                 m,
                 leader_commit,
+                hibernate,
                 self.events.clone(),
             );
         }

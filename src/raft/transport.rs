@@ -173,7 +173,8 @@ impl Transport {
     /// Queues a raft message of `shard` for node `to`; `events` hears how a snapshot
     /// send ended. `lineage` is the shard's `(split_from, split_index)` (zeros for a
     /// shard made at bootstrap); `leader_commit` the sender's commit index if it leads
-    /// the shard, else 0.
+    /// the shard, else 0; `hibernate` marks a leader's hibernation heartbeat.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn send(
         &self,
         shard: ShardId,
@@ -181,6 +182,7 @@ impl Transport {
         to: NodeId,
         msg: Message,
         leader_commit: u64,
+        hibernate: bool,
         events: mpsc::UnboundedSender<PeerEvent>,
     ) {
         let kind = msg.get_msg_type();
@@ -208,6 +210,7 @@ impl Transport {
             split_from: lineage.0,
             split_index: lineage.1,
             leader_commit,
+            hibernate,
         };
         if is_snap {
             self.metrics.raft_message(kind, true);

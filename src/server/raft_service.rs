@@ -63,6 +63,7 @@ impl Raft for RaftService {
                             NodeId(env.from_node),
                             m,
                             env.leader_commit,
+                            env.hibernate,
                         )
                     }
                     Err(e) => tracing::warn!(error = %e, "undecodable raft message dropped"),
@@ -161,7 +162,7 @@ impl Raft for RaftService {
         self.ctx.snapshots.put_incoming(file);
         match self.ctx.peer(shard) {
             Some(p) => p
-                .send(PeerMsg::Raft(Box::new(msg), from, 0))
+                .send(PeerMsg::Raft(Box::new(msg), from, 0, false))
                 .await
                 .map_err(|_| Status::unavailable("replica stopped"))?,
             None => on_raft_message(
@@ -171,6 +172,7 @@ impl Raft for RaftService {
                 from,
                 msg,
                 0,
+                false,
             ),
         }
         Ok(Response::new(SnapshotDone {}))

@@ -36,6 +36,8 @@ pub struct ShardRow {
     pub conf_ver: u64,
     /// Range epoch.
     pub ring_ver: u64,
+    /// Nodes whose replica hibernates (`raft.hibernate`: idle, not ticking).
+    pub hibernating: Vec<u64>,
 }
 
 /// One replica of a shard.
@@ -153,6 +155,11 @@ pub fn report(statuses: &[StatusResponse], table: Option<&RoutingTable>) -> Repo
             lagging,
             conf_ver: desc.map_or(0, |d| d.conf_ver),
             ring_ver: desc.map_or(0, |d| d.ring_ver),
+            hibernating: reps
+                .iter()
+                .filter(|(_, s)| s.hibernating)
+                .map(|(n, _)| *n)
+                .collect(),
         });
     }
     let mut nodes: BTreeMap<u64, NodeRow> = BTreeMap::new();

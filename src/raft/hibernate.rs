@@ -1,0 +1,108 @@
+//! Hibernation of idle shards (`raft.hibernate`, TiKV's hibernate regions,
+//! CockroachDB's quiescence): a shard with nothing to do stops ticking and
+//! heartbeating, so a node with many idle shards spends nothing on them.
+//!
+//! - The leader falls asleep after two election timeouts in which nothing was in flight
+//!   (no proposal, read, membership change, leadership transfer or snapshot) and every
+//!   replica held its whole log, committed and applied. It sends one last heartbeat
+//!   marked `hibernate` in its envelope, then its ticks stop (the node's ticker skips
+//!   a hibernating replica).
+//! - A follower that gets that heartbeat from its leader, holding the leader's whole
+//!   log, falls asleep too.
+//! - Any raft message but a hibernation heartbeat or a heartbeat's answer wakes a
+//!   replica, and so does any request that needs the leader (a proposal, a read
+//!   index, a membership change, a transfer, a split, a campaign). A woken leader
+//!   heartbeats at once; its followers wake on the heartbeat.
+//! - A leader that dies while its shard sleeps is not missed until a request reaches
+//!   a follower: the follower wakes, ticks, finds no leader and campaigns. Its first
+//!   campaign may be ignored by a follower still inside the old leader's lease (its
+//!   clock did not move while it slept), so the new leader comes after one to two
+//!   election timeouts, like after any leader loss.
+//! - Not with `raft.lease-reads`: a sleeping leader's lease would not age, and a
+//!   leader that slept through its replacement could answer a read from it.
+
+use crate::raft::peer::Peer;
+use crate::types::META_SHARD;
+use raft::eraftpb::MessageType;
+use raft::StateRole;
+
+impl Peer {
+    /// On every tick: a leader idle for two election timeouts falls asleep.
+    pub(crate) fn maybe_hibernate(&mut self) {
+        if !self.hibernation.enabled || self.hibernation.asleep || !self.idle_leader() {
+            self.hibernation.idle_ticks = 0;
+            return;
+        }
+        self.hibernation.idle_ticks += 1;
+        if self.hibernation.idle_ticks < 2 * self.raw.raft.election_timeout() {
+            return;
+        }
+        tracing::debug!(shard = %self.shard, "idle: the shard hibernates");
+        self.hibernation.announcing = true;
+        self.raw.ping();
+        self.sleep();
+    }
+
+    /// After stepping a leader's hibernation heartbeat: a follower holding the
+    /// leader's whole log falls asleep with it.
+    pub(crate) fn follow_into_hibernation(&mut self, from: u64) {
+        let log = &self.raw.raft.raft_log;
+        if self.hibernation.enabled
+            && !self.hibernation.asleep
+            && self.raw.raft.state == StateRole::Follower
+            && self.raw.raft.leader_id == from
+            && log.last_index() == log.committed
+            && self.pending_follower_reads.is_empty()
+            && self.follower_reads.is_empty()
+        {
+            self.sleep();
+        }
+    }
+
+    /// Whether a raft message of type `kind` (with the envelope's `hibernate`) wakes a
+    /// sleeping replica: all but the hibernation heartbeat and heartbeat answers.
+    pub(crate) fn wakes(kind: MessageType, hibernate: bool) -> bool {
+        !(hibernate && kind == MessageType::MsgHeartbeat)
+            && kind != MessageType::MsgHeartbeatResponse
+    }
+
+    /// Something to do: wake if asleep, and start counting idle ticks afresh.
+    pub(crate) fn wake(&mut self) {
+        self.hibernation.idle_ticks = 0;
+        if self.hibernation.asleep {
+            tracing::debug!(shard = %self.shard, "woken");
+            self.hibernation.asleep = false;
+            self.epoch.set_hibernating(false);
+        }
+    }
+
+    fn sleep(&mut self) {
+        self.hibernation.asleep = true;
+        self.hibernation.idle_ticks = 0;
+        self.epoch.set_hibernating(true);
+    }
+
+    /// A leader with nothing in flight whose every replica holds its whole log,
+    /// committed and applied.
+    fn idle_leader(&self) -> bool {
+        let raft = &self.raw.raft;
+        let last = raft.raft_log.last_index();
+        self.shard != META_SHARD
+            && raft.state == StateRole::Leader
+            && raft.raft_log.committed == last
+            && self.applied_index == last
+            && raft.lead_transferee.is_none()
+            && !raft.has_pending_conf()
+            && raft.prs().conf().learners().is_empty()
+            && raft.prs().iter().all(|(_, p)| p.matched == last)
+            && self.proposals.is_empty()
+            && self.pending_reads.is_empty()
+            && self.inflight_reads.is_empty()
+            && self.ready_reads.is_empty()
+            && self.persisted_msgs.is_empty()
+            && self.inflight_writes == 0
+            && self.pending_snapshot.is_none()
+            && !self.building_snapshot
+            && !self.splitting
+    }
+}
