@@ -159,7 +159,21 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
         }
     }
     let current = ctx.meta.state().unwrap_or_default();
-    let mut next = (*current).clone();
+    if !crate::meta::state::heartbeat_changes_nothing(&current, &hb) {
+        record_heartbeat(&peer, &current, hb).await?;
+    }
+    let state = ctx.meta.state().unwrap_or_default();
+    let mut table = routing_table(ctx, &state);
+    // A node behind on auth gets the store; clients (node 0) never do.
+    if reporter != 0 && reported_auth < table.auth_revision {
+        table.auth = state.auth.clone();
+    }
+    Ok(table)
+}
+
+/// Proposes `hb` to the meta shard if applying it changes the state.
+async fn record_heartbeat(peer: &PeerHandle, current: &MetaState, hb: NodeHeartbeat) -> Result<()> {
+    let mut next = current.clone();
     apply_heartbeat(&mut next, &hb);
     if next != *current {
         tracing::debug!(
@@ -171,13 +185,7 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
         peer.propose(Default::default(), now_ms(), None, cmd)
             .await?;
     }
-    let state = ctx.meta.state().unwrap_or_default();
-    let mut table = routing_table(ctx, &state);
-    // A node behind on auth gets the store; clients (node 0) never do.
-    if reporter != 0 && reported_auth < table.auth_revision {
-        table.auth = state.auth.clone();
-    }
-    Ok(table)
+    Ok(())
 }
 
 /// Starts a fresh record of liveness and load when this replica leads the meta shard
@@ -729,20 +737,50 @@ pub(crate) async fn routing_table_any(ctx: &NodeCtx) -> Result<RoutingTable> {
 }
 
 /// This node's report: its address, its load, and every shard it leads with the
-/// shard's load and replicas' progress.
-async fn collect_report(ctx: &NodeCtx) -> NodeHeartbeat {
-    let status = ctx.status().await;
+/// shard's load and replicas' progress. Only leading replicas are asked for their
+/// status, and a hibernating leader's last answer (in `asleep`) is sent again
+/// without asking: nothing in it changes while it sleeps, and asking every replica
+/// every second was most of what a node with many idle shards spent.
+async fn collect_report(ctx: &NodeCtx, asleep: &mut HashMap<u64, ShardStatus>) -> NodeHeartbeat {
+    let peers = ctx.peers();
     let mut stats = NodeStats {
         used_bytes: ctx.engine.used_bytes(),
         free_bytes: crate::storage::engine::disk_free(&ctx.config().data_dir).unwrap_or(0),
-        replicas: status.shards.len() as u64,
+        replicas: peers.len() as u64,
         read_weight: ctx.config().read_weight,
         stopping: ctx.stopping.load(std::sync::atomic::Ordering::Relaxed),
         ..Default::default()
     };
+    let mut statuses = Vec::new();
+    let mut still_asleep = HashMap::new();
+    for p in peers {
+        if !p.epoch.leading() {
+            continue;
+        }
+        let cached = if p.epoch.hibernating() {
+            asleep.remove(&p.shard.0)
+        } else {
+            None
+        };
+        let Some(mut s) = (match cached {
+            Some(s) => Some(s),
+            None => ctx.replica_status(&p).await,
+        }) else {
+            continue;
+        };
+        if s.hibernating {
+            // Asleep, it serves nothing (a request would have woken it); the rates
+            // of its last load window are history.
+            s.reads_per_sec = 0.0;
+            s.writes_per_sec = 0.0;
+            still_asleep.insert(p.shard.0, s.clone());
+        }
+        statuses.push(s);
+    }
+    *asleep = still_asleep;
     let mut leading = Vec::new();
     let mut loads = Vec::new();
-    for s in status.shards {
+    for s in statuses {
         if s.role != "leader" {
             continue;
         }
@@ -819,13 +857,14 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
         let interval = heartbeat_interval(&ctx);
+        let mut asleep = HashMap::new();
         loop {
             tokio::select! {
                 _ = ctx.cancel.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
                 _ = ctx.meta.wake.notified() => {}
             }
-            let hb = collect_report(&ctx).await;
+            let hb = collect_report(&ctx, &mut asleep).await;
             match call_meta(&ctx, hb).await {
                 Ok(mut table) => {
                     if let Some(auth) = table.auth.take() {

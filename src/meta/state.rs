@@ -312,6 +312,37 @@ pub(crate) fn set_node_admin(
     Ok(out)
 }
 
+/// Whether [`apply_heartbeat`] would leave `state` as it is, known without copying
+/// the state: the node is recorded at its address and has run, and every shard it
+/// reports is listed exactly as reported, with no split pending on it and every
+/// started replica's node recorded as having run. A heartbeat from an idle node is
+/// this, every second, and the meta leader need not copy its whole state for it.
+/// False when unsure (the full path decides then).
+pub(crate) fn heartbeat_changes_nothing(state: &MetaState, hb: &NodeHeartbeat) -> bool {
+    let ran = |node: u64| state.nodes.iter().any(|n| n.node_id == node && n.has_run);
+    let node_known = hb.node_id == 0
+        || state
+            .nodes
+            .iter()
+            .any(|n| n.node_id == hb.node_id && n.addr == hb.addr && n.has_run);
+    node_known
+        && hb.leading.iter().all(|report| {
+            let Some(desc) = &report.descriptor else {
+                return true;
+            };
+            !state
+                .pending_splits
+                .iter()
+                .any(|p| p.parent == desc.shard_id)
+                && desc
+                    .replicas
+                    .iter()
+                    .filter(|r| r.started)
+                    .all(|r| ran(r.node_id))
+                && state.shards.iter().any(|s| s == report)
+        })
+}
+
 /// Applies a node's heartbeat to the meta state (deterministic: every replica applies
 /// the same report to the same state and gets the same result).
 pub(crate) fn apply_heartbeat(state: &mut MetaState, hb: &NodeHeartbeat) {
@@ -622,9 +653,15 @@ mod tests {
             leading: vec![report(&descs[2], 2, 7)],
             ..Default::default()
         };
+        assert!(!heartbeat_changes_nothing(&st, &hb), "a new leader hint");
         apply_heartbeat(&mut st, &hb);
         assert_eq!(st.routing_version, 1);
         assert_eq!(st.shards[2].leader.as_ref().map(|l| l.node_id), Some(2));
+        // The same report again changes nothing, and is known to without applying.
+        assert!(heartbeat_changes_nothing(&st, &hb));
+        let before = st.clone();
+        apply_heartbeat(&mut st, &hb);
+        assert_eq!(st, before);
         // An older term's report does not replace the hint.
         let stale = NodeHeartbeat {
             node_id: 3,
@@ -668,11 +705,25 @@ mod tests {
             leading: vec![],
             ..Default::default()
         };
+        assert!(!heartbeat_changes_nothing(&st, &join), "a new node");
         apply_heartbeat(&mut st, &join);
         assert_eq!(st.routing_version, 3);
         let before = st.clone();
+        assert!(heartbeat_changes_nothing(&st, &join));
         apply_heartbeat(&mut st, &join);
         assert_eq!(st, before);
+        // A membership change is never taken for nothing.
+        let mut again = changed.clone();
+        again.conf_ver += 1;
+        assert!(!heartbeat_changes_nothing(
+            &st,
+            &NodeHeartbeat {
+                node_id: 2,
+                addr: m[&NodeId(2)].clone(),
+                leading: vec![report(&again, 2, 7)],
+                ..Default::default()
+            },
+        ));
         // A table fetch (node 0) changes nothing.
         apply_heartbeat(&mut st, &NodeHeartbeat::default());
         assert_eq!(st, before);

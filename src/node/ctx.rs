@@ -87,6 +87,8 @@ pub(crate) struct NodeCtx {
     pub(crate) splits_in_progress: std::sync::atomic::AtomicU64,
     /// Shard → (approximate bytes, keys) as the splitter last measured them.
     sizes: Mutex<HashMap<ShardId, (u64, u64)>>,
+    /// The applied index each shard's size was last measured at.
+    measured_at: Mutex<HashMap<ShardId, u64>>,
     /// Reads this node served, and the test seam that slows them.
     pub(crate) reads: ReadProbe,
     /// The node's metrics (`/metrics` on the status listener).
@@ -165,6 +167,7 @@ impl NodeCtx {
             purge: PurgeHints::default(),
             splits_in_progress: Default::default(),
             sizes: Mutex::new(HashMap::new()),
+            measured_at: Mutex::new(HashMap::new()),
             reads: ReadProbe::new(metrics.reads_served.clone()),
             metrics,
             cancel,
@@ -377,9 +380,16 @@ impl NodeCtx {
         self.set_tombstone(shard, replica.0);
     }
 
-    /// Records a shard's size as last measured.
-    pub(crate) fn record_size(&self, shard: ShardId, bytes: u64, keys: u64) {
+    /// Records a shard's size as last measured, at applied index `applied`.
+    pub(crate) fn record_size(&self, shard: ShardId, bytes: u64, keys: u64, applied: u64) {
         self.sizes.lock().insert(shard, (bytes, keys));
+        self.measured_at.lock().insert(shard, applied);
+    }
+
+    /// Whether the shard's size was last measured at applied index `applied` (nothing
+    /// was written since).
+    pub(crate) fn measured_at(&self, shard: ShardId, applied: u64) -> bool {
+        self.measured_at.lock().get(&shard) == Some(&applied)
     }
 
     /// The status of one replica (None: it did not answer in time or stopped), with

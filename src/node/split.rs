@@ -276,6 +276,11 @@ pub(crate) fn spawn_splitter(ctx: Arc<NodeCtx>) {
                 if !peer.epoch.leading() || peer.shard == META_SHARD {
                     continue;
                 }
+                // A hibernating shard measured since its last write is the same size.
+                let applied = peer.epoch.applied();
+                if peer.epoch.hibernating() && ctx.measured_at(peer.shard, applied) {
+                    continue;
+                }
                 let Some(status) = ctx.replica_status(&peer).await else {
                     continue;
                 };
@@ -296,7 +301,7 @@ pub(crate) fn spawn_splitter(ctx: Arc<NodeCtx>) {
                     }
                     Err(_) => continue,
                 };
-                ctx.record_size(peer.shard, bytes, keys);
+                ctx.record_size(peer.shard, bytes, keys, applied);
                 if !cfg.enabled
                     || last
                         .get(&peer.shard)

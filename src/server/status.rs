@@ -42,23 +42,25 @@ struct Check {
 async fn readiness(ctx: &NodeCtx) -> Vec<Check> {
     let stopping = ctx.stopping.load(std::sync::atomic::Ordering::Relaxed);
     let serving = !ctx.cancel.is_cancelled() && !stopping;
-    let status = ctx.status().await;
-    let shard_id = |s: &crate::proto::ShardStatus| s.descriptor.as_ref().map_or(0, |d| d.shard_id);
-    let leaderless: Vec<String> = status
-        .shards
+    // From each replica's shared epoch, not by asking each replica: this runs every
+    // HEALTH_INTERVAL, and a node with a thousand shards would otherwise send its
+    // replicas two thousand status requests a second (waking none of them, but
+    // running each actor).
+    let mut peers = ctx.peers();
+    peers.sort_by_key(|p| p.shard);
+    let leaderless: Vec<String> = peers
         .iter()
-        .filter(|s| s.leader_id == 0)
-        .map(|s| shard_id(s).to_string())
+        .filter(|p| p.epoch.leader_id() == 0)
+        .map(|p| p.shard.0.to_string())
         .collect();
-    let lagging: Vec<String> = status
-        .shards
+    let lagging: Vec<String> = peers
         .iter()
-        .filter(|s| s.commit_index > s.applied_index + MAX_APPLY_LAG)
-        .map(|s| {
+        .filter(|p| p.epoch.committed() > p.epoch.applied() + MAX_APPLY_LAG)
+        .map(|p| {
             format!(
                 "{} ({} behind)",
-                shard_id(s),
-                s.commit_index - s.applied_index
+                p.shard.0,
+                p.epoch.committed() - p.epoch.applied()
             )
         })
         .collect();
