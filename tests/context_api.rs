@@ -1694,17 +1694,31 @@ async fn thread_contents(
         .await
         .expect("namespaces")
     {
-        let mut tuples = client
-            .list_checkpoints(ListCheckpointsRequest {
-                thread: Some(ThreadRef {
-                    thread: thread.into(),
-                    ns: ns.clone(),
-                    namespace: namespace.into(),
-                }),
-                ..Default::default()
-            })
-            .await
-            .expect("list");
+        // Every page (100 to a page, newest first).
+        let mut tuples: Vec<ctxstore::proto::CheckpointTuple> = Vec::new();
+        loop {
+            let before = tuples
+                .last()
+                .and_then(|t| t.checkpoint.as_ref())
+                .map(|c| c.checkpoint_id.clone());
+            let page = client
+                .list_checkpoints(ListCheckpointsRequest {
+                    thread: Some(ThreadRef {
+                        thread: thread.into(),
+                        ns: ns.clone(),
+                        namespace: namespace.into(),
+                    }),
+                    before,
+                    ..Default::default()
+                })
+                .await
+                .expect("list");
+            let done = page.len() < 100;
+            tuples.extend(page);
+            if done {
+                break;
+            }
+        }
         for t in &mut tuples {
             t.thread = None;
             if let Some(cp) = t.checkpoint.as_mut() {
@@ -1933,5 +1947,81 @@ async fn thread_ids_and_namespaces_may_hold_any_character() {
             .len()
             == namespaces.len()
     );
+    cluster.shutdown().await;
+}
+
+/// A copy cut short (its caller gave up: the server drops the call) leaves only whole
+/// checkpoints on the target, each with all its writes and blobs, and asking again
+/// completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_copy_leaves_whole_checkpoints_and_finishes_when_asked_again() {
+    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 3).await;
+    let client = cluster.client().await;
+    let source = "big-src";
+    for n in 1..=120u32 {
+        let id = format!("{n:04}");
+        let t = tref(source);
+        client
+            .put_checkpoint(PutCheckpointRequest {
+                thread: Some(t.clone()),
+                checkpoint: Some(checkpoint(&id, "", &[("ch", &n.to_string())], &[])),
+                blobs: vec![blob("ch", &n.to_string(), &"x".repeat(512))],
+                ..Default::default()
+            })
+            .await
+            .expect("put");
+        client
+            .put_writes(PutWritesRequest {
+                thread: Some(t),
+                checkpoint_id: id,
+                task_id: "task".into(),
+                writes: (0..3)
+                    .map(|i| PendingWrite {
+                        channel: format!("c{i}"),
+                        value: b"w".to_vec().into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .await
+            .expect("writes");
+    }
+    let want = thread_contents(&client, "", source).await;
+    // A caller that gives up almost at once.
+    let hasty = Client::connect_with(
+        &cluster.addrs(),
+        ctxstore_client::ClientOptions {
+            timeout: Duration::from_millis(40),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("client");
+    let cut = hasty.copy_thread_in("", source, "", "big-dst").await;
+    let partial = thread_contents(&client, "", "big-dst").await;
+    let copied: usize = partial.iter().map(|(_, t)| t.len()).sum();
+    eprintln!(
+        "the hasty copy: {:?}, {copied} of 120 checkpoints there",
+        cut.as_ref().map(|r| r.copied_checkpoints)
+    );
+    // Whatever got there is whole: the same tuple as the source's.
+    let source_tuples: HashMap<String, ctxstore::proto::CheckpointTuple> = want
+        .iter()
+        .flat_map(|(_, ts)| ts.iter())
+        .map(|t| (t.checkpoint.clone().expect("cp").checkpoint_id, t.clone()))
+        .collect();
+    for (_, tuples) in &partial {
+        for t in tuples {
+            let id = t.checkpoint.clone().expect("cp").checkpoint_id;
+            assert_eq!(Some(t), source_tuples.get(&id), "checkpoint {id} is whole");
+        }
+    }
+    let r = client
+        .copy_thread_in("", source, "", "big-dst")
+        .await
+        .expect("copy again");
+    assert_eq!(r.copied_checkpoints, 120);
+    assert_eq!(thread_contents(&client, "", "big-dst").await, want);
     cluster.shutdown().await;
 }
