@@ -132,7 +132,7 @@ class StatusRequest(_message.Message):
     def __init__(self, with_digests: _Optional[bool] = ...) -> None: ...
 
 class ShardStatus(_message.Message):
-    __slots__ = ("descriptor", "replica_id", "leader_id", "term", "commit_index", "applied_index", "first_index", "last_index", "role", "progress", "approx_bytes", "approx_keys", "writes_per_sec", "write_bytes_per_sec", "reads_per_sec", "hot_hash", "splitting", "digest", "digest_index", "caught_up", "pending_proposals")
+    __slots__ = ("descriptor", "replica_id", "leader_id", "term", "commit_index", "applied_index", "first_index", "last_index", "role", "progress", "approx_bytes", "approx_keys", "writes_per_sec", "write_bytes_per_sec", "reads_per_sec", "hot_hash", "splitting", "digest", "digest_index", "caught_up", "pending_proposals", "hibernating")
     class ProgressEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,7 @@ class ShardStatus(_message.Message):
     DIGEST_INDEX_FIELD_NUMBER: _ClassVar[int]
     CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
     PENDING_PROPOSALS_FIELD_NUMBER: _ClassVar[int]
+    HIBERNATING_FIELD_NUMBER: _ClassVar[int]
     descriptor: _kv_pb2.ShardDescriptor
     replica_id: int
     leader_id: int
@@ -182,7 +183,8 @@ class ShardStatus(_message.Message):
     digest_index: int
     caught_up: _containers.RepeatedScalarFieldContainer[int]
     pending_proposals: int
-    def __init__(self, descriptor: _Optional[_Union[_kv_pb2.ShardDescriptor, _Mapping]] = ..., replica_id: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., first_index: _Optional[int] = ..., last_index: _Optional[int] = ..., role: _Optional[str] = ..., progress: _Optional[_Mapping[int, int]] = ..., approx_bytes: _Optional[int] = ..., approx_keys: _Optional[int] = ..., writes_per_sec: _Optional[float] = ..., write_bytes_per_sec: _Optional[float] = ..., reads_per_sec: _Optional[float] = ..., hot_hash: _Optional[int] = ..., splitting: _Optional[bool] = ..., digest: _Optional[int] = ..., digest_index: _Optional[int] = ..., caught_up: _Optional[_Iterable[int]] = ..., pending_proposals: _Optional[int] = ...) -> None: ...
+    hibernating: bool
+    def __init__(self, descriptor: _Optional[_Union[_kv_pb2.ShardDescriptor, _Mapping]] = ..., replica_id: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., first_index: _Optional[int] = ..., last_index: _Optional[int] = ..., role: _Optional[str] = ..., progress: _Optional[_Mapping[int, int]] = ..., approx_bytes: _Optional[int] = ..., approx_keys: _Optional[int] = ..., writes_per_sec: _Optional[float] = ..., write_bytes_per_sec: _Optional[float] = ..., reads_per_sec: _Optional[float] = ..., hot_hash: _Optional[int] = ..., splitting: _Optional[bool] = ..., digest: _Optional[int] = ..., digest_index: _Optional[int] = ..., caught_up: _Optional[_Iterable[int]] = ..., pending_proposals: _Optional[int] = ..., hibernating: _Optional[bool] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("node_id", "addr", "shards", "wal_syncs", "bootstrapped", "nodes_that_ran")
