@@ -398,21 +398,16 @@ impl<'a> View<'a> {
         let mut next = Vec::new();
         let mut more = false;
         for (uk, cp) in found {
-            let Some((thread, ns)) = crate::context::ckpt_ref_of(&uk) else {
+            let Some(t) = ckpt_thread(&uk) else {
                 continue;
             };
-            if !self.thread_live(&thread)? {
+            if !self.thread_live(&t.thread)? {
                 continue;
             }
             if tuples.len() == limit {
                 more = true;
                 break;
             }
-            let t = ThreadRef {
-                thread,
-                ns,
-                namespace: String::new(),
-            };
             tuples.push(self.tuple(&t, cp)?);
             next = uk;
         }
@@ -515,15 +510,9 @@ impl<'a> View<'a> {
         let next = found.last().map(|(k, _)| k.clone()).filter(|_| more);
         let mut tuples = Vec::with_capacity(found.len());
         for (uk, cp) in found {
-            let Some((thread, ns)) = crate::context::ckpt_ref_of(&uk) else {
-                continue;
-            };
-            let t = ThreadRef {
-                thread,
-                ns,
-                namespace: String::new(),
-            };
-            tuples.push(self.tuple(&t, cp)?);
+            if let Some(t) = ckpt_thread(&uk) {
+                tuples.push(self.tuple(&t, cp)?);
+            }
         }
         Ok((tuples, next))
     }
@@ -609,6 +598,16 @@ impl<'a> View<'a> {
 }
 
 /// The live record of a user key, read without a snapshot (a single point read).
+/// The `(stored thread, ns)` a checkpoint record's key names.
+fn ckpt_thread(user_key: &[u8]) -> Option<ThreadRef> {
+    let (thread, ns) = crate::context::ckpt_ref_of(user_key)?;
+    Some(ThreadRef {
+        thread,
+        ns,
+        namespace: String::new(),
+    })
+}
+
 pub(crate) fn get_live(engine: &Engine, user_key: &[u8], now: u64) -> Result<Option<ValueRecord>> {
     Ok(engine
         .get_decoded::<ValueRecord>(keys::CF_DATA, &keys::data_key(user_key))?

@@ -146,7 +146,7 @@ impl ContextService {
 
     /// Waits for the read barrier of the shard owning `hash`, then runs `f` on a
     /// snapshot of the local replica.
-    async fn read<T: Send + 'static>(
+    pub(super) async fn read<T: Send + 'static>(
         &self,
         header: &Option<RequestHeader>,
         hash: u64,

@@ -58,7 +58,7 @@ impl ContextService {
         loop {
             let (src, from) = (source.clone(), after.clone());
             let (page, next) = self
-                .read_at(header, hash, move |v| {
+                .read(header, hash, false, move |v| {
                     v.thread_checkpoints(&src, &from, COPY_PAGE)
                 })
                 .await?;
@@ -153,20 +153,6 @@ impl ContextService {
                 backoff = (backoff * 2).min(Duration::from_millis(500));
             }
         }
-    }
-
-    /// Runs `f` on the local replica of the shard owning `hash` after its
-    /// (linearizable) read barrier.
-    async fn read_at<T: Send + 'static>(
-        &self,
-        header: &Option<crate::proto::RequestHeader>,
-        hash: u64,
-        f: impl FnOnce(&View<'_>) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let peer = self.path.read_barrier(header, Some(hash), false).await?;
-        self.path
-            .read_local(&peer, move |ctx| f(&View::new(&ctx.engine, now_ms())))
-            .await
     }
 
     /// `DeleteForRuns` once the caller may write every thread: checks `run_ids`,

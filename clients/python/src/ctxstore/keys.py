@@ -127,7 +127,7 @@ def registry_hash(namespace: str = "") -> int:
     return tag_hash(f"registry/{namespace}".encode() if namespace else b"registry")
 
 
-def _check_name(field: str, value: str, allow_empty: bool, forbidden: str, max_size: int = MAX_NAME) -> None:
+def _check_length(field: str, value: str, allow_empty: bool, max_size: int) -> None:
     if not isinstance(value, str):
         raise InvalidArgumentError(field, f"must be a string, got {type(value).__name__}")
     if not value and not allow_empty:
@@ -135,6 +135,10 @@ def _check_name(field: str, value: str, allow_empty: bool, forbidden: str, max_s
     size = len(value.encode("utf-8"))
     if size > max_size:
         raise InvalidArgumentError(field, f"at most {max_size} bytes, got {size}")
+
+
+def _check_name(field: str, value: str, allow_empty: bool, forbidden: str, max_size: int = MAX_NAME) -> None:
+    _check_length(field, value, allow_empty, max_size)
     for c in value:
         # Rust's char::is_control is the Unicode general category Cc.
         if unicodedata.category(c) == "Cc" or c in forbidden:
@@ -156,16 +160,6 @@ def validate_conversation(namespace: str, conversation_id: str) -> None:
 def validate_namespace(namespace: str) -> None:
     """Checks a conversation namespace as the server does."""
     _check_name("namespace", namespace, False, "/}")
-
-
-def _check_length(field: str, value: str, allow_empty: bool, max_size: int) -> None:
-    if not isinstance(value, str):
-        raise InvalidArgumentError(field, f"must be a string, got {type(value).__name__}")
-    if not value and not allow_empty:
-        raise InvalidArgumentError(field, "must not be empty")
-    size = len(value.encode("utf-8"))
-    if size > max_size:
-        raise InvalidArgumentError(field, f"at most {max_size} bytes, got {size}")
 
 
 def validate_thread(thread: str, ns: str | None = None, *, field: str = "thread.thread") -> None:
