@@ -122,7 +122,13 @@ impl ContextService {
                     continue;
                 }
                 tried.push(addr.clone());
-                let ch = ctx.meta.channel(&addr, CALL_TIMEOUT)?;
+                let ch = match ctx.meta.channel(&addr, CALL_TIMEOUT) {
+                    Ok(ch) => ch,
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                };
                 match call(AgentContextClient::new(ch), req.clone()).await {
                     Ok(()) => return Ok(()),
                     Err(status) => {
