@@ -265,6 +265,14 @@ impl NodeCtx {
         self.peers.read().values().cloned().collect()
     }
 
+    /// Runs `f` on every replica on this node without copying their handles (`f`
+    /// must not block: the replica map is locked meanwhile).
+    pub(crate) fn for_each_peer(&self, mut f: impl FnMut(&PeerHandle)) {
+        for p in self.peers.read().values() {
+            f(p);
+        }
+    }
+
     /// Starts routing to a replica.
     pub(crate) fn register(&self, handle: PeerHandle) {
         self.peers.write().insert(handle.shard, handle);

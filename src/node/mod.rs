@@ -246,13 +246,13 @@ impl Node {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = t.tick() => {
-                        for p in ctx.peers() {
+                        ctx.for_each_peer(|p| {
                             // A hibernating replica wakes on its next message or
                             // request, not on time.
                             if !p.epoch.hibernating() {
                                 p.event(PeerEvent::Tick);
                             }
-                        }
+                        });
                     }
                 }
             }

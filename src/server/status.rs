@@ -46,23 +46,23 @@ async fn readiness(ctx: &NodeCtx) -> Vec<Check> {
     // HEALTH_INTERVAL, and a node with a thousand shards would otherwise send its
     // replicas two thousand status requests a second (waking none of them, but
     // running each actor).
-    let mut peers = ctx.peers();
-    peers.sort_by_key(|p| p.shard);
-    let leaderless: Vec<String> = peers
+    let mut leaderless = Vec::new();
+    let mut lagging = Vec::new();
+    ctx.for_each_peer(|p| {
+        if p.epoch.leader_id() == 0 {
+            leaderless.push(p.shard.0);
+        }
+        let (committed, applied) = (p.epoch.committed(), p.epoch.applied());
+        if committed > applied + MAX_APPLY_LAG {
+            lagging.push((p.shard.0, committed - applied));
+        }
+    });
+    leaderless.sort_unstable();
+    lagging.sort_unstable();
+    let leaderless: Vec<String> = leaderless.iter().map(u64::to_string).collect();
+    let lagging: Vec<String> = lagging
         .iter()
-        .filter(|p| p.epoch.leader_id() == 0)
-        .map(|p| p.shard.0.to_string())
-        .collect();
-    let lagging: Vec<String> = peers
-        .iter()
-        .filter(|p| p.epoch.committed() > p.epoch.applied() + MAX_APPLY_LAG)
-        .map(|p| {
-            format!(
-                "{} ({} behind)",
-                p.shard.0,
-                p.epoch.committed() - p.epoch.applied()
-            )
-        })
+        .map(|(shard, behind)| format!("{shard} ({behind} behind)"))
         .collect();
     vec![
         Check {
