@@ -99,6 +99,8 @@ pub(crate) struct Metrics {
     pub(crate) grpc_seconds: HistogramFamily<GrpcMethod>,
     /// Proposals waiting to commit on the replicas this node leads (scrape time).
     pub(crate) proposals_pending: Gauge,
+    /// Replicas on this node that hibernate (`raft.hibernate`; scrape time).
+    pub(crate) replicas_hibernating: Gauge,
     /// Proposals answered with an error (leadership lost, dropped, shut down).
     pub(crate) proposals_failed: Counter,
     /// Time to apply one round of committed entries.
@@ -142,6 +144,7 @@ impl Metrics {
         let grpc_seconds: HistogramFamily<GrpcMethod> =
             Family::new_with_constructor(grpc_histogram);
         let proposals_pending = Gauge::default();
+        let replicas_hibernating = Gauge::default();
         let proposals_failed = Counter::default();
         let apply_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let raft_sent = Family::default();
@@ -162,6 +165,11 @@ impl Metrics {
             "ctxstore_proposals_pending",
             "Proposals waiting to commit on the replicas this node leads",
             proposals_pending.clone(),
+        );
+        r.register(
+            "ctxstore_replicas_hibernating",
+            "Replicas on this node that hibernate (raft.hibernate: idle, not ticking)",
+            replicas_hibernating.clone(),
         );
         r.register(
             "ctxstore_proposals_failed",
@@ -310,6 +318,7 @@ impl Metrics {
             grpc_handled,
             grpc_seconds,
             proposals_pending,
+            replicas_hibernating,
             proposals_failed,
             apply_seconds,
             raft_sent,

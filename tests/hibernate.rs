@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{wait_for, TestCluster, WAIT};
+use common::{http_get, wait_for, TestCluster, WAIT};
 use std::collections::BTreeMap;
 
 const SHARDS: u64 = 4;
@@ -14,8 +14,18 @@ async fn hibernating_cluster() -> TestCluster {
     TestCluster::start_with(3, |c| {
         c.initial_shards = SHARDS;
         c.raft.hibernate = true;
+        c.status.listen = Some("127.0.0.1:0".into());
     })
     .await
+}
+
+/// Node `i`'s `ctxstore_replicas_hibernating` gauge.
+async fn hibernating_gauge(cluster: &TestCluster, i: usize) -> Option<u64> {
+    let addr = cluster.nodes[i].as_ref()?.status_addr()?;
+    let (_, body) = http_get(addr, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix("ctxstore_replicas_hibernating "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// (shard, role, term, commit index, hibernating) of every data-shard replica of the
@@ -63,6 +73,13 @@ async fn idle_shards_sleep_and_a_request_wakes_its_shard() {
     }
     let all = [0, 1, 2];
     wait_all_asleep(&cluster, &all).await;
+    for i in all {
+        assert_eq!(
+            hibernating_gauge(&cluster, i).await,
+            Some(SHARDS),
+            "node {i}'s gauge"
+        );
+    }
     let asleep = replicas(&cluster, &all).await;
     // Asleep, they stay asleep and nothing moves. This is an observation window for
     // something that must not happen (not a wait for something that should): five

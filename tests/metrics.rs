@@ -172,6 +172,7 @@ async fn metrics_parse_and_move_with_the_cluster() {
         rtts += histogram_count(&s, "ctxstore_network_peer_round_trip_time_seconds").unwrap_or(0.0);
         for name in [
             "ctxstore_proposals_pending",
+            "ctxstore_replicas_hibernating",
             "ctxstore_rocksdb_pending_compaction_bytes",
             "ctxstore_proposals_failed_total",
             "ctxstore_snapshot_sent_bytes_total",

@@ -143,6 +143,9 @@ async fn metrics(State(ctx): State<Arc<NodeCtx>>) -> impl IntoResponse {
         let proposals: u64 = status.shards.iter().map(|s| s.pending_proposals).sum();
         m.proposals_pending
             .set(i64::try_from(proposals).unwrap_or(i64::MAX));
+        let hibernating = status.shards.iter().filter(|s| s.hibernating).count();
+        m.replicas_hibernating
+            .set(i64::try_from(hibernating).unwrap_or(i64::MAX));
         m.encode()
     };
     (
