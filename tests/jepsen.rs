@@ -1184,10 +1184,10 @@ async fn process_campaign_is_linearizable() {
         let seed = s.seed.wrapping_add(run);
         // Every other run (the first included) runs over mutual TLS with auth on,
         // with the certificate files rotated and tokens churned under the processes
-        // among the faults.
+        // among the faults, and lets idle shards hibernate.
         let tls = (run % 2 == 0).then(RunTls::new);
         eprintln!(
-            "jepsen process run {run}: seed {seed} ({} s, TLS: {})",
+            "jepsen process run {run}: seed {seed} ({} s, TLS and hibernation: {})",
             s.secs,
             tls.is_some()
         );
@@ -1196,6 +1196,7 @@ async fn process_campaign_is_linearizable() {
         let mut extra: Vec<String> = vec!["--initial-shards".into(), "4".into()];
         if let Some(t) = &tls {
             extra.extend(t.flags(dir.path()));
+            extra.push("--hibernate".into());
         }
         let (mut procs, addrs) = start_cluster_with(dir.path(), 3, false, |_| extra.clone());
         let mut opts = ClientOptions {
