@@ -508,6 +508,8 @@ pub struct AuthHub {
     installing: parking_lot::Mutex<()>,
     file: Option<PathBuf>,
     revision: tokio::sync::watch::Sender<u64>,
+    /// The revision last written to `file` (with no file: the one in effect).
+    kept: std::sync::atomic::AtomicU64,
 }
 
 impl AuthHub {
@@ -526,6 +528,7 @@ impl AuthHub {
         };
         let (revision, _) = tokio::sync::watch::channel(store.revision);
         Ok(Self {
+            kept: store.revision.into(),
             state: RwLock::new(Arc::new(AuthState::new(store))),
             installing: parking_lot::Mutex::new(()),
             file,
@@ -538,32 +541,53 @@ impl AuthHub {
         self.state.read().clone()
     }
 
-    /// Installs `store` if it is newer than the one in effect, writing it to the data
-    /// dir first (a node that restarts enforces what it last knew).
+    /// The revision this node reports as in effect: the newest it has both enforced
+    /// and written to its data dir, so that a restart cannot take it back to an older
+    /// one. A change's fence waits for it.
+    pub fn kept_revision(&self) -> u64 {
+        self.kept.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether [`AuthHub::install`] has anything to do with `store`.
+    pub fn needs(&self, store: &AuthStore) -> bool {
+        let current = self.current().revision();
+        store.revision > current || self.kept_revision() < current
+    }
+
+    /// Enforces `store` if it is newer than the one in effect, then writes the state
+    /// in effect to the data dir if it is not there yet (a node that restarts enforces
+    /// what it last kept). A failed write is logged, and tried again at the next
+    /// install: until it succeeds the node keeps reporting the older revision.
     pub fn install(&self, store: &AuthStore) {
-        if store.revision <= self.current().revision() {
+        if !self.needs(store) {
             return;
         }
         let _one_at_a_time = self.installing.lock();
-        if store.revision <= self.current().revision() {
+        if store.revision > self.current().revision() {
+            *self.state.write() = Arc::new(AuthState::new(store.clone()));
+            self.revision.send_replace(store.revision);
+            tracing::info!(
+                revision = store.revision,
+                enabled = store.enabled,
+                "auth state installed"
+            );
+        }
+        let current = self.current();
+        if self.kept_revision() >= current.revision() {
             return;
         }
         if let Some(f) = &self.file {
             let tmp = f.with_extension("tmp");
-            let write = std::fs::write(&tmp, store.encode_to_vec())
+            let write = std::fs::write(&tmp, current.store().encode_to_vec())
                 .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
                 .and_then(|()| std::fs::rename(&tmp, f));
             if let Err(e) = write {
                 tracing::error!(error = %e, file = %f.display(), "cannot keep the auth state");
+                return;
             }
         }
-        *self.state.write() = Arc::new(AuthState::new(store.clone()));
-        self.revision.send_replace(store.revision);
-        tracing::info!(
-            revision = store.revision,
-            enabled = store.enabled,
-            "auth state installed"
-        );
+        self.kept
+            .store(current.revision(), std::sync::atomic::Ordering::Release);
     }
 
     /// Changes whenever a newer state is installed.
@@ -658,6 +682,30 @@ mod tests {
         assert!(!a.is_root());
         let root = state.authenticate(&bearer(&root)).expect("ok").expect("on");
         assert!(root.is_root() && root.allows(ResourceKind::Model, b"", Access::Readwrite));
+    }
+
+    /// A state that could not be written is enforced but not reported as kept, and
+    /// is written at the next install; a restart loads what was kept.
+    #[test]
+    fn a_state_is_reported_only_once_kept_on_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("not-yet");
+        let file = sub.join("auth.pb");
+        let hub = AuthHub::load(Some(file.clone())).expect("load");
+        let (s, _, _) = store();
+        hub.install(&s);
+        assert_eq!(hub.current().revision(), s.revision, "enforced at once");
+        assert!(
+            s.revision > 0 && hub.kept_revision() == 0,
+            "not kept: no directory"
+        );
+        std::fs::create_dir(&sub).expect("mkdir");
+        hub.install(&s);
+        assert_eq!(hub.kept_revision(), s.revision);
+        assert!(!hub.needs(&s));
+        let again = AuthHub::load(Some(file)).expect("reload");
+        assert_eq!(again.current().store(), &s);
+        assert_eq!(again.kept_revision(), s.revision);
     }
 
     #[test]

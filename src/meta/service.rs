@@ -448,7 +448,7 @@ async fn wait_auth_revision(ctx: &NodeCtx, revision: u64) -> Vec<u64> {
                 .filter(|n| n.state == NodeState::Up as i32)
                 .filter(|n| {
                     let have = if n.node_id == ctx.node_id.0 {
-                        ctx.auth.current().revision()
+                        ctx.auth.kept_revision()
                     } else {
                         live.auth_revisions.get(&n.node_id).copied().unwrap_or(0)
                     };
@@ -817,7 +817,7 @@ async fn collect_report(ctx: &NodeCtx, asleep: &mut HashMap<u64, ShardStatus>) -
         leading,
         stats: Some(stats),
         loads,
-        auth_revision: ctx.auth.current().revision(),
+        auth_revision: ctx.auth.kept_revision(),
     }
 }
 

@@ -195,11 +195,12 @@ impl NodeCtx {
         self.cluster_config.lock().clone()
     }
 
-    /// Installs `store` if it is newer than the auth state in effect, on a blocking
-    /// thread: it is written and synced to the data dir first, which must not stall a
-    /// replica's task or the heartbeat loop.
+    /// Installs `store` if it is newer than the auth state in effect (or writes the
+    /// state in effect if an earlier write failed), on a blocking thread: writing and
+    /// syncing the data dir's copy must not stall a replica's task or the heartbeat
+    /// loop.
     pub(crate) fn install_auth(self: &Arc<Self>, store: &crate::proto::AuthStore) {
-        if store.revision <= self.auth.current().revision() {
+        if !self.auth.needs(store) {
             return;
         }
         let (ctx, store) = (self.clone(), store.clone());
