@@ -101,6 +101,8 @@ pub(crate) struct Metrics {
     pub(crate) proposals_pending: Gauge,
     /// Replicas on this node that hibernate (`raft.hibernate`; scrape time).
     pub(crate) replicas_hibernating: Gauge,
+    /// Hibernating replicas woken (by a request, a raft message or a lost leader).
+    pub(crate) replica_wakes: Counter,
     /// Proposals answered with an error (leadership lost, dropped, shut down).
     pub(crate) proposals_failed: Counter,
     /// Time to apply one round of committed entries.
@@ -145,6 +147,7 @@ impl Metrics {
             Family::new_with_constructor(grpc_histogram);
         let proposals_pending = Gauge::default();
         let replicas_hibernating = Gauge::default();
+        let replica_wakes = Counter::default();
         let proposals_failed = Counter::default();
         let apply_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let raft_sent = Family::default();
@@ -170,6 +173,11 @@ impl Metrics {
             "ctxstore_replicas_hibernating",
             "Replicas on this node that hibernate (raft.hibernate: idle, not ticking)",
             replicas_hibernating.clone(),
+        );
+        r.register(
+            "ctxstore_replica_wakes",
+            "Hibernating replicas woken (by a request, a raft message or a lost leader)",
+            replica_wakes.clone(),
         );
         r.register(
             "ctxstore_proposals_failed",
@@ -319,6 +327,7 @@ impl Metrics {
             grpc_seconds,
             proposals_pending,
             replicas_hibernating,
+            replica_wakes,
             proposals_failed,
             apply_seconds,
             raft_sent,

@@ -1,7 +1,7 @@
 //! Hibernation of idle shards (`raft.hibernate`): idle shards fall asleep on every
 //! replica and stop advancing their Raft state; a request wakes its shard and is
-//! served; a leader that dies while its shard sleeps is replaced when the next request
-//! comes, and no acknowledged write is lost.
+//! served; a leader that dies while its shard sleeps is replaced with no request
+//! coming, and no acknowledged write is lost.
 
 mod common;
 
@@ -19,13 +19,22 @@ async fn hibernating_cluster() -> TestCluster {
     .await
 }
 
-/// Node `i`'s `ctxstore_replicas_hibernating` gauge.
-async fn hibernating_gauge(cluster: &TestCluster, i: usize) -> Option<u64> {
+/// Node `i`'s metric `name` (a gauge or counter without labels).
+async fn metric(cluster: &TestCluster, i: usize, name: &str) -> Option<u64> {
     let addr = cluster.nodes[i].as_ref()?.status_addr()?;
     let (_, body) = http_get(addr, "/metrics").await;
     body.lines()
-        .find_map(|l| l.strip_prefix("ctxstore_replicas_hibernating "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// Every node's count of woken replicas.
+async fn wakes(cluster: &TestCluster, nodes: &[usize]) -> Vec<Option<u64>> {
+    let mut out = Vec::new();
+    for &i in nodes {
+        out.push(metric(cluster, i, "ctxstore_replica_wakes_total").await);
+    }
+    out
 }
 
 /// (shard, role, term, commit index, hibernating) of every data-shard replica of the
@@ -75,23 +84,25 @@ async fn idle_shards_sleep_and_a_request_wakes_its_shard() {
     wait_all_asleep(&cluster, &all).await;
     for i in all {
         assert_eq!(
-            hibernating_gauge(&cluster, i).await,
+            metric(&cluster, i, "ctxstore_replicas_hibernating").await,
             Some(SHARDS),
             "node {i}'s gauge"
         );
     }
     let asleep = replicas(&cluster, &all).await;
+    let woken = wakes(&cluster, &all).await;
+    assert!(woken.iter().all(Option::is_some), "{woken:?}");
     // Asleep, they stay asleep and nothing moves. This is an observation window for
     // something that must not happen (not a wait for something that should): five
-    // election timeouts (30 ms ticks, 10 to a timeout), in which a replica woken by
-    // mistake would still be awake (it sleeps again only after two idle timeouts)
-    // or would have moved its term.
+    // election timeouts (30 ms ticks, 10 to a timeout); the wake counters catch a
+    // replica that woke and fell asleep again meanwhile.
     tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
     assert_eq!(
         replicas(&cluster, &all).await,
         asleep,
         "a sleeping shard woke or moved"
     );
+    assert_eq!(wakes(&cluster, &all).await, woken, "no replica woke");
     // A write wakes the shard it goes to, and is served.
     let (shard, _) = client.route(b"wake-me").await;
     client
@@ -115,10 +126,11 @@ async fn idle_shards_sleep_and_a_request_wakes_its_shard() {
     cluster.shutdown().await;
 }
 
-/// The leader of a sleeping shard dies: the next request reaches a follower, which
-/// wakes, elects a new leader and serves it; every earlier write is still there.
+/// The leader of a sleeping shard dies: once the meta shard misses its node, the
+/// followers wake and elect a new leader, with no request to wake them; every earlier
+/// write is still there, and the shards serve again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sleeping_shards_dead_leader_is_replaced_on_demand() {
+async fn a_sleeping_shards_dead_leader_is_replaced() {
     let mut cluster = hibernating_cluster().await;
     let client = cluster.client().await;
     for i in 0..32 {
@@ -141,7 +153,32 @@ async fn a_sleeping_shards_dead_leader_is_replaced_on_demand() {
     assert!(led[victim] > 0, "someone leads a data shard: {r:?}");
     cluster.stop(victim).await;
     let survivors: Vec<usize> = all.into_iter().filter(|i| *i != victim).collect();
+    // No request: only the lost node's heartbeats wake the orphaned shards (status
+    // queries do not wake a replica).
+    wait_for(
+        "a leader on a live node for every data shard",
+        WAIT,
+        || async {
+            let r = replicas(&cluster, &survivors).await;
+            (1..=SHARDS)
+                .all(|shard| {
+                    survivors
+                        .iter()
+                        .any(|i| r.get(&(*i, shard)).is_some_and(|v| v.0 == "leader"))
+                })
+                .then_some(())
+        },
+    )
+    .await;
     let client = cluster.client_of(survivors[0]).await;
+    for i in 0..32 {
+        let kv = client
+            .get(format!("k{i}"))
+            .await
+            .expect("get")
+            .expect("an acknowledged write survives");
+        assert_eq!(kv.value.as_ref(), format!("v{i}").as_bytes());
+    }
     // Every key, on every shard, is written again and read back linearizably.
     for i in 0..32 {
         client
@@ -156,15 +193,6 @@ async fn a_sleeping_shards_dead_leader_is_replaced_on_demand() {
             .expect("get")
             .expect("value");
         assert_eq!(kv.value.as_ref(), format!("w{i}").as_bytes());
-    }
-    let r = replicas(&cluster, &survivors).await;
-    for shard in 1..=SHARDS {
-        assert!(
-            survivors
-                .iter()
-                .any(|i| r.get(&(*i, shard)).is_some_and(|v| v.0 == "leader")),
-            "shard {shard} has a leader on a live node: {r:?}"
-        );
     }
     cluster.shutdown().await;
 }

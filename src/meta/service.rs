@@ -739,7 +739,8 @@ pub(crate) async fn routing_table_any(ctx: &NodeCtx) -> Result<RoutingTable> {
 /// This node's report: its address, its load, and every shard it leads with the
 /// shard's load and replicas' progress. Only leading replicas are asked for their
 /// status, and a hibernating leader's last answer (in `asleep`) is sent again
-/// without asking: nothing in it changes while it sleeps, and asking every replica
+/// without asking while it has applied nothing since: nothing in it changes while it
+/// sleeps, and asking every replica
 /// every second was most of what a node with many idle shards spent.
 async fn collect_report(ctx: &NodeCtx, asleep: &mut HashMap<u64, ShardStatus>) -> NodeHeartbeat {
     let peers = ctx.peers();
@@ -757,11 +758,11 @@ async fn collect_report(ctx: &NodeCtx, asleep: &mut HashMap<u64, ShardStatus>) -
         if !p.epoch.leading() {
             continue;
         }
-        let cached = if p.epoch.hibernating() {
-            asleep.remove(&p.shard.0)
-        } else {
-            None
-        };
+        // Still the same sleep: a replica that woke, changed and slept again since
+        // (a new term, a split, a membership change) has applied something since.
+        let cached = asleep
+            .remove(&p.shard.0)
+            .filter(|s| p.epoch.hibernating() && s.applied_index == p.epoch.applied());
         let Some(mut s) = (match cached {
             Some(s) => Some(s),
             None => ctx.replica_status(&p).await,
@@ -852,6 +853,40 @@ async fn gc_stale_replicas(ctx: &NodeCtx, table: &RoutingTable) {
     }
 }
 
+/// Wakes the hibernating replicas whose leader is on a node the meta leader no longer
+/// hears from (disconnected or down). Awake, they tick, miss the leader's heartbeats
+/// and elect a new one, so the placement driver (which works through shard leaders)
+/// can repair the shard without waiting for a request to wake it.
+fn wake_orphans(ctx: &NodeCtx, table: &RoutingTable) {
+    if table.source != "meta-leader" {
+        return;
+    }
+    let lost: Vec<u64> = table
+        .nodes
+        .iter()
+        .filter(|n| n.state == NodeState::Disconnected as i32 || n.state == NodeState::Down as i32)
+        .map(|n| n.node_id)
+        .collect();
+    if lost.is_empty() {
+        return;
+    }
+    ctx.for_each_peer(|p| {
+        if !p.epoch.hibernating() || p.epoch.leading() {
+            return;
+        }
+        let leader = p.epoch.leader_id();
+        let orphan = p
+            .epoch
+            .descriptor()
+            .replicas
+            .iter()
+            .any(|r| r.replica_id == leader && lost.contains(&r.node_id));
+        if orphan {
+            let _ = p.try_send(PeerMsg::Wake);
+        }
+    });
+}
+
 /// Starts the node's heartbeat loop.
 pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
     let tracker = ctx.tracker.clone();
@@ -878,6 +913,7 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
                         ctx.apply_cluster_config(doc);
                     }
                     gc_stale_replicas(&ctx, &table).await;
+                    wake_orphans(&ctx, &table);
                     *ctx.meta.cached.write() = Some(table);
                 }
                 Err(e) => tracing::debug!(error = %e, "meta heartbeat failed"),

@@ -50,7 +50,7 @@ impl Peer {
 
     /// Compacts the log below the applied index once enough has accumulated, keeping
     /// what healthy followers still need (DESIGN §4, log GC).
-    fn maybe_compact_log(&mut self) {
+    pub(crate) fn maybe_compact_log(&mut self) {
         let config = self.ctx.config();
         let cfg = &config.raft;
         let first = self.raw.store().first();

@@ -86,6 +86,8 @@ pub(crate) enum PeerMsg {
     LoadSamples(oneshot::Sender<Vec<u64>>),
     /// Start an election now (the preferred leader of a new shard).
     Campaign,
+    /// Wake if hibernating: the node that held the leader is lost (`raft::hibernate`).
+    Wake,
     /// The meta shard lists the shard at `conf_ver` with these replica ids: a replica
     /// with an older descriptor that is not among them was removed while it could not
     /// hear of it, and destroys itself (replica GC).

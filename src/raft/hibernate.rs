@@ -13,11 +13,13 @@
 //!   replica, and so does any request that needs the leader (a proposal, a read
 //!   index, a membership change, a transfer, a split, a campaign). A woken leader
 //!   heartbeats at once; its followers wake on the heartbeat.
-//! - A leader that dies while its shard sleeps is not missed until a request reaches
-//!   a follower: the follower wakes, ticks, finds no leader and campaigns. Its first
-//!   campaign may be ignored by a follower still inside the old leader's lease (its
-//!   clock did not move while it slept), so the new leader comes after one to two
-//!   election timeouts, like after any leader loss.
+//! - A leader that dies while its shard sleeps is missed when a request reaches a
+//!   follower, or when the meta shard reports its node disconnected (no heartbeat for
+//!   three intervals): every node then wakes its sleeping replicas that follow a
+//!   leader there (`meta::service::wake_orphans`). The follower ticks, hears no
+//!   leader and campaigns. Its first campaign may be ignored by a follower still
+//!   inside the old leader's lease (its clock did not move while it slept), so the new
+//!   leader comes after one to two election timeouts, like after any leader loss.
 //! - Not with `raft.lease-reads`: a sleeping leader's lease would not age, and a
 //!   leader that slept through its replacement could answer a read from it.
 
@@ -66,17 +68,25 @@ impl Peer {
             && kind != MessageType::MsgHeartbeatResponse
     }
 
-    /// Something to do: wake if asleep, and start counting idle ticks afresh.
+    /// Something to do: wake if asleep, and start counting idle ticks afresh. A woken
+    /// leader heartbeats at once, which wakes its followers.
     pub(crate) fn wake(&mut self) {
         self.hibernation.idle_ticks = 0;
         if self.hibernation.asleep {
             tracing::debug!(shard = %self.shard, "woken");
+            self.ctx.metrics.replica_wakes.inc();
             self.hibernation.asleep = false;
             self.epoch.set_hibernating(false);
+            if self.raw.raft.state == StateRole::Leader {
+                self.raw.ping();
+            }
         }
     }
 
     fn sleep(&mut self) {
+        // Housekeeping runs on ticks, which stop: the log a burst left is compacted
+        // now rather than kept for the whole sleep.
+        self.maybe_compact_log();
         self.hibernation.asleep = true;
         self.hibernation.idle_ticks = 0;
         self.epoch.set_hibernating(true);
@@ -92,6 +102,7 @@ impl Peer {
             && raft.raft_log.committed == last
             && self.applied_index == last
             && raft.lead_transferee.is_none()
+            && raft.pending_read_count() == 0
             && !raft.has_pending_conf()
             && raft.prs().conf().learners().is_empty()
             && raft.prs().iter().all(|(_, p)| p.matched == last)

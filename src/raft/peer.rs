@@ -486,6 +486,8 @@ impl Peer {
             PeerMsg::Campaign if self.installing_snapshot() => {
                 tracing::debug!(shard = %self.shard, "no campaign while installing a snapshot");
             }
+            // Woken above: it ticks again and elects a leader if there is none.
+            PeerMsg::Wake => {}
             PeerMsg::Campaign => {
                 if let Err(e) = self.raw.campaign() {
                     tracing::debug!(shard = %self.shard, error = %e, "campaign refused");
