@@ -736,8 +736,9 @@ fn blob(channel: &str, version: &str, value: &str) -> ChannelBlob {
 async fn checkpoints_are_listed_across_threads() {
     let cluster = TestCluster::start_with(3, |c| c.initial_shards = 3).await;
     let client = cluster.client().await;
-    for i in 0..150u32 {
-        let run = if i % 50 == 0 { "special" } else { "plain" };
+    // About 120 a shard: more than one page (100) in each.
+    for i in 0..360u32 {
+        let run = if i % 150 == 0 { "special" } else { "plain" };
         client
             .put_checkpoint(PutCheckpointRequest {
                 thread: Some(ThreadRef {
@@ -751,12 +752,16 @@ async fn checkpoints_are_listed_across_threads() {
             .await
             .expect("put");
     }
-    // More than one page (100) in all, gathered from every shard.
+    // Every checkpoint once, paging through every shard.
     let all = client
         .list_all_checkpoints(Default::default(), "", 0)
         .await
         .expect("list");
-    assert_eq!(all.len(), 150);
+    let threads: std::collections::BTreeSet<String> = all
+        .iter()
+        .map(|t| t.thread.clone().expect("thread").thread)
+        .collect();
+    assert_eq!((all.len(), threads.len()), (360, 360));
     let special = client
         .list_all_checkpoints(
             [("run_id".to_string(), "special".to_string())].into(),
@@ -776,8 +781,8 @@ async fn checkpoints_are_listed_across_threads() {
     assert_eq!(
         names,
         vec![
-            ("".to_string(), "t050".to_string()),
-            ("".into(), "t100".into()),
+            ("".to_string(), "t150".to_string()),
+            ("".into(), "t300".into()),
             ("acme".into(), "t000".into())
         ]
     );

@@ -365,9 +365,11 @@ impl<'a> View<'a> {
         }
     }
 
-    /// Checkpoints of every live thread in `ranges` (one shard's), in key order after
-    /// the key `after`, metadata matching `filter`: at most `limit`, whether more
-    /// follow, and the key to continue after.
+    /// Checkpoints of every live thread in `ranges` (one shard's), in storage order
+    /// after the cursor `after` (a data key, empty at first), metadata matching
+    /// `filter`: at most `limit`, whether more follow, and the cursor to continue
+    /// after. A page reads up to the first checkpoint it does not return, so paging
+    /// through a shard reads it once.
     pub(crate) fn list_all_checkpoints(
         &self,
         ranges: &[(Vec<u8>, Vec<u8>)],
@@ -376,40 +378,46 @@ impl<'a> View<'a> {
         filter: &crate::fsm::metadata::MetadataFilter,
     ) -> Result<(Vec<CheckpointTuple>, bool, Vec<u8>)> {
         let prefix = crate::context::all_ckpt_prefix();
-        let mut found: Vec<(Vec<u8>, Checkpoint)> = Vec::new();
-        for (start, end) in ranges {
-            self.visit(
-                start.clone(),
-                end.clone(),
-                false,
-                false,
-                |uk| uk.starts_with(&prefix) && uk > after,
-                |uk, r| {
-                    let cp = Checkpoint::decode(r.value.as_ref())?;
-                    if filter.matches(&cp) {
-                        found.push((uk.to_vec(), cp));
-                    }
-                    Ok(true)
-                },
-            )?;
-        }
-        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut ranges = ranges.to_vec();
+        ranges.sort();
         let mut tuples = Vec::new();
         let mut next = Vec::new();
         let mut more = false;
-        for (uk, cp) in found {
-            let Some(t) = ckpt_thread(&uk) else {
-                continue;
-            };
-            if !self.thread_live(&t.thread)? {
+        for (start, end) in ranges {
+            if end.as_slice() <= after {
                 continue;
             }
-            if tuples.len() == limit {
-                more = true;
+            let start = if after >= start.as_slice() {
+                [after, &[0]].concat()
+            } else {
+                start
+            };
+            self.visit(
+                start,
+                end,
+                false,
+                false,
+                |uk| uk.starts_with(&prefix),
+                |uk, r| {
+                    let cp = Checkpoint::decode(r.value.as_ref())?;
+                    let Some(t) = ckpt_thread(uk) else {
+                        return Ok(true);
+                    };
+                    if !filter.matches(&cp) || !self.thread_live(&t.thread)? {
+                        return Ok(true);
+                    }
+                    if tuples.len() == limit {
+                        more = true;
+                        return Ok(false);
+                    }
+                    tuples.push(self.tuple(&t, cp)?);
+                    next = keys::data_key(uk);
+                    Ok(true)
+                },
+            )?;
+            if more {
                 break;
             }
-            tuples.push(self.tuple(&t, cp)?);
-            next = uk;
         }
         Ok((tuples, more, next))
     }

@@ -318,7 +318,7 @@ impl Client {
     }
 
     /// Checkpoints of every thread (LangGraph's `list(None)`), shard by shard and in
-    /// key order within each, whose metadata has every pair of `filter`; at most
+    /// storage order within each, whose metadata has every pair of `filter`; at most
     /// `limit` (0: all).
     /// `filter_json` ("" for none) is a JSON object whose every key the metadata must
     /// have with an equal JSON value.
