@@ -231,7 +231,6 @@ impl ContextService {
         access: Access,
     ) -> Result<ThreadRef> {
         let t = cx::validate_thread(t)?;
-        self.check_thread_size(&t.thread)?;
         let max = self.ctx().config().limits.max_checkpoint_ns_size;
         if t.ns.len() as u64 > max {
             return Err(Error::limit(
@@ -240,26 +239,38 @@ impl ContextService {
                 t.ns.len() as u64,
             ));
         }
-        authorize(
-            who,
-            ResourceKind::Thread,
-            cx::thread_auth_name(&t.namespace, &t.thread).as_bytes(),
-            access,
-        )?;
         Ok(ThreadRef {
-            thread: cx::stored_thread(&t.namespace, &t.thread),
+            thread: self.thread_id_in(who, ThreadFields::REF, &t.namespace, &t.thread, access)?,
             ns: t.ns.clone(),
             namespace: String::new(),
         })
     }
 
-    /// A thread id against `limits.max-thread-id-size` (its syntax was checked).
-    fn check_thread_size(&self, thread: &str) -> Result<()> {
+    /// [`Self::thread_in`] for a call that names a whole thread (no checkpoint
+    /// namespace): validates the thread id (syntax and `limits.max-thread-id-size`)
+    /// and its tenant namespace, checks the caller's `access`, and returns the stored
+    /// thread name. Errors name the request's own `fields`.
+    fn thread_id_in(
+        &self,
+        who: &Option<crate::auth::Principal>,
+        fields: ThreadFields,
+        namespace: &str,
+        thread: &str,
+        access: Access,
+    ) -> Result<String> {
+        cx::validate_thread_name(fields.thread, thread)?;
+        cx::validate_tenant_namespace(fields.namespace, namespace)?;
         let max = self.ctx().config().limits.max_thread_id_size;
         if thread.len() as u64 > max {
             return Err(Error::limit("max-thread-id-size", max, thread.len() as u64));
         }
-        Ok(())
+        authorize(
+            who,
+            ResourceKind::Thread,
+            cx::thread_auth_name(namespace, thread).as_bytes(),
+            access,
+        )?;
+        Ok(cx::stored_thread(namespace, thread))
     }
 
     fn model_hash(namespace: &str) -> u64 {
@@ -267,14 +278,36 @@ impl ContextService {
     }
 }
 
+/// The request fields that name a thread and its tenant namespace, for errors.
+#[derive(Clone, Copy)]
+struct ThreadFields {
+    thread: &'static str,
+    namespace: &'static str,
+}
+
+impl ThreadFields {
+    /// In a `ThreadRef`.
+    const REF: Self = Self {
+        thread: "thread.thread",
+        namespace: "thread.namespace",
+    };
+    /// At the top of a request (`DeleteThread`, `CopyThread`'s source,
+    /// `ListCheckpointNamespaces`).
+    const TOP: Self = Self {
+        thread: "thread",
+        namespace: "namespace",
+    };
+    /// `CopyThread`'s target.
+    const TARGET: Self = Self {
+        thread: "target_thread",
+        namespace: "target_namespace",
+    };
+}
+
 /// The name prefix a grant must cover to list or watch a whole registry: `<ns>/`, or
 /// every model name for the default registry.
 fn registry_auth_prefix(namespace: &str) -> String {
-    if namespace.is_empty() {
-        String::new()
-    } else {
-        format!("{namespace}/")
-    }
+    cx::model_auth_name(namespace, "")
 }
 
 /// A checkpoint as the caller named its thread: the namespace split back out of the
@@ -621,16 +654,13 @@ impl AgentContext for ContextService {
     ) -> Result<Response<DeleteThreadResponse>, Status> {
         let who = principal(&req);
         let mut req = req.into_inner();
-        cx::validate_thread_name("thread", &req.thread)?;
-        self.check_thread_size(&req.thread)?;
-        cx::validate_tenant_namespace("namespace", &req.namespace)?;
-        authorize(
+        req.thread = self.thread_id_in(
             &who,
-            ResourceKind::Thread,
-            cx::thread_auth_name(&req.namespace, &req.thread).as_bytes(),
+            ThreadFields::TOP,
+            &req.namespace,
+            &req.thread,
             Access::Write,
         )?;
-        req.thread = cx::stored_thread(&req.namespace, &req.thread);
         req.namespace.clear();
         let hash = Self::thread_hash(&req.thread);
         let thread = req.thread.clone();
@@ -691,28 +721,25 @@ impl AgentContext for ContextService {
     ) -> Result<Response<CopyThreadResponse>, Status> {
         let who = principal(&req);
         let req = req.into_inner();
-        let named = |thread: &str, namespace: &str| ThreadRef {
-            thread: thread.to_string(),
+        let source = self.thread_id_in(
+            &who,
+            ThreadFields::TOP,
+            &req.namespace,
+            &req.thread,
+            Access::Read,
+        )?;
+        let stored_target = self.thread_id_in(
+            &who,
+            ThreadFields::TARGET,
+            &req.target_namespace,
+            &req.target_thread,
+            Access::Write,
+        )?;
+        let target = ThreadRef {
+            thread: req.target_thread.clone(),
             ns: String::new(),
-            namespace: namespace.to_string(),
+            namespace: req.target_namespace.clone(),
         };
-        let source = self
-            .thread_in(
-                &who,
-                Some(&named(&req.thread, &req.namespace)),
-                Access::Read,
-            )?
-            .thread;
-        let target = named(&req.target_thread, &req.target_namespace);
-        let stored_target = self
-            .thread_in(&who, Some(&target), Access::Write)
-            .map_err(|e| match e {
-                Error::InvalidArgument { field, reason } => {
-                    Error::invalid(&field.replace("thread.", "target_"), reason)
-                }
-                e => e,
-            })?
-            .thread;
         if stored_target == source {
             return Err(Error::invalid("target_thread", "is the source thread").into());
         }
@@ -736,17 +763,13 @@ impl AgentContext for ContextService {
     ) -> Result<Response<ListCheckpointNamespacesResponse>, Status> {
         let who = principal(&req);
         let req = req.into_inner();
-        let thread = self
-            .thread_in(
-                &who,
-                Some(&ThreadRef {
-                    thread: req.thread,
-                    ns: String::new(),
-                    namespace: req.namespace,
-                }),
-                Access::Read,
-            )?
-            .thread;
+        let thread = self.thread_id_in(
+            &who,
+            ThreadFields::TOP,
+            &req.namespace,
+            &req.thread,
+            Access::Read,
+        )?;
         let hash = Self::thread_hash(&thread);
         let namespaces = self
             .read(&req.header, hash, req.stale, move |v| {

@@ -24,14 +24,13 @@ use crate::util::now_ms;
 use bytes::Bytes;
 use prost::Message as _;
 use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Checkpoints a copy reads per page (each with its blobs and writes).
 const COPY_PAGE: usize = 32;
 /// Checkpoints one `DeleteForRuns` command names at most.
 const DELETE_CHUNK: usize = 256;
-/// Most run ids in one `DeleteForRuns`.
-const MAX_RUN_IDS: usize = 1_000;
 /// How long one write of a copy keeps looking for the target shard's leader.
 const FORWARD_WITHIN: Duration = Duration::from_secs(10);
 
@@ -99,7 +98,8 @@ impl ContextService {
     {
         let ctx = self.ctx();
         let deadline = Instant::now() + FORWARD_WITHIN;
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff =
+            crate::util::Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
         let mut hint: Option<String> = None;
         loop {
             let mut candidates: Vec<String> = hint.take().into_iter().collect();
@@ -147,7 +147,7 @@ impl ContextService {
                     }
                 }
             }
-            if Instant::now() + backoff > deadline {
+            if Instant::now() >= deadline {
                 return Err(last.unwrap_or_else(|| Error::ShardUnavailable {
                     shard: ctx.owner_of(hash).unwrap_or(crate::types::ShardId(0)),
                     reason: "no replica of the target thread's shard answered".into(),
@@ -155,8 +155,7 @@ impl ContextService {
                 }));
             }
             if hint.is_none() {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
+                backoff.sleep_until_at_most(deadline).await;
             }
         }
     }
@@ -169,18 +168,7 @@ impl ContextService {
         header: Option<crate::proto::RequestHeader>,
         run_ids: Vec<String>,
     ) -> Result<(u64, u64)> {
-        if run_ids.is_empty() {
-            return Err(Error::invalid("run_ids", "name at least one run"));
-        }
-        if run_ids.len() > MAX_RUN_IDS {
-            return Err(Error::invalid(
-                "run_ids",
-                format!("at most {MAX_RUN_IDS} per call, got {}", run_ids.len()),
-            ));
-        }
-        for id in &run_ids {
-            crate::context::validate_part("run_ids", id)?;
-        }
+        crate::context::validate_run_ids(&run_ids)?;
         let (peer, ranges) = self.one_shard(&header).await?;
         let ids = run_ids.clone();
         let found = self

@@ -437,6 +437,31 @@ pub fn validate_part(field: &str, v: &str) -> Result<()> {
     check_name(field, v, false, &[])
 }
 
+/// Most run ids one `DeleteForRuns` call names.
+pub const MAX_RUN_IDS: usize = 1_000;
+
+/// Checks the run ids of one `DeleteForRuns` call: 1 to [`MAX_RUN_IDS`], each a valid
+/// name (as [`validate_part`]).
+pub fn validate_run_ids(ids: &[String]) -> Result<()> {
+    if ids.len() > MAX_RUN_IDS {
+        return Err(Error::invalid(
+            "run_ids",
+            format!("at most {MAX_RUN_IDS} per call, got {}", ids.len()),
+        ));
+    }
+    run_id_calls(ids).map(|_| ())
+}
+
+/// Any number of run ids cut into `DeleteForRuns` calls, every id checked first (so
+/// a bad one fails before any call is made).
+pub fn run_id_calls(ids: &[String]) -> Result<std::slice::Chunks<'_, String>> {
+    if ids.is_empty() {
+        return Err(Error::invalid("run_ids", "name at least one run"));
+    }
+    ids.iter().try_for_each(|id| validate_part("run_ids", id))?;
+    Ok(ids.chunks(MAX_RUN_IDS))
+}
+
 /// Whether a message is pinned (always included by budget reads that ask for it).
 pub fn is_pinned(m: &crate::proto::ChatMessage) -> bool {
     m.role == "system" || m.metadata.get("pinned").is_some_and(|v| v == "true")
@@ -597,5 +622,22 @@ mod tests {
         assert!(validate_conversation(Some(&conv("a", "x\ny"))).is_err());
         assert!(validate_conversation(None).is_err());
         assert!(validate_conversation(Some(&conv("a", &"x".repeat(129)))).is_err());
+    }
+
+    #[test]
+    fn run_ids_are_checked_before_any_call() {
+        let ids: Vec<String> = (0..2_500).map(|i| format!("r{i}")).collect();
+        let calls: Vec<usize> = run_id_calls(&ids).expect("ids").map(<[_]>::len).collect();
+        assert_eq!(calls, vec![1_000, 1_000, 500]);
+        assert!(validate_run_ids(&ids[..1_000]).is_ok());
+        assert!(
+            validate_run_ids(&ids[..1_001]).is_err(),
+            "over one call's worth"
+        );
+        let mut bad = ids.clone();
+        bad[2_400] = String::new();
+        assert!(run_id_calls(&bad).is_err(), "a bad id in the last call");
+        assert!(run_id_calls(&[]).is_err());
+        assert!(validate_run_ids(&["x".repeat(129)]).is_err());
     }
 }

@@ -372,14 +372,7 @@ impl Client {
     /// what a cut-short call left.
     pub async fn delete_for_runs(&self, run_ids: &[String]) -> Result<(u64, u64)> {
         let mut total = (0, 0);
-        // The server takes at most 1,000 ids per call; none is still one call, which
-        // the server refuses as it should.
-        let chunks: Vec<&[String]> = if run_ids.is_empty() {
-            vec![run_ids]
-        } else {
-            run_ids.chunks(1_000).collect()
-        };
-        for ids in chunks {
+        for ids in cx::run_id_calls(run_ids)? {
             let parts = self
                 .scatter(|shard| {
                     let req = DeleteForRunsRequest {
