@@ -184,8 +184,10 @@ pub(crate) fn authorize(
     }
 }
 
-/// `stream`, ended with `PERMISSION_DENIED` as soon as an auth state installed after
-/// it started no longer lets `who` read `name`.
+/// `stream`, ended with `PERMISSION_DENIED` as soon as the node's auth state no
+/// longer lets `who` read `name`: checked once more when the stream starts (a state
+/// installed between the call's admission and this subscription counts), then at
+/// every change.
 pub(crate) fn guard<T: Send + 'static>(
     ctx: &Arc<NodeCtx>,
     who: Option<Principal>,
@@ -194,13 +196,12 @@ pub(crate) fn guard<T: Send + 'static>(
     stream: RpcStream<T>,
 ) -> RpcStream<T> {
     let mut changes = ctx.auth.subscribe();
-    changes.mark_unchanged();
     let revoked = Arc::new(AtomicBool::new(false));
     let ended = {
         let ctx = ctx.clone();
         let revoked = revoked.clone();
         async move {
-            while changes.changed().await.is_ok() {
+            loop {
                 let state = ctx.auth.current();
                 let allowed = !state.enabled()
                     || who
@@ -210,6 +211,9 @@ pub(crate) fn guard<T: Send + 'static>(
                 if !allowed {
                     revoked.store(true, Ordering::SeqCst);
                     return;
+                }
+                if changes.changed().await.is_err() {
+                    break;
                 }
             }
             // The hub is gone (the node is stopping): let the stream end by itself.
@@ -261,7 +265,6 @@ impl Auth for AuthApi {
         req: Request<WhoAmIRequest>,
     ) -> Result<Response<WhoAmIResponse>, Status> {
         let enabled = self.ctx.auth.current().enabled();
-        let bearer = req.metadata().contains_key("authorization");
         let r = match principal(&req) {
             None => WhoAmIResponse {
                 auth_enabled: enabled,
@@ -279,7 +282,7 @@ impl Auth for AuthApi {
                 auth_enabled: enabled,
                 name: grants.name.clone(),
                 roles: grants.roles.clone(),
-                method: if token.is_some() || bearer {
+                method: if token.is_some() {
                     "token"
                 } else {
                     "certificate"
