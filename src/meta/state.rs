@@ -317,8 +317,22 @@ pub(crate) fn set_node_admin(
 /// reports is listed exactly as reported, with no split pending on it and every
 /// started replica's node recorded as having run. A heartbeat from an idle node is
 /// this, every second, and the meta leader need not copy its whole state for it.
-/// False when unsure (the full path decides then).
+/// False when unsure (the full path decides then). Debug builds check a "nothing"
+/// against [`apply_heartbeat`] itself, so the two cannot drift apart unseen.
 pub(crate) fn heartbeat_changes_nothing(state: &MetaState, hb: &NodeHeartbeat) -> bool {
+    let nothing = heartbeat_known(state, hb);
+    if cfg!(debug_assertions) && nothing {
+        let mut applied = state.clone();
+        apply_heartbeat(&mut applied, hb);
+        debug_assert!(
+            applied == *state,
+            "heartbeat_changes_nothing said nothing, apply_heartbeat changed the state: {hb:?}"
+        );
+    }
+    nothing
+}
+
+fn heartbeat_known(state: &MetaState, hb: &NodeHeartbeat) -> bool {
     let ran = |node: u64| state.nodes.iter().any(|n| n.node_id == node && n.has_run);
     let node_known = hb.node_id == 0
         || state
