@@ -696,8 +696,6 @@ const ALL_FAULTS: [Fault; 11] = [
     Fault::Backup,
 ];
 
-/// Splits a random data shard at a random hash strictly inside its arcs. Errors (no
-/// leader during a fault, a split already in progress) are part of the chaos.
 /// Turns auth on (auth still off; the cluster serves): users root (role root),
 /// worker (read-write on every kv key and conversation, no administration) and churn
 /// (for the `ChurnTokens` nemesis). Returns the root and worker tokens.
@@ -786,6 +784,8 @@ async fn churn_tokens(admin: &Client, last: &mut Option<String>) {
     }
 }
 
+/// Splits a random data shard at a random hash strictly inside its arcs. Errors (no
+/// leader during a fault, a split already in progress) are part of the chaos.
 async fn split_random_shard(client: &Client, rng: &mut StdRng) {
     let routes = client.routing().await;
     let data: Vec<_> = routes.iter().filter(|(d, _)| d.shard_id != 0).collect();
@@ -1053,6 +1053,23 @@ async fn inject(
     }
 }
 
+/// Waits until every data shard's replica on every running node hibernates.
+async fn wait_all_hibernating(cluster: &TestCluster) {
+    wait_for("every data shard to hibernate", WAIT, || async {
+        for n in cluster.nodes.iter().flatten() {
+            let awake =
+                n.status().await.shards.into_iter().any(|s| {
+                    s.descriptor.as_ref().is_some_and(|d| d.shard_id != 0) && !s.hibernating
+                });
+            if awake {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
 /// In-process campaign: all fault kinds, 5 nodes, 4 shards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_campaign_is_linearizable() {
@@ -1111,6 +1128,10 @@ async fn in_process_campaign_is_linearizable() {
         workers.stop().await;
         set_filter(&cluster, None);
         cluster.wait_all_leaders().await;
+        if hibernate {
+            // The final reads wake shards that slept after the faults.
+            wait_all_hibernating(&cluster).await;
+        }
         workers.final_reads(&admin).await;
         assert_replicas_agree(&cluster).await;
         let (n, l) = workers.judge("in-process", seed, run);
