@@ -8,7 +8,7 @@ from langgraph.store.base import GetOp, PutOp
 from langgraph.store.memory import InMemoryStore
 
 import ctxstore
-from ctxstore.langgraph import CtxstoreStore
+from ctxstore.langgraph import CtxstoreStore, _store_key
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_created_at_stays_and_updated_at_moves(store, uniq):
     first = store.get((uniq,), "k")
     store.put((uniq,), "k", {"v": 2})
     second = store.get((uniq,), "k")
-    assert second.created_at == first.created_at and second.updated_at >= first.updated_at
+    assert second.created_at == first.created_at and second.updated_at > first.updated_at
     assert second.value == {"v": 2}
 
 
@@ -87,8 +87,21 @@ async def test_async_store(store, uniq):
 def test_items_expire_with_their_ttl(store, uniq):
     from conftest import wait_until
 
-    store.put((uniq,), "short", {"v": 1}, ttl=0.005)  # minutes: 300 ms
+    store.put((uniq,), "short", {"v": 1}, ttl=0.02)  # minutes: 1.2 s
     store.put((uniq,), "long", {"v": 2})
-    assert store.get((uniq,), "short", refresh_ttl=False) is not None
+    # The record carries its expiry (read raw: the check holds however slow the run).
+    raw = store.client.get(_store_key((uniq,), "short"))
+    assert raw is None or raw.expires_at_ms > 0
+    assert store.client.get(_store_key((uniq,), "long")).expires_at_ms == 0
     wait_until("the item to expire", lambda: store.get((uniq,), "short", refresh_ttl=False) is None, timeout=30)
     assert [i.key for i in store.search((uniq,))] == ["long"]
+
+
+def test_a_read_does_not_undo_a_newer_write(store, uniq):
+    """A read refreshes the TTL only of the record it read: a write that came in
+    between is kept, not replaced by the value read."""
+    store.put((uniq,), "k", {"v": 1}, ttl=10)
+    old = store.client.get(_store_key((uniq,), "k"))
+    store.put((uniq,), "k", {"v": 2}, ttl=10)
+    store._touch(old, 10)
+    assert store.get((uniq,), "k").value == {"v": 2}

@@ -5,7 +5,7 @@ Shared by the sync and the asyncio client, which only run them."""
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 from . import keys as K
 from ._core import Call, Core, Op, Route
@@ -21,6 +21,8 @@ from .types import (
     to_chat_message,
     to_model,
 )
+
+T = TypeVar("T")
 
 # ---- Kv ----
 
@@ -254,11 +256,36 @@ def list_all_checkpoints_part(
     return Op("agent", "ListAllCheckpoints", req, Route.shard(shard), Call.PART)
 
 
-def delete_for_runs_part(shard: int, run_ids: Sequence[str]) -> Op[Any]:
-    for r in run_ids:
+def run_id_chunks(run_ids: Sequence[str]) -> list[list[str]]:
+    """``run_ids`` as strings in groups of at most 1,000 (the server's cap per call),
+    every one checked first, so that a bad id fails the call before any shard deletes
+    anything."""
+    ids = [str(r) for r in run_ids]
+    if not ids:
+        raise K.InvalidArgumentError("run_ids", "name at least one run")
+    for r in ids:
         K.validate_part("run_ids", r)
+    return [ids[i : i + 1000] for i in range(0, len(ids), 1000)]
+
+
+def delete_for_runs_part(shard: int, run_ids: Sequence[str]) -> Op[Any]:
     req = context_pb2.DeleteForRunsRequest(run_ids=list(run_ids))
     return Op("agent", "DeleteForRuns", req, Route.shard(shard), Call.PART)
+
+
+def first(parts: Iterable[list[T]], limit: int) -> list[T]:
+    """The shards' answers one after the other, at most ``limit`` of them (0: all)."""
+    out = [x for part in parts for x in part]
+    return out[:limit] if limit else out
+
+
+def removed_totals(parts: Iterable[Any]) -> tuple[int, int]:
+    """Sums the ``DeleteForRuns`` answers: (checkpoints, blobs) removed."""
+    removed = blobs = 0
+    for r in parts:
+        removed += r.removed_checkpoints
+        blobs += r.removed_blobs
+    return removed, blobs
 
 
 def copy_thread(

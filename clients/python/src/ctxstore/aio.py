@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import grpc
 import grpc.aio
@@ -134,6 +134,9 @@ class AsyncClient:
                 await asyncio.sleep(core.pause(st))
 
     async def _scatter(self, part: Callable[[int], Op[T]]) -> list[T]:
+        return await self._scatter_each(lambda s: self._run(part(s)))
+
+    async def _scatter_each(self, each: Callable[[int], Awaitable[T]]) -> list[T]:
         rounds = 0
         deadline = time.monotonic() + self._core.options.timeout
         while True:
@@ -147,7 +150,7 @@ class AsyncClient:
                 await self.refresh_routing()
                 continue
             try:
-                return list(await asyncio.gather(*(self._run(part(s)) for s in shards)))
+                return list(await asyncio.gather(*(each(s) for s in shards)))
             except E.StaleEpochError:
                 rounds += 1
                 if rounds > 8:
@@ -429,29 +432,24 @@ class AsyncClient:
         limit: int = 0,
         json_filter: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[context_pb2.CheckpointTuple]:
-        n = 0
-        for shard in await self.shards():
+        async def shard_pages(shard: int) -> list[context_pb2.CheckpointTuple]:
+            out: list[context_pb2.CheckpointTuple] = []
             after = b""
             while True:
                 page = await self._run(_ops.list_all_checkpoints_part(shard, after, filter, json_filter))
-                for t in page.tuples:
-                    yield t
-                    n += 1
-                    if limit and n >= limit:
-                        return
-                if not page.more:
-                    break
+                out.extend(page.tuples)
+                if not page.more or (limit and len(out) >= limit):
+                    return out
                 after = page.next
 
+        for t in _ops.first(await self._scatter_each(shard_pages), limit):
+            yield t
+
     async def delete_for_runs(self, run_ids: Sequence[str]) -> tuple[int, int]:
-        ids = [str(r) for r in run_ids]
-        removed = blobs = 0
-        for i in range(0, len(ids), 1000):
-            for shard in await self.shards():
-                r = await self._run(_ops.delete_for_runs_part(shard, ids[i : i + 1000]))
-                removed += r.removed_checkpoints
-                blobs += r.removed_blobs
-        return removed, blobs
+        parts: list[Any] = []
+        for ids in _ops.run_id_chunks(run_ids):
+            parts += await self._scatter(lambda s: _ops.delete_for_runs_part(s, ids))
+        return _ops.removed_totals(parts)
 
     async def copy_thread(
         self, thread: str, target_thread: str, *, namespace: str = "", target_namespace: str = ""

@@ -160,6 +160,10 @@ class Client:
     def _scatter(self, part: Callable[[int], Op[T]]) -> list[T]:
         """Runs ``part(shard)`` on every data shard; again over the new set of shards
         when one answers ``StaleEpoch`` (a split), up to 8 times."""
+        return self._scatter_each(lambda s: self._run(part(s)))
+
+    def _scatter_each(self, each: Callable[[int], T]) -> list[T]:
+        """:meth:`_scatter` for a shard's work of more than one call (pages)."""
         rounds = 0
         deadline = time.monotonic() + self._core.options.timeout
         while True:
@@ -173,7 +177,7 @@ class Client:
                 self.refresh_routing()
                 continue
             try:
-                return [self._run(part(s)) for s in shards]
+                return [each(s) for s in shards]
             except E.StaleEpochError:
                 rounds += 1
                 if rounds > 8:
@@ -514,35 +518,33 @@ class Client:
         json_filter: Mapping[str, Any] | None = None,
     ) -> Iterator[context_pb2.CheckpointTuple]:
         """Checkpoints of every thread (LangGraph's ``list(None)``), shard by shard and
-        in key order within each, matching ``filter`` and ``json_filter`` as in
-        :meth:`list_checkpoints`; at most ``limit`` (0: all)."""
-        n = 0
-        for shard in self.shards():
+        in storage order within each, matching ``filter`` and ``json_filter`` as in
+        :meth:`list_checkpoints`; at most ``limit`` (0: all). Every shard is read
+        (again over the new shards if one splits meanwhile) before the first is
+        yielded."""
+
+        def shard_pages(shard: int) -> list[context_pb2.CheckpointTuple]:
+            out: list[context_pb2.CheckpointTuple] = []
             after = b""
             while True:
                 page = self._run(_ops.list_all_checkpoints_part(shard, after, filter, json_filter))
-                for t in page.tuples:
-                    yield t
-                    n += 1
-                    if limit and n >= limit:
-                        return
-                if not page.more:
-                    break
+                out.extend(page.tuples)
+                if not page.more or (limit and len(out) >= limit):
+                    return out
                 after = page.next
+
+        parts = self._scatter_each(shard_pages)
+        yield from _ops.first(parts, limit)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> tuple[int, int]:
         """Deletes, in every shard, the checkpoints whose metadata ``run_id`` is one of
         ``run_ids`` (LangGraph's ``delete_for_runs``), with their pending writes and the
         channel values no other checkpoint names; returns (checkpoints, blobs)
         removed. Asking again removes what a cut-short call left."""
-        ids = [str(r) for r in run_ids]
-        removed = blobs = 0
-        for i in range(0, len(ids), 1000):
-            for shard in self.shards():
-                r = self._run(_ops.delete_for_runs_part(shard, ids[i : i + 1000]))
-                removed += r.removed_checkpoints
-                blobs += r.removed_blobs
-        return removed, blobs
+        parts: list[Any] = []
+        for ids in _ops.run_id_chunks(run_ids):
+            parts += self._scatter(lambda s: _ops.delete_for_runs_part(s, ids))
+        return _ops.removed_totals(parts)
 
     def copy_thread(
         self, thread: str, target_thread: str, *, namespace: str = "", target_namespace: str = ""

@@ -29,7 +29,7 @@ shard), and ``delete_for_runs`` is one ``DeleteForRuns`` call per shard. Server 
 apply: ``thread_id`` and ``checkpoint_ns`` at most 1024 bytes by default (about 23
 levels of subgraphs; the server's ``limits.max-thread-id-size`` and
 ``limits.max-checkpoint-ns-size`` raise them up to 16 KiB), over which the calls
-raise :class:`ctxstore.errors.LimitExceededError`; no control characters in them, and
+raise :class:`ctxstore.errors.LimitExceededError`; any UTF-8 text is allowed in them;
 channel names, versions and task ids at most 128 bytes, else
 :class:`ctxstore.errors.InvalidArgumentError`.
 """
@@ -73,6 +73,7 @@ from . import errors as ctx_errors
 from ._proto import context_pb2
 from .aio import AsyncClient
 from .client import Client
+from .types import KeyValue
 
 __all__ = ["CtxstoreSaver", "CtxstoreStore"]
 
@@ -301,12 +302,11 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        """Checkpoints of one ``(thread_id, checkpoint_ns)``, newest first, below
-        ``before``, whose metadata equals ``filter`` on every key (JSON equality).
-
-        Raises ``NotImplementedError`` for ``config=None`` (no cross-thread listing in
-        the server) and for a config without ``checkpoint_ns`` (no namespace listing).
-        """
+        """Checkpoints below ``before`` whose metadata equals ``filter`` on every key
+        (JSON equality): of one ``(thread_id, checkpoint_ns)`` newest first; of every
+        checkpoint namespace of the thread when the config has no ``checkpoint_ns``
+        (by namespace, newest first within each); of every thread for
+        ``config=None`` (shard by shard)."""
         thread_id, ns, checkpoint_id, before_id, server_filter = self._list_args(config, filter, before)
         client = self._sync()
         if limit is not None and limit <= 0:
@@ -388,7 +388,7 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         (``DeleteForRuns`` on every shard; running it again finishes an interrupted
         deletion)."""
         if run_ids:
-            self._sync().delete_for_runs([str(r) for r in run_ids])
+            self._sync().delete_for_runs(run_ids)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copies every checkpoint of every namespace of a thread, with its channel
@@ -530,7 +530,7 @@ class CtxstoreSaver(BaseCheckpointSaver[str]):
         if self.async_client is None:
             return await asyncio.to_thread(self.delete_for_runs, run_ids)
         if run_ids:
-            await self.async_client.delete_for_runs([str(r) for r in run_ids])
+            await self.async_client.delete_for_runs(run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Async :meth:`copy_thread`."""
@@ -600,6 +600,15 @@ def _parse_store_key(raw: bytes) -> tuple[tuple[str, ...], str] | None:
         return None
     labels = [head.replace("\x02", "}")] + (path.split(_LABEL_SEP)[1:] if path else [])
     return tuple(labels), key
+
+
+def _list_prefix(conditions: Sequence[MatchCondition] | None) -> str:
+    """What ``list_namespaces`` scans: one shard's records when a prefix condition
+    fixes the first label (the hash tag), else every store record."""
+    for cond in conditions or ():
+        if cond.match_type == "prefix" and cond.path and cond.path[0] != "*":
+            return _store_prefix(tuple(cond.path[:1]))
+    return STORE_PREFIX
 
 
 def _compare(value: Any, cond: Any) -> bool:
@@ -681,10 +690,14 @@ class CtxstoreStore(BaseStore):
         )
         return item, record.get("ttl")
 
-    def _touch(self, raw_key: bytes, raw: bytes, ttl: float | None) -> None:
-        """Restarts an item's TTL (a read refreshes it)."""
+    def _touch(self, kv: KeyValue, ttl: float | None) -> None:
+        """Restarts an item's TTL (a read refreshes it), only if the record is still
+        the one read: a write since then is newer and has its own TTL."""
         if ttl:
-            self.client.put(raw_key, raw, ttl_ms=int(ttl * 60_000))
+            try:
+                self.client.compare_and_swap(kv.key, kv.version, kv.value, ttl_ms=int(ttl * 60_000))
+            except ctx_errors.VersionMismatchError:
+                pass
 
     def _refresh(self, op_refresh: bool | None) -> bool:
         if op_refresh is not None:
@@ -707,7 +720,7 @@ class CtxstoreStore(BaseStore):
             return None
         item, ttl = found
         if self._refresh(op.refresh_ttl):
-            self._touch(kv.key, kv.value, ttl)
+            self._touch(kv, ttl)
         return item
 
     def _search(self, op: SearchOp) -> list[SearchItem]:
@@ -728,7 +741,7 @@ class CtxstoreStore(BaseStore):
                 skipped += 1
                 continue
             if self._refresh(op.refresh_ttl):
-                self._touch(kv.key, kv.value, ttl)
+                self._touch(kv, ttl)
             out.append(
                 SearchItem(
                     namespace=item.namespace,
@@ -745,7 +758,7 @@ class CtxstoreStore(BaseStore):
 
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
         seen: set[tuple[str, ...]] = set()
-        for kv in self.client.scan_all(STORE_PREFIX):
+        for kv in self.client.scan_all(_list_prefix(op.match_conditions)):
             parsed = _parse_store_key(kv.key)
             if parsed is not None:
                 seen.add(parsed[0])
