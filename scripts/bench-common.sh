@@ -93,7 +93,7 @@ progress_at() {
 
 CLK_TCK="$(getconf CLK_TCK)"
 SECS=""
-if [[ "$DURATION" =~ ^([0-9]+)s$ ]] && [ "${BASH_REMATCH[1]}" -ge 3 ]; then
+if [[ "${DURATION:-}" =~ ^([0-9]+)s$ ]] && [ "${BASH_REMATCH[1]}" -ge 3 ]; then
   SECS="${BASH_REMATCH[1]}"
 fi
 

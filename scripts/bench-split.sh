@@ -26,7 +26,21 @@ WARMUP="${WARMUP:-2s}"
 NODE_CPU="${NODE_CPU:-}"
 NODES="${NODES:-3}"
 case "$NODES" in 3 | 6) ;; *) echo "bench-split: NODES must be 3 or 6" >&2; exit 2 ;; esac
+say() { printf 'bench-split: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+# python3 reads ctxctl's JSON; a minimal Debian has none.
+source scripts/python-venv.sh
+need_python3
 source scripts/bench-common.sh
+
+# NODE_CPU needs root and a writable CPU controller: checked before any node starts.
+if [ -n "$NODE_CPU" ]; then
+  [ "$(id -u)" -eq 0 ] || die "NODE_CPU needs root (it makes CPU cgroups)"
+  if ! { [ -f /sys/fs/cgroup/cpu/cgroup.procs ] ||
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; }; then
+    die "NODE_CPU needs cgroup v1's cpu controller or cgroup v2 with +cpu in /sys/fs/cgroup/cgroup.subtree_control"
+  fi
+fi
 
 # Puts process $1 into its own CPU cgroup limited to $NODE_CPU cores (cfs quota).
 CGROUPS=()
@@ -93,7 +107,7 @@ n = len(t) // 2
 print(" ".join(f"{100 * (t[i + n] - t[i]) / hz / secs:.0f}%" for i in range(n)))' \
     "$(getconf CLK_TCK)" "$start" "$end" "${t0[@]}" "${t1[@]}" >"$WORK/cpu.$1"
 }
-field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 before=$(measure before)
 split=$(ctl shard split 1 --at 0x8000000000000000)
@@ -132,12 +146,12 @@ if [ "$NODES" = 6 ]; then
   child_leader=4
 elif [ "$child_leader" = "$parent_leader" ]; then
   ctl transfer-leader "$child" "$target" >/dev/null
-  wait_until sh -c "'$BIN/ctxctl' --endpoints '$eps' status -o json | python3 -c 'import json,sys; d=json.load(sys.stdin); print([s for s in d[\"shards\"] if s[\"shard\"]==$child][0][\"leader_node\"])' | grep -qx '$target'"
+  wait_until leader_is "$child" "$target"
   child_leader=$target
 fi
 after=$(measure after)
 
-ops_b=$(field "$before" ops_per_sec); ops_a=$(field "$after" ops_per_sec)
+ops_b=$(json_field "$before" ops_per_sec); ops_a=$(json_field "$after" ops_per_sec)
 printf 'machine: %s cores, %s; %s ctxd (CPU per node: %s), %s clients, 1 KiB puts, %s per measurement\n' \
   "$(nproc)" "$(mem_total)" "$NODES" "${NODE_CPU:-uncapped}" "$CLIENTS" "$DURATION"
 if [ "$NODES" = 6 ]; then
@@ -145,7 +159,7 @@ if [ "$NODES" = 6 ]; then
 fi
 printf '%-34s %10s %9s %9s   %s\n' "" "ops/s" "p50 us" "p99 us" "cpu of nodes $(seq -s ' ' "$NODES")"
 printf '%-34s %10.0f %9s %9s   %s\n' "1 shard, leader on node $parent_leader" "$ops_b" \
-  "$(field "$before" p50_us)" "$(field "$before" p99_us)" "$(cat "$WORK/cpu.before")"
+  "$(json_field "$before" p50_us)" "$(json_field "$before" p99_us)" "$(cat "$WORK/cpu.before")"
 printf '%-34s %10.0f %9s %9s   %s\n' "2 shards, leaders on nodes $parent_leader and $child_leader" "$ops_a" \
-  "$(field "$after" p50_us)" "$(field "$after" p99_us)" "$(cat "$WORK/cpu.after")"
+  "$(json_field "$after" p50_us)" "$(json_field "$after" p99_us)" "$(cat "$WORK/cpu.after")"
 python3 -c "import sys; print(f'ratio after/before: {float(sys.argv[2])/float(sys.argv[1]):.2f}x')" "$ops_b" "$ops_a"
