@@ -59,7 +59,8 @@ printf '%-10s %7s | %10s %8s %8s %7s | %10s %8s %8s %7s | %7s %9s %9s\n' \
 # `ctxctl bench --help`): a budgeted context read, a 2-message append, a checkpoint.
 IFS=',' read -ra ROW_LIST <<<"${ROWS:-put 64,put 1,get 64,get-stale 64,mixed 64,ycsb-b 64,append 64,agent-step 1,agent-step 16,agent-step 64}"
 for row in "${ROW_LIST[@]}"; do
-  set -- $row
+  read -r workload clients <<<"$row"
+  set -- "$workload" "$clients"
   e="$(run etcd "$ETCD_EPS" "$1" "$2" "${ETCD_PIDS[@]}")"
   c="$(run ctxstore "$CTX_EPS" "$1" "$2" "${CTX_PIDS[@]}")"
   eo="$(field "$e" ops_per_sec)" ep50="$(field "$e" p50_us)" ep99="$(field "$e" p99_us)"

@@ -3,7 +3,7 @@
 # run. Exits 1 if any check finds a problem, after running all of them.
 #
 #   hadolint             Dockerfile (every rule, style included; ShellCheck on RUN)
-#   ShellCheck           this script
+#   ShellCheck           every scripts/*.sh and .ci/run
 #   kubernetes-validate  deploy/k8s/*.yaml, strict (unknown fields are errors), against
 #                        the oldest Kubernetes the manifests support and the newest
 #   compose              deploy/compose.yaml, parsed and validated by Docker Compose v2
@@ -107,8 +107,8 @@ check() {
 check "hadolint $("$bin/hadolint" --version | awk '{print $NF}') (Dockerfile)" \
   "$bin/hadolint" --failure-threshold style --no-color Dockerfile
 
-check "shellcheck $("$bin/shellcheck" --version | awk '/^version:/ {print $2}') (scripts/check-deploy.sh, python-venv.sh)" \
-  "$bin/shellcheck" -x scripts/check-deploy.sh scripts/python-venv.sh
+check "shellcheck $("$bin/shellcheck" --version | awk '/^version:/ {print $2}') (scripts/*.sh, .ci/run)" \
+  "$bin/shellcheck" -x scripts/*.sh .ci/run
 
 shopt -s nullglob
 manifests=(deploy/k8s/*.yaml deploy/k8s/*.yml)

@@ -28,6 +28,7 @@ for x in a b c d e; do ctl put "{tag}:$x" "$(( $(printf '%d' "'$x") - 96 ))" >/d
 v=$(ctl put cas first | sed -n 's/.*version=\([0-9]*\).*/\1/p')
 ctl cas cas "$v" second >/dev/null
 for m in 1 2 3 4 5; do ctl conv append demo/chat user "m$m" >/dev/null; done
+# shellcheck disable=SC2046 # the job PIDs, one a word
 kill -TERM $(jobs -p)
 wait || true
 rm -f "$work"/node*/LOG* "$work"/node*.log

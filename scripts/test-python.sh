@@ -38,7 +38,7 @@ source scripts/python-venv.sh
 # The pins live in pyproject.toml: reinstall whenever it changes.
 stamp="$(sha256sum "$pkg/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/ctxstore-pyproject" 2>/dev/null)" != "$stamp" ]; then
-  say "installing $pkg[test,langgraph,langchain] into $venv"
+  say "installing ${pkg}[test,langgraph,langchain] into $venv"
   rm -rf "$venv"
   make_venv "$venv"
   "$venv/bin/python" -m pip --disable-pip-version-check --no-input --quiet install --upgrade pip >/dev/null ||
@@ -46,7 +46,7 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/ctxstore-pyproject" 2>/dev/nul
   printf '%s\n' "$stamp" >"$venv/ctxstore-pyproject"
 fi
 # The package itself is reinstalled every run (cheap: its dependencies are there).
-"$venv/bin/python" -m pip --disable-pip-version-check --no-input --quiet install "./$pkg[test,langgraph,langchain]" ||
+"$venv/bin/python" -m pip --disable-pip-version-check --no-input --quiet install "./${pkg}[test,langgraph,langchain]" ||
   { rm -f "$venv/ctxstore-pyproject"; die "pip install ./$pkg failed (is PyPI reachable?)"; }
 
 say "checking the generated stubs"
