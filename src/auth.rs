@@ -17,7 +17,8 @@
 
 use crate::error::{Error, Result};
 use crate::proto::{
-    auth_change::Op, Access, AuthStore, Permission, ResourceKind, Role, TokenRecord, User,
+    auth_change::Op, Access, AppliedChange, AuthStore, Permission, ResourceKind, Role, TokenRecord,
+    User,
 };
 use parking_lot::RwLock;
 use prost::Message;
@@ -128,6 +129,9 @@ fn check_permission(p: &Permission) -> std::result::Result<(), String> {
 /// Applies one change to `store` (the meta shard's state machine), bumping its
 /// revision; `Err` says why it was refused, and then nothing changed.
 pub fn apply(store: &mut AuthStore, cmd: &AuthCommand) -> std::result::Result<(), String> {
+    if applied_as(store, &cmd.request_id).is_some() {
+        return Ok(());
+    }
     let mut next = store.clone();
     let op = cmd
         .change
@@ -249,13 +253,40 @@ pub fn apply(store: &mut AuthStore, cmd: &AuthCommand) -> std::result::Result<()
         return Err("this would leave no user with the role root while auth is enabled".into());
     }
     next.revision = store.revision + 1;
+    if !cmd.request_id.is_empty() {
+        next.applied.push(AppliedChange {
+            request_id: cmd.request_id.clone(),
+            revision: next.revision,
+            token_id: cmd
+                .new_token
+                .as_ref()
+                .filter(|_| matches!(op, Op::CreateToken(_)))
+                .map(|t| t.id.clone())
+                .unwrap_or_default(),
+        });
+        let over = next.applied.len().saturating_sub(MAX_APPLIED);
+        next.applied.drain(..over);
+    }
     *store = next;
     Ok(())
+}
+
+/// How many changes made with a request id the store remembers.
+const MAX_APPLIED: usize = 256;
+
+/// The change made under `request_id`, if the store remembers one (a retry of it
+/// applies as nothing).
+pub fn applied_as<'a>(store: &'a AuthStore, request_id: &[u8]) -> Option<&'a AppliedChange> {
+    if request_id.is_empty() {
+        return None;
+    }
+    store.applied.iter().find(|a| a.request_id == request_id)
 }
 
 /// The store without token digests (for `Auth.Get`).
 pub fn redacted(store: &AuthStore) -> AuthStore {
     let mut s = store.clone();
+    s.applied.clear();
     for u in &mut s.users {
         for t in &mut u.tokens {
             t.sha256 = Default::default();
@@ -682,6 +713,51 @@ mod tests {
         assert!(!a.is_root());
         let root = state.authenticate(&bearer(&root)).expect("ok").expect("on");
         assert!(root.is_root() && root.allows(ResourceKind::Model, b"", Access::Readwrite));
+    }
+
+    /// A change retried under its request id applies once; the store remembers the
+    /// last MAX_APPLIED ids.
+    #[test]
+    fn a_retried_change_applies_once() {
+        let (mut s, _, _) = store();
+        let mut add = change(Op::AddUser("b".into()));
+        add.request_id = b"req-1".to_vec().into();
+        apply(&mut s, &add).expect("first");
+        let after = s.clone();
+        apply(&mut s, &add).expect("a retry is no error");
+        assert_eq!(s, after, "and changes nothing");
+        assert_eq!(
+            applied_as(&s, b"req-1").map(|a| a.revision),
+            Some(s.revision)
+        );
+        let (_, record) = new_token(1);
+        let mut token = change(Op::CreateToken("b".into()));
+        token.request_id = b"req-2".to_vec().into();
+        token.new_token = Some(record.clone());
+        apply(&mut s, &token).expect("token");
+        apply(&mut s, &token).expect("retry");
+        assert_eq!(
+            applied_as(&s, b"req-2").map(|a| a.token_id.as_str()),
+            Some(record.id.as_str())
+        );
+        assert_eq!(
+            s.users
+                .iter()
+                .find(|u| u.name == "b")
+                .map(|u| u.tokens.len()),
+            Some(1)
+        );
+        assert!(redacted(&s).applied.is_empty());
+        for i in 0..MAX_APPLIED {
+            let mut c = change(Op::AddRole(format!("r{i}")));
+            c.request_id = format!("bulk-{i}").into_bytes().into();
+            apply(&mut s, &c).expect("role");
+        }
+        assert_eq!(s.applied.len(), MAX_APPLIED);
+        assert!(
+            applied_as(&s, b"req-1").is_none(),
+            "the oldest are forgotten"
+        );
     }
 
     /// A state that could not be written is enforced but not reported as kept, and

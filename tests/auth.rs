@@ -293,6 +293,57 @@ async fn auth_needs_tls_and_a_root_user() {
     cluster.shutdown().await;
 }
 
+/// A change sent again under its request id (a retry after a lost answer) applies
+/// once and answers as the first did; `create_token` answers the same token from
+/// the same meta leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_auth_change_applies_once() {
+    use ctxstore_client::proto::{auth_client::AuthClient, AuthChangeRequest};
+    let cluster = TestCluster::start_with(3, |_| {}).await;
+    cluster.wait_all_leaders().await;
+    // Any node: it forwards to the meta leader, which makes the token.
+    let mut raw = AuthClient::connect(format!("http://{}", cluster.addrs()[0]))
+        .await
+        .expect("connect");
+    let send = |op: Op, id: &'static [u8]| AuthChangeRequest {
+        change: Some(AuthChange { op: Some(op) }),
+        request_id: id.into(),
+    };
+    let first = raw
+        .change(send(Op::AddUser("bob".into()), b"add-bob"))
+        .await
+        .expect("add")
+        .into_inner();
+    let again = raw
+        .change(send(Op::AddUser("bob".into()), b"add-bob"))
+        .await
+        .expect("a retry is not 'exists'")
+        .into_inner();
+    assert_eq!(again.revision, first.revision);
+    let e = raw
+        .change(send(Op::AddUser("bob".into()), b"another"))
+        .await
+        .expect_err("a new request for the same user");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    let t1 = raw
+        .change(send(Op::CreateToken("bob".into()), b"token-bob"))
+        .await
+        .expect("token")
+        .into_inner();
+    let t2 = raw
+        .change(send(Op::CreateToken("bob".into()), b"token-bob"))
+        .await
+        .expect("retried token")
+        .into_inner();
+    assert!(!t1.token.is_empty());
+    assert_eq!((t2.token, t2.revision), (t1.token, t1.revision));
+    let c = cluster.client().await;
+    let bob = c.auth_get().await.expect("get");
+    let bob = bob.users.iter().find(|u| u.name == "bob").expect("bob");
+    assert_eq!(bob.tokens.len(), 1, "one token, not two");
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tenants_see_only_their_own_data() {
     let s = auth_cluster().await;

@@ -76,6 +76,9 @@ pub(crate) struct MetaCtx {
     pub(crate) wake: Notify,
     /// The placement driver's last round, while this node leads the meta shard.
     pub(crate) pd_status: Mutex<Option<crate::proto::PdStatusResponse>>,
+    /// Tokens this node made for `create_token` changes with a request id, for 10
+    /// minutes: a retry that reaches it again gets the same token.
+    made_tokens: Mutex<HashMap<Vec<u8>, (String, crate::proto::TokenRecord, Instant)>>,
 }
 
 impl MetaCtx {
@@ -99,6 +102,26 @@ impl MetaCtx {
     /// The local meta replica's applied state.
     pub(crate) fn state(&self) -> Option<Arc<MetaState>> {
         self.state.read().clone()
+    }
+
+    /// The token (and its record) for the `create_token` change `request_id`: the one
+    /// made for an earlier attempt of it on this node, or `make()`'s.
+    pub(crate) fn token_for(
+        &self,
+        request_id: &[u8],
+        make: impl FnOnce() -> (String, crate::proto::TokenRecord),
+    ) -> (String, crate::proto::TokenRecord) {
+        const KEEP: Duration = Duration::from_secs(600);
+        if request_id.is_empty() {
+            return make();
+        }
+        let mut made = self.made_tokens.lock();
+        made.retain(|_, (_, _, at)| at.elapsed() < KEEP);
+        let (token, record, _) = made.entry(request_id.to_vec()).or_insert_with(|| {
+            let (t, r) = make();
+            (t, r, Instant::now())
+        });
+        (token.clone(), record.clone())
     }
 
     /// Asks for a heartbeat now (coalesced with one already pending).

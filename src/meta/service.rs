@@ -378,27 +378,46 @@ pub(crate) async fn handle_auth_change(
         new_token: None,
         now_ms: now_ms(),
         change: Some(change),
+        request_id: req.request_id,
     };
     if matches!(
         cmd.change.as_ref().and_then(|c| c.op.as_ref()),
         Some(Op::CreateToken(_))
     ) {
-        let (t, record) = crate::auth::new_token(cmd.now_ms);
+        let now = cmd.now_ms;
+        let (t, record) = ctx
+            .meta
+            .token_for(&cmd.request_id, || crate::auth::new_token(now));
         token = t;
         cmd.new_token = Some(record);
     }
-    let mut trial = ctx
-        .meta
-        .state()
-        .and_then(|s| s.auth.clone())
-        .unwrap_or_default();
-    crate::auth::apply(&mut trial, &cmd).map_err(Error::FailedPrecondition)?;
-    propose_meta(ctx, raft_command::Cmd::Auth(cmd)).await?;
-    let revision = ctx
-        .meta
-        .state()
-        .and_then(|s| s.auth.as_ref().map(|a| a.revision))
-        .unwrap_or(0);
+    let current = || {
+        ctx.meta
+            .state()
+            .and_then(|s| s.auth.clone())
+            .unwrap_or_default()
+    };
+    let mut trial = current();
+    // A retry of a change already applied is not proposed again.
+    if crate::auth::applied_as(&trial, &cmd.request_id).is_none() {
+        crate::auth::apply(&mut trial, &cmd).map_err(Error::FailedPrecondition)?;
+        propose_meta(ctx, raft_command::Cmd::Auth(cmd.clone())).await?;
+    }
+    let state = current();
+    let revision = match crate::auth::applied_as(&state, &cmd.request_id) {
+        Some(a) => {
+            let made = cmd.new_token.as_ref().map(|t| t.id.as_str());
+            if !a.token_id.is_empty() && made != Some(a.token_id.as_str()) {
+                return Err(Error::FailedPrecondition(format!(
+                    "an earlier attempt of this request made token {id} and its answer was \
+                     lost: revoke it (ctxctl auth token revoke {id}) and make another",
+                    id = a.token_id
+                )));
+            }
+            a.revision
+        }
+        None => state.revision,
+    };
     let nodes_behind = wait_auth_revision(ctx, revision).await;
     Ok(AuthChangeResponse {
         revision,

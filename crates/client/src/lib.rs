@@ -1074,16 +1074,15 @@ impl Client {
     /// answer carries the token, shown only there. A refused change (an unknown user,
     /// enabling auth without a root user) is `FailedPrecondition` and changes nothing.
     pub async fn auth_change(&self, change: AuthChange) -> Result<AuthChangeResponse> {
+        // One id for every attempt: a retry of a change that was applied is not
+        // applied again.
+        let request_id = self.new_request_id();
         self.call(|ch| {
-            let change = change.clone();
-            async move {
-                Ok(AuthClient::new(ch)
-                    .change(AuthChangeRequest {
-                        change: Some(change),
-                    })
-                    .await?
-                    .into_inner())
-            }
+            let req = AuthChangeRequest {
+                change: Some(change.clone()),
+                request_id: request_id.clone(),
+            };
+            async move { Ok(AuthClient::new(ch).change(req).await?.into_inner()) }
         })
         .await
     }

@@ -70,16 +70,28 @@ class User(_message.Message):
     def __init__(self, name: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., tokens: _Optional[_Iterable[_Union[TokenRecord, _Mapping]]] = ...) -> None: ...
 
 class AuthStore(_message.Message):
-    __slots__ = ("enabled", "revision", "users", "roles")
+    __slots__ = ("enabled", "revision", "users", "roles", "applied")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     USERS_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
     revision: int
     users: _containers.RepeatedCompositeFieldContainer[User]
     roles: _containers.RepeatedCompositeFieldContainer[Role]
-    def __init__(self, enabled: _Optional[bool] = ..., revision: _Optional[int] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., roles: _Optional[_Iterable[_Union[Role, _Mapping]]] = ...) -> None: ...
+    applied: _containers.RepeatedCompositeFieldContainer[AppliedChange]
+    def __init__(self, enabled: _Optional[bool] = ..., revision: _Optional[int] = ..., users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., roles: _Optional[_Iterable[_Union[Role, _Mapping]]] = ..., applied: _Optional[_Iterable[_Union[AppliedChange, _Mapping]]] = ...) -> None: ...
+
+class AppliedChange(_message.Message):
+    __slots__ = ("request_id", "revision", "token_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: bytes
+    revision: int
+    token_id: str
+    def __init__(self, request_id: _Optional[bytes] = ..., revision: _Optional[int] = ..., token_id: _Optional[str] = ...) -> None: ...
 
 class UserRole(_message.Message):
     __slots__ = ("user", "role")
@@ -124,10 +136,12 @@ class AuthChange(_message.Message):
     def __init__(self, set_enabled: _Optional[bool] = ..., add_user: _Optional[str] = ..., delete_user: _Optional[str] = ..., grant_role: _Optional[_Union[UserRole, _Mapping]] = ..., revoke_role: _Optional[_Union[UserRole, _Mapping]] = ..., add_role: _Optional[str] = ..., delete_role: _Optional[str] = ..., grant_permission: _Optional[_Union[RolePermission, _Mapping]] = ..., revoke_permission: _Optional[_Union[RolePermission, _Mapping]] = ..., create_token: _Optional[str] = ..., revoke_token: _Optional[str] = ...) -> None: ...
 
 class AuthChangeRequest(_message.Message):
-    __slots__ = ("change",)
+    __slots__ = ("change", "request_id")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     change: AuthChange
-    def __init__(self, change: _Optional[_Union[AuthChange, _Mapping]] = ...) -> None: ...
+    request_id: bytes
+    def __init__(self, change: _Optional[_Union[AuthChange, _Mapping]] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class AuthChangeResponse(_message.Message):
     __slots__ = ("revision", "token", "nodes_behind")
