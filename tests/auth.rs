@@ -291,6 +291,42 @@ async fn auth_needs_tls_and_a_root_user() {
     );
     c.put("still-open", "v").await.expect("auth is still off");
     cluster.shutdown().await;
+
+    // TLS everywhere, but node 3 checks no peer certificate names: refused, whichever
+    // node leads the meta shard (once every node has reported to it).
+    let p = pki.clone();
+    let cluster = TestCluster::start_with(3, move |cfg| {
+        secure(cfg, &p);
+        if cfg.node_id == 3 {
+            cfg.security.peer_cert_allowed_cn.clear();
+        }
+    })
+    .await;
+    let c = client(&cluster.addrs(), Some(pki.client()), None).await;
+    change(&c, Op::AddUser("root".into())).await.expect("user");
+    change(
+        &c,
+        Op::GrantRole(UserRole {
+            user: "root".into(),
+            role: "root".into(),
+        }),
+    )
+    .await
+    .expect("role");
+    let refusal = wait_for("enabling to be refused for node 3", WAIT, || async {
+        match change(&c, Op::SetEnabled(true)).await {
+            Err(Error::FailedPrecondition(m)) if m.contains("not reported") => None,
+            Err(Error::FailedPrecondition(m)) => Some(m),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    })
+    .await;
+    assert!(
+        refusal.contains("node 3") || refusal.contains("peer certificates"),
+        "{refusal}"
+    );
+    assert!(!c.who_am_i().await.expect("whoami").auth_enabled);
+    cluster.shutdown().await;
 }
 
 /// A change sent again under its request id (a retry after a lost answer) applies

@@ -29,6 +29,8 @@ pub(crate) struct Liveness {
     pub(crate) loads: HashMap<u64, ShardLoad>,
     /// Node → the auth revision it last reported having in effect.
     pub(crate) auth_revisions: HashMap<u64, u64>,
+    /// Node → whether its transport is fit for auth, as it last reported.
+    pub(crate) auth_transport_ok: HashMap<u64, bool>,
 }
 
 impl Liveness {

@@ -156,6 +156,8 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
                 live.loads.insert(load.shard_id, load);
             }
             live.auth_revisions.insert(hb.node_id, hb.auth_revision);
+            live.auth_transport_ok
+                .insert(hb.node_id, hb.auth_transport_ok);
         }
     }
     let current = ctx.meta.state().unwrap_or_default();
@@ -199,6 +201,7 @@ pub(crate) fn watch_from(live: &mut Liveness, term: u64) {
             stats: HashMap::new(),
             loads: HashMap::new(),
             auth_revisions: HashMap::new(),
+            auth_transport_ok: HashMap::new(),
         };
     }
 }
@@ -370,8 +373,13 @@ pub(crate) async fn handle_auth_change(
         .change
         .filter(|c| c.op.is_some())
         .ok_or_else(|| Error::invalid("change", "no change given"))?;
+    // Elsewhere than on the meta leader: NotLeader, and the caller asks the leader.
+    // Checked first: only the leader hears every node's heartbeat, and only its
+    // memory of the tokens it made answers a retried create_token.
+    meta_leader(ctx).await?;
     if matches!(change.op, Some(Op::SetEnabled(true))) {
         check_auth_transport(&ctx.config().security)?;
+        check_members_transport(ctx).await?;
     }
     let mut token = String::new();
     let mut cmd = crate::auth::AuthCommand {
@@ -424,6 +432,51 @@ pub(crate) async fn handle_auth_change(
         token,
         nodes_behind,
     })
+}
+
+/// Every member node (all but removed ones) must have reported a transport fit for
+/// auth to this meta leader: a node without TLS would take tokens in clear text. A
+/// member not heard from yet (the leader is new, or the cluster just started) is
+/// waited for, as long as a change's fence.
+async fn check_members_transport(ctx: &NodeCtx) -> Result<()> {
+    let deadline = Instant::now() + AUTH_FENCE;
+    loop {
+        let Some((node, reported)) = unfit_member(ctx) else {
+            return Ok(());
+        };
+        if reported {
+            return Err(Error::FailedPrecondition(format!(
+                "node {node} has no TLS or no peer certificate check (ca-path, cert-path, \
+                 key-path, client-cert-auth, peer-cert-allowed-cn): auth would not be safe \
+                 there"
+            )));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::FailedPrecondition(format!(
+                "node {node} has not reported its TLS settings to this meta leader (it is \
+                 down, or the leader is new): try again once it is up, or remove it \
+                 (ctxctl node remove)"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The first member (not removed, not this node) whose transport is not known to be
+/// fit for auth, and whether it reported at all.
+fn unfit_member(ctx: &NodeCtx) -> Option<(u64, bool)> {
+    let state = ctx.meta.state().unwrap_or_default();
+    let live = ctx.meta.liveness.lock();
+    state
+        .nodes
+        .iter()
+        .filter(|n| n.node_id != ctx.node_id.0)
+        .filter(|n| n.admin != crate::proto::NodeAdmin::Removed as i32)
+        .find_map(|n| match live.auth_transport_ok.get(&n.node_id) {
+            Some(true) => None,
+            Some(false) => Some((n.node_id, true)),
+            None => Some((n.node_id, false)),
+        })
 }
 
 /// Auth is only as good as its transport: tokens must not travel in clear text, and
@@ -838,6 +891,7 @@ async fn collect_report(ctx: &NodeCtx, asleep: &mut HashMap<u64, ShardStatus>) -
         stats: Some(stats),
         loads,
         auth_revision: ctx.auth.kept_revision(),
+        auth_transport_ok: check_auth_transport(&ctx.config().security).is_ok(),
     }
 }
 

@@ -92,20 +92,22 @@ class RoutingTable(_message.Message):
     def __init__(self, shards: _Optional[_Iterable[_Union[_kv_pb2.ShardRoute, _Mapping]]] = ..., ring_shards: _Optional[_Iterable[int]] = ..., routing_version: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., source: _Optional[str] = ..., cluster_config: _Optional[_Union[ClusterConfig, _Mapping]] = ..., auth_revision: _Optional[int] = ..., auth: _Optional[_Union[_auth_pb2.AuthStore, _Mapping]] = ...) -> None: ...
 
 class NodeHeartbeat(_message.Message):
-    __slots__ = ("node_id", "addr", "leading", "stats", "loads", "auth_revision")
+    __slots__ = ("node_id", "addr", "leading", "stats", "loads", "auth_revision", "auth_transport_ok")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
     LEADING_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     LOADS_FIELD_NUMBER: _ClassVar[int]
     AUTH_REVISION_FIELD_NUMBER: _ClassVar[int]
+    AUTH_TRANSPORT_OK_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     addr: str
     leading: _containers.RepeatedCompositeFieldContainer[_kv_pb2.ShardRoute]
     stats: NodeStats
     loads: _containers.RepeatedCompositeFieldContainer[ShardLoad]
     auth_revision: int
-    def __init__(self, node_id: _Optional[int] = ..., addr: _Optional[str] = ..., leading: _Optional[_Iterable[_Union[_kv_pb2.ShardRoute, _Mapping]]] = ..., stats: _Optional[_Union[NodeStats, _Mapping]] = ..., loads: _Optional[_Iterable[_Union[ShardLoad, _Mapping]]] = ..., auth_revision: _Optional[int] = ...) -> None: ...
+    auth_transport_ok: bool
+    def __init__(self, node_id: _Optional[int] = ..., addr: _Optional[str] = ..., leading: _Optional[_Iterable[_Union[_kv_pb2.ShardRoute, _Mapping]]] = ..., stats: _Optional[_Union[NodeStats, _Mapping]] = ..., loads: _Optional[_Iterable[_Union[ShardLoad, _Mapping]]] = ..., auth_revision: _Optional[int] = ..., auth_transport_ok: _Optional[bool] = ...) -> None: ...
 
 class ShardLoad(_message.Message):
     __slots__ = ("shard_id", "approx_bytes", "approx_keys", "writes_per_sec", "reads_per_sec", "caught_up", "conf_ver")
