@@ -6,10 +6,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../proto")
         .canonicalize()?;
-    let files = ["kv.proto", "cluster.proto", "context.proto", "auth.proto"]
-        .map(|f| root.join("ctxstore/v1").join(f));
-    for f in &files {
-        println!("cargo:rerun-if-changed={}", f.display());
+    let names = ["kv.proto", "cluster.proto", "context.proto", "auth.proto"];
+    let files = names.map(|f| root.join("ctxstore/v1").join(f));
+    // Relative to this crate: cargo then checks the files of the tree being built.
+    // With absolute paths, two checkouts sharing one target dir (CARGO_TARGET_DIR)
+    // share this script's output, and a proto change in one went unseen in the other
+    // until the script ran again for another reason.
+    for f in names {
+        println!("cargo:rerun-if-changed=../../proto/ctxstore/v1/{f}");
     }
     let fds = protox::compile(&files, [&root])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
