@@ -13,7 +13,7 @@ use crate::error::{ErrInto, Error, Result};
 use crate::keys;
 use crate::node::ctx::NodeCtx;
 use crate::proto::{ApplyState, MetaState, ShardDescriptor};
-use crate::raft::handle::PeerMsg;
+use crate::raft::handle::{PeerMsg, Stamp};
 use crate::raft::peer::{Peer, ReplicaInit};
 use crate::storage::log_writer::add_to_batch;
 use crate::storage::peer_storage::{INIT_INDEX, INIT_TERM};
@@ -37,15 +37,18 @@ pub(crate) fn on_raft_message(
     lineage: Lineage,
     from: NodeId,
     msg: Message,
-    leader_commit: u64,
-    hibernate: bool,
+    stamp: Stamp,
 ) {
     if !ctx.transport.allowed_from(from) {
         return;
     }
     if let Some(p) = ctx.peer(shard) {
         // Dropped under overload; Raft retransmits.
-        let _ = p.try_send(PeerMsg::Raft(Box::new(msg), from, leader_commit, hibernate));
+        let _ = p.try_send(PeerMsg::Raft {
+            msg: Box::new(msg),
+            from,
+            stamp,
+        });
         return;
     }
     let from_leader = matches!(
@@ -115,7 +118,14 @@ pub(crate) fn on_raft_message(
     match Peer::spawn(ctx.clone(), init) {
         Ok(handle) => {
             tracing::info!(%shard, replica = msg.to, "created replica to receive a snapshot");
-            let _ = handle.try_send(PeerMsg::Raft(Box::new(msg), from, leader_commit, false));
+            let _ = handle.try_send(PeerMsg::Raft {
+                msg: Box::new(msg),
+                from,
+                stamp: Stamp {
+                    hibernate: false,
+                    ..stamp
+                },
+            });
             ctx.register(handle);
         }
         Err(e) => tracing::error!(%shard, error = %e, "cannot create replica"),

@@ -45,12 +45,23 @@ pub(crate) enum MemberChange {
     },
 }
 
+/// What a raft message's envelope (`RaftEnvelope`) says beside the message.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Stamp {
+    /// The sender's commit index if it sent the message as the shard's leader, else 0.
+    pub(crate) leader_commit: u64,
+    /// A leader's hibernation heartbeat (`raft::hibernate`).
+    pub(crate) hibernate: bool,
+}
+
 /// Requests and raft messages for a replica (bounded queue).
 pub(crate) enum PeerMsg {
-    /// A raft message from another node, the sender's commit index if it sent it as
-    /// the shard's leader (0 otherwise; the envelope's `leader_commit`), and whether
-    /// it is a hibernation heartbeat (the envelope's `hibernate`).
-    Raft(Box<Message>, NodeId, u64, bool),
+    /// A raft message from another node, with its envelope's stamp.
+    Raft {
+        msg: Box<Message>,
+        from: NodeId,
+        stamp: Stamp,
+    },
     /// Replicate a command (touching partition hash `hash`, if one); answered once
     /// applied.
     Propose(

@@ -12,7 +12,7 @@
 use crate::error::{ErrInto, Error, Result};
 use crate::node::ctx::NodeCtx;
 use crate::proto::{CommandResult, RaftCommand, ReplicaInfo, ShardDescriptor};
-use crate::raft::handle::{Epoch, PeerEvent, PeerHandle, PeerMsg};
+use crate::raft::handle::{Epoch, PeerEvent, PeerHandle, PeerMsg, Stamp};
 use crate::raft::logger::replica_logger;
 use crate::storage::PeerStorage;
 use crate::types::{NodeId, ReplicaId, ShardId};
@@ -403,12 +403,23 @@ impl Peer {
         // decide below, status and GC queries do not.
         if !matches!(
             msg,
-            PeerMsg::Raft(..) | PeerMsg::Status(_) | PeerMsg::LoadSamples(_) | PeerMsg::Gc { .. }
+            PeerMsg::Raft { .. }
+                | PeerMsg::Status(_)
+                | PeerMsg::LoadSamples(_)
+                | PeerMsg::Gc { .. }
         ) {
             self.wake();
         }
         match msg {
-            PeerMsg::Raft(m, from_node, leader_commit, hibernate) => {
+            PeerMsg::Raft {
+                msg: m,
+                from: from_node,
+                stamp:
+                    Stamp {
+                        leader_commit,
+                        hibernate,
+                    },
+            } => {
                 if Self::wakes(m.get_msg_type(), hibernate) {
                     self.wake();
                 }

@@ -6,7 +6,7 @@ use crate::error::{ErrInto, Error, Result};
 use crate::fsm::apply::apply_round;
 use crate::keys;
 use crate::proto::{ConfChangeContext, Replica, ReplicaRole, SnapshotMeta};
-use crate::raft::handle::PeerEvent;
+use crate::raft::handle::{PeerEvent, Stamp};
 use crate::raft::peer::{Peer, PendingSnapshot, Reply};
 use crate::storage::snapshot::{self, SnapshotFile};
 use crate::storage::{LogOp, PeerStorage, WriteTask};
@@ -328,8 +328,10 @@ impl Peer {
                 lineage,
                 node,
                 m,
-                leader_commit,
-                hibernate,
+                Stamp {
+                    leader_commit,
+                    hibernate,
+                },
                 self.events.clone(),
             );
         }

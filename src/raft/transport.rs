@@ -8,7 +8,7 @@
 
 use crate::proto::raft_client::RaftClient;
 use crate::proto::{RaftBatch, RaftEnvelope, SnapshotChunk, SnapshotMeta};
-use crate::raft::handle::PeerEvent;
+use crate::raft::handle::{PeerEvent, Stamp};
 use crate::storage::snapshot::{SnapshotFile, SnapshotStore};
 use crate::types::{NodeId, ShardId};
 use crate::util::Backoff;
@@ -170,19 +170,16 @@ impl Transport {
             .is_none_or(|f| f.allow(from, self.node_id))
     }
 
-    /// Queues a raft message of `shard` for node `to`; `events` hears how a snapshot
-    /// send ended. `lineage` is the shard's `(split_from, split_index)` (zeros for a
-    /// shard made at bootstrap); `leader_commit` the sender's commit index if it leads
-    /// the shard, else 0; `hibernate` marks a leader's hibernation heartbeat.
-    #[allow(clippy::too_many_arguments)]
+    /// Queues a raft message of `shard` for node `to`, its envelope stamped with
+    /// `stamp`; `events` hears how a snapshot send ended. `lineage` is the shard's
+    /// `(split_from, split_index)` (zeros for a shard made at bootstrap).
     pub(crate) fn send(
         &self,
         shard: ShardId,
         lineage: (u64, u64),
         to: NodeId,
         msg: Message,
-        leader_commit: u64,
-        hibernate: bool,
+        stamp: Stamp,
         events: mpsc::UnboundedSender<PeerEvent>,
     ) {
         let kind = msg.get_msg_type();
@@ -209,8 +206,8 @@ impl Transport {
             message: bytes.into(),
             split_from: lineage.0,
             split_index: lineage.1,
-            leader_commit,
-            hibernate,
+            leader_commit: stamp.leader_commit,
+            hibernate: stamp.hibernate,
         };
         if is_snap {
             self.metrics.raft_message(kind, true);

@@ -9,7 +9,7 @@ use crate::node::ctx::NodeCtx;
 use crate::node::replicas::on_raft_message;
 use crate::proto::raft_server::Raft;
 use crate::proto::{RaftBatch, RaftDone, SnapshotChunk, SnapshotDone, SnapshotMeta};
-use crate::raft::handle::PeerMsg;
+use crate::raft::handle::{PeerMsg, Stamp};
 use crate::storage::snapshot::{self, SpoolWriter};
 use crate::types::{NodeId, ShardId};
 use prost::Message as _;
@@ -62,8 +62,10 @@ impl Raft for RaftService {
                             lineage,
                             NodeId(env.from_node),
                             m,
-                            env.leader_commit,
-                            env.hibernate,
+                            Stamp {
+                                leader_commit: env.leader_commit,
+                                hibernate: env.hibernate,
+                            },
                         )
                     }
                     Err(e) => tracing::warn!(error = %e, "undecodable raft message dropped"),
@@ -162,7 +164,11 @@ impl Raft for RaftService {
         self.ctx.snapshots.put_incoming(file);
         match self.ctx.peer(shard) {
             Some(p) => p
-                .send(PeerMsg::Raft(Box::new(msg), from, 0, false))
+                .send(PeerMsg::Raft {
+                    msg: Box::new(msg),
+                    from,
+                    stamp: Stamp::default(),
+                })
                 .await
                 .map_err(|_| Status::unavailable("replica stopped"))?,
             None => on_raft_message(
@@ -171,8 +177,7 @@ impl Raft for RaftService {
                 (env.split_from, env.split_index),
                 from,
                 msg,
-                0,
-                false,
+                Stamp::default(),
             ),
         }
         Ok(Response::new(SnapshotDone {}))
