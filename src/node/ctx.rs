@@ -85,10 +85,8 @@ pub(crate) struct NodeCtx {
     pub(crate) purge: PurgeHints,
     /// Splits in progress on this node (`split.max-concurrent-per-node`).
     pub(crate) splits_in_progress: std::sync::atomic::AtomicU64,
-    /// Shard → (approximate bytes, keys) as the splitter last measured them.
-    sizes: Mutex<HashMap<ShardId, (u64, u64)>>,
-    /// The applied index each shard's size was last measured at.
-    measured_at: Mutex<HashMap<ShardId, u64>>,
+    /// Shard → its size as the splitter last measured it.
+    sizes: Mutex<HashMap<ShardId, Measured>>,
     /// Reads this node served, and the test seam that slows them.
     pub(crate) reads: ReadProbe,
     /// The node's metrics (`/metrics` on the status listener).
@@ -117,6 +115,14 @@ impl PurgeHints {
     pub(crate) fn take(&self, shard: ShardId) -> bool {
         self.marked.lock().remove(&shard)
     }
+}
+
+/// A shard's size as the splitter last measured it.
+struct Measured {
+    bytes: u64,
+    keys: u64,
+    /// The applied index it was measured at, if it needed no split then.
+    settled_at: Option<u64>,
 }
 
 impl NodeCtx {
@@ -167,7 +173,6 @@ impl NodeCtx {
             purge: PurgeHints::default(),
             splits_in_progress: Default::default(),
             sizes: Mutex::new(HashMap::new()),
-            measured_at: Mutex::new(HashMap::new()),
             reads: ReadProbe::new(metrics.reads_served.clone()),
             metrics,
             cancel,
@@ -389,16 +394,32 @@ impl NodeCtx {
         self.set_tombstone(shard, replica.0);
     }
 
-    /// Records a shard's size as last measured, at applied index `applied`.
-    pub(crate) fn record_size(&self, shard: ShardId, bytes: u64, keys: u64, applied: u64) {
-        self.sizes.lock().insert(shard, (bytes, keys));
-        self.measured_at.lock().insert(shard, applied);
+    /// Records a shard's size as just measured.
+    pub(crate) fn record_size(&self, shard: ShardId, bytes: u64, keys: u64) {
+        self.sizes.lock().insert(
+            shard,
+            Measured {
+                bytes,
+                keys,
+                settled_at: None,
+            },
+        );
     }
 
-    /// Whether the shard's size was last measured at applied index `applied` (nothing
-    /// was written since).
-    pub(crate) fn measured_at(&self, shard: ShardId, applied: u64) -> bool {
-        self.measured_at.lock().get(&shard) == Some(&applied)
+    /// Records that the shard, measured at applied index `applied`, needs no split.
+    pub(crate) fn record_settled(&self, shard: ShardId, applied: u64) {
+        if let Some(m) = self.sizes.lock().get_mut(&shard) {
+            m.settled_at = Some(applied);
+        }
+    }
+
+    /// Whether the shard needed no split when last measured, at applied index
+    /// `applied`: nothing was written since, so it still does not.
+    pub(crate) fn settled_at(&self, shard: ShardId, applied: u64) -> bool {
+        self.sizes
+            .lock()
+            .get(&shard)
+            .is_some_and(|m| m.settled_at == Some(applied))
     }
 
     /// The status of one replica (None: it did not answer in time or stopped), with
@@ -407,9 +428,9 @@ impl NodeCtx {
         let (tx, rx) = oneshot::channel();
         peer.send(PeerMsg::Status(tx)).await.ok()?;
         let mut s = tokio::time::timeout(STATUS_WAIT, rx).await.ok()?.ok()?;
-        if let Some((bytes, keys)) = self.sizes.lock().get(&peer.shard) {
-            s.approx_bytes = *bytes;
-            s.approx_keys = *keys;
+        if let Some(m) = self.sizes.lock().get(&peer.shard) {
+            s.approx_bytes = m.bytes;
+            s.approx_keys = m.keys;
         }
         Some(s)
     }

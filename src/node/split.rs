@@ -276,9 +276,10 @@ pub(crate) fn spawn_splitter(ctx: Arc<NodeCtx>) {
                 if !peer.epoch.leading() || peer.shard == META_SHARD {
                     continue;
                 }
-                // A hibernating shard measured since its last write is the same size.
+                // A shard that needed no split, with nothing written since, still
+                // does not (idle and hibernating shards are not measured again).
                 let applied = peer.epoch.applied();
-                if peer.epoch.hibernating() && ctx.measured_at(peer.shard, applied) {
+                if ctx.settled_at(peer.shard, applied) {
                     continue;
                 }
                 let Some(status) = ctx.replica_status(&peer).await else {
@@ -301,7 +302,15 @@ pub(crate) fn spawn_splitter(ctx: Arc<NodeCtx>) {
                     }
                     Err(_) => continue,
                 };
-                ctx.record_size(peer.shard, bytes, keys, applied);
+                ctx.record_size(peer.shard, bytes, keys);
+                let by_size = bytes > cfg.max_size || keys > cfg.max_keys;
+                let by_load = status.writes_per_sec > cfg.max_writes_per_sec as f64
+                    || status.write_bytes_per_sec > cfg.max_write_bytes_per_sec as f64;
+                if !by_size && !by_load {
+                    ctx.record_settled(peer.shard, applied);
+                }
+                // A shard to split but held back (splits off, the storm guard) is
+                // measured again next round.
                 if !cfg.enabled
                     || last
                         .get(&peer.shard)
@@ -309,9 +318,6 @@ pub(crate) fn spawn_splitter(ctx: Arc<NodeCtx>) {
                 {
                     continue;
                 }
-                let by_size = bytes > cfg.max_size || keys > cfg.max_keys;
-                let by_load = status.writes_per_sec > cfg.max_writes_per_sec as f64
-                    || status.write_bytes_per_sec > cfg.max_write_bytes_per_sec as f64;
                 let at = if by_size {
                     None
                 } else if by_load {

@@ -411,7 +411,7 @@ impl Peer {
         }
     }
 
-    pub(crate) fn status(&self) -> ShardStatus {
+    pub(crate) fn status(&mut self) -> ShardStatus {
         let raft = &self.raw.raft;
         let role = match raft.state {
             StateRole::Leader => "leader",
@@ -429,6 +429,9 @@ impl Peer {
         } else {
             Vec::new()
         };
+        // Ticks roll the load window; a hibernating replica has none, so its last
+        // window would otherwise outlive the load it measured.
+        self.load.roll(std::time::Instant::now());
         let load = self.load.last();
         let hot_hash = match crate::load::load_split_point(&load.samples) {
             crate::load::LoadSplit::Hot(h) if self.is_leader() => Some(h),
