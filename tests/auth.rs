@@ -43,6 +43,22 @@ async fn change(c: &Client, op: Op) -> ctxstore::Result<u64> {
     Ok(r.revision)
 }
 
+/// User root with the role root.
+async fn add_root(c: &Client) {
+    change(c, Op::AddUser("root".into()))
+        .await
+        .expect("root user");
+    change(
+        c,
+        Op::GrantRole(UserRole {
+            user: "root".into(),
+            role: "root".into(),
+        }),
+    )
+    .await
+    .expect("root role");
+}
+
 async fn token_for(c: &Client, user: &str) -> String {
     c.auth_change(AuthChange {
         op: Some(Op::CreateToken(user.into())),
@@ -111,18 +127,7 @@ async fn auth_cluster() -> Setup {
     let cluster = TestCluster::start_with(3, move |cfg| secure(cfg, &p)).await;
     let addrs = cluster.addrs();
     let anyone = client(&addrs, Some(pki.client()), None).await;
-    change(&anyone, Op::AddUser("root".into()))
-        .await
-        .expect("root user");
-    change(
-        &anyone,
-        Op::GrantRole(UserRole {
-            user: "root".into(),
-            role: "root".into(),
-        }),
-    )
-    .await
-    .expect("root role");
+    add_root(&anyone).await;
     let root = token_for(&anyone, "root").await;
     let a = tenant(&anyone, "a").await;
     tenant(&anyone, "b").await;
@@ -233,16 +238,7 @@ async fn auth_needs_tls_and_a_root_user() {
     // Plaintext: refused, even with a root user.
     let cluster = TestCluster::start(3).await;
     let c = cluster.client().await;
-    change(&c, Op::AddUser("root".into())).await.expect("user");
-    change(
-        &c,
-        Op::GrantRole(UserRole {
-            user: "root".into(),
-            role: "root".into(),
-        }),
-    )
-    .await
-    .expect("role");
+    add_root(&c).await;
     let e = change(&c, Op::SetEnabled(true)).await.expect_err("no TLS");
     assert!(
         matches!(&e, Error::FailedPrecondition(m) if m.contains("TLS")),
@@ -303,16 +299,7 @@ async fn auth_needs_tls_and_a_root_user() {
     })
     .await;
     let c = client(&cluster.addrs(), Some(pki.client()), None).await;
-    change(&c, Op::AddUser("root".into())).await.expect("user");
-    change(
-        &c,
-        Op::GrantRole(UserRole {
-            user: "root".into(),
-            role: "root".into(),
-        }),
-    )
-    .await
-    .expect("role");
+    add_root(&c).await;
     let refusal = wait_for("enabling to be refused for node 3", WAIT, || async {
         match change(&c, Op::SetEnabled(true)).await {
             Err(Error::FailedPrecondition(m)) if m.contains("not reported") => None,
