@@ -11,9 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORKERS="${WORKERS:-8}"
 DURATION="${DURATION:-10}"
-source scripts/bench-common.sh
 say() { printf 'bench-langgraph: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "run it as root: it installs PostgreSQL and runs it as the postgres user"
+source scripts/bench-common.sh
 source scripts/python-venv.sh
 
 # PostgreSQL.
@@ -24,15 +25,20 @@ if [ -z "$pg_bin" ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
   pg_bin="$(newest_pg)"
+  # Debian's package starts a cluster of its own on port 5432; this bench runs its
+  # own server, so that one is stopped again.
+  if command -v pg_ctlcluster >/dev/null 2>&1; then
+    pg_ctlcluster --force "$(basename "$(dirname "$pg_bin")")" main stop 2>/dev/null || true
+  fi
 fi
 chmod 755 "$WORK"
 install -d -o postgres "$WORK/pg"
 pg_port="$(free_port)"
 as_pg() { su postgres -s /bin/sh -c "$*"; }
-as_pg "'$pg_bin/initdb' -D '$WORK/pg/data' -A trust -U bench >/dev/null"
-as_pg "'$pg_bin/pg_ctl' -D '$WORK/pg/data' -l '$WORK/pg/log' -w -o \"-p $pg_port -k $WORK/pg -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on\" start >/dev/null"
-stop_pg() { as_pg "'$pg_bin/pg_ctl' -D '$WORK/pg/data' -m fast stop >/dev/null" || true; }
+stop_pg() { as_pg "'$pg_bin/pg_ctl' -D '$WORK/pg/data' -m fast stop >/dev/null 2>&1" || true; }
 trap 'stop_pg; cleanup' EXIT
+as_pg "'$pg_bin/initdb' -D '$WORK/pg/data' -A trust -U bench >/dev/null"
+as_pg "'$pg_bin/pg_ctl' -D '$WORK/pg/data' -l '$WORK/pg/log' -w -o \"-p $pg_port -k '$WORK/pg' -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on\" start >/dev/null"
 
 # The Python side: the ctxstore package and the other savers.
 venv="${CTXSTORE_BENCH_VENV:-$HOME/.cache/ctxstore-bench-lg-venv}"
