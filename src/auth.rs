@@ -17,8 +17,8 @@
 
 use crate::error::{Error, Result};
 use crate::proto::{
-    auth_change::Op, Access, AppliedChange, AuthStore, Permission, ResourceKind, Role, TokenRecord,
-    User,
+    auth_change::Op, Access, AppliedChange, AuthChange, AuthStore, Permission, ResourceKind, Role,
+    TokenRecord, User,
 };
 use parking_lot::RwLock;
 use prost::Message;
@@ -126,21 +126,71 @@ fn check_permission(p: &Permission) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Applies one change to `store` (the meta shard's state machine), bumping its
-/// revision; `Err` says why it was refused, and then nothing changed.
+/// Most changes one command may carry (`AuthChangeRequest.more`).
+pub const MAX_CHANGES: usize = 64;
+
+/// The changes a command carries, in order (`change`, then `more`).
+pub fn changes(cmd: &AuthCommand) -> impl Iterator<Item = &AuthChange> {
+    cmd.change.iter().chain(&cmd.more)
+}
+
+/// Applies a command's changes to `store` (the meta shard's state machine), all or
+/// none, bumping its revision once; `Err` says why it was refused, and then nothing
+/// changed.
 pub fn apply(store: &mut AuthStore, cmd: &AuthCommand) -> std::result::Result<(), String> {
     if applied_as(store, &cmd.request_id).is_some() {
         return Ok(());
     }
+    let n = changes(cmd).count();
+    if n > MAX_CHANGES {
+        return Err(format!("at most {MAX_CHANGES} changes at once, got {n}"));
+    }
+    let tokens = changes(cmd)
+        .filter(|c| matches!(c.op, Some(Op::CreateToken(_))))
+        .count();
+    if tokens > 1 {
+        return Err("at most one create_token in one change".into());
+    }
     let mut next = store.clone();
-    let op = cmd
-        .change
-        .as_ref()
-        .and_then(|c| c.op.as_ref())
-        .ok_or("empty auth change")?;
+    let mut ops = changes(cmd).peekable();
+    if ops.peek().is_none() {
+        return Err("empty auth change".into());
+    }
+    for change in ops {
+        let op = change.op.as_ref().ok_or("empty auth change")?;
+        apply_op(&mut next, op, cmd.new_token.as_ref())?;
+    }
+    if next.enabled && !has_root(&next) {
+        return Err("this would leave no user with the role root while auth is enabled".into());
+    }
+    next.revision = store.revision + 1;
+    if !cmd.request_id.is_empty() {
+        next.applied.push(AppliedChange {
+            request_id: cmd.request_id.clone(),
+            revision: next.revision,
+            token_id: cmd
+                .new_token
+                .as_ref()
+                .filter(|_| tokens == 1)
+                .map(|t| t.id.clone())
+                .unwrap_or_default(),
+        });
+        let over = next.applied.len().saturating_sub(MAX_APPLIED);
+        next.applied.drain(..over);
+    }
+    *store = next;
+    Ok(())
+}
+
+/// One change, applied to `next` (the caller keeps or drops it whole).
+fn apply_op(
+    next: &mut AuthStore,
+    op: &Op,
+    new_token: Option<&TokenRecord>,
+) -> std::result::Result<(), String> {
     match op {
         Op::SetEnabled(on) => {
-            if *on && !has_root(&next) {
+            if *on && !has_root(next) {
                 return Err("auth cannot be enabled before a user has the role root \
                             (ctxctl auth user add NAME; ctxctl auth user grant NAME root)"
                     .into());
@@ -158,21 +208,21 @@ pub fn apply(store: &mut AuthStore, cmd: &AuthCommand) -> std::result::Result<()
             });
         }
         Op::DeleteUser(name) => {
-            user_mut(&mut next, name)?;
+            user_mut(next, name)?;
             next.users.retain(|u| &u.name != name);
         }
         Op::GrantRole(ur) => {
             if ur.role != ROOT_ROLE && !next.roles.iter().any(|r| r.name == ur.role) {
                 return Err(format!("no role {:?}", ur.role));
             }
-            let user = user_mut(&mut next, &ur.user)?;
+            let user = user_mut(next, &ur.user)?;
             if !user.roles.contains(&ur.role) {
                 user.roles.push(ur.role.clone());
                 user.roles.sort();
             }
         }
         Op::RevokeRole(ur) => {
-            let user = user_mut(&mut next, &ur.user)?;
+            let user = user_mut(next, &ur.user)?;
             if !user.roles.contains(&ur.role) {
                 return Err(format!(
                     "user {:?} does not have role {:?}",
@@ -192,7 +242,7 @@ pub fn apply(store: &mut AuthStore, cmd: &AuthCommand) -> std::result::Result<()
             });
         }
         Op::DeleteRole(name) => {
-            role_mut(&mut next, name)?;
+            role_mut(next, name)?;
             if let Some(u) = next.users.iter().find(|u| u.roles.contains(name)) {
                 return Err(format!(
                     "role {name:?} is held by user {:?}: revoke it first",
@@ -204,14 +254,14 @@ pub fn apply(store: &mut AuthStore, cmd: &AuthCommand) -> std::result::Result<()
         Op::GrantPermission(rp) => {
             let p = rp.permission.clone().ok_or("no permission given")?;
             check_permission(&p)?;
-            let role = role_mut(&mut next, &rp.role)?;
+            let role = role_mut(next, &rp.role)?;
             if !role.permissions.contains(&p) {
                 role.permissions.push(p);
             }
         }
         Op::RevokePermission(rp) => {
             let p = rp.permission.clone().ok_or("no permission given")?;
-            let role = role_mut(&mut next, &rp.role)?;
+            let role = role_mut(next, &rp.role)?;
             let before = role.permissions.len();
             role.permissions.retain(|q| q != &p);
             if role.permissions.len() == before {
@@ -219,9 +269,8 @@ pub fn apply(store: &mut AuthStore, cmd: &AuthCommand) -> std::result::Result<()
             }
         }
         Op::CreateToken(name) => {
-            let record = cmd
-                .new_token
-                .clone()
+            let record = new_token
+                .cloned()
                 .filter(|r| r.id.len() == 16 && r.sha256.len() == 32)
                 .ok_or("the change carries no token record")?;
             if next
@@ -232,7 +281,7 @@ pub fn apply(store: &mut AuthStore, cmd: &AuthCommand) -> std::result::Result<()
             {
                 return Err("token id collision; try again".into());
             }
-            let user = user_mut(&mut next, name)?;
+            let user = user_mut(next, name)?;
             if user.tokens.len() >= MAX_TOKENS_PER_USER {
                 return Err(format!(
                     "user {name:?} has {MAX_TOKENS_PER_USER} tokens: revoke one first"
@@ -249,25 +298,6 @@ pub fn apply(store: &mut AuthStore, cmd: &AuthCommand) -> std::result::Result<()
             user.tokens.retain(|t| &t.id != id);
         }
     }
-    if next.enabled && !has_root(&next) {
-        return Err("this would leave no user with the role root while auth is enabled".into());
-    }
-    next.revision = store.revision + 1;
-    if !cmd.request_id.is_empty() {
-        next.applied.push(AppliedChange {
-            request_id: cmd.request_id.clone(),
-            revision: next.revision,
-            token_id: cmd
-                .new_token
-                .as_ref()
-                .filter(|_| matches!(op, Op::CreateToken(_)))
-                .map(|t| t.id.clone())
-                .unwrap_or_default(),
-        });
-        let over = next.applied.len().saturating_sub(MAX_APPLIED);
-        next.applied.drain(..over);
-    }
-    *store = next;
     Ok(())
 }
 
@@ -630,7 +660,7 @@ impl AuthHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{AuthChange, RolePermission, UserRole};
+    use crate::proto::{RolePermission, UserRole};
 
     fn change(op: Op) -> AuthCommand {
         AuthCommand {

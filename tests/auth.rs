@@ -68,40 +68,41 @@ async fn token_for(c: &Client, user: &str) -> String {
     .token
 }
 
-/// Role and user `name` with read-write on `name/` of every kind.
+/// Role and user `name` with read-write on `name/` of every kind, and a token: one
+/// change, all or nothing (as `ctxctl auth tenant add` makes it).
 async fn tenant(c: &Client, name: &str) -> String {
-    change(c, Op::AddRole(name.into())).await.expect("role");
+    let mut ops = vec![Op::AddRole(name.into())];
     for kind in [
         ResourceKind::Kv,
         ResourceKind::Conversation,
         ResourceKind::Thread,
         ResourceKind::Model,
     ] {
-        change(
-            c,
-            Op::GrantPermission(RolePermission {
-                role: name.into(),
-                permission: Some(Permission {
-                    kind: kind as i32,
-                    prefix: format!("{name}/").into_bytes().into(),
-                    access: Access::Readwrite as i32,
-                }),
+        ops.push(Op::GrantPermission(RolePermission {
+            role: name.into(),
+            permission: Some(Permission {
+                kind: kind as i32,
+                prefix: format!("{name}/").into_bytes().into(),
+                access: Access::Readwrite as i32,
             }),
+        }));
+    }
+    ops.push(Op::AddUser(name.into()));
+    ops.push(Op::GrantRole(UserRole {
+        user: name.into(),
+        role: name.into(),
+    }));
+    ops.push(Op::CreateToken(name.into()));
+    let r = c
+        .auth_changes(
+            ops.into_iter()
+                .map(|op| AuthChange { op: Some(op) })
+                .collect(),
         )
         .await
-        .expect("grant");
-    }
-    change(c, Op::AddUser(name.into())).await.expect("user");
-    change(
-        c,
-        Op::GrantRole(UserRole {
-            user: name.into(),
-            role: name.into(),
-        }),
-    )
-    .await
-    .expect("grant role");
-    token_for(c, name).await
+        .expect("tenant");
+    assert!(r.nodes_behind.is_empty(), "every up node confirmed: {r:?}");
+    r.token
 }
 
 fn secure(cfg: &mut NodeConfig, pki: &DevPki) {
@@ -331,6 +332,7 @@ async fn a_retried_auth_change_applies_once() {
     let send = |op: Op, id: &'static [u8]| AuthChangeRequest {
         change: Some(AuthChange { op: Some(op) }),
         request_id: id.into(),
+        ..Default::default()
     };
     let first = raw
         .change(send(Op::AddUser("bob".into()), b"add-bob"))
@@ -364,6 +366,40 @@ async fn a_retried_auth_change_applies_once() {
     let bob = c.auth_get().await.expect("get");
     let bob = bob.users.iter().find(|u| u.name == "bob").expect("bob");
     assert_eq!(bob.tokens.len(), 1, "one token, not two");
+    // Several changes apply as one: a refused last change leaves nothing of the rest.
+    let before = c.auth_get().await.expect("get");
+    let e = c
+        .auth_changes(vec![
+            AuthChange {
+                op: Some(Op::AddRole("carol".into())),
+            },
+            AuthChange {
+                op: Some(Op::AddUser("carol".into())),
+            },
+            AuthChange {
+                op: Some(Op::GrantRole(UserRole {
+                    user: "carol".into(),
+                    role: "nope".into(),
+                })),
+            },
+        ])
+        .await
+        .expect_err("an unknown role");
+    assert!(matches!(e, Error::FailedPrecondition(_)), "{e:?}");
+    assert_eq!(
+        c.auth_get().await.expect("get"),
+        before,
+        "nothing of it applied"
+    );
+    let two_tokens = vec![
+        AuthChange {
+            op: Some(Op::CreateToken("bob".into())),
+        };
+        2
+    ];
+    c.auth_changes(two_tokens)
+        .await
+        .expect_err("one create_token at most");
     cluster.shutdown().await;
 }
 

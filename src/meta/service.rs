@@ -373,25 +373,33 @@ pub(crate) async fn handle_auth_change(
         .change
         .filter(|c| c.op.is_some())
         .ok_or_else(|| Error::invalid("change", "no change given"))?;
+    if req.more.iter().any(|c| c.op.is_none()) {
+        return Err(Error::invalid("more", "a change without an operation"));
+    }
+    if req.more.len() >= crate::auth::MAX_CHANGES {
+        return Err(Error::invalid(
+            "more",
+            format!("at most {} changes at once", crate::auth::MAX_CHANGES),
+        ));
+    }
     // Elsewhere than on the meta leader: NotLeader, and the caller asks the leader.
     // Checked first: only the leader hears every node's heartbeat, and only its
     // memory of the tokens it made answers a retried create_token.
     meta_leader(ctx).await?;
-    if matches!(change.op, Some(Op::SetEnabled(true))) {
-        check_auth_transport(&ctx.config().security)?;
-        check_members_transport(ctx).await?;
-    }
     let mut token = String::new();
     let mut cmd = crate::auth::AuthCommand {
         new_token: None,
         now_ms: now_ms(),
         change: Some(change),
         request_id: req.request_id,
+        more: req.more,
     };
-    if matches!(
-        cmd.change.as_ref().and_then(|c| c.op.as_ref()),
-        Some(Op::CreateToken(_))
-    ) {
+    let any = |f: fn(&Op) -> bool| crate::auth::changes(&cmd).any(|c| c.op.as_ref().is_some_and(f));
+    if any(|op| matches!(op, Op::SetEnabled(true))) {
+        check_auth_transport(&ctx.config().security)?;
+        check_members_transport(ctx).await?;
+    }
+    if any(|op| matches!(op, Op::CreateToken(_))) {
         let now = cmd.now_ms;
         let (t, record) = ctx
             .meta

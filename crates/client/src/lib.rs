@@ -1074,14 +1074,25 @@ impl Client {
     /// answer carries the token, shown only there. A refused change (an unknown user,
     /// enabling auth without a root user) is `FailedPrecondition` and changes nothing.
     pub async fn auth_change(&self, change: AuthChange) -> Result<AuthChangeResponse> {
-        // One id for every attempt: a retry of a change that was applied is not
-        // applied again.
-        let request_id = self.new_request_id();
+        self.auth_changes(vec![change]).await
+    }
+
+    /// [`Client::auth_change`] for several changes applied as one: all of them, under
+    /// one new revision, or none (at most 64, at most one `create_token`).
+    pub async fn auth_changes(&self, changes: Vec<AuthChange>) -> Result<AuthChangeResponse> {
+        let mut changes = changes.into_iter();
+        let first = changes
+            .next()
+            .ok_or_else(|| Error::invalid("change", "no change given"))?;
+        let req = AuthChangeRequest {
+            change: Some(first),
+            // One id for every attempt: a retry of a change that was applied is not
+            // applied again.
+            request_id: self.new_request_id(),
+            more: changes.collect(),
+        };
         self.call(|ch| {
-            let req = AuthChangeRequest {
-                change: Some(change.clone()),
-                request_id: request_id.clone(),
-            };
+            let req = req.clone();
             async move { Ok(AuthClient::new(ch).change(req).await?.into_inner()) }
         })
         .await

@@ -276,21 +276,25 @@ pub(crate) async fn run(client: &Client, cmd: AuthCmd) -> Result<ExitCode> {
         AuthCmd::Tenant {
             cmd: TenantCmd::Add { name },
         } => {
-            change(client, Op::AddRole(name.clone())).await?;
+            // One change, all or nothing: a tenant is never left half made.
+            let mut ops = vec![Op::AddRole(name.clone())];
             for k in ["kv", "conversation", "thread", "model"] {
                 let p = permission(name.clone(), k, format!("{name}/"), "readwrite")?;
-                change(client, Op::GrantPermission(p)).await?;
+                ops.push(Op::GrantPermission(p));
             }
-            change(client, Op::AddUser(name.clone())).await?;
-            change(
-                client,
-                Op::GrantRole(UserRole {
-                    user: name.clone(),
-                    role: name.clone(),
-                }),
-            )
-            .await?;
-            let r = change(client, Op::CreateToken(name.clone())).await?;
+            ops.push(Op::AddUser(name.clone()));
+            ops.push(Op::GrantRole(UserRole {
+                user: name.clone(),
+                role: name.clone(),
+            }));
+            ops.push(Op::CreateToken(name.clone()));
+            let r = client
+                .auth_changes(
+                    ops.into_iter()
+                        .map(|op| AuthChange { op: Some(op) })
+                        .collect(),
+                )
+                .await?;
             println!("{}", r.token);
             eprintln!(
                 "tenant {name}: role and user {name} (read-write on kv, conversation, thread and model names starting with {name}/); the token above is shown only now"

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63txstore/v1/auth.proto\x12\x0b\x63txstore.v1\"j\n\nPermission\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.ctxstore.v1.ResourceKind\x12\x0e\n\x06prefix\x18\x02 \x01(\x0c\x12#\n\x06\x61\x63\x63\x65ss\x18\x03 \x01(\x0e\x32\x13.ctxstore.v1.Access\"B\n\x04Role\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x0bpermissions\x18\x02 \x03(\x0b\x32\x17.ctxstore.v1.Permission\"=\n\x0bTokenRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\x12\x12\n\ncreated_ms\x18\x03 \x01(\x04\"M\n\x04User\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12(\n\x06tokens\x18\x03 \x03(\x0b\x32\x18.ctxstore.v1.TokenRecord\"\x9f\x01\n\tAuthStore\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12 \n\x05users\x18\x03 \x03(\x0b\x32\x11.ctxstore.v1.User\x12 \n\x05roles\x18\x04 \x03(\x0b\x32\x11.ctxstore.v1.Role\x12+\n\x07\x61pplied\x18\x05 \x03(\x0b\x32\x1a.ctxstore.v1.AppliedChange\"G\n\rAppliedChange\x12\x12\n\nrequest_id\x18\x01 \x01(\x0c\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x10\n\x08token_id\x18\x03 \x01(\t\"&\n\x08UserRole\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\"K\n\x0eRolePermission\x12\x0c\n\x04role\x18\x01 \x01(\t\x12+\n\npermission\x18\x02 \x01(\x0b\x32\x17.ctxstore.v1.Permission\"\xfd\x02\n\nAuthChange\x12\x15\n\x0bset_enabled\x18\x01 \x01(\x08H\x00\x12\x12\n\x08\x61\x64\x64_user\x18\x02 \x01(\tH\x00\x12\x15\n\x0b\x64\x65lete_user\x18\x03 \x01(\tH\x00\x12+\n\ngrant_role\x18\x04 \x01(\x0b\x32\x15.ctxstore.v1.UserRoleH\x00\x12,\n\x0brevoke_role\x18\x05 \x01(\x0b\x32\x15.ctxstore.v1.UserRoleH\x00\x12\x12\n\x08\x61\x64\x64_role\x18\x06 \x01(\tH\x00\x12\x15\n\x0b\x64\x65lete_role\x18\x07 \x01(\tH\x00\x12\x37\n\x10grant_permission\x18\x08 \x01(\x0b\x32\x1b.ctxstore.v1.RolePermissionH\x00\x12\x38\n\x11revoke_permission\x18\t \x01(\x0b\x32\x1b.ctxstore.v1.RolePermissionH\x00\x12\x16\n\x0c\x63reate_token\x18\n \x01(\tH\x00\x12\x16\n\x0crevoke_token\x18\x0b \x01(\tH\x00\x42\x04\n\x02op\"P\n\x11\x41uthChangeRequest\x12\'\n\x06\x63hange\x18\x01 \x01(\x0b\x32\x17.ctxstore.v1.AuthChange\x12\x12\n\nrequest_id\x18\x02 \x01(\x0c\"K\n\x12\x41uthChangeResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\x12\x14\n\x0cnodes_behind\x18\x03 \x03(\x04\"\x10\n\x0eGetAuthRequest\"\x0f\n\rWhoAmIRequest\"S\n\x0eWhoAmIResponse\x12\x14\n\x0c\x61uth_enabled\x18\x01 \x01(\x08\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x0e\n\x06method\x18\x04 \x01(\t*\x96\x01\n\x0cResourceKind\x12\x1d\n\x19RESOURCE_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10RESOURCE_KIND_KV\x10\x01\x12\x1e\n\x1aRESOURCE_KIND_CONVERSATION\x10\x02\x12\x18\n\x14RESOURCE_KIND_THREAD\x10\x03\x12\x17\n\x13RESOURCE_KIND_MODEL\x10\x04*Y\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41\x43\x43\x45SS_READ\x10\x01\x12\x10\n\x0c\x41\x43\x43\x45SS_WRITE\x10\x02\x12\x14\n\x10\x41\x43\x43\x45SS_READWRITE\x10\x03\x32\xd0\x01\n\x04\x41uth\x12I\n\x06\x43hange\x12\x1e.ctxstore.v1.AuthChangeRequest\x1a\x1f.ctxstore.v1.AuthChangeResponse\x12:\n\x03Get\x12\x1b.ctxstore.v1.GetAuthRequest\x1a\x16.ctxstore.v1.AuthStore\x12\x41\n\x06WhoAmI\x12\x1a.ctxstore.v1.WhoAmIRequest\x1a\x1b.ctxstore.v1.WhoAmIResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63txstore/v1/auth.proto\x12\x0b\x63txstore.v1\"j\n\nPermission\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.ctxstore.v1.ResourceKind\x12\x0e\n\x06prefix\x18\x02 \x01(\x0c\x12#\n\x06\x61\x63\x63\x65ss\x18\x03 \x01(\x0e\x32\x13.ctxstore.v1.Access\"B\n\x04Role\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x0bpermissions\x18\x02 \x03(\x0b\x32\x17.ctxstore.v1.Permission\"=\n\x0bTokenRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\x12\x12\n\ncreated_ms\x18\x03 \x01(\x04\"M\n\x04User\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12(\n\x06tokens\x18\x03 \x03(\x0b\x32\x18.ctxstore.v1.TokenRecord\"\x9f\x01\n\tAuthStore\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12 \n\x05users\x18\x03 \x03(\x0b\x32\x11.ctxstore.v1.User\x12 \n\x05roles\x18\x04 \x03(\x0b\x32\x11.ctxstore.v1.Role\x12+\n\x07\x61pplied\x18\x05 \x03(\x0b\x32\x1a.ctxstore.v1.AppliedChange\"G\n\rAppliedChange\x12\x12\n\nrequest_id\x18\x01 \x01(\x0c\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x10\n\x08token_id\x18\x03 \x01(\t\"&\n\x08UserRole\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\"K\n\x0eRolePermission\x12\x0c\n\x04role\x18\x01 \x01(\t\x12+\n\npermission\x18\x02 \x01(\x0b\x32\x17.ctxstore.v1.Permission\"\xfd\x02\n\nAuthChange\x12\x15\n\x0bset_enabled\x18\x01 \x01(\x08H\x00\x12\x12\n\x08\x61\x64\x64_user\x18\x02 \x01(\tH\x00\x12\x15\n\x0b\x64\x65lete_user\x18\x03 \x01(\tH\x00\x12+\n\ngrant_role\x18\x04 \x01(\x0b\x32\x15.ctxstore.v1.UserRoleH\x00\x12,\n\x0brevoke_role\x18\x05 \x01(\x0b\x32\x15.ctxstore.v1.UserRoleH\x00\x12\x12\n\x08\x61\x64\x64_role\x18\x06 \x01(\tH\x00\x12\x15\n\x0b\x64\x65lete_role\x18\x07 \x01(\tH\x00\x12\x37\n\x10grant_permission\x18\x08 \x01(\x0b\x32\x1b.ctxstore.v1.RolePermissionH\x00\x12\x38\n\x11revoke_permission\x18\t \x01(\x0b\x32\x1b.ctxstore.v1.RolePermissionH\x00\x12\x16\n\x0c\x63reate_token\x18\n \x01(\tH\x00\x12\x16\n\x0crevoke_token\x18\x0b \x01(\tH\x00\x42\x04\n\x02op\"w\n\x11\x41uthChangeRequest\x12\'\n\x06\x63hange\x18\x01 \x01(\x0b\x32\x17.ctxstore.v1.AuthChange\x12\x12\n\nrequest_id\x18\x02 \x01(\x0c\x12%\n\x04more\x18\x03 \x03(\x0b\x32\x17.ctxstore.v1.AuthChange\"K\n\x12\x41uthChangeResponse\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\r\n\x05token\x18\x02 \x01(\t\x12\x14\n\x0cnodes_behind\x18\x03 \x03(\x04\"\x10\n\x0eGetAuthRequest\"\x0f\n\rWhoAmIRequest\"S\n\x0eWhoAmIResponse\x12\x14\n\x0c\x61uth_enabled\x18\x01 \x01(\x08\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x0e\n\x06method\x18\x04 \x01(\t*\x96\x01\n\x0cResourceKind\x12\x1d\n\x19RESOURCE_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10RESOURCE_KIND_KV\x10\x01\x12\x1e\n\x1aRESOURCE_KIND_CONVERSATION\x10\x02\x12\x18\n\x14RESOURCE_KIND_THREAD\x10\x03\x12\x17\n\x13RESOURCE_KIND_MODEL\x10\x04*Y\n\x06\x41\x63\x63\x65ss\x12\x16\n\x12\x41\x43\x43\x45SS_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41\x43\x43\x45SS_READ\x10\x01\x12\x10\n\x0c\x41\x43\x43\x45SS_WRITE\x10\x02\x12\x14\n\x10\x41\x43\x43\x45SS_READWRITE\x10\x03\x32\xd0\x01\n\x04\x41uth\x12I\n\x06\x43hange\x12\x1e.ctxstore.v1.AuthChangeRequest\x1a\x1f.ctxstore.v1.AuthChangeResponse\x12:\n\x03Get\x12\x1b.ctxstore.v1.GetAuthRequest\x1a\x16.ctxstore.v1.AuthStore\x12\x41\n\x06WhoAmI\x12\x1a.ctxstore.v1.WhoAmIRequest\x1a\x1b.ctxstore.v1.WhoAmIResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ctxstore.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESOURCEKIND']._serialized_start=1373
-  _globals['_RESOURCEKIND']._serialized_end=1523
-  _globals['_ACCESS']._serialized_start=1525
-  _globals['_ACCESS']._serialized_end=1614
+  _globals['_RESOURCEKIND']._serialized_start=1412
+  _globals['_RESOURCEKIND']._serialized_end=1562
+  _globals['_ACCESS']._serialized_start=1564
+  _globals['_ACCESS']._serialized_end=1653
   _globals['_PERMISSION']._serialized_start=39
   _globals['_PERMISSION']._serialized_end=145
   _globals['_ROLE']._serialized_start=147
@@ -54,15 +54,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHCHANGE']._serialized_start=710
   _globals['_AUTHCHANGE']._serialized_end=1091
   _globals['_AUTHCHANGEREQUEST']._serialized_start=1093
-  _globals['_AUTHCHANGEREQUEST']._serialized_end=1173
-  _globals['_AUTHCHANGERESPONSE']._serialized_start=1175
-  _globals['_AUTHCHANGERESPONSE']._serialized_end=1250
-  _globals['_GETAUTHREQUEST']._serialized_start=1252
-  _globals['_GETAUTHREQUEST']._serialized_end=1268
-  _globals['_WHOAMIREQUEST']._serialized_start=1270
-  _globals['_WHOAMIREQUEST']._serialized_end=1285
-  _globals['_WHOAMIRESPONSE']._serialized_start=1287
-  _globals['_WHOAMIRESPONSE']._serialized_end=1370
-  _globals['_AUTH']._serialized_start=1617
-  _globals['_AUTH']._serialized_end=1825
+  _globals['_AUTHCHANGEREQUEST']._serialized_end=1212
+  _globals['_AUTHCHANGERESPONSE']._serialized_start=1214
+  _globals['_AUTHCHANGERESPONSE']._serialized_end=1289
+  _globals['_GETAUTHREQUEST']._serialized_start=1291
+  _globals['_GETAUTHREQUEST']._serialized_end=1307
+  _globals['_WHOAMIREQUEST']._serialized_start=1309
+  _globals['_WHOAMIREQUEST']._serialized_end=1324
+  _globals['_WHOAMIRESPONSE']._serialized_start=1326
+  _globals['_WHOAMIRESPONSE']._serialized_end=1409
+  _globals['_AUTH']._serialized_start=1656
+  _globals['_AUTH']._serialized_end=1864
 # @@protoc_insertion_point(module_scope)

@@ -136,12 +136,14 @@ class AuthChange(_message.Message):
     def __init__(self, set_enabled: _Optional[bool] = ..., add_user: _Optional[str] = ..., delete_user: _Optional[str] = ..., grant_role: _Optional[_Union[UserRole, _Mapping]] = ..., revoke_role: _Optional[_Union[UserRole, _Mapping]] = ..., add_role: _Optional[str] = ..., delete_role: _Optional[str] = ..., grant_permission: _Optional[_Union[RolePermission, _Mapping]] = ..., revoke_permission: _Optional[_Union[RolePermission, _Mapping]] = ..., create_token: _Optional[str] = ..., revoke_token: _Optional[str] = ...) -> None: ...
 
 class AuthChangeRequest(_message.Message):
-    __slots__ = ("change", "request_id")
+    __slots__ = ("change", "request_id", "more")
     CHANGE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     change: AuthChange
     request_id: bytes
-    def __init__(self, change: _Optional[_Union[AuthChange, _Mapping]] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    more: _containers.RepeatedCompositeFieldContainer[AuthChange]
+    def __init__(self, change: _Optional[_Union[AuthChange, _Mapping]] = ..., request_id: _Optional[bytes] = ..., more: _Optional[_Iterable[_Union[AuthChange, _Mapping]]] = ...) -> None: ...
 
 class AuthChangeResponse(_message.Message):
     __slots__ = ("revision", "token", "nodes_behind")
