@@ -87,6 +87,39 @@ impl<'a> View<'a> {
         Ok(())
     }
 
+    /// [`View::visit`] over `ranges` (one shard's), in storage order, from after the
+    /// data key `after` (empty: from the start), until `visit` returns false.
+    pub(crate) fn visit_ranges(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        after: &[u8],
+        expired: bool,
+        accept: impl Fn(&[u8]) -> bool,
+        mut visit: impl FnMut(&[u8], ValueRecord) -> Result<bool>,
+    ) -> Result<()> {
+        let mut ranges = ranges.to_vec();
+        ranges.sort();
+        let mut go_on = true;
+        for (start, end) in ranges {
+            if !go_on {
+                break;
+            }
+            if end.as_slice() <= after {
+                continue;
+            }
+            let start = if after >= start.as_slice() {
+                [after, &[0]].concat()
+            } else {
+                start
+            };
+            self.visit(start, end, false, expired, &accept, |k, r| {
+                go_on = visit(k, r)?;
+                Ok(go_on)
+            })?;
+        }
+        Ok(())
+    }
+
     /// Visits the live records of user keys in `[start, end)` of one partition.
     fn visit_users(
         &self,
@@ -273,22 +306,19 @@ impl<'a> View<'a> {
     ) -> Result<(Vec<ConversationInfo>, bool)> {
         let prefix = conv_list_prefix(namespace);
         let mut found = Vec::new();
-        for (start, end) in ranges {
-            self.visit(
-                start.clone(),
-                end.clone(),
-                false,
-                false,
-                |uk| uk.starts_with(&prefix),
-                |uk, r| {
-                    if let Some(id) = conv_id_of(namespace, uk).filter(|id| id.as_str() > after) {
-                        let rec = ConversationRecord::decode(r.value.as_ref())?;
-                        found.push((id, rec.info.unwrap_or_default()));
-                    }
-                    Ok(true)
-                },
-            )?;
-        }
+        self.visit_ranges(
+            ranges,
+            b"",
+            false,
+            |uk| uk.starts_with(&prefix),
+            |uk, r| {
+                if let Some(id) = conv_id_of(namespace, uk).filter(|id| id.as_str() > after) {
+                    let rec = ConversationRecord::decode(r.value.as_ref())?;
+                    found.push((id, rec.info.unwrap_or_default()));
+                }
+                Ok(true)
+            },
+        )?;
         found.sort_by(|a, b| a.0.cmp(&b.0));
         let more = found.len() > limit;
         found.truncate(limit);
@@ -378,47 +408,31 @@ impl<'a> View<'a> {
         filter: &crate::fsm::metadata::MetadataFilter,
     ) -> Result<(Vec<CheckpointTuple>, bool, Vec<u8>)> {
         let prefix = crate::context::all_ckpt_prefix();
-        let mut ranges = ranges.to_vec();
-        ranges.sort();
         let mut tuples = Vec::new();
         let mut next = Vec::new();
         let mut more = false;
-        for (start, end) in ranges {
-            if end.as_slice() <= after {
-                continue;
-            }
-            let start = if after >= start.as_slice() {
-                [after, &[0]].concat()
-            } else {
-                start
-            };
-            self.visit(
-                start,
-                end,
-                false,
-                false,
-                |uk| uk.starts_with(&prefix),
-                |uk, r| {
-                    let cp = Checkpoint::decode(r.value.as_ref())?;
-                    let Some(t) = ckpt_thread(uk) else {
-                        return Ok(true);
-                    };
-                    if !filter.matches(&cp) || !self.thread_live(&t.thread)? {
-                        return Ok(true);
-                    }
-                    if tuples.len() == limit {
-                        more = true;
-                        return Ok(false);
-                    }
-                    tuples.push(self.tuple(&t, cp)?);
-                    next = keys::data_key(uk);
-                    Ok(true)
-                },
-            )?;
-            if more {
-                break;
-            }
-        }
+        self.visit_ranges(
+            ranges,
+            after,
+            false,
+            |uk| uk.starts_with(&prefix),
+            |uk, r| {
+                let cp = Checkpoint::decode(r.value.as_ref())?;
+                let Some(t) = ckpt_thread(uk) else {
+                    return Ok(true);
+                };
+                if !filter.matches(&cp) || !self.thread_live(&t.thread)? {
+                    return Ok(true);
+                }
+                if tuples.len() == limit {
+                    more = true;
+                    return Ok(false);
+                }
+                tuples.push(self.tuple(&t, cp)?);
+                next = keys::data_key(uk);
+                Ok(true)
+            },
+        )?;
         Ok((tuples, more, next))
     }
 
@@ -431,28 +445,25 @@ impl<'a> View<'a> {
     ) -> Result<Vec<crate::proto::CheckpointName>> {
         let prefix = crate::context::all_ckpt_prefix();
         let mut out = Vec::new();
-        for (start, end) in ranges {
-            self.visit(
-                start.clone(),
-                end.clone(),
-                false,
-                true,
-                |uk| uk.starts_with(&prefix),
-                |uk, r| {
-                    let cp = Checkpoint::decode(r.value.as_ref())?;
-                    if pick(&cp) {
-                        if let Some((thread, ns)) = crate::context::ckpt_ref_of(uk) {
-                            out.push(crate::proto::CheckpointName {
-                                thread,
-                                ns,
-                                checkpoint_id: cp.checkpoint_id,
-                            });
-                        }
+        self.visit_ranges(
+            ranges,
+            b"",
+            true,
+            |uk| uk.starts_with(&prefix),
+            |uk, r| {
+                let cp = Checkpoint::decode(r.value.as_ref())?;
+                if pick(&cp) {
+                    if let Some((thread, ns)) = crate::context::ckpt_ref_of(uk) {
+                        out.push(crate::proto::CheckpointName {
+                            thread,
+                            ns,
+                            checkpoint_id: cp.checkpoint_id,
+                        });
                     }
-                    Ok(true)
-                },
-            )?;
-        }
+                }
+                Ok(true)
+            },
+        )?;
         Ok(out)
     }
 
@@ -579,33 +590,26 @@ impl<'a> View<'a> {
     ) -> Result<(Vec<PurgeKey>, bool)> {
         let mut out = Vec::new();
         let mut any_ttl = false;
-        for (start, end) in ranges {
-            self.visit(
-                start.clone(),
-                end.clone(),
-                false,
-                true,
-                |_| true,
-                |uk, r| {
-                    any_ttl |= r.expires_at_ms != 0;
-                    if !is_live(&r, self.now) {
-                        out.push(PurgeKey {
-                            key: bytes::Bytes::copy_from_slice(uk),
-                            version: r.version,
-                        });
-                    }
-                    Ok(out.len() < max)
-                },
-            )?;
-            if out.len() >= max {
-                break;
-            }
-        }
+        self.visit_ranges(
+            ranges,
+            b"",
+            true,
+            |_| true,
+            |uk, r| {
+                any_ttl |= r.expires_at_ms != 0;
+                if !is_live(&r, self.now) {
+                    out.push(PurgeKey {
+                        key: bytes::Bytes::copy_from_slice(uk),
+                        version: r.version,
+                    });
+                }
+                Ok(out.len() < max)
+            },
+        )?;
         Ok((out, any_ttl))
     }
 }
 
-/// The live record of a user key, read without a snapshot (a single point read).
 /// The `(stored thread, ns)` a checkpoint record's key names.
 fn ckpt_thread(user_key: &[u8]) -> Option<ThreadRef> {
     let (thread, ns) = crate::context::ckpt_ref_of(user_key)?;
@@ -616,6 +620,7 @@ fn ckpt_thread(user_key: &[u8]) -> Option<ThreadRef> {
     })
 }
 
+/// The live record of a user key, read without a snapshot (a single point read).
 pub(crate) fn get_live(engine: &Engine, user_key: &[u8], now: u64) -> Result<Option<ValueRecord>> {
     Ok(engine
         .get_decoded::<ValueRecord>(keys::CF_DATA, &keys::data_key(user_key))?

@@ -80,19 +80,10 @@ fn scan_local(
         )?;
         return Ok((out, more));
     }
-    for (start, end) in ranges {
-        view.visit(
-            start.clone(),
-            end.clone(),
-            false,
-            false,
-            accept,
-            |k, rec| {
-                out.push(to_kv(Bytes::copy_from_slice(k), rec));
-                Ok(true)
-            },
-        )?;
-    }
+    view.visit_ranges(ranges, b"", false, accept, |k, rec| {
+        out.push(to_kv(Bytes::copy_from_slice(k), rec));
+        Ok(true)
+    })?;
     out.sort_by(|a, b| a.key.cmp(&b.key));
     let more = out.len() > limit;
     out.truncate(limit);
