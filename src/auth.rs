@@ -151,12 +151,11 @@ pub fn apply(store: &mut AuthStore, cmd: &AuthCommand) -> std::result::Result<()
     if tokens > 1 {
         return Err("at most one create_token in one change".into());
     }
-    let mut next = store.clone();
-    let mut ops = changes(cmd).peekable();
-    if ops.peek().is_none() {
+    if n == 0 {
         return Err("empty auth change".into());
     }
-    for change in ops {
+    let mut next = store.clone();
+    for change in changes(cmd) {
         let op = change.op.as_ref().ok_or("empty auth change")?;
         apply_op(&mut next, op, cmd.new_token.as_ref())?;
     }
