@@ -13,9 +13,8 @@ use ctxstore::config::{ClientCertAuth, SecurityConfig};
 use ctxstore::pki::DevPki;
 use ctxstore::{Error, NodeConfig};
 use ctxstore_client::proto::{
-    auth_change::Op, Access, AuthChange, BatchOp, ChannelBlob, ChatMessage, Checkpoint,
-    ConversationRef, GetCheckpointRequest, Model, Permission, PutCheckpointRequest, ReadRequest,
-    ResourceKind, RolePermission, ThreadRef, UserRole,
+    auth_change::Op, AuthChange, BatchOp, ChannelBlob, ChatMessage, Checkpoint, ConversationRef,
+    GetCheckpointRequest, Model, PutCheckpointRequest, ReadRequest, ThreadRef, UserRole,
 };
 use ctxstore_client::{Client, ClientOptions, ClientTls};
 use std::time::Duration;
@@ -68,39 +67,10 @@ async fn token_for(c: &Client, user: &str) -> String {
     .token
 }
 
-/// Role and user `name` with read-write on `name/` of every kind, and a token: one
-/// change, all or nothing (as `ctxctl auth tenant add` makes it).
+/// Tenant `name` (role, user, grants on `name/` of every kind) and its token, made
+/// as `ctxctl auth tenant add` makes it.
 async fn tenant(c: &Client, name: &str) -> String {
-    let mut ops = vec![Op::AddRole(name.into())];
-    for kind in [
-        ResourceKind::Kv,
-        ResourceKind::Conversation,
-        ResourceKind::Thread,
-        ResourceKind::Model,
-    ] {
-        ops.push(Op::GrantPermission(RolePermission {
-            role: name.into(),
-            permission: Some(Permission {
-                kind: kind as i32,
-                prefix: format!("{name}/").into_bytes().into(),
-                access: Access::Readwrite as i32,
-            }),
-        }));
-    }
-    ops.push(Op::AddUser(name.into()));
-    ops.push(Op::GrantRole(UserRole {
-        user: name.into(),
-        role: name.into(),
-    }));
-    ops.push(Op::CreateToken(name.into()));
-    let r = c
-        .auth_changes(
-            ops.into_iter()
-                .map(|op| AuthChange { op: Some(op) })
-                .collect(),
-        )
-        .await
-        .expect("tenant");
+    let r = c.add_tenant(name).await.expect("tenant");
     assert!(r.nodes_behind.is_empty(), "every up node confirmed: {r:?}");
     r.token
 }

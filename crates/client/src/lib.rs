@@ -176,6 +176,43 @@ fn batch_hash(ops: &[BatchOp]) -> u64 {
         .unwrap_or(0)
 }
 
+/// The auth changes that make tenant `name` (`ctxctl auth tenant add`): role and
+/// user `name`, read-write on the names starting with `name/` of every kind (kv keys,
+/// conversations, threads, models), and a token for the user.
+pub fn tenant_changes(name: &str) -> Vec<AuthChange> {
+    use crate::proto::{
+        auth_change::Op, Access, Permission, ResourceKind, RolePermission, UserRole,
+    };
+    let kinds = [
+        ResourceKind::Kv,
+        ResourceKind::Conversation,
+        ResourceKind::Thread,
+        ResourceKind::Model,
+    ];
+    let grants = kinds.into_iter().map(|kind| {
+        Op::GrantPermission(RolePermission {
+            role: name.into(),
+            permission: Some(Permission {
+                kind: kind as i32,
+                prefix: format!("{name}/").into_bytes().into(),
+                access: Access::Readwrite as i32,
+            }),
+        })
+    });
+    std::iter::once(Op::AddRole(name.into()))
+        .chain(grants)
+        .chain([
+            Op::AddUser(name.into()),
+            Op::GrantRole(UserRole {
+                user: name.into(),
+                role: name.into(),
+            }),
+            Op::CreateToken(name.into()),
+        ])
+        .map(|op| AuthChange { op: Some(op) })
+        .collect()
+}
+
 impl Client {
     /// Connects to a cluster through any of `endpoints` (`host:port`). Connections are
     /// made lazily, so this fails only on malformed addresses.
@@ -1075,6 +1112,12 @@ impl Client {
     /// enabling auth without a root user) is `FailedPrecondition` and changes nothing.
     pub async fn auth_change(&self, change: AuthChange) -> Result<AuthChangeResponse> {
         self.auth_changes(vec![change]).await
+    }
+
+    /// Makes tenant `name` in one change ([`tenant_changes`]); the answer carries its
+    /// token.
+    pub async fn add_tenant(&self, name: &str) -> Result<AuthChangeResponse> {
+        self.auth_changes(tenant_changes(name)).await
     }
 
     /// [`Client::auth_change`] for several changes applied as one: all of them, under

@@ -277,24 +277,7 @@ pub(crate) async fn run(client: &Client, cmd: AuthCmd) -> Result<ExitCode> {
             cmd: TenantCmd::Add { name },
         } => {
             // One change, all or nothing: a tenant is never left half made.
-            let mut ops = vec![Op::AddRole(name.clone())];
-            for k in ["kv", "conversation", "thread", "model"] {
-                let p = permission(name.clone(), k, format!("{name}/"), "readwrite")?;
-                ops.push(Op::GrantPermission(p));
-            }
-            ops.push(Op::AddUser(name.clone()));
-            ops.push(Op::GrantRole(UserRole {
-                user: name.clone(),
-                role: name.clone(),
-            }));
-            ops.push(Op::CreateToken(name.clone()));
-            let r = client
-                .auth_changes(
-                    ops.into_iter()
-                        .map(|op| AuthChange { op: Some(op) })
-                        .collect(),
-                )
-                .await?;
+            let r = client.add_tenant(&name).await?;
             println!("{}", r.token);
             eprintln!(
                 "tenant {name}: role and user {name} (read-write on kv, conversation, thread and model names starting with {name}/); the token above is shown only now"
