@@ -722,6 +722,35 @@ fn checkpoint(
     }
 }
 
+/// Stores task `task`'s (at `path`) pending writes `(channel, value)` for
+/// checkpoint `id` of `t`.
+async fn put_task_writes(
+    client: &Client,
+    t: &ThreadRef,
+    id: &str,
+    (task, path): (&str, &str),
+    writes: Vec<(String, Vec<u8>)>,
+) {
+    client
+        .put_writes(PutWritesRequest {
+            thread: Some(t.clone()),
+            checkpoint_id: id.into(),
+            task_id: task.into(),
+            task_path: path.into(),
+            writes: writes
+                .into_iter()
+                .map(|(channel, value)| PendingWrite {
+                    channel,
+                    value: value.into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .expect("writes");
+}
+
 fn blob(channel: &str, version: &str, value: &str) -> ChannelBlob {
     ChannelBlob {
         channel: channel.into(),
@@ -1619,20 +1648,14 @@ async fn delete_for_runs_removes_only_those_runs() {
                 })
                 .await
                 .expect("put");
-            client
-                .put_writes(PutWritesRequest {
-                    thread: Some(t.clone()),
-                    checkpoint_id: id,
-                    task_id: "task".into(),
-                    writes: vec![PendingWrite {
-                        channel: "c".into(),
-                        value: b"w".to_vec().into(),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                })
-                .await
-                .expect("writes");
+            put_task_writes(
+                &client,
+                &t,
+                &id,
+                ("task", ""),
+                vec![("c".into(), b"w".to_vec())],
+            )
+            .await;
         }
     }
     let of_run = |run: &str| {
@@ -1791,24 +1814,12 @@ async fn a_thread_is_copied_on_the_server() {
                 .await
                 .expect("put");
             for task in ["task-a", "task-b"] {
-                client
-                    .put_writes(PutWritesRequest {
-                        thread: Some(t.clone()),
-                        checkpoint_id: id.clone(),
-                        task_id: task.into(),
-                        task_path: format!("path-{task}"),
-                        writes: ["messages", "__interrupt__", "other"]
-                            .iter()
-                            .map(|ch| PendingWrite {
-                                channel: ch.to_string(),
-                                value: format!("{task}/{ch}").into_bytes().into(),
-                                ..Default::default()
-                            })
-                            .collect(),
-                        ..Default::default()
-                    })
-                    .await
-                    .expect("writes");
+                let writes = ["messages", "__interrupt__", "other"]
+                    .iter()
+                    .map(|ch| (ch.to_string(), format!("{task}/{ch}").into_bytes()))
+                    .collect();
+                let path = format!("path-{task}");
+                put_task_writes(&client, &t, &id, (task, &path), writes).await;
             }
         }
     }
@@ -1975,22 +1986,8 @@ async fn an_interrupted_copy_leaves_whole_checkpoints_and_finishes_when_asked_ag
             })
             .await
             .expect("put");
-        client
-            .put_writes(PutWritesRequest {
-                thread: Some(t),
-                checkpoint_id: id,
-                task_id: "task".into(),
-                writes: (0..3)
-                    .map(|i| PendingWrite {
-                        channel: format!("c{i}"),
-                        value: b"w".to_vec().into(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            })
-            .await
-            .expect("writes");
+        let writes = (0..3).map(|i| (format!("c{i}"), b"w".to_vec())).collect();
+        put_task_writes(&client, &t, &id, ("task", ""), writes).await;
     }
     let want = thread_contents(&client, "", source).await;
     // Callers that give up sooner or later: the first that leaves part of the copy
