@@ -29,6 +29,16 @@ mem_total() {
   awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo
 }
 
+# Writes a ctxd config file that keeps the cluster as the script makes it: no
+# placement driver, no leader balancing, no automatic splits; further lines of the
+# [split] table may follow the file name.
+still_config() { # file [split-lines...]
+  {
+    printf '[pd]\nenabled = false\n[raft]\nleader-balance = false\n[split]\nenabled = false\n'
+    if [ "$#" -gt 1 ]; then printf '%s\n' "${@:2}"; fi
+  } >"$1"
+}
+
 # Runs "$@" every 0.2 s until it succeeds; fails after WAIT_SECS (default 60) seconds.
 wait_until() {
   local _

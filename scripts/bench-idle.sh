@@ -16,15 +16,7 @@ WINDOW="${WINDOW:-10}"
 source scripts/bench-common.sh
 
 # Split checks, the placement driver and leader balancing stay out of the picture.
-cat >"$WORK/idle.toml" <<TOML
-[pd]
-enabled = false
-[raft]
-leader-balance = false
-[split]
-enabled = false
-max-shards-per-node = $((SHARDS + 16))
-TOML
+still_config "$WORK/idle.toml" "max-shards-per-node = $((SHARDS + 16))"
 
 rss_mib() { # pids: summed VmRSS in MiB
   local total=0 p kb

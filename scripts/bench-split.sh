@@ -70,18 +70,11 @@ ports=()
 for _ in $(seq "$NODES"); do ports+=("$(free_port)"); done
 initial="1=127.0.0.1:${ports[0]},2=127.0.0.1:${ports[1]},3=127.0.0.1:${ports[2]}"
 eps="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
-for i in $(seq "$NODES"); do
-  cat >"$WORK/node$i.toml" <<TOML
 # Leaders stay where the script puts them: no placement driver, no local balancing.
-[pd]
-enabled = false
-[raft]
-leader-balance = false
-[split]
-enabled = false
-TOML
+still_config "$WORK/still.toml"
+for i in $(seq "$NODES"); do
   if [ "$i" -le 3 ]; then start=(--initial-cluster "$initial"); else start=(--join --peers "$eps"); fi
-  RUST_LOG=warn "$BIN/ctxd" --config "$WORK/node$i.toml" --node-id "$i" \
+  RUST_LOG=warn "$BIN/ctxd" --config "$WORK/still.toml" --node-id "$i" \
     --listen "127.0.0.1:${ports[$((i - 1))]}" --data-dir "$WORK/node$i" \
     "${start[@]}" >"$WORK/node$i.log" 2>&1 &
   PIDS+=($!)
