@@ -103,6 +103,8 @@ pub(crate) struct Metrics {
     pub(crate) replicas_hibernating: Gauge,
     /// Hibernating replicas woken (by a request, a raft message or a lost leader).
     pub(crate) replica_wakes: Counter,
+    /// Leader transfers to this node declined because it is stopping (a drain).
+    pub(crate) transfers_declined: Counter,
     /// Proposals answered with an error (leadership lost, dropped, shut down).
     pub(crate) proposals_failed: Counter,
     /// Time to apply one round of committed entries.
@@ -148,6 +150,7 @@ impl Metrics {
         let proposals_pending = Gauge::default();
         let replicas_hibernating = Gauge::default();
         let replica_wakes = Counter::default();
+        let transfers_declined = Counter::default();
         let proposals_failed = Counter::default();
         let apply_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let raft_sent = Family::default();
@@ -178,6 +181,11 @@ impl Metrics {
             "ctxstore_replica_wakes",
             "Hibernating replicas woken (by a request, a raft message or a lost leader)",
             replica_wakes.clone(),
+        );
+        r.register(
+            "ctxstore_leader_transfers_declined",
+            "Leader transfers to this node declined because it is stopping (a drain)",
+            transfers_declined.clone(),
         );
         r.register(
             "ctxstore_proposals_failed",
@@ -328,6 +336,7 @@ impl Metrics {
             proposals_pending,
             replicas_hibernating,
             replica_wakes,
+            transfers_declined,
             proposals_failed,
             apply_seconds,
             raft_sent,

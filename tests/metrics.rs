@@ -302,6 +302,9 @@ async fn readiness_follows_the_replicas_leaders_and_liveness_does_not() {
 /// 3. Node 1 leads no replica; nodes 2 and 3 know a leader on node 2 or 3 for
 ///    every shard; `/readyz?verbose` on node 1 is 503 naming `serving`; the meta
 ///    leader's routing table shows node 1 as stopping; a put succeeds.
+/// 4. A leader transfer of shard 1 to node 1 (as the placement driver may send before
+///    it hears of the drain) is declined: node 1 counts it in
+///    `ctxstore_leader_transfers_declined_total` and still leads nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_node_is_unready_and_leads_nothing() {
     let cluster = TestCluster::start_with(3, |c| {
@@ -372,5 +375,19 @@ async fn a_drained_node_is_unready_and_leads_nothing() {
         .put("after-drain", "v")
         .await
         .expect("a put after the drain");
+    let declined = "ctxstore_leader_transfers_declined_total";
+    wait_for("node 1 to decline a transfer of shard 1", WAIT, || async {
+        if value(&scrape(&cluster, 0).await.0, declined, &[]).is_some_and(|v| v >= 1.0) {
+            return Some(());
+        }
+        // Asked again while it has not arrived: raft-rs drops a transfer that did not
+        // finish within an election timeout.
+        let _ = client.transfer_shard_leader(1, 1).await;
+        None
+    })
+    .await;
+    let s = cluster.status(0).await;
+    let leading: Vec<_> = s.shards.iter().filter(|s| s.role == "leader").collect();
+    assert!(leading.is_empty(), "node 1 took a leadership: {leading:?}");
     cluster.shutdown().await;
 }

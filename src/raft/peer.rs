@@ -446,6 +446,17 @@ impl Peer {
                     tracing::debug!(shard = %self.shard, "ignored a leader transfer while installing a snapshot");
                     return;
                 }
+                if m.get_msg_type() == MessageType::MsgTimeoutNow
+                    && self.ctx.stopping.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    // A draining node hands leadership away; one the placement driver
+                    // sent here before it heard of the drain is declined (the leader's
+                    // transfer lapses after an election timeout). An election it still
+                    // wins on its own (no other voter left) it keeps.
+                    tracing::debug!(shard = %self.shard, "stopping: declined a leader transfer");
+                    self.ctx.metrics.transfers_declined.inc();
+                    return;
+                }
                 let header = (m.get_msg_type(), m.from, m.term);
                 if let Err(e) = self.raw.step(*m) {
                     tracing::debug!(shard = %self.shard, error = %e, "dropped raft message");
