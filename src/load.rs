@@ -70,7 +70,7 @@ impl LoadSampler {
             writes: 0,
             bytes: 0,
             reads: 0,
-            samples: Vec::with_capacity(RESERVOIR),
+            samples: Vec::new(),
             last: Window::default(),
         }
     }

@@ -68,7 +68,10 @@ struct ShardLog {
     /// The newest version published (or the applied index at the last reset).
     last_version: u64,
     /// Live changes, one message per applied round (so a version is never split).
-    tx: broadcast::Sender<Round>,
+    /// Made by the first subscriber and dropped once none is left: a broadcast
+    /// channel holds its whole ring (`CHANNEL_CAPACITY` slots, 8 KiB) from the
+    /// start, and most replicas are never watched.
+    tx: Option<broadcast::Sender<Round>>,
 }
 
 /// The changes of one applied round.
@@ -116,13 +119,12 @@ impl WatchHub {
         // A fresh log with a fresh channel: watchers of the old log end (a snapshot
         // skipped changes they would otherwise miss silently); they resume from
         // their last version.
-        let (tx, _) = broadcast::channel(CHANNEL_CAPACITY);
         let log = ShardLog {
             changes: VecDeque::new(),
             bytes: 0,
             retained_after: applied,
             last_version: applied,
-            tx,
+            tx: None,
         };
         self.logs().insert(shard, log);
     }
@@ -148,7 +150,11 @@ impl WatchHub {
             log.changes.push_back(c.clone());
         }
         // No receivers is fine: the changes are still retained for resumption.
-        let _ = log.tx.send(Arc::new(round));
+        if let Some(tx) = &log.tx {
+            if tx.send(Arc::new(round)).is_err() {
+                log.tx = None;
+            }
+        }
         let max_bytes = self.max_bytes.load(std::sync::atomic::Ordering::Relaxed);
         while log.bytes > max_bytes {
             let Some(old) = log.changes.pop_front() else {
@@ -190,8 +196,8 @@ impl WatchHub {
     /// Subscribes to `shard` for changes with versions above `after` (None: from
     /// the next change on).
     pub(crate) fn subscribe(&self, shard: ShardId, after: Option<u64>) -> Result<Subscription> {
-        let logs = self.logs();
-        let log = logs.get(&shard).ok_or(Error::WrongShard { shard })?;
+        let mut logs = self.logs();
+        let log = logs.get_mut(&shard).ok_or(Error::WrongShard { shard })?;
         let replay = match after {
             None => Vec::new(),
             Some(v) if v < log.retained_after => {
@@ -210,7 +216,10 @@ impl WatchHub {
         Ok(Subscription {
             start: after.unwrap_or(log.last_version),
             replay,
-            live: log.tx.subscribe(),
+            live: log
+                .tx
+                .get_or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+                .subscribe(),
         })
     }
 }

@@ -121,8 +121,9 @@ pub(crate) enum PeerEvent {
     Persisted(u64),
     /// The log writer failed; the replica stops.
     PersistFailed(String),
-    /// A snapshot for followers finished building.
-    SnapshotBuilt(Result<crate::storage::snapshot::BuiltSnapshot>),
+    /// A snapshot for followers finished building (boxed: the event channel's
+    /// blocks hold 32 events each, and every replica has one).
+    SnapshotBuilt(Box<Result<crate::storage::snapshot::BuiltSnapshot>>),
     /// A snapshot send to a replica finished.
     SnapshotSent(u64, bool),
 }
@@ -394,3 +395,8 @@ pub(crate) async fn await_reply<T>(shard: ShardId, rx: oneshot::Receiver<Result<
         }),
     }
 }
+
+// Every replica's two queues allocate blocks of 32 messages up front: a large variant
+// costs each replica its size times 32, twice (box it instead).
+const _: () = assert!(std::mem::size_of::<PeerMsg>() <= 64);
+const _: () = assert!(std::mem::size_of::<PeerEvent>() <= 32);

@@ -87,9 +87,28 @@ impl Peer {
         // Housekeeping runs on ticks, which stop: the log a burst left is compacted
         // now rather than kept for the whole sleep.
         self.maybe_compact_log();
+        self.release_buffers();
         self.hibernation.asleep = true;
         self.hibernation.idle_ticks = 0;
         self.epoch.set_hibernating(true);
+    }
+
+    /// Gives back what the queues of a busy spell grew to: a node with many idle
+    /// shards keeps only what each needs to wake (they are empty; see
+    /// `idle_leader` and `follow_into_hibernation`).
+    fn release_buffers(&mut self) {
+        self.proposals.shrink_to_fit();
+        self.pending_reads.shrink_to_fit();
+        self.inflight_reads.shrink_to_fit();
+        self.ready_reads.shrink_to_fit();
+        self.pending_follower_reads.shrink_to_fit();
+        self.follower_reads.shrink_to_fit();
+        self.contacts.shrink_to_fit();
+        self.heartbeats_sent.shrink_to_fit();
+        self.persisted_msgs.shrink_to_fit();
+        self.raw.raft.msgs.shrink_to_fit();
+        self.raw.raft.raft_log.unstable.entries.shrink_to_fit();
+        self.raw.mut_store().shrink();
     }
 
     /// A leader with nothing in flight whose every replica holds its whole log,

@@ -386,7 +386,7 @@ impl Peer {
                 self.fatal = true;
                 self.ctx.on_replica_failed(self.shard);
             }
-            PeerEvent::SnapshotBuilt(r) => self.on_snapshot_built(r),
+            PeerEvent::SnapshotBuilt(r) => self.on_snapshot_built(*r),
             PeerEvent::SnapshotSent(to, ok) => {
                 let status = if ok {
                     raft::SnapshotStatus::Finish

@@ -623,7 +623,7 @@ impl Peer {
         let events = self.events.clone();
         self.ctx.tracker.spawn_blocking(move || {
             let r = snapshot::build(&engine, &store, shard);
-            let _ = events.send(PeerEvent::SnapshotBuilt(r));
+            let _ = events.send(PeerEvent::SnapshotBuilt(Box::new(r)));
         });
     }
 

@@ -181,6 +181,12 @@ impl PeerStorage {
         old_last
     }
 
+    /// Gives back the memory the in-memory log holds beyond its entries (a replica
+    /// about to hibernate).
+    pub(crate) fn shrink(&mut self) {
+        self.entries.shrink_to_fit();
+    }
+
     /// Drops entries up to and including `index` (log GC). Returns the term of `index`.
     pub(crate) fn compact(&mut self, index: u64) -> Result<u64> {
         if index <= self.truncated_index {
