@@ -319,3 +319,36 @@ def test_shard_unavailable_says_whether_the_outcome_is_unknown():
         e = from_status(grpc.StatusCode.UNAVAILABLE, "m", rich.SerializeToString())
         assert isinstance(e, ctxstore.ShardUnavailableError)
         assert (e.shard_id, e.outcome_unknown) == (3, unknown)
+
+
+def test_a_too_stale_replica_is_skipped_and_bounded_reads_send_the_clients_floor(nodes):
+    a, b = nodes
+    a.table = b.table = _table(nodes, [(1, 1, [(0, MAX)], 0)])
+    a.script = [ok_put(9)]
+    gets = []
+
+    def get(req, ctx):
+        # Whichever replica the client picks first is too stale; the other answers.
+        gets.append(req)
+        if len(gets) == 1:
+            return _abort(ctx, grpc.StatusCode.UNAVAILABLE, "too stale",
+                          replica_too_stale=pb.ReplicaTooStale(shard_id=1, applied=3))
+        return pb.GetResponse(kv=pb.KeyValue(key=b"k", value=b"v", version=9, create_version=9))
+
+    a.script.append(get)
+    b.script = [get]
+    with ctxstore.Client([a.addr], options=ctxstore.Options(read_mode="bounded:1500ms")) as c:
+        assert c.put("k", "v").version == 9
+        kv = c.get("k")
+        assert kv.value == b"v" and c.stats.too_stale == 1 and c.stats.backoffs == 0
+        # One attempt at each replica, each with the mode, its bound and the floor
+        # the put raised.
+        assert len(a.seen) == 2 and len(b.seen) == 1
+        for r in gets:
+            h = r.header
+            assert (h.read_mode, h.max_staleness_ms, h.min_version, h.shard_id) == (
+                pb.READ_MODE_BOUNDED, 1500, 9, 1)
+        # A replica's answer does not make it the believed leader: writes still go to a.
+        a.script.append(ok_put(10))
+        c.put("k", "w")
+        assert len(a.seen) == 3 and len(b.seen) == 1

@@ -15,7 +15,7 @@ is ``ctxstore.langgraph.CtxstoreSaver`` and the LangChain chat history
 """
 
 from . import errors, keys, ring
-from ._core import ClientTls, Options, Stats
+from ._core import ClientTls, Options, ReadMode, Stats
 from .aio import AsyncClient, AsyncWatch
 from .client import Client, Watch
 from .errors import *  # noqa: F401,F403 (the exception classes)
@@ -30,6 +30,7 @@ __all__ = [
     "Watch",
     "AsyncWatch",
     "Options",
+    "ReadMode",
     "ClientTls",
     "Stats",
     "KeyValue",

@@ -20,6 +20,13 @@ The retry rules follow ``crates/client/src/lib.rs`` (``call_routed``) and
   same request id, so the server applies it at most once;
 - everything else goes back to the caller at once; the whole call, retries included,
   is bounded by the deadline.
+
+A read in a replica read mode (``follower``, ``bounded:<d>``, ``stale``; see
+:class:`ReadMode`) goes to one of its shard's replicas picked at random instead of
+the leader; a replica that answers ``ReplicaTooStale`` or ``NotLeader`` (or fails) is
+skipped for the rest of the call, and once every replica has been tried the call backs
+off and starts over. The client keeps, per shard, the highest version it has seen
+(written or read) and sends it as a bounded read's ``min_version``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import enum
 import itertools
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -94,6 +102,67 @@ class Route:
         return Route("shard", s)
 
 
+@dataclass(frozen=True)
+class ReadMode:
+    """Which replica may serve a read (``docs/api.md``, "Read modes"), as the Rust
+    client's ``ReadMode``. Parse one from text with :meth:`parse`:
+
+    - ``leader`` (or ``linearizable``), the default: the shard's leader, after a
+      ReadIndex round;
+    - ``follower``: linearizable, served by any replica (a follower asks the leader for
+      its commit index and answers once it has applied it);
+    - ``bounded:<duration>`` (``bounded:500ms``, ``bounded:2s``, ``bounded:1m``): any
+      replica that heard from its leader within the bound and has applied every
+      version this client has seen in the shard (read-your-writes and monotonic reads
+      within the client);
+    - ``stale``: any replica's local state, without a bound.
+    """
+
+    wire: int
+    max_staleness_ms: int = 0
+
+    @staticmethod
+    def parse(text: str) -> "ReadMode":
+        """The mode named by ``text``; :class:`~ctxstore.errors.InvalidArgumentError`
+        (field ``read_mode``) for anything else."""
+        fixed = {
+            "leader": kv_pb2.READ_MODE_LEADER,
+            "linearizable": kv_pb2.READ_MODE_LEADER,
+            "follower": kv_pb2.READ_MODE_FOLLOWER,
+            "stale": kv_pb2.READ_MODE_STALE,
+        }
+        if text in fixed:
+            return ReadMode(fixed[text])
+        bound = text[len("bounded:") :] if text.startswith("bounded:") else None
+        if bound is None:
+            raise E.InvalidArgumentError(
+                "read_mode",
+                f"unknown read mode `{text}`: expected leader, follower, bounded:<duration> (e.g. bounded:500ms) or stale",
+            )
+        m = re.fullmatch(r"([0-9]+)(ms|s|m)", bound)
+        if m is None:
+            raise E.InvalidArgumentError("read_mode", f"bad bound `{bound}` in `{text}`: expected e.g. 500ms or 2s")
+        ms = int(m.group(1)) * {"ms": 1, "s": 1000, "m": 60_000}[m.group(2)]
+        if ms == 0:
+            raise E.InvalidArgumentError("read_mode", f"the bound in `{text}` must be above 0")
+        return ReadMode(kv_pb2.READ_MODE_BOUNDED, ms)
+
+    @property
+    def at_leader(self) -> bool:
+        return self.wire == kv_pb2.READ_MODE_LEADER
+
+    def __str__(self) -> str:
+        if self.wire == kv_pb2.READ_MODE_BOUNDED:
+            return f"bounded:{self.max_staleness_ms}ms"
+        return {kv_pb2.READ_MODE_FOLLOWER: "follower", kv_pb2.READ_MODE_STALE: "stale"}.get(self.wire, "leader")
+
+
+#: The default read mode.
+LEADER = ReadMode(kv_pb2.READ_MODE_LEADER)
+#: ``stale``.
+STALE = ReadMode(kv_pb2.READ_MODE_STALE)
+
+
 @dataclass
 class Op(Generic[T]):
     """One unary call: ``service`` (``kv``, ``agent`` or ``cluster``), the stub
@@ -108,6 +177,11 @@ class Op(Generic[T]):
     result: Callable[[Any], T] = field(default=lambda r: r)  # type: ignore[assignment]
     #: Set the routing header (every data request has one; cluster requests do not).
     header: bool = True
+    #: A read in a replica read mode (``None``: at the leader).
+    read: ReadMode | None = None
+    #: The version the answer shows in its shard (a write's, or the value read): the
+    #: floor of later bounded reads of that shard.
+    version: Callable[[Any], int] | None = None
 
 
 @dataclass
@@ -121,6 +195,10 @@ class Stats:
     #: Retries after a backoff (unavailability, connection errors...).
     backoffs: int = 0
     routing_refreshes: int = 0
+    #: Replica reads answered, by node address (reads in a replica read mode).
+    replica_reads: dict[str, int] = field(default_factory=dict)
+    #: ``ReplicaTooStale`` answers (the client then tried another replica).
+    too_stale: int = 0
 
     @property
     def redirects(self) -> int:
@@ -199,12 +277,16 @@ class Options:
         tls: TLS to the nodes (a :class:`ClientTls`); default ``None``: plaintext.
         token: a bearer token (``ctxctl auth token create``) for clusters with auth
             on, sent as ``authorization: Bearer ...`` on every call; needs ``tls``.
+        read_mode: how :meth:`~ctxstore.Client.get` reads unless told otherwise:
+            ``leader`` (default), ``follower``, ``bounded:<duration>`` or ``stale``
+            (see :class:`ReadMode`).
     """
 
     timeout: float = 10.0
     routing_timeout: float = ROUTING_FETCH_TIMEOUT
     tls: ClientTls | None = None
     token: str | None = None
+    read_mode: str = "leader"
 
     @staticmethod
     def resolve(
@@ -253,6 +335,12 @@ class Attempts:
     last_error: E.CtxstoreError | None = None
     #: The last attempt went to the "current" node (the request named no shard).
     on_current: bool = False
+    #: The last attempt was a replica read (see :class:`ReadMode`).
+    replica_read: bool = False
+    #: Replicas that refused or failed this replica read; cleared once all have.
+    failed: list[str] = field(default_factory=list)
+    #: How many replicas the shard had at the last replica read.
+    replicas: int = 0
 
 
 @dataclass
@@ -302,6 +390,21 @@ class Core:
         self._next_request = itertools.count(1)
         self.routing = Routing()
         self.stats = Stats()
+        self.read_mode = ReadMode.parse(self.options.read_mode)
+        #: The highest version seen per shard (written or read).
+        self._seen: dict[int, int] = {}
+
+    def saw(self, shard: int, version: int) -> None:
+        """Notes ``version`` seen in ``shard`` (the floor of its bounded reads)."""
+        if shard == 0 or version == 0:
+            return
+        with self._lock:
+            self._seen[shard] = max(self._seen.get(shard, 0), version)
+
+    def floor(self, shard: int) -> int:
+        """The ``min_version`` of a bounded read of ``shard``."""
+        with self._lock:
+            return self._seen.get(shard, 0)
 
     def channel_settings(self) -> tuple[grpc.ChannelCredentials | None, list[tuple[str, Any]]]:
         """The credentials (``None``: plaintext) and options of a new channel; reads
@@ -370,6 +473,11 @@ class Core:
 
     def plan(self, op: Op, st: Attempts) -> tuple[int, str]:
         """The shard and address of the next attempt; fills in ``op.request.header``."""
+        st.replica_read = False
+        if op.read is not None and not op.read.at_leader and op.route.kind == "key":
+            planned = self._plan_replica_read(op, op.read, st)
+            if planned is not None:
+                return planned
         if st.pinned is not None:
             shard = st.pinned
             routed = self.routing.target(shard, st.attempt)
@@ -388,6 +496,34 @@ class Core:
             op.request.header.CopyFrom(kv_pb2.RequestHeader(shard_id=shard, conf_ver=conf_ver, ring_ver=ring_ver))
         return shard, addr
 
+    def _plan_replica_read(self, op: Op, mode: ReadMode, st: Attempts) -> tuple[int, str] | None:
+        """A replica of the key's shard for a read in ``mode`` (None: the shard or its
+        replicas are unknown; the leader path finds them)."""
+        shard = self.routing.shard_for_hash(op.route.value) or 0
+        candidates = self.routing.replicas(shard) if shard else []
+        if not candidates:
+            return None
+        eligible = [a for a in candidates if a not in st.failed]
+        if not eligible:
+            st.failed.clear()
+            eligible = candidates
+        addr = random.choice(eligible)
+        st.replica_read = True
+        st.on_current = False
+        st.replicas = len(candidates)
+        conf_ver, ring_ver = self.routing.epoch(shard)
+        op.request.header.CopyFrom(
+            kv_pb2.RequestHeader(
+                shard_id=shard,
+                conf_ver=conf_ver,
+                ring_ver=ring_ver,
+                read_mode=mode.wire,
+                max_staleness_ms=mode.max_staleness_ms,
+                min_version=self.floor(shard) if mode.wire == kv_pb2.READ_MODE_BOUNDED else 0,
+            )
+        )
+        return shard, addr
+
     def _resolve(self, route: Route, attempt: int) -> tuple[int, str | None]:
         if route.kind == "shard":
             shard = route.value
@@ -399,9 +535,17 @@ class Core:
             return 0, None
         return shard, self.routing.target(shard, attempt)
 
-    def succeeded(self, shard: int, addr: str) -> None:
-        if shard != 0:
+    def succeeded(self, op: Op, st: Attempts, shard: int, addr: str, resp: Any) -> None:
+        """Notes a successful attempt: the leader that answered (or the replica read
+        served), and the version the answer shows."""
+        if st.replica_read:
+            with self._lock:
+                reads = self.stats.replica_reads
+                reads[addr] = reads.get(addr, 0) + 1
+        elif shard != 0:
             self.routing.set_leader(shard, addr)
+        if op.version is not None:
+            self.saw(shard, op.version(resp))
 
     def remaining(self, st: Attempts) -> float:
         return st.deadline - time.monotonic()
@@ -419,6 +563,10 @@ class Core:
             s.stale_epoch += 1
         elif isinstance(err, E.WrongShardError):
             s.wrong_shard += 1
+        elif isinstance(err, E.ReplicaTooStaleError):
+            s.too_stale += 1
+        if st.replica_read:
+            return self._decide_replica_read(st, addr, err)
         step: Step
         if (
             isinstance(err, E.NotLeaderError)
@@ -468,6 +616,35 @@ class Core:
         if st.attempt % 4 == 0:
             # Still failing: the routing may name addresses nodes no longer use.
             step.refresh = True
+        return step
+
+    def _decide_replica_read(self, st: Attempts, addr: str, err: E.CtxstoreError) -> Step:
+        """The retry rules of a replica read (``read_routed`` in the Rust client)."""
+        step: Step
+        if isinstance(err, E.StaleEpochError):
+            refresh = not err.current
+            if err.current:
+                self.add_endpoints(self.routing.learn_routes(err.current))
+            st.moves += 1
+            step = Step("now" if st.moves <= 8 else "backoff", refresh=refresh)
+        elif isinstance(err, E.WrongShardError):
+            step = Step("backoff", refresh=True)
+        elif isinstance(err, (E.ReplicaTooStaleError, E.NotLeaderError)):
+            # Another replica may qualify (the leader always does).
+            st.failed.append(addr)
+            step = Step("now" if len(st.failed) < st.replicas else "backoff")
+        elif err.retryable:
+            st.failed.append(addr)
+            step = Step("backoff")
+        else:
+            return Step("raise")
+        if time.monotonic() >= st.deadline:
+            return Step("raise-timeout")
+        if step.kind == "backoff":
+            self.stats.backoffs += 1
+            st.attempt += 1
+            if st.attempt % 4 == 0:
+                step.refresh = True
         return step
 
     def pause(self, st: Attempts) -> float:

@@ -8,7 +8,7 @@ import json
 from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 from . import keys as K
-from ._core import Call, Core, Op, Route
+from ._core import STALE, Call, Core, Op, ReadMode, Route
 from ._proto import cluster_pb2, context_pb2, kv_pb2
 from .types import (
     BatchOpLike,
@@ -27,13 +27,27 @@ T = TypeVar("T")
 # ---- Kv ----
 
 
-def get(key: str | bytes, stale: bool) -> Op[KeyValue | None]:
+def get(key: str | bytes, mode: ReadMode) -> Op[KeyValue | None]:
+    """A ``Get`` in ``mode`` (a replica read unless at the leader)."""
     k = K.as_bytes(key)
-    req = kv_pb2.GetRequest(key=k, stale=stale)
+    req = kv_pb2.GetRequest(key=k)
     return Op(
         "kv", "Get", req, Route.key(K.key_hash(k)), Call.READ,
         lambda r: KeyValue.from_pb(r.kv) if r.HasField("kv") else None,
+        read=None if mode.at_leader else mode,
+        version=lambda r: r.kv.version if r.HasField("kv") else 0,
     )
+
+
+def read_mode(core: Core, stale: bool, mode: str | None) -> ReadMode:
+    """The mode of one read: ``stale``, else ``mode`` when given, else the client's."""
+    if stale:
+        return STALE
+    return ReadMode.parse(mode) if mode is not None else core.read_mode
+
+
+def _version(r: Any) -> int:
+    return r.version
 
 
 def _write_result(r: Any) -> WriteResult:
@@ -43,14 +57,15 @@ def _write_result(r: Any) -> WriteResult:
 def put(core: Core, key: str | bytes, value: str | bytes, ttl_ms: int) -> Op[WriteResult]:
     k = K.as_bytes(key)
     req = kv_pb2.PutRequest(key=k, value=K.as_bytes(value), ttl_ms=ttl_ms, request_id=core.new_request_id())
-    return Op("kv", "Put", req, Route.key(K.key_hash(k)), Call.WRITE, _write_result)
+    return Op("kv", "Put", req, Route.key(K.key_hash(k)), Call.WRITE, _write_result, version=_version)
 
 
 def delete(core: Core, key: str | bytes) -> Op[DeleteResult]:
     k = K.as_bytes(key)
     req = kv_pb2.DeleteRequest(key=k, request_id=core.new_request_id())
     return Op(
-        "kv", "Delete", req, Route.key(K.key_hash(k)), Call.WRITE, lambda r: DeleteResult(r.deleted, r.version)
+        "kv", "Delete", req, Route.key(K.key_hash(k)), Call.WRITE, lambda r: DeleteResult(r.deleted, r.version),
+        version=_version,
     )
 
 
@@ -66,7 +81,7 @@ def cas(
         delete=delete,
         request_id=core.new_request_id(),
     )
-    return Op("kv", "CompareAndSwap", req, Route.key(K.key_hash(k)), Call.WRITE, _write_result)
+    return Op("kv", "CompareAndSwap", req, Route.key(K.key_hash(k)), Call.WRITE, _write_result, version=_version)
 
 
 def batch(core: Core, ops: Iterable[BatchOpLike]) -> Op[int]:
@@ -78,7 +93,7 @@ def batch(core: Core, ops: Iterable[BatchOpLike]) -> Op[int]:
             h = K.key_hash(getattr(o, which).key)
             break
     req = kv_pb2.BatchRequest(ops=pb_ops, request_id=core.new_request_id())
-    return Op("kv", "Batch", req, Route.key(h), Call.WRITE, lambda r: r.version)
+    return Op("kv", "Batch", req, Route.key(h), Call.WRITE, _version, version=_version)
 
 
 def scan_part(prefix: bytes, start_after: bytes, limit: int, stale: bool, route: Route, call: Call) -> Op[ScanResult]:

@@ -95,6 +95,15 @@ class Routing:
             r = d.replicas[attempt % len(d.replicas)]
             return self._addr_of(r.node_id, r.addr) or None
 
+    def replicas(self, shard: int) -> list[str]:
+        """The addresses of every replica of ``shard`` (empty: unknown)."""
+        with self._lock:
+            d = self.descs.get(shard)
+            if d is None:
+                return []
+            addrs = [self._addr_of(r.node_id, r.addr) for r in d.replicas]
+            return [a for a in addrs if a]
+
     def set_leader(self, shard: int, addr: str) -> None:
         with self._lock:
             self.leaders[shard] = addr

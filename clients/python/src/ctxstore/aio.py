@@ -121,7 +121,7 @@ class AsyncClient:
                     st.last_error = E.TransportError(f"no answer from {addr}", code=err.code)
                     raise core.timed_out(st) from None
             else:
-                core.succeeded(shard, addr)
+                core.succeeded(op, st, shard, addr, resp)
                 return op.result(resp)
             step = core.decide(op, st, shard, addr, err)
             if step.refresh:
@@ -188,8 +188,11 @@ class AsyncClient:
 
     # ---- Kv ----
 
-    async def get(self, key: str | bytes, *, stale: bool = False) -> KeyValue | None:
-        return await self._run(_ops.get(key, stale))
+    async def get(
+        self, key: str | bytes, *, stale: bool = False, read_mode: str | None = None
+    ) -> KeyValue | None:
+        """As :meth:`ctxstore.Client.get`."""
+        return await self._run(_ops.get(key, _ops.read_mode(self._core, stale, read_mode)))
 
     async def put(self, key: str | bytes, value: str | bytes, *, ttl_ms: int = 0) -> WriteResult:
         return await self._run(_ops.put(self._core, key, value, ttl_ms))
@@ -524,7 +527,7 @@ class AsyncWatch(AsyncIterator[T]):
                 if head is grpc.aio.EOF:
                     err = E.TransportError("the watch stream closed before it started")
                 else:
-                    core.succeeded(shard, addr)
+                    core.succeeded(op, st, shard, addr, None)
                     self._call = call
                     self._state.new_stream()
                     self._take(head)

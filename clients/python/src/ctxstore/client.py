@@ -145,7 +145,7 @@ class Client:
                     st.last_error = E.TransportError(f"no answer from {addr}", code=err.code)
                     raise core.timed_out(st) from None
             else:
-                core.succeeded(shard, addr)
+                core.succeeded(op, st, shard, addr, resp)
                 return op.result(resp)
             step = core.decide(op, st, shard, addr, err)
             if step.refresh:
@@ -220,10 +220,13 @@ class Client:
 
     # ---- Kv ----
 
-    def get(self, key: str | bytes, *, stale: bool = False) -> KeyValue | None:
+    def get(self, key: str | bytes, *, stale: bool = False, read_mode: str | None = None) -> KeyValue | None:
         """The value of ``key`` with its versions, or ``None`` if it does not exist
-        (or has expired). Linearizable at the leader unless ``stale``."""
-        return self._run(_ops.get(key, stale))
+        (or has expired). Read in ``read_mode`` (``leader``, ``follower``,
+        ``bounded:<duration>`` or ``stale``; see :class:`~ctxstore.ReadMode`), by
+        default the client's (``Options.read_mode``: ``leader``, linearizable at the
+        shard's leader); ``stale=True`` means ``read_mode="stale"``."""
+        return self._run(_ops.get(key, _ops.read_mode(self._core, stale, read_mode)))
 
     def put(self, key: str | bytes, value: str | bytes, *, ttl_ms: int = 0) -> WriteResult:
         """Writes ``value`` at ``key`` (``ttl_ms`` 0 = never expires)."""
@@ -640,7 +643,7 @@ class Watch(Iterator[T]):
             except StopIteration:
                 err = E.TransportError("the watch stream closed before it started")
             else:
-                core.succeeded(shard, addr)
+                core.succeeded(op, st, shard, addr, None)
                 self._call = call
                 if self._closed:
                     call.cancel()
