@@ -36,6 +36,32 @@ pub const NODE_IDENT_KEY: &[u8] = b"\xff\xffnode-ident";
 /// in progress); one prefix, so a start finds them all without a full scan.
 pub const SNAPSHOT_MARKER_PREFIX: &[u8] = b"\xff\xffsnap-marker/";
 
+/// Prefix of the `meta` CF expiry index: `EXPIRY_PREFIX · expires_at_ms BE8 · data
+/// key`, one empty entry per `data` record with an expiry, written in the batch that
+/// writes the record. Node-local (derived from the data, never replicated): a purge
+/// round reads what has expired, in expiry order, instead of every record.
+pub const EXPIRY_PREFIX: &[u8] = b"\xff\xffexpiry/";
+
+/// `meta` CF key present once this data directory's expiry index is complete (written
+/// by the first start of a version that keeps one, after indexing older records).
+pub const EXPIRY_INDEXED_KEY: &[u8] = b"\xff\xffexpiry-indexed";
+
+/// The expiry index entry of `data` CF key `data_key` expiring at `expires_at_ms`.
+pub fn expiry_key(expires_at_ms: u64, data_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(EXPIRY_PREFIX.len() + 8 + data_key.len());
+    k.extend_from_slice(EXPIRY_PREFIX);
+    k.extend_from_slice(&expires_at_ms.to_be_bytes());
+    k.extend_from_slice(data_key);
+    k
+}
+
+/// `(expires_at_ms, data key)` of an expiry index entry.
+pub fn decode_expiry_key(key: &[u8]) -> Option<(u64, &[u8])> {
+    let rest = key.strip_prefix(EXPIRY_PREFIX)?;
+    let (at, data_key) = rest.split_first_chunk::<8>()?;
+    Some((u64::from_be_bytes(*at), data_key))
+}
+
 fn shard_key(shard: ShardId, tag: u8, extra: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + extra.len());
     k.extend_from_slice(&shard.0.to_be_bytes());

@@ -65,8 +65,6 @@ pub(crate) struct Applied {
     pub(crate) meta: Option<MetaState>,
     /// Every data change of the round, in order, for watches.
     pub(crate) changes: Vec<crate::fsm::watch::Change>,
-    /// Whether the round wrote a record with an expiry (the purge must look again).
-    pub(crate) expiring: bool,
     /// A split the round applied: the new shard's initial state (written in the
     /// round's batch; the replica is started by the caller).
     pub(crate) split: Option<ChildInit>,
@@ -208,7 +206,6 @@ pub(crate) fn apply_round(
     let data = engine.cf(keys::CF_DATA);
     let meta_cf = engine.cf(keys::CF_META);
     let mut changes = Vec::new();
-    let mut expiring = false;
     if let Some(child) = &split {
         // The new shard's replica on this node: its state at the split, in the same
         // batch as the parent's new descriptor (a crash keeps both or neither).
@@ -231,12 +228,20 @@ pub(crate) fn apply_round(
             crate::fsm::watch::Change::key(version, key, record)
         };
         match change {
-            Change::PutValue(k, v) => {
-                expiring |= v.expires_at_ms != 0;
+            Change::PutValue(k, v, replaced_expiry) => {
+                if replaced_expiry != 0 && replaced_expiry != v.expires_at_ms {
+                    batch.delete_cf(meta_cf, keys::expiry_key(replaced_expiry, &k));
+                }
+                if v.expires_at_ms != 0 {
+                    batch.put_cf(meta_cf, keys::expiry_key(v.expires_at_ms, &k), []);
+                }
                 batch.put_cf(data, &k, v.encode_to_vec());
                 changes.push(watched(&k, Some(v)));
             }
-            Change::DeleteValue(k) => {
+            Change::DeleteValue(k, expiry) => {
+                if expiry != 0 {
+                    batch.delete_cf(meta_cf, keys::expiry_key(expiry, &k));
+                }
                 batch.delete_cf(data, &k);
                 changes.push(watched(&k, None));
             }
@@ -275,7 +280,6 @@ pub(crate) fn apply_round(
         applied_term,
         meta,
         changes,
-        expiring,
         split,
     })
 }

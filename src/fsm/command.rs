@@ -25,10 +25,11 @@ pub(crate) trait StateReader {
 /// A change the applier wants written.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Change {
-    /// Store a value record.
-    PutValue(Vec<u8>, ValueRecord),
-    /// Remove a data key.
-    DeleteValue(Vec<u8>),
+    /// Store a value record; the last field is the replaced record's expiry (0: none
+    /// or no record), whose expiry index entry goes.
+    PutValue(Vec<u8>, ValueRecord, u64),
+    /// Remove a data key, whose record had this expiry (0: none).
+    DeleteValue(Vec<u8>, u64),
     /// Remember a request's result.
     PutDedup(Vec<u8>, DedupRecord),
 }
@@ -111,8 +112,10 @@ impl<'r, R: StateReader> Applier<'r, R> {
         expires_at_ms: u64,
     ) -> Result<u64> {
         let dk = keys::data_key(user_key);
-        let create_version = self
-            .live_value(&dk, now_ms)?
+        let old = self.value(&dk)?;
+        let replaced_expiry = old.as_ref().map_or(0, |r| r.expires_at_ms);
+        let create_version = old
+            .filter(|r| is_live(r, now_ms))
             .map_or(index, |r| r.create_version);
         let rec = ValueRecord {
             version: index,
@@ -121,15 +124,17 @@ impl<'r, R: StateReader> Applier<'r, R> {
             value,
         };
         self.values.insert(dk.clone(), Some(rec.clone()));
-        self.changes.push((index, Change::PutValue(dk, rec)));
+        self.changes
+            .push((index, Change::PutValue(dk, rec, replaced_expiry)));
         Ok(create_version)
     }
 
     /// Removes a `data` CF key (a no-op when absent).
     pub(crate) fn delete_data(&mut self, dk: Vec<u8>) -> Result<()> {
-        if self.value(&dk)?.is_some() {
+        if let Some(old) = self.value(&dk)? {
             self.values.insert(dk.clone(), None);
-            self.changes.push((self.index, Change::DeleteValue(dk)));
+            self.changes
+                .push((self.index, Change::DeleteValue(dk, old.expires_at_ms)));
         }
         Ok(())
     }

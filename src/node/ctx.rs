@@ -81,8 +81,6 @@ pub(crate) struct NodeCtx {
     pub(crate) meta: MetaCtx,
     /// Recent changes per replica, for watches.
     pub(crate) watch: WatchHub,
-    /// Shards that applied records with an expiry (the purge scans only those).
-    pub(crate) purge: PurgeHints,
     /// Splits in progress on this node (`split.max-concurrent-per-node`).
     pub(crate) splits_in_progress: std::sync::atomic::AtomicU64,
     /// Shard → its size as the splitter last measured it.
@@ -95,26 +93,6 @@ pub(crate) struct NodeCtx {
     pub(crate) cancel: CancellationToken,
     /// Tracks every task the node spawned.
     pub(crate) tracker: TaskTracker,
-}
-
-/// Shards that applied a write with an expiry since their last purge scan: a shard
-/// whose last scan found no record with an expiry is scanned again only after one.
-#[derive(Default)]
-pub(crate) struct PurgeHints {
-    /// The marked shards.
-    marked: Mutex<HashSet<ShardId>>,
-}
-
-impl PurgeHints {
-    /// Notes that `shard` applied a record with an expiry.
-    pub(crate) fn mark(&self, shard: ShardId) {
-        self.marked.lock().insert(shard);
-    }
-
-    /// Whether `shard` was marked since the last call (and clears the mark).
-    pub(crate) fn take(&self, shard: ShardId) -> bool {
-        self.marked.lock().remove(&shard)
-    }
 }
 
 /// A shard's size as the splitter last measured it.
@@ -170,7 +148,6 @@ impl NodeCtx {
             watch: WatchHub::new(
                 usize::try_from(config.context.watch_retain_bytes).unwrap_or(usize::MAX),
             ),
-            purge: PurgeHints::default(),
             splits_in_progress: Default::default(),
             sizes: Mutex::new(HashMap::new()),
             reads: ReadProbe::new(metrics.reads_served.clone()),

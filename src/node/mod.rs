@@ -72,6 +72,10 @@ impl Node {
                 // Before any replica loads: finish snapshot installs a crash
                 // interrupted, delete the files of the previous run.
                 crate::storage::snapshot::recover(&engine, &dir.join(ctx::SNAPSHOT_DIR))?;
+                let indexed = crate::storage::expiry::ensure_index(&engine)?;
+                if indexed > 0 {
+                    tracing::info!(records = indexed, "indexed the records with an expiry");
+                }
                 Ok((engine, fresh))
             })
             .await?
@@ -175,6 +179,12 @@ impl Node {
             }
         }
         Ok(out)
+    }
+
+    /// The node's expiry index against its records (for tests; reads the whole
+    /// `data` CF).
+    pub fn check_expiry_index(&self) -> Result<crate::ExpiryIndexCheck> {
+        crate::fsm::read::View::new(&self.ctx.engine, crate::util::now_ms()).check_expiry_index()
     }
 
     /// For every shard hosted here: its applied index and a digest of its data, each

@@ -1,28 +1,31 @@
 //! Leader-driven TTL purge: expired records are invisible from the moment they
 //! expire (every read and every command judges expiry by its own time); this task
-//! reclaims their space. Each shard leader periodically scans its ranges for expired
-//! records and proposes a `PurgeCommand` naming each with its version, so a record
-//! rewritten in the meantime is kept, and every replica deletes the same keys (an
-//! expired conversation or thread takes all its messages or checkpoints with it).
+//! reclaims their space. Each round reads the node's expiry index (`keys::EXPIRY_PREFIX`,
+//! kept by the apply path in the batch that writes each record) from its oldest entry up
+//! to now, so a round costs what has expired, not the size of the store. For each shard
+//! led here it proposes a `PurgeCommand` naming each expired record with its version, so
+//! a record rewritten in the meantime is kept, and every replica deletes the same keys
+//! (an expired conversation or thread takes all its messages or checkpoints with it)
+//! and their index entries. Entries of shards led elsewhere are left to their leaders.
 
+use crate::error::{Error, Result};
 use crate::fsm::read::View;
 use crate::node::ctx::NodeCtx;
 use crate::proto::{context_command::Op, raft_command, ContextCommand, PurgeCommand};
-use crate::raft::handle::PeerHandle;
-use crate::types::{ShardId, META_SHARD};
+use crate::types::META_SHARD;
 use crate::util::now_ms;
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Most keys one purge command names; more wait for the next round.
 pub(crate) const PURGE_BATCH: usize = 1_000;
 
+/// Most index entries one round reads (those of shards led elsewhere count too).
+const VISIT_MAX: usize = 100 * PURGE_BATCH;
+
 /// Starts the node's purge loop (runs until the node stops).
 pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
-        // Shards whose last scan saw no record with an expiry.
-        let mut quiet: HashSet<ShardId> = HashSet::new();
         loop {
             // Read each round: the cluster's settings may have changed it.
             let interval = ctx.config().context.purge_interval;
@@ -30,51 +33,78 @@ pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
                 _ = ctx.cancel.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }
-            for peer in ctx.peers() {
-                if !peer.epoch.leading() || peer.shard == META_SHARD {
-                    continue;
-                }
-                if !ctx.purge.take(peer.shard) && quiet.contains(&peer.shard) {
-                    continue;
-                }
-                match purge_shard(&ctx, &peer).await {
-                    Ok(true) => {
-                        quiet.remove(&peer.shard);
-                    }
-                    Ok(false) => {
-                        quiet.insert(peer.shard);
-                    }
-                    Err(e) => {
-                        tracing::debug!(shard = %peer.shard, error = %e, "purge round failed")
-                    }
-                }
+            if let Err(e) = purge_round(&ctx).await {
+                tracing::debug!(error = %e, "purge round failed");
             }
         }
     });
 }
 
-/// One purge round of a shard; whether the shard holds any record with an expiry.
-async fn purge_shard(ctx: &Arc<NodeCtx>, peer: &PeerHandle) -> crate::error::Result<bool> {
-    let ranges = ctx.data_ranges(peer.shard);
+/// One purge round over every data shard led here.
+async fn purge_round(ctx: &Arc<NodeCtx>) -> Result<()> {
+    let mut leaders = Vec::new();
+    // (lo, hi, index in `leaders`) of every arc of a shard led here, by `lo`.
+    let mut arcs: Vec<(u64, u64, usize)> = Vec::new();
+    for peer in ctx.peers() {
+        if !peer.epoch.leading() || peer.shard == META_SHARD {
+            continue;
+        }
+        arcs.extend(
+            peer.epoch
+                .arcs()
+                .iter()
+                .map(|&(lo, hi)| (lo, hi, leaders.len())),
+        );
+        leaders.push(peer);
+    }
+    arcs.sort_unstable();
+    let owner = move |h: u64| {
+        let i = arcs.partition_point(|a| a.0 <= h);
+        let (_, hi, shard) = *arcs.get(i.checked_sub(1)?)?;
+        (h <= hi).then_some(shard)
+    };
     let c = ctx.clone();
     let now = now_ms();
-    let (keys, any_ttl) = ctx
+    let shards = leaders.len();
+    let found = ctx
         .tracker
-        .spawn_blocking(move || View::new(&c.engine, now).expired(&ranges, PURGE_BATCH))
+        .spawn_blocking(move || {
+            let _upkeep = c.engine.expiry_upkeep();
+            let found =
+                View::new(&c.engine, now).expired_entries(VISIT_MAX, shards, PURGE_BATCH, owner)?;
+            if !found.stale.is_empty() {
+                // No record behind them in the view. The apply path never writes an
+                // entry whose expiry has passed (a write's expiry is its time plus a
+                // TTL), and a snapshot load, which may, waits for this round.
+                let mut batch = rocksdb::WriteBatch::default();
+                let meta = c.engine.cf(crate::keys::CF_META);
+                for k in &found.stale {
+                    batch.delete_cf(meta, k);
+                }
+                c.engine.write(batch)?;
+            }
+            Ok::<_, Error>(found)
+        })
         .await
-        .map_err(|e| crate::error::Error::Internal(format!("purge scan: {e}")))??;
-    if keys.is_empty() {
-        return Ok(any_ttl);
+        .map_err(|e| Error::Internal(format!("purge scan: {e}")))??;
+    for (peer, keys) in leaders.iter().zip(found.keys) {
+        if keys.is_empty() {
+            continue;
+        }
+        let n = keys.len();
+        let op = Op::Purge(PurgeCommand { keys });
+        let proposed = peer
+            .propose(
+                Default::default(),
+                now_ms(),
+                None,
+                raft_command::Cmd::Context(ContextCommand { op: Some(op) }),
+            )
+            .await;
+        match proposed {
+            Ok(_) => tracing::debug!(shard = %peer.shard, keys = n, "purged expired records"),
+            Err(e) => tracing::debug!(shard = %peer.shard, error = %e, "purge not applied"),
+        }
     }
-    let n = keys.len();
-    let op = Op::Purge(PurgeCommand { keys });
-    peer.propose(
-        Default::default(),
-        now_ms(),
-        None,
-        raft_command::Cmd::Context(ContextCommand { op: Some(op) }),
-    )
-    .await?;
-    tracing::debug!(shard = %peer.shard, keys = n, "purged expired records");
-    Ok(true)
+    Ok(())
 }

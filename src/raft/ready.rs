@@ -399,9 +399,6 @@ impl Peer {
         self.epoch.set(&self.desc);
         self.epoch.set_applied(applied.applied_index);
         self.ctx.note_descriptor(&self.desc);
-        if applied.expiring {
-            self.ctx.purge.mark(shard);
-        }
         self.ctx.watch.publish(shard, applied.changes);
         if let Some(state) = applied.meta {
             self.ctx.note_routes(&state.shards);

@@ -13,6 +13,10 @@ pub(crate) struct Engine {
     db: Arc<DB>,
     /// Bytes of every batch this node wrote (what a split or move costs in writes).
     written: Arc<std::sync::atomic::AtomicU64>,
+    /// Held while the expiry index changes outside the apply path (a snapshot load
+    /// writing its records' entries, a purge round deleting entries it found stale),
+    /// so a round never deletes an entry a load has just written.
+    expiry_upkeep: Arc<parking_lot::Mutex<()>>,
 }
 
 impl Engine {
@@ -58,7 +62,13 @@ impl Engine {
         Ok(Self {
             db: Arc::new(db),
             written: Default::default(),
+            expiry_upkeep: Default::default(),
         })
+    }
+
+    /// Excludes other changes of the expiry index outside the apply path while held.
+    pub(crate) fn expiry_upkeep(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.expiry_upkeep.lock()
     }
 
     /// The raw database.
