@@ -29,6 +29,9 @@ const DEDUP_TAG: u8 = b'r';
 const TOMBSTONE_TAG: u8 = b't';
 const META_STATE_TAG: u8 = b'm';
 
+/// Where the node-wide `meta` CF records start, after every shard's prefix.
+pub const NODE_WIDE_PREFIX: &[u8] = b"\xff\xff";
+
 /// `meta` CF key holding this data directory's node identity.
 pub const NODE_IDENT_KEY: &[u8] = b"\xff\xffnode-ident";
 

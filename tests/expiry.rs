@@ -196,3 +196,72 @@ fn wipe_index(dir: &std::path::Path) {
         .count();
     assert_eq!(left, 0, "the index is wiped");
 }
+
+/// The purge finds each expired record's shard among several led on a node: with 4
+/// shards spread over 3 nodes, 60 keys that expire during the test leave every node's
+/// disk and index, and the 20 that do not stay indexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_records_of_every_shard_are_purged_from_every_node() {
+    let cluster = TestCluster::start_with(3, |c| {
+        c.initial_shards = 4;
+        c.context.purge_interval = Duration::from_millis(100);
+    })
+    .await;
+    cluster.wait_all_leaders().await;
+    let c = cluster.client().await;
+    for i in 0..60 {
+        c.put_with_ttl(
+            format!("brief-{i:02}"),
+            "v",
+            Some(Duration::from_millis(300)),
+        )
+        .await
+        .expect("put");
+    }
+    for i in 0..20 {
+        c.put_with_ttl(format!("kept-{i:02}"), "v", Some(Duration::from_secs(3600)))
+            .await
+            .expect("put");
+    }
+    wait_for_explained(
+        "the brief records to be purged everywhere",
+        WAIT,
+        || async {
+            for (i, n) in cluster.nodes.iter().enumerate() {
+                let Some(n) = n else { continue };
+                let check = n.check_expiry_index().map_err(|e| e.to_string())?;
+                let brief = n
+                    .data_keys()
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .filter(|k| k.starts_with(b"brief-"))
+                    .count();
+                if brief != 0 || check.missing != 0 || check.extra != 0 || check.records != 20 {
+                    return Err(format!(
+                        "node {}: {brief} brief records left, {check:?}",
+                        i + 1
+                    ));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    let leaders: std::collections::BTreeSet<u64> = {
+        let mut s = std::collections::BTreeSet::new();
+        for i in 0..3 {
+            for sh in cluster.status(i).await.shards {
+                if sh.role == "leader" && sh.descriptor.as_ref().is_some_and(|d| d.shard_id != 0) {
+                    s.insert(sh.descriptor.map_or(0, |d| d.shard_id));
+                }
+            }
+        }
+        s
+    };
+    assert_eq!(
+        leaders.len(),
+        4,
+        "every data shard has a leader: {leaders:?}"
+    );
+    cluster.shutdown().await;
+}

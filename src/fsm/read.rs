@@ -582,13 +582,16 @@ impl<'a> View<'a> {
     }
 
     /// What a purge round finds in the node's expiry index (`keys::EXPIRY_PREFIX`): it
-    /// reads the entries that have expired by `now`, oldest first, at most
-    /// `visit_max`, and sorts them. An entry whose record is gone or carries another
-    /// expiry is stale (a snapshot install or a replica removal cleared the record's
-    /// range without reading it); every other goes to the led shard `owner` names for
-    /// the record's hash (None: led elsewhere, skipped), at most `per_shard` each.
+    /// reads the entries that have expired by `now`, oldest first from after the
+    /// entry `after` (None: from the oldest), at most `visit_max`, and sorts them. An
+    /// entry whose record is gone or carries another expiry is stale (a snapshot
+    /// install or a replica removal cleared the record's range without reading it);
+    /// every other goes to the led shard `owner` names for the record's hash (None:
+    /// led elsewhere, skipped), at most `per_shard` each. A record that does not
+    /// decode is skipped.
     pub(crate) fn expired_entries(
         &self,
+        after: Option<&[u8]>,
         visit_max: usize,
         shards: usize,
         per_shard: usize,
@@ -597,13 +600,17 @@ impl<'a> View<'a> {
         let mut found = Expired {
             keys: vec![Vec::new(); shards],
             stale: Vec::new(),
+            next: None,
         };
         let Some(bound) = self.now.checked_add(1) else {
             return Ok(found);
         };
         let mut opts = rocksdb::ReadOptions::default();
         opts.set_snapshot(&self.snap);
-        opts.set_iterate_lower_bound(keys::EXPIRY_PREFIX.to_vec());
+        opts.set_iterate_lower_bound(match after {
+            Some(k) => [k, &[0]].concat(),
+            None => keys::EXPIRY_PREFIX.to_vec(),
+        });
         opts.set_iterate_upper_bound(keys::expiry_key(bound, b""));
         let data = self.engine.cf(keys::CF_DATA);
         let iter = self.engine.db().iterator_cf_opt(
@@ -611,13 +618,26 @@ impl<'a> View<'a> {
             opts,
             rocksdb::IteratorMode::Start,
         );
-        for item in iter.take(visit_max) {
+        let mut last: Option<Box<[u8]>> = None;
+        for (visited, item) in iter.enumerate() {
             let (k, _) = item.err_into()?;
+            if visited == visit_max {
+                // More than the limit: the next round goes on after the last one read.
+                found.next = last.map(|l| l.to_vec());
+                break;
+            }
+            last = Some(k.clone());
             let Some((at, dk)) = keys::decode_expiry_key(&k) else {
                 continue;
             };
             let rec = match self.snap.get_cf(data, dk).err_into()? {
-                Some(v) => Some(ValueRecord::decode(v.as_slice())?),
+                Some(v) => match ValueRecord::decode(v.as_slice()) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "purge: a record that does not decode is skipped");
+                        continue;
+                    }
+                },
                 None => None,
             };
             let Some(rec) = rec.filter(|r| r.expires_at_ms == at) else {
@@ -706,6 +726,9 @@ pub(crate) struct Expired {
     pub(crate) keys: Vec<Vec<PurgeKey>>,
     /// Index entries with no record behind them, to delete on this node.
     pub(crate) stale: Vec<Vec<u8>>,
+    /// The last entry read when the round stopped at its limit (the next round starts
+    /// after it); None when it read every expired entry.
+    pub(crate) next: Option<Vec<u8>>,
 }
 
 /// The `(stored thread, ns)` a checkpoint record's key names.

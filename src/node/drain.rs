@@ -7,7 +7,8 @@
 //!    next heartbeat (sent at once) tells the placement driver, which then moves no
 //!    replica or leadership here (the node counts as disconnected, not as down);
 //! 2. for each shard led here, ask raft-rs to transfer leadership to the voter on
-//!    another node whose log matches the leader's furthest (caught-up voters first),
+//!    another node whose log matches the leader's furthest (voters on nodes not
+//!    stopping too first, then caught-up ones),
 //!    re-asking now and then (a transfer raft-rs aborted, or a leadership that came
 //!    back), until no shard is led here or the drain timeout passes;
 //! 3. the caller then shuts the node down as before.
@@ -18,7 +19,7 @@ use crate::node::ctx::NodeCtx;
 use crate::proto::{ReplicaRole, ShardStatus};
 use crate::raft::handle::PeerMsg;
 use crate::types::{NodeId, ShardId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -61,9 +62,10 @@ pub(crate) async fn drain(ctx: &NodeCtx, timeout: Duration) -> DrainReport {
             first = false;
         }
         let now = Instant::now();
+        let stopping = stopping_nodes(ctx);
         let movable: Vec<(u64, NodeId)> = led
             .iter()
-            .filter_map(|s| successor(ctx.node_id, s).map(|n| (shard_of(s), n)))
+            .filter_map(|s| successor(ctx.node_id, s, &stopping).map(|n| (shard_of(s), n)))
             .collect();
         if movable.is_empty() || now >= deadline {
             report.still_led = ids;
@@ -92,15 +94,34 @@ fn shard_of(s: &ShardStatus) -> u64 {
     s.descriptor.as_ref().map_or(0, |d| d.shard_id)
 }
 
-/// The voter on another node best placed to lead `s` next: caught up first, then the
-/// furthest log, then the lowest replica id.
-fn successor(me: NodeId, s: &ShardStatus) -> Option<NodeId> {
+/// The nodes the meta shard last reported stopping: draining too, they decline a
+/// transfer (`raft::peer`), and one asked for would hold the shard's writes until it
+/// lapses.
+fn stopping_nodes(ctx: &NodeCtx) -> HashSet<u64> {
+    ctx.meta
+        .cached
+        .read()
+        .as_ref()
+        .map(|t| {
+            t.nodes
+                .iter()
+                .filter(|n| n.stats.as_ref().is_some_and(|s| s.stopping))
+                .map(|n| n.node_id)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The voter on another node best placed to lead `s` next: one not `stopping` first,
+/// then caught up, then the furthest log, then the lowest replica id.
+fn successor(me: NodeId, s: &ShardStatus, stopping: &HashSet<u64>) -> Option<NodeId> {
     let desc = s.descriptor.as_ref()?;
     desc.replicas
         .iter()
         .filter(|r| r.node_id != me.0 && r.role == ReplicaRole::Voter as i32)
         .max_by_key(|r| {
             (
+                !stopping.contains(&r.node_id),
                 s.caught_up.contains(&r.replica_id),
                 s.progress.get(&r.replica_id).copied().unwrap_or(0),
                 std::cmp::Reverse(r.replica_id),
@@ -144,6 +165,7 @@ mod tests {
     fn the_successor_is_a_caught_up_voter_elsewhere_with_the_furthest_log() {
         use ReplicaRole::{Learner, Voter};
         let me = NodeId(1);
+        let none = HashSet::new();
         // Replica 4 (a learner) is furthest but cannot lead; 2 is behind and not
         // caught up; 3 is caught up.
         let s = status(
@@ -151,25 +173,33 @@ mod tests {
             &[1, 3],
             &[(1, 100), (2, 90), (3, 99), (4, 100)],
         );
-        assert_eq!(successor(me, &s), Some(NodeId(3)));
+        assert_eq!(successor(me, &s, &none), Some(NodeId(3)));
         // Both caught up: the furthest log wins; equal logs: the lowest replica id.
         let s = status(
             &[(1, 1, Voter), (2, 2, Voter), (3, 3, Voter)],
             &[1, 2, 3],
             &[(2, 99), (3, 100)],
         );
-        assert_eq!(successor(me, &s), Some(NodeId(3)));
+        assert_eq!(successor(me, &s, &none), Some(NodeId(3)));
         let s = status(
             &[(1, 1, Voter), (2, 2, Voter), (3, 3, Voter)],
             &[1, 2, 3],
             &[(2, 100), (3, 100)],
         );
-        assert_eq!(successor(me, &s), Some(NodeId(2)));
+        assert_eq!(successor(me, &s, &none), Some(NodeId(2)));
         // None caught up: still the furthest voter (raft-rs catches it up first).
         let s = status(&[(1, 1, Voter), (2, 2, Voter)], &[1], &[(2, 5)]);
-        assert_eq!(successor(me, &s), Some(NodeId(2)));
+        assert_eq!(successor(me, &s, &none), Some(NodeId(2)));
+        // A voter on a stopping node comes last, however far its log.
+        let s = status(
+            &[(1, 1, Voter), (2, 2, Voter), (3, 3, Voter)],
+            &[1, 2, 3],
+            &[(2, 90), (3, 100)],
+        );
+        assert_eq!(successor(me, &s, &HashSet::from([3])), Some(NodeId(2)));
+        assert_eq!(successor(me, &s, &HashSet::from([2, 3])), Some(NodeId(3)));
         // A single voter: nobody to hand over to.
         let s = status(&[(1, 1, Voter), (4, 4, Learner)], &[1, 4], &[(4, 100)]);
-        assert_eq!(successor(me, &s), None);
+        assert_eq!(successor(me, &s, &none), None);
     }
 }

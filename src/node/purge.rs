@@ -7,9 +7,13 @@
 //! a record rewritten in the meantime is kept, and every replica deletes the same keys
 //! (an expired conversation or thread takes all its messages or checkpoints with it)
 //! and their index entries. Entries of shards led elsewhere are left to their leaders.
+//! A round reads at most `VISIT_MAX` entries; the next goes on after the last one read,
+//! and starts again from the oldest once it reaches the present, so a large backlog in
+//! one shard does not hold back the others.
 
 use crate::error::{Error, Result};
 use crate::fsm::read::View;
+use crate::keys;
 use crate::node::ctx::NodeCtx;
 use crate::proto::{context_command::Op, raft_command, ContextCommand, PurgeCommand};
 use crate::types::META_SHARD;
@@ -26,6 +30,8 @@ const VISIT_MAX: usize = 100 * PURGE_BATCH;
 pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
+        // Where the next round goes on in the index (None: from the oldest entry).
+        let mut cursor: Option<Vec<u8>> = None;
         loop {
             // Read each round: the cluster's settings may have changed it.
             let interval = ctx.config().context.purge_interval;
@@ -33,15 +39,17 @@ pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
                 _ = ctx.cancel.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }
-            if let Err(e) = purge_round(&ctx).await {
-                tracing::debug!(error = %e, "purge round failed");
+            match purge_round(&ctx, cursor.take()).await {
+                Ok(next) => cursor = next,
+                Err(e) => tracing::debug!(error = %e, "purge round failed"),
             }
         }
     });
 }
 
-/// One purge round over every data shard led here.
-async fn purge_round(ctx: &Arc<NodeCtx>) -> Result<()> {
+/// One purge round over every data shard led here, reading the index from after
+/// `after`; where the next round goes on.
+async fn purge_round(ctx: &Arc<NodeCtx>, after: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
     let mut leaders = Vec::new();
     // (lo, hi, index in `leaders`) of every arc of a shard led here, by `lo`.
     let mut arcs: Vec<(u64, u64, usize)> = Vec::new();
@@ -70,29 +78,43 @@ async fn purge_round(ctx: &Arc<NodeCtx>) -> Result<()> {
         .tracker
         .spawn_blocking(move || {
             let _upkeep = c.engine.expiry_upkeep();
-            let found =
-                View::new(&c.engine, now).expired_entries(VISIT_MAX, shards, PURGE_BATCH, owner)?;
-            if !found.stale.is_empty() {
-                // No record behind them in the view. The apply path never writes an
-                // entry whose expiry has passed (a write's expiry is its time plus a
-                // TTL), and a snapshot load, which may, waits for this round.
-                let mut batch = rocksdb::WriteBatch::default();
-                let meta = c.engine.cf(crate::keys::CF_META);
-                for k in &found.stale {
+            let found = View::new(&c.engine, now).expired_entries(
+                after.as_deref(),
+                VISIT_MAX,
+                shards,
+                PURGE_BATCH,
+                owner,
+            )?;
+            // No record behind them in the view. A snapshot load, which may write
+            // such an entry again, waits for this round; the apply path (a follower
+            // catching up on old commands) does not, so each is checked against the
+            // live data once more right before it goes.
+            let mut batch = rocksdb::WriteBatch::default();
+            let meta = c.engine.cf(keys::CF_META);
+            for k in &found.stale {
+                let Some((at, dk)) = keys::decode_expiry_key(k) else {
+                    continue;
+                };
+                let live = c.engine.get(keys::CF_DATA, dk)?;
+                let still =
+                    live.is_some_and(|v| crate::storage::expiry::expires_at(&v).ok() == Some(at));
+                if !still {
                     batch.delete_cf(meta, k);
                 }
+            }
+            if !batch.is_empty() {
                 c.engine.write(batch)?;
             }
             Ok::<_, Error>(found)
         })
         .await
         .map_err(|e| Error::Internal(format!("purge scan: {e}")))??;
-    for (peer, keys) in leaders.iter().zip(found.keys) {
-        if keys.is_empty() {
+    for (peer, expired) in leaders.iter().zip(found.keys) {
+        if expired.is_empty() {
             continue;
         }
-        let n = keys.len();
-        let op = Op::Purge(PurgeCommand { keys });
+        let n = expired.len();
+        let op = Op::Purge(PurgeCommand { keys: expired });
         let proposed = peer
             .propose(
                 Default::default(),
@@ -106,5 +128,5 @@ async fn purge_round(ctx: &Arc<NodeCtx>) -> Result<()> {
             Err(e) => tracing::debug!(shard = %peer.shard, error = %e, "purge not applied"),
         }
     }
-    Ok(())
+    Ok(found.next)
 }

@@ -168,9 +168,14 @@ pub(crate) fn write_identity(engine: &Engine, node: NodeId) -> Result<()> {
 pub(crate) fn load_replicas(ctx: &Arc<NodeCtx>) -> Result<usize> {
     let engine = &ctx.engine;
     let mut shards = Vec::new();
-    for item in engine
-        .db()
-        .iterator_cf(engine.cf(keys::CF_META), rocksdb::IteratorMode::Start)
+    // Shard records only: the node-wide ones after them (the expiry index above all)
+    // can be many.
+    let mut opts = rocksdb::ReadOptions::default();
+    opts.set_iterate_upper_bound(keys::NODE_WIDE_PREFIX.to_vec());
+    for item in
+        engine
+            .db()
+            .iterator_cf_opt(engine.cf(keys::CF_META), opts, rocksdb::IteratorMode::Start)
     {
         let (k, v) = item.err_into()?;
         if let Some(shard) = keys::decode_apply_state_key(&k) {

@@ -99,6 +99,9 @@ pub fn restore(cfg: &NodeConfig, from: &Path, bump_index: u64) -> Result<Restore
     let meta = new_meta_state(&members, &descriptors, &old_meta);
     let engine = Engine::open(&cfg.data_dir)?;
     crate::node::replicas::check_identity(&engine, me)?;
+    // Marks the directory indexed before the loads, which index what they write (its
+    // first start then has nothing to index).
+    crate::storage::expiry::ensure_index(&engine)?;
     let mut report = RestoreReport {
         shards: descriptors.len(),
         ..Default::default()

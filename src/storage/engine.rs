@@ -13,9 +13,10 @@ pub(crate) struct Engine {
     db: Arc<DB>,
     /// Bytes of every batch this node wrote (what a split or move costs in writes).
     written: Arc<std::sync::atomic::AtomicU64>,
-    /// Held while the expiry index changes outside the apply path (a snapshot load
-    /// writing its records' entries, a purge round deleting entries it found stale),
-    /// so a round never deletes an entry a load has just written.
+    /// Held while the expiry index changes outside the apply path (each batch of a
+    /// snapshot load, which writes its records' entries; a purge round from its view
+    /// of the index to its deletion of the entries it found stale), so a round never
+    /// deletes an entry a load wrote after that view.
     expiry_upkeep: Arc<parking_lot::Mutex<()>>,
 }
 

@@ -115,7 +115,7 @@ mod tests {
             "{check:?}"
         );
         let found = view
-            .expired_entries(100, 1, 10, |_| Some(0))
+            .expired_entries(None, 100, 1, 10, |_| Some(0))
             .expect("read the index");
         let keys: Vec<_> = found.keys[0].iter().map(|k| k.key.to_vec()).collect();
         assert_eq!(
@@ -123,6 +123,19 @@ mod tests {
             vec![b"c".to_vec(), b"b".to_vec()],
             "oldest expiry first"
         );
+        assert!(found.next.is_none(), "every expired entry was read");
+        // A round limited to one entry stops after the oldest; the next goes on.
+        let first = view
+            .expired_entries(None, 1, 1, 10, |_| Some(0))
+            .expect("read the index");
+        assert_eq!(first.keys[0].len(), 1);
+        assert_eq!(first.keys[0][0].key.as_ref(), b"c");
+        let rest = view
+            .expired_entries(first.next.as_deref(), 1, 1, 10, |_| Some(0))
+            .expect("read the index");
+        assert_eq!(rest.keys[0].len(), 1);
+        assert_eq!(rest.keys[0][0].key.as_ref(), b"b");
+        assert!(rest.next.is_none(), "the second round reached the present");
         // Done once: a second start writes nothing.
         assert_eq!(ensure_index(&engine).ok(), Some(0));
     }

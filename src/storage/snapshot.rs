@@ -749,8 +749,8 @@ pub(crate) fn load(
     let mut loaded = Loaded::default();
     let data = engine.cf(keys::CF_DATA);
     let meta = engine.cf(keys::CF_META);
-    // The records' expiry index entries go in the batches that write them.
-    let _upkeep = engine.expiry_upkeep();
+    // The records' expiry index entries go in the batches that write them, each
+    // written under `expiry_upkeep` (see `node::purge`).
     read_file(file, shard, |rec| {
         match rec {
             Record::Data(kv) => {
@@ -772,12 +772,14 @@ pub(crate) fn load(
             if stop() {
                 return Err(Error::Shutdown);
             }
+            let _upkeep = engine.expiry_upkeep();
             engine.write(std::mem::take(&mut batch))?;
             loaded.batches += 1;
         }
         Ok(())
     })?;
     if !batch.is_empty() {
+        let _upkeep = engine.expiry_upkeep();
         engine.write(batch)?;
         loaded.batches += 1;
     }
