@@ -265,3 +265,39 @@ async fn expired_records_of_every_shard_are_purged_from_every_node() {
     );
     cluster.shutdown().await;
 }
+
+/// `Status` counts, per node, the records whose expiry has passed and that the purge
+/// has not removed (here: a purge interval longer than the test), as `ctxctl status`
+/// shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_the_expired_records_waiting_for_the_purge() {
+    let cluster = TestCluster::start_with(3, |c| {
+        c.initial_shards = 2;
+        c.context.purge_interval = Duration::from_secs(3600);
+    })
+    .await;
+    cluster.wait_all_leaders().await;
+    let c = cluster.client().await;
+    for i in 0..10 {
+        c.put_with_ttl(format!("soon-{i}"), "v", Some(Duration::from_millis(100)))
+            .await
+            .expect("put");
+    }
+    c.put_with_ttl("later", "v", Some(Duration::from_secs(3600)))
+        .await
+        .expect("put");
+    wait_for_explained("every node to count 10 expired records", WAIT, || async {
+        let mut seen = Vec::new();
+        for addr in cluster.addrs() {
+            let s = c.node_status(&addr).await.map_err(|e| e.to_string())?;
+            seen.push(s.expired_waiting);
+        }
+        if seen == [10, 10, 10] {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    cluster.shutdown().await;
+}

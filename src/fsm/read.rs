@@ -664,6 +664,33 @@ impl<'a> View<'a> {
         Ok(found)
     }
 
+    /// How many expiry index entries have expired by `now` and wait for the purge,
+    /// counting at most `max`.
+    pub(crate) fn count_expired(&self, max: usize) -> Result<u64> {
+        let Some(bound) = self.now.checked_add(1) else {
+            return Ok(0);
+        };
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_snapshot(&self.snap);
+        opts.set_iterate_lower_bound(keys::EXPIRY_PREFIX.to_vec());
+        opts.set_iterate_upper_bound(keys::expiry_key(bound, b""));
+        let mut n = 0;
+        for item in self
+            .engine
+            .db()
+            .iterator_cf_opt(
+                self.engine.cf(keys::CF_META),
+                opts,
+                rocksdb::IteratorMode::Start,
+            )
+            .take(max)
+        {
+            item.err_into()?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The expiry index against the records it indexes (a test's check; reads the
     /// whole `data` CF and the index).
     pub(crate) fn check_expiry_index(&self) -> Result<ExpiryIndexCheck> {

@@ -445,6 +445,8 @@ impl NodeCtx {
             shards,
             wal_syncs: self.writer.syncs(),
             nodes_that_ran,
+            // Counted by the `Status` call only (it reads the expiry index).
+            expired_waiting: 0,
         }
     }
 }

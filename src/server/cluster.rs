@@ -19,6 +19,9 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
+/// Most expired records `Status` counts (`StatusResponse.expired_waiting`).
+const EXPIRED_COUNT_MAX: usize = 100_000;
+
 /// How long `AddMember` waits for the new learner to catch up and become a voter.
 pub(crate) const PROMOTION_WAIT: Duration = Duration::from_secs(60);
 
@@ -76,6 +79,16 @@ impl Cluster for ClusterService {
         req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         let mut status = self.ctx.status().await;
+        let ctx = self.ctx.clone();
+        status.expired_waiting = self
+            .ctx
+            .tracker
+            .spawn_blocking(move || {
+                crate::fsm::read::View::new(&ctx.engine, crate::util::now_ms())
+                    .count_expired(EXPIRED_COUNT_MAX)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("expired count task: {e}")))??;
         if req.into_inner().with_digests {
             let ctx = self.ctx.clone();
             let shards: Vec<ShardId> = status

@@ -67,6 +67,9 @@ pub struct NodeRow {
     pub leaders: usize,
     /// WAL syncs its log writer did.
     pub wal_syncs: u64,
+    /// Records whose expiry has passed, waiting for the TTL purge (counted up to
+    /// 100,000, over all its replicas).
+    pub expired_waiting: u64,
 }
 
 /// The whole report.
@@ -175,6 +178,7 @@ pub fn report(statuses: &[StatusResponse], table: Option<&RoutingTable>) -> Repo
                     replicas: 0,
                     leaders: 0,
                     wal_syncs: 0,
+                    expired_waiting: 0,
                 },
             );
         }
@@ -187,10 +191,12 @@ pub fn report(statuses: &[StatusResponse], table: Option<&RoutingTable>) -> Repo
             replicas: 0,
             leaders: 0,
             wal_syncs: 0,
+            expired_waiting: 0,
         });
         row.replicas = s.shards.len();
         row.leaders = s.shards.iter().filter(|x| x.role == "leader").count();
         row.wal_syncs = s.wal_syncs;
+        row.expired_waiting = s.expired_waiting;
     }
     let answered: Vec<u64> = statuses.iter().map(|s| s.node_id).collect();
     for row in nodes.values_mut() {
@@ -262,6 +268,7 @@ pub fn render(r: &Report) -> String {
         "REPLICAS",
         "LEADERS",
         "WAL SYNCS",
+        "EXPIRED",
     ]
     .map(String::from)
     .to_vec()];
@@ -273,6 +280,7 @@ pub fn render(r: &Report) -> String {
             n.replicas.to_string(),
             n.leaders.to_string(),
             n.wal_syncs.to_string(),
+            n.expired_waiting.to_string(),
         ]);
     }
     out.push_str(&table(&rows));
@@ -536,6 +544,7 @@ mod tests {
                 addr: "127.0.0.1:7002".into(),
                 shards: vec![leader],
                 wal_syncs: 9,
+                expired_waiting: 12,
                 ..Default::default()
             },
         ];
@@ -558,9 +567,11 @@ mod tests {
         assert_eq!(r.shards[0].lagging, vec![3]);
         assert_eq!(r.nodes.len(), 3);
         assert_eq!(r.nodes[1].leaders, 1);
+        assert_eq!(r.nodes[1].expired_waiting, 12);
         assert_eq!(r.nodes[2].state, "unreachable", "node 3 did not answer");
         let text = render(&r);
         assert!(text.contains("n1,n2,n3"), "{text}");
+        assert!(text.contains("EXPIRED"), "{text}");
         assert!(
             !text.contains(&((1u64 << 32) | 2).to_string()),
             "no raw ids: {text}"

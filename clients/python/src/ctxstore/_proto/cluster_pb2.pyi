@@ -189,20 +189,22 @@ class ShardStatus(_message.Message):
     def __init__(self, descriptor: _Optional[_Union[_kv_pb2.ShardDescriptor, _Mapping]] = ..., replica_id: _Optional[int] = ..., leader_id: _Optional[int] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., first_index: _Optional[int] = ..., last_index: _Optional[int] = ..., role: _Optional[str] = ..., progress: _Optional[_Mapping[int, int]] = ..., approx_bytes: _Optional[int] = ..., approx_keys: _Optional[int] = ..., writes_per_sec: _Optional[float] = ..., write_bytes_per_sec: _Optional[float] = ..., reads_per_sec: _Optional[float] = ..., hot_hash: _Optional[int] = ..., splitting: _Optional[bool] = ..., digest: _Optional[int] = ..., digest_index: _Optional[int] = ..., caught_up: _Optional[_Iterable[int]] = ..., pending_proposals: _Optional[int] = ..., hibernating: _Optional[bool] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("node_id", "addr", "shards", "wal_syncs", "bootstrapped", "nodes_that_ran")
+    __slots__ = ("node_id", "addr", "shards", "wal_syncs", "bootstrapped", "nodes_that_ran", "expired_waiting")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     WAL_SYNCS_FIELD_NUMBER: _ClassVar[int]
     BOOTSTRAPPED_FIELD_NUMBER: _ClassVar[int]
     NODES_THAT_RAN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_WAITING_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     addr: str
     shards: _containers.RepeatedCompositeFieldContainer[ShardStatus]
     wal_syncs: int
     bootstrapped: bool
     nodes_that_ran: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, node_id: _Optional[int] = ..., addr: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardStatus, _Mapping]]] = ..., wal_syncs: _Optional[int] = ..., bootstrapped: _Optional[bool] = ..., nodes_that_ran: _Optional[_Iterable[int]] = ...) -> None: ...
+    expired_waiting: int
+    def __init__(self, node_id: _Optional[int] = ..., addr: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardStatus, _Mapping]]] = ..., wal_syncs: _Optional[int] = ..., bootstrapped: _Optional[bool] = ..., nodes_that_ran: _Optional[_Iterable[int]] = ..., expired_waiting: _Optional[int] = ...) -> None: ...
 
 class AddMemberRequest(_message.Message):
     __slots__ = ("shard_id", "node_id", "addr", "expected_conf_ver")
