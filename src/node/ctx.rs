@@ -3,7 +3,7 @@
 //!
 //! It holds handles (RocksDB, the log writer, the transport, snapshot files, the
 //! address book, config, cancellation) and registries (replicas, tombstones, failed
-//! replicas, the ring, leader count, meta shard state, watch logs, purge hints).
+//! replicas, the ring, leader count, meta shard state, watch logs).
 //! It never creates replicas: that is `node::replicas`, above the replica actor.
 
 use crate::config::NodeConfig;
