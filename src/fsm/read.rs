@@ -602,22 +602,15 @@ impl<'a> View<'a> {
             stale: Vec::new(),
             next: None,
         };
-        let Some(bound) = self.now.checked_add(1) else {
+        let Some(end) = self.expired_end() else {
             return Ok(found);
         };
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_snapshot(&self.snap);
-        opts.set_iterate_lower_bound(match after {
+        let start = match after {
             Some(k) => [k, &[0]].concat(),
             None => keys::EXPIRY_PREFIX.to_vec(),
-        });
-        opts.set_iterate_upper_bound(keys::expiry_key(bound, b""));
+        };
         let data = self.engine.cf(keys::CF_DATA);
-        let iter = self.engine.db().iterator_cf_opt(
-            self.engine.cf(keys::CF_META),
-            opts,
-            rocksdb::IteratorMode::Start,
-        );
+        let iter = self.index_entries(start, end);
         let mut last: Option<Box<[u8]>> = None;
         for (visited, item) in iter.enumerate() {
             let (k, _) = item.err_into()?;
@@ -667,28 +660,41 @@ impl<'a> View<'a> {
     /// How many expiry index entries have expired by `now` and wait for the purge,
     /// counting at most `max`.
     pub(crate) fn count_expired(&self, max: usize) -> Result<u64> {
-        let Some(bound) = self.now.checked_add(1) else {
+        let Some(end) = self.expired_end() else {
             return Ok(0);
         };
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_snapshot(&self.snap);
-        opts.set_iterate_lower_bound(keys::EXPIRY_PREFIX.to_vec());
-        opts.set_iterate_upper_bound(keys::expiry_key(bound, b""));
         let mut n = 0;
         for item in self
-            .engine
-            .db()
-            .iterator_cf_opt(
-                self.engine.cf(keys::CF_META),
-                opts,
-                rocksdb::IteratorMode::Start,
-            )
+            .index_entries(keys::EXPIRY_PREFIX.to_vec(), end)
             .take(max)
         {
             item.err_into()?;
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Where the expiry index entries that have expired by `now` end (None: every
+    /// entry has, `now` being the last millisecond there is).
+    fn expired_end(&self) -> Option<Vec<u8>> {
+        Some(keys::expiry_key(self.now.checked_add(1)?, b""))
+    }
+
+    /// The expiry index entries in `[start, end)`, in this view.
+    fn index_entries(
+        &self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+    ) -> rocksdb::DBIteratorWithThreadMode<'_, rocksdb::DB> {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_snapshot(&self.snap);
+        opts.set_iterate_lower_bound(start);
+        opts.set_iterate_upper_bound(end);
+        self.engine.db().iterator_cf_opt(
+            self.engine.cf(keys::CF_META),
+            opts,
+            rocksdb::IteratorMode::Start,
+        )
     }
 
     /// The expiry index against the records it indexes (a test's check; reads the
@@ -710,17 +716,9 @@ impl<'a> View<'a> {
             }
         }
         let mut have = std::collections::BTreeSet::new();
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_snapshot(&self.snap);
-        opts.set_iterate_lower_bound(keys::EXPIRY_PREFIX.to_vec());
-        if let Some(end) = keys::prefix_end(keys::EXPIRY_PREFIX) {
-            opts.set_iterate_upper_bound(end);
-        }
-        for item in self.engine.db().iterator_cf_opt(
-            self.engine.cf(keys::CF_META),
-            opts,
-            rocksdb::IteratorMode::Start,
-        ) {
+        let end = keys::prefix_end(keys::EXPIRY_PREFIX)
+            .ok_or_else(|| crate::error::Error::Internal("the expiry prefix has no end".into()))?;
+        for item in self.index_entries(keys::EXPIRY_PREFIX.to_vec(), end) {
             let (k, _) = item.err_into()?;
             have.insert(k.to_vec());
         }

@@ -26,6 +26,25 @@ pub(crate) fn expires_at(record: &[u8]) -> Result<u64> {
     Ok(RecordExpiry::decode(record)?.expires_at_ms)
 }
 
+/// Adds to `batch` the index entry of the encoded record `record` stored at `data` CF
+/// key `data_key`, if it has an expiry; whether it did. A record that does not decode
+/// gets none: it must not stop a start or a snapshot load (every read of it says what
+/// is wrong).
+pub(crate) fn index_record(
+    batch: &mut rocksdb::WriteBatch,
+    meta: &rocksdb::ColumnFamily,
+    data_key: &[u8],
+    record: &[u8],
+) -> bool {
+    match expires_at(record) {
+        Ok(at) if at != 0 => {
+            batch.put_cf(meta, keys::expiry_key(at, data_key), []);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Bytes of index entries written per batch while indexing an older data directory.
 const BATCH_BYTES: usize = 4 << 20;
 
@@ -47,13 +66,9 @@ pub(crate) fn ensure_index(engine: &Engine) -> Result<u64> {
         .iterator_cf(engine.cf(keys::CF_DATA), rocksdb::IteratorMode::Start);
     for item in iter {
         let (k, v) = item.err_into()?;
-        // A record that does not decode is not indexed: it must not keep the node
-        // from starting (every read of it says what is wrong).
-        let at = expires_at(&v).unwrap_or(0);
-        if at == 0 {
+        if !index_record(&mut batch, meta, &k, &v) {
             continue;
         }
-        batch.put_cf(meta, keys::expiry_key(at, &k), []);
         written += 1;
         if batch.size_in_bytes() >= BATCH_BYTES {
             engine.write(std::mem::take(&mut batch))?;

@@ -754,12 +754,7 @@ pub(crate) fn load(
     read_file(file, shard, |rec| {
         match rec {
             Record::Data(kv) => {
-                // A record that does not decode is loaded as it is (every read of it
-                // will say what is wrong), without an index entry.
-                let expires_at_ms = crate::storage::expiry::expires_at(&kv.value).unwrap_or(0);
-                if expires_at_ms != 0 {
-                    batch.put_cf(meta, keys::expiry_key(expires_at_ms, &kv.key), []);
-                }
+                crate::storage::expiry::index_record(&mut batch, meta, &kv.key, &kv.value);
                 batch.put_cf(data, &kv.key, &kv.value);
                 loaded.data += 1;
             }
