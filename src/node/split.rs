@@ -12,7 +12,7 @@
 use crate::error::{Error, Result};
 use crate::load::{load_split_point, LoadSplit};
 use crate::node::ctx::NodeCtx;
-use crate::proto::{command_result, AllocShardRequest, ShardDescriptor};
+use crate::proto::{command_result, AllocShardRequest, NodeHeartbeat, ShardDescriptor, ShardRoute};
 use crate::raft::handle::{await_reply, PeerHandle, PeerMsg};
 use crate::raft::peer::{NO_LEADER, PROPOSAL_DROPPED};
 use crate::ranges;
@@ -138,7 +138,14 @@ pub(crate) async fn split_shard(
 /// caller to the leader.
 async fn leader_replica(ctx: &NodeCtx, shard: ShardId) -> Result<PeerHandle> {
     let Some(peer) = ctx.peer(shard) else {
-        return Err(match ctx.meta.route_of(shard) {
+        let route = match ctx.meta.route_of(shard) {
+            Some(route) => Some(route),
+            // This node's copy of the table may predate the shard (the new shard of a
+            // split this node has not applied yet, listed a moment ago): only the meta
+            // leader's table says it does not exist.
+            None => fresh_route(ctx, shard).await?,
+        };
+        return Err(match route {
             Some(route) => match route.leader {
                 Some(l) if l.node_id != ctx.node_id.0 => Error::NotLeader {
                     shard,
@@ -169,6 +176,15 @@ async fn leader_replica(ctx: &NodeCtx, shard: ShardId) -> Result<PeerHandle> {
         });
     }
     Ok(peer)
+}
+
+/// The routing entry of `shard` in the meta leader's table (None: no such shard).
+async fn fresh_route(ctx: &NodeCtx, shard: ShardId) -> Result<Option<ShardRoute>> {
+    let table = crate::meta::service::call_meta(ctx, NodeHeartbeat::default()).await?;
+    Ok(table
+        .shards
+        .into_iter()
+        .find(|r| r.descriptor.as_ref().map(|d| d.shard_id) == Some(shard.0)))
 }
 
 /// Whether `e` says a split was not proposed because the shard has no leader right

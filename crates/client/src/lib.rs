@@ -1261,6 +1261,14 @@ impl Client {
                     },
                 ])
                 .await;
+                // The new shard's first leader is on the parent leader's node, which
+                // answered: it campaigns there as soon as it applies the split. Its
+                // other replicas may not have applied the split yet.
+                let mut routing = self.inner.routing.lock();
+                if let Some(a) = routing.leader(p.shard_id) {
+                    routing.set_leader(c.shard_id, &a);
+                }
+                drop(routing);
                 Ok((p, c))
             }
             _ => Err(Error::Internal("a split answer without descriptors".into())),

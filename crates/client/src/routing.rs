@@ -146,6 +146,11 @@ impl Routing {
         self.leaders.insert(shard, addr.to_string());
     }
 
+    /// The believed leader of `shard`.
+    pub(crate) fn leader(&self, shard: u64) -> Option<String> {
+        self.leaders.get(&shard).cloned()
+    }
+
     /// Forgets the believed leader of `shard` (the next attempts rotate).
     pub(crate) fn forget_leader(&mut self, shard: u64) {
         self.leaders.remove(&shard);
