@@ -65,6 +65,43 @@ pub fn decode_expiry_key(key: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_be_bytes(*at), data_key))
 }
 
+/// Prefix of the `meta` CF conversation index: `CONV_INDEX_PREFIX · namespace · '/' ·
+/// id`, one entry per conversation record, holding the record's `data` CF key and
+/// written in the batch that writes the record. Node-local like the expiry index: a
+/// namespace's conversations in id order, so a listing reads a page, not the shard.
+pub const CONV_INDEX_PREFIX: &[u8] = b"\xff\xffconvs/";
+
+/// Prefix of the conversation index's reverse entries: `CONV_BY_KEY_PREFIX · data
+/// key` → the entry under `CONV_INDEX_PREFIX`, one per conversation record, in hash
+/// order, so the entries of a hash range are found without reading the whole index.
+pub const CONV_BY_KEY_PREFIX: &[u8] = b"\xff\xffconvk/";
+
+/// `meta` CF key present once this data directory's conversation index is complete.
+pub const CONV_INDEXED_KEY: &[u8] = b"\xff\xffconvs-indexed";
+
+/// The conversation index entry of the conversation record at user key `user_key`
+/// (None: not a conversation record).
+pub fn conv_index_key(user_key: &[u8]) -> Option<Vec<u8>> {
+    let path = crate::context::conv_path_of(user_key)?;
+    Some([CONV_INDEX_PREFIX, path].concat())
+}
+
+/// The conversation index entry of `data` CF key `data_key`, if it holds a
+/// conversation record.
+pub fn conv_index_entry(data_key: &[u8]) -> Option<Vec<u8>> {
+    conv_index_key(decode_data_key(data_key)?)
+}
+
+/// The reverse entry of the conversation index for `data` CF key `data_key`.
+pub fn conv_by_key(data_key: &[u8]) -> Vec<u8> {
+    [CONV_BY_KEY_PREFIX, data_key].concat()
+}
+
+/// Where `namespace`'s conversation index entries start.
+pub fn conv_index_prefix(namespace: &str) -> Vec<u8> {
+    [CONV_INDEX_PREFIX, namespace.as_bytes(), b"/"].concat()
+}
+
 fn shard_key(shard: ShardId, tag: u8, extra: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + extra.len());
     k.extend_from_slice(&shard.0.to_be_bytes());

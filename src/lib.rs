@@ -58,6 +58,6 @@ pub use ctxstore_api::{context, ranges, ring, types, util};
 pub use crate::raft::transport::MessageFilter;
 pub use config::NodeConfig;
 pub use error::{Error, Result};
-pub use fsm::read::ExpiryIndexCheck;
+pub use fsm::read::IndexCheck;
 pub use node::Node;
 pub use types::{NodeId, ReplicaId, ShardId};

@@ -1,4 +1,4 @@
-//! The node's expiry index (`storage::expiry`): it follows every write, delete and purge
+//! The node's expiry index (`storage::index`): it follows every write, delete and purge
 //! of records with an expiry, through a snapshot install, a full restart and the
 //! indexing of a data directory written before the index existed; the purge it drives
 //! removes expired records from every replica.

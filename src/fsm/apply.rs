@@ -228,12 +228,19 @@ pub(crate) fn apply_round(
             crate::fsm::watch::Change::key(version, key, record)
         };
         match change {
-            Change::PutValue(k, v, replaced_expiry) => {
+            Change::PutValue(k, v, replaced) => {
+                let replaced_expiry = replaced.unwrap_or(0);
                 if replaced_expiry != 0 && replaced_expiry != v.expires_at_ms {
                     batch.delete_cf(meta_cf, keys::expiry_key(replaced_expiry, &k));
                 }
                 if v.expires_at_ms != 0 {
                     batch.put_cf(meta_cf, keys::expiry_key(v.expires_at_ms, &k), []);
+                }
+                if replaced.is_none() {
+                    if let Some(entry) = keys::conv_index_entry(&k) {
+                        batch.put_cf(meta_cf, keys::conv_by_key(&k), &entry);
+                        batch.put_cf(meta_cf, entry, &k);
+                    }
                 }
                 batch.put_cf(data, &k, v.encode_to_vec());
                 changes.push(watched(&k, Some(v)));
@@ -241,6 +248,10 @@ pub(crate) fn apply_round(
             Change::DeleteValue(k, expiry) => {
                 if expiry != 0 {
                     batch.delete_cf(meta_cf, keys::expiry_key(expiry, &k));
+                }
+                if let Some(entry) = keys::conv_index_entry(&k) {
+                    batch.delete_cf(meta_cf, keys::conv_by_key(&k));
+                    batch.delete_cf(meta_cf, entry);
                 }
                 batch.delete_cf(data, &k);
                 changes.push(watched(&k, None));

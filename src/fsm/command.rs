@@ -25,9 +25,9 @@ pub(crate) trait StateReader {
 /// A change the applier wants written.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Change {
-    /// Store a value record; the last field is the replaced record's expiry (0: none
-    /// or no record), whose expiry index entry goes.
-    PutValue(Vec<u8>, ValueRecord, u64),
+    /// Store a value record; the last field is the replaced record's expiry (None: no
+    /// record; 0: none), whose expiry index entry goes.
+    PutValue(Vec<u8>, ValueRecord, Option<u64>),
     /// Remove a data key, whose record had this expiry (0: none).
     DeleteValue(Vec<u8>, u64),
     /// Remember a request's result.
@@ -113,7 +113,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
     ) -> Result<u64> {
         let dk = keys::data_key(user_key);
         let old = self.value(&dk)?;
-        let replaced_expiry = old.as_ref().map_or(0, |r| r.expires_at_ms);
+        let replaced = old.as_ref().map(|r| r.expires_at_ms);
         let create_version = old
             .filter(|r| is_live(r, now_ms))
             .map_or(index, |r| r.create_version);
@@ -125,7 +125,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
         };
         self.values.insert(dk.clone(), Some(rec.clone()));
         self.changes
-            .push((index, Change::PutValue(dk, rec, replaced_expiry)));
+            .push((index, Change::PutValue(dk, rec, replaced)));
         Ok(create_version)
     }
 

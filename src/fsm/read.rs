@@ -3,8 +3,7 @@
 
 use super::budget::{self, Candidate};
 use crate::context::{
-    blob_key, ckpt_key, ckpt_prefix, conv_id_of, conv_key, conv_list_prefix, model_prefix, msg_key,
-    writes_prefix,
+    blob_key, ckpt_key, ckpt_prefix, conv_key, model_prefix, msg_key, writes_prefix,
 };
 use crate::error::{ErrInto, Result};
 use crate::fsm::command::is_live;
@@ -296,7 +295,10 @@ impl<'a> View<'a> {
     }
 
     /// Conversations of `namespace` on this replica's `ranges` with ids above
-    /// `after`, ordered by id, at most `limit` (and whether more exist).
+    /// `after`, ordered by id, at most `limit` (and whether more exist). Reads the
+    /// node's conversation index (`keys::CONV_INDEX_PREFIX`) from `after` on: the
+    /// entries of the page, and those of other shards' and expired conversations in
+    /// between, never the rest of the store.
     pub(crate) fn list_conversations(
         &self,
         ranges: &[(Vec<u8>, Vec<u8>)],
@@ -304,25 +306,33 @@ impl<'a> View<'a> {
         after: &str,
         limit: usize,
     ) -> Result<(Vec<ConversationInfo>, bool)> {
-        let prefix = conv_list_prefix(namespace);
+        let prefix = keys::conv_index_prefix(namespace);
+        let Some(end) = keys::prefix_end(&prefix) else {
+            return Ok((Vec::new(), false));
+        };
+        let start = if after.is_empty() {
+            prefix
+        } else {
+            [prefix.as_slice(), after.as_bytes(), &[0]].concat()
+        };
+        let data = self.engine.cf(keys::CF_DATA);
         let mut found = Vec::new();
-        self.visit_ranges(
-            ranges,
-            b"",
-            false,
-            |uk| uk.starts_with(&prefix),
-            |uk, r| {
-                if let Some(id) = conv_id_of(namespace, uk).filter(|id| id.as_str() > after) {
-                    let rec = ConversationRecord::decode(r.value.as_ref())?;
-                    found.push((id, rec.info.unwrap_or_default()));
-                }
-                Ok(true)
-            },
-        )?;
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        let more = found.len() > limit;
-        found.truncate(limit);
-        Ok((found.into_iter().map(|(_, i)| i).collect(), more))
+        for item in self.index_entries(start, end) {
+            let (_, dk) = item.err_into()?;
+            // Another shard's on this node, or left by a replica removed from it.
+            if !crate::storage::index::in_ranges(&dk, ranges) {
+                continue;
+            }
+            let Some(rec) = live(self.snap.get_cf(data, &dk).err_into()?, self.now)? else {
+                continue;
+            };
+            if found.len() == limit {
+                return Ok((found, true));
+            }
+            let rec = ConversationRecord::decode(rec.value.as_ref())?;
+            found.push(rec.info.unwrap_or_default());
+        }
+        Ok((found, false))
     }
 
     /// The idle TTL of a live thread (0: none, or no such thread).
@@ -680,7 +690,7 @@ impl<'a> View<'a> {
         Some(keys::expiry_key(self.now.checked_add(1)?, b""))
     }
 
-    /// The expiry index entries in `[start, end)`, in this view.
+    /// The `meta` CF entries in `[start, end)` (an index's), in this view.
     fn index_entries(
         &self,
         start: Vec<u8>,
@@ -699,7 +709,7 @@ impl<'a> View<'a> {
 
     /// The expiry index against the records it indexes (a test's check; reads the
     /// whole `data` CF and the index).
-    pub(crate) fn check_expiry_index(&self) -> Result<ExpiryIndexCheck> {
+    pub(crate) fn check_expiry_index(&self) -> Result<IndexCheck> {
         let mut want = std::collections::BTreeSet::new();
         let data = self.engine.cf(keys::CF_DATA);
         let mut opts = rocksdb::ReadOptions::default();
@@ -722,26 +732,68 @@ impl<'a> View<'a> {
             let (k, _) = item.err_into()?;
             have.insert(k.to_vec());
         }
-        Ok(ExpiryIndexCheck {
+        Ok(IndexCheck {
             records: want.len(),
             entries: have.len(),
             missing: want.difference(&have).count(),
             extra: have.difference(&want).count(),
         })
     }
+
+    /// The conversation index against the conversation records (a test's check; reads
+    /// the whole `data` CF and the index). An entry or reverse entry counts as extra
+    /// unless it names the key of a conversation record, expired or not, and as
+    /// missing when a record has none or another.
+    pub(crate) fn check_conv_index(&self) -> Result<IndexCheck> {
+        let mut want = std::collections::BTreeMap::new();
+        let data = self.engine.cf(keys::CF_DATA);
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_snapshot(&self.snap);
+        for item in self
+            .engine
+            .db()
+            .iterator_cf_opt(data, opts, rocksdb::IteratorMode::Start)
+        {
+            let (k, _) = item.err_into()?;
+            if let Some(entry) = keys::conv_index_entry(&k) {
+                want.insert(keys::conv_by_key(&k), entry.clone());
+                want.insert(entry, k.to_vec());
+            }
+        }
+        let mut have = std::collections::BTreeMap::new();
+        for prefix in [keys::CONV_INDEX_PREFIX, keys::CONV_BY_KEY_PREFIX] {
+            let end = keys::prefix_end(prefix).ok_or_else(|| {
+                crate::error::Error::Internal("the index prefix has no end".into())
+            })?;
+            for item in self.index_entries(prefix.to_vec(), end) {
+                let (k, v) = item.err_into()?;
+                have.insert(k.to_vec(), v.to_vec());
+            }
+        }
+        // Each record and entry counts once, though each has a reverse entry too.
+        let missing = want.iter().filter(|(k, v)| have.get(*k) != Some(v)).count();
+        let extra = have.iter().filter(|(k, v)| want.get(*k) != Some(v)).count();
+        Ok(IndexCheck {
+            records: want.len() / 2,
+            entries: have.len() / 2,
+            missing,
+            extra,
+        })
+    }
 }
 
-/// The expiry index of a node against its records ([`View::check_expiry_index`]).
+/// One of a node's indexes against its records ([`View::check_expiry_index`],
+/// [`View::check_conv_index`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ExpiryIndexCheck {
-    /// Records with an expiry.
+pub struct IndexCheck {
+    /// Records the index should hold an entry for.
     pub records: usize,
     /// Index entries.
     pub entries: usize,
-    /// Records with an expiry and no entry (never purged here: must be 0).
+    /// Records with no entry (must be 0).
     pub missing: usize,
     /// Entries with no record behind them (left by a snapshot install or a replica
-    /// removal until a purge round passes their expiry).
+    /// removal until a purge round passes their expiry, or the sweep their hash).
     pub extra: usize,
 }
 

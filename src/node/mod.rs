@@ -72,9 +72,12 @@ impl Node {
                 // Before any replica loads: finish snapshot installs a crash
                 // interrupted, delete the files of the previous run.
                 crate::storage::snapshot::recover(&engine, &dir.join(ctx::SNAPSHOT_DIR))?;
-                let indexed = crate::storage::expiry::ensure_index(&engine)?;
+                let indexed = crate::storage::index::ensure_index(&engine)?;
                 if indexed > 0 {
-                    tracing::info!(records = indexed, "indexed the records with an expiry");
+                    tracing::info!(
+                        records = indexed,
+                        "indexed the records with an expiry and the conversations"
+                    );
                 }
                 Ok((engine, fresh))
             })
@@ -183,8 +186,14 @@ impl Node {
 
     /// The node's expiry index against its records (for tests; reads the whole
     /// `data` CF).
-    pub fn check_expiry_index(&self) -> Result<crate::ExpiryIndexCheck> {
+    pub fn check_expiry_index(&self) -> Result<crate::IndexCheck> {
         crate::fsm::read::View::new(&self.ctx.engine, crate::util::now_ms()).check_expiry_index()
+    }
+
+    /// The node's conversation index against its conversation records (for tests;
+    /// reads the whole `data` CF).
+    pub fn check_conv_index(&self) -> Result<crate::IndexCheck> {
+        crate::fsm::read::View::new(&self.ctx.engine, crate::util::now_ms()).check_conv_index()
     }
 
     /// For every shard hosted here: its applied index and a digest of its data, each

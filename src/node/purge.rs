@@ -18,6 +18,7 @@ use crate::node::ctx::NodeCtx;
 use crate::proto::{context_command::Op, raft_command, ContextCommand, PurgeCommand};
 use crate::types::META_SHARD;
 use crate::util::now_ms;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Most keys one purge command names; more wait for the next round.
@@ -32,6 +33,8 @@ pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
     tracker.spawn(async move {
         // Where the next round goes on in the index (None: from the oldest entry).
         let mut cursor: Option<Vec<u8>> = None;
+        // Where the conversation index sweep goes on (None: no pass under way).
+        let mut sweep: Option<Vec<u8>> = None;
         loop {
             // Read each round: the cluster's settings may have changed it.
             let interval = ctx.config().context.purge_interval;
@@ -43,8 +46,65 @@ pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
                 Ok(next) => cursor = next,
                 Err(e) => tracing::debug!(error = %e, "purge round failed"),
             }
+            // A pass under way goes on; a new one starts after a replica removal.
+            let swept = sweep.is_some() || ctx.conv_index_sweep.swap(false, Ordering::AcqRel);
+            if swept {
+                match sweep_round(&ctx, sweep.take()).await {
+                    Ok(next) => sweep = next,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "conversation index sweep failed");
+                        ctx.conv_index_sweep.store(true, Ordering::Release);
+                    }
+                }
+            }
         }
     });
+}
+
+/// Most conversation index entries one sweep round reads.
+const SWEEP_MAX: usize = 10 * PURGE_BATCH;
+
+/// One round of the conversation index sweep (`storage::index::sweep_conv_entries`)
+/// from after `after`; where the next round goes on (None: the pass is complete).
+async fn sweep_round(ctx: &Arc<NodeCtx>, after: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
+    let mut arcs: Vec<(u64, u64)> = ctx
+        .peers()
+        .iter()
+        .flat_map(|p| p.epoch.arcs().to_vec())
+        .collect();
+    arcs.sort_unstable();
+    // Merged, so the one arc that may hold a hash is the last starting at or below it
+    // (a split's parent and child may both list an arc for a moment).
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(arcs.len());
+    for (lo, hi) in arcs {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    let arcs = merged;
+    let owns = move |h: u64| {
+        let i = arcs.partition_point(|a| a.0 <= h);
+        i.checked_sub(1)
+            .and_then(|i| arcs.get(i))
+            .is_some_and(|a| h <= a.1)
+    };
+    let c = ctx.clone();
+    let (next, deleted) = ctx
+        .tracker
+        .spawn_blocking(move || {
+            let _upkeep = c.engine.expiry_upkeep();
+            crate::storage::index::sweep_conv_entries(&c.engine, after.as_deref(), SWEEP_MAX, owns)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("conversation index sweep: {e}")))??;
+    if deleted > 0 {
+        tracing::debug!(
+            deleted,
+            "swept conversation index entries of removed replicas"
+        );
+    }
+    Ok(next)
 }
 
 /// One purge round over every data shard led here, reading the index from after
@@ -97,7 +157,7 @@ async fn purge_round(ctx: &Arc<NodeCtx>, after: Option<Vec<u8>>) -> Result<Optio
                 };
                 let live = c.engine.get(keys::CF_DATA, dk)?;
                 let still =
-                    live.is_some_and(|v| crate::storage::expiry::expires_at(&v).ok() == Some(at));
+                    live.is_some_and(|v| crate::storage::index::expires_at(&v).ok() == Some(at));
                 if !still {
                     batch.delete_cf(meta, k);
                 }

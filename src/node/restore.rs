@@ -101,7 +101,7 @@ pub fn restore(cfg: &NodeConfig, from: &Path, bump_index: u64) -> Result<Restore
     crate::node::replicas::check_identity(&engine, me)?;
     // Marks the directory indexed before the loads, which index what they write (its
     // first start then has nothing to index).
-    crate::storage::expiry::ensure_index(&engine)?;
+    crate::storage::index::ensure_index(&engine)?;
     let mut report = RestoreReport {
         shards: descriptors.len(),
         ..Default::default()
@@ -114,7 +114,7 @@ pub fn restore(cfg: &NodeConfig, from: &Path, bump_index: u64) -> Result<Restore
         let Some((entry, file, _)) = files.get(&desc.shard_id) else {
             continue;
         };
-        let loaded = snapshot::load(&engine, file, shard, &|| false)?;
+        let loaded = snapshot::load(&engine, file, shard, &[], &|| false)?;
         report.keys += loaded.data;
         let index = entry.applied_index.saturating_add(bump_index);
         let mut cs = ConfState::default();

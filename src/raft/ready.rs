@@ -576,10 +576,11 @@ impl Peer {
             let engine = self.ctx.engine.clone();
             let file = file.clone();
             let cancel = self.ctx.cancel.clone();
+            let cleared = snapshot::install_ranges(&header, &orphans);
             self.ctx
                 .tracker
                 .spawn_blocking(move || {
-                    snapshot::load(&engine, &file, shard, &|| cancel.is_cancelled())
+                    snapshot::load(&engine, &file, shard, &cleared, &|| cancel.is_cancelled())
                 })
                 .await
                 .map_err(|e| Error::Internal(format!("snapshot load task: {e}")))??

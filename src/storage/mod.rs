@@ -6,7 +6,8 @@
 //!   RocksDB after load).
 //! - `log_writer`: the node-wide thread that group-commits every replica's log writes
 //!   with one WriteBatch and one WAL sync per round.
-//! - `expiry`: the node's index of records by expiry time, for the TTL purge.
+//! - `index`: the node's indexes of its records: by expiry time, for the TTL purge,
+//!   and conversations by namespace and id, for listings.
 //! - `snapshot`: shard snapshots as files under `<data-dir>/snap`: building one from a
 //!   RocksDB snapshot, spooling one as it arrives, installing one in bounded batches
 //!   behind a marker, and redoing an interrupted install at start.
@@ -15,7 +16,7 @@
 //! log writer ahead of the notification that makes raft-rs rely on it.
 
 pub(crate) mod engine;
-pub(crate) mod expiry;
+pub(crate) mod index;
 pub(crate) mod log_writer;
 pub(crate) mod peer_storage;
 pub(crate) mod snapshot;

@@ -684,6 +684,21 @@ pub(crate) fn removal_ops(desc: &ShardDescriptor, removed_replica: u64) -> Vec<L
     ops
 }
 
+/// The `data` CF ranges an install clears: the shard's as the snapshot describes
+/// them, and `also_clear` (see [`begin_install_ops`]).
+pub(crate) fn install_ranges(
+    header: &SnapshotHeader,
+    also_clear: &[crate::ranges::Arc],
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut ranges = header
+        .descriptor
+        .as_ref()
+        .map(shard_data_ranges)
+        .unwrap_or_default();
+    ranges.extend(arc_data_ranges(also_clear));
+    ranges
+}
+
 /// The first, synced write of an install (step 2 of the module docs): the marker
 /// naming `file`, and the deletion of the shard's data ranges as the snapshot
 /// describes them, of `also_clear` (arcs the replica owned before that no shard on
@@ -695,12 +710,7 @@ pub(crate) fn begin_install_ops(
     file: &SnapshotFile,
     also_clear: &[crate::ranges::Arc],
 ) -> Vec<LogOp> {
-    let mut ranges = header
-        .descriptor
-        .as_ref()
-        .map(shard_data_ranges)
-        .unwrap_or_default();
-    ranges.extend(arc_data_ranges(also_clear));
+    let ranges = install_ranges(header, also_clear);
     let marker = SnapshotMarker {
         file: file.file_name(),
         index: file.index,
@@ -743,8 +753,12 @@ pub(crate) fn load(
     engine: &crate::storage::Engine,
     file: &SnapshotFile,
     shard: ShardId,
+    cleared: &[(Vec<u8>, Vec<u8>)],
     stop: &dyn Fn() -> bool,
 ) -> Result<Loaded> {
+    // The conversation index entries of the records the install cleared go first;
+    // those of the file's records are written with them.
+    crate::storage::index::clear_conv_entries(engine, cleared)?;
     let mut batch = rocksdb::WriteBatch::default();
     let mut loaded = Loaded::default();
     let data = engine.cf(keys::CF_DATA);
@@ -754,7 +768,7 @@ pub(crate) fn load(
     read_file(file, shard, |rec| {
         match rec {
             Record::Data(kv) => {
-                crate::storage::expiry::index_record(&mut batch, meta, &kv.key, &kv.value);
+                crate::storage::index::index_record(&mut batch, meta, &kv.key, &kv.value);
                 batch.put_cf(data, &kv.key, &kv.value);
                 loaded.data += 1;
             }
@@ -923,7 +937,7 @@ fn redo_install(
     let mut batch = rocksdb::WriteBatch::default();
     add_to_batch(engine, &mut batch, clear_ops(shard, &ranges));
     engine.write(batch)?;
-    load(engine, &file, shard, &|| false)?;
+    load(engine, &file, shard, &ranges, &|| false)?;
     let stored: Option<RaftLocalState> =
         engine.get_decoded(keys::CF_RAFT, &keys::raft_state_key(shard))?;
     let state = raft_state_after_install(stored.as_ref(), marker.index, marker.term)?;
@@ -1159,7 +1173,8 @@ mod tests {
         let header = verify(file, SHARD)?;
         file.keep();
         put(engine, begin_install_ops(SHARD, &header, file, also_clear));
-        let loaded = load(engine, file, SHARD, &|| false)?;
+        let cleared = install_ranges(&header, also_clear);
+        let loaded = load(engine, file, SHARD, &cleared, &|| false)?;
         let mut ops = finish_install_ops(SHARD, &header);
         let state = raft_state_after_install(None, file.index, file.term)?;
         ops.push(LogOp::Put(

@@ -171,18 +171,13 @@ pub fn conv_key(c: &ConversationRef) -> Vec<u8> {
     key(CONV, &conv_tag(c), &[])
 }
 
-/// Prefix of every conversation record of a namespace (on every shard).
-pub fn conv_list_prefix(namespace: &str) -> Vec<u8> {
-    let mut k = vec![RESERVED_PREFIX, CONV, b'{'];
-    k.extend_from_slice(format!("c/{namespace}/").as_bytes());
-    k
-}
-
-/// The conversation id in a conversation record key of `namespace`.
-pub fn conv_id_of(namespace: &str, user_key: &[u8]) -> Option<String> {
-    let rest = user_key.strip_prefix(conv_list_prefix(namespace).as_slice())?;
-    let id = rest.strip_suffix(b"}")?;
-    String::from_utf8(id.to_vec()).ok()
+/// `namespace/id` of a conversation record key (None: another key), as the bytes
+/// after the record key's `c/` and before its closing `}`: what the node's
+/// conversation index orders a namespace's conversations by.
+pub fn conv_path_of(user_key: &[u8]) -> Option<&[u8]> {
+    user_key
+        .strip_prefix(&[RESERVED_PREFIX, CONV, b'{', b'c', b'/'][..])?
+        .strip_suffix(b"}")
 }
 
 /// Message `seq` of the conversation.
@@ -588,10 +583,8 @@ mod tests {
         assert_eq!(crate::keys::key_hash(&msg_key(&c, 9)), h);
         assert_eq!(crate::keys::key_hash(&idem_key(&c, "k")), h);
         assert_eq!(seq_of(&msg_key(&c, 9)), Some(9));
-        assert_eq!(
-            conv_id_of("agents", &conv_key(&c)).as_deref(),
-            Some("run/7")
-        );
+        assert_eq!(conv_path_of(&conv_key(&c)), Some(&b"agents/run/7"[..]));
+        assert_eq!(conv_path_of(&msg_key(&c, 9)), None);
         assert!(matches!(owner_of_record(&conv_key(&c)), Some(Owner::Conversation(r)) if r == c));
     }
 
