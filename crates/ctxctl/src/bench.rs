@@ -46,7 +46,14 @@ enum Workload {
     /// Writes every key once (client `i` takes keys `i`, `i + clients`, ...), then
     /// stops: a bulk load of `keys × value-size` bytes.
     Load,
+    /// Lists the first page (`LIST_PAGE` conversations) of namespace `bench`, the
+    /// conversations `append` made (on etcd: the first `LIST_PAGE` keys under
+    /// `conv/`).
+    List,
 }
+
+/// Conversations one `list` op asks for.
+const LIST_PAGE: u32 = 100;
 
 /// Tokens of context an agent step reads.
 const STEP_BUDGET: u64 = 2_000;
@@ -206,6 +213,25 @@ impl Target {
         }
     }
 
+    /// One page of conversations, as client `i`.
+    async fn list(&self, i: usize) -> Result<(), Error> {
+        match self {
+            Target::Ctxstore(c) => c
+                .list_conversations("bench", "", LIST_PAGE)
+                .await
+                .map(|_| ()),
+            Target::Etcd(chans) => {
+                let req = EtcdRange {
+                    key: b"conv/".to_vec().into(),
+                    range_end: b"conv0".to_vec().into(),
+                    limit: LIST_PAGE.into(),
+                    ..Default::default()
+                };
+                etcd_range(chans, i, req).await
+            }
+        }
+    }
+
     async fn get(&self, i: usize, key: String, stale: bool) -> Result<(), Error> {
         match self {
             Target::Ctxstore(c) if stale => c.get_stale(key).await.map(|_| ()),
@@ -256,11 +282,12 @@ pub(super) async fn run(
         "agent-step" => Workload::AgentStep,
         "append" => Workload::Append,
         "load" => Workload::Load,
+        "list" => Workload::List,
         other => {
             return Err(Error::invalid(
                 "workload",
                 format!(
-                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c, append, agent-step, load"
+                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c, append, agent-step, load, list"
                 ),
             ))
         }
@@ -343,6 +370,8 @@ pub(super) async fn run(
                 } else if workload == Workload::Append {
                     step += 1;
                     target.append(i, step, value.clone()).await
+                } else if workload == Workload::List {
+                    target.list(i).await
                 } else {
                     let (k, is_put) = {
                         let mut rng = rand::rng();

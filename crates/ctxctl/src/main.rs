@@ -392,6 +392,8 @@ struct BenchArgs {
     /// checkpoint with a --value-size blob); one op = one step.
     /// append: each client appends one --value-size message to its own conversation.
     /// load: write each of --keys keys once, then stop (use --warmup 0s).
+    /// list: list the first page (100) of namespace `bench`'s conversations (make them
+    /// with `append`: one per client).
     #[arg(long, default_value = "put")]
     workload: String,
     /// The system under load: `ctxstore`, or `etcd` (a v3 cluster at --endpoints, driven
