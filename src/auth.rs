@@ -570,21 +570,29 @@ pub struct AuthHub {
     revision: tokio::sync::watch::Sender<u64>,
     /// The revision last written to `file` (with no file: the one in effect).
     kept: std::sync::atomic::AtomicU64,
+    /// Whether the state in effect is the cluster's: read from `file`, or learned
+    /// from the meta leader or at the bootstrap of a new cluster. Until then the
+    /// node does not know whether auth is on, and serves no client (see
+    /// [`AuthHub::learned`]).
+    learned: std::sync::atomic::AtomicBool,
 }
 
 impl AuthHub {
-    /// The state kept in `file` (if it exists), else auth off until the meta shard
-    /// says otherwise.
+    /// The state kept in `file` (if it exists); else auth off, not yet learned (with
+    /// no file at all: auth off, learned).
     pub fn load(file: Option<PathBuf>) -> Result<Self> {
-        let store = match &file {
+        let (store, learned) = match &file {
             Some(f) => match std::fs::read(f) {
-                Ok(bytes) => AuthStore::decode(bytes.as_slice()).map_err(|e| {
-                    Error::Storage(format!("corrupt auth state {}: {e}", f.display()))
-                })?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => AuthStore::default(),
+                Ok(bytes) => {
+                    let store = AuthStore::decode(bytes.as_slice()).map_err(|e| {
+                        Error::Storage(format!("corrupt auth state {}: {e}", f.display()))
+                    })?;
+                    (store, true)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (AuthStore::default(), false),
                 Err(e) => return Err(Error::Storage(format!("cannot read {}: {e}", f.display()))),
             },
-            None => AuthStore::default(),
+            None => (AuthStore::default(), true),
         };
         let (revision, _) = tokio::sync::watch::channel(store.revision);
         Ok(Self {
@@ -593,7 +601,57 @@ impl AuthHub {
             installing: parking_lot::Mutex::new(()),
             file,
             revision,
+            learned: learned.into(),
         })
+    }
+
+    /// Whether the node knows the cluster's auth state: its data dir kept one, or
+    /// the meta leader told it, or it bootstrapped a new cluster. A data dir that lost
+    /// its copy, or a node joining a cluster, does not know whether auth is on until
+    /// then, and must not serve as if it were off.
+    pub fn learned(&self) -> bool {
+        self.learned.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records the cluster's auth state as learned: `store`, the meta leader's (None:
+    /// auth never set up, so off), or the initial state of a new cluster. The state in
+    /// effect is written to the data dir even at revision 0, so that a restart knows
+    /// it (a failed write is logged; the next start learns it again).
+    pub fn learn(&self, store: Option<&AuthStore>) {
+        if let Some(store) = store {
+            self.install(store);
+        }
+        if self.learned() {
+            return;
+        }
+        let kept = {
+            let _one_at_a_time = self.installing.lock();
+            self.keep(&self.current())
+        };
+        tracing::info!(
+            revision = self.current().revision(),
+            kept,
+            "learned the cluster's auth state"
+        );
+        self.learned
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Writes `state` to the data dir (atomically: a temporary file renamed); whether
+    /// it is there. A failure is logged.
+    fn keep(&self, state: &AuthState) -> bool {
+        let Some(f) = &self.file else {
+            return true;
+        };
+        let tmp = f.with_extension("tmp");
+        let write = std::fs::write(&tmp, state.store().encode_to_vec())
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, f));
+        if let Err(e) = write {
+            tracing::error!(error = %e, file = %f.display(), "cannot keep the auth state");
+            return false;
+        }
+        true
     }
 
     /// The state in effect.
@@ -636,15 +694,8 @@ impl AuthHub {
         if self.kept_revision() >= current.revision() {
             return;
         }
-        if let Some(f) = &self.file {
-            let tmp = f.with_extension("tmp");
-            let write = std::fs::write(&tmp, current.store().encode_to_vec())
-                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-                .and_then(|()| std::fs::rename(&tmp, f));
-            if let Err(e) = write {
-                tracing::error!(error = %e, file = %f.display(), "cannot keep the auth state");
-                return;
-            }
+        if !self.keep(&current) {
+            return;
         }
         self.kept
             .store(current.revision(), std::sync::atomic::Ordering::Release);

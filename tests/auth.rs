@@ -4,7 +4,8 @@
 //! threads and models and nothing of another tenant's (refused whole, whether the
 //! target exists or not); administration needs root; a revoked token is refused by
 //! every node as soon as the revoke returns, and a watch it opened ends; the auth
-//! state survives a restart of the whole cluster.
+//! state survives a restart of the whole cluster; a node that lost its copy of it
+//! serves no one until the meta leader tells it again.
 
 mod common;
 
@@ -702,4 +703,70 @@ async fn a_revoked_token_is_refused_everywhere_and_its_watch_ends() {
 fn other_last_digit(token: &str) -> String {
     let (head, last) = token.split_at(token.len() - 1);
     format!("{head}{}", if last == "0" { "1" } else { "0" })
+}
+
+/// A node whose data dir lost its copy of the auth state (`auth.pb`) does not serve as
+/// if auth were off.
+///
+/// 1. Auth on; root writes a key; every node stops; node 3's `auth.pb` is deleted.
+/// 2. Node 3 restarts alone: no meta leader can tell it the auth state. A stale read
+///    without credentials (which its replica could answer on its own) is refused
+///    with `NodeNotReady`, not served.
+/// 3. The other nodes restart: node 3 learns the state from the meta leader, refuses
+///    the call without credentials as unauthenticated, and serves root's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_lost_its_auth_state_serves_no_one_until_it_learns_it() {
+    let mut s = auth_cluster().await;
+    let addrs = s.cluster.addrs();
+    let tls = || Some(s.pki.client());
+    let root = client(&addrs, tls(), Some(&s.root)).await;
+    root.put("secret", "v").await.expect("put");
+    s.cluster.wait_converged().await;
+    for i in 0..3 {
+        s.cluster.stop(i).await;
+    }
+    let kept = s.cluster.dir.path().join("node3").join("auth.pb");
+    std::fs::remove_file(&kept).expect("node 3 kept the auth state");
+    s.cluster.restart(2).await;
+    let impatient = |token: Option<String>| {
+        Client::connect_with(
+            std::slice::from_ref(&addrs[2]),
+            ClientOptions {
+                timeout: Duration::from_secs(2),
+                connect_timeout: Duration::from_millis(500),
+                tls: tls(),
+                token,
+                ..Default::default()
+            },
+        )
+    };
+    let anyone = impatient(None).await.expect("connect is lazy");
+    let refused = anyone.get_stale("secret").await;
+    assert!(
+        refused.is_err(),
+        "node 3 alone served a stale read without a token: {refused:?}"
+    );
+    let why = format!("{:?}", anyone.who_am_i().await);
+    assert!(
+        why.contains("not yet learned the cluster's auth settings"),
+        "node 3 alone, no token: {why}"
+    );
+    s.cluster.restart(0).await;
+    s.cluster.restart(1).await;
+    wait_for_explained("node 3 to learn the auth state", WAIT, || async {
+        match anyone.who_am_i().await {
+            Err(Error::Unauthenticated(_)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let root3 = impatient(Some(s.root.clone()))
+        .await
+        .expect("connect is lazy");
+    let got = wait_for("root served by node 3", WAIT, || async {
+        root3.get_stale("secret").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(got.value.as_ref(), b"v");
+    s.cluster.shutdown().await;
 }

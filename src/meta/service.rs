@@ -786,6 +786,10 @@ fn elsewhere(e: &Error) -> bool {
     e.is_retryable() && !matches!(e, Error::Shutdown)
 }
 
+/// How often a node that has not learned the cluster's auth state asks the meta
+/// leader (see `AuthHub::learned`).
+const UNLEARNED_RETRY: Duration = Duration::from_millis(100);
+
 /// How long `GetRoutingTable` waits for the meta leader before answering from the
 /// node's copy (below the client's 1 s per-node refresh timeout).
 const FORWARD_BUDGET: Duration = Duration::from_millis(800);
@@ -975,17 +979,22 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
         let interval = heartbeat_interval(&ctx);
         let mut asleep = HashMap::new();
         loop {
+            // A node that does not know the cluster's auth state yet serves no
+            // client: it asks every `UNLEARNED_RETRY` until it knows.
+            let pause = if ctx.auth.learned() {
+                interval
+            } else {
+                interval.min(UNLEARNED_RETRY)
+            };
             tokio::select! {
                 _ = ctx.cancel.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = ctx.meta.wake.notified() => {}
             }
             let hb = collect_report(&ctx, &mut asleep).await;
             match call_meta(&ctx, hb).await {
                 Ok(mut table) => {
-                    if let Some(auth) = table.auth.take() {
-                        ctx.install_auth(&auth);
-                    }
+                    ctx.learn_auth(table.auth.take());
                     for n in &table.nodes {
                         ctx.addresses.insert(NodeId(n.node_id), n.addr.clone());
                     }

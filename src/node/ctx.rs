@@ -194,6 +194,19 @@ impl NodeCtx {
             .spawn_blocking(move || ctx.auth.install(&store));
     }
 
+    /// [`Self::install_auth`] for the auth state of the meta leader's answer (None:
+    /// auth never set up), which is also the cluster's: a node that did not know it
+    /// (`AuthHub::learned`) serves clients from now on.
+    pub(crate) fn learn_auth(self: &Arc<Self>, store: Option<crate::proto::AuthStore>) {
+        let needed = store.as_ref().is_some_and(|s| self.auth.needs(s));
+        if self.auth.learned() && !needed {
+            return;
+        }
+        let ctx = self.clone();
+        self.tracker
+            .spawn_blocking(move || ctx.auth.learn(store.as_ref()));
+    }
+
     /// Lays a newer version of the cluster's settings over the node's own
     /// configuration (an older or equal version is ignored). A document this node
     /// cannot apply (it was checked against the meta leader's configuration) is

@@ -297,7 +297,13 @@ impl Node {
         }
         self.refuse_if_identity_lost(&members).await?;
         let ctx = self.ctx.clone();
-        blocking(move || replicas::bootstrap(&ctx, &members)).await
+        blocking(move || {
+            replicas::bootstrap(&ctx, &members)?;
+            // A new cluster starts with auth off: nothing to learn from anyone.
+            ctx.auth.learn(None);
+            Ok(())
+        })
+        .await
     }
 
     /// Refuses to bootstrap when a running peer records this node's replica as started:

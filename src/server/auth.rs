@@ -4,7 +4,9 @@
 //!   on: a bearer token, else the TLS client certificate (a common name in
 //!   `peer-cert-allowed-cn` is a node, any other names a user). It refuses method by
 //!   method what needs a peer or root, and hands the [`Principal`] to the handlers in
-//!   the request's extensions. Health checks and reflection stay open.
+//!   the request's extensions. Health checks and reflection stay open. A node that
+//!   does not know the cluster's auth state yet (`AuthHub::learned`) refuses every
+//!   other call but the nodes' own with `NodeNotReady`.
 //! - Handlers check the resource itself (a key, a conversation, a thread, a model)
 //!   with [`authorize`] before anything is read or proposed; no principal means auth
 //!   was off when the call came in.
@@ -92,7 +94,20 @@ impl AuthLayer {
     fn admit<B>(&self, req: &http::Request<B>) -> Result<Option<Principal>, Status> {
         let state = self.ctx.auth.current();
         let path = req.uri().path();
-        if !state.enabled() || OPEN.iter().any(|p| path.starts_with(p)) {
+        if OPEN.iter().any(|p| path.starts_with(p)) {
+            return Ok(None);
+        }
+        // Until the node knows whether auth is on (a data dir that lost its copy, a
+        // node joining), it serves no client; nodes' calls go on, so that it can
+        // learn (its Raft messages, a heartbeat if it leads the meta shard).
+        if !self.ctx.auth.learned() && !PEER_ONLY.iter().any(|p| path.starts_with(p)) {
+            return Err(Status::from(Error::NodeNotReady(
+                "this node has not yet learned the cluster's auth settings from the meta \
+                 shard; retry, or ask another node"
+                    .into(),
+            )));
+        }
+        if !state.enabled() {
             return Ok(None);
         }
         let bearer = req.headers().get(http::header::AUTHORIZATION).map(|v| {

@@ -66,6 +66,13 @@ async fn readiness(ctx: &NodeCtx) -> Vec<Check> {
         .collect();
     vec![
         Check {
+            name: "auth",
+            ok: ctx.auth.learned(),
+            detail: "the cluster's auth settings are not known yet (the meta shard has not \
+                     answered since this node started without them)"
+                .into(),
+        },
+        Check {
             name: "serving",
             ok: serving,
             detail: if stopping {

@@ -544,6 +544,10 @@ impl Client {
                         self.rotate();
                     }
                     backoff.sleep_until_at_most(deadline).await;
+                    if tokio::time::Instant::now() >= deadline {
+                        // No time left for another attempt: the last answer is why.
+                        return Err(Error::Timeout(timeout, Box::new(err)));
+                    }
                     if attempt.is_multiple_of(4) {
                         // Still failing: the routing may name addresses nodes no
                         // longer use, or replicas that moved.
@@ -732,6 +736,9 @@ impl Client {
             }
             if !retry_now {
                 backoff.sleep_until_at_most(deadline).await;
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::Timeout(timeout, Box::new(err)));
+                }
             }
         }
     }
