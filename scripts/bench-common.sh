@@ -107,8 +107,9 @@ if [[ "${DURATION:-}" =~ ^([0-9]+)s$ ]] && [ "${BASH_REMATCH[1]}" -ge 3 ]; then
   SECS="${BASH_REMATCH[1]}"
 fi
 
-# Runs one measurement (with the global ctxctl flags in BENCH_FLAGS, if set; the
-# caller sets DURATION, WARMUP and VALUE_SIZE before sourcing); prints its JSON line with `"cpu_us_per_op":N` appended: the
+# Runs one measurement (with the global ctxctl flags in BENCH_FLAGS and further bench
+# flags in RUN_ARGS, if set; the caller sets DURATION, WARMUP and VALUE_SIZE before
+# sourcing); prints its JSON line with `"cpu_us_per_op":N` appended: the
 # servers' CPU time (all three processes) per completed op, sampled from second 1 to
 # second DURATION-1 of the measurement, so preloading and warm-up are not counted.
 run() { # target endpoints workload clients server-pids...
@@ -116,10 +117,10 @@ run() { # target endpoints workload clients server-pids...
   shift 4
   local err="$WORK/bench.err" out="$WORK/bench.out" cpu="-" t0 t1 s0 s1 line ops
   : >"$err"
-  # shellcheck disable=SC2086 # BENCH_FLAGS: extra global flags, word-split on purpose
+  # shellcheck disable=SC2086 # BENCH_FLAGS, RUN_ARGS: extra flags, word-split on purpose
   "$BIN/ctxctl" --endpoints "$eps" ${BENCH_FLAGS:-} bench --target "$target" --workload "$workload" \
     --clients "$clients" --duration "$DURATION" --warmup "$WARMUP" \
-    --value-size "$VALUE_SIZE" --json >"$out" 2>"$err" &
+    --value-size "$VALUE_SIZE" --json ${RUN_ARGS:-} >"$out" 2>"$err" &
   local bench=$!
   if [ -n "$SECS" ] && WAIT_SECS=$((SECS + 60)) wait_until progress_at "$err" 1; then
     t0="$(cpu_ticks "$@")" s0="$(date +%s.%N)"

@@ -50,7 +50,13 @@ enum Workload {
     /// conversations `append` made (on etcd: the first `LIST_PAGE` keys under
     /// `conv/`).
     List,
+    /// Reads the newest messages that fit `STEP_BUDGET` tokens of conversation
+    /// `bench/budget-<keys>`, first filled with `keys` messages (ctxstore only).
+    Budget,
 }
+
+/// Messages one append of the `budget` fill carries.
+const FILL_BATCH: u64 = 500;
 
 /// Conversations one `list` op asks for.
 const LIST_PAGE: u32 = 100;
@@ -213,6 +219,37 @@ impl Target {
         }
     }
 
+    /// The ctxstore client, or the error that the `budget` workload has no etcd form.
+    fn budget_client(&self) -> Result<&Client, Error> {
+        match self {
+            Target::Ctxstore(c) => Ok(c),
+            Target::Etcd(_) => Err(Error::invalid(
+                "target",
+                "the budget workload runs on ctxstore only",
+            )),
+        }
+    }
+
+    /// The newest messages of `bench/budget-<messages>` that fit `STEP_BUDGET` tokens.
+    async fn budget(&self, messages: u64) -> Result<(), Error> {
+        use ctxstore_client::proto::{read_request::Select, ReadRequest, TokenBudget};
+        let r = self
+            .budget_client()?
+            .read(ReadRequest {
+                conversation: Some(budget_conversation(messages)),
+                select: Some(Select::TokenBudget(TokenBudget {
+                    max_tokens: STEP_BUDGET,
+                    include_pinned: true,
+                })),
+                ..Default::default()
+            })
+            .await?;
+        if r.messages.is_empty() {
+            return Err(Error::Internal("a budget read returned no message".into()));
+        }
+        Ok(())
+    }
+
     /// One page of conversations, as client `i`.
     async fn list(&self, i: usize) -> Result<(), Error> {
         match self {
@@ -246,6 +283,48 @@ impl Target {
             }
         }
     }
+}
+
+/// The conversation the `budget` workload reads: one per length, so lengths can be
+/// measured one after another on one cluster.
+fn budget_conversation(messages: u64) -> ctxstore_client::proto::ConversationRef {
+    ctxstore_client::proto::ConversationRef {
+        namespace: "bench".into(),
+        id: format!("budget-{messages}"),
+    }
+}
+
+/// Appends messages of `value` to the `budget` workload's conversation until it holds
+/// `messages` (it may already: a second run reuses it).
+async fn fill_conversation(
+    target: &Target,
+    messages: u64,
+    value: &bytes::Bytes,
+) -> Result<(), Error> {
+    use ctxstore_client::proto::AppendRequest;
+    let c = target.budget_client()?;
+    let conversation = budget_conversation(messages);
+    let mut have = c
+        .conversation(conversation.clone())
+        .await?
+        .map_or(0, |i| i.message_count);
+    if have < messages {
+        eprintln!("bench: filling conversation bench/budget-{messages} ({have} messages so far)");
+    }
+    let content = String::from_utf8_lossy(value).into_owned();
+    while have < messages {
+        let n = (messages - have).min(FILL_BATCH);
+        c.append(AppendRequest {
+            conversation: Some(conversation.clone()),
+            messages: (0..n)
+                .map(|_| chat_message("assistant", content.clone()))
+                .collect(),
+            ..Default::default()
+        })
+        .await?;
+        have += n;
+    }
+    Ok(())
 }
 
 /// A chat message with the usual estimate of a token per 4 bytes.
@@ -283,11 +362,12 @@ pub(super) async fn run(
         "append" => Workload::Append,
         "load" => Workload::Load,
         "list" => Workload::List,
+        "budget" => Workload::Budget,
         other => {
             return Err(Error::invalid(
                 "workload",
                 format!(
-                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c, append, agent-step, load, list"
+                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c, append, agent-step, load, list, budget"
                 ),
             ))
         }
@@ -309,9 +389,17 @@ pub(super) async fn run(
     } else {
         bytes::Bytes::from(vec![b'x'; a.value_size])
     };
+    if workload == Workload::Budget {
+        fill_conversation(&target, a.keys, &value).await?;
+    }
     if !matches!(
         workload,
-        Workload::Put | Workload::AgentStep | Workload::Append | Workload::Load
+        Workload::Put
+            | Workload::AgentStep
+            | Workload::Append
+            | Workload::Load
+            | Workload::List
+            | Workload::Budget
     ) {
         // Reads need something to read.
         let n = a.keys.min(10_000);
@@ -335,7 +423,7 @@ pub(super) async fn run(
             t.await.map_err(|e| Error::Internal(e.to_string()))??;
         }
     }
-    let keys = if matches!(workload, Workload::Put | Workload::Load) {
+    let keys = if matches!(workload, Workload::Put | Workload::Load | Workload::Budget) {
         a.keys
     } else {
         a.keys.min(10_000)
@@ -372,6 +460,8 @@ pub(super) async fn run(
                     target.append(i, step, value.clone()).await
                 } else if workload == Workload::List {
                     target.list(i).await
+                } else if workload == Workload::Budget {
+                    target.budget(keys).await
                 } else {
                     let (k, is_put) = {
                         let mut rng = rand::rng();

@@ -394,6 +394,8 @@ struct BenchArgs {
     /// load: write each of --keys keys once, then stop (use --warmup 0s).
     /// list: list the first page (100) of namespace `bench`'s conversations (make them
     /// with `append`: one per client).
+    /// budget: read the newest messages that fit 2,000 tokens of conversation
+    /// `bench/budget-<keys>`, filled first with --keys messages of --value-size bytes.
     #[arg(long, default_value = "put")]
     workload: String,
     /// The system under load: `ctxstore`, or `etcd` (a v3 cluster at --endpoints, driven
