@@ -109,6 +109,8 @@ pub(crate) struct Metrics {
     pub(crate) proposals_failed: Counter,
     /// Time to apply one round of committed entries.
     pub(crate) apply_seconds: Histogram,
+    /// Size of each command this node's leaders propose (one Raft entry each).
+    pub(crate) proposal_bytes: Histogram,
     /// Raft messages queued for another node, and those dropped (filter, full queue,
     /// unreachable node), by type.
     pub(crate) raft_sent: Family<MsgType, Counter>,
@@ -153,6 +155,8 @@ impl Metrics {
         let transfers_declined = Counter::default();
         let proposals_failed = Counter::default();
         let apply_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        // 64 B to 16 MiB, by fours.
+        let proposal_bytes = Histogram::new(exponential_buckets(64.0, 4.0, 10));
         let raft_sent = Family::default();
         let raft_dropped = Family::default();
         let snapshot_sent_bytes = Counter::default();
@@ -197,6 +201,12 @@ impl Metrics {
             "Time to apply one round of committed entries",
             Unit::Seconds,
             apply_seconds.clone(),
+        );
+        r.register_with_unit(
+            "ctxstore_proposal_size",
+            "Size of each command the replicas this node leads propose (one Raft entry)",
+            Unit::Bytes,
+            proposal_bytes.clone(),
         );
         r.register(
             "ctxstore_raft_messages_sent",
@@ -338,6 +348,7 @@ impl Metrics {
             replica_wakes,
             transfers_declined,
             proposals_failed,
+            proposal_bytes,
             apply_seconds,
             raft_sent,
             raft_dropped,

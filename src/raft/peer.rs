@@ -621,7 +621,9 @@ impl Peer {
             reply.fail(self.not_leader());
             return;
         }
-        if let Err(e) = self.raw.propose(context, cmd.encode_to_vec()) {
+        let data = cmd.encode_to_vec();
+        self.ctx.metrics.proposal_bytes.observe(data.len() as f64);
+        if let Err(e) = self.raw.propose(context, data) {
             self.ctx.metrics.proposals_failed.inc();
             reply.fail(Error::ShardUnavailable {
                 shard: self.shard,
