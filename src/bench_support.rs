@@ -77,6 +77,7 @@ impl ApplyPath {
             &entries,
             ShardDescriptor::default(),
             Vec::new(),
+            &Default::default(),
         )?;
         Ok(())
     }

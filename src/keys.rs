@@ -28,6 +28,7 @@ const DESC_TAG: u8 = b'd';
 const DEDUP_TAG: u8 = b'r';
 const TOMBSTONE_TAG: u8 = b't';
 const META_STATE_TAG: u8 = b'm';
+const WATCH_LOG_TAG: u8 = b'w';
 
 /// Where the node-wide `meta` CF records start, after every shard's prefix.
 pub const NODE_WIDE_PREFIX: &[u8] = b"\xff\xff";
@@ -202,6 +203,29 @@ pub fn decode_snapshot_marker_key(key: &[u8]) -> Option<ShardId> {
 /// Prefix of every dedup record of `shard`.
 pub fn dedup_prefix(shard: ShardId) -> Vec<u8> {
     shard_key(shard, DEDUP_TAG, &[])
+}
+
+/// Prefix of `shard`'s watch log in the `meta` CF. The prefix itself is the key of
+/// the log's start (`version BE8`: the log holds every change after it); each change
+/// follows at [`watch_log_key`], in version order.
+pub fn watch_log_prefix(shard: ShardId) -> Vec<u8> {
+    shard_key(shard, WATCH_LOG_TAG, &[])
+}
+
+/// `meta` CF key of the `n`th change `shard` applied at `version`.
+pub fn watch_log_key(shard: ShardId, version: u64, n: u32) -> Vec<u8> {
+    let mut extra = [0u8; 12];
+    extra[..8].copy_from_slice(&version.to_be_bytes());
+    extra[8..].copy_from_slice(&n.to_be_bytes());
+    shard_key(shard, WATCH_LOG_TAG, &extra)
+}
+
+/// The version of a [`watch_log_key`] (None for the start key or another key).
+pub fn decode_watch_log_key(key: &[u8]) -> Option<u64> {
+    if key.len() != 21 || key[8] != WATCH_LOG_TAG {
+        return None;
+    }
+    Some(u64::from_be_bytes(key[9..17].try_into().ok()?))
 }
 
 /// `data` CF key of a user key.

@@ -81,6 +81,7 @@ pub(crate) fn apply_round(
     entries: &[Entry],
     mut desc: ShardDescriptor,
     conf_state: Vec<u8>,
+    watch_gc: &crate::fsm::watch::Gc,
 ) -> Result<Applied> {
     let reader = EngineReader { engine };
     let mut applier = Applier::new(&reader);
@@ -275,7 +276,6 @@ pub(crate) fn apply_round(
     if let (true, Some(state)) = (meta_changed, &meta) {
         batch.put_cf(meta_cf, keys::meta_state_key(), state.encode_to_vec());
     }
-    engine.write(batch)?;
     if let Some(child) = &split {
         // Watchers of the moved keys learn at the split's version where they went.
         changes.push(crate::fsm::watch::Change::moved(
@@ -283,7 +283,11 @@ pub(crate) fn apply_round(
             ShardId(child.desc.shard_id),
             ranges::arcs_of(&child.desc),
         ));
+        // In version order: entries after the split's may have changed keys.
+        changes.sort_by_key(|c| c.version);
     }
+    crate::fsm::watch::persist(&mut batch, engine, shard, &changes, watch_gc);
+    engine.write(batch)?;
     Ok(Applied {
         results,
         desc,
@@ -360,7 +364,15 @@ mod tests {
         let shard = ShardId(7);
         let w = DEDUP_WINDOW_MS;
         let round = |entries: &[Entry]| {
-            apply_round(&engine, shard, entries, ShardDescriptor::default(), vec![]).expect("apply")
+            apply_round(
+                &engine,
+                shard,
+                entries,
+                ShardDescriptor::default(),
+                vec![],
+                &Default::default(),
+            )
+            .expect("apply")
         };
         // Buckets 0, 1 and 2; then a round crossing a purge point at time 3w + 1.
         round(&[

@@ -2,14 +2,23 @@
 //! changes it made (version = Raft index), in order. Each replica keeps the newest
 //! changes up to a byte budget, so a watcher can resume from the last version it saw
 //! on any replica that still retains it; older versions get `WatchCompacted`.
-//! The log lives in memory: after a restart or a snapshot install a replica retains
-//! only what it applied since.
+//!
+//! The log is kept twice. On disk, in the `meta` CF (`keys::watch_log_key`), written
+//! by the apply batch that makes the changes ([`persist`]), so it survives restarts;
+//! versions that fall out of the budget are deleted by a later apply batch (the hub
+//! lists them, [`WatchHub::take_gc`]). In memory, the changes applied since the
+//! replica started, within the same budget: a suffix of the disk log, which serves
+//! most resumes and every live watcher without a read. After a snapshot install the
+//! log starts at the snapshot's index (it is not shipped).
 
-use crate::error::{Error, Result};
-use crate::proto::ValueRecord;
+use crate::error::{ErrInto, Error, Result};
+use crate::keys;
+use crate::proto::{HashRange, ValueRecord, WatchLogRecord};
+use crate::storage::Engine;
 use crate::types::ShardId;
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
+use prost::Message;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -58,6 +67,109 @@ impl Change {
             + self.record.as_ref().map_or(0, |r| r.value.len())
             + self.moved.as_ref().map_or(0, |(_, a)| 16 * a.len())
     }
+
+    fn to_record(&self) -> WatchLogRecord {
+        let (moved_to, moved_arcs) = match &self.moved {
+            Some((to, arcs)) => (
+                to.0,
+                arcs.iter().map(|&(lo, hi)| HashRange { lo, hi }).collect(),
+            ),
+            None => (0, Vec::new()),
+        };
+        WatchLogRecord {
+            key: self.key.clone(),
+            record: self.record.clone(),
+            moved_to,
+            moved_arcs,
+        }
+    }
+
+    fn from_record(version: u64, r: WatchLogRecord) -> Self {
+        let moved = (r.moved_to != 0).then(|| {
+            let arcs = r.moved_arcs.iter().map(|a| (a.lo, a.hi)).collect();
+            (ShardId(r.moved_to), arcs)
+        });
+        Self {
+            version,
+            key: r.key,
+            record: r.record,
+            moved,
+        }
+    }
+}
+
+/// Adds to an apply batch of `shard` the changes it makes (one applied round, in
+/// order) and the deletion of the versions `gc` lists (from [`WatchHub::take_gc`]).
+pub(crate) fn persist(
+    batch: &mut rocksdb::WriteBatch,
+    engine: &Engine,
+    shard: ShardId,
+    changes: &[Change],
+    gc: &Gc,
+) {
+    let cf = engine.cf(keys::CF_META);
+    let mut n = 0u32;
+    let mut last = None;
+    for c in changes {
+        n = if last == Some(c.version) { n + 1 } else { 0 };
+        last = Some(c.version);
+        batch.put_cf(
+            cf,
+            keys::watch_log_key(shard, c.version, n),
+            c.to_record().encode_to_vec(),
+        );
+    }
+    if let Some(after) = gc.after {
+        for &(version, count) in &gc.versions {
+            for n in 0..count {
+                batch.delete_cf(cf, keys::watch_log_key(shard, version, n));
+            }
+        }
+        batch.put_cf(cf, keys::watch_log_prefix(shard), after.to_be_bytes());
+    }
+}
+
+/// Versions to delete from a shard's disk log, and where the log starts after them.
+#[derive(Debug, Default)]
+pub(crate) struct Gc {
+    /// (version, its number of changes), oldest first.
+    versions: Vec<(u64, u32)>,
+    /// The log's new start; None when there is nothing to delete.
+    after: Option<u64>,
+}
+
+/// Where `shard`'s disk log starts (the version after which it holds every change).
+fn disk_start(engine: &Engine, shard: ShardId) -> Result<Option<u64>> {
+    Ok(engine
+        .get(keys::CF_META, &keys::watch_log_prefix(shard))?
+        .and_then(|v| Some(u64::from_be_bytes(v.as_slice().try_into().ok()?))))
+}
+
+/// The changes on disk of `shard` with versions in `(after, upto]`, oldest first.
+fn read_disk(engine: &Engine, shard: ShardId, after: u64, upto: u64) -> Result<Vec<Arc<Change>>> {
+    let mut out = Vec::new();
+    let from = keys::watch_log_key(shard, after.saturating_add(1), 0);
+    let prefix = keys::watch_log_prefix(shard);
+    let iter = engine.db().iterator_cf(
+        engine.cf(keys::CF_META),
+        rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward),
+    );
+    for item in iter {
+        let (k, v) = item.err_into()?;
+        if !k.starts_with(&prefix) {
+            break;
+        }
+        let Some(version) = keys::decode_watch_log_key(&k) else {
+            continue;
+        };
+        if version > upto {
+            break;
+        }
+        let r = WatchLogRecord::decode(v.as_ref())
+            .map_err(|e| Error::Storage(format!("shard {shard}: watch log record: {e}")))?;
+        out.push(Arc::new(Change::from_record(version, r)));
+    }
+    Ok(out)
 }
 
 struct ShardLog {
@@ -72,6 +184,52 @@ struct ShardLog {
     /// channel holds its whole ring (`CHANNEL_CAPACITY` slots, 8 KiB) from the
     /// start, and most replicas are never watched.
     tx: Option<broadcast::Sender<Round>>,
+    /// The disk log, per version: its number of changes and their bytes, oldest first.
+    disk: VecDeque<(u64, u32, usize)>,
+    disk_bytes: usize,
+    /// The disk log holds every change with a version above this, less the versions
+    /// in `gc` (dropped, to delete with the next apply batch).
+    disk_after: u64,
+    gc: Vec<(u64, u32)>,
+}
+
+impl ShardLog {
+    fn new(applied: u64, disk_after: u64) -> Self {
+        Self {
+            changes: VecDeque::new(),
+            bytes: 0,
+            retained_after: applied,
+            last_version: applied,
+            tx: None,
+            disk: VecDeque::new(),
+            disk_bytes: 0,
+            disk_after,
+            gc: Vec::new(),
+        }
+    }
+
+    fn push_disk(&mut self, version: u64, size: usize) {
+        match self.disk.back_mut() {
+            Some((v, n, b)) if *v == version => {
+                *n += 1;
+                *b += size;
+            }
+            _ => self.disk.push_back((version, 1, size)),
+        }
+        self.disk_bytes += size;
+    }
+
+    /// Drops the oldest versions, whole, until the disk log fits `max_bytes`.
+    fn trim_disk(&mut self, max_bytes: usize) {
+        while self.disk_bytes > max_bytes {
+            let Some((version, n, b)) = self.disk.pop_front() else {
+                break;
+            };
+            self.disk_bytes -= b;
+            self.disk_after = self.disk_after.max(version);
+            self.gc.push((version, n));
+        }
+    }
 }
 
 /// The changes of one applied round.
@@ -113,20 +271,69 @@ impl WatchHub {
         self.logs.lock()
     }
 
-    /// Starts (or restarts) a replica's log at `applied`: nothing at or below it is
-    /// retained. Called when the replica starts and when it installs a snapshot.
+    fn max_bytes(&self) -> usize {
+        self.max_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Starts a replica's log at `applied`, when it installs a snapshot: nothing at or
+    /// below it is retained (the install cleared the disk log and started it there).
     pub(crate) fn reset(&self, shard: ShardId, applied: u64) {
         // A fresh log with a fresh channel: watchers of the old log end (a snapshot
         // skipped changes they would otherwise miss silently); they resume from
         // their last version.
-        let log = ShardLog {
-            changes: VecDeque::new(),
-            bytes: 0,
-            retained_after: applied,
-            last_version: applied,
-            tx: None,
+        self.logs().insert(shard, ShardLog::new(applied, applied));
+    }
+
+    /// Opens a replica's log when it starts at `applied`: the disk log as the last
+    /// run left it (an older data dir without one starts it at `applied`), and an
+    /// empty memory log.
+    pub(crate) fn load(&self, engine: &Engine, shard: ShardId, applied: u64) -> Result<()> {
+        let read = disk_start(engine, shard).and_then(|start| match start {
+            Some(after) => Ok(Some((after, read_disk(engine, shard, after, u64::MAX)?))),
+            None => Ok(None),
+        });
+        let (after, changes) = match read {
+            Ok(Some(log)) => log,
+            Ok(None) => (applied, Vec::new()),
+            Err(e) => {
+                // History is worth less than the replica: start the log afresh (what
+                // is left of the old one lies before the new start, never read).
+                tracing::warn!(%shard, %e, "watch log unreadable; it starts again at the applied index");
+                (applied, Vec::new())
+            }
         };
+        if after == applied && changes.is_empty() {
+            engine
+                .db()
+                .put_cf(
+                    engine.cf(keys::CF_META),
+                    keys::watch_log_prefix(shard),
+                    applied.to_be_bytes(),
+                )
+                .err_into()?;
+        }
+        let mut log = ShardLog::new(applied, after);
+        for c in changes {
+            log.push_disk(c.version, c.size());
+        }
+        log.trim_disk(self.max_bytes());
         self.logs().insert(shard, log);
+        Ok(())
+    }
+
+    /// The versions to delete from `shard`'s disk log with its next apply batch.
+    pub(crate) fn take_gc(&self, shard: ShardId) -> Gc {
+        let mut logs = self.logs();
+        let Some(log) = logs.get_mut(&shard) else {
+            return Gc::default();
+        };
+        if log.gc.is_empty() {
+            return Gc::default();
+        }
+        Gc {
+            versions: std::mem::take(&mut log.gc),
+            after: Some(log.disk_after),
+        }
     }
 
     /// Forgets a removed replica (its watchers' streams end).
@@ -147,6 +354,7 @@ impl WatchHub {
         for c in &round {
             log.last_version = log.last_version.max(c.version);
             log.bytes += c.size();
+            log.push_disk(c.version, c.size());
             log.changes.push_back(c.clone());
         }
         // No receivers is fine: the changes are still retained for resumption.
@@ -155,7 +363,8 @@ impl WatchHub {
                 log.tx = None;
             }
         }
-        let max_bytes = self.max_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let max_bytes = self.max_bytes();
+        log.trim_disk(max_bytes);
         while log.bytes > max_bytes {
             let Some(old) = log.changes.pop_front() else {
                 break;
@@ -179,54 +388,217 @@ impl WatchHub {
     /// Whether the retained log of `shard` holds, after version `after`, a split that
     /// moved hash `h` away: a watch resuming from `after` is then served here up to
     /// the split, and told where to go on.
-    pub(crate) fn moved_after(&self, shard: ShardId, after: u64, h: u64) -> bool {
-        let logs = self.logs();
-        let Some(log) = logs.get(&shard) else {
-            return false;
+    pub(crate) fn moved_after(&self, engine: &Engine, shard: ShardId, after: u64, h: u64) -> bool {
+        let moves = |c: &Change| {
+            c.version > after
+                && c.moved
+                    .as_ref()
+                    .is_some_and(|(_, arcs)| crate::ranges::contains(arcs, h))
         };
-        after >= log.retained_after
-            && log.changes.iter().any(|c| {
-                c.version > after
-                    && c.moved
-                        .as_ref()
-                        .is_some_and(|(_, arcs)| crate::ranges::contains(arcs, h))
-            })
+        let older = {
+            let logs = self.logs();
+            let Some(log) = logs.get(&shard) else {
+                return false;
+            };
+            if after < log.disk_after {
+                return false;
+            }
+            if log.changes.iter().any(|c| moves(c)) {
+                return true;
+            }
+            (after < log.retained_after).then_some(log.retained_after)
+        };
+        older.is_some_and(|upto| {
+            read_disk(engine, shard, after, upto).is_ok_and(|cs| cs.iter().any(|c| moves(c)))
+        })
     }
 
     /// Subscribes to `shard` for changes with versions above `after` (None: from
-    /// the next change on).
-    pub(crate) fn subscribe(&self, shard: ShardId, after: Option<u64>) -> Result<Subscription> {
-        let mut logs = self.logs();
-        let log = logs.get_mut(&shard).ok_or(Error::WrongShard { shard })?;
-        let replay = match after {
-            None => Vec::new(),
-            Some(v) if v < log.retained_after => {
-                return Err(Error::WatchCompacted {
-                    requested: v,
-                    retained_after: log.retained_after,
-                })
-            }
-            Some(v) => log
-                .changes
-                .iter()
-                .filter(|c| c.version > v)
-                .cloned()
-                .collect(),
+    /// the next change on). Versions older than the memory log are read from disk.
+    pub(crate) fn subscribe(
+        &self,
+        engine: &Engine,
+        shard: ShardId,
+        after: Option<u64>,
+    ) -> Result<Subscription> {
+        let compacted = |requested, retained_after| Error::WatchCompacted {
+            requested,
+            retained_after,
         };
-        Ok(Subscription {
-            start: after.unwrap_or(log.last_version),
-            replay,
-            live: log
-                .tx
-                .get_or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
-                .subscribe(),
-        })
+        let (mut sub, older) = {
+            let mut logs = self.logs();
+            let log = logs.get_mut(&shard).ok_or(Error::WrongShard { shard })?;
+            let (replay, older) = match after {
+                None => (Vec::new(), None),
+                Some(v) if v < log.disk_after.min(log.retained_after) => {
+                    return Err(compacted(v, log.disk_after.min(log.retained_after)))
+                }
+                Some(v) if v < log.retained_after => (
+                    log.changes.iter().cloned().collect(),
+                    Some((v, log.retained_after)),
+                ),
+                Some(v) => (
+                    log.changes
+                        .iter()
+                        .filter(|c| c.version > v)
+                        .cloned()
+                        .collect(),
+                    None,
+                ),
+            };
+            let sub = Subscription {
+                start: after.unwrap_or(log.last_version),
+                replay,
+                live: log
+                    .tx
+                    .get_or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+                    .subscribe(),
+            };
+            (sub, older)
+        };
+        if let Some((v, upto)) = older {
+            // Read outside the lock; the versions read may have been dropped from the
+            // disk log meanwhile (then it says so), never half-deleted unnoticed.
+            let mut replay = read_disk(engine, shard, v, upto)?;
+            let logs = self.logs();
+            let log = logs.get(&shard).ok_or(Error::WrongShard { shard })?;
+            if v < log.disk_after {
+                return Err(compacted(v, log.disk_after));
+            }
+            replay.append(&mut sub.replay);
+            sub.replay = replay;
+        }
+        Ok(sub)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn engine() -> (tempfile::TempDir, Engine) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::open(dir.path()).expect("open");
+        (dir, engine)
+    }
+
+    /// What the apply path does with a round: persist it (and the GC due) in one
+    /// batch, write, then publish.
+    fn apply(hub: &WatchHub, e: &Engine, s: ShardId, changes: Vec<Change>) {
+        let mut batch = rocksdb::WriteBatch::default();
+        persist(&mut batch, e, s, &changes, &hub.take_gc(s));
+        e.write(batch).expect("write");
+        hub.publish(s, changes);
+    }
+
+    fn versions(sub: &Subscription) -> Vec<u64> {
+        sub.replay.iter().map(|c| c.version).collect()
+    }
+
+    #[test]
+    fn the_disk_log_serves_resumes_after_a_restart_and_is_trimmed_by_later_batches() {
+        let (_dir, e) = engine();
+        let s = ShardId(4);
+        let hub = WatchHub::new(1_000);
+        hub.load(&e, s, 10).expect("load");
+        apply(&hub, &e, s, vec![ch(11, "a", 100), ch(11, "b", 100)]);
+        apply(&hub, &e, s, vec![ch(12, "a", 100)]);
+        let moved = Change::moved(13, ShardId(9), vec![(5, 7)]);
+        apply(&hub, &e, s, vec![moved]);
+        // A restart: the memory log is empty, the disk log has it all.
+        let hub = WatchHub::new(1_000);
+        hub.load(&e, s, 13).expect("load");
+        let sub = hub.subscribe(&e, s, Some(10)).expect("resume from disk");
+        assert_eq!(versions(&sub), vec![11, 11, 12, 13]);
+        assert_eq!(sub.replay[1].key.as_ref(), b"b");
+        assert_eq!(
+            sub.replay[1].record.as_ref().map(|r| r.value.len()),
+            Some(100)
+        );
+        assert_eq!(sub.replay[3].moved, Some((ShardId(9), vec![(5, 7)])));
+        assert!(hub.moved_after(&e, s, 12, 6));
+        assert!(!hub.moved_after(&e, s, 12, 8));
+        assert!(!hub.moved_after(&e, s, 13, 6));
+        apply(&hub, &e, s, vec![ch(14, "c", 100)]);
+        assert_eq!(
+            versions(&hub.subscribe(&e, s, Some(11)).expect("mixed")),
+            vec![12, 13, 14]
+        );
+        // Over the budget: version 11 goes, from memory accounting at once and from
+        // disk with the next batch.
+        apply(&hub, &e, s, vec![ch(15, "d", 500)]);
+        assert!(matches!(
+            hub.subscribe(&e, s, Some(10)),
+            Err(Error::WatchCompacted {
+                retained_after: 11,
+                ..
+            })
+        ));
+        assert_eq!(disk_start(&e, s).expect("start"), Some(10));
+        apply(&hub, &e, s, Vec::new());
+        assert_eq!(disk_start(&e, s).expect("start"), Some(11));
+        let hub = WatchHub::new(1_000);
+        hub.load(&e, s, 15).expect("load");
+        assert_eq!(
+            versions(&hub.subscribe(&e, s, Some(11)).expect("after gc")),
+            vec![12, 13, 14, 15]
+        );
+        assert!(read_disk(&e, s, 0, 11).expect("read").is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_disk_log_starts_again_at_the_applied_index() {
+        let (_dir, e) = engine();
+        let s = ShardId(6);
+        let hub = WatchHub::new(1 << 20);
+        hub.load(&e, s, 3).expect("load");
+        apply(&hub, &e, s, vec![ch(4, "a", 1), ch(5, "b", 1)]);
+        e.db()
+            .put_cf(
+                e.cf(keys::CF_META),
+                keys::watch_log_key(s, 5, 0),
+                b"\xff\xff\xff",
+            )
+            .expect("corrupt");
+        let hub = WatchHub::new(1 << 20);
+        hub.load(&e, s, 5)
+            .expect("a replica starts whatever its watch log holds");
+        assert!(matches!(
+            hub.subscribe(&e, s, Some(3)),
+            Err(Error::WatchCompacted {
+                retained_after: 5,
+                ..
+            })
+        ));
+        apply(&hub, &e, s, vec![ch(6, "c", 1)]);
+        let hub = WatchHub::new(1 << 20);
+        hub.load(&e, s, 6).expect("load");
+        assert_eq!(
+            versions(&hub.subscribe(&e, s, Some(5)).expect("resume")),
+            vec![6]
+        );
+    }
+
+    #[test]
+    fn an_older_data_dir_starts_its_disk_log_at_the_applied_index() {
+        let (_dir, e) = engine();
+        let s = ShardId(2);
+        let hub = WatchHub::new(1 << 20);
+        hub.load(&e, s, 40).expect("load");
+        assert_eq!(disk_start(&e, s).expect("start"), Some(40));
+        assert!(matches!(
+            hub.subscribe(&e, s, Some(39)),
+            Err(Error::WatchCompacted {
+                retained_after: 40,
+                ..
+            })
+        ));
+        assert!(hub
+            .subscribe(&e, s, Some(40))
+            .expect("from the start")
+            .replay
+            .is_empty());
+    }
 
     fn ch(version: u64, key: &str, size: usize) -> Change {
         Change::key(
@@ -241,11 +613,12 @@ mod tests {
 
     #[test]
     fn replays_after_a_version_and_compacts_whole_rounds() {
+        let (_dir, e) = engine();
         let hub = WatchHub::new(1_100);
         let s = ShardId(1);
         hub.reset(s, 5);
         assert!(matches!(
-            hub.subscribe(s, Some(4)),
+            hub.subscribe(&e, s, Some(4)),
             Err(Error::WatchCompacted {
                 retained_after: 5,
                 ..
@@ -253,23 +626,23 @@ mod tests {
         ));
         hub.publish(s, vec![ch(6, "a", 10), ch(6, "b", 10)]);
         hub.publish(s, vec![ch(7, "a", 10)]);
-        let sub = hub.subscribe(s, Some(6)).unwrap();
+        let sub = hub.subscribe(&e, s, Some(6)).unwrap();
         assert_eq!(
             sub.replay.iter().map(|c| c.version).collect::<Vec<_>>(),
             vec![7]
         );
-        let sub = hub.subscribe(s, Some(5)).unwrap();
+        let sub = hub.subscribe(&e, s, Some(5)).unwrap();
         assert_eq!(sub.replay.len(), 3);
         // Overflow drops the oldest round whole.
         hub.publish(s, vec![ch(8, "c", 900)]);
         assert!(matches!(
-            hub.subscribe(s, Some(5)),
+            hub.subscribe(&e, s, Some(5)),
             Err(Error::WatchCompacted {
                 retained_after: 6,
                 ..
             })
         ));
-        let sub = hub.subscribe(s, Some(6)).unwrap();
+        let sub = hub.subscribe(&e, s, Some(6)).unwrap();
         assert_eq!(
             sub.replay.iter().map(|c| c.version).collect::<Vec<_>>(),
             vec![7, 8]
@@ -278,16 +651,17 @@ mod tests {
 
     #[test]
     fn a_lowered_retention_trims_at_the_next_round() {
+        let (_dir, e) = engine();
         let hub = WatchHub::new(1 << 20);
         let s = ShardId(3);
         hub.reset(s, 0);
         hub.publish(s, vec![ch(1, "a", 500)]);
         hub.publish(s, vec![ch(2, "b", 500)]);
-        assert_eq!(hub.subscribe(s, Some(0)).unwrap().replay.len(), 2);
+        assert_eq!(hub.subscribe(&e, s, Some(0)).unwrap().replay.len(), 2);
         hub.set_max_bytes(700);
         hub.publish(s, vec![ch(3, "c", 10)]);
         assert!(matches!(
-            hub.subscribe(s, Some(0)),
+            hub.subscribe(&e, s, Some(0)),
             Err(Error::WatchCompacted {
                 retained_after: 1,
                 ..
@@ -297,17 +671,18 @@ mod tests {
 
     #[tokio::test]
     async fn live_changes_follow_the_replay() {
+        let (_dir, e) = engine();
         let hub = WatchHub::new(1 << 20);
         let s = ShardId(2);
         hub.reset(s, 0);
-        let mut sub = hub.subscribe(s, None).unwrap();
+        let mut sub = hub.subscribe(&e, s, None).unwrap();
         assert_eq!(sub.start, 0);
         hub.publish(s, vec![ch(1, "k", 1)]);
         assert_eq!(sub.live.recv().await.unwrap()[0].version, 1);
-        assert_eq!(hub.subscribe(s, None).unwrap().start, 1);
+        assert_eq!(hub.subscribe(&e, s, None).unwrap().start, 1);
         // A reset (snapshot install) ends the old subscribers.
         hub.reset(s, 10);
         assert!(sub.live.recv().await.is_err());
-        assert!(hub.subscribe(ShardId(9), None).is_err());
+        assert!(hub.subscribe(&e, ShardId(9), None).is_err());
     }
 }

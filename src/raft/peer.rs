@@ -262,7 +262,7 @@ impl Peer {
         if desc.conf_ver > 0 {
             ctx.note_descriptor(&desc);
         }
-        ctx.watch.reset(shard, applied_index);
+        ctx.watch.load(&ctx.engine, shard, applied_index)?;
         let load = crate::load::LoadSampler::new(ctx.config().split.load_window);
         let peer = Peer {
             epoch: epoch.clone(),

@@ -154,6 +154,9 @@ impl Peer {
             let (last_ops, file) = self.on_install_snapshot(snap).await?;
             ops.extend(last_ops);
             let m = snap.get_metadata();
+            // The install cleared the disk log: forget versions due for deletion (a
+            // later batch must not write their old start back).
+            self.ctx.watch.reset(self.shard, m.index);
             installed = Some((m.index, m.term, file));
         }
         // 3. Read states.
@@ -231,8 +234,11 @@ impl Peer {
                 file.release();
                 self.ctx.tracker.spawn_blocking(move || drop(file));
                 self.epoch.set_installing(false);
-                // Changes before the snapshot are unknown here: watchers resume elsewhere.
-                self.ctx.watch.reset(self.shard, index);
+                // The watch log is the one the snapshot brought (its sender's newest).
+                if let Err(e) = self.ctx.watch.load(&self.ctx.engine, self.shard, index) {
+                    tracing::warn!(shard = %self.shard, %e, "watch log unreadable after a snapshot install; it starts at the snapshot");
+                    self.ctx.watch.reset(self.shard, index);
+                }
                 self.applied_index = index;
                 self.applied_term = term;
                 self.epoch.set_applied(index);
@@ -385,10 +391,11 @@ impl Peer {
         let shard = self.shard;
         let cs = self.raw.store().conf_state().write_to_bytes().err_into()?;
         let started = std::time::Instant::now();
+        let gc = self.ctx.watch.take_gc(shard);
         let applied = self
             .ctx
             .tracker
-            .spawn_blocking(move || apply_round(&engine, shard, &entries, desc, cs))
+            .spawn_blocking(move || apply_round(&engine, shard, &entries, desc, cs, &gc))
             .await
             .map_err(|e| Error::Internal(format!("apply task: {e}")))??;
         self.ctx

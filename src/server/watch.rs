@@ -138,7 +138,7 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
     wrap: impl Fn(Vec<T>, u64, Option<WatchMoved>) -> R + Send + Sync + 'static,
 ) -> Result<RpcStream<R>> {
     // Fail at once (before the stream starts) when the version is not retained.
-    let first = ctx.watch.subscribe(shard, after)?;
+    let first = ctx.watch.subscribe(&ctx.engine, shard, after)?;
     let (tx, rx) = mpsc::channel::<std::result::Result<R, Status>>(16);
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
@@ -156,7 +156,7 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
         loop {
             let s = match sub.take() {
                 Some(s) => s,
-                None => match ctx.watch.subscribe(shard, cursor.last) {
+                None => match ctx.watch.subscribe(&ctx.engine, shard, cursor.last) {
                     Ok(s) => s,
                     Err(e) => {
                         let _ = tx.send(Err(e.into())).await;

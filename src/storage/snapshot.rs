@@ -409,10 +409,13 @@ pub(crate) fn build(
         apply_state.applied_term,
     )?;
     let mut buf = Vec::new();
+    let (watch_log_after, watch_log) = watch_log_to_ship(engine, &snap, shard)?;
     let header = SnapshotHeader {
         descriptor: Some(desc.clone()),
         apply_state: Some(apply_state.clone()),
         meta: meta_state,
+        watch_log_after,
+        watch_log,
     };
     write_frame(&mut w, &mut buf, snapshot_frame::Frame::Header(header))?;
     let mut digest = xxhash_rust::xxh3::Xxh3::new();
@@ -454,6 +457,72 @@ pub(crate) fn build(
         keys,
         data_digest: digest.digest(),
     })
+}
+
+/// The most of a shard's watch log a snapshot carries: its newest versions, whole,
+/// within this many bytes of keys and values (the header is one frame).
+pub(crate) const SHIP_WATCH_LOG_BYTES: usize = 8 << 20;
+
+/// The watch log records of `shard` in `snap` to ship with a snapshot, and where the
+/// shipped log starts (None: the sender has no disk log).
+fn watch_log_to_ship(
+    engine: &crate::storage::Engine,
+    snap: &rocksdb::Snapshot<'_>,
+    shard: ShardId,
+) -> Result<(Option<u64>, Vec<SnapshotKv>)> {
+    let meta = engine.cf(keys::CF_META);
+    let prefix = keys::watch_log_prefix(shard);
+    let Some(start) = snap.get_cf(meta, &prefix).err_into()? else {
+        return Ok((None, Vec::new()));
+    };
+    let mut after = u64::from_be_bytes(
+        start
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Storage(format!("shard {shard}: bad watch log start")))?,
+    );
+    let mut opts = rocksdb::ReadOptions::default();
+    opts.set_snapshot(snap);
+    opts.fill_cache(false);
+    if let Some(end) = keys::prefix_end(&prefix) {
+        opts.set_iterate_upper_bound(end);
+    }
+    let mut records = std::collections::VecDeque::new();
+    let mut bytes = 0;
+    let iter = engine.db().iterator_cf_opt(
+        meta,
+        opts,
+        rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+    );
+    for item in iter {
+        let (k, v) = item.err_into()?;
+        // Versions at or before the start are deleted from the log, or about to be.
+        let Some(version) = keys::decode_watch_log_key(&k).filter(|v| *v > after) else {
+            continue;
+        };
+        bytes += k.len() + v.len();
+        records.push_back((
+            version,
+            SnapshotKv {
+                key: bytes::Bytes::copy_from_slice(&k),
+                value: bytes::Bytes::copy_from_slice(&v),
+            },
+        ));
+    }
+    // Over the bound, the oldest versions stay behind, whole.
+    while bytes > SHIP_WATCH_LOG_BYTES {
+        let Some((version, kv)) = records.pop_front() else {
+            break;
+        };
+        bytes -= kv.key.len() + kv.value.len();
+        after = version;
+        while records.front().is_some_and(|(v, _)| *v == version) {
+            if let Some((_, kv)) = records.pop_front() {
+                bytes -= kv.key.len() + kv.value.len();
+            }
+        }
+    }
+    Ok((Some(after), records.into_iter().map(|(_, kv)| kv).collect()))
 }
 
 /// Reads a snapshot file frame by frame, hashing and counting every byte.
@@ -563,6 +632,18 @@ fn check_header(shard: ShardId, header: &SnapshotHeader) -> Result<()> {
             "shard {shard}: meta state in a data shard's snapshot, or missing from the meta shard's"
         )));
     }
+    let applied = header.apply_state.as_ref().map_or(0, |a| a.applied_index);
+    let prefix = keys::watch_log_prefix(shard);
+    let after = header.watch_log_after.unwrap_or(applied);
+    let in_log = |kv: &SnapshotKv| {
+        kv.key.starts_with(&prefix)
+            && keys::decode_watch_log_key(&kv.key).is_some_and(|v| v > after && v <= applied)
+    };
+    if after > applied || !header.watch_log.iter().all(in_log) {
+        return Err(Error::Storage(format!(
+            "shard {shard}: snapshot watch log outside the shard's log"
+        )));
+    }
     Ok(())
 }
 
@@ -648,8 +729,8 @@ pub(crate) fn verify(file: &SnapshotFile, shard: ShardId) -> Result<SnapshotHead
     read_file(file, shard, |_| Ok(()))
 }
 
-/// The writes that clear a shard's data ranges, dedup records and Raft log on this
-/// node (shared by replica removal and snapshot installation).
+/// The writes that clear a shard's data ranges, dedup records, watch log and Raft log
+/// on this node (shared by replica removal and snapshot installation).
 fn clear_ops(shard: ShardId, ranges: &[(Vec<u8>, Vec<u8>)]) -> Vec<LogOp> {
     let mut ops: Vec<LogOp> = ranges
         .iter()
@@ -657,6 +738,7 @@ fn clear_ops(shard: ShardId, ranges: &[(Vec<u8>, Vec<u8>)]) -> Vec<LogOp> {
         .collect();
     for (cf, prefix) in [
         (keys::CF_META, keys::dedup_prefix(shard)),
+        (keys::CF_META, keys::watch_log_prefix(shard)),
         (keys::CF_RAFT, keys::raft_log_prefix(shard)),
     ] {
         let end = keys::prefix_end(&prefix).expect("shard prefixes never end in 0xff");
@@ -806,6 +888,21 @@ pub(crate) fn finish_install_ops(shard: ShardId, header: &SnapshotHeader) -> Vec
             keys::apply_state_key(shard),
             apply.encode_to_vec(),
         ));
+        // The watch log (cleared with the old state): the sender's, or none before
+        // the snapshot when the sender had none.
+        let after = header.watch_log_after.unwrap_or(apply.applied_index);
+        ops.push(LogOp::Put(
+            keys::CF_META,
+            keys::watch_log_prefix(shard),
+            after.to_be_bytes().to_vec(),
+        ));
+        for kv in &header.watch_log {
+            ops.push(LogOp::Put(
+                keys::CF_META,
+                kv.key.to_vec(),
+                kv.value.to_vec(),
+            ));
+        }
     }
     if let Some(desc) = &header.descriptor {
         ops.push(LogOp::Put(
@@ -1345,6 +1442,7 @@ mod tests {
                 conf_state: Default::default(),
             }),
             meta: None,
+            ..Default::default()
         };
         let kv = |k: Vec<u8>| SnapshotKv {
             key: k.into(),
@@ -1384,6 +1482,48 @@ mod tests {
             err.to_string().contains("dedup key outside its shard"),
             "{err}"
         );
+
+        for (after, key, why) in [
+            (
+                Some(5),
+                keys::watch_log_key(ShardId(2), 7, 0),
+                "another shard's watch log",
+            ),
+            (
+                Some(5),
+                keys::watch_log_key(SHARD, 5, 0),
+                "a version before the log's start",
+            ),
+            (
+                Some(5),
+                keys::watch_log_key(SHARD, 10, 0),
+                "a version after the snapshot",
+            ),
+            (
+                Some(10),
+                keys::watch_log_key(SHARD, 10, 0),
+                "a start after the snapshot",
+            ),
+            (
+                Some(5),
+                keys::dedup_key(SHARD, 0, b"r"),
+                "a key that is not a watch log key",
+            ),
+        ] {
+            let mut h = header.clone();
+            h.watch_log_after = after;
+            h.watch_log = vec![kv(key)];
+            let f = handmade(&store, h, vec![]);
+            let err = verify(&f, SHARD).expect_err(why);
+            assert!(
+                err.to_string().contains("watch log outside"),
+                "{why}: {err}"
+            );
+        }
+        let mut h = header.clone();
+        h.watch_log_after = Some(5);
+        h.watch_log = vec![kv(keys::watch_log_key(SHARD, 9, 0))];
+        assert!(verify(&handmade(&store, h, vec![]), SHARD).is_ok());
 
         let mut with_meta = header.clone();
         with_meta.meta = Some(MetaState::default());
