@@ -139,6 +139,13 @@ async fn ctxctl_exit_codes_and_output() {
     .expect("join");
     assert_eq!(code, 0, "{out}");
     assert!(out.starts_with("OK version="), "{out}");
+    let version: u64 = out
+        .trim_start_matches("OK version=")
+        .split(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a version");
+    let from = (version - 1).to_string();
     let eps2 = eps.clone();
     let results = tokio::task::spawn_blocking(move || {
         vec![
@@ -151,6 +158,11 @@ async fn ctxctl_exit_codes_and_output() {
             ctxctl(&eps2, &["transfer-leader", "0", "2"]),
             ctxctl(&eps2, &["transfer-leader", "0", "2", "--shard", "1"]),
             ctxctl(&eps2, &["member", "--shard", "0", "list"]),
+            ctxctl(
+                &eps2,
+                &["watch", "greeting", "--from", &from, "--count", "1"],
+            ),
+            ctxctl(&eps2, &["watch", "greeting", "--prefix"]),
         ]
     })
     .await
@@ -174,6 +186,18 @@ async fn ctxctl_exit_codes_and_output() {
     assert_eq!(results[7].0, 2, "{}", results[7].2);
     assert_eq!(results[8].0, 0, "{}", results[8].2);
     assert!(results[8].1.contains("shard 0"), "{}", results[8].1);
+    // `watch --from` replays the put; a prefix without a whole hash tag is refused.
+    assert_eq!(
+        (results[9].0, results[9].1.as_str()),
+        (
+            0,
+            format!("PUT\tgreeting\thello\tversion={version}\n").as_str()
+        ),
+        "{}",
+        results[9].2
+    );
+    assert_eq!(results[10].0, 2, "{}", results[10].2);
+    assert!(results[10].2.contains("hash tag"), "{}", results[10].2);
     // The status is a table per shard and per node, with the routing table's
     // version; `-o json` gives the same for scripts.
     assert!(
@@ -271,6 +295,8 @@ async fn ctxctl_bench_runs_every_workload() {
         "ycsb-c",
         "append",
         "agent-step",
+        "list",
+        "budget",
     ];
     let mut runs = tokio::task::spawn_blocking(move || {
         let mut runs: Vec<_> = workloads

@@ -104,6 +104,20 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Print the changes to KEY (or, with --prefix, to the keys starting with it,
+    /// which must hold a whole hash tag such as `{tag}`), one line each, as they
+    /// happen or, with --from, from that version on.
+    Watch {
+        key: String,
+        #[arg(long)]
+        prefix: bool,
+        /// Print the changes after this version first (they must still be retained).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Stop after this many changes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Ask every endpoint's gRPC health service whether the node is ready (it serves
     /// and all its replicas know a leader and are caught up); exit 1 unless all are.
     /// For scripts and container health checks.
@@ -580,6 +594,34 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                         String::from_utf8_lossy(&last.key)
                     );
                 }
+            }
+        }
+        Cmd::Watch {
+            key,
+            prefix,
+            from,
+            count,
+        } => {
+            let mut w = client.watch(key, prefix, from).await?;
+            let mut seen = 0;
+            while count.is_none_or(|c| seen < c) {
+                let Some(e) = w.next().await else { break };
+                let e = e?;
+                let kind = if e.kind == ctxstore_client::proto::watch_event::Kind::Delete as i32 {
+                    "DELETE"
+                } else {
+                    "PUT"
+                };
+                let (k, v) =
+                    e.kv.as_ref()
+                        .map_or((Default::default(), Default::default()), |kv| {
+                            (
+                                String::from_utf8_lossy(&kv.key),
+                                String::from_utf8_lossy(&kv.value),
+                            )
+                        });
+                println!("{kind}\t{k}\t{v}\tversion={}", e.version);
+                seen += 1;
             }
         }
         Cmd::Health => {
