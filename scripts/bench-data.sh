@@ -6,8 +6,9 @@
 # namespace `bench`, 64 keys with an hour's TTL (so the purge has an expiry index to
 # read), conversations bench/budget-10, -1000 and -100000 (101,010 messages of 256
 # bytes) and WATCHED puts (default 500) under hash tag `{w}`, then prints one row of:
-#   list           ListConversations pages/s, and the servers' CPU per page
-#   budget-N       token-budget reads/s on the N-message conversation, CPU per read
+#   list           ListConversations pages/s, the servers' CPU per page, latency
+#   budget-N       token-budget reads/s on the N-message conversation, CPU per read,
+#                  latency
 #   purge          the idle servers' CPU over WINDOW s (default 10): purge rounds
 #   resume         after all three nodes restart: seconds until a watch from before the
 #                  `{w}` puts has printed every one of them
@@ -58,10 +59,10 @@ rss_per_node() { # pids: mean VmRSS in MiB
   echo $((total / 1024 / $#))
 }
 
-measure() { # workload [bench flags...]: "ops/s cpu-us-per-op"
+measure() { # workload [bench flags...]: "ops/s cpu-us-per-op p50-us p99-us"
   local line
   line="$(RUN_ARGS="${*:2}" run ctxstore "$CTX_EPS" "$1" "$CLIENTS" "${CTX_PIDS[@]}")"
-  echo "$(field "$line" ops_per_sec) $(field "$line" cpu_us_per_op)"
+  echo "$(field "$line" ops_per_sec) $(field "$line" cpu_us_per_op) $(field "$line" p50_us) $(field "$line" p99_us)"
 }
 
 printf 'machine: %s cores, %s; 3 ctxd, %s data shards, %s clients per read row\n' \
@@ -81,11 +82,11 @@ for size in $SIZES; do
   for i in $(seq 1 "$WATCHED"); do ctl put "{w}k$i" "v$i" >/dev/null; done
   echo "store of $size records loaded in $(($(date +%s) - t0)) s"
 
-  read -r list_ops list_cpu <<<"$(measure list)"
-  printf '  %-14s %10s pages/s %10s us CPU/page\n' list "$list_ops" "$list_cpu"
+  read -r ops cpu p50 p99 <<<"$(measure list)"
+  printf '  %-14s %10s pages/s %8s us CPU/page, p50 %s us, p99 %s us\n' list "$ops" "$cpu" "$p50" "$p99"
   for n in $LENGTHS; do
-    read -r ops cpu <<<"$(measure budget --keys "$n")"
-    printf '  %-14s %10s reads/s %10s us CPU/read\n' "budget-$n" "$ops" "$cpu"
+    read -r ops cpu p50 p99 <<<"$(measure budget --keys "$n")"
+    printf '  %-14s %10s reads/s %8s us CPU/read, p50 %s us, p99 %s us\n' "budget-$n" "$ops" "$cpu" "$p50" "$p99"
   done
   c0=$(cpu_ticks "${CTX_PIDS[@]}")
   sleep "$WINDOW"

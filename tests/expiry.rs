@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{shard1, wait_for_explained, TestCluster, WAIT};
+use common::{wait_for_explained, TestCluster, WAIT};
 use ctxstore_client::Client;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -123,33 +123,13 @@ async fn the_expiry_index_stays_exact_through_writes_a_snapshot_and_restarts() {
     for _ in 0..40 {
         random_write(&c, &mut rng, &mut model, true).await;
     }
-    cluster.wait_converged().await;
-    let node3_last = shard1(&cluster.status(2).await).last_index;
-    cluster.stop(2).await;
-    for _ in 0..300 {
-        random_write(&c, &mut rng, &mut model, false).await;
-    }
-    let leader = cluster.wait_leader().await;
-    wait_for_explained(
-        "the leader to compact its log past node 3",
-        WAIT,
-        || async {
-            let first = shard1(&cluster.status(leader).await).first_index;
-            if first > node3_last + 1 {
-                Ok(())
-            } else {
-                Err(format!("first index {first}, node 3 had {node3_last}"))
+    cluster
+        .catch_up_by_snapshot(2, async {
+            for _ in 0..300 {
+                random_write(&c, &mut rng, &mut model, false).await;
             }
-        },
-    )
-    .await;
-    cluster.restart(2).await;
-    cluster.wait_converged().await;
-    let first = shard1(&cluster.status(2).await).first_index;
-    assert!(
-        first > node3_last + 1,
-        "node 3 caught up from its log, not a snapshot"
-    );
+        })
+        .await;
     wait_exact(&cluster, &model, "after the snapshot").await;
     cluster.restart_all().await;
     wait_exact(&cluster, &model, "after a full restart").await;

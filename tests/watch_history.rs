@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{shard1, wait_for, wait_for_explained, TestCluster, WAIT};
+use common::{shard1, wait_for, TestCluster, WAIT};
 use ctxstore_client::{Client, Error};
 
 /// The puts a watcher of prefix `{w}` must see: (version, key, value).
@@ -80,38 +80,11 @@ async fn a_watch_resumes_after_a_snapshot_install_and_a_full_restart() {
     let mut history = History::new();
     put_all(&c, &mut history, 0, 30, 8).await;
     let start = history[0].0 - 1;
-    cluster.wait_converged().await;
 
     // Node 3 misses 200 puts and catches up by snapshot.
-    let node3_last = shard1(&cluster.status(2).await).last_index;
-    if cluster.wait_leader().await == 2 {
-        c.transfer_leader(1).await.expect("transfer");
-        wait_for("leadership to leave node 3", WAIT, || async {
-            (cluster.wait_leader().await != 2).then_some(())
-        })
+    cluster
+        .catch_up_by_snapshot(2, put_all(&c, &mut history, 30, 230, 8))
         .await;
-    }
-    cluster.stop(2).await;
-    put_all(&c, &mut history, 30, 230, 8).await;
-    let leader = cluster.wait_leader().await;
-    wait_for_explained(
-        "the leader to compact its log past node 3",
-        WAIT,
-        || async {
-            let first = shard1(&cluster.status(leader).await).first_index;
-            (first > node3_last + 1)
-                .then_some(())
-                .ok_or(format!("first index {first}, node 3 had {node3_last}"))
-        },
-    )
-    .await;
-    cluster.restart(2).await;
-    cluster.wait_converged().await;
-    let first = shard1(&cluster.status(2).await).first_index;
-    assert!(
-        first > node3_last + 1,
-        "node 3 caught up from the log, not a snapshot"
-    );
 
     // Node 3 serves the watch: what it knows from before the snapshot came with it.
     c.transfer_leader(3).await.expect("transfer to node 3");

@@ -283,6 +283,38 @@ impl TestCluster {
         Node::start_with_listener(cfg, l).await
     }
 
+    /// Has node `i` miss what `write` writes and catch up by snapshot: stops it (after
+    /// the replicas converged), runs `write` (which must log more than shard 1's
+    /// `raft.log-gc-threshold`), waits until shard 1's leader compacted its log past
+    /// what node `i` had, restarts it, and checks that it caught up by snapshot (its
+    /// log starts after what it had).
+    pub async fn catch_up_by_snapshot(&mut self, i: usize, write: impl Future<Output = ()>) {
+        self.wait_converged().await;
+        let had = shard1(&self.status(i).await).last_index;
+        self.stop(i).await;
+        write.await;
+        let leader = self.wait_leader().await;
+        wait_for_explained(
+            "shard 1's leader to compact its log past the stopped node",
+            WAIT,
+            || async {
+                let first = shard1(&self.status(leader).await).first_index;
+                (first > had + 1)
+                    .then_some(())
+                    .ok_or(format!("first index {first}, node {} had {had}", i + 1))
+            },
+        )
+        .await;
+        self.restart(i).await;
+        self.wait_converged().await;
+        let first = shard1(&self.status(i).await).first_index;
+        assert!(
+            first > had + 1,
+            "node {} caught up from its log, not a snapshot",
+            i + 1
+        );
+    }
+
     /// Waits until every running node has applied at least the leader's commit index.
     pub async fn wait_converged(&self) {
         let leader = self.wait_leader().await;
