@@ -8,8 +8,11 @@
 //! versions that fall out of the budget are deleted by a later apply batch (the hub
 //! lists them, [`WatchHub::take_gc`]). In memory, the changes applied since the
 //! replica started, within the same budget: a suffix of the disk log, which serves
-//! most resumes and every live watcher without a read. After a snapshot install the
-//! log starts at the snapshot's index (it is not shipped).
+//! most resumes and every live watcher without a read. A snapshot carries its
+//! sender's disk log (`storage::snapshot`), which the installing replica opens in its
+//! place ([`WatchHub::install`]). Reading the disk log blocks: [`WatchHub::subscribe`]
+//! runs off the async threads, and split notices on disk are also kept in memory so
+//! that routing a watch ([`WatchHub::moved_after`]) never reads it.
 
 use crate::error::{ErrInto, Error, Result};
 use crate::keys;
@@ -165,11 +168,28 @@ fn read_disk(engine: &Engine, shard: ShardId, after: u64, upto: u64) -> Result<V
         if version > upto {
             break;
         }
-        let r = WatchLogRecord::decode(v.as_ref())
-            .map_err(|e| Error::Storage(format!("shard {shard}: watch log record: {e}")))?;
-        out.push(Arc::new(Change::from_record(version, r)));
+        out.push(Arc::new(decode_record(shard, version, &v)?));
     }
     Ok(out)
+}
+
+fn decode_record(shard: ShardId, version: u64, value: &[u8]) -> Result<Change> {
+    let r = WatchLogRecord::decode(value)
+        .map_err(|e| Error::Storage(format!("shard {shard}: watch log record: {e}")))?;
+    Ok(Change::from_record(version, r))
+}
+
+/// The changes of the watch log records a snapshot of `shard` carries (their keys
+/// checked by `storage::snapshot`), for [`WatchHub::install`].
+pub(crate) fn decode_shipped(
+    shard: ShardId,
+    records: &[crate::proto::SnapshotKv],
+) -> Result<Vec<Change>> {
+    records
+        .iter()
+        .filter_map(|kv| Some((keys::decode_watch_log_key(&kv.key)?, kv)))
+        .map(|(version, kv)| decode_record(shard, version, &kv.value))
+        .collect()
 }
 
 struct ShardLog {
@@ -191,6 +211,8 @@ struct ShardLog {
     /// in `gc` (dropped, to delete with the next apply batch).
     disk_after: u64,
     gc: Vec<(u64, u32)>,
+    /// The split notices in the disk log, oldest first.
+    disk_moves: VecDeque<Arc<Change>>,
 }
 
 impl ShardLog {
@@ -205,10 +227,15 @@ impl ShardLog {
             disk_bytes: 0,
             disk_after,
             gc: Vec::new(),
+            disk_moves: VecDeque::new(),
         }
     }
 
-    fn push_disk(&mut self, version: u64, size: usize) {
+    fn push_disk(&mut self, c: &Arc<Change>) {
+        let (version, size) = (c.version, c.size());
+        if c.moved.is_some() {
+            self.disk_moves.push_back(c.clone());
+        }
         match self.disk.back_mut() {
             Some((v, n, b)) if *v == version => {
                 *n += 1;
@@ -228,6 +255,13 @@ impl ShardLog {
             self.disk_bytes -= b;
             self.disk_after = self.disk_after.max(version);
             self.gc.push((version, n));
+        }
+        while self
+            .disk_moves
+            .front()
+            .is_some_and(|c| c.version <= self.disk_after)
+        {
+            self.disk_moves.pop_front();
         }
     }
 }
@@ -312,13 +346,30 @@ impl WatchHub {
                 )
                 .err_into()?;
         }
+        self.open(shard, applied, after, changes);
+        Ok(())
+    }
+
+    /// Opens a replica's log once its snapshot install at `applied` is durable: the
+    /// disk log the snapshot brought (starting after `after`, with `changes`).
+    pub(crate) fn install(&self, shard: ShardId, applied: u64, after: u64, changes: Vec<Change>) {
+        self.open(
+            shard,
+            applied,
+            after,
+            changes.into_iter().map(Arc::new).collect(),
+        );
+    }
+
+    /// A fresh memory log at `applied` (and a fresh channel: the old log's watchers
+    /// end), over a disk log that starts after `after` and holds `changes`.
+    fn open(&self, shard: ShardId, applied: u64, after: u64, changes: Vec<Arc<Change>>) {
         let mut log = ShardLog::new(applied, after);
-        for c in changes {
-            log.push_disk(c.version, c.size());
+        for c in &changes {
+            log.push_disk(c);
         }
         log.trim_disk(self.max_bytes());
         self.logs().insert(shard, log);
-        Ok(())
     }
 
     /// The versions to delete from `shard`'s disk log with its next apply batch.
@@ -354,7 +405,7 @@ impl WatchHub {
         for c in &round {
             log.last_version = log.last_version.max(c.version);
             log.bytes += c.size();
-            log.push_disk(c.version, c.size());
+            log.push_disk(c);
             log.changes.push_back(c.clone());
         }
         // No receivers is fine: the changes are still retained for resumption.
@@ -388,33 +439,23 @@ impl WatchHub {
     /// Whether the retained log of `shard` holds, after version `after`, a split that
     /// moved hash `h` away: a watch resuming from `after` is then served here up to
     /// the split, and told where to go on.
-    pub(crate) fn moved_after(&self, engine: &Engine, shard: ShardId, after: u64, h: u64) -> bool {
-        let moves = |c: &Change| {
-            c.version > after
-                && c.moved
-                    .as_ref()
-                    .is_some_and(|(_, arcs)| crate::ranges::contains(arcs, h))
+    pub(crate) fn moved_after(&self, shard: ShardId, after: u64, h: u64) -> bool {
+        let logs = self.logs();
+        let Some(log) = logs.get(&shard) else {
+            return false;
         };
-        let older = {
-            let logs = self.logs();
-            let Some(log) = logs.get(&shard) else {
-                return false;
-            };
-            if after < log.disk_after {
-                return false;
-            }
-            if log.changes.iter().any(|c| moves(c)) {
-                return true;
-            }
-            (after < log.retained_after).then_some(log.retained_after)
-        };
-        older.is_some_and(|upto| {
-            read_disk(engine, shard, after, upto).is_ok_and(|cs| cs.iter().any(|c| moves(c)))
-        })
+        after >= log.disk_after.min(log.retained_after)
+            && log.disk_moves.iter().any(|c| {
+                c.version > after
+                    && c.moved
+                        .as_ref()
+                        .is_some_and(|(_, arcs)| crate::ranges::contains(arcs, h))
+            })
     }
 
     /// Subscribes to `shard` for changes with versions above `after` (None: from
-    /// the next change on). Versions older than the memory log are read from disk.
+    /// the next change on). Versions older than the memory log are read from disk:
+    /// call it off the async threads.
     pub(crate) fn subscribe(
         &self,
         engine: &Engine,
@@ -464,6 +505,19 @@ impl WatchHub {
             let log = logs.get(&shard).ok_or(Error::WrongShard { shard })?;
             if v < log.disk_after {
                 return Err(compacted(v, log.disk_after));
+            }
+            // The disk must hold what the hub counted there: a gap would be silent.
+            let expected: usize = log
+                .disk
+                .iter()
+                .filter(|(version, _, _)| *version > v && *version <= upto)
+                .map(|(_, n, _)| *n as usize)
+                .sum();
+            if replay.len() != expected {
+                return Err(Error::Storage(format!(
+                    "shard {shard}: the watch log on disk holds {} changes after version {v}, {expected} expected",
+                    replay.len()
+                )));
             }
             replay.append(&mut sub.replay);
             sub.replay = replay;
@@ -516,9 +570,9 @@ mod tests {
             Some(100)
         );
         assert_eq!(sub.replay[3].moved, Some((ShardId(9), vec![(5, 7)])));
-        assert!(hub.moved_after(&e, s, 12, 6));
-        assert!(!hub.moved_after(&e, s, 12, 8));
-        assert!(!hub.moved_after(&e, s, 13, 6));
+        assert!(hub.moved_after(s, 12, 6));
+        assert!(!hub.moved_after(s, 12, 8));
+        assert!(!hub.moved_after(s, 13, 6));
         apply(&hub, &e, s, vec![ch(14, "c", 100)]);
         assert_eq!(
             versions(&hub.subscribe(&e, s, Some(11)).expect("mixed")),
@@ -577,6 +631,27 @@ mod tests {
             versions(&hub.subscribe(&e, s, Some(5)).expect("resume")),
             vec![6]
         );
+    }
+
+    #[test]
+    fn a_disk_log_missing_changes_is_an_error_not_a_gap() {
+        let (_dir, e) = engine();
+        let s = ShardId(7);
+        let hub = WatchHub::new(1 << 20);
+        hub.load(&e, s, 0).expect("load");
+        apply(&hub, &e, s, vec![ch(1, "a", 1), ch(2, "b", 1)]);
+        let hub = WatchHub::new(1 << 20);
+        hub.load(&e, s, 2).expect("load");
+        e.db()
+            .delete_cf(e.cf(keys::CF_META), keys::watch_log_key(s, 2, 0))
+            .expect("delete");
+        match hub.subscribe(&e, s, Some(0)) {
+            Err(Error::Storage(why)) => assert!(why.contains("1 changes"), "{why}"),
+            other => panic!(
+                "expected a storage error, got {:?}",
+                other.map(|s| s.replay.len())
+            ),
+        }
     }
 
     #[test]

@@ -183,6 +183,8 @@ pub(crate) struct PendingSnapshot {
     pub(crate) term: u64,
     /// The installed file: kept until the ready is durable, then deleted.
     pub(crate) file: Arc<crate::storage::snapshot::SnapshotFile>,
+    /// The watch log the snapshot brought: where it starts, and its changes.
+    pub(crate) watch_log: (u64, Vec<crate::fsm::watch::Change>),
 }
 
 /// What a replica starts from.

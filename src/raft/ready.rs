@@ -151,13 +151,13 @@ impl Peer {
         let mut ops: Vec<LogOp> = Vec::new();
         let mut installed = None;
         if let Some(snap) = &start.snapshot {
-            let (last_ops, file) = self.on_install_snapshot(snap).await?;
+            let (last_ops, file, watch_log) = self.on_install_snapshot(snap).await?;
             ops.extend(last_ops);
             let m = snap.get_metadata();
             // The install cleared the disk log: forget versions due for deletion (a
             // later batch must not write their old start back).
             self.ctx.watch.reset(self.shard, m.index);
-            installed = Some((m.index, m.term, file));
+            installed = Some((m.index, m.term, file, watch_log));
         }
         // 3. Read states.
         for rs in start.read_states {
@@ -179,12 +179,13 @@ impl Peer {
         // 5. Persist entries and hard state through the node's log writer.
         let persist = finish_ready(&mut self.raw, self.shard, start.ready, ops)?;
         let number = persist.number;
-        if let Some((index, term, file)) = installed {
+        if let Some((index, term, file, watch_log)) = installed {
             self.pending_snapshot = Some(PendingSnapshot {
                 number,
                 index,
                 term,
                 file,
+                watch_log,
             });
         }
         if persist.ops.is_empty() && self.inflight_writes == 0 {
@@ -226,7 +227,11 @@ impl Peer {
             .is_some_and(|p| p.number <= number)
         {
             if let Some(PendingSnapshot {
-                index, term, file, ..
+                index,
+                term,
+                file,
+                watch_log: (watch_after, watch_changes),
+                ..
             }) = self.pending_snapshot.take()
             {
                 // The install is durable: its file may go (off the async thread, a
@@ -234,11 +239,11 @@ impl Peer {
                 file.release();
                 self.ctx.tracker.spawn_blocking(move || drop(file));
                 self.epoch.set_installing(false);
-                // The watch log is the one the snapshot brought (its sender's newest).
-                if let Err(e) = self.ctx.watch.load(&self.ctx.engine, self.shard, index) {
-                    tracing::warn!(shard = %self.shard, %e, "watch log unreadable after a snapshot install; it starts at the snapshot");
-                    self.ctx.watch.reset(self.shard, index);
-                }
+                // The watch log is the one the snapshot brought (its sender's newest),
+                // decoded before the install: no read here.
+                self.ctx
+                    .watch
+                    .install(self.shard, index, watch_after, watch_changes);
                 self.applied_index = index;
                 self.applied_term = term;
                 self.epoch.set_applied(index);
@@ -494,7 +499,11 @@ impl Peer {
     async fn on_install_snapshot(
         &mut self,
         snap: &Snapshot,
-    ) -> Result<(Vec<LogOp>, Arc<SnapshotFile>)> {
+    ) -> Result<(
+        Vec<LogOp>,
+        Arc<SnapshotFile>,
+        (u64, Vec<crate::fsm::watch::Change>),
+    )> {
         let meta = snap.get_metadata();
         let sm = SnapshotMeta::decode(snap.data.as_ref())?;
         let shard = self.shard;
@@ -514,13 +523,26 @@ impl Peer {
             )));
         }
         // 1. Check the whole file before touching anything.
-        let header = {
+        let (header, watch_changes) = {
             let file = file.clone();
             self.ctx
                 .tracker
-                .spawn_blocking(move || snapshot::verify(&file, shard))
+                .spawn_blocking(move || {
+                    let header = snapshot::verify(&file, shard)?;
+                    let changes = crate::fsm::watch::decode_shipped(shard, &header.watch_log);
+                    Ok::<_, Error>((header, changes))
+                })
                 .await
                 .map_err(|e| Error::Internal(format!("snapshot verify task: {e}")))??
+        };
+        // The watch log the snapshot brings; one that does not decode is no history
+        // (the replica starts its log at the snapshot).
+        let watch_log = match watch_changes {
+            Ok(changes) => (header.watch_log_after.unwrap_or(meta.index), changes),
+            Err(e) => {
+                tracing::warn!(%shard, %e, "the snapshot's watch log does not decode; the log starts at the snapshot");
+                (meta.index, Vec::new())
+            }
         };
         let me = self.replica_id.0;
         // A replica created empty for a split's new shard (its parent here skipped
@@ -610,7 +632,7 @@ impl Peer {
             self.epoch.set(&desc);
             self.desc = desc;
         }
-        Ok((ops, file))
+        Ok((ops, file, watch_log))
     }
 
     /// Starts building a snapshot if raft-rs asked for one.

@@ -952,7 +952,8 @@ impl AgentContext for ContextService {
                 progress_version,
                 moved,
             },
-        )?;
+        )
+        .await?;
         Ok(Response::new(guard(
             self.ctx(),
             who,
@@ -1001,7 +1002,8 @@ impl AgentContext for ContextService {
                 progress_version,
                 moved,
             },
-        )?;
+        )
+        .await?;
         Ok(Response::new(guard(
             self.ctx(),
             who,

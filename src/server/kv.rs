@@ -155,7 +155,8 @@ impl Kv for KvService {
                 progress_version,
                 moved,
             },
-        )?;
+        )
+        .await?;
         Ok(Response::new(guard(
             self.path.ctx(),
             who,

@@ -59,11 +59,7 @@ impl RequestPath {
         from: Option<u64>,
     ) -> Result<PeerHandle> {
         let peer = self.replica(header, Some(hash))?;
-        let moved_later = from.is_some_and(|v| {
-            self.ctx
-                .watch
-                .moved_after(&self.ctx.engine, peer.shard, v, hash)
-        });
+        let moved_later = from.is_some_and(|v| self.ctx.watch.moved_after(peer.shard, v, hash));
         if !peer.epoch.owns(hash) && !moved_later {
             return Err(self.ctx.stale_epoch(&peer));
         }

@@ -124,12 +124,26 @@ impl StreamCursor {
     }
 }
 
+/// `WatchHub::subscribe` off the async threads: a resume from before the memory log
+/// reads the disk log.
+async fn subscribe(
+    ctx: &Arc<NodeCtx>,
+    shard: ShardId,
+    after: Option<u64>,
+) -> Result<crate::fsm::watch::Subscription> {
+    let c = ctx.clone();
+    ctx.tracker
+        .spawn_blocking(move || c.watch.subscribe(&c.engine, shard, after))
+        .await
+        .map_err(|e| Error::Internal(format!("watch subscribe task: {e}")))?
+}
+
 /// Streams the changes of `shard` after `after` (None: from now) that `keep`
 /// accepts, mapped by `map`; every change of one version goes in one response.
 /// The stream survives leader changes (every replica applies every change); it
 /// ends with an error if the replica falls too far behind its retention or goes,
 /// and with a `moved` notice when a split moves partition hash `hash` away.
-pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
+pub(crate) async fn change_stream<T: Send + 'static, R: Send + 'static>(
     ctx: Arc<NodeCtx>,
     shard: ShardId,
     hash: u64,
@@ -138,7 +152,7 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
     wrap: impl Fn(Vec<T>, u64, Option<WatchMoved>) -> R + Send + Sync + 'static,
 ) -> Result<RpcStream<R>> {
     // Fail at once (before the stream starts) when the version is not retained.
-    let first = ctx.watch.subscribe(&ctx.engine, shard, after)?;
+    let first = subscribe(&ctx, shard, after).await?;
     let (tx, rx) = mpsc::channel::<std::result::Result<R, Status>>(16);
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
@@ -156,7 +170,7 @@ pub(crate) fn change_stream<T: Send + 'static, R: Send + 'static>(
         loop {
             let s = match sub.take() {
                 Some(s) => s,
-                None => match ctx.watch.subscribe(&ctx.engine, shard, cursor.last) {
+                None => match subscribe(&ctx, shard, cursor.last).await {
                     Ok(s) => s,
                     Err(e) => {
                         let _ = tx.send(Err(e.into())).await;

@@ -429,19 +429,7 @@ pub(crate) fn build(
         };
         write_frame(&mut w, &mut buf, snapshot_frame::Frame::Data(kv))
     })?;
-    let prefix = keys::dedup_prefix(shard);
-    let mut opts = rocksdb::ReadOptions::default();
-    opts.set_snapshot(&snap);
-    opts.fill_cache(false);
-    if let Some(end) = keys::prefix_end(&prefix) {
-        opts.set_iterate_upper_bound(end);
-    }
-    let iter = db.iterator_cf_opt(
-        meta,
-        opts,
-        rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
-    );
-    for item in iter {
+    for item in meta_prefix_iter(engine, &snap, &keys::dedup_prefix(shard)) {
         let (k, v) = item.err_into()?;
         let kv = SnapshotKv {
             key: bytes::Bytes::copy_from_slice(&k),
@@ -457,6 +445,26 @@ pub(crate) fn build(
         keys,
         data_digest: digest.digest(),
     })
+}
+
+/// The `meta` CF records under `prefix` in `snap`, in key order (not cached: a
+/// snapshot reads them once).
+fn meta_prefix_iter<'a>(
+    engine: &'a crate::storage::Engine,
+    snap: &rocksdb::Snapshot<'a>,
+    prefix: &[u8],
+) -> rocksdb::DBIteratorWithThreadMode<'a, rocksdb::DB> {
+    let mut opts = rocksdb::ReadOptions::default();
+    opts.set_snapshot(snap);
+    opts.fill_cache(false);
+    if let Some(end) = keys::prefix_end(prefix) {
+        opts.set_iterate_upper_bound(end);
+    }
+    engine.db().iterator_cf_opt(
+        engine.cf(keys::CF_META),
+        opts,
+        rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward),
+    )
 }
 
 /// The most of a shard's watch log a snapshot carries: its newest versions, whole,
@@ -481,20 +489,9 @@ fn watch_log_to_ship(
             .try_into()
             .map_err(|_| Error::Storage(format!("shard {shard}: bad watch log start")))?,
     );
-    let mut opts = rocksdb::ReadOptions::default();
-    opts.set_snapshot(snap);
-    opts.fill_cache(false);
-    if let Some(end) = keys::prefix_end(&prefix) {
-        opts.set_iterate_upper_bound(end);
-    }
     let mut records = std::collections::VecDeque::new();
     let mut bytes = 0;
-    let iter = engine.db().iterator_cf_opt(
-        meta,
-        opts,
-        rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
-    );
-    for item in iter {
+    for item in meta_prefix_iter(engine, snap, &prefix) {
         let (k, v) = item.err_into()?;
         // Versions at or before the start are deleted from the log, or about to be.
         let Some(version) = keys::decode_watch_log_key(&k).filter(|v| *v > after) else {

@@ -731,14 +731,11 @@ impl Client {
                 }
                 _ => return Err(err),
             };
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::Timeout(timeout, Box::new(err)));
-            }
             if !retry_now {
                 backoff.sleep_until_at_most(deadline).await;
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(Error::Timeout(timeout, Box::new(err)));
-                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(timeout, Box::new(err)));
             }
         }
     }
