@@ -607,19 +607,12 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             while count.is_none_or(|c| seen < c) {
                 let Some(e) = w.next().await else { break };
                 let e = e?;
-                let kind = if e.kind == ctxstore_client::proto::watch_event::Kind::Delete as i32 {
-                    "DELETE"
-                } else {
-                    "PUT"
-                };
-                let (k, v) =
-                    e.kv.as_ref()
-                        .map_or((Default::default(), Default::default()), |kv| {
-                            (
-                                String::from_utf8_lossy(&kv.key),
-                                String::from_utf8_lossy(&kv.value),
-                            )
-                        });
+                let kind = e.kind().as_str_name();
+                let kv = e.kv.unwrap_or_default();
+                let (k, v) = (
+                    String::from_utf8_lossy(&kv.key),
+                    String::from_utf8_lossy(&kv.value),
+                );
                 println!("{kind}\t{k}\t{v}\tversion={}", e.version);
                 seen += 1;
             }
