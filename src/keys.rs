@@ -72,35 +72,53 @@ pub fn decode_expiry_key(key: &[u8]) -> Option<(u64, &[u8])> {
 /// namespace's conversations in id order, so a listing reads a page, not the shard.
 pub const CONV_INDEX_PREFIX: &[u8] = b"\xff\xffconvs/";
 
-/// Prefix of the conversation index's reverse entries: `CONV_BY_KEY_PREFIX · data
-/// key` → the entry under `CONV_INDEX_PREFIX`, one per conversation record, in hash
-/// order, so the entries of a hash range are found without reading the whole index.
-pub const CONV_BY_KEY_PREFIX: &[u8] = b"\xff\xffconvk/";
+/// Prefix of the `meta` CF thread index: `THREAD_INDEX_PREFIX · namespace · '/' · id`
+/// (the id as the client named it), one entry per thread record, kept as the
+/// conversation index is: a namespace's checkpoint threads in id order.
+pub const THREAD_INDEX_PREFIX: &[u8] = b"\xff\xffthrds/";
+
+/// Prefix of the listing indexes' reverse entries (conversations' and threads'):
+/// `LISTING_BY_KEY_PREFIX · data key` → the entry under `CONV_INDEX_PREFIX` or
+/// `THREAD_INDEX_PREFIX`, one per record, in hash order, so the entries of a hash
+/// range are found without reading the whole index. (The bytes say "conv": the
+/// conversation index came first.)
+pub const LISTING_BY_KEY_PREFIX: &[u8] = b"\xff\xffconvk/";
 
 /// `meta` CF key present once this data directory's conversation index is complete.
 pub const CONV_INDEXED_KEY: &[u8] = b"\xff\xffconvs-indexed";
 
-/// The conversation index entry of the conversation record at user key `user_key`
-/// (None: not a conversation record).
-pub fn conv_index_key(user_key: &[u8]) -> Option<Vec<u8>> {
-    let path = crate::context::conv_path_of(user_key)?;
-    Some([CONV_INDEX_PREFIX, path].concat())
+/// `meta` CF key present once this data directory's thread index is complete.
+pub const THREADS_INDEXED_KEY: &[u8] = b"\xff\xffthrds-indexed";
+
+/// The listing index entry of the conversation or thread record at user key
+/// `user_key` (None: neither).
+pub fn listing_key(user_key: &[u8]) -> Option<Vec<u8>> {
+    if let Some(path) = crate::context::conv_path_of(user_key) {
+        return Some([CONV_INDEX_PREFIX, path].concat());
+    }
+    let path = crate::context::thread_path_of(user_key)?;
+    Some([THREAD_INDEX_PREFIX, path.as_slice()].concat())
 }
 
-/// The conversation index entry of `data` CF key `data_key`, if it holds a
-/// conversation record.
-pub fn conv_index_entry(data_key: &[u8]) -> Option<Vec<u8>> {
-    conv_index_key(decode_data_key(data_key)?)
+/// The listing index entry of `data` CF key `data_key`, if it holds a conversation
+/// or thread record.
+pub fn listing_entry(data_key: &[u8]) -> Option<Vec<u8>> {
+    listing_key(decode_data_key(data_key)?)
 }
 
-/// The reverse entry of the conversation index for `data` CF key `data_key`.
-pub fn conv_by_key(data_key: &[u8]) -> Vec<u8> {
-    [CONV_BY_KEY_PREFIX, data_key].concat()
+/// The reverse entry of the listing indexes for `data` CF key `data_key`.
+pub fn listing_by_key(data_key: &[u8]) -> Vec<u8> {
+    [LISTING_BY_KEY_PREFIX, data_key].concat()
 }
 
 /// Where `namespace`'s conversation index entries start.
 pub fn conv_index_prefix(namespace: &str) -> Vec<u8> {
     [CONV_INDEX_PREFIX, namespace.as_bytes(), b"/"].concat()
+}
+
+/// Where `namespace`'s thread index entries start.
+pub fn thread_index_prefix(namespace: &str) -> Vec<u8> {
+    [THREAD_INDEX_PREFIX, namespace.as_bytes(), b"/"].concat()
 }
 
 fn shard_key(shard: ShardId, tag: u8, extra: &[u8]) -> Vec<u8> {

@@ -60,7 +60,7 @@ impl Decoder for RawCodec {
     }
 }
 
-const UNARY: [&str; 36] = [
+const UNARY: [&str; 37] = [
     "/ctxstore.v1.Kv/Get",
     "/ctxstore.v1.Kv/Put",
     "/ctxstore.v1.Kv/Delete",
@@ -92,6 +92,7 @@ const UNARY: [&str; 36] = [
     "/ctxstore.v1.AgentContext/DeleteModel",
     "/ctxstore.v1.AgentContext/ListCheckpointNamespaces",
     "/ctxstore.v1.AgentContext/ListAllCheckpoints",
+    "/ctxstore.v1.AgentContext/ListThreads",
     "/ctxstore.v1.AgentContext/DeleteForRuns",
     "/ctxstore.v1.AgentContext/CopyThread",
     "/ctxstore.v1.Auth/Change",

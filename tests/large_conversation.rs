@@ -153,7 +153,7 @@ async fn a_100k_message_conversation_is_trimmed_and_deleted_in_small_entries() {
         let check = cluster.nodes[i]
             .as_ref()
             .expect("node running")
-            .check_conv_index()
+            .check_listing_index()
             .expect("index check");
         assert_eq!((check.missing, check.extra), (0, 0), "node {i}: {check:?}");
     }

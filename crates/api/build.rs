@@ -2,8 +2,10 @@
 //! system `protoc`) and tonic-prost-build.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The protos live at the top of the repository, beside the design.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    // The protos live at the top of the repository, beside the design. The crate's
+    // directory is read when the script runs, not built into it: two checkouts
+    // sharing one target dir may share this script's binary.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?)
         .join("../../proto")
         .canonicalize()?;
     let names = ["kv.proto", "cluster.proto", "context.proto", "auth.proto"];

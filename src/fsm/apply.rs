@@ -238,8 +238,8 @@ pub(crate) fn apply_round(
                     batch.put_cf(meta_cf, keys::expiry_key(v.expires_at_ms, &k), []);
                 }
                 if replaced.is_none() {
-                    if let Some(entry) = keys::conv_index_entry(&k) {
-                        batch.put_cf(meta_cf, keys::conv_by_key(&k), &entry);
+                    if let Some(entry) = keys::listing_entry(&k) {
+                        batch.put_cf(meta_cf, keys::listing_by_key(&k), &entry);
                         batch.put_cf(meta_cf, entry, &k);
                     }
                 }
@@ -250,8 +250,8 @@ pub(crate) fn apply_round(
                 if expiry != 0 {
                     batch.delete_cf(meta_cf, keys::expiry_key(expiry, &k));
                 }
-                if let Some(entry) = keys::conv_index_entry(&k) {
-                    batch.delete_cf(meta_cf, keys::conv_by_key(&k));
+                if let Some(entry) = keys::listing_entry(&k) {
+                    batch.delete_cf(meta_cf, keys::listing_by_key(&k));
                     batch.delete_cf(meta_cf, entry);
                 }
                 batch.delete_cf(data, &k);

@@ -295,10 +295,8 @@ impl<'a> View<'a> {
     }
 
     /// Conversations of `namespace` on this replica's `ranges` with ids above
-    /// `after`, ordered by id, at most `limit` (and whether more exist). Reads the
-    /// node's conversation index (`keys::CONV_INDEX_PREFIX`) from `after` on: the
-    /// entries of the page, and those of other shards' and expired conversations in
-    /// between, never the rest of the store.
+    /// `after`, ordered by id, at most `limit` (and whether more exist), read from the
+    /// node's conversation index (`keys::CONV_INDEX_PREFIX`).
     pub(crate) fn list_conversations(
         &self,
         ranges: &[(Vec<u8>, Vec<u8>)],
@@ -307,18 +305,61 @@ impl<'a> View<'a> {
         limit: usize,
     ) -> Result<(Vec<ConversationInfo>, bool)> {
         let prefix = keys::conv_index_prefix(namespace);
+        self.list_indexed(ranges, prefix, after, limit, |_, rec| {
+            Ok(ConversationRecord::decode(rec.value.as_ref())?
+                .info
+                .unwrap_or_default())
+        })
+    }
+
+    /// Checkpoint threads of `namespace` on this replica's `ranges` with ids above
+    /// `after`, ordered by id, at most `limit` (and whether more exist), read from the
+    /// node's thread index (`keys::THREAD_INDEX_PREFIX`).
+    pub(crate) fn list_threads(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        namespace: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<crate::proto::ThreadInfo>, bool)> {
+        let prefix = keys::thread_index_prefix(namespace);
+        self.list_indexed(ranges, prefix, after, limit, |id, rec| {
+            let r = crate::proto::ThreadRecord::decode(rec.value.as_ref())?;
+            Ok(crate::proto::ThreadInfo {
+                namespace: namespace.to_string(),
+                thread: String::from_utf8_lossy(id).into_owned(),
+                created_at_ms: r.created_at_ms,
+                updated_at_ms: r.updated_at_ms,
+                idle_ttl_ms: r.idle_ttl_ms,
+            })
+        })
+    }
+
+    /// The live records one of the node's listing indexes names under `prefix` (a
+    /// namespace's) with ids above `after`, in id order, that lie in `ranges`, as
+    /// `show(id, record)` makes them: at most `limit`, and whether more exist. Reads
+    /// the entries of the page, and those of other shards' and expired records in
+    /// between, never the rest of the store.
+    fn list_indexed<T>(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        prefix: Vec<u8>,
+        after: &str,
+        limit: usize,
+        mut show: impl FnMut(&[u8], ValueRecord) -> Result<T>,
+    ) -> Result<(Vec<T>, bool)> {
         let Some(end) = keys::prefix_end(&prefix) else {
             return Ok((Vec::new(), false));
         };
         let start = if after.is_empty() {
-            prefix
+            prefix.clone()
         } else {
             [prefix.as_slice(), after.as_bytes(), &[0]].concat()
         };
         let data = self.engine.cf(keys::CF_DATA);
         let mut found = Vec::new();
         for item in self.index_entries(start, end) {
-            let (_, dk) = item.err_into()?;
+            let (entry, dk) = item.err_into()?;
             // Another shard's on this node, or left by a replica removed from it.
             if !crate::storage::index::in_ranges(&dk, ranges) {
                 continue;
@@ -329,8 +370,8 @@ impl<'a> View<'a> {
             if found.len() == limit {
                 return Ok((found, true));
             }
-            let rec = ConversationRecord::decode(rec.value.as_ref())?;
-            found.push(rec.info.unwrap_or_default());
+            let id = entry.get(prefix.len()..).unwrap_or_default();
+            found.push(show(id, rec)?);
         }
         Ok((found, false))
     }
@@ -740,11 +781,11 @@ impl<'a> View<'a> {
         })
     }
 
-    /// The conversation index against the conversation records (a test's check; reads
-    /// the whole `data` CF and the index). An entry or reverse entry counts as extra
-    /// unless it names the key of a conversation record, expired or not, and as
-    /// missing when a record has none or another.
-    pub(crate) fn check_conv_index(&self) -> Result<IndexCheck> {
+    /// The listing indexes against the conversation and thread records (a test's
+    /// check; reads the whole `data` CF and the indexes). An entry or reverse entry
+    /// counts as extra unless it names the key of such a record, expired or not, and
+    /// as missing when a record has none or another.
+    pub(crate) fn check_listing_index(&self) -> Result<IndexCheck> {
         let mut want = std::collections::BTreeMap::new();
         let data = self.engine.cf(keys::CF_DATA);
         let mut opts = rocksdb::ReadOptions::default();
@@ -755,13 +796,17 @@ impl<'a> View<'a> {
             .iterator_cf_opt(data, opts, rocksdb::IteratorMode::Start)
         {
             let (k, _) = item.err_into()?;
-            if let Some(entry) = keys::conv_index_entry(&k) {
-                want.insert(keys::conv_by_key(&k), entry.clone());
+            if let Some(entry) = keys::listing_entry(&k) {
+                want.insert(keys::listing_by_key(&k), entry.clone());
                 want.insert(entry, k.to_vec());
             }
         }
         let mut have = std::collections::BTreeMap::new();
-        for prefix in [keys::CONV_INDEX_PREFIX, keys::CONV_BY_KEY_PREFIX] {
+        for prefix in [
+            keys::CONV_INDEX_PREFIX,
+            keys::THREAD_INDEX_PREFIX,
+            keys::LISTING_BY_KEY_PREFIX,
+        ] {
             let end = keys::prefix_end(prefix).ok_or_else(|| {
                 crate::error::Error::Internal("the index prefix has no end".into())
             })?;
@@ -783,7 +828,7 @@ impl<'a> View<'a> {
 }
 
 /// One of a node's indexes against its records ([`View::check_expiry_index`],
-/// [`View::check_conv_index`]).
+/// [`View::check_listing_index`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IndexCheck {
     /// Records the index should hold an entry for.

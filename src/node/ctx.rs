@@ -83,9 +83,9 @@ pub(crate) struct NodeCtx {
     pub(crate) watch: WatchHub,
     /// Splits in progress on this node (`split.max-concurrent-per-node`).
     pub(crate) splits_in_progress: std::sync::atomic::AtomicU64,
-    /// Whether a replica removal may have left conversation index entries behind
+    /// Whether a replica removal may have left listing index entries behind
     /// (true at start too): the purge loop sweeps the index until a pass finds none.
-    pub(crate) conv_index_sweep: AtomicBool,
+    pub(crate) listing_sweep: AtomicBool,
     /// Shard → its size as the splitter last measured it.
     sizes: Mutex<HashMap<ShardId, Measured>>,
     /// Reads this node served, and the test seam that slows them.
@@ -152,7 +152,7 @@ impl NodeCtx {
                 usize::try_from(config.context.watch_retain_bytes).unwrap_or(usize::MAX),
             ),
             splits_in_progress: Default::default(),
-            conv_index_sweep: AtomicBool::new(true),
+            listing_sweep: AtomicBool::new(true),
             sizes: Mutex::new(HashMap::new()),
             reads: ReadProbe::new(metrics.reads_served.clone()),
             metrics,
@@ -386,7 +386,7 @@ impl NodeCtx {
             self.meta.clear_state();
         }
         self.set_tombstone(shard, replica.0);
-        self.conv_index_sweep.store(true, Ordering::Release);
+        self.listing_sweep.store(true, Ordering::Release);
     }
 
     /// Records a shard's size as just measured.

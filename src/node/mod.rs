@@ -76,7 +76,7 @@ impl Node {
                 if indexed > 0 {
                     tracing::info!(
                         records = indexed,
-                        "indexed the records with an expiry and the conversations"
+                        "indexed the records with an expiry and the conversations and threads"
                     );
                 }
                 Ok((engine, fresh))
@@ -190,10 +190,10 @@ impl Node {
         crate::fsm::read::View::new(&self.ctx.engine, crate::util::now_ms()).check_expiry_index()
     }
 
-    /// The node's conversation index against its conversation records (for tests;
+    /// The node's listing indexes against its conversation and thread records (for tests;
     /// reads the whole `data` CF).
-    pub fn check_conv_index(&self) -> Result<crate::IndexCheck> {
-        crate::fsm::read::View::new(&self.ctx.engine, crate::util::now_ms()).check_conv_index()
+    pub fn check_listing_index(&self) -> Result<crate::IndexCheck> {
+        crate::fsm::read::View::new(&self.ctx.engine, crate::util::now_ms()).check_listing_index()
     }
 
     /// For every shard hosted here: its applied index and a digest of its data, each

@@ -33,7 +33,7 @@ pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
     tracker.spawn(async move {
         // Where the next round goes on in the index (None: from the oldest entry).
         let mut cursor: Option<Vec<u8>> = None;
-        // Where the conversation index sweep goes on (None: no pass under way).
+        // Where the listing index sweep goes on (None: no pass under way).
         let mut sweep: Option<Vec<u8>> = None;
         loop {
             // Read each round: the cluster's settings may have changed it.
@@ -47,13 +47,13 @@ pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
                 Err(e) => tracing::debug!(error = %e, "purge round failed"),
             }
             // A pass under way goes on; a new one starts after a replica removal.
-            let swept = sweep.is_some() || ctx.conv_index_sweep.swap(false, Ordering::AcqRel);
+            let swept = sweep.is_some() || ctx.listing_sweep.swap(false, Ordering::AcqRel);
             if swept {
                 match sweep_round(&ctx, sweep.take()).await {
                     Ok(next) => sweep = next,
                     Err(e) => {
-                        tracing::debug!(error = %e, "conversation index sweep failed");
-                        ctx.conv_index_sweep.store(true, Ordering::Release);
+                        tracing::debug!(error = %e, "listing index sweep failed");
+                        ctx.listing_sweep.store(true, Ordering::Release);
                     }
                 }
             }
@@ -61,10 +61,10 @@ pub(crate) fn spawn_purger(ctx: Arc<NodeCtx>) {
     });
 }
 
-/// Most conversation index entries one sweep round reads.
+/// Most listing index entries one sweep round reads.
 const SWEEP_MAX: usize = 10 * PURGE_BATCH;
 
-/// One round of the conversation index sweep (`storage::index::sweep_conv_entries`)
+/// One round of the listing index sweep (`storage::index::sweep_listing_entries`)
 /// from after `after`; where the next round goes on (None: the pass is complete).
 async fn sweep_round(ctx: &Arc<NodeCtx>, after: Option<Vec<u8>>) -> Result<Option<Vec<u8>>> {
     let mut arcs: Vec<(u64, u64)> = ctx
@@ -94,15 +94,17 @@ async fn sweep_round(ctx: &Arc<NodeCtx>, after: Option<Vec<u8>>) -> Result<Optio
         .tracker
         .spawn_blocking(move || {
             let _upkeep = c.engine.expiry_upkeep();
-            crate::storage::index::sweep_conv_entries(&c.engine, after.as_deref(), SWEEP_MAX, owns)
+            crate::storage::index::sweep_listing_entries(
+                &c.engine,
+                after.as_deref(),
+                SWEEP_MAX,
+                owns,
+            )
         })
         .await
-        .map_err(|e| Error::Internal(format!("conversation index sweep: {e}")))??;
+        .map_err(|e| Error::Internal(format!("listing index sweep: {e}")))??;
     if deleted > 0 {
-        tracing::debug!(
-            deleted,
-            "swept conversation index entries of removed replicas"
-        );
+        tracing::debug!(deleted, "swept listing index entries of removed replicas");
     }
     Ok(next)
 }

@@ -22,12 +22,12 @@ use crate::proto::{
     GetModelResponse, ListAllCheckpointsRequest, ListAllCheckpointsResponse,
     ListCheckpointNamespacesRequest, ListCheckpointNamespacesResponse, ListCheckpointsRequest,
     ListCheckpointsResponse, ListConversationsRequest, ListConversationsResponse,
-    ListModelsRequest, ListModelsResponse, Model, ModelEvent, PruneCheckpointsRequest,
-    PruneCheckpointsResponse, PutCheckpointRequest, PutCheckpointResponse, PutModelRequest,
-    PutModelResponse, PutWritesRequest, PutWritesResponse, ReadRequest, ReadResponse,
-    RequestHeader, SetConversationMetadataRequest, SetConversationMetadataResponse, ThreadRef,
-    TouchCommand, TrimRequest, TrimResponse, WatchModelsRequest, WatchModelsResponse, WriteCheck,
-    WriteDelete, WriteOp, WritePut,
+    ListModelsRequest, ListModelsResponse, ListThreadsRequest, ListThreadsResponse, Model,
+    ModelEvent, PruneCheckpointsRequest, PruneCheckpointsResponse, PutCheckpointRequest,
+    PutCheckpointResponse, PutModelRequest, PutModelResponse, PutWritesRequest, PutWritesResponse,
+    ReadRequest, ReadResponse, RequestHeader, SetConversationMetadataRequest,
+    SetConversationMetadataResponse, ThreadRef, TouchCommand, TrimRequest, TrimResponse,
+    WatchModelsRequest, WatchModelsResponse, WriteCheck, WriteDelete, WriteOp, WritePut,
 };
 use crate::proto::{Access, ResourceKind};
 use crate::server::auth::{authorize, guard, principal};
@@ -698,6 +698,28 @@ impl AgentContext for ContextService {
             more,
             next: next.into(),
         }))
+    }
+
+    async fn list_threads(
+        &self,
+        req: Request<ListThreadsRequest>,
+    ) -> Result<Response<ListThreadsResponse>, Status> {
+        let who = principal(&req);
+        let req = req.into_inner();
+        cx::validate_tenant_namespace("namespace", &req.namespace)?;
+        // Every thread of the namespace: `<namespace>/`, or all for the default one.
+        let listed = cx::thread_auth_name(&req.namespace, "");
+        authorize(&who, ResourceKind::Thread, listed.as_bytes(), Access::Read)?;
+        let limit = self.limit(req.limit, DEFAULT_LIST_LIMIT)?;
+        let (peer, ranges) = self.one_shard(&req.header).await?;
+        let (ns, after) = (req.namespace, req.after_thread);
+        let (threads, more) = self
+            .path
+            .read_local(&peer, move |ctx| {
+                View::new(&ctx.engine, now_ms()).list_threads(&ranges, &ns, &after, limit)
+            })
+            .await?;
+        Ok(Response::new(ListThreadsResponse { threads, more }))
     }
 
     async fn delete_for_runs(

@@ -4,17 +4,19 @@
 //! - the expiry index (`keys::EXPIRY_PREFIX`): one empty entry `expires_at_ms BE8 ·
 //!   data key` per record with an expiry, so the TTL purge (`node::purge`) reads what
 //!   has expired instead of every record;
-//! - the conversation index (`keys::CONV_INDEX_PREFIX`): one entry `namespace / id`
-//!   per conversation record, holding its data key, so `ListConversations` reads a
-//!   page of a namespace in id order instead of every record of the shard; and its
-//!   reverse entries (`keys::CONV_BY_KEY_PREFIX`, data key → entry), so the entries
-//!   of a hash range are found by reading that range.
+//! - the listing indexes: the conversation index (`keys::CONV_INDEX_PREFIX`), one
+//!   entry `namespace / id` per conversation record, holding its data key, so
+//!   `ListConversations` reads a page of a namespace in id order instead of every
+//!   record of the shard; the thread index (`keys::THREAD_INDEX_PREFIX`), the same for
+//!   checkpoint threads and `ListThreads`; and their reverse entries
+//!   (`keys::LISTING_BY_KEY_PREFIX`, data key → entry), so the entries of a hash range
+//!   are found by reading that range.
 //!
 //! Who keeps them: the apply path writes, moves and deletes entries in the batch that
 //! writes each record (`fsm::apply`); a snapshot load writes the entries of the records
 //! it loads. A snapshot install or a replica removal clears whole ranges without
 //! reading them: a purge round deletes the expiry entries left behind, and the install
-//! (`clear_conv_entries`) and a purge round (`node::purge`) the conversation entries.
+//! (`clear_listing_entries`) and a purge round (`node::purge`) the listing entries.
 //! A data directory from before an index is indexed once, at start
 //! ([`ensure_index`]).
 
@@ -55,20 +57,26 @@ fn index_expiry(
     }
 }
 
-/// Adds to `batch` the conversation index entry of `data` CF key `data_key`, if it
-/// holds a conversation record; whether it did.
-fn index_conv(
+/// Adds to `batch` the listing index entry of `data` CF key `data_key`, if it holds a
+/// conversation record (and `convs`) or a thread record (and `threads`); whether it
+/// did.
+fn index_listing(
     batch: &mut rocksdb::WriteBatch,
     meta: &rocksdb::ColumnFamily,
     data_key: &[u8],
+    convs: bool,
+    threads: bool,
 ) -> bool {
-    match keys::conv_index_entry(data_key) {
-        Some(entry) => {
-            batch.put_cf(meta, keys::conv_by_key(data_key), &entry);
+    match keys::listing_entry(data_key) {
+        Some(entry)
+            if (convs && entry.starts_with(keys::CONV_INDEX_PREFIX))
+                || (threads && entry.starts_with(keys::THREAD_INDEX_PREFIX)) =>
+        {
+            batch.put_cf(meta, keys::listing_by_key(data_key), &entry);
             batch.put_cf(meta, entry, data_key);
             true
         }
-        None => false,
+        _ => false,
     }
 }
 
@@ -81,22 +89,22 @@ pub(crate) fn index_record(
     record: &[u8],
 ) {
     index_expiry(batch, meta, data_key, record);
-    index_conv(batch, meta, data_key);
+    index_listing(batch, meta, data_key, true, true);
 }
 
 /// Bytes of index entries written per batch while indexing an older data directory.
 const BATCH_BYTES: usize = 4 << 20;
 
 /// Builds each index the data directory does not say is complete
-/// (`keys::EXPIRY_INDEXED_KEY`, `keys::CONV_INDEXED_KEY`) from every record, then
-/// says so; runs before any replica loads. Returns the entries written (0 for a
-/// directory already indexed, or new).
+/// (`keys::EXPIRY_INDEXED_KEY`, `keys::CONV_INDEXED_KEY`, `keys::THREADS_INDEXED_KEY`)
+/// from every record, then says so; runs before any replica loads. Returns the
+/// entries written (0 for a directory already indexed, or new).
 pub(crate) fn ensure_index(engine: &Engine) -> Result<u64> {
-    let expiry_done = engine
-        .get(keys::CF_META, keys::EXPIRY_INDEXED_KEY)?
-        .is_some();
-    let convs_done = engine.get(keys::CF_META, keys::CONV_INDEXED_KEY)?.is_some();
-    if expiry_done && convs_done {
+    let marked = |k| -> Result<bool> { Ok(engine.get(keys::CF_META, k)?.is_some()) };
+    let expiry_done = marked(keys::EXPIRY_INDEXED_KEY)?;
+    let convs_done = marked(keys::CONV_INDEXED_KEY)?;
+    let threads_done = marked(keys::THREADS_INDEXED_KEY)?;
+    if expiry_done && convs_done && threads_done {
         return Ok(0);
     }
     let meta = engine.cf(keys::CF_META);
@@ -110,7 +118,7 @@ pub(crate) fn ensure_index(engine: &Engine) -> Result<u64> {
         if !expiry_done && index_expiry(&mut batch, meta, &k, &v) {
             written += 1;
         }
-        if !convs_done && index_conv(&mut batch, meta, &k) {
+        if index_listing(&mut batch, meta, &k, !convs_done, !threads_done) {
             written += 1;
         }
         if batch.size_in_bytes() >= BATCH_BYTES {
@@ -120,25 +128,30 @@ pub(crate) fn ensure_index(engine: &Engine) -> Result<u64> {
     // The entries before the markers: a crash in between indexes again, harmlessly.
     engine.write_sync(batch)?;
     let mut done = rocksdb::WriteBatch::default();
-    done.put_cf(meta, keys::EXPIRY_INDEXED_KEY, []);
-    done.put_cf(meta, keys::CONV_INDEXED_KEY, []);
+    for marker in [
+        keys::EXPIRY_INDEXED_KEY,
+        keys::CONV_INDEXED_KEY,
+        keys::THREADS_INDEXED_KEY,
+    ] {
+        done.put_cf(meta, marker, []);
+    }
     engine.write_sync(done)?;
     Ok(written)
 }
 
-/// Deletes the conversation index entries whose records lie in the `data` CF ranges
+/// Deletes the listing index entries whose records lie in the `data` CF ranges
 /// `ranges` (a snapshot install cleared them and loads its own), found through the
 /// reverse entries: it reads those of the ranges only. Returns how many. Nothing
 /// else writes entries of these ranges meanwhile: the shard's apply waits for the
 /// install.
-pub(crate) fn clear_conv_entries(engine: &Engine, ranges: &[(Vec<u8>, Vec<u8>)]) -> Result<u64> {
+pub(crate) fn clear_listing_entries(engine: &Engine, ranges: &[(Vec<u8>, Vec<u8>)]) -> Result<u64> {
     let meta = engine.cf(keys::CF_META);
     let mut batch = rocksdb::WriteBatch::default();
     let mut n = 0;
     for (start, end) in ranges {
         let mut opts = rocksdb::ReadOptions::default();
-        opts.set_iterate_lower_bound(keys::conv_by_key(start));
-        opts.set_iterate_upper_bound(keys::conv_by_key(end));
+        opts.set_iterate_lower_bound(keys::listing_by_key(start));
+        opts.set_iterate_upper_bound(keys::listing_by_key(end));
         for item in engine
             .db()
             .iterator_cf_opt(meta, opts, rocksdb::IteratorMode::Start)
@@ -155,24 +168,24 @@ pub(crate) fn clear_conv_entries(engine: &Engine, ranges: &[(Vec<u8>, Vec<u8>)])
     Ok(n)
 }
 
-/// Deletes the conversation index entries a replica removal left behind: reads the
+/// Deletes the listing index entries a replica removal left behind: reads the
 /// reverse entries (in hash order) from after `after` (None: the first), at most
 /// `max`, and deletes those whose record is gone and whose hash no replica on this
 /// node `owns`. Returns where the next call goes on (None: the pass reached the end)
 /// and how many it deleted. The caller holds `Engine::expiry_upkeep`, which snapshot
 /// loads take: they write records with their entries, and no apply writes a hash no
 /// replica here owns.
-pub(crate) fn sweep_conv_entries(
+pub(crate) fn sweep_listing_entries(
     engine: &Engine,
     after: Option<&[u8]>,
     max: usize,
     owns: impl Fn(u64) -> bool,
 ) -> Result<(Option<Vec<u8>>, u64)> {
-    let end = keys::prefix_end(keys::CONV_BY_KEY_PREFIX)
+    let end = keys::prefix_end(keys::LISTING_BY_KEY_PREFIX)
         .ok_or_else(|| crate::error::Error::Internal("the index prefix has no end".into()))?;
     let start = match after {
         Some(k) => [k, &[0]].concat(),
-        None => keys::CONV_BY_KEY_PREFIX.to_vec(),
+        None => keys::LISTING_BY_KEY_PREFIX.to_vec(),
     };
     let mut opts = rocksdb::ReadOptions::default();
     opts.set_iterate_lower_bound(start);
@@ -192,7 +205,7 @@ pub(crate) fn sweep_conv_entries(
             next = last.map(|l| l.to_vec());
             break;
         }
-        let dk = &k[keys::CONV_BY_KEY_PREFIX.len()..];
+        let dk = &k[keys::LISTING_BY_KEY_PREFIX.len()..];
         let owned = dk
             .first_chunk::<8>()
             .is_some_and(|h| owns(u64::from_be_bytes(*h)));

@@ -835,9 +835,9 @@ pub(crate) fn load(
     cleared: &[(Vec<u8>, Vec<u8>)],
     stop: &dyn Fn() -> bool,
 ) -> Result<Loaded> {
-    // The conversation index entries of the records the install cleared go first;
+    // The listing index entries of the records the install cleared go first;
     // those of the file's records are written with them.
-    crate::storage::index::clear_conv_entries(engine, cleared)?;
+    crate::storage::index::clear_listing_entries(engine, cleared)?;
     let mut batch = rocksdb::WriteBatch::default();
     let mut loaded = Loaded::default();
     let data = engine.cf(keys::CF_DATA);

@@ -137,6 +137,11 @@ def test_tenant_namespaces_for_threads_and_models(secured, certs, uniq):
             c.get_checkpoint(uniq, namespace="b")
         with pytest.raises(ctxstore.PermissionDeniedError):
             c.list_models(namespace="b")
+        # Its own namespace's threads, not another's nor the default namespace's.
+        assert uniq in [t.thread for t in c.list_threads("a", limit=1000).threads]
+        for other in ("b", ""):
+            with pytest.raises(ctxstore.PermissionDeniedError):
+                c.list_threads(other)
     with ctxstore.Client(cluster.addrs, tls=ca_only(certs), token=root) as r:
         # The same thread id in namespace b and in the default namespace: other threads.
         assert r.get_checkpoint(uniq, namespace="b") is None

@@ -98,6 +98,30 @@ def test_list_conversations_across_shards(client, uniq):
     assert [c.conversation.id for c in r2.conversations] == ids[5:] and not r2.more
 
 
+def _thread_namespace(uniq: str) -> str:
+    return uniq[:100].replace("/", "-")
+
+
+def test_list_threads_of_a_namespace(client, uniq):
+    ns = _thread_namespace(uniq)
+    ids = sorted([f"t{i:02}" for i in range(10)] + ["t}", "t/x"])
+    for i in ids:
+        client.put_checkpoint(i, "", pb.Checkpoint(checkpoint_id="1"), namespace=ns)
+    # Another namespace's threads and a default-namespace thread are not listed.
+    client.put_checkpoint("t00", "", pb.Checkpoint(checkpoint_id="1"), namespace=ns + "-other")
+    client.put_checkpoint(f"{ns}/t00", "", pb.Checkpoint(checkpoint_id="1"))
+    r = client.list_threads(ns, limit=5)
+    assert [t.thread for t in r.threads] == ids[:5] and r.more
+    assert {t.namespace for t in r.threads} == {ns} and all(t.created_at_ms > 0 for t in r.threads)
+    assert client.delete_thread(ids[6], namespace=ns)
+    rest = ids[5:6] + ids[7:]
+    r2 = client.list_threads(ns, after_thread=ids[4], limit=100)
+    assert [t.thread for t in r2.threads] == rest and not r2.more
+    with pytest.raises(ctxstore.InvalidArgumentError) as e:
+        client.list_threads("a/b")
+    assert e.value.field == "namespace"
+
+
 def test_watch_conversation(client, uniq):
     with client.watch_conversation(NS, uniq) as w:
         a = client.append(NS, uniq, [Message("user", "m1", 1), Message("user", "m2", 1)])
@@ -181,6 +205,14 @@ def test_models_and_watch(client, uniq):
             if e.name == name:
                 evs.append(e)
         assert evs[0].version == v and evs[0].model.provider == "acme" and not evs[1].HasField("model")
+
+
+async def test_async_list_threads(aclient, uniq):
+    ns = _thread_namespace(uniq)
+    for i in ["b", "a", "c"]:
+        await aclient.put_checkpoint(i, "", pb.Checkpoint(checkpoint_id="1"), namespace=ns)
+    r = await aclient.list_threads(ns, after_thread="a", limit=1)
+    assert [t.thread for t in r.threads] == ["b"] and r.more
 
 
 async def test_async_context_round_trips(aclient, uniq):

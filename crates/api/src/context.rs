@@ -180,6 +180,18 @@ pub fn conv_path_of(user_key: &[u8]) -> Option<&[u8]> {
         .strip_suffix(b"}")
 }
 
+/// `namespace / id` of a thread record key (None: another key), the id as the client
+/// named it (unescaped): what the node's thread index orders a namespace's threads by
+/// (tenant namespaces hold no `/`).
+pub fn thread_path_of(user_key: &[u8]) -> Option<Vec<u8>> {
+    let tag = user_key
+        .strip_prefix(&[RESERVED_PREFIX, THREAD, b'{', b't', b'/'][..])?
+        .strip_suffix(b"}")?;
+    let stored = std::str::from_utf8(tag).ok()?.replace(CLOSE_BRACE, "}");
+    let (namespace, id) = split_stored_thread(&stored);
+    Some([namespace.as_bytes(), b"/", id.as_bytes()].concat())
+}
+
 /// Message `seq` of the conversation.
 pub fn msg_key(c: &ConversationRef, seq: u64) -> Vec<u8> {
     key(MSG, &conv_tag(c), &[&seq.to_be_bytes()])
@@ -574,6 +586,25 @@ mod tests {
         // Grants see `<namespace>/<id>`.
         assert_eq!(thread_auth_name("acme", "t1"), "acme/t1");
         assert_eq!(thread_auth_name("", "acme/t1"), "acme/t1");
+    }
+
+    #[test]
+    fn a_thread_record_names_its_index_path() {
+        for (ns, id) in [("", "t1"), ("acme", "t1"), ("acme", "a}b\u{2}c\u{1}d/e\0")] {
+            let stored = stored_thread(ns, id);
+            assert_eq!(
+                thread_path_of(&thread_key(&stored)),
+                Some(format!("{ns}/{id}").into_bytes()),
+                "{ns:?} {id:?}"
+            );
+            let t = ThreadRef {
+                thread: stored,
+                ns: String::new(),
+                namespace: String::new(),
+            };
+            assert_eq!(thread_path_of(&ckpt_key(&t, "1")), None);
+        }
+        assert_eq!(thread_path_of(&conv_key(&conv("acme", "t1"))), None);
     }
 
     #[test]

@@ -14,10 +14,11 @@ use crate::proto::{
     DeleteThreadResponse, GetCheckpointRequest, GetConversationRequest, GetModelRequest,
     ListAllCheckpointsRequest, ListAllCheckpointsResponse, ListCheckpointNamespacesRequest,
     ListCheckpointNamespacesResponse, ListCheckpointsRequest, ListConversationsRequest,
-    ListConversationsResponse, ListModelsRequest, Model, ModelEvent, PruneCheckpointsRequest,
-    PruneCheckpointsResponse, PutCheckpointRequest, PutModelRequest, PutWritesRequest,
-    PutWritesResponse, ReadRequest, ReadResponse, SetConversationMetadataRequest, ThreadRef,
-    TrimRequest, TrimResponse, WatchEvent, WatchModelsRequest, WatchRequest,
+    ListConversationsResponse, ListModelsRequest, ListThreadsRequest, ListThreadsResponse, Model,
+    ModelEvent, PruneCheckpointsRequest, PruneCheckpointsResponse, PutCheckpointRequest,
+    PutModelRequest, PutWritesRequest, PutWritesResponse, ReadRequest, ReadResponse,
+    SetConversationMetadataRequest, ThreadRef, TrimRequest, TrimResponse, WatchEvent,
+    WatchModelsRequest, WatchRequest,
 };
 use crate::proto::{
     CheckpointTuple, ConversationInfo, CopyThreadRequest, CopyThreadResponse, DeleteForRunsRequest,
@@ -242,27 +243,48 @@ impl Client {
                 }
             })
             .await?;
-        let mut all = Vec::new();
-        let mut more = false;
-        for p in parts {
-            let p: ListConversationsResponse = p;
-            more |= p.more;
-            all.extend(p.conversations);
-        }
-        let id = |i: &ConversationInfo| {
+        let parts = parts
+            .into_iter()
+            .map(|p: ListConversationsResponse| (p.conversations, p.more));
+        let (conversations, more) = merge_pages(parts, limit, |i| {
             i.conversation
                 .as_ref()
                 .map(|c| c.id.clone())
                 .unwrap_or_default()
-        };
-        all.sort_by_key(id);
-        let limit = if limit == 0 { 100 } else { limit as usize };
-        more |= all.len() > limit;
-        all.truncate(limit);
+        });
         Ok(ListConversationsResponse {
-            conversations: all,
+            conversations,
             more,
         })
+    }
+
+    /// One page of a tenant namespace's checkpoint threads (`""`: the default
+    /// namespace), by id, after `after_thread` (`limit` 0 = 100), gathered from every
+    /// shard.
+    pub async fn list_threads(
+        &self,
+        namespace: &str,
+        after_thread: &str,
+        limit: u32,
+    ) -> Result<ListThreadsResponse> {
+        cx::validate_tenant_namespace("namespace", namespace)?;
+        let req = ListThreadsRequest {
+            header: None,
+            namespace: namespace.to_string(),
+            after_thread: after_thread.to_string(),
+            limit,
+        };
+        let parts = self
+            .scatter(|shard| {
+                let req = req.clone();
+                async move { routed!(self, Route::Shard(shard), Call::Part, req, list_threads) }
+            })
+            .await?;
+        let parts = parts
+            .into_iter()
+            .map(|p: ListThreadsResponse| (p.threads, p.more));
+        let (threads, more) = merge_pages(parts, limit, |t| t.thread.clone());
+        Ok(ListThreadsResponse { threads, more })
     }
 
     /// Stores a checkpoint with the blobs of the channels that changed.
@@ -782,4 +804,24 @@ impl Client {
         });
         Ok(Watcher { rx, task })
     }
+}
+
+/// One page from every shard's page of a listing (each sorted by `id`, with whether
+/// that shard has more): the first `limit` (0 = 100) by `id`, and whether more exist.
+fn merge_pages<T>(
+    parts: impl Iterator<Item = (Vec<T>, bool)>,
+    limit: u32,
+    id: impl Fn(&T) -> String,
+) -> (Vec<T>, bool) {
+    let mut all = Vec::new();
+    let mut more = false;
+    for (items, part_more) in parts {
+        more |= part_more;
+        all.extend(items);
+    }
+    all.sort_by_key(id);
+    let limit = if limit == 0 { 100 } else { limit as usize };
+    more |= all.len() > limit;
+    all.truncate(limit);
+    (all, more)
 }

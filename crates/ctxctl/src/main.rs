@@ -179,6 +179,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConvCmd,
     },
+    /// List a tenant namespace's checkpoint threads (none: the default namespace).
+    Threads { namespace: Option<String> },
     /// Authentication and authorization: enable, users, roles, tokens, tenants.
     Auth {
         #[command(subcommand)]
@@ -380,6 +382,25 @@ async fn conv(client: &Client, cmd: ConvCmd) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints every thread of `namespace`, a line each: id, created and updated times
+/// (ms since the epoch), idle TTL.
+async fn threads(client: &Client, namespace: &str) -> Result<(), Error> {
+    let mut after = String::new();
+    loop {
+        let page = client.list_threads(namespace, &after, 100).await?;
+        for t in &page.threads {
+            println!(
+                "{}\tcreated={}\tupdated={}\tidle_ttl_ms={}",
+                t.thread, t.created_at_ms, t.updated_at_ms, t.idle_ttl_ms
+            );
+        }
+        match page.threads.last() {
+            Some(last) if page.more => after = last.thread.clone(),
+            _ => return Ok(()),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -783,6 +804,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             bench::run(client, &cli.endpoints, args, read).await?
         }
         Cmd::Conv { cmd } => return conv(&client, cmd).await,
+        Cmd::Threads { namespace } => threads(&client, &namespace.unwrap_or_default()).await?,
         Cmd::Auth { cmd } => return auth::run(&client, cmd).await,
     }
     Ok(ExitCode::SUCCESS)

@@ -324,6 +324,19 @@ def merge_conversations(parts: Sequence[Any], limit: int) -> context_pb2.ListCon
     return context_pb2.ListConversationsResponse(conversations=infos[:lim], more=more)
 
 
+def list_threads_part(namespace: str, after_thread: str, limit: int, shard: int) -> Op[Any]:
+    req = context_pb2.ListThreadsRequest(namespace=namespace, after_thread=after_thread, limit=limit)
+    return Op("agent", "ListThreads", req, Route.shard(shard), Call.PART)
+
+
+def merge_threads(parts: Sequence[Any], limit: int) -> context_pb2.ListThreadsResponse:
+    # By id as the server orders them: bytewise (UTF-8 byte order is code point order).
+    threads = sorted((t for p in parts for t in p.threads), key=lambda t: t.thread)
+    lim = limit or 100
+    more = any(p.more for p in parts) or len(threads) > lim
+    return context_pb2.ListThreadsResponse(threads=threads[:lim], more=more)
+
+
 # ---- checkpoints ----
 
 

@@ -425,6 +425,18 @@ class Client:
         parts = self._scatter(lambda s: _ops.list_conversations_part(namespace, after_id, limit, s))
         return _ops.merge_conversations(parts, limit)
 
+    def list_threads(
+        self, namespace: str = "", *, after_thread: str = "", limit: int = 0
+    ) -> context_pb2.ListThreadsResponse:
+        """One page of a tenant namespace's checkpoint threads (``""``: the default
+        namespace), by id, after ``after_thread`` (``limit`` 0 = 100), gathered from
+        every shard."""
+        from .keys import validate_tenant_namespace
+
+        validate_tenant_namespace(namespace)
+        parts = self._scatter(lambda s: _ops.list_threads_part(namespace, after_thread, limit, s))
+        return _ops.merge_threads(parts, limit)
+
     def watch_conversation(
         self, namespace: str, conversation_id: str, *, from_version: int | None = None
     ) -> "Watch[context_pb2.ConversationEvent]":

@@ -566,6 +566,40 @@ class ListCheckpointNamespacesResponse(_message.Message):
     namespaces: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, namespaces: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ListThreadsRequest(_message.Message):
+    __slots__ = ("header", "namespace", "after_thread", "limit")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_THREAD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    header: _kv_pb2.RequestHeader
+    namespace: str
+    after_thread: str
+    limit: int
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., namespace: _Optional[str] = ..., after_thread: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ThreadInfo(_message.Message):
+    __slots__ = ("namespace", "thread", "created_at_ms", "updated_at_ms", "idle_ttl_ms")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    THREAD_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    thread: str
+    created_at_ms: int
+    updated_at_ms: int
+    idle_ttl_ms: int
+    def __init__(self, namespace: _Optional[str] = ..., thread: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., idle_ttl_ms: _Optional[int] = ...) -> None: ...
+
+class ListThreadsResponse(_message.Message):
+    __slots__ = ("threads", "more")
+    THREADS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    threads: _containers.RepeatedCompositeFieldContainer[ThreadInfo]
+    more: bool
+    def __init__(self, threads: _Optional[_Iterable[_Union[ThreadInfo, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+
 class DeleteForRunsRequest(_message.Message):
     __slots__ = ("header", "run_ids")
     HEADER_FIELD_NUMBER: _ClassVar[int]

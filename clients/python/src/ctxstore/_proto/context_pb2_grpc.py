@@ -119,6 +119,11 @@ class AgentContextStub:
                 request_serializer=ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsRequest.SerializeToString,
                 response_deserializer=ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsResponse.FromString,
                 _registered_method=True)
+        self.ListThreads = channel.unary_unary(
+                '/ctxstore.v1.AgentContext/ListThreads',
+                request_serializer=ctxstore_dot_v1_dot_context__pb2.ListThreadsRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_context__pb2.ListThreadsResponse.FromString,
+                _registered_method=True)
         self.DeleteForRuns = channel.unary_unary(
                 '/ctxstore.v1.AgentContext/DeleteForRuns',
                 request_serializer=ctxstore_dot_v1_dot_context__pb2.DeleteForRunsRequest.SerializeToString,
@@ -261,6 +266,12 @@ class AgentContextServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListThreads(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteForRuns(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -390,6 +401,11 @@ def add_AgentContextServicer_to_server(servicer, server):
                     servicer.ListAllCheckpoints,
                     request_deserializer=ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsRequest.FromString,
                     response_serializer=ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsResponse.SerializeToString,
+            ),
+            'ListThreads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListThreads,
+                    request_deserializer=ctxstore_dot_v1_dot_context__pb2.ListThreadsRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_context__pb2.ListThreadsResponse.SerializeToString,
             ),
             'DeleteForRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteForRuns,
@@ -886,6 +902,33 @@ class AgentContext:
             '/ctxstore.v1.AgentContext/ListAllCheckpoints',
             ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsRequest.SerializeToString,
             ctxstore_dot_v1_dot_context__pb2.ListAllCheckpointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListThreads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.AgentContext/ListThreads',
+            ctxstore_dot_v1_dot_context__pb2.ListThreadsRequest.SerializeToString,
+            ctxstore_dot_v1_dot_context__pb2.ListThreadsResponse.FromString,
             options,
             channel_credentials,
             insecure,
