@@ -432,24 +432,38 @@ pub async fn assert_replicas_agree(cluster: &TestCluster) {
 /// waits until every shard's replicas hold the same data at the same index; returns
 /// the number of shards.
 pub async fn assert_process_replicas_agree(client: &Client, addrs: &[String]) -> usize {
-    wait_for(
+    wait_for_explained(
         "every shard's replicas to hold the same data",
         WAIT,
         || async {
-            let mut per_shard: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
-            for a in addrs {
-                for sh in client.node_status_with(a, true).await.ok()?.shards {
+            // Shard → (node, digest index, digest) of each replica.
+            let mut per_shard: BTreeMap<u64, Vec<(usize, u64, Option<u64>)>> = BTreeMap::new();
+            for (i, a) in addrs.iter().enumerate() {
+                let status = client
+                    .node_status_with(a, true)
+                    .await
+                    .map_err(|e| format!("node {}: {e}", i + 1))?;
+                for sh in status.shards {
                     let id = sh.descriptor.as_ref().map_or(0, |d| d.shard_id);
                     per_shard
                         .entry(id)
                         .or_default()
-                        .push((sh.digest_index, sh.digest?));
+                        .push((i + 1, sh.digest_index, sh.digest));
                 }
             }
-            per_shard
-                .values()
-                .all(|ds| ds.windows(2).all(|w| w[0] == w[1]))
-                .then_some(per_shard.len())
+            let apart: Vec<String> = per_shard
+                .iter()
+                .filter(|(_, ds)| {
+                    ds.iter().any(|d| d.2.is_none())
+                        || ds.windows(2).any(|w| (w[0].1, w[0].2) != (w[1].1, w[1].2))
+                })
+                .map(|(s, ds)| format!("shard {s}: {ds:?}"))
+                .collect();
+            if apart.is_empty() {
+                Ok(per_shard.len())
+            } else {
+                Err(apart.join("; "))
+            }
         },
     )
     .await
