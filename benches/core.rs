@@ -39,6 +39,7 @@ fn encoding(c: &mut Criterion) {
         create_version: 7,
         expires_at_ms: 0,
         value: vec![b'x'; 1024].into(),
+        lease_id: 0,
     };
     let bytes = rec.encode_to_vec();
     g.throughput(Throughput::Bytes(bytes.len() as u64));

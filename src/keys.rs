@@ -84,24 +84,32 @@ pub const THREAD_INDEX_PREFIX: &[u8] = b"\xff\xffthrds/";
 /// conversation index came first.)
 pub const LISTING_BY_KEY_PREFIX: &[u8] = b"\xff\xffconvk/";
 
+/// Prefix of the `meta` CF lease index: `LEASE_INDEX_PREFIX · data key` of each
+/// lease record, in hash order, so the leases of a shard's ranges are found by
+/// reading those ranges (a new leader starts counting down each; `node::lease`).
+pub const LEASE_INDEX_PREFIX: &[u8] = b"\xff\xffleases/";
+
 /// `meta` CF key present once this data directory's conversation index is complete.
 pub const CONV_INDEXED_KEY: &[u8] = b"\xff\xffconvs-indexed";
 
 /// `meta` CF key present once this data directory's thread index is complete.
 pub const THREADS_INDEXED_KEY: &[u8] = b"\xff\xffthrds-indexed";
 
-/// The listing index entry of the conversation or thread record at user key
-/// `user_key` (None: neither).
+/// The listing index entry of the conversation, thread or lease record at user key
+/// `user_key` (None: none of these).
 pub fn listing_key(user_key: &[u8]) -> Option<Vec<u8>> {
     if let Some(path) = crate::context::conv_path_of(user_key) {
         return Some([CONV_INDEX_PREFIX, path].concat());
+    }
+    if crate::context::is_lease_key(user_key) {
+        return Some([LEASE_INDEX_PREFIX, &data_key(user_key)].concat());
     }
     let path = crate::context::thread_path_of(user_key)?;
     Some([THREAD_INDEX_PREFIX, path.as_slice()].concat())
 }
 
-/// The listing index entry of `data` CF key `data_key`, if it holds a conversation
-/// or thread record.
+/// The listing index entry of `data` CF key `data_key`, if it holds a conversation,
+/// thread or lease record.
 pub fn listing_entry(data_key: &[u8]) -> Option<Vec<u8>> {
     listing_key(decode_data_key(data_key)?)
 }

@@ -105,6 +105,8 @@ pub(crate) struct Metrics {
     pub(crate) replica_wakes: Counter,
     /// Leader transfers to this node declined because it is stopping (a drain).
     pub(crate) transfers_declined: Counter,
+    /// Leases this node's leaders revoked because their TTL passed.
+    pub(crate) leases_expired: Counter,
     /// Proposals answered with an error (leadership lost, dropped, shut down).
     pub(crate) proposals_failed: Counter,
     /// Time to apply one round of committed entries.
@@ -153,6 +155,7 @@ impl Metrics {
         let replicas_hibernating = Gauge::default();
         let replica_wakes = Counter::default();
         let transfers_declined = Counter::default();
+        let leases_expired = Counter::default();
         let proposals_failed = Counter::default();
         let apply_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         // 64 B to 16 MiB, by fours.
@@ -190,6 +193,11 @@ impl Metrics {
             "ctxstore_leader_transfers_declined",
             "Leader transfers to this node declined because it is stopping (a drain)",
             transfers_declined.clone(),
+        );
+        r.register(
+            "ctxstore_leases_expired",
+            "Leases this node's leaders revoked because their TTL passed without a keepalive",
+            leases_expired.clone(),
         );
         r.register(
             "ctxstore_proposals_failed",
@@ -347,6 +355,7 @@ impl Metrics {
             replicas_hibernating,
             replica_wakes,
             transfers_declined,
+            leases_expired,
             proposals_failed,
             proposal_bytes,
             apply_seconds,

@@ -175,6 +175,7 @@ fn put_op(key: &str) -> BatchOp {
                 key: key.as_bytes().to_vec().into(),
                 value: b"v".to_vec().into(),
                 ttl_ms: 0,
+                lease_id: 0,
             },
         )),
     }

@@ -14,6 +14,7 @@ fn put_op(k: &str) -> BatchOp {
             key: k.as_bytes().to_vec().into(),
             value: "v".into(),
             ttl_ms: 0,
+            lease_id: 0,
         })),
     }
 }

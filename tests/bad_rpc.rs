@@ -60,13 +60,16 @@ impl Decoder for RawCodec {
     }
 }
 
-const UNARY: [&str; 37] = [
+const UNARY: [&str; 40] = [
     "/ctxstore.v1.Kv/Get",
     "/ctxstore.v1.Kv/Put",
     "/ctxstore.v1.Kv/Delete",
     "/ctxstore.v1.Kv/CompareAndSwap",
     "/ctxstore.v1.Kv/Batch",
     "/ctxstore.v1.Kv/Scan",
+    "/ctxstore.v1.Lease/Grant",
+    "/ctxstore.v1.Lease/Revoke",
+    "/ctxstore.v1.Lease/Info",
     "/ctxstore.v1.Cluster/Status",
     "/ctxstore.v1.Cluster/AddMember",
     "/ctxstore.v1.Cluster/RemoveMember",
@@ -99,7 +102,11 @@ const UNARY: [&str; 37] = [
     "/ctxstore.v1.Auth/Get",
     "/ctxstore.v1.Auth/WhoAmI",
 ];
-const STREAMING: [&str; 2] = ["/ctxstore.v1.Raft/Send", "/ctxstore.v1.Raft/SendSnapshot"];
+const STREAMING: [&str; 3] = [
+    "/ctxstore.v1.Raft/Send",
+    "/ctxstore.v1.Raft/SendSnapshot",
+    "/ctxstore.v1.Lease/KeepAlive",
+];
 
 /// Outcomes per RPC: (inputs, answered OK, answered with an error status).
 type Table = BTreeMap<String, (u64, u64, u64)>;

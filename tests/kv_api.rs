@@ -91,6 +91,7 @@ async fn batches_are_atomic() {
             key: k.as_bytes().to_vec().into(),
             value: v.as_bytes().to_vec().into(),
             ttl_ms: 0,
+            lease_id: 0,
         })),
     };
     let check = |k: &str, v: u64| BatchOp {

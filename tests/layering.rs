@@ -41,6 +41,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("raft::handle", 4),
     ("raft::logger", 4),
     ("raft::transport", 4),
+    ("node::lease", 4),
     ("meta::cache", 4),
     // 5. node context
     ("node::ctx", 5),
@@ -52,6 +53,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("meta::service", 8),
     ("meta", 8),
     ("node::purge", 8),
+    ("node::lease_keeper", 8),
     ("node::split", 8),
     // 9. gRPC
     ("server", 9),

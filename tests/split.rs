@@ -446,6 +446,7 @@ async fn a_retry_across_the_split_applies_exactly_once() {
         value: "v".into(),
         ttl_ms: 0,
         request_id: rid.clone(),
+        lease_id: 0,
     };
     let first = kv.put(put(&key)).await.expect("first put").into_inner();
     let client = cluster.client().await;

@@ -329,6 +329,7 @@ pub(crate) fn single_put_entry(
                     key: key.into(),
                     value: value.into(),
                     expires_at_ms: 0,
+                    lease_id: 0,
                 })),
             }],
         })),

@@ -3,9 +3,10 @@
 use crate::error::Result;
 use crate::keys;
 use crate::proto::{
-    command_result, raft_command, write_op, CheckFailed, CommandResult, DedupRecord, RaftCommand,
-    ValueRecord, WriteOutcome,
+    command_result, lease_command, raft_command, write_op, CheckFailed, CommandResult, DedupRecord,
+    LeaseCommand, LeaseRecord, RaftCommand, ValueRecord, WriteOutcome,
 };
+use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
 
 /// How long a request id is remembered for deduplicating retries.
@@ -102,7 +103,8 @@ impl<'r, R: StateReader> Applier<'r, R> {
     }
 
     /// Writes `value` under a user key at `index`, keeping the create version of a
-    /// live record.
+    /// live record, attached to lease `lease_id` of its partition (0: none; the
+    /// caller checked that it exists).
     pub(crate) fn put_user(
         &mut self,
         index: u64,
@@ -110,10 +112,12 @@ impl<'r, R: StateReader> Applier<'r, R> {
         user_key: &[u8],
         value: bytes::Bytes,
         expires_at_ms: u64,
+        lease_id: u64,
     ) -> Result<u64> {
         let dk = keys::data_key(user_key);
         let old = self.value(&dk)?;
         let replaced = old.as_ref().map(|r| r.expires_at_ms);
+        let old_lease = old.as_ref().map_or(0, |r| r.lease_id);
         let create_version = old
             .filter(|r| is_live(r, now_ms))
             .map_or(index, |r| r.create_version);
@@ -122,21 +126,127 @@ impl<'r, R: StateReader> Applier<'r, R> {
             create_version,
             expires_at_ms,
             value,
+            lease_id,
         };
         self.values.insert(dk.clone(), Some(rec.clone()));
         self.changes
             .push((index, Change::PutValue(dk, rec, replaced)));
+        if old_lease != lease_id {
+            self.lease_keys(old_lease, user_key, false)?;
+            self.lease_keys(lease_id, user_key, true)?;
+        }
         Ok(create_version)
     }
 
-    /// Removes a `data` CF key (a no-op when absent).
+    /// Removes a `data` CF key (a no-op when absent), and the key from its lease.
     pub(crate) fn delete_data(&mut self, dk: Vec<u8>) -> Result<()> {
         if let Some(old) = self.value(&dk)? {
             self.values.insert(dk.clone(), None);
-            self.changes
-                .push((self.index, Change::DeleteValue(dk, old.expires_at_ms)));
+            let lease = old.lease_id;
+            self.changes.push((
+                self.index,
+                Change::DeleteValue(dk.clone(), old.expires_at_ms),
+            ));
+            if let Some(user_key) = keys::decode_data_key(&dk) {
+                self.lease_keys(lease, user_key, false)?;
+            }
         }
         Ok(())
+    }
+
+    /// The record of lease `id` of `user_key`'s partition, if it exists (and `id` is
+    /// not 0): its `data` CF key, record and decoded lease.
+    fn lease(
+        &self,
+        user_key: &[u8],
+        id: u64,
+    ) -> Result<Option<(Vec<u8>, ValueRecord, LeaseRecord)>> {
+        if id == 0 {
+            return Ok(None);
+        }
+        let Ok(lk) = crate::context::lease_key("key", user_key, id) else {
+            return Ok(None);
+        };
+        let dk = keys::data_key(&lk);
+        match self.value(&dk)? {
+            Some(rec) => {
+                let lease = LeaseRecord::decode(rec.value.as_ref())?;
+                Ok(Some((dk, rec, lease)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Adds `user_key` to (or removes it from) the keys of lease `id` of its
+    /// partition; nothing when there is no such lease.
+    fn lease_keys(&mut self, id: u64, user_key: &[u8], attach: bool) -> Result<()> {
+        let Some((dk, rec, mut lease)) = self.lease(user_key, id)? else {
+            return Ok(());
+        };
+        let at = lease.keys.iter().position(|k| k.as_ref() == user_key);
+        match (attach, at) {
+            (true, None) => lease.keys.push(bytes::Bytes::copy_from_slice(user_key)),
+            (false, Some(i)) => drop(lease.keys.remove(i)),
+            _ => return Ok(()),
+        }
+        let new = ValueRecord {
+            version: self.index,
+            value: lease.encode_to_vec().into(),
+            ..rec
+        };
+        self.values.insert(dk.clone(), Some(new.clone()));
+        let replaced = Some(new.expires_at_ms);
+        self.changes
+            .push((self.index, Change::PutValue(dk, new, replaced)));
+        Ok(())
+    }
+
+    /// Grants or revokes a lease (`cmd`).
+    fn apply_lease(&mut self, index: u64, cmd: &LeaseCommand) -> Result<CommandResult> {
+        let key = match &cmd.op {
+            Some(lease_command::Op::Grant(g)) => &g.key,
+            Some(lease_command::Op::Revoke(k)) => k,
+            None => return Ok(ok(index, vec![])),
+        };
+        if let Some(r) = self.check_owned([keys::key_hash(key)]) {
+            return Ok(r);
+        }
+        let dk = keys::data_key(key);
+        let existing = self.value(&dk)?;
+        match &cmd.op {
+            Some(lease_command::Op::Grant(g)) => {
+                if existing.is_some() {
+                    return Ok(CommandResult {
+                        result: Some(command_result::Result::Refused(
+                            "a lease with this id exists".into(),
+                        )),
+                    });
+                }
+                let lease = LeaseRecord {
+                    ttl_ms: g.ttl_ms,
+                    keys: Vec::new(),
+                };
+                self.put_user(index, 0, key, lease.encode_to_vec().into(), 0, 0)?;
+                Ok(ok(index, vec![]))
+            }
+            _ => {
+                let Some(rec) = existing else {
+                    return Ok(ok(index, vec![0, 0]));
+                };
+                let lease = LeaseRecord::decode(rec.value.as_ref())?;
+                let id = key.last_chunk::<8>().map_or(0, |b| u64::from_be_bytes(*b));
+                let mut deleted = 0;
+                for k in &lease.keys {
+                    let kdk = keys::data_key(k);
+                    if self.value(&kdk)?.is_some_and(|r| r.lease_id == id) {
+                        self.delete_data(kdk)?;
+                        deleted += 1;
+                    }
+                }
+                self.delete_data(dk)?;
+                Ok(ok(index, vec![1, deleted]))
+            }
+        }
     }
 
     /// Up to `limit` records (expired included) of `data` CF keys in `[start, end)` as
@@ -225,6 +335,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
                 ok(index, vec![])
             }
             Some(raft_command::Cmd::Context(c)) => self.apply_context(index, cmd.now_ms, c)?,
+            Some(raft_command::Cmd::Lease(l)) => self.apply_lease(index, l)?,
             // Meta commands and splits are applied by `apply_round`.
             Some(
                 raft_command::Cmd::MetaHeartbeat(_)
@@ -264,6 +375,15 @@ impl<'r, R: StateReader> Applier<'r, R> {
             return Ok(r);
         }
         for op in &batch.ops {
+            if let Some(write_op::Op::Put(p)) = &op.op {
+                if p.lease_id != 0 && self.lease(&p.key, p.lease_id)?.is_none() {
+                    let lk =
+                        crate::context::lease_key("key", &p.key, p.lease_id).unwrap_or_default();
+                    return Ok(CommandResult {
+                        result: Some(command_result::Result::LeaseNotFound(lk.into())),
+                    });
+                }
+            }
             if let Some(write_op::Op::Check(c)) = &op.op {
                 let actual = self
                     .live_value(&keys::data_key(&c.key), now_ms)?
@@ -283,8 +403,14 @@ impl<'r, R: StateReader> Applier<'r, R> {
         for op in &batch.ops {
             match &op.op {
                 Some(write_op::Op::Put(p)) => {
-                    let cv =
-                        self.put_user(index, now_ms, &p.key, p.value.clone(), p.expires_at_ms)?;
+                    let cv = self.put_user(
+                        index,
+                        now_ms,
+                        &p.key,
+                        p.value.clone(),
+                        p.expires_at_ms,
+                        p.lease_id,
+                    )?;
                     per_op.push(cv);
                 }
                 Some(write_op::Op::Delete(d)) => {
@@ -360,6 +486,7 @@ pub(crate) mod tests {
                 key: key.as_bytes().to_vec().into(),
                 value: value.as_bytes().to_vec().into(),
                 expires_at_ms: 0,
+                lease_id: 0,
             })),
         }
     }
@@ -484,6 +611,7 @@ pub(crate) mod tests {
                 create_version: 3,
                 expires_at_ms: 500,
                 value: "old".into(),
+                lease_id: 0,
             },
         );
         let mut a = Applier::new(&reader);

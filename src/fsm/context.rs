@@ -189,8 +189,14 @@ struct Ctx<'x, 'r, R: StateReader> {
 
 impl<R: StateReader> Ctx<'_, '_, R> {
     fn put(&mut self, user_key: &[u8], value: Vec<u8>, expires_at_ms: u64) -> Result<()> {
-        self.a
-            .put_user(self.index, self.now, user_key, value.into(), expires_at_ms)?;
+        self.a.put_user(
+            self.index,
+            self.now,
+            user_key,
+            value.into(),
+            expires_at_ms,
+            0,
+        )?;
         Ok(())
     }
 
@@ -310,6 +316,7 @@ impl<R: StateReader> Ctx<'_, '_, R> {
                 self.now,
                 &msg_key(c, seq),
                 stored.encode_to_vec().into(),
+                0,
                 0,
             )?;
         }
@@ -566,6 +573,7 @@ impl<R: StateReader> Ctx<'_, '_, R> {
                 self.now,
                 &blob_key(t, &b.channel, &b.version),
                 b.value.clone(),
+                0,
                 0,
             )?;
         }

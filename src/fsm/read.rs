@@ -805,6 +805,7 @@ impl<'a> View<'a> {
         for prefix in [
             keys::CONV_INDEX_PREFIX,
             keys::THREAD_INDEX_PREFIX,
+            keys::LEASE_INDEX_PREFIX,
             keys::LISTING_BY_KEY_PREFIX,
         ] {
             let end = keys::prefix_end(prefix).ok_or_else(|| {

@@ -81,6 +81,8 @@ pub(crate) struct NodeCtx {
     pub(crate) meta: MetaCtx,
     /// Recent changes per replica, for watches.
     pub(crate) watch: WatchHub,
+    /// The deadlines of the leases of the shards led here.
+    pub(crate) leases: crate::node::lease::LeaseKeeper,
     /// Splits in progress on this node (`split.max-concurrent-per-node`).
     pub(crate) splits_in_progress: std::sync::atomic::AtomicU64,
     /// Whether a replica removal may have left listing index entries behind
@@ -151,6 +153,7 @@ impl NodeCtx {
             watch: WatchHub::new(
                 usize::try_from(config.context.watch_retain_bytes).unwrap_or(usize::MAX),
             ),
+            leases: Default::default(),
             splits_in_progress: Default::default(),
             listing_sweep: AtomicBool::new(true),
             sizes: Mutex::new(HashMap::new()),

@@ -18,6 +18,8 @@
 
 pub(crate) mod ctx;
 pub(crate) mod drain;
+pub(crate) mod lease;
+pub(crate) mod lease_keeper;
 pub(crate) mod purge;
 pub(crate) mod replicas;
 pub mod restore;
@@ -130,6 +132,7 @@ impl Node {
         crate::meta::service::spawn_heartbeats(node.ctx.clone());
         crate::meta::pd::spawn_driver(node.ctx.clone());
         purge::spawn_purger(node.ctx.clone());
+        lease_keeper::spawn_lease_keeper(node.ctx.clone());
         split::spawn_splitter(node.ctx.clone());
         tracing::info!(node = %node_id, %addr, replicas = loaded, "node started");
         Ok(node)

@@ -158,6 +158,9 @@ pub(crate) struct Epoch {
     leader: AtomicU64,
     /// Whether the replica leads its shard (as of its last ready).
     leading: AtomicBool,
+    /// How many times the replica has become leader: a reign changes whenever it
+    /// stopped leading in between (what the lease keeper starts counting from).
+    reigns: AtomicU64,
     /// Whether the replica is replacing its data with a snapshot's (its local data
     /// is incomplete until the install is durable).
     installing: AtomicBool,
@@ -210,6 +213,9 @@ impl Epoch {
     /// Records whether the replica leads, and who does; returns whether the leader
     /// changed. A new leader (or none) voids the contact with the previous one.
     pub(crate) fn set_leader(&self, leading: bool, leader: u64) -> bool {
+        if leading && !self.leading.swap(true, Ordering::AcqRel) {
+            self.reigns.fetch_add(1, Ordering::AcqRel);
+        }
         self.leading.store(leading, Ordering::Release);
         let changed = self.leader.swap(leader, Ordering::AcqRel) != leader;
         if changed {
@@ -238,6 +244,11 @@ impl Epoch {
     /// only: requests still go through raft-rs's own check).
     pub(crate) fn leading(&self) -> bool {
         self.leading.load(Ordering::Acquire)
+    }
+
+    /// The number of the replica's current (or last) reign as leader.
+    pub(crate) fn reign(&self) -> u64 {
+        self.reigns.load(Ordering::Acquire)
     }
 
     /// Records whether a snapshot install is in progress.

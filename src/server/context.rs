@@ -842,6 +842,7 @@ impl AgentContext for ContextService {
                 key,
                 value: value.into(),
                 expires_at_ms: 0,
+                lease_id: 0,
             })),
         });
         let o = self

@@ -191,7 +191,9 @@ impl Kv for KvService {
         let req = req.into_inner();
         authorize(&who, ResourceKind::Kv, &req.key, Access::Write)?;
         let now = now_ms();
-        let op = self.path.put_op(req.key, req.value, req.ttl_ms, now)?;
+        let op = self
+            .path
+            .put_op(req.key, req.value, req.ttl_ms, req.lease_id, now)?;
         let o = self
             .path
             .propose(&req.header, req.request_id, now, vec![op])
@@ -244,7 +246,8 @@ impl Kv for KvService {
                 op: Some(write_op::Op::Delete(WriteDelete { key: req.key })),
             }
         } else {
-            self.path.put_op(req.key, req.value, req.ttl_ms, now)?
+            self.path
+                .put_op(req.key, req.value, req.ttl_ms, req.lease_id, now)?
         };
         let deleting = req.delete;
         let o = self
@@ -279,7 +282,8 @@ impl Kv for KvService {
             let w = match op.op {
                 Some(batch_op::Op::Put(p)) => {
                     authorize(&who, ResourceKind::Kv, &p.key, Access::Write)?;
-                    self.path.put_op(p.key, p.value, p.ttl_ms, now)?
+                    self.path
+                        .put_op(p.key, p.value, p.ttl_ms, p.lease_id, now)?
                 }
                 Some(batch_op::Op::Delete(d)) => {
                     self.path.check_key("ops.delete.key", &d.key)?;

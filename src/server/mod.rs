@@ -1,4 +1,5 @@
-//! The gRPC services of a node: `Kv` (client API), `AgentContext` (conversations,
+//! The gRPC services of a node: `Kv` (client API), `Lease` (leases of a partition),
+//! `AgentContext` (conversations,
 //! checkpoints, model registry), `Cluster` (status, membership, admin), `Raft`
 //! (node-to-node), `Auth` (users, roles, tokens), plus standard health and reflection.
 //!
@@ -21,6 +22,7 @@ mod copy;
 mod grpc_metrics;
 mod grpc_trace;
 mod kv;
+mod lease;
 pub(crate) mod path;
 pub(crate) mod raft_service;
 pub(crate) mod status;
@@ -56,6 +58,7 @@ pub(crate) fn spawn(
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let cluster = ClusterServer::new(cluster::ClusterService::new(ctx.clone()));
+    let lease = crate::proto::lease_server::LeaseServer::new(lease::LeaseService::new(ctx.clone()));
     let raft = RaftServer::new(raft_service::RaftService::new(ctx.clone()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -88,6 +91,7 @@ pub(crate) fn spawn(
             .add_service(health)
             .add_service(reflection)
             .add_service(kv)
+            .add_service(lease)
             .add_service(agent)
             .add_service(cluster)
             .add_service(raft)

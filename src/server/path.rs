@@ -125,15 +125,20 @@ impl RequestPath {
         Ok(())
     }
 
+    /// A put of `key`, attached to lease `lease_id` of its partition (0: none).
     pub(crate) fn put_op(
         &self,
         key: Bytes,
         value: Bytes,
         ttl_ms: u64,
+        lease_id: u64,
         now: u64,
     ) -> Result<WriteOp> {
         self.check_key("key", &key)?;
         self.check_value_size(value.len())?;
+        if lease_id != 0 {
+            crate::context::lease_key("lease_id", &key, lease_id)?;
+        }
         let expires_at_ms = if ttl_ms == 0 {
             0
         } else {
@@ -144,6 +149,7 @@ impl RequestPath {
                 key,
                 value,
                 expires_at_ms,
+                lease_id,
             })),
         })
     }
@@ -424,6 +430,7 @@ pub(crate) fn outcome(r: CommandResult) -> Result<WriteOutcome> {
             expected: c.expected_version,
             actual: c.actual_version,
         }),
+        Some(command_result::Result::LeaseNotFound(k)) => Err(lease_not_found(&k)),
         _ => Err(Error::Internal("unexpected command result".into())),
     }
 }
@@ -435,5 +442,22 @@ pub(crate) fn to_kv(key: Bytes, r: ValueRecord) -> KeyValue {
         version: r.version,
         create_version: r.create_version,
         expires_at_ms: r.expires_at_ms,
+        lease_id: r.lease_id,
     }
+}
+
+/// The answer to a call naming a lease that does not exist (`lease_key`: its record's
+/// user key).
+pub(crate) fn lease_not_found(lease_key: &[u8]) -> Error {
+    let id = lease_key
+        .last_chunk::<8>()
+        .map_or(0, |b| u64::from_be_bytes(*b));
+    Error::NotFound(format!(
+        "lease {id} in partition {}",
+        String::from_utf8_lossy(
+            lease_key
+                .get(3..lease_key.len().saturating_sub(9))
+                .unwrap_or_default()
+        )
+    ))
 }

@@ -58,20 +58,15 @@ fn index_expiry(
 }
 
 /// Adds to `batch` the listing index entry of `data` CF key `data_key`, if it holds a
-/// conversation record (and `convs`) or a thread record (and `threads`); whether it
-/// did.
+/// record with one and `wanted` takes the entry; whether it did.
 fn index_listing(
     batch: &mut rocksdb::WriteBatch,
     meta: &rocksdb::ColumnFamily,
     data_key: &[u8],
-    convs: bool,
-    threads: bool,
+    wanted: impl Fn(&[u8]) -> bool,
 ) -> bool {
     match keys::listing_entry(data_key) {
-        Some(entry)
-            if (convs && entry.starts_with(keys::CONV_INDEX_PREFIX))
-                || (threads && entry.starts_with(keys::THREAD_INDEX_PREFIX)) =>
-        {
+        Some(entry) if wanted(&entry) => {
             batch.put_cf(meta, keys::listing_by_key(data_key), &entry);
             batch.put_cf(meta, entry, data_key);
             true
@@ -89,7 +84,7 @@ pub(crate) fn index_record(
     record: &[u8],
 ) {
     index_expiry(batch, meta, data_key, record);
-    index_listing(batch, meta, data_key, true, true);
+    index_listing(batch, meta, data_key, |_| true);
 }
 
 /// Bytes of index entries written per batch while indexing an older data directory.
@@ -118,7 +113,12 @@ pub(crate) fn ensure_index(engine: &Engine) -> Result<u64> {
         if !expiry_done && index_expiry(&mut batch, meta, &k, &v) {
             written += 1;
         }
-        if index_listing(&mut batch, meta, &k, !convs_done, !threads_done) {
+        // (Lease records came after these markers: no older directory holds any.)
+        let wanted = |entry: &[u8]| {
+            (!convs_done && entry.starts_with(keys::CONV_INDEX_PREFIX))
+                || (!threads_done && entry.starts_with(keys::THREAD_INDEX_PREFIX))
+        };
+        if index_listing(&mut batch, meta, &k, wanted) {
             written += 1;
         }
         if batch.size_in_bytes() >= BATCH_BYTES {
@@ -241,6 +241,7 @@ mod tests {
             create_version: 3,
             expires_at_ms: 123_456,
             value: vec![9; 1000].into(),
+            lease_id: 0,
         };
         assert_eq!(expires_at(&rec.encode_to_vec()).ok(), Some(123_456));
         let rec = ValueRecord {
@@ -263,6 +264,7 @@ mod tests {
                 create_version: 1,
                 expires_at_ms: at,
                 value: key.to_vec().into(),
+                lease_id: 0,
             };
             batch.put_cf(data, keys::data_key(key), rec.encode_to_vec());
         }

@@ -47,6 +47,7 @@ const CKPT: u8 = b'K';
 const BLOB: u8 = b'B';
 const WRITE: u8 = b'W';
 const MODEL: u8 = b'R';
+const LEASE: u8 = b'E';
 
 fn key(kind: u8, tag: &str, rest: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(4 + tag.len() + rest.iter().map(|r| r.len()).sum::<usize>());
@@ -338,6 +339,31 @@ pub fn model_prefix(namespace: &str) -> Vec<u8> {
     key(MODEL, &registry_tag(namespace), &[])
 }
 
+/// The user key of lease `id` of the partition of `key` (its hash tag, or the whole
+/// key without one): `0x00 'E' '{' partition '}' id BE8`, so it hashes as the
+/// partition does and lives in its shard. A partition holding `}` cannot hold leases
+/// (the record's own tag would end early): `InvalidArgument` on `field`.
+pub fn lease_key(field: &str, key: &[u8], id: u64) -> Result<Vec<u8>> {
+    let partition = crate::keys::partition_key(key);
+    if partition.contains(&b'}') {
+        return Err(Error::invalid(
+            field,
+            "a partition holding `}` cannot hold leases: use a hash tag `{...}`",
+        ));
+    }
+    let mut k = Vec::with_capacity(partition.len() + 12);
+    k.extend_from_slice(&[RESERVED_PREFIX, LEASE, b'{']);
+    k.extend_from_slice(partition);
+    k.push(b'}');
+    k.extend_from_slice(&id.to_be_bytes());
+    Ok(k)
+}
+
+/// Whether `user_key` is a lease record's key.
+pub fn is_lease_key(user_key: &[u8]) -> bool {
+    user_key.starts_with(&[RESERVED_PREFIX, LEASE, b'{'])
+}
+
 /// What a reserved key is, for purge: a conversation or thread record takes its data
 /// with it.
 pub enum Owner {
@@ -605,6 +631,25 @@ mod tests {
             assert_eq!(thread_path_of(&ckpt_key(&t, "1")), None);
         }
         assert_eq!(thread_path_of(&conv_key(&conv("acme", "t1"))), None);
+    }
+
+    #[test]
+    fn a_lease_lives_in_its_partition() {
+        let k = lease_key("key", b"{svc/a}/w1", 7).expect("a tag");
+        assert_eq!(
+            crate::keys::key_hash(&k),
+            crate::keys::key_hash(b"{svc/a}/other")
+        );
+        assert!(is_lease_key(&k));
+        assert_ne!(k, lease_key("key", b"{svc/a}", 8).expect("a tag"));
+        // A key without a tag is its own partition.
+        let plain = lease_key("key", b"plain{open", 1).expect("no tag");
+        assert_eq!(
+            crate::keys::key_hash(&plain),
+            crate::keys::key_hash(b"plain{open")
+        );
+        assert!(lease_key("key", b"a}b", 1).is_err());
+        assert!(!is_lease_key(&thread_key("t")));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 mod agent;
 mod balance;
+mod lease;
 mod read;
 mod routing;
 pub mod trace;
@@ -23,6 +24,7 @@ pub use ctxstore_api::{
     backup, context, error, keys, proto, ranges, ring, tls, types, util, Error, NodeId, ReplicaId,
     Result, ShardId,
 };
+pub use lease::{service_prefix, Lease, LeaseKeeper, LeaseState, LockGuard};
 pub use read::ReadMode;
 
 use crate::keys::key_hash;
@@ -758,6 +760,7 @@ impl Client {
             value: value.into(),
             ttl_ms: ttl.map_or(0, |t| t.as_millis().max(1) as u64),
             request_id: self.new_request_id(),
+            lease_id: 0,
         };
         self.write_key(
             key_hash(&req.key),

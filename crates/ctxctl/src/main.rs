@@ -181,6 +181,11 @@ enum Cmd {
     },
     /// List a tenant namespace's checkpoint threads (none: the default namespace).
     Threads { namespace: Option<String> },
+    /// The service registry: instances registered under leases.
+    Svc {
+        #[command(subcommand)]
+        cmd: SvcCmd,
+    },
     /// Authentication and authorization: enable, users, roles, tokens, tenants.
     Auth {
         #[command(subcommand)]
@@ -255,6 +260,29 @@ enum Output {
     Table,
     /// One JSON document for scripts.
     Json,
+}
+
+#[derive(Subcommand)]
+enum SvcCmd {
+    /// The registered instances of SERVICE, a line each: instance, value, lease id.
+    List { service: String },
+    /// Print registrations (PUT) and departures (DELETE) of SERVICE's instances.
+    Watch {
+        service: String,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Register INSTANCE of SERVICE with VALUE under a lease kept alive until
+    /// interrupted (Ctrl-C revokes it).
+    Register {
+        service: String,
+        instance: String,
+        value: String,
+        /// The lease's TTL: how long the entry outlives this command if it dies.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -382,6 +410,71 @@ async fn conv(client: &Client, cmd: ConvCmd) -> Result<ExitCode, Error> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the events of a watch, a line each (kind, key, value, version), until it
+/// ends or after `count` of them.
+async fn print_events(
+    mut w: ctxstore_client::Watcher<ctxstore_client::proto::WatchEvent>,
+    count: Option<u64>,
+) -> Result<(), Error> {
+    let mut seen = 0;
+    while count.is_none_or(|c| seen < c) {
+        let Some(e) = w.next().await else { break };
+        let e = e?;
+        let kind = e.kind().as_str_name();
+        let kv = e.kv.unwrap_or_default();
+        let (k, v) = (
+            String::from_utf8_lossy(&kv.key),
+            String::from_utf8_lossy(&kv.value),
+        );
+        println!("{kind}\t{k}\t{v}\tversion={}", e.version);
+        seen += 1;
+    }
+    Ok(())
+}
+
+async fn svc(client: &Client, cmd: SvcCmd) -> Result<(), Error> {
+    match cmd {
+        SvcCmd::List { service } => {
+            let prefix = ctxstore_client::service_prefix(&service);
+            for kv in client.discover(&service).await? {
+                let instance = kv.key.get(prefix.len()..).unwrap_or_default();
+                println!(
+                    "{}\t{}\tlease={}",
+                    String::from_utf8_lossy(instance),
+                    String::from_utf8_lossy(&kv.value),
+                    kv.lease_id
+                );
+            }
+        }
+        SvcCmd::Watch { service, count } => {
+            print_events(client.watch_service(&service, None).await?, count).await?
+        }
+        SvcCmd::Register {
+            service,
+            instance,
+            value,
+            ttl,
+        } => {
+            let mut keeper = client.register(&service, &instance, value, ttl).await?;
+            println!(
+                "registered {instance} in {service} (lease {})",
+                keeper.lease().id
+            );
+            tokio::select! {
+                _ = keeper.lost() => {
+                    eprintln!("the registration's lease was lost");
+                    return Err(Error::FailedPrecondition("lease lost".into()));
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    client.revoke_lease(keeper.lease()).await?;
+                    println!("deregistered {instance}");
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Prints every thread of `namespace`, a line each: id, created and updated times
@@ -622,22 +715,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             prefix,
             from,
             count,
-        } => {
-            let mut w = client.watch(key, prefix, from).await?;
-            let mut seen = 0;
-            while count.is_none_or(|c| seen < c) {
-                let Some(e) = w.next().await else { break };
-                let e = e?;
-                let kind = e.kind().as_str_name();
-                let kv = e.kv.unwrap_or_default();
-                let (k, v) = (
-                    String::from_utf8_lossy(&kv.key),
-                    String::from_utf8_lossy(&kv.value),
-                );
-                println!("{kind}\t{k}\t{v}\tversion={}", e.version);
-                seen += 1;
-            }
-        }
+        } => print_events(client.watch(key, prefix, from).await?, count).await?,
         Cmd::Health => {
             let mut all = true;
             for ep in &cli.endpoints {
@@ -805,6 +883,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Cmd::Conv { cmd } => return conv(&client, cmd).await,
         Cmd::Threads { namespace } => threads(&client, &namespace.unwrap_or_default()).await?,
+        Cmd::Svc { cmd } => svc(&client, cmd).await?,
         Cmd::Auth { cmd } => return auth::run(&client, cmd).await,
     }
     Ok(ExitCode::SUCCESS)

@@ -17,10 +17,10 @@ is ``ctxstore.langgraph.CtxstoreSaver`` and the LangChain chat history
 from . import errors, keys, ring
 from ._core import ClientTls, Options, ReadMode, Stats
 from .aio import AsyncClient, AsyncWatch
-from .client import Client, Watch
+from .client import Client, LeaseKeeper, Watch
 from .errors import *  # noqa: F401,F403 (the exception classes)
 from .errors import __all__ as _errors_all
-from .types import Check, Delete, DeleteResult, KeyValue, Message, Put, ScanResult, WriteResult
+from .types import Check, Delete, DeleteResult, KeyValue, Lease, Message, Put, ScanResult, WriteResult
 
 __version__ = "0.1.0"
 
@@ -34,6 +34,8 @@ __all__ = [
     "ClientTls",
     "Stats",
     "KeyValue",
+    "Lease",
+    "LeaseKeeper",
     "WriteResult",
     "DeleteResult",
     "ScanResult",

@@ -14,6 +14,7 @@ from .types import (
     BatchOpLike,
     DeleteResult,
     KeyValue,
+    Lease,
     MessageLike,
     ScanResult,
     WriteResult,
@@ -23,6 +24,41 @@ from .types import (
 )
 
 T = TypeVar("T")
+
+# ---- leases ----
+
+
+def grant_lease(core: Core, key: str | bytes, ttl_ms: int) -> Op[Lease]:
+    k = K.as_bytes(key)
+    req = kv_pb2.LeaseGrantRequest(key=k, ttl_ms=ttl_ms, request_id=core.new_request_id())
+    return Op("lease", "Grant", req, Route.key(K.key_hash(k)), Call.WRITE, lambda r: Lease(k, r.id, r.ttl_ms),
+              version=_version)
+
+
+def revoke_lease(core: Core, lease: Lease) -> Op[tuple[bool, int]]:
+    req = kv_pb2.LeaseRevokeRequest(key=lease.key, id=lease.id, request_id=core.new_request_id())
+    return Op("lease", "Revoke", req, Route.key(K.key_hash(lease.key)), Call.WRITE,
+              lambda r: (r.revoked, r.keys_deleted), version=_version)
+
+
+def lease_info(lease: Lease) -> Op[Any]:
+    req = kv_pb2.LeaseInfoRequest(key=lease.key, id=lease.id)
+    return Op("lease", "Info", req, Route.key(K.key_hash(lease.key)), Call.READ, lambda r: r if r.found else None)
+
+
+def keep_alive_once(lease: Lease) -> Op[int]:
+    """One renewal over a ``KeepAlive`` stream (the stubs' ``lease_once``): the TTL
+    granted again in ms, 0 when the lease no longer exists. Safe to retry."""
+    req = kv_pb2.LeaseKeepAliveRequest(key=lease.key, id=lease.id)
+    return Op("lease_once", "KeepAlive", req, Route.key(K.key_hash(lease.key)), Call.READ, lambda r: r.ttl_ms)
+
+
+def service_prefix(service: str) -> bytes:
+    """Where the instances of ``service`` are registered: ``{svc/SERVICE}/``."""
+    if not service or "}" in service:
+        raise K.InvalidArgumentError("service", "must not be empty or hold `}`")
+    return f"{{svc/{service}}}/".encode()
+
 
 # ---- Kv ----
 
@@ -54,9 +90,11 @@ def _write_result(r: Any) -> WriteResult:
     return WriteResult(r.version, r.create_version)
 
 
-def put(core: Core, key: str | bytes, value: str | bytes, ttl_ms: int) -> Op[WriteResult]:
+def put(core: Core, key: str | bytes, value: str | bytes, ttl_ms: int, lease_id: int = 0) -> Op[WriteResult]:
     k = K.as_bytes(key)
-    req = kv_pb2.PutRequest(key=k, value=K.as_bytes(value), ttl_ms=ttl_ms, request_id=core.new_request_id())
+    req = kv_pb2.PutRequest(
+        key=k, value=K.as_bytes(value), ttl_ms=ttl_ms, request_id=core.new_request_id(), lease_id=lease_id
+    )
     return Op("kv", "Put", req, Route.key(K.key_hash(k)), Call.WRITE, _write_result, version=_version)
 
 
@@ -70,7 +108,13 @@ def delete(core: Core, key: str | bytes) -> Op[DeleteResult]:
 
 
 def cas(
-    core: Core, key: str | bytes, expected_version: int, value: str | bytes | None, delete: bool, ttl_ms: int
+    core: Core,
+    key: str | bytes,
+    expected_version: int,
+    value: str | bytes | None,
+    delete: bool,
+    ttl_ms: int,
+    lease_id: int = 0,
 ) -> Op[WriteResult]:
     k = K.as_bytes(key)
     req = kv_pb2.CompareAndSwapRequest(
@@ -80,6 +124,7 @@ def cas(
         ttl_ms=ttl_ms,
         delete=delete,
         request_id=core.new_request_id(),
+        lease_id=lease_id,
     )
     return Op("kv", "CompareAndSwap", req, Route.key(K.key_hash(k)), Call.WRITE, _write_result, version=_version)
 

@@ -15,11 +15,25 @@ from . import _ops
 from . import errors as E
 from ._core import Call, ClientTls, Core, Op, Options, Route, Stats, WatchState, watch_resumable
 from ._proto import cluster_pb2, cluster_pb2_grpc, context_pb2, context_pb2_grpc, kv_pb2, kv_pb2_grpc
-from .types import BatchOpLike, DeleteResult, KeyValue, MessageLike, ScanResult, WriteResult
+from .types import BatchOpLike, DeleteResult, KeyValue, Lease, MessageLike, ScanResult, WriteResult
 
 T = TypeVar("T")
 
 __all__ = ["AsyncClient", "AsyncWatch"]
+
+
+class _KeepAliveOnce:
+    """``Lease.KeepAlive`` as a unary call: one renewal, one answer."""
+
+    def __init__(self, stub: kv_pb2_grpc.LeaseStub) -> None:
+        self._stub = stub
+
+    async def KeepAlive(self, req: kv_pb2.LeaseKeepAliveRequest, timeout: float) -> kv_pb2.LeaseKeepAliveResponse:  # noqa: N802
+        call = self._stub.KeepAlive(iter([req]), timeout=timeout)
+        answer = await call.read()
+        if answer is grpc.aio.EOF:
+            raise E.TransportError("the keepalive stream ended without an answer", code=grpc.StatusCode.UNAVAILABLE)
+        return answer
 
 
 class _Stubs:
@@ -28,6 +42,8 @@ class _Stubs:
         self.kv = kv_pb2_grpc.KvStub(channel)
         self.agent = context_pb2_grpc.AgentContextStub(channel)
         self.cluster = cluster_pb2_grpc.ClusterStub(channel)
+        self.lease = kv_pb2_grpc.LeaseStub(channel)
+        self.lease_once = _KeepAliveOnce(self.lease)
 
 
 class AsyncClient:
@@ -194,16 +210,31 @@ class AsyncClient:
         """As :meth:`ctxstore.Client.get`."""
         return await self._run(_ops.get(key, _ops.read_mode(self._core, stale, read_mode)))
 
-    async def put(self, key: str | bytes, value: str | bytes, *, ttl_ms: int = 0) -> WriteResult:
-        return await self._run(_ops.put(self._core, key, value, ttl_ms))
+    async def put(self, key: str | bytes, value: str | bytes, *, ttl_ms: int = 0, lease_id: int = 0) -> WriteResult:
+        return await self._run(_ops.put(self._core, key, value, ttl_ms, lease_id))
+
+    async def grant_lease(self, key: str | bytes, ttl_ms: int) -> Lease:
+        return await self._run(_ops.grant_lease(self._core, key, ttl_ms))
+
+    async def revoke_lease(self, lease: Lease) -> tuple[bool, int]:
+        return await self._run(_ops.revoke_lease(self._core, lease))
+
+    async def lease_info(self, lease: Lease) -> kv_pb2.LeaseInfoResponse | None:
+        return await self._run(_ops.lease_info(lease))
+
+    async def keep_alive_once(self, lease: Lease) -> int:
+        return await self._run(_ops.keep_alive_once(lease))
+
+    async def discover(self, service: str) -> list[KeyValue]:
+        return list((await self.scan(_ops.service_prefix(service), limit=10_000)).kvs)
 
     async def delete(self, key: str | bytes) -> DeleteResult:
         return await self._run(_ops.delete(self._core, key))
 
     async def compare_and_swap(
-        self, key: str | bytes, expected_version: int, value: str | bytes, *, ttl_ms: int = 0
+        self, key: str | bytes, expected_version: int, value: str | bytes, *, ttl_ms: int = 0, lease_id: int = 0
     ) -> WriteResult:
-        return await self._run(_ops.cas(self._core, key, expected_version, value, False, ttl_ms))
+        return await self._run(_ops.cas(self._core, key, expected_version, value, False, ttl_ms, lease_id))
 
     async def compare_and_delete(self, key: str | bytes, expected_version: int) -> WriteResult:
         return await self._run(_ops.cas(self._core, key, expected_version, None, True, 0))

@@ -13,11 +13,23 @@ from . import _ops
 from . import errors as E
 from ._core import Call, ClientTls, Core, Op, Options, Route, Stats, WatchState, watch_resumable
 from ._proto import cluster_pb2, cluster_pb2_grpc, context_pb2, context_pb2_grpc, kv_pb2, kv_pb2_grpc
-from .types import BatchOpLike, DeleteResult, KeyValue, MessageLike, ScanResult, WriteResult
+from .types import BatchOpLike, DeleteResult, KeyValue, Lease, MessageLike, ScanResult, WriteResult
 
 T = TypeVar("T")
 
 __all__ = ["Client", "Watch"]
+
+
+class _KeepAliveOnce:
+    """``Lease.KeepAlive`` as a unary call: one renewal, one answer."""
+
+    def __init__(self, stub: kv_pb2_grpc.LeaseStub) -> None:
+        self._stub = stub
+
+    def KeepAlive(self, req: kv_pb2.LeaseKeepAliveRequest, timeout: float) -> kv_pb2.LeaseKeepAliveResponse:  # noqa: N802
+        for answer in self._stub.KeepAlive(iter([req]), timeout=timeout):
+            return answer
+        raise E.TransportError("the keepalive stream ended without an answer", code=grpc.StatusCode.UNAVAILABLE)
 
 
 class _Stubs:
@@ -26,6 +38,8 @@ class _Stubs:
         self.kv = kv_pb2_grpc.KvStub(channel)
         self.agent = context_pb2_grpc.AgentContextStub(channel)
         self.cluster = cluster_pb2_grpc.ClusterStub(channel)
+        self.lease = kv_pb2_grpc.LeaseStub(channel)
+        self.lease_once = _KeepAliveOnce(self.lease)
 
 
 class Client:
@@ -228,20 +242,21 @@ class Client:
         shard's leader); ``stale=True`` means ``read_mode="stale"``."""
         return self._run(_ops.get(key, _ops.read_mode(self._core, stale, read_mode)))
 
-    def put(self, key: str | bytes, value: str | bytes, *, ttl_ms: int = 0) -> WriteResult:
-        """Writes ``value`` at ``key`` (``ttl_ms`` 0 = never expires)."""
-        return self._run(_ops.put(self._core, key, value, ttl_ms))
+    def put(self, key: str | bytes, value: str | bytes, *, ttl_ms: int = 0, lease_id: int = 0) -> WriteResult:
+        """Writes ``value`` at ``key`` (``ttl_ms`` 0 = never expires), attached to lease
+        ``lease_id`` of the key's partition (0: none; see :meth:`grant_lease`)."""
+        return self._run(_ops.put(self._core, key, value, ttl_ms, lease_id))
 
     def delete(self, key: str | bytes) -> DeleteResult:
         """Deletes ``key``; ``deleted`` says whether a live key was removed."""
         return self._run(_ops.delete(self._core, key))
 
     def compare_and_swap(
-        self, key: str | bytes, expected_version: int, value: str | bytes, *, ttl_ms: int = 0
+        self, key: str | bytes, expected_version: int, value: str | bytes, *, ttl_ms: int = 0, lease_id: int = 0
     ) -> WriteResult:
         """Writes ``value`` only if ``key`` is at ``expected_version`` (0: the key must
         not exist); else raises :class:`~ctxstore.errors.VersionMismatchError`."""
-        return self._run(_ops.cas(self._core, key, expected_version, value, False, ttl_ms))
+        return self._run(_ops.cas(self._core, key, expected_version, value, False, ttl_ms, lease_id))
 
     def compare_and_delete(self, key: str | bytes, expected_version: int) -> WriteResult:
         """Deletes ``key`` only if it is at ``expected_version``."""
@@ -287,6 +302,49 @@ class Client:
         after connection failures and leader changes."""
         make, events = _ops.kv_watch(key, prefix)
         return Watch(self, make, events, from_version)
+
+    # ---- leases ----
+
+    def grant_lease(self, key: str | bytes, ttl_ms: int) -> Lease:
+        """Grants a lease of ``ttl_ms`` in the partition of ``key`` (e.g.
+        ``"{svc/agents}"``); keys of that partition written with its ``lease_id`` are
+        deleted with it when it is revoked or expires."""
+        return self._run(_ops.grant_lease(self._core, key, ttl_ms))
+
+    def revoke_lease(self, lease: Lease) -> tuple[bool, int]:
+        """Revokes a lease and deletes its keys at once: (whether it existed, keys
+        deleted)."""
+        return self._run(_ops.revoke_lease(self._core, lease))
+
+    def lease_info(self, lease: Lease) -> kv_pb2.LeaseInfoResponse | None:
+        """TTL, remaining time and keys of a lease (None: it does not exist)."""
+        return self._run(_ops.lease_info(lease))
+
+    def keep_alive_once(self, lease: Lease) -> int:
+        """Renews a lease once: the TTL granted again in ms, 0 if it no longer exists."""
+        return self._run(_ops.keep_alive_once(lease))
+
+    def keep_alive(self, lease: Lease) -> "LeaseKeeper":
+        """Renews ``lease`` every third of its TTL on a background thread until the
+        keeper is closed (the lease then lives out its TTL) or the lease is lost."""
+        return LeaseKeeper(self, lease)
+
+    def register(self, service: str, instance: str, value: str | bytes, *, ttl_ms: int = 10_000) -> "LeaseKeeper":
+        """Registers ``instance`` of ``service`` at ``{svc/SERVICE}/INSTANCE`` with
+        ``value`` under a lease kept alive until the returned keeper is closed."""
+        prefix = _ops.service_prefix(service)
+        lease = self.grant_lease(prefix, ttl_ms)
+        keeper = self.keep_alive(lease)
+        self.put(prefix + instance.encode(), value, lease_id=lease.id)
+        return keeper
+
+    def discover(self, service: str) -> list[KeyValue]:
+        """The registered instances of ``service`` (keys ``{svc/SERVICE}/INSTANCE``)."""
+        return list(self.scan(_ops.service_prefix(service), limit=10_000).kvs)
+
+    def watch_service(self, service: str, *, from_version: int | None = None) -> "Watch[kv_pb2.WatchEvent]":
+        """Streams registrations (puts) and departures (deletes) of ``service``."""
+        return self.watch(prefix=_ops.service_prefix(service), from_version=from_version)
 
     # ---- conversations ----
 
@@ -742,3 +800,57 @@ class Watch(Iterator[T]):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class LeaseKeeper:
+    """Renews a lease every third of its TTL on a daemon thread (:meth:`Client.keep_alive`).
+    ``alive`` is False once the lease is lost (revoked, expired, or not renewed
+    before its deadline); ``close()`` stops renewing (the lease then lives out its
+    TTL); ``revoke()`` ends it at once."""
+
+    def __init__(self, client: Client, lease: Lease) -> None:
+        self.lease = lease
+        self._client = client
+        self._stop = threading.Event()
+        self._lost = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ctxstore-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        until = time.monotonic() + self.lease.ttl_ms / 1000
+        while not self._stop.is_set():
+            sent = time.monotonic()
+            try:
+                ttl_ms = self._client.keep_alive_once(self.lease)
+            except E.CtxstoreError:
+                if time.monotonic() >= until:
+                    break
+                self._stop.wait(max(self.lease.ttl_ms / 10_000, 0.01))
+                continue
+            if ttl_ms == 0:
+                break
+            until = sent + ttl_ms / 1000
+            self._stop.wait(ttl_ms / 3000)
+        if not self._stop.is_set():
+            self._lost.set()
+
+    @property
+    def alive(self) -> bool:
+        return not self._lost.is_set()
+
+    def wait_lost(self, timeout: float | None = None) -> bool:
+        """Waits until the lease is lost; whether it was within ``timeout``."""
+        return self._lost.wait(timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def revoke(self) -> None:
+        self.close()
+        self._client.revoke_lease(self.lease)
+
+    def __enter__(self) -> "LeaseKeeper":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.revoke()

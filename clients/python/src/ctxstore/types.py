@@ -41,10 +41,22 @@ class KeyValue:
     create_version: int
     #: Unix milliseconds after which the key is invisible; 0 = never.
     expires_at_ms: int = 0
+    #: The lease the key is attached to; 0 = none.
+    lease_id: int = 0
 
     @classmethod
     def from_pb(cls, kv: kv_pb2.KeyValue) -> "KeyValue":
-        return cls(bytes(kv.key), bytes(kv.value), kv.version, kv.create_version, kv.expires_at_ms)
+        return cls(bytes(kv.key), bytes(kv.value), kv.version, kv.create_version, kv.expires_at_ms, kv.lease_id)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease: a key of the partition it lives in (what it was granted with), its
+    id, and the TTL it was granted with."""
+
+    key: bytes
+    id: int
+    ttl_ms: int
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,8 @@ class Put:
     key: str | bytes
     value: str | bytes
     ttl_ms: int = 0
+    #: Attach to this lease of the key's partition (0: none).
+    lease_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,7 +117,9 @@ def to_batch_op(op: BatchOpLike) -> kv_pb2.BatchOp:
     if isinstance(op, kv_pb2.BatchOp):
         return op
     if isinstance(op, Put):
-        return kv_pb2.BatchOp(put=kv_pb2.PutOp(key=as_bytes(op.key), value=as_bytes(op.value), ttl_ms=op.ttl_ms))
+        return kv_pb2.BatchOp(
+            put=kv_pb2.PutOp(key=as_bytes(op.key), value=as_bytes(op.value), ttl_ms=op.ttl_ms, lease_id=op.lease_id)
+        )
     if isinstance(op, Delete):
         return kv_pb2.BatchOp(delete=kv_pb2.DeleteOp(key=as_bytes(op.key)))
     if isinstance(op, Check):

@@ -42,18 +42,20 @@ class RequestHeader(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ..., conf_ver: _Optional[int] = ..., ring_ver: _Optional[int] = ..., read_mode: _Optional[_Union[ReadMode, str]] = ..., max_staleness_ms: _Optional[int] = ..., min_version: _Optional[int] = ...) -> None: ...
 
 class KeyValue(_message.Message):
-    __slots__ = ("key", "value", "version", "create_version", "expires_at_ms")
+    __slots__ = ("key", "value", "version", "create_version", "expires_at_ms", "lease_id")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATE_VERSION_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     value: bytes
     version: int
     create_version: int
     expires_at_ms: int
-    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ..., create_version: _Optional[int] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
+    lease_id: int
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., version: _Optional[int] = ..., create_version: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., lease_id: _Optional[int] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("header", "key", "stale")
@@ -72,18 +74,20 @@ class GetResponse(_message.Message):
     def __init__(self, kv: _Optional[_Union[KeyValue, _Mapping]] = ...) -> None: ...
 
 class PutRequest(_message.Message):
-    __slots__ = ("header", "key", "value", "ttl_ms", "request_id")
+    __slots__ = ("header", "key", "value", "ttl_ms", "request_id", "lease_id")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     header: RequestHeader
     key: bytes
     value: bytes
     ttl_ms: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    lease_id: int
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ..., lease_id: _Optional[int] = ...) -> None: ...
 
 class PutResponse(_message.Message):
     __slots__ = ("version", "create_version")
@@ -112,7 +116,7 @@ class DeleteResponse(_message.Message):
     def __init__(self, deleted: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
 
 class CompareAndSwapRequest(_message.Message):
-    __slots__ = ("header", "key", "expected_version", "value", "ttl_ms", "delete", "request_id")
+    __slots__ = ("header", "key", "expected_version", "value", "ttl_ms", "delete", "request_id", "lease_id")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +124,7 @@ class CompareAndSwapRequest(_message.Message):
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     header: RequestHeader
     key: bytes
     expected_version: int
@@ -127,7 +132,8 @@ class CompareAndSwapRequest(_message.Message):
     ttl_ms: int
     delete: bool
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., delete: _Optional[bool] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    lease_id: int
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., delete: _Optional[bool] = ..., request_id: _Optional[bytes] = ..., lease_id: _Optional[int] = ...) -> None: ...
 
 class CompareAndSwapResponse(_message.Message):
     __slots__ = ("version", "create_version")
@@ -148,14 +154,16 @@ class BatchOp(_message.Message):
     def __init__(self, put: _Optional[_Union[PutOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., check: _Optional[_Union[CheckOp, _Mapping]] = ...) -> None: ...
 
 class PutOp(_message.Message):
-    __slots__ = ("key", "value", "ttl_ms")
+    __slots__ = ("key", "value", "ttl_ms", "lease_id")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     key: bytes
     value: bytes
     ttl_ms: int
-    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+    lease_id: int
+    def __init__(self, key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., lease_id: _Optional[int] = ...) -> None: ...
 
 class DeleteOp(_message.Message):
     __slots__ = ("key",)
@@ -208,6 +216,90 @@ class ScanResponse(_message.Message):
     kvs: _containers.RepeatedCompositeFieldContainer[KeyValue]
     more: bool
     def __init__(self, kvs: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class LeaseGrantRequest(_message.Message):
+    __slots__ = ("header", "key", "ttl_ms", "request_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    key: bytes
+    ttl_ms: int
+    request_id: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+
+class LeaseGrantResponse(_message.Message):
+    __slots__ = ("id", "ttl_ms", "version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    ttl_ms: int
+    version: int
+    def __init__(self, id: _Optional[int] = ..., ttl_ms: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class LeaseRevokeRequest(_message.Message):
+    __slots__ = ("header", "key", "id", "request_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    key: bytes
+    id: int
+    request_id: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., id: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+
+class LeaseRevokeResponse(_message.Message):
+    __slots__ = ("revoked", "keys_deleted", "version")
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    KEYS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    revoked: bool
+    keys_deleted: int
+    version: int
+    def __init__(self, revoked: _Optional[bool] = ..., keys_deleted: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class LeaseKeepAliveRequest(_message.Message):
+    __slots__ = ("header", "key", "id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    key: bytes
+    id: int
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., id: _Optional[int] = ...) -> None: ...
+
+class LeaseKeepAliveResponse(_message.Message):
+    __slots__ = ("id", "ttl_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    ttl_ms: int
+    def __init__(self, id: _Optional[int] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
+
+class LeaseInfoRequest(_message.Message):
+    __slots__ = ("header", "key", "id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    key: bytes
+    id: int
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., id: _Optional[int] = ...) -> None: ...
+
+class LeaseInfoResponse(_message.Message):
+    __slots__ = ("found", "ttl_ms", "remaining_ms", "keys")
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_MS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    ttl_ms: int
+    remaining_ms: int
+    keys: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, found: _Optional[bool] = ..., ttl_ms: _Optional[int] = ..., remaining_ms: _Optional[int] = ..., keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("header", "key", "prefix", "from_version")

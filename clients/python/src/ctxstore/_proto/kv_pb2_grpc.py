@@ -355,3 +355,225 @@ class Kv:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class LeaseStub:
+    """Leases (etcd's model, per partition): a lease lives in the shard of one partition
+    (a hash tag, or a key without one), keys of that partition can be attached to it,
+    and they are deleted with it when it is revoked or when its TTL passes without a
+    keepalive. The shard's leader decides expiry by its own monotonic clock; a new
+    leader first gives every lease its TTL plus an election timeout. docs/api.md,
+    "Leases".
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Grant = channel.unary_unary(
+                '/ctxstore.v1.Lease/Grant',
+                request_serializer=ctxstore_dot_v1_dot_kv__pb2.LeaseGrantRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_kv__pb2.LeaseGrantResponse.FromString,
+                _registered_method=True)
+        self.Revoke = channel.unary_unary(
+                '/ctxstore.v1.Lease/Revoke',
+                request_serializer=ctxstore_dot_v1_dot_kv__pb2.LeaseRevokeRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_kv__pb2.LeaseRevokeResponse.FromString,
+                _registered_method=True)
+        self.KeepAlive = channel.stream_stream(
+                '/ctxstore.v1.Lease/KeepAlive',
+                request_serializer=ctxstore_dot_v1_dot_kv__pb2.LeaseKeepAliveRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_kv__pb2.LeaseKeepAliveResponse.FromString,
+                _registered_method=True)
+        self.Info = channel.unary_unary(
+                '/ctxstore.v1.Lease/Info',
+                request_serializer=ctxstore_dot_v1_dot_kv__pb2.LeaseInfoRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_kv__pb2.LeaseInfoResponse.FromString,
+                _registered_method=True)
+
+
+class LeaseServicer:
+    """Leases (etcd's model, per partition): a lease lives in the shard of one partition
+    (a hash tag, or a key without one), keys of that partition can be attached to it,
+    and they are deleted with it when it is revoked or when its TTL passes without a
+    keepalive. The shard's leader decides expiry by its own monotonic clock; a new
+    leader first gives every lease its TTL plus an election timeout. docs/api.md,
+    "Leases".
+    """
+
+    def Grant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Revoke(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KeepAlive(self, request_iterator, context):
+        """Each request renews one lease for its TTL; each gets one response, in order.
+        Send them to the leader of the lease's shard (others answer NotLeader and end
+        the stream).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Info(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_LeaseServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Grant': grpc.unary_unary_rpc_method_handler(
+                    servicer.Grant,
+                    request_deserializer=ctxstore_dot_v1_dot_kv__pb2.LeaseGrantRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_kv__pb2.LeaseGrantResponse.SerializeToString,
+            ),
+            'Revoke': grpc.unary_unary_rpc_method_handler(
+                    servicer.Revoke,
+                    request_deserializer=ctxstore_dot_v1_dot_kv__pb2.LeaseRevokeRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_kv__pb2.LeaseRevokeResponse.SerializeToString,
+            ),
+            'KeepAlive': grpc.stream_stream_rpc_method_handler(
+                    servicer.KeepAlive,
+                    request_deserializer=ctxstore_dot_v1_dot_kv__pb2.LeaseKeepAliveRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_kv__pb2.LeaseKeepAliveResponse.SerializeToString,
+            ),
+            'Info': grpc.unary_unary_rpc_method_handler(
+                    servicer.Info,
+                    request_deserializer=ctxstore_dot_v1_dot_kv__pb2.LeaseInfoRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_kv__pb2.LeaseInfoResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'ctxstore.v1.Lease', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('ctxstore.v1.Lease', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Lease:
+    """Leases (etcd's model, per partition): a lease lives in the shard of one partition
+    (a hash tag, or a key without one), keys of that partition can be attached to it,
+    and they are deleted with it when it is revoked or when its TTL passes without a
+    keepalive. The shard's leader decides expiry by its own monotonic clock; a new
+    leader first gives every lease its TTL plus an election timeout. docs/api.md,
+    "Leases".
+    """
+
+    @staticmethod
+    def Grant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.Lease/Grant',
+            ctxstore_dot_v1_dot_kv__pb2.LeaseGrantRequest.SerializeToString,
+            ctxstore_dot_v1_dot_kv__pb2.LeaseGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Revoke(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.Lease/Revoke',
+            ctxstore_dot_v1_dot_kv__pb2.LeaseRevokeRequest.SerializeToString,
+            ctxstore_dot_v1_dot_kv__pb2.LeaseRevokeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeepAlive(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ctxstore.v1.Lease/KeepAlive',
+            ctxstore_dot_v1_dot_kv__pb2.LeaseKeepAliveRequest.SerializeToString,
+            ctxstore_dot_v1_dot_kv__pb2.LeaseKeepAliveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Info(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.Lease/Info',
+            ctxstore_dot_v1_dot_kv__pb2.LeaseInfoRequest.SerializeToString,
+            ctxstore_dot_v1_dot_kv__pb2.LeaseInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

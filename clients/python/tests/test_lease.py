@@ -1,0 +1,67 @@
+"""Leases and the service registry against a real cluster (docs/api.md, "Leases")."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import ctxstore
+
+
+def _wait_gone(client: ctxstore.Client, key: bytes, within: float = 10.0) -> float:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if client.get(key) is None:
+            return time.monotonic()
+        time.sleep(0.02)
+    raise AssertionError(f"{key!r} still there after {within} s")
+
+
+def test_a_leases_keys_go_with_it(client, uniq):
+    part = f"{{lease-{uniq}}}".encode()
+    granted = time.monotonic()
+    lease = client.grant_lease(part, 500)
+    assert lease.id != 0 and lease.ttl_ms == 500
+    client.put(part + b"/a", "1", lease_id=lease.id)
+    assert client.get(part + b"/a").lease_id == lease.id
+    info = client.lease_info(lease)
+    assert list(info.keys) == [part + b"/a"]
+    with pytest.raises(ctxstore.NotFoundError):
+        client.put(b"{elsewhere}/a", "1", lease_id=lease.id)
+    gone = _wait_gone(client, part + b"/a")
+    assert gone - granted >= 0.5
+    assert client.lease_info(lease) is None
+    assert client.keep_alive_once(lease) == 0
+
+    kept = client.grant_lease(part, 300)
+    client.put(part + b"/b", "1", lease_id=kept.id)
+    keeper = client.keep_alive(kept)
+    time.sleep(1.2)
+    assert keeper.alive and client.get(part + b"/b") is not None
+    keeper.revoke()
+    assert client.get(part + b"/b") is None
+
+
+def test_the_service_registry(client, uniq):
+    service = f"svc-{uniq}".replace("}", "")
+    a = client.register(service, "a", "10.0.0.1:80", ttl_ms=400)
+    b = client.register(service, "b", "10.0.0.2:80", ttl_ms=400)
+    found = [(kv.key.rsplit(b"/", 1)[1], kv.value) for kv in client.discover(service)]
+    assert found == [(b"a", b"10.0.0.1:80"), (b"b", b"10.0.0.2:80")]
+    with client.watch_service(service) as w:
+        a.close()
+        e = next(w)
+        assert e.kind == ctxstore.pb.WatchEvent.DELETE and e.kv.key.endswith(b"/a")
+    assert [kv.key.rsplit(b"/", 1)[1] for kv in client.discover(service)] == [b"b"]
+    b.revoke()
+    assert client.discover(service) == []
+
+
+async def test_async_leases(aclient, uniq):
+    part = f"{{alease-{uniq}}}".encode()
+    lease = await aclient.grant_lease(part, 10_000)
+    await aclient.put(part + b"/x", "1", lease_id=lease.id)
+    assert await aclient.keep_alive_once(lease) == 10_000
+    assert (await aclient.revoke_lease(lease)) == (True, 1)
+    assert await aclient.get(part + b"/x") is None

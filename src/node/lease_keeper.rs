@@ -1,0 +1,85 @@
+//! The lease keeper's loop (`node::lease` holds the deadlines and says why they are
+//! kept as they are): every `TICK`, it loads the leases of the shards that this node
+//! has started leading, and revokes through Raft each lease whose deadline passed.
+
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::node::ctx::NodeCtx;
+use crate::proto::{command_result, lease_command, raft_command, CommandResult, LeaseCommand};
+use crate::raft::handle::PeerHandle;
+use crate::types::META_SHARD;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the keeper looks for expired leases and new reigns.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Starts the node's lease keeper loop (runs until the node stops).
+pub(crate) fn spawn_lease_keeper(ctx: Arc<NodeCtx>) {
+    let tracker = ctx.tracker.clone();
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = ctx.cancel.cancelled() => return,
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            if let Err(e) = keeper_round(&ctx).await {
+                tracing::debug!(error = %e, "lease keeper round failed");
+            }
+        }
+    });
+}
+
+/// One round: (re)load the shards whose reign is new or whose load is old, and
+/// revoke what has expired.
+async fn keeper_round(ctx: &Arc<NodeCtx>) -> Result<()> {
+    let led: Vec<PeerHandle> = ctx
+        .peers()
+        .into_iter()
+        .filter(|p| p.shard != META_SHARD && p.epoch.leading())
+        .collect();
+    let grace = {
+        let raft = &ctx.config().raft;
+        raft.tick_interval * u32::try_from(raft.election_ticks).unwrap_or(u32::MAX)
+    };
+    for p in ctx.leases.to_load(&led) {
+        let reign = p.epoch.reign();
+        let ranges = ctx.data_ranges(p.shard);
+        let c = ctx.clone();
+        let loaded = ctx
+            .tracker
+            .spawn_blocking(move || crate::node::lease::load(&c.engine, &ranges))
+            .await
+            .map_err(|e| Error::Internal(format!("lease load: {e}")))??;
+        ctx.leases.loaded(&p, reign, loaded, grace);
+    }
+    for (peer, key) in ctx.leases.take_expired(&led) {
+        let ctx = ctx.clone();
+        ctx.tracker.clone().spawn(async move {
+            let hash = keys::key_hash(&key);
+            let cmd = raft_command::Cmd::Lease(LeaseCommand {
+                op: Some(lease_command::Op::Revoke(key.clone().into())),
+            });
+            let r = peer
+                .propose(Default::default(), crate::util::now_ms(), Some(hash), cmd)
+                .await;
+            // A split may have moved the lease to another shard, whose leader counts
+            // it from now on: not applied here, and not to be tried again.
+            let moved = matches!(
+                &r,
+                Ok(CommandResult {
+                    result: Some(command_result::Result::NotOwned(_))
+                })
+            );
+            match &r {
+                Err(e) => {
+                    tracing::debug!(shard = %peer.shard, error = %e, "lease revoke not applied")
+                }
+                Ok(_) if !moved => drop(ctx.metrics.leases_expired.inc()),
+                Ok(_) => {}
+            }
+            ctx.leases.revoke_ended(peer.shard, &key, r.is_ok());
+        });
+    }
+    Ok(())
+}
