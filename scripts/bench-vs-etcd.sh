@@ -56,8 +56,9 @@ printf '%-10s %7s | %10s %8s %8s %7s | %10s %8s %8s %7s | %7s %9s %9s\n' \
   workload clients "etcd op/s" "p50 us" "p99 us" "cpu/op" "ctx op/s" "p50 us" "p99 us" "cpu/op" "ratio" "p99 ratio" "cpu ratio"
 # ROWS="workload clients,..." picks rows; append is one conversation append of one
 # message per op (a put on etcd); agent-step is one agent step per op (see
-# `ctxctl bench --help`): a budgeted context read, a 2-message append, a checkpoint.
-IFS=',' read -ra ROW_LIST <<<"${ROWS:-put 64,put 1,get 64,get-stale 64,mixed 64,ycsb-b 64,append 64,agent-step 1,agent-step 16,agent-step 64}"
+# `ctxctl bench --help`): a budgeted context read, a 2-message append, a checkpoint;
+# queue is one task enqueued, leased and acked per op (half the clients produce).
+IFS=',' read -ra ROW_LIST <<<"${ROWS:-put 64,put 1,get 64,get-stale 64,mixed 64,ycsb-b 64,append 64,agent-step 1,agent-step 16,agent-step 64,queue 32}"
 for row in "${ROW_LIST[@]}"; do
   read -r workload clients <<<"$row"
   set -- "$workload" "$clients"

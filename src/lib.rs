@@ -14,13 +14,13 @@
 //! | --- | --- | --- |
 //! | 1. leaf | `error`, `proto`, `types`, `ring`, `ranges`, `context`, `util` (from `ctxstore-api`), `keys`, `config`, `cluster_config`, `auth`, `metrics`, `otel` | wire types, errors, ids, hash ranges, key layout, settings and the cluster's dynamic settings, users, roles and tokens, the node's metric handles, span export (feature `otel`) |
 //! | 2. storage | `storage::{engine, peer_storage, log_writer, snapshot}` | RocksDB, the Raft log mirror, group commit, snapshots |
-//! | 3. state machine | `meta::state`, `load`, `pd` (the placement driver's decisions, pure), then `fsm::{watch, budget, command, context, read, apply}` | what a committed command does, and reading it back; a leader's load statistics |
+//! | 3. state machine | `meta::state`, `load`, `pd` (the placement driver's decisions, pure), then `fsm::{watch, budget, command, context, queue, read, apply}` | what a committed command does, and reading it back; a leader's load statistics |
 //! | 4. replica handle | `raft::{handle, logger, transport}`, `meta::cache`, `node::lease` | talking to a replica; node-to-node messages; the deadlines of the leases a node's leaders count |
 //! | 5. node context | `node::ctx` | the services and registries replicas share |
 //! | 6. replica actor | `raft::{peer, ready, admin}` | the task owning one `RawNode` |
 //! | 7. replica creation | `node::replicas` | load, bootstrap, create on a leader's message |
 //! | 8. node services | `meta::service`, `node::purge`, `node::lease_keeper` | heartbeats, routing table, TTL purge, lease expiry |
-//! | 9. gRPC | `server::{path, watch}`, then `server::{kv, context, cluster, raft_service, grpc_metrics, grpc_trace, status}`, then `server` | the tonic services, a span per call, and the HTTP status listener (metrics, health) |
+//! | 9. gRPC | `server::{path, watch}`, then `server::{kv, lease, queue, context, cluster, raft_service, grpc_metrics, grpc_trace, status}`, then `server` | the tonic services, a span per call, and the HTTP status listener (metrics, health) |
 //! | 10. process | `node` (`Node`), `dev`, `bench_support`, `logging` | starting and stopping it all, and the process's logs |
 //!
 //! The rule in words, after TiKV raftstore-v2's: state-machine logic never knows about

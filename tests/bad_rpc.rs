@@ -60,7 +60,7 @@ impl Decoder for RawCodec {
     }
 }
 
-const UNARY: [&str; 40] = [
+const UNARY: [&str; 46] = [
     "/ctxstore.v1.Kv/Get",
     "/ctxstore.v1.Kv/Put",
     "/ctxstore.v1.Kv/Delete",
@@ -70,6 +70,12 @@ const UNARY: [&str; 40] = [
     "/ctxstore.v1.Lease/Grant",
     "/ctxstore.v1.Lease/Revoke",
     "/ctxstore.v1.Lease/Info",
+    "/ctxstore.v1.Queue/Enqueue",
+    "/ctxstore.v1.Queue/Lease",
+    "/ctxstore.v1.Queue/Ack",
+    "/ctxstore.v1.Queue/Nack",
+    "/ctxstore.v1.Queue/Extend",
+    "/ctxstore.v1.Queue/Stats",
     "/ctxstore.v1.Cluster/Status",
     "/ctxstore.v1.Cluster/AddMember",
     "/ctxstore.v1.Cluster/RemoveMember",

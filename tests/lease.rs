@@ -100,6 +100,34 @@ async fn a_leases_keys_go_with_it_when_it_expires_or_is_revoked() {
     assert!(c.get("{svc/a}/y").await.expect("get").is_none());
     assert_eq!(c.revoke_lease(&lease).await.expect("again"), (false, 0));
     assert_eq!(c.keep_alive_once(&lease).await.expect("keepalive"), None);
+
+    // A lease lists at most 1,000 keys, counted across one batch too.
+    let full = c
+        .grant_lease("{svc/full}", Duration::from_secs(60))
+        .await
+        .expect("grant");
+    let puts = |from: usize, n: usize| -> Vec<BatchOp> {
+        (from..from + n)
+            .map(|i| BatchOp {
+                op: Some(batch_op::Op::Put(PutOp {
+                    key: format!("{{svc/full}}/{i}").into(),
+                    value: "v".into(),
+                    lease_id: full.id,
+                    ..Default::default()
+                })),
+            })
+            .collect()
+    };
+    for b in 0..9 {
+        c.batch(puts(b * 100, 100)).await.expect("attach 100");
+    }
+    match c.batch(puts(900, 101)).await {
+        Err(Error::FailedPrecondition(why)) => assert!(why.contains("1000"), "{why}"),
+        other => panic!("expected the bound, got {other:?}"),
+    }
+    assert!(c.get("{svc/full}/900").await.expect("get").is_none());
+    c.batch(puts(900, 100)).await.expect("up to the bound");
+    assert_eq!(c.revoke_lease(&full).await.expect("revoke"), (true, 1000));
     assert_replicas_agree(&cluster).await;
     cluster.shutdown().await;
 }

@@ -9,6 +9,10 @@ use crate::proto::{
 use prost::Message as _;
 use std::collections::{BTreeMap, HashMap};
 
+/// The most keys one lease holds (its record lists them, and is rewritten by each
+/// attachment).
+pub(crate) const MAX_LEASE_KEYS: usize = 1_000;
+
 /// How long a request id is remembered for deduplicating retries.
 pub(crate) const DEDUP_WINDOW_MS: u64 = 10 * 60 * 1000;
 
@@ -140,18 +144,25 @@ impl<'r, R: StateReader> Applier<'r, R> {
 
     /// Removes a `data` CF key (a no-op when absent), and the key from its lease.
     pub(crate) fn delete_data(&mut self, dk: Vec<u8>) -> Result<()> {
-        if let Some(old) = self.value(&dk)? {
-            self.values.insert(dk.clone(), None);
-            let lease = old.lease_id;
-            self.changes.push((
-                self.index,
-                Change::DeleteValue(dk.clone(), old.expires_at_ms),
-            ));
+        if let Some(old) = self.delete_record(&dk)? {
             if let Some(user_key) = keys::decode_data_key(&dk) {
-                self.lease_keys(lease, user_key, false)?;
+                self.lease_keys(old.lease_id, user_key, false)?;
             }
         }
         Ok(())
+    }
+
+    /// Removes a `data` CF key, leaving its lease's list alone; the record it had.
+    fn delete_record(&mut self, dk: &[u8]) -> Result<Option<ValueRecord>> {
+        let old = self.value(dk)?;
+        if let Some(old) = &old {
+            self.values.insert(dk.to_vec(), None);
+            self.changes.push((
+                self.index,
+                Change::DeleteValue(dk.to_vec(), old.expires_at_ms),
+            ));
+        }
+        Ok(old)
     }
 
     /// The record of lease `id` of `user_key`'s partition, if it exists (and `id` is
@@ -235,15 +246,16 @@ impl<'r, R: StateReader> Applier<'r, R> {
                 };
                 let lease = LeaseRecord::decode(rec.value.as_ref())?;
                 let id = key.last_chunk::<8>().map_or(0, |b| u64::from_be_bytes(*b));
+                // The record goes too: its list is not updated key by key.
                 let mut deleted = 0;
                 for k in &lease.keys {
                     let kdk = keys::data_key(k);
                     if self.value(&kdk)?.is_some_and(|r| r.lease_id == id) {
-                        self.delete_data(kdk)?;
+                        self.delete_record(&kdk)?;
                         deleted += 1;
                     }
                 }
-                self.delete_data(dk)?;
+                self.delete_record(&dk)?;
                 Ok(ok(index, vec![1, deleted]))
             }
         }
@@ -336,6 +348,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
             }
             Some(raft_command::Cmd::Context(c)) => self.apply_context(index, cmd.now_ms, c)?,
             Some(raft_command::Cmd::Lease(l)) => self.apply_lease(index, l)?,
+            Some(raft_command::Cmd::Queue(q)) => self.apply_queue(index, cmd.now_ms, q)?,
             // Meta commands and splits are applied by `apply_round`.
             Some(
                 raft_command::Cmd::MetaHeartbeat(_)
@@ -374,14 +387,28 @@ impl<'r, R: StateReader> Applier<'r, R> {
         if let Some(r) = self.check_owned(keys) {
             return Ok(r);
         }
+        // Keys each lease of the batch gains, so the batch as a whole keeps the bound.
+        let mut adding: HashMap<Vec<u8>, usize> = HashMap::new();
         for op in &batch.ops {
             if let Some(write_op::Op::Put(p)) = &op.op {
-                if p.lease_id != 0 && self.lease(&p.key, p.lease_id)?.is_none() {
-                    let lk =
-                        crate::context::lease_key("key", &p.key, p.lease_id).unwrap_or_default();
-                    return Ok(CommandResult {
-                        result: Some(command_result::Result::LeaseNotFound(lk.into())),
-                    });
+                if p.lease_id != 0 {
+                    let Some((ldk, _, lease)) = self.lease(&p.key, p.lease_id)? else {
+                        let lk = crate::context::lease_key("key", &p.key, p.lease_id)
+                            .unwrap_or_default();
+                        return Ok(CommandResult {
+                            result: Some(command_result::Result::LeaseNotFound(lk.into())),
+                        });
+                    };
+                    let attached = lease.keys.iter().any(|k| k.as_ref() == p.key.as_ref());
+                    let added = adding.entry(ldk).or_insert(0);
+                    *added += usize::from(!attached);
+                    if lease.keys.len() + *added > MAX_LEASE_KEYS {
+                        return Ok(CommandResult {
+                            result: Some(command_result::Result::Refused(format!(
+                                "a lease holds at most {MAX_LEASE_KEYS} keys"
+                            ))),
+                        });
+                    }
                 }
             }
             if let Some(write_op::Op::Check(c)) = &op.op {

@@ -24,6 +24,7 @@ pub mod budget;
 pub(crate) mod command;
 pub(crate) mod context;
 pub(crate) mod metadata;
+pub(crate) mod queue;
 pub(crate) mod read;
 pub(crate) mod split;
 pub(crate) mod watch;

@@ -39,6 +39,11 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The time the view judges expiry by.
+    pub(crate) fn now(&self) -> u64 {
+        self.now
+    }
+
     /// The live record of a user key.
     pub(crate) fn get(&self, user_key: &[u8]) -> Result<Option<ValueRecord>> {
         let cf = self.engine.cf(keys::CF_DATA);
@@ -138,7 +143,7 @@ impl<'a> View<'a> {
     }
 
     /// Visits the live records of user keys starting with `prefix` (one partition).
-    fn visit_prefix(
+    pub(crate) fn visit_prefix(
         &self,
         prefix: &[u8],
         reverse: bool,

@@ -107,8 +107,8 @@ impl LeaseKeeper {
 
     /// Forgets the shards not in `led` (or led in another reign), and returns those
     /// of `led` to load: new reigns and loads older than `RELOAD`, once their replica
-    /// has applied everything it had committed (a grant of the last reign must be in
-    /// the load).
+    /// has applied its reign's first entry (so every grant of earlier reigns is in the
+    /// load).
     pub(crate) fn to_load(&self, led: &[PeerHandle]) -> Vec<PeerHandle> {
         let mut shards = self.shards.lock();
         shards.retain(|s, t| {
@@ -120,7 +120,7 @@ impl LeaseKeeper {
                 let fresh = shards
                     .get(&p.shard)
                     .is_some_and(|t| t.loaded_at.elapsed() < RELOAD);
-                !fresh && p.epoch.applied() >= p.epoch.committed()
+                !fresh && p.epoch.applied() >= p.epoch.reign_start()
             })
             .cloned()
             .collect()
@@ -151,15 +151,18 @@ impl LeaseKeeper {
             revoking: HashSet::new(),
         });
         t.loaded_at = now;
-        t.leases.retain(|k, _| loaded.iter().any(|(l, _)| l == k));
+        let there: HashSet<&Vec<u8>> = loaded.iter().map(|(k, _)| k).collect();
+        t.leases.retain(|k, _| there.contains(k));
         for (k, ttl) in loaded {
             t.leases.entry(k).or_insert((now + ttl + grace, ttl));
         }
     }
 
     /// The leases of the shards in `led` whose deadline has passed and whose revoke
-    /// is not under way yet (it is from now on).
-    pub(crate) fn take_expired(&self, led: &[PeerHandle]) -> Vec<(PeerHandle, Vec<u8>)> {
+    /// is not under way yet (it is from now on), with the reign that counted them.
+    /// Only shards still led in the reign they were counted in: a round may have
+    /// waited on loads while the leadership went elsewhere and came back.
+    pub(crate) fn take_expired(&self, led: &[PeerHandle]) -> Vec<(PeerHandle, u64, Vec<u8>)> {
         let now = Instant::now();
         let mut out = Vec::new();
         let mut shards = self.shards.lock();
@@ -167,9 +170,12 @@ impl LeaseKeeper {
             let Some(t) = shards.get_mut(&p.shard) else {
                 continue;
             };
+            if t.reign != p.epoch.reign() || !p.epoch.leading() {
+                continue;
+            }
             for (k, (at, _)) in &t.leases {
                 if *at <= now && t.revoking.insert(k.clone()) {
-                    out.push((p.clone(), k.clone()));
+                    out.push((p.clone(), t.reign, k.clone()));
                 }
             }
         }

@@ -53,9 +53,14 @@ async fn keeper_round(ctx: &Arc<NodeCtx>) -> Result<()> {
             .map_err(|e| Error::Internal(format!("lease load: {e}")))??;
         ctx.leases.loaded(&p, reign, loaded, grace);
     }
-    for (peer, key) in ctx.leases.take_expired(&led) {
+    for (peer, reign, key) in ctx.leases.take_expired(&led) {
         let ctx = ctx.clone();
         ctx.tracker.clone().spawn(async move {
+            if peer.epoch.reign() != reign || !peer.epoch.leading() {
+                // Another reign counts it now.
+                ctx.leases.revoke_ended(peer.shard, &key, false);
+                return;
+            }
             let hash = keys::key_hash(&key);
             let cmd = raft_command::Cmd::Lease(LeaseCommand {
                 op: Some(lease_command::Op::Revoke(key.clone().into())),
@@ -64,18 +69,18 @@ async fn keeper_round(ctx: &Arc<NodeCtx>) -> Result<()> {
                 .propose(Default::default(), crate::util::now_ms(), Some(hash), cmd)
                 .await;
             // A split may have moved the lease to another shard, whose leader counts
-            // it from now on: not applied here, and not to be tried again.
-            let moved = matches!(
+            // it from now on (`NotOwned`), or it was revoked meanwhile (`[0, 0]`):
+            // nothing expired here, and nothing to try again.
+            let revoked = matches!(
                 &r,
-                Ok(CommandResult {
-                    result: Some(command_result::Result::NotOwned(_))
-                })
+                Ok(CommandResult { result: Some(command_result::Result::Ok(o)) })
+                    if o.per_op.first() == Some(&1)
             );
             match &r {
                 Err(e) => {
                     tracing::debug!(shard = %peer.shard, error = %e, "lease revoke not applied")
                 }
-                Ok(_) if !moved => drop(ctx.metrics.leases_expired.inc()),
+                Ok(_) if revoked => drop(ctx.metrics.leases_expired.inc()),
                 Ok(_) => {}
             }
             ctx.leases.revoke_ended(peer.shard, &key, r.is_ok());

@@ -161,6 +161,9 @@ pub(crate) struct Epoch {
     /// How many times the replica has become leader: a reign changes whenever it
     /// stopped leading in between (what the lease keeper starts counting from).
     reigns: AtomicU64,
+    /// The index of the current reign's first entry (the leader's empty entry): once
+    /// applied, the replica has applied everything earlier leaders committed.
+    reign_start: AtomicU64,
     /// Whether the replica is replacing its data with a snapshot's (its local data
     /// is incomplete until the install is durable).
     installing: AtomicBool,
@@ -212,8 +215,13 @@ impl Epoch {
 
     /// Records whether the replica leads, and who does; returns whether the leader
     /// changed. A new leader (or none) voids the contact with the previous one.
-    pub(crate) fn set_leader(&self, leading: bool, leader: u64) -> bool {
-        if leading && !self.leading.swap(true, Ordering::AcqRel) {
+    /// `last_index`: the replica's last log index, which holds, when it has just
+    /// become leader, the empty entry of its term (its reign's first entry).
+    pub(crate) fn set_leader(&self, leading: bool, leader: u64, last_index: u64) -> bool {
+        // The reign's start and number before `leading`: whoever sees it leading sees
+        // the new reign.
+        if leading && !self.leading.load(Ordering::Acquire) {
+            self.reign_start.store(last_index, Ordering::Release);
             self.reigns.fetch_add(1, Ordering::AcqRel);
         }
         self.leading.store(leading, Ordering::Release);
@@ -249,6 +257,11 @@ impl Epoch {
     /// The number of the replica's current (or last) reign as leader.
     pub(crate) fn reign(&self) -> u64 {
         self.reigns.load(Ordering::Acquire)
+    }
+
+    /// The index of the current reign's first entry.
+    pub(crate) fn reign_start(&self) -> u64 {
+        self.reign_start.load(Ordering::Acquire)
     }
 
     /// Records whether a snapshot install is in progress.

@@ -136,7 +136,8 @@ impl Peer {
         }
         let leader = self.raw.raft.leader_id;
         self.epoch.set_committed(self.raw.raft.raft_log.committed);
-        if self.epoch.set_leader(self.is_leader(), leader) && leader != 0 {
+        let last = self.raw.raft.raft_log.last_index();
+        if self.epoch.set_leader(self.is_leader(), leader, last) && leader != 0 {
             self.ctx
                 .metrics
                 .shard_leader_changes

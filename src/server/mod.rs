@@ -1,4 +1,5 @@
-//! The gRPC services of a node: `Kv` (client API), `Lease` (leases of a partition),
+//! The gRPC services of a node: `Kv` (client API), `Lease` (leases of a partition), `Queue`
+//! (task queues),
 //! `AgentContext` (conversations,
 //! checkpoints, model registry), `Cluster` (status, membership, admin), `Raft`
 //! (node-to-node), `Auth` (users, roles, tokens), plus standard health and reflection.
@@ -24,6 +25,7 @@ mod grpc_trace;
 mod kv;
 mod lease;
 pub(crate) mod path;
+mod queue;
 pub(crate) mod raft_service;
 pub(crate) mod status;
 pub(crate) mod tls;
@@ -59,6 +61,9 @@ pub(crate) fn spawn(
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let cluster = ClusterServer::new(cluster::ClusterService::new(ctx.clone()));
     let lease = crate::proto::lease_server::LeaseServer::new(lease::LeaseService::new(ctx.clone()));
+    let queue = crate::proto::queue_server::QueueServer::new(queue::QueueService::new(ctx.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let raft = RaftServer::new(raft_service::RaftService::new(ctx.clone()))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
@@ -92,6 +97,7 @@ pub(crate) fn spawn(
             .add_service(reflection)
             .add_service(kv)
             .add_service(lease)
+            .add_service(queue)
             .add_service(agent)
             .add_service(cluster)
             .add_service(raft)

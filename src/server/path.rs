@@ -431,6 +431,7 @@ pub(crate) fn outcome(r: CommandResult) -> Result<WriteOutcome> {
             actual: c.actual_version,
         }),
         Some(command_result::Result::LeaseNotFound(k)) => Err(lease_not_found(&k)),
+        Some(command_result::Result::Refused(why)) => Err(Error::FailedPrecondition(why)),
         _ => Err(Error::Internal("unexpected command result".into())),
     }
 }

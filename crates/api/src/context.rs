@@ -48,6 +48,7 @@ const BLOB: u8 = b'B';
 const WRITE: u8 = b'W';
 const MODEL: u8 = b'R';
 const LEASE: u8 = b'E';
+const QUEUE: u8 = b'Q';
 
 fn key(kind: u8, tag: &str, rest: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(4 + tag.len() + rest.iter().map(|r| r.len()).sum::<usize>());
@@ -359,6 +360,72 @@ pub fn lease_key(field: &str, key: &[u8], id: u64) -> Result<Vec<u8>> {
     Ok(k)
 }
 
+/// The most bytes a queue name or an enqueue's idempotency key may have.
+pub const MAX_QUEUE_NAME: usize = 128;
+
+/// Checks a queue name: 1..=128 bytes, no `}` (it goes inside the hash tag
+/// `{q/NAME}`) or control characters.
+pub fn validate_queue(field: &str, name: &str) -> Result<()> {
+    check_name(field, name, false, &['}'])
+}
+
+fn queue_tag(name: &str) -> String {
+    format!("q/{name}")
+}
+
+/// The key a client routes queue `name`'s calls by: `{q/NAME}`, the partition of all
+/// of its records.
+pub fn queue_route_key(name: &str) -> Vec<u8> {
+    format!("{{{}}}", queue_tag(name)).into_bytes()
+}
+
+/// Queue `name`'s record (`QueueRecord`).
+pub fn queue_key(name: &str) -> Vec<u8> {
+    key(QUEUE, &queue_tag(name), &[])
+}
+
+/// Task `id` of queue `name` (`TaskRecord`).
+pub fn queue_task_key(name: &str, id: u64) -> Vec<u8> {
+    key(QUEUE, &queue_tag(name), &[b"T", &id.to_be_bytes()])
+}
+
+/// The entry of task `id` (priority `priority`) in queue `name`'s order: highest
+/// priority first, then by id (FIFO).
+pub fn queue_order_key(name: &str, priority: u8, id: u64) -> Vec<u8> {
+    key(
+        QUEUE,
+        &queue_tag(name),
+        &[b"R", &[u8::MAX - priority], &id.to_be_bytes()],
+    )
+}
+
+/// Where queue `name`'s order entries are (`queue_order_key`).
+pub fn queue_order_prefix(name: &str) -> Vec<u8> {
+    key(QUEUE, &queue_tag(name), &[b"R"])
+}
+
+/// `(priority, id)` of an order entry's key.
+pub fn queue_order_of(user_key: &[u8]) -> Option<(u8, u64)> {
+    let (rest, id) = user_key.split_last_chunk::<8>()?;
+    let inverted = *rest.last()?;
+    Some((u8::MAX - inverted, u64::from_be_bytes(*id)))
+}
+
+/// Dead letter `id` of queue `name` (the task's `TaskRecord`).
+pub fn queue_dead_key(name: &str, id: u64) -> Vec<u8> {
+    key(QUEUE, &queue_tag(name), &[b"D", &id.to_be_bytes()])
+}
+
+/// Where queue `name`'s dead letters are.
+pub fn queue_dead_prefix(name: &str) -> Vec<u8> {
+    key(QUEUE, &queue_tag(name), &[b"D"])
+}
+
+/// The record of enqueue idempotency key `k` in queue `name` (the task id, BE8).
+pub fn queue_idem_key(name: &str, k: &str) -> Vec<u8> {
+    key(QUEUE, &queue_tag(name), &[b"I", k.as_bytes()])
+}
+
 /// Whether `user_key` is a lease record's key.
 pub fn is_lease_key(user_key: &[u8]) -> bool {
     user_key.starts_with(&[RESERVED_PREFIX, LEASE, b'{'])
@@ -650,6 +717,34 @@ mod tests {
         );
         assert!(lease_key("key", b"a}b", 1).is_err());
         assert!(!is_lease_key(&thread_key("t")));
+    }
+
+    #[test]
+    fn a_queue_is_one_partition_ordered_by_priority_then_id() {
+        let h = crate::keys::key_hash(&queue_route_key("jobs"));
+        for k in [
+            queue_key("jobs"),
+            queue_task_key("jobs", 7),
+            queue_order_key("jobs", 3, 7),
+            queue_dead_key("jobs", 7),
+            queue_idem_key("jobs", "k"),
+        ] {
+            assert_eq!(crate::keys::key_hash(&k), h);
+        }
+        let mut order = [
+            queue_order_key("jobs", 0, 1),
+            queue_order_key("jobs", 9, 5),
+            queue_order_key("jobs", 9, 2),
+            queue_order_key("jobs", 255, 300),
+        ];
+        order.sort();
+        let seen: Vec<_> = order.iter().filter_map(|k| queue_order_of(k)).collect();
+        assert_eq!(seen, vec![(255, 300), (9, 2), (9, 5), (0, 1)]);
+        assert!(order
+            .iter()
+            .all(|k| k.starts_with(&queue_order_prefix("jobs"))));
+        assert!(validate_queue("queue", "a}b").is_err());
+        assert!(validate_queue("queue", "").is_err());
     }
 
     #[test]

@@ -189,15 +189,26 @@ impl Client {
     /// Keeps `lease` alive in the background until the keeper is dropped (the lease
     /// then lives out its TTL) or the lease is lost.
     pub fn keep_alive(&self, lease: Lease) -> LeaseKeeper {
-        let start = Instant::now() + lease.ttl;
+        // The grant's own time is not known here: only what the first renewal (sent
+        // at once) proves counts.
+        let start = Instant::now();
         let (tx, rx) = watch::channel(LeaseState::Alive(start));
         let client = self.clone();
         let kept = lease.clone();
         let task = tokio::spawn(async move {
-            let mut until = start;
+            // The grant answered before this keeper started: the lease lives at least
+            // a TTL from before that, which this does not overstate by much.
+            let mut until = start + kept.ttl;
             loop {
                 let sent = Instant::now();
-                match client.keep_alive_once(&kept).await {
+                // A renewal that has not answered by the deadline is too late anyway.
+                let left = until.saturating_duration_since(sent);
+                let renewed = match tokio::time::timeout(left, client.keep_alive_once(&kept)).await
+                {
+                    Ok(r) => r,
+                    Err(_) => break,
+                };
+                match renewed {
                     Ok(Some(ttl)) => {
                         until = sent + ttl;
                         tx.send_replace(LeaseState::Alive(until));
@@ -304,24 +315,55 @@ impl Client {
         let value = value.into();
         let prefix = lock_prefix(name);
         let lease = self.grant_lease(prefix.clone(), ttl).await?;
-        let keeper = self.keep_alive(lease.clone());
+        let mut keeper = self.keep_alive(lease.clone());
         let key = Bytes::from([prefix.as_ref(), format!("{:016x}", lease.id).as_bytes()].concat());
-        let mine = match self.create_with_lease(key.clone(), value, &lease).await {
-            Ok(w) => w.create_version,
-            Err(e) => {
-                let _ = self.revoke_lease(&lease).await;
-                return Err(e);
-            }
+        let waited = async {
+            let mine = self
+                .create_with_lease(key.clone(), value, &lease)
+                .await?
+                .create_version;
+            self.wait_first_in_line(&prefix, &key, mine, &mut keeper)
+                .await
+                .map(|()| mine)
         };
-        loop {
-            // Waiters ahead of this one, by the version that created their keys.
-            let waiters = self.scan(prefix.clone(), Bytes::new(), 10_000).await?;
-            let mine_there = waiters.kvs.iter().any(|kv| kv.key == key);
-            if !mine_there {
+        match waited.await {
+            Ok(fence) => Ok(LockGuard {
+                client: self.clone(),
+                key,
+                fence,
+                keeper,
+            }),
+            Err(e) => {
+                // Out of the line at once rather than blocking it for a TTL.
                 let _ = self.revoke_lease(&lease).await;
-                return Err(Error::FailedPrecondition(
-                    "the lock's lease ended while waiting".into(),
-                ));
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits until waiter `key` (created at version `mine`) is the oldest under
+    /// `prefix`, while its lease (`keeper`) lives.
+    async fn wait_first_in_line(
+        &self,
+        prefix: &Bytes,
+        key: &Bytes,
+        mine: u64,
+        keeper: &mut LeaseKeeper,
+    ) -> Result<()> {
+        let lost = || Error::FailedPrecondition("the lock's lease ended while waiting".into());
+        loop {
+            if keeper.state() == LeaseState::Lost {
+                return Err(lost());
+            }
+            // Waiters ahead of this one, by the version that created their keys.
+            let waiters = self.scan(prefix.clone(), Bytes::new(), MAX_WAITERS).await?;
+            if waiters.more {
+                return Err(Error::FailedPrecondition(format!(
+                    "more than {MAX_WAITERS} waiters for one lock"
+                )));
+            }
+            if !waiters.kvs.iter().any(|kv| kv.key == *key) {
+                return Err(lost());
             }
             let before = waiters
                 .kvs
@@ -329,19 +371,18 @@ impl Client {
                 .filter(|kv| kv.create_version < mine)
                 .max_by_key(|kv| kv.create_version);
             let Some(prev) = before else {
-                return Ok(LockGuard {
-                    client: self.clone(),
-                    key,
-                    fence: mine,
-                    keeper,
-                });
+                return Ok(());
             };
             // Wait for the one just ahead to go (released, or its lease ended).
             let mut w = self
                 .watch(prev.key.clone(), false, Some(prev.version))
                 .await?;
             loop {
-                match w.next().await {
+                let event = tokio::select! {
+                    e = w.next() => e,
+                    () = keeper.lost() => return Err(lost()),
+                };
+                match event {
                     Some(Ok(WatchEvent { kind, .. })) if kind == Kind::Delete as i32 => break,
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => return Err(e),
@@ -355,7 +396,9 @@ impl Client {
     /// nobody).
     pub async fn leader(&self, name: &str) -> Result<Option<crate::proto::KeyValue>> {
         check_tag_name("name", name)?;
-        let waiters = self.scan(lock_prefix(name), Bytes::new(), 10_000).await?;
+        let waiters = self
+            .scan(lock_prefix(name), Bytes::new(), MAX_WAITERS)
+            .await?;
         Ok(waiters.kvs.into_iter().min_by_key(|kv| kv.create_version))
     }
 
@@ -453,6 +496,9 @@ impl LockGuard {
             .map(drop)
     }
 }
+
+/// The most waiters one lock may have (they are read in one scan).
+const MAX_WAITERS: u32 = 1_000;
 
 /// A lock or service name goes inside a hash tag: it must not be empty or hold `}`.
 fn check_tag_name(field: &str, name: &str) -> Result<()> {

@@ -13,6 +13,7 @@
 mod agent;
 mod balance;
 mod lease;
+mod queue;
 mod read;
 mod routing;
 pub mod trace;
@@ -25,6 +26,7 @@ pub use ctxstore_api::{
     Result, ShardId,
 };
 pub use lease::{service_prefix, Lease, LeaseKeeper, LeaseState, LockGuard};
+pub use queue::Enqueue;
 pub use read::ReadMode;
 
 use crate::keys::key_hash;

@@ -53,7 +53,16 @@ enum Workload {
     /// Reads the newest messages that fit `STEP_BUDGET` tokens of conversation
     /// `bench/budget-<keys>`, first filled with `keys` messages (ctxstore only).
     Budget,
+    /// A task queue: even clients enqueue --value-size tasks, odd ones lease one task
+    /// and ack it; an op is one task acked (what is counted and timed). On etcd the
+    /// same loop with transactions over keys: a put under `q/ready/`, then a range
+    /// for the first ready key, a transaction that moves it to `q/leased/` if its
+    /// mod revision is unchanged, and a delete as the ack.
+    Queue,
 }
+
+/// The queue the `queue` workload uses.
+const BENCH_QUEUE: &str = "bench";
 
 /// Messages one append of the `budget` fill carries.
 const FILL_BATCH: u64 = 500;
@@ -191,6 +200,97 @@ impl Target {
                     .await?;
                 self.put(i, format!("ckpt/agent-{i}/{step:012}"), value)
                     .await
+            }
+        }
+    }
+
+    /// One step of client `i` of the `queue` workload: a producer's enqueue (its
+    /// `step`-th), or a consumer's lease and ack; whether a task was acked.
+    async fn queue_step(&self, i: usize, step: u64, value: bytes::Bytes) -> Result<bool, Error> {
+        use crate::etcd::{
+            compare, request_op, Compare, DeleteRangeRequest, RequestOp, TxnRequest,
+        };
+        let producer = i % 2 == 0;
+        match self {
+            Target::Ctxstore(c) if producer => c.enqueue(BENCH_QUEUE, value).await.map(|_| false),
+            Target::Ctxstore(c) => {
+                let tasks = c
+                    .lease_tasks(BENCH_QUEUE, 1, Duration::from_secs(30))
+                    .await?;
+                let Some(t) = tasks.first() else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    return Ok(false);
+                };
+                c.ack(BENCH_QUEUE, t).await
+            }
+            Target::Etcd(_) if producer => self
+                .put(i, format!("q/ready/{i:04}-{step:012}"), value)
+                .await
+                .map(|_| false),
+            Target::Etcd(chans) => {
+                let kv = || EtcdKv::new(chans[i % chans.len()].clone());
+                let etcd = |what: &'static str| {
+                    move |s: tonic::Status| Error::Transport(format!("etcd {what}: {s}"))
+                };
+                let first = kv()
+                    .range(EtcdRange {
+                        key: "q/ready/".into(),
+                        range_end: "q/ready0".into(),
+                        limit: 1,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(etcd("range"))?
+                    .into_inner();
+                let Some(task) = first.kvs.into_iter().next() else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    return Ok(false);
+                };
+                let leased = [&b"q/leased/"[..], &task.key[b"q/ready/".len()..]].concat();
+                let taken = kv()
+                    .txn(TxnRequest {
+                        compare: vec![Compare {
+                            result: 0,
+                            target: 2,
+                            key: task.key.clone(),
+                            target_union: Some(compare::TargetUnion::ModRevision(
+                                task.mod_revision,
+                            )),
+                        }],
+                        success: vec![
+                            RequestOp {
+                                request: Some(request_op::Request::RequestDeleteRange(
+                                    DeleteRangeRequest {
+                                        key: task.key.clone(),
+                                        ..Default::default()
+                                    },
+                                )),
+                            },
+                            RequestOp {
+                                request: Some(request_op::Request::RequestPut(EtcdPut {
+                                    key: leased.clone().into(),
+                                    value: task.value.clone(),
+                                    ..Default::default()
+                                })),
+                            },
+                        ],
+                        failure: vec![],
+                    })
+                    .await
+                    .map_err(etcd("txn"))?
+                    .into_inner()
+                    .succeeded;
+                if !taken {
+                    // Another consumer took it first.
+                    return Ok(false);
+                }
+                kv().delete_range(DeleteRangeRequest {
+                    key: leased.into(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(etcd("delete"))?;
+                Ok(true)
             }
         }
     }
@@ -363,11 +463,12 @@ pub(super) async fn run(
         "load" => Workload::Load,
         "list" => Workload::List,
         "budget" => Workload::Budget,
+        "queue" => Workload::Queue,
         other => {
             return Err(Error::invalid(
                 "workload",
                 format!(
-                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c, append, agent-step, load, list, budget"
+                    "`{other}` is not one of put, get, get-stale, mixed, ycsb-a, ycsb-b, ycsb-c, append, agent-step, load, list, budget, queue"
                 ),
             ))
         }
@@ -400,6 +501,7 @@ pub(super) async fn run(
             | Workload::Load
             | Workload::List
             | Workload::Budget
+            | Workload::Queue
     ) {
         // Reads need something to read.
         let n = a.keys.min(10_000);
@@ -462,6 +564,14 @@ pub(super) async fn run(
                     target.list(i).await
                 } else if workload == Workload::Budget {
                     target.budget(keys).await
+                } else if workload == Workload::Queue {
+                    step += 1;
+                    match target.queue_step(i, step, value.clone()).await {
+                        // Only acked tasks count (and are timed).
+                        Ok(false) => continue,
+                        Ok(true) => Ok(()),
+                        Err(e) => Err(e),
+                    }
                 } else {
                     let (k, is_put) = {
                         let mut rng = rand::rng();
