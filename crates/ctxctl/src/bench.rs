@@ -210,7 +210,7 @@ impl Target {
         use crate::etcd::{
             compare, request_op, Compare, DeleteRangeRequest, RequestOp, TxnRequest,
         };
-        let producer = i % 2 == 0;
+        let producer = i.is_multiple_of(2);
         match self {
             Target::Ctxstore(c) if producer => c.enqueue(BENCH_QUEUE, value).await.map(|_| false),
             Target::Ctxstore(c) => {
