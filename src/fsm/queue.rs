@@ -2,15 +2,16 @@
 //! `impl Applier` beside `command` and `context`, and the read of a queue's counts.
 //!
 //! A queue `NAME` is the partition `q/NAME`: its record (`QueueRecord`: the next task
-//! id and totals), one `TaskRecord` per task by id, an order entry per task keyed by
-//! (255 - priority, id) so a lease reads tasks highest priority first and FIFO within
-//! one, dead letters by id, and the records of enqueue idempotency keys (expiring
+//! id, totals, and per priority the head its order entries start at), one
+//! `TaskRecord` per task by id, an order entry per task keyed by (255 - priority, id)
+//! so a lease reads tasks highest priority first and FIFO within one (from each
+//! priority's head, not over the deleted entries of acked tasks before it), dead letters by id, and the records of enqueue idempotency keys (expiring
 //! after 24 hours through the TTL purge). Time is the command's `now_ms` (the
 //! proposing leader's clock), so every replica decides the same.
 
 use crate::context::{
     queue_dead_key, queue_dead_prefix, queue_idem_key, queue_key, queue_order_key, queue_order_of,
-    queue_order_prefix, queue_task_key, IDEMPOTENCY_WINDOW_MS,
+    queue_task_key, IDEMPOTENCY_WINDOW_MS,
 };
 use crate::error::Result;
 use crate::fsm::command::{Applier, StateReader};
@@ -27,6 +28,9 @@ pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 /// The most order entries one lease looks at (tasks leased by others and delayed ones
 /// are skipped over; a lease that finds none in these answers with fewer tasks).
 const LEASE_SCAN: usize = 10_000;
+
+/// Order entries a lease reads at a time.
+const LEASE_PAGE: usize = 64;
 
 /// A nack's backoff before the task is visible again: 100 ms × 2^(attempts - 1), at
 /// most 60 s.
@@ -113,6 +117,7 @@ impl<R: StateReader> Applier<'_, R> {
                     enqueued_at_ms: now,
                 };
                 self.put_task(index, now, name, id, &task)?;
+                q.heads.entry(task.priority).or_insert(id);
                 let order = queue_order_key(name, priority_of(&task), id);
                 self.put_user(index, now, &order, bytes::Bytes::new(), 0, 0)?;
                 if idem.is_some() {
@@ -130,33 +135,71 @@ impl<R: StateReader> Applier<'_, R> {
                 ))
             }
             Some(queue_command::Op::Lease(l)) => {
-                let start = keys::data_key(&queue_order_prefix(name));
-                let end = keys::prefix_end(&start).unwrap_or_else(|| vec![0xff; start.len() + 1]);
+                let mut q = self.queue(name, now)?;
                 let want = usize::try_from(l.max_tasks).unwrap_or(usize::MAX);
                 let mut tasks = Vec::new();
-                for (dk, _) in self.scan(&start, &end, LEASE_SCAN)? {
-                    if tasks.len() >= want {
+                let mut looked = 0;
+                let mut heads = q.heads.clone();
+                // Highest priority first; within one, from its head on (the entries
+                // before it are acked tasks' deleted entries, costly to skip over).
+                let priorities: Vec<(u32, u64)> =
+                    q.heads.iter().rev().map(|(p, h)| (*p, *h)).collect();
+                for (prio, head) in priorities {
+                    if tasks.len() >= want || looked >= LEASE_SCAN {
                         break;
                     }
-                    let Some((_, id)) = keys::decode_data_key(&dk).and_then(queue_order_of) else {
-                        continue;
-                    };
-                    let Some(mut task) = self.task(name, id, now)? else {
-                        continue;
-                    };
-                    if task.visible_at_ms > now {
-                        continue;
+                    let p8 = u8::try_from(prio).unwrap_or(u8::MAX);
+                    let mut from = keys::data_key(&queue_order_key(name, p8, head));
+                    let end = keys::data_key(&queue_order_key(name, p8, u64::MAX));
+                    let mut first = None;
+                    'pages: while tasks.len() < want && looked < LEASE_SCAN {
+                        let page = self.scan(&from, &end, LEASE_PAGE)?;
+                        let Some((last, _)) = page.last() else {
+                            break;
+                        };
+                        from = [last.as_slice(), &[0]].concat();
+                        let full = page.len() == LEASE_PAGE;
+                        for (dk, _) in page {
+                            if tasks.len() >= want {
+                                break 'pages;
+                            }
+                            looked += 1;
+                            let Some((_, id)) = keys::decode_data_key(&dk).and_then(queue_order_of)
+                            else {
+                                continue;
+                            };
+                            first.get_or_insert(id);
+                            let Some(mut task) = self.task(name, id, now)? else {
+                                continue;
+                            };
+                            if task.visible_at_ms > now {
+                                continue;
+                            }
+                            if task.attempts >= task.max_attempts {
+                                // Leased its last time and not acked: a dead letter.
+                                self.dead_letter(index, now, name, id, &task)?;
+                                continue;
+                            }
+                            task.attempts += 1;
+                            task.lease_token = index;
+                            task.visible_at_ms = now.saturating_add(l.visibility_ms);
+                            self.put_task(index, now, name, id, &task)?;
+                            tasks.push(shown(id, &task));
+                        }
+                        if !full {
+                            break;
+                        }
                     }
-                    if task.attempts >= task.max_attempts {
-                        // Leased its last time and not acked: a dead letter.
-                        self.dead_letter(index, now, name, id, &task)?;
-                        continue;
-                    }
-                    task.attempts += 1;
-                    task.lease_token = index;
-                    task.visible_at_ms = now.saturating_add(l.visibility_ms);
-                    self.put_task(index, now, name, id, &task)?;
-                    tasks.push(shown(id, &task));
+                    match first {
+                        Some(id) => heads.insert(prio, id),
+                        // Nothing of this priority from its head on, and ids only grow.
+                        None if looked < LEASE_SCAN => heads.remove(&prio),
+                        None => None,
+                    };
+                }
+                if heads != q.heads {
+                    q.heads = heads;
+                    self.put_queue(index, now, name, &q)?;
                 }
                 Ok(outcome(
                     index,

@@ -65,3 +65,25 @@ async def test_async_leases(aclient, uniq):
     assert await aclient.keep_alive_once(lease) == 10_000
     assert (await aclient.revoke_lease(lease)) == (True, 1)
     assert await aclient.get(part + b"/x") is None
+
+
+def test_a_task_queue(client, uniq):
+    q = f"q-{uniq}".replace("}", "")[:100]
+    low, _ = client.enqueue(q, "low", priority=1)
+    high, _ = client.enqueue(q, "high", priority=9, idempotency_key="once")
+    assert client.enqueue(q, "again", idempotency_key="once") == (high, True)
+    got = client.lease_tasks(q, 5, visibility_ms=30_000)
+    assert [t.payload for t in got] == [b"high", b"low"]
+    assert client.ack(q, got[0]) and not client.ack(q, got[0])
+    assert client.nack(q, got[1], retry_after_ms=1) == (True, False)
+    s = client.queue_stats(q)
+    assert (s.enqueued_total, s.acked_total) == (2, 1)
+    with pytest.raises(ctxstore.InvalidArgumentError):
+        client.lease_tasks("bad}name")
+
+
+async def test_async_task_queue(aclient, uniq):
+    q = f"aq-{uniq}".replace("}", "")[:100]
+    await aclient.enqueue(q, "x")
+    t = await aclient.lease_tasks(q, 1)
+    assert len(t) == 1 and await aclient.ack(q, t[0])

@@ -56,8 +56,8 @@ enum Workload {
     /// A task queue: even clients enqueue --value-size tasks, odd ones lease one task
     /// and ack it; an op is one task acked (what is counted and timed). On etcd the
     /// same loop with transactions over keys: a put under `q/ready/`, then a range
-    /// for the first ready key, a transaction that moves it to `q/leased/` if its
-    /// mod revision is unchanged, and a delete as the ack.
+    /// for the first 16 ready keys, a transaction that moves one of them (by client)
+    /// to `q/leased/` if its mod revision is unchanged, and a delete as the ack.
     Queue,
 }
 
@@ -236,13 +236,16 @@ impl Target {
                     .range(EtcdRange {
                         key: "q/ready/".into(),
                         range_end: "q/ready0".into(),
-                        limit: 1,
+                        limit: 16,
                         ..Default::default()
                     })
                     .await
                     .map_err(etcd("range"))?
                     .into_inner();
-                let Some(task) = first.kvs.into_iter().next() else {
+                // Consumers spread over the first ready tasks, or they would all race
+                // for the first one and most transactions would fail.
+                let n = first.kvs.len().max(1);
+                let Some(task) = first.kvs.into_iter().nth((i / 2) % n) else {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                     return Ok(false);
                 };

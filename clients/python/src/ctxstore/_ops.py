@@ -60,6 +60,63 @@ def service_prefix(service: str) -> bytes:
     return f"{{svc/{service}}}/".encode()
 
 
+# ---- task queues ----
+
+
+def _queue_route(queue: str) -> Route:
+    if not queue or "}" in queue or any(ord(ch) < 32 for ch in queue) or len(queue.encode()) > 128:
+        raise K.InvalidArgumentError("queue", "1..=128 bytes, no `}` or control characters")
+    return Route.key(K.key_hash(f"{{q/{queue}}}".encode()))
+
+
+def enqueue(
+    core: Core, queue: str, payload: str | bytes, priority: int, delay_ms: int, idempotency_key: str, max_attempts: int
+) -> Op[tuple[int, bool]]:
+    route = _queue_route(queue)
+    req = kv_pb2.EnqueueRequest(
+        queue=queue, payload=K.as_bytes(payload), priority=priority, delay_ms=delay_ms,
+        idempotency_key=idempotency_key, max_attempts=max_attempts, request_id=core.new_request_id(),
+    )
+    return Op("queue", "Enqueue", req, route, Call.WRITE, lambda r: (r.task_id, r.duplicate), version=_version)
+
+
+def lease_tasks(core: Core, queue: str, max_tasks: int, visibility_ms: int) -> Op[list[Any]]:
+    route = _queue_route(queue)
+    req = kv_pb2.QueueLeaseRequest(
+        queue=queue, max_tasks=max_tasks, visibility_ms=visibility_ms, request_id=core.new_request_id()
+    )
+    return Op("queue", "Lease", req, route, Call.WRITE, lambda r: list(r.tasks), version=_version)
+
+
+def ack(core: Core, queue: str, task: Any) -> Op[bool]:
+    req = kv_pb2.QueueAckRequest(
+        queue=queue, task_id=task.task_id, lease_token=task.lease_token, request_id=core.new_request_id()
+    )
+    return Op("queue", "Ack", req, _queue_route(queue), Call.WRITE, lambda r: r.acked, version=_version)
+
+
+def nack(core: Core, queue: str, task: Any, retry_after_ms: int) -> Op[tuple[bool, bool]]:
+    req = kv_pb2.QueueNackRequest(
+        queue=queue, task_id=task.task_id, lease_token=task.lease_token, retry_after_ms=retry_after_ms,
+        request_id=core.new_request_id(),
+    )
+    return Op("queue", "Nack", req, _queue_route(queue), Call.WRITE, lambda r: (r.released, r.dead_lettered),
+              version=_version)
+
+
+def extend(core: Core, queue: str, task: Any, visibility_ms: int) -> Op[bool]:
+    req = kv_pb2.QueueExtendRequest(
+        queue=queue, task_id=task.task_id, lease_token=task.lease_token, visibility_ms=visibility_ms,
+        request_id=core.new_request_id(),
+    )
+    return Op("queue", "Extend", req, _queue_route(queue), Call.WRITE, lambda r: r.extended, version=_version)
+
+
+def queue_stats(queue: str) -> Op[Any]:
+    req = kv_pb2.QueueStatsRequest(queue=queue)
+    return Op("queue", "Stats", req, _queue_route(queue), Call.READ)
+
+
 # ---- Kv ----
 
 

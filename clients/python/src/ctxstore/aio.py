@@ -43,6 +43,7 @@ class _Stubs:
         self.agent = context_pb2_grpc.AgentContextStub(channel)
         self.cluster = cluster_pb2_grpc.ClusterStub(channel)
         self.lease = kv_pb2_grpc.LeaseStub(channel)
+        self.queue = kv_pb2_grpc.QueueStub(channel)
         self.lease_once = _KeepAliveOnce(self.lease)
 
 
@@ -212,6 +213,46 @@ class AsyncClient:
 
     async def put(self, key: str | bytes, value: str | bytes, *, ttl_ms: int = 0, lease_id: int = 0) -> WriteResult:
         return await self._run(_ops.put(self._core, key, value, ttl_ms, lease_id))
+
+    # ---- task queues ----
+
+    async def enqueue(
+        self,
+        queue: str,
+        payload: str | bytes,
+        *,
+        priority: int = 0,
+        delay_ms: int = 0,
+        idempotency_key: str = "",
+        max_attempts: int = 0,
+    ) -> tuple[int, bool]:
+        """Enqueues a task on ``queue`` (one hash tag ``{q/QUEUE}``): its id, and
+        whether ``idempotency_key`` named a task enqueued before (nothing enqueued)."""
+        return await self._run(
+            _ops.enqueue(self._core, queue, payload, priority, delay_ms, idempotency_key, max_attempts)
+        )
+
+    async def lease_tasks(self, queue: str, max_tasks: int = 1, *, visibility_ms: int = 30_000) -> list[kv_pb2.QueueTask]:
+        """Leases up to ``max_tasks`` visible tasks for ``visibility_ms``: highest
+        priority first, FIFO within one."""
+        return await self._run(_ops.lease_tasks(self._core, queue, max_tasks, visibility_ms))
+
+    async def ack(self, queue: str, task: kv_pb2.QueueTask) -> bool:
+        """Removes a leased task; False if it is not held under that lease any more."""
+        return await self._run(_ops.ack(self._core, queue, task))
+
+    async def nack(self, queue: str, task: kv_pb2.QueueTask, *, retry_after_ms: int = 0) -> tuple[bool, bool]:
+        """Gives a task back (visible after ``retry_after_ms``, 0 = backoff):
+        (released, dead-lettered)."""
+        return await self._run(_ops.nack(self._core, queue, task, retry_after_ms))
+
+    async def extend(self, queue: str, task: kv_pb2.QueueTask, *, visibility_ms: int) -> bool:
+        """Extends a task's lease to end ``visibility_ms`` from now."""
+        return await self._run(_ops.extend(self._core, queue, task, visibility_ms))
+
+    async def queue_stats(self, queue: str) -> kv_pb2.QueueStatsResponse:
+        """Counts of ``queue``: ready, delayed, leased, dead, totals."""
+        return await self._run(_ops.queue_stats(queue))
 
     async def grant_lease(self, key: str | bytes, ttl_ms: int) -> Lease:
         return await self._run(_ops.grant_lease(self._core, key, ttl_ms))

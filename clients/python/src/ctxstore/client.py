@@ -39,6 +39,7 @@ class _Stubs:
         self.agent = context_pb2_grpc.AgentContextStub(channel)
         self.cluster = cluster_pb2_grpc.ClusterStub(channel)
         self.lease = kv_pb2_grpc.LeaseStub(channel)
+        self.queue = kv_pb2_grpc.QueueStub(channel)
         self.lease_once = _KeepAliveOnce(self.lease)
 
 
@@ -345,6 +346,46 @@ class Client:
     def watch_service(self, service: str, *, from_version: int | None = None) -> "Watch[kv_pb2.WatchEvent]":
         """Streams registrations (puts) and departures (deletes) of ``service``."""
         return self.watch(prefix=_ops.service_prefix(service), from_version=from_version)
+
+    # ---- task queues ----
+
+    def enqueue(
+        self,
+        queue: str,
+        payload: str | bytes,
+        *,
+        priority: int = 0,
+        delay_ms: int = 0,
+        idempotency_key: str = "",
+        max_attempts: int = 0,
+    ) -> tuple[int, bool]:
+        """Enqueues a task on ``queue`` (one hash tag ``{q/QUEUE}``): its id, and
+        whether ``idempotency_key`` named a task enqueued before (nothing enqueued)."""
+        return self._run(
+            _ops.enqueue(self._core, queue, payload, priority, delay_ms, idempotency_key, max_attempts)
+        )
+
+    def lease_tasks(self, queue: str, max_tasks: int = 1, *, visibility_ms: int = 30_000) -> list[kv_pb2.QueueTask]:
+        """Leases up to ``max_tasks`` visible tasks for ``visibility_ms``: highest
+        priority first, FIFO within one."""
+        return self._run(_ops.lease_tasks(self._core, queue, max_tasks, visibility_ms))
+
+    def ack(self, queue: str, task: kv_pb2.QueueTask) -> bool:
+        """Removes a leased task; False if it is not held under that lease any more."""
+        return self._run(_ops.ack(self._core, queue, task))
+
+    def nack(self, queue: str, task: kv_pb2.QueueTask, *, retry_after_ms: int = 0) -> tuple[bool, bool]:
+        """Gives a task back (visible after ``retry_after_ms``, 0 = backoff):
+        (released, dead-lettered)."""
+        return self._run(_ops.nack(self._core, queue, task, retry_after_ms))
+
+    def extend(self, queue: str, task: kv_pb2.QueueTask, *, visibility_ms: int) -> bool:
+        """Extends a task's lease to end ``visibility_ms`` from now."""
+        return self._run(_ops.extend(self._core, queue, task, visibility_ms))
+
+    def queue_stats(self, queue: str) -> kv_pb2.QueueStatsResponse:
+        """Counts of ``queue``: ready, delayed, leased, dead, totals."""
+        return self._run(_ops.queue_stats(queue))
 
     # ---- conversations ----
 

@@ -301,6 +301,176 @@ class LeaseInfoResponse(_message.Message):
     keys: _containers.RepeatedScalarFieldContainer[bytes]
     def __init__(self, found: _Optional[bool] = ..., ttl_ms: _Optional[int] = ..., remaining_ms: _Optional[int] = ..., keys: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
+class EnqueueRequest(_message.Message):
+    __slots__ = ("header", "queue", "payload", "priority", "delay_ms", "idempotency_key", "max_attempts", "request_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    queue: str
+    payload: bytes
+    priority: int
+    delay_ms: int
+    idempotency_key: str
+    max_attempts: int
+    request_id: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., payload: _Optional[bytes] = ..., priority: _Optional[int] = ..., delay_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., max_attempts: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+
+class EnqueueResponse(_message.Message):
+    __slots__ = ("task_id", "duplicate", "version")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    duplicate: bool
+    version: int
+    def __init__(self, task_id: _Optional[int] = ..., duplicate: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
+
+class QueueTask(_message.Message):
+    __slots__ = ("task_id", "payload", "priority", "attempts", "lease_token", "visible_at_ms", "idempotency_key", "enqueued_at_ms")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VISIBLE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    payload: bytes
+    priority: int
+    attempts: int
+    lease_token: int
+    visible_at_ms: int
+    idempotency_key: str
+    enqueued_at_ms: int
+    def __init__(self, task_id: _Optional[int] = ..., payload: _Optional[bytes] = ..., priority: _Optional[int] = ..., attempts: _Optional[int] = ..., lease_token: _Optional[int] = ..., visible_at_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., enqueued_at_ms: _Optional[int] = ...) -> None: ...
+
+class QueueLeaseRequest(_message.Message):
+    __slots__ = ("header", "queue", "max_tasks", "visibility_ms", "request_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    MAX_TASKS_FIELD_NUMBER: _ClassVar[int]
+    VISIBILITY_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    queue: str
+    max_tasks: int
+    visibility_ms: int
+    request_id: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., max_tasks: _Optional[int] = ..., visibility_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+
+class QueueLeaseResponse(_message.Message):
+    __slots__ = ("tasks", "version")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[QueueTask]
+    version: int
+    def __init__(self, tasks: _Optional[_Iterable[_Union[QueueTask, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class QueueAckRequest(_message.Message):
+    __slots__ = ("header", "queue", "task_id", "lease_token", "request_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    queue: str
+    task_id: int
+    lease_token: int
+    request_id: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., task_id: _Optional[int] = ..., lease_token: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+
+class QueueAckResponse(_message.Message):
+    __slots__ = ("acked", "version")
+    ACKED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    acked: bool
+    version: int
+    def __init__(self, acked: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
+
+class QueueNackRequest(_message.Message):
+    __slots__ = ("header", "queue", "task_id", "lease_token", "retry_after_ms", "request_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    queue: str
+    task_id: int
+    lease_token: int
+    retry_after_ms: int
+    request_id: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., task_id: _Optional[int] = ..., lease_token: _Optional[int] = ..., retry_after_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+
+class QueueNackResponse(_message.Message):
+    __slots__ = ("released", "dead_lettered", "version")
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    released: bool
+    dead_lettered: bool
+    version: int
+    def __init__(self, released: _Optional[bool] = ..., dead_lettered: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
+
+class QueueExtendRequest(_message.Message):
+    __slots__ = ("header", "queue", "task_id", "lease_token", "visibility_ms", "request_id")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VISIBILITY_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    queue: str
+    task_id: int
+    lease_token: int
+    visibility_ms: int
+    request_id: bytes
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., task_id: _Optional[int] = ..., lease_token: _Optional[int] = ..., visibility_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+
+class QueueExtendResponse(_message.Message):
+    __slots__ = ("extended", "visible_at_ms", "version")
+    EXTENDED_FIELD_NUMBER: _ClassVar[int]
+    VISIBLE_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    extended: bool
+    visible_at_ms: int
+    version: int
+    def __init__(self, extended: _Optional[bool] = ..., visible_at_ms: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class QueueStatsRequest(_message.Message):
+    __slots__ = ("header", "queue")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    header: RequestHeader
+    queue: str
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ...) -> None: ...
+
+class QueueStatsResponse(_message.Message):
+    __slots__ = ("ready", "delayed", "leased", "dead", "enqueued_total", "acked_total")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    DELAYED_FIELD_NUMBER: _ClassVar[int]
+    LEASED_FIELD_NUMBER: _ClassVar[int]
+    DEAD_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ACKED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ready: int
+    delayed: int
+    leased: int
+    dead: int
+    enqueued_total: int
+    acked_total: int
+    def __init__(self, ready: _Optional[int] = ..., delayed: _Optional[int] = ..., leased: _Optional[int] = ..., dead: _Optional[int] = ..., enqueued_total: _Optional[int] = ..., acked_total: _Optional[int] = ...) -> None: ...
+
 class WatchRequest(_message.Message):
     __slots__ = ("header", "key", "prefix", "from_version")
     HEADER_FIELD_NUMBER: _ClassVar[int]

@@ -577,3 +577,306 @@ class Lease:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class QueueStub:
+    """Task queues for agent work (docs/api.md, "Task queues"): a queue is one hash tag
+    (`{q/NAME}`: one shard), so each operation is one linearizable Raft command.
+    Delivery is at least once: a leased task that is not acked before its visibility
+    timeout ends is delivered again, to any consumer; an ack names the lease it acks,
+    so a consumer whose lease ended cannot ack a task someone else holds now.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Enqueue = channel.unary_unary(
+                '/ctxstore.v1.Queue/Enqueue',
+                request_serializer=ctxstore_dot_v1_dot_kv__pb2.EnqueueRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_kv__pb2.EnqueueResponse.FromString,
+                _registered_method=True)
+        self.Lease = channel.unary_unary(
+                '/ctxstore.v1.Queue/Lease',
+                request_serializer=ctxstore_dot_v1_dot_kv__pb2.QueueLeaseRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_kv__pb2.QueueLeaseResponse.FromString,
+                _registered_method=True)
+        self.Ack = channel.unary_unary(
+                '/ctxstore.v1.Queue/Ack',
+                request_serializer=ctxstore_dot_v1_dot_kv__pb2.QueueAckRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_kv__pb2.QueueAckResponse.FromString,
+                _registered_method=True)
+        self.Nack = channel.unary_unary(
+                '/ctxstore.v1.Queue/Nack',
+                request_serializer=ctxstore_dot_v1_dot_kv__pb2.QueueNackRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_kv__pb2.QueueNackResponse.FromString,
+                _registered_method=True)
+        self.Extend = channel.unary_unary(
+                '/ctxstore.v1.Queue/Extend',
+                request_serializer=ctxstore_dot_v1_dot_kv__pb2.QueueExtendRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_kv__pb2.QueueExtendResponse.FromString,
+                _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/ctxstore.v1.Queue/Stats',
+                request_serializer=ctxstore_dot_v1_dot_kv__pb2.QueueStatsRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_kv__pb2.QueueStatsResponse.FromString,
+                _registered_method=True)
+
+
+class QueueServicer:
+    """Task queues for agent work (docs/api.md, "Task queues"): a queue is one hash tag
+    (`{q/NAME}`: one shard), so each operation is one linearizable Raft command.
+    Delivery is at least once: a leased task that is not acked before its visibility
+    timeout ends is delivered again, to any consumer; an ack names the lease it acks,
+    so a consumer whose lease ended cannot ack a task someone else holds now.
+    """
+
+    def Enqueue(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Lease(self, request, context):
+        """Leases up to `max_tasks` visible tasks: highest priority first, FIFO within one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Ack(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Nack(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Extend(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_QueueServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Enqueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enqueue,
+                    request_deserializer=ctxstore_dot_v1_dot_kv__pb2.EnqueueRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_kv__pb2.EnqueueResponse.SerializeToString,
+            ),
+            'Lease': grpc.unary_unary_rpc_method_handler(
+                    servicer.Lease,
+                    request_deserializer=ctxstore_dot_v1_dot_kv__pb2.QueueLeaseRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_kv__pb2.QueueLeaseResponse.SerializeToString,
+            ),
+            'Ack': grpc.unary_unary_rpc_method_handler(
+                    servicer.Ack,
+                    request_deserializer=ctxstore_dot_v1_dot_kv__pb2.QueueAckRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_kv__pb2.QueueAckResponse.SerializeToString,
+            ),
+            'Nack': grpc.unary_unary_rpc_method_handler(
+                    servicer.Nack,
+                    request_deserializer=ctxstore_dot_v1_dot_kv__pb2.QueueNackRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_kv__pb2.QueueNackResponse.SerializeToString,
+            ),
+            'Extend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Extend,
+                    request_deserializer=ctxstore_dot_v1_dot_kv__pb2.QueueExtendRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_kv__pb2.QueueExtendResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=ctxstore_dot_v1_dot_kv__pb2.QueueStatsRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_kv__pb2.QueueStatsResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'ctxstore.v1.Queue', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('ctxstore.v1.Queue', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Queue:
+    """Task queues for agent work (docs/api.md, "Task queues"): a queue is one hash tag
+    (`{q/NAME}`: one shard), so each operation is one linearizable Raft command.
+    Delivery is at least once: a leased task that is not acked before its visibility
+    timeout ends is delivered again, to any consumer; an ack names the lease it acks,
+    so a consumer whose lease ended cannot ack a task someone else holds now.
+    """
+
+    @staticmethod
+    def Enqueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.Queue/Enqueue',
+            ctxstore_dot_v1_dot_kv__pb2.EnqueueRequest.SerializeToString,
+            ctxstore_dot_v1_dot_kv__pb2.EnqueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Lease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.Queue/Lease',
+            ctxstore_dot_v1_dot_kv__pb2.QueueLeaseRequest.SerializeToString,
+            ctxstore_dot_v1_dot_kv__pb2.QueueLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Ack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.Queue/Ack',
+            ctxstore_dot_v1_dot_kv__pb2.QueueAckRequest.SerializeToString,
+            ctxstore_dot_v1_dot_kv__pb2.QueueAckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Nack(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.Queue/Nack',
+            ctxstore_dot_v1_dot_kv__pb2.QueueNackRequest.SerializeToString,
+            ctxstore_dot_v1_dot_kv__pb2.QueueNackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Extend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.Queue/Extend',
+            ctxstore_dot_v1_dot_kv__pb2.QueueExtendRequest.SerializeToString,
+            ctxstore_dot_v1_dot_kv__pb2.QueueExtendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxstore.v1.Queue/Stats',
+            ctxstore_dot_v1_dot_kv__pb2.QueueStatsRequest.SerializeToString,
+            ctxstore_dot_v1_dot_kv__pb2.QueueStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
