@@ -40,19 +40,20 @@ mod common;
 
 use common::procs::{start_cluster_with, Ctxd};
 use common::{
-    assert_process_replicas_agree, assert_replicas_agree, meta_table, wait_for, TestCluster, WAIT,
+    assert_process_replicas_agree, assert_replicas_agree, meta_table, partition, set_filter,
+    wait_for, TestCluster, WAIT,
 };
 use ctxstore::proto::{
     read_request::Select, AppendRequest, ChatMessage, ConversationRef, ReadRequest, SeqRange,
 };
-use ctxstore::{Error, MessageFilter, NodeId};
+use ctxstore::Error;
 use ctxstore_check::list::{check_list, AppendOutcome, ListOp, ListOpKind};
 use ctxstore_check::{check_history, History, OpKind, Outcome, Output, Recorder, Verdict};
 use ctxstore_client::{Client, ClientOptions, ReadMode};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -250,38 +251,6 @@ impl Settings {
             keys: var("JEPSEN_KEYS", 6) as usize,
         }
     }
-}
-
-/// Blocks Raft traffic on the listed directed links.
-struct Net {
-    blocked: HashSet<(u64, u64)>,
-}
-
-impl MessageFilter for Net {
-    fn allow(&self, from: NodeId, to: NodeId) -> bool {
-        !self.blocked.contains(&(from.0, to.0))
-    }
-}
-
-/// A partition into groups that cannot talk to each other; `bridge` (if any) talks to
-/// every group.
-fn partition(groups: &[Vec<u64>], bridge: Option<u64>) -> Net {
-    let mut blocked = HashSet::new();
-    for (i, a) in groups.iter().enumerate() {
-        for (j, b) in groups.iter().enumerate() {
-            if i == j {
-                continue;
-            }
-            for x in a {
-                for y in b {
-                    if Some(*x) != bridge && Some(*y) != bridge {
-                        blocked.insert((*x, *y));
-                    }
-                }
-            }
-        }
-    }
-    Net { blocked }
 }
 
 /// The operations one client runs until `stop`, recorded into `rec`.
@@ -836,12 +805,6 @@ async fn leader_of(cluster: &TestCluster, shard: u64) -> Option<usize> {
         }
     }
     None
-}
-
-fn set_filter(cluster: &TestCluster, f: Option<Arc<dyn MessageFilter>>) {
-    for n in cluster.nodes.iter().flatten() {
-        n.set_message_filter(f.clone());
-    }
 }
 
 /// The certificates of a TLS run: the CA that signs the rotated node certificates,

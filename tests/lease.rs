@@ -132,6 +132,54 @@ async fn a_leases_keys_go_with_it_when_it_expires_or_is_revoked() {
     cluster.shutdown().await;
 }
 
+/// A conversation attached to a lease (`AppendRequest::lease_id`) keeps it through
+/// appends that do not name it, and goes with all its messages when the lease is
+/// revoked; a lease of another partition is `NotFound` and appends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_goes_with_its_lease() {
+    use ctxstore_client::proto::{AppendRequest, ChatMessage, ConversationRef};
+    let cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let c = cluster.client().await;
+    let conv = ConversationRef {
+        namespace: "agents".into(),
+        id: "run-1".into(),
+    };
+    let append = |lease_id: Option<u64>| AppendRequest {
+        conversation: Some(conv.clone()),
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: "hi".into(),
+            ..Default::default()
+        }],
+        lease_id,
+        ..Default::default()
+    };
+    let lease = c
+        .grant_conversation_lease(&conv, Duration::from_secs(60))
+        .await
+        .expect("grant");
+    let other = c
+        .grant_lease("{svc/other}", Duration::from_secs(60))
+        .await
+        .expect("grant");
+    match c.append(append(Some(other.id))).await {
+        Err(Error::NotFound(what)) => assert!(what.contains("lease"), "{what}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert!(c.conversation(conv.clone()).await.expect("get").is_none());
+    c.append(append(Some(lease.id))).await.expect("attach");
+    c.append(append(None)).await.expect("keep");
+    let info = c.lease_info(&lease).await.expect("info").expect("exists");
+    assert_eq!(info.keys.len(), 1, "the conversation's record: {info:?}");
+    assert_eq!(c.revoke_lease(&lease).await.expect("revoke"), (true, 1));
+    assert!(c.conversation(conv.clone()).await.expect("get").is_none());
+    let r = c.append(append(None)).await.expect("a new conversation");
+    assert_eq!(r.first_seq, 1, "its messages went with it");
+    assert_replicas_agree(&cluster).await;
+    cluster.shutdown().await;
+}
+
 /// A lease of 500 ms kept alive by a `LeaseKeeper` keeps its key through two leader
 /// changes and 3 s (6 TTLs); once the keeper stops, the key goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,9 @@
 //! A fault campaign for the mutex (`Client::lock`, docs/api.md, "Locks and
-//! elections"): lockers on real `ctxd` processes take the lock, write under it with
-//! `guarded_batch`, and let it go, while a nemesis `kill -9`s nodes, SIGSTOPs them
-//! longer than an election timeout, and one locker in turn "pauses" holding the lock
-//! (stops renewing its lease). Checked:
+//! elections"): lockers take the lock, write under it with `guarded_batch`, and let it
+//! go, while a nemesis `kill -9`s nodes and SIGSTOPs them longer than the TTL (real
+//! `ctxd` processes), or cuts a node off the others' Raft traffic longer than the
+//! TTL, crashes nodes and moves leaderships (in-process), and one locker in turn
+//! "pauses" holding the lock (stops renewing its lease). Checked:
 //!
 //! - fencing: the successful guarded writes, in the order they took effect (their
 //!   versions), carry fences that never go down, and one fence is one holder: no
@@ -15,7 +16,10 @@
 mod common;
 
 use common::procs::start_cluster;
-use common::{assert_process_replicas_agree, wait_for, WAIT};
+use common::{
+    assert_process_replicas_agree, assert_replicas_agree, partition, set_filter, wait_for,
+    TestCluster, WAIT,
+};
 use ctxstore::Error;
 use ctxstore_client::proto::{batch_op, BatchOp, PutOp};
 use ctxstore_client::{Client, ClientOptions};
@@ -108,8 +112,62 @@ async fn locker(
     refused
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lock_campaign_keeps_fences_in_order() {
+/// The lockers at work: their clients' tasks, their writes, and the stop flag.
+struct Lockers {
+    tasks: Vec<tokio::task::JoinHandle<usize>>,
+    writes: Arc<Mutex<Vec<Write>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Lockers {
+    fn start(clients: Vec<Client>, seed: u64) -> Lockers {
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = clients
+            .into_iter()
+            .enumerate()
+            .map(|(id, c)| tokio::spawn(locker(id, c, writes.clone(), stop.clone(), seed)))
+            .collect();
+        Lockers {
+            tasks,
+            writes,
+            stop,
+        }
+    }
+
+    /// Stops the lockers and checks their history: fences never go down in the order
+    /// the writes took effect, and one fence is one locker.
+    async fn stop_and_check(self, faults: usize) {
+        self.stop.store(true, Ordering::Release);
+        let mut refused = 0;
+        for l in self.tasks {
+            refused += tokio::time::timeout(Duration::from_secs(60), l)
+                .await
+                .expect("a locker stops")
+                .expect("locker");
+        }
+        let mut writes = self.writes.lock().expect("writes").clone();
+        writes.sort_unstable();
+        eprintln!(
+            "lock campaign: {faults} faults, {} guarded writes, {refused} refused after a paused hold",
+            writes.len()
+        );
+        assert!(writes.len() > 10, "the lockers wrote: {}", writes.len());
+        for w in writes.windows(2) {
+            let ((v1, f1, l1), (v2, f2, l2)) = (w[0], w[1]);
+            assert!(
+                f1 <= f2,
+                "fence went down: locker {l1} wrote with fence {f1} at version {v1}, then locker {l2} with fence {f2} at {v2}"
+            );
+            if f1 == f2 {
+                assert_eq!(l1, l2, "two lockers wrote with fence {f1}");
+            }
+        }
+    }
+}
+
+/// The campaign's length and seed (`LOCK_CAMPAIGN_SECS`, `LOCK_CAMPAIGN_SEED`).
+fn settings() -> (u64, u64) {
     let secs: u64 = std::env::var("LOCK_CAMPAIGN_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -119,6 +177,14 @@ async fn lock_campaign_keeps_fences_in_order() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(rand::random);
     eprintln!("lock campaign: seed {seed}, {secs} s");
+    (secs, seed)
+}
+
+/// Real `ctxd` processes: `kill -9` and SIGSTOP (2.5-3.5 s, longer than the TTL) of
+/// random nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_campaign_keeps_fences_in_order() {
+    let (secs, seed) = settings();
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut procs, addrs) = start_cluster(dir.path(), 3, &[]);
@@ -133,21 +199,15 @@ async fn lock_campaign_keeps_fences_in_order() {
         admin.put("probe", "x").await.ok()
     })
     .await;
-    let writes = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut lockers = Vec::new();
-    for id in 0..4 {
-        let c = Client::connect_with(&addrs, opts.clone())
-            .await
-            .expect("client");
-        lockers.push(tokio::spawn(locker(
-            id,
-            c,
-            writes.clone(),
-            stop.clone(),
-            seed,
-        )));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(
+            Client::connect_with(&addrs, opts.clone())
+                .await
+                .expect("client"),
+        );
     }
+    let lockers = Lockers::start(clients, seed);
     let end = tokio::time::Instant::now() + Duration::from_secs(secs);
     let mut faults = 0;
     while tokio::time::Instant::now() < end {
@@ -166,30 +226,54 @@ async fn lock_campaign_keeps_fences_in_order() {
         }
         faults += 1;
     }
-    stop.store(true, Ordering::Release);
-    let mut refused = 0;
-    for l in lockers {
-        refused += tokio::time::timeout(Duration::from_secs(60), l)
-            .await
-            .expect("a locker stops")
-            .expect("locker");
-    }
-    let mut writes = writes.lock().expect("writes").clone();
-    writes.sort_unstable();
-    eprintln!(
-        "lock campaign: {faults} faults, {} guarded writes, {refused} refused after a paused hold",
-        writes.len()
-    );
-    assert!(writes.len() > 10, "the lockers wrote: {}", writes.len());
-    for w in writes.windows(2) {
-        let ((v1, f1, l1), (v2, f2, l2)) = (w[0], w[1]);
-        assert!(
-            f1 <= f2,
-            "fence went down: locker {l1} wrote with fence {f1} at version {v1}, then locker {l2} with fence {f2} at {v2}"
-        );
-        if f1 == f2 {
-            assert_eq!(l1, l2, "two lockers wrote with fence {f1}");
-        }
-    }
+    lockers.stop_and_check(faults).await;
     assert_process_replicas_agree(&admin, &addrs).await;
+}
+
+/// In-process nodes: one node cut off from the others' Raft traffic for 2-3 s (longer
+/// than the TTL: a holder behind it cannot renew), crashes and restarts, and leader
+/// transfers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_campaign_under_partitions_keeps_fences_in_order() {
+    let (secs, seed) = settings();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut cluster = TestCluster::start(3).await;
+    cluster.wait_all_leaders().await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(cluster.client().await);
+    }
+    let admin = cluster.client().await;
+    let lockers = Lockers::start(clients, seed);
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut faults = 0;
+    while tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1000))).await;
+        let victim = rng.random_range(0..3usize);
+        match rng.random_range(0..3) {
+            0 => {
+                eprintln!("  nemesis: node {} cut off", victim + 1);
+                let rest: Vec<u64> = (1..=3).filter(|n| *n != victim as u64 + 1).collect();
+                let cut = partition(&[vec![victim as u64 + 1], rest], None);
+                set_filter(&cluster, Some(Arc::new(cut)));
+                tokio::time::sleep(Duration::from_millis(rng.random_range(2000..3000))).await;
+                set_filter(&cluster, None);
+            }
+            1 => {
+                eprintln!("  nemesis: node {} crashes", victim + 1);
+                cluster.stop(victim).await;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(200..800))).await;
+                cluster.restart(victim).await;
+            }
+            _ => {
+                eprintln!("  nemesis: leadership to node {}", victim + 1);
+                let _ = admin.transfer_leader(victim as u64 + 1).await;
+            }
+        }
+        faults += 1;
+    }
+    set_filter(&cluster, None);
+    lockers.stop_and_check(faults).await;
+    assert_replicas_agree(&cluster).await;
+    cluster.shutdown().await;
 }

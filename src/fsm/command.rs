@@ -107,8 +107,8 @@ impl<'r, R: StateReader> Applier<'r, R> {
     }
 
     /// Writes `value` under a user key at `index`, keeping the create version of a
-    /// live record, attached to lease `lease_id` of its partition (0: none; the
-    /// caller checked that it exists).
+    /// live record, attached to lease `lease` of its partition (`Some(0)`: none;
+    /// None: the lease the record had; the caller checked that the lease exists).
     pub(crate) fn put_user(
         &mut self,
         index: u64,
@@ -116,12 +116,13 @@ impl<'r, R: StateReader> Applier<'r, R> {
         user_key: &[u8],
         value: bytes::Bytes,
         expires_at_ms: u64,
-        lease_id: u64,
+        lease: Option<u64>,
     ) -> Result<u64> {
         let dk = keys::data_key(user_key);
         let old = self.value(&dk)?;
         let replaced = old.as_ref().map(|r| r.expires_at_ms);
         let old_lease = old.as_ref().map_or(0, |r| r.lease_id);
+        let lease_id = lease.unwrap_or(old_lease);
         let create_version = old
             .filter(|r| is_live(r, now_ms))
             .map_or(index, |r| r.create_version);
@@ -167,7 +168,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
 
     /// The record of lease `id` of `user_key`'s partition, if it exists (and `id` is
     /// not 0): its `data` CF key, record and decoded lease.
-    fn lease(
+    pub(crate) fn lease(
         &self,
         user_key: &[u8],
         id: u64,
@@ -212,8 +213,13 @@ impl<'r, R: StateReader> Applier<'r, R> {
         Ok(())
     }
 
-    /// Grants or revokes a lease (`cmd`).
-    fn apply_lease(&mut self, index: u64, cmd: &LeaseCommand) -> Result<CommandResult> {
+    /// Grants or revokes a lease (`cmd`) at `index`, at the proposer's time `now_ms`.
+    fn apply_lease(
+        &mut self,
+        index: u64,
+        now_ms: u64,
+        cmd: &LeaseCommand,
+    ) -> Result<CommandResult> {
         let key = match &cmd.op {
             Some(lease_command::Op::Grant(g)) => &g.key,
             Some(lease_command::Op::Revoke(k)) => k,
@@ -237,7 +243,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
                     ttl_ms: g.ttl_ms,
                     keys: Vec::new(),
                 };
-                self.put_user(index, 0, key, lease.encode_to_vec().into(), 0, 0)?;
+                self.put_user(index, 0, key, lease.encode_to_vec().into(), 0, Some(0))?;
                 Ok(ok(index, vec![]))
             }
             _ => {
@@ -252,6 +258,8 @@ impl<'r, R: StateReader> Applier<'r, R> {
                     let kdk = keys::data_key(k);
                     if self.value(&kdk)?.is_some_and(|r| r.lease_id == id) {
                         self.delete_record(&kdk)?;
+                        // A conversation or thread takes its data with it.
+                        self.clear_owned(index, now_ms, k)?;
                         deleted += 1;
                     }
                 }
@@ -347,7 +355,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
                 ok(index, vec![])
             }
             Some(raft_command::Cmd::Context(c)) => self.apply_context(index, cmd.now_ms, c)?,
-            Some(raft_command::Cmd::Lease(l)) => self.apply_lease(index, l)?,
+            Some(raft_command::Cmd::Lease(l)) => self.apply_lease(index, cmd.now_ms, l)?,
             Some(raft_command::Cmd::Queue(q)) => self.apply_queue(index, cmd.now_ms, q)?,
             // Meta commands and splits are applied by `apply_round`.
             Some(
@@ -436,7 +444,7 @@ impl<'r, R: StateReader> Applier<'r, R> {
                         &p.key,
                         p.value.clone(),
                         p.expires_at_ms,
-                        p.lease_id,
+                        Some(p.lease_id),
                     )?;
                     per_op.push(cv);
                 }

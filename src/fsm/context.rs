@@ -187,7 +187,25 @@ struct Ctx<'x, 'r, R: StateReader> {
     now: u64,
 }
 
+impl<R: StateReader> Applier<'_, R> {
+    /// After the record at `user_key` was deleted (a revoked lease's): the data of the
+    /// conversation or thread it was the record of, if any.
+    pub(crate) fn clear_owned(&mut self, index: u64, now: u64, user_key: &[u8]) -> Result<()> {
+        let mut ctx = Ctx {
+            a: self,
+            index,
+            now,
+        };
+        match owner_of_record(user_key) {
+            Some(Owner::Conversation(c)) => ctx.clear_conversation(&c),
+            Some(Owner::Thread(t)) => ctx.clear_thread(&t).map(drop),
+            None => Ok(()),
+        }
+    }
+}
+
 impl<R: StateReader> Ctx<'_, '_, R> {
+    /// Writes a record, keeping the lease it was attached to.
     fn put(&mut self, user_key: &[u8], value: Vec<u8>, expires_at_ms: u64) -> Result<()> {
         self.a.put_user(
             self.index,
@@ -195,7 +213,7 @@ impl<R: StateReader> Ctx<'_, '_, R> {
             user_key,
             value.into(),
             expires_at_ms,
-            0,
+            None,
         )?;
         Ok(())
     }
@@ -246,14 +264,27 @@ impl<R: StateReader> Ctx<'_, '_, R> {
     fn save_conversation(
         &mut self,
         c: &ConversationRef,
+        rec: ConversationRecord,
+    ) -> Result<ConversationInfo> {
+        self.save_conversation_leased(c, rec, None)
+    }
+
+    /// [`Self::save_conversation`] attached to lease `lease` (None: the one it had;
+    /// `Some(0)`: none).
+    fn save_conversation_leased(
+        &mut self,
+        c: &ConversationRef,
         mut rec: ConversationRecord,
+        lease: Option<u64>,
     ) -> Result<ConversationInfo> {
         let info = rec.info.get_or_insert_with(Default::default);
         info.updated_at_ms = self.now;
         info.expires_at_ms = expiry(self.now, info.idle_ttl_ms);
         let expires = info.expires_at_ms;
         let out = info.clone();
-        self.put(&conv_key(c), rec.encode_to_vec(), expires)?;
+        let v = rec.encode_to_vec().into();
+        self.a
+            .put_user(self.index, self.now, &conv_key(c), v, expires, lease)?;
         Ok(out)
     }
 
@@ -271,6 +302,15 @@ impl<R: StateReader> Ctx<'_, '_, R> {
         };
         if r.messages.is_empty() {
             return Ok(bad("no messages"));
+        }
+        if let Some(lease) = r.lease_id.filter(|l| *l != 0) {
+            if self.a.lease(&conv_key(c), lease)?.is_none() {
+                let lk =
+                    crate::context::lease_key("lease_id", &conv_key(c), lease).unwrap_or_default();
+                return Ok(CommandResult {
+                    result: Some(command_result::Result::LeaseNotFound(lk.into())),
+                });
+            }
         }
         // An expired conversation goes first, with its idempotency keys.
         let existing = self.conversation(c)?;
@@ -317,7 +357,7 @@ impl<R: StateReader> Ctx<'_, '_, R> {
                 &msg_key(c, seq),
                 stored.encode_to_vec().into(),
                 0,
-                0,
+                None,
             )?;
         }
         let info = rec.info.get_or_insert_with(Default::default);
@@ -329,7 +369,7 @@ impl<R: StateReader> Ctx<'_, '_, R> {
         if let Some(ttl) = r.idle_ttl_ms {
             info.idle_ttl_ms = ttl;
         }
-        let info = self.save_conversation(c, rec)?;
+        let info = self.save_conversation_leased(c, rec, r.lease_id)?;
         if let Some(ik) = ik {
             let idem = IdempotencyRecord {
                 first_seq,
@@ -574,7 +614,7 @@ impl<R: StateReader> Ctx<'_, '_, R> {
                 &blob_key(t, &b.channel, &b.version),
                 b.value.clone(),
                 0,
-                0,
+                None,
             )?;
         }
         Ok(done(ContextOutcome {

@@ -119,11 +119,18 @@ impl<R: StateReader> Applier<'_, R> {
                 self.put_task(index, now, name, id, &task)?;
                 q.heads.entry(task.priority).or_insert(id);
                 let order = queue_order_key(name, priority_of(&task), id);
-                self.put_user(index, now, &order, bytes::Bytes::new(), 0, 0)?;
+                self.put_user(index, now, &order, bytes::Bytes::new(), 0, None)?;
                 if idem.is_some() {
                     let until = now.saturating_add(IDEMPOTENCY_WINDOW_MS);
                     let k = queue_idem_key(name, &e.idempotency_key);
-                    self.put_user(index, now, &k, id.to_be_bytes().to_vec().into(), until, 0)?;
+                    self.put_user(
+                        index,
+                        now,
+                        &k,
+                        id.to_be_bytes().to_vec().into(),
+                        until,
+                        None,
+                    )?;
                 }
                 self.put_queue(index, now, name, &q)?;
                 Ok(outcome(
@@ -292,8 +299,15 @@ impl<R: StateReader> Applier<'_, R> {
     }
 
     fn put_queue(&mut self, index: u64, now: u64, name: &str, q: &QueueRecord) -> Result<()> {
-        self.put_user(index, now, &queue_key(name), q.encode_to_vec().into(), 0, 0)
-            .map(drop)
+        self.put_user(
+            index,
+            now,
+            &queue_key(name),
+            q.encode_to_vec().into(),
+            0,
+            None,
+        )
+        .map(drop)
     }
 
     fn task(&self, name: &str, id: u64, now: u64) -> Result<Option<TaskRecord>> {
@@ -312,7 +326,7 @@ impl<R: StateReader> Applier<'_, R> {
         t: &TaskRecord,
     ) -> Result<()> {
         let k = queue_task_key(name, id);
-        self.put_user(index, now, &k, t.encode_to_vec().into(), 0, 0)
+        self.put_user(index, now, &k, t.encode_to_vec().into(), 0, None)
             .map(drop)
     }
 
@@ -345,7 +359,7 @@ impl<R: StateReader> Applier<'_, R> {
             ..t.clone()
         };
         let k = queue_dead_key(name, id);
-        self.put_user(index, now, &k, dead.encode_to_vec().into(), 0, 0)
+        self.put_user(index, now, &k, dead.encode_to_vec().into(), 0, None)
             .map(drop)
     }
 }

@@ -100,6 +100,9 @@ impl ContextService {
             .await?;
         match r.result {
             Some(command_result::Result::Context(o)) => Ok(o),
+            Some(command_result::Result::LeaseNotFound(k)) => {
+                Err(crate::server::path::lease_not_found(&k))
+            }
             Some(command_result::Result::ContextRejected(r)) => {
                 Err(match Reason::try_from(r.reason) {
                     Ok(Reason::LastSeqMismatch) => Error::SequenceMismatch {
@@ -339,6 +342,9 @@ impl AgentContext for ContextService {
             );
         }
         self.check_messages(&req.messages)?;
+        if let Some(lease) = req.lease_id.filter(|l| *l != 0) {
+            cx::lease_key("lease_id", &cx::conv_key(&c), lease)?;
+        }
         if req.idempotency_key.len() > MAX_IDEMPOTENCY_KEY {
             return Err(Error::invalid(
                 "idempotency_key",

@@ -9,9 +9,11 @@ pub mod procs;
 use ctxstore::proto::{ReplicaRole, RoutingTable, ShardStatus, StatusResponse};
 use ctxstore::Node;
 use ctxstore::NodeConfig;
+use ctxstore::{MessageFilter, NodeId};
 use ctxstore_client::{Client, ClientOptions};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -490,4 +492,43 @@ pub fn fully_replicated(t: &RoutingTable, not_on: &[u64]) -> bool {
                     })
             })
         })
+}
+
+/// Blocks Raft traffic on the listed directed links.
+pub struct Net {
+    blocked: HashSet<(u64, u64)>,
+}
+
+impl MessageFilter for Net {
+    fn allow(&self, from: NodeId, to: NodeId) -> bool {
+        !self.blocked.contains(&(from.0, to.0))
+    }
+}
+
+/// A partition into groups that cannot talk to each other; `bridge` (if any) talks to
+/// every group.
+pub fn partition(groups: &[Vec<u64>], bridge: Option<u64>) -> Net {
+    let mut blocked = HashSet::new();
+    for (i, a) in groups.iter().enumerate() {
+        for (j, b) in groups.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            for x in a {
+                for y in b {
+                    if Some(*x) != bridge && Some(*y) != bridge {
+                        blocked.insert((*x, *y));
+                    }
+                }
+            }
+        }
+    }
+    Net { blocked }
+}
+
+/// Sets (or, with None, clears) every running node's transport filter.
+pub fn set_filter(cluster: &TestCluster, f: Option<Arc<dyn MessageFilter>>) {
+    for n in cluster.nodes.iter().flatten() {
+        n.set_message_filter(f.clone());
+    }
 }

@@ -87,3 +87,24 @@ async def test_async_task_queue(aclient, uniq):
     await aclient.enqueue(q, "x")
     t = await aclient.lease_tasks(q, 1)
     assert len(t) == 1 and await aclient.ack(q, t[0])
+
+
+def test_a_lock_fences_and_an_election_follows(client, cluster, uniq):
+    name = f"lk-{uniq}".replace("}", "")[:100]
+    first = client.lock(name, ttl_ms=500)
+    client.guarded_batch(first, [ctxstore.Put(f"{{lock/{name}}}/state", "first")])
+    with cluster.client() as other:
+        with pytest.raises(ctxstore.DeadlineExceededError):
+            other.lock(name, ttl_ms=500, timeout=0.5)
+        first.keeper.close()  # a paused holder: its lease runs out
+        second = other.lock(name, ttl_ms=500, timeout=20)
+        assert second.fence > first.fence
+        with pytest.raises(ctxstore.VersionMismatchError):
+            client.guarded_batch(first, [ctxstore.Put(f"{{lock/{name}}}/state", "stale")])
+        other.guarded_batch(second, [ctxstore.Put(f"{{lock/{name}}}/state", "second")])
+        assert client.get(f"{{lock/{name}}}/state").value == b"second"
+        second.unlock()
+    leader = client.campaign(f"el-{name}", "node-a", ttl_ms=2000)
+    assert client.leader(f"el-{name}").value == b"node-a"
+    leader.unlock()
+    assert client.leader(f"el-{name}") is None

@@ -110,6 +110,19 @@ impl Client {
         })
     }
 
+    /// Grants a lease with `ttl` in the partition of conversation `c`, to attach it
+    /// with `AppendRequest::lease_id`: when the lease ends, the conversation goes with
+    /// all its messages.
+    pub async fn grant_conversation_lease(
+        &self,
+        c: &crate::proto::ConversationRef,
+        ttl: Duration,
+    ) -> Result<Lease> {
+        ctxstore_api::context::validate_conversation(Some(c))?;
+        self.grant_lease(format!("{{c/{}/{}}}", c.namespace, c.id), ttl)
+            .await
+    }
+
     /// Revokes a lease, deleting every key attached to it in the same step; returns
     /// whether it existed and how many keys went with it.
     pub async fn revoke_lease(&self, lease: &Lease) -> Result<(bool, u64)> {

@@ -17,7 +17,7 @@ is ``ctxstore.langgraph.CtxstoreSaver`` and the LangChain chat history
 from . import errors, keys, ring
 from ._core import ClientTls, Options, ReadMode, Stats
 from .aio import AsyncClient, AsyncWatch
-from .client import Client, LeaseKeeper, Watch
+from .client import Client, LeaseKeeper, LockGuard, Watch
 from .errors import *  # noqa: F401,F403 (the exception classes)
 from .errors import __all__ as _errors_all
 from .types import Check, Delete, DeleteResult, KeyValue, Lease, Message, Put, ScanResult, WriteResult
@@ -36,6 +36,7 @@ __all__ = [
     "KeyValue",
     "Lease",
     "LeaseKeeper",
+    "LockGuard",
     "WriteResult",
     "DeleteResult",
     "ScanResult",

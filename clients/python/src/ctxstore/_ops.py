@@ -53,6 +53,17 @@ def keep_alive_once(lease: Lease) -> Op[int]:
     return Op("lease_once", "KeepAlive", req, Route.key(K.key_hash(lease.key)), Call.READ, lambda r: r.ttl_ms)
 
 
+#: The most waiters one lock may have (they are read in one scan).
+MAX_WAITERS = 1_000
+
+
+def lock_prefix(name: str) -> bytes:
+    """Where the waiters of lock (or election) ``name`` are: ``{lock/NAME}/w/``."""
+    if not name or "}" in name:
+        raise K.InvalidArgumentError("name", "must not be empty or hold `}`")
+    return f"{{lock/{name}}}/w/".encode()
+
+
 def service_prefix(service: str) -> bytes:
     """Where the instances of ``service`` are registered: ``{svc/SERVICE}/``."""
     if not service or "}" in service:

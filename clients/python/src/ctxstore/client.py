@@ -13,7 +13,7 @@ from . import _ops
 from . import errors as E
 from ._core import Call, ClientTls, Core, Op, Options, Route, Stats, WatchState, watch_resumable
 from ._proto import cluster_pb2, cluster_pb2_grpc, context_pb2, context_pb2_grpc, kv_pb2, kv_pb2_grpc
-from .types import BatchOpLike, DeleteResult, KeyValue, Lease, MessageLike, ScanResult, WriteResult
+from .types import BatchOpLike, Check, DeleteResult, KeyValue, Lease, MessageLike, ScanResult, WriteResult
 
 T = TypeVar("T")
 
@@ -346,6 +346,75 @@ class Client:
     def watch_service(self, service: str, *, from_version: int | None = None) -> "Watch[kv_pb2.WatchEvent]":
         """Streams registrations (puts) and departures (deletes) of ``service``."""
         return self.watch(prefix=_ops.service_prefix(service), from_version=from_version)
+
+    # ---- locks and elections ----
+
+    def lock(self, name: str, *, ttl_ms: int = 10_000, timeout: float | None = None) -> "LockGuard":
+        """Takes the mutex ``name`` (docs/api.md, "Locks and elections"): waiters queue
+        by arrival under ``{lock/NAME}``, each on its own lease kept alive here, and
+        the oldest holds the lock. Raises :class:`~ctxstore.errors.TimeoutError` after
+        ``timeout`` seconds (None: wait for ever)."""
+        return self.campaign(name, b"", ttl_ms=ttl_ms, timeout=timeout)
+
+    def campaign(
+        self, name: str, value: str | bytes, *, ttl_ms: int = 10_000, timeout: float | None = None
+    ) -> "LockGuard":
+        """Leader election on the same queue as :meth:`lock`, with ``value`` (say, the
+        candidate's address): returns once this candidate leads."""
+        prefix = _ops.lock_prefix(name)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        lease = self.grant_lease(prefix, ttl_ms)
+        keeper = self.keep_alive(lease)
+        key = prefix + f"{lease.id:016x}".encode()
+        try:
+            mine = self.compare_and_swap(key, 0, value, lease_id=lease.id).create_version
+            self._wait_first_in_line(prefix, key, mine, keeper, deadline, timeout or 0.0)
+        except BaseException:
+            keeper.revoke()
+            raise
+        return LockGuard(self, key, mine, keeper)
+
+    def _wait_first_in_line(
+        self,
+        prefix: bytes,
+        key: bytes,
+        mine: int,
+        keeper: "LeaseKeeper",
+        deadline: float | None,
+        timeout_s: float,
+    ) -> None:
+        while True:
+            if not keeper.alive:
+                raise E.FailedPreconditionError("the lock's lease ended while waiting")
+            page = self.scan(prefix, limit=_ops.MAX_WAITERS)
+            if page.more:
+                raise E.FailedPreconditionError(f"more than {_ops.MAX_WAITERS} waiters for one lock")
+            if not any(kv.key == key for kv in page.kvs):
+                raise E.FailedPreconditionError("the lock's lease ended while waiting")
+            ahead = [kv for kv in page.kvs if kv.create_version < mine]
+            if not ahead:
+                return
+            prev = max(ahead, key=lambda kv: kv.create_version)
+            with self.watch(prev.key, from_version=prev.version) as w:
+                while True:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise E.DeadlineExceededError(timeout_s, None)
+                    if not keeper.alive:
+                        raise E.FailedPreconditionError("the lock's lease ended while waiting")
+                    e = w.next(timeout=0.2)
+                    if e is not None and e.kind == kv_pb2.WatchEvent.DELETE:
+                        break
+
+    def leader(self, name: str) -> KeyValue | None:
+        """The holder of lock (or leader of election) ``name`` now: key and value."""
+        page = self.scan(_ops.lock_prefix(name), limit=_ops.MAX_WAITERS)
+        return min(page.kvs, key=lambda kv: kv.create_version, default=None)
+
+    def guarded_batch(self, guard: "LockGuard", ops: Iterable[BatchOpLike]) -> int:
+        """Applies ``ops`` (keys under the lock's hash tag ``{lock/NAME}``) only while
+        ``guard`` still holds the lock: a holder whose lease ended gets
+        :class:`~ctxstore.errors.VersionMismatchError` and nothing is written."""
+        return self.batch([Check(guard.key, guard.fence), *ops])
 
     # ---- task queues ----
 
@@ -895,3 +964,25 @@ class LeaseKeeper:
 
     def __exit__(self, *exc: object) -> None:
         self.revoke()
+
+
+class LockGuard:
+    """A held lock or won election (:meth:`Client.lock`, :meth:`Client.campaign`).
+    ``fence`` is the fencing token (the version that created the holder's key,
+    increasing from one holder to the next); ``unlock()`` releases it at once, and
+    leaving a ``with`` block does too."""
+
+    def __init__(self, client: Client, key: bytes, fence: int, keeper: LeaseKeeper) -> None:
+        self._client = client
+        self.key = key
+        self.fence = fence
+        self.keeper = keeper
+
+    def unlock(self) -> None:
+        self.keeper.revoke()
+
+    def __enter__(self) -> "LockGuard":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unlock()

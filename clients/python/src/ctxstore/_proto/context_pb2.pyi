@@ -72,7 +72,7 @@ class ConversationInfo(_message.Message):
     def __init__(self, conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., created_at_ms: _Optional[int] = ..., updated_at_ms: _Optional[int] = ..., message_count: _Optional[int] = ..., token_total: _Optional[int] = ..., first_seq: _Optional[int] = ..., last_seq: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., metadata_version: _Optional[int] = ..., idle_ttl_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ...) -> None: ...
 
 class AppendRequest(_message.Message):
-    __slots__ = ("header", "conversation", "messages", "expected_last_seq", "idempotency_key", "idle_ttl_ms", "request_id")
+    __slots__ = ("header", "conversation", "messages", "expected_last_seq", "idempotency_key", "idle_ttl_ms", "request_id", "lease_id")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,7 @@ class AppendRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     IDLE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     header: _kv_pb2.RequestHeader
     conversation: ConversationRef
     messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
@@ -87,7 +88,8 @@ class AppendRequest(_message.Message):
     idempotency_key: str
     idle_ttl_ms: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., expected_last_seq: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., idle_ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    lease_id: int
+    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., expected_last_seq: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., idle_ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ..., lease_id: _Optional[int] = ...) -> None: ...
 
 class AppendResponse(_message.Message):
     __slots__ = ("first_seq", "last_seq", "version", "replayed")
