@@ -265,22 +265,7 @@ impl Client {
             request_id: self.new_request_id(),
             lease_id: lease.id,
         };
-        self.write_key(
-            key_hash(&req.key),
-            |w: &WriteResult| w.version,
-            |ch, header| {
-                let mut req = req.clone();
-                req.header = Some(header);
-                async move {
-                    let r = Self::kv(ch).put(req).await?.into_inner();
-                    Ok(WriteResult {
-                        version: r.version,
-                        create_version: r.create_version,
-                    })
-                }
-            },
-        )
-        .await
+        self.put_request(req).await
     }
 
     /// Creates a key attached to `lease` only if it does not exist

@@ -764,6 +764,11 @@ impl Client {
             request_id: self.new_request_id(),
             lease_id: 0,
         };
+        self.put_request(req).await
+    }
+
+    /// Sends a put (routed by its key, retried with its request id).
+    async fn put_request(&self, req: PutRequest) -> Result<WriteResult> {
         self.write_key(
             key_hash(&req.key),
             |w: &WriteResult| w.version,
