@@ -24,7 +24,7 @@ async fn wait_gone(c: &Client, key: &str) -> Instant {
     .await
 }
 
-/// 1. A lease of 600 ms in `{svc/a}` holds three keys; a put naming it from another
+/// 1. A lease of 2 s in `{svc/a}` holds three keys; a put naming it from another
 ///    partition, or naming a lease that does not exist, is `NotFound` and writes
 ///    nothing; a put without it detaches a key.
 /// 2. Without keepalives, its keys go together, no earlier than its TTL after the
@@ -37,7 +37,7 @@ async fn a_leases_keys_go_with_it_when_it_expires_or_is_revoked() {
     let c = cluster.client().await;
     let granted = Instant::now();
     let lease = c
-        .grant_lease("{svc/a}", Duration::from_millis(600))
+        .grant_lease("{svc/a}", Duration::from_secs(2))
         .await
         .expect("grant");
     for k in ["{svc/a}/w1", "{svc/a}/w2", "{svc/a}/w3"] {
@@ -47,7 +47,9 @@ async fn a_leases_keys_go_with_it_when_it_expires_or_is_revoked() {
     }
     let info = c.lease_info(&lease).await.expect("info").expect("exists");
     assert_eq!(info.keys.len(), 3, "{info:?}");
-    assert!(info.remaining_ms <= 600, "{info:?}");
+    // At most the TTL, plus an election timeout (300 ms here) when the leader's
+    // count of the shard's leases started after the grant (a reign just begun).
+    assert!(info.remaining_ms <= 2_300, "{info:?}");
     // Another partition's key cannot use it; an unknown lease is no lease.
     match c.put_with_lease("{svc/b}/w1", "x", &lease).await {
         Err(Error::NotFound(what)) => assert!(what.contains("lease"), "{what}"),
@@ -70,7 +72,7 @@ async fn a_leases_keys_go_with_it_when_it_expires_or_is_revoked() {
 
     let gone = wait_gone(&c, "{svc/a}/w1").await;
     assert!(
-        gone.duration_since(granted) >= Duration::from_millis(600),
+        gone.duration_since(granted) >= Duration::from_secs(2),
         "expired {:?} after the grant, before its TTL",
         gone.duration_since(granted)
     );
@@ -180,15 +182,15 @@ async fn a_conversation_goes_with_its_lease() {
     cluster.shutdown().await;
 }
 
-/// A lease of 500 ms kept alive by a `LeaseKeeper` keeps its key through two leader
-/// changes and 3 s (6 TTLs); once the keeper stops, the key goes.
+/// A lease of 1 s kept alive by a `LeaseKeeper` keeps its key through two leader
+/// changes and 3.6 s; once the keeper stops, the key goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_lease_survives_leader_changes() {
     let cluster = TestCluster::start(3).await;
     cluster.wait_all_leaders().await;
     let c = cluster.client().await;
     let lease = c
-        .grant_lease("{svc/k}", Duration::from_millis(500))
+        .grant_lease("{svc/k}", Duration::from_secs(1))
         .await
         .expect("grant");
     let keeper = c.keep_alive(lease.clone());
@@ -204,7 +206,7 @@ async fn a_kept_lease_survives_leader_changes() {
                 moves += 1;
             }
         }
-        let until = Instant::now() + Duration::from_secs(1);
+        let until = Instant::now() + Duration::from_millis(1200);
         while Instant::now() < until {
             assert!(
                 c.get("{svc/k}/me").await.expect("get").is_some(),
@@ -236,12 +238,13 @@ async fn a_whole_cluster_restart_does_not_end_a_lease_early() {
         .await
         .expect("attach");
     let kept = c
-        .grant_lease("{svc/r}", Duration::from_secs(1))
+        .grant_lease("{svc/r}", Duration::from_secs(2))
         .await
         .expect("grant");
     c.put_with_lease("{svc/r}/kept", "1", &kept)
         .await
         .expect("attach");
+    let restarting = Instant::now();
     cluster.restart_all().await;
     cluster.wait_all_leaders().await;
     let restarted = Instant::now();
@@ -253,7 +256,12 @@ async fn a_whole_cluster_restart_does_not_end_a_lease_early() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let gone = wait_gone(&c, "{svc/r}/idle").await;
-    assert!(gone.duration_since(restarted) >= Duration::from_secs(2));
+    // Its new leader counts its whole TTL from after the restart began.
+    assert!(
+        gone.duration_since(restarting) >= Duration::from_secs(3),
+        "gone {:?} after the restart began",
+        gone.duration_since(restarting)
+    );
     assert!(c.get("{svc/r}/kept").await.expect("get").is_some());
     drop(keeper);
     wait_gone(&c, "{svc/r}/kept").await;
@@ -276,7 +284,7 @@ async fn a_lock_fences_a_holder_whose_lease_ended() {
             ..Default::default()
         })),
     };
-    let ttl = Duration::from_millis(500);
+    let ttl = Duration::from_secs(1);
     let mut first = c.lock("job", ttl).await.expect("lock");
     c.guarded_batch(&first, vec![put("first")])
         .await
@@ -322,7 +330,7 @@ async fn the_registry_and_elections_follow_their_leases() {
     let cluster = TestCluster::start(3).await;
     cluster.wait_all_leaders().await;
     let c = cluster.client().await;
-    let ttl = Duration::from_millis(400);
+    let ttl = Duration::from_secs(1);
     let a = c
         .register("models", "a", "10.0.0.1:9000", ttl)
         .await

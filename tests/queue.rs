@@ -47,7 +47,7 @@ async fn a_queue_orders_redelivers_and_dead_letters() {
     }
     let later = Enqueue {
         priority: 255,
-        delay: Duration::from_millis(400),
+        delay: Duration::from_secs(2),
         ..Default::default()
     };
     c.enqueue_with(q, "delayed", later).await.expect("enqueue");
@@ -133,7 +133,7 @@ async fn a_queue_orders_redelivers_and_dead_letters() {
     let id = c.enqueue("work", "retry").await.expect("enqueue");
     let t = c.lease_tasks("work", 1, vis).await.expect("lease");
     assert_eq!(
-        c.nack("work", &t[0], Some(Duration::from_millis(300)))
+        c.nack("work", &t[0], Some(Duration::from_secs(2)))
             .await
             .expect("nack"),
         (true, false)
