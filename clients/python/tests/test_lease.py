@@ -149,3 +149,21 @@ def test_a_sigstopped_consumer_loses_its_task(client, cluster, uniq):
         if p.poll() is None:
             os.kill(p.pid, signal.SIGCONT)
             p.kill()
+
+
+async def test_async_locks_and_registry(aclient, uniq):
+    name = f"alk-{uniq}".replace("}", "")[:100]
+    first = await aclient.lock(name, ttl_ms=2000)
+    with pytest.raises(ctxstore.DeadlineExceededError):
+        await aclient.lock(name, ttl_ms=2000, timeout=0.5)
+    await aclient.guarded_batch(first, [ctxstore.Put(f"{{lock/{name}}}/s", "1")])
+    first.keeper.close()
+    second = await aclient.lock(name, ttl_ms=2000, timeout=20)
+    assert second.fence > first.fence
+    with pytest.raises(ctxstore.VersionMismatchError):
+        await aclient.guarded_batch(first, [ctxstore.Put(f"{{lock/{name}}}/s", "stale")])
+    await second.unlock()
+    keeper = await aclient.register(f"asvc-{name}", "a", "addr", ttl_ms=1000)
+    assert [kv.value for kv in await aclient.discover(f"asvc-{name}")] == [b"addr"]
+    await keeper.revoke()
+    assert await aclient.discover(f"asvc-{name}") == []

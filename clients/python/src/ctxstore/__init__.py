@@ -16,7 +16,7 @@ is ``ctxstore.langgraph.CtxstoreSaver`` and the LangChain chat history
 
 from . import errors, keys, ring
 from ._core import ClientTls, Options, ReadMode, Stats
-from .aio import AsyncClient, AsyncWatch
+from .aio import AsyncClient, AsyncLeaseKeeper, AsyncLockGuard, AsyncWatch
 from .client import Client, LeaseKeeper, LockGuard, Watch
 from .errors import *  # noqa: F401,F403 (the exception classes)
 from .errors import __all__ as _errors_all
@@ -29,6 +29,8 @@ __all__ = [
     "AsyncClient",
     "Watch",
     "AsyncWatch",
+    "AsyncLeaseKeeper",
+    "AsyncLockGuard",
     "Options",
     "ReadMode",
     "ClientTls",

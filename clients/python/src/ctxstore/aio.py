@@ -15,7 +15,7 @@ from . import _ops
 from . import errors as E
 from ._core import Call, ClientTls, Core, Op, Options, Route, Stats, WatchState, watch_resumable
 from ._proto import cluster_pb2, cluster_pb2_grpc, context_pb2, context_pb2_grpc, kv_pb2, kv_pb2_grpc
-from .types import BatchOpLike, DeleteResult, KeyValue, Lease, MessageLike, ScanResult, WriteResult
+from .types import BatchOpLike, Check, DeleteResult, KeyValue, Lease, MessageLike, ScanResult, WriteResult
 
 T = TypeVar("T")
 
@@ -268,6 +268,93 @@ class AsyncClient:
 
     async def discover(self, service: str) -> list[KeyValue]:
         return list((await self.scan(_ops.service_prefix(service), limit=10_000)).kvs)
+
+    def keep_alive(self, lease: Lease) -> "AsyncLeaseKeeper":
+        """Renews ``lease`` every third of its TTL in an asyncio task (see
+        :meth:`ctxstore.Client.keep_alive`)."""
+        return AsyncLeaseKeeper(self, lease)
+
+    async def register(
+        self, service: str, instance: str, value: str | bytes, *, ttl_ms: int = 10_000
+    ) -> "AsyncLeaseKeeper":
+        prefix = _ops.service_prefix(service)
+        lease = await self.grant_lease(prefix, ttl_ms)
+        keeper = self.keep_alive(lease)
+        await self.put(prefix + instance.encode(), value, lease_id=lease.id)
+        return keeper
+
+    async def watch_service(
+        self, service: str, *, from_version: int | None = None
+    ) -> "AsyncWatch[kv_pb2.WatchEvent]":
+        return await self.watch(prefix=_ops.service_prefix(service), from_version=from_version)
+
+    async def lock(self, name: str, *, ttl_ms: int = 10_000, timeout: float | None = None) -> "AsyncLockGuard":
+        return await self.campaign(name, b"", ttl_ms=ttl_ms, timeout=timeout)
+
+    async def campaign(
+        self, name: str, value: str | bytes, *, ttl_ms: int = 10_000, timeout: float | None = None
+    ) -> "AsyncLockGuard":
+        """See :meth:`ctxstore.Client.campaign`; ``timeout`` raises
+        :class:`~ctxstore.errors.DeadlineExceededError`."""
+        prefix = _ops.lock_prefix(name)
+        lease = await self.grant_lease(prefix, ttl_ms)
+        keeper = self.keep_alive(lease)
+        key = prefix + f"{lease.id:016x}".encode()
+        try:
+            mine = (await self.compare_and_swap(key, 0, value, lease_id=lease.id)).create_version
+            wait = self._wait_first_in_line(prefix, key, mine, keeper)
+            if timeout is None:
+                await wait
+            else:
+                try:
+                    await asyncio.wait_for(wait, timeout)
+                except asyncio.TimeoutError:
+                    raise E.DeadlineExceededError(timeout, None) from None
+        except BaseException:
+            await keeper.revoke()
+            raise
+        return AsyncLockGuard(key, mine, keeper)
+
+    async def _wait_first_in_line(self, prefix: bytes, key: bytes, mine: int, keeper: "AsyncLeaseKeeper") -> None:
+        lost = "the lock's lease ended while waiting"
+        while True:
+            if not keeper.alive:
+                raise E.FailedPreconditionError(lost)
+            page = await self.scan(prefix, limit=_ops.MAX_WAITERS)
+            if page.more:
+                raise E.FailedPreconditionError(f"more than {_ops.MAX_WAITERS} waiters for one lock")
+            if not any(kv.key == key for kv in page.kvs):
+                raise E.FailedPreconditionError(lost)
+            ahead = [kv for kv in page.kvs if kv.create_version < mine]
+            if not ahead:
+                return
+            prev = max(ahead, key=lambda kv: kv.create_version)
+            async with await self.watch(prev.key, from_version=prev.version) as w:
+
+                async def deleted() -> None:
+                    async for e in w:
+                        if e.kind == kv_pb2.WatchEvent.DELETE:
+                            return
+
+                # The one ahead goes, or this waiter's own lease does.
+                gone = asyncio.ensure_future(deleted())
+                lease_lost = asyncio.ensure_future(keeper.wait_lost())
+                try:
+                    await asyncio.wait({gone, lease_lost}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    lease_lost.cancel()
+                    if not gone.done():
+                        gone.cancel()
+                if not gone.done() or gone.cancelled():
+                    raise E.FailedPreconditionError(lost)
+                gone.result()
+
+    async def leader(self, name: str) -> KeyValue | None:
+        page = await self.scan(_ops.lock_prefix(name), limit=_ops.MAX_WAITERS)
+        return min(page.kvs, key=lambda kv: kv.create_version, default=None)
+
+    async def guarded_batch(self, guard: "AsyncLockGuard", ops: Iterable[BatchOpLike]) -> int:
+        return await self.batch([Check(guard.key, guard.fence), *ops])
 
     async def delete(self, key: str | bytes) -> DeleteResult:
         return await self._run(_ops.delete(self._core, key))
@@ -681,3 +768,64 @@ class AsyncWatch(AsyncIterator[T]):
 
     async def __aexit__(self, *exc: Any) -> None:
         self.close()
+
+
+class AsyncLeaseKeeper:
+    """Renews a lease every third of its TTL in an asyncio task
+    (:meth:`AsyncClient.keep_alive`); the same as :class:`ctxstore.LeaseKeeper`."""
+
+    def __init__(self, client: AsyncClient, lease: Lease) -> None:
+        self.lease = lease
+        self._client = client
+        self._lost = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        until = time.monotonic() + self.lease.ttl_ms / 1000
+        while True:
+            sent = time.monotonic()
+            try:
+                ttl_ms = await asyncio.wait_for(self._client.keep_alive_once(self.lease), max(until - sent, 0.001))
+            except (E.CtxstoreError, asyncio.TimeoutError):
+                if time.monotonic() >= until:
+                    break
+                await asyncio.sleep(max(self.lease.ttl_ms / 10_000, 0.01))
+                continue
+            if ttl_ms == 0:
+                break
+            until = sent + ttl_ms / 1000
+            await asyncio.sleep(ttl_ms / 3000)
+        self._lost.set()
+
+    @property
+    def alive(self) -> bool:
+        return not self._lost.is_set()
+
+    async def wait_lost(self) -> None:
+        await self._lost.wait()
+
+    def close(self) -> None:
+        """Stops renewing: the lease lives out its TTL."""
+        self._task.cancel()
+
+    async def revoke(self) -> None:
+        self.close()
+        await self._client.revoke_lease(self.lease)
+
+
+class AsyncLockGuard:
+    """A held lock or won election of the asyncio client (see :class:`ctxstore.LockGuard`)."""
+
+    def __init__(self, key: bytes, fence: int, keeper: AsyncLeaseKeeper) -> None:
+        self.key = key
+        self.fence = fence
+        self.keeper = keeper
+
+    async def unlock(self) -> None:
+        await self.keeper.revoke()
+
+    async def __aenter__(self) -> "AsyncLockGuard":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.unlock()
