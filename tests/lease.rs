@@ -294,7 +294,17 @@ async fn a_lock_fences_a_holder_whose_lease_ended() {
         let g = c2.lock("job", ttl).await.expect("lock");
         (c2, g)
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The waiter is in line (its key is there) and still waits.
+    wait_for_explained("the second locker to queue up", WAIT, || async {
+        let n = c
+            .scan("{lock/job}/w/", "", 10)
+            .await
+            .map_err(|e| e.to_string())?
+            .kvs
+            .len();
+        (n == 2).then_some(()).ok_or(format!("{n} waiters"))
+    })
+    .await;
     assert!(!waiter.is_finished(), "the lock is held");
     // The first holder "pauses": its lease is no longer renewed.
     let fence = first.fence();

@@ -57,14 +57,15 @@ async fn locker(
 ) -> usize {
     let mut rng = StdRng::seed_from_u64(seed ^ id as u64);
     let mut refused = 0;
-    let mut round = 0u64;
+    let mut holds = 0u64;
     while !stop.load(Ordering::Acquire) {
-        round += 1;
         let Ok(mut guard) = c.lock(LOCK, TTL).await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        if id == 0 && round.is_multiple_of(5) {
+        holds += 1;
+        // Locker 0 pauses on its first hold and every fifth after.
+        if id == 0 && (holds == 1 || holds.is_multiple_of(5)) {
             // A pause longer than the lease: stop renewing, wait until the key is
             // gone (the lease ended), then write as if still holding the lock.
             guard.keeper().stop();
@@ -83,17 +84,22 @@ async fn locker(
             {
                 continue;
             }
-            match c
-                .guarded_batch(&guard, vec![owner_put(id, guard.fence())])
-                .await
-            {
-                Err(Error::VersionMismatch { .. }) => refused += 1,
-                Ok(v) => panic!(
-                    "a holder whose lease ended wrote at version {v} with fence {}",
-                    guard.fence()
-                ),
-                // Unknown outcome: if it applied, the fence check below catches it.
-                Err(_) => {}
+            // Asked again after an unknown outcome: the answer is refused or not.
+            for _ in 0..20 {
+                match c
+                    .guarded_batch(&guard, vec![owner_put(id, guard.fence())])
+                    .await
+                {
+                    Err(Error::VersionMismatch { .. }) => {
+                        refused += 1;
+                        break;
+                    }
+                    Ok(v) => panic!(
+                        "a holder whose lease ended wrote at version {v} with fence {}",
+                        guard.fence()
+                    ),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
             }
             continue;
         }
@@ -153,6 +159,10 @@ impl Lockers {
             writes.len()
         );
         assert!(writes.len() > 10, "the lockers wrote: {}", writes.len());
+        assert!(
+            refused > 0,
+            "a paused holder tried to write after its lease"
+        );
         for w in writes.windows(2) {
             let ((v1, f1, l1), (v2, f2, l2)) = (w[0], w[1]);
             assert!(

@@ -45,12 +45,13 @@ async fn a_queue_orders_redelivers_and_dead_letters() {
         };
         c.enqueue_with(q, p, opts).await.expect("enqueue");
     }
+    // Out of sight for the whole test, whatever the machine's speed.
     let later = Enqueue {
         priority: 255,
-        delay: Duration::from_secs(2),
+        delay: Duration::from_secs(600),
         ..Default::default()
     };
-    c.enqueue_with(q, "delayed", later).await.expect("enqueue");
+    c.enqueue_with(q, "later", later).await.expect("enqueue");
     let vis = Duration::from_secs(30);
     let got = c.lease_tasks(q, 3, vis).await.expect("lease");
     assert_eq!(payloads(&got), ["high-1", "high-2", "mid"]);
@@ -60,6 +61,11 @@ async fn a_queue_orders_redelivers_and_dead_letters() {
         ["low-1", "low-2"],
         "the delayed one is not visible"
     );
+    let soon = Enqueue {
+        delay: Duration::from_millis(300),
+        ..Default::default()
+    };
+    c.enqueue_with(q, "delayed", soon).await.expect("enqueue");
     wait_for_explained("the delayed task to show", WAIT, || async {
         let t = c.lease_tasks(q, 10, vis).await.map_err(|e| e.to_string())?;
         (payloads(&t) == ["delayed"])
@@ -68,7 +74,11 @@ async fn a_queue_orders_redelivers_and_dead_letters() {
     })
     .await;
     let s = c.queue_stats(q).await.expect("stats");
-    assert_eq!((s.ready, s.leased, s.enqueued_total), (0, 6, 6), "{s:?}");
+    assert_eq!(
+        (s.ready, s.leased, s.delayed, s.enqueued_total),
+        (0, 6, 1, 7),
+        "{s:?}"
+    );
     for t in got.iter().chain(&rest) {
         assert!(c.ack(q, t).await.expect("ack"));
         assert!(!c.ack(q, t).await.expect("ack again"), "acked once");

@@ -14,7 +14,7 @@ use crate::proto::{
     command_result, lease_command, raft_command, Access, LeaseCommand, LeaseGrant,
     LeaseGrantRequest, LeaseGrantResponse, LeaseInfoRequest, LeaseInfoResponse,
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRecord, LeaseRevokeRequest,
-    LeaseRevokeResponse, ReadMode, RequestHeader, ResourceKind, ValueRecord,
+    LeaseRevokeResponse, ReadMode, RequestHeader, ResourceKind,
 };
 use crate::raft::handle::PeerHandle;
 use crate::server::auth::{authorize, principal};
@@ -84,16 +84,15 @@ async fn read_lease(
     let peer = path
         .read_barrier(&at_leader(header), Some(hash), false)
         .await?;
-    let dk = keys::data_key(lk);
+    let lk = lk.to_vec();
     let rec = path
         .read_local(&peer, move |ctx| {
-            ctx.engine.get_decoded::<ValueRecord>(keys::CF_DATA, &dk)
+            crate::fsm::read::get_live(&ctx.engine, &lk, now_ms())
         })
         .await?;
-    let lease = match rec {
-        Some(r) => Some(LeaseRecord::decode(r.value.as_ref())?),
-        None => None,
-    };
+    let lease = rec
+        .map(|r| LeaseRecord::decode(r.value.as_ref()))
+        .transpose()?;
     Ok((peer, lease))
 }
 
@@ -105,10 +104,7 @@ async fn renew(
 ) -> Result<LeaseKeepAliveResponse> {
     let (lk, hash) = lease_ref(path, who, &req.key, req.id, Access::Write)?;
     let (peer, lease) = read_lease(path, &req.header, &lk, hash).await?;
-    let ttl = match lease {
-        Some(l) => Some(Duration::from_millis(l.ttl_ms)),
-        None => None,
-    };
+    let ttl = lease.map(|l| Duration::from_millis(l.ttl_ms));
     let ttl_ms = match path.ctx().leases.renew(&peer, &lk, ttl) {
         Renewal::Renewed(ttl) => u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
         Renewal::Gone => 0,

@@ -107,7 +107,7 @@ impl Queue for QueueService {
         }
         self.path.check_value_size(req.payload.len())?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
-        let name = req.queue.clone();
+        let name = std::mem::take(&mut req.queue);
         let o = self
             .run(&header, hash, rid, name, queue_command::Op::Enqueue(req))
             .await?;
@@ -132,7 +132,7 @@ impl Queue for QueueService {
         }
         check_ms("visibility_ms", req.visibility_ms, 1)?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
-        let name = req.queue.clone();
+        let name = std::mem::take(&mut req.queue);
         let o = self
             .run(&header, hash, rid, name, queue_command::Op::Lease(req))
             .await?;
@@ -150,7 +150,7 @@ impl Queue for QueueService {
         let mut req = req.into_inner();
         let hash = self.queue(&who, &req.queue, Access::Write)?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
-        let name = req.queue.clone();
+        let name = std::mem::take(&mut req.queue);
         let o = self
             .run(&header, hash, rid, name, queue_command::Op::Ack(req))
             .await?;
@@ -169,7 +169,7 @@ impl Queue for QueueService {
         let hash = self.queue(&who, &req.queue, Access::Write)?;
         check_ms("retry_after_ms", req.retry_after_ms, 0)?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
-        let name = req.queue.clone();
+        let name = std::mem::take(&mut req.queue);
         let o = self
             .run(&header, hash, rid, name, queue_command::Op::Nack(req))
             .await?;
@@ -189,7 +189,7 @@ impl Queue for QueueService {
         let hash = self.queue(&who, &req.queue, Access::Write)?;
         check_ms("visibility_ms", req.visibility_ms, 1)?;
         let (header, rid) = (req.header.take(), std::mem::take(&mut req.request_id));
-        let name = req.queue.clone();
+        let name = std::mem::take(&mut req.queue);
         let o = self
             .run(&header, hash, rid, name, queue_command::Op::Extend(req))
             .await?;

@@ -75,7 +75,8 @@ impl Drop for LeaseKeeper {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+/// `d` in whole milliseconds (saturating).
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -155,15 +156,11 @@ impl Client {
             id: lease.id,
         };
         let r = self
-            .write_key(
-                key_hash(&req.key),
-                |_: &LeaseInfoResponse| 0,
-                |ch, header| {
-                    let mut req = req.clone();
-                    req.header = Some(header);
-                    async move { Ok(Self::lease_api(ch).info(req).await?.into_inner()) }
-                },
-            )
+            .read_routed(key_hash(&req.key), crate::ReadMode::Leader, |ch, header| {
+                let mut req = req.clone();
+                req.header = Some(header);
+                async move { Ok(Self::lease_api(ch).info(req).await?.into_inner()) }
+            })
             .await?;
         Ok(r.found.then_some(r))
     }

@@ -2,6 +2,7 @@
 //! queue's shard with the write retry rules (a retried call carries the same request
 //! id, so a lease retried after a lost answer returns the same tasks).
 
+use crate::lease::millis;
 use crate::proto::queue_client::QueueClient;
 use crate::proto::{
     EnqueueRequest, QueueAckRequest, QueueExtendRequest, QueueLeaseRequest, QueueNackRequest,
@@ -24,10 +25,6 @@ pub struct Enqueue {
     pub idempotency_key: String,
     /// Dead-letter after this many leases without an ack (0: 5).
     pub max_attempts: u32,
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Client {
@@ -203,9 +200,9 @@ impl Client {
             header: None,
             queue: queue.to_string(),
         };
-        self.write_key(
+        self.read_routed(
             key_hash(&queue_route_key(queue)),
-            |_: &QueueStatsResponse| 0,
+            crate::ReadMode::Leader,
             |ch, header| {
                 let mut req = req.clone();
                 req.header = Some(header);

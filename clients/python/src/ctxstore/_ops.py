@@ -75,8 +75,7 @@ def service_prefix(service: str) -> bytes:
 
 
 def _queue_route(queue: str) -> Route:
-    if not queue or "}" in queue or any(ord(ch) < 32 for ch in queue) or len(queue.encode()) > 128:
-        raise K.InvalidArgumentError("queue", "1..=128 bytes, no `}` or control characters")
+    K.validate_queue(queue)
     return Route.key(K.key_hash(f"{{q/{queue}}}".encode()))
 
 

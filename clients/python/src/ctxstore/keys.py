@@ -157,6 +157,12 @@ def validate_conversation(namespace: str, conversation_id: str) -> None:
     _check_name("conversation.id", conversation_id, False, "}")
 
 
+def validate_queue(queue: str) -> None:
+    """Checks a task queue's name as the server does: 1..=128 bytes without ``}`` or
+    control characters."""
+    _check_name("queue", queue, False, "}")
+
+
 def validate_namespace(namespace: str) -> None:
     """Checks a conversation namespace as the server does."""
     _check_name("namespace", namespace, False, "/}")
