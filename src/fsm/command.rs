@@ -157,13 +157,18 @@ impl<'r, R: StateReader> Applier<'r, R> {
     fn delete_record(&mut self, dk: &[u8]) -> Result<Option<ValueRecord>> {
         let old = self.value(dk)?;
         if let Some(old) = &old {
-            self.values.insert(dk.to_vec(), None);
-            self.changes.push((
-                self.index,
-                Change::DeleteValue(dk.to_vec(), old.expires_at_ms),
-            ));
+            self.drop_record(dk, old);
         }
         Ok(old)
+    }
+
+    /// Removes `data` CF key `dk`, whose record (just read) is `old`.
+    fn drop_record(&mut self, dk: &[u8], old: &ValueRecord) {
+        self.values.insert(dk.to_vec(), None);
+        self.changes.push((
+            self.index,
+            Change::DeleteValue(dk.to_vec(), old.expires_at_ms),
+        ));
     }
 
     /// The record of lease `id` of `user_key`'s partition, if it exists (and `id` is
@@ -256,8 +261,8 @@ impl<'r, R: StateReader> Applier<'r, R> {
                 let mut deleted = 0;
                 for k in &lease.keys {
                     let kdk = keys::data_key(k);
-                    if self.value(&kdk)?.is_some_and(|r| r.lease_id == id) {
-                        self.delete_record(&kdk)?;
+                    if let Some(r) = self.value(&kdk)?.filter(|r| r.lease_id == id) {
+                        self.drop_record(&kdk, &r);
                         // A conversation or thread takes its data with it.
                         self.clear_owned(index, now_ms, k)?;
                         deleted += 1;

@@ -42,8 +42,8 @@ pub(crate) struct LeaseKeeper {
 struct Tracked {
     reign: u64,
     loaded_at: Instant,
-    /// Lease record user key → deadline and TTL.
-    leases: HashMap<Vec<u8>, (Instant, Duration)>,
+    /// Lease record user key → deadline.
+    leases: HashMap<Vec<u8>, Instant>,
     /// Leases whose revoke is under way.
     revoking: HashSet<Vec<u8>>,
 }
@@ -63,7 +63,7 @@ impl LeaseKeeper {
         let mut shards = self.shards.lock();
         if let Some(t) = shards.get_mut(&peer.shard) {
             if t.reign == peer.epoch.reign() {
-                t.leases.insert(key, (Instant::now() + ttl, ttl));
+                t.leases.insert(key, Instant::now() + ttl);
             }
         }
     }
@@ -89,13 +89,13 @@ impl LeaseKeeper {
                     return Renewal::Gone;
                 }
                 match t.leases.get_mut(key) {
-                    Some((at, _)) if *at <= now => Renewal::Gone,
-                    Some(d) => {
-                        *d = (d.0.max(now + ttl), ttl);
+                    Some(at) if *at <= now => Renewal::Gone,
+                    Some(at) => {
+                        *at = (*at).max(now + ttl);
                         Renewal::Renewed(ttl)
                     }
                     None => {
-                        t.leases.insert(key.to_vec(), (now + ttl, ttl));
+                        t.leases.insert(key.to_vec(), now + ttl);
                         Renewal::Renewed(ttl)
                     }
                 }
@@ -154,7 +154,7 @@ impl LeaseKeeper {
         let there: HashSet<&Vec<u8>> = loaded.iter().map(|(k, _)| k).collect();
         t.leases.retain(|k, _| there.contains(k));
         for (k, ttl) in loaded {
-            t.leases.entry(k).or_insert((now + ttl + grace, ttl));
+            t.leases.entry(k).or_insert(now + ttl + grace);
         }
     }
 
@@ -173,7 +173,7 @@ impl LeaseKeeper {
             if t.reign != p.epoch.reign() || !p.epoch.leading() {
                 continue;
             }
-            for (k, (at, _)) in &t.leases {
+            for (k, at) in &t.leases {
                 if *at <= now && t.revoking.insert(k.clone()) {
                     out.push((p.clone(), t.reign, k.clone()));
                 }
@@ -197,7 +197,7 @@ impl LeaseKeeper {
     /// here).
     pub(crate) fn remaining(&self, shard: ShardId, key: &[u8]) -> Option<Duration> {
         let shards = self.shards.lock();
-        let (at, _) = shards.get(&shard)?.leases.get(key)?;
+        let at = shards.get(&shard)?.leases.get(key)?;
         Some(at.saturating_duration_since(Instant::now()))
     }
 }
