@@ -263,16 +263,26 @@ async fn raw_grpc_gets_typed_routing_errors() {
         matches!(Error::from(status), Error::WrongShard { shard } if shard.0 == 99),
         "a shard the node does not host is WrongShard"
     );
-    // Find a node that hosts the owner shard but does not lead it.
-    let mut follower = None;
-    for (i, n) in cluster.nodes.iter().enumerate() {
-        for sh in n.as_ref().expect("running").status().await.shards {
-            if sh.descriptor.as_ref().map(|d| d.shard_id) == Some(owner) && sh.role == "follower" {
-                follower = Some(i);
+    // Find a node that hosts the owner shard, does not lead it, and has heard from
+    // its leader (a follower that has not yet had a heartbeat answers Unavailable).
+    let f = wait_for(
+        "a follower of the owner shard that knows its leader",
+        WAIT,
+        || async {
+            for (i, n) in cluster.nodes.iter().enumerate() {
+                for sh in n.as_ref().expect("running").status().await.shards {
+                    if sh.descriptor.as_ref().map(|d| d.shard_id) == Some(owner)
+                        && sh.role == "follower"
+                        && sh.leader_id != 0
+                    {
+                        return Some(i);
+                    }
+                }
             }
-        }
-    }
-    let f = follower.expect("a follower of the owner shard");
+            None
+        },
+    )
+    .await;
     let owner_header = RequestHeader {
         shard_id: owner,
         ..Default::default()
