@@ -10,7 +10,9 @@
 //! the new deadline is never earlier than the one the holder was promised. The leases
 //! of a shard are found through the node's lease index (`keys::LEASE_INDEX_PREFIX`),
 //! once the replica has applied what it had committed when it became leader, and
-//! again every `RELOAD` (a lease granted through another node's reign is picked up).
+//! again every `RELOAD` while the replica applies anything (a grant that raced the
+//! first load is picked up); a shard that applied nothing since its last load (an
+//! idle or sleeping one) is not read again.
 //!
 //! A keepalive is answered only by the leader after a ReadIndex round (`server::
 //! lease`), so a leader that lost its reign without knowing cannot renew a lease that
@@ -42,6 +44,8 @@ pub(crate) struct LeaseKeeper {
 struct Tracked {
     reign: u64,
     loaded_at: Instant,
+    /// The replica's applied index when the last load began.
+    applied: u64,
     /// Lease record user key → deadline.
     leases: HashMap<Vec<u8>, Instant>,
     /// Leases whose revoke is under way.
@@ -106,9 +110,9 @@ impl LeaseKeeper {
     }
 
     /// Forgets the shards not in `led` (or led in another reign), and returns those
-    /// of `led` to load: new reigns and loads older than `RELOAD`, once their replica
-    /// has applied its reign's first entry (so every grant of earlier reigns is in the
-    /// load).
+    /// of `led` to load: new reigns, and loads older than `RELOAD` of replicas that
+    /// have applied something since; once their replica has applied its reign's first
+    /// entry (so every grant of earlier reigns is in the load).
     pub(crate) fn to_load(&self, led: &[PeerHandle]) -> Vec<PeerHandle> {
         let mut shards = self.shards.lock();
         shards.retain(|s, t| {
@@ -117,22 +121,23 @@ impl LeaseKeeper {
         });
         led.iter()
             .filter(|p| {
-                let fresh = shards
-                    .get(&p.shard)
-                    .is_some_and(|t| t.loaded_at.elapsed() < RELOAD);
+                let fresh = shards.get(&p.shard).is_some_and(|t| {
+                    t.loaded_at.elapsed() < RELOAD || t.applied == p.epoch.applied()
+                });
                 !fresh && p.epoch.applied() >= p.epoch.reign_start()
             })
             .cloned()
             .collect()
     }
 
-    /// Takes in the leases `loaded` for `peer`'s shard in `reign`: a lease counted
-    /// already keeps its deadline, a new one gets its TTL plus `grace`, one no longer
-    /// there is forgotten.
+    /// Takes in the leases `loaded` for `peer`'s shard in `reign`, read once the
+    /// replica had applied `applied`: a lease counted already keeps its deadline, a
+    /// new one gets its TTL plus `grace`, one no longer there is forgotten.
     pub(crate) fn loaded(
         &self,
         peer: &PeerHandle,
         reign: u64,
+        applied: u64,
         loaded: Vec<(Vec<u8>, Duration)>,
         grace: Duration,
     ) {
@@ -147,10 +152,12 @@ impl LeaseKeeper {
         let t = shards.entry(peer.shard).or_insert_with(|| Tracked {
             reign,
             loaded_at: now,
+            applied,
             leases: HashMap::new(),
             revoking: HashSet::new(),
         });
         t.loaded_at = now;
+        t.applied = applied;
         let there: HashSet<&Vec<u8>> = loaded.iter().map(|(k, _)| k).collect();
         t.leases.retain(|k, _| there.contains(k));
         for (k, ttl) in loaded {

@@ -33,17 +33,20 @@ pub(crate) fn spawn_lease_keeper(ctx: Arc<NodeCtx>) {
 /// One round: (re)load the shards whose reign is new or whose load is old, and
 /// revoke what has expired.
 async fn keeper_round(ctx: &Arc<NodeCtx>) -> Result<()> {
-    let led: Vec<PeerHandle> = ctx
-        .peers()
-        .into_iter()
-        .filter(|p| p.shard != META_SHARD && p.epoch.leading())
-        .collect();
+    // Only the led replicas' handles are copied (a node may host thousands).
+    let mut led: Vec<PeerHandle> = Vec::new();
+    ctx.for_each_peer(|p| {
+        if p.shard != META_SHARD && p.epoch.leading() {
+            led.push(p.clone());
+        }
+    });
     let grace = {
         let raft = &ctx.config().raft;
         raft.tick_interval * u32::try_from(raft.election_ticks).unwrap_or(u32::MAX)
     };
     for p in ctx.leases.to_load(&led) {
         let reign = p.epoch.reign();
+        let applied = p.epoch.applied();
         let ranges = ctx.data_ranges(p.shard);
         let c = ctx.clone();
         let loaded = ctx
@@ -51,7 +54,7 @@ async fn keeper_round(ctx: &Arc<NodeCtx>) -> Result<()> {
             .spawn_blocking(move || crate::node::lease::load(&c.engine, &ranges))
             .await
             .map_err(|e| Error::Internal(format!("lease load: {e}")))??;
-        ctx.leases.loaded(&p, reign, loaded, grace);
+        ctx.leases.loaded(&p, reign, applied, loaded, grace);
     }
     for (peer, reign, key) in ctx.leases.take_expired(&led) {
         let ctx = ctx.clone();
