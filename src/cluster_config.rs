@@ -32,6 +32,7 @@ pub const DYNAMIC: &[&str] = &[
     "limits.max-checkpoint-ns-size",
     "context.purge-interval",
     "context.watch-retain-bytes",
+    "context.watch-retain-age",
     "log.level",
     "raft.log-gc-threshold",
     "raft.log-gc-keep",

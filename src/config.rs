@@ -395,6 +395,10 @@ pub struct ContextConfig {
     /// Bytes of recent changes each replica keeps so watchers can resume from a
     /// version (default 8 MiB per replica).
     pub watch_retain_bytes: u64,
+    /// The age past which a replica drops changes from its watch log, whatever their
+    /// bytes (default `0s`: no age bound, `watch-retain-bytes` alone).
+    #[serde(with = "humantime_serde")]
+    pub watch_retain_age: Duration,
 }
 
 impl Default for ContextConfig {
@@ -402,6 +406,7 @@ impl Default for ContextConfig {
         Self {
             purge_interval: Duration::from_secs(10),
             watch_retain_bytes: 8 << 20,
+            watch_retain_age: Duration::ZERO,
         }
     }
 }

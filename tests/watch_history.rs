@@ -9,6 +9,7 @@ mod common;
 
 use common::{shard1, wait_for, TestCluster, WAIT};
 use ctxstore_client::{Client, Error};
+use std::collections::BTreeMap;
 
 /// The puts a watcher of prefix `{w}` must see: (version, key, value).
 type History = Vec<(u64, String, Vec<u8>)>;
@@ -155,6 +156,81 @@ async fn after_a_restart_only_versions_past_the_retention_are_compacted() {
     assert!(
         (8..=20).contains(&kept),
         "{kept} changes retained after version {retained_after}"
+    );
+    resume(
+        &c,
+        retained_after,
+        &history,
+        "from the oldest retained version",
+    )
+    .await;
+    cluster.shutdown().await;
+}
+
+/// `context.watch-retain-age`, set on a running cluster: once the first changes are
+/// older than the bound, the next writes trim them; a resume from before them gets
+/// `WatchCompacted`, no change younger than the bound is dropped, and the rest are all
+/// still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_age_bound_set_while_running_drops_only_the_old_changes() {
+    const AGE_MS: u64 = 2_000;
+    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 1).await;
+    cluster.wait_all_leaders().await;
+    let c = cluster.client().await;
+    let mut history = History::new();
+    // When each put was sent, by the wall clock the servers stamp changes with: a
+    // change is never older than its put.
+    let mut sent_ms = BTreeMap::new();
+    async fn put(c: &Client, history: &mut History, sent_ms: &mut BTreeMap<u64, u64>, i: usize) {
+        let sent = ctxstore::util::now_ms();
+        put_all(c, history, i, i + 1, 16).await;
+        sent_ms.insert(history[history.len() - 1].0, sent);
+    }
+    for i in 0..10 {
+        put(&c, &mut history, &mut sent_ms, i).await;
+    }
+    let start = history[0].0 - 1;
+    resume(&c, start, &history, "before any age bound").await;
+    c.set_config(vec![ctxstore::proto::ConfigChange {
+        key: "context.watch-retain-age".into(),
+        value: format!("{AGE_MS}ms"),
+        unset: false,
+    }])
+    .await
+    .expect("set the age bound");
+    // Keep writing until the first changes have aged out on the replica the client
+    // watches (the bound applies at each applied round).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut n = 10;
+    let (retained_after, asked_ms) = loop {
+        put(&c, &mut history, &mut sent_ms, n).await;
+        n += 1;
+        let asked = ctxstore::util::now_ms();
+        match c.watch("{w}", true, Some(start)).await {
+            Err(Error::WatchCompacted { retained_after, .. }) => break (retained_after, asked),
+            Ok(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the first changes never aged out ({n} puts)"
+            ),
+            Err(e) => panic!("watch from {start}: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let newest = history.last().map_or(0, |h| h.0);
+    assert!(
+        retained_after < newest,
+        "the newest change ({newest}) is younger than the bound and stays"
+    );
+    // The newest dropped change was made before `asked - AGE_MS`.
+    let dropped = sent_ms
+        .range(..=retained_after)
+        .next_back()
+        .map(|(_, &t)| t)
+        .expect("a dropped change");
+    assert!(
+        dropped + AGE_MS <= asked_ms,
+        "a change {} ms old was dropped",
+        asked_ms - dropped
     );
     resume(
         &c,

@@ -226,7 +226,7 @@ pub(crate) fn apply_round(
     for (version, change) in applier.changes.drain(..) {
         let watched = |k: &[u8], record| {
             let key = bytes::Bytes::copy_from_slice(keys::decode_data_key(k).unwrap_or_default());
-            crate::fsm::watch::Change::key(version, key, record)
+            crate::fsm::watch::Change::key(version, key, record).at(last_now_ms)
         };
         match change {
             Change::PutValue(k, v, replaced) => {
@@ -278,11 +278,14 @@ pub(crate) fn apply_round(
     }
     if let Some(child) = &split {
         // Watchers of the moved keys learn at the split's version where they went.
-        changes.push(crate::fsm::watch::Change::moved(
-            child.apply.applied_index,
-            ShardId(child.desc.shard_id),
-            ranges::arcs_of(&child.desc),
-        ));
+        changes.push(
+            crate::fsm::watch::Change::moved(
+                child.apply.applied_index,
+                ShardId(child.desc.shard_id),
+                ranges::arcs_of(&child.desc),
+            )
+            .at(last_now_ms),
+        );
         // In version order: entries after the split's may have changed keys.
         changes.sort_by_key(|c| c.version);
     }

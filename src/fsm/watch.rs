@@ -1,7 +1,9 @@
 //! The per-replica change log behind `Watch`: every applied round publishes the
 //! changes it made (version = Raft index), in order. Each replica keeps the newest
-//! changes up to a byte budget, so a watcher can resume from the last version it saw
-//! on any replica that still retains it; older versions get `WatchCompacted`.
+//! changes up to a byte budget and, when an age bound is set, no change older than it
+//! (checked at each applied round and when the log opens), so a watcher can resume
+//! from the last version it saw on any replica that still retains it; older versions
+//! get `WatchCompacted`.
 //!
 //! The log is kept twice. On disk, in the `meta` CF (`keys::watch_log_key`), written
 //! by the apply batch that makes the changes ([`persist`]), so it survives restarts;
@@ -24,6 +26,7 @@ use parking_lot::{Mutex, MutexGuard};
 use prost::Message;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// Rounds a slow watcher may fall behind by before it re-reads the retained log
@@ -42,6 +45,9 @@ pub(crate) struct Change {
     /// A split at `version` moved these arcs to this shard: a watch of a key or tag
     /// in them ends there and resumes on the new shard.
     pub(crate) moved: Option<(ShardId, Vec<crate::ranges::Arc>)>,
+    /// When the change was made: the proposal time (ms since the epoch) of the newest
+    /// entry of its applied round; 0 when unknown (a log written before it was kept).
+    pub(crate) time_ms: u64,
 }
 
 impl Change {
@@ -52,6 +58,7 @@ impl Change {
             key,
             record,
             moved: None,
+            time_ms: 0,
         }
     }
 
@@ -62,7 +69,14 @@ impl Change {
             key: Bytes::new(),
             record: None,
             moved: Some((to, arcs)),
+            time_ms: 0,
         }
+    }
+
+    /// The change, made at `time_ms`.
+    pub(crate) fn at(mut self, time_ms: u64) -> Self {
+        self.time_ms = time_ms;
+        self
     }
 
     fn size(&self) -> usize {
@@ -84,6 +98,7 @@ impl Change {
             record: self.record.clone(),
             moved_to,
             moved_arcs,
+            time_ms: self.time_ms,
         }
     }
 
@@ -97,6 +112,7 @@ impl Change {
             key: r.key,
             record: r.record,
             moved,
+            time_ms: r.time_ms,
         }
     }
 }
@@ -204,8 +220,8 @@ struct ShardLog {
     /// channel holds its whole ring (`CHANNEL_CAPACITY` slots, 8 KiB) from the
     /// start, and most replicas are never watched.
     tx: Option<broadcast::Sender<Round>>,
-    /// The disk log, per version: its number of changes and their bytes, oldest first.
-    disk: VecDeque<(u64, u32, usize)>,
+    /// The disk log, per version, oldest first.
+    disk: VecDeque<DiskVersion>,
     disk_bytes: usize,
     /// The disk log holds every change with a version above this, less the versions
     /// in `gc` (dropped, to delete with the next apply batch).
@@ -232,29 +248,38 @@ impl ShardLog {
     }
 
     fn push_disk(&mut self, c: &Arc<Change>) {
-        let (version, size) = (c.version, c.size());
+        let size = c.size();
         if c.moved.is_some() {
             self.disk_moves.push_back(c.clone());
         }
         match self.disk.back_mut() {
-            Some((v, n, b)) if *v == version => {
-                *n += 1;
-                *b += size;
+            Some(d) if d.version == c.version => {
+                d.count += 1;
+                d.bytes += size;
             }
-            _ => self.disk.push_back((version, 1, size)),
+            _ => self.disk.push_back(DiskVersion {
+                version: c.version,
+                count: 1,
+                bytes: size,
+                time_ms: c.time_ms,
+            }),
         }
         self.disk_bytes += size;
     }
 
-    /// Drops the oldest versions, whole, until the disk log fits `max_bytes`.
-    fn trim_disk(&mut self, max_bytes: usize) {
-        while self.disk_bytes > max_bytes {
-            let Some((version, n, b)) = self.disk.pop_front() else {
+    /// Drops the oldest versions, whole, until the disk log fits `keep`.
+    fn trim_disk(&mut self, keep: Retention) {
+        while self
+            .disk
+            .front()
+            .is_some_and(|d| self.disk_bytes > keep.bytes || d.time_ms < keep.since_ms)
+        {
+            let Some(d) = self.disk.pop_front() else {
                 break;
             };
-            self.disk_bytes -= b;
-            self.disk_after = self.disk_after.max(version);
-            self.gc.push((version, n));
+            self.disk_bytes -= d.bytes;
+            self.disk_after = self.disk_after.max(d.version);
+            self.gc.push((d.version, d.count));
         }
         while self
             .disk_moves
@@ -266,6 +291,21 @@ impl ShardLog {
     }
 }
 
+/// One version of a disk log: its number of changes, their bytes and their time.
+struct DiskVersion {
+    version: u64,
+    count: u32,
+    bytes: usize,
+    time_ms: u64,
+}
+
+/// What a replica's log keeps: at most `bytes`, and nothing made before `since_ms`.
+#[derive(Clone, Copy)]
+struct Retention {
+    bytes: usize,
+    since_ms: u64,
+}
+
 /// The changes of one applied round.
 pub(crate) type Round = Arc<Vec<Arc<Change>>>;
 
@@ -275,6 +315,9 @@ pub(crate) struct WatchHub {
     /// Bytes of changes kept per replica (`context.watch-retain-bytes`; the cluster's
     /// settings may change it while the node runs).
     max_bytes: std::sync::atomic::AtomicUsize,
+    /// The age past which changes are dropped, in ms; 0 = no age bound
+    /// (`context.watch-retain-age`, also a cluster setting).
+    max_age_ms: std::sync::atomic::AtomicU64,
 }
 
 /// What a new watcher gets: the retained changes after its version, then live ones.
@@ -287,26 +330,39 @@ pub(crate) struct Subscription {
 }
 
 impl WatchHub {
-    /// A hub keeping up to `max_bytes` of changes per replica.
-    pub(crate) fn new(max_bytes: usize) -> Self {
+    /// A hub keeping up to `max_bytes` of changes per replica, none older than
+    /// `max_age` (`Duration::ZERO`: no age bound).
+    pub(crate) fn new(max_bytes: usize, max_age: Duration) -> Self {
         Self {
             logs: Mutex::new(HashMap::new()),
             max_bytes: std::sync::atomic::AtomicUsize::new(max_bytes),
+            max_age_ms: std::sync::atomic::AtomicU64::new(millis(max_age)),
         }
     }
 
-    /// Changes how many bytes of changes each replica keeps from the next round on.
-    pub(crate) fn set_max_bytes(&self, max_bytes: usize) {
-        self.max_bytes
-            .store(max_bytes, std::sync::atomic::Ordering::Relaxed);
+    /// Changes what each replica keeps from its next round on.
+    pub(crate) fn set_retention(&self, max_bytes: usize, max_age: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.max_bytes.store(max_bytes, Relaxed);
+        self.max_age_ms.store(millis(max_age), Relaxed);
     }
 
     fn logs(&self) -> MutexGuard<'_, HashMap<ShardId, ShardLog>> {
         self.logs.lock()
     }
 
-    fn max_bytes(&self) -> usize {
-        self.max_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    /// What to keep as of now (the age bound against this node's clock).
+    fn retention(&self) -> Retention {
+        use std::sync::atomic::Ordering::Relaxed;
+        let age = self.max_age_ms.load(Relaxed);
+        Retention {
+            bytes: self.max_bytes.load(Relaxed),
+            since_ms: if age == 0 {
+                0
+            } else {
+                crate::util::now_ms().saturating_sub(age)
+            },
+        }
     }
 
     /// Starts a replica's log at `applied`, when it installs a snapshot: nothing at or
@@ -368,7 +424,7 @@ impl WatchHub {
         for c in &changes {
             log.push_disk(c);
         }
-        log.trim_disk(self.max_bytes());
+        log.trim_disk(self.retention());
         self.logs().insert(shard, log);
     }
 
@@ -414,9 +470,13 @@ impl WatchHub {
                 log.tx = None;
             }
         }
-        let max_bytes = self.max_bytes();
-        log.trim_disk(max_bytes);
-        while log.bytes > max_bytes {
+        let keep = self.retention();
+        log.trim_disk(keep);
+        while log
+            .changes
+            .front()
+            .is_some_and(|c| log.bytes > keep.bytes || c.time_ms < keep.since_ms)
+        {
             let Some(old) = log.changes.pop_front() else {
                 break;
             };
@@ -510,8 +570,8 @@ impl WatchHub {
             let expected: usize = log
                 .disk
                 .iter()
-                .filter(|(version, _, _)| *version > v && *version <= upto)
-                .map(|(_, n, _)| *n as usize)
+                .filter(|d| d.version > v && d.version <= upto)
+                .map(|d| d.count as usize)
                 .sum();
             if replay.len() != expected {
                 return Err(Error::Storage(format!(
@@ -524,6 +584,11 @@ impl WatchHub {
         }
         Ok(sub)
     }
+}
+
+/// `d` in whole milliseconds (saturating).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -553,14 +618,14 @@ mod tests {
     fn the_disk_log_serves_resumes_after_a_restart_and_is_trimmed_by_later_batches() {
         let (_dir, e) = engine();
         let s = ShardId(4);
-        let hub = WatchHub::new(1_000);
+        let hub = WatchHub::new(1_000, Duration::ZERO);
         hub.load(&e, s, 10).expect("load");
         apply(&hub, &e, s, vec![ch(11, "a", 100), ch(11, "b", 100)]);
         apply(&hub, &e, s, vec![ch(12, "a", 100)]);
         let moved = Change::moved(13, ShardId(9), vec![(5, 7)]);
         apply(&hub, &e, s, vec![moved]);
         // A restart: the memory log is empty, the disk log has it all.
-        let hub = WatchHub::new(1_000);
+        let hub = WatchHub::new(1_000, Duration::ZERO);
         hub.load(&e, s, 13).expect("load");
         let sub = hub.subscribe(&e, s, Some(10)).expect("resume from disk");
         assert_eq!(versions(&sub), vec![11, 11, 12, 13]);
@@ -591,7 +656,7 @@ mod tests {
         assert_eq!(disk_start(&e, s).expect("start"), Some(10));
         apply(&hub, &e, s, Vec::new());
         assert_eq!(disk_start(&e, s).expect("start"), Some(11));
-        let hub = WatchHub::new(1_000);
+        let hub = WatchHub::new(1_000, Duration::ZERO);
         hub.load(&e, s, 15).expect("load");
         assert_eq!(
             versions(&hub.subscribe(&e, s, Some(11)).expect("after gc")),
@@ -604,7 +669,7 @@ mod tests {
     fn an_unreadable_disk_log_starts_again_at_the_applied_index() {
         let (_dir, e) = engine();
         let s = ShardId(6);
-        let hub = WatchHub::new(1 << 20);
+        let hub = WatchHub::new(1 << 20, Duration::ZERO);
         hub.load(&e, s, 3).expect("load");
         apply(&hub, &e, s, vec![ch(4, "a", 1), ch(5, "b", 1)]);
         e.db()
@@ -614,7 +679,7 @@ mod tests {
                 b"\xff\xff\xff",
             )
             .expect("corrupt");
-        let hub = WatchHub::new(1 << 20);
+        let hub = WatchHub::new(1 << 20, Duration::ZERO);
         hub.load(&e, s, 5)
             .expect("a replica starts whatever its watch log holds");
         assert!(matches!(
@@ -625,7 +690,7 @@ mod tests {
             })
         ));
         apply(&hub, &e, s, vec![ch(6, "c", 1)]);
-        let hub = WatchHub::new(1 << 20);
+        let hub = WatchHub::new(1 << 20, Duration::ZERO);
         hub.load(&e, s, 6).expect("load");
         assert_eq!(
             versions(&hub.subscribe(&e, s, Some(5)).expect("resume")),
@@ -637,10 +702,10 @@ mod tests {
     fn a_disk_log_missing_changes_is_an_error_not_a_gap() {
         let (_dir, e) = engine();
         let s = ShardId(7);
-        let hub = WatchHub::new(1 << 20);
+        let hub = WatchHub::new(1 << 20, Duration::ZERO);
         hub.load(&e, s, 0).expect("load");
         apply(&hub, &e, s, vec![ch(1, "a", 1), ch(2, "b", 1)]);
-        let hub = WatchHub::new(1 << 20);
+        let hub = WatchHub::new(1 << 20, Duration::ZERO);
         hub.load(&e, s, 2).expect("load");
         e.db()
             .delete_cf(e.cf(keys::CF_META), keys::watch_log_key(s, 2, 0))
@@ -658,7 +723,7 @@ mod tests {
     fn an_older_data_dir_starts_its_disk_log_at_the_applied_index() {
         let (_dir, e) = engine();
         let s = ShardId(2);
-        let hub = WatchHub::new(1 << 20);
+        let hub = WatchHub::new(1 << 20, Duration::ZERO);
         hub.load(&e, s, 40).expect("load");
         assert_eq!(disk_start(&e, s).expect("start"), Some(40));
         assert!(matches!(
@@ -689,7 +754,7 @@ mod tests {
     #[test]
     fn replays_after_a_version_and_compacts_whole_rounds() {
         let (_dir, e) = engine();
-        let hub = WatchHub::new(1_100);
+        let hub = WatchHub::new(1_100, Duration::ZERO);
         let s = ShardId(1);
         hub.reset(s, 5);
         assert!(matches!(
@@ -725,15 +790,78 @@ mod tests {
     }
 
     #[test]
+    fn changes_older_than_the_age_bound_go_at_the_next_round_and_when_the_log_opens() {
+        let (_dir, e) = engine();
+        let s = ShardId(8);
+        let now = crate::util::now_ms();
+        let old = now - 120_000;
+        // Written without an age bound: everything stays.
+        let hub = WatchHub::new(1 << 20, Duration::ZERO);
+        hub.load(&e, s, 0).expect("load");
+        apply(
+            &hub,
+            &e,
+            s,
+            vec![ch(1, "a", 10).at(old), ch(1, "b", 10).at(old)],
+        );
+        apply(&hub, &e, s, vec![ch(2, "a", 10).at(old + 1)]);
+        apply(&hub, &e, s, vec![ch(3, "a", 10).at(now)]);
+        assert_eq!(
+            versions(&hub.subscribe(&e, s, Some(0)).expect("all")),
+            vec![1, 1, 2, 3]
+        );
+        // A bound of a minute, set while running: the next round drops versions 1
+        // and 2 from memory at once, and from disk with the round after.
+        hub.set_retention(1 << 20, Duration::from_secs(60));
+        apply(&hub, &e, s, vec![ch(4, "c", 10).at(now)]);
+        assert!(matches!(
+            hub.subscribe(&e, s, Some(1)),
+            Err(Error::WatchCompacted {
+                retained_after: 2,
+                ..
+            })
+        ));
+        assert_eq!(
+            versions(&hub.subscribe(&e, s, Some(2)).expect("kept")),
+            vec![3, 4]
+        );
+        apply(&hub, &e, s, vec![ch(5, "c", 10).at(now)]);
+        assert_eq!(disk_start(&e, s).expect("start"), Some(2));
+        assert!(read_disk(&e, s, 0, 2).expect("read").is_empty());
+        // The disk records keep their time: a restart with the bound serves the rest.
+        let hub = WatchHub::new(1 << 20, Duration::from_secs(60));
+        hub.load(&e, s, 5).expect("load");
+        assert_eq!(
+            versions(&hub.subscribe(&e, s, Some(2)).expect("disk")),
+            vec![3, 4, 5]
+        );
+        // A log written before changes had a time (0): older than any bound.
+        let s = ShardId(9);
+        let hub = WatchHub::new(1 << 20, Duration::ZERO);
+        hub.load(&e, s, 0).expect("load");
+        apply(&hub, &e, s, vec![ch(1, "a", 10)]);
+        apply(&hub, &e, s, vec![ch(2, "a", 10)]);
+        let hub = WatchHub::new(1 << 20, Duration::from_secs(3600));
+        hub.load(&e, s, 2).expect("load");
+        assert!(matches!(
+            hub.subscribe(&e, s, Some(0)),
+            Err(Error::WatchCompacted {
+                retained_after: 2,
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn a_lowered_retention_trims_at_the_next_round() {
         let (_dir, e) = engine();
-        let hub = WatchHub::new(1 << 20);
+        let hub = WatchHub::new(1 << 20, Duration::ZERO);
         let s = ShardId(3);
         hub.reset(s, 0);
         hub.publish(s, vec![ch(1, "a", 500)]);
         hub.publish(s, vec![ch(2, "b", 500)]);
         assert_eq!(hub.subscribe(&e, s, Some(0)).unwrap().replay.len(), 2);
-        hub.set_max_bytes(700);
+        hub.set_retention(700, Duration::ZERO);
         hub.publish(s, vec![ch(3, "c", 10)]);
         assert!(matches!(
             hub.subscribe(&e, s, Some(0)),
@@ -747,7 +875,7 @@ mod tests {
     #[tokio::test]
     async fn live_changes_follow_the_replay() {
         let (_dir, e) = engine();
-        let hub = WatchHub::new(1 << 20);
+        let hub = WatchHub::new(1 << 20, Duration::ZERO);
         let s = ShardId(2);
         hub.reset(s, 0);
         let mut sub = hub.subscribe(&e, s, None).unwrap();

@@ -152,6 +152,7 @@ impl NodeCtx {
             meta: MetaCtx::new(config.security.peer_client()),
             watch: WatchHub::new(
                 usize::try_from(config.context.watch_retain_bytes).unwrap_or(usize::MAX),
+                config.context.watch_retain_age,
             ),
             leases: Default::default(),
             splits_in_progress: Default::default(),
@@ -231,8 +232,9 @@ impl NodeCtx {
                         tracing::warn!(error = %e, "cannot change the log filter");
                     }
                 }
-                self.watch.set_max_bytes(
+                self.watch.set_retention(
                     usize::try_from(cfg.context.watch_retain_bytes).unwrap_or(usize::MAX),
+                    cfg.context.watch_retain_age,
                 );
                 *self.config.write() = Arc::new(cfg);
                 tracing::info!(version = doc.version, "applied the cluster's settings");
