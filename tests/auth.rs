@@ -674,6 +674,16 @@ async fn a_revoked_token_is_refused_everywhere_and_its_watch_ends() {
         let one = client(std::slice::from_ref(addr), tls(), Some(&s.a)).await;
         unauthenticated(&format!("node {}", i + 1), one.who_am_i().await);
     }
+    // The tenant's client has batch streams open since the token was good: their
+    // calls are refused too.
+    unauthenticated(
+        "a put on an open batch stream",
+        a.put("a/after-revoke", "v").await,
+    );
+    unauthenticated(
+        "a get on an open batch stream",
+        a.get("a/after-restart").await,
+    );
     // And the open watch ended with PERMISSION_DENIED.
     let ended = tokio::time::timeout(WAIT, async {
         loop {

@@ -77,25 +77,37 @@ where
                 tonic::Code::Unimplemented => ("unknown", "unknown"),
                 _ => split_path(&path),
             };
-            let m = GrpcMethod {
-                grpc_service: service.to_string(),
-                grpc_method: method.to_string(),
-            };
-            metrics
-                .grpc_seconds
-                .get_or_create(&m)
-                .observe(started.elapsed().as_secs_f64());
-            metrics
-                .grpc_handled
-                .get_or_create(&GrpcCode {
-                    grpc_service: m.grpc_service,
-                    grpc_method: m.grpc_method,
-                    grpc_code: code_name(code).to_string(),
-                })
-                .inc();
+            record(&metrics, service, method, code, started);
             r
         })
     }
+}
+
+/// Counts one call of `service`/`method` that ended with `code`, timed from `started`
+/// (the layer's calls, and each call a `Kv.BatchCommands` stream carries).
+pub(crate) fn record(
+    metrics: &Metrics,
+    service: &str,
+    method: &str,
+    code: tonic::Code,
+    started: Instant,
+) {
+    let m = GrpcMethod {
+        grpc_service: service.to_string(),
+        grpc_method: method.to_string(),
+    };
+    metrics
+        .grpc_seconds
+        .get_or_create(&m)
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .grpc_handled
+        .get_or_create(&GrpcCode {
+            grpc_service: m.grpc_service,
+            grpc_method: m.grpc_method,
+            grpc_code: code_name(code).to_string(),
+        })
+        .inc();
 }
 
 /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).

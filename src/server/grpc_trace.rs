@@ -62,12 +62,17 @@ where
 
 /// The span of one call, with the fields known from its request.
 fn call_span<B>(req: &http::Request<B>) -> Span {
-    let path = req.uri().path();
-    let (service, method) = super::grpc_metrics::split_path(path);
     let parent = req
         .headers()
         .get(TRACEPARENT)
         .and_then(|v| TraceParent::parse(v.as_bytes()));
+    span_for(req.uri().path(), parent)
+}
+
+/// The span of a call to `path` (`/pkg.Service/Method`) in trace `parent`: the
+/// layer's calls, and each call a `Kv.BatchCommands` stream carries.
+pub(crate) fn span_for(path: &str, parent: Option<TraceParent>) -> Span {
+    let (service, method) = super::grpc_metrics::split_path(path);
     #[cfg(not(feature = "otel"))]
     let span = tracing::info_span!(
         "grpc",
@@ -103,7 +108,7 @@ fn call_span<B>(req: &http::Request<B>) -> Span {
 }
 
 /// Records the call's gRPC status code on its span.
-fn record_status(span: &Span, code: i32) {
+pub(crate) fn record_status(span: &Span, code: i32) {
     span.record("rpc.grpc.status_code", code);
 }
 

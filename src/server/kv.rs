@@ -1,15 +1,17 @@
 //! `ctxstore.v1.Kv`: validates, proposes writes to the shard leader, and serves
 //! linearizable (ReadIndex) or stale reads from the local replica.
 
+use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::fsm::read::View;
 use crate::keys;
 use crate::node::ctx::NodeCtx;
 use crate::proto::kv_server::Kv;
 use crate::proto::{
-    batch_op, write_op, BatchRequest, BatchResponse, CompareAndSwapRequest, CompareAndSwapResponse,
-    DeleteRequest, DeleteResponse, GetRequest, GetResponse, KeyValue, PutRequest, PutResponse,
-    ScanRequest, ScanResponse, WriteCheck, WriteDelete, WriteOp,
+    batch_command, batch_command_result, batch_op, write_op, BatchCommandsRequest,
+    BatchCommandsResponse, BatchRequest, BatchResponse, CompareAndSwapRequest,
+    CompareAndSwapResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse, KeyValue,
+    PutRequest, PutResponse, ScanRequest, ScanResponse, WriteCheck, WriteDelete, WriteOp,
 };
 use crate::proto::{Access, ResourceKind};
 use crate::server::auth::{authorize, guard, principal};
@@ -90,6 +92,45 @@ fn scan_local(
     Ok((out, more))
 }
 
+/// `Kv.Get` (also a call of a `BatchCommands` stream).
+pub(crate) async fn get(
+    path: &RequestPath,
+    who: &Option<Principal>,
+    req: GetRequest,
+) -> Result<GetResponse> {
+    path.check_key("key", &req.key)?;
+    authorize(who, ResourceKind::Kv, &req.key, Access::Read)?;
+    let peer = path
+        .read_barrier(&req.header, Some(keys::key_hash(&req.key)), req.stale)
+        .await?;
+    let key = req.key;
+    let kv = path
+        .read_local(&peer, move |ctx| {
+            let rec = crate::fsm::read::get_live(&ctx.engine, &key, now_ms())?;
+            Ok(rec.map(|r| to_kv(key, r)))
+        })
+        .await?;
+    Ok(GetResponse { kv })
+}
+
+/// `Kv.Put` (also a call of a `BatchCommands` stream).
+pub(crate) async fn put(
+    path: &RequestPath,
+    who: &Option<Principal>,
+    req: PutRequest,
+) -> Result<PutResponse> {
+    authorize(who, ResourceKind::Kv, &req.key, Access::Write)?;
+    let now = now_ms();
+    let op = path.put_op(req.key, req.value, req.ttl_ms, req.lease_id, now)?;
+    let o = path
+        .propose(&req.header, req.request_id, now, vec![op])
+        .await?;
+    Ok(PutResponse {
+        version: o.version,
+        create_version: o.per_op.first().copied().unwrap_or(o.version),
+    })
+}
+
 #[tonic::async_trait]
 impl Kv for KvService {
     type WatchStream = RpcStream<crate::proto::WatchResponse>;
@@ -168,40 +209,40 @@ impl Kv for KvService {
 
     async fn get(&self, req: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let who = principal(&req);
-        let req = req.into_inner();
-        self.path.check_key("key", &req.key)?;
-        authorize(&who, ResourceKind::Kv, &req.key, Access::Read)?;
-        let peer = self
-            .path
-            .read_barrier(&req.header, Some(keys::key_hash(&req.key)), req.stale)
-            .await?;
-        let key = req.key;
-        let kv = self
-            .path
-            .read_local(&peer, move |ctx| {
-                let rec = crate::fsm::read::get_live(&ctx.engine, &key, now_ms())?;
-                Ok(rec.map(|r| to_kv(key, r)))
-            })
-            .await?;
-        Ok(Response::new(GetResponse { kv }))
+        Ok(Response::new(
+            get(&self.path, &who, req.into_inner()).await?,
+        ))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let who = principal(&req);
-        let req = req.into_inner();
-        authorize(&who, ResourceKind::Kv, &req.key, Access::Write)?;
-        let now = now_ms();
-        let op = self
-            .path
-            .put_op(req.key, req.value, req.ttl_ms, req.lease_id, now)?;
-        let o = self
-            .path
-            .propose(&req.header, req.request_id, now, vec![op])
-            .await?;
-        Ok(Response::new(PutResponse {
-            version: o.version,
-            create_version: o.per_op.first().copied().unwrap_or(o.version),
-        }))
+        Ok(Response::new(
+            put(&self.path, &who, req.into_inner()).await?,
+        ))
+    }
+
+    type BatchCommandsStream = RpcStream<BatchCommandsResponse>;
+
+    async fn batch_commands(
+        &self,
+        req: Request<tonic::Streaming<BatchCommandsRequest>>,
+    ) -> Result<Response<Self::BatchCommandsStream>, Status> {
+        let who = principal(&req);
+        Ok(Response::new(crate::server::batch::serve(
+            self.path.clone(),
+            who,
+            req.into_inner(),
+            |path, who, cmd| async move {
+                match cmd {
+                    batch_command::Cmd::Get(r) => get(&path, &who, r)
+                        .await
+                        .map(batch_command_result::Result::Get),
+                    batch_command::Cmd::Put(r) => put(&path, &who, r)
+                        .await
+                        .map(batch_command_result::Result::Put),
+                }
+            },
+        )))
     }
 
     async fn delete(

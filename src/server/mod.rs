@@ -17,6 +17,7 @@
 
 pub(crate) mod auth;
 mod backup;
+mod batch;
 pub(crate) mod cluster;
 mod context;
 mod copy;

@@ -22,6 +22,7 @@ pub(crate) const MAX_REQUEST_ID: usize = 64;
 /// The request path shared by the data services: routing a request to the local
 /// replica of its shard, checking keys, values and request ids, proposing commands
 /// and the read barrier.
+#[derive(Clone)]
 pub(crate) struct RequestPath {
     /// The node's services.
     ctx: Arc<NodeCtx>,

@@ -12,6 +12,7 @@
 
 mod agent;
 mod balance;
+mod batch;
 mod lease;
 mod queue;
 mod read;
@@ -76,6 +77,10 @@ pub struct ClientOptions {
     /// on every request as `authorization: Bearer <token>` (default `None`). Use it
     /// over TLS only: it is a password.
     pub token: Option<String>,
+    /// Send `get` and `put` calls to each node on one `Kv.BatchCommands` stream,
+    /// many calls per message under load, instead of one HTTP/2 stream per call
+    /// (default `true`; docs/performance.md, "Batched calls", has what it saves).
+    pub batch_calls: bool,
 }
 
 impl Default for ClientOptions {
@@ -87,6 +92,7 @@ impl Default for ClientOptions {
             read_balance: ReadBalance::P2cPeakEwma,
             tls: None,
             token: None,
+            batch_calls: true,
         }
     }
 }
@@ -289,13 +295,19 @@ impl Client {
     fn channel(&self, addr: &str) -> Result<Channel> {
         let connect_timeout = self.inner.opts.connect_timeout;
         let authorization = self.inner.authorization.clone();
+        let batch = self.inner.opts.batch_calls;
         self.inner.channels.get(addr, |ep| {
-            trace::Traced::new(
+            let ch = trace::Traced::new(
                 ep.connect_timeout(connect_timeout)
                     .tcp_nodelay(true)
                     .connect_lazy(),
             )
-            .with_authorization(authorization)
+            .with_authorization(authorization);
+            if batch {
+                ch.with_batching()
+            } else {
+                ch
+            }
         })
     }
 
@@ -562,7 +574,7 @@ impl Client {
         }
     }
 
-    fn kv(ch: Channel) -> KvClient<Channel> {
+    pub(crate) fn kv(ch: Channel) -> KvClient<Channel> {
         KvClient::new(ch)
             .max_decoding_message_size(crate::proto::MAX_MESSAGE_SIZE)
             .max_encoding_message_size(crate::proto::MAX_MESSAGE_SIZE)
@@ -606,7 +618,7 @@ impl Client {
             .read_routed(hash, mode, |ch, header| {
                 let mut req = req.clone();
                 req.header = Some(header);
-                async move { Ok(Self::kv(ch).get(req).await?.into_inner().kv) }
+                async move { Ok(batch::get(ch, req).await?.kv) }
             })
             .await?;
         if let Some(kv) = &kv {
@@ -776,7 +788,7 @@ impl Client {
                 let mut req = req.clone();
                 req.header = Some(header);
                 async move {
-                    let r = Self::kv(ch).put(req).await?.into_inner();
+                    let r = batch::put(ch, req).await?;
                     Ok(WriteResult {
                         version: r.version,
                         create_version: r.create_version,

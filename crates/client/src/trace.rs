@@ -13,7 +13,9 @@
 //! each. The channels carry it in a thin service wrapper ([`Traced`]) that reads a
 //! task-local; a request that already has a `traceparent` keeps it.
 
+use crate::batch::Batcher;
 use std::future::Future;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic::codegen::http::{HeaderName, HeaderValue, Request};
 use tonic::codegen::Service;
@@ -64,16 +66,25 @@ fn header_value(t: TraceParent) -> HeaderValue {
     HeaderValue::try_from(t.to_string()).expect("hex digits and dashes make a valid header value")
 }
 
+/// The `traceparent` of the call in progress (a new trace outside a call).
+pub(crate) fn current_header() -> HeaderValue {
+    CALL.try_with(HeaderValue::clone)
+        .unwrap_or_else(|_| CallTrace::new().header)
+}
+
 /// The client's channel to a node: tonic's, with the `traceparent` (and the bearer
 /// token, when the client has one) added.
 pub(crate) type Channel = Traced<tonic::transport::Channel>;
 
 /// Adds the `traceparent` of the call in progress (a new trace outside a call) to
 /// every request that has none, and the client's `authorization` header.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Traced<S> {
     inner: S,
     authorization: Option<HeaderValue>,
+    /// The node's `Kv.BatchCommands` stream, when the client batches its calls (it
+    /// opens its streams on a copy of this channel without one).
+    batch: Option<Arc<Batcher<Traced<S>>>>,
 }
 
 impl<S> Traced<S> {
@@ -81,7 +92,13 @@ impl<S> Traced<S> {
         Traced {
             inner,
             authorization: None,
+            batch: None,
         }
+    }
+
+    /// The channel's batch stream, if it has one.
+    pub(crate) fn batcher(&self) -> Option<&Batcher<Traced<S>>> {
+        self.batch.as_deref()
     }
 
     /// Also sends `authorization` (a sensitive header value) on every request.
@@ -106,16 +123,21 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let name = HeaderName::from_static(TRACEPARENT);
         if !req.headers().contains_key(&name) {
-            let value = CALL
-                .try_with(HeaderValue::clone)
-                .unwrap_or_else(|_| CallTrace::new().header);
-            req.headers_mut().insert(name, value);
+            req.headers_mut().insert(name, current_header());
         }
         if let Some(a) = &self.authorization {
             req.headers_mut()
                 .insert(tonic::codegen::http::header::AUTHORIZATION, a.clone());
         }
         self.inner.call(req)
+    }
+}
+
+impl Channel {
+    /// Sends this channel's `Get` and `Put` calls on a `Kv.BatchCommands` stream.
+    pub(crate) fn with_batching(mut self) -> Self {
+        self.batch = Some(Arc::new(Batcher::new(self.clone())));
+        self
     }
 }
 

@@ -33,6 +33,10 @@ struct Cli {
     /// least-outstanding, weighted, lowest-latency or key-affinity.
     #[arg(long = "balance", global = true, default_value = "p2c-peak-ewma")]
     read_balance: ReadBalance,
+    /// Send each get and put as its own gRPC call, instead of on one
+    /// `Kv.BatchCommands` stream per node (the default; for comparison).
+    #[arg(long, global = true)]
+    unary: bool,
     /// TLS: PEM file of the CA that signed the nodes' certificates; turns TLS on.
     #[arg(long, env = "CTXCTL_CACERT", global = true, value_name = "FILE")]
     cacert: Option<std::path::PathBuf>,
@@ -625,6 +629,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         read_balance: cli.read_balance,
         tls: tls.clone(),
         token: cli.token.clone(),
+        batch_calls: !cli.unary,
         ..Default::default()
     };
     let client = Client::connect_with(&cli.endpoints, opts).await?;

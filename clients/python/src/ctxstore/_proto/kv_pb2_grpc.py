@@ -69,6 +69,11 @@ class KvStub:
                 request_serializer=ctxstore_dot_v1_dot_kv__pb2.WatchRequest.SerializeToString,
                 response_deserializer=ctxstore_dot_v1_dot_kv__pb2.WatchResponse.FromString,
                 _registered_method=True)
+        self.BatchCommands = channel.stream_stream(
+                '/ctxstore.v1.Kv/BatchCommands',
+                request_serializer=ctxstore_dot_v1_dot_kv__pb2.BatchCommandsRequest.SerializeToString,
+                response_deserializer=ctxstore_dot_v1_dot_kv__pb2.BatchCommandsResponse.FromString,
+                _registered_method=True)
 
 
 class KvServicer:
@@ -118,6 +123,17 @@ class KvServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchCommands(self, request_iterator, context):
+        """Many `Get` and `Put` calls over one long-lived stream (the bundled Rust client's
+        path, after TiKV's BatchCommands): each message carries the calls its sender had
+        ready, each answer message the results that were ready, matched by `id`. Each
+        call is served exactly as its unary form, with the stream's credentials as they
+        stand when the call arrives. docs/api.md, "Batched calls".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KvServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +171,11 @@ def add_KvServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=ctxstore_dot_v1_dot_kv__pb2.WatchRequest.FromString,
                     response_serializer=ctxstore_dot_v1_dot_kv__pb2.WatchResponse.SerializeToString,
+            ),
+            'BatchCommands': grpc.stream_stream_rpc_method_handler(
+                    servicer.BatchCommands,
+                    request_deserializer=ctxstore_dot_v1_dot_kv__pb2.BatchCommandsRequest.FromString,
+                    response_serializer=ctxstore_dot_v1_dot_kv__pb2.BatchCommandsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -346,6 +367,33 @@ class Kv:
             '/ctxstore.v1.Kv/Watch',
             ctxstore_dot_v1_dot_kv__pb2.WatchRequest.SerializeToString,
             ctxstore_dot_v1_dot_kv__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCommands(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ctxstore.v1.Kv/BatchCommands',
+            ctxstore_dot_v1_dot_kv__pb2.BatchCommandsRequest.SerializeToString,
+            ctxstore_dot_v1_dot_kv__pb2.BatchCommandsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,256 @@
+//! The client's side of `Kv.BatchCommands`: the `Get` and `Put` calls to one node
+//! share one long-lived stream, as TiKV's client does with its `BatchCommands`.
+//!
+//! A call hands its request to the stream's writer task and waits for its result.
+//! The writer takes every call queued when it wakes, sends them as one message (each
+//! with an id and its trace context), and a reader task hands each result to its
+//! caller by id. So under load many calls share a message, an HTTP/2 frame and a
+//! system call, and no call pays for an HTTP/2 stream of its own. A stream that
+//! fails fails the calls it carries with its status (each then goes through the
+//! client's usual retry rules, as a unary call's failure would) and is replaced by a
+//! new one at the next call.
+
+use crate::proto::kv_client::KvClient;
+use crate::proto::{
+    batch_command, batch_command_result, BatchCommand, BatchCommandsRequest, CallStatus,
+};
+use futures::channel::mpsc as fmpsc;
+use futures::SinkExt;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use tonic::Status;
+
+/// Calls one message carries at most.
+const MAX_CALLS_PER_MESSAGE: usize = 256;
+
+/// Messages the writer may have queued for the transport.
+const OUT_QUEUE: usize = 16;
+
+type Reply = oneshot::Sender<Result<batch_command_result::Result, Status>>;
+
+/// One call waiting for the writer.
+struct Queued {
+    cmd: batch_command::Cmd,
+    traceparent: String,
+    reply: Reply,
+}
+
+/// The batch stream to one node (made at the first call, remade after a failure).
+pub(crate) struct Batcher<C> {
+    channel: C,
+    writer: Mutex<Option<mpsc::UnboundedSender<Queued>>>,
+}
+
+/// The calls sent on a stream and not answered yet, or why the stream ended.
+#[derive(Default)]
+struct InFlight {
+    calls: HashMap<u64, Reply>,
+    ended: Option<Status>,
+}
+
+impl<C> Batcher<C>
+where
+    C: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + 'static,
+    C::Future: Send,
+    C::ResponseBody: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
+    <C::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+    C::Error: Into<tonic::codegen::StdError>,
+{
+    /// A batcher that opens its streams on `channel`.
+    pub(crate) fn new(channel: C) -> Self {
+        Self {
+            channel,
+            writer: Mutex::new(None),
+        }
+    }
+
+    /// Sends `cmd` on the stream and waits for its result; an error result comes back
+    /// as the status its unary form would have ended with.
+    pub(crate) async fn call(
+        &self,
+        cmd: batch_command::Cmd,
+        traceparent: String,
+    ) -> Result<batch_command_result::Result, Status> {
+        let (reply, answer) = oneshot::channel();
+        let mut queued = Queued {
+            cmd,
+            traceparent,
+            reply,
+        };
+        // A writer that has ended (its stream failed) is replaced once.
+        for _ in 0..2 {
+            let writer = self.writer();
+            match writer.send(queued) {
+                Ok(()) => {
+                    return match answer.await {
+                        Ok(r) => r,
+                        Err(_) => Err(Status::unavailable("the batch stream ended")),
+                    }
+                }
+                Err(mpsc::error::SendError(q)) => {
+                    queued = q;
+                    let mut w = self.writer.lock();
+                    if w.as_ref().is_some_and(|w| w.same_channel(&writer)) {
+                        *w = None;
+                    }
+                }
+            }
+        }
+        Err(Status::unavailable("cannot open a batch stream"))
+    }
+
+    fn writer(&self) -> mpsc::UnboundedSender<Queued> {
+        let mut w = self.writer.lock();
+        if let Some(tx) = w.as_ref() {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(self.channel.clone(), rx));
+        *w = Some(tx.clone());
+        tx
+    }
+}
+
+/// One stream: its writer loop here, its reader in a task of its own.
+async fn run<C>(channel: C, mut queue: mpsc::UnboundedReceiver<Queued>)
+where
+    C: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + 'static,
+    C::Future: Send,
+    C::ResponseBody: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
+    <C::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+    C::Error: Into<tonic::codegen::StdError>,
+{
+    let (mut out, requests) = fmpsc::channel::<BatchCommandsRequest>(OUT_QUEUE);
+    let in_flight = Arc::new(Mutex::new(InFlight::default()));
+    let mut reader = tokio::spawn({
+        let in_flight = in_flight.clone();
+        async move {
+            let mut client = KvClient::new(channel)
+                .max_decoding_message_size(crate::proto::MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(crate::proto::MAX_MESSAGE_SIZE);
+            let why = match client.batch_commands(requests).await {
+                Err(s) => s,
+                Ok(answers) => {
+                    let mut answers = answers.into_inner();
+                    loop {
+                        match answers.message().await {
+                            Ok(Some(m)) => {
+                                let mut f = in_flight.lock();
+                                for r in m.results {
+                                    if let Some(reply) = f.calls.remove(&r.id) {
+                                        let _ = reply.send(r.result.ok_or_else(|| {
+                                            Status::internal("a batch result without a result")
+                                        }));
+                                    }
+                                }
+                            }
+                            Ok(None) => {
+                                break Status::unavailable("the node ended the batch stream")
+                            }
+                            Err(s) => break s,
+                        }
+                    }
+                }
+            };
+            let mut f = in_flight.lock();
+            for (_, reply) in f.calls.drain() {
+                let _ = reply.send(Err(why.clone()));
+            }
+            f.ended = Some(why);
+        }
+    });
+    let mut next_id = 0u64;
+    loop {
+        let first = tokio::select! {
+            q = queue.recv() => q,
+            // The stream failed: end here, so the next call opens a new one.
+            _ = &mut reader => return,
+        };
+        // No more callers: closing our side ends the stream once its calls answered.
+        let Some(first) = first else { return };
+        let mut calls = vec![first];
+        while calls.len() < MAX_CALLS_PER_MESSAGE {
+            match queue.try_recv() {
+                Ok(q) => calls.push(q),
+                Err(_) => break,
+            }
+        }
+        let mut msg = BatchCommandsRequest {
+            commands: Vec::with_capacity(calls.len()),
+        };
+        {
+            let mut f = in_flight.lock();
+            if let Some(why) = &f.ended {
+                for q in calls {
+                    let _ = q.reply.send(Err(why.clone()));
+                }
+                return;
+            }
+            for q in calls {
+                next_id += 1;
+                f.calls.insert(next_id, q.reply);
+                msg.commands.push(BatchCommand {
+                    id: next_id,
+                    traceparent: q.traceparent,
+                    cmd: Some(q.cmd),
+                });
+            }
+        }
+        if out.send(msg).await.is_err() {
+            // The transport dropped the request stream: the reader ends with the
+            // stream's status and fails what was sent.
+            let _ = (&mut reader).await;
+            return;
+        }
+    }
+}
+
+/// The status a call's error result carries.
+pub(crate) fn status(s: CallStatus) -> Status {
+    Status::with_details(tonic::Code::from_i32(s.code), s.message, s.details)
+}
+
+/// `Kv.Get` on `ch`: on its batch stream if it has one, else unary.
+pub(crate) async fn get(
+    ch: crate::trace::Channel,
+    req: crate::proto::GetRequest,
+) -> Result<crate::proto::GetResponse, Status> {
+    let Some(b) = ch.batcher() else {
+        return Ok(crate::Client::kv(ch).get(req).await?.into_inner());
+    };
+    match b.call(batch_command::Cmd::Get(req), traceparent()).await? {
+        batch_command_result::Result::Get(r) => Ok(r),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `Kv.Put` on `ch`: on its batch stream if it has one, else unary.
+pub(crate) async fn put(
+    ch: crate::trace::Channel,
+    req: crate::proto::PutRequest,
+) -> Result<crate::proto::PutResponse, Status> {
+    let Some(b) = ch.batcher() else {
+        return Ok(crate::Client::kv(ch).put(req).await?.into_inner());
+    };
+    match b.call(batch_command::Cmd::Put(req), traceparent()).await? {
+        batch_command_result::Result::Put(r) => Ok(r),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn traceparent() -> String {
+    crate::trace::current_header()
+        .to_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// An error result as its status; any other result is not the call's.
+fn unexpected(r: batch_command_result::Result) -> Status {
+    match r {
+        batch_command_result::Result::Error(s) => status(s),
+        _ => Status::internal("the node answered a batched call with another call's result"),
+    }
+}

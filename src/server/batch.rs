@@ -1,0 +1,168 @@
+//! `Kv.BatchCommands`: many `Get` and `Put` calls on one long-lived stream, so a busy
+//! client pays HTTP/2's per-call work (a stream, its headers and trailers, the tower
+//! layers) once per stream instead of once per call, and its calls and their results
+//! travel a message (and a `writev`) at a time.
+//!
+//! Each call runs as its own task through the code of its unary form (the `Kv`
+//! service hands that in), with the stream's principal refreshed against the node's auth state
+//! as the call arrives (a revoked token stops working on an open stream too); it is
+//! counted and traced as its unary form would be. Results go back coalesced: one
+//! message carries every result ready when the stream's writer runs. A stream runs
+//! at most `MAX_IN_FLIGHT` calls at once; past that it stops reading its requests,
+//! so a client that sends faster than the node serves is held back by HTTP/2 flow
+//! control.
+
+use crate::auth::Principal;
+use crate::error::{Error, Result};
+use crate::node::ctx::NodeCtx;
+use crate::proto::{
+    batch_command, batch_command_result, BatchCommand, BatchCommandResult, BatchCommandsRequest,
+    BatchCommandsResponse, CallStatus,
+};
+use crate::server::path::RequestPath;
+use crate::server::watch::RpcStream;
+use ctxstore_api::trace::TraceParent;
+use futures::StreamExt;
+use std::future::Future;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+use tracing::Instrument;
+
+/// Calls of one stream that may run (or wait to be sent back) at once.
+const MAX_IN_FLIGHT: usize = 4_096;
+
+/// Results one answer message carries at most.
+const MAX_RESULTS_PER_MESSAGE: usize = 1_024;
+
+const SERVICE: &str = "ctxstore.v1.Kv";
+
+/// Serves one stream: reads its calls, runs each with `call` (by the code of its
+/// unary form), and answers with their results.
+pub(crate) fn serve<F, Fut>(
+    path: RequestPath,
+    who: Option<Principal>,
+    mut inbound: Streaming<BatchCommandsRequest>,
+    call: F,
+) -> RpcStream<BatchCommandsResponse>
+where
+    F: Fn(RequestPath, Option<Principal>, batch_command::Cmd) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    Fut: Future<Output = Result<batch_command_result::Result>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<BatchCommandResult>(MAX_IN_FLIGHT);
+    let ctx = path.ctx().clone();
+    let tracker = ctx.tracker.clone();
+    tracker.spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                _ = ctx.cancel.cancelled() => return,
+                m = inbound.message() => m,
+            };
+            // The client closed its side (or broke the stream): the calls running
+            // still answer, then the answers end.
+            let Ok(Some(msg)) = msg else { return };
+            for cmd in msg.commands {
+                // A slot for the result before the call runs: the back pressure.
+                let Ok(slot) = tx.clone().reserve_owned().await else {
+                    return;
+                };
+                let (path, who, call) = (path.clone(), who.clone(), call.clone());
+                ctx.tracker.spawn(async move {
+                    slot.send(run(path, &who, cmd, call).await);
+                });
+            }
+        }
+    });
+    Box::pin(
+        ReceiverStream::new(rx)
+            .ready_chunks(MAX_RESULTS_PER_MESSAGE)
+            .map(|results| Ok(BatchCommandsResponse { results })),
+    )
+}
+
+/// Runs one call of a stream.
+async fn run<F, Fut>(
+    path: RequestPath,
+    who: &Option<Principal>,
+    cmd: BatchCommand,
+    call: F,
+) -> BatchCommandResult
+where
+    F: Fn(RequestPath, Option<Principal>, batch_command::Cmd) -> Fut,
+    Fut: Future<Output = Result<batch_command_result::Result>>,
+{
+    let BatchCommand {
+        id,
+        traceparent,
+        cmd,
+    } = cmd;
+    let started = Instant::now();
+    let method = match &cmd {
+        Some(batch_command::Cmd::Get(_)) => "Get",
+        Some(batch_command::Cmd::Put(_)) => "Put",
+        None => "unknown",
+    };
+    let span = super::grpc_trace::span_for(
+        &format!("/{SERVICE}/{method}"),
+        TraceParent::parse(traceparent.as_bytes()),
+    );
+    let ctx = path.ctx().clone();
+    let result = async {
+        let who = caller(&ctx, who)?;
+        match cmd {
+            Some(cmd) => call(path, who, cmd).await,
+            None => Err(Error::invalid(
+                "cmd",
+                "a batched call names none of the calls a stream carries (get, put)",
+            )),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let s = Status::from(e);
+            batch_command_result::Result::Error(CallStatus {
+                code: s.code() as i32,
+                message: s.message().to_string(),
+                details: s.details().to_vec().into(),
+            })
+        }
+    };
+    let code = match &result {
+        batch_command_result::Result::Error(s) => tonic::Code::from_i32(s.code),
+        _ => tonic::Code::Ok,
+    };
+    super::grpc_trace::record_status(&span, code as i32);
+    super::grpc_metrics::record(&ctx.metrics, SERVICE, method, code, started);
+    BatchCommandResult {
+        id,
+        result: Some(result),
+    }
+}
+
+/// Who makes a call of a stream opened by `who`, as the node's auth state stands now:
+/// the stream's principal with its current roles, or an error if its credentials no
+/// longer hold (or auth was turned on after a stream opened without any).
+fn caller(ctx: &NodeCtx, who: &Option<Principal>) -> Result<Option<Principal>> {
+    let state = ctx.auth.current();
+    if !state.enabled() {
+        return Ok(None);
+    }
+    match who {
+        Some(p) => state.refresh(p).map(Some).ok_or_else(|| {
+            Error::Unauthenticated(
+                "the stream's credentials are no longer valid; open a new stream".into(),
+            )
+        }),
+        None => Err(Error::Unauthenticated(
+            "auth was turned on after this stream opened; open a new one with credentials".into(),
+        )),
+    }
+}
