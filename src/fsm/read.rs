@@ -876,6 +876,18 @@ pub(crate) fn get_live(engine: &Engine, user_key: &[u8], now: u64) -> Result<Opt
         .filter(|r| is_live(r, now)))
 }
 
+/// [`get_live`] from memory only (memtables, block cache): None when it would need
+/// the disk.
+pub(crate) fn get_live_cached(
+    engine: &Engine,
+    user_key: &[u8],
+    now: u64,
+) -> Result<Option<Option<ValueRecord>>> {
+    Ok(engine
+        .get_decoded_cached::<ValueRecord>(keys::CF_DATA, &keys::data_key(user_key))?
+        .map(|r| r.filter(|r| is_live(r, now))))
+}
+
 /// The result a command with `request_id` got when it applied on this replica of
 /// `shard`, if its dedup record is still live at `now` (the same buckets the apply
 /// path looks in).

@@ -104,11 +104,19 @@ pub(crate) async fn get(
         .read_barrier(&req.header, Some(keys::key_hash(&req.key)), req.stale)
         .await?;
     let key = req.key;
+    let cached_key = key.clone();
     let kv = path
-        .read_local(&peer, move |ctx| {
-            let rec = crate::fsm::read::get_live(&ctx.engine, &key, now_ms())?;
-            Ok(rec.map(|r| to_kv(key, r)))
-        })
+        .read_local_cached(
+            &peer,
+            move |ctx| {
+                let rec = crate::fsm::read::get_live_cached(&ctx.engine, &cached_key, now_ms())?;
+                Ok(rec.map(|r| r.map(|r| to_kv(cached_key, r))))
+            },
+            move |ctx| {
+                let rec = crate::fsm::read::get_live(&ctx.engine, &key, now_ms())?;
+                Ok(rec.map(|r| to_kv(key, r)))
+            },
+        )
         .await?;
     Ok(GetResponse { kv })
 }

@@ -323,6 +323,31 @@ impl RequestPath {
         Ok(r)
     }
 
+    /// [`RequestPath::read_local`] that first tries `cached` on the calling task: a
+    /// read that memory (the memtables, the block cache) can answer then needs no
+    /// hand-off to a blocking thread and back, which costs a small read more than the
+    /// read itself. `cached` says None when it would need the disk; `f` then reads on
+    /// a blocking thread, so the async threads never wait for the disk.
+    pub(crate) async fn read_local_cached<T: Send + 'static>(
+        &self,
+        peer: &PeerHandle,
+        cached: impl FnOnce(&NodeCtx) -> Result<Option<T>>,
+        f: impl FnOnce(&NodeCtx) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let changed = |token: u64| {
+            peer.epoch.installing() || peer.epoch.removed() || peer.epoch.install_token() != token
+        };
+        let token = peer.epoch.install_token();
+        if changed(token) {
+            return Err(replaced(peer));
+        }
+        match cached(&self.ctx)? {
+            Some(r) if !changed(token) => Ok(r),
+            Some(_) => Err(replaced(peer)),
+            None => self.read_local(peer, f).await,
+        }
+    }
+
     pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&NodeCtx) -> Result<T> + Send + 'static,

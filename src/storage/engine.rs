@@ -92,6 +92,23 @@ impl Engine {
     /// Reads one key and decodes it as `M`, straight from RocksDB's pinned buffer (no
     /// intermediate copy of the value: the hot read paths decode records of up to
     /// `max-value-size`).
+    /// [`Engine::get_decoded`] from memory only (the memtables and the block cache):
+    /// `Ok(None)` when the read would have to go to the disk.
+    pub(crate) fn get_decoded_cached<M: prost::Message + Default>(
+        &self,
+        cf: &str,
+        key: &[u8],
+    ) -> Result<Option<Option<M>>> {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+        match self.db.get_pinned_cf_opt(self.cf(cf), key, &opts) {
+            Ok(Some(v)) => Ok(Some(Some(M::decode(v.as_ref())?))),
+            Ok(None) => Ok(Some(None)),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
+            Err(e) => Err(e).err_into(),
+        }
+    }
+
     pub(crate) fn get_decoded<M: prost::Message + Default>(
         &self,
         cf: &str,
@@ -179,4 +196,55 @@ impl Engine {
 pub(crate) fn disk_free(path: &Path) -> Option<u64> {
     let st = rustix::fs::statvfs(path).ok()?;
     Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys;
+    use prost::Message as _;
+
+    /// A read from memory only answers from the memtable and the block cache, says
+    /// when it would need the disk, and never answers wrong.
+    #[test]
+    fn a_cached_read_answers_from_memory_or_says_it_needs_the_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = crate::proto::ValueRecord {
+            value: b"v".to_vec().into(),
+            version: 7,
+            ..Default::default()
+        };
+        {
+            let e = Engine::open(dir.path()).expect("open");
+            e.db()
+                .put_cf(e.cf(keys::CF_DATA), b"k", rec.encode_to_vec())
+                .expect("put");
+            let got = e
+                .get_decoded_cached::<crate::proto::ValueRecord>(keys::CF_DATA, b"k")
+                .expect("read");
+            assert_eq!(got, Some(Some(rec.clone())), "from the memtable");
+            e.db().flush_cf(e.cf(keys::CF_DATA)).expect("flush");
+        }
+        // Reopened: the record is only in an SST file, none of it cached.
+        let e = Engine::open(dir.path()).expect("open");
+        let cold = e
+            .get_decoded_cached::<crate::proto::ValueRecord>(keys::CF_DATA, b"k")
+            .expect("read");
+        assert_eq!(cold, None, "a cold read needs the disk");
+        let warm = e
+            .get_decoded::<crate::proto::ValueRecord>(keys::CF_DATA, b"k")
+            .expect("read");
+        assert_eq!(warm.as_ref(), Some(&rec));
+        let cached = e
+            .get_decoded_cached::<crate::proto::ValueRecord>(keys::CF_DATA, b"k")
+            .expect("read");
+        assert_eq!(cached, Some(Some(rec)), "its block is cached now");
+        assert!(
+            !matches!(
+                e.get_decoded_cached::<crate::proto::ValueRecord>(keys::CF_DATA, b"absent"),
+                Ok(Some(Some(_))) | Err(_)
+            ),
+            "an absent key is absent or unknown, never found"
+        );
+    }
 }
