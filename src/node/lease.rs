@@ -42,6 +42,8 @@ pub(crate) struct LeaseKeeper {
 
 /// One shard's leases, as counted in one reign of its local replica.
 struct Tracked {
+    /// The replica, leading in `reign`.
+    peer: PeerHandle,
     reign: u64,
     loaded_at: Instant,
     /// The replica's applied index when the last load began.
@@ -114,11 +116,10 @@ impl LeaseKeeper {
     /// have applied something since; once their replica has applied its reign's first
     /// entry (so every grant of earlier reigns is in the load).
     pub(crate) fn to_load(&self, led: &[PeerHandle]) -> Vec<PeerHandle> {
+        let reigns: HashMap<ShardId, u64> =
+            led.iter().map(|p| (p.shard, p.epoch.reign())).collect();
         let mut shards = self.shards.lock();
-        shards.retain(|s, t| {
-            led.iter()
-                .any(|p| p.shard == *s && p.epoch.reign() == t.reign)
-        });
+        shards.retain(|s, t| reigns.get(s) == Some(&t.reign));
         led.iter()
             .filter(|p| {
                 let fresh = shards.get(&p.shard).is_some_and(|t| {
@@ -150,6 +151,7 @@ impl LeaseKeeper {
             return;
         }
         let t = shards.entry(peer.shard).or_insert_with(|| Tracked {
+            peer: peer.clone(),
             reign,
             loaded_at: now,
             applied,
@@ -165,18 +167,19 @@ impl LeaseKeeper {
         }
     }
 
-    /// The leases of the shards in `led` whose deadline has passed and whose revoke
-    /// is not under way yet (it is from now on), with the reign that counted them.
-    /// Only shards still led in the reign they were counted in: a round may have
-    /// waited on loads while the leadership went elsewhere and came back.
-    pub(crate) fn take_expired(&self, led: &[PeerHandle]) -> Vec<(PeerHandle, u64, Vec<u8>)> {
+    /// The leases whose deadline has passed and whose revoke is not under way yet
+    /// (it is from now on), with their replica and the reign that counted them. Only
+    /// of shards still led in the reign they were counted in: the leadership may have
+    /// gone elsewhere and come back since.
+    pub(crate) fn take_expired(&self) -> Vec<(PeerHandle, u64, Vec<u8>)> {
         let now = Instant::now();
         let mut out = Vec::new();
         let mut shards = self.shards.lock();
-        for p in led {
-            let Some(t) = shards.get_mut(&p.shard) else {
+        for t in shards.values_mut() {
+            if t.leases.is_empty() {
                 continue;
-            };
+            }
+            let p = &t.peer;
             if t.reign != p.epoch.reign() || !p.epoch.leading() {
                 continue;
             }

@@ -1,6 +1,10 @@
 //! The lease keeper's loop (`node::lease` holds the deadlines and says why they are
-//! kept as they are): every `TICK`, it loads the leases of the shards that this node
-//! has started leading, and revokes through Raft each lease whose deadline passed.
+//! kept as they are): every `TICK`, it revokes through Raft each lease whose deadline
+//! passed; every `DISCOVER`, it also loads the leases of the shards that this node
+//! has started leading (a node may lead hundreds of shards, most without leases: the
+//! expiry check visits only the shards it tracks, and finding new reigns, which
+//! visits every replica, is rarer. A reign's first load coming up to `DISCOVER` later
+//! only makes its leases last that much longer; a keepalive meanwhile is granted).
 
 use crate::error::{Error, Result};
 use crate::keys;
@@ -11,52 +15,40 @@ use crate::types::META_SHARD;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often the keeper looks for expired leases and new reigns.
+/// How often the keeper looks for expired leases.
 const TICK: Duration = Duration::from_millis(50);
+
+/// How often, in ticks, it looks for new reigns and leases to load again.
+const DISCOVER: u32 = 10;
 
 /// Starts the node's lease keeper loop (runs until the node stops).
 pub(crate) fn spawn_lease_keeper(ctx: Arc<NodeCtx>) {
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
                 _ = ctx.cancel.cancelled() => return,
                 _ = tokio::time::sleep(TICK) => {}
             }
-            if let Err(e) = keeper_round(&ctx).await {
+            ticks = ticks.wrapping_add(1);
+            if let Err(e) = keeper_round(&ctx, ticks.is_multiple_of(DISCOVER)).await {
                 tracing::debug!(error = %e, "lease keeper round failed");
             }
         }
     });
 }
 
-/// One round: (re)load the shards whose reign is new or whose load is old, and
-/// revoke what has expired.
-async fn keeper_round(ctx: &Arc<NodeCtx>) -> Result<()> {
-    // Only the led replicas' handles are copied (a node may host thousands).
-    let mut led: Vec<PeerHandle> = Vec::new();
-    ctx.for_each_peer(|p| {
-        if p.shard != META_SHARD && p.epoch.leading() {
-            led.push(p.clone());
+/// One round: with `discover`, (re)load the shards whose reign is new or whose load
+/// is old; then revoke what has expired.
+async fn keeper_round(ctx: &Arc<NodeCtx>, discover: bool) -> Result<()> {
+    if discover {
+        // A failed load is tried again at the next discovery; expiry goes on.
+        if let Err(e) = load_new(ctx).await {
+            tracing::debug!(error = %e, "lease load failed");
         }
-    });
-    let grace = {
-        let raft = &ctx.config().raft;
-        raft.tick_interval * u32::try_from(raft.election_ticks).unwrap_or(u32::MAX)
-    };
-    for p in ctx.leases.to_load(&led) {
-        let reign = p.epoch.reign();
-        let applied = p.epoch.applied();
-        let ranges = ctx.data_ranges(p.shard);
-        let c = ctx.clone();
-        let loaded = ctx
-            .tracker
-            .spawn_blocking(move || crate::node::lease::load(&c.engine, &ranges))
-            .await
-            .map_err(|e| Error::Internal(format!("lease load: {e}")))??;
-        ctx.leases.loaded(&p, reign, applied, loaded, grace);
     }
-    for (peer, reign, key) in ctx.leases.take_expired(&led) {
+    for (peer, reign, key) in ctx.leases.take_expired() {
         let ctx = ctx.clone();
         ctx.tracker.clone().spawn(async move {
             if peer.epoch.reign() != reign || !peer.epoch.leading() {
@@ -88,6 +80,34 @@ async fn keeper_round(ctx: &Arc<NodeCtx>) -> Result<()> {
             }
             ctx.leases.revoke_ended(peer.shard, &key, r.is_ok());
         });
+    }
+    Ok(())
+}
+
+/// Loads the leases of the shards led here whose reign is new or whose load is old
+/// (only the led replicas' handles are copied: a node may host thousands).
+async fn load_new(ctx: &Arc<NodeCtx>) -> Result<()> {
+    let mut led: Vec<PeerHandle> = Vec::new();
+    ctx.for_each_peer(|p| {
+        if p.shard != META_SHARD && p.epoch.leading() {
+            led.push(p.clone());
+        }
+    });
+    let grace = {
+        let raft = &ctx.config().raft;
+        raft.tick_interval * u32::try_from(raft.election_ticks).unwrap_or(u32::MAX)
+    };
+    for p in ctx.leases.to_load(&led) {
+        let reign = p.epoch.reign();
+        let applied = p.epoch.applied();
+        let ranges = ctx.data_ranges(p.shard);
+        let c = ctx.clone();
+        let loaded = ctx
+            .tracker
+            .spawn_blocking(move || crate::node::lease::load(&c.engine, &ranges))
+            .await
+            .map_err(|e| Error::Internal(format!("lease load: {e}")))??;
+        ctx.leases.loaded(&p, reign, applied, loaded, grace);
     }
     Ok(())
 }
