@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the layers under a write: ring lookup, key encoding, value
-//! records, the Raft log mirror and the apply path.
+//! records, batch stream messages, the Raft log mirror and the apply path.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ctxstore::bench_support::{ApplyPath, LogMirror};
@@ -48,6 +48,54 @@ fn encoding(c: &mut Criterion) {
     });
     g.bench_function("value-record-decode-1KiB", |b| {
         b.iter(|| ValueRecord::decode(black_box(bytes.as_slice())))
+    });
+    g.finish();
+}
+
+/// A `Kv.BatchCommands` message of 64 puts of 1 KiB, and its answer: what one flush of
+/// the client's batch stream carries under load.
+fn batch_commands(c: &mut Criterion) {
+    use ctxstore::proto::{
+        batch_command, batch_command_result, BatchCommand, BatchCommandResult,
+        BatchCommandsRequest, BatchCommandsResponse, PutRequest, PutResponse,
+    };
+    let req = BatchCommandsRequest {
+        commands: (0..64u64)
+            .map(|i| BatchCommand {
+                id: i,
+                traceparent: format!("00-{:032x}-{:016x}-01", i + 1, i + 1),
+                cmd: Some(batch_command::Cmd::Put(PutRequest {
+                    key: format!("bench-{i:08}").into_bytes().into(),
+                    value: vec![b'x'; 1024].into(),
+                    request_id: i.to_be_bytes().to_vec().into(),
+                    ..Default::default()
+                })),
+            })
+            .collect(),
+    };
+    let resp = BatchCommandsResponse {
+        results: (0..64u64)
+            .map(|i| BatchCommandResult {
+                id: i,
+                result: Some(batch_command_result::Result::Put(PutResponse {
+                    version: 1_000 + i,
+                    create_version: 1_000 + i,
+                })),
+            })
+            .collect(),
+    };
+    let req_bytes = req.encode_to_vec();
+    let resp_bytes = resp.encode_to_vec();
+    let mut g = c.benchmark_group("batch-commands");
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("encode-64-puts", |b| {
+        b.iter(|| black_box(&req).encode_to_vec())
+    });
+    g.bench_function("decode-64-puts", |b| {
+        b.iter(|| BatchCommandsRequest::decode(black_box(req_bytes.as_slice())))
+    });
+    g.bench_function("decode-64-put-results", |b| {
+        b.iter(|| BatchCommandsResponse::decode(black_box(resp_bytes.as_slice())))
     });
     g.finish();
 }
@@ -103,5 +151,5 @@ fn apply(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ring, encoding, raft_log, apply);
+criterion_group!(benches, ring, encoding, batch_commands, raft_log, apply);
 criterion_main!(benches);
