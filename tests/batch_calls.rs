@@ -231,3 +231,46 @@ async fn concurrent_calls_of_one_client_each_get_their_own_answer() {
     }
     cluster.shutdown().await;
 }
+
+/// Calls with large values never make a message over the gRPC limit (80 MiB)
+/// together: 24 concurrent puts of 4.5 MiB (over `max-value-size`, so refused
+/// without writing) each get their own `LimitExceeded`, and 32 concurrent gets of
+/// one 3 MiB value each get the value; batched together they would make messages of
+/// about 108 and 96 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_go_over_several_messages() {
+    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 1).await;
+    cluster.wait_all_leaders().await;
+    let c = cluster.client().await;
+    let too_big = bytes::Bytes::from(vec![7u8; 4608 << 10]);
+    let puts: Vec<_> = (0..24)
+        .map(|i| {
+            let (c, v) = (c.clone(), too_big.clone());
+            tokio::spawn(async move { c.put(format!("big-{i}"), v).await })
+        })
+        .collect();
+    for p in puts {
+        let r = p.await.expect("the task ran");
+        assert!(
+            matches!(&r, Err(Error::LimitExceeded { limit, .. }) if limit == "max-value-size"),
+            "an oversized value is refused by name: {r:?}"
+        );
+    }
+    let value = bytes::Bytes::from(vec![9u8; 3 << 20]);
+    c.put("large", value.clone()).await.expect("put");
+    let gets: Vec<_> = (0..32)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.get("large").await })
+        })
+        .collect();
+    for g in gets {
+        let kv = g
+            .await
+            .expect("the task ran")
+            .expect("get")
+            .expect("exists");
+        assert!(kv.value == value, "each get has the whole value");
+    }
+    cluster.shutdown().await;
+}

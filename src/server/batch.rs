@@ -22,11 +22,10 @@ use crate::proto::{
 use crate::server::path::RequestPath;
 use crate::server::watch::RpcStream;
 use ctxstore_api::trace::TraceParent;
-use futures::StreamExt;
+use prost::Message as _;
 use std::future::Future;
 use std::time::Instant;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 use tracing::Instrument;
 
@@ -35,6 +34,11 @@ const MAX_IN_FLIGHT: usize = 4_096;
 
 /// Results one answer message carries at most.
 const MAX_RESULTS_PER_MESSAGE: usize = 1_024;
+
+/// Bytes of results one answer message carries at most (it always carries at least
+/// one result, and one result fits the gRPC message limit): gets of large values go
+/// back over several messages, never over the limit together.
+const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 const SERVICE: &str = "ctxstore.v1.Kv";
 
@@ -78,11 +82,37 @@ where
             }
         }
     });
-    Box::pin(
-        ReceiverStream::new(rx)
-            .ready_chunks(MAX_RESULTS_PER_MESSAGE)
-            .map(|results| Ok(BatchCommandsResponse { results })),
-    )
+    Box::pin(answers(rx))
+}
+
+/// The answer messages: each carries every result that is ready, within
+/// `MAX_RESULTS_PER_MESSAGE` and `MAX_MESSAGE_BYTES`.
+fn answers(
+    rx: mpsc::Receiver<BatchCommandResult>,
+) -> impl futures::Stream<Item = std::result::Result<BatchCommandsResponse, Status>> {
+    futures::stream::unfold((rx, None), |(mut rx, carry)| async move {
+        let first: BatchCommandResult = match carry {
+            Some(r) => r,
+            None => rx.recv().await?,
+        };
+        let mut bytes = first.encoded_len();
+        let mut results = vec![first];
+        let mut carry = None;
+        while results.len() < MAX_RESULTS_PER_MESSAGE {
+            match rx.try_recv() {
+                Ok(r) if bytes + r.encoded_len() > MAX_MESSAGE_BYTES => {
+                    carry = Some(r);
+                    break;
+                }
+                Ok(r) => {
+                    bytes += r.encoded_len();
+                    results.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        Some((Ok(BatchCommandsResponse { results }), (rx, carry)))
+    })
 }
 
 /// Runs one call of a stream.

@@ -25,6 +25,11 @@ use tonic::Status;
 /// Calls one message carries at most.
 const MAX_CALLS_PER_MESSAGE: usize = 256;
 
+/// Bytes of calls one message carries at most (a message always carries at least
+/// one call, and one call fits the gRPC message limit): calls with large values go
+/// over several messages, never over the limit together.
+const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
 /// Messages the writer may have queued for the transport.
 const OUT_QUEUE: usize = 16;
 
@@ -35,6 +40,18 @@ struct Queued {
     cmd: batch_command::Cmd,
     traceparent: String,
     reply: Reply,
+}
+
+impl Queued {
+    /// About the bytes the call takes in a message.
+    fn size(&self) -> usize {
+        use prost::Message as _;
+        let body = match &self.cmd {
+            batch_command::Cmd::Get(r) => r.encoded_len(),
+            batch_command::Cmd::Put(r) => r.encoded_len(),
+        };
+        body + self.traceparent.len() + 16
+    }
 }
 
 /// The batch stream to one node (made at the first call, remade after a failure).
@@ -162,21 +179,24 @@ where
         }
     });
     let mut next_id = 0u64;
+    // A call taken from the queue that did not fit the last message.
+    let mut carry: Option<Queued> = None;
     loop {
-        let first = tokio::select! {
-            q = queue.recv() => q,
-            // The stream failed: end here, so the next call opens a new one.
-            _ = &mut reader => return,
-        };
-        // No more callers: closing our side ends the stream once its calls answered.
-        let Some(first) = first else { return };
-        let mut calls = vec![first];
-        while calls.len() < MAX_CALLS_PER_MESSAGE {
-            match queue.try_recv() {
-                Ok(q) => calls.push(q),
-                Err(_) => break,
+        let first = match carry.take() {
+            Some(q) => q,
+            None => {
+                let q = tokio::select! {
+                    q = queue.recv() => q,
+                    // The stream failed: end here, so the next call opens a new one.
+                    _ = &mut reader => return,
+                };
+                // No more callers: closing our side ends the stream once its calls
+                // answered.
+                let Some(q) = q else { return };
+                q
             }
-        }
+        };
+        let calls = take_message(first, &mut queue, &mut carry);
         let mut msg = BatchCommandsRequest {
             commands: Vec::with_capacity(calls.len()),
         };
@@ -205,6 +225,31 @@ where
             return;
         }
     }
+}
+
+/// The calls of one message: `first`, then those queued, within the message limits;
+/// a call that does not fit is left in `carry` for the next message.
+fn take_message(
+    first: Queued,
+    queue: &mut mpsc::UnboundedReceiver<Queued>,
+    carry: &mut Option<Queued>,
+) -> Vec<Queued> {
+    let mut bytes = first.size();
+    let mut calls = vec![first];
+    while calls.len() < MAX_CALLS_PER_MESSAGE {
+        match queue.try_recv() {
+            Ok(q) if bytes + q.size() > MAX_MESSAGE_BYTES => {
+                *carry = Some(q);
+                break;
+            }
+            Ok(q) => {
+                bytes += q.size();
+                calls.push(q);
+            }
+            Err(_) => break,
+        }
+    }
+    calls
 }
 
 /// The status a call's error result carries.
@@ -252,5 +297,72 @@ fn unexpected(r: batch_command_result::Result) -> Status {
     match r {
         batch_command_result::Result::Error(s) => status(s),
         _ => Status::internal("the node answered a batched call with another call's result"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{GetRequest, PutRequest};
+
+    fn queued(cmd: batch_command::Cmd) -> Queued {
+        Queued {
+            cmd,
+            traceparent: String::new(),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn put(size: usize) -> Queued {
+        queued(batch_command::Cmd::Put(PutRequest {
+            key: "k".into(),
+            value: vec![0; size].into(),
+            ..Default::default()
+        }))
+    }
+
+    /// Drains `queue` into messages as the writer does; their sizes.
+    fn messages(mut queue: mpsc::UnboundedReceiver<Queued>) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut carry = None;
+        while let Some(first) = carry.take().or_else(|| queue.try_recv().ok()) {
+            let calls = take_message(first, &mut queue, &mut carry);
+            out.push((calls.len(), calls.iter().map(Queued::size).sum()));
+        }
+        out
+    }
+
+    #[test]
+    fn messages_keep_within_their_call_and_byte_limits_and_lose_no_call() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        // 24 large puts, each over the byte limit alone: one per message.
+        for _ in 0..24 {
+            tx.send(put(4608 << 10)).ok();
+        }
+        // 600 small gets: 256 per message at most.
+        for _ in 0..600 {
+            tx.send(queued(batch_command::Cmd::Get(GetRequest::default())))
+                .ok();
+        }
+        // 10 puts of 1.5 MiB: two fit a message.
+        for _ in 0..10 {
+            tx.send(put(1536 << 10)).ok();
+        }
+        drop(tx);
+        let m = messages(rx);
+        assert_eq!(
+            m.iter().map(|(n, _)| n).sum::<usize>(),
+            634,
+            "every call sent once"
+        );
+        for (n, bytes) in &m {
+            assert!(*n <= MAX_CALLS_PER_MESSAGE, "{n} calls in a message");
+            assert!(
+                *n == 1 || *bytes <= MAX_MESSAGE_BYTES,
+                "{n} calls of {bytes} bytes"
+            );
+        }
+        assert!(m[..24].iter().all(|(n, _)| *n == 1), "{m:?}");
+        assert_eq!(m.last().map(|(n, _)| *n), Some(2), "{m:?}");
     }
 }
