@@ -308,9 +308,7 @@ impl RequestPath {
         peer: &PeerHandle,
         f: impl FnOnce(&NodeCtx) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let changed = |token: u64| {
-            peer.epoch.installing() || peer.epoch.removed() || peer.epoch.install_token() != token
-        };
+        let changed = |token| data_changed(peer, token);
         let token = peer.epoch.install_token();
         if changed(token) {
             return Err(replaced(peer));
@@ -334,9 +332,7 @@ impl RequestPath {
         cached: impl FnOnce(&NodeCtx) -> Result<Option<T>>,
         f: impl FnOnce(&NodeCtx) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let changed = |token: u64| {
-            peer.epoch.installing() || peer.epoch.removed() || peer.epoch.install_token() != token
-        };
+        let changed = |token| data_changed(peer, token);
         let token = peer.epoch.install_token();
         if changed(token) {
             return Err(replaced(peer));
@@ -414,6 +410,12 @@ fn read_at(header: &Option<RequestHeader>, stale: bool) -> Result<ReadAt> {
             format!("unknown read mode {}", h.read_mode),
         )),
     }
+}
+
+/// Whether `peer`'s data may have changed since its install token was `token`: a
+/// snapshot install under way or done since, or the replica removed.
+fn data_changed(peer: &PeerHandle, token: u64) -> bool {
+    peer.epoch.installing() || peer.epoch.removed() || peer.epoch.install_token() != token
 }
 
 /// The answer to a read whose replica's data changed while it read.

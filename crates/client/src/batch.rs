@@ -262,12 +262,15 @@ pub(crate) async fn get(
     ch: crate::trace::Channel,
     req: crate::proto::GetRequest,
 ) -> Result<crate::proto::GetResponse, Status> {
-    let Some(b) = ch.batcher() else {
-        return Ok(crate::Client::kv(ch).get(req).await?.into_inner());
-    };
-    match b.call(batch_command::Cmd::Get(req), traceparent()).await? {
-        batch_command_result::Result::Get(r) => Ok(r),
-        other => Err(unexpected(other)),
+    match ch.batcher() {
+        Some(b) => {
+            on_stream(b, batch_command::Cmd::Get(req), |r| match r {
+                batch_command_result::Result::Get(r) => Ok(r),
+                other => Err(other),
+            })
+            .await
+        }
+        None => Ok(crate::Client::kv(ch).get(req).await?.into_inner()),
     }
 }
 
@@ -276,13 +279,26 @@ pub(crate) async fn put(
     ch: crate::trace::Channel,
     req: crate::proto::PutRequest,
 ) -> Result<crate::proto::PutResponse, Status> {
-    let Some(b) = ch.batcher() else {
-        return Ok(crate::Client::kv(ch).put(req).await?.into_inner());
-    };
-    match b.call(batch_command::Cmd::Put(req), traceparent()).await? {
-        batch_command_result::Result::Put(r) => Ok(r),
-        other => Err(unexpected(other)),
+    match ch.batcher() {
+        Some(b) => {
+            on_stream(b, batch_command::Cmd::Put(req), |r| match r {
+                batch_command_result::Result::Put(r) => Ok(r),
+                other => Err(other),
+            })
+            .await
+        }
+        None => Ok(crate::Client::kv(ch).put(req).await?.into_inner()),
     }
+}
+
+/// Sends `cmd` on `b`'s stream; `answer` takes the call's own kind of result and
+/// gives back any other.
+async fn on_stream<T>(
+    b: &Batcher<crate::trace::Channel>,
+    cmd: batch_command::Cmd,
+    answer: fn(batch_command_result::Result) -> Result<T, batch_command_result::Result>,
+) -> Result<T, Status> {
+    answer(b.call(cmd, traceparent()).await?).map_err(unexpected)
 }
 
 fn traceparent() -> String {
