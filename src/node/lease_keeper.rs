@@ -97,17 +97,36 @@ async fn load_new(ctx: &Arc<NodeCtx>) -> Result<()> {
         let raft = &ctx.config().raft;
         raft.tick_interval * u32::try_from(raft.election_ticks).unwrap_or(u32::MAX)
     };
-    for p in ctx.leases.to_load(&led) {
-        let reign = p.epoch.reign();
-        let applied = p.epoch.applied();
-        let ranges = ctx.data_ranges(p.shard);
-        let c = ctx.clone();
-        let loaded = ctx
-            .tracker
-            .spawn_blocking(move || crate::node::lease::load(&c.engine, &ranges))
-            .await
-            .map_err(|e| Error::Internal(format!("lease load: {e}")))??;
-        ctx.leases.loaded(&p, reign, applied, loaded, grace);
+    // Reign and applied index before the read, so what is read covers them.
+    let due: Vec<_> = ctx
+        .leases
+        .to_load(&led)
+        .into_iter()
+        .map(|p| {
+            let (reign, applied) = (p.epoch.reign(), p.epoch.applied());
+            let ranges = ctx.data_ranges(p.shard);
+            (p, reign, applied, ranges)
+        })
+        .collect();
+    if due.is_empty() {
+        return Ok(());
+    }
+    // One blocking hop for every shard due.
+    let c = ctx.clone();
+    let loaded = ctx
+        .tracker
+        .spawn_blocking(move || {
+            due.into_iter()
+                .map(|(p, reign, applied, ranges)| {
+                    let leases = crate::node::lease::load(&c.engine, &ranges)?;
+                    Ok((p, reign, applied, leases))
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("lease load: {e}")))??;
+    for (p, reign, applied, leases) in loaded {
+        ctx.leases.loaded(&p, reign, applied, leases, grace);
     }
     Ok(())
 }

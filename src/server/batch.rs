@@ -132,15 +132,12 @@ where
         cmd,
     } = cmd;
     let started = Instant::now();
-    let method = match &cmd {
-        Some(batch_command::Cmd::Get(_)) => "Get",
-        Some(batch_command::Cmd::Put(_)) => "Put",
-        None => "unknown",
+    let (method, path_name) = match &cmd {
+        Some(batch_command::Cmd::Get(_)) => ("Get", "/ctxstore.v1.Kv/Get"),
+        Some(batch_command::Cmd::Put(_)) => ("Put", "/ctxstore.v1.Kv/Put"),
+        None => ("unknown", "/ctxstore.v1.Kv/unknown"),
     };
-    let span = super::grpc_trace::span_for(
-        &format!("/{SERVICE}/{method}"),
-        TraceParent::parse(traceparent.as_bytes()),
-    );
+    let span = super::grpc_trace::span_for(path_name, TraceParent::parse(traceparent.as_bytes()));
     let ctx = path.ctx().clone();
     let result = async {
         let who = caller(&ctx, who)?;

@@ -308,17 +308,7 @@ impl RequestPath {
         peer: &PeerHandle,
         f: impl FnOnce(&NodeCtx) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let changed = |token| data_changed(peer, token);
-        let token = peer.epoch.install_token();
-        if changed(token) {
-            return Err(replaced(peer));
-        }
-        let r = self.blocking(f).await?;
-        if changed(token) {
-            tracing::info!(shard = %peer.shard, "a read's replica was replaced or removed while it read: refused");
-            return Err(replaced(peer));
-        }
-        Ok(r)
+        self.read_local_cached(peer, |_| Ok(None), f).await
     }
 
     /// [`RequestPath::read_local`] that first tries `cached` on the calling task: a
@@ -332,16 +322,19 @@ impl RequestPath {
         cached: impl FnOnce(&NodeCtx) -> Result<Option<T>>,
         f: impl FnOnce(&NodeCtx) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let changed = |token| data_changed(peer, token);
         let token = peer.epoch.install_token();
-        if changed(token) {
+        if data_changed(peer, token) {
             return Err(replaced(peer));
         }
-        match cached(&self.ctx)? {
-            Some(r) if !changed(token) => Ok(r),
-            Some(_) => Err(replaced(peer)),
-            None => self.read_local(peer, f).await,
+        let r = match cached(&self.ctx)? {
+            Some(r) => r,
+            None => self.blocking(f).await?,
+        };
+        if data_changed(peer, token) {
+            tracing::info!(shard = %peer.shard, "a read's replica was replaced or removed while it read: refused");
+            return Err(replaced(peer));
         }
+        Ok(r)
     }
 
     pub(crate) async fn blocking<T: Send + 'static>(

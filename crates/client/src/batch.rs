@@ -14,6 +14,7 @@ use crate::proto::kv_client::KvClient;
 use crate::proto::{
     batch_command, batch_command_result, BatchCommand, BatchCommandsRequest, CallStatus,
 };
+use crate::trace::Channel;
 use futures::channel::mpsc as fmpsc;
 use futures::SinkExt;
 use parking_lot::Mutex;
@@ -55,8 +56,9 @@ impl Queued {
 }
 
 /// The batch stream to one node (made at the first call, remade after a failure).
-pub(crate) struct Batcher<C> {
-    channel: C,
+pub(crate) struct Batcher {
+    /// The node's channel, without a batcher of its own.
+    channel: Channel,
     writer: Mutex<Option<mpsc::UnboundedSender<Queued>>>,
 }
 
@@ -67,16 +69,9 @@ struct InFlight {
     ended: Option<Status>,
 }
 
-impl<C> Batcher<C>
-where
-    C: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + 'static,
-    C::Future: Send,
-    C::ResponseBody: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
-    <C::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-    C::Error: Into<tonic::codegen::StdError>,
-{
+impl Batcher {
     /// A batcher that opens its streams on `channel`.
-    pub(crate) fn new(channel: C) -> Self {
+    pub(crate) fn new(channel: Channel) -> Self {
         Self {
             channel,
             writer: Mutex::new(None),
@@ -131,14 +126,7 @@ where
 }
 
 /// One stream: its writer loop here, its reader in a task of its own.
-async fn run<C>(channel: C, mut queue: mpsc::UnboundedReceiver<Queued>)
-where
-    C: tonic::client::GrpcService<tonic::body::Body> + Clone + Send + 'static,
-    C::Future: Send,
-    C::ResponseBody: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
-    <C::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-    C::Error: Into<tonic::codegen::StdError>,
-{
+async fn run(channel: Channel, mut queue: mpsc::UnboundedReceiver<Queued>) {
     let (mut out, requests) = fmpsc::channel::<BatchCommandsRequest>(OUT_QUEUE);
     let in_flight = Arc::new(Mutex::new(InFlight::default()));
     let mut reader = tokio::spawn({
@@ -259,7 +247,7 @@ pub(crate) fn status(s: CallStatus) -> Status {
 
 /// `Kv.Get` on `ch`: on its batch stream if it has one, else unary.
 pub(crate) async fn get(
-    ch: crate::trace::Channel,
+    ch: Channel,
     req: crate::proto::GetRequest,
 ) -> Result<crate::proto::GetResponse, Status> {
     match ch.batcher() {
@@ -276,7 +264,7 @@ pub(crate) async fn get(
 
 /// `Kv.Put` on `ch`: on its batch stream if it has one, else unary.
 pub(crate) async fn put(
-    ch: crate::trace::Channel,
+    ch: Channel,
     req: crate::proto::PutRequest,
 ) -> Result<crate::proto::PutResponse, Status> {
     match ch.batcher() {
@@ -294,7 +282,7 @@ pub(crate) async fn put(
 /// Sends `cmd` on `b`'s stream; `answer` takes the call's own kind of result and
 /// gives back any other.
 async fn on_stream<T>(
-    b: &Batcher<crate::trace::Channel>,
+    b: &Batcher,
     cmd: batch_command::Cmd,
     answer: fn(batch_command_result::Result) -> Result<T, batch_command_result::Result>,
 ) -> Result<T, Status> {

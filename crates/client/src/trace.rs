@@ -84,7 +84,7 @@ pub(crate) struct Traced<S> {
     authorization: Option<HeaderValue>,
     /// The node's `Kv.BatchCommands` stream, when the client batches its calls (it
     /// opens its streams on a copy of this channel without one).
-    batch: Option<Arc<Batcher<Traced<S>>>>,
+    batch: Option<Arc<Batcher>>,
 }
 
 impl<S> Traced<S> {
@@ -97,7 +97,7 @@ impl<S> Traced<S> {
     }
 
     /// The channel's batch stream, if it has one.
-    pub(crate) fn batcher(&self) -> Option<&Batcher<Traced<S>>> {
+    pub(crate) fn batcher(&self) -> Option<&Batcher> {
         self.batch.as_deref()
     }
 
