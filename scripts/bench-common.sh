@@ -11,12 +11,51 @@ fi
 
 WORK="$(mktemp -d)"
 PIDS=()
+CGROUPS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
+  for d in "${CGROUPS[@]}"; do rmdir "$d" 2>/dev/null || true; done
 }
 trap cleanup EXIT
+
+# NODE_CPU (root, cgroup v1 `cpu` or cgroup v2) gives each ctxd its own CPU budget, as
+# separate small machines would have: on one 2-core machine the three nodes and the
+# load generator otherwise share the same cores, and work moved off one node finds no
+# idle CPU elsewhere. Checked before any node starts.
+NODE_CPU="${NODE_CPU:-}"
+if [ -n "$NODE_CPU" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "NODE_CPU needs root (it makes CPU cgroups)" >&2
+    exit 1
+  fi
+  if ! { [ -f /sys/fs/cgroup/cpu/cgroup.procs ] ||
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; }; then
+    echo "NODE_CPU needs cgroup v1's cpu controller or cgroup v2 with +cpu in /sys/fs/cgroup/cgroup.subtree_control" >&2
+    exit 1
+  fi
+fi
+
+# Puts process $1 into its own CPU cgroup limited to $NODE_CPU cores (cfs quota); does
+# nothing without NODE_CPU. The cgroups go with the work directory.
+cap_cpu() { # pid
+  local dir quota
+  [ -n "$NODE_CPU" ] || return 0
+  quota="$(awk -v c="$NODE_CPU" 'BEGIN { printf "%d", c * 100000 }')"
+  if [ -f /sys/fs/cgroup/cpu/cgroup.procs ]; then
+    dir="/sys/fs/cgroup/cpu/ctxstore-bench-$$-$1"
+    mkdir "$dir"
+    echo 100000 >"$dir/cpu.cfs_period_us"
+    echo "$quota" >"$dir/cpu.cfs_quota_us"
+  else
+    dir="/sys/fs/cgroup/ctxstore-bench-$$-$1"
+    mkdir "$dir"
+    echo "$quota 100000" >"$dir/cpu.max"
+  fi
+  echo "$1" >"$dir/cgroup.procs"
+  CGROUPS+=("$dir")
+}
 
 free_port() {
   # Ask the kernel for a free loopback port (random high port without python3).
@@ -67,6 +106,7 @@ start_ctx() { # shards
       --initial-shards "$1" ${CTXD_FLAGS:-} >"$dir-n$((i + 1)).log" 2>&1 &
     CTX_PIDS+=($!)
     PIDS+=($!)
+    cap_cpu "$!"
   done
   CTX_EPS="127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}"
   wait_ready ctxstore "$CTX_EPS"

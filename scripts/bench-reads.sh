@@ -8,6 +8,10 @@
 #   scripts/bench-reads.sh                          # 10 s per row, 8 shards
 #   DURATION=20s SHARDS=4 CLIENTS=16 scripts/bench-reads.sh
 #   BALANCE=round-robin scripts/bench-reads.sh     # another balancing policy
+#   SHARDS=1 NODE_CPU=0.5 scripts/bench-reads.sh   # one hot shard, nodes capped
+#
+# NODE_CPU caps each ctxd's CPU (scripts/bench-common.sh): as on separate machines,
+# reads moved off a busy leader's node then find CPU to spare on the others.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +24,7 @@ BALANCE="${BALANCE:-p2c-peak-ewma}"
 source scripts/bench-common.sh
 
 start_ctx "$SHARDS"
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%d", $2 / 1048576}' /proc/meminfo) GiB; 3 ctxd, $SHARDS shards, $CLIENTS clients, ${VALUE_SIZE} B values, ${DURATION} per row; replica reads balanced by $BALANCE"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%d", $2 / 1048576}' /proc/meminfo) GiB; 3 ctxd (CPU per node: ${NODE_CPU:-uncapped}), $SHARDS shards, $CLIENTS clients, ${VALUE_SIZE} B values, ${DURATION} per row; replica reads balanced by $BALANCE"
 printf '%-16s | %10s %8s %8s %7s | %7s %9s\n' "read mode" "op/s" "p50 us" "p99 us" "cpu/op" "ratio" "cpu ratio"
 MODES=(leader follower bounded:1s stale)
 declare -A OPS P50 P99 CPU

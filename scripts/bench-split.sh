@@ -9,10 +9,8 @@
 #   NODE_CPU=0.4 scripts/bench-split.sh       # each ctxd capped at 0.4 of a core
 #   NODES=6 NODE_CPU=0.3 scripts/bench-split.sh
 #
-# NODE_CPU (root, cgroup v1 `cpu` or cgroup v2) gives each node its own CPU budget, as
-# separate small machines would have: on one 2-core machine the three nodes and the
-# load generator otherwise share the same cores, and a second leader finds no idle
-# CPU to use.
+# NODE_CPU gives each node its own CPU budget (see scripts/bench-common.sh), as
+# separate small machines would have.
 #
 # NODES=6 is scale-out: nodes 4-6 join the cluster idle; after the split the new
 # shard's replicas move to them (added one by one, each caught up by snapshot, its
@@ -23,7 +21,6 @@ cd "$(dirname "$0")/.."
 CLIENTS="${CLIENTS:-64}"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
-NODE_CPU="${NODE_CPU:-}"
 NODES="${NODES:-3}"
 case "$NODES" in 3 | 6) ;; *) echo "bench-split: NODES must be 3 or 6" >&2; exit 2 ;; esac
 say() { printf 'bench-split: %s\n' "$*" >&2; }
@@ -32,39 +29,6 @@ die() { say "$*"; exit 1; }
 source scripts/python-venv.sh
 need_python3
 source scripts/bench-common.sh
-
-# NODE_CPU needs root and a writable CPU controller: checked before any node starts.
-if [ -n "$NODE_CPU" ]; then
-  [ "$(id -u)" -eq 0 ] || die "NODE_CPU needs root (it makes CPU cgroups)"
-  if ! { [ -f /sys/fs/cgroup/cpu/cgroup.procs ] ||
-    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; }; then
-    die "NODE_CPU needs cgroup v1's cpu controller or cgroup v2 with +cpu in /sys/fs/cgroup/cgroup.subtree_control"
-  fi
-fi
-
-# Puts process $1 into its own CPU cgroup limited to $NODE_CPU cores (cfs quota).
-CGROUPS=()
-cap_cpu() {
-  local dir quota
-  quota=$(python3 -c 'import sys; print(int(float(sys.argv[1]) * 100000))' "$NODE_CPU")
-  if [ -d /sys/fs/cgroup/cpu ] && [ -f /sys/fs/cgroup/cpu/cgroup.procs ]; then
-    dir="/sys/fs/cgroup/cpu/ctxstore-bench-$$-$1"
-    mkdir "$dir"
-    echo 100000 >"$dir/cpu.cfs_period_us"
-    echo "$quota" >"$dir/cpu.cfs_quota_us"
-  else
-    dir="/sys/fs/cgroup/ctxstore-bench-$$-$1"
-    mkdir "$dir"
-    echo "$quota 100000" >"$dir/cpu.max"
-  fi
-  echo "$1" >"$dir/cgroup.procs"
-  CGROUPS+=("$dir")
-}
-remove_cgroups() {
-  cleanup
-  for d in "${CGROUPS[@]}"; do rmdir "$d" 2>/dev/null || true; done
-}
-trap remove_cgroups EXIT
 
 ports=()
 for _ in $(seq "$NODES"); do ports+=("$(free_port)"); done
@@ -78,7 +42,7 @@ for i in $(seq "$NODES"); do
     --listen "127.0.0.1:${ports[$((i - 1))]}" --data-dir "$WORK/node$i" \
     "${start[@]}" >"$WORK/node$i.log" 2>&1 &
   PIDS+=($!)
-  if [ -n "$NODE_CPU" ]; then cap_cpu "$!"; fi
+  cap_cpu "$!"
 done
 ctl() { "$BIN/ctxctl" --endpoints "$eps" "$@"; }
 wait_until ctl put probe ok
