@@ -559,25 +559,18 @@ mod tests {
 
     #[test]
     fn routes_are_found_by_id_in_order_and_out_of_it() {
+        let found_by_id = |st: &MetaState| {
+            (0..=16).all(|id| {
+                route_index(st, id).is_some_and(|i| {
+                    st.shards[i].descriptor.as_ref().map(|d| d.shard_id) == Some(id)
+                })
+            }) && route_index(st, 17).is_none()
+        };
         let mut st = initial_state(&members(3), &initial_descriptors(&members(3), 16));
-        for id in 0..=16 {
-            let i = route_index(&st, id).expect("listed");
-            assert_eq!(
-                st.shards[i].descriptor.as_ref().map(|d| d.shard_id),
-                Some(id)
-            );
-        }
-        assert_eq!(route_index(&st, 17), None);
+        assert!(found_by_id(&st));
         // A table out of order is still searched in full.
         st.shards.swap(3, 12);
-        for id in 0..=16 {
-            let i = route_index(&st, id).expect("listed");
-            assert_eq!(
-                st.shards[i].descriptor.as_ref().map(|d| d.shard_id),
-                Some(id)
-            );
-        }
-        assert_eq!(route_index(&st, 99), None);
+        assert!(found_by_id(&st));
     }
 
     /// The data shards' arcs cover the hash space exactly once.
