@@ -103,6 +103,10 @@ pub(crate) struct Metrics {
     pub(crate) replicas_hibernating: Gauge,
     /// Hibernating replicas woken (by a request, a raft message or a lost leader).
     pub(crate) replica_wakes: Counter,
+    /// Empty replicas created on a shard leader's first message to this node.
+    pub(crate) replicas_created: Counter,
+    /// Replicas removed because the meta shard no longer lists them here.
+    pub(crate) stale_replicas_collected: Counter,
     /// Leader transfers to this node declined because it is stopping (a drain).
     pub(crate) transfers_declined: Counter,
     /// Leases this node's leaders revoked because their TTL passed.
@@ -154,6 +158,8 @@ impl Metrics {
         let proposals_pending = Gauge::default();
         let replicas_hibernating = Gauge::default();
         let replica_wakes = Counter::default();
+        let replicas_created = Counter::default();
+        let stale_replicas_collected = Counter::default();
         let transfers_declined = Counter::default();
         let leases_expired = Counter::default();
         let proposals_failed = Counter::default();
@@ -188,6 +194,16 @@ impl Metrics {
             "ctxstore_replica_wakes",
             "Hibernating replicas woken (by a request, a raft message or a lost leader)",
             replica_wakes.clone(),
+        );
+        r.register(
+            "ctxstore_replicas_created",
+            "Empty replicas this node created on a shard leader's first message (the node was added to the shard)",
+            replicas_created.clone(),
+        );
+        r.register(
+            "ctxstore_stale_replicas_collected",
+            "Replicas this node removed because the meta shard no longer lists them here (removed while they could not hear of it)",
+            stale_replicas_collected.clone(),
         );
         r.register(
             "ctxstore_leader_transfers_declined",
@@ -354,6 +370,8 @@ impl Metrics {
             proposals_pending,
             replicas_hibernating,
             replica_wakes,
+            replicas_created,
+            stale_replicas_collected,
             transfers_declined,
             leases_expired,
             proposals_failed,

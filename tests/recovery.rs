@@ -82,6 +82,18 @@ async fn lagging_follower_catches_up_via_snapshot() {
 
 /// Starts node 4 with `join` on a port the OS picks (`peers`: running members it
 /// reports to; empty: it waits for `member add`); the node and its address.
+/// A counter of `node`'s metrics (0 until it is first counted).
+async fn counter(node: &Node, name: &str) -> u64 {
+    let Some(addr) = node.status_addr() else {
+        return 0;
+    };
+    let (_, body) = common::http_get(addr, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 async fn start_node4(cluster: &TestCluster, peers: &str) -> (Node, String) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
@@ -94,6 +106,7 @@ async fn start_node4(cluster: &TestCluster, peers: &str) -> (Node, String) {
         ..Default::default()
     };
     fast_config(&mut cfg);
+    cfg.status.listen = Some("127.0.0.1:0".into());
     let node = Node::start_with_listener(cfg, listener)
         .await
         .expect("node 4 starts");
@@ -312,19 +325,21 @@ async fn a_replica_created_after_its_removal_is_collected() {
     let d = client.remove_member(4).await.expect("remove node 4");
     assert!(d.replicas.iter().all(|r| r.node_id != 4));
     adder.abort();
+    // Counted, not looked for: node 4 may collect the replica within a heartbeat of
+    // creating it, before a status call could see it.
     wait_for(
         "the held messages to create a replica on node 4",
         WAIT,
-        || async { common::shard(&node4.status().await, 1).map(|_| ()) },
+        || async { (counter(&node4, "ctxstore_replicas_created_total").await >= 1).then_some(()) },
     )
     .await;
     for n in cluster.nodes.iter().flatten() {
         n.set_message_filter(None);
     }
-    wait_for("node 4 to drop its stale replica", WAIT, || async {
-        common::shard(&node4.status().await, 1)
-            .is_none()
-            .then_some(())
+    wait_for("node 4 to collect its stale replica", WAIT, || async {
+        let collected = counter(&node4, "ctxstore_stale_replicas_collected_total").await >= 1;
+        let gone = common::shard(&node4.status().await, 1).is_none();
+        (collected && gone).then_some(())
     })
     .await;
     node4.shutdown().await;

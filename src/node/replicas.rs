@@ -118,6 +118,7 @@ pub(crate) fn on_raft_message(
     match Peer::spawn(ctx.clone(), init) {
         Ok(handle) => {
             tracing::info!(%shard, replica = msg.to, "created replica to receive a snapshot");
+            ctx.metrics.replicas_created.inc();
             let _ = handle.try_send(PeerMsg::Raft {
                 msg: Box::new(msg),
                 from,

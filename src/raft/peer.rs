@@ -544,6 +544,7 @@ impl Peer {
                         conf_ver,
                         "the meta shard no longer lists this replica: removing it"
                     );
+                    self.ctx.metrics.stale_replicas_collected.inc();
                     self.removed = true;
                 }
             }
