@@ -4,7 +4,7 @@
 # `--hibernate`. After the cluster is ready and settled (SETTLE, default 15 s; with
 # hibernation, and until every replica sleeps: the shards fall asleep after two idle
 # election timeouts), prints the three servers' CPU over WINDOW (default 10 s), their
-# RSS and how many replicas sleep.
+# RSS and PSS, and how many replicas sleep.
 #
 #   scripts/bench-idle.sh
 #   SHARDS=256 WINDOW=20s scripts/bench-idle.sh
@@ -28,6 +28,18 @@ rss_mib() { # pids: summed VmRSS in MiB
   echo $((total / 1024))
 }
 
+# The same as PSS (proportional set size): pages the nodes share, above all the
+# `ctxd` binary's code (about 18 MiB), count once instead of once per node. RSS is
+# what three machines would each need; PSS what this machine holds for the three.
+pss_mib() { # pids: summed Pss in MiB
+  local total=0 p kb
+  for p in "$@"; do
+    kb=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null) || kb=0
+    total=$((total + kb))
+  done
+  echo $((total / 1024))
+}
+
 # Replicas that hibernate, all nodes together (ctxctl status lists, per shard, the
 # nodes whose replica sleeps).
 asleep() {
@@ -43,14 +55,14 @@ measure() { # label
   t0=$(cpu_ticks "${CTX_PIDS[@]}")
   sleep "$WINDOW"
   t1=$(cpu_ticks "${CTX_PIDS[@]}")
-  printf '%-22s %12s %14s %10s\n' "$1" \
+  printf '%-22s %12s %14s %14s %10s\n' "$1" \
     "$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v w="$WINDOW" 'BEGIN { printf "%.1f%%", 100 * d / hz / w }')" \
-    "$(rss_mib "${CTX_PIDS[@]}") MiB" "$(asleep)"
+    "$(rss_mib "${CTX_PIDS[@]}") MiB" "$(pss_mib "${CTX_PIDS[@]}") MiB" "$(asleep)"
 }
 
 printf 'machine: %s cores, %s; 3 ctxd, %s idle data shards, CPU over %s s after %s s\n' \
   "$(nproc)" "$(mem_total)" "$SHARDS" "$WINDOW" "$SETTLE"
-printf '%-22s %12s %14s %10s\n' "" "CPU (3 nodes)" "RSS (3 nodes)" "asleep"
+printf '%-22s %12s %14s %14s %10s\n' "" "CPU (3 nodes)" "RSS (3 nodes)" "PSS (3 nodes)" "asleep"
 CTXD_FLAGS="--config $WORK/idle.toml" start_ctx "$SHARDS"
 measure "awake"
 stop_ctx
