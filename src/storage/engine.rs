@@ -92,6 +92,14 @@ impl Engine {
     /// Reads one key and decodes it as `M`, straight from RocksDB's pinned buffer (no
     /// intermediate copy of the value: the hot read paths decode records of up to
     /// `max-value-size`).
+    pub(crate) fn get_decoded<M: prost::Message + Default>(
+        &self,
+        cf: &str,
+        key: &[u8],
+    ) -> Result<Option<M>> {
+        decode_pinned(self.db.get_pinned_cf(self.cf(cf), key))
+    }
+
     /// [`Engine::get_decoded`] from memory only (the memtables and the block cache):
     /// `Ok(None)` when the read would have to go to the disk.
     pub(crate) fn get_decoded_cached<M: prost::Message + Default>(
@@ -102,21 +110,8 @@ impl Engine {
         let mut opts = rocksdb::ReadOptions::default();
         opts.set_read_tier(rocksdb::ReadTier::BlockCache);
         match self.db.get_pinned_cf_opt(self.cf(cf), key, &opts) {
-            Ok(Some(v)) => Ok(Some(Some(M::decode(v.as_ref())?))),
-            Ok(None) => Ok(Some(None)),
             Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
-            Err(e) => Err(e).err_into(),
-        }
-    }
-
-    pub(crate) fn get_decoded<M: prost::Message + Default>(
-        &self,
-        cf: &str,
-        key: &[u8],
-    ) -> Result<Option<M>> {
-        match self.db.get_pinned_cf(self.cf(cf), key).err_into()? {
-            Some(v) => Ok(Some(M::decode(v.as_ref())?)),
-            None => Ok(None),
+            r => decode_pinned(r).map(Some),
         }
     }
 
@@ -188,6 +183,16 @@ impl Engine {
                 .sum::<u64>()
             })
             .sum()
+    }
+}
+
+/// Decodes a pinned read as `M` (no copy of the value).
+fn decode_pinned<M: prost::Message + Default>(
+    read: std::result::Result<Option<rocksdb::DBPinnableSlice<'_>>, rocksdb::Error>,
+) -> Result<Option<M>> {
+    match read.err_into()? {
+        Some(v) => Ok(Some(M::decode(v.as_ref())?)),
+        None => Ok(None),
     }
 }
 
