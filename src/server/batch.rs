@@ -20,7 +20,7 @@ use crate::proto::{
     BatchCommandsResponse, CallStatus,
 };
 use crate::server::path::RequestPath;
-use crate::server::watch::RpcStream;
+use crate::server::watch::{next_inbound, RpcStream};
 use ctxstore_api::trace::TraceParent;
 use prost::Message as _;
 use std::future::Future;
@@ -62,14 +62,9 @@ where
     let ctx = path.ctx().clone();
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = ctx.cancel.cancelled() => return,
-                m = inbound.message() => m,
-            };
-            // The client closed its side (or broke the stream): the calls running
-            // still answer, then the answers end.
-            let Ok(Some(msg)) = msg else { return };
+        // Until the client closes its side (or breaks the stream): the calls running
+        // then still answer, and the answers end.
+        while let Some(msg) = next_inbound(&ctx, &mut inbound, "batch").await {
             for cmd in msg.commands {
                 // A slot for the result before the call runs: the back pressure.
                 let Ok(slot) = tx.clone().reserve_owned().await else {

@@ -19,7 +19,7 @@ use crate::proto::{
 use crate::raft::handle::PeerHandle;
 use crate::server::auth::{authorize, principal};
 use crate::server::path::{outcome, RequestPath};
-use crate::server::watch::RpcStream;
+use crate::server::watch::{next_inbound, RpcStream};
 use crate::util::now_ms;
 use prost::Message as _;
 use std::sync::Arc;
@@ -222,19 +222,7 @@ impl Lease for LeaseService {
         let ctx = path.ctx().clone();
         let tracker = ctx.tracker.clone();
         tracker.spawn(async move {
-            loop {
-                let msg = tokio::select! {
-                    _ = ctx.cancel.cancelled() => return,
-                    m = inbound.message() => m,
-                };
-                let req = match msg {
-                    Ok(Some(r)) => r,
-                    Ok(None) => return,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "keepalive stream ended");
-                        return;
-                    }
-                };
+            while let Some(req) = next_inbound(&ctx, &mut inbound, "keepalive").await {
                 let answer = renew(&path, &who, req).await.map_err(Status::from);
                 let last = answer.is_err();
                 if tx.send(answer).await.is_err() || last {

@@ -22,6 +22,24 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 pub(crate) type RpcStream<T> =
     Pin<Box<dyn futures::Stream<Item = std::result::Result<T, Status>> + Send>>;
 
+/// The next message a client sends on `inbound`: None once the client has closed its
+/// side or broken the stream (logged with `what`, the stream's name), or the node is
+/// stopping.
+pub(crate) async fn next_inbound<T: prost::Message + Default>(
+    ctx: &NodeCtx,
+    inbound: &mut tonic::Streaming<T>,
+    what: &str,
+) -> Option<T> {
+    let m = tokio::select! {
+        _ = ctx.cancel.cancelled() => return None,
+        m = inbound.message() => m,
+    };
+    m.unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "{what} stream ended");
+        None
+    })
+}
+
 /// Where a change stream stands: the last version it has passed on and the progress
 /// it last told the client.
 struct StreamCursor {
