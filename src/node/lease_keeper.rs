@@ -111,20 +111,26 @@ async fn load_new(ctx: &Arc<NodeCtx>) -> Result<()> {
     if due.is_empty() {
         return Ok(());
     }
-    // One blocking hop for every shard due.
+    // One blocking hop for every shard due. A shard whose load fails is tried again
+    // at the next discovery; it does not hold back the others.
     let c = ctx.clone();
     let loaded = ctx
         .tracker
         .spawn_blocking(move || {
             due.into_iter()
-                .map(|(p, reign, applied, ranges)| {
-                    let leases = crate::node::lease::load(&c.engine, &ranges)?;
-                    Ok((p, reign, applied, leases))
+                .filter_map(|(p, reign, applied, ranges)| {
+                    match crate::node::lease::load(&c.engine, &ranges) {
+                        Ok(leases) => Some((p, reign, applied, leases)),
+                        Err(e) => {
+                            tracing::warn!(shard = %p.shard, error = %e, "loading the shard's leases failed");
+                            None
+                        }
+                    }
                 })
-                .collect::<Result<Vec<_>>>()
+                .collect::<Vec<_>>()
         })
         .await
-        .map_err(|e| Error::Internal(format!("lease load: {e}")))??;
+        .map_err(|e| Error::Internal(format!("lease load: {e}")))?;
     for (p, reign, applied, leases) in loaded {
         ctx.leases.loaded(&p, reign, applied, leases, grace);
     }
