@@ -127,6 +127,22 @@ field() { # json field
   sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
 }
 
+# Summed over the pids, in MiB: RSS (`VmRSS` in /proc/PID/status), or PSS (`Pss` in
+# /proc/PID/smaps_rollup), the proportional set size, where pages the nodes share
+# (above all the `ctxd` binary's code, about 18 MiB) count once instead of once per
+# node. RSS is what three machines would each need; PSS what this machine holds for
+# the three.
+mem_mib() { # Field: file pids...
+  local field="$1" file="$2" total=0 p kb
+  shift 2
+  for p in "$@"; do
+    kb=$(awk -v f="$field" '$1 == f {print $2}' "/proc/$p/$file" 2>/dev/null) ||
+      { echo "ctxd $p is gone; logs in $WORK" >&2; exit 1; }
+    total=$((total + kb))
+  done
+  echo $((total / 1024))
+}
+
 # Server CPU (user + system, in clock ticks) of the given processes so far.
 cpu_ticks() {
   local p t=0

@@ -18,28 +18,6 @@ source scripts/bench-common.sh
 # Split checks, the placement driver and leader balancing stay out of the picture.
 still_config "$WORK/idle.toml" "max-shards-per-node = $((SHARDS + 16))"
 
-rss_mib() { # pids: summed VmRSS in MiB
-  local total=0 p kb
-  for p in "$@"; do
-    kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null) ||
-      { echo "bench-idle: ctxd $p is gone; logs in $WORK" >&2; exit 1; }
-    total=$((total + kb))
-  done
-  echo $((total / 1024))
-}
-
-# The same as PSS (proportional set size): pages the nodes share, above all the
-# `ctxd` binary's code (about 18 MiB), count once instead of once per node. RSS is
-# what three machines would each need; PSS what this machine holds for the three.
-pss_mib() { # pids: summed Pss in MiB
-  local total=0 p kb
-  for p in "$@"; do
-    kb=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null) || kb=0
-    total=$((total + kb))
-  done
-  echo $((total / 1024))
-}
-
 # Replicas that hibernate, all nodes together (ctxctl status lists, per shard, the
 # nodes whose replica sleeps).
 asleep() {
@@ -57,7 +35,7 @@ measure() { # label
   t1=$(cpu_ticks "${CTX_PIDS[@]}")
   printf '%-22s %12s %14s %14s %10s\n' "$1" \
     "$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v w="$WINDOW" 'BEGIN { printf "%.1f%%", 100 * d / hz / w }')" \
-    "$(rss_mib "${CTX_PIDS[@]}") MiB" "$(pss_mib "${CTX_PIDS[@]}") MiB" "$(asleep)"
+    "$(mem_mib VmRSS: status "${CTX_PIDS[@]}") MiB" "$(mem_mib Pss: smaps_rollup "${CTX_PIDS[@]}") MiB" "$(asleep)"
 }
 
 printf 'machine: %s cores, %s; 3 ctxd, %s idle data shards, CPU over %s s after %s s\n' \

@@ -23,15 +23,6 @@ source scripts/bench-common.sh
 still_config "$WORK/purge.toml"
 printf '[context]\npurge-interval = "%s"\n' "$PURGE" >>"$WORK/purge.toml"
 
-rss_mib() { # pids: summed VmRSS in MiB
-  local total=0 p kb
-  for p in "$@"; do
-    kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status")
-    total=$((total + kb))
-  done
-  echo $((total / 1024))
-}
-
 printf 'machine: %s cores, %s; 3 ctxd, %s data shards, a purge round every %s, CPU over %s s\n' \
   "$(nproc)" "$(mem_total)" "$SHARDS" "$PURGE" "$WINDOW"
 printf '%10s %14s %14s\n' "keys" "CPU (3 nodes)" "RSS (3 nodes)"
@@ -50,6 +41,6 @@ for size in $SIZES; do
   t1=$(cpu_ticks "${CTX_PIDS[@]}")
   printf '%10s %14s %14s\n' "$size" \
     "$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v w="$WINDOW" 'BEGIN { printf "%.1f%%", 100 * d / hz / w }')" \
-    "$(rss_mib "${CTX_PIDS[@]}") MiB"
+    "$(mem_mib VmRSS: status "${CTX_PIDS[@]}") MiB"
   stop_ctx
 done
