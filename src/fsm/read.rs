@@ -1,5 +1,7 @@
 //! Reads of context records from the local replica, each from one RocksDB snapshot
-//! (a round applied mid-read is seen whole or not at all). Run on a blocking thread.
+//! (a round applied mid-read is seen whole or not at all). Run on a blocking thread,
+//! or, as a [`View::in_memory`] read that gives up at the first read memory cannot
+//! answer, on the calling task.
 
 use super::budget::{self, Candidate};
 use crate::context::{
@@ -16,17 +18,28 @@ use crate::proto::{
 };
 use crate::storage::Engine;
 use prost::Message;
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 
 /// Messages a budget read looks through past its budget for the older partners of
 /// linked messages it holds.
 const LINK_SEARCH: usize = 1_000;
 
+/// Records (point reads and iterator steps) an [`View::in_memory`] read may take
+/// before it gives up and leaves the read to a blocking thread: small reads (a get,
+/// a token-budget window) stay on the calling task, long scans do not hold it.
+const MEMORY_READ_STEPS: usize = 512;
+
 /// A consistent view of the local replica at one point in time.
 pub(crate) struct View<'a> {
     engine: &'a Engine,
     snap: rocksdb::Snapshot<'a>,
     now: u64,
+    /// Memory-only view ([`View::in_memory`]): the records it may still read.
+    memory: Option<Cell<usize>>,
+    /// A memory-only read found something it may not read (on disk, or past its
+    /// steps): its result, whatever it is, is not used.
+    missed: Cell<bool>,
 }
 
 impl<'a> View<'a> {
@@ -36,7 +49,62 @@ impl<'a> View<'a> {
             engine,
             snap: engine.db().snapshot(),
             now,
+            memory: None,
+            missed: Cell::new(false),
         }
+    }
+
+    /// Runs `f` on a view that reads only what memory holds (the memtables and the
+    /// block cache) and at most [`MEMORY_READ_STEPS`] records: `Ok(None)` when `f`
+    /// needed more (a block on disk, a long scan), to be run again on a [`View::new`]
+    /// on a blocking thread. Such a miss is told apart from `f`'s own errors, and a
+    /// result `f` made after swallowing one is not used either.
+    pub(crate) fn in_memory<T>(
+        engine: &'a Engine,
+        now: u64,
+        f: impl FnOnce(&View<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let view = Self {
+            memory: Some(Cell::new(MEMORY_READ_STEPS)),
+            ..Self::new(engine, now)
+        };
+        let r = f(&view);
+        if view.missed.get() {
+            return Ok(None);
+        }
+        r.map(Some)
+    }
+
+    /// Read options at this view's snapshot (memory only for an in-memory view).
+    fn opts(&self) -> rocksdb::ReadOptions {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_snapshot(&self.snap);
+        if self.memory.is_some() {
+            opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+        }
+        opts
+    }
+
+    /// Takes one record's step of an in-memory view and maps a RocksDB error; an
+    /// in-memory view that runs out of steps, or meets a read that needs the disk,
+    /// is marked as missed.
+    fn step<T>(&self, r: std::result::Result<T, rocksdb::Error>) -> Result<T> {
+        if let Some(left) = &self.memory {
+            let incomplete = matches!(&r, Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete);
+            if incomplete || left.get() == 0 {
+                self.missed.set(true);
+                return Err(crate::error::Error::Storage(
+                    "a memory-only read needs the disk".into(),
+                ));
+            }
+            left.set(left.get() - 1);
+        }
+        r.err_into()
+    }
+
+    /// The stored bytes of a key of `cf` in this view.
+    fn get_raw(&self, cf: &rocksdb::ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.step(self.engine.db().get_cf_opt(cf, key, &self.opts()))
     }
 
     /// The time the view judges expiry by.
@@ -47,10 +115,7 @@ impl<'a> View<'a> {
     /// The live record of a user key.
     pub(crate) fn get(&self, user_key: &[u8]) -> Result<Option<ValueRecord>> {
         let cf = self.engine.cf(keys::CF_DATA);
-        live(
-            self.snap.get_cf(cf, keys::data_key(user_key)).err_into()?,
-            self.now,
-        )
+        live(self.get_raw(cf, &keys::data_key(user_key))?, self.now)
     }
 
     /// Visits live records of the `data` CF keys in `[start, end)` whose user keys
@@ -65,8 +130,7 @@ impl<'a> View<'a> {
         accept: impl Fn(&[u8]) -> bool,
         mut visit: impl FnMut(&[u8], ValueRecord) -> Result<bool>,
     ) -> Result<()> {
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_snapshot(&self.snap);
+        let mut opts = self.opts();
         opts.set_iterate_lower_bound(start);
         opts.set_iterate_upper_bound(end);
         let mode = if reverse {
@@ -79,7 +143,7 @@ impl<'a> View<'a> {
             .db()
             .iterator_cf_opt(self.engine.cf(keys::CF_DATA), opts, mode)
         {
-            let (k, v) = item.err_into()?;
+            let (k, v) = self.step(item)?;
             let Some(user_key) = keys::decode_data_key(&k).filter(|uk| accept(uk)) else {
                 continue;
             };
@@ -364,12 +428,12 @@ impl<'a> View<'a> {
         let data = self.engine.cf(keys::CF_DATA);
         let mut found = Vec::new();
         for item in self.index_entries(start, end) {
-            let (entry, dk) = item.err_into()?;
+            let (entry, dk) = self.step(item)?;
             // Another shard's on this node, or left by a replica removed from it.
             if !crate::storage::index::in_ranges(&dk, ranges) {
                 continue;
             }
-            let Some(rec) = live(self.snap.get_cf(data, &dk).err_into()?, self.now)? else {
+            let Some(rec) = live(self.get_raw(data, &dk)?, self.now)? else {
                 continue;
             };
             if found.len() == limit {
@@ -669,7 +733,7 @@ impl<'a> View<'a> {
         let iter = self.index_entries(start, end);
         let mut last: Option<Box<[u8]>> = None;
         for (visited, item) in iter.enumerate() {
-            let (k, _) = item.err_into()?;
+            let (k, _) = self.step(item)?;
             if visited == visit_max {
                 // More than the limit: the next round goes on after the last one read.
                 found.next = last.map(|l| l.to_vec());
@@ -679,7 +743,7 @@ impl<'a> View<'a> {
             let Some((at, dk)) = keys::decode_expiry_key(&k) else {
                 continue;
             };
-            let rec = match self.snap.get_cf(data, dk).err_into()? {
+            let rec = match self.get_raw(data, dk)? {
                 Some(v) => match ValueRecord::decode(v.as_slice()) {
                     Ok(r) => Some(r),
                     Err(e) => {
@@ -724,7 +788,7 @@ impl<'a> View<'a> {
             .index_entries(keys::EXPIRY_PREFIX.to_vec(), end)
             .take(max)
         {
-            item.err_into()?;
+            self.step(item)?;
             n += 1;
         }
         Ok(n)
@@ -742,8 +806,7 @@ impl<'a> View<'a> {
         start: Vec<u8>,
         end: Vec<u8>,
     ) -> rocksdb::DBIteratorWithThreadMode<'_, rocksdb::DB> {
-        let mut opts = rocksdb::ReadOptions::default();
-        opts.set_snapshot(&self.snap);
+        let mut opts = self.opts();
         opts.set_iterate_lower_bound(start);
         opts.set_iterate_upper_bound(end);
         self.engine.db().iterator_cf_opt(
@@ -765,7 +828,7 @@ impl<'a> View<'a> {
             .db()
             .iterator_cf_opt(data, opts, rocksdb::IteratorMode::Start)
         {
-            let (k, v) = item.err_into()?;
+            let (k, v) = self.step(item)?;
             let rec = ValueRecord::decode(v.as_ref())?;
             if rec.expires_at_ms != 0 {
                 want.insert(keys::expiry_key(rec.expires_at_ms, &k));
@@ -775,7 +838,7 @@ impl<'a> View<'a> {
         let end = keys::prefix_end(keys::EXPIRY_PREFIX)
             .ok_or_else(|| crate::error::Error::Internal("the expiry prefix has no end".into()))?;
         for item in self.index_entries(keys::EXPIRY_PREFIX.to_vec(), end) {
-            let (k, _) = item.err_into()?;
+            let (k, _) = self.step(item)?;
             have.insert(k.to_vec());
         }
         Ok(IndexCheck {
@@ -800,7 +863,7 @@ impl<'a> View<'a> {
             .db()
             .iterator_cf_opt(data, opts, rocksdb::IteratorMode::Start)
         {
-            let (k, _) = item.err_into()?;
+            let (k, _) = self.step(item)?;
             if let Some(entry) = keys::listing_entry(&k) {
                 want.insert(keys::listing_by_key(&k), entry.clone());
                 want.insert(entry, k.to_vec());
@@ -817,7 +880,7 @@ impl<'a> View<'a> {
                 crate::error::Error::Internal("the index prefix has no end".into())
             })?;
             for item in self.index_entries(prefix.to_vec(), end) {
-                let (k, v) = item.err_into()?;
+                let (k, v) = self.step(item)?;
                 have.insert(k.to_vec(), v.to_vec());
             }
         }
@@ -921,4 +984,93 @@ pub(crate) fn model_of(r: &ValueRecord) -> Result<Model> {
     let mut m = Model::decode(r.value.as_ref())?;
     m.version = r.version;
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(e: &Engine, user_key: &[u8], version: u64) -> ValueRecord {
+        let rec = ValueRecord {
+            value: format!("value {version}").into_bytes().into(),
+            version,
+            create_version: version,
+            ..Default::default()
+        };
+        e.db()
+            .put_cf(
+                e.cf(keys::CF_DATA),
+                keys::data_key(user_key),
+                rec.encode_to_vec(),
+            )
+            .expect("put");
+        rec
+    }
+
+    /// Records a visit over the whole `data` CF sees, stopping after `max`.
+    fn count(v: &View<'_>, max: usize) -> Result<usize> {
+        let mut n = 0;
+        v.visit(
+            Vec::new(),
+            vec![0xff; 16],
+            false,
+            false,
+            |_| true,
+            |_, _| {
+                n += 1;
+                Ok(n < max)
+            },
+        )?;
+        Ok(n)
+    }
+
+    /// An in-memory read answers what memory holds within its steps, gives up (None,
+    /// not an error) on a block on disk or a long scan, and keeps `f`'s own errors.
+    #[test]
+    fn an_in_memory_read_answers_small_reads_and_gives_up_on_the_disk_or_long_scans() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let now = 1;
+        let first = {
+            let e = Engine::open(dir.path()).expect("open");
+            let first = put(&e, b"k0", 1);
+            for i in 1..(MEMORY_READ_STEPS + 88) {
+                put(&e, format!("k{i}").as_bytes(), i as u64 + 1);
+            }
+            let got = View::in_memory(&e, now, |v| v.get(b"k0")).expect("read");
+            assert_eq!(got, Some(Some(first.clone())), "from the memtable");
+            let absent = View::in_memory(&e, now, |v| v.get(b"absent")).expect("read");
+            assert_eq!(absent, Some(None), "an absent key from the memtable");
+            let few = View::in_memory(&e, now, |v| count(v, 10)).expect("read");
+            assert_eq!(few, Some(10), "a short scan stays in memory");
+            let all = View::in_memory(&e, now, |v| count(v, usize::MAX)).expect("read");
+            assert_eq!(
+                all, None,
+                "a scan past the steps is left to a blocking read"
+            );
+            let whole = count(&View::new(&e, now), usize::MAX).expect("read");
+            assert_eq!(whole, MEMORY_READ_STEPS + 88, "a plain view reads it all");
+            e.db().flush_cf(e.cf(keys::CF_DATA)).expect("flush");
+            first
+        };
+        // Reopened: the records are only in an SST file, none of it cached.
+        let e = Engine::open(dir.path()).expect("open");
+        let cold = View::in_memory(&e, now, |v| v.get(b"k0")).expect("read");
+        assert_eq!(cold, None, "a cold read needs the disk");
+        let swallowed = View::in_memory(&e, now, |v| Ok(v.get(b"k1").is_err())).expect("read");
+        assert_eq!(
+            swallowed, None,
+            "a result made past a swallowed miss is not used"
+        );
+        let disk = View::new(&e, now).get(b"k0").expect("read");
+        assert_eq!(disk.as_ref(), Some(&first));
+        let warm = View::in_memory(&e, now, |v| v.get(b"k0")).expect("read");
+        assert_eq!(warm, Some(Some(first)), "its block is cached now");
+        let own = View::in_memory(&e, now, |_| -> Result<()> {
+            Err(crate::error::Error::invalid("limit", "bad"))
+        });
+        assert!(
+            matches!(own, Err(crate::error::Error::InvalidArgument { .. })),
+            "f's own error is kept: {own:?}"
+        );
+    }
 }

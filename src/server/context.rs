@@ -148,17 +148,26 @@ impl ContextService {
     }
 
     /// Waits for the read barrier of the shard owning `hash`, then runs `f` on a
-    /// snapshot of the local replica.
+    /// snapshot of the local replica: first on the calling task from memory only
+    /// ([`View::in_memory`]), and again on a blocking thread when that needed the
+    /// disk or a long scan.
     pub(super) async fn read<T: Send + 'static>(
         &self,
         header: &Option<RequestHeader>,
         hash: u64,
         stale: bool,
-        f: impl FnOnce(&View<'_>) -> Result<T> + Send + 'static,
+        f: impl Fn(&View<'_>) -> Result<T> + Send + Sync + 'static,
     ) -> Result<T> {
         let peer = self.path.read_barrier(header, Some(hash), stale).await?;
+        let now = now_ms();
+        let f = std::sync::Arc::new(f);
+        let on_disk = f.clone();
         self.path
-            .read_local(&peer, move |ctx| f(&View::new(&ctx.engine, now_ms())))
+            .read_local_cached(
+                &peer,
+                |ctx| View::in_memory(&ctx.engine, now, |v| f(v)),
+                move |ctx| on_disk(&View::new(&ctx.engine, now)),
+            )
             .await
     }
 
