@@ -1056,6 +1056,8 @@ mod tests {
         let e = Engine::open(dir.path()).expect("open");
         let cold = View::in_memory(&e, now, |v| v.get(b"k0")).expect("read");
         assert_eq!(cold, None, "a cold read needs the disk");
+        let scan = View::in_memory(&e, now, |v| count(v, 10)).expect("read");
+        assert_eq!(scan, None, "a cold scan needs the disk");
         let swallowed = View::in_memory(&e, now, |v| Ok(v.get(b"k1").is_err())).expect("read");
         assert_eq!(
             swallowed, None,

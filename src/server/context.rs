@@ -148,9 +148,7 @@ impl ContextService {
     }
 
     /// Waits for the read barrier of the shard owning `hash`, then runs `f` on a
-    /// snapshot of the local replica: first on the calling task from memory only
-    /// ([`View::in_memory`]), and again on a blocking thread when that needed the
-    /// disk or a long scan.
+    /// snapshot of the local replica ([`RequestPath::read_view`]).
     pub(super) async fn read<T: Send + 'static>(
         &self,
         header: &Option<RequestHeader>,
@@ -159,16 +157,7 @@ impl ContextService {
         f: impl Fn(&View<'_>) -> Result<T> + Send + Sync + 'static,
     ) -> Result<T> {
         let peer = self.path.read_barrier(header, Some(hash), stale).await?;
-        let now = now_ms();
-        let f = std::sync::Arc::new(f);
-        let on_disk = f.clone();
-        self.path
-            .read_local_cached(
-                &peer,
-                |ctx| View::in_memory(&ctx.engine, now, |v| f(v)),
-                move |ctx| on_disk(&View::new(&ctx.engine, now)),
-            )
-            .await
+        self.path.read_view(&peer, f).await
     }
 
     /// Pushes a conversation's or thread's idle expiry forward after a read. Best
@@ -502,8 +491,8 @@ impl AgentContext for ContextService {
         let (ns, after) = (req.namespace, req.after_id);
         let (conversations, more) = self
             .path
-            .read_local(&peer, move |ctx| {
-                View::new(&ctx.engine, now_ms()).list_conversations(&ranges, &ns, &after, limit)
+            .read_view(&peer, move |v| {
+                v.list_conversations(&ranges, &ns, &after, limit)
             })
             .await?;
         Ok(Response::new(ListConversationsResponse {
@@ -703,9 +692,8 @@ impl AgentContext for ContextService {
         let after = req.after;
         let (tuples, more, next) = self
             .path
-            .read_local(&peer, move |ctx| {
-                View::new(&ctx.engine, now_ms())
-                    .list_all_checkpoints(&ranges, &after, limit, &filter)
+            .read_view(&peer, move |v| {
+                v.list_all_checkpoints(&ranges, &after, limit, &filter)
             })
             .await?;
         Ok(Response::new(ListAllCheckpointsResponse {
@@ -730,9 +718,7 @@ impl AgentContext for ContextService {
         let (ns, after) = (req.namespace, req.after_thread);
         let (threads, more) = self
             .path
-            .read_local(&peer, move |ctx| {
-                View::new(&ctx.engine, now_ms()).list_threads(&ranges, &ns, &after, limit)
-            })
+            .read_view(&peer, move |v| v.list_threads(&ranges, &ns, &after, limit))
             .await?;
         Ok(Response::new(ListThreadsResponse { threads, more }))
     }

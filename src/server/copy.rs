@@ -12,7 +12,6 @@
 use super::context::ContextService;
 use crate::error::{Error, Result};
 use crate::fsm::metadata::MetadataFilter;
-use crate::fsm::read::View;
 use crate::meta::service::CALL_TIMEOUT;
 use crate::proto::agent_context_client::AgentContextClient;
 use crate::proto::context_command::Op;
@@ -20,7 +19,6 @@ use crate::proto::{
     ChannelBlob, CheckpointTuple, DeleteCheckpointsCommand, PendingWrite, PutCheckpointRequest,
     PutWritesRequest, ThreadRef,
 };
-use crate::util::now_ms;
 use bytes::Bytes;
 use prost::Message as _;
 use std::collections::{BTreeMap, HashSet};
@@ -173,9 +171,8 @@ impl ContextService {
         let ids = run_ids.clone();
         let found = self
             .path
-            .read_local(&peer, move |ctx| {
-                View::new(&ctx.engine, now_ms())
-                    .checkpoints_where(&ranges, |cp| MetadataFilter::run_id_in(cp, &ids))
+            .read_view(&peer, move |v| {
+                v.checkpoints_where(&ranges, |cp| MetadataFilter::run_id_in(cp, &ids))
             })
             .await?;
         let header = Some(crate::proto::RequestHeader {

@@ -41,17 +41,15 @@ impl KvService {
 /// Scans the local replica: one contiguous range when the prefix pins a hash tag,
 /// otherwise the whole shard, sorted by key.
 fn scan_local(
-    ctx: &NodeCtx,
+    view: &View<'_>,
     ranges: &[(Vec<u8>, Vec<u8>)],
     prefix: &[u8],
     start_after: &[u8],
     limit: usize,
-    now: u64,
 ) -> Result<(Vec<KeyValue>, bool)> {
     let mut out = Vec::new();
-    // One point in time for every range, so a batch applied mid-scan is seen whole or
-    // not at all.
-    let view = View::new(&ctx.engine, now);
+    // One point in time (the view's) for every range, so a batch applied mid-scan is
+    // seen whole or not at all.
     let accept = |user_key: &[u8]| {
         user_key.starts_with(prefix)
             && user_key > start_after
@@ -387,8 +385,8 @@ impl Kv for KvService {
         let (prefix, after) = (req.prefix, req.start_after);
         let (kvs, more) = self
             .path
-            .read_local(&peer, move |ctx| {
-                scan_local(ctx, &ranges, &prefix, &after, limit, now_ms())
+            .read_view(&peer, move |v| {
+                scan_local(v, &ranges, &prefix, &after, limit)
             })
             .await?;
         Ok(Response::new(ScanResponse { kvs, more }))

@@ -85,11 +85,7 @@ async fn read_lease(
         .read_barrier(&at_leader(header), Some(hash), false)
         .await?;
     let lk = lk.to_vec();
-    let rec = path
-        .read_local(&peer, move |ctx| {
-            crate::fsm::read::get_live(&ctx.engine, &lk, now_ms())
-        })
-        .await?;
+    let rec = path.read_view(&peer, move |v| v.get(&lk)).await?;
     let lease = rec
         .map(|r| LeaseRecord::decode(r.value.as_ref()))
         .transpose()?;

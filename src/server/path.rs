@@ -3,7 +3,7 @@
 //! waiting for its result, the ReadIndex barrier, and blocking reads of RocksDB.
 
 use crate::error::{Error, Result};
-use crate::fsm::read;
+use crate::fsm::read::{self, View};
 use crate::keys;
 use crate::node::ctx::NodeCtx;
 use crate::proto::{
@@ -297,25 +297,18 @@ impl RequestPath {
         Ok(peer)
     }
 
-    /// Runs `f` on the node's local state for a read `peer` has admitted (after
-    /// [`RequestPath::read_barrier`]). A replica's data can change under a read that
-    /// passed its barrier: a snapshot install replaces it, a removal deletes it (a
-    /// follower serving replica reads while the placement driver moves it away). The
-    /// read is then refused as `ShardUnavailable`, and the client retries elsewhere,
-    /// instead of answering from half-replaced or deleted data.
-    pub(crate) async fn read_local<T: Send + 'static>(
-        &self,
-        peer: &PeerHandle,
-        f: impl FnOnce(&NodeCtx) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        self.read_local_cached(peer, |_| Ok(None), f).await
-    }
-
-    /// [`RequestPath::read_local`] that first tries `cached` on the calling task: a
-    /// read that memory (the memtables, the block cache) can answer then needs no
-    /// hand-off to a blocking thread and back, which costs a small read more than the
-    /// read itself. `cached` says None when it would need the disk; `f` then reads on
-    /// a blocking thread, so the async threads never wait for the disk.
+    /// Runs a read on the node's local state for a read `peer` has admitted (after
+    /// [`RequestPath::read_barrier`]): first `cached` on the calling task, and `f` on
+    /// a blocking thread only if `cached` says None. A read that memory (the
+    /// memtables, the block cache) can answer then needs no hand-off to a blocking
+    /// thread and back, which costs a small read more than the read itself; `cached`
+    /// says None when it would need the disk, so the async threads never wait for it.
+    ///
+    /// A replica's data can change under a read that passed its barrier: a snapshot
+    /// install replaces it, a removal deletes it (a follower serving replica reads
+    /// while the placement driver moves it away). The read is then refused as
+    /// `ShardUnavailable`, and the client retries elsewhere, instead of answering from
+    /// half-replaced or deleted data.
     pub(crate) async fn read_local_cached<T: Send + 'static>(
         &self,
         peer: &PeerHandle,
@@ -335,6 +328,27 @@ impl RequestPath {
             return Err(replaced(peer));
         }
         Ok(r)
+    }
+
+    /// [`RequestPath::read_local_cached`] of a view of the replica: `f` runs first on the
+    /// calling task on a memory-only view ([`View::in_memory`]: the memtables and the
+    /// block cache, a bounded number of records), and again on a blocking thread on a
+    /// full view only when that needed the disk or a long scan. Both views judge
+    /// expiry by the same `now`.
+    pub(crate) async fn read_view<T: Send + 'static>(
+        &self,
+        peer: &PeerHandle,
+        f: impl Fn(&View<'_>) -> Result<T> + Send + Sync + 'static,
+    ) -> Result<T> {
+        let now = crate::util::now_ms();
+        let f = Arc::new(f);
+        let on_disk = f.clone();
+        self.read_local_cached(
+            peer,
+            |ctx| View::in_memory(&ctx.engine, now, |v| f(v)),
+            move |ctx| on_disk(&View::new(&ctx.engine, now)),
+        )
+        .await
     }
 
     pub(crate) async fn blocking<T: Send + 'static>(

@@ -4,7 +4,6 @@
 
 use crate::context::{queue_route_key, validate_queue, MAX_QUEUE_NAME};
 use crate::error::{Error, Result};
-use crate::fsm::read::View;
 use crate::keys;
 use crate::node::ctx::NodeCtx;
 use crate::proto::queue_server::Queue;
@@ -214,9 +213,7 @@ impl Queue for QueueService {
         let name = req.queue;
         let stats = self
             .path
-            .read_local(&peer, move |ctx| {
-                View::new(&ctx.engine, now_ms()).queue_stats(&name)
-            })
+            .read_view(&peer, move |v| v.queue_stats(&name))
             .await?;
         Ok(Response::new(stats))
     }
