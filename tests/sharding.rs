@@ -6,7 +6,9 @@ mod common;
 use common::{wait_for, TestCluster, WAIT};
 use ctxstore::proto::cluster_client::ClusterClient;
 use ctxstore::proto::kv_client::KvClient;
-use ctxstore::proto::{GetRequest, NodeState, RequestHeader, RoutingTable, RoutingTableRequest};
+use ctxstore::proto::{
+    GetRequest, NodeHeartbeat, NodeState, RequestHeader, RoutingTable, RoutingTableRequest,
+};
 use ctxstore::ranges::{even_arcs, RangeMap};
 use ctxstore::Error;
 use futures::StreamExt;
@@ -387,6 +389,62 @@ async fn leaders_spread(cluster: &TestCluster, shards: usize) -> Option<Vec<usiz
     let total: usize = per_node.iter().sum();
     let fair = shards.div_ceil(3);
     (total == shards && per_node.iter().all(|c| *c <= fair)).then_some(per_node)
+}
+
+/// A heartbeat that names the hash of the routes it holds gets the rest of the table
+/// without them while they have not changed, and every route otherwise; the nodes,
+/// which heartbeat that way, keep routing every shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_carry_the_routes_only_when_they_changed() {
+    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 4).await;
+    let addr = format!("http://{}", cluster.addrs()[0]);
+    let c = ClusterClient::connect(addr).await.expect("connect");
+    let ask = |known: u64| {
+        let mut c = c.clone();
+        async move {
+            c.heartbeat(NodeHeartbeat {
+                known_shards_hash: known,
+                ..Default::default()
+            })
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+        }
+    };
+    let full = wait_for("a table with every shard", WAIT, || async {
+        ask(0).await.filter(|t| t.shards.len() == 5)
+    })
+    .await;
+    assert!(!full.shards_unchanged && full.shards_hash != 0, "{full:?}");
+    // The routes may still change (leader hints) while the cluster settles: each
+    // answer either leaves them out, or carries them all with their new hash.
+    let known = std::sync::Mutex::new(full.shards_hash);
+    let short = wait_for("an answer without the routes", WAIT, || async {
+        let k = *known.lock().expect("lock");
+        let t = ask(k).await?;
+        if t.shards_unchanged {
+            assert_eq!(t.shards_hash, k, "the hash the heartbeat named");
+            return Some(t);
+        }
+        assert_eq!(t.shards.len(), 5, "a changed table carries every route");
+        assert_ne!(t.shards_hash, k, "changed routes get a new hash");
+        *known.lock().expect("lock") = t.shards_hash;
+        None
+    })
+    .await;
+    assert!(short.shards.is_empty(), "{:?}", short.shards);
+    assert_eq!(short.nodes.len(), 3, "the rest of the table is there");
+    assert!(short.routing_version > 0, "{short:?}");
+    let other = ask(short.shards_hash ^ 1).await.expect("answer");
+    assert!(!other.shards_unchanged, "another hash gets the routes");
+    assert_eq!(other.shards.len(), 5);
+    // The nodes hold their routes across such answers: a client reaches every shard.
+    let client = cluster.client().await;
+    let keys = put_many(&client, "hb", 40).await;
+    for k in &keys {
+        let got = client.get(k.clone()).await.expect("get");
+        assert!(got.is_some(), "{k}");
+    }
 }
 
 /// Every node's routing table, fetched with raw gRPC.

@@ -63,8 +63,9 @@ impl Liveness {
 /// The meta-shard services of one node.
 #[derive(Default)]
 pub(crate) struct MetaCtx {
-    /// The local meta replica's applied state (None: this node hosts no meta replica).
-    state: RwLock<Option<Arc<MetaState>>>,
+    /// The local meta replica's applied state (None: this node hosts no meta replica)
+    /// and the hash of its routes ([`shards_hash`]).
+    state: RwLock<Option<(Arc<MetaState>, u64)>>,
     /// The routing table the last heartbeat brought back.
     pub(crate) cached: RwLock<Option<RoutingTable>>,
     /// Heartbeats seen while this node led the meta shard.
@@ -93,7 +94,8 @@ impl MetaCtx {
 
     /// Records the local meta replica's applied state.
     pub(crate) fn set_state(&self, state: MetaState) {
-        *self.state.write() = Some(Arc::new(state));
+        let hash = shards_hash(&state.shards);
+        *self.state.write() = Some((Arc::new(state), hash));
     }
 
     /// Forgets the local meta replica's state (it was removed from this node).
@@ -103,6 +105,11 @@ impl MetaCtx {
 
     /// The local meta replica's applied state.
     pub(crate) fn state(&self) -> Option<Arc<MetaState>> {
+        self.state.read().as_ref().map(|(s, _)| s.clone())
+    }
+
+    /// [`MetaCtx::state`] with the [`shards_hash`] of its routes.
+    pub(crate) fn state_and_hash(&self) -> Option<(Arc<MetaState>, u64)> {
         self.state.read().clone()
     }
 
@@ -159,4 +166,16 @@ impl MetaCtx {
             })
             .map_err(|e| Error::Transport(format!("cannot dial {addr}: {e}")))
     }
+}
+
+/// A hash of a routing table's routes, never 0 (a heartbeat's "no table held"): equal
+/// for equal routes, so a node that holds routes of this hash needs none sent.
+pub(crate) fn shards_hash(shards: &[ShardRoute]) -> u64 {
+    use prost::Message as _;
+    let mut buf = Vec::new();
+    for r in shards {
+        // Length-delimited, so no two route lists encode alike.
+        buf.extend(r.encode_length_delimited_to_vec());
+    }
+    xxhash_rust::xxh3::xxh3_64(&buf).max(1)
 }

@@ -141,6 +141,7 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
     }
     let (peer, status) = meta_leader(ctx).await?;
     let (reporter, reported_auth) = (hb.node_id, hb.auth_revision);
+    let known = hb.known_shards_hash;
     let mut hb = hb;
     let stats = hb.stats.take();
     let loads = std::mem::take(&mut hb.loads);
@@ -164,8 +165,12 @@ pub(crate) async fn handle_heartbeat(ctx: &NodeCtx, hb: NodeHeartbeat) -> Result
     if !crate::meta::state::heartbeat_changes_nothing(&current, &hb) {
         record_heartbeat(&peer, &current, hb).await?;
     }
-    let state = ctx.meta.state().unwrap_or_default();
-    let mut table = routing_table(ctx, &state);
+    let (state, hash) = ctx.meta.state_and_hash().unwrap_or_default();
+    // A node that holds these routes already gets the rest of the table only.
+    let unchanged = known != 0 && known == hash;
+    let mut table = routing_table(ctx, &state, !unchanged);
+    table.shards_hash = hash;
+    table.shards_unchanged = unchanged;
     // A node behind on auth gets the store; clients (node 0) never do.
     if reporter != 0 && reported_auth < table.auth_revision {
         table.auth = state.auth.clone();
@@ -237,11 +242,16 @@ pub(crate) fn judged_nodes(ctx: &NodeCtx, state: &MetaState) -> Vec<NodeInfo> {
         .collect()
 }
 
-/// The routing table of a meta state, with liveness as this meta leader judges it.
-fn routing_table(ctx: &NodeCtx, state: &MetaState) -> RoutingTable {
+/// The routing table of a meta state, with liveness as this meta leader judges it
+/// (its routes left out unless `with_shards`).
+fn routing_table(ctx: &NodeCtx, state: &MetaState, with_shards: bool) -> RoutingTable {
     let nodes = judged_nodes(ctx, state);
     RoutingTable {
-        shards: state.shards.clone(),
+        shards: if with_shards {
+            state.shards.clone()
+        } else {
+            Vec::new()
+        },
         ring_shards: Vec::new(),
         routing_version: state.routing_version,
         nodes,
@@ -249,6 +259,8 @@ fn routing_table(ctx: &NodeCtx, state: &MetaState) -> RoutingTable {
         cluster_config: state.cluster_config.clone(),
         auth_revision: state.auth.as_ref().map_or(0, |a| a.revision),
         auth: None,
+        shards_hash: 0,
+        shards_unchanged: false,
     }
 }
 
@@ -904,15 +916,18 @@ async fn collect_report(ctx: &NodeCtx, asleep: &mut HashMap<u64, ShardStatus>) -
         loads,
         auth_revision: ctx.auth.kept_revision(),
         auth_transport_ok: check_auth_transport(&ctx.config().security).is_ok(),
+        known_shards_hash: 0,
     }
 }
 
 /// Replica GC: every local replica whose shard the meta shard lists at a newer
-/// `conf_ver` without it is told so, and destroys itself (it was removed while it
-/// could not hear of it: the node was down or cut off).
-async fn gc_stale_replicas(ctx: &NodeCtx, table: &RoutingTable) {
+/// `conf_ver` without it, with the message that tells it so (it then destroys
+/// itself: it was removed while it could not hear of it, the node being down or cut
+/// off).
+fn stale_replicas(ctx: &NodeCtx, table: &RoutingTable) -> Vec<(PeerHandle, PeerMsg)> {
+    let mut stale = Vec::new();
     if table.source != "meta-leader" {
-        return;
+        return stale;
     }
     for route in &table.shards {
         let Some(d) = &route.descriptor else { continue };
@@ -934,8 +949,30 @@ async fn gc_stale_replicas(ctx: &NodeCtx, table: &RoutingTable) {
             replicas: d.replicas.iter().map(|r| r.replica_id).collect(),
             next_replica_id: d.next_replica_id,
         };
-        let _ = peer.send(msg).await;
+        stale.push((peer, msg));
     }
+    stale
+}
+
+/// Keeps `table`, a heartbeat's answer, as the node's routing table, and notes its
+/// routes. An answer without routes (`shards_unchanged`) takes those of the table
+/// held, whose hash it names; false if the table held is not that one (the next
+/// heartbeat then asks for every route).
+fn hold_table(ctx: &NodeCtx, mut table: RoutingTable) -> bool {
+    let mut held = ctx.meta.cached.write();
+    if table.shards_unchanged {
+        let Some(old) = held.as_mut().filter(|t| t.shards_hash == table.shards_hash) else {
+            if let Some(t) = held.as_mut() {
+                t.shards_hash = 0;
+            }
+            return false;
+        };
+        table.shards = std::mem::take(&mut old.shards);
+    } else {
+        ctx.note_routes(&table.shards);
+    }
+    *held = Some(table);
+    true
 }
 
 /// Wakes the hibernating replicas whose leader is on a node the meta leader no longer
@@ -991,20 +1028,29 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
                 _ = tokio::time::sleep(pause) => {}
                 _ = ctx.meta.wake.notified() => {}
             }
-            let hb = collect_report(&ctx, &mut asleep).await;
+            let mut hb = collect_report(&ctx, &mut asleep).await;
+            hb.known_shards_hash = ctx.meta.cached.read().as_ref().map_or(0, |t| t.shards_hash);
             match call_meta(&ctx, hb).await {
                 Ok(mut table) => {
                     ctx.learn_auth(table.auth.take());
                     for n in &table.nodes {
                         ctx.addresses.insert(NodeId(n.node_id), n.addr.clone());
                     }
-                    ctx.note_routes(&table.shards);
-                    if let Some(doc) = &table.cluster_config {
-                        ctx.apply_cluster_config(doc);
+                    if !hold_table(&ctx, table) {
+                        continue;
                     }
-                    gc_stale_replicas(&ctx, &table).await;
-                    wake_orphans(&ctx, &table);
-                    *ctx.meta.cached.write() = Some(table);
+                    let stale = {
+                        let held = ctx.meta.cached.read();
+                        let Some(table) = held.as_ref() else { continue };
+                        if let Some(doc) = &table.cluster_config {
+                            ctx.apply_cluster_config(doc);
+                        }
+                        wake_orphans(&ctx, table);
+                        stale_replicas(&ctx, table)
+                    };
+                    for (peer, msg) in stale {
+                        let _ = peer.send(msg).await;
+                    }
                 }
                 Err(e) => tracing::debug!(error = %e, "meta heartbeat failed"),
             }

@@ -72,7 +72,7 @@ class NodeInfo(_message.Message):
     def __init__(self, node_id: _Optional[int] = ..., addr: _Optional[str] = ..., state: _Optional[_Union[NodeState, str]] = ..., admin: _Optional[_Union[NodeAdmin, str]] = ..., stats: _Optional[_Union[NodeStats, _Mapping]] = ..., last_seen_ms_ago: _Optional[int] = ..., has_run: _Optional[bool] = ...) -> None: ...
 
 class RoutingTable(_message.Message):
-    __slots__ = ("shards", "ring_shards", "routing_version", "nodes", "source", "cluster_config", "auth_revision", "auth")
+    __slots__ = ("shards", "ring_shards", "routing_version", "nodes", "source", "cluster_config", "auth_revision", "auth", "shards_hash", "shards_unchanged")
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     RING_SHARDS_FIELD_NUMBER: _ClassVar[int]
     ROUTING_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +81,8 @@ class RoutingTable(_message.Message):
     CLUSTER_CONFIG_FIELD_NUMBER: _ClassVar[int]
     AUTH_REVISION_FIELD_NUMBER: _ClassVar[int]
     AUTH_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_HASH_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     shards: _containers.RepeatedCompositeFieldContainer[_kv_pb2.ShardRoute]
     ring_shards: _containers.RepeatedScalarFieldContainer[int]
     routing_version: int
@@ -89,10 +91,12 @@ class RoutingTable(_message.Message):
     cluster_config: ClusterConfig
     auth_revision: int
     auth: _auth_pb2.AuthStore
-    def __init__(self, shards: _Optional[_Iterable[_Union[_kv_pb2.ShardRoute, _Mapping]]] = ..., ring_shards: _Optional[_Iterable[int]] = ..., routing_version: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., source: _Optional[str] = ..., cluster_config: _Optional[_Union[ClusterConfig, _Mapping]] = ..., auth_revision: _Optional[int] = ..., auth: _Optional[_Union[_auth_pb2.AuthStore, _Mapping]] = ...) -> None: ...
+    shards_hash: int
+    shards_unchanged: bool
+    def __init__(self, shards: _Optional[_Iterable[_Union[_kv_pb2.ShardRoute, _Mapping]]] = ..., ring_shards: _Optional[_Iterable[int]] = ..., routing_version: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., source: _Optional[str] = ..., cluster_config: _Optional[_Union[ClusterConfig, _Mapping]] = ..., auth_revision: _Optional[int] = ..., auth: _Optional[_Union[_auth_pb2.AuthStore, _Mapping]] = ..., shards_hash: _Optional[int] = ..., shards_unchanged: _Optional[bool] = ...) -> None: ...
 
 class NodeHeartbeat(_message.Message):
-    __slots__ = ("node_id", "addr", "leading", "stats", "loads", "auth_revision", "auth_transport_ok")
+    __slots__ = ("node_id", "addr", "leading", "stats", "loads", "auth_revision", "auth_transport_ok", "known_shards_hash")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
     LEADING_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +104,7 @@ class NodeHeartbeat(_message.Message):
     LOADS_FIELD_NUMBER: _ClassVar[int]
     AUTH_REVISION_FIELD_NUMBER: _ClassVar[int]
     AUTH_TRANSPORT_OK_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_SHARDS_HASH_FIELD_NUMBER: _ClassVar[int]
     node_id: int
     addr: str
     leading: _containers.RepeatedCompositeFieldContainer[_kv_pb2.ShardRoute]
@@ -107,7 +112,8 @@ class NodeHeartbeat(_message.Message):
     loads: _containers.RepeatedCompositeFieldContainer[ShardLoad]
     auth_revision: int
     auth_transport_ok: bool
-    def __init__(self, node_id: _Optional[int] = ..., addr: _Optional[str] = ..., leading: _Optional[_Iterable[_Union[_kv_pb2.ShardRoute, _Mapping]]] = ..., stats: _Optional[_Union[NodeStats, _Mapping]] = ..., loads: _Optional[_Iterable[_Union[ShardLoad, _Mapping]]] = ..., auth_revision: _Optional[int] = ..., auth_transport_ok: _Optional[bool] = ...) -> None: ...
+    known_shards_hash: int
+    def __init__(self, node_id: _Optional[int] = ..., addr: _Optional[str] = ..., leading: _Optional[_Iterable[_Union[_kv_pb2.ShardRoute, _Mapping]]] = ..., stats: _Optional[_Union[NodeStats, _Mapping]] = ..., loads: _Optional[_Iterable[_Union[ShardLoad, _Mapping]]] = ..., auth_revision: _Optional[int] = ..., auth_transport_ok: _Optional[bool] = ..., known_shards_hash: _Optional[int] = ...) -> None: ...
 
 class ShardLoad(_message.Message):
     __slots__ = ("shard_id", "approx_bytes", "approx_keys", "writes_per_sec", "reads_per_sec", "caught_up", "conf_ver")
