@@ -1009,12 +1009,20 @@ fn wake_orphans(ctx: &NodeCtx, table: &RoutingTable) {
     });
 }
 
+/// Heartbeats between two stale-replica checks while neither the routes nor the
+/// node's replicas changed (a check visits every route: 1,000 a second otherwise).
+const STALE_CHECK_EVERY: u32 = 10;
+
 /// Starts the node's heartbeat loop.
 pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
     let tracker = ctx.tracker.clone();
     tracker.spawn(async move {
         let interval = heartbeat_interval(&ctx);
         let mut asleep = HashMap::new();
+        // The routes' hash and the replicas registered here at the last stale-replica
+        // check, and the heartbeats since.
+        let mut checked: Option<(u64, u64)> = None;
+        let mut since_check = 0u32;
         loop {
             // A node that does not know the cluster's auth state yet serves no
             // client: it asks every `UNLEARNED_RETRY` until it knows.
@@ -1046,7 +1054,21 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
                             ctx.apply_cluster_config(doc);
                         }
                         wake_orphans(&ctx, table);
-                        stale_replicas(&ctx, table)
+                        // A replica becomes stale only through a newer route or a
+                        // new replica here (its own `conf_ver` only grows): without
+                        // either, the check runs every `STALE_CHECK_EVERY` rounds.
+                        let now = (table.shards_hash, ctx.registered());
+                        since_check += 1;
+                        if table.shards_hash == 0
+                            || checked != Some(now)
+                            || since_check >= STALE_CHECK_EVERY
+                        {
+                            checked = Some(now);
+                            since_check = 0;
+                            stale_replicas(&ctx, table)
+                        } else {
+                            Vec::new()
+                        }
                     };
                     for (peer, msg) in stale {
                         let _ = peer.send(msg).await;

@@ -20,7 +20,7 @@ use crate::storage::{Engine, LogWriter};
 use crate::types::{NodeId, ReplicaId, ShardId, META_SHARD};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -62,6 +62,8 @@ pub(crate) struct NodeCtx {
     pub(crate) addresses: Arc<AddressBook>,
     /// Replicas hosted here.
     peers: RwLock<HashMap<ShardId, PeerHandle>>,
+    /// Replicas registered here since the node started ([`NodeCtx::registered`]).
+    registered: AtomicU64,
     /// Shard → highest replica id removed from this node.
     tombstones: RwLock<HashMap<ShardId, u64>>,
     /// Shards whose replica failed in this process; never recreated until restart.
@@ -143,6 +145,7 @@ impl NodeCtx {
             snapshots,
             addresses,
             peers: RwLock::new(HashMap::new()),
+            registered: AtomicU64::new(0),
             tombstones: RwLock::new(HashMap::new()),
             failed: RwLock::new(HashSet::new()),
             leaders: AtomicUsize::new(0),
@@ -281,6 +284,14 @@ impl NodeCtx {
     /// Starts routing to a replica.
     pub(crate) fn register(&self, handle: PeerHandle) {
         self.peers.write().insert(handle.shard, handle);
+        self.registered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many replicas were registered here since the node started: a loop that
+    /// checks every replica against a table can skip a round in which neither this
+    /// nor the table changed.
+    pub(crate) fn registered(&self) -> u64 {
+        self.registered.load(Ordering::Relaxed)
     }
 
     /// Learns a shard's arcs from one of its descriptors (ignored if older than
