@@ -102,9 +102,14 @@ impl<'a> View<'a> {
         r.err_into()
     }
 
-    /// The stored bytes of a key of `cf` in this view.
-    fn get_raw(&self, cf: &rocksdb::ColumnFamily, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.step(self.engine.db().get_cf_opt(cf, key, &self.opts()))
+    /// The stored bytes of a key of `cf` in this view, pinned in RocksDB's buffer (no
+    /// copy: callers decode from it).
+    fn get_raw(
+        &self,
+        cf: &rocksdb::ColumnFamily,
+        key: &[u8],
+    ) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
+        self.step(self.engine.db().get_pinned_cf_opt(cf, key, &self.opts()))
     }
 
     /// The time the view judges expiry by.
@@ -115,7 +120,10 @@ impl<'a> View<'a> {
     /// The live record of a user key.
     pub(crate) fn get(&self, user_key: &[u8]) -> Result<Option<ValueRecord>> {
         let cf = self.engine.cf(keys::CF_DATA);
-        live(self.get_raw(cf, &keys::data_key(user_key))?, self.now)
+        live(
+            self.get_raw(cf, &keys::data_key(user_key))?.as_deref(),
+            self.now,
+        )
     }
 
     /// Visits live records of the `data` CF keys in `[start, end)` whose user keys
@@ -433,7 +441,7 @@ impl<'a> View<'a> {
             if !crate::storage::index::in_ranges(&dk, ranges) {
                 continue;
             }
-            let Some(rec) = live(self.get_raw(data, &dk)?, self.now)? else {
+            let Some(rec) = live(self.get_raw(data, &dk)?.as_deref(), self.now)? else {
                 continue;
             };
             if found.len() == limit {
@@ -744,7 +752,7 @@ impl<'a> View<'a> {
                 continue;
             };
             let rec = match self.get_raw(data, dk)? {
-                Some(v) => match ValueRecord::decode(v.as_slice()) {
+                Some(v) => match ValueRecord::decode(v.as_ref()) {
                     Ok(r) => Some(r),
                     Err(e) => {
                         tracing::warn!(error = %e, "purge: a record that does not decode is skipped");
@@ -972,9 +980,9 @@ pub(crate) fn dedup_result(
 }
 
 /// A stored record if it has not expired at `now`.
-fn live(bytes: Option<Vec<u8>>, now: u64) -> Result<Option<ValueRecord>> {
+fn live(bytes: Option<&[u8]>, now: u64) -> Result<Option<ValueRecord>> {
     match bytes {
-        Some(v) => Ok(Some(ValueRecord::decode(v.as_slice())?).filter(|r| is_live(r, now))),
+        Some(v) => Ok(Some(ValueRecord::decode(v)?).filter(|r| is_live(r, now))),
         None => Ok(None),
     }
 }

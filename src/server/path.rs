@@ -1,6 +1,7 @@
 //! The request path shared by `Kv` and `AgentContext`: routing to the local replica
 //! of the key's shard (with the epoch check), input checks, proposing a command and
-//! waiting for its result, the ReadIndex barrier, and blocking reads of RocksDB.
+//! waiting for its result, the ReadIndex barrier, and local reads of RocksDB (from
+//! memory on the calling task, else on a blocking thread).
 
 use crate::error::{Error, Result};
 use crate::fsm::read::{self, View};
