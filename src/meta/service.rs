@@ -38,6 +38,7 @@ use crate::proto::{
 use crate::raft::handle::{PeerHandle, PeerMsg};
 use crate::types::{NodeId, META_SHARD};
 use crate::util::now_ms;
+use parking_lot::{MappedRwLockReadGuard, RwLockReadGuard, RwLockWriteGuard};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -954,25 +955,55 @@ fn stale_replicas(ctx: &NodeCtx, table: &RoutingTable) -> Vec<(PeerHandle, PeerM
     stale
 }
 
-/// Keeps `table`, a heartbeat's answer, as the node's routing table, and notes its
-/// routes. An answer without routes (`shards_unchanged`) takes those of the table
-/// held, whose hash it names; false if the table held is not that one (the next
-/// heartbeat then asks for every route).
-fn hold_table(ctx: &NodeCtx, mut table: RoutingTable) -> bool {
+/// Keeps `table`, a heartbeat's answer, as the node's routing table, notes its
+/// routes, and gives it back to read. An answer without routes (`shards_unchanged`)
+/// takes those of the table held, whose hash it names; None if the table held is not
+/// that one (the next heartbeat then asks for every route).
+fn hold_table(
+    ctx: &NodeCtx,
+    mut table: RoutingTable,
+) -> Option<MappedRwLockReadGuard<'_, RoutingTable>> {
     let mut held = ctx.meta.cached.write();
     if table.shards_unchanged {
         let Some(old) = held.as_mut().filter(|t| t.shards_hash == table.shards_hash) else {
             if let Some(t) = held.as_mut() {
                 t.shards_hash = 0;
             }
-            return false;
+            return None;
         };
         table.shards = std::mem::take(&mut old.shards);
     } else {
         ctx.note_routes(&table.shards);
     }
     *held = Some(table);
-    true
+    let held = RwLockWriteGuard::downgrade(held);
+    RwLockReadGuard::try_map(held, |t| t.as_ref()).ok()
+}
+
+/// When the heartbeat loop checks its replicas against the table ([`stale_replicas`]).
+/// A replica becomes stale only through a newer route or a new replica here (its own
+/// `conf_ver` only grows): without either, the check runs every `STALE_CHECK_EVERY`
+/// heartbeats.
+#[derive(Default)]
+struct StaleCheck {
+    /// The routes' hash and the replicas registered here at the last check.
+    last: Option<(u64, u64)>,
+    /// Heartbeats since.
+    skipped: u32,
+}
+
+impl StaleCheck {
+    /// Whether this heartbeat's table (routes of `hash`, 0: unknown) needs the check.
+    fn due(&mut self, hash: u64, registered: u64) -> bool {
+        self.skipped += 1;
+        let now = Some((hash, registered));
+        if hash != 0 && self.last == now && self.skipped < STALE_CHECK_EVERY {
+            return false;
+        }
+        self.last = now;
+        self.skipped = 0;
+        true
+    }
 }
 
 /// Wakes the hibernating replicas whose leader is on a node the meta leader no longer
@@ -1019,10 +1050,7 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
     tracker.spawn(async move {
         let interval = heartbeat_interval(&ctx);
         let mut asleep = HashMap::new();
-        // The routes' hash and the replicas registered here at the last stale-replica
-        // check, and the heartbeats since.
-        let mut checked: Option<(u64, u64)> = None;
-        let mut since_check = 0u32;
+        let mut stale_check = StaleCheck::default();
         loop {
             // A node that does not know the cluster's auth state yet serves no
             // client: it asks every `UNLEARNED_RETRY` until it knows.
@@ -1044,28 +1072,16 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
                     for n in &table.nodes {
                         ctx.addresses.insert(NodeId(n.node_id), n.addr.clone());
                     }
-                    if !hold_table(&ctx, table) {
-                        continue;
-                    }
                     let stale = {
-                        let held = ctx.meta.cached.read();
-                        let Some(table) = held.as_ref() else { continue };
+                        let Some(table) = hold_table(&ctx, table) else {
+                            continue;
+                        };
                         if let Some(doc) = &table.cluster_config {
                             ctx.apply_cluster_config(doc);
                         }
-                        wake_orphans(&ctx, table);
-                        // A replica becomes stale only through a newer route or a
-                        // new replica here (its own `conf_ver` only grows): without
-                        // either, the check runs every `STALE_CHECK_EVERY` rounds.
-                        let now = (table.shards_hash, ctx.registered());
-                        since_check += 1;
-                        if table.shards_hash == 0
-                            || checked != Some(now)
-                            || since_check >= STALE_CHECK_EVERY
-                        {
-                            checked = Some(now);
-                            since_check = 0;
-                            stale_replicas(&ctx, table)
+                        wake_orphans(&ctx, &table);
+                        if stale_check.due(table.shards_hash, ctx.registered()) {
+                            stale_replicas(&ctx, &table)
                         } else {
                             Vec::new()
                         }
@@ -1078,4 +1094,28 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stale-replica check runs at first, when the routes or the replicas
+    /// change, when the routes' hash is unknown, and every `STALE_CHECK_EVERY`
+    /// heartbeats otherwise.
+    #[test]
+    fn the_stale_check_runs_when_something_changed_or_its_rounds_are_up() {
+        let mut c = StaleCheck::default();
+        assert!(c.due(7, 1), "the first heartbeat");
+        let skipped = (1..STALE_CHECK_EVERY).filter(|_| c.due(7, 1)).count();
+        assert_eq!(skipped, 0, "nothing changed");
+        assert!(c.due(7, 1), "its rounds are up");
+        assert!(!c.due(7, 1));
+        assert!(c.due(8, 1), "new routes");
+        assert!(c.due(8, 2), "a new replica here");
+        assert!(
+            c.due(0, 2) && c.due(0, 2),
+            "a meta leader that sends no hash"
+        );
+    }
 }
