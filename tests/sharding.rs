@@ -397,18 +397,29 @@ async fn leaders_spread(cluster: &TestCluster, shards: usize) -> Option<Vec<usiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_carry_the_routes_only_when_they_changed() {
     let cluster = TestCluster::start_with(3, |c| c.initial_shards = 4).await;
-    let addr = format!("http://{}", cluster.addrs()[0]);
-    let c = ClusterClient::connect(addr).await.expect("connect");
+    let mut nodes = Vec::new();
+    for a in cluster.addrs() {
+        nodes.push(
+            ClusterClient::connect(format!("http://{a}"))
+                .await
+                .expect("connect"),
+        );
+    }
+    // Only the meta leader answers a heartbeat (the others say `NotLeader`), and
+    // which node leads the meta shard is up to its election: the first answer of any.
     let ask = |known: u64| {
-        let mut c = c.clone();
+        let nodes = nodes.clone();
         async move {
-            c.heartbeat(NodeHeartbeat {
-                known_shards_hash: known,
-                ..Default::default()
-            })
-            .await
-            .ok()
-            .map(|r| r.into_inner())
+            for mut c in nodes {
+                let hb = NodeHeartbeat {
+                    known_shards_hash: known,
+                    ..Default::default()
+                };
+                if let Ok(r) = c.heartbeat(hb).await {
+                    return Some(r.into_inner());
+                }
+            }
+            None
         }
     };
     let full = wait_for("a table with every shard", WAIT, || async {
