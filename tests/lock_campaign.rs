@@ -150,10 +150,14 @@ impl Lockers {
     /// queue blocked by abandoned waiters from one fault to the next.
     async fn wait_for_progress(&self) -> usize {
         let during = self.writes.lock().expect("writes").len();
-        wait_for("the lockers to write again after the faults", WAIT, || async {
-            let now = self.writes.lock().expect("writes").len();
-            (now >= during + 10).then_some(())
-        })
+        wait_for(
+            "the lockers to write again after the faults",
+            WAIT,
+            || async {
+                let now = self.writes.lock().expect("writes").len();
+                (now >= during + 10).then_some(())
+            },
+        )
         .await;
         during
     }
