@@ -148,6 +148,9 @@ fn apply(c: &mut Criterion) {
     g.bench_function("round-of-64-puts-1KiB", |b| {
         b.iter(|| path.apply_puts(64, &value).expect("apply"))
     });
+    g.bench_function("round-of-64-appends-2-messages-1KiB", |b| {
+        b.iter(|| path.apply_appends(64, &value).expect("apply"))
+    });
     g.finish();
 }
 

@@ -70,15 +70,84 @@ impl ApplyPath {
                 )
             })
             .collect();
-        self.next_index += n as u64;
-        crate::fsm::apply::apply_round(
+        self.apply(entries)
+    }
+
+    /// Applies one round of `n` committed appends of two messages (an agent step's
+    /// question and answer, the answer of `value`'s length), each to its own
+    /// conversation among 64.
+    pub fn apply_appends(&mut self, n: usize, value: &[u8]) -> Result<()> {
+        use crate::proto::{context_command, raft_command, ContextCommand, RaftCommand};
+        use ctxstore_api::proto::{AppendRequest, ChatMessage, ConversationRef};
+        use prost::Message as _;
+        let answer = String::from_utf8_lossy(value).into_owned();
+        let entries: Vec<Entry> = (0..n)
+            .map(|i| {
+                let index = self.next_index + i as u64;
+                let message = |role: &str, content: String| ChatMessage {
+                    role: role.into(),
+                    content,
+                    token_count: 256,
+                    ..Default::default()
+                };
+                let cmd = RaftCommand {
+                    request_id: Default::default(),
+                    now_ms: 1,
+                    cmd: Some(raft_command::Cmd::Context(ContextCommand {
+                        op: Some(context_command::Op::Append(AppendRequest {
+                            conversation: Some(ConversationRef {
+                                namespace: "bench".into(),
+                                id: format!("agent-{}", index % 64),
+                            }),
+                            messages: vec![
+                                message("user", format!("step {index}: what next?")),
+                                message("assistant", answer.clone()),
+                            ],
+                            ..Default::default()
+                        })),
+                    })),
+                };
+                Entry {
+                    index,
+                    term: 6,
+                    data: cmd.encode_to_vec().into(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        self.apply(entries)
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
+        self.next_index += entries.len() as u64;
+        let applied = crate::fsm::apply::apply_round(
             &self.engine,
             ShardId(1),
             &entries,
-            ShardDescriptor::default(),
+            // Owning the whole hash space: with no arcs every command is refused as
+            // not owned.
+            ShardDescriptor {
+                shard_id: 1,
+                conf_ver: 1,
+                arcs: vec![crate::proto::HashRange {
+                    lo: 0,
+                    hi: u64::MAX,
+                }],
+                ..Default::default()
+            },
             Vec::new(),
             &Default::default(),
         )?;
+        // A bench that measured refusals would measure nothing.
+        use crate::proto::command_result::Result as R;
+        for (index, _, r) in &applied.results {
+            if !matches!(r.result, Some(R::Ok(_) | R::Context(_))) {
+                return Err(crate::error::Error::Internal(format!(
+                    "entry {index} did not apply: {:?}",
+                    r.result
+                )));
+            }
+        }
         Ok(())
     }
 }
