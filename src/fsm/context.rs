@@ -850,6 +850,32 @@ mod tests {
     }
 
     #[test]
+    fn an_append_after_the_conversation_expired_starts_afresh_at_seq_1() {
+        let reader = MapReader::default();
+        let mut a = Applier::new(&reader);
+        let mut first = append(vec![msg("old", 5)], None, "");
+        if let Op::Append(r) = &mut first {
+            r.idle_ttl_ms = Some(10);
+        }
+        run(&mut a, 10, 1, first);
+        // Past its idle TTL the conversation starts afresh at seq 1, its old message
+        // gone with it: the new message is a new record, counted alone.
+        let o = outcome(run(&mut a, 11, 100, append(vec![msg("new", 2)], None, "")));
+        assert_eq!((o.first_seq, o.last_seq), (1, 1));
+        let info = o.info.unwrap();
+        assert_eq!((info.message_count, info.token_total), (1, 2));
+        let rec = a
+            .value(&keys::data_key(&msg_key(&conv(), 1)))
+            .unwrap()
+            .unwrap();
+        assert_eq!((rec.version, rec.create_version, rec.lease_id), (11, 11, 0));
+        assert_eq!(
+            ChatMessage::decode(rec.value.as_ref()).unwrap().content,
+            "new"
+        );
+    }
+
+    #[test]
     fn trim_and_compact_keep_counts() {
         let reader = MapReader::default();
         let mut a = Applier::new(&reader);
