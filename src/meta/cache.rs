@@ -175,7 +175,8 @@ pub(crate) fn shards_hash(shards: &[ShardRoute]) -> u64 {
     let mut buf = Vec::new();
     for r in shards {
         // Length-delimited, so no two route lists encode alike.
-        buf.extend(r.encode_length_delimited_to_vec());
+        r.encode_length_delimited(&mut buf)
+            .expect("encoding to a Vec cannot run out of room");
     }
     xxhash_rust::xxh3::xxh3_64(&buf).max(1)
 }

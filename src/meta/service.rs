@@ -956,28 +956,43 @@ fn stale_replicas(ctx: &NodeCtx, table: &RoutingTable) -> Vec<(PeerHandle, PeerM
 }
 
 /// Keeps `table`, a heartbeat's answer, as the node's routing table, notes its
-/// routes, and gives it back to read. An answer without routes (`shards_unchanged`)
-/// takes those of the table held, whose hash it names; None if the table held is not
-/// that one (the next heartbeat then asks for every route).
+/// routes, and gives it back to read; None if it could not be kept
+/// ([`merge_table`]).
 fn hold_table(
     ctx: &NodeCtx,
-    mut table: RoutingTable,
+    table: RoutingTable,
 ) -> Option<MappedRwLockReadGuard<'_, RoutingTable>> {
+    let new_routes = !table.shards_unchanged;
     let mut held = ctx.meta.cached.write();
+    if !merge_table(&mut held, table) {
+        return None;
+    }
+    let held = RwLockReadGuard::try_map(RwLockWriteGuard::downgrade(held), |t| t.as_ref()).ok()?;
+    if new_routes {
+        ctx.note_routes(&held.shards);
+    }
+    Some(held)
+}
+
+/// Puts `table` in `held`. An answer without routes (`shards_unchanged`) takes those
+/// of the table held, whose hash it names; if the table held is not that one, it is
+/// kept, its hash cleared so that the next heartbeat asks for every route, and the
+/// answer is dropped (false).
+fn merge_table(held: &mut Option<RoutingTable>, mut table: RoutingTable) -> bool {
     if table.shards_unchanged {
-        let Some(old) = held.as_mut().filter(|t| t.shards_hash == table.shards_hash) else {
-            if let Some(t) = held.as_mut() {
-                t.shards_hash = 0;
+        match held.as_mut() {
+            Some(old) if old.shards_hash == table.shards_hash => {
+                table.shards = std::mem::take(&mut old.shards);
             }
-            return None;
-        };
-        table.shards = std::mem::take(&mut old.shards);
-    } else {
-        ctx.note_routes(&table.shards);
+            Some(old) => {
+                old.shards_hash = 0;
+                return false;
+            }
+            None => return false,
+        }
     }
     *held = Some(table);
-    let held = RwLockWriteGuard::downgrade(held);
-    RwLockReadGuard::try_map(held, |t| t.as_ref()).ok()
+    true
 }
 
 /// When the heartbeat loop checks its replicas against the table ([`stale_replicas`]).
@@ -1099,6 +1114,60 @@ pub(crate) fn spawn_heartbeats(ctx: Arc<NodeCtx>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::ShardDescriptor;
+
+    fn route(shard: u64) -> ShardRoute {
+        ShardRoute {
+            descriptor: Some(ShardDescriptor {
+                shard_id: shard,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn table(hash: u64, unchanged: bool, shards: Vec<ShardRoute>, version: u64) -> RoutingTable {
+        RoutingTable {
+            shards,
+            shards_hash: hash,
+            shards_unchanged: unchanged,
+            routing_version: version,
+            ..Default::default()
+        }
+    }
+
+    /// An answer without routes keeps those held when it names their hash, and is
+    /// dropped otherwise (the held table then asks for every route next time).
+    #[test]
+    fn a_table_without_routes_takes_the_held_ones_of_its_hash() {
+        let mut held = None;
+        assert!(
+            !merge_table(&mut held, table(7, true, vec![], 1)),
+            "nothing held"
+        );
+        assert!(held.is_none());
+        assert!(merge_table(
+            &mut held,
+            table(7, false, vec![route(1), route(2)], 1)
+        ));
+        assert!(merge_table(&mut held, table(7, true, vec![], 2)));
+        let t = held.as_ref().expect("held");
+        assert_eq!(
+            (t.shards.len(), t.shards_hash, t.routing_version),
+            (2, 7, 2)
+        );
+        assert!(
+            !merge_table(&mut held, table(8, true, vec![], 3)),
+            "another hash"
+        );
+        let t = held.as_ref().expect("held");
+        assert_eq!(
+            (t.shards.len(), t.shards_hash, t.routing_version),
+            (2, 0, 2)
+        );
+        assert!(merge_table(&mut held, table(8, false, vec![route(3)], 4)));
+        assert_eq!(held.expect("held").shards, vec![route(3)]);
+    }
 
     /// The stale-replica check runs at first, when the routes or the replicas
     /// change, when the routes' hash is unknown, and every `STALE_CHECK_EVERY`
