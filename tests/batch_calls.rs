@@ -1,14 +1,19 @@
-//! `Kv.BatchCommands`: many `Get` and `Put` calls on one stream (the bundled Rust
-//! client's path by default). Each call gets its own answer, by id, and exactly the
-//! answer its unary form gives: its result, or the same typed error; a malformed call
-//! fails alone and the stream goes on; many concurrent calls of one client all land.
+//! `Kv.BatchCommands`: many `Get` and `Put` calls, and the agent calls of a step, on
+//! one stream (the bundled Rust client's path by default). Each call gets its own
+//! answer, by id, and exactly the answer its unary form gives: its result, or the same
+//! typed error; a malformed call fails alone and the stream goes on; many concurrent
+//! calls of one client all land.
 
 mod common;
 
 use common::{shard1, wait_for, TestCluster, WAIT};
+use ctxstore::proto::agent_context_client::AgentContextClient;
 use ctxstore::proto::kv_client::KvClient;
 use ctxstore::proto::{
-    batch_command, batch_command_result, BatchCommand, BatchCommandsRequest, GetRequest, PutRequest,
+    batch_command, batch_command_result, read_request, AppendRequest, BatchCommand,
+    BatchCommandsRequest, ChannelBlob, ChatMessage, Checkpoint, ConversationRef,
+    GetCheckpointRequest, GetRequest, PendingWrite, PutCheckpointRequest, PutRequest,
+    PutWritesRequest, ReadRequest, ThreadRef, TokenBudget,
 };
 use ctxstore::Error;
 use ctxstore_client::{Client, ClientOptions};
@@ -189,6 +194,296 @@ async fn each_call_on_a_stream_gets_the_answer_of_its_unary_form() {
         .expect("the stream ends in time")
         .expect("cleanly")
         .is_none());
+    cluster.shutdown().await;
+}
+
+/// The status an error result carries.
+fn status_of(r: &batch_command_result::Result) -> tonic::Status {
+    match r {
+        batch_command_result::Result::Error(s) => tonic::Status::with_details(
+            tonic::Code::from_i32(s.code),
+            s.message.clone(),
+            s.details.clone(),
+        ),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn conversation(id: &str) -> Option<ConversationRef> {
+    Some(ConversationRef {
+        namespace: "batch".into(),
+        id: id.into(),
+    })
+}
+
+fn thread(id: &str) -> Option<ThreadRef> {
+    Some(ThreadRef {
+        thread: id.into(),
+        ..Default::default()
+    })
+}
+
+fn message(role: &str, content: &str) -> ChatMessage {
+    ChatMessage {
+        role: role.into(),
+        content: content.into(),
+        token_count: 5,
+        ..Default::default()
+    }
+}
+
+fn append(conv: &str, contents: &[&str], request_id: &[u8]) -> AppendRequest {
+    AppendRequest {
+        conversation: conversation(conv),
+        messages: contents.iter().map(|c| message("user", c)).collect(),
+        request_id: request_id.to_vec().into(),
+        ..Default::default()
+    }
+}
+
+fn budget_read(conv: &str) -> ReadRequest {
+    ReadRequest {
+        conversation: conversation(conv),
+        select: Some(read_request::Select::TokenBudget(TokenBudget {
+            max_tokens: 12,
+            include_pinned: true,
+        })),
+        ..Default::default()
+    }
+}
+
+fn checkpoint(thread_id: &str, id: &str, request_id: &[u8]) -> PutCheckpointRequest {
+    PutCheckpointRequest {
+        thread: thread(thread_id),
+        checkpoint: Some(Checkpoint {
+            checkpoint_id: id.into(),
+            channel_versions: [("state".to_string(), "1".to_string())].into(),
+            ..Default::default()
+        }),
+        blobs: vec![ChannelBlob {
+            channel: "state".into(),
+            version: "1".into(),
+            value: b"state one".to_vec().into(),
+        }],
+        request_id: request_id.to_vec().into(),
+        ..Default::default()
+    }
+}
+
+/// The agent calls of a step on one stream, against their unary forms on the same
+/// node: the same results, the same typed errors for bad input, and a retried append
+/// (same request id) that applies once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_calls_on_a_stream_get_the_answers_of_their_unary_forms() {
+    use batch_command::Cmd;
+    use batch_command_result::Result as Answer;
+    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 1).await;
+    cluster.wait_all_leaders().await;
+    let leader = wait_for("the leader of shard 1", WAIT, || async {
+        for (i, n) in cluster.nodes.iter().enumerate() {
+            let s = n.as_ref().expect("running").status().await;
+            if shard1(&s).role == "leader" {
+                return Some(i);
+            }
+        }
+        None
+    })
+    .await;
+    let addr = format!("http://{}", cluster.addrs()[leader]);
+    let mut unary = AgentContextClient::connect(addr.clone())
+        .await
+        .expect("connect");
+    let mut kv = KvClient::connect(addr).await.expect("connect");
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let mut no_messages = append("c", &[], b"a-2");
+    no_messages.messages.clear();
+    let mut no_checkpoint = checkpoint("t", "cp-2", b"p-2");
+    no_checkpoint.checkpoint = None;
+    tx.unbounded_send(BatchCommandsRequest {
+        commands: vec![
+            call(1, Some(Cmd::Append(append("c", &["one", "two"], b"a-1")))),
+            call(2, Some(Cmd::PutCheckpoint(checkpoint("t", "cp-1", b"p-1")))),
+            call(3, Some(Cmd::Append(no_messages.clone()))),
+            call(4, Some(Cmd::PutCheckpoint(no_checkpoint.clone()))),
+        ],
+    })
+    .expect("send");
+    let mut answers = kv.batch_commands(rx).await.expect("stream").into_inner();
+    let mut results = HashMap::new();
+    while results.len() < 4 {
+        next(&mut answers, &mut results).await;
+    }
+    let appended = match &results[&1] {
+        Answer::Append(a) => *a,
+        other => panic!("the append: {other:?}"),
+    };
+    assert_eq!((appended.first_seq, appended.last_seq), (1, 2));
+    assert!(!appended.replayed);
+    assert!(
+        matches!(&results[&2], Answer::PutCheckpoint(p) if p.version > 0),
+        "the checkpoint: {:?}",
+        results[&2]
+    );
+    let e = unary
+        .append(no_messages)
+        .await
+        .expect_err("an append without messages is refused");
+    assert_eq!(typed(status_of(&results[&3])), typed(e));
+    let e = unary
+        .put_checkpoint(no_checkpoint)
+        .await
+        .expect_err("a checkpoint put without a checkpoint is refused");
+    assert_eq!(typed(status_of(&results[&4])), typed(e));
+
+    // Reads, a retry and the writes of a task, after the writes above answered.
+    let writes = PutWritesRequest {
+        thread: thread("t"),
+        checkpoint_id: "cp-1".into(),
+        task_id: "task".into(),
+        writes: vec![PendingWrite {
+            channel: "out".into(),
+            value: b"w".to_vec().into(),
+            ..Default::default()
+        }],
+        request_id: b"w-1".to_vec().into(),
+        ..Default::default()
+    };
+    tx.unbounded_send(BatchCommandsRequest {
+        commands: vec![
+            call(5, Some(Cmd::Append(append("c", &["one", "two"], b"a-1")))),
+            call(6, Some(Cmd::PutWrites(writes))),
+        ],
+    })
+    .expect("send");
+    while results.len() < 6 {
+        next(&mut answers, &mut results).await;
+    }
+    match &results[&5] {
+        Answer::Append(a) => assert_eq!(
+            a, &appended,
+            "a retry under the same request id answers with the stored result"
+        ),
+        other => panic!("the retried append: {other:?}"),
+    }
+    assert!(
+        matches!(&results[&6], Answer::PutWrites(_)),
+        "the writes: {:?}",
+        results[&6]
+    );
+    let latest = GetCheckpointRequest {
+        thread: thread("t"),
+        ..Default::default()
+    };
+    tx.unbounded_send(BatchCommandsRequest {
+        commands: vec![
+            call(7, Some(Cmd::Read(budget_read("c")))),
+            call(8, Some(Cmd::GetCheckpoint(latest.clone()))),
+        ],
+    })
+    .expect("send");
+    while results.len() < 8 {
+        next(&mut answers, &mut results).await;
+    }
+    let read = unary
+        .read(budget_read("c"))
+        .await
+        .expect("read")
+        .into_inner();
+    assert_eq!(
+        read.messages.len(),
+        2,
+        "both messages fit the budget: {read:?}"
+    );
+    assert_eq!(
+        read.info.as_ref().map(|i| i.message_count),
+        Some(2),
+        "the retried append applied once: {read:?}"
+    );
+    assert!(
+        matches!(&results[&7], Answer::Read(r) if *r == read),
+        "the batched read answers as the unary one: {:?}",
+        results[&7]
+    );
+    let tuple = unary
+        .get_checkpoint(latest)
+        .await
+        .expect("get checkpoint")
+        .into_inner();
+    let t = tuple.tuple.as_ref().expect("the checkpoint exists");
+    assert_eq!(t.pending_writes.len(), 1, "with the task's write: {t:?}");
+    assert!(
+        matches!(&results[&8], Answer::GetCheckpoint(g) if *g == tuple),
+        "the batched checkpoint read answers as the unary one: {:?}",
+        results[&8]
+    );
+    drop(tx);
+    assert!(tokio::time::timeout(WAIT, answers.message())
+        .await
+        .expect("the stream ends in time")
+        .expect("cleanly")
+        .is_none());
+    cluster.shutdown().await;
+}
+
+/// Agent steps of 48 concurrent tasks of one client over 4 shards, batched and unary
+/// alike: each conversation holds exactly its own task's messages, in order, and each
+/// thread's latest checkpoint is its task's last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_agent_steps_of_one_client_each_land_once() {
+    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 4).await;
+    cluster.wait_all_leaders().await;
+    for batch_calls in [true, false] {
+        let c = Client::connect_with(
+            &cluster.addrs(),
+            ClientOptions {
+                batch_calls,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("client");
+        let tasks: Vec<_> = (0..48)
+            .map(|i| {
+                let c: Client = c.clone();
+                tokio::spawn(async move {
+                    let conv = format!("{batch_calls}-c{i}");
+                    let th = format!("{batch_calls}-t{i}");
+                    for step in 0..3u64 {
+                        let said = format!("{conv} step {step}");
+                        let a = append(&conv, &[said.as_str()], b"");
+                        let r = c.append(a).await.expect("append");
+                        assert_eq!(r.first_seq, step + 1, "{conv}");
+                        let cp = checkpoint(&th, &format!("cp-{step}"), b"");
+                        c.put_checkpoint(cp).await.expect("checkpoint");
+                    }
+                    let read = c.read(budget_read(&conv)).await.expect("read");
+                    let contents: Vec<_> =
+                        read.messages.iter().map(|m| m.content.clone()).collect();
+                    assert_eq!(
+                        contents,
+                        [1u64, 2].map(|s| format!("{conv} step {s}")),
+                        "the newest messages within the budget, in order"
+                    );
+                    let latest = c
+                        .get_checkpoint(GetCheckpointRequest {
+                            thread: thread(&th),
+                            ..Default::default()
+                        })
+                        .await
+                        .expect("get checkpoint")
+                        .expect("exists");
+                    assert_eq!(
+                        latest.checkpoint.as_ref().map(|c| c.checkpoint_id.as_str()),
+                        Some("cp-2"),
+                        "{th}"
+                    );
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("the task ran");
+        }
+    }
     cluster.shutdown().await;
 }
 

@@ -17,7 +17,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 py="${PYTHON:-python3}"
 out_dir="$here/src/ctxstore/_proto"
-protos=(kv cluster context auth)
+protos=(common kv cluster context auth)
 
 check=0
 case "${1:-}" in
@@ -50,9 +50,11 @@ for p in "${protos[@]}"; do
   for suffix in _pb2.py _pb2.pyi _pb2_grpc.py; do
     src="$tmp/ctxstore/v1/$p$suffix"
     [ -f "$src" ] || { echo "gen_protos: protoc did not write $p$suffix" >&2; exit 1; }
-    # `from ctxstore.v1 import x_pb2 as ...` -> `from ctxstore._proto import x_pb2 as ...`
+    # `from ctxstore.v1 import x_pb2 as ...` -> `from ctxstore._proto import x_pb2 as ...`,
+    # and `from ctxstore.v1.x_pb2 import ...` (a public import) likewise.
     sed -e 's/^from ctxstore\.v1 import /from ctxstore._proto import /' \
         -e 's/^import ctxstore\.v1\.\([a-z_0-9]*\) as /from ctxstore._proto import \1 as /' \
+        -e 's/^from ctxstore\.v1\.\([a-z_0-9]*\) import /from ctxstore._proto.\1 import /' \
         "$src" >"$gen/$p$suffix"
   done
 done

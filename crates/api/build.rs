@@ -8,7 +8,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?)
         .join("../../proto")
         .canonicalize()?;
-    let names = ["kv.proto", "cluster.proto", "context.proto", "auth.proto"];
+    let names = [
+        "common.proto",
+        "kv.proto",
+        "cluster.proto",
+        "context.proto",
+        "auth.proto",
+    ];
     let files = names.map(|f| root.join("ctxstore/v1").join(f));
     // Relative to this crate: cargo then checks the files of the tree being built.
     // With absolute paths, two checkouts sharing one target dir (CARGO_TARGET_DIR)

@@ -1,4 +1,6 @@
-//! `Kv.BatchCommands`: many `Get` and `Put` calls on one long-lived stream, so a busy
+//! `Kv.BatchCommands`: many `Get` and `Put` calls, and the agent calls of a step
+//! (`AgentContext`'s `Append`, `Read`, `PutCheckpoint`, `PutWrites`, `GetCheckpoint`),
+//! on one long-lived stream, so a busy
 //! client pays HTTP/2's per-call work (a stream, its headers and trailers, the tower
 //! layers) once per stream instead of once per call, and its calls and their results
 //! travel a message (and a `writev`) at a time.
@@ -13,7 +15,7 @@
 //! control.
 
 use crate::auth::Principal;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::node::ctx::NodeCtx;
 use crate::proto::{
     batch_command, batch_command_result, BatchCommand, BatchCommandResult, BatchCommandsRequest,
@@ -40,7 +42,31 @@ const MAX_RESULTS_PER_MESSAGE: usize = 1_024;
 /// back over several messages, never over the limit together.
 const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
-const SERVICE: &str = "ctxstore.v1.Kv";
+/// The service, method and path of a batched call's unary form, for its metrics and
+/// trace span.
+fn names(cmd: &Option<batch_command::Cmd>) -> (&'static str, &'static str, &'static str) {
+    use batch_command::Cmd;
+    const KV: &str = "ctxstore.v1.Kv";
+    const AGENT: &str = "ctxstore.v1.AgentContext";
+    match cmd {
+        Some(Cmd::Get(_)) => (KV, "Get", "/ctxstore.v1.Kv/Get"),
+        Some(Cmd::Put(_)) => (KV, "Put", "/ctxstore.v1.Kv/Put"),
+        Some(Cmd::Append(_)) => (AGENT, "Append", "/ctxstore.v1.AgentContext/Append"),
+        Some(Cmd::Read(_)) => (AGENT, "Read", "/ctxstore.v1.AgentContext/Read"),
+        Some(Cmd::PutCheckpoint(_)) => (
+            AGENT,
+            "PutCheckpoint",
+            "/ctxstore.v1.AgentContext/PutCheckpoint",
+        ),
+        Some(Cmd::PutWrites(_)) => (AGENT, "PutWrites", "/ctxstore.v1.AgentContext/PutWrites"),
+        Some(Cmd::GetCheckpoint(_)) => (
+            AGENT,
+            "GetCheckpoint",
+            "/ctxstore.v1.AgentContext/GetCheckpoint",
+        ),
+        None => (KV, "unknown", "/ctxstore.v1.Kv/unknown"),
+    }
+}
 
 /// Serves one stream: reads its calls, runs each with `call` (by the code of its
 /// unary form), and answers with their results.
@@ -56,7 +82,7 @@ where
         + Send
         + Sync
         + 'static,
-    Fut: Future<Output = Result<batch_command_result::Result>> + Send + 'static,
+    Fut: Future<Output = Result<batch_command_result::Result, Status>> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel::<BatchCommandResult>(MAX_IN_FLIGHT);
     let ctx = path.ctx().clone();
@@ -119,7 +145,7 @@ async fn run<F, Fut>(
 ) -> BatchCommandResult
 where
     F: Fn(RequestPath, Option<Principal>, batch_command::Cmd) -> Fut,
-    Fut: Future<Output = Result<batch_command_result::Result>>,
+    Fut: Future<Output = Result<batch_command_result::Result, Status>>,
 {
     let BatchCommand {
         id,
@@ -127,11 +153,7 @@ where
         cmd,
     } = cmd;
     let started = Instant::now();
-    let (method, path_name) = match &cmd {
-        Some(batch_command::Cmd::Get(_)) => ("Get", "/ctxstore.v1.Kv/Get"),
-        Some(batch_command::Cmd::Put(_)) => ("Put", "/ctxstore.v1.Kv/Put"),
-        None => ("unknown", "/ctxstore.v1.Kv/unknown"),
-    };
+    let (service, method, path_name) = names(&cmd);
     let span = super::grpc_trace::span_for(path_name, TraceParent::parse(traceparent.as_bytes()));
     let ctx = path.ctx().clone();
     let result = async {
@@ -140,29 +162,28 @@ where
             Some(cmd) => call(path, who, cmd).await,
             None => Err(Error::invalid(
                 "cmd",
-                "a batched call names none of the calls a stream carries (get, put)",
-            )),
+                "a batched call names none of the calls a stream carries (get, put, append, \
+                 read, put_checkpoint, put_writes, get_checkpoint)",
+            )
+            .into()),
         }
     }
     .instrument(span.clone())
     .await;
     let result = match result {
         Ok(r) => r,
-        Err(e) => {
-            let s = Status::from(e);
-            batch_command_result::Result::Error(CallStatus {
-                code: s.code() as i32,
-                message: s.message().to_string(),
-                details: s.details().to_vec().into(),
-            })
-        }
+        Err(s) => batch_command_result::Result::Error(CallStatus {
+            code: s.code() as i32,
+            message: s.message().to_string(),
+            details: s.details().to_vec().into(),
+        }),
     };
     let code = match &result {
         batch_command_result::Result::Error(s) => tonic::Code::from_i32(s.code),
         _ => tonic::Code::Ok,
     };
     super::grpc_trace::record_status(&span, code as i32);
-    super::grpc_metrics::record(&ctx.metrics, SERVICE, method, code, started);
+    super::grpc_metrics::record(&ctx.metrics, service, method, code, started);
     BatchCommandResult {
         id,
         result: Some(result),
@@ -172,7 +193,7 @@ where
 /// Who makes a call of a stream opened by `who`, as the node's auth state stands now:
 /// the stream's principal with its current roles, or an error if its credentials no
 /// longer hold (or auth was turned on after a stream opened without any).
-fn caller(ctx: &NodeCtx, who: &Option<Principal>) -> Result<Option<Principal>> {
+fn caller(ctx: &NodeCtx, who: &Option<Principal>) -> crate::error::Result<Option<Principal>> {
     let state = ctx.auth.current();
     if !state.enabled() {
         return Ok(None);

@@ -52,6 +52,12 @@ pub(crate) struct ContextService {
 }
 
 impl ContextService {
+    /// The service on a request path of the node's (a `Kv.BatchCommands` stream runs
+    /// its agent calls so).
+    pub(super) fn from_path(path: RequestPath) -> Self {
+        Self { path }
+    }
+
     pub(crate) fn new(ctx: Arc<NodeCtx>) -> Self {
         Self {
             path: RequestPath::new(ctx),

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::fsm::read::View;
 use crate::keys;
 use crate::node::ctx::NodeCtx;
+use crate::proto::agent_context_server::AgentContext;
 use crate::proto::kv_server::Kv;
 use crate::proto::{
     batch_command, batch_command_result, batch_op, write_op, BatchCommandsRequest,
@@ -15,6 +16,7 @@ use crate::proto::{
 };
 use crate::proto::{Access, ResourceKind};
 use crate::server::auth::{authorize, guard, principal};
+use crate::server::context::ContextService;
 use crate::server::path::{to_kv, RequestPath};
 use crate::server::watch::{change_stream, RpcStream};
 use crate::util::now_ms;
@@ -137,6 +139,20 @@ pub(crate) async fn put(
     })
 }
 
+/// Runs an agent call of a `BatchCommands` stream through `AgentContext`'s unary
+/// handler `$method`, as a request made with the stream's principal `$who`.
+macro_rules! agent {
+    ($method:ident, $path:expr, $who:expr, $req:expr) => {{
+        let mut req = Request::new($req);
+        if let Some(p) = $who {
+            req.extensions_mut().insert::<Principal>(p);
+        }
+        AgentContext::$method(&ContextService::from_path($path), req)
+            .await?
+            .into_inner()
+    }};
+}
+
 #[tonic::async_trait]
 impl Kv for KvService {
     type WatchStream = RpcStream<crate::proto::WatchResponse>;
@@ -239,13 +255,22 @@ impl Kv for KvService {
             who,
             req.into_inner(),
             |path, who, cmd| async move {
+                use batch_command::Cmd;
+                use batch_command_result::Result as Answer;
                 match cmd {
-                    batch_command::Cmd::Get(r) => get(&path, &who, r)
-                        .await
-                        .map(batch_command_result::Result::Get),
-                    batch_command::Cmd::Put(r) => put(&path, &who, r)
-                        .await
-                        .map(batch_command_result::Result::Put),
+                    Cmd::Get(r) => Ok(Answer::Get(get(&path, &who, r).await?)),
+                    Cmd::Put(r) => Ok(Answer::Put(put(&path, &who, r).await?)),
+                    // The agent calls run as `AgentContext`'s own handlers, with the
+                    // stream's principal as the request's.
+                    Cmd::Append(r) => Ok(Answer::Append(agent!(append, path, who, r))),
+                    Cmd::Read(r) => Ok(Answer::Read(agent!(read, path, who, r))),
+                    Cmd::PutCheckpoint(r) => {
+                        Ok(Answer::PutCheckpoint(agent!(put_checkpoint, path, who, r)))
+                    }
+                    Cmd::PutWrites(r) => Ok(Answer::PutWrites(agent!(put_writes, path, who, r))),
+                    Cmd::GetCheckpoint(r) => {
+                        Ok(Answer::GetCheckpoint(agent!(get_checkpoint, path, who, r)))
+                    }
                 }
             },
         )))

@@ -42,6 +42,16 @@ macro_rules! routed {
             })
             .await
     };
+    // A call the node's batch stream carries (`crate::batch`).
+    ($self:ident, $route:expr, $call:expr, $req:ident, batched $method:ident) => {
+        $self
+            .call_routed($route, $call, |ch, header| {
+                let mut r = $req.clone();
+                r.header = Some(header);
+                crate::batch::$method(ch, r)
+            })
+            .await
+    };
 }
 
 /// Runs one context read routed by `$route` in the client's read mode
@@ -53,6 +63,16 @@ macro_rules! read_in_mode {
                 let mut r = $req.clone();
                 r.header = Some(header);
                 async move { Ok(Client::agent(ch).$method(r).await?.into_inner()) }
+            })
+            .await
+    };
+    // A call the node's batch stream carries (`crate::batch`).
+    ($self:ident, $route:expr, $req:ident, batched $method:ident) => {
+        $self
+            .read_in_mode($route, |ch, header| {
+                let mut r = $req.clone();
+                r.header = Some(header);
+                crate::batch::$method(ch, r)
             })
             .await
     };
@@ -101,7 +121,7 @@ impl<T> Drop for Watcher<T> {
 }
 
 impl Client {
-    fn agent(ch: Channel) -> AgentContextClient<Channel> {
+    pub(crate) fn agent(ch: Channel) -> AgentContextClient<Channel> {
         AgentContextClient::new(ch)
             .max_decoding_message_size(crate::proto::MAX_MESSAGE_SIZE)
             .max_encoding_message_size(crate::proto::MAX_MESSAGE_SIZE)
@@ -141,7 +161,7 @@ impl Client {
     pub async fn append(&self, mut req: AppendRequest) -> Result<AppendResponse> {
         let route = conv_route(&req.conversation)?;
         self.with_request_id(&mut req.request_id);
-        let r: AppendResponse = routed!(self, route, Call::Write, req, append)?;
+        let r: AppendResponse = routed!(self, route, Call::Write, req, batched append)?;
         self.saw_at(route, r.version);
         Ok(r)
     }
@@ -150,7 +170,7 @@ impl Client {
     /// fit a token budget. A conversation that does not exist reads as empty (no info).
     pub async fn read(&self, req: ReadRequest) -> Result<ReadResponse> {
         let route = conv_route(&req.conversation)?;
-        read_in_mode!(self, route, req, read)
+        read_in_mode!(self, route, req, batched read)
     }
 
     /// Removes messages before a seq.
@@ -292,7 +312,7 @@ impl Client {
         let route = thread_ref_route(&req.thread)?;
         self.with_request_id(&mut req.request_id);
         let r: crate::proto::PutCheckpointResponse =
-            routed!(self, route, Call::Write, req, put_checkpoint)?;
+            routed!(self, route, Call::Write, req, batched put_checkpoint)?;
         self.saw_at(route, r.version);
         Ok(r.version)
     }
@@ -301,7 +321,7 @@ impl Client {
     pub async fn put_writes(&self, mut req: PutWritesRequest) -> Result<PutWritesResponse> {
         let route = thread_ref_route(&req.thread)?;
         self.with_request_id(&mut req.request_id);
-        let r: PutWritesResponse = routed!(self, route, Call::Write, req, put_writes)?;
+        let r: PutWritesResponse = routed!(self, route, Call::Write, req, batched put_writes)?;
         self.saw_at(route, r.version);
         Ok(r)
     }
@@ -314,7 +334,7 @@ impl Client {
     ) -> Result<Option<CheckpointTuple>> {
         let route = thread_ref_route(&req.thread)?;
         let r: crate::proto::GetCheckpointResponse =
-            read_in_mode!(self, route, req, get_checkpoint)?;
+            read_in_mode!(self, route, req, batched get_checkpoint)?;
         Ok(r.tuple)
     }
 

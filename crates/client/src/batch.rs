@@ -1,5 +1,7 @@
-//! The client's side of `Kv.BatchCommands`: the `Get` and `Put` calls to one node
-//! share one long-lived stream, as TiKV's client does with its `BatchCommands`.
+//! The client's side of `Kv.BatchCommands`: the `Get` and `Put` calls to one node,
+//! and the agent calls of a step (`Append`, `Read`, `PutCheckpoint`, `PutWrites`,
+//! `GetCheckpoint`), share one long-lived stream, as TiKV's client does with its
+//! `BatchCommands`.
 //!
 //! A call hands its request to the stream's writer task and waits for its result.
 //! The writer takes every call queued when it wakes, sends them as one message (each
@@ -46,12 +48,7 @@ struct Queued {
 impl Queued {
     /// About the bytes the call takes in a message.
     fn size(&self) -> usize {
-        use prost::Message as _;
-        let body = match &self.cmd {
-            batch_command::Cmd::Get(r) => r.encoded_len(),
-            batch_command::Cmd::Put(r) => r.encoded_len(),
-        };
-        body + self.traceparent.len() + 16
+        self.cmd.encoded_len() + self.traceparent.len() + 16
     }
 }
 
@@ -245,48 +242,75 @@ pub(crate) fn status(s: CallStatus) -> Status {
     Status::with_details(tonic::Code::from_i32(s.code), s.message, s.details)
 }
 
-/// `Kv.Get` on `ch`: on its batch stream if it has one, else unary.
-pub(crate) async fn get(
-    ch: Channel,
-    req: crate::proto::GetRequest,
-) -> Result<crate::proto::GetResponse, Status> {
-    match ch.batcher() {
-        Some(b) => {
-            on_stream(b, batch_command::Cmd::Get(req), |r| match r {
-                batch_command_result::Result::Get(r) => Ok(r),
-                other => Err(other),
-            })
-            .await
+/// `async fn $name(ch, req)`: the call `$variant` on `ch`'s batch stream if it has
+/// one, else `$service`'s unary `$name`.
+macro_rules! batched {
+    ($(#[$doc:meta])* $name:ident, $service:ident, $variant:ident, $req:ty, $resp:ty) => {
+        $(#[$doc])*
+        pub(crate) async fn $name(ch: Channel, req: $req) -> Result<$resp, Status> {
+            match ch.batcher() {
+                Some(b) => {
+                    on_stream(b, batch_command::Cmd::$variant(req), |r| match r {
+                        batch_command_result::Result::$variant(r) => Ok(r),
+                        other => Err(unexpected(other)),
+                    })
+                    .await
+                }
+                None => Ok(crate::Client::$service(ch).$name(req).await?.into_inner()),
+            }
         }
-        None => Ok(crate::Client::kv(ch).get(req).await?.into_inner()),
-    }
+    };
 }
 
-/// `Kv.Put` on `ch`: on its batch stream if it has one, else unary.
-pub(crate) async fn put(
-    ch: Channel,
-    req: crate::proto::PutRequest,
-) -> Result<crate::proto::PutResponse, Status> {
-    match ch.batcher() {
-        Some(b) => {
-            on_stream(b, batch_command::Cmd::Put(req), |r| match r {
-                batch_command_result::Result::Put(r) => Ok(r),
-                other => Err(other),
-            })
-            .await
-        }
-        None => Ok(crate::Client::kv(ch).put(req).await?.into_inner()),
-    }
-}
+batched!(
+    /// `Kv.Get`.
+    get, kv, Get, crate::proto::GetRequest, crate::proto::GetResponse
+);
+batched!(
+    /// `Kv.Put`.
+    put, kv, Put, crate::proto::PutRequest, crate::proto::PutResponse
+);
+batched!(
+    /// `AgentContext.Append`.
+    append, agent, Append, crate::proto::AppendRequest, crate::proto::AppendResponse
+);
+batched!(
+    /// `AgentContext.Read`.
+    read, agent, Read, crate::proto::ReadRequest, crate::proto::ReadResponse
+);
+batched!(
+    /// `AgentContext.PutCheckpoint`.
+    put_checkpoint,
+    agent,
+    PutCheckpoint,
+    crate::proto::PutCheckpointRequest,
+    crate::proto::PutCheckpointResponse
+);
+batched!(
+    /// `AgentContext.PutWrites`.
+    put_writes,
+    agent,
+    PutWrites,
+    crate::proto::PutWritesRequest,
+    crate::proto::PutWritesResponse
+);
+batched!(
+    /// `AgentContext.GetCheckpoint`.
+    get_checkpoint,
+    agent,
+    GetCheckpoint,
+    crate::proto::GetCheckpointRequest,
+    crate::proto::GetCheckpointResponse
+);
 
-/// Sends `cmd` on `b`'s stream; `answer` takes the call's own kind of result and
-/// gives back any other.
+/// Sends `cmd` on `b`'s stream; `answer` takes the call's own kind of result, and
+/// makes any other the status it stands for.
 async fn on_stream<T>(
     b: &Batcher,
     cmd: batch_command::Cmd,
-    answer: fn(batch_command_result::Result) -> Result<T, batch_command_result::Result>,
+    answer: fn(batch_command_result::Result) -> Result<T, Status>,
 ) -> Result<T, Status> {
-    answer(b.call(cmd, traceparent()).await?).map_err(unexpected)
+    answer(b.call(cmd, traceparent()).await?)
 }
 
 fn traceparent() -> String {

@@ -77,7 +77,9 @@ pub struct ClientOptions {
     /// on every request as `authorization: Bearer <token>` (default `None`). Use it
     /// over TLS only: it is a password.
     pub token: Option<String>,
-    /// Send `get` and `put` calls to each node on one `Kv.BatchCommands` stream,
+    /// Send `get` and `put` calls, and the agent calls of a step (`append`, `read`,
+    /// `put_checkpoint`, `put_writes`, `get_checkpoint`), to each node on one
+    /// `Kv.BatchCommands` stream,
     /// many calls per message under load, instead of one HTTP/2 stream per call
     /// (default `true`; docs/performance.md, "Batched calls", has what it saves).
     pub batch_calls: bool,

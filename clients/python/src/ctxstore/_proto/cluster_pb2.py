@@ -23,6 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from ctxstore._proto import kv_pb2 as ctxstore_dot_v1_dot_kv__pb2
+try:
+  ctxstore_dot_v1_dot_common__pb2 = ctxstore_dot_v1_dot_kv__pb2.ctxstore_dot_v1_dot_common__pb2
+except AttributeError:
+  ctxstore_dot_v1_dot_common__pb2 = ctxstore_dot_v1_dot_kv__pb2.ctxstore.v1.common_pb2
 from ctxstore._proto import auth_pb2 as ctxstore_dot_v1_dot_auth__pb2
 
 

@@ -1,4 +1,5 @@
 from ctxstore._proto import kv_pb2 as _kv_pb2
+from ctxstore._proto import common_pb2 as _common_pb2
 from ctxstore._proto import auth_pb2 as _auth_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper

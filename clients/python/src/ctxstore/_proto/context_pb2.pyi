@@ -1,4 +1,4 @@
-from ctxstore._proto import kv_pb2 as _kv_pb2
+from ctxstore._proto import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -81,7 +81,7 @@ class AppendRequest(_message.Message):
     IDLE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     conversation: ConversationRef
     messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
     expected_last_seq: int
@@ -89,7 +89,7 @@ class AppendRequest(_message.Message):
     idle_ttl_ms: int
     request_id: bytes
     lease_id: int
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., expected_last_seq: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., idle_ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ..., lease_id: _Optional[int] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., expected_last_seq: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., idle_ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ..., lease_id: _Optional[int] = ...) -> None: ...
 
 class AppendResponse(_message.Message):
     __slots__ = ("first_seq", "last_seq", "version", "replayed")
@@ -130,7 +130,7 @@ class ReadRequest(_message.Message):
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
     REFRESH_TTL_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     conversation: ConversationRef
     last_n: int
     range: SeqRange
@@ -139,7 +139,7 @@ class ReadRequest(_message.Message):
     after_seq: int
     stale: bool
     refresh_ttl: bool
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., last_n: _Optional[int] = ..., range: _Optional[_Union[SeqRange, _Mapping]] = ..., token_budget: _Optional[_Union[TokenBudget, _Mapping]] = ..., limit: _Optional[int] = ..., after_seq: _Optional[int] = ..., stale: _Optional[bool] = ..., refresh_ttl: _Optional[bool] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., last_n: _Optional[int] = ..., range: _Optional[_Union[SeqRange, _Mapping]] = ..., token_budget: _Optional[_Union[TokenBudget, _Mapping]] = ..., limit: _Optional[int] = ..., after_seq: _Optional[int] = ..., stale: _Optional[bool] = ..., refresh_ttl: _Optional[bool] = ...) -> None: ...
 
 class ReadResponse(_message.Message):
     __slots__ = ("messages", "info", "next_seq", "total_tokens")
@@ -159,11 +159,11 @@ class TrimRequest(_message.Message):
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     BEFORE_SEQ_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     conversation: ConversationRef
     before_seq: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., before_seq: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., before_seq: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class TrimResponse(_message.Message):
     __slots__ = ("removed", "version")
@@ -182,14 +182,14 @@ class CompactRequest(_message.Message):
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     conversation: ConversationRef
     from_seq: int
     to_seq: int
     summary: ChatMessage
     expected_last_seq: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., from_seq: _Optional[int] = ..., to_seq: _Optional[int] = ..., summary: _Optional[_Union[ChatMessage, _Mapping]] = ..., expected_last_seq: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., from_seq: _Optional[int] = ..., to_seq: _Optional[int] = ..., summary: _Optional[_Union[ChatMessage, _Mapping]] = ..., expected_last_seq: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class CompactResponse(_message.Message):
     __slots__ = ("removed", "summary_seq", "version")
@@ -206,10 +206,10 @@ class DeleteConversationRequest(_message.Message):
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     conversation: ConversationRef
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class DeleteConversationResponse(_message.Message):
     __slots__ = ("deleted", "version")
@@ -224,10 +224,10 @@ class GetConversationRequest(_message.Message):
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     conversation: ConversationRef
     stale: bool
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., stale: _Optional[bool] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class GetConversationResponse(_message.Message):
     __slots__ = ("info",)
@@ -250,13 +250,13 @@ class SetConversationMetadataRequest(_message.Message):
     EXPECTED_METADATA_VERSION_FIELD_NUMBER: _ClassVar[int]
     IDLE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     conversation: ConversationRef
     metadata: _containers.ScalarMap[str, str]
     expected_metadata_version: int
     idle_ttl_ms: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., expected_metadata_version: _Optional[int] = ..., idle_ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., expected_metadata_version: _Optional[int] = ..., idle_ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class SetConversationMetadataResponse(_message.Message):
     __slots__ = ("info",)
@@ -270,11 +270,11 @@ class ListConversationsRequest(_message.Message):
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     AFTER_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     namespace: str
     after_id: str
     limit: int
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., namespace: _Optional[str] = ..., after_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., namespace: _Optional[str] = ..., after_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class ListConversationsResponse(_message.Message):
     __slots__ = ("conversations", "more")
@@ -289,10 +289,10 @@ class WatchConversationRequest(_message.Message):
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CONVERSATION_FIELD_NUMBER: _ClassVar[int]
     FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     conversation: ConversationRef
     from_version: int
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., from_version: _Optional[int] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., conversation: _Optional[_Union[ConversationRef, _Mapping]] = ..., from_version: _Optional[int] = ...) -> None: ...
 
 class ConversationEvent(_message.Message):
     __slots__ = ("version", "seq", "message")
@@ -311,8 +311,8 @@ class WatchConversationResponse(_message.Message):
     MOVED_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[ConversationEvent]
     progress_version: int
-    moved: _kv_pb2.WatchMoved
-    def __init__(self, events: _Optional[_Iterable[_Union[ConversationEvent, _Mapping]]] = ..., progress_version: _Optional[int] = ..., moved: _Optional[_Union[_kv_pb2.WatchMoved, _Mapping]] = ...) -> None: ...
+    moved: _common_pb2.WatchMoved
+    def __init__(self, events: _Optional[_Iterable[_Union[ConversationEvent, _Mapping]]] = ..., progress_version: _Optional[int] = ..., moved: _Optional[_Union[_common_pb2.WatchMoved, _Mapping]] = ...) -> None: ...
 
 class ThreadRef(_message.Message):
     __slots__ = ("thread", "ns", "namespace")
@@ -400,13 +400,13 @@ class PutCheckpointRequest(_message.Message):
     BLOBS_FIELD_NUMBER: _ClassVar[int]
     IDLE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     thread: ThreadRef
     checkpoint: Checkpoint
     blobs: _containers.RepeatedCompositeFieldContainer[ChannelBlob]
     idle_ttl_ms: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., blobs: _Optional[_Iterable[_Union[ChannelBlob, _Mapping]]] = ..., idle_ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., checkpoint: _Optional[_Union[Checkpoint, _Mapping]] = ..., blobs: _Optional[_Iterable[_Union[ChannelBlob, _Mapping]]] = ..., idle_ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class PutCheckpointResponse(_message.Message):
     __slots__ = ("version",)
@@ -424,7 +424,7 @@ class PutWritesRequest(_message.Message):
     WRITES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     KEEP_IDX_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     thread: ThreadRef
     checkpoint_id: str
     task_id: str
@@ -432,7 +432,7 @@ class PutWritesRequest(_message.Message):
     writes: _containers.RepeatedCompositeFieldContainer[PendingWrite]
     request_id: bytes
     keep_idx: bool
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., checkpoint_id: _Optional[str] = ..., task_id: _Optional[str] = ..., task_path: _Optional[str] = ..., writes: _Optional[_Iterable[_Union[PendingWrite, _Mapping]]] = ..., request_id: _Optional[bytes] = ..., keep_idx: _Optional[bool] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., checkpoint_id: _Optional[str] = ..., task_id: _Optional[str] = ..., task_path: _Optional[str] = ..., writes: _Optional[_Iterable[_Union[PendingWrite, _Mapping]]] = ..., request_id: _Optional[bytes] = ..., keep_idx: _Optional[bool] = ...) -> None: ...
 
 class PutWritesResponse(_message.Message):
     __slots__ = ("stored", "version")
@@ -449,12 +449,12 @@ class GetCheckpointRequest(_message.Message):
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
     REFRESH_TTL_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     thread: ThreadRef
     checkpoint_id: str
     stale: bool
     refresh_ttl: bool
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., checkpoint_id: _Optional[str] = ..., stale: _Optional[bool] = ..., refresh_ttl: _Optional[bool] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., checkpoint_id: _Optional[str] = ..., stale: _Optional[bool] = ..., refresh_ttl: _Optional[bool] = ...) -> None: ...
 
 class GetCheckpointResponse(_message.Message):
     __slots__ = ("tuple",)
@@ -478,14 +478,14 @@ class ListCheckpointsRequest(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
     FILTER_JSON_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     thread: ThreadRef
     before: str
     limit: int
     filter: _containers.ScalarMap[str, str]
     stale: bool
     filter_json: str
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., before: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Mapping[str, str]] = ..., stale: _Optional[bool] = ..., filter_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., before: _Optional[str] = ..., limit: _Optional[int] = ..., filter: _Optional[_Mapping[str, str]] = ..., stale: _Optional[bool] = ..., filter_json: _Optional[str] = ...) -> None: ...
 
 class ListCheckpointsResponse(_message.Message):
     __slots__ = ("tuples",)
@@ -501,13 +501,13 @@ class PruneCheckpointsRequest(_message.Message):
     OLDER_THAN_MS_FIELD_NUMBER: _ClassVar[int]
     REMOVE_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     thread: ThreadRef
     keep_latest: int
     older_than_ms: int
     remove_id: str
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., keep_latest: _Optional[int] = ..., older_than_ms: _Optional[int] = ..., remove_id: _Optional[str] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[_Union[ThreadRef, _Mapping]] = ..., keep_latest: _Optional[int] = ..., older_than_ms: _Optional[int] = ..., remove_id: _Optional[str] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class PruneCheckpointsResponse(_message.Message):
     __slots__ = ("removed_checkpoints", "removed_blobs", "version")
@@ -533,12 +533,12 @@ class ListAllCheckpointsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     FILTER_JSON_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     after: bytes
     limit: int
     filter: _containers.ScalarMap[str, str]
     filter_json: str
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., after: _Optional[bytes] = ..., limit: _Optional[int] = ..., filter: _Optional[_Mapping[str, str]] = ..., filter_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., after: _Optional[bytes] = ..., limit: _Optional[int] = ..., filter: _Optional[_Mapping[str, str]] = ..., filter_json: _Optional[str] = ...) -> None: ...
 
 class ListAllCheckpointsResponse(_message.Message):
     __slots__ = ("tuples", "more", "next")
@@ -556,11 +556,11 @@ class ListCheckpointNamespacesRequest(_message.Message):
     THREAD_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     thread: str
     namespace: str
     stale: bool
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[str] = ..., namespace: _Optional[str] = ..., stale: _Optional[bool] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[str] = ..., namespace: _Optional[str] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class ListCheckpointNamespacesResponse(_message.Message):
     __slots__ = ("namespaces",)
@@ -574,11 +574,11 @@ class ListThreadsRequest(_message.Message):
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     AFTER_THREAD_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     namespace: str
     after_thread: str
     limit: int
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., namespace: _Optional[str] = ..., after_thread: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., namespace: _Optional[str] = ..., after_thread: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class ThreadInfo(_message.Message):
     __slots__ = ("namespace", "thread", "created_at_ms", "updated_at_ms", "idle_ttl_ms")
@@ -606,9 +606,9 @@ class DeleteForRunsRequest(_message.Message):
     __slots__ = ("header", "run_ids")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     RUN_IDS_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     run_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., run_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., run_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DeleteForRunsResponse(_message.Message):
     __slots__ = ("removed_checkpoints", "removed_blobs")
@@ -625,12 +625,12 @@ class CopyThreadRequest(_message.Message):
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     TARGET_THREAD_FIELD_NUMBER: _ClassVar[int]
     TARGET_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     thread: str
     namespace: str
     target_thread: str
     target_namespace: str
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[str] = ..., namespace: _Optional[str] = ..., target_thread: _Optional[str] = ..., target_namespace: _Optional[str] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[str] = ..., namespace: _Optional[str] = ..., target_thread: _Optional[str] = ..., target_namespace: _Optional[str] = ...) -> None: ...
 
 class CopyThreadResponse(_message.Message):
     __slots__ = ("copied_checkpoints", "copied_writes")
@@ -646,11 +646,11 @@ class DeleteThreadRequest(_message.Message):
     THREAD_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     thread: str
     request_id: bytes
     namespace: str
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[str] = ..., request_id: _Optional[bytes] = ..., namespace: _Optional[str] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., thread: _Optional[str] = ..., request_id: _Optional[bytes] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class DeleteThreadResponse(_message.Message):
     __slots__ = ("deleted", "version")
@@ -696,12 +696,12 @@ class PutModelRequest(_message.Message):
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     model: Model
     expected_version: int
     request_id: bytes
     namespace: str
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., model: _Optional[_Union[Model, _Mapping]] = ..., expected_version: _Optional[int] = ..., request_id: _Optional[bytes] = ..., namespace: _Optional[str] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., model: _Optional[_Union[Model, _Mapping]] = ..., expected_version: _Optional[int] = ..., request_id: _Optional[bytes] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class PutModelResponse(_message.Message):
     __slots__ = ("version",)
@@ -715,11 +715,11 @@ class GetModelRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONSISTENT_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     name: str
     consistent: bool
     namespace: str
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., name: _Optional[str] = ..., consistent: _Optional[bool] = ..., namespace: _Optional[str] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., name: _Optional[str] = ..., consistent: _Optional[bool] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class GetModelResponse(_message.Message):
     __slots__ = ("model",)
@@ -732,10 +732,10 @@ class ListModelsRequest(_message.Message):
     HEADER_FIELD_NUMBER: _ClassVar[int]
     CONSISTENT_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     consistent: bool
     namespace: str
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., consistent: _Optional[bool] = ..., namespace: _Optional[str] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., consistent: _Optional[bool] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
@@ -749,11 +749,11 @@ class DeleteModelRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     name: str
     request_id: bytes
     namespace: str
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., name: _Optional[str] = ..., request_id: _Optional[bytes] = ..., namespace: _Optional[str] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., name: _Optional[str] = ..., request_id: _Optional[bytes] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class DeleteModelResponse(_message.Message):
     __slots__ = ("deleted", "version")
@@ -768,10 +768,10 @@ class WatchModelsRequest(_message.Message):
     HEADER_FIELD_NUMBER: _ClassVar[int]
     FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
-    header: _kv_pb2.RequestHeader
+    header: _common_pb2.RequestHeader
     from_version: int
     namespace: str
-    def __init__(self, header: _Optional[_Union[_kv_pb2.RequestHeader, _Mapping]] = ..., from_version: _Optional[int] = ..., namespace: _Optional[str] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., from_version: _Optional[int] = ..., namespace: _Optional[str] = ...) -> None: ...
 
 class ModelEvent(_message.Message):
     __slots__ = ("version", "name", "model")
@@ -790,5 +790,5 @@ class WatchModelsResponse(_message.Message):
     MOVED_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[ModelEvent]
     progress_version: int
-    moved: _kv_pb2.WatchMoved
-    def __init__(self, events: _Optional[_Iterable[_Union[ModelEvent, _Mapping]]] = ..., progress_version: _Optional[int] = ..., moved: _Optional[_Union[_kv_pb2.WatchMoved, _Mapping]] = ...) -> None: ...
+    moved: _common_pb2.WatchMoved
+    def __init__(self, events: _Optional[_Iterable[_Union[ModelEvent, _Mapping]]] = ..., progress_version: _Optional[int] = ..., moved: _Optional[_Union[_common_pb2.WatchMoved, _Mapping]] = ...) -> None: ...

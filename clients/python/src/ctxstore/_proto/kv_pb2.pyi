@@ -1,45 +1,27 @@
+from ctxstore._proto import common_pb2 as _common_pb2
+from ctxstore._proto import context_pb2 as _context_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from ctxstore._proto.common_pb2 import RequestHeader as RequestHeader
+from ctxstore._proto.common_pb2 import WatchMoved as WatchMoved
+from ctxstore._proto.common_pb2 import ReadMode as ReadMode
 
 DESCRIPTOR: _descriptor.FileDescriptor
-
-class ReadMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-    __slots__ = ()
-    READ_MODE_LEADER: _ClassVar[ReadMode]
-    READ_MODE_FOLLOWER: _ClassVar[ReadMode]
-    READ_MODE_BOUNDED: _ClassVar[ReadMode]
-    READ_MODE_STALE: _ClassVar[ReadMode]
+READ_MODE_LEADER: _common_pb2.ReadMode
+READ_MODE_FOLLOWER: _common_pb2.ReadMode
+READ_MODE_BOUNDED: _common_pb2.ReadMode
+READ_MODE_STALE: _common_pb2.ReadMode
 
 class ReplicaRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REPLICA_ROLE_VOTER: _ClassVar[ReplicaRole]
     REPLICA_ROLE_LEARNER: _ClassVar[ReplicaRole]
-READ_MODE_LEADER: ReadMode
-READ_MODE_FOLLOWER: ReadMode
-READ_MODE_BOUNDED: ReadMode
-READ_MODE_STALE: ReadMode
 REPLICA_ROLE_VOTER: ReplicaRole
 REPLICA_ROLE_LEARNER: ReplicaRole
-
-class RequestHeader(_message.Message):
-    __slots__ = ("shard_id", "conf_ver", "ring_ver", "read_mode", "max_staleness_ms", "min_version")
-    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
-    CONF_VER_FIELD_NUMBER: _ClassVar[int]
-    RING_VER_FIELD_NUMBER: _ClassVar[int]
-    READ_MODE_FIELD_NUMBER: _ClassVar[int]
-    MAX_STALENESS_MS_FIELD_NUMBER: _ClassVar[int]
-    MIN_VERSION_FIELD_NUMBER: _ClassVar[int]
-    shard_id: int
-    conf_ver: int
-    ring_ver: int
-    read_mode: ReadMode
-    max_staleness_ms: int
-    min_version: int
-    def __init__(self, shard_id: _Optional[int] = ..., conf_ver: _Optional[int] = ..., ring_ver: _Optional[int] = ..., read_mode: _Optional[_Union[ReadMode, str]] = ..., max_staleness_ms: _Optional[int] = ..., min_version: _Optional[int] = ...) -> None: ...
 
 class KeyValue(_message.Message):
     __slots__ = ("key", "value", "version", "create_version", "expires_at_ms", "lease_id")
@@ -62,10 +44,10 @@ class GetRequest(_message.Message):
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     key: bytes
     stale: bool
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., stale: _Optional[bool] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ("kv",)
@@ -81,13 +63,13 @@ class PutRequest(_message.Message):
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     key: bytes
     value: bytes
     ttl_ms: int
     request_id: bytes
     lease_id: int
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ..., lease_id: _Optional[int] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ..., lease_id: _Optional[int] = ...) -> None: ...
 
 class PutResponse(_message.Message):
     __slots__ = ("version", "create_version")
@@ -102,10 +84,10 @@ class DeleteRequest(_message.Message):
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     key: bytes
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
     __slots__ = ("deleted", "version")
@@ -125,7 +107,7 @@ class CompareAndSwapRequest(_message.Message):
     DELETE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     key: bytes
     expected_version: int
     value: bytes
@@ -133,7 +115,7 @@ class CompareAndSwapRequest(_message.Message):
     delete: bool
     request_id: bytes
     lease_id: int
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., delete: _Optional[bool] = ..., request_id: _Optional[bytes] = ..., lease_id: _Optional[int] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., expected_version: _Optional[int] = ..., value: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., delete: _Optional[bool] = ..., request_id: _Optional[bytes] = ..., lease_id: _Optional[int] = ...) -> None: ...
 
 class CompareAndSwapResponse(_message.Message):
     __slots__ = ("version", "create_version")
@@ -184,10 +166,10 @@ class BatchRequest(_message.Message):
     HEADER_FIELD_NUMBER: _ClassVar[int]
     OPS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     ops: _containers.RepeatedCompositeFieldContainer[BatchOp]
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., ops: _Optional[_Iterable[_Union[BatchOp, _Mapping]]] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., ops: _Optional[_Iterable[_Union[BatchOp, _Mapping]]] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class BatchResponse(_message.Message):
     __slots__ = ("version",)
@@ -202,12 +184,12 @@ class ScanRequest(_message.Message):
     START_AFTER_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     prefix: bytes
     start_after: bytes
     limit: int
     stale: bool
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., prefix: _Optional[bytes] = ..., start_after: _Optional[bytes] = ..., limit: _Optional[int] = ..., stale: _Optional[bool] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., prefix: _Optional[bytes] = ..., start_after: _Optional[bytes] = ..., limit: _Optional[int] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class ScanResponse(_message.Message):
     __slots__ = ("kvs", "more")
@@ -224,16 +206,26 @@ class BatchCommandsRequest(_message.Message):
     def __init__(self, commands: _Optional[_Iterable[_Union[BatchCommand, _Mapping]]] = ...) -> None: ...
 
 class BatchCommand(_message.Message):
-    __slots__ = ("id", "traceparent", "get", "put")
+    __slots__ = ("id", "traceparent", "get", "put", "append", "read", "put_checkpoint", "put_writes", "get_checkpoint")
     ID_FIELD_NUMBER: _ClassVar[int]
     TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     GET_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
+    APPEND_FIELD_NUMBER: _ClassVar[int]
+    READ_FIELD_NUMBER: _ClassVar[int]
+    PUT_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    PUT_WRITES_FIELD_NUMBER: _ClassVar[int]
+    GET_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     id: int
     traceparent: str
     get: GetRequest
     put: PutRequest
-    def __init__(self, id: _Optional[int] = ..., traceparent: _Optional[str] = ..., get: _Optional[_Union[GetRequest, _Mapping]] = ..., put: _Optional[_Union[PutRequest, _Mapping]] = ...) -> None: ...
+    append: _context_pb2.AppendRequest
+    read: _context_pb2.ReadRequest
+    put_checkpoint: _context_pb2.PutCheckpointRequest
+    put_writes: _context_pb2.PutWritesRequest
+    get_checkpoint: _context_pb2.GetCheckpointRequest
+    def __init__(self, id: _Optional[int] = ..., traceparent: _Optional[str] = ..., get: _Optional[_Union[GetRequest, _Mapping]] = ..., put: _Optional[_Union[PutRequest, _Mapping]] = ..., append: _Optional[_Union[_context_pb2.AppendRequest, _Mapping]] = ..., read: _Optional[_Union[_context_pb2.ReadRequest, _Mapping]] = ..., put_checkpoint: _Optional[_Union[_context_pb2.PutCheckpointRequest, _Mapping]] = ..., put_writes: _Optional[_Union[_context_pb2.PutWritesRequest, _Mapping]] = ..., get_checkpoint: _Optional[_Union[_context_pb2.GetCheckpointRequest, _Mapping]] = ...) -> None: ...
 
 class BatchCommandsResponse(_message.Message):
     __slots__ = ("results",)
@@ -242,16 +234,26 @@ class BatchCommandsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[BatchCommandResult, _Mapping]]] = ...) -> None: ...
 
 class BatchCommandResult(_message.Message):
-    __slots__ = ("id", "get", "put", "error")
+    __slots__ = ("id", "get", "put", "error", "append", "read", "put_checkpoint", "put_writes", "get_checkpoint")
     ID_FIELD_NUMBER: _ClassVar[int]
     GET_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    APPEND_FIELD_NUMBER: _ClassVar[int]
+    READ_FIELD_NUMBER: _ClassVar[int]
+    PUT_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    PUT_WRITES_FIELD_NUMBER: _ClassVar[int]
+    GET_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     id: int
     get: GetResponse
     put: PutResponse
     error: CallStatus
-    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetResponse, _Mapping]] = ..., put: _Optional[_Union[PutResponse, _Mapping]] = ..., error: _Optional[_Union[CallStatus, _Mapping]] = ...) -> None: ...
+    append: _context_pb2.AppendResponse
+    read: _context_pb2.ReadResponse
+    put_checkpoint: _context_pb2.PutCheckpointResponse
+    put_writes: _context_pb2.PutWritesResponse
+    get_checkpoint: _context_pb2.GetCheckpointResponse
+    def __init__(self, id: _Optional[int] = ..., get: _Optional[_Union[GetResponse, _Mapping]] = ..., put: _Optional[_Union[PutResponse, _Mapping]] = ..., error: _Optional[_Union[CallStatus, _Mapping]] = ..., append: _Optional[_Union[_context_pb2.AppendResponse, _Mapping]] = ..., read: _Optional[_Union[_context_pb2.ReadResponse, _Mapping]] = ..., put_checkpoint: _Optional[_Union[_context_pb2.PutCheckpointResponse, _Mapping]] = ..., put_writes: _Optional[_Union[_context_pb2.PutWritesResponse, _Mapping]] = ..., get_checkpoint: _Optional[_Union[_context_pb2.GetCheckpointResponse, _Mapping]] = ...) -> None: ...
 
 class CallStatus(_message.Message):
     __slots__ = ("code", "message", "details")
@@ -269,11 +271,11 @@ class LeaseGrantRequest(_message.Message):
     KEY_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     key: bytes
     ttl_ms: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., ttl_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class LeaseGrantResponse(_message.Message):
     __slots__ = ("id", "ttl_ms", "version")
@@ -291,11 +293,11 @@ class LeaseRevokeRequest(_message.Message):
     KEY_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     key: bytes
     id: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., id: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., id: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class LeaseRevokeResponse(_message.Message):
     __slots__ = ("revoked", "keys_deleted", "version")
@@ -312,10 +314,10 @@ class LeaseKeepAliveRequest(_message.Message):
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     key: bytes
     id: int
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., id: _Optional[int] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., id: _Optional[int] = ...) -> None: ...
 
 class LeaseKeepAliveResponse(_message.Message):
     __slots__ = ("id", "ttl_ms")
@@ -330,10 +332,10 @@ class LeaseInfoRequest(_message.Message):
     HEADER_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     key: bytes
     id: int
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., id: _Optional[int] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., id: _Optional[int] = ...) -> None: ...
 
 class LeaseInfoResponse(_message.Message):
     __slots__ = ("found", "ttl_ms", "remaining_ms", "keys")
@@ -357,7 +359,7 @@ class EnqueueRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     queue: str
     payload: bytes
     priority: int
@@ -365,7 +367,7 @@ class EnqueueRequest(_message.Message):
     idempotency_key: str
     max_attempts: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., payload: _Optional[bytes] = ..., priority: _Optional[int] = ..., delay_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., max_attempts: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., payload: _Optional[bytes] = ..., priority: _Optional[int] = ..., delay_ms: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., max_attempts: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class EnqueueResponse(_message.Message):
     __slots__ = ("task_id", "duplicate", "version")
@@ -404,12 +406,12 @@ class QueueLeaseRequest(_message.Message):
     MAX_TASKS_FIELD_NUMBER: _ClassVar[int]
     VISIBILITY_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     queue: str
     max_tasks: int
     visibility_ms: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., max_tasks: _Optional[int] = ..., visibility_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., max_tasks: _Optional[int] = ..., visibility_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class QueueLeaseResponse(_message.Message):
     __slots__ = ("tasks", "version")
@@ -426,12 +428,12 @@ class QueueAckRequest(_message.Message):
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     queue: str
     task_id: int
     lease_token: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., task_id: _Optional[int] = ..., lease_token: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., task_id: _Optional[int] = ..., lease_token: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class QueueAckResponse(_message.Message):
     __slots__ = ("acked", "version")
@@ -449,13 +451,13 @@ class QueueNackRequest(_message.Message):
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     queue: str
     task_id: int
     lease_token: int
     retry_after_ms: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., task_id: _Optional[int] = ..., lease_token: _Optional[int] = ..., retry_after_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., task_id: _Optional[int] = ..., lease_token: _Optional[int] = ..., retry_after_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class QueueNackResponse(_message.Message):
     __slots__ = ("released", "dead_lettered", "version")
@@ -475,13 +477,13 @@ class QueueExtendRequest(_message.Message):
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     VISIBILITY_MS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     queue: str
     task_id: int
     lease_token: int
     visibility_ms: int
     request_id: bytes
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., task_id: _Optional[int] = ..., lease_token: _Optional[int] = ..., visibility_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ..., task_id: _Optional[int] = ..., lease_token: _Optional[int] = ..., visibility_ms: _Optional[int] = ..., request_id: _Optional[bytes] = ...) -> None: ...
 
 class QueueExtendResponse(_message.Message):
     __slots__ = ("extended", "visible_at_ms", "version")
@@ -497,9 +499,9 @@ class QueueStatsRequest(_message.Message):
     __slots__ = ("header", "queue")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     queue: str
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., queue: _Optional[str] = ...) -> None: ...
 
 class QueueStatsResponse(_message.Message):
     __slots__ = ("ready", "delayed", "leased", "dead", "enqueued_total", "acked_total")
@@ -523,11 +525,11 @@ class WatchRequest(_message.Message):
     KEY_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
-    header: RequestHeader
+    header: _common_pb2.RequestHeader
     key: bytes
     prefix: bytes
     from_version: int
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., prefix: _Optional[bytes] = ..., from_version: _Optional[int] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[_common_pb2.RequestHeader, _Mapping]] = ..., key: _Optional[bytes] = ..., prefix: _Optional[bytes] = ..., from_version: _Optional[int] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
     __slots__ = ("kind", "version", "kv")
@@ -552,16 +554,8 @@ class WatchResponse(_message.Message):
     MOVED_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[WatchEvent]
     progress_version: int
-    moved: WatchMoved
-    def __init__(self, events: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ..., progress_version: _Optional[int] = ..., moved: _Optional[_Union[WatchMoved, _Mapping]] = ...) -> None: ...
-
-class WatchMoved(_message.Message):
-    __slots__ = ("shard_id", "at_version")
-    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
-    AT_VERSION_FIELD_NUMBER: _ClassVar[int]
-    shard_id: int
-    at_version: int
-    def __init__(self, shard_id: _Optional[int] = ..., at_version: _Optional[int] = ...) -> None: ...
+    moved: _common_pb2.WatchMoved
+    def __init__(self, events: _Optional[_Iterable[_Union[WatchEvent, _Mapping]]] = ..., progress_version: _Optional[int] = ..., moved: _Optional[_Union[_common_pb2.WatchMoved, _Mapping]] = ...) -> None: ...
 
 class ErrorDetail(_message.Message):
     __slots__ = ("not_leader", "stale_epoch", "wrong_shard", "shard_unavailable", "invalid_argument", "version_mismatch", "limit_exceeded", "node_not_ready", "sequence_mismatch", "watch_compacted", "not_found", "failed_precondition", "replica_too_stale")

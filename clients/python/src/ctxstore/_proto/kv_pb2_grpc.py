@@ -124,7 +124,8 @@ class KvServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BatchCommands(self, request_iterator, context):
-        """Many `Get` and `Put` calls over one long-lived stream (the bundled Rust client's
+        """Many `Get` and `Put` calls, and the agent calls of a step (`AgentContext`'s
+        Append, Read, PutCheckpoint, PutWrites and GetCheckpoint), over one long-lived stream (the bundled Rust client's
         path, after TiKV's BatchCommands): each message carries the calls its sender had
         ready, each answer message the results that were ready, matched by `id`. Each
         call is served exactly as its unary form, with the stream's credentials as they
