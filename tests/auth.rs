@@ -684,6 +684,10 @@ async fn a_revoked_token_is_refused_everywhere_and_its_watch_ends() {
         "a get on an open batch stream",
         a.get("a/after-restart").await,
     );
+    unauthenticated(
+        "an append on an open batch stream",
+        append(&a, conv("a", "c1")).await,
+    );
     // And the open watch ended with PERMISSION_DENIED.
     let ended = tokio::time::timeout(WAIT, async {
         loop {
