@@ -1,7 +1,7 @@
 //! Applies committed entries to RocksDB: one WriteBatch per round carrying the data,
 //! the dedup records, the shard descriptor and the applied index it all corresponds to.
 
-use crate::error::{ErrInto, Result};
+use crate::error::{ErrInto, Error, Result};
 use crate::fsm::command::{Applier, Change, StateReader};
 use crate::fsm::split::{apply_split, ChildInit};
 use crate::keys;
@@ -79,10 +79,64 @@ pub(crate) fn apply_round(
     engine: &Engine,
     shard: ShardId,
     entries: &[Entry],
-    mut desc: ShardDescriptor,
+    desc: ShardDescriptor,
     conf_state: Vec<u8>,
     watch_gc: &crate::fsm::watch::Gc,
 ) -> Result<Applied> {
+    let applied = round(
+        engine,
+        shard,
+        entries,
+        desc,
+        conf_state,
+        watch_gc,
+        Stall::Wait,
+    )?;
+    applied.ok_or_else(|| Error::Internal("a waiting write gave up".into()))
+}
+
+/// [`apply_round`] on a thread that must not block: `None`, with nothing written,
+/// when RocksDB would stall or slow down the round's write
+/// ([`Engine::write_unless_stalled`]). The round can then run again with
+/// `apply_round` on a blocking thread: it reads the same state and writes the same
+/// batch.
+pub(crate) fn try_apply_round(
+    engine: &Engine,
+    shard: ShardId,
+    entries: &[Entry],
+    desc: ShardDescriptor,
+    conf_state: Vec<u8>,
+    watch_gc: &crate::fsm::watch::Gc,
+) -> Result<Option<Applied>> {
+    round(
+        engine,
+        shard,
+        entries,
+        desc,
+        conf_state,
+        watch_gc,
+        Stall::GiveUp,
+    )
+}
+
+/// What a round's write does when RocksDB would stall it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stall {
+    /// Wait for it (a blocking thread).
+    Wait,
+    /// Write nothing and say so (an async task).
+    GiveUp,
+}
+
+fn round(
+    engine: &Engine,
+    shard: ShardId,
+    entries: &[Entry],
+    mut desc: ShardDescriptor,
+    conf_state: Vec<u8>,
+    watch_gc: &crate::fsm::watch::Gc,
+    stall: Stall,
+) -> Result<Option<Applied>> {
     let reader = EngineReader { engine };
     let mut applier = Applier::new(&reader);
     if shard != META_SHARD {
@@ -290,8 +344,15 @@ pub(crate) fn apply_round(
         changes.sort_by_key(|c| c.version);
     }
     crate::fsm::watch::persist(&mut batch, engine, shard, &changes, watch_gc);
-    engine.write(batch)?;
-    Ok(Applied {
+    match stall {
+        Stall::Wait => engine.write(batch)?,
+        Stall::GiveUp => {
+            if !engine.write_unless_stalled(batch)? {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(Applied {
         results,
         desc,
         applied_index,
@@ -299,7 +360,7 @@ pub(crate) fn apply_round(
         meta,
         changes,
         split,
-    })
+    }))
 }
 
 /// Deletes every dedup bucket before the one before `now_ms`'s: a record written at t
@@ -359,6 +420,94 @@ mod tests {
             b"k".to_vec(),
             b"v".to_vec(),
         )
+    }
+
+    /// A descriptor owning the whole hash space (with no arcs every put is refused).
+    fn owning_all() -> ShardDescriptor {
+        ShardDescriptor {
+            shard_id: 7,
+            conf_ver: 1,
+            arcs: vec![crate::proto::HashRange {
+                lo: 0,
+                hi: u64::MAX,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_round_whose_write_would_stall_writes_nothing_until_a_waiting_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::open(dir.path()).expect("open");
+        let shard = ShardId(7);
+        let gc = Default::default();
+        let applied_index = || {
+            engine
+                .get_decoded::<ApplyState>(keys::CF_META, &keys::apply_state_key(shard))
+                .expect("read")
+                .map(|s| s.applied_index)
+        };
+        let first = try_apply_round(
+            &engine,
+            shard,
+            &[entry(1, 5, "r1")],
+            owning_all(),
+            vec![],
+            &gc,
+        )
+        .expect("apply");
+        let first = first.expect("a write that need not wait applies");
+        assert!(
+            matches!(
+                first.results.first(),
+                Some((1, 1, r)) if r.result.is_some() && !matches!(r.result, Some(command_result::Result::NotOwned(_)))
+            ),
+            "the put applied: {:?}",
+            first.results
+        );
+        assert_eq!(applied_index(), Some(1));
+        // Writes stop at one level-0 file, and one file is too few to compact (four
+        // are needed): flushing the first round's key makes that file.
+        engine
+            .set_cf_options(
+                keys::CF_DATA,
+                &[
+                    ("level0_slowdown_writes_trigger", "1"),
+                    ("level0_stop_writes_trigger", "1"),
+                ],
+            )
+            .expect("options");
+        let files = engine.flush_cf(keys::CF_DATA).expect("flush");
+        assert_eq!(files, 1, "one level-0 file of data");
+        let second = [entry(2, 6, "r2")];
+        // On a thread of its own: a write that waited for the stop would never return.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (e2, s2) = (engine.clone(), second.clone());
+        std::thread::spawn(move || {
+            let r = try_apply_round(&e2, shard, &s2, owning_all(), vec![], &Default::default());
+            let _ = tx.send(r.map(|a| a.is_none()));
+        });
+        let gave_up = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the round answers at once, without waiting for the stop to end")
+            .expect("no error: a stall is not a failure");
+        assert!(gave_up, "the round gave up");
+        assert_eq!(applied_index(), Some(1), "and wrote nothing");
+        // The stop ends (as a compaction would end it), and on a thread that may wait
+        // the round applies.
+        engine
+            .set_cf_options(
+                keys::CF_DATA,
+                &[
+                    ("level0_slowdown_writes_trigger", "20"),
+                    ("level0_stop_writes_trigger", "36"),
+                ],
+            )
+            .expect("options");
+        let applied =
+            apply_round(&engine, shard, &second, owning_all(), vec![], &gc).expect("apply");
+        assert_eq!(applied.applied_index, 2);
+        assert_eq!(applied_index(), Some(2));
     }
 
     #[test]

@@ -131,6 +131,45 @@ impl Engine {
         self.db.write(batch).err_into()
     }
 
+    /// Writes a batch without a sync unless RocksDB would stall or slow the write
+    /// down (too many memtables or level-0 files): then writes nothing and answers
+    /// `false`. For writes made on an async task, which must not block its thread.
+    pub(crate) fn write_unless_stalled(&self, batch: rocksdb::WriteBatch) -> Result<bool> {
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_no_slowdown(true);
+        let bytes = batch.size_in_bytes();
+        match self.db.write_opt(batch, &opts) {
+            Ok(()) => {
+                self.written
+                    .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => {
+                tracing::debug!(bytes, "a write would stall; handed to a blocking thread");
+                Ok(false)
+            }
+            Err(e) => Err(e).err_into(),
+        }
+    }
+
+    /// Sets mutable options of column family `cf` (tests: e.g. to make writes stall).
+    #[cfg(test)]
+    pub(crate) fn set_cf_options(&self, cf: &str, opts: &[(&str, &str)]) -> Result<()> {
+        self.db.set_options_cf(self.cf(cf), opts).err_into()
+    }
+
+    /// Flushes column family `cf`'s memtable to a level-0 file (tests); answers how
+    /// many level-0 files `cf` has then.
+    #[cfg(test)]
+    pub(crate) fn flush_cf(&self, cf: &str) -> Result<u64> {
+        self.db.flush_cf(self.cf(cf)).err_into()?;
+        let files = self
+            .db
+            .property_int_value_cf(self.cf(cf), "rocksdb.num-files-at-level0")
+            .err_into()?;
+        Ok(files.unwrap_or(0))
+    }
+
     fn count(&self, batch: &rocksdb::WriteBatch) {
         self.written.fetch_add(
             batch.size_in_bytes() as u64,
