@@ -65,10 +65,8 @@ async fn next(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_call_on_a_stream_gets_the_answer_of_its_unary_form() {
-    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 1).await;
-    cluster.wait_all_leaders().await;
+/// `http://` and the address of shard 1's leader.
+async fn leader_of_shard1(cluster: &TestCluster) -> String {
     let leader = wait_for("the leader of shard 1", WAIT, || async {
         for (i, n) in cluster.nodes.iter().enumerate() {
             let s = n.as_ref().expect("running").status().await;
@@ -79,7 +77,36 @@ async fn each_call_on_a_stream_gets_the_answer_of_its_unary_form() {
         None
     })
     .await;
-    let addr = format!("http://{}", cluster.addrs()[leader]);
+    format!("http://{}", cluster.addrs()[leader])
+}
+
+/// A client of `cluster`, sending its calls on batch streams or unary.
+async fn client(cluster: &TestCluster, batch_calls: bool) -> Client {
+    Client::connect_with(
+        &cluster.addrs(),
+        ClientOptions {
+            batch_calls,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("client")
+}
+
+/// Waits for the answers of a stream whose request side closed to end, cleanly.
+async fn assert_ends(answers: &mut tonic::Streaming<ctxstore::proto::BatchCommandsResponse>) {
+    assert!(tokio::time::timeout(WAIT, answers.message())
+        .await
+        .expect("the stream ends in time")
+        .expect("cleanly")
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_call_on_a_stream_gets_the_answer_of_its_unary_form() {
+    let cluster = TestCluster::start_with(3, |c| c.initial_shards = 1).await;
+    cluster.wait_all_leaders().await;
+    let addr = leader_of_shard1(&cluster).await;
     let mut unary = KvClient::connect(addr.clone()).await.expect("connect");
     let mut kv = KvClient::connect(addr).await.expect("connect");
     // Over `limits.max-value-size` (4 MiB), within the gRPC message limit.
@@ -189,11 +216,7 @@ async fn each_call_on_a_stream_gets_the_answer_of_its_unary_form() {
     );
     // Closing the request side ends the answers once every call has answered.
     drop(tx);
-    assert!(tokio::time::timeout(WAIT, answers.message())
-        .await
-        .expect("the stream ends in time")
-        .expect("cleanly")
-        .is_none());
+    assert_ends(&mut answers).await;
     cluster.shutdown().await;
 }
 
@@ -279,17 +302,7 @@ async fn agent_calls_on_a_stream_get_the_answers_of_their_unary_forms() {
     use batch_command_result::Result as Answer;
     let cluster = TestCluster::start_with(3, |c| c.initial_shards = 1).await;
     cluster.wait_all_leaders().await;
-    let leader = wait_for("the leader of shard 1", WAIT, || async {
-        for (i, n) in cluster.nodes.iter().enumerate() {
-            let s = n.as_ref().expect("running").status().await;
-            if shard1(&s).role == "leader" {
-                return Some(i);
-            }
-        }
-        None
-    })
-    .await;
-    let addr = format!("http://{}", cluster.addrs()[leader]);
+    let addr = leader_of_shard1(&cluster).await;
     let mut unary = AgentContextClient::connect(addr.clone())
         .await
         .expect("connect");
@@ -417,11 +430,7 @@ async fn agent_calls_on_a_stream_get_the_answers_of_their_unary_forms() {
         results[&8]
     );
     drop(tx);
-    assert!(tokio::time::timeout(WAIT, answers.message())
-        .await
-        .expect("the stream ends in time")
-        .expect("cleanly")
-        .is_none());
+    assert_ends(&mut answers).await;
     cluster.shutdown().await;
 }
 
@@ -433,15 +442,7 @@ async fn concurrent_agent_steps_of_one_client_each_land_once() {
     let cluster = TestCluster::start_with(3, |c| c.initial_shards = 4).await;
     cluster.wait_all_leaders().await;
     for batch_calls in [true, false] {
-        let c = Client::connect_with(
-            &cluster.addrs(),
-            ClientOptions {
-                batch_calls,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("client");
+        let c = client(&cluster, batch_calls).await;
         let tasks: Vec<_> = (0..48)
             .map(|i| {
                 let c: Client = c.clone();
@@ -494,15 +495,7 @@ async fn concurrent_calls_of_one_client_each_get_their_own_answer() {
     let cluster = TestCluster::start_with(3, |c| c.initial_shards = 4).await;
     cluster.wait_all_leaders().await;
     for batch_calls in [true, false] {
-        let c = Client::connect_with(
-            &cluster.addrs(),
-            ClientOptions {
-                batch_calls,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("client");
+        let c = client(&cluster, batch_calls).await;
         let tasks: Vec<_> = (0..400)
             .map(|i| {
                 let c: Client = c.clone();
