@@ -96,6 +96,40 @@ async fn sigkill_of_leader_loses_no_acknowledged_write() {
     }
 }
 
+/// A leader that stops answering without closing its connections (SIGSTOP) does not
+/// hold a client's calls until their deadline: the client's HTTP/2 keepalive gives up
+/// the connection, and the calls fail over to the new leader within the default
+/// 10 s deadline. Without the keepalive, the put to the paused leader's open batch
+/// stream waited for its whole deadline and failed with `Timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_does_not_hold_calls_until_their_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (procs, addrs) = start_cluster(dir.path(), 3, &[]);
+    let client = Client::connect(&addrs).await.expect("client");
+    let leader = wait_for("a leader among the processes", WAIT, || {
+        leader_index(&client, &addrs)
+    })
+    .await;
+    // The client knows the leader and has its batch stream open.
+    client.put("before", "v0").await.expect("put");
+    procs[leader].pause();
+    let paused = std::time::Instant::now();
+    let put = client.put("during", "v1").await;
+    let get = client.get("before").await;
+    eprintln!(
+        "a put and a get with the leader paused took {:?}",
+        paused.elapsed()
+    );
+    procs[leader].resume();
+    let version = put.expect("a put while the leader is paused").version;
+    let kv = get
+        .expect("a linearizable get while the leader is paused")
+        .expect("the key exists");
+    assert_eq!(kv.value.as_ref(), b"v0");
+    let kv = client.get("during").await.expect("get").expect("exists");
+    assert_eq!((kv.value.as_ref(), kv.version), (b"v1".as_ref(), version));
+}
+
 fn ctxctl(endpoints: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(common::procs::ctxctl_bin())
         .arg("--endpoints")

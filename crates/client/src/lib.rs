@@ -57,6 +57,13 @@ use std::time::Duration;
 use trace::Channel;
 
 /// Client settings.
+/// How often a connection with calls in flight is pinged (HTTP/2 PING).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a ping may go unanswered before the connection is given up: a node
+/// that stopped answering is left within about 5 s, well inside a call's default
+/// 10 s deadline, and a busy node has 3 s to answer.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
     /// Deadline for one request including all retries (default 10 s).
@@ -302,6 +309,15 @@ impl Client {
             let ch = trace::Traced::new(
                 ep.connect_timeout(connect_timeout)
                     .tcp_nodelay(true)
+                    // A node that stops answering without closing its connections (a
+                    // paused process, a partition that drops packets) would hold every
+                    // call sent to it until the call's deadline. An HTTP/2 ping
+                    // unanswered for KEEPALIVE_TIMEOUT ends the connection instead, and
+                    // its calls fail over to another replica like after a refused
+                    // connection.
+                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                    .keep_alive_while_idle(false)
                     .connect_lazy(),
             )
             .with_authorization(authorization);
