@@ -56,7 +56,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use trace::Channel;
 
-/// Client settings.
 /// How often a connection with calls in flight is pinged (HTTP/2 PING).
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a ping may go unanswered before the connection is given up: a node
@@ -64,6 +63,7 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 /// 10 s deadline, and a busy node has 3 s to answer.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Client settings.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
     /// Deadline for one request including all retries (default 10 s).
