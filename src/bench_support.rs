@@ -1,7 +1,6 @@
 //! Entry points for `benches/` into internal layers. Not a stable API.
 
 use crate::error::Result;
-use crate::proto::ShardDescriptor;
 use crate::storage::{Engine, PeerStorage};
 use crate::types::ShardId;
 use raft::eraftpb::Entry;
@@ -126,15 +125,7 @@ impl ApplyPath {
             &entries,
             // Owning the whole hash space: with no arcs every command is refused as
             // not owned.
-            ShardDescriptor {
-                shard_id: 1,
-                conf_ver: 1,
-                arcs: vec![crate::proto::HashRange {
-                    lo: 0,
-                    hi: u64::MAX,
-                }],
-                ..Default::default()
-            },
+            crate::meta::state::whole_ring_descriptor(ShardId(1)),
             Vec::new(),
             &Default::default(),
         )?;

@@ -1,7 +1,7 @@
 //! Applies committed entries to RocksDB: one WriteBatch per round carrying the data,
 //! the dedup records, the shard descriptor and the applied index it all corresponds to.
 
-use crate::error::{ErrInto, Error, Result};
+use crate::error::{ErrInto, Result};
 use crate::fsm::command::{Applier, Change, StateReader};
 use crate::fsm::split::{apply_split, ChildInit};
 use crate::keys;
@@ -83,16 +83,9 @@ pub(crate) fn apply_round(
     conf_state: Vec<u8>,
     watch_gc: &crate::fsm::watch::Gc,
 ) -> Result<Applied> {
-    let applied = round(
-        engine,
-        shard,
-        entries,
-        desc,
-        conf_state,
-        watch_gc,
-        Stall::Wait,
-    )?;
-    applied.ok_or_else(|| Error::Internal("a waiting write gave up".into()))
+    let (batch, applied) = prepare_round(engine, shard, entries, desc, conf_state, watch_gc)?;
+    engine.write(batch)?;
+    Ok(applied)
 }
 
 /// [`apply_round`] on a thread that must not block: `None`, with nothing written,
@@ -108,35 +101,19 @@ pub(crate) fn try_apply_round(
     conf_state: Vec<u8>,
     watch_gc: &crate::fsm::watch::Gc,
 ) -> Result<Option<Applied>> {
-    round(
-        engine,
-        shard,
-        entries,
-        desc,
-        conf_state,
-        watch_gc,
-        Stall::GiveUp,
-    )
+    let (batch, applied) = prepare_round(engine, shard, entries, desc, conf_state, watch_gc)?;
+    Ok(engine.write_unless_stalled(batch)?.then_some(applied))
 }
 
-/// What a round's write does when RocksDB would stall it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stall {
-    /// Wait for it (a blocking thread).
-    Wait,
-    /// Write nothing and say so (an async task).
-    GiveUp,
-}
-
-fn round(
+/// The round's write batch, and what the round applied once it is written.
+fn prepare_round(
     engine: &Engine,
     shard: ShardId,
     entries: &[Entry],
     mut desc: ShardDescriptor,
     conf_state: Vec<u8>,
     watch_gc: &crate::fsm::watch::Gc,
-    stall: Stall,
-) -> Result<Option<Applied>> {
+) -> Result<(rocksdb::WriteBatch, Applied)> {
     let reader = EngineReader { engine };
     let mut applier = Applier::new(&reader);
     if shard != META_SHARD {
@@ -344,15 +321,7 @@ fn round(
         changes.sort_by_key(|c| c.version);
     }
     crate::fsm::watch::persist(&mut batch, engine, shard, &changes, watch_gc);
-    match stall {
-        Stall::Wait => engine.write(batch)?,
-        Stall::GiveUp => {
-            if !engine.write_unless_stalled(batch)? {
-                return Ok(None);
-            }
-        }
-    }
-    Ok(Some(Applied {
+    let applied = Applied {
         results,
         desc,
         applied_index,
@@ -360,7 +329,8 @@ fn round(
         meta,
         changes,
         split,
-    }))
+    };
+    Ok((batch, applied))
 }
 
 /// Deletes every dedup bucket before the one before `now_ms`'s: a record written at t
@@ -424,15 +394,7 @@ mod tests {
 
     /// A descriptor owning the whole hash space (with no arcs every put is refused).
     fn owning_all() -> ShardDescriptor {
-        ShardDescriptor {
-            shard_id: 7,
-            conf_ver: 1,
-            arcs: vec![crate::proto::HashRange {
-                lo: 0,
-                hi: u64::MAX,
-            }],
-            ..Default::default()
-        }
+        crate::meta::state::whole_ring_descriptor(ShardId(7))
     }
 
     #[test]
@@ -460,7 +422,7 @@ mod tests {
         assert!(
             matches!(
                 first.results.first(),
-                Some((1, 1, r)) if r.result.is_some() && !matches!(r.result, Some(command_result::Result::NotOwned(_)))
+                Some((1, 1, r)) if matches!(r.result, Some(command_result::Result::Ok(_)))
             ),
             "the put applied: {:?}",
             first.results

@@ -58,6 +58,12 @@ pub(crate) fn bootstrap_descriptor(
     }
 }
 
+/// A descriptor of `shard` without replicas owning the whole hash space, as shard 1
+/// of a one-shard cluster does (benches and tests of the apply path).
+pub(crate) fn whole_ring_descriptor(shard: ShardId) -> ShardDescriptor {
+    bootstrap_descriptor(shard, &[], (1, 1), ranges::to_proto(&ranges::even_arcs(1)))
+}
+
 /// The descriptors of a brand-new cluster, meta shard first: shard 0 on the first
 /// (up to) three members, data shard `s` on up to 3 consecutive members starting at
 /// member `s - 1` (round-robin), owning the `s`-th of `shards` equal contiguous arcs
