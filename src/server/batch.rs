@@ -46,25 +46,25 @@ const MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// trace span.
 fn names(cmd: &Option<batch_command::Cmd>) -> (&'static str, &'static str, &'static str) {
     use batch_command::Cmd;
-    const KV: &str = "ctxstore.v1.Kv";
-    const AGENT: &str = "ctxstore.v1.AgentContext";
+    // The path is `/<service>/<method>`, built at compile time.
+    macro_rules! unary {
+        ($service:literal, $method:literal) => {
+            (
+                concat!("ctxstore.v1.", $service),
+                $method,
+                concat!("/ctxstore.v1.", $service, "/", $method),
+            )
+        };
+    }
     match cmd {
-        Some(Cmd::Get(_)) => (KV, "Get", "/ctxstore.v1.Kv/Get"),
-        Some(Cmd::Put(_)) => (KV, "Put", "/ctxstore.v1.Kv/Put"),
-        Some(Cmd::Append(_)) => (AGENT, "Append", "/ctxstore.v1.AgentContext/Append"),
-        Some(Cmd::Read(_)) => (AGENT, "Read", "/ctxstore.v1.AgentContext/Read"),
-        Some(Cmd::PutCheckpoint(_)) => (
-            AGENT,
-            "PutCheckpoint",
-            "/ctxstore.v1.AgentContext/PutCheckpoint",
-        ),
-        Some(Cmd::PutWrites(_)) => (AGENT, "PutWrites", "/ctxstore.v1.AgentContext/PutWrites"),
-        Some(Cmd::GetCheckpoint(_)) => (
-            AGENT,
-            "GetCheckpoint",
-            "/ctxstore.v1.AgentContext/GetCheckpoint",
-        ),
-        None => (KV, "unknown", "/ctxstore.v1.Kv/unknown"),
+        Some(Cmd::Get(_)) => unary!("Kv", "Get"),
+        Some(Cmd::Put(_)) => unary!("Kv", "Put"),
+        Some(Cmd::Append(_)) => unary!("AgentContext", "Append"),
+        Some(Cmd::Read(_)) => unary!("AgentContext", "Read"),
+        Some(Cmd::PutCheckpoint(_)) => unary!("AgentContext", "PutCheckpoint"),
+        Some(Cmd::PutWrites(_)) => unary!("AgentContext", "PutWrites"),
+        Some(Cmd::GetCheckpoint(_)) => unary!("AgentContext", "GetCheckpoint"),
+        None => unary!("Kv", "unknown"),
     }
 }
 
