@@ -1,8 +1,9 @@
 //! Applies committed entries to RocksDB: one WriteBatch per round carrying the data,
 //! the dedup records, the shard descriptor and the applied index it all corresponds to.
 
-use crate::error::{ErrInto, Result};
+use crate::error::Result;
 use crate::fsm::command::{Applier, Change, StateReader};
+use crate::fsm::read::ReadBudget;
 use crate::fsm::split::{apply_split, ChildInit};
 use crate::keys;
 use crate::proto::{
@@ -20,19 +21,34 @@ const DEDUP_PURGE_EVERY: u64 = 4096;
 
 struct EngineReader<'a> {
     engine: &'a Engine,
+    /// Anything, or memory only ([`try_apply_round`]).
+    budget: ReadBudget,
+}
+
+impl EngineReader<'_> {
+    fn get<M: Message + Default>(&self, cf: &str, key: &[u8]) -> Result<Option<M>> {
+        let r = self
+            .engine
+            .db()
+            .get_pinned_cf_opt(self.engine.cf(cf), key, &self.budget.opts());
+        match self.budget.step(r)? {
+            Some(v) => Ok(Some(M::decode(v.as_ref())?)),
+            None => Ok(None),
+        }
+    }
 }
 
 impl StateReader for EngineReader<'_> {
     fn value(&self, dk: &[u8]) -> Result<Option<ValueRecord>> {
-        self.engine.get_decoded(keys::CF_DATA, dk)
+        self.get(keys::CF_DATA, dk)
     }
 
     fn dedup(&self, dk: &[u8]) -> Result<Option<DedupRecord>> {
-        self.engine.get_decoded(keys::CF_META, dk)
+        self.get(keys::CF_META, dk)
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, ValueRecord)>> {
-        let mut opts = rocksdb::ReadOptions::default();
+        let mut opts = self.budget.opts();
         opts.set_iterate_upper_bound(end.to_vec());
         let iter = self.engine.db().iterator_cf_opt(
             self.engine.cf(keys::CF_DATA),
@@ -44,7 +60,7 @@ impl StateReader for EngineReader<'_> {
             if out.len() >= limit {
                 break;
             }
-            let (k, v) = item.err_into()?;
+            let (k, v) = self.budget.step(item)?;
             out.push((k.to_vec(), ValueRecord::decode(v.as_ref())?));
         }
         Ok(out)
@@ -83,16 +99,21 @@ pub(crate) fn apply_round(
     conf_state: Vec<u8>,
     watch_gc: &crate::fsm::watch::Gc,
 ) -> Result<Applied> {
-    let (batch, applied) = prepare_round(engine, shard, entries, desc, conf_state, watch_gc)?;
+    let reader = EngineReader {
+        engine,
+        budget: ReadBudget::unbounded(),
+    };
+    let (batch, applied) = prepare_round(&reader, shard, entries, desc, conf_state, watch_gc)?;
     engine.write(batch)?;
     Ok(applied)
 }
 
 /// [`apply_round`] on a thread that must not block: `None`, with nothing written,
-/// when RocksDB would stall or slow down the round's write
-/// ([`Engine::write_unless_stalled`]). The round can then run again with
-/// `apply_round` on a blocking thread: it reads the same state and writes the same
-/// batch.
+/// when a read of the round needs the disk or more records than a memory read may
+/// take ([`ReadBudget::in_memory`]), or when RocksDB would stall or slow down the
+/// round's write ([`Engine::write_unless_stalled`]). The round can then run again
+/// with `apply_round` on a blocking thread: it reads the same state and writes the
+/// same batch.
 pub(crate) fn try_apply_round(
     engine: &Engine,
     shard: ShardId,
@@ -101,21 +122,31 @@ pub(crate) fn try_apply_round(
     conf_state: Vec<u8>,
     watch_gc: &crate::fsm::watch::Gc,
 ) -> Result<Option<Applied>> {
-    let (batch, applied) = prepare_round(engine, shard, entries, desc, conf_state, watch_gc)?;
+    let reader = EngineReader {
+        engine,
+        budget: ReadBudget::in_memory(),
+    };
+    let prepared = prepare_round(&reader, shard, entries, desc, conf_state, watch_gc);
+    // A round that met a read memory could not answer is not used, even if it
+    // swallowed the miss.
+    if reader.budget.missed() {
+        return Ok(None);
+    }
+    let (batch, applied) = prepared?;
     Ok(engine.write_unless_stalled(batch)?.then_some(applied))
 }
 
 /// The round's write batch, and what the round applied once it is written.
 fn prepare_round(
-    engine: &Engine,
+    reader: &EngineReader<'_>,
     shard: ShardId,
     entries: &[Entry],
     mut desc: ShardDescriptor,
     conf_state: Vec<u8>,
     watch_gc: &crate::fsm::watch::Gc,
 ) -> Result<(rocksdb::WriteBatch, Applied)> {
-    let reader = EngineReader { engine };
-    let mut applier = Applier::new(&reader);
+    let engine = reader.engine;
+    let mut applier = Applier::new(reader);
     if shard != META_SHARD {
         applier.set_owner(ranges::arcs_of(&desc), desc.ring_ver);
     }
@@ -123,8 +154,8 @@ fn prepare_round(
     let mut results = Vec::new();
     let mut last_now_ms = 0;
     let mut meta = if shard == META_SHARD {
-        let mut state = engine
-            .get_decoded::<MetaState>(keys::CF_META, &keys::meta_state_key())?
+        let mut state = reader
+            .get::<MetaState>(keys::CF_META, &keys::meta_state_key())?
             .unwrap_or_default();
         crate::meta::state::upgrade(&mut state);
         Some(state)
@@ -470,6 +501,53 @@ mod tests {
             apply_round(&engine, shard, &second, owning_all(), vec![], &gc).expect("apply");
         assert_eq!(applied.applied_index, 2);
         assert_eq!(applied_index(), Some(2));
+    }
+
+    #[test]
+    fn a_round_whose_read_needs_the_disk_writes_nothing_until_a_waiting_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shard = ShardId(7);
+        let gc = Default::default();
+        {
+            let engine = Engine::open(dir.path()).expect("open");
+            apply_round(
+                &engine,
+                shard,
+                &[entry(1, 5, "r1")],
+                owning_all(),
+                vec![],
+                &gc,
+            )
+            .expect("apply");
+            engine.flush_cf(keys::CF_DATA).expect("flush");
+            engine.flush_cf(keys::CF_META).expect("flush");
+        }
+        // Reopened: key `k`'s record is only in an SST file, none of it cached, and
+        // a put of `k` reads it first (for its create version).
+        let engine = Engine::open(dir.path()).expect("open");
+        let applied_index = || {
+            engine
+                .get_decoded::<ApplyState>(keys::CF_META, &keys::apply_state_key(shard))
+                .expect("read")
+                .map(|s| s.applied_index)
+        };
+        let second = [entry(2, 6, "r2")];
+        let tried = try_apply_round(&engine, shard, &second, owning_all(), vec![], &gc)
+            .expect("no error: a miss is not a failure");
+        assert!(tried.is_none(), "the round gave up on the disk read");
+        assert_eq!(applied_index(), Some(1), "and wrote nothing");
+        let applied =
+            apply_round(&engine, shard, &second, owning_all(), vec![], &gc).expect("apply");
+        assert_eq!(applied.applied_index, 2);
+        let rec = engine
+            .get_decoded::<ValueRecord>(keys::CF_DATA, &keys::data_key(b"k"))
+            .expect("read")
+            .expect("k exists");
+        assert_eq!(
+            (rec.version, rec.create_version),
+            (2, 1),
+            "the put kept the create version it read from the disk"
+        );
     }
 
     #[test]

@@ -35,11 +35,70 @@ pub(crate) struct View<'a> {
     engine: &'a Engine,
     snap: rocksdb::Snapshot<'a>,
     now: u64,
-    /// Memory-only view ([`View::in_memory`]): the records it may still read.
+    /// What it may read: anything, or memory only ([`View::in_memory`]).
+    budget: ReadBudget,
+}
+
+/// What a read may take: anything, or only what memory holds (the memtables and the
+/// block cache) and at most [`MEMORY_READ_STEPS`] records. A memory-only read that
+/// meets more is marked as missed, and its result, whatever it is, is not used: it
+/// runs again, unbounded, on a blocking thread ([`View::in_memory`], and the apply
+/// path's small rounds).
+pub(crate) struct ReadBudget {
+    /// Memory only: the records it may still read.
     memory: Option<Cell<usize>>,
     /// A memory-only read found something it may not read (on disk, or past its
-    /// steps): its result, whatever it is, is not used.
+    /// steps).
     missed: Cell<bool>,
+}
+
+impl ReadBudget {
+    /// Reads anything.
+    pub(crate) fn unbounded() -> Self {
+        Self {
+            memory: None,
+            missed: Cell::new(false),
+        }
+    }
+
+    /// Reads only what memory holds, at most [`MEMORY_READ_STEPS`] records.
+    pub(crate) fn in_memory() -> Self {
+        Self {
+            memory: Some(Cell::new(MEMORY_READ_STEPS)),
+            missed: Cell::new(false),
+        }
+    }
+
+    /// Whether a memory-only read met something it may not read.
+    pub(crate) fn missed(&self) -> bool {
+        self.missed.get()
+    }
+
+    /// Read options for this budget (memory only when it is).
+    pub(crate) fn opts(&self) -> rocksdb::ReadOptions {
+        let mut opts = rocksdb::ReadOptions::default();
+        if self.memory.is_some() {
+            opts.set_read_tier(rocksdb::ReadTier::BlockCache);
+        }
+        opts
+    }
+
+    /// Takes one record's step and maps a RocksDB error; a memory-only read that
+    /// runs out of steps, or meets a read that needs the disk, is marked as missed
+    /// and fails.
+    pub(crate) fn step<T>(&self, r: std::result::Result<T, rocksdb::Error>) -> Result<T> {
+        if let Some(left) = &self.memory {
+            let incomplete = matches!(&r, Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete);
+            if incomplete || left.get() == 0 {
+                self.missed.set(true);
+                return Err(crate::error::Error::Storage(
+                    "a memory-only read needs the disk".into(),
+                ));
+            }
+            left.set(left.get() - 1);
+        }
+        r.err_into()
+    }
 }
 
 impl<'a> View<'a> {
@@ -49,8 +108,7 @@ impl<'a> View<'a> {
             engine,
             snap: engine.db().snapshot(),
             now,
-            memory: None,
-            missed: Cell::new(false),
+            budget: ReadBudget::unbounded(),
         }
     }
 
@@ -65,11 +123,11 @@ impl<'a> View<'a> {
         f: impl FnOnce(&View<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
         let view = Self {
-            memory: Some(Cell::new(MEMORY_READ_STEPS)),
+            budget: ReadBudget::in_memory(),
             ..Self::new(engine, now)
         };
         let r = f(&view);
-        if view.missed.get() {
+        if view.budget.missed() {
             return Ok(None);
         }
         r.map(Some)
@@ -77,29 +135,14 @@ impl<'a> View<'a> {
 
     /// Read options at this view's snapshot (memory only for an in-memory view).
     fn opts(&self) -> rocksdb::ReadOptions {
-        let mut opts = rocksdb::ReadOptions::default();
+        let mut opts = self.budget.opts();
         opts.set_snapshot(&self.snap);
-        if self.memory.is_some() {
-            opts.set_read_tier(rocksdb::ReadTier::BlockCache);
-        }
         opts
     }
 
-    /// Takes one record's step of an in-memory view and maps a RocksDB error; an
-    /// in-memory view that runs out of steps, or meets a read that needs the disk,
-    /// is marked as missed.
+    /// Takes one record's step of this view's budget ([`ReadBudget::step`]).
     fn step<T>(&self, r: std::result::Result<T, rocksdb::Error>) -> Result<T> {
-        if let Some(left) = &self.memory {
-            let incomplete = matches!(&r, Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete);
-            if incomplete || left.get() == 0 {
-                self.missed.set(true);
-                return Err(crate::error::Error::Storage(
-                    "a memory-only read needs the disk".into(),
-                ));
-            }
-            left.set(left.get() - 1);
-        }
-        r.err_into()
+        self.budget.step(r)
     }
 
     /// The stored bytes of a key of `cf` in this view, pinned in RocksDB's buffer (no
