@@ -456,6 +456,9 @@ async fn heartbeats_carry_the_routes_only_when_they_changed() {
         let got = client.get(k.clone()).await.expect("get");
         assert!(got.is_some(), "{k}");
     }
+    // Closes every node's RocksDB before the process exits: a database still open
+    // then can abort the exit ("pthread lock: Invalid argument").
+    cluster.shutdown().await;
 }
 
 /// Every node's routing table, fetched with raw gRPC.
